@@ -102,14 +102,17 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r} (use true or false)")
 
 
-def coerce(name: str, value, default):
+def coerce(name: str, value, default, source: str = ""):
     """Return `value` converted to the type of `default`, or raise UsageError naming the constant.
 
-    Strings (from the command line) are parsed; values from a TOML file must already have the right
-    type (an int is accepted where a float is expected). Lists accept a TOML array literal
+    Strings from the command line are parsed; values from a TOML file (`source` names it) must already
+    have the right type (an int is accepted where a float is expected). Lists accept a TOML array literal
     (`[1, 2]`, `["a", "b"]`, `[{name = "x"}]`) or, for lists of strings, `a,b,c`.
     """
     kind = type(default).__name__
+    where = f"{name.lower()} = {value!r} in {source}" if source else f"--{name.lower()}={value!r}"
+    if source and isinstance(value, str) and not isinstance(default, str):
+        raise UsageError(f"{where}: expected {kind}, got str")
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
@@ -142,8 +145,8 @@ def coerce(name: str, value, default):
                         raise ValueError(f"list items must be {want.__name__}, got {bad[0]!r}")
                 return value
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"--{name.lower()}={value!r}: expected {kind} ({e})") from None
-    raise UsageError(f"--{name.lower()}={value!r}: expected {kind}, got {type(value).__name__}")
+        raise UsageError(f"{where}: expected {kind} ({e})") from None
+    raise UsageError(f"{where}: expected {kind}, got {type(value).__name__}")
 
 
 def read_config_file(path: str, script: str, known: dict) -> dict:
@@ -218,10 +221,11 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     if unknown:
         raise UsageError(f"unknown constant '--{unknown[0].lower()}' for {script}.py; valid names: "
                          f"{', '.join(sorted(n.lower() for n in defaults))}")
-    merged = read_config_file(config_path, script, defaults) if config_path else {}
-    merged.update(flags)
     cfg = copy.deepcopy(defaults)
-    for name, value in merged.items():
+    if config_path:
+        for name, value in read_config_file(config_path, script, defaults).items():
+            cfg[name] = coerce(name, value, defaults[name], source=config_path)
+    for name, value in flags.items():
         cfg[name] = coerce(name, value, defaults[name])
     namespace.update(cfg)
     cfg["_args"] = positional

@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny IMDb copies (parquet and aclImdb) written by the tests themselves."""
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POS = ["great", "wonderful", "loved", "excellent", "best"]
+NEG = ["awful", "boring", "worst", "terrible", "waste"]
+FILLER = "the movie was a film with a story and acting and a plot that it had".split()
+
+
+def make_reviews(n: int, seed: int, label: int | None = None):
+    """n synthetic reviews, half positive, half negative (or all unlabeled), with <br /> breaks."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        y = (i % 2) if label is None else label
+        words = rng.choices(FILLER, k=rng.randint(5, 60)) + rng.choices(POS if y == 1 else NEG, k=3)
+        rng.shuffle(words)
+        text = " ".join(words[:len(words) // 2]) + "<br /><br />" + " ".join(words[len(words) // 2:]) + "."
+        rows.append((text, y if label is None else label))
+    return rows
+
+
+def write_parquet(folder: Path, hub_names: bool = False, sizes=(48, 24, 12)):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    folder.mkdir(parents=True, exist_ok=True)
+    for (split, n, label), seed in zip([("train", sizes[0], None), ("test", sizes[1], None),
+                                        ("unsupervised", sizes[2], -1)], (1, 2, 3)):
+        rows = make_reviews(n, seed, label)
+        name = f"{split}-00000-of-00001.parquet" if hub_names else f"{split}.parquet"
+        pq.write_table(pa.table({"text": [r[0] for r in rows], "label": pa.array([r[1] for r in rows], pa.int64())}),
+                       folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def imdb_parquet(tmp_path_factory):
+    return write_parquet(tmp_path_factory.mktemp("imdb_parquet"))
+
+
+@pytest.fixture(scope="session")
+def imdb_hub_named(tmp_path_factory):
+    return write_parquet(tmp_path_factory.mktemp("imdb_hub") / "plain_text", hub_names=True).parent
+
+
+@pytest.fixture(scope="session")
+def imdb_aclimdb(tmp_path_factory):
+    root = tmp_path_factory.mktemp("acl") / "aclImdb"
+    for split, n, seed in (("train", 16, 1), ("test", 8, 2)):
+        for i, (text, y) in enumerate(make_reviews(n, seed)):
+            d = root / split / ("pos" if y else "neg")
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{i}_{8 if y else 2}.txt").write_text(text)
+    d = root / "train" / "unsup"
+    d.mkdir(parents=True)
+    for i, (text, _) in enumerate(make_reviews(4, 3, -1)):
+        (d / f"{i}_0.txt").write_text(text)
+    return root.parent
+
+
+@pytest.fixture()
+def no_imdb_env(monkeypatch):
+    monkeypatch.delenv("IMDB_DIR", raising=False)
+
+
+def tiny_args(data_dir, out_dir, *extra):
+    """Command-line arguments that run a script on the tiny experiment in a temporary folder."""
+    return ["--config", str(ROOT / "configs" / "tiny.toml"), f"--data_dir={data_dir}",
+            f"--output_dir={out_dir}", f"--cache_dir={out_dir}/cache", *extra]
+
+
+real_data = pytest.mark.skipif(not (os.environ.get("IMDB_DIR") and os.environ.get("HF_HUB_CACHE")),
+                               reason="needs IMDB_DIR and HF_HUB_CACHE (../shared)")

@@ -1,0 +1,86 @@
+"""The override system: types, precedence (flag > file > default), unknown names, clear errors."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from data_utils import UsageError, configure
+
+
+def namespace():
+    return {"__file__": "fine_tuning_teacher.py", "EPOCHS": 2.0, "BATCH_SIZE": 16, "OVERWRITE": False,
+            "MODEL_NAME": "roberta-large", "LAYERS": [0, 2, 4], "NAMES": ["a"], "lower": 1}
+
+
+def test_types_are_checked_and_converted():
+    ns = namespace()
+    cfg = configure(ns, ["--epochs=3", "--batch_size", "8", "--overwrite=true", "--model_name=x",
+                         "--layers=[1, 3]", "--names=b,c"], "fine_tuning_teacher")
+    assert (ns["EPOCHS"], ns["BATCH_SIZE"], ns["OVERWRITE"], ns["MODEL_NAME"]) == (3.0, 8, True, "x")
+    assert ns["LAYERS"] == [1, 3] and ns["NAMES"] == ["b", "c"] and cfg["EPOCHS"] == 3.0
+    assert isinstance(ns["EPOCHS"], float)
+    for bad in ("--batch_size=1.5", "--overwrite=maybe", "--epochs=fast", "--layers=[\"a\"]"):
+        with pytest.raises(UsageError, match=f"--{bad[2:].split('=')[0]}=.*expected"):
+            configure(namespace(), [bad], "fine_tuning_teacher")
+
+
+def test_unknown_name_lists_valid_ones():
+    with pytest.raises(UsageError, match=r"unknown constant '--epoch'.*valid names: batch_size, epochs"):
+        configure(namespace(), ["--epoch=3"], "fine_tuning_teacher")
+
+
+def test_precedence_flag_over_file_over_default(tmp_path):
+    f = tmp_path / "exp.toml"
+    f.write_text('epochs = 5\nbatch_size = 4\n[fine_tuning_teacher]\nmodel_name = "m"\n'
+                 '[distill_student]\nstudents = []\n')
+    ns = namespace()
+    cfg = configure(ns, ["--config", str(f), "--batch_size=2"], "fine_tuning_teacher")
+    assert (ns["EPOCHS"], ns["BATCH_SIZE"], ns["MODEL_NAME"], ns["OVERWRITE"]) == (5.0, 2, "m", False)
+    assert cfg["_config_file"] == str(f)
+
+
+def test_file_errors(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text("[fine_tuning_teacher]\nepochz = 1\n")
+    with pytest.raises(UsageError, match=r"unknown constant 'epochz'"):
+        configure(namespace(), ["--config", str(f)], "fine_tuning_teacher")
+    f.write_text("nonsense_key = 1\n")
+    with pytest.raises(UsageError, match=r"unknown key 'nonsense_key'"):
+        configure(namespace(), ["--config", str(f)], "fine_tuning_teacher")
+    f.write_text('batch_size = "big"\n')
+    with pytest.raises(UsageError, match=r"expected int, got str"):
+        configure(namespace(), ["--config", str(f)], "fine_tuning_teacher")
+    with pytest.raises(UsageError, match=r"no such file"):
+        configure(namespace(), ["--config", str(tmp_path / "missing.toml")], "fine_tuning_teacher")
+
+
+def test_second_call_starts_from_the_defaults():
+    ns = namespace()
+    configure(ns, ["--epochs=9"], "fine_tuning_teacher")
+    configure(ns, [], "fine_tuning_teacher")
+    assert ns["EPOCHS"] == 2.0
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_configs_are_valid(config):
+    import fine_tuning_teacher
+    configure(vars(fine_tuning_teacher), ["--config", str(config)], "fine_tuning_teacher")
+    assert fine_tuning_teacher.EXPERIMENT == config.stem
+    configure(vars(fine_tuning_teacher), [], "fine_tuning_teacher")
+
+
+def run_script(*args, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "fine_tuning_teacher.py"), *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=120)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    import os
+    r = run_script("--epoch=1")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert r.stderr.startswith("error: unknown constant '--epoch'") and "epochs" in r.stderr
+    env = dict(os.environ, IMDB_DIR=str(tmp_path / "missing"))
+    r = run_script(f"--output_dir={tmp_path}", env=env)
+    assert r.returncode == 2 and "no such folder" in r.stderr.splitlines()[-1]
+    assert r.stderr.strip().splitlines()[-1].startswith("error: IMDB_DIR=")

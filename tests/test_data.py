@@ -1,0 +1,116 @@
+"""data_utils: every IMDb source, splits, the three truncation strategies token by token, the cache."""
+import numpy as np
+import pytest
+
+import data_utils as du
+from data_utils import UsageError
+
+
+@pytest.mark.parametrize("fixture", ["imdb_parquet", "imdb_hub_named", "imdb_aclimdb"])
+def test_load_local_sources(request, fixture, no_imdb_env):
+    root = request.getfixturevalue(fixture)
+    data = du.load_imdb(("train", "test", "unsupervised"), data_dir=str(root))
+    assert set(data) == {"train", "test", "unsupervised"}
+    assert data["train"].column_names == ["text", "label"]
+    assert sorted(set(data["train"]["label"])) == [0, 1]
+    assert set(data["unsupervised"]["label"]) == {-1}
+    assert all("<br" not in t for t in data["train"]["text"])      # HTML breaks replaced
+    assert len(data["test"]) == (24 if fixture != "imdb_aclimdb" else 8)
+
+
+def test_imdb_dir_env(imdb_parquet, monkeypatch):
+    monkeypatch.setenv("IMDB_DIR", str(imdb_parquet))
+    assert len(du.load_imdb(("train",))["train"]) == 48
+
+
+def test_missing_dir_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMDB_DIR", str(tmp_path / "nope"))
+    with pytest.raises(UsageError, match=r"IMDB_DIR=.*nope: no such folder; point it at"):
+        du.load_imdb(("train",))
+
+
+def test_hub_failure_says_what_was_tried(no_imdb_env, monkeypatch):
+    import datasets
+
+    def offline(*a, **k):
+        raise ConnectionError("offline")
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UsageError, match=r"no IMDB_DIR.*'stanfordnlp/imdb' failed \(offline\).*IMDB_DIR"):
+        du.load_imdb(("train",))
+
+
+def test_clean_text():
+    assert du.clean_text("a<br />b<br/>c<BR>d") == "a b c d"
+
+
+def test_make_splits_stratified_seeded_disjoint(imdb_parquet):
+    data = du.load_imdb(("train", "test"), data_dir=str(imdb_parquet))
+    s1 = du.make_splits(data, val_size=8, train_size=20, test_size=10, seed=3)
+    s2 = du.make_splits(data, val_size=8, train_size=20, test_size=10, seed=3)
+    assert (len(s1["train"]), len(s1["validation"]), len(s1["test"])) == (20, 8, 10)
+    for s in ("train", "validation", "test"):
+        assert s1[s]["text"] == s2[s]["text"]                       # seeded
+        assert sum(s1[s]["label"]) == len(s1[s]) // 2                 # stratified (balanced data)
+    assert not set(s1["train"]["text"]) & set(s1["validation"]["text"])
+    s3 = du.make_splits(data, val_size=8, seed=4)
+    assert s3["validation"]["text"] != s1["validation"]["text"]
+    assert len(s3["train"]) == 40
+    with pytest.raises(UsageError, match="val_size"):
+        du.make_splits(data, val_size=0)
+
+
+@pytest.mark.parametrize("strategy,expected", [
+    ("head", [0, 1, 2, 3, 4, 5]),
+    ("tail", [4, 5, 6, 7, 8, 9]),
+    ("head+tail", [0, 1, 6, 7, 8, 9]),
+])
+def test_truncate_ids(strategy, expected):
+    assert du.truncate_ids(list(range(10)), 6, strategy, head_tokens=2) == expected
+    assert du.truncate_ids([1, 2], 6, strategy, head_tokens=2) == [1, 2]      # short: untouched
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+@pytest.mark.parametrize("strategy", ["head", "tail", "head+tail"])
+def test_encode_token_by_token(kind, strategy):
+    _, tok = du.build_tiny(kind)
+    text = "the movie was great and the acting was awful but the plot was the best"
+    body = tok(text, add_special_tokens=False)["input_ids"]
+    full = tok(text)["input_ids"]
+    ids, lengths = du.encode(tok, [text, "good"], max_length=12, strategy=strategy, head_tokens=3)
+    budget = 12 - (len(full) - len(body))
+    want = {"head": body[:budget], "tail": body[-budget:], "head+tail": body[:3] + body[-(budget - 3):]}[strategy]
+    assert ids[0] == [full[0]] + want + [full[-1]]                   # specials around the kept tokens
+    assert len(ids[0]) == 12 and ids[0][0] == tok.cls_token_id and ids[0][-1] == tok.sep_token_id
+    assert ids[1] == tok("good")["input_ids"]                        # short text: same as the tokenizer
+    assert lengths[0] == len(full)
+
+
+def test_tokenize_dataset_cache(tmp_path, imdb_parquet, caplog):
+    data = du.load_imdb(("train",), data_dir=str(imdb_parquet))["train"]
+    _, tok = du.build_tiny("bert")
+    a = du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
+    assert a.column_names == ["input_ids", "length", "label"]
+    assert max(a["length"]) <= 32 and a["length"] == [len(x) for x in a["input_ids"]]
+    with caplog.at_level("INFO", logger="kd"):
+        b = du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
+    assert "reused cache" in caplog.text and a["input_ids"] == b["input_ids"]
+    du.tokenize_dataset(data, tok, 24, "head+tail", 8, tmp_path, "train")   # new setting, new entry
+    assert len(list((tmp_path / "tokenized").iterdir())) == 2
+
+
+def test_pad_collator_dynamic_padding():
+    _, tok = du.build_tiny("bert")
+    rows = [{"input_ids": [2, 50, 51, 3], "label": 1, "length": 4},
+            {"input_ids": [2, 50, 3], "label": 0, "length": 3, }]
+    batch = du.PadCollator(tok)(rows)
+    assert batch["input_ids"].tolist() == [[2, 50, 51, 3], [2, 50, 3, tok.pad_token_id]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert batch["labels"].tolist() == [1, 0] and "length" not in batch
+
+
+def test_classification_metrics_by_hand():
+    m = du.classification_metrics(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]))
+    assert m["accuracy"] == 0.75
+    # class 0: P=2/2 R=2/3 F1=0.8; class 1: P=1/2 R=1 F1=2/3
+    assert m["f1"] == pytest.approx((0.8 + 2 / 3) / 2)
+    assert m["precision"] == pytest.approx(0.75) and m["recall"] == pytest.approx((2 / 3 + 1) / 2)

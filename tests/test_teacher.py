@@ -1,0 +1,79 @@
+"""fine_tuning_teacher.py on the tiny experiment: saves a reloadable model, refuses to overwrite,
+resumes an interrupted run; and, with ../shared, a few real steps of the quick teacher."""
+import json
+
+import pytest
+import torch
+
+import fine_tuning_teacher as ft
+from conftest import real_data, tiny_args
+from data_utils import UsageError
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory, imdb_parquet):
+    out = tmp_path_factory.mktemp("runs")
+    metrics = ft.main(tiny_args(imdb_parquet, out))
+    return out / "tiny" / "teacher", metrics
+
+
+def test_teacher_saves_a_model_that_reloads_and_predicts(tiny_teacher):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+    folder, metrics = tiny_teacher
+    saved = json.loads((folder / "metrics.json").read_text())
+    assert 0.0 <= saved["val_accuracy"] <= 1.0 and saved["train_examples"] == 40
+    assert saved["train_examples_per_s"] > 0 and saved["parameters"] == metrics["parameters"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    kd = config["sentiment_kd"]
+    assert (kd["role"], kd["max_length"], kd["truncation"], kd["head_tokens"]) == ("teacher", 64, "head+tail", 16)
+    assert kd["run_config"]["experiment"] == "tiny" and kd["run_config"]["model_name"] == "tiny:bert"
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    with torch.inference_mode():
+        logits = model(**tok(["a great film", "the worst movie"], return_tensors="pt", padding=True)).logits
+    assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+    out = pipeline("text-classification", model=str(folder), device=-1)(["loved it"])
+    assert out[0]["label"] in ("negative", "positive") and 0.5 <= out[0]["score"] <= 1
+    assert not (folder.parent / "checkpoints" / "teacher").exists()       # cleaned after success
+
+
+def test_refuses_to_overwrite_a_finished_run(tiny_teacher, imdb_parquet):
+    folder, _ = tiny_teacher
+    before = (folder / "metrics.json").read_text()
+    with pytest.raises(UsageError, match="finished run; pass --overwrite=true"):
+        ft.main(tiny_args(imdb_parquet, folder.parent.parent))
+    assert (folder / "metrics.json").read_text() == before
+
+
+def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt("simulated crash after the first checkpoint")
+    real = ft.log_callback
+    monkeypatch.setattr(ft, "log_callback", lambda: Crash())
+    with pytest.raises(KeyboardInterrupt):
+        ft.main(tiny_args(imdb_parquet, tmp_path))
+    ckpts = list((tmp_path / "tiny" / "checkpoints" / "teacher").glob("checkpoint-*"))
+    assert [c.name for c in ckpts] == ["checkpoint-5"]                   # 40 reviews / batch 8 = 5 steps
+    assert not (tmp_path / "tiny" / "teacher").exists()
+    monkeypatch.setattr(ft, "log_callback", real)
+    metrics = ft.main(tiny_args(imdb_parquet, tmp_path))
+    assert metrics["resumed_from"].endswith("checkpoint-5")
+    steps = [h["step"] for h in metrics["log_history"] if "loss" in h]
+    assert min(steps) > 5 and max(s for s in steps) <= 10                  # only epoch 2 was trained
+
+
+def test_bad_truncation_is_rejected(tmp_path, imdb_parquet):
+    with pytest.raises(UsageError, match="--truncation=middle"):
+        ft.main(tiny_args(imdb_parquet, tmp_path, "--truncation=middle"))
+
+
+@real_data
+def test_quick_teacher_few_steps_on_real_reviews(tmp_path):
+    metrics = ft.main(["--config", "configs/quick.toml", f"--output_dir={tmp_path}", f"--cache_dir={tmp_path}/c",
+                       "--train_size=48", "--val_size=32", "--epochs=1", "--max_length=64", "--head_tokens=16"])
+    assert metrics["train_examples"] == 48 and metrics["parameters"] > 20e6
+    assert (tmp_path / "quick" / "teacher" / "model.safetensors").exists()

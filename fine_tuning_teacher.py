@@ -132,7 +132,7 @@ def save_finished(trainer, tokenizer, out_dir: Path, metrics: dict, info: dict) 
         tokenizer.save_pretrained(str(tmp))
         write_json(tmp / "metrics.json", metrics)
         replace_dir(tmp, out_dir)
-        log.info("saved %s: %s", out_dir, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
+        log.info("saved %s: %s", out_dir, {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
     trainer.accelerator.wait_for_everyone()
 
 

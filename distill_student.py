@@ -1,0 +1,407 @@
+"""Distil the fine-tuned teacher into each student in STUDENTS (and train labels-only baselines).
+
+loss = ALPHA * CE(student, labels) + (1 - ALPHA) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
+
+Reads  outputs/<EXPERIMENT>/teacher/ (from fine_tuning_teacher.py) and IMDb (IMDB_DIR or the hub).
+Writes outputs/<EXPERIMENT>/teacher_logits/<key>.npz: the teacher's logits per review, computed once
+         (batched by length, inference_mode) and reused by every student and every re-run;
+       outputs/<EXPERIMENT>/students/<name>/ and, with BASELINE, students/<name>-baseline/ (the same
+         student trained on the labels alone): weights, tokenizer, config.json (label names, truncation
+         settings, recipe, effective configuration under `sentiment_kd`) and metrics.json.
+       Checkpoints in outputs/<EXPERIMENT>/checkpoints/students/<name>/ (a re-run resumes); logs in
+       outputs/<EXPERIMENT>/logs/distill.log. A finished student is skipped unless --overwrite=true.
+
+A student is a pretrained checkpoint (`model = "distilroberta-base"`) or is cut from the teacher
+(`layers = [0, 2, 4]`: keep those encoder layers, copy embeddings, pooler and classifier, the way
+DistilBERT was initialised). Each model tokenizes the text itself, so a WordPiece student can learn
+from a BPE teacher. Unlabeled reviews from IMDb's `unsupervised` split (TRANSFER_SIZE) are learned
+from the teacher's soft targets alone.
+
+    python distill_student.py                                   # paper: four pretrained students
+    python distill_student.py --config configs/quick.toml       # MiniLM teacher cut to 3, 2, 1 layers
+    python distill_student.py --config configs/quick.toml --only=L3 --temperature=4
+    torchrun --nproc_per_node 4 distill_student.py --config configs/bert.toml
+"""
+import gc
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data_utils import (ID2LABEL, UNLABELED, PadCollator, UsageError, configure, count_parameters, digest,
+                        encode, load_classifier, load_imdb, log, make_splits, public_config, read_json,
+                        run_main, setup_logging, stratified_indices, tokenize_dataset, write_json)
+from fine_tuning_teacher import (check_overwrite, compute_metrics, log_callback, run_dirs, train_and_save,
+                                 training_arguments)
+
+# --- I/O ---------------------------------------------------------------------------------------
+EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
+OUTPUT_DIR = "outputs"
+CACHE_DIR = "outputs/cache"       # tokenized splits (keyed by content)
+DATA_DIR = ""                     # local IMDb copy; "" = $IMDB_DIR, else the hub
+DATASET_NAME = "stanfordnlp/imdb"
+TEACHER_DIR = ""                  # saved teacher; "" = OUTPUT_DIR/EXPERIMENT/teacher
+OVERWRITE = False                 # retrain students that already finished
+ONLY = [""]                       # train only these student names ([""] = all)
+# --- data (must match the teacher's split so validation stays unseen) ------------------------------
+VAL_SIZE = 2500                   # reviews carved from train for model selection (stratified)
+TRAIN_SIZE = 0                    # stratified subsample of the remaining train reviews; 0 = all
+MAX_LENGTH = 512                  # student tokens per review (per-student `max_length` overrides)
+TRUNCATION = "head+tail"          # head | tail | head+tail
+HEAD_TOKENS = 128                 # head+tail: tokens kept from the start
+TRANSFER_SIZE = 0                 # unlabeled reviews (IMDb `unsupervised`) added, KL term only
+# --- model -------------------------------------------------------------------------------------
+# each: name, and model (hub id / folder) or layers (teacher layers to keep); optional per-student
+# learning_rate, epochs, batch_size, max_length, alpha, temperature, transfer_size, baseline
+STUDENTS = [
+    {"name": "distilroberta", "model": "distilroberta-base"},
+    {"name": "distilbert", "model": "distilbert-base-uncased"},
+    {"name": "minilm", "model": "microsoft/MiniLM-L12-H384-uncased"},
+    {"name": "tinybert", "model": "huawei-noah/TinyBERT_General_4L_312D"},
+]
+BASELINE = True                   # also train each student on labels alone (ALPHA = 1, no teacher)
+MIN_TEACHER_ACCURACY = 0.80       # refuse to distil a teacher below this validation accuracy
+# --- training ----------------------------------------------------------------------------------
+EPOCHS = 3.0
+BATCH_SIZE = 32                   # per device
+GRAD_ACCUM = 1
+LEARNING_RATE = 5e-5              # peak AdamW learning rate
+WEIGHT_DECAY = 0.01
+WARMUP_RATIO = 0.06
+EVAL_BATCH_SIZE = 64
+LOGGING_STEPS = 50
+# --- distillation --------------------------------------------------------------------------------
+ALPHA = 0.5                       # weight of the label CE; 1 - ALPHA weighs the soft KL term
+TEMPERATURE = 2.0                 # softmax temperature of the soft targets (> 0)
+TEACHER_BATCH_SIZE = 64           # batch size when computing the teacher's logits
+# --- system ------------------------------------------------------------------------------------
+SEED = 42
+NUM_WORKERS = 2                   # dataloader worker processes (0 on small CPUs)
+KEEP_CHECKPOINTS = False
+
+STUDENT_KEYS = {"name", "model", "layers", "learning_rate", "epochs", "batch_size", "max_length", "alpha",
+                "temperature", "transfer_size", "baseline"}
+
+
+# ----------------------------------------------------------------------------------------------
+# the loss
+# ----------------------------------------------------------------------------------------------
+def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
+    """Hinton et al. (2015) knowledge-distillation loss, computed in float32.
+
+    student_logits, teacher_logits: (B, C) any float dtype; labels: (B,) long, -1 = unlabeled.
+    Per example i:  alpha * CE_i * [label_i >= 0]  +  (1 - alpha) * T^2 * KL_i,
+        KL_i = sum_c p_t,c (log p_t,c - log p_s,c),  p = softmax(logits / T) via log_softmax,
+    averaged over the batch (`batchmean`). With every row labeled this is exactly
+    alpha * CE + (1 - alpha) * T^2 * KL; unlabeled rows (transfer set) get the KL term only.
+    alpha weighs the hard labels against the teacher; T^2 keeps the soft term's gradients the same
+    size as T changes. Returns (loss, {"ce": mean CE over labeled rows, "kl": batchmean KL}).
+    """
+    import torch
+    import torch.nn.functional as F
+    s, t = student_logits.float(), teacher_logits.float()
+    log_ps, log_pt = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
+    kl_rows = (log_pt.exp() * (log_pt - log_ps)).sum(-1)                   # (B,)
+    labeled = labels >= 0
+    ce_rows = F.cross_entropy(s, labels.clamp(min=0), reduction="none") * labeled
+    loss = (alpha * ce_rows + (1 - alpha) * temperature ** 2 * kl_rows).mean()
+    ce = ce_rows.sum() / labeled.sum().clamp(min=1)
+    return loss, {"ce": ce.detach(), "kl": kl_rows.mean().detach()}
+
+
+def make_trainer_class():
+    """A Trainer whose loss is `distillation_loss` on cached teacher logits (labels-only CE for the
+    baseline and for evaluation), logging the CE and KL parts and stopping on a non-finite loss."""
+    import torch
+    from transformers import Trainer
+
+    class DistillTrainer(Trainer):
+        def __init__(self, *args, alpha: float = 0.5, temperature: float = 2.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.alpha, self.temperature = alpha, temperature
+            self.model_accepts_loss_kwargs = False   # our loss is a mean: let the Trainer scale it
+            self._parts = {"ce": [], "kl": []}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            teacher = inputs.pop("teacher_logits", None)
+            outputs = model(**inputs)
+            if teacher is None:   # baseline / evaluation: cross-entropy on the labeled rows
+                loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, ignore_index=UNLABELED)
+                parts = {"ce": loss.detach()}
+            else:
+                loss, parts = distillation_loss(outputs.logits, teacher, labels, self.alpha, self.temperature)
+            if model.training:
+                if not torch.isfinite(loss):
+                    raise UsageError(f"non-finite loss at step {self.state.global_step} ({ {k: float(v) for k, v in parts.items()} }); "
+                                     f"lower --learning_rate or --temperature")
+                for k, v in parts.items():
+                    self._parts[k].append(float(v))
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            if "loss" in logs:    # training log: add the loss parts averaged since the last one
+                for k, v in self._parts.items():
+                    if v:
+                        logs[f"loss_{k}"] = round(sum(v) / len(v), 5)
+                self._parts = {"ce": [], "kl": []}
+            super().log(logs, *args, **kwargs)
+
+    return DistillTrainer
+
+
+# ----------------------------------------------------------------------------------------------
+# teacher logits, once per review
+# ----------------------------------------------------------------------------------------------
+def teacher_key(teacher_dir: Path, kd: dict) -> str:
+    """What determines the teacher's logits: its weights (path, size, mtime) and tokenization."""
+    files = sorted(p for p in teacher_dir.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+    return digest([str(teacher_dir.resolve())] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+                  + [kd.get("max_length"), kd.get("truncation"), kd.get("head_tokens")])
+
+
+def text_hashes(texts) -> np.ndarray:
+    import hashlib
+    return np.array([hashlib.sha1(t.encode()).hexdigest()[:20] for t in texts])
+
+
+def predict_logits(model, tokenizer, texts, max_length, truncation, head_tokens, batch_size) -> np.ndarray:
+    """Logits (N, C) float32 of `model` over texts: sorted by length, dynamic padding, inference_mode,
+    bf16 autocast on GPUs. Returned in the input order."""
+    import torch
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+    ids, _ = encode(tokenizer, texts, max_length, truncation, head_tokens)
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    collate = PadCollator(tokenizer)
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            batch = {k: v.to(device) for k, v in collate([{"input_ids": ids[j]} for j in idx]).items()}
+            out[idx] = model(**batch).logits.float().cpu().numpy()
+    return out
+
+
+def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, batch_size: int) -> tuple[np.ndarray, dict]:
+    """The teacher's logits for `texts` (N, C), from the per-review cache; only missing reviews run
+    through the teacher, which is loaded only then and freed after. Returns (logits, stats)."""
+    kd = read_json(teacher_dir / "config.json").get("sentiment_kd", {})
+    path = cache_dir / f"{teacher_key(teacher_dir, kd)}.npz"
+    known: dict[str, np.ndarray] = {}
+    if path.exists():
+        z = np.load(path)
+        known = dict(zip(z["hashes"], z["logits"]))
+    hashes = text_hashes(texts)
+    missing = sorted({h: i for i, h in enumerate(hashes) if h not in known}.values())
+    stats = {"cache": str(path), "reviews": len(texts), "computed": len(missing), "reused": len(texts) - len(missing),
+             "teacher_seconds": 0.0}
+    if missing:
+        import torch
+        t0 = time.time()
+        model, tok = load_classifier(str(teacher_dir))
+        logits = predict_logits(model, tok, [texts[i] for i in missing], kd.get("max_length", 512),
+                                kd.get("truncation", "head"), kd.get("head_tokens", 128), batch_size)
+        del model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        known.update(zip(hashes[missing], logits))
+        stats["teacher_seconds"] = round(time.time() - t0, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, hashes=np.array(list(known)), logits=np.stack(list(known.values())))
+        tmp.replace(path)
+    log.info("teacher logits: %d reviews, %d computed (%.1fs), %d reused from %s", len(texts), len(missing),
+             stats["teacher_seconds"], stats["reused"], path)
+    return np.stack([known[h] for h in hashes]), stats
+
+
+# ----------------------------------------------------------------------------------------------
+# students
+# ----------------------------------------------------------------------------------------------
+def encoder_layers(model):
+    """(parent module, attribute name) of the model's list of transformer layers."""
+    import torch.nn as nn
+    for name, module in model.base_model.named_modules():
+        for attr in ("layer", "layers"):
+            if isinstance(getattr(module, attr, None), nn.ModuleList):
+                return module, attr
+    raise UsageError(f"cannot find the encoder layers of {type(model).__name__}; use a pretrained student instead")
+
+
+def cut_layers(teacher, layers: list[int]):
+    """A copy of `teacher` that keeps only the encoder layers `layers` (0-based, in order); every
+    other weight (embeddings, pooler, classifier) is the teacher's own."""
+    import copy
+
+    import torch.nn as nn
+    student = copy.deepcopy(teacher)
+    parent, attr = encoder_layers(student)
+    old = getattr(parent, attr)
+    if not layers or sorted(set(layers)) != list(layers) or layers[-1] >= len(old) or layers[0] < 0:
+        raise UsageError(f"layers={layers}: need increasing indices in 0..{len(old) - 1}")
+    setattr(parent, attr, nn.ModuleList([old[i] for i in layers]))
+    for key in ("num_hidden_layers", "n_layers", "num_layers"):
+        if hasattr(student.config, key):
+            setattr(student.config, key, len(layers))
+    for i, layer in enumerate(getattr(parent, attr)):     # attention modules that know their index
+        for m in layer.modules():
+            if hasattr(m, "layer_idx"):
+                m.layer_idx = i
+    return student
+
+
+def build_student(spec: dict, teacher_dir: Path, seed: int):
+    """(model, tokenizer) for a student spec: a pretrained checkpoint or layers cut from the teacher."""
+    if "layers" in spec:
+        teacher, tok = load_classifier(str(teacher_dir), seed)
+        return cut_layers(teacher, list(spec["layers"])), tok
+    return load_classifier(spec["model"], seed)
+
+
+def check_students(students: list) -> list[dict]:
+    """Validate the STUDENTS list: each a table with a unique name and exactly one of model / layers."""
+    names = set()
+    for s in students:
+        if not isinstance(s, dict) or not s.get("name"):
+            raise UsageError(f"student {s!r}: each needs at least a name and a model or layers")
+        if ("model" in s) == ("layers" in s):
+            raise UsageError(f"student '{s['name']}': give exactly one of model (a checkpoint) or layers (cut the teacher)")
+        if set(s) - STUDENT_KEYS:
+            raise UsageError(f"student '{s['name']}': unknown key {sorted(set(s) - STUDENT_KEYS)[0]!r}; "
+                             f"valid: {', '.join(sorted(STUDENT_KEYS))}")
+        if s["name"] in names:
+            raise UsageError(f"student name '{s['name']}' appears twice")
+        names.add(s["name"])
+    return students
+
+
+def check_teacher(teacher_dir: Path, min_accuracy: float, experiment: str) -> dict:
+    """The teacher's metrics, after checking it exists, is trained well enough and has our labels."""
+    if not (teacher_dir / "metrics.json").exists():
+        raise UsageError(f"no finished teacher at {teacher_dir}; run fine_tuning_teacher.py "
+                         f"--experiment={experiment} (or its config) first, or set --teacher_dir")
+    metrics = read_json(teacher_dir / "metrics.json")
+    if metrics["val_accuracy"] < min_accuracy:
+        raise UsageError(f"teacher {teacher_dir} has validation accuracy {metrics['val_accuracy']:.4f} < "
+                         f"--min_teacher_accuracy={min_accuracy}: train it longer or lower the threshold")
+    labels = {int(k): v for k, v in read_json(teacher_dir / "config.json").get("id2label", {}).items()}
+    if labels != ID2LABEL:
+        raise UsageError(f"teacher {teacher_dir} has labels {labels}, students use {ID2LABEL}; retrain the teacher")
+    return metrics
+
+
+def student_runs(students: list[dict], baseline: bool, only: list[str]) -> list[tuple[str, dict, bool]]:
+    """(output name, spec, distilled?) for every model to train, distilled first then baselines."""
+    runs = []
+    for s in students:
+        if only and s["name"] not in only:
+            continue
+        runs.append((s["name"], s, True))
+        if s.get("baseline", baseline):
+            runs.append((f"{s['name']}-baseline", s, False))
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------
+def main(argv=None) -> dict:
+    cfg = configure(globals(), argv, "distill_student")
+    if cfg["_args"]:
+        raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
+    root = Path(OUTPUT_DIR) / EXPERIMENT
+    setup_logging(root / "logs" / "distill.log")
+    log.info("config: %s", public_config(cfg))
+    teacher_dir = Path(TEACHER_DIR) if TEACHER_DIR else root / "teacher"
+    teacher_metrics = check_teacher(teacher_dir, MIN_TEACHER_ACCURACY, EXPERIMENT)
+    teacher_cfg = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
+    for key, ours in (("val_size", VAL_SIZE), ("seed", SEED)):
+        if key in teacher_cfg and teacher_cfg[key] != ours:
+            log.warning("teacher was trained with %s=%s but this run uses %s: validation may overlap the "
+                        "teacher's training data", key, teacher_cfg[key], ours)
+    only = [n for n in ONLY if n]
+    runs = student_runs(check_students(STUDENTS), BASELINE, only)
+    if only and not runs:
+        raise UsageError(f"--only={','.join(only)}: no such student; students: {', '.join(s['name'] for s in STUDENTS)}")
+    if not 0 <= ALPHA <= 1 or TEMPERATURE <= 0:
+        raise UsageError(f"--alpha={ALPHA} must be in [0, 1] and --temperature={TEMPERATURE} > 0")
+
+    from transformers import set_seed
+
+    # 1. load data: the teacher's split, plus an unlabeled transfer pool from `unsupervised`
+    transfer_max = max([s.get("transfer_size", TRANSFER_SIZE) for _, s, d in runs if d] + [0])
+    data = load_imdb(("train", "unsupervised") if transfer_max else ("train",), DATA_DIR, DATASET_NAME)
+    splits = make_splits(data, VAL_SIZE, TRAIN_SIZE, seed=SEED)
+    pool = []
+    if transfer_max:
+        unsup = splits["unsupervised"]
+        idx = np.random.default_rng(SEED).permutation(len(unsup))[:transfer_max]
+        pool = unsup.select(idx)["text"]
+
+    # 2. teacher logits for train + transfer pool, once (rank 0 first under torchrun, the others read)
+    probe_args = training_arguments(root / "checkpoints" / "students", epochs=1, batch_size=1, learning_rate=1e-5,
+                                    eval_batch_size=1, seed=SEED)
+    t0 = time.time()
+    with probe_args.main_process_first(desc="teacher logits"):
+        all_logits, cache_stats = cached_teacher_logits(list(splits["train"]["text"]) + list(pool), teacher_dir,
+                                                        root / "teacher_logits", TEACHER_BATCH_SIZE)
+    cache_stats["wall_seconds"] = round(time.time() - t0, 1)
+    teacher_acc = float((all_logits[:len(splits["train"])].argmax(-1) == np.array(splits["train"]["label"])).mean())
+    log.info("teacher accuracy on the distillation train split: %.4f", teacher_acc)
+
+    # 3. train each student (distilled, then its labels-only baseline)
+    results = {}
+    for name, spec, distilled in runs:
+        out_dir, ckpt_dir = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", name)
+        if (out_dir / "metrics.json").exists() and not OVERWRITE:
+            log.info("student %s: finished run in %s, skipping (--overwrite=true retrains it)", name, out_dir)
+            results[name] = read_json(out_dir / "metrics.json")
+            continue
+        check_overwrite(out_dir, ckpt_dir, OVERWRITE)
+        set_seed(SEED)
+        get = lambda k, d: spec.get(k, d)   # noqa: E731  per-student override or the global constant
+        alpha = get("alpha", ALPHA) if distilled else 1.0
+        temperature = get("temperature", TEMPERATURE)
+        n_transfer = get("transfer_size", TRANSFER_SIZE) if distilled else 0
+        max_length = get("max_length", MAX_LENGTH)
+        model, tok = build_student(spec, teacher_dir, SEED)
+        log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d", name,
+                 spec.get("model") or f"teacher layers {spec['layers']}", count_parameters(model) / 1e6,
+                 "distilled" if distilled else "labels-only baseline", alpha, temperature, n_transfer)
+        texts = list(splits["train"]["text"]) + list(pool[:n_transfer])
+        labels = list(splits["train"]["label"]) + [UNLABELED] * n_transfer
+        from datasets import Dataset
+        train_rows = Dataset.from_dict({"text": texts, "label": labels})
+        args = training_arguments(ckpt_dir, epochs=get("epochs", EPOCHS), batch_size=get("batch_size", BATCH_SIZE),
+                                  learning_rate=get("learning_rate", LEARNING_RATE), eval_batch_size=EVAL_BATCH_SIZE,
+                                  seed=SEED, grad_accum=GRAD_ACCUM, weight_decay=WEIGHT_DECAY,
+                                  warmup_ratio=WARMUP_RATIO, logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS)
+        with args.main_process_first(desc="tokenize"):
+            train = tokenize_dataset(train_rows, tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "distill")
+            val = tokenize_dataset(splits["validation"], tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "validation")
+        if distilled:
+            train = train.add_column("teacher_logits", all_logits[:len(texts)].tolist())
+        trainer = make_trainer_class()(model=model, args=args, train_dataset=train, eval_dataset=val,
+                                       data_collator=PadCollator(tok), processing_class=tok,
+                                       compute_metrics=compute_metrics, callbacks=[log_callback()],
+                                       alpha=alpha, temperature=temperature)
+        info = {"role": "student", "kind": "distilled" if distilled else "baseline", "student": spec,
+                "teacher": str(teacher_dir), "alpha": alpha, "temperature": temperature,
+                "transfer_size": n_transfer, "max_length": max_length, "truncation": TRUNCATION,
+                "head_tokens": HEAD_TOKENS, "run_config": public_config(cfg)}
+        extra = {"name": name, "kind": info["kind"], "alpha": alpha, "temperature": temperature,
+                 "transfer_size": n_transfer, "teacher_val_accuracy": teacher_metrics["val_accuracy"],
+                 "teacher_parameters": teacher_metrics.get("parameters"),
+                 "teacher_logits": cache_stats if distilled else None}
+        # 4. save each student: weights, tokenizer, config.json, metrics.json
+        results[name] = train_and_save(trainer, tok, out_dir, ckpt_dir, info, extra, KEEP_CHECKPOINTS)
+        del trainer, model
+        gc.collect()
+
+    summary = {n: {"val_accuracy": m["val_accuracy"], "train_time_s": m["train_time_s"]} for n, m in results.items()}
+    log.info("students: %s", summary)
+    return {"students": results, "teacher_logits": cache_stats}
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,147 @@
+"""distill_student.py: the loss against hand computation, the teacher-logit cache, layer cutting,
+cross-tokenizer students, and the tiny experiment end to end."""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import distill_student as ds
+import fine_tuning_teacher as ft
+from conftest import tiny_args
+from data_utils import UsageError, load_classifier
+
+
+# ---------------------------------------------------------------------------------------------- loss
+def test_zero_kl_when_student_equals_teacher():
+    logits = torch.randn(5, 2)
+    loss, parts = ds.distillation_loss(logits, logits.clone(), torch.tensor([0, 1, 0, 1, 1]), 0.0, 3.0)
+    assert parts["kl"].item() == pytest.approx(0.0, abs=1e-7) and loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_alpha_one_is_plain_cross_entropy():
+    s, t, y = torch.randn(6, 2), torch.randn(6, 2), torch.tensor([0, 1, 1, 0, 1, 0])
+    loss, parts = ds.distillation_loss(s, t, y, 1.0, 2.0)
+    assert loss.item() == pytest.approx(F.cross_entropy(s, y).item(), rel=1e-6)
+    assert parts["ce"].item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_matches_hand_computation():
+    s, t, y, a, T = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([1]), 0.3, 2.0
+    ce = -math.log(math.exp(0) / (math.exp(2) + math.exp(0)))                     # log(1 + e^2)
+    ps = [math.exp(1) / (math.exp(1) + 1), 1 / (math.exp(1) + 1)]                  # softmax([1, 0])
+    pt = [1 / (1 + math.exp(0.5)), math.exp(0.5) / (1 + math.exp(0.5))]            # softmax([0, .5])
+    kl = sum(p * math.log(p / q) for p, q in zip(pt, ps))
+    loss, parts = ds.distillation_loss(s, t, y, a, T)
+    assert parts["ce"].item() == pytest.approx(ce, rel=1e-6)
+    assert parts["kl"].item() == pytest.approx(kl, rel=1e-6)
+    assert loss.item() == pytest.approx(a * ce + (1 - a) * T ** 2 * kl, rel=1e-6)
+
+
+def test_finite_with_huge_logits_and_fp16():
+    s = torch.tensor([[1e4, -1e4], [-3e4, 3e4]])
+    t = torch.tensor([[-1e4, 1e4], [3e4, -3e4]])
+    loss, parts = ds.distillation_loss(s, t, torch.tensor([0, 1]), 0.5, 2.0)
+    assert torch.isfinite(loss) and torch.isfinite(parts["kl"]) and loss.dtype == torch.float32
+    half, _ = ds.distillation_loss(s.half() / 10, t.half() / 10, torch.tensor([0, 1]), 0.5, 2.0)
+    assert torch.isfinite(half) and half.dtype == torch.float32
+
+
+def test_unlabeled_rows_get_kl_only():
+    s, t = torch.randn(4, 2), torch.randn(4, 2)
+    y = torch.tensor([1, -1, 0, -1])
+    loss, parts = ds.distillation_loss(s, t, y, 0.4, 2.0)
+    kl_rows = F.kl_div(F.log_softmax(s / 2, -1), F.log_softmax(t / 2, -1), log_target=True, reduction="none").sum(-1)
+    ce_rows = F.cross_entropy(s[[0, 2]], y[[0, 2]], reduction="none")
+    assert loss.item() == pytest.approx(((0.4 * ce_rows).sum() + 0.6 * 4 * kl_rows.sum()).item() / 4, rel=1e-5)
+    assert parts["ce"].item() == pytest.approx(ce_rows.mean().item(), rel=1e-6)
+    only_unlabeled, p = ds.distillation_loss(s, t, torch.tensor([-1, -1, -1, -1]), 0.4, 2.0)
+    assert p["ce"].item() == 0 and only_unlabeled.item() == pytest.approx(0.6 * 4 * kl_rows.mean().item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- students
+def test_cut_layers_keeps_the_chosen_teacher_layers():
+    teacher, _ = load_classifier("tiny:bert", seed=1)
+    teacher.eval()
+    student = ds.cut_layers(teacher, [1])
+    assert student.config.num_hidden_layers == 1 and len(student.bert.encoder.layer) == 1
+    kept, orig = student.bert.encoder.layer[0].state_dict(), teacher.bert.encoder.layer[1].state_dict()
+    assert all(torch.equal(kept[k], orig[k]) for k in orig)
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight)
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
+    assert len(teacher.bert.encoder.layer) == 2                      # the teacher is untouched
+    with pytest.raises(UsageError, match="increasing indices in 0..1"):
+        ds.cut_layers(teacher, [0, 5])
+
+
+def test_student_list_is_validated():
+    with pytest.raises(UsageError, match="exactly one of model"):
+        ds.check_students([{"name": "x"}])
+    with pytest.raises(UsageError, match="unknown key 'lr'"):
+        ds.check_students([{"name": "x", "layers": [0], "lr": 1}])
+    with pytest.raises(UsageError, match="appears twice"):
+        ds.check_students([{"name": "x", "layers": [0]}, {"name": "x", "model": "m"}])
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, imdb_parquet):
+    out = tmp_path_factory.mktemp("distill")
+    ft.main(tiny_args(imdb_parquet, out))
+    return out
+
+
+def count_teacher_rows(monkeypatch):
+    calls = []
+    real = ds.predict_logits
+
+    def counting(model, tokenizer, texts, *args):
+        calls.append(len(texts))
+        return real(model, tokenizer, texts, *args)
+    monkeypatch.setattr(ds, "predict_logits", counting)
+    return calls
+
+
+def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
+    from transformers import pipeline
+    calls = count_teacher_rows(monkeypatch)
+    result = ds.main(tiny_args(imdb_parquet, tiny_run))
+    # the teacher ran once, over train (40) + the largest transfer set (4), for three student runs
+    assert calls == [44]
+    assert set(result["students"]) == {"cut", "cut-baseline", "roberta"}
+    students = tiny_run / "tiny" / "students"
+    for name in ("cut", "cut-baseline", "roberta"):
+        metrics = json.loads((students / name / "metrics.json").read_text())
+        assert 0 <= metrics["val_accuracy"] <= 1 and metrics["train_examples"] == (44 if name == "roberta" else 40)
+        kd = json.loads((students / name / "config.json").read_text())["sentiment_kd"]
+        assert kd["kind"] == ("baseline" if name.endswith("baseline") else "distilled")
+        out = pipeline("text-classification", model=str(students / name), device=-1)(["a great film"])
+        assert out[0]["label"] in ("negative", "positive")
+    cut = json.loads((students / "cut" / "config.json").read_text())
+    assert cut["num_hidden_layers"] == 1 and cut["sentiment_kd"]["alpha"] == 0.5
+    assert json.loads((students / "cut-baseline" / "config.json").read_text())["sentiment_kd"]["alpha"] == 1.0
+    # the roberta student tokenizes itself (byte-level BPE) while its teacher is WordPiece
+    assert json.loads((students / "roberta" / "config.json").read_text())["model_type"] == "roberta"
+    logs = [h for h in json.loads((students / "cut" / "metrics.json").read_text())["log_history"] if "loss" in h]
+    assert all("loss_ce" in h and "loss_kl" in h for h in logs)             # both parts logged
+
+    # a re-run skips finished students; with --overwrite it retrains them from the cached logits
+    calls.clear()
+    again = ds.main(tiny_args(imdb_parquet, tiny_run, "--overwrite=true", "--only=cut"))
+    assert calls == [] and again["teacher_logits"]["computed"] == 0 and again["teacher_logits"]["reused"] == 40
+    assert set(again["students"]) == {"cut", "cut-baseline"}
+
+
+def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_path):
+    with pytest.raises(UsageError, match=r"validation accuracy .* < --min_teacher_accuracy=1.01"):
+        ds.main(tiny_args(imdb_parquet, tiny_run, "--min_teacher_accuracy=1.01"))
+    with pytest.raises(UsageError, match="no finished teacher"):
+        ds.main(tiny_args(imdb_parquet, tmp_path))
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tiny_run, imdb_parquet, monkeypatch):
+    monkeypatch.setattr(ds, "distillation_loss",
+                        lambda s, t, y, a, T: (s.sum() * float("nan"), {"ce": s.sum(), "kl": s.sum()}))
+    with pytest.raises(UsageError, match="non-finite loss at step 0"):
+        ds.main(tiny_args(imdb_parquet, tiny_run, "--only=cut", "--overwrite=true", "--baseline=false"))

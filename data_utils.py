@@ -455,7 +455,11 @@ def encode(tokenizer, texts: list[str], max_length: int, strategy: str = "head",
 def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of what decides a tokenizer's output (its full serialized pipeline when available)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is not None:   # minus the per-call truncation/padding state a call leaves behind
+        body = json.dumps({k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")},
+                          sort_keys=True)
+    else:
+        body = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return digest([type(tokenizer).__name__, hashlib.sha256(body.encode()).hexdigest()])
 
 

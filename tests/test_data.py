@@ -114,3 +114,12 @@ def test_classification_metrics_by_hand():
     # class 0: P=2/2 R=2/3 F1=0.8; class 1: P=1/2 R=1 F1=2/3
     assert m["f1"] == pytest.approx((0.8 + 2 / 3) / 2)
     assert m["precision"] == pytest.approx(0.75) and m["recall"] == pytest.approx((2 / 3 + 1) / 2)
+
+
+def test_tokenizer_fingerprint_ignores_call_state():
+    _, tok = du.build_tiny("bert")
+    before = du.tokenizer_fingerprint(tok)
+    tok(["some text here"], truncation=True, max_length=4, padding="max_length")
+    assert du.tokenizer_fingerprint(tok) == before
+    _, other = du.build_tiny("roberta")
+    assert du.tokenizer_fingerprint(other) != before

@@ -1,0 +1,369 @@
+"""Evaluate the teacher and every student of an experiment side by side on the IMDb test split.
+
+Reads  outputs/<EXPERIMENT>/teacher/ and outputs/<EXPERIMENT>/students/*/ (each model with its own
+       tokenizer and the truncation settings it was trained with, from its config.json), and IMDb test
+       (all 25,000 reviews, or a fixed stratified seeded subset of TEST_SIZE).
+Writes outputs/<EXPERIMENT>/results.json, results.csv, results.md (the table), dashboard.png, and
+       predictions/<model>.csv (review index, label, prediction, P(positive)) for error analysis.
+
+Per model: accuracy, macro F1/precision/recall, agreement with the teacher, parameters, size on disk,
+compression (teacher params / params), retention (accuracy / teacher accuracy), efficiency (retention /
+size fraction), and speed: batch-1 latency p50/p95 after warm-up, throughput at EVAL_BATCH_SIZE
+(model forward only, batches sorted by length), tokenization timed separately, the whole evaluation
+pipeline's throughput and its ratio to the bare forward, speedup over the teacher; with QUANTIZE an
+int8 dynamic-quantized copy of each model (Linear layers, CPU) adds a row. Hardware and threads are
+recorded.
+
+    python evaluate_models.py --config configs/quick.toml      # 5,000-review test subset, CPU
+    python evaluate_models.py --experiment=paper               # full test set
+    python evaluate_models.py --config configs/quick.toml --quantize=false --models=teacher,L3
+"""
+import csv
+import gc
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data_utils import (PadCollator, UsageError, classification_metrics, configure, count_parameters, encode,
+                        load_classifier, load_imdb, log, percentile, public_config, read_json, run_main,
+                        setup_logging, stratified_indices, write_json)
+
+# --- I/O ---------------------------------------------------------------------------------------
+EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
+OUTPUT_DIR = "outputs"
+DATA_DIR = ""                     # local IMDb copy; "" = $IMDB_DIR, else the hub
+DATASET_NAME = "stanfordnlp/imdb"
+MODELS = [""]                     # only these model names (teacher, student names); [""] = all
+# --- data --------------------------------------------------------------------------------------
+TEST_SIZE = 0                     # stratified seeded subset of the 25,000 test reviews; 0 = all
+# --- evaluation --------------------------------------------------------------------------------
+EVAL_BATCH_SIZE = 64              # batch for accuracy and throughput (reviews sorted by length)
+LATENCY_SAMPLES = 100             # batch-1 requests timed for latency p50/p95 (random test reviews)
+WARMUP = 5                        # untimed batches / requests before each measurement
+QUANTIZE = True                   # add int8 dynamic-quantized rows (CPU only)
+DEVICE = "auto"                   # auto | cpu | cuda
+THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
+# --- system ------------------------------------------------------------------------------------
+SEED = 42                         # picks the test subset and the latency requests
+
+
+# ----------------------------------------------------------------------------------------------
+# pure formulas
+# ----------------------------------------------------------------------------------------------
+def compression_ratio(teacher_params: int, params: int) -> float:
+    """teacher parameters / model parameters (the teacher is 1.0)."""
+    return teacher_params / params
+
+
+def retention(accuracy: float, teacher_accuracy: float) -> float:
+    """Accuracy kept, in percent of the teacher's: 100 * accuracy / teacher_accuracy."""
+    return 100.0 * accuracy / teacher_accuracy
+
+
+def efficiency_ratio(retention_pct: float, size_mb: float, teacher_size_mb: float) -> float:
+    """Accuracy kept per unit of size: (retention / 100) / (size / teacher size). Teacher = 1.0."""
+    return (retention_pct / 100.0) / (size_mb / teacher_size_mb)
+
+
+def latency_stats(seconds: list[float]) -> dict:
+    """{p50_ms, p95_ms, mean_ms} of per-request times given in seconds."""
+    ms = np.asarray(seconds, dtype=float) * 1000
+    return {"p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95), "mean_ms": float(ms.mean())}
+
+
+# ----------------------------------------------------------------------------------------------
+# finding and measuring models
+# ----------------------------------------------------------------------------------------------
+def find_models(root: Path) -> list[tuple[str, Path]]:
+    """(name, folder) of the finished teacher and students of an experiment, teacher first."""
+    found = [("teacher", root / "teacher")] if (root / "teacher" / "metrics.json").exists() else []
+    students = sorted(p for p in (root / "students").glob("*") if (p / "metrics.json").exists())
+    return found + [(p.name, p) for p in students]
+
+
+def hardware(device: str) -> dict:
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"device": device, "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "platform": platform.platform()}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def size_on_disk_mb(model, folder: Path | None) -> float:
+    """Weights' size in MB: the saved weight files, or (quantized models) the serialized state dict."""
+    if folder is not None:
+        files = [f for f in folder.iterdir() if f.suffix in (".safetensors", ".bin")]
+        if files:
+            return sum(f.stat().st_size for f in files) / 1e6
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell() / 1e6
+
+
+def quantize(model):
+    """int8 dynamic quantization of the Linear layers (weights int8, activations quantized on the fly)."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # torch marks the quantized tensor API as deprecated
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_size: int, latency_idx, warmup: int) -> dict:
+    """Predict every text and time each stage. Returns probabilities and timings.
+
+    tokenize: all texts at once (fast tokenizer, truncation as trained), reported per review;
+    pipeline: per batch, collate (pad) + forward + softmax to numpy; forward: the model call alone, on
+    the same batches, so pipeline/forward throughput shows the overhead; latency: batch-1 requests.
+    """
+    import torch
+    model.to(device).eval()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    t0 = time.perf_counter()
+    ids, _ = encode(tokenizer, texts, kd.get("max_length", 512), kd.get("truncation", "head"), kd.get("head_tokens", 128))
+    tokenize_s = time.perf_counter() - t0
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    collate = PadCollator(tokenizer)
+    probs = np.zeros(len(texts), dtype=np.float64)
+    forward_s = 0.0
+    with torch.inference_mode():
+        for idx in batches[:warmup]:     # warm-up: allocator, kernels, caches
+            model(**{k: v.to(device) for k, v in collate([{"input_ids": ids[j]} for j in idx]).items()})
+        sync()
+        t_pipe = time.perf_counter()
+        for idx in batches:
+            batch = {k: v.to(device) for k, v in collate([{"input_ids": ids[j]} for j in idx]).items()}
+            sync()
+            t = time.perf_counter()
+            logits = model(**batch).logits
+            sync()
+            forward_s += time.perf_counter() - t
+            probs[idx] = torch.softmax(logits.float(), -1)[:, 1].cpu().numpy()
+        pipeline_s = time.perf_counter() - t_pipe
+        one = [{k: v.to(device) for k, v in collate([{"input_ids": ids[j]}]).items()} for j in latency_idx]
+        for b in one[:warmup]:
+            model(**b)
+        times = []
+        for b in one:
+            sync()
+            t = time.perf_counter()
+            model(**b)
+            sync()
+            times.append(time.perf_counter() - t)
+    n = len(texts)
+    return {"probs": probs, "tokenize_ms_per_review": 1000 * tokenize_s / n,
+            "throughput": n / forward_s, "pipeline_throughput": n / pipeline_s,
+            "pipeline_over_forward": forward_s / pipeline_s, **latency_stats(times)}
+
+
+def model_kind(name: str, kd: dict) -> str:
+    return "teacher" if name == "teacher" else kd.get("kind", "student")
+
+
+# ----------------------------------------------------------------------------------------------
+# reports
+# ----------------------------------------------------------------------------------------------
+TABLE = [("model", "{}"), ("kind", "{}"), ("precision", "{}"), ("params_m", "{:.1f}"), ("size_mb", "{:.1f}"),
+         ("accuracy", "{:.4f}"), ("f1", "{:.4f}"), ("agreement", "{:.4f}"), ("compression", "{:.2f}x"),
+         ("retention", "{:.1f}%"), ("efficiency", "{:.2f}"), ("latency_p50_ms", "{:.1f}"),
+         ("latency_p95_ms", "{:.1f}"), ("throughput", "{:.0f}"), ("speedup", "{:.2f}x")]
+HEADERS = {"params_m": "params (M)", "size_mb": "size (MB)", "latency_p50_ms": "p50 ms (bs 1)",
+           "latency_p95_ms": "p95 ms (bs 1)", "throughput": "reviews/s", "speedup": "speedup"}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = [HEADERS.get(k, k) for k, _ in TABLE]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt.format(r[k]) for k, fmt in TABLE) + " |")
+    return "\n".join(lines)
+
+
+def write_reports(root: Path, result: dict) -> None:
+    rows = result["rows"]
+    write_json(root / "results.json", result)
+    tmp = root / "results.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(root / "results.csv")
+    hw = result["hardware"]
+    text = (f"# {result['experiment']}: teacher vs students on {result['test_size']:,} IMDb test reviews\n\n"
+            + markdown_table(rows) + "\n\n"
+            f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
+            + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}. "
+            f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
+            f"{result['config']['latency_samples']} test reviews. Throughput: model forward at batch "
+            f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
+            f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
+            f"fp32 teacher's. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
+            f"accuracy. Efficiency: retention / size fraction. Written by evaluate_models.py.\n")
+    tmp = root / "results.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(root / "results.md")
+
+
+def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
+    """Four panels: accuracy, size, batch-1 latency per model, and accuracy vs throughput."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    colors = {"teacher": "#d62728", "distilled": "#1f77b4", "baseline": "#7f7f7f", "student": "#2ca02c"}
+    labels = [f"{r['model']}" + (" (int8)" if r["precision"] == "int8" else "") for r in rows]
+    color = [colors.get(r["kind"], "#2ca02c") for r in rows]
+    alpha = [0.45 if r["precision"] == "int8" else 1.0 for r in rows]
+    y = np.arange(len(rows))
+    fig, axes = plt.subplots(2, 2, figsize=(15, 4 + 0.45 * len(rows)))
+    teacher = next(r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32")
+
+    def bars(ax, key, xlabel, fmt):
+        vals = [r[key] for r in rows]
+        for i, (v, c, a) in enumerate(zip(vals, color, alpha)):
+            ax.barh(i, v, color=c, alpha=a, hatch="//" if rows[i]["kind"] == "baseline" else None, edgecolor="white")
+            ax.text(v, i, " " + fmt(rows[i]), va="center", fontsize=8)
+        ax.set_yticks(y, labels, fontsize=9)
+        ax.invert_yaxis()
+        ax.set_xlabel(xlabel)
+        ax.set_xlim(0, max(vals) * 1.3)
+        ax.grid(axis="x", alpha=0.3)
+
+    acc = [r["accuracy"] for r in rows]
+    bars(axes[0, 0], "accuracy", "test accuracy", lambda r: f"{r['accuracy']:.3f} ({r['retention']:.1f}%)")
+    axes[0, 0].set_xlim(max(0, min(acc) - 0.05), min(1, max(acc) + 0.03))
+    axes[0, 0].axvline(teacher["accuracy"], color=colors["teacher"], ls="--", lw=1)
+    axes[0, 0].set_title("Accuracy (retention of the teacher's)")
+    bars(axes[0, 1], "size_mb", "size on disk (MB)", lambda r: f"{r['size_mb']:.0f} MB, {r['compression']:.1f}x fewer params")
+    axes[0, 1].set_title("Size and compression")
+    bars(axes[1, 0], "latency_p50_ms", "latency, batch 1, p50 (ms)", lambda r: f"{r['latency_p50_ms']:.1f} ms")
+    axes[1, 0].set_title("Latency (lower is better)")
+    ax = axes[1, 1]
+    for r, lab, c, a in zip(rows, labels, color, alpha):
+        ax.scatter(r["throughput"], r["accuracy"], s=60, color=c, alpha=a,
+                   marker="*" if r["kind"] == "teacher" else ("s" if r["kind"] == "baseline" else "o"))
+        ax.annotate(lab, (r["throughput"], r["accuracy"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"throughput (reviews/s, batch {rows[0].get('batch', '')}, log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy vs speed (up and right is better)")
+    ax.grid(alpha=0.3)
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(color=colors["teacher"], label="teacher"), Patch(color=colors["distilled"], label="distilled student"),
+                        Patch(facecolor=colors["baseline"], hatch="//", label="labels-only baseline"),
+                        Patch(color="#888888", alpha=0.45, label="int8 (lighter)")], loc="upper center", ncol=4, frameon=False)
+    fig.suptitle(title, y=0.995, fontsize=12)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------------------------
+def main(argv=None) -> dict:
+    cfg = configure(globals(), argv, "evaluate_models")
+    if cfg["_args"]:
+        raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
+    import torch
+    root = Path(OUTPUT_DIR) / EXPERIMENT
+    setup_logging(root / "logs" / "evaluate.log")
+    log.info("config: %s", public_config(cfg))
+    if THREADS:
+        torch.set_num_threads(THREADS)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE
+    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+        raise UsageError(f"--device={DEVICE}: use auto, cpu or cuda (cuda needs a GPU)")
+    models = find_models(root)
+    if not models or models[0][0] != "teacher":
+        raise UsageError(f"no finished teacher in {root}; run fine_tuning_teacher.py (and distill_student.py) "
+                         f"with --experiment={EXPERIMENT} first")
+    wanted = [m for m in MODELS if m]
+    if wanted:
+        unknown = set(wanted) - {n for n, _ in models}
+        if unknown:
+            raise UsageError(f"--models: no model {sorted(unknown)[0]!r} in {root}; found {', '.join(n for n, _ in models)}")
+        models = [m for m in models if m[0] == "teacher" or m[0] in wanted]   # the teacher is the reference
+
+    # 1. load the test split (or its fixed stratified subset)
+    test = load_imdb(("test",), DATA_DIR, DATASET_NAME)["test"]
+    test = test.select(stratified_indices(test["label"], TEST_SIZE, SEED))
+    texts, labels = list(test["text"]), np.array(test["label"])
+    latency_idx = np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)
+    log.info("evaluating %d models on %d test reviews on %s", len(models), len(texts), device)
+
+    # 2. measure every model (fp32, then int8 on CPU)
+    raw, preds_dir = [], root / "predictions"
+    preds_dir.mkdir(parents=True, exist_ok=True)
+    for name, folder in models:
+        kd = read_json(folder / "config.json").get("sentiment_kd", {})
+        metrics = read_json(folder / "metrics.json")
+        model, tok = load_classifier(str(folder))
+        variants = [("fp32", model)] + ([("int8", None)] if QUANTIZE and device == "cpu" else [])
+        for precision, m in variants:
+            m = quantize(model) if precision == "int8" else m
+            r = measure(m, tok, texts, kd, device, EVAL_BATCH_SIZE, latency_idx, WARMUP)
+            probs = r.pop("probs")
+            pred = (probs >= 0.5).astype(int)
+            row_name = name if precision == "fp32" else f"{name}-int8"
+            scores = classification_metrics(pred, labels)
+            raw.append({"model": name, "kind": model_kind(name, kd), "precision": precision, "folder": str(folder),
+                        "params": count_parameters(model), "size_mb": size_on_disk_mb(m, folder if precision == "fp32" else None),
+                        "val_accuracy": metrics.get("val_accuracy"), "accuracy": scores["accuracy"], "f1": scores["f1"],
+                        "precision_macro": scores["precision"], "recall_macro": scores["recall"], "pred": pred, **r})
+            with open(preds_dir / f"{row_name}.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["index", "label", "pred", "p_positive"])
+                w.writerows(zip(range(len(texts)), labels.tolist(), pred.tolist(), np.round(probs, 5).tolist()))
+            log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f reviews/s", name, precision, raw[-1]["accuracy"],
+                     r["p50_ms"], r["throughput"])
+        del model
+        gc.collect()
+
+    # 3. relative figures against the fp32 teacher
+    t = raw[0]
+    rows = []
+    for r in raw:
+        rows.append({
+            "model": r["model"], "kind": r["kind"], "precision": r["precision"],
+            "params_m": r["params"] / 1e6, "params": r["params"], "size_mb": r["size_mb"],
+            "accuracy": r["accuracy"], "f1": r["f1"], "precision_macro": r["precision_macro"],
+            "recall_macro": r["recall_macro"],
+            "agreement": float((r["pred"] == t["pred"]).mean()),
+            "compression": compression_ratio(t["params"], r["params"]),
+            "retention": retention(r["accuracy"], t["accuracy"]),
+            "efficiency": efficiency_ratio(retention(r["accuracy"], t["accuracy"]), r["size_mb"], t["size_mb"]),
+            "latency_p50_ms": r["p50_ms"], "latency_p95_ms": r["p95_ms"], "latency_mean_ms": r["mean_ms"],
+            "throughput": r["throughput"], "speedup": r["throughput"] / t["throughput"],
+            "latency_speedup": t["p50_ms"] / r["p50_ms"],
+            "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
+            "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": r["val_accuracy"],
+            "batch": EVAL_BATCH_SIZE, "folder": r["folder"],
+        })
+
+    # 4. write the table, the JSON/CSV, and the dashboard
+    result = {"experiment": EXPERIMENT, "test_size": len(texts), "hardware": hardware(device),
+              "config": public_config(cfg), "rows": rows}
+    write_reports(root, result)
+    plot_dashboard(rows, root / "dashboard.png",
+                   f"{EXPERIMENT}: teacher vs students, {len(texts):,} IMDb test reviews, {device}")
+    log.info("wrote %s/results.{json,csv,md} and dashboard.png\n%s", root, markdown_table(rows))
+    return result
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -206,7 +206,9 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
             sys.exit(0)
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
-            if not eq:  # `--name value`
+            if not eq and isinstance(defaults.get(name.replace("-", "_").upper()), bool):
+                value = "true"            # `--json` alone switches a boolean on
+            elif not eq:  # `--name value`
                 if i + 1 >= len(argv):
                     raise UsageError(f"--{name} needs a value: --{name}=VALUE")
                 i, value = i + 1, argv[i + 1]

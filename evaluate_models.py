@@ -178,19 +178,19 @@ def model_kind(name: str, kd: dict) -> str:
 # ----------------------------------------------------------------------------------------------
 # reports
 # ----------------------------------------------------------------------------------------------
-TABLE = [("model", "{}"), ("kind", "{}"), ("precision", "{}"), ("params_m", "{:.1f}"), ("size_mb", "{:.1f}"),
+_COLUMNS = [("model", "{}"), ("kind", "{}"), ("precision", "{}"), ("params_m", "{:.1f}"), ("size_mb", "{:.1f}"),
          ("accuracy", "{:.4f}"), ("f1", "{:.4f}"), ("agreement", "{:.4f}"), ("compression", "{:.2f}x"),
          ("retention", "{:.1f}%"), ("efficiency", "{:.2f}"), ("latency_p50_ms", "{:.1f}"),
          ("latency_p95_ms", "{:.1f}"), ("throughput", "{:.0f}"), ("speedup", "{:.2f}x")]
-HEADERS = {"params_m": "params (M)", "size_mb": "size (MB)", "latency_p50_ms": "p50 ms (bs 1)",
+_HEADERS = {"params_m": "params (M)", "size_mb": "size (MB)", "latency_p50_ms": "p50 ms (bs 1)",
            "latency_p95_ms": "p95 ms (bs 1)", "throughput": "reviews/s", "speedup": "speedup"}
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = [HEADERS.get(k, k) for k, _ in TABLE]
+    head = [_HEADERS.get(k, k) for k, _ in _COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append("| " + " | ".join(fmt.format(r[k]) for k, fmt in TABLE) + " |")
+        lines.append("| " + " | ".join(fmt.format(r[k]) for k, fmt in _COLUMNS) + " |")
     return "\n".join(lines)
 
 

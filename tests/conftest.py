@@ -71,11 +71,22 @@ def no_imdb_env(monkeypatch):
     monkeypatch.delenv("IMDB_DIR", raising=False)
 
 
-def tiny_args(data_dir, out_dir, *extra):
+def tiny_args(data_dir, out_dir, *extra, cache=True):
     """Command-line arguments that run a script on the tiny experiment in a temporary folder."""
     return ["--config", str(ROOT / "configs" / "tiny.toml"), f"--data_dir={data_dir}",
-            f"--output_dir={out_dir}", f"--cache_dir={out_dir}/cache", *extra]
+            f"--output_dir={out_dir}", *([f"--cache_dir={out_dir}/cache"] if cache else []), *extra]
 
 
 real_data = pytest.mark.skipif(not (os.environ.get("IMDB_DIR") and os.environ.get("HF_HUB_CACHE")),
                                reason="needs IMDB_DIR and HF_HUB_CACHE (../shared)")
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory, imdb_parquet):
+    """A finished tiny experiment: teacher plus distilled and baseline students (outputs root)."""
+    import distill_student
+    import fine_tuning_teacher
+    out = tmp_path_factory.mktemp("tiny_experiment")
+    fine_tuning_teacher.main(tiny_args(imdb_parquet, out))
+    distill_student.main(tiny_args(imdb_parquet, out))
+    return out

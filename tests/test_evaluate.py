@@ -1,0 +1,74 @@
+"""evaluate_models.py: the formulas by hand, the latency statistics, and the tiny experiment's outputs."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import evaluate_models as ev
+from conftest import tiny_args
+from data_utils import UsageError
+
+
+def test_ratio_formulas_by_hand():
+    assert ev.compression_ratio(355_000_000, 71_000_000) == pytest.approx(5.0)
+    assert ev.retention(0.90, 0.95) == pytest.approx(94.7368421)
+    # keeps 90% of the accuracy at a quarter of the size: 0.9 / 0.25
+    assert ev.efficiency_ratio(90.0, 25.0, 100.0) == pytest.approx(3.6)
+    assert ev.efficiency_ratio(100.0, 10.0, 10.0) == pytest.approx(1.0)
+
+
+def test_latency_stats_positive_and_ordered():
+    rng = np.random.default_rng(0)
+    s = ev.latency_stats(list(rng.uniform(0.001, 0.02, 200)))
+    assert 0 < s["p50_ms"] <= s["p95_ms"] <= 20 and 1 <= s["p50_ms"]
+    assert ev.latency_stats([0.001, 0.002, 0.003])["p50_ms"] == pytest.approx(2.0)
+
+
+def test_measure_returns_positive_ordered_timings():
+    from data_utils import build_tiny
+    model, tok = build_tiny("bert")
+    r = ev.measure(model, tok, ["a great film", "the worst movie ever made", "ok"] * 4, {"max_length": 16},
+                   "cpu", 4, [0, 1, 2], 1)
+    assert r["probs"].shape == (12,) and ((0 <= r["probs"]) & (r["probs"] <= 1)).all()
+    assert 0 < r["p50_ms"] <= r["p95_ms"] and r["throughput"] >= r["pipeline_throughput"] > 0
+    assert 0 < r["pipeline_over_forward"] <= 1 and r["tokenize_ms_per_review"] > 0
+
+
+def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parquet):
+    result = ev.main(tiny_args(imdb_parquet, tiny_experiment, cache=False))
+    root = tiny_experiment / "tiny"
+    saved = json.loads((root / "results.json").read_text())
+    assert saved["test_size"] == 24 and saved["hardware"]["device"] == "cpu" and saved["hardware"]["torch_threads"] >= 1
+    names = [(r["model"], r["precision"]) for r in saved["rows"]]
+    assert names == [(m, p) for m in ("teacher", "cut", "cut-baseline", "roberta") for p in ("fp32", "int8")]
+    keys = {"accuracy", "f1", "precision_macro", "recall_macro", "agreement", "params", "size_mb", "compression",
+            "retention", "efficiency", "latency_p50_ms", "latency_p95_ms", "throughput", "speedup",
+            "pipeline_over_forward", "tokenize_ms_per_review"}
+    for row in saved["rows"]:
+        assert keys <= set(row)
+        assert 0 <= row["accuracy"] <= 1 and row["latency_p50_ms"] <= row["latency_p95_ms"]
+    teacher = saved["rows"][0]
+    assert (teacher["compression"], teacher["retention"], teacher["speedup"], teacher["agreement"]) == (1.0, 100.0, 1.0, 1.0)
+    cut = saved["rows"][2]
+    assert cut["compression"] == pytest.approx(teacher["params"] / cut["params"]) and cut["compression"] > 1
+    assert cut["retention"] == pytest.approx(100 * cut["accuracy"] / teacher["accuracy"])
+    int8 = saved["rows"][1]
+    assert int8["size_mb"] < teacher["size_mb"] and int8["params"] == teacher["params"]
+    preds = list(csv.DictReader(open(root / "predictions" / "cut.csv")))
+    assert len(preds) == 24 and set(preds[0]) == {"index", "label", "pred", "p_positive"}
+    acc = np.mean([p["label"] == p["pred"] for p in preds])
+    assert acc == pytest.approx(cut["accuracy"])
+    table = (root / "results.md").read_text()
+    assert "| teacher | teacher | fp32 |" in table and "cut-baseline" in table and "Hardware:" in table
+    assert len(list(csv.DictReader(open(root / "results.csv")))) == 8
+    png = (root / "dashboard.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000
+    assert result["rows"][0]["model"] == "teacher"
+
+
+def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
+    with pytest.raises(UsageError, match="no model 'nope'"):
+        ev.main(tiny_args(imdb_parquet, tiny_experiment, "--models=nope", cache=False))
+    with pytest.raises(UsageError, match="no finished teacher"):
+        ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))

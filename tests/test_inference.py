@@ -1,0 +1,84 @@
+"""inference.py end to end through a subprocess: every input mode and every bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def run(*args, stdin=None, cwd=None):
+    return subprocess.run([sys.executable, str(ROOT / "inference.py"), *args], input=stdin, capture_output=True,
+                          cwd=cwd, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def outputs(tiny_experiment):
+    return str(tiny_experiment)
+
+
+def lines(r):
+    return [l for l in r.stdout.decode().splitlines() if l.strip()]
+
+
+def test_texts_as_arguments(outputs):
+    r = run(f"--output_dir={outputs}", "I loved it", "Worst film ever")
+    assert r.returncode == 0, r.stderr.decode()
+    out = lines(r)
+    assert len(out) == 2 and out[0].split()[0] in ("positive", "negative") and out[0].endswith("I loved it")
+    assert 0.5 <= float(out[0].split()[1]) <= 1.0
+    # the default model: the best student of the newest experiment
+    assert "/tiny/students/" in r.stderr.decode()
+
+
+def test_json_file_and_stdin_agree(outputs, tmp_path):
+    f = tmp_path / "reviews.txt"
+    f.write_text("a great film\nthe worst movie\n")
+    model = f"{outputs}/tiny/teacher"
+    a = json.loads(run(f"--output_dir={outputs}", "--model", model, "--json", "--file", str(f)).stdout)
+    b = json.loads(run(f"--output_dir={outputs}", f"--model={model}", "--json", "-", stdin=f.read_bytes()).stdout)
+    assert a == b and a["model"] == model and [p["text"] for p in a["predictions"]] == ["a great film", "the worst movie"]
+    assert all(p["label"] in ("positive", "negative") and 0.5 <= p["score"] <= 1 for p in a["predictions"])
+
+
+def test_builtin_examples_without_input(outputs):
+    r = run(f"--output_dir={outputs}")
+    assert r.returncode == 0 and len(lines(r)) == 4
+
+
+def test_blank_texts_skipped_with_a_note(outputs):
+    r = run(f"--output_dir={outputs}", "good", "   ", "", "bad")
+    assert r.returncode == 0 and len(lines(r)) == 2
+    assert "skipped 2 empty text(s) (#2, #3)" in r.stderr.decode()
+    r = run(f"--output_dir={outputs}", " ")
+    assert r.returncode == 2 and "no non-empty text" in r.stderr.decode()
+
+
+def test_missing_and_incomplete_model_folders(outputs, tmp_path):
+    r = run(f"--output_dir={outputs}", "--model", str(tmp_path / "nope"), "hi")
+    err = r.stderr.decode().strip()
+    assert r.returncode == 2 and err.count("\n") == 0
+    assert "does not exist; saved models:" in err and "tiny/teacher" in err and "tiny/students/cut" in err
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    r = run(f"--output_dir={outputs}", "--model", str(tmp_path / "half"), "hi")
+    assert r.returncode == 2 and "is incomplete" in r.stderr.decode()
+    r = run(f"--output_dir={tmp_path}", "hi")
+    assert r.returncode == 2 and "no saved model" in r.stderr.decode()
+
+
+def test_unreadable_and_non_utf8_files(outputs, tmp_path):
+    f = tmp_path / "bad.txt"
+    f.write_bytes(b"fine line\nalso fine\nbad \xff\xfe byte\n")
+    r = run(f"--output_dir={outputs}", "--file", str(f))
+    assert r.returncode == 2 and "line 3 is not valid UTF-8" in r.stderr.decode()
+    r = run(f"--output_dir={outputs}", "--file", str(tmp_path / "missing.txt"))
+    assert r.returncode == 2 and "cannot read it" in r.stderr.decode()
+
+
+def test_predict_importable(outputs):
+    from inference import predict
+    out = predict(["a great film", "awful"], model=f"{outputs}/tiny/students/cut")
+    assert len(out) == 2 and {o["label"] for o in out} <= {"positive", "negative"}
+    assert all(0.5 <= o["score"] <= 1 for o in out)

@@ -73,24 +73,28 @@ def setup_logging(log_file: Path | None = None) -> None:
 CONFIG_TYPES = (bool, int, float, str, list)
 
 
+def assigned_constants(path: Path) -> set[str]:
+    """UPPER_CASE names assigned at the top level of a Python file (read with ast, no import)."""
+    names: set[str] = set()
+    for node in ast.parse(Path(path).read_text()).body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        names.update(t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper())
+    return names
+
+
 def constants_of(namespace: dict) -> dict:
-    """The overridable constants of a module namespace: UPPER_CASE names of plain types."""
-    return {k: v for k, v in namespace.items()
-            if k.isupper() and not k.startswith("_") and isinstance(v, CONFIG_TYPES)}
+    """The overridable constants of a script: UPPER_CASE names of plain types that the script itself
+    assigns (names it imports, such as data_utils.UNLABELED, are not its settings)."""
+    own = assigned_constants(namespace["__file__"]) if Path(namespace.get("__file__", "")).is_file() else None
+    return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")
+            and isinstance(v, CONFIG_TYPES) and (own is None or k in own)}
 
 
 def project_constant_names() -> set[str]:
-    """UPPER_CASE names assigned at the top level of any project script (read with ast, no import)."""
-    names: set[str] = set()
-    for script in SCRIPTS:
-        path = PROJECT_DIR / f"{script}.py"
-        if not path.exists():
-            continue
-        for node in ast.parse(path.read_text()).body:
-            targets = node.targets if isinstance(node, ast.Assign) else \
-                [node.target] if isinstance(node, ast.AnnAssign) else []
-            names.update(t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper())
-    return names
+    """UPPER_CASE names assigned at the top level of any project script."""
+    return set().union(*(assigned_constants(PROJECT_DIR / f"{s}.py") for s in SCRIPTS
+                         if (PROJECT_DIR / f"{s}.py").exists()))
 
 
 def parse_bool(text: str) -> bool:

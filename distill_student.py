@@ -176,7 +176,8 @@ def predict_logits(model, tokenizer, texts, max_length, truncation, head_tokens,
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     collate = PadCollator(tokenizer)
     with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        for i in range(0, len(order), batch_size):
+        from tqdm.auto import tqdm
+        for i in tqdm(range(0, len(order), batch_size), desc="teacher logits", unit="batch"):
             idx = order[i:i + batch_size]
             batch = {k: v.to(device) for k, v in collate([{"input_ids": ids[j]} for j in idx]).items()}
             out[idx] = model(**batch).logits.float().cpu().numpy()
@@ -185,7 +186,8 @@ def predict_logits(model, tokenizer, texts, max_length, truncation, head_tokens,
 
 def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, batch_size: int) -> tuple[np.ndarray, dict]:
     """The teacher's logits for `texts` (N, C), from the per-review cache; only missing reviews run
-    through the teacher, which is loaded only then and freed after. Returns (logits, stats)."""
+    through the teacher (each distinct text once), which is loaded only then and freed after.
+    Returns (logits, stats): stats counts reviews reused from the cache and texts computed now."""
     kd = read_json(teacher_dir / "config.json").get("sentiment_kd", {})
     path = cache_dir / f"{teacher_key(teacher_dir, kd)}.npz"
     known: dict[str, np.ndarray] = {}
@@ -194,8 +196,8 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
         known = dict(zip(z["hashes"], z["logits"]))
     hashes = text_hashes(texts)
     missing = sorted({h: i for i, h in enumerate(hashes) if h not in known}.values())
-    stats = {"cache": str(path), "reviews": len(texts), "computed": len(missing), "reused": len(texts) - len(missing),
-             "teacher_seconds": 0.0}
+    stats = {"cache": str(path), "reviews": len(texts), "computed": len(missing),
+             "reused": int(sum(h in known for h in hashes)), "teacher_seconds": 0.0}
     if missing:
         import torch
         t0 = time.time()
@@ -212,7 +214,7 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
         tmp = path.with_name(path.stem + ".tmp.npz")
         np.savez(tmp, hashes=np.array(list(known)), logits=np.stack(list(known.values())))
         tmp.replace(path)
-    log.info("teacher logits: %d reviews, %d computed (%.1fs), %d reused from %s", len(texts), len(missing),
+    log.info("teacher logits: %d reviews, %d distinct texts computed (%.1fs), %d reused from %s", len(texts), len(missing),
              stats["teacher_seconds"], stats["reused"], path)
     return np.stack([known[h] for h in hashes]), stats
 

@@ -9,7 +9,7 @@ from data_utils import UsageError, configure
 
 
 def namespace():
-    return {"__file__": "fine_tuning_teacher.py", "EPOCHS": 2.0, "BATCH_SIZE": 16, "OVERWRITE": False,
+    return {"__file__": "not_a_file.py", "EPOCHS": 2.0, "BATCH_SIZE": 16, "OVERWRITE": False,
             "MODEL_NAME": "roberta-large", "LAYERS": [0, 2, 4], "NAMES": ["a"], "lower": 1}
 
 

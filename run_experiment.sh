@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run one experiment end to end: teacher -> students -> evaluation, timing each step.
+#   bash run_experiment.sh configs/quick.toml [--overwrite=true ...]   (extra flags go to every step)
+# Each step is one of the scripts and can be run alone with the same arguments. The wall time of each
+# step is written to outputs/<experiment>/timings.md. A finished teacher is kept (and finished students,
+# see distill_student.py) unless --overwrite=true is passed.
+set -euo pipefail
+cd "$(dirname "$0")"
+config=${1:?usage: bash run_experiment.sh configs/NAME.toml [--name=value ...]}
+shift
+if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies beside the checkout
+  export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
+fi
+experiment=$(python3 -c "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb')).get('experiment', 'paper'))" "$config")
+out=outputs/$experiment
+mkdir -p "$out"
+echo "| step | wall time (s) | finished |" > "$out/timings.md.new"
+echo "|---|---|---|" >> "$out/timings.md.new"
+for step in fine_tuning_teacher distill_student evaluate_models; do
+  if [ $step = fine_tuning_teacher ] && [ -f "$out/teacher/metrics.json" ] && [[ " $* " != *" --overwrite=true "* ]]; then
+    echo "== $out/teacher is finished: skipping it (--overwrite=true retrains everything)"
+    continue
+  fi
+  echo "== $step --config $config $*"
+  start=$(date +%s)
+  python3 "$step.py" --config "$config" "$@"
+  echo "| $step | $(( $(date +%s) - start )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
+done
+mv "$out/timings.md.new" "$out/timings.md"
+cat "$out/timings.md"

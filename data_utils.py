@@ -58,8 +58,11 @@ def run_main(main) -> None:
 
 
 def setup_logging(log_file: Path | None = None) -> None:
-    """Log to stderr (and to `log_file` when given), once per process."""
+    """Log to stderr and to `log_file` (when given); under torchrun, other ranks log warnings only."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if int(os.environ.get("RANK", "0")) != 0:    # torchrun: only rank 0 logs at INFO and to the file
+        logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True)
+        return
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
@@ -237,6 +240,17 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     cfg["_args"] = positional
     if config_path:
         cfg["_config_file"] = config_path
+    return cfg
+
+
+def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: str) -> dict:
+    """The opening of a training/evaluation script: apply overrides (no positional arguments allowed),
+    log to OUTPUT_DIR/EXPERIMENT/logs/<log_name>, and log the effective configuration."""
+    cfg = configure(namespace, argv, script)
+    if cfg["_args"]:
+        raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
+    setup_logging(Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"] / "logs" / log_name)
+    log.info("config: %s", public_config(cfg))
     return cfg
 
 

@@ -3,7 +3,7 @@
 loss = ALPHA * CE(student, labels) + (1 - ALPHA) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
 
 Reads  outputs/<EXPERIMENT>/teacher/ (from fine_tuning_teacher.py) and IMDb (IMDB_DIR or the hub).
-Writes outputs/<EXPERIMENT>/teacher_logits/<key>.npz: the teacher's logits per review, computed once
+Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits per review, computed once
          (batched by length, inference_mode) and reused by every student and every re-run;
        outputs/<EXPERIMENT>/students/<name>/ and, with BASELINE, students/<name>-baseline/ (the same
          student trained on the labels alone): weights, tokenizer, config.json (label names, truncation
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_utils import (ID2LABEL, UNLABELED, PadCollator, UsageError, configure, count_parameters, digest,
+from data_utils import (ID2LABEL, UNLABELED, PadCollator, UsageError, count_parameters, digest,
                         encode, load_classifier, load_imdb, log, make_splits, public_config, read_json,
-                        run_main, setup_logging, stratified_indices, tokenize_dataset, write_json)
+                        run_main, start_run, tokenize_dataset)
 from fine_tuning_teacher import (check_overwrite, compute_metrics, log_callback, run_dirs, train_and_save,
                                  training_arguments)
 
@@ -97,7 +97,6 @@ def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temp
     alpha weighs the hard labels against the teacher; T^2 keeps the soft term's gradients the same
     size as T changes. Returns (loss, {"ce": mean CE over labeled rows, "kl": batchmean KL}).
     """
-    import torch
     import torch.nn.functional as F
     s, t = student_logits.float(), teacher_logits.float()
     log_ps, log_pt = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
@@ -308,12 +307,8 @@ def student_runs(students: list[dict], baseline: bool, only: list[str]) -> list[
 
 # ----------------------------------------------------------------------------------------------
 def main(argv=None) -> dict:
-    cfg = configure(globals(), argv, "distill_student")
-    if cfg["_args"]:
-        raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
+    cfg = start_run(globals(), argv, "distill_student", "distill.log")
     root = Path(OUTPUT_DIR) / EXPERIMENT
-    setup_logging(root / "logs" / "distill.log")
-    log.info("config: %s", public_config(cfg))
     teacher_dir = Path(TEACHER_DIR) if TEACHER_DIR else root / "teacher"
     teacher_metrics = check_teacher(teacher_dir, MIN_TEACHER_ACCURACY, EXPERIMENT)
     teacher_cfg = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
@@ -341,12 +336,11 @@ def main(argv=None) -> dict:
         pool = unsup.select(idx)["text"]
 
     # 2. teacher logits for train + transfer pool, once (rank 0 first under torchrun, the others read)
-    probe_args = training_arguments(root / "checkpoints" / "students", epochs=1, batch_size=1, learning_rate=1e-5,
-                                    eval_batch_size=1, seed=SEED)
+    from accelerate import PartialState
     t0 = time.time()
-    with probe_args.main_process_first(desc="teacher logits"):
+    with PartialState().main_process_first():
         all_logits, cache_stats = cached_teacher_logits(list(splits["train"]["text"]) + list(pool), teacher_dir,
-                                                        root / "teacher_logits", TEACHER_BATCH_SIZE)
+                                                        teacher_dir.parent / "teacher_logits", TEACHER_BATCH_SIZE)
     cache_stats["wall_seconds"] = round(time.time() - t0, 1)
     teacher_acc = float((all_logits[:len(splits["train"])].argmax(-1) == np.array(splits["train"]["label"])).mean())
     log.info("teacher accuracy on the distillation train split: %.4f", teacher_acc)

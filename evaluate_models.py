@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_utils import (PadCollator, UsageError, classification_metrics, configure, count_parameters, encode,
+from data_utils import (PadCollator, UsageError, classification_metrics, count_parameters, encode,
                         load_classifier, load_imdb, log, percentile, public_config, read_json, run_main,
-                        setup_logging, stratified_indices, write_json)
+                        start_run, stratified_indices, write_json)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -248,7 +248,7 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
     axes[0, 0].set_xlim(max(0, min(acc) - 0.05), min(1, max(acc) + 0.03))
     axes[0, 0].axvline(teacher["accuracy"], color=colors["teacher"], ls="--", lw=1)
     axes[0, 0].set_title("Accuracy (retention of the teacher's)")
-    bars(axes[0, 1], "size_mb", "size on disk (MB)", lambda r: f"{r['size_mb']:.0f} MB, {r['compression']:.1f}x fewer params")
+    bars(axes[0, 1], "size_mb", "size on disk (MB)", lambda r: f"{r['size_mb']:.3g} MB, {r['compression']:.2f}x compression")
     axes[0, 1].set_title("Size and compression")
     bars(axes[1, 0], "latency_p50_ms", "latency, batch 1, p50 (ms)", lambda r: f"{r['latency_p50_ms']:.1f} ms")
     axes[1, 0].set_title("Latency (lower is better)")
@@ -265,9 +265,9 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
     from matplotlib.patches import Patch
     fig.legend(handles=[Patch(color=colors["teacher"], label="teacher"), Patch(color=colors["distilled"], label="distilled student"),
                         Patch(facecolor=colors["baseline"], hatch="//", label="labels-only baseline"),
-                        Patch(color="#888888", alpha=0.45, label="int8 (lighter)")], loc="upper center", ncol=4, frameon=False)
-    fig.suptitle(title, y=0.995, fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+                        Patch(color="#888888", alpha=0.45, label="int8 (lighter)")], loc="lower center", ncol=4, frameon=False)
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.98))
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
@@ -276,13 +276,9 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
 
 # ----------------------------------------------------------------------------------------------
 def main(argv=None) -> dict:
-    cfg = configure(globals(), argv, "evaluate_models")
-    if cfg["_args"]:
-        raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
+    cfg = start_run(globals(), argv, "evaluate_models", "evaluate.log")
     import torch
     root = Path(OUTPUT_DIR) / EXPERIMENT
-    setup_logging(root / "logs" / "evaluate.log")
-    log.info("config: %s", public_config(cfg))
     if THREADS:
         torch.set_num_threads(THREADS)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE

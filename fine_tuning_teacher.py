@@ -15,12 +15,13 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
 
 Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 """
+import os
 import time
 from pathlib import Path
 
-from data_utils import (PadCollator, UsageError, classification_metrics, configure, count_parameters,
+from data_utils import (PadCollator, UsageError, classification_metrics, count_parameters,
                         load_classifier, load_imdb, log, make_splits, pick_precision, public_config,
-                        replace_dir, run_main, setup_logging, tokenize_dataset, write_json)
+                        replace_dir, run_main, start_run, tokenize_dataset, write_json)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
@@ -67,7 +68,7 @@ def check_overwrite(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> None:
         if not overwrite:
             raise UsageError(f"{out_dir} holds a finished run; pass --overwrite=true to replace it, "
                              f"or choose another --experiment")
-        if ckpt_dir.exists():
+        if ckpt_dir.exists() and int(os.environ.get("RANK", "0")) == 0:
             import shutil
             shutil.rmtree(ckpt_dir)
 
@@ -166,12 +167,8 @@ def train_and_save(trainer, tokenizer, out_dir: Path, ckpt_dir: Path, info: dict
 
 # ----------------------------------------------------------------------------------------------
 def main(argv=None) -> dict:
-    cfg = configure(globals(), argv, "fine_tuning_teacher")
-    if cfg["_args"]:
-        raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
+    cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log")
     out_dir, ckpt_dir = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
-    setup_logging(Path(OUTPUT_DIR) / EXPERIMENT / "logs" / "teacher.log")
-    log.info("config: %s", public_config(cfg))
     check_overwrite(out_dir, ckpt_dir, OVERWRITE)
     if TRUNCATION not in ("head", "tail", "head+tail"):
         raise UsageError(f"--truncation={TRUNCATION}: must be head, tail or head+tail")

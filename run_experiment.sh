@@ -12,7 +12,9 @@ if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies
   export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 fi
 experiment=$(python3 -c "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb')).get('experiment', 'paper'))" "$config")
-out=outputs/$experiment
+root=outputs
+for arg in "$@"; do [[ $arg == --output_dir=* ]] && root=${arg#--output_dir=}; done
+out=$root/$experiment
 mkdir -p "$out"
 echo "| step | wall time (s) | finished |" > "$out/timings.md.new"
 echo "|---|---|---|" >> "$out/timings.md.new"

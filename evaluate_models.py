@@ -180,7 +180,7 @@ def model_kind(name: str, kd: dict) -> str:
 # ----------------------------------------------------------------------------------------------
 _COLUMNS = [("model", "{}"), ("kind", "{}"), ("precision", "{}"), ("params_m", "{:.1f}"), ("size_mb", "{:.1f}"),
          ("accuracy", "{:.4f}"), ("f1", "{:.4f}"), ("agreement", "{:.4f}"), ("compression", "{:.2f}x"),
-         ("retention", "{:.1f}%"), ("efficiency", "{:.2f}"), ("latency_p50_ms", "{:.1f}"),
+         ("retention", "{:.2f}%"), ("efficiency", "{:.2f}"), ("latency_p50_ms", "{:.1f}"),
          ("latency_p95_ms", "{:.1f}"), ("throughput", "{:.0f}"), ("speedup", "{:.2f}x")]
 _HEADERS = {"params_m": "params (M)", "size_mb": "size (MB)", "latency_p50_ms": "p50 ms (bs 1)",
            "latency_p95_ms": "p95 ms (bs 1)", "throughput": "reviews/s", "speedup": "speedup"}
@@ -244,7 +244,7 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
         ax.grid(axis="x", alpha=0.3)
 
     acc = [r["accuracy"] for r in rows]
-    bars(axes[0, 0], "accuracy", "test accuracy", lambda r: f"{r['accuracy']:.3f} ({r['retention']:.1f}%)")
+    bars(axes[0, 0], "accuracy", "test accuracy", lambda r: f"{r['accuracy']:.4f} ({r['retention']:.2f}%)")
     axes[0, 0].set_xlim(max(0, min(acc) - 0.05), min(1, max(acc) + 0.03))
     axes[0, 0].axvline(teacher["accuracy"], color=colors["teacher"], ls="--", lw=1)
     axes[0, 0].set_title("Accuracy (retention of the teacher's)")

@@ -94,7 +94,7 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         logging_steps=logging_steps, logging_first_step=True, seed=seed, data_seed=seed,
         train_sampling_strategy="group_by_length", length_column_name="length",
         remove_unused_columns=False, dataloader_num_workers=num_workers, report_to="none",
-        **pick_precision())
+        dataloader_pin_memory=bool(pick_precision()), **pick_precision())   # pinning only helps GPUs
 
 
 def compute_metrics(eval_pred) -> dict:

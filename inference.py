@@ -80,6 +80,8 @@ def load(folder: Path, device: str):
     key = (str(folder.resolve()), device)
     if key not in _LOADED:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()      # keep the terminal output to the predictions
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
         kd = read_json(folder / "config.json").get("sentiment_kd", {})

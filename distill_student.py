@@ -336,9 +336,11 @@ def main(argv=None) -> dict:
         pool = unsup.select(idx)["text"]
 
     # 2. teacher logits for train + transfer pool, once (rank 0 first under torchrun, the others read)
-    from accelerate import PartialState
+    # TrainingArguments set up the (possibly distributed) process state the Trainer will use
+    state = training_arguments(root / "checkpoints" / "students", epochs=1, batch_size=1, learning_rate=1e-5,
+                               eval_batch_size=1, seed=SEED)
     t0 = time.time()
-    with PartialState().main_process_first():
+    with state.main_process_first(desc="teacher logits"):
         all_logits, cache_stats = cached_teacher_logits(list(splits["train"]["text"]) + list(pool), teacher_dir,
                                                         teacher_dir.parent / "teacher_logits", TEACHER_BATCH_SIZE)
     cache_stats["wall_seconds"] = round(time.time() - t0, 1)

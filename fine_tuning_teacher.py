@@ -94,7 +94,9 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         logging_steps=logging_steps, logging_first_step=True, seed=seed, data_seed=seed,
         train_sampling_strategy="group_by_length", length_column_name="length",
         remove_unused_columns=False, dataloader_num_workers=num_workers, report_to="none",
-        dataloader_pin_memory=bool(pick_precision()), **pick_precision())   # pinning only helps GPUs
+        dataloader_pin_memory=bool(pick_precision()), **pick_precision(),   # pinning only helps GPUs
+        # torchrun on CPUs: real DDP over gloo (the Trainer would otherwise run N independent copies)
+        ddp_backend="gloo" if not pick_precision() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None)
 
 
 def compute_metrics(eval_pred) -> dict:

@@ -9,7 +9,7 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
        the last one); logs to outputs/<EXPERIMENT>/logs/teacher.log.
 
     python fine_tuning_teacher.py                                  # paper: roberta-large, full IMDb
-    python fine_tuning_teacher.py --config configs/quick.toml      # MiniLM-L6 on CPU, ~10 min
+    python fine_tuning_teacher.py --config configs/quick.toml      # MiniLM-L6 on 3,000 reviews, CPU
     python fine_tuning_teacher.py --config configs/quick.toml --learning_rate=5e-5 --overwrite=true
     torchrun --nproc_per_node 4 fine_tuning_teacher.py --config configs/bert.toml   # multi-GPU (DDP)
 

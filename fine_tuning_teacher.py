@@ -16,6 +16,7 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
 Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 """
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -69,7 +70,6 @@ def check_overwrite(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> None:
             raise UsageError(f"{out_dir} holds a finished run; pass --overwrite=true to replace it, "
                              f"or choose another --experiment")
         if ckpt_dir.exists() and int(os.environ.get("RANK", "0")) == 0:
-            import shutil
             shutil.rmtree(ckpt_dir)
 
 
@@ -129,7 +129,6 @@ def save_finished(trainer, tokenizer, out_dir: Path, metrics: dict, info: dict) 
     if trainer.is_world_process_zero():
         tmp = out_dir.with_name(out_dir.name + ".partial")
         if tmp.exists():
-            import shutil
             shutil.rmtree(tmp)
         trainer.save_model(str(tmp))
         tokenizer.save_pretrained(str(tmp))
@@ -162,7 +161,6 @@ def train_and_save(trainer, tokenizer, out_dir: Path, ckpt_dir: Path, info: dict
     } | extra_metrics
     save_finished(trainer, tokenizer, out_dir, metrics, info)
     if not keep_checkpoints and trainer.is_world_process_zero():
-        import shutil
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return metrics
 

@@ -66,8 +66,13 @@ def setup_logging(log_file: Path | None = None) -> None:
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+    for h in handlers:
+        h.setFormatter(fmt)
+    # "kd.file": file only, for what the console already shows another way (the Trainer's own logs)
+    file_log = logging.getLogger("kd.file")
+    file_log.handlers, file_log.propagate = handlers[1:], False
 
 
 # ----------------------------------------------------------------------------------------------

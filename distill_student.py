@@ -274,6 +274,9 @@ def check_students(students: list) -> list[dict]:
                              f"valid: {', '.join(sorted(STUDENT_KEYS))}")
         if s["name"] in names:
             raise UsageError(f"student name '{s['name']}' appears twice")
+        if not 0 <= s.get("alpha", ALPHA) <= 1 or s.get("temperature", TEMPERATURE) <= 0:
+            raise UsageError(f"student '{s['name']}': alpha must be in [0, 1] and temperature > 0 "
+                             f"(got alpha={s.get('alpha', ALPHA)}, temperature={s.get('temperature', TEMPERATURE)})")
         names.add(s["name"])
     return students
 
@@ -320,8 +323,16 @@ def main(argv=None) -> dict:
     runs = student_runs(check_students(STUDENTS), BASELINE, only)
     if only and not runs:
         raise UsageError(f"--only={','.join(only)}: no such student; students: {', '.join(s['name'] for s in STUDENTS)}")
-    if not 0 <= ALPHA <= 1 or TEMPERATURE <= 0:
-        raise UsageError(f"--alpha={ALPHA} must be in [0, 1] and --temperature={TEMPERATURE} > 0")
+    results = {}
+    for name, _, _ in runs:   # finished students are kept as they are: no data, no teacher pass for them
+        done = Path(OUTPUT_DIR) / EXPERIMENT / "students" / name / "metrics.json"
+        if done.exists() and not OVERWRITE:
+            log.info("student %s: finished run in %s, skipping (--overwrite=true retrains it)", name, done.parent)
+            results[name] = read_json(done)
+    runs = [r for r in runs if r[0] not in results]
+    if not runs:
+        log.info("every student is finished; nothing to train")
+        return {"students": results, "teacher_logits": None}
 
     from transformers import set_seed
 
@@ -335,26 +346,24 @@ def main(argv=None) -> dict:
         idx = np.random.default_rng(SEED).permutation(len(unsup))[:transfer_max]
         pool = unsup.select(idx)["text"]
 
-    # 2. teacher logits for train + transfer pool, once (rank 0 first under torchrun, the others read)
-    # TrainingArguments set up the (possibly distributed) process state the Trainer will use
-    state = training_arguments(root / "checkpoints" / "students", epochs=1, batch_size=1, learning_rate=1e-5,
-                               eval_batch_size=1, seed=SEED)
-    t0 = time.time()
-    with state.main_process_first(desc="teacher logits"):
-        all_logits, cache_stats = cached_teacher_logits(list(splits["train"]["text"]) + list(pool), teacher_dir,
-                                                        teacher_dir.parent / "teacher_logits", TEACHER_BATCH_SIZE)
-    cache_stats["wall_seconds"] = round(time.time() - t0, 1)
-    teacher_acc = float((all_logits[:len(splits["train"])].argmax(-1) == np.array(splits["train"]["label"])).mean())
-    log.info("teacher accuracy on the distillation train split: %.4f", teacher_acc)
+    # 2. teacher logits for train + transfer pool, once, if a distilled student is still to train
+    #    (rank 0 first under torchrun, the others read the cache)
+    all_logits, cache_stats = None, None
+    if any(distilled for _, _, distilled in runs):
+        # TrainingArguments set up the (possibly distributed) process state the Trainer will use
+        state = training_arguments(root / "checkpoints" / "students", epochs=1, batch_size=1, learning_rate=1e-5,
+                                   eval_batch_size=1, seed=SEED)
+        t0 = time.time()
+        with state.main_process_first(desc="teacher logits"):
+            all_logits, cache_stats = cached_teacher_logits(list(splits["train"]["text"]) + list(pool), teacher_dir,
+                                                            teacher_dir.parent / "teacher_logits", TEACHER_BATCH_SIZE)
+        cache_stats["wall_seconds"] = round(time.time() - t0, 1)
+        teacher_acc = float((all_logits[:len(splits["train"])].argmax(-1) == np.array(splits["train"]["label"])).mean())
+        log.info("teacher accuracy on the distillation train split: %.4f", teacher_acc)
 
     # 3. train each student (distilled, then its labels-only baseline)
-    results = {}
     for name, spec, distilled in runs:
         out_dir, ckpt_dir = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", name)
-        if (out_dir / "metrics.json").exists() and not OVERWRITE:
-            log.info("student %s: finished run in %s, skipping (--overwrite=true retrains it)", name, out_dir)
-            results[name] = read_json(out_dir / "metrics.json")
-            continue
         check_overwrite(out_dir, ckpt_dir, OVERWRITE)
         set_seed(SEED)
         get = lambda k, d: spec.get(k, d)   # noqa: E731  per-student override or the global constant

@@ -107,13 +107,17 @@ def compute_metrics(eval_pred) -> dict:
 
 
 def log_callback():
-    """A TrainerCallback that copies the Trainer's periodic logs (loss, lr, eval) into our log file."""
+    """A TrainerCallback that copies the Trainer's periodic logs (loss, lr, eval) into our log file
+    (only the file: the Trainer already prints them beside its progress bar)."""
+    import logging
+
     from transformers import TrainerCallback
+    file_log = logging.getLogger("kd.file")
 
     class LogToFile(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                log.info("step %d/%d %s", state.global_step, state.max_steps,
+                file_log.info("step %d/%d %s", state.global_step, state.max_steps,
                          {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
     return LogToFile()
 

@@ -80,6 +80,8 @@ def test_student_list_is_validated():
         ds.check_students([{"name": "x"}])
     with pytest.raises(UsageError, match="unknown key 'lr'"):
         ds.check_students([{"name": "x", "layers": [0], "lr": 1}])
+    with pytest.raises(UsageError, match=r"student 'x': alpha must be in \[0, 1\]"):
+        ds.check_students([{"name": "x", "layers": [0], "alpha": 1.5}])
     with pytest.raises(UsageError, match="appears twice"):
         ds.check_students([{"name": "x", "layers": [0]}, {"name": "x", "model": "m"}])
 
@@ -126,8 +128,11 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     logs = [h for h in json.loads((students / "cut" / "metrics.json").read_text())["log_history"] if "loss" in h]
     assert all("loss_ce" in h and "loss_kl" in h for h in logs)             # both parts logged
 
-    # a re-run skips finished students; with --overwrite it retrains them from the cached logits
+    # a re-run skips finished students without loading data or running the teacher at all
     calls.clear()
+    skipped = ds.main(tiny_args(imdb_parquet, tiny_run))
+    assert calls == [] and skipped["teacher_logits"] is None and set(skipped["students"]) == set(result["students"])
+    # with --overwrite it retrains them from the cached logits
     again = ds.main(tiny_args(imdb_parquet, tiny_run, "--overwrite=true", "--only=cut"))
     assert calls == [] and again["teacher_logits"]["computed"] == 0 and again["teacher_logits"]["reused"] == 40
     assert set(again["students"]) == {"cut", "cut-baseline"}

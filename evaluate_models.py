@@ -44,6 +44,7 @@ EVAL_BATCH_SIZE = 64              # batch for accuracy and throughput (reviews s
 LATENCY_SAMPLES = 100             # batch-1 requests timed for latency p50/p95 (random test reviews)
 WARMUP = 5                        # untimed batches / requests before each measurement
 QUANTIZE = True                   # add int8 dynamic-quantized rows (CPU only)
+QUANTIZE_BASELINES = True         # int8 rows for labels-only baselines too (False: teacher + distilled only)
 DEVICE = "auto"                   # auto | cpu | cuda
 THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
 # --- system ------------------------------------------------------------------------------------
@@ -309,7 +310,8 @@ def main(argv=None) -> dict:
         kd = read_json(folder / "config.json").get("sentiment_kd", {})
         metrics = read_json(folder / "metrics.json")
         model, tok = load_classifier(str(folder))
-        variants = [("fp32", model)] + ([("int8", None)] if QUANTIZE and device == "cpu" else [])
+        int8 = QUANTIZE and device == "cpu" and (QUANTIZE_BASELINES or model_kind(name, kd) != "baseline")
+        variants = [("fp32", model)] + ([("int8", None)] if int8 else [])
         for precision, m in variants:
             m = quantize(model) if precision == "int8" else m
             r = measure(m, tok, texts, kd, device, EVAL_BATCH_SIZE, latency_idx, WARMUP)

@@ -18,6 +18,7 @@ out=$root/$experiment
 mkdir -p "$out"
 echo "| step | wall time (s) | finished |" > "$out/timings.md.new"
 echo "|---|---|---|" >> "$out/timings.md.new"
+t0=$(date +%s)
 for step in fine_tuning_teacher distill_student evaluate_models; do
   if [ $step = fine_tuning_teacher ] && [ -f "$out/teacher/metrics.json" ] && [[ " $* " != *" --overwrite=true "* ]]; then
     echo "== $out/teacher is finished: skipping it (--overwrite=true retrains everything)"
@@ -28,5 +29,6 @@ for step in fine_tuning_teacher distill_student evaluate_models; do
   python3 "$step.py" --config "$config" "$@"
   echo "| $step | $(( $(date +%s) - start )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
 done
+echo "| total | $(( $(date +%s) - t0 )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
 mv "$out/timings.md.new" "$out/timings.md"
 cat "$out/timings.md"

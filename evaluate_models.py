@@ -44,7 +44,7 @@ EVAL_BATCH_SIZE = 64              # batch for accuracy and throughput (reviews s
 LATENCY_SAMPLES = 100             # batch-1 requests timed for latency p50/p95 (random test reviews)
 WARMUP = 5                        # untimed batches / requests before each measurement
 QUANTIZE = True                   # add int8 dynamic-quantized rows (CPU only)
-QUANTIZE_BASELINES = True         # int8 rows for labels-only baselines too (False: teacher + distilled only)
+QUANTIZE_KINDS = ["teacher", "distilled", "baseline", "student"]   # which models get an int8 row (student: not from distill_student.py)
 DEVICE = "auto"                   # auto | cpu | cuda
 THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
 # --- system ------------------------------------------------------------------------------------
@@ -172,6 +172,9 @@ def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_siz
             "pipeline_over_forward": forward_s / pipeline_s, **latency_stats(times)}
 
 
+_KINDS = {"teacher", "distilled", "baseline", "student"}
+
+
 def model_kind(name: str, kd: dict) -> str:
     return "teacher" if name == "teacher" else kd.get("kind", "student")
 
@@ -285,6 +288,9 @@ def main(argv=None) -> dict:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE
     if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
         raise UsageError(f"--device={DEVICE}: use auto, cpu or cuda (cuda needs a GPU)")
+    bad = set(QUANTIZE_KINDS) - _KINDS
+    if bad:
+        raise UsageError(f"--quantize_kinds: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
     models = find_models(root)
     if not models or models[0][0] != "teacher":
         raise UsageError(f"no finished teacher in {root}; run fine_tuning_teacher.py (and distill_student.py) "
@@ -310,7 +316,7 @@ def main(argv=None) -> dict:
         kd = read_json(folder / "config.json").get("sentiment_kd", {})
         metrics = read_json(folder / "metrics.json")
         model, tok = load_classifier(str(folder))
-        int8 = QUANTIZE and device == "cpu" and (QUANTIZE_BASELINES or model_kind(name, kd) != "baseline")
+        int8 = QUANTIZE and device == "cpu" and model_kind(name, kd) in QUANTIZE_KINDS
         variants = [("fp32", model)] + ([("int8", None)] if int8 else [])
         for precision, m in variants:
             m = quantize(model) if precision == "int8" else m

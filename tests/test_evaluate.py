@@ -74,8 +74,10 @@ def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
         ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))
 
 
-def test_quantize_baselines_false_skips_only_baseline_int8(tiny_experiment, imdb_parquet):
-    result = ev.main(tiny_args(imdb_parquet, tiny_experiment, "--quantize_baselines=false", "--models=cut,cut-baseline",
-                               cache=False))
+def test_quantize_kinds_picks_the_int8_rows(tiny_experiment, imdb_parquet):
+    result = ev.main(tiny_args(imdb_parquet, tiny_experiment, '--quantize_kinds=["distilled"]',
+                               "--models=cut,cut-baseline", cache=False))
     names = [(r["model"], r["precision"]) for r in result["rows"]]
-    assert names == [("teacher", "fp32"), ("teacher", "int8"), ("cut", "fp32"), ("cut", "int8"), ("cut-baseline", "fp32")]
+    assert names == [("teacher", "fp32"), ("cut", "fp32"), ("cut", "int8"), ("cut-baseline", "fp32")]
+    with pytest.raises(UsageError, match="unknown kind 'student-int8'"):
+        ev.main(tiny_args(imdb_parquet, tiny_experiment, '--quantize_kinds=["student-int8"]', cache=False))

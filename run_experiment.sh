@@ -13,7 +13,9 @@ if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies
 fi
 experiment=$(python3 -c "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb')).get('experiment', 'paper'))" "$config")
 root=outputs
-for arg in "$@"; do [[ $arg == --output_dir=* ]] && root=${arg#--output_dir=}; done
+for arg in "$@"; do   # the same overrides the scripts will see
+  case $arg in --output_dir=*) root=${arg#--output_dir=} ;; --experiment=*) experiment=${arg#--experiment=} ;; esac
+done
 out=$root/$experiment
 mkdir -p "$out"
 echo "| step | wall time (s) | finished |" > "$out/timings.md.new"

@@ -132,7 +132,7 @@ def make_trainer_class():
                 loss, parts = distillation_loss(outputs.logits, teacher, labels, self.alpha, self.temperature)
             if model.training:
                 if not torch.isfinite(loss):
-                    raise UsageError(f"non-finite loss at step {self.state.global_step} ({ {k: float(v) for k, v in parts.items()} }); "
+                    raise UsageError(f"non-finite loss at step {self.state.global_step} ({ {k: float(v.detach()) for k, v in parts.items()} }); "
                                      f"lower --learning_rate or --temperature")
                 for k, v in parts.items():
                     self._parts[k].append(float(v))

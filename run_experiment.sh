@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run one experiment end to end: teacher -> students -> evaluation, timing each step.
-#   bash run_experiment.sh configs/quick.toml [--overwrite=true ...]   (extra flags go to every step)
+#   bash run_experiment.sh configs/quick.toml [--overwrite=true ...]
+# Extra --name=value flags go to every step that defines that constant.
 # Each step is one of the scripts and can be run alone with the same arguments. The wall time of each
 # step is written to outputs/<experiment>/timings.md. A finished teacher is kept (and finished students,
 # see distill_student.py) unless --overwrite=true is passed.
@@ -26,9 +27,23 @@ for step in fine_tuning_teacher distill_student evaluate_models; do
     echo "== $out/teacher is finished: skipping it (--overwrite=true retrains everything)"
     continue
   fi
-  echo "== $step --config $config $*"
+  # each step gets the flags it defines (--overwrite is not the evaluation's); a flag no step defines
+  # is passed on, so the script names the valid constants
+  mapfile -d '' args < <(python3 - "$step" "$@" <<'PY'
+import sys
+from data_utils import assigned_constants
+steps = ("fine_tuning_teacher", "distill_student", "evaluate_models")
+own = {n.lower() for n in assigned_constants(sys.argv[1] + ".py")}
+known = {n.lower() for s in steps for n in assigned_constants(s + ".py")}
+for a in sys.argv[2:]:
+    name = a[2:].split("=", 1)[0] if a.startswith("--") else ""
+    if name in own or name not in known:
+        print(a, end="\0")
+PY
+)
+  echo "== $step --config $config ${args[*]}"
   start=$(date +%s)
-  python3 "$step.py" --config "$config" "$@"
+  python3 "$step.py" --config "$config" "${args[@]}"
   echo "| $step | $(( $(date +%s) - start )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
 done
 echo "| total | $(( $(date +%s) - t0 )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"

@@ -260,7 +260,9 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
     for r, lab, c, a in zip(rows, labels, color, alpha):
         ax.scatter(r["throughput"], r["accuracy"], s=60, color=c, alpha=a,
                    marker="*" if r["kind"] == "teacher" else ("s" if r["kind"] == "baseline" else "o"))
-        ax.annotate(lab, (r["throughput"], r["accuracy"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
+        below = r["kind"] == "baseline"   # a baseline often sits right next to its distilled twin
+        ax.annotate(lab, (r["throughput"], r["accuracy"]), fontsize=8, xytext=(4, -10 if below else 3),
+                    textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel(f"throughput (reviews/s, batch {rows[0].get('batch', '')}, log scale)")
     ax.set_ylabel("test accuracy")

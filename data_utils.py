@@ -105,6 +105,24 @@ def project_constant_names() -> set[str]:
                          if (PROJECT_DIR / f"{s}.py").exists()))
 
 
+def step_flags(script: str, argv: list[str]) -> list[str]:
+    """The flags of a multi-script command line (run_experiment.sh) that `script` should get: those
+    naming one of its constants, and those naming no project constant (so the script reports them).
+    `--name value` pairs stay together; names compare as configure() does (`-` = `_`, any case)."""
+    own = {n.lower() for n in assigned_constants(PROJECT_DIR / f"{script}.py")}
+    known = {n.lower() for n in project_constant_names()}
+    keep, i = [], 0
+    while i < len(argv):
+        group = [argv[i]]
+        if argv[i].startswith("--") and "=" not in argv[i] and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            group.append(argv[i + 1])
+        name = argv[i][2:].partition("=")[0].replace("-", "_").lower() if argv[i].startswith("--") else ""
+        if name in own or name not in known:
+            keep += group
+        i += len(group)
+    return keep
+
+
 def parse_bool(text: str) -> bool:
     t = text.strip().lower()
     if t in ("1", "true", "yes", "on"):

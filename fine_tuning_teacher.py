@@ -9,7 +9,7 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
        the last one); logs to outputs/<EXPERIMENT>/logs/teacher.log.
 
     python fine_tuning_teacher.py                                  # paper: roberta-large, full IMDb
-    python fine_tuning_teacher.py --config configs/quick.toml      # MiniLM-L6 on 3,000 reviews, CPU
+    python fine_tuning_teacher.py --config configs/quick.toml      # MiniLM-L6 on 1,600 reviews, CPU
     python fine_tuning_teacher.py --config configs/quick.toml --learning_rate=5e-5 --overwrite=true
     torchrun --nproc_per_node 4 fine_tuning_teacher.py --config configs/bert.toml   # multi-GPU (DDP)
 
@@ -85,6 +85,7 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
     """TrainingArguments for every model here: evaluate and checkpoint each epoch, keep the best by
     validation accuracy, length-grouped batches, bf16/fp16 on GPUs, no external loggers."""
     from transformers import TrainingArguments
+    precision = pick_precision()   # {} on CPU
     return TrainingArguments(
         output_dir=str(ckpt_dir), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size, gradient_accumulation_steps=grad_accum,
@@ -94,9 +95,9 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         logging_steps=logging_steps, logging_first_step=True, seed=seed, data_seed=seed,
         train_sampling_strategy="group_by_length", length_column_name="length",
         remove_unused_columns=False, dataloader_num_workers=num_workers, report_to="none",
-        dataloader_pin_memory=bool(pick_precision()), **pick_precision(),   # pinning only helps GPUs
+        dataloader_pin_memory=bool(precision), **precision,   # pinning only helps GPUs
         # torchrun on CPUs: real DDP over gloo (the Trainer would otherwise run N independent copies)
-        ddp_backend="gloo" if not pick_precision() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None)
+        ddp_backend="gloo" if not precision and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None)
 
 
 def compute_metrics(eval_pred) -> dict:

@@ -23,24 +23,13 @@ echo "| step | wall time (s) | finished |" > "$out/timings.md.new"
 echo "|---|---|---|" >> "$out/timings.md.new"
 t0=$(date +%s)
 for step in fine_tuning_teacher distill_student evaluate_models; do
-  if [ $step = fine_tuning_teacher ] && [ -f "$out/teacher/metrics.json" ] && [[ " $* " != *" --overwrite=true "* ]]; then
+  if [ $step = fine_tuning_teacher ] && [ -f "$out/teacher/metrics.json" ] && [[ " $* " != *" --overwrite=true "* && " $* " != *" --overwrite "* ]]; then
     echo "== $out/teacher is finished: skipping it (--overwrite=true retrains everything)"
     continue
   fi
-  # each step gets the flags it defines (--overwrite is not the evaluation's); a flag no step defines
-  # is passed on, so the script names the valid constants
-  mapfile -d '' args < <(python3 - "$step" "$@" <<'PY'
-import sys
-from data_utils import assigned_constants
-steps = ("fine_tuning_teacher", "distill_student", "evaluate_models")
-own = {n.lower() for n in assigned_constants(sys.argv[1] + ".py")}
-known = {n.lower() for s in steps for n in assigned_constants(s + ".py")}
-for a in sys.argv[2:]:
-    name = a[2:].split("=", 1)[0] if a.startswith("--") else ""
-    if name in own or name not in known:
-        print(a, end="\0")
-PY
-)
+  # each step gets the flags it defines (--overwrite is not the evaluation's): data_utils.step_flags
+  mapfile -d '' args < <(python3 -c 'import sys; from data_utils import step_flags
+sys.stdout.write("".join(a + "\0" for a in step_flags(sys.argv[1], sys.argv[2:])))' "$step" "$@")
   echo "== $step --config $config ${args[*]}"
   start=$(date +%s)
   python3 "$step.py" --config "$config" "${args[@]}"

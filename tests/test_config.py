@@ -84,3 +84,11 @@ def test_cli_errors_are_one_line(tmp_path):
     r = run_script(f"--output_dir={tmp_path}", env=env)
     assert r.returncode == 2 and "no such folder" in r.stderr.splitlines()[-1]
     assert r.stderr.strip().splitlines()[-1].startswith("error: IMDB_DIR=")
+
+
+def test_step_flags_gives_each_script_its_own_flags():
+    from data_utils import step_flags
+    argv = ["--overwrite=true", "--quantize_kinds", "distilled", "--Cache-Dir=/c", "--epochz=1", "--seed=1"]
+    assert step_flags("evaluate_models", argv) == ["--quantize_kinds", "distilled", "--epochz=1", "--seed=1"]
+    assert step_flags("distill_student", argv) == ["--overwrite=true", "--Cache-Dir=/c", "--epochz=1", "--seed=1"]
+    assert step_flags("fine_tuning_teacher", []) == []

@@ -79,6 +79,7 @@ def setup_logging(log_file: Path | None = None) -> None:
 # configuration
 # ----------------------------------------------------------------------------------------------
 CONFIG_TYPES = (bool, int, float, str, list)
+LEVELS = {"default": 0, "file": 1, "flag": 2}   # precedence of a value's source: flag > file > default
 
 
 def assigned_constants(path: Path) -> set[str]:
@@ -121,6 +122,51 @@ def step_flags(script: str, argv: list[str]) -> list[str]:
             keep += group
         i += len(group)
     return keep
+
+
+def _above(low):
+    return f"> {low}", lambda v: v > low
+
+
+def _at_least(low):
+    return f">= {low}", lambda v: v >= low
+
+
+def _between(low, high):
+    return f"between {low} and {high}", lambda v: low <= v <= high
+
+
+def _one_of(*choices):
+    return f"one of {', '.join(choices)}", lambda v: v in choices
+
+
+# the allowed values of every setting that has a range, whichever script defines it; checked when the
+# configuration is read, before any data or model is loaded (per-student values: check_setting_values)
+SETTING_RULES = {
+    "EPOCHS": _above(0), "LEARNING_RATE": _above(0), "TEMPERATURE": _above(0),
+    "ALPHA": _between(0, 1), "MIN_TEACHER_ACCURACY": _between(0, 1), "WARMUP_RATIO": _between(0, 1),
+    "BATCH_SIZE": _at_least(1), "EVAL_BATCH_SIZE": _at_least(1), "TEACHER_BATCH_SIZE": _at_least(1),
+    "GRAD_ACCUM": _at_least(1), "LOGGING_STEPS": _at_least(1), "LATENCY_SAMPLES": _at_least(1),
+    "VAL_SIZE": _at_least(1), "TRAIN_SIZE": _at_least(0), "TEST_SIZE": _at_least(0),
+    "TRANSFER_SIZE": _at_least(0), "WEIGHT_DECAY": _at_least(0), "NUM_WORKERS": _at_least(0),
+    "WARMUP": _at_least(0), "THREADS": _at_least(0), "SEED": _at_least(0), "HEAD_TOKENS": _at_least(0),
+    "MAX_LENGTH": _at_least(8), "TRUNCATION": _one_of(*TRUNCATIONS), "DEVICE": _one_of("auto", "cpu", "cuda"),
+}
+
+
+def check_setting_values(values: dict, where) -> None:
+    """Raise UsageError for the first value outside its range (SETTING_RULES), or a head+tail split
+    that leaves no tail. values: {NAME: value}; where(NAME, value) says how the user set it, e.g.
+    `--epochs=-1` or `epochs = -1 in configs/x.toml`."""
+    for name, value in values.items():
+        rule = SETTING_RULES.get(name.upper())
+        if rule is not None and not rule[1](value):
+            raise UsageError(f"{where(name, value)}: must be {rule[0]}")
+    v = {k.upper(): (k, x) for k, x in values.items()}
+    if v.get("TRUNCATION", (0, ""))[1] == "head+tail" and "HEAD_TOKENS" in v and "MAX_LENGTH" in v \
+            and v["HEAD_TOKENS"][1] >= v["MAX_LENGTH"][1] - 2:
+        raise UsageError(f"{where(*v['HEAD_TOKENS'])}: must be below {where(*v['MAX_LENGTH'])} minus the special "
+                         f"tokens (head+tail keeps that many tokens from the start, the rest from the end)")
 
 
 def parse_bool(text: str) -> bool:
@@ -254,13 +300,17 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
         raise UsageError(f"unknown constant '--{unknown[0].lower()}' for {script}.py; valid names: "
                          f"{', '.join(sorted(n.lower() for n in defaults))}")
     cfg = copy.deepcopy(defaults)
+    sources = dict.fromkeys(defaults, "default")   # where each value came from (see LEVELS)
     if config_path:
         for name, value in read_config_file(config_path, script, defaults).items():
-            cfg[name] = coerce(name, value, defaults[name], source=config_path)
+            cfg[name], sources[name] = coerce(name, value, defaults[name], source=config_path), "file"
     for name, value in flags.items():
-        cfg[name] = coerce(name, value, defaults[name])
+        cfg[name], sources[name] = coerce(name, value, defaults[name]), "flag"
+    where = {"flag": lambda n, v: f"--{n.lower()}={v!r}", "file": lambda n, v: f"{n.lower()} = {v!r} in {config_path}",
+             "default": lambda n, v: f"{n} = {v!r} (the default in {script}.py)"}
+    check_setting_values(cfg, lambda n, v: where[sources[n]](n, v))
     namespace.update(cfg)
-    cfg["_args"] = positional
+    cfg["_args"], cfg["_sources"] = positional, sources
     if config_path:
         cfg["_config_file"] = config_path
     return cfg

@@ -23,14 +23,16 @@ from the teacher's soft targets alone.
     torchrun --nproc_per_node 4 distill_student.py --config configs/bert.toml
 """
 import gc
+import math
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from data_utils import (ID2LABEL, UNLABELED, PadCollator, UsageError, count_parameters, digest,
-                        encode, load_classifier, load_imdb, log, make_splits, public_config, read_json,
-                        run_main, start_run, tokenize_dataset)
+from data_utils import (ID2LABEL, LEVELS, UNLABELED, PadCollator, UsageError, check_setting_values,
+                        coerce, count_parameters, digest, encode, load_classifier, load_imdb, log, make_splits,
+                        public_config, read_json, run_main, start_run, tokenize_dataset)
 from fine_tuning_teacher import (check_overwrite, compute_metrics, log_callback, run_dirs, train_and_save,
                                  training_arguments)
 
@@ -51,8 +53,9 @@ TRUNCATION = "head+tail"          # head | tail | head+tail
 HEAD_TOKENS = 128                 # head+tail: tokens kept from the start
 TRANSFER_SIZE = 0                 # unlabeled reviews (IMDb `unsupervised`) added, KL term only
 # --- model -------------------------------------------------------------------------------------
-# each: name, and model (hub id / folder) or layers (teacher layers to keep); optional per-student
-# learning_rate, epochs, batch_size, max_length, alpha, temperature, transfer_size, baseline
+# each: name, and model (hub id / folder), layers (teacher layers to keep), or both (cut that model);
+# optional per-student learning_rate, epochs, batch_size, max_length, alpha, temperature,
+# transfer_size, baseline, seed (see PER_STUDENT)
 STUDENTS = [
     {"name": "distilroberta", "model": "distilroberta-base"},
     {"name": "distilbert", "model": "distilbert-base-uncased"},
@@ -60,6 +63,8 @@ STUDENTS = [
     {"name": "tinybert", "model": "huawei-noah/TinyBERT_General_4L_312D"},
 ]
 BASELINE = True                   # also train each student on labels alone (ALPHA = 1, no teacher)
+MATCH_STEPS = True                # a baseline trains as many optimizer steps as its distilled twin (more
+                                  # epochs over the labels when the twin adds transfer reviews)
 MIN_TEACHER_ACCURACY = 0.80       # refuse to distil a teacher below this validation accuracy
 # --- training ----------------------------------------------------------------------------------
 EPOCHS = 3.0
@@ -79,8 +84,13 @@ SEED = 42
 NUM_WORKERS = 2                   # dataloader worker processes (0 on small CPUs)
 KEEP_CHECKPOINTS = False
 
-STUDENT_KEYS = {"name", "model", "layers", "learning_rate", "epochs", "batch_size", "max_length", "alpha",
-                "temperature", "transfer_size", "baseline"}
+# per-student key -> the global constant it overrides. Precedence, one rule for every setting: the
+# command line beats the --config file, which beats the defaults; at the same level a per-student
+# value beats the global one (so `--epochs=1` overrides `epochs = 4.0` of a student in the file).
+PER_STUDENT = {"learning_rate": "LEARNING_RATE", "epochs": "EPOCHS", "batch_size": "BATCH_SIZE",
+               "max_length": "MAX_LENGTH", "alpha": "ALPHA", "temperature": "TEMPERATURE",
+               "transfer_size": "TRANSFER_SIZE", "baseline": "BASELINE", "seed": "SEED"}
+STUDENT_KEYS = {"name", "model", "layers"} | set(PER_STUDENT)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,29 +264,45 @@ def cut_layers(teacher, layers: list[int]):
 
 
 def build_student(spec: dict, teacher_dir: Path, seed: int):
-    """(model, tokenizer) for a student spec: a pretrained checkpoint or layers cut from the teacher."""
-    if "layers" in spec:
-        teacher, tok = load_classifier(str(teacher_dir), seed)
-        return cut_layers(teacher, list(spec["layers"])), tok
-    return load_classifier(spec["model"], seed)
+    """(model, tokenizer) for a student spec: a pretrained checkpoint (`model`), layers cut from the
+    teacher (`layers`), or layers cut from a pretrained checkpoint (both)."""
+    model, tok = load_classifier(spec.get("model") or str(teacher_dir), seed)
+    return (cut_layers(model, list(spec["layers"])) if "layers" in spec else model), tok
 
 
-def check_students(students: list) -> list[dict]:
-    """Validate the STUDENTS list: each a table with a unique name and exactly one of model / layers."""
+def student_settings(spec: dict, sources: dict) -> dict:
+    """The effective per-student settings {key: value} of one student spec (keys of PER_STUDENT).
+
+    A per-student value applies unless its global constant was set at a higher level (LEVELS: flag >
+    file > default) than STUDENTS itself, e.g. `--epochs=1` beats `epochs = 4.0` of a student in the file.
+    sources: {CONSTANT: "default" | "file" | "flag"} from configure().
+    """
+    level = lambda name: LEVELS[sources.get(name, "default")]   # noqa: E731
+    return {k: spec[k] if k in spec and level(const) <= level("STUDENTS") else globals()[const]
+            for k, const in PER_STUDENT.items()}
+
+
+def check_students(students: list, sources: dict | None = None) -> list[dict]:
+    """Validate the STUDENTS list: each a table with a unique name, a model and/or layers, known keys,
+    and per-student values in range (the error names the student, or the global flag that set it)."""
+    sources = sources or {}
     names = set()
     for s in students:
         if not isinstance(s, dict) or not s.get("name"):
             raise UsageError(f"student {s!r}: each needs at least a name and a model or layers")
-        if ("model" in s) == ("layers" in s):
-            raise UsageError(f"student '{s['name']}': give exactly one of model (a checkpoint) or layers (cut the teacher)")
+        if "model" not in s and "layers" not in s:
+            raise UsageError(f"student '{s['name']}': give a model (a checkpoint), layers (cut the teacher) or both "
+                             f"(cut that checkpoint)")
         if set(s) - STUDENT_KEYS:
             raise UsageError(f"student '{s['name']}': unknown key {sorted(set(s) - STUDENT_KEYS)[0]!r}; "
                              f"valid: {', '.join(sorted(STUDENT_KEYS))}")
         if s["name"] in names:
             raise UsageError(f"student name '{s['name']}' appears twice")
-        if not 0 <= s.get("alpha", ALPHA) <= 1 or s.get("temperature", TEMPERATURE) <= 0:
-            raise UsageError(f"student '{s['name']}': alpha must be in [0, 1] and temperature > 0 "
-                             f"(got alpha={s.get('alpha', ALPHA)}, temperature={s.get('temperature', TEMPERATURE)})")
+        settings = student_settings(s, sources)
+        where = f"student '{s['name']}'"
+        own = {k: coerce(k, s[k], globals()[PER_STUDENT[k]], source=where) for k in settings
+               if k in s and settings[k] is s[k]}
+        check_setting_values(own, lambda k, v: f"{where}: {k} = {v!r}")
         names.add(s["name"])
     return students
 
@@ -296,16 +322,25 @@ def check_teacher(teacher_dir: Path, min_accuracy: float, experiment: str) -> di
     return metrics
 
 
-def student_runs(students: list[dict], baseline: bool, only: list[str]) -> list[tuple[str, dict, bool]]:
-    """(output name, spec, distilled?) for every model to train, distilled first then baselines."""
+def student_runs(students: list[dict], sources: dict, only: list[str]) -> list[tuple[str, dict, bool, dict]]:
+    """(output name, spec, distilled?, settings) for every model to train: each student, then its
+    labels-only baseline (when its `baseline` setting is on)."""
     runs = []
     for s in students:
         if only and s["name"] not in only:
             continue
-        runs.append((s["name"], s, True))
-        if s.get("baseline", baseline):
-            runs.append((f"{s['name']}-baseline", s, False))
+        settings = student_settings(s, sources)
+        runs.append((s["name"], s, True, settings))
+        if settings["baseline"]:
+            runs.append((f"{s['name']}-baseline", s, False, settings))
     return runs
+
+
+def optimizer_steps(n_examples: int, epochs: float, batch_size: int, grad_accum: int, world_size: int = 1) -> int:
+    """Optimizer steps the Trainer takes for `epochs` passes over n_examples (its own arithmetic:
+    ceil(epochs * ceil(batches per process / grad_accum)), batches = ceil(n / batch_size))."""
+    batches = math.ceil(math.ceil(n_examples / batch_size) / world_size)
+    return math.ceil(epochs * max(math.ceil(batches / grad_accum), 1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,11 +355,11 @@ def main(argv=None) -> dict:
             log.warning("teacher was trained with %s=%s but this run uses %s: validation may overlap the "
                         "teacher's training data", key, teacher_cfg[key], ours)
     only = [n for n in ONLY if n]
-    runs = student_runs(check_students(STUDENTS), BASELINE, only)
+    runs = student_runs(check_students(STUDENTS, cfg["_sources"]), cfg["_sources"], only)
     if only and not runs:
         raise UsageError(f"--only={','.join(only)}: no such student; students: {', '.join(s['name'] for s in STUDENTS)}")
     results = {}
-    for name, _, _ in runs:   # finished students are kept as they are: no data, no teacher pass for them
+    for name, *_ in runs:   # finished students are kept as they are: no data, no teacher pass for them
         done = Path(OUTPUT_DIR) / EXPERIMENT / "students" / name / "metrics.json"
         if done.exists() and not OVERWRITE:
             log.info("student %s: finished run in %s, skipping (--overwrite=true retrains it)", name, done.parent)
@@ -337,7 +372,7 @@ def main(argv=None) -> dict:
     from transformers import set_seed
 
     # 1. load data: the teacher's split, plus an unlabeled transfer pool from `unsupervised`
-    transfer_max = max([s.get("transfer_size", TRANSFER_SIZE) for _, s, d in runs if d] + [0])
+    transfer_max = max([st["transfer_size"] for _, _, d, st in runs if d or MATCH_STEPS] + [0])   # baselines count it
     data = load_imdb(("train", "unsupervised") if transfer_max else ("train",), DATA_DIR, DATASET_NAME)
     splits = make_splits(data, VAL_SIZE, TRAIN_SIZE, seed=SEED)
     pool = []
@@ -349,7 +384,7 @@ def main(argv=None) -> dict:
     # 2. teacher logits for train + transfer pool, once, if a distilled student is still to train
     #    (rank 0 first under torchrun, the others read the cache)
     all_logits, cache_stats = None, None
-    if any(distilled for _, _, distilled in runs):
+    if any(distilled for _, _, distilled, _ in runs):
         # TrainingArguments set up the (possibly distributed) process state the Trainer will use
         state = training_arguments(root / "checkpoints" / "students", epochs=1, batch_size=1, learning_rate=1e-5,
                                    eval_batch_size=1, seed=SEED)
@@ -362,26 +397,29 @@ def main(argv=None) -> dict:
         log.info("teacher accuracy on the distillation train split: %.4f", teacher_acc)
 
     # 3. train each student (distilled, then its labels-only baseline)
-    for name, spec, distilled in runs:
+    for name, spec, distilled, st in runs:
         out_dir, ckpt_dir = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", name)
         check_overwrite(out_dir, ckpt_dir, OVERWRITE)
-        set_seed(SEED)
-        get = lambda k, d: spec.get(k, d)   # noqa: E731  per-student override or the global constant
-        alpha = get("alpha", ALPHA) if distilled else 1.0
-        temperature = get("temperature", TEMPERATURE)
-        n_transfer = get("transfer_size", TRANSFER_SIZE) if distilled else 0
-        max_length = get("max_length", MAX_LENGTH)
-        model, tok = build_student(spec, teacher_dir, SEED)
-        log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d", name,
-                 spec.get("model") or f"teacher layers {spec['layers']}", count_parameters(model) / 1e6,
-                 "distilled" if distilled else "labels-only baseline", alpha, temperature, n_transfer)
+        set_seed(st["seed"])
+        alpha = st["alpha"] if distilled else 1.0
+        temperature, max_length = st["temperature"], st["max_length"]
+        n_transfer = st["transfer_size"] if distilled else 0
+        # the baseline takes as many optimizer steps as its distilled twin, whose data adds the transfer set
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        steps = optimizer_steps(len(splits["train"]) + min(st["transfer_size"], len(pool)), st["epochs"],
+                                st["batch_size"], GRAD_ACCUM, world) if not distilled and MATCH_STEPS else -1
+        model, tok = build_student(spec, teacher_dir, st["seed"])
+        source = " ".join(filter(None, [spec.get("model") or "teacher", spec.get("layers") and f"layers {spec['layers']}"]))
+        log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s", name, source,
+                 count_parameters(model) / 1e6, "distilled" if distilled else "labels-only baseline", alpha,
+                 temperature, n_transfer, st["seed"], f", {steps} steps as its distilled twin" if steps > 0 else "")
         texts = list(splits["train"]["text"]) + list(pool[:n_transfer])
         labels = list(splits["train"]["label"]) + [UNLABELED] * n_transfer
         from datasets import Dataset
         train_rows = Dataset.from_dict({"text": texts, "label": labels})
-        args = training_arguments(ckpt_dir, epochs=get("epochs", EPOCHS), batch_size=get("batch_size", BATCH_SIZE),
-                                  learning_rate=get("learning_rate", LEARNING_RATE), eval_batch_size=EVAL_BATCH_SIZE,
-                                  seed=SEED, grad_accum=GRAD_ACCUM, weight_decay=WEIGHT_DECAY,
+        args = training_arguments(ckpt_dir, epochs=st["epochs"], batch_size=st["batch_size"], max_steps=steps,
+                                  learning_rate=st["learning_rate"], eval_batch_size=EVAL_BATCH_SIZE,
+                                  seed=st["seed"], grad_accum=GRAD_ACCUM, weight_decay=WEIGHT_DECAY,
                                   warmup_ratio=WARMUP_RATIO, logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS)
         with args.main_process_first(desc="tokenize"):
             train = tokenize_dataset(train_rows, tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "distill")
@@ -394,7 +432,7 @@ def main(argv=None) -> dict:
                                        alpha=alpha, temperature=temperature)
         info = {"role": "student", "kind": "distilled" if distilled else "baseline", "student": spec,
                 "teacher": str(teacher_dir), "alpha": alpha, "temperature": temperature,
-                "transfer_size": n_transfer, "max_length": max_length, "truncation": TRUNCATION,
+                "transfer_size": n_transfer, "seed": st["seed"], "settings": st, "max_length": max_length, "truncation": TRUNCATION,
                 "head_tokens": HEAD_TOKENS, "run_config": public_config(cfg)}
         extra = {"name": name, "kind": info["kind"], "alpha": alpha, "temperature": temperature,
                  "transfer_size": n_transfer, "teacher_val_accuracy": teacher_metrics["val_accuracy"],

@@ -81,13 +81,14 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
 
 def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learning_rate: float,
                        eval_batch_size: int, seed: int, grad_accum: int = 1, weight_decay: float = 0.01,
-                       warmup_ratio: float = 0.06, logging_steps: int = 50, num_workers: int = 0):
+                       warmup_ratio: float = 0.06, logging_steps: int = 50, num_workers: int = 0,
+                       max_steps: int = -1):
     """TrainingArguments for every model here: evaluate and checkpoint each epoch, keep the best by
     validation accuracy, length-grouped batches, bf16/fp16 on GPUs, no external loggers."""
     from transformers import TrainingArguments
     precision = pick_precision()   # {} on CPU
     return TrainingArguments(
-        output_dir=str(ckpt_dir), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+        output_dir=str(ckpt_dir), num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size, gradient_accumulation_steps=grad_accum,
         learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_ratio,
         lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
@@ -157,7 +158,7 @@ def train_and_save(trainer, tokenizer, out_dir: Path, ckpt_dir: Path, info: dict
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
         "train_time_s": round(train_time, 1), "resumed_from": resume,
-        "train_examples": n_train, "epochs": trainer.args.num_train_epochs,
+        "train_examples": n_train, "epochs": trainer.args.num_train_epochs, "optimizer_steps": trainer.state.max_steps,
         "train_examples_per_s": result.metrics.get("train_samples_per_second"),
         "train_loss": result.metrics.get("train_loss"),
         "parameters": count_parameters(trainer.model),

@@ -1,0 +1,97 @@
+"""Wiring between the pure pieces: the trainer hands the loss the right alpha and temperature, and every
+batched forward (teacher logits, evaluation, inference) returns rows in the input order, including after
+a partial hit of the teacher-logit cache. Each test here fails on a deliberate one-line break."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import distill_student as ds
+import evaluate_models as ev
+from data_utils import build_tiny, encode
+
+# texts of very different lengths, in an order that sorting by length permutes
+TEXTS = ["a great film with wonderful acting and the best story", "awful", "the plot was boring",
+         "loved it", "not good, not bad; the acting was terrible but the story was excellent and the end great",
+         "worst waste", "it was a film", "best movie"]
+
+
+def one_by_one(model, tok, texts, max_length=32):
+    """Reference: each text alone (batch of one, no padding), in input order."""
+    model.eval()
+    rows = []
+    with torch.inference_mode():
+        for t in texts:
+            ids, _ = encode(tok, [t], max_length, "head+tail", 8)
+            rows.append(model(input_ids=torch.tensor(ids)).logits[0].float().numpy())
+    return np.stack(rows)
+
+
+def varied_tiny(seed=5):
+    """A tiny random BERT whose logits differ clearly from text to text (the default init is too flat)."""
+    model, tok = build_tiny("bert", seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tok = varied_tiny()
+    ref = one_by_one(model, tok, TEXTS)
+    assert np.abs(ref[:, None] - ref[None]).max(-1)[~np.eye(len(TEXTS), dtype=bool)].min() > 1e-4  # rows differ
+    return model, tok, ref
+
+
+def test_trainer_passes_alpha_and_temperature_to_the_loss(tmp_path):
+    from transformers import TrainingArguments
+    model, tok = varied_tiny(seed=2)
+    model.eval()                                     # no dropout: the same logits as below
+    batch = tok(["a great film", "awful", "the plot was boring", "loved it"], return_tensors="pt", padding=True)
+    labels, teacher = torch.tensor([1, 0, -1, 1]), torch.tensor([[1.5, -0.5], [-2.0, 1.0], [0.3, 0.2], [0.0, 2.5]])
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = ds.make_trainer_class()(model=model, args=args, alpha=0.2, temperature=3.0)
+    loss = trainer.compute_loss(model, {**batch, "labels": labels, "teacher_logits": teacher})
+    with torch.no_grad():
+        s = model(**batch).logits
+    # by hand: mean over rows of 0.2 * CE (labeled rows only) + 0.8 * 9 * KL(p_t || p_s) at T = 3
+    kl = (F.softmax(teacher / 3, -1) * (F.log_softmax(teacher / 3, -1) - F.log_softmax(s / 3, -1))).sum(-1)
+    ce = F.cross_entropy(s, labels.clamp(min=0), reduction="none") * (labels >= 0)
+    assert loss.item() == pytest.approx((0.2 * ce + 0.8 * 9 * kl).mean().item(), rel=1e-5)
+    assert not math.isclose(loss.item(), (0.8 * ce + 0.2 * 9 * kl).mean().item(), rel_tol=1e-3)   # alpha swapped
+    assert not math.isclose(loss.item(), (0.2 * ce + 0.8 * kl).mean().item(), rel_tol=1e-3)       # T forced to 1
+
+
+def test_teacher_logits_come_back_in_input_order(tiny):
+    model, tok, ref = tiny
+    out = ds.predict_logits(model, tok, TEXTS, 32, "head+tail", 8, batch_size=3)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_teacher_logit_cache_keeps_rows_after_a_partial_hit(tiny, tmp_path):
+    model, tok, _ = tiny
+    teacher_dir = tmp_path / "teacher"
+    model.config.sentiment_kd = {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}
+    model.save_pretrained(teacher_dir)
+    tok.save_pretrained(teacher_dir)
+    ref = one_by_one(*varied_tiny(), TEXTS)
+    first, stats = ds.cached_teacher_logits(TEXTS[::2], teacher_dir, tmp_path / "cache", batch_size=2)
+    assert stats["computed"] == 4 and stats["reused"] == 0
+    np.testing.assert_allclose(first, ref[::2], atol=1e-5)
+    # half of these are cached, half are new; a duplicate text gets the same row
+    texts = TEXTS[::-1] + [TEXTS[1]]
+    out, stats = ds.cached_teacher_logits(texts, teacher_dir, tmp_path / "cache", batch_size=2)
+    assert stats["computed"] == 4 and stats["reused"] == 4        # the duplicate is computed once
+    np.testing.assert_allclose(out, np.concatenate([ref[::-1], ref[1:2]]), atol=1e-5)
+
+
+def test_evaluation_probabilities_come_back_in_input_order(tiny):
+    model, tok, ref = tiny
+    r = ev.measure(model, tok, TEXTS, {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}, "cpu",
+                   3, [0, 1], 0)
+    np.testing.assert_allclose(r["probs"], torch.softmax(torch.tensor(ref), -1)[:, 1].numpy(), atol=1e-5)

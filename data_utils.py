@@ -1,336 +1,40 @@
-"""Shared plumbing for every script: configuration, IMDb loading, splits, tokenization, models.
+"""Data, tokenization and models, shared by every script (configuration lives in configurator.py).
 
 Nothing here runs on its own; the scripts import it. What it provides:
 
-- `configure(globals(), argv)`: the override system. A script's UPPER_CASE constants are its defaults;
-  `--config configs/NAME.toml` and then `--name=value` flags replace them (flags win over the file,
-  the file over the defaults), each value type-checked against its default.
 - `load_imdb`: IMDb from a local copy (`IMDB_DIR` / `DATA_DIR`: parquet files or the original
   `aclImdb` folder) or from the hub (`stanfordnlp/imdb`); rows are `text`, `label` (0 neg, 1 pos,
   -1 unlabeled), with HTML line breaks replaced by spaces.
 - `make_splits`: a stratified, seeded validation split carved from train, optional stratified
   subsampling of train and test. The test split is for final evaluation only.
-- `tokenize_dataset`: head / tail / head+tail truncation for any tokenizer, cached on disk under
-  `CACHE_DIR/tokenized/<key>` where the key hashes the tokenizer, the settings and the texts.
+- `encode` / `tokenize_dataset`: head / tail / head+tail truncation for any tokenizer, cached on disk
+  under `CACHE_DIR/tokenized/<key>` where the key hashes the tokenizer, the settings and the texts.
 - `load_classifier`: a hub id, a saved folder, or `tiny:bert` / `tiny:roberta` (random models built
-  from a config in code, for tests; no download).
+  from a config in code, for tests; no download). `truncation_settings`: how a saved model tokenizes.
+- `logits_in_order` / `batched_logits`: the one batched forward (sort by length, pad, forward, put the
+  rows back in input order) behind the teacher-logit pass, evaluation and inference.
 
 Offline use: `export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1`.
 """
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
-import logging
 import math
 import os
 import re
 import shutil
 import string
-import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
+from configurator import TRUNCATIONS, UsageError, log
+
 ID2LABEL = {0: "negative", 1: "positive"}
 LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 UNLABELED = -1  # label of IMDb's `unsupervised` split
-PROJECT_DIR = Path(__file__).resolve().parent
-SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference")
-TRUNCATIONS = ("head", "tail", "head+tail")
-
-log = logging.getLogger("kd")
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line `error: ...` and exit status 2, no traceback."""
-
-
-def run_main(main) -> None:
-    """Run a script's main(); turn a UsageError into a one-line message and exit status 2."""
-    try:
-        main()
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def setup_logging(log_file: Path | None = None) -> None:
-    """Log to stderr and to `log_file` (when given); under torchrun, other ranks log warnings only."""
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if int(os.environ.get("RANK", "0")) != 0:    # torchrun: only rank 0 logs at INFO and to the file
-        logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True)
-        return
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
-    for h in handlers:
-        h.setFormatter(fmt)
-    # "kd.file": file only, for what the console already shows another way (the Trainer's own logs)
-    file_log = logging.getLogger("kd.file")
-    file_log.handlers, file_log.propagate = handlers[1:], False
-
-
-# ----------------------------------------------------------------------------------------------
-# configuration
-# ----------------------------------------------------------------------------------------------
-CONFIG_TYPES = (bool, int, float, str, list)
-LEVELS = {"default": 0, "file": 1, "flag": 2}   # precedence of a value's source: flag > file > default
-
-
-def assigned_constants(path: Path) -> set[str]:
-    """UPPER_CASE names assigned at the top level of a Python file (read with ast, no import)."""
-    names: set[str] = set()
-    for node in ast.parse(Path(path).read_text()).body:
-        targets = node.targets if isinstance(node, ast.Assign) else \
-            [node.target] if isinstance(node, ast.AnnAssign) else []
-        names.update(t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper())
-    return names
-
-
-def constants_of(namespace: dict) -> dict:
-    """The overridable constants of a script: UPPER_CASE names of plain types that the script itself
-    assigns (names it imports, such as data_utils.UNLABELED, are not its settings)."""
-    own = assigned_constants(namespace["__file__"]) if Path(namespace.get("__file__", "")).is_file() else None
-    return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")
-            and isinstance(v, CONFIG_TYPES) and (own is None or k in own)}
-
-
-def project_constant_names() -> set[str]:
-    """UPPER_CASE names assigned at the top level of any project script."""
-    return set().union(*(assigned_constants(PROJECT_DIR / f"{s}.py") for s in SCRIPTS
-                         if (PROJECT_DIR / f"{s}.py").exists()))
-
-
-def step_flags(script: str, argv: list[str]) -> list[str]:
-    """The flags of a multi-script command line (run_experiment.sh) that `script` should get: those
-    naming one of its constants, and those naming no project constant (so the script reports them).
-    `--name value` pairs stay together; names compare as configure() does (`-` = `_`, any case)."""
-    own = {n.lower() for n in assigned_constants(PROJECT_DIR / f"{script}.py")}
-    known = {n.lower() for n in project_constant_names()}
-    keep, i = [], 0
-    while i < len(argv):
-        group = [argv[i]]
-        if argv[i].startswith("--") and "=" not in argv[i] and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            group.append(argv[i + 1])
-        name = argv[i][2:].partition("=")[0].replace("-", "_").lower() if argv[i].startswith("--") else ""
-        if name in own or name not in known:
-            keep += group
-        i += len(group)
-    return keep
-
-
-def _above(low):
-    return f"> {low}", lambda v: v > low
-
-
-def _at_least(low):
-    return f">= {low}", lambda v: v >= low
-
-
-def _between(low, high):
-    return f"between {low} and {high}", lambda v: low <= v <= high
-
-
-def _one_of(*choices):
-    return f"one of {', '.join(choices)}", lambda v: v in choices
-
-
-# the allowed values of every setting that has a range, whichever script defines it; checked when the
-# configuration is read, before any data or model is loaded (per-student values: check_setting_values)
-SETTING_RULES = {
-    "EPOCHS": _above(0), "LEARNING_RATE": _above(0), "TEMPERATURE": _above(0),
-    "ALPHA": _between(0, 1), "MIN_TEACHER_ACCURACY": _between(0, 1), "WARMUP_RATIO": _between(0, 1),
-    "BATCH_SIZE": _at_least(1), "EVAL_BATCH_SIZE": _at_least(1), "TEACHER_BATCH_SIZE": _at_least(1),
-    "GRAD_ACCUM": _at_least(1), "LOGGING_STEPS": _at_least(1), "LATENCY_SAMPLES": _at_least(1),
-    "VAL_SIZE": _at_least(1), "TRAIN_SIZE": _at_least(0), "TEST_SIZE": _at_least(0),
-    "TRANSFER_SIZE": _at_least(0), "WEIGHT_DECAY": _at_least(0), "NUM_WORKERS": _at_least(0),
-    "WARMUP": _at_least(0), "THREADS": _at_least(0), "SEED": _at_least(0), "HEAD_TOKENS": _at_least(0),
-    "MAX_LENGTH": _at_least(8), "TRUNCATION": _one_of(*TRUNCATIONS), "DEVICE": _one_of("auto", "cpu", "cuda"),
-}
-
-
-def check_setting_values(values: dict, where) -> None:
-    """Raise UsageError for the first value outside its range (SETTING_RULES), or a head+tail split
-    that leaves no tail. values: {NAME: value}; where(NAME, value) says how the user set it, e.g.
-    `--epochs=-1` or `epochs = -1 in configs/x.toml`."""
-    for name, value in values.items():
-        rule = SETTING_RULES.get(name.upper())
-        if rule is not None and not rule[1](value):
-            raise UsageError(f"{where(name, value)}: must be {rule[0]}")
-    v = {k.upper(): (k, x) for k, x in values.items()}
-    if v.get("TRUNCATION", (0, ""))[1] == "head+tail" and "HEAD_TOKENS" in v and "MAX_LENGTH" in v \
-            and v["HEAD_TOKENS"][1] >= v["MAX_LENGTH"][1] - 2:
-        raise UsageError(f"{where(*v['HEAD_TOKENS'])}: must be below {where(*v['MAX_LENGTH'])} minus the special "
-                         f"tokens (head+tail keeps that many tokens from the start, the rest from the end)")
-
-
-def parse_bool(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {text!r} (use true or false)")
-
-
-def coerce(name: str, value, default, source: str = ""):
-    """Return `value` converted to the type of `default`, or raise UsageError naming the constant.
-
-    Strings from the command line are parsed; values from a TOML file (`source` names it) must already
-    have the right type (an int is accepted where a float is expected). Lists accept a TOML array literal
-    (`[1, 2]`, `["a", "b"]`, `[{name = "x"}]`) or, for lists of strings, `a,b,c`.
-    """
-    kind = type(default).__name__
-    where = f"{name.lower()} = {value!r} in {source}" if source else f"--{name.lower()}={value!r}"
-    if source and isinstance(value, str) and not isinstance(default, str):
-        raise UsageError(f"{where}: expected {kind}, got str")
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                return parse_bool(value)
-            if isinstance(value, bool):
-                return value
-        elif isinstance(default, int):
-            if isinstance(value, str):
-                return int(value)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        elif isinstance(default, float):
-            if isinstance(value, str):
-                return float(value)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-        elif isinstance(default, str):
-            if isinstance(value, str):
-                return value
-        elif isinstance(default, list):
-            if isinstance(value, str):
-                v = value.strip()
-                value = tomllib.loads(f"v = {v}")["v"] if v.startswith("[") else \
-                    [s.strip() for s in v.split(",") if s.strip()]
-            if isinstance(value, list):
-                if default and value:
-                    want = type(default[0])
-                    bad = [x for x in value if not isinstance(x, want)]
-                    if bad:
-                        raise ValueError(f"list items must be {want.__name__}, got {bad[0]!r}")
-                return value
-    except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"{where}: expected {kind} ({e})") from None
-    raise UsageError(f"{where}: expected {kind}, got {type(value).__name__}")
-
-
-def read_config_file(path: str, script: str, known: dict) -> dict:
-    """Constants set by an experiment file for `script`.
-
-    Top-level keys apply to every script that has that constant (an unknown one is an error unless
-    another script defines it); a `[script]` table applies to that script only and must be exact.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--config {path}: no such file; experiments are in configs/: "
-                         f"{', '.join(sorted(f.name for f in (PROJECT_DIR / 'configs').glob('*.toml')))}")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"--config {path}: not valid TOML ({e})") from None
-    everywhere = project_constant_names()
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and key in SCRIPTS:
-            if key != script:
-                continue
-            for k, v in value.items():
-                if k.upper() not in known:
-                    raise UsageError(f"{path} [{key}]: unknown constant '{k}'; valid names: "
-                                     f"{', '.join(sorted(n.lower() for n in known))}")
-                out[k.upper()] = v
-        elif key.upper() in known:
-            out[key.upper()] = value
-        elif key.upper() not in everywhere:
-            raise UsageError(f"{path}: unknown key '{key}' (not a constant of any script, nor a "
-                             f"table named after one of {', '.join(SCRIPTS)})")
-    return out
-
-
-def configure(namespace: dict, argv: list[str] | None = None, script: str | None = None) -> dict:
-    """Apply `--config FILE` and `--name=value` overrides to a script's constants, in place.
-
-    namespace: the script's `globals()`; its UPPER_CASE constants are the defaults.
-    argv: the arguments (default `sys.argv[1:]`); arguments not starting with `--` are returned
-    under the key `_args` (inference.py takes texts that way; other scripts reject them).
-    Returns the effective configuration {NAME: value}. Precedence: flags > file > defaults.
-    """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    script = script or Path(namespace.get("__file__", "script")).stem
-    # the defaults are the constants as first seen: a second call (tests) starts from them again
-    import copy
-    defaults = namespace.setdefault("_DEFAULTS", copy.deepcopy(constants_of(namespace)))
-    flags, positional, config_path = {}, [], None
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-h", "--help"):
-            print((namespace.get("__doc__") or "").strip() + "\n\nconstants (override with --name=value):")
-            for k, v in defaults.items():
-                print(f"  --{k.lower()}={json.dumps(v)}")
-            sys.exit(0)
-        if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            if not eq and isinstance(defaults.get(name.replace("-", "_").upper()), bool):
-                value = "true"            # `--json` alone switches a boolean on
-            elif not eq:  # `--name value`
-                if i + 1 >= len(argv):
-                    raise UsageError(f"--{name} needs a value: --{name}=VALUE")
-                i, value = i + 1, argv[i + 1]
-            if name == "config":
-                config_path = value
-            else:
-                flags[name.replace("-", "_").upper()] = value
-        else:
-            positional.append(arg)
-        i += 1
-    unknown = [n for n in flags if n not in defaults]
-    if unknown:
-        raise UsageError(f"unknown constant '--{unknown[0].lower()}' for {script}.py; valid names: "
-                         f"{', '.join(sorted(n.lower() for n in defaults))}")
-    cfg = copy.deepcopy(defaults)
-    sources = dict.fromkeys(defaults, "default")   # where each value came from (see LEVELS)
-    if config_path:
-        for name, value in read_config_file(config_path, script, defaults).items():
-            cfg[name], sources[name] = coerce(name, value, defaults[name], source=config_path), "file"
-    for name, value in flags.items():
-        cfg[name], sources[name] = coerce(name, value, defaults[name]), "flag"
-    where = {"flag": lambda n, v: f"--{n.lower()}={v!r}", "file": lambda n, v: f"{n.lower()} = {v!r} in {config_path}",
-             "default": lambda n, v: f"{n} = {v!r} (the default in {script}.py)"}
-    check_setting_values(cfg, lambda n, v: where[sources[n]](n, v))
-    namespace.update(cfg)
-    cfg["_args"], cfg["_sources"] = positional, sources
-    if config_path:
-        cfg["_config_file"] = config_path
-    return cfg
-
-
-def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: str) -> dict:
-    """The opening of a training/evaluation script: apply overrides (no positional arguments allowed),
-    log to OUTPUT_DIR/EXPERIMENT/logs/<log_name>, and log the effective configuration."""
-    cfg = configure(namespace, argv, script)
-    if cfg["_args"]:
-        raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
-    setup_logging(Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"] / "logs" / log_name)
-    log.info("config: %s", public_config(cfg))
-    return cfg
-
-
-def public_config(cfg: dict) -> dict:
-    """The effective configuration as saved to JSON: lower-case names, no private entries."""
-    return {k.lower(): v for k, v in cfg.items() if not k.startswith("_")} | \
-        ({"config_file": cfg["_config_file"]} if "_config_file" in cfg else {})
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,6 +102,10 @@ def _read_parquet(files: list[Path]) -> dict:
     import pyarrow.parquet as pq
     texts, labels = [], []
     for f in files:
+        found = pq.read_schema(f).names
+        if not {"text", "label"} <= set(found):
+            raise UsageError(f"{f}: columns {', '.join(found)}; IMDb needs the columns text and label (0 negative, "
+                             f"1 positive, -1 unlabeled): rename them or point IMDB_DIR at another copy")
         t = pq.read_table(f, columns=["text", "label"]).to_pydict()
         texts += t["text"]
         labels += t["label"]
@@ -454,7 +162,7 @@ def load_imdb(splits=("train", "test"), data_dir: str = "", dataset_name: str = 
         for split in splits:
             ds = load_dataset(dataset_name, split=split).select_columns(["text", "label"])
             out[split] = ds.map(lambda b: {"text": [clean_text(t) for t in b["text"]]}, batched=True)
-    except Exception as e:  # offline, missing dataset, no network: say what was tried
+    except OSError as e:  # offline, no network, no such dataset (all OSErrors in datasets/huggingface_hub)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"could not load IMDb: no IMDB_DIR/--data_dir set, and the hub dataset "
                          f"'{dataset_name}' failed ({first[:200]}); for a local copy set "
@@ -644,16 +352,75 @@ def load_classifier(name_or_path: str, seed: int = 0):
     return model, tok
 
 
+def is_saved_model(folder: Path) -> bool:
+    """A folder that from_pretrained can load: config.json, weights and a tokenizer."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHT_FILES) \
+        and any((folder / t).is_file() for t in ("tokenizer.json", "tokenizer_config.json"))
+
+
+def is_finished(folder: Path) -> bool:
+    """A finished run of this project: a loadable model (weights included) and its metrics.json.
+    Published results (outputs/<exp>/models/*.json, tables) never make a run look finished."""
+    return is_saved_model(folder) and (Path(folder) / "metrics.json").is_file()
+
+
+def truncation_settings(kd: dict, tokenizer=None) -> dict:
+    """How a saved model tokenizes: {max_length, truncation, head_tokens} from the `sentiment_kd` entry
+    of its config.json; for a model trained elsewhere, the tokenizer's length limit (at most 512) and
+    head truncation."""
+    limit = getattr(tokenizer, "model_max_length", 512) or 512
+    return {"max_length": kd.get("max_length", min(limit, 512)), "truncation": kd.get("truncation", "head"),
+            "head_tokens": kd.get("head_tokens", 128)}
+
+
+def logits_in_order(model, collate, ids: list[list[int]], batch_size: int, device: str, forward=None,
+                    desc: str | None = None) -> np.ndarray:
+    """Logits (N, C) float32 of `model` for N token-id lists, returned in the input order.
+
+    The lists are sorted by length (batches of similar length pad little), padded by `collate` into
+    batches of `batch_size`, run through `forward(batch)` (default `model(**batch).logits`; evaluation
+    passes a timed one) under inference_mode, and each batch's rows are written back to the positions
+    they came from. `desc` shows a progress bar.
+    """
+    import torch
+    forward = forward or (lambda batch: model(**batch).logits)
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    starts = range(0, len(order), batch_size)
+    if desc:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc=desc, unit="batch")
+    with torch.inference_mode():
+        for i in starts:
+            idx = order[i:i + batch_size]
+            batch = {k: v.to(device) for k, v in collate([{"input_ids": ids[j]} for j in idx]).items()}
+            out[idx] = forward(batch).float().cpu().numpy()
+    return out
+
+
+def batched_logits(model, tokenizer, texts: list[str], settings: dict, batch_size: int, device: str,
+                   desc: str | None = None) -> np.ndarray:
+    """Logits (N, C) of `model` for texts, tokenized with `settings` (truncation_settings), in input order."""
+    ids, _ = encode(tokenizer, texts, settings["max_length"], settings["truncation"], settings["head_tokens"])
+    return logits_in_order(model, PadCollator(tokenizer), ids, batch_size, device, desc=desc)
+
+
+def check_max_length(model, max_length: int, name: str) -> None:
+    """UsageError when max_length exceeds the positions the model has (RoBERTa-style models, which
+    number positions after the padding index, have max_position_embeddings - pad_token_id - 1)."""
+    cfg = model.config
+    limit = getattr(cfg, "max_position_embeddings", None)
+    if limit is None:
+        return
+    if cfg.model_type in ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer"):
+        limit -= (cfg.pad_token_id or 0) + 1
+    if max_length > limit:
+        raise UsageError(f"--max_length={max_length}: {name} takes at most {limit} tokens; lower --max_length")
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def pick_precision() -> dict:
-    """TrainingArguments precision flags: bf16 where the GPU supports it, else fp16 on GPU, else fp32."""
-    import torch
-    if not torch.cuda.is_available():
-        return {}
-    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
 
 
 def percentile(values, q: float) -> float:

@@ -1,6 +1,7 @@
 """Distil the fine-tuned teacher into each student in STUDENTS (and train labels-only baselines).
 
 loss = ALPHA * CE(student, labels) + (1 - ALPHA) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
+(training.distillation_loss, applied by training.DistillTrainer to the teacher's cached logits)
 
 Reads  outputs/<EXPERIMENT>/teacher/ (from fine_tuning_teacher.py) and IMDb (IMDB_DIR or the hub).
 Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits per review, computed once
@@ -9,11 +10,12 @@ Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits 
          student trained on the labels alone): weights, tokenizer, config.json (label names, truncation
          settings, recipe, effective configuration under `sentiment_kd`) and metrics.json.
        Checkpoints in outputs/<EXPERIMENT>/checkpoints/students/<name>/ (a re-run resumes); logs in
-       outputs/<EXPERIMENT>/logs/distill.log. A finished student is skipped unless --overwrite=true.
+       outputs/<EXPERIMENT>/logs/distill.log; outputs/<EXPERIMENT>/models/<name>.json: the published
+       record of each student (config + metrics, in git). A finished student is kept unless --overwrite=true.
 
-A student is a pretrained checkpoint (`model = "distilroberta-base"`) or is cut from the teacher
+A student is a pretrained checkpoint (`model = "distilroberta-base"`), is cut from the teacher
 (`layers = [0, 2, 4]`: keep those encoder layers, copy embeddings, pooler and classifier, the way
-DistilBERT was initialised). Each model tokenizes the text itself, so a WordPiece student can learn
+DistilBERT was initialised), or is cut from a pretrained checkpoint (both keys). Each model tokenizes the text itself, so a WordPiece student can learn
 from a BPE teacher. Unlabeled reviews from IMDb's `unsupervised` split (TRANSFER_SIZE) are learned
 from the teacher's soft targets alone.
 
@@ -30,11 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_utils import (ID2LABEL, LEVELS, UNLABELED, PadCollator, UsageError, check_setting_values,
-                        coerce, count_parameters, digest, encode, load_classifier, load_imdb, log, make_splits,
-                        public_config, read_json, run_main, start_run, tokenize_dataset)
-from fine_tuning_teacher import (check_overwrite, compute_metrics, log_callback, run_dirs, train_and_save,
-                                 training_arguments)
+from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
+from data_utils import (ID2LABEL, UNLABELED, PadCollator, batched_logits, count_parameters, digest, is_finished,
+                        load_classifier, load_imdb, make_splits, read_json, tokenize_dataset, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -94,72 +94,6 @@ STUDENT_KEYS = {"name", "model", "layers"} | set(PER_STUDENT)
 
 
 # ----------------------------------------------------------------------------------------------
-# the loss
-# ----------------------------------------------------------------------------------------------
-def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
-    """Hinton et al. (2015) knowledge-distillation loss, computed in float32.
-
-    student_logits, teacher_logits: (B, C) any float dtype; labels: (B,) long, -1 = unlabeled.
-    Per example i:  alpha * CE_i * [label_i >= 0]  +  (1 - alpha) * T^2 * KL_i,
-        KL_i = sum_c p_t,c (log p_t,c - log p_s,c),  p = softmax(logits / T) via log_softmax,
-    averaged over the batch (`batchmean`). With every row labeled this is exactly
-    alpha * CE + (1 - alpha) * T^2 * KL; unlabeled rows (transfer set) get the KL term only.
-    alpha weighs the hard labels against the teacher; T^2 keeps the soft term's gradients the same
-    size as T changes. Returns (loss, {"ce": mean CE over labeled rows, "kl": batchmean KL}).
-    """
-    import torch.nn.functional as F
-    s, t = student_logits.float(), teacher_logits.float()
-    log_ps, log_pt = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
-    kl_rows = (log_pt.exp() * (log_pt - log_ps)).sum(-1)                   # (B,)
-    labeled = labels >= 0
-    ce_rows = F.cross_entropy(s, labels.clamp(min=0), reduction="none") * labeled
-    loss = (alpha * ce_rows + (1 - alpha) * temperature ** 2 * kl_rows).mean()
-    ce = ce_rows.sum() / labeled.sum().clamp(min=1)
-    return loss, {"ce": ce.detach(), "kl": kl_rows.mean().detach()}
-
-
-def make_trainer_class():
-    """A Trainer whose loss is `distillation_loss` on cached teacher logits (labels-only CE for the
-    baseline and for evaluation), logging the CE and KL parts and stopping on a non-finite loss."""
-    import torch
-    from transformers import Trainer
-
-    class DistillTrainer(Trainer):
-        def __init__(self, *args, alpha: float = 0.5, temperature: float = 2.0, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.alpha, self.temperature = alpha, temperature
-            self.model_accepts_loss_kwargs = False   # our loss is a mean: let the Trainer scale it
-            self._parts = {"ce": [], "kl": []}
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")
-            teacher = inputs.pop("teacher_logits", None)
-            outputs = model(**inputs)
-            if teacher is None:   # baseline / evaluation: cross-entropy on the labeled rows
-                loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, ignore_index=UNLABELED)
-                parts = {"ce": loss.detach()}
-            else:
-                loss, parts = distillation_loss(outputs.logits, teacher, labels, self.alpha, self.temperature)
-            if model.training:
-                if not torch.isfinite(loss):
-                    raise UsageError(f"non-finite loss at step {self.state.global_step} ({ {k: float(v.detach()) for k, v in parts.items()} }); "
-                                     f"lower --learning_rate or --temperature")
-                for k, v in parts.items():
-                    self._parts[k].append(float(v))
-            return (loss, outputs) if return_outputs else loss
-
-        def log(self, logs, *args, **kwargs):
-            if "loss" in logs:    # training log: add the loss parts averaged since the last one
-                for k, v in self._parts.items():
-                    if v:
-                        logs[f"loss_{k}"] = round(sum(v) / len(v), 5)
-                self._parts = {"ce": [], "kl": []}
-            super().log(logs, *args, **kwargs)
-
-    return DistillTrainer
-
-
-# ----------------------------------------------------------------------------------------------
 # teacher logits, once per review
 # ----------------------------------------------------------------------------------------------
 def teacher_key(teacher_dir: Path, kd: dict) -> str:
@@ -174,23 +108,14 @@ def text_hashes(texts) -> np.ndarray:
     return np.array([hashlib.sha1(t.encode()).hexdigest()[:20] for t in texts])
 
 
-def predict_logits(model, tokenizer, texts, max_length, truncation, head_tokens, batch_size) -> np.ndarray:
-    """Logits (N, C) float32 of `model` over texts: sorted by length, dynamic padding, inference_mode,
-    bf16 autocast on GPUs. Returned in the input order."""
+def predict_logits(model, tokenizer, texts: list[str], settings: dict, batch_size: int) -> np.ndarray:
+    """The teacher's logits (N, C) float32 for texts, in input order: data_utils.batched_logits on the
+    GPU when there is one, under bf16 autocast there."""
     import torch
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
-    ids, _ = encode(tokenizer, texts, max_length, truncation, head_tokens)
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    collate = PadCollator(tokenizer)
-    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        from tqdm.auto import tqdm
-        for i in tqdm(range(0, len(order), batch_size), desc="teacher logits", unit="batch"):
-            idx = order[i:i + batch_size]
-            batch = {k: v.to(device) for k, v in collate([{"input_ids": ids[j]} for j in idx]).items()}
-            out[idx] = model(**batch).logits.float().cpu().numpy()
-    return out
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        return batched_logits(model, tokenizer, texts, settings, batch_size, device, desc="teacher logits")
 
 
 def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, batch_size: int) -> tuple[np.ndarray, dict]:
@@ -211,8 +136,7 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
         import torch
         t0 = time.time()
         model, tok = load_classifier(str(teacher_dir))
-        logits = predict_logits(model, tok, [texts[i] for i in missing], kd.get("max_length", 512),
-                                kd.get("truncation", "head"), kd.get("head_tokens", 128), batch_size)
+        logits = predict_logits(model, tok, [texts[i] for i in missing], truncation_settings(kd, tok), batch_size)
         del model
         gc.collect()
         if torch.cuda.is_available():
@@ -238,7 +162,8 @@ def encoder_layers(model):
         for attr in ("layer", "layers"):
             if isinstance(getattr(module, attr, None), nn.ModuleList):
                 return module, attr
-    raise UsageError(f"cannot find the encoder layers of {type(model).__name__}; use a pretrained student instead")
+    raise NotImplementedError(f"cannot find the encoder layers of {type(model).__name__} (no ModuleList named "
+                              f"layer or layers): cutting layers does not support this architecture")
 
 
 def cut_layers(teacher, layers: list[int]):
@@ -298,6 +223,8 @@ def check_students(students: list, sources: dict | None = None) -> list[dict]:
                              f"valid: {', '.join(sorted(STUDENT_KEYS))}")
         if s["name"] in names:
             raise UsageError(f"student name '{s['name']}' appears twice")
+        if s["name"] == "teacher" or not str(s["name"]).replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise UsageError(f"student name {s['name']!r}: use letters, digits, '-', '_' or '.', and not 'teacher'")
         settings = student_settings(s, sources)
         where = f"student '{s['name']}'"
         own = {k: coerce(k, s[k], globals()[PER_STUDENT[k]], source=where) for k in settings
@@ -309,9 +236,9 @@ def check_students(students: list, sources: dict | None = None) -> list[dict]:
 
 def check_teacher(teacher_dir: Path, min_accuracy: float, experiment: str) -> dict:
     """The teacher's metrics, after checking it exists, is trained well enough and has our labels."""
-    if not (teacher_dir / "metrics.json").exists():
-        raise UsageError(f"no finished teacher at {teacher_dir}; run fine_tuning_teacher.py "
-                         f"--experiment={experiment} (or its config) first, or set --teacher_dir")
+    if not is_finished(teacher_dir):
+        raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights and metrics.json); "
+                         f"run fine_tuning_teacher.py --experiment={experiment} (or its --config) first, or set --teacher_dir")
     metrics = read_json(teacher_dir / "metrics.json")
     if metrics["val_accuracy"] < min_accuracy:
         raise UsageError(f"teacher {teacher_dir} has validation accuracy {metrics['val_accuracy']:.4f} < "
@@ -344,35 +271,47 @@ def optimizer_steps(n_examples: int, epochs: float, batch_size: int, grad_accum:
 
 
 # ----------------------------------------------------------------------------------------------
+def check_config(cfg: dict) -> None:
+    """Checks that need no data or model, run before anything is written: the students, --only and
+    the teacher folder."""
+    check_students(STUDENTS, cfg["_sources"])
+    names = {s["name"] for s in STUDENTS}
+    unknown = [n for n in ONLY if n and n not in names]
+    if unknown:
+        raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))}")
+    check_teacher(teacher_folder(), MIN_TEACHER_ACCURACY, EXPERIMENT)
+
+
+def teacher_folder() -> Path:
+    return Path(TEACHER_DIR) if TEACHER_DIR else Path(OUTPUT_DIR) / EXPERIMENT / "teacher"
+
+
 def main(argv=None) -> dict:
-    cfg = start_run(globals(), argv, "distill_student", "distill.log")
-    root = Path(OUTPUT_DIR) / EXPERIMENT
-    teacher_dir = Path(TEACHER_DIR) if TEACHER_DIR else root / "teacher"
-    teacher_metrics = check_teacher(teacher_dir, MIN_TEACHER_ACCURACY, EXPERIMENT)
+    cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
+    from transformers import set_seed
+
+    from training import DistillTrainer, LogToFile, compute_metrics, run_dirs, should_train, train_and_save, training_arguments
+    root, teacher_dir = Path(OUTPUT_DIR) / EXPERIMENT, teacher_folder()
+    teacher_metrics = read_json(teacher_dir / "metrics.json")
     teacher_cfg = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
     for key, ours in (("val_size", VAL_SIZE), ("seed", SEED)):
         if key in teacher_cfg and teacher_cfg[key] != ours:
             log.warning("teacher was trained with %s=%s but this run uses %s: validation may overlap the "
                         "teacher's training data", key, teacher_cfg[key], ours)
-    only = [n for n in ONLY if n]
-    runs = student_runs(check_students(STUDENTS, cfg["_sources"]), cfg["_sources"], only)
-    if only and not runs:
-        raise UsageError(f"--only={','.join(only)}: no such student; students: {', '.join(s['name'] for s in STUDENTS)}")
-    results = {}
-    for name, *_ in runs:   # finished students are kept as they are: no data, no teacher pass for them
-        done = Path(OUTPUT_DIR) / EXPERIMENT / "students" / name / "metrics.json"
-        if done.exists() and not OVERWRITE:
-            log.info("student %s: finished run in %s, skipping (--overwrite=true retrains it)", name, done.parent)
-            results[name] = read_json(done)
-    runs = [r for r in runs if r[0] not in results]
+    results, runs = {}, []
+    for name, spec, distilled, st in student_runs(STUDENTS, cfg["_sources"], [n for n in ONLY if n]):
+        dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", name)
+        if should_train(*dirs[:2], OVERWRITE):
+            runs.append((name, spec, distilled, st, dirs))
+        else:   # kept as it is: no data, no teacher pass for it
+            log.info("student %s: finished run in %s, kept (--overwrite=true retrains it)", name, dirs[0])
+            results[name] = read_json(dirs[0] / "metrics.json")
     if not runs:
         log.info("every student is finished; nothing to train")
         return {"students": results, "teacher_logits": None}
 
-    from transformers import set_seed
-
     # 1. load data: the teacher's split, plus an unlabeled transfer pool from `unsupervised`
-    transfer_max = max([st["transfer_size"] for _, _, d, st in runs if d or MATCH_STEPS] + [0])   # baselines count it
+    transfer_max = max([st["transfer_size"] for _, _, d, st, _ in runs if d or MATCH_STEPS] + [0])   # baselines count it
     data = load_imdb(("train", "unsupervised") if transfer_max else ("train",), DATA_DIR, DATASET_NAME)
     splits = make_splits(data, VAL_SIZE, TRAIN_SIZE, seed=SEED)
     pool = []
@@ -384,7 +323,7 @@ def main(argv=None) -> dict:
     # 2. teacher logits for train + transfer pool, once, if a distilled student is still to train
     #    (rank 0 first under torchrun, the others read the cache)
     all_logits, cache_stats = None, None
-    if any(distilled for _, _, distilled, _ in runs):
+    if any(distilled for _, _, distilled, _, _ in runs):
         # TrainingArguments set up the (possibly distributed) process state the Trainer will use
         state = training_arguments(root / "checkpoints" / "students", epochs=1, batch_size=1, learning_rate=1e-5,
                                    eval_batch_size=1, seed=SEED)
@@ -397,9 +336,7 @@ def main(argv=None) -> dict:
         log.info("teacher accuracy on the distillation train split: %.4f", teacher_acc)
 
     # 3. train each student (distilled, then its labels-only baseline)
-    for name, spec, distilled, st in runs:
-        out_dir, ckpt_dir = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", name)
-        check_overwrite(out_dir, ckpt_dir, OVERWRITE)
+    for name, spec, distilled, st, dirs in runs:
         set_seed(st["seed"])
         alpha = st["alpha"] if distilled else 1.0
         temperature, max_length = st["temperature"], st["max_length"]
@@ -417,7 +354,7 @@ def main(argv=None) -> dict:
         labels = list(splits["train"]["label"]) + [UNLABELED] * n_transfer
         from datasets import Dataset
         train_rows = Dataset.from_dict({"text": texts, "label": labels})
-        args = training_arguments(ckpt_dir, epochs=st["epochs"], batch_size=st["batch_size"], max_steps=steps,
+        args = training_arguments(dirs[1], epochs=st["epochs"], batch_size=st["batch_size"], max_steps=steps,
                                   learning_rate=st["learning_rate"], eval_batch_size=EVAL_BATCH_SIZE,
                                   seed=st["seed"], grad_accum=GRAD_ACCUM, weight_decay=WEIGHT_DECAY,
                                   warmup_ratio=WARMUP_RATIO, logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS)
@@ -426,10 +363,9 @@ def main(argv=None) -> dict:
             val = tokenize_dataset(splits["validation"], tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "validation")
         if distilled:
             train = train.add_column("teacher_logits", all_logits[:len(texts)].tolist())
-        trainer = make_trainer_class()(model=model, args=args, train_dataset=train, eval_dataset=val,
-                                       data_collator=PadCollator(tok), processing_class=tok,
-                                       compute_metrics=compute_metrics, callbacks=[log_callback()],
-                                       alpha=alpha, temperature=temperature)
+        trainer = DistillTrainer(model=model, args=args, train_dataset=train, eval_dataset=val,
+                                 data_collator=PadCollator(tok), processing_class=tok, compute_metrics=compute_metrics,
+                                 callbacks=[LogToFile()], alpha=alpha, temperature=temperature)
         info = {"role": "student", "kind": "distilled" if distilled else "baseline", "student": spec,
                 "teacher": str(teacher_dir), "alpha": alpha, "temperature": temperature,
                 "transfer_size": n_transfer, "seed": st["seed"], "settings": st, "max_length": max_length, "truncation": TRUNCATION,
@@ -439,7 +375,7 @@ def main(argv=None) -> dict:
                  "teacher_parameters": teacher_metrics.get("parameters"),
                  "teacher_logits": cache_stats if distilled else None}
         # 4. save each student: weights, tokenizer, config.json, metrics.json
-        results[name] = train_and_save(trainer, tok, out_dir, ckpt_dir, info, extra, KEEP_CHECKPOINTS)
+        results[name] = train_and_save(trainer, tok, dirs, info, extra, KEEP_CHECKPOINTS)
         del trainer, model
         gc.collect()
 

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data_utils import (PadCollator, UsageError, classification_metrics, count_parameters, encode,
-                        load_classifier, load_imdb, log, percentile, public_config, read_json, run_main,
-                        start_run, stratified_indices, write_json)
+from configurator import UsageError, log, public_config, run_main, start_run
+from data_utils import (PadCollator, classification_metrics, count_parameters, encode, is_finished, load_classifier,
+                        load_imdb, logits_in_order, percentile, read_json, stratified_indices, truncation_settings,
+                        write_json)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -80,8 +81,8 @@ def latency_stats(seconds: list[float]) -> dict:
 # ----------------------------------------------------------------------------------------------
 def find_models(root: Path) -> list[tuple[str, Path]]:
     """(name, folder) of the finished teacher and students of an experiment, teacher first."""
-    found = [("teacher", root / "teacher")] if (root / "teacher" / "metrics.json").exists() else []
-    students = sorted(p for p in (root / "students").glob("*") if (p / "metrics.json").exists())
+    found = [("teacher", root / "teacher")] if is_finished(root / "teacher") else []
+    students = sorted(p for p in (root / "students").glob("*") if is_finished(p))
     return found + [(p.name, p) for p in students]
 
 
@@ -125,37 +126,39 @@ def quantize(model):
 
 
 def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_size: int, latency_idx, warmup: int) -> dict:
-    """Predict every text and time each stage. Returns probabilities and timings.
+    """Predict every text and time each stage. Returns probabilities P(positive) in input order and timings.
 
     tokenize: all texts at once (fast tokenizer, truncation as trained), reported per review;
-    pipeline: per batch, collate (pad) + forward + softmax to numpy; forward: the model call alone, on
-    the same batches, so pipeline/forward throughput shows the overhead; latency: batch-1 requests.
+    pipeline: data_utils.logits_in_order over all texts (sort, pad, forward, rows back in order);
+    forward: the model calls alone inside it, so pipeline/forward throughput shows the overhead;
+    latency: batch-1 requests.
     """
     import torch
     model.to(device).eval()
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    settings = truncation_settings(kd, tokenizer)
     t0 = time.perf_counter()
-    ids, _ = encode(tokenizer, texts, kd.get("max_length", 512), kd.get("truncation", "head"), kd.get("head_tokens", 128))
+    ids, _ = encode(tokenizer, texts, settings["max_length"], settings["truncation"], settings["head_tokens"])
     tokenize_s = time.perf_counter() - t0
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     collate = PadCollator(tokenizer)
-    probs = np.zeros(len(texts), dtype=np.float64)
     forward_s = 0.0
-    with torch.inference_mode():
-        for idx in batches[:warmup]:     # warm-up: allocator, kernels, caches
-            model(**{k: v.to(device) for k, v in collate([{"input_ids": ids[j]} for j in idx]).items()})
+
+    def timed_forward(batch):
+        nonlocal forward_s
         sync()
-        t_pipe = time.perf_counter()
-        for idx in batches:
-            batch = {k: v.to(device) for k, v in collate([{"input_ids": ids[j]} for j in idx]).items()}
-            sync()
-            t = time.perf_counter()
-            logits = model(**batch).logits
-            sync()
-            forward_s += time.perf_counter() - t
-            probs[idx] = torch.softmax(logits.float(), -1)[:, 1].cpu().numpy()
-        pipeline_s = time.perf_counter() - t_pipe
+        t = time.perf_counter()
+        logits = model(**batch).logits
+        sync()
+        forward_s += time.perf_counter() - t
+        return logits
+    longest = sorted(range(len(ids)), key=lambda j: -len(ids[j]))[:warmup * batch_size]
+    logits_in_order(model, collate, [ids[j] for j in longest], batch_size, device)   # warm-up: allocator, kernels
+    sync()
+    t_pipe = time.perf_counter()
+    logits = logits_in_order(model, collate, ids, batch_size, device, forward=timed_forward)
+    pipeline_s = time.perf_counter() - t_pipe
+    probs = torch.softmax(torch.from_numpy(logits), -1)[:, 1].double().numpy()
+    with torch.inference_mode():
         one = [{k: v.to(device) for k, v in collate([{"input_ids": ids[j]}]).items()} for j in latency_idx]
         for b in one[:warmup]:
             model(**b)
@@ -281,28 +284,37 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-def main(argv=None) -> dict:
-    cfg = start_run(globals(), argv, "evaluate_models", "evaluate.log")
+def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
+    """(name, folder) of the models to evaluate, teacher first; also the check, before anything is
+    written, that the settings and the experiment's models are usable."""
     import torch
     root = Path(OUTPUT_DIR) / EXPERIMENT
-    if THREADS:
-        torch.set_num_threads(THREADS)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE
-    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
-        raise UsageError(f"--device={DEVICE}: use auto, cpu or cuda (cuda needs a GPU)")
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device=cuda: no GPU is visible; use --device=auto or cpu")
     bad = set(QUANTIZE_KINDS) - _KINDS
     if bad:
         raise UsageError(f"--quantize_kinds: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
     models = find_models(root)
     if not models or models[0][0] != "teacher":
-        raise UsageError(f"no finished teacher in {root}; run fine_tuning_teacher.py (and distill_student.py) "
-                         f"with --experiment={EXPERIMENT} first")
+        raise UsageError(f"no finished teacher in {root} (a model folder with weights); run fine_tuning_teacher.py "
+                         f"(and distill_student.py) with --experiment={EXPERIMENT} first")
     wanted = [m for m in MODELS if m]
     if wanted:
         unknown = set(wanted) - {n for n, _ in models}
         if unknown:
             raise UsageError(f"--models: no model {sorted(unknown)[0]!r} in {root}; found {', '.join(n for n, _ in models)}")
         models = [m for m in models if m[0] == "teacher" or m[0] in wanted]   # the teacher is the reference
+    return models
+
+
+def main(argv=None) -> dict:
+    cfg = start_run(globals(), argv, "evaluate_models", "evaluate.log", check=selected_models)
+    import torch
+    root = Path(OUTPUT_DIR) / EXPERIMENT
+    if THREADS:
+        torch.set_num_threads(THREADS)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE
+    models = selected_models()
 
     # 1. load the test split (or its fixed stratified subset)
     test = load_imdb(("test",), DATA_DIR, DATASET_NAME)["test"]

@@ -21,7 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from data_utils import PadCollator, UsageError, configure, encode, read_json, run_main
+from configurator import UsageError, configure, run_main
+from data_utils import WEIGHT_FILES, batched_logits, is_saved_model, read_json, truncation_settings
 
 # --- I/O ---------------------------------------------------------------------------------------
 MODEL = ""                        # model folder; "" = best student of the newest experiment, else its teacher
@@ -38,19 +39,20 @@ EXAMPLES = (
     "The first half drags, but the ending more than makes up for it.",
     "Not bad, not great either. The lead tries hard but the script gives her nothing.",
 )
-WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+BOM = "\ufeff"                    # a UTF-8 byte-order mark, as some editors start a file with
 _LOADED: dict = {}
+
+
+def is_blank(text: str) -> bool:
+    """Nothing to predict: only whitespace and byte-order marks."""
+    return not text.replace(BOM, "").strip()
 
 
 def saved_models(output_dir: str) -> list[Path]:
     """Every complete model folder under output_dir (teachers and students)."""
     root = Path(output_dir)
     found = list(root.glob("*/teacher")) + list(root.glob("*/students/*"))
-    return sorted(p for p in found if is_complete(p))
-
-
-def is_complete(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHTS)
+    return sorted(p for p in found if is_saved_model(p))
 
 
 def default_model(output_dir: str) -> Path:
@@ -67,11 +69,25 @@ def default_model(output_dir: str) -> Path:
 
 
 def check_model(path: str, output_dir: str) -> Path:
+    """The model folder, after checking that it holds a sentiment classifier that can be used as is:
+    config.json and weights, a tokenizer, and a trained two-label classification head."""
     folder = Path(path)
-    if not is_complete(folder):
-        what = "does not exist" if not folder.exists() else "is incomplete (needs config.json and model weights)"
-        have = ", ".join(str(p) for p in saved_models(output_dir)) or f"none under {output_dir}/"
-        raise UsageError(f"model folder {folder} {what}; saved models: {have}")
+    have = lambda: ", ".join(str(p) for p in saved_models(output_dir)) or f"none under {output_dir}/"   # noqa: E731
+    if not folder.is_dir():
+        raise UsageError(f"model folder {folder} does not exist; saved models: {have()}")
+    if not (folder / "config.json").is_file() or not any((folder / w).is_file() for w in WEIGHT_FILES):
+        raise UsageError(f"model folder {folder} is incomplete (needs config.json and model weights); saved models: {have()}")
+    if not is_saved_model(folder):
+        raise UsageError(f"model folder {folder} has no tokenizer (tokenizer.json or tokenizer_config.json), so every "
+                         f"text would become unknown tokens; save the tokenizer beside the weights "
+                         f"(tokenizer.save_pretrained) or use a folder written by fine_tuning_teacher.py / distill_student.py")
+    config = read_json(folder / "config.json")
+    heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
+    if not heads or len(config.get("id2label") or {}) != 2:
+        what = ", ".join(config.get("architectures") or []) or config.get("model_type", "model")
+        raise UsageError(f"{folder} holds a {what} without a trained two-label classification head, so its predictions "
+                         f"would be random; fine-tune it first (fine_tuning_teacher.py --model_name={folder}) or pass "
+                         f"a model folder written by this project")
     return folder
 
 
@@ -85,38 +101,42 @@ def load(folder: Path, device: str):
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
         kd = read_json(folder / "config.json").get("sentiment_kd", {})
-        limit = min(getattr(tok, "model_max_length", 512) or 512, 512)
-        settings = (kd.get("max_length", limit), kd.get("truncation", "head"), kd.get("head_tokens", 128))
-        _LOADED[key] = (model, tok, settings)
+        _LOADED[key] = (model, tok, truncation_settings(kd, tok))
     return _LOADED[key]
 
 
-def predict(texts: list[str], model: str = "", batch_size: int = 32, device: str = "auto",
+def predict(texts: str | list[str], model: str = "", batch_size: int = 32, device: str = "auto",
             output_dir: str = "outputs") -> list[dict]:
-    """Sentiment of each text: [{"label": "positive" | "negative", "score": probability of that label}].
+    """Sentiment of each text: [{"label": "positive" | "negative", "score": probability of that label}],
+    in the order of `texts`.
 
-    model: a saved model folder ("" = the default model, see the module docstring).
+    texts: a list of strings, or one string (one text). An empty list gives []. A blank text (only
+    whitespace or a byte-order mark) raises ValueError naming its position: there is nothing to predict,
+    and skipping it would shift the results against the inputs (the command line skips blank lines
+    with a note instead). model: a saved model folder ("" = the default model, see the module docstring).
     """
     import torch
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    bad = [i for i, t in enumerate(texts, 1) if not isinstance(t, str)]
+    if bad:
+        raise UsageError(f"predict(): text #{bad[0]} is a {type(texts[bad[0] - 1]).__name__}, not a str")
+    blank = [str(i) for i, t in enumerate(texts, 1) if is_blank(t)]
+    if blank:
+        raise UsageError(f"predict(): text #{', #'.join(blank[:10])} is blank; remove blank texts "
+                         f"(the command line skips them with a note)")
+    if not texts:
+        return []
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     folder = check_model(model, output_dir) if model else default_model(output_dir)
-    net, tok, (max_length, truncation, head_tokens) = load(folder, device)
-    ids, _ = encode(tok, list(texts), max_length, truncation, head_tokens)
-    collate = PadCollator(tok)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(ids), batch_size):
-            batch = {k: v.to(device) for k, v in collate([{"input_ids": x} for x in ids[i:i + batch_size]]).items()}
-            probs = torch.softmax(net(**batch).logits.float(), -1).cpu()
-            for p in probs:
-                k = int(p.argmax())
-                out.append({"label": net.config.id2label[k], "score": round(float(p[k]), 4)})
-    return out
+    net, tok, settings = load(folder, device)
+    probs = torch.softmax(torch.from_numpy(batched_logits(net, tok, texts, settings, batch_size, device)), -1)
+    return [{"label": net.config.id2label[int(p.argmax())], "score": round(float(p.max()), 4)} for p in probs]
 
 
 def read_lines(path: str) -> list[str]:
-    """Reviews from a file, one per line ("-" = standard input); a non-UTF-8 line is named."""
+    """Reviews from a file, one per line ("-" = standard input), without a leading byte-order mark;
+    a non-UTF-8 line is named."""
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as e:
@@ -124,7 +144,7 @@ def read_lines(path: str) -> list[str]:
     lines = []
     for n, line in enumerate(raw.splitlines(), 1):
         try:
-            lines.append(line.decode("utf-8"))
+            lines.append(line.decode("utf-8").removeprefix(BOM))
         except UnicodeDecodeError:
             raise UsageError(f"{'standard input' if path == '-' else path}: line {n} is not valid UTF-8; "
                              f"save the file as UTF-8") from None
@@ -143,7 +163,7 @@ def gather_texts(args: list[str], file: str) -> list[str]:
 def main(argv=None) -> list[dict]:
     cfg = configure(globals(), argv, "inference")
     texts = gather_texts(cfg["_args"], FILE)
-    keep = [i for i, t in enumerate(texts) if t.strip()]
+    keep = [i for i, t in enumerate(texts) if not is_blank(t)]
     if len(keep) < len(texts):
         skipped = [str(i + 1) for i in range(len(texts)) if i not in set(keep)]
         print(f"note: skipped {len(skipped)} empty text(s) (#{', #'.join(skipped[:10])})", file=sys.stderr)

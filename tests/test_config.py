@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from data_utils import UsageError, configure
+from configurator import UsageError, configure
 
 
 def namespace():
@@ -87,7 +87,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_step_flags_gives_each_script_its_own_flags():
-    from data_utils import step_flags
+    from configurator import step_flags
     argv = ["--overwrite=true", "--quantize_kinds", "distilled", "--Cache-Dir=/c", "--epochz=1", "--seed=1"]
     assert step_flags("evaluate_models", argv) == ["--quantize_kinds", "distilled", "--epochz=1", "--seed=1"]
     assert step_flags("distill_student", argv) == ["--overwrite=true", "--Cache-Dir=/c", "--epochz=1", "--seed=1"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import data_utils as du
-from data_utils import UsageError
+from configurator import UsageError
 
 
 @pytest.mark.parametrize("fixture", ["imdb_parquet", "imdb_hub_named", "imdb_aclimdb"])

@@ -10,19 +10,21 @@ import torch.nn.functional as F
 import distill_student as ds
 import fine_tuning_teacher as ft
 from conftest import tiny_args
-from data_utils import UsageError, load_classifier
+import training
+from configurator import UsageError
+from data_utils import load_classifier
 
 
 # ---------------------------------------------------------------------------------------------- loss
 def test_zero_kl_when_student_equals_teacher():
     logits = torch.randn(5, 2)
-    loss, parts = ds.distillation_loss(logits, logits.clone(), torch.tensor([0, 1, 0, 1, 1]), 0.0, 3.0)
+    loss, parts = training.distillation_loss(logits, logits.clone(), torch.tensor([0, 1, 0, 1, 1]), 0.0, 3.0)
     assert parts["kl"].item() == pytest.approx(0.0, abs=1e-7) and loss.item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_alpha_one_is_plain_cross_entropy():
     s, t, y = torch.randn(6, 2), torch.randn(6, 2), torch.tensor([0, 1, 1, 0, 1, 0])
-    loss, parts = ds.distillation_loss(s, t, y, 1.0, 2.0)
+    loss, parts = training.distillation_loss(s, t, y, 1.0, 2.0)
     assert loss.item() == pytest.approx(F.cross_entropy(s, y).item(), rel=1e-6)
     assert parts["ce"].item() == pytest.approx(loss.item(), rel=1e-6)
 
@@ -33,7 +35,7 @@ def test_matches_hand_computation():
     ps = [math.exp(1) / (math.exp(1) + 1), 1 / (math.exp(1) + 1)]                  # softmax([1, 0])
     pt = [1 / (1 + math.exp(0.5)), math.exp(0.5) / (1 + math.exp(0.5))]            # softmax([0, .5])
     kl = sum(p * math.log(p / q) for p, q in zip(pt, ps))
-    loss, parts = ds.distillation_loss(s, t, y, a, T)
+    loss, parts = training.distillation_loss(s, t, y, a, T)
     assert parts["ce"].item() == pytest.approx(ce, rel=1e-6)
     assert parts["kl"].item() == pytest.approx(kl, rel=1e-6)
     assert loss.item() == pytest.approx(a * ce + (1 - a) * T ** 2 * kl, rel=1e-6)
@@ -42,21 +44,21 @@ def test_matches_hand_computation():
 def test_finite_with_huge_logits_and_fp16():
     s = torch.tensor([[1e4, -1e4], [-3e4, 3e4]])
     t = torch.tensor([[-1e4, 1e4], [3e4, -3e4]])
-    loss, parts = ds.distillation_loss(s, t, torch.tensor([0, 1]), 0.5, 2.0)
+    loss, parts = training.distillation_loss(s, t, torch.tensor([0, 1]), 0.5, 2.0)
     assert torch.isfinite(loss) and torch.isfinite(parts["kl"]) and loss.dtype == torch.float32
-    half, _ = ds.distillation_loss(s.half() / 10, t.half() / 10, torch.tensor([0, 1]), 0.5, 2.0)
+    half, _ = training.distillation_loss(s.half() / 10, t.half() / 10, torch.tensor([0, 1]), 0.5, 2.0)
     assert torch.isfinite(half) and half.dtype == torch.float32
 
 
 def test_unlabeled_rows_get_kl_only():
     s, t = torch.randn(4, 2), torch.randn(4, 2)
     y = torch.tensor([1, -1, 0, -1])
-    loss, parts = ds.distillation_loss(s, t, y, 0.4, 2.0)
+    loss, parts = training.distillation_loss(s, t, y, 0.4, 2.0)
     kl_rows = F.kl_div(F.log_softmax(s / 2, -1), F.log_softmax(t / 2, -1), log_target=True, reduction="none").sum(-1)
     ce_rows = F.cross_entropy(s[[0, 2]], y[[0, 2]], reduction="none")
     assert loss.item() == pytest.approx(((0.4 * ce_rows).sum() + 0.6 * 4 * kl_rows.sum()).item() / 4, rel=1e-5)
     assert parts["ce"].item() == pytest.approx(ce_rows.mean().item(), rel=1e-6)
-    only_unlabeled, p = ds.distillation_loss(s, t, torch.tensor([-1, -1, -1, -1]), 0.4, 2.0)
+    only_unlabeled, p = training.distillation_loss(s, t, torch.tensor([-1, -1, -1, -1]), 0.4, 2.0)
     assert p["ce"].item() == 0 and only_unlabeled.item() == pytest.approx(0.6 * 4 * kl_rows.mean().item(), rel=1e-5)
 
 
@@ -87,7 +89,7 @@ def test_cut_of_a_pretrained_model_keeps_its_layers():
 
 
 def test_per_student_values_follow_one_precedence_rule(tmp_path):
-    from data_utils import configure
+    from configurator import configure
     f = tmp_path / "e.toml"
     f.write_text('epochs = 3.0\n[distill_student]\nstudents = [{name = "a", layers = [0], epochs = 4.0}, '
                  '{name = "b", layers = [0]}]\n')
@@ -186,7 +188,7 @@ def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tiny_run, imdb_parquet, monkeypatch):
-    monkeypatch.setattr(ds, "distillation_loss",
+    monkeypatch.setattr(training, "distillation_loss",
                         lambda s, t, y, a, T: (s.sum() * float("nan"), {"ce": s.sum(), "kl": s.sum()}))
-    with pytest.raises(UsageError, match="non-finite loss at step 0"):
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 0"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--only=cut", "--overwrite=true", "--baseline=false"))

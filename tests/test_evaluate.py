@@ -7,7 +7,7 @@ import pytest
 
 import evaluate_models as ev
 from conftest import tiny_args
-from data_utils import UsageError
+from configurator import UsageError
 
 
 def test_ratio_formulas_by_hand():

@@ -7,7 +7,8 @@ import torch
 
 import fine_tuning_teacher as ft
 from conftest import real_data, tiny_args
-from data_utils import UsageError
+import training
+from configurator import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +39,27 @@ def test_teacher_saves_a_model_that_reloads_and_predicts(tiny_teacher):
     assert not (folder.parent / "checkpoints" / "teacher").exists()       # cleaned after success
 
 
-def test_refuses_to_overwrite_a_finished_run(tiny_teacher, imdb_parquet):
-    folder, _ = tiny_teacher
-    before = (folder / "metrics.json").read_text()
-    with pytest.raises(UsageError, match="finished run; pass --overwrite=true"):
-        ft.main(tiny_args(imdb_parquet, folder.parent.parent))
-    assert (folder / "metrics.json").read_text() == before
+def test_keeps_a_finished_run(tiny_teacher, imdb_parquet):
+    folder, metrics = tiny_teacher
+    before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in folder.iterdir()}
+    again = ft.main(tiny_args(imdb_parquet, folder.parent.parent))
+    log = (folder.parent / "logs" / "teacher.log").read_text().splitlines()[-1]
+    assert "holds a finished teacher" in log and "kept; --overwrite=true retrains it" in log
+    assert again["val_accuracy"] == metrics["val_accuracy"]
+    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in folder.iterdir()} == before
+
+
+def test_published_record_is_not_a_finished_run(tmp_path, imdb_parquet):
+    # what git holds for a published experiment: the record and the model folder's json, no weights
+    folder = tmp_path / "tiny" / "teacher"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text('{"val_accuracy": 0.99}')
+    (folder / "config.json").write_text("{}")
+    metrics = ft.main(tiny_args(imdb_parquet, tmp_path))
+    assert (folder / "model.safetensors").exists() and metrics["val_accuracy"] != 0.99
+    record = json.loads((tmp_path / "tiny" / "models" / "teacher.json").read_text())
+    assert record["metrics"]["val_accuracy"] == metrics["val_accuracy"]
+    assert record["config"]["sentiment_kd"]["role"] == "teacher" and record["config"]["model_type"] == "bert"
 
 
 def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
@@ -52,7 +68,7 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     class Crash(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             raise KeyboardInterrupt("simulated crash after the first checkpoint")
-    monkeypatch.setattr(ft, "log_callback", lambda: Crash())
+    monkeypatch.setattr(training, "LogToFile", Crash)
     with pytest.raises(KeyboardInterrupt):
         ft.main(tiny_args(imdb_parquet, tmp_path))
     ckpts = list((tmp_path / "tiny" / "checkpoints" / "teacher").glob("checkpoint-*"))
@@ -63,7 +79,7 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
 
         def on_step_end(self, args, state, control, **kwargs):
             Count.steps += 1
-    monkeypatch.setattr(ft, "log_callback", lambda: Count())
+    monkeypatch.setattr(training, "LogToFile", Count)
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path))
     assert metrics["resumed_from"].endswith("checkpoint-5")
     assert Count.steps == 5                                                # only epoch 2 was trained
@@ -71,7 +87,7 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
 
 
 def test_bad_truncation_is_rejected(tmp_path, imdb_parquet):
-    with pytest.raises(UsageError, match="--truncation=.middle.: must be one of head, tail, head\+tail"):
+    with pytest.raises(UsageError, match=r"--truncation=.middle.: must be one of head, tail, head\+tail"):
         ft.main(tiny_args(imdb_parquet, tmp_path, "--truncation=middle"))
 
 

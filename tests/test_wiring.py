@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import distill_student as ds
 import evaluate_models as ev
+import training
 from data_utils import build_tiny, encode
 
 # texts of very different lengths, in an order that sorting by length permutes
@@ -55,7 +56,7 @@ def test_trainer_passes_alpha_and_temperature_to_the_loss(tmp_path):
     batch = tok(["a great film", "awful", "the plot was boring", "loved it"], return_tensors="pt", padding=True)
     labels, teacher = torch.tensor([1, 0, -1, 1]), torch.tensor([[1.5, -0.5], [-2.0, 1.0], [0.3, 0.2], [0.0, 2.5]])
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    trainer = ds.make_trainer_class()(model=model, args=args, alpha=0.2, temperature=3.0)
+    trainer = training.DistillTrainer(model=model, args=args, alpha=0.2, temperature=3.0)
     loss = trainer.compute_loss(model, {**batch, "labels": labels, "teacher_logits": teacher})
     with torch.no_grad():
         s = model(**batch).logits
@@ -69,7 +70,7 @@ def test_trainer_passes_alpha_and_temperature_to_the_loss(tmp_path):
 
 def test_teacher_logits_come_back_in_input_order(tiny):
     model, tok, ref = tiny
-    out = ds.predict_logits(model, tok, TEXTS, 32, "head+tail", 8, batch_size=3)
+    out = ds.predict_logits(model, tok, TEXTS, {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}, 3)
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 

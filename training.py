@@ -1,0 +1,227 @@
+"""Trainer plumbing shared by fine_tuning_teacher.py and distill_student.py, and the distillation math.
+
+Nothing here runs on its own. What it provides:
+
+- `run_dirs` / `should_train`: where a model's run lives, and the one overwrite policy: a finished run
+  (weights and metrics.json in its folder) is kept unless OVERWRITE; an unfinished one resumes from its
+  newest checkpoint.
+- `training_arguments`: the TrainingArguments of every model here (evaluate and checkpoint each epoch,
+  keep the best by validation accuracy, length-grouped batches, bf16/fp16 on GPUs, DDP under torchrun).
+- `train_and_save`: train (resuming), then save the best model atomically with its metrics.json and a
+  published record outputs/<exp>/models/<name>.json.
+- `distillation_loss` (pure) and `DistillTrainer`, the Trainer that applies it to cached teacher logits.
+
+Imports torch and transformers at the top: the scripts import this module inside main(), after the
+configuration is read, so that `--help` and configuration errors stay fast.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from configurator import log
+from data_utils import UNLABELED, classification_metrics, count_parameters, is_finished, replace_dir, write_json
+
+
+# ----------------------------------------------------------------------------------------------
+# run folders
+# ----------------------------------------------------------------------------------------------
+def run_dirs(output_dir: str, experiment: str, *parts: str) -> tuple[Path, Path, Path]:
+    """(model folder, checkpoint folder, published record) of one model of an experiment, e.g.
+    outputs/quick/students/L3, outputs/quick/checkpoints/students/L3, outputs/quick/models/L3.json."""
+    root = Path(output_dir) / experiment
+    return root.joinpath(*parts), root.joinpath("checkpoints", *parts), root / "models" / f"{parts[-1]}.json"
+
+
+def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> bool:
+    """The overwrite policy of every script: False for a finished run that is to be kept; on
+    --overwrite, stale checkpoints are dropped so the run starts afresh; otherwise an interrupted run
+    resumes from its checkpoints."""
+    if is_finished(out_dir):
+        if not overwrite:
+            return False
+        if ckpt_dir.exists() and int(os.environ.get("RANK", "0")) == 0:
+            shutil.rmtree(ckpt_dir)
+    elif out_dir.exists():
+        log.warning("%s holds no finished run (no weights or no metrics.json); training replaces it", out_dir)
+    return True
+
+
+def last_checkpoint(ckpt_dir: Path) -> str | None:
+    """Path of the newest Trainer checkpoint in ckpt_dir, if any (for resuming)."""
+    from transformers.trainer_utils import get_last_checkpoint
+    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# the Trainer's settings and hooks
+# ----------------------------------------------------------------------------------------------
+def pick_precision() -> dict:
+    """TrainingArguments precision flags: bf16 where the GPU supports it, else fp16 on GPU, else fp32."""
+    if not torch.cuda.is_available():
+        return {}
+    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+
+
+def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learning_rate: float,
+                       eval_batch_size: int, seed: int, grad_accum: int = 1, weight_decay: float = 0.01,
+                       warmup_ratio: float = 0.06, logging_steps: int = 50, num_workers: int = 0,
+                       max_steps: int = -1) -> TrainingArguments:
+    """TrainingArguments for every model here: evaluate and checkpoint each epoch, keep the best by
+    validation accuracy, length-grouped batches, bf16/fp16 on GPUs, no external loggers.
+    max_steps > 0 replaces `epochs` (a baseline matched to its distilled twin's optimizer steps)."""
+    precision = pick_precision()   # {} on CPU
+    return TrainingArguments(
+        output_dir=str(ckpt_dir), num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=eval_batch_size, gradient_accumulation_steps=grad_accum,
+        learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_ratio,
+        lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
+        load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
+        logging_steps=logging_steps, logging_first_step=True, seed=seed, data_seed=seed,
+        train_sampling_strategy="group_by_length", length_column_name="length",
+        remove_unused_columns=False, dataloader_num_workers=num_workers, report_to="none",
+        dataloader_pin_memory=bool(precision), **precision,   # pinning only helps GPUs
+        # torchrun on CPUs: real DDP over gloo (the Trainer would otherwise run N independent copies)
+        ddp_backend="gloo" if not precision and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None)
+
+
+def compute_metrics(eval_pred) -> dict:
+    """Trainer hook: accuracy and macro F1 of the argmax of the logits."""
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return classification_metrics(logits.argmax(-1), labels)
+
+
+class LogToFile(TrainerCallback):
+    """Copies the Trainer's periodic logs (loss, lr, eval) into our log file (only the file: the
+    Trainer already prints them beside its progress bar)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            logging.getLogger("kd.file").info("step %d/%d %s", state.global_step, state.max_steps,
+                                              {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# train and save
+# ----------------------------------------------------------------------------------------------
+def save_finished(trainer, tokenizer, out_dir: Path, record: Path, metrics: dict, info: dict) -> None:
+    """Save the model, tokenizer and metrics into `out_dir` atomically (main process only), and the
+    published record `record` ({"config": the model's config.json, "metrics": metrics.json}).
+
+    `info` lands in config.json under `sentiment_kd` (truncation settings, role, effective config), so
+    every later script reads how the model was trained from the model folder itself. The tokenizer
+    carries the trained max_length, so pipeline(..., truncation=True) truncates where training did.
+    """
+    model = trainer.model
+    model.config.sentiment_kd = info
+    if trainer.is_world_process_zero():
+        tmp = out_dir.with_name(out_dir.name + ".partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        trainer.save_model(str(tmp))
+        tokenizer.model_max_length = info["max_length"]
+        tokenizer.save_pretrained(str(tmp))
+        write_json(tmp / "metrics.json", metrics)
+        replace_dir(tmp, out_dir)
+        write_json(record, {"config": model.config.to_dict(), "metrics": metrics})
+        log.info("saved %s: %s", out_dir, {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
+    trainer.accelerator.wait_for_everyone()
+
+
+def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict, extra_metrics: dict,
+                   keep_checkpoints: bool) -> dict:
+    """Train (resuming from the newest checkpoint), evaluate the best model on validation, save it.
+    dirs: (model folder, checkpoint folder, record) from run_dirs."""
+    out_dir, ckpt_dir, record = dirs
+    resume = last_checkpoint(ckpt_dir)
+    if resume:
+        log.info("resuming from %s", resume)
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    train_time = time.time() - t0
+    val = trainer.evaluate()
+    metrics = {
+        "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
+        "train_time_s": round(train_time, 1), "resumed_from": resume,
+        "train_examples": len(trainer.train_dataset), "epochs": trainer.args.num_train_epochs,
+        "optimizer_steps": trainer.state.max_steps,
+        "train_examples_per_s": result.metrics.get("train_samples_per_second"),
+        "train_loss": result.metrics.get("train_loss"),
+        "parameters": count_parameters(trainer.model),
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "log_history": trainer.state.log_history,
+    } | extra_metrics
+    save_finished(trainer, tokenizer, out_dir, record, metrics, info)
+    if not keep_checkpoints and trainer.is_world_process_zero():
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# distillation
+# ----------------------------------------------------------------------------------------------
+def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
+    """Hinton et al. (2015) knowledge-distillation loss, computed in float32.
+
+    student_logits, teacher_logits: (B, C) any float dtype; labels: (B,) long, -1 = unlabeled.
+    Per example i:  alpha * CE_i * [label_i >= 0]  +  (1 - alpha) * T^2 * KL_i,
+        KL_i = sum_c p_t,c (log p_t,c - log p_s,c),  p = softmax(logits / T) via log_softmax,
+    averaged over the batch (`batchmean`). With every row labeled this is exactly
+    alpha * CE + (1 - alpha) * T^2 * KL; unlabeled rows (transfer set) get the KL term only.
+    alpha weighs the hard labels against the teacher; T^2 keeps the soft term's gradients the same
+    size as T changes. Returns (loss, {"ce": mean CE over labeled rows, "kl": batchmean KL}).
+    """
+    s, t = student_logits.float(), teacher_logits.float()
+    log_ps, log_pt = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
+    kl_rows = (log_pt.exp() * (log_pt - log_ps)).sum(-1)                   # (B,)
+    labeled = labels >= 0
+    ce_rows = F.cross_entropy(s, labels.clamp(min=0), reduction="none") * labeled
+    loss = (alpha * ce_rows + (1 - alpha) * temperature ** 2 * kl_rows).mean()
+    ce = ce_rows.sum() / labeled.sum().clamp(min=1)
+    return loss, {"ce": ce.detach(), "kl": kl_rows.mean().detach()}
+
+
+class DistillTrainer(Trainer):
+    """A Trainer whose loss is `distillation_loss` on the batch's cached `teacher_logits` (labels-only
+    cross-entropy for batches without them: the baseline and evaluation). Logs the loss parts
+    (loss_ce, loss_kl, averaged since the previous log) and stops on a non-finite loss."""
+
+    def __init__(self, *args, alpha: float, temperature: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha, self.temperature = alpha, temperature
+        self.model_accepts_loss_kwargs = False   # our loss is a mean: let the Trainer scale it
+        self._parts = {"ce": [], "kl": []}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        teacher = inputs.pop("teacher_logits", None)
+        outputs = model(**inputs)
+        if teacher is None:   # baseline / evaluation: cross-entropy on the labeled rows
+            loss = F.cross_entropy(outputs.logits.float(), labels, ignore_index=UNLABELED)
+            parts = {"ce": loss.detach()}
+        else:
+            loss, parts = distillation_loss(outputs.logits, teacher, labels, self.alpha, self.temperature)
+        if model.training:
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {self.state.global_step} "
+                                         f"({ {k: float(v.detach()) for k, v in parts.items()} }); lower the learning "
+                                         f"rate or the temperature")
+            for k, v in parts.items():
+                self._parts[k].append(float(v))
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        if "loss" in logs:    # training log: add the loss parts averaged since the last one
+            for k, v in self._parts.items():
+                if v:
+                    logs[f"loss_{k}"] = round(sum(v) / len(v), 5)
+            self._parts = {"ce": [], "kl": []}
+        super().log(logs, *args, **kwargs)

@@ -102,10 +102,6 @@ def _read_parquet(files: list[Path]) -> dict:
     import pyarrow.parquet as pq
     texts, labels = [], []
     for f in files:
-        found = pq.read_schema(f).names
-        if not {"text", "label"} <= set(found):
-            raise UsageError(f"{f}: columns {', '.join(found)}; IMDb needs the columns text and label (0 negative, "
-                             f"1 positive, -1 unlabeled): rename them or point IMDB_DIR at another copy")
         t = pq.read_table(f, columns=["text", "label"]).to_pydict()
         texts += t["text"]
         labels += t["label"]
@@ -118,13 +114,45 @@ def _read_aclimdb(root: Path, split: str) -> dict:
     texts, labels = [], []
     for sub, label in parts:
         folder = root / folder_split / sub
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: missing; an aclImdb folder needs {folder_split}/{sub}/*.txt")
         # files are named <id>_<rating>.txt: sort by id so the order is the same everywhere
         files = sorted(folder.glob("*.txt"), key=lambda f: (int(f.stem.split("_")[0]) if f.stem.split("_")[0].isdigit() else 0, f.name))
         texts += [f.read_text(encoding="utf-8") for f in files]
         labels += [label] * len(files)
     return {"text": texts, "label": labels}
+
+
+def imdb_sources(splits, data_dir: str = "") -> dict | None:
+    """Where each split of a local IMDb copy is: {split: list of parquet files, or an aclImdb folder},
+    or None when no local copy is set (`data_dir`, else IMDB_DIR), i.e. the hub. Checks the folder, the
+    files and the parquet columns without reading the reviews, so a bad copy is reported before anything
+    else happens."""
+    local = data_dir or os.environ.get("IMDB_DIR", "")
+    if not local:
+        return None
+    import pyarrow.parquet as pq
+    root = Path(local).expanduser()
+    where = "--data_dir" if data_dir else "IMDB_DIR"
+    if not root.is_dir():
+        raise UsageError(f"{where}={local}: no such folder; point it at a folder with train.parquet/"
+                         f"test.parquet or an aclImdb folder (e.g. export IMDB_DIR=../shared/data/imdb)")
+    acl, out = _find_aclimdb(root), {}
+    for split in splits:
+        files = _find_parquet(root, split)
+        for f in files:
+            found = pq.read_schema(f).names
+            if not {"text", "label"} <= set(found):
+                raise UsageError(f"{f}: has the columns {', '.join(found)}, IMDb needs text and label (0 negative, "
+                                 f"1 positive, -1 unlabeled); rename them, or point {where} at another copy")
+        if files:
+            out[split] = files
+            continue
+        subs = ["unsup"] if split == "unsupervised" else ["neg", "pos"]
+        folder_split = "train" if split == "unsupervised" else split
+        if acl is None or not all((acl / folder_split / sub).is_dir() for sub in subs):
+            raise UsageError(f"{where}={local}: no {split}.parquet (nor {split}-*.parquet) and no "
+                             f"aclImdb/{folder_split}/{'|'.join(subs)} folder in it; point it at a local IMDb copy")
+        out[split] = acl
+    return out
 
 
 def load_imdb(splits=("train", "test"), data_dir: str = "", dataset_name: str = "stanfordnlp/imdb") -> dict:
@@ -135,27 +163,13 @@ def load_imdb(splits=("train", "test"), data_dir: str = "", dataset_name: str = 
     neither, the hub dataset `dataset_name`. Splits: train, test, unsupervised (label -1).
     """
     from datasets import Dataset
-    local = data_dir or os.environ.get("IMDB_DIR", "")
-    out = {}
-    if local:
-        root = Path(local).expanduser()
-        where = "--data_dir" if data_dir else "IMDB_DIR"
-        if not root.is_dir():
-            raise UsageError(f"{where}={local}: no such folder; point it at a folder with train.parquet/"
-                             f"test.parquet or an aclImdb folder (e.g. export IMDB_DIR=../shared/data/imdb)")
-        acl = _find_aclimdb(root)
-        for split in splits:
-            files = _find_parquet(root, split)
-            if files:
-                cols = _read_parquet(files)
-            elif acl is not None:
-                cols = _read_aclimdb(acl, split)
-            else:
-                raise UsageError(f"{where}={local}: no {split}.parquet (nor {split}-*.parquet) and no "
-                                 f"aclImdb/{split} folder in it; point it at a local IMDb copy")
+    sources, out = imdb_sources(splits, data_dir), {}
+    if sources is not None:
+        for split, src in sources.items():
+            cols = _read_parquet(src) if isinstance(src, list) else _read_aclimdb(src, split)
             out[split] = Dataset.from_dict({"text": [clean_text(t) for t in cols["text"]],
                                             "label": [int(x) for x in cols["label"]]})
-        log.info("IMDb from %s: %s", root, {s: len(d) for s, d in out.items()})
+        log.info("IMDb from %s: %s", data_dir or os.environ["IMDB_DIR"], {s: len(d) for s, d in out.items()})
         return out
     try:
         from datasets import load_dataset

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
-from data_utils import (ID2LABEL, UNLABELED, PadCollator, batched_logits, count_parameters, digest, is_finished,
-                        load_classifier, load_imdb, make_splits, read_json, tokenize_dataset, truncation_settings)
+from data_utils import (ID2LABEL, UNLABELED, PadCollator, batched_logits, count_parameters, digest, imdb_sources,
+                        is_finished, load_classifier, load_imdb, make_splits, read_json, tokenize_dataset,
+                        truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -280,6 +281,8 @@ def check_config(cfg: dict) -> None:
     if unknown:
         raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))}")
     check_teacher(teacher_folder(), MIN_TEACHER_ACCURACY, EXPERIMENT)
+    transfer = any(student_settings(s, cfg["_sources"])["transfer_size"] for s in STUDENTS)
+    imdb_sources(("train", "unsupervised") if transfer else ("train",), DATA_DIR)
 
 
 def teacher_folder() -> Path:

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, log, public_config, run_main, start_run
-from data_utils import (PadCollator, classification_metrics, count_parameters, encode, is_finished, load_classifier,
-                        load_imdb, logits_in_order, percentile, read_json, stratified_indices, truncation_settings,
+from data_utils import (PadCollator, classification_metrics, count_parameters, encode, imdb_sources, is_finished,
+                        load_classifier, load_imdb, logits_in_order, percentile, read_json, stratified_indices, truncation_settings,
                         write_json)
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -304,6 +304,7 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         if unknown:
             raise UsageError(f"--models: no model {sorted(unknown)[0]!r} in {root}; found {', '.join(n for n, _ in models)}")
         models = [m for m in models if m[0] == "teacher" or m[0] in wanted]   # the teacher is the reference
+    imdb_sources(("test",), DATA_DIR)
     return models
 
 

@@ -18,8 +18,8 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
 Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 """
 from configurator import log, public_config, run_main, start_run
-from data_utils import (PadCollator, check_max_length, count_parameters, load_classifier, load_imdb, make_splits,
-                        read_json, tokenize_dataset)
+from data_utils import (PadCollator, check_max_length, count_parameters, imdb_sources, load_classifier, load_imdb,
+                        make_splits, read_json, tokenize_dataset)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
@@ -53,7 +53,8 @@ KEEP_CHECKPOINTS = False          # keep outputs/<EXPERIMENT>/checkpoints/teache
 
 # ----------------------------------------------------------------------------------------------
 def main(argv=None) -> dict:
-    cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log")
+    # a bad setting or IMDb copy is reported before anything is written
+    cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=lambda _: imdb_sources(("train",), DATA_DIR))
     from transformers import Trainer, set_seed
 
     from training import LogToFile, compute_metrics, run_dirs, should_train, train_and_save, training_arguments

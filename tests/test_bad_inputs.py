@@ -1,0 +1,149 @@
+"""Every bad input a user can give gets one line `error: ...` naming the problem and the fix, exit
+status 2, and changes nothing on disk (CLI cases run the scripts in a subprocess)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, tiny_args
+
+
+def run(script, *args, env=None, stdin=None):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, input=stdin, timeout=300)
+
+
+def files_of(folder):
+    """Every file below folder with its size and modification time (to show nothing changed)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def assert_one_line_error(r, *fragments):
+    err = r.stderr.strip()
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert err.startswith("error: ") and "\n" not in err, err
+    for f in fragments:
+        assert f in err, err
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("fine_tuning_teacher.py", ["--epochs=-1"], "--epochs=-1.0: must be > 0"),
+    ("distill_student.py", ["--epochs=-1"], "--epochs=-1.0: must be > 0"),
+    ("fine_tuning_teacher.py", ["--batch_size=0"], "--batch_size=0: must be >= 1"),
+    ("fine_tuning_teacher.py", ["--learning_rate=0"], "--learning_rate=0.0: must be > 0"),
+    ("fine_tuning_teacher.py", ["--max_length=4"], "--max_length=4: must be >= 8"),
+    ("fine_tuning_teacher.py", ["--val_size=0"], "--val_size=0: must be >= 1"),
+    ("fine_tuning_teacher.py", ["--train_size=-5"], "--train_size=-5: must be >= 0"),
+    ("fine_tuning_teacher.py", ["--truncation=middle"], "--truncation='middle': must be one of head, tail, head+tail"),
+    ("fine_tuning_teacher.py", ["--head_tokens=63"], "--head_tokens=63: must be below max_length = 64 in"),
+    ("distill_student.py", ["--alpha=1.5"], "--alpha=1.5: must be between 0 and 1"),
+    ("distill_student.py", ["--transfer_size=-1"], "--transfer_size=-1: must be >= 0"),
+    # a global flag is named as such, not as the first student that inherits it
+    ("distill_student.py", ["--temperature=0", "--only=cut"], "--temperature=0.0: must be > 0"),
+    ("distill_student.py", ['--students=[{name = "x", layers = [0], alpha = 2.0}]'],
+     "student 'x': alpha = 2.0: must be between 0 and 1"),
+    ("distill_student.py", ["--only=nobody"], "--only=nobody: no student 'nobody'; students: cut, roberta"),
+    ("evaluate_models.py", ["--test_size=-1"], "--test_size=-1: must be >= 0"),
+    ("evaluate_models.py", ["--device=tpu"], "--device='tpu': must be one of auto, cpu, cuda"),
+])
+def test_bad_settings_change_nothing(tiny_experiment, imdb_parquet, script, args, message):
+    before = files_of(tiny_experiment)
+    r = run(script, *tiny_args(imdb_parquet, tiny_experiment, cache=script != "evaluate_models.py"), *args)
+    assert_one_line_error(r, message)
+    assert files_of(tiny_experiment) == before
+
+
+def test_imdb_copy_with_other_column_names(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    data = tmp_path / "imdb"
+    data.mkdir()
+    pq.write_table(pa.table({"review": ["good"] * 4, "sentiment": [1] * 4}), data / "train.parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run("fine_tuning_teacher.py", *tiny_args(data, out))
+    assert_one_line_error(r, "train.parquet: has the columns review, sentiment, IMDb needs text and label")
+    assert list(out.iterdir()) == []
+
+
+def test_inference_refuses_a_folder_without_tokenizer(tiny_experiment, tmp_path):
+    folder = tmp_path / "no_tokenizer"
+    shutil.copytree(tiny_experiment / "tiny" / "teacher", folder,
+                    ignore=shutil.ignore_patterns("tokenizer*", "vocab*", "special_tokens*", "merges*"))
+    before = files_of(folder)
+    r = run("inference.py", "--model", str(folder), "a great film")
+    assert_one_line_error(r, "has no tokenizer", "tokenizer.save_pretrained")
+    assert files_of(folder) == before
+
+
+def test_inference_refuses_a_base_encoder_without_head(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from data_utils import build_tiny
+    _, tok = build_tiny("bert")
+    folder = tmp_path / "encoder"
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    r = run("inference.py", "--model", str(folder), "a great film")
+    assert_one_line_error(r, "holds a BertModel without a trained two-label classification head",
+                          "fine_tuning_teacher.py --model_name=")
+
+
+def test_inference_file_with_byte_order_mark(tiny_experiment, tmp_path):
+    f = tmp_path / "bom.txt"
+    f.write_bytes(b"\xef\xbb\xbfa great film\n\xef\xbb\xbf\nawful\n")
+    r = run("inference.py", f"--output_dir={tiny_experiment}", "--json", "--file", str(f))
+    assert r.returncode == 0, r.stderr
+    assert [p["text"] for p in json.loads(r.stdout)["predictions"]] == ["a great film", "awful"]
+    assert "skipped 1 empty text(s) (#2)" in r.stderr
+
+
+def test_predict_api_inputs(tiny_experiment):
+    from configurator import UsageError
+    from inference import predict
+    model = str(tiny_experiment / "tiny" / "students" / "cut")
+    one = predict("a great film", model=model)
+    assert len(one) == 1 and one == predict(["a great film"], model=model)      # a string is one text
+    assert predict([], model=model) == []
+    with pytest.raises(ValueError, match=r"text #2 is blank"):
+        predict(["good", " \ufeff "], model=model)
+    with pytest.raises(UsageError, match=r"text #1 is a int, not a str"):
+        predict([3], model=model)
+
+
+def test_predict_rows_follow_the_input_order(tiny_experiment):
+    from inference import predict
+    model = str(tiny_experiment / "tiny" / "teacher")
+    texts = ["the worst film, a waste of time and a boring plot", "great", "it was ok", "loved the acting and story"]
+    together = predict(texts, model=model, batch_size=3)
+    assert together == [predict([t], model=model)[0] for t in texts]
+
+
+def test_pipeline_truncates_a_long_review_to_the_trained_length(tiny_experiment):
+    from transformers import AutoTokenizer, pipeline
+    folder = str(tiny_experiment / "tiny" / "students" / "cut")
+    assert AutoTokenizer.from_pretrained(folder).model_max_length == 64          # tiny.toml's max_length
+    clf = pipeline("text-classification", model=folder, device=-1, truncation=True)
+    out = clf(["a great film " * 400])                                          # ~1,200 tokens
+    assert out[0]["label"] in ("negative", "positive")
+
+
+def test_run_experiment_overwrite_means_the_same_in_every_step(imdb_parquet, tmp_path):
+    def pipeline_run(*flags):
+        return subprocess.run(["bash", str(ROOT / "run_experiment.sh"), "configs/tiny.toml", f"--data_dir={imdb_parquet}",
+                               f"--output_dir={tmp_path}", f"--cache_dir={tmp_path}/cache", "--quantize=false",
+                               '--students=[{name = "one", layers = [0]}]', *flags],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert pipeline_run().returncode == 0
+    stamp = lambda: {n: (tmp_path / "tiny" / n / "metrics.json").stat().st_mtime_ns   # noqa: E731
+                     for n in ("teacher", "students/one", "students/one-baseline")}
+    first = stamp()
+    kept = pipeline_run()
+    assert kept.returncode == 0 and stamp() == first and "kept; --overwrite=true retrains it" in kept.stderr
+    again = pipeline_run("--overwrite=yes")                                   # any spelling the scripts accept
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert all(again_t != first_t for again_t, first_t in zip(stamp().values(), first.values()))

@@ -56,7 +56,7 @@ TRANSFER_SIZE = 0                 # unlabeled reviews (IMDb `unsupervised`) adde
 # --- model -------------------------------------------------------------------------------------
 # each: name, and model (hub id / folder), layers (teacher layers to keep), or both (cut that model);
 # optional per-student learning_rate, epochs, batch_size, max_length, alpha, temperature,
-# transfer_size, baseline, seed (see PER_STUDENT)
+# transfer_size, baseline, seed, hidden_weight, attention_weight (see PER_STUDENT)
 STUDENTS = [
     {"name": "distilroberta", "model": "distilroberta-base"},
     {"name": "distilbert", "model": "distilbert-base-uncased"},
@@ -80,6 +80,9 @@ LOGGING_STEPS = 50
 ALPHA = 0.5                       # weight of the label CE; 1 - ALPHA weighs the soft KL term
 TEMPERATURE = 2.0                 # softmax temperature of the soft targets (> 0)
 TEACHER_BATCH_SIZE = 64           # batch size when computing the teacher's logits
+HIDDEN_WEIGHT = 0.0               # + this * hidden-state MSE to the teacher's layers (0 = off; the teacher then
+                                  # runs on every batch, and the student needs the teacher's tokenizer)
+ATTENTION_WEIGHT = 0.0            # + this * attention-distribution KL (0 = off; needs equal head counts)
 # --- system ------------------------------------------------------------------------------------
 SEED = 42
 NUM_WORKERS = 2                   # dataloader worker processes (0 on small CPUs)
@@ -90,7 +93,8 @@ KEEP_CHECKPOINTS = False
 # value beats the global one (so `--epochs=1` overrides `epochs = 4.0` of a student in the file).
 PER_STUDENT = {"learning_rate": "LEARNING_RATE", "epochs": "EPOCHS", "batch_size": "BATCH_SIZE",
                "max_length": "MAX_LENGTH", "alpha": "ALPHA", "temperature": "TEMPERATURE",
-               "transfer_size": "TRANSFER_SIZE", "baseline": "BASELINE", "seed": "SEED"}
+               "transfer_size": "TRANSFER_SIZE", "baseline": "BASELINE", "seed": "SEED",
+               "hidden_weight": "HIDDEN_WEIGHT", "attention_weight": "ATTENTION_WEIGHT"}
 STUDENT_KEYS = {"name", "model", "layers"} | set(PER_STUDENT)
 
 
@@ -194,6 +198,46 @@ def build_student(spec: dict, teacher_dir: Path, seed: int):
     teacher (`layers`), or layers cut from a pretrained checkpoint (both)."""
     model, tok = load_classifier(spec.get("model") or str(teacher_dir), seed)
     return (cut_layers(model, list(spec["layers"])) if "layers" in spec else model), tok
+
+
+def layer_map(spec: dict, n_student: int, n_teacher: int) -> list[int]:
+    """Teacher layer (0-based) matched to each student layer by the intermediate-layer losses: the
+    teacher's own layers for a student cut from it, else the uniform map of TinyBERT, student layer k
+    -> teacher layer (k + 1) * n_teacher / n_student - 1 (the top of each block of teacher layers)."""
+    if "layers" in spec and "model" not in spec:
+        return list(spec["layers"])
+    return [round((k + 1) * n_teacher / n_student) - 1 for k in range(n_student)]
+
+
+def intermediate_setup(student, student_tok, teacher_dir: Path, spec: dict, st: dict, name: str) -> dict:
+    """DistillTrainer arguments for the hidden-state / attention losses of one student: the frozen
+    teacher (on the student's device later), the layer map and, for a narrower student, learned
+    projections attached to the student as `kd_projections`. UsageError when the two cannot be
+    matched (another tokenizer; other head counts for attention)."""
+    import torch.nn as nn
+
+    from data_utils import tokenizer_fingerprint
+    teacher, teacher_tok = load_classifier(str(teacher_dir))
+    if tokenizer_fingerprint(teacher_tok) != tokenizer_fingerprint(student_tok):
+        raise UsageError(f"student '{name}': hidden_weight / attention_weight need the teacher's tokenizer (the "
+                         f"losses compare the same tokens); set them to 0 for this student or cut it from the teacher")
+    n_s, n_t = student.config.num_hidden_layers, teacher.config.num_hidden_layers
+    mapping = layer_map(spec, n_s, n_t)
+    if st["attention_weight"] > 0:
+        if student.config.num_attention_heads != teacher.config.num_attention_heads:
+            raise UsageError(f"student '{name}': attention_weight needs as many attention heads as the teacher "
+                             f"({student.config.num_attention_heads} vs {teacher.config.num_attention_heads}); set it to 0")
+        for m in (student, teacher):
+            m.set_attn_implementation("eager")     # SDPA returns no attention weights
+    hs, ht = student.config.hidden_size, teacher.config.hidden_size
+    if st["hidden_weight"] > 0 and hs != ht:
+        student.kd_projections = nn.ModuleList(nn.Linear(hs, ht) for _ in mapping)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    log.info("student %s: intermediate losses against teacher layers %s (hidden x%s, attention x%s)%s", name, mapping,
+             st["hidden_weight"], st["attention_weight"], f", projections {hs}->{ht}" if hs != ht else "")
+    return {"teacher": teacher.eval(), "hidden_weight": st["hidden_weight"],
+            "attention_weight": st["attention_weight"], "layer_map": mapping}
 
 
 def student_settings(spec: dict, sources: dict) -> dict:
@@ -364,22 +408,26 @@ def main(argv=None) -> dict:
         with args.main_process_first(desc="tokenize"):
             train = tokenize_dataset(train_rows, tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "distill")
             val = tokenize_dataset(splits["validation"], tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "validation")
+        inner = {}
         if distilled:
             train = train.add_column("teacher_logits", all_logits[:len(texts)].tolist())
+            if st["hidden_weight"] > 0 or st["attention_weight"] > 0:
+                inner = intermediate_setup(model, tok, teacher_dir, spec, st, name)
         trainer = DistillTrainer(model=model, args=args, train_dataset=train, eval_dataset=val,
                                  data_collator=PadCollator(tok), processing_class=tok, compute_metrics=compute_metrics,
-                                 callbacks=[LogToFile()], alpha=alpha, temperature=temperature)
+                                 callbacks=[LogToFile()], alpha=alpha, temperature=temperature, **inner)
         info = {"role": "student", "kind": "distilled" if distilled else "baseline", "student": spec,
                 "teacher": str(teacher_dir), "alpha": alpha, "temperature": temperature,
-                "transfer_size": n_transfer, "seed": st["seed"], "settings": st, "max_length": max_length, "truncation": TRUNCATION,
-                "head_tokens": HEAD_TOKENS, "run_config": public_config(cfg)}
+                "transfer_size": n_transfer, "seed": st["seed"], "settings": st, "max_length": max_length,
+                "truncation": TRUNCATION, "head_tokens": HEAD_TOKENS, "layer_map": inner.get("layer_map"),
+                "run_config": public_config(cfg)}
         extra = {"name": name, "kind": info["kind"], "alpha": alpha, "temperature": temperature,
                  "transfer_size": n_transfer, "teacher_val_accuracy": teacher_metrics["val_accuracy"],
                  "teacher_parameters": teacher_metrics.get("parameters"),
                  "teacher_logits": cache_stats if distilled else None}
         # 4. save each student: weights, tokenizer, config.json, metrics.json
         results[name] = train_and_save(trainer, tok, dirs, info, extra, KEEP_CHECKPOINTS)
-        del trainer, model
+        del trainer, model, inner
         gc.collect()
 
     summary = {n: {"val_accuracy": m["val_accuracy"], "train_time_s": m["train_time_s"]} for n, m in results.items()}

@@ -122,6 +122,8 @@ def save_finished(trainer, tokenizer, out_dir: Path, record: Path, metrics: dict
     """
     model = trainer.model
     model.config.sentiment_kd = info
+    for name in [n for n, _ in model.named_children() if n.startswith("kd_")]:
+        delattr(model, name)      # training-only modules (hidden-state projections): not part of the classifier
     if trainer.is_world_process_zero():
         tmp = out_dir.with_name(out_dir.name + ".partial")
         if tmp.exists():
@@ -189,26 +191,89 @@ def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temp
     return loss, {"ce": ce.detach(), "kl": kl_rows.mean().detach()}
 
 
+def hidden_state_loss(student_states, teacher_states, mask, projections=None):
+    """Intermediate-layer loss of TinyBERT (Jiao et al. 2020): mean squared error between student
+    hidden states (projected to the teacher's width) and the teacher hidden states they are mapped to.
+
+    student_states: K tensors (B, L, Hs); teacher_states: K tensors (B, L, Ht), same tokens;
+    mask: (B, L), 1 = real token, 0 = padding; projections: K callables (B, L, Hs) -> (B, L, Ht)
+    (learned linear maps), or None when Hs == Ht.
+        loss = 1/K sum_k  sum_{b,l} mask_bl ||P_k(s_kbl) - t_kbl||^2 / (Ht * sum_{b,l} mask_bl)
+    i.e. the MSE per hidden unit over real tokens, averaged over the K layer pairs; float32.
+    """
+    m = mask.float().unsqueeze(-1)                                          # (B, L, 1)
+    total = 0.0
+    for k, (s, t) in enumerate(zip(student_states, teacher_states)):
+        s = projections[k](s) if projections is not None else s
+        total = total + (((s.float() - t.float()) ** 2) * m).sum() / (m.sum().clamp(min=1) * t.shape[-1])
+    return total / len(student_states)
+
+
+def attention_loss(student_attentions, teacher_attentions, mask):
+    """KL(teacher || student) between attention distributions (TinyBERT), for layers whose head
+    counts match.
+
+    student_attentions, teacher_attentions: K tensors (B, heads, L, L), each row a distribution over
+    the keys; mask: (B, L), 1 = real token.
+        loss = 1/K sum_k  mean over (b, h, real query q) of  sum_j a_t log(a_t / a_s)
+    with 0 log 0 = 0 and a_s clamped at 1e-12; float32.
+    """
+    q = mask.float()[:, None, :]                                            # (B, 1, L) real queries
+    total = 0.0
+    for s, t in zip(student_attentions, teacher_attentions):
+        s, t = s.float(), t.float()
+        kl = torch.where(t > 0, t * (t.clamp(min=1e-12).log() - s.clamp(min=1e-12).log()), 0.0).sum(-1)   # (B, H, L)
+        total = total + (kl * q).sum() / (q.sum() * s.shape[1]).clamp(min=1)
+    return total / len(student_attentions)
+
+
 class DistillTrainer(Trainer):
     """A Trainer whose loss is `distillation_loss` on the batch's cached `teacher_logits` (labels-only
     cross-entropy for batches without them: the baseline and evaluation). Logs the loss parts
-    (loss_ce, loss_kl, averaged since the previous log) and stops on a non-finite loss."""
+    (loss_ce, loss_kl, averaged since the previous log) and stops on a non-finite loss.
 
-    def __init__(self, *args, alpha: float, temperature: float, **kwargs):
+    With `teacher` (a frozen model with the student's tokenizer) and hidden_weight / attention_weight
+    > 0, the teacher also runs on each batch and `hidden_weight * hidden_state_loss + attention_weight
+    * attention_loss` is added, student layer k matched to teacher layer layer_map[k]. Projections for
+    a narrower student are the student's `kd_projections` module (trained with it, not saved with it).
+    """
+
+    def __init__(self, *args, alpha: float, temperature: float, teacher=None, hidden_weight: float = 0.0,
+                 attention_weight: float = 0.0, layer_map: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha, self.temperature = alpha, temperature
+        self.teacher, self.hidden_weight, self.attention_weight = teacher, hidden_weight, attention_weight
+        self.layer_map = layer_map
+        if teacher is not None:
+            teacher.to(self.args.device)
         self.model_accepts_loss_kwargs = False   # our loss is a mean: let the Trainer scale it
-        self._parts = {"ce": [], "kl": []}
+        self._parts = {"ce": [], "kl": [], "hidden": [], "attention": []}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         teacher = inputs.pop("teacher_logits", None)
-        outputs = model(**inputs)
+        inner = teacher is not None and self.teacher is not None and model.training
+        attend = inner and self.attention_weight > 0
+        outputs = model(**inputs, output_hidden_states=inner or None, output_attentions=attend or None)
         if teacher is None:   # baseline / evaluation: cross-entropy on the labeled rows
             loss = F.cross_entropy(outputs.logits.float(), labels, ignore_index=UNLABELED)
             parts = {"ce": loss.detach()}
         else:
             loss, parts = distillation_loss(outputs.logits, teacher, labels, self.alpha, self.temperature)
+        if inner:
+            with torch.no_grad():
+                t_out = self.teacher(**inputs, output_hidden_states=True, output_attentions=attend or None)
+            if self.hidden_weight > 0:
+                # hidden_states[0] is the embedding output: student layer k is hidden_states[k + 1]
+                s_states = [outputs.hidden_states[k + 1] for k in range(len(self.layer_map))]
+                t_states = [t_out.hidden_states[j + 1] for j in self.layer_map]
+                hidden = hidden_state_loss(s_states, t_states, inputs["attention_mask"],
+                                           getattr(model, "kd_projections", None))
+                loss, parts["hidden"] = loss + self.hidden_weight * hidden, hidden.detach()
+            if attend:
+                att = attention_loss(list(outputs.attentions), [t_out.attentions[j] for j in self.layer_map],
+                                     inputs["attention_mask"])
+                loss, parts["attention"] = loss + self.attention_weight * att, att.detach()
         if model.training:
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at step {self.state.global_step} "
@@ -223,5 +288,5 @@ class DistillTrainer(Trainer):
             for k, v in self._parts.items():
                 if v:
                     logs[f"loss_{k}"] = round(sum(v) / len(v), 5)
-            self._parts = {"ce": [], "kl": []}
+            self._parts = {k: [] for k in self._parts}
         super().log(logs, *args, **kwargs)

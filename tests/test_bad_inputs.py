@@ -85,7 +85,7 @@ def test_inference_refuses_a_base_encoder_without_head(tmp_path):
     from data_utils import build_tiny
     _, tok = build_tiny("bert")
     folder = tmp_path / "encoder"
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    BertModel(BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=32)).save_pretrained(folder)
     tok.save_pretrained(folder)
     r = run("inference.py", "--model", str(folder), "a great film")

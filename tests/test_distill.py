@@ -192,3 +192,70 @@ def test_non_finite_loss_stops_with_a_clear_error(tiny_run, imdb_parquet, monkey
                         lambda s, t, y, a, T: (s.sum() * float("nan"), {"ce": s.sum(), "kl": s.sum()}))
     with pytest.raises(FloatingPointError, match="non-finite loss at step 0"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--only=cut", "--overwrite=true", "--baseline=false"))
+
+
+# ---------------------------------------------------------------------------------------------- intermediate layers
+def test_hidden_state_loss_by_hand():
+    s1 = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])             # (B=1, L=2, H=2)
+    t1 = torch.tensor([[[1.0, 0.0], [9.0, 9.0]]])
+    mask = torch.tensor([[1, 0]])                              # the second token is padding
+    assert training.hidden_state_loss([s1], [t1], mask).item() == pytest.approx((0 + 4) / 2)
+    s2, t2 = torch.zeros(1, 2, 2), torch.ones(1, 2, 2)         # a second layer pair: MSE 1
+    assert training.hidden_state_loss([s1, s2], [t1, t2], mask).item() == pytest.approx((2 + 1) / 2)
+    # a projection to a wider teacher (2 -> 3): P(s) = s @ W^T + b
+    proj = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        proj.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        proj.bias.zero_()
+    t3 = torch.tensor([[[1.0, 2.0, 0.0], [0.0, 0.0, 0.0]]])     # P(s1[0]) = [1, 2, 3]: only the third unit differs
+    assert training.hidden_state_loss([s1], [t3], mask, [proj]).item() == pytest.approx(9 / 3)
+
+
+def test_attention_loss_by_hand():
+    t = torch.tensor([[[[0.5, 0.5], [1.0, 0.0]]]])             # (B=1, heads=1, L=2, L=2)
+    s = torch.tensor([[[[0.25, 0.75], [0.5, 0.5]]]])
+    row1 = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    row2 = math.log(1 / 0.5)                                    # 0 * log 0 counts as 0
+    assert training.attention_loss([s], [t], torch.tensor([[1, 1]])).item() == pytest.approx((row1 + row2) / 2)
+    assert training.attention_loss([s], [t], torch.tensor([[1, 0]])).item() == pytest.approx(row1)
+    assert training.attention_loss([t], [t], torch.tensor([[1, 1]])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_layer_map():
+    assert ds.layer_map({"layers": [0, 2, 4]}, 3, 6) == [0, 2, 4]                     # cut from the teacher
+    assert ds.layer_map({"model": "m", "layers": [0, 2, 4]}, 3, 6) == [1, 3, 5]       # uniform (TinyBERT)
+    assert ds.layer_map({"model": "m"}, 6, 12) == [1, 3, 5, 7, 9, 11]
+    assert ds.layer_map({"model": "m"}, 1, 2) == [1]
+
+
+def test_intermediate_losses_train_and_leave_no_projection_behind(tiny_run, imdb_parquet, tmp_path):
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+    from data_utils import ID2LABEL, LABEL2ID, build_tiny
+    # a narrower student (hidden 16 vs the teacher's 32) with the teacher's tokenizer: projections needed
+    _, tok = build_tiny("bert")
+    narrow = tmp_path / "narrow"
+    BertForSequenceClassification(BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32, num_labels=2,
+                                             id2label=ID2LABEL, label2id=LABEL2ID)).save_pretrained(narrow)
+    tok.save_pretrained(narrow)
+    students = f'[{{name = "inner", layers = [1], attention_weight = 1.0}}, {{name = "narrow", model = "{narrow}"}}]'
+    result = ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=inner", f"--teacher_dir={tiny_run}/tiny/teacher",
+                               f"--students={students}", "--hidden_weight=0.5", "--baseline=false"))
+    for name, parts in (("inner", {"loss_hidden", "loss_attention"}), ("narrow", {"loss_hidden"})):
+        logs = [h for h in result["students"][name]["log_history"] if "loss" in h]
+        assert logs and all(parts <= set(h) for h in logs)
+        assert all(h["loss_hidden"] >= 0 for h in logs)
+    kd = json.loads((tiny_run / "inner" / "students" / "inner" / "config.json").read_text())["sentiment_kd"]
+    assert kd["layer_map"] == [1] and kd["settings"]["hidden_weight"] == 0.5
+    saved = AutoModelForSequenceClassification.from_pretrained(tiny_run / "inner" / "students" / "narrow")
+    assert not hasattr(saved, "kd_projections") and saved.config.hidden_size == 16
+    from safetensors import safe_open
+    with safe_open(str(tiny_run / "inner" / "students" / "narrow" / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "kd_" in k]
+
+
+def test_intermediate_losses_need_the_teachers_tokenizer(tiny_run, imdb_parquet):
+    with pytest.raises(UsageError, match="student 'roberta': hidden_weight / attention_weight need the teacher's tokenizer"):
+        ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=inner2", f"--teacher_dir={tiny_run}/tiny/teacher",
+                          "--only=roberta", "--hidden_weight=1.0"))

@@ -94,6 +94,8 @@ SETTING_RULES = {
     "TRANSFER_SIZE": _at_least(0), "HIDDEN_WEIGHT": _at_least(0), "ATTENTION_WEIGHT": _at_least(0), "WEIGHT_DECAY": _at_least(0), "NUM_WORKERS": _at_least(0),
     "WARMUP": _at_least(0), "THREADS": _at_least(0), "SEED": _at_least(0), "HEAD_TOKENS": _at_least(0),
     "MAX_LENGTH": _at_least(8), "TRUNCATION": _one_of(*TRUNCATIONS), "DEVICE": _one_of("auto", "cpu", "cuda"),
+    "SPLIT": _one_of("test", "validation"), "HALF_PRECISION": _one_of("auto", "always", "never"),
+    "GPU_WARMUP_S": _at_least(0),
 }
 
 

@@ -2,17 +2,26 @@
 
 Reads  outputs/<EXPERIMENT>/teacher/ and outputs/<EXPERIMENT>/students/*/ (each model with its own
        tokenizer and the truncation settings it was trained with, from its config.json), and IMDb test
-       (all 25,000 reviews, or a fixed stratified seeded subset of TEST_SIZE).
-Writes outputs/<EXPERIMENT>/results.json, results.csv, results.md (the table), dashboard.png, and
-       predictions/<model>.csv (review index, label, prediction, P(positive)) for error analysis.
+       (all 25,000 reviews, or a fixed stratified seeded subset of TEST_SIZE); with SPLIT=validation
+       the teacher's validation split instead, for choosing settings without touching the test set.
+Writes outputs/<EXPERIMENT>/results.json, results.csv, results.md (the tables), dashboard.png,
+       gains.png (each distilled student's gain over its labels-only baseline, mean and standard
+       deviation over seeds) and predictions/<model>.csv (review index, label, prediction,
+       P(positive)) for error analysis; with SPLIT=validation the same files named validation-*.
 
 Per model: accuracy, macro F1/precision/recall, agreement with the teacher, parameters, size on disk,
 compression (teacher params / params), retention (accuracy / teacher accuracy), efficiency (retention /
 size fraction), and speed: batch-1 latency p50/p95 after warm-up, throughput at EVAL_BATCH_SIZE
 (model forward only, batches sorted by length), tokenization timed separately, the whole evaluation
-pipeline's throughput and its ratio to the bare forward, speedup over the teacher; with QUANTIZE an
-int8 dynamic-quantized copy of each model (Linear layers, CPU) adds a row. Hardware and threads are
-recorded.
+pipeline's throughput and its ratio to the bare forward, speedup over the teacher. Extra rows: with
+QUANTIZE an int8 dynamic-quantized copy of each model (Linear layers, CPU only); with HALF_PRECISION a
+bf16 copy (fp16 where bf16 is unsupported; on GPUs by default). On GPUs every timing is synchronised
+(batch-1 latency with CUDA events after a warm-up of at least GPU_WARMUP_S seconds). Hardware, device
+and threads are recorded with the results.
+
+Distilled vs baseline: each distilled student is paired with the labels-only run of the same student
+(model, layers, seed) at the same number of optimizer steps; students that differ only in `seed`
+(named <name>-s<seed>) are one recipe, reported as mean and standard deviation over the seeds.
 
     python evaluate_models.py --config configs/quick.toml      # 5,000-review test subset, CPU
     python evaluate_models.py --experiment=paper               # full test set
@@ -20,6 +29,7 @@ recorded.
 """
 import csv
 import gc
+import json
 import os
 import platform
 import time
@@ -29,8 +39,8 @@ import numpy as np
 
 from configurator import UsageError, log, public_config, run_main, start_run
 from data_utils import (PadCollator, classification_metrics, count_parameters, encode, imdb_sources, is_finished,
-                        load_classifier, load_imdb, logits_in_order, percentile, read_json, stratified_indices, truncation_settings,
-                        write_json)
+                        load_classifier, load_imdb, logits_in_order, make_splits, percentile, read_json,
+                        stratified_indices, truncation_settings, write_json)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -39,12 +49,15 @@ DATA_DIR = ""                     # local IMDb copy; "" = $IMDB_DIR, else the hu
 DATASET_NAME = "stanfordnlp/imdb"
 MODELS = [""]                     # only these model names (teacher, student names); [""] = all
 # --- data --------------------------------------------------------------------------------------
+SPLIT = "test"                    # test | validation (the teacher's validation split, for choosing settings)
 TEST_SIZE = 0                     # stratified seeded subset of the 25,000 test reviews; 0 = all
 # --- evaluation --------------------------------------------------------------------------------
 EVAL_BATCH_SIZE = 64              # batch for accuracy and throughput (reviews sorted by length)
 LATENCY_SAMPLES = 100             # batch-1 requests timed for latency p50/p95 (random test reviews)
 WARMUP = 5                        # untimed batches / requests before each measurement
+GPU_WARMUP_S = 1.0                # GPUs: warm up each model for at least this many seconds before timing
 QUANTIZE = True                   # add int8 dynamic-quantized rows (CPU only)
+HALF_PRECISION = "auto"           # bf16 rows (fp16 if bf16 is unsupported): auto = on GPUs | always | never
 QUANTIZE_KINDS = ["teacher", "distilled", "baseline", "student"]   # which models get an int8 row (student: not from distill_student.py)
 DEVICE = "auto"                   # auto | cpu | cuda
 THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
@@ -125,7 +138,39 @@ def quantize(model):
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_size: int, latency_idx, warmup: int) -> dict:
+def time_requests(model, batches: list[dict], device: str, warmup: int, warmup_s: float = 0.0) -> list[float]:
+    """Seconds each batch takes through `model`, one at a time (batch-1 latency).
+
+    CPU: wall clock around each call. GPU: CUDA events recorded around each call and read after
+    synchronising, so the time is the device's, not the launch's; before timing, the model is warmed
+    up for at least `warmup` calls and `warmup_s` seconds (clocks, allocator, kernel selection).
+    """
+    import torch
+    with torch.inference_mode():
+        t0, n = time.perf_counter(), 0
+        while n < warmup or (device == "cuda" and time.perf_counter() - t0 < warmup_s):
+            model(**batches[n % len(batches)])
+            n += 1
+        times = []
+        if device == "cuda":
+            torch.cuda.synchronize()
+            for b in batches:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                model(**b)
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) / 1000)
+        else:
+            for b in batches:
+                t = time.perf_counter()
+                model(**b)
+                times.append(time.perf_counter() - t)
+    return times
+
+
+def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_size: int, latency_idx, warmup: int,
+            warmup_s: float = 0.0) -> dict:
     """Predict every text and time each stage. Returns probabilities P(positive) in input order and timings.
 
     tokenize: all texts at once (fast tokenizer, truncation as trained), reported per review;
@@ -158,17 +203,8 @@ def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_siz
     logits = logits_in_order(model, collate, ids, batch_size, device, forward=timed_forward)
     pipeline_s = time.perf_counter() - t_pipe
     probs = torch.softmax(torch.from_numpy(logits), -1)[:, 1].double().numpy()
-    with torch.inference_mode():
-        one = [{k: v.to(device) for k, v in collate([{"input_ids": ids[j]}]).items()} for j in latency_idx]
-        for b in one[:warmup]:
-            model(**b)
-        times = []
-        for b in one:
-            sync()
-            t = time.perf_counter()
-            model(**b)
-            sync()
-            times.append(time.perf_counter() - t)
+    one = [{k: v.to(device) for k, v in collate([{"input_ids": ids[j]}]).items()} for j in latency_idx]
+    times = time_requests(model, one, device, warmup, warmup_s)
     n = len(texts)
     return {"probs": probs, "tokenize_ms_per_review": 1000 * tokenize_s / n,
             "throughput": n / forward_s, "pipeline_throughput": n / pipeline_s,
@@ -180,6 +216,74 @@ _KINDS = {"teacher", "distilled", "baseline", "student"}
 
 def model_kind(name: str, kd: dict) -> str:
     return "teacher" if name == "teacher" else kd.get("kind", "student")
+
+
+def precisions(kind: str, device: str) -> list[str]:
+    """The rows one model gets: fp32, int8 (CPU, QUANTIZE, kind in QUANTIZE_KINDS), bf16 (HALF_PRECISION)."""
+    half = HALF_PRECISION == "always" or (HALF_PRECISION == "auto" and device == "cuda")
+    return ["fp32"] + (["int8"] if QUANTIZE and device == "cpu" and kind in QUANTIZE_KINDS else []) + \
+        (["bf16"] if half else [])
+
+
+def half_copy(model, device: str):
+    """The model in bf16 (fp16 on GPUs without bf16), converted in place: the last variant measured."""
+    import torch
+    dtype = torch.float16 if device == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
+    return model.to(dtype), "bf16" if dtype == torch.bfloat16 else "fp16"
+
+
+# ----------------------------------------------------------------------------------------------
+# distilled vs baseline, over seeds
+# ----------------------------------------------------------------------------------------------
+def student_key(row: dict) -> tuple:
+    """What a distilled student and its baseline share: the student (model, layers), seed and steps."""
+    spec = row.get("student") or {}
+    return json.dumps([spec.get("model"), spec.get("layers")]), row.get("seed"), row.get("steps")
+
+
+def recipe(row: dict) -> tuple[str, str]:
+    """(label, key) of a student's recipe: its spec without name and seed; the label is the name
+    without a `-s<seed>` suffix."""
+    spec = dict(row.get("student") or {})
+    name, seed = spec.pop("name", row["model"]), spec.pop("seed", None)
+    label = name[:-len(f"-s{seed}")] if seed is not None and name.endswith(f"-s{seed}") else name
+    return label, json.dumps(spec, sort_keys=True)
+
+
+def spread(values: list[float]) -> dict:
+    """mean and sample standard deviation (0 for one value) of accuracies, and the values."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v),
+            "values": [float(x) for x in v]}
+
+
+def seed_groups(rows: list[dict]) -> list[dict]:
+    """One entry per distilled recipe: its accuracy over seeds, its baselines' (the labels-only run with
+    the same student_key) and the paired gain distilled - baseline per seed, as spread()s. fp32 rows only."""
+    fp32 = [r for r in rows if r["precision"] == "fp32"]
+    baselines = {student_key(r): r for r in fp32 if r["kind"] == "baseline"}
+    groups: dict[str, dict] = {}
+    for r in fp32:
+        if r["kind"] != "distilled":
+            continue
+        label, key = recipe(r)
+        g = groups.setdefault(key, {"student": label, "models": [], "seeds": [], "distilled": [], "baseline": [],
+                                    "baselines": [], "gain": []})
+        b = baselines.get(student_key(r))
+        g["models"].append(r["model"])
+        g["seeds"].append(r.get("seed"))
+        g["distilled"].append(r["accuracy"])
+        if b is not None:
+            g["baselines"].append(b["model"])
+            g["baseline"].append(b["accuracy"])
+            g["gain"].append(r["accuracy"] - b["accuracy"])
+    out = []
+    for g in groups.values():
+        paired = len(g["gain"]) == len(g["distilled"])
+        out.append(g | {"distilled": spread(g["distilled"]),
+                        "baseline": spread(g["baseline"]) if paired else None,
+                        "gain": spread(g["gain"]) if paired else None})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,18 +305,34 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_reports(root: Path, result: dict) -> None:
+def gains_table(groups: list[dict]) -> str:
+    """Markdown: each distilled recipe against its labels-only baseline, accuracy in %, mean ± sd."""
+    pm = lambda s: f"{100 * s['mean']:.2f}" + (f" ± {100 * s['std']:.2f}" if s["n"] > 1 else "")   # noqa: E731
+    lines = ["| student | seeds | distilled acc (%) | baseline acc (%) | distilled - baseline (points) |",
+             "|---|---|---|---|---|"]
+    for g in groups:
+        lines.append(f"| {g['student']} | {g['distilled']['n']} | {pm(g['distilled'])} | "
+                     f"{pm(g['baseline']) if g['baseline'] else 'no baseline'} | "
+                     f"{('+' if g['gain']['mean'] >= 0 else '') + pm(g['gain']) if g['gain'] else ''} |")
+    return "\n".join(lines)
+
+
+def write_reports(root: Path, result: dict, prefix: str = "") -> None:
+    """results.json / .csv / .md (prefix `validation-` for the validation split), written atomically."""
     rows = result["rows"]
-    write_json(root / "results.json", result)
-    tmp = root / "results.csv.tmp"
+    write_json(root / f"{prefix}results.json", result)
+    tmp = root / f"{prefix}results.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(root / "results.csv")
+    tmp.replace(root / f"{prefix}results.csv")
     hw = result["hardware"]
-    text = (f"# {result['experiment']}: teacher vs students on {result['test_size']:,} IMDb test reviews\n\n"
-            + markdown_table(rows) + "\n\n"
+    gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
+             + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
+             "paired by seed.") if result["groups"] else ""
+    text = (f"# {result['experiment']}: teacher vs students on {result['test_size']:,} IMDb "
+            f"{result['split']} reviews\n\n" + markdown_table(rows) + gains + "\n\n"
             f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
             + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}. "
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
@@ -221,9 +341,39 @@ def write_reports(root: Path, result: dict) -> None:
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
             f"fp32 teacher's. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
             f"accuracy. Efficiency: retention / size fraction. Written by evaluate_models.py.\n")
-    tmp = root / "results.md.tmp"
+    tmp = root / f"{prefix}results.md.tmp"
     tmp.write_text(text)
-    tmp.replace(root / "results.md")
+    tmp.replace(root / f"{prefix}results.md")
+
+
+def plot_gains(groups: list[dict], path: Path, title: str) -> None:
+    """Bars: each distilled recipe's gain over its baseline in accuracy points, with the standard
+    deviation over seeds as error bars (recipes in the order of STUDENTS)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups = [g for g in groups if g["gain"]]
+    if not groups:
+        return
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.5 * len(groups)))
+    y = np.arange(len(groups))
+    gain = [100 * g["gain"]["mean"] for g in groups]
+    err = [100 * g["gain"]["std"] for g in groups]
+    ax.barh(y, gain, xerr=err, color=["#1f77b4" if v >= 0 else "#d62728" for v in gain], capsize=4)
+    for i, g in enumerate(groups):
+        ax.text(gain[i], i, f"  {gain[i]:+.2f}" + (f" ± {err[i]:.2f} ({g['gain']['n']} seeds)" if g["gain"]["n"] > 1 else ""),
+                va="center", fontsize=8)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, [g["student"] for g in groups])
+    ax.invert_yaxis()
+    ax.set_xlabel("distilled - labels-only baseline (accuracy points; same student, seed and optimizer steps)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
@@ -232,9 +382,9 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     colors = {"teacher": "#d62728", "distilled": "#1f77b4", "baseline": "#7f7f7f", "student": "#2ca02c"}
-    labels = [f"{r['model']}" + (" (int8)" if r["precision"] == "int8" else "") for r in rows]
+    labels = [f"{r['model']}" + (f" ({r['precision']})" if r["precision"] != "fp32" else "") for r in rows]
     color = [colors.get(r["kind"], "#2ca02c") for r in rows]
-    alpha = [0.45 if r["precision"] == "int8" else 1.0 for r in rows]
+    alpha = [0.45 if r["precision"] != "fp32" else 1.0 for r in rows]
     y = np.arange(len(rows))
     fig, axes = plt.subplots(2, 2, figsize=(15, 4 + 0.45 * len(rows)))
     teacher = next(r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32")
@@ -274,7 +424,7 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
     from matplotlib.patches import Patch
     fig.legend(handles=[Patch(color=colors["teacher"], label="teacher"), Patch(color=colors["distilled"], label="distilled student"),
                         Patch(facecolor=colors["baseline"], hatch="//", label="labels-only baseline"),
-                        Patch(color="#888888", alpha=0.45, label="int8 (lighter)")], loc="lower center", ncol=4, frameon=False)
+                        Patch(color="#888888", alpha=0.45, label="int8 / bf16 (lighter)")], loc="lower center", ncol=4, frameon=False)
     fig.suptitle(title, fontsize=13)
     fig.tight_layout(rect=(0, 0.04, 1, 0.98))
     tmp = path.with_name(path.stem + ".tmp.png")
@@ -304,7 +454,7 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         if unknown:
             raise UsageError(f"--models: no model {sorted(unknown)[0]!r} in {root}; found {', '.join(n for n, _ in models)}")
         models = [m for m in models if m[0] == "teacher" or m[0] in wanted]   # the teacher is the reference
-    imdb_sources(("test",), DATA_DIR)
+    imdb_sources(("test",) if SPLIT == "test" else ("train",), DATA_DIR)
     return models
 
 
@@ -317,43 +467,47 @@ def main(argv=None) -> dict:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE
     models = selected_models()
 
-    # 1. load the test split (or its fixed stratified subset)
-    test = load_imdb(("test",), DATA_DIR, DATASET_NAME)["test"]
-    test = test.select(stratified_indices(test["label"], TEST_SIZE, SEED))
-    texts, labels = list(test["text"]), np.array(test["label"])
+    # 1. load the test split (or its fixed stratified subset), or the teacher's validation split
+    texts, labels = load_split(models[0][1])
     latency_idx = np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)
-    log.info("evaluating %d models on %d test reviews on %s", len(models), len(texts), device)
+    log.info("evaluating %d models on %d %s reviews on %s", len(models), len(texts), SPLIT, device)
 
-    # 2. measure every model (fp32, then int8 on CPU)
-    raw, preds_dir = [], root / "predictions"
+    # 2. measure every model: fp32, then int8 (CPU) and bf16 (GPU) copies
+    raw, preds_dir = [], root / ("predictions" if SPLIT == "test" else "validation-predictions")
     preds_dir.mkdir(parents=True, exist_ok=True)
     for name, folder in models:
         kd = read_json(folder / "config.json").get("sentiment_kd", {})
         metrics = read_json(folder / "metrics.json")
         model, tok = load_classifier(str(folder))
-        int8 = QUANTIZE and device == "cpu" and model_kind(name, kd) in QUANTIZE_KINDS
-        variants = [("fp32", model)] + ([("int8", None)] if int8 else [])
-        for precision, m in variants:
-            m = quantize(model) if precision == "int8" else m
-            r = measure(m, tok, texts, kd, device, EVAL_BATCH_SIZE, latency_idx, WARMUP)
+        params, kind = count_parameters(model), model_kind(name, kd)
+        for precision in precisions(kind, device):
+            if precision == "int8":
+                m = quantize(model)
+            elif precision == "bf16":
+                m, precision = half_copy(model, device)
+            else:
+                m = model
+            r = measure(m, tok, texts, kd, device, EVAL_BATCH_SIZE, latency_idx, WARMUP, GPU_WARMUP_S)
             probs = r.pop("probs")
             pred = (probs >= 0.5).astype(int)
-            row_name = name if precision == "fp32" else f"{name}-int8"
+            row_name = name if precision == "fp32" else f"{name}-{precision}"
             scores = classification_metrics(pred, labels)
-            raw.append({"model": name, "kind": model_kind(name, kd), "precision": precision, "folder": str(folder),
-                        "params": count_parameters(model), "size_mb": size_on_disk_mb(m, folder if precision == "fp32" else None),
+            raw.append({"model": name, "kind": kind, "precision": precision, "folder": str(folder), "params": params,
+                        "size_mb": size_on_disk_mb(m, folder if precision == "fp32" else None),
                         "val_accuracy": metrics.get("val_accuracy"), "accuracy": scores["accuracy"], "f1": scores["f1"],
-                        "precision_macro": scores["precision"], "recall_macro": scores["recall"], "pred": pred, **r})
+                        "precision_macro": scores["precision"], "recall_macro": scores["recall"], "pred": pred,
+                        "student": kd.get("student"), "seed": kd.get("seed"), "steps": metrics.get("optimizer_steps"), **r})
             with open(preds_dir / f"{row_name}.csv", "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["index", "label", "pred", "p_positive"])
                 w.writerows(zip(range(len(texts)), labels.tolist(), pred.tolist(), np.round(probs, 5).tolist()))
             log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f reviews/s", name, precision, raw[-1]["accuracy"],
                      r["p50_ms"], r["throughput"])
+            del m
         del model
         gc.collect()
 
-    # 3. relative figures against the fp32 teacher
+    # 3. relative figures against the fp32 teacher; distilled vs baseline over seeds
     t = raw[0]
     rows = []
     for r in raw:
@@ -371,17 +525,34 @@ def main(argv=None) -> dict:
             "latency_speedup": t["p50_ms"] / r["p50_ms"],
             "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
             "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": r["val_accuracy"],
-            "batch": EVAL_BATCH_SIZE, "folder": r["folder"],
+            "batch": EVAL_BATCH_SIZE, "device": device, "seed": r["seed"], "steps": r["steps"], "student": r["student"],
+            "folder": r["folder"],
         })
+    groups = seed_groups(rows)
 
-    # 4. write the table, the JSON/CSV, and the dashboard
-    result = {"experiment": EXPERIMENT, "test_size": len(texts), "hardware": hardware(device),
-              "config": public_config(cfg), "rows": rows}
-    write_reports(root, result)
-    plot_dashboard(rows, root / "dashboard.png",
-                   f"{EXPERIMENT}: teacher vs students, {len(texts):,} IMDb test reviews, {device}")
-    log.info("wrote %s/results.{json,csv,md} and dashboard.png\n%s", root, markdown_table(rows))
+    # 4. write the tables, the JSON/CSV, the dashboard and the gains plot
+    prefix = "" if SPLIT == "test" else "validation-"
+    result = {"experiment": EXPERIMENT, "split": SPLIT, "test_size": len(texts), "hardware": hardware(device),
+              "config": public_config(cfg), "rows": rows, "groups": groups}
+    write_reports(root, result, prefix)
+    where = f"{len(texts):,} IMDb {SPLIT} reviews, {device}"
+    plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}")
+    plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}")
+    log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix, markdown_table(rows))
     return result
+
+
+def load_split(teacher_dir: Path) -> tuple[list[str], np.ndarray]:
+    """(texts, labels) evaluated: the test split (a fixed stratified subset with TEST_SIZE), or the
+    validation split the teacher was trained beside (its run's val_size, train_size and seed)."""
+    if SPLIT == "test":
+        test = load_imdb(("test",), DATA_DIR, DATASET_NAME)["test"]
+        test = test.select(stratified_indices(test["label"], TEST_SIZE, SEED))
+        return list(test["text"]), np.array(test["label"])
+    rc = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
+    val = make_splits(load_imdb(("train",), DATA_DIR, DATASET_NAME), rc.get("val_size", 2500), rc.get("train_size", 0),
+                      seed=rc.get("seed", SEED))["validation"]
+    return list(val["text"]), np.array(val["label"])
 
 
 if __name__ == "__main__":

@@ -81,3 +81,55 @@ def test_quantize_kinds_picks_the_int8_rows(tiny_experiment, imdb_parquet):
     assert names == [("teacher", "fp32"), ("cut", "fp32"), ("cut", "int8"), ("cut-baseline", "fp32")]
     with pytest.raises(UsageError, match="unknown kind 'student-int8'"):
         ev.main(tiny_args(imdb_parquet, tiny_experiment, '--quantize_kinds=["student-int8"]', cache=False))
+
+
+def row(model, kind, acc, seed, steps=10, layers=(0,), name=None, precision="fp32", **extra):
+    spec = {"name": name or model, "layers": list(layers)} | ({"seed": seed} if seed is not None else {}) | extra
+    return {"model": model, "kind": kind, "precision": precision, "accuracy": acc, "seed": seed, "steps": steps,
+            "student": spec}
+
+
+def test_seed_groups_pair_each_seed_with_its_baseline():
+    rows = [row("teacher", "teacher", 0.9, None),
+            row("L3-s1", "distilled", 0.86, 1), row("L3-s1-baseline", "baseline", 0.84, 1, name="L3-s1"),
+            row("L3-s2", "distilled", 0.88, 2), row("L3-s2-baseline", "baseline", 0.83, 2, name="L3-s2"),
+            row("L3-s2", "distilled", 0.10, 2, precision="int8"),                     # not an fp32 row: ignored
+            row("x-a0", "distilled", 0.87, None, steps=20, alpha=0.0),                # no baseline at 20 steps
+            row("x", "distilled", 0.85, None, steps=30, transfer_size=8),
+            row("x-baseline", "baseline", 0.80, None, steps=30, name="x", transfer_size=8),
+            row("x-T4", "distilled", 0.81, None, steps=30, transfer_size=8, temperature=4.0)]          # shares x's baseline
+    groups = {g["student"]: g for g in ev.seed_groups(rows)}
+    g = groups["L3"]
+    assert g["models"] == ["L3-s1", "L3-s2"] and g["seeds"] == [1, 2] and g["baselines"] == ["L3-s1-baseline", "L3-s2-baseline"]
+    assert g["distilled"]["mean"] == pytest.approx(0.87) and g["distilled"]["std"] == pytest.approx(0.0141421, rel=1e-4)
+    assert g["gain"]["values"] == pytest.approx([0.02, 0.05]) and g["gain"]["mean"] == pytest.approx(0.035)
+    assert g["gain"]["std"] == pytest.approx(0.0212132, rel=1e-4) and g["gain"]["n"] == 2
+    assert groups["x-a0"]["gain"] is None and groups["x-a0"]["baseline"] is None
+    assert groups["x"]["gain"]["mean"] == pytest.approx(0.05) and groups["x-T4"]["gain"]["mean"] == pytest.approx(0.01)
+    table = ev.gains_table(list(groups.values()))
+    assert "| L3 | 2 | 87.00 ± 1.41 | 83.50 ± 0.71 | +3.50 ± 2.12 |" in table and "| x-a0 | 1 | 87.00 | no baseline |  |" in table
+
+
+def test_time_requests_warms_up_then_times_each_request():
+    calls = []
+
+    def model(**batch):
+        calls.append(batch["n"])
+    times = ev.time_requests(model, [{"n": i} for i in range(4)], "cpu", warmup=3)
+    assert calls == [0, 1, 2, 0, 1, 2, 3] and len(times) == 4 and all(t >= 0 for t in times)
+
+
+def test_bf16_rows_and_validation_split(tiny_experiment, imdb_parquet):
+    result = ev.main(tiny_args(imdb_parquet, tiny_experiment, "--half_precision=always", "--quantize=false",
+                               "--split=validation", "--models=cut,cut-baseline", cache=False))
+    root = tiny_experiment / "tiny"
+    assert [(r["model"], r["precision"]) for r in result["rows"]] == \
+        [(m, p) for m in ("teacher", "cut", "cut-baseline") for p in ("fp32", "bf16")]
+    fp32, bf16 = result["rows"][0], result["rows"][1]
+    assert bf16["size_mb"] < 0.65 * fp32["size_mb"] and bf16["params"] == fp32["params"]   # 2 bytes a weight + pickle overhead
+    assert bf16["agreement"] >= 0.75                                      # the same model, rounded weights
+    assert result["split"] == "validation" and result["test_size"] == 8   # tiny.toml: val_size = 8
+    saved = json.loads((root / "validation-results.json").read_text())
+    assert saved["groups"][0]["student"] == "cut" and saved["groups"][0]["baselines"] == ["cut-baseline"]
+    assert "## Distilled vs labels-only baseline" in (root / "validation-results.md").read_text()
+    assert (root / "validation-gains.png").read_bytes()[:4] == b"\x89PNG" and (root / "validation-dashboard.png").exists()

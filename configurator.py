@@ -24,7 +24,7 @@ import tomllib
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent
-SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference")
+SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference", "bench")
 CONFIG_TYPES = (bool, int, float, str, list)
 LEVELS = {"default": 0, "file": 1, "flag": 2}   # precedence of a value's source: flag > file > default
 TRUNCATIONS = ("head", "tail", "head+tail")
@@ -95,7 +95,8 @@ SETTING_RULES = {
     "WARMUP": _at_least(0), "THREADS": _at_least(0), "SEED": _at_least(0), "HEAD_TOKENS": _at_least(0),
     "MAX_LENGTH": _at_least(8), "TRUNCATION": _one_of(*TRUNCATIONS), "DEVICE": _one_of("auto", "cpu", "cuda"),
     "SPLIT": _one_of("test", "validation"), "HALF_PRECISION": _one_of("auto", "always", "never"),
-    "GPU_WARMUP_S": _at_least(0),
+    "GPU_WARMUP_S": _at_least(0), "STEPS": _at_least(1), "WARMUP_STEPS": _at_least(1), "PEAK_TFLOPS": _at_least(0),
+    "ATTENTION": _one_of("sdpa", "eager"), "OPTIMIZER": _one_of("adamw_torch", "adamw_torch_fused"),
 }
 
 

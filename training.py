@@ -73,12 +73,13 @@ def pick_precision() -> dict:
 def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learning_rate: float,
                        eval_batch_size: int, seed: int, grad_accum: int = 1, weight_decay: float = 0.01,
                        warmup_ratio: float = 0.06, logging_steps: int = 50, num_workers: int = 0,
-                       max_steps: int = -1) -> TrainingArguments:
+                       max_steps: int = -1, **overrides) -> TrainingArguments:
     """TrainingArguments for every model here: evaluate and checkpoint each epoch, keep the best by
     validation accuracy, length-grouped batches, bf16/fp16 on GPUs, no external loggers.
-    max_steps > 0 replaces `epochs` (a baseline matched to its distilled twin's optimizer steps)."""
+    max_steps > 0 replaces `epochs` (a baseline matched to its distilled twin's optimizer steps);
+    `overrides` replace any TrainingArguments field (bench.py's levers)."""
     precision = pick_precision()   # {} on CPU
-    return TrainingArguments(
+    return TrainingArguments(**{**dict(
         output_dir=str(ckpt_dir), num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size, gradient_accumulation_steps=grad_accum,
         learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_ratio,
@@ -89,7 +90,7 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         remove_unused_columns=False, dataloader_num_workers=num_workers, report_to="none",
         dataloader_pin_memory=bool(precision), **precision,   # pinning only helps GPUs
         # torchrun on CPUs: real DDP over gloo (the Trainer would otherwise run N independent copies)
-        ddp_backend="gloo" if not precision and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None)
+        ddp_backend="gloo" if not precision and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None), **overrides})
 
 
 def compute_metrics(eval_pred) -> dict:
@@ -107,6 +108,46 @@ class LogToFile(TrainerCallback):
         if state.is_world_process_zero and logs:
             logging.getLogger("kd.file").info("step %d/%d %s", state.global_step, state.max_steps,
                                               {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
+
+
+class StepTimer(TrainerCallback):
+    """Times optimizer steps from one step's end to the next, leaving out intervals that held an
+    evaluation or a checkpoint, so that steady-state speed is told apart from start-up costs (the first
+    step: data loader start, CUDA context, kernel selection) and from evaluation.
+    On GPUs the clock is read after torch.cuda.synchronize(), once per step."""
+
+    def __init__(self):
+        self.start, self.last, self.first, self.steps, self.busy = None, None, None, [], False
+
+    def _now(self):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = self.last = self._now()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = self._now()
+        if self.first is None:
+            self.first = now - self.start
+        elif not self.busy:
+            self.steps.append(now - self.last)
+        self.last, self.busy = now, False
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.busy = True
+
+    def on_save(self, args, state, control, **kwargs):
+        self.busy = True
+
+    def summary(self, examples_per_step: int) -> dict:
+        """first_step_s, step_s_median (steady state) and steady_examples_per_s."""
+        if not self.steps:
+            return {"first_step_s": self.first, "step_s_median": None, "steady_examples_per_s": None}
+        median = float(sorted(self.steps)[len(self.steps) // 2])
+        return {"first_step_s": round(self.first, 3), "step_s_median": round(median, 4),
+                "steady_examples_per_s": round(examples_per_step / median, 2)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,9 +187,12 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     resume = last_checkpoint(ckpt_dir)
     if resume:
         log.info("resuming from %s", resume)
+    timer = StepTimer()
+    trainer.add_callback(timer)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     train_time = time.time() - t0
+    per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size
     val = trainer.evaluate()
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
@@ -157,6 +201,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         "optimizer_steps": trainer.state.max_steps,
         "train_examples_per_s": result.metrics.get("train_samples_per_second"),
         "train_loss": result.metrics.get("train_loss"),
+        **timer.summary(per_step),   # the Trainer's examples/s above counts evaluation and start-up too
         "parameters": count_parameters(trainer.model),
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "log_history": trainer.state.log_history,

@@ -24,6 +24,9 @@ def test_teacher_saves_a_model_that_reloads_and_predicts(tiny_teacher):
     saved = json.loads((folder / "metrics.json").read_text())
     assert 0.0 <= saved["val_accuracy"] <= 1.0 and saved["train_examples"] == 40
     assert saved["train_examples_per_s"] > 0 and saved["parameters"] == metrics["parameters"]
+    # steady-state speed apart from start-up and evaluation (training.StepTimer)
+    assert saved["first_step_s"] > 0 and saved["step_s_median"] > 0
+    assert saved["steady_examples_per_s"] == pytest.approx(8 / saved["step_s_median"], rel=0.01)
     config = json.loads((folder / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     kd = config["sentiment_kd"]

@@ -1,0 +1,158 @@
+"""Training-throughput benchmark: how fast the Trainer trains a model here, and how much of the device
+it uses. For choosing batch size, attention kernel, torch.compile, fused AdamW, data-loader settings and
+length grouping by measurement, one lever at a time, on the machine the training will run on.
+
+Trains MODEL_NAME for WARMUP_STEPS + STEPS optimizer steps on IMDb train reviews (tokenized as the
+training scripts do) with the project's own TrainingArguments (training.training_arguments, with the
+levers below replacing theirs; no evaluation, no checkpoints), and reports over the STEPS after the
+warm-up:
+  reviews/s, tokens/s    real (non-padding) tokens per second
+  padding fraction       padding tokens / all tokens of the padded batches
+  MFU                    model FLOPs per second / the device's peak, with
+                         model FLOPs per step = sum over its reviews of 6 N l + 12 n_layers d l^2
+                         (N parameters outside the embeddings, l the review's real tokens, d the hidden
+                         size: forward + backward of the matmuls and of attention, PaLM's count); the peak
+                         is PEAK_TFLOPS, else the dense bf16/fp16 peak of a known GPU; none on CPUs.
+Reads  IMDb (IMDB_DIR / --data_dir, else the hub) and the model (hub id, folder or tiny:bert).
+Writes outputs/bench/<LABEL>.json (settings, device, figures) and one line on stdout.
+
+    python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=32 --max_length=512
+    python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=64 --compile=true --label=compile
+    python bench.py --model_name=tiny:bert --steps=5 --max_length=64        # a smoke run, CPU
+"""
+import time
+from pathlib import Path
+
+import numpy as np
+
+from configurator import log, public_config, run_main, start_run
+from data_utils import (PadCollator, count_parameters, imdb_sources, load_classifier, load_imdb, stratified_indices,
+                        tokenize_dataset, write_json)
+
+# --- I/O ---------------------------------------------------------------------------------------
+EXPERIMENT = "bench"              # logs to OUTPUT_DIR/EXPERIMENT/logs/, results to OUTPUT_DIR/EXPERIMENT/<LABEL>.json
+OUTPUT_DIR = "outputs"
+CACHE_DIR = "outputs/cache"       # tokenized reviews (keyed by content)
+DATA_DIR = ""                     # local IMDb copy; "" = $IMDB_DIR, else the hub
+DATASET_NAME = "stanfordnlp/imdb"
+LABEL = ""                        # name of this measurement; "" = model and settings
+# --- data --------------------------------------------------------------------------------------
+MAX_LENGTH = 512                  # tokens per review, special tokens included
+TRUNCATION = "head+tail"          # head | tail | head+tail
+HEAD_TOKENS = 128                 # head+tail: tokens kept from the start
+# --- model -------------------------------------------------------------------------------------
+MODEL_NAME = "sentence-transformers/all-mpnet-base-v2"   # hub id, folder, or tiny:bert / tiny:roberta
+ATTENTION = "sdpa"                # sdpa | eager (the attention kernel)
+# --- training levers ---------------------------------------------------------------------------
+BATCH_SIZE = 32                   # per device
+STEPS = 30                        # optimizer steps measured
+WARMUP_STEPS = 5                  # optimizer steps run first and not measured
+GROUP_BY_LENGTH = True            # length-grouped batches (less padding) as the training scripts use
+COMPILE = False                   # torch.compile the model
+OPTIMIZER = "adamw_torch"         # adamw_torch | adamw_torch_fused
+NUM_WORKERS = 0                   # data-loader worker processes
+PIN_MEMORY = True                 # pinned host memory for batches (GPUs only)
+PEAK_TFLOPS = 0.0                 # the device's peak for MFU; 0 = a known GPU's dense bf16 peak, none on CPUs
+# --- system ------------------------------------------------------------------------------------
+SEED = 42
+
+# dense bf16/fp16 tensor-core peaks (TFLOP/s, no sparsity), first match of the device name wins
+GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4), ("GH200", 989.4),
+             ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("A10", 125.0))
+
+
+def model_flops(lengths, n_params: int, n_layers: int, hidden: int) -> float:
+    """Training FLOPs (forward + backward) of one pass over reviews of real lengths `lengths`:
+    sum_i 6 N l_i + 12 n_layers d l_i^2 (PaLM, Chowdhery et al. 2022, appendix B)."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    return float((6 * n_params * lengths + 12 * n_layers * hidden * lengths ** 2).sum())
+
+
+def non_embedding_parameters(model) -> int:
+    """Parameters outside the embedding tables (lookups, not matmuls)."""
+    return count_parameters(model) - sum(p.numel() for n, p in model.named_parameters() if ".embeddings." in f".{n}")
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """PEAK_TFLOPS, else the listed peak of the GPU whose name contains a GPU_PEAKS key, else None."""
+    if PEAK_TFLOPS:
+        return PEAK_TFLOPS
+    return next((peak for key, peak in GPU_PEAKS if key in device_name), None)
+
+
+def main(argv=None) -> dict:
+    cfg = start_run(globals(), argv, "bench", "bench.log", check=lambda _: imdb_sources(("train",), DATA_DIR))
+    import torch
+    from transformers import Trainer, set_seed
+
+    from training import StepTimer, pick_precision, training_arguments
+    set_seed(SEED)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    label = LABEL or f"{MODEL_NAME.split('/')[-1].replace(':', '-')}-bs{BATCH_SIZE}-len{MAX_LENGTH}-{ATTENTION}" + \
+        ("-compile" if COMPILE else "") + ("-fused" if "fused" in OPTIMIZER else "") + ("" if GROUP_BY_LENGTH else "-random")
+
+    # 1. load data: enough train reviews for every step
+    need = (WARMUP_STEPS + STEPS) * BATCH_SIZE
+    train = load_imdb(("train",), DATA_DIR, DATASET_NAME)["train"]
+    train = train.select(stratified_indices(train["label"], need, SEED))
+
+    # 2. load the model and tokenize as the training scripts do
+    model, tok = load_classifier(MODEL_NAME, SEED)
+    if ATTENTION != "sdpa":
+        model.set_attn_implementation(ATTENTION)
+    data = tokenize_dataset(train, tok, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "bench")
+
+    # 3. train WARMUP_STEPS + STEPS steps, recording the real and padded tokens of every batch
+    class CountingTrainer(Trainer):
+        batches: list = []
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            mask = inputs["attention_mask"]
+            CountingTrainer.batches.append((mask.sum(1).tolist(), mask.numel()))
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    args = training_arguments(Path(OUTPUT_DIR) / EXPERIMENT / "checkpoints", epochs=1, batch_size=BATCH_SIZE,
+                              learning_rate=2e-5, eval_batch_size=BATCH_SIZE, seed=SEED, logging_steps=10 ** 6,
+                              num_workers=NUM_WORKERS, max_steps=WARMUP_STEPS + STEPS, eval_strategy="no",
+                              save_strategy="no", load_best_model_at_end=False, torch_compile=COMPILE, optim=OPTIMIZER,
+                              dataloader_pin_memory=PIN_MEMORY and device == "cuda",
+                              train_sampling_strategy="group_by_length" if GROUP_BY_LENGTH else "random",
+                              disable_tqdm=True)
+    timer = StepTimer()
+    trainer = CountingTrainer(model=model, args=args, train_dataset=data, data_collator=PadCollator(tok),
+                              processing_class=tok, callbacks=[timer])
+    t0 = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - t0
+
+    # 4. figures over the measured steps, saved
+    measured, step_s = CountingTrainer.batches[-STEPS:], timer.steps[-STEPS:]   # the first step is never in timer.steps
+    seconds = float(np.sum(step_s))
+    lengths = [l for ls, _ in measured for l in ls]
+    real, padded = sum(lengths), sum(n for _, n in measured)
+    n_params = non_embedding_parameters(model)
+    flops = model_flops(lengths, n_params, model.config.num_hidden_layers, model.config.hidden_size)
+    peak = peak_tflops(device_name)
+    result = {
+        "label": label, "model": MODEL_NAME, "device": device, "device_name": device_name,
+        "precision": next(iter(pick_precision()), "fp32"), "torch": torch.__version__,
+        "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(wall, 1),
+        "first_step_s": timer.first, "step_s_median": float(np.median(step_s)),
+        "reviews_per_s": len(lengths) / seconds, "tokens_per_s": real / seconds, "padding_fraction": 1 - real / padded,
+        "mean_tokens": real / len(lengths), "non_embedding_parameters": n_params, "model_tflops_per_s": flops / seconds / 1e12,
+        "peak_tflops": peak, "mfu": flops / seconds / 1e12 / peak if peak else None,
+        "flops_formula": "sum_i 6 N l_i + 12 n_layers d l_i^2", "config": public_config(cfg),
+    }
+    write_json(Path(OUTPUT_DIR) / EXPERIMENT / f"{label}.json", result)
+    mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a (no peak for this device)"
+    line = (f"{label} on {device_name} ({result['precision']}): {result['reviews_per_s']:.1f} reviews/s, "
+            f"{result['tokens_per_s']:,.0f} tokens/s, padding {100 * result['padding_fraction']:.1f}%, "
+            f"{result['model_tflops_per_s']:.2f} TFLOP/s, MFU {mfu}")
+    log.info("%s", line)
+    print(line)
+    return result
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,32 @@
+"""bench.py: the FLOP count by hand, the GPU peak table, and a short run on the tiny model."""
+import json
+
+import pytest
+
+import bench
+from conftest import tiny_args
+
+
+def test_model_flops_by_hand():
+    # two reviews of 3 and 5 tokens, N = 100, 2 layers of width 8:
+    # 6*100*(3+5) + 12*2*8*(9+25) = 4800 + 6528
+    assert bench.model_flops([3, 5], 100, 2, 8) == pytest.approx(4800 + 6528)
+
+
+def test_peak_lookup():
+    assert bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
+    assert bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert bench.peak_tflops("NVIDIA H200") == 989.4 and bench.peak_tflops("cpu") is None
+
+
+def test_bench_tiny_run(imdb_parquet, tmp_path):
+    args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", "--batch_size=8", "--steps=3", "--warmup_steps=1")
+    grouped = bench.main(args + ["--peak_tflops=0.001", "--label=grouped"])
+    shuffled = bench.main(args + ["--group_by_length=false", "--label=random"])
+    for r in (grouped, shuffled):
+        assert r["steps_measured"] == 3 and r["reviews_per_s"] > 0 and r["tokens_per_s"] > r["reviews_per_s"]
+        assert 0 <= r["padding_fraction"] < 1 and r["mean_tokens"] <= 64
+    assert grouped["padding_fraction"] < shuffled["padding_fraction"]      # length grouping pads less
+    assert grouped["mfu"] == pytest.approx(grouped["model_tflops_per_s"] / 0.001) and shuffled["mfu"] is None
+    saved = json.loads((tmp_path / "tiny" / "grouped.json").read_text())    # tiny.toml names the experiment
+    assert saved["flops_formula"] == "sum_i 6 N l_i + 12 n_layers d l_i^2" and saved["device"] == "cpu"

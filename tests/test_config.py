@@ -64,10 +64,32 @@ def test_second_call_starts_from_the_defaults():
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.stem)
 def test_shipped_configs_are_valid(config):
-    import fine_tuning_teacher
-    configure(vars(fine_tuning_teacher), ["--config", str(config)], "fine_tuning_teacher")
-    assert fine_tuning_teacher.EXPERIMENT == config.stem
-    configure(vars(fine_tuning_teacher), [], "fine_tuning_teacher")
+    """Every script reads every shipped experiment: known names, right types, values in range, valid students."""
+    import importlib
+    for script in ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench"):
+        module = importlib.import_module(script)
+        try:
+            cfg = configure(vars(module), ["--config", str(config)], script)
+            assert module.EXPERIMENT == config.stem
+            if script == "distill_student":
+                module.check_students(module.STUDENTS, cfg["_sources"])
+        finally:
+            configure(vars(module), [], script)
+
+
+def test_full_experiment_has_three_kinds_of_students_with_baselines():
+    import distill_student as ds
+    try:
+        cfg = configure(vars(ds), ["--config", str(ROOT / "configs" / "full.toml")], "distill_student")
+        kinds = {s["name"]: ("model" in s, "layers" in s) for s in ds.STUDENTS}
+        assert kinds == {"minilm-L6": (True, False), "mpnet-L6": (False, True), "minilm-L3": (True, True)}
+        settings = [ds.student_settings(s, cfg["_sources"]) for s in ds.STUDENTS]
+        assert all(st["baseline"] and st["transfer_size"] == 20000 for st in settings) and ds.MAX_LENGTH == 512
+        # shrunk by flags for a CPU smoke run: the command line beats every per-student value
+        cfg = configure(vars(ds), ["--config", str(ROOT / "configs" / "full.toml"), "--learning_rate=1e-3"], "distill_student")
+        assert {ds.student_settings(s, cfg["_sources"])["learning_rate"] for s in ds.STUDENTS} == {1e-3}
+    finally:
+        configure(vars(ds), [], "distill_student")
 
 
 def run_script(*args, env=None):

@@ -166,7 +166,8 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     assert cut["num_hidden_layers"] == 1 and cut["sentiment_kd"]["alpha"] == 0.5
     assert json.loads((students / "cut-baseline" / "config.json").read_text())["sentiment_kd"]["alpha"] == 1.0
     # the roberta student tokenizes itself (byte-level BPE) while its teacher is WordPiece
-    assert json.loads((students / "roberta" / "config.json").read_text())["model_type"] == "roberta"
+    roberta = json.loads((students / "roberta" / "config.json").read_text())
+    assert roberta["model_type"] == "roberta" and roberta["num_hidden_layers"] == 1   # tiny:roberta cut to its layer 1
     logs = [h for h in json.loads((students / "cut" / "metrics.json").read_text())["log_history"] if "loss" in h]
     assert all("loss_ce" in h and "loss_kl" in h for h in logs)             # both parts logged
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
-from data_utils import (ID2LABEL, UNLABELED, PadCollator, batched_logits, count_parameters, digest, imdb_sources,
+from data_utils import (ID2LABEL, UNLABELED, PadCollator, batched_logits, check_max_length, count_parameters, digest, imdb_sources,
                         is_finished, load_classifier, load_imdb, make_splits, read_json, tokenize_dataset,
                         truncation_settings)
 
@@ -393,6 +393,7 @@ def main(argv=None) -> dict:
         steps = optimizer_steps(len(splits["train"]) + min(st["transfer_size"], len(pool)), st["epochs"],
                                 st["batch_size"], GRAD_ACCUM, world) if not distilled and MATCH_STEPS else -1
         model, tok = build_student(spec, teacher_dir, st["seed"])
+        check_max_length(model, max_length, f"student '{name}'")
         source = " ".join(filter(None, [spec.get("model") or "teacher", spec.get("layers") and f"layers {spec['layers']}"]))
         log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s", name, source,
                  count_parameters(model) / 1e6, "distilled" if distilled else "labels-only baseline", alpha,

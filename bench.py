@@ -14,7 +14,9 @@ warm-up:
                          size: forward + backward of the matmuls and of attention, PaLM's count); the peak
                          is PEAK_TFLOPS, else the dense bf16/fp16 peak of a known GPU; none on CPUs.
 Reads  IMDb (IMDB_DIR / --data_dir, else the hub) and the model (hub id, folder or tiny:bert).
-Writes outputs/bench/<LABEL>.json (settings, device, figures) and one line on stdout.
+Writes OUTPUT_DIR/EXPERIMENT/<LABEL>.json (outputs/bench/ by default; with --config, that experiment's
+       folder): settings, device, the attention kernel actually used, figures; and one line on stdout.
+MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere give --peak_tflops.
 
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=32 --max_length=512
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=64 --compile=true --label=compile
@@ -89,8 +91,6 @@ def main(argv=None) -> dict:
     set_seed(SEED)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-    label = LABEL or f"{MODEL_NAME.split('/')[-1].replace(':', '-')}-bs{BATCH_SIZE}-len{MAX_LENGTH}-{ATTENTION}" + \
-        ("-compile" if COMPILE else "") + ("-fused" if "fused" in OPTIMIZER else "") + ("" if GROUP_BY_LENGTH else "-random")
 
     # 1. load data: enough train reviews for every step
     need = (WARMUP_STEPS + STEPS) * BATCH_SIZE
@@ -99,8 +99,10 @@ def main(argv=None) -> dict:
 
     # 2. load the model and tokenize as the training scripts do
     model, tok = load_classifier(MODEL_NAME, SEED)
-    if ATTENTION != "sdpa":
-        model.set_attn_implementation(ATTENTION)
+    model.set_attn_implementation(ATTENTION)     # a model without SDPA support stays eager (recorded below)
+    attention = model.config._attn_implementation
+    label = LABEL or f"{MODEL_NAME.split('/')[-1].replace(':', '-')}-bs{BATCH_SIZE}-len{MAX_LENGTH}-{attention}" + \
+        ("-compile" if COMPILE else "") + ("-fused" if "fused" in OPTIMIZER else "") + ("" if GROUP_BY_LENGTH else "-random")
     data = tokenize_dataset(train, tok, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "bench")
 
     # 3. train WARMUP_STEPS + STEPS steps, recording the real and padded tokens of every batch
@@ -135,7 +137,7 @@ def main(argv=None) -> dict:
     flops = model_flops(lengths, n_params, model.config.num_hidden_layers, model.config.hidden_size)
     peak = peak_tflops(device_name)
     result = {
-        "label": label, "model": MODEL_NAME, "device": device, "device_name": device_name,
+        "label": label, "model": MODEL_NAME, "attention": attention, "device": device, "device_name": device_name,
         "precision": next(iter(pick_precision()), "fp32"), "torch": torch.__version__,
         "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(wall, 1),
         "first_step_s": timer.first, "step_s_median": float(np.median(step_s)),

@@ -79,6 +79,10 @@ def _between(low, high):
     return f"between {low} and {high}", lambda v: low <= v <= high
 
 
+def _fraction():
+    return "at least 0 and below 1", lambda v: 0 <= v < 1
+
+
 def _one_of(*choices):
     return f"one of {', '.join(choices)}", lambda v: v in choices
 
@@ -87,7 +91,7 @@ def _one_of(*choices):
 # configuration is read, before any data or model is loaded (per-student values: check_setting_values)
 SETTING_RULES = {
     "EPOCHS": _above(0), "LEARNING_RATE": _above(0), "TEMPERATURE": _above(0),
-    "ALPHA": _between(0, 1), "MIN_TEACHER_ACCURACY": _between(0, 1), "WARMUP_RATIO": _between(0, 1),
+    "ALPHA": _between(0, 1), "MIN_TEACHER_ACCURACY": _between(0, 1), "WARMUP_RATIO": _fraction(),
     "BATCH_SIZE": _at_least(1), "EVAL_BATCH_SIZE": _at_least(1), "TEACHER_BATCH_SIZE": _at_least(1),
     "GRAD_ACCUM": _at_least(1), "LOGGING_STEPS": _at_least(1), "LATENCY_SAMPLES": _at_least(1),
     "VAL_SIZE": _at_least(1), "TRAIN_SIZE": _at_least(0), "TEST_SIZE": _at_least(0),
@@ -163,12 +167,13 @@ def step_flags(script: str, argv: list[str]) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 # reading values
 # ----------------------------------------------------------------------------------------------
+BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def parse_bool(text: str) -> bool:
     t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
+    if t in BOOL_WORDS:
+        return BOOL_WORDS[t]
     raise ValueError(f"not a boolean: {text!r} (use true or false)")
 
 
@@ -277,7 +282,9 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
             if not eq and isinstance(defaults.get(name.replace("-", "_").upper()), bool):
-                value = "true"            # `--json` alone switches a boolean on
+                value = "true"            # `--json` alone switches a boolean on; `--json false` is a value
+                if i + 1 < len(argv) and argv[i + 1].strip().lower() in BOOL_WORDS:
+                    i, value = i + 1, argv[i + 1]
             elif not eq:  # `--name value`
                 if i + 1 >= len(argv):
                     raise UsageError(f"--{name} needs a value: --{name}=VALUE")

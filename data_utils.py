@@ -18,6 +18,7 @@ Offline use: `export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cach
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -354,16 +355,32 @@ def load_classifier(name_or_path: str, seed: int = 0):
     if name_or_path.startswith("tiny:"):
         return build_tiny(name_or_path[5:], seed)
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    try:
-        tok = AutoTokenizer.from_pretrained(name_or_path)
+    from transformers import AutoModelForSequenceClassification
+    tok = load_tokenizer(name_or_path)
+    with cannot_load(name_or_path):
         model = AutoModelForSequenceClassification.from_pretrained(
             name_or_path, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID, dtype=torch.float32)
+    return model, tok
+
+
+def load_tokenizer(name_or_path: str):
+    """The tokenizer of a hub id, a saved folder or tiny:bert / tiny:roberta."""
+    if name_or_path.startswith("tiny:"):
+        return build_tiny(name_or_path[5:])[1]
+    from transformers import AutoTokenizer
+    with cannot_load(name_or_path):
+        return AutoTokenizer.from_pretrained(name_or_path)
+
+
+@contextlib.contextmanager
+def cannot_load(name_or_path: str):
+    """Turn the OSError of a model that is neither a folder nor a reachable hub id into a UsageError."""
+    try:
+        yield
     except OSError as e:
         first = str(e).strip().splitlines()[0][:200]
         raise UsageError(f"cannot load model '{name_or_path}' ({first}); give a saved folder or a hub id "
                          f"that is cached (HF_HUB_CACHE) or reachable") from None
-    return model, tok
 
 
 def is_saved_model(folder: Path) -> bool:
@@ -420,17 +437,26 @@ def batched_logits(model, tokenizer, texts: list[str], settings: dict, batch_siz
     return logits_in_order(model, PadCollator(tokenizer), ids, batch_size, device, desc=desc)
 
 
-def check_max_length(model, max_length: int, name: str) -> None:
-    """UsageError when max_length exceeds the positions the model has (RoBERTa-style models, which
-    number positions after the padding index, have max_position_embeddings - pad_token_id - 1)."""
-    cfg = model.config
-    limit = getattr(cfg, "max_position_embeddings", None)
+def model_config(name_or_path: str):
+    """The transformers config of a hub id, a folder or tiny:bert / tiny:roberta, without the weights
+    (for checks before anything is loaded or written)."""
+    if name_or_path.startswith("tiny:"):
+        return build_tiny(name_or_path[5:])[0].config
+    from transformers import AutoConfig
+    with cannot_load(name_or_path):
+        return AutoConfig.from_pretrained(name_or_path)
+
+
+def check_max_length(config, max_length: int, name: str) -> None:
+    """UsageError when max_length exceeds the positions a model has (config: its transformers config;
+    RoBERTa-style models number positions after the padding index: max_position_embeddings - pad - 1)."""
+    limit = getattr(config, "max_position_embeddings", None)
     if limit is None:
         return
-    if cfg.model_type in ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer"):
-        limit -= (cfg.pad_token_id or 0) + 1
+    if config.model_type in ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer"):
+        limit -= (config.pad_token_id or 0) + 1
     if max_length > limit:
-        raise UsageError(f"--max_length={max_length}: {name} takes at most {limit} tokens; lower --max_length")
+        raise UsageError(f"max_length {max_length}: {name} takes at most {limit} tokens; lower --max_length")
 
 
 def count_parameters(model) -> int:

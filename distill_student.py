@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
-from data_utils import (ID2LABEL, UNLABELED, PadCollator, batched_logits, check_max_length, count_parameters, digest, imdb_sources,
-                        is_finished, load_classifier, load_imdb, make_splits, read_json, tokenize_dataset,
-                        truncation_settings)
+from data_utils import (ID2LABEL, UNLABELED, PadCollator, batched_logits, check_max_length, count_parameters, digest,
+                        imdb_sources, is_finished, load_classifier, load_imdb, load_tokenizer, make_splits, model_config,
+                        read_json, tokenize_dataset, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -209,24 +209,16 @@ def layer_map(spec: dict, n_student: int, n_teacher: int) -> list[int]:
     return [round((k + 1) * n_teacher / n_student) - 1 for k in range(n_student)]
 
 
-def intermediate_setup(student, student_tok, teacher_dir: Path, spec: dict, st: dict, name: str) -> dict:
+def intermediate_setup(student, teacher_dir: Path, spec: dict, st: dict, name: str) -> dict:
     """DistillTrainer arguments for the hidden-state / attention losses of one student: the frozen
     teacher (on the student's device later), the layer map and, for a narrower student, learned
-    projections attached to the student as `kd_projections`. UsageError when the two cannot be
-    matched (another tokenizer; other head counts for attention)."""
+    projections attached to the student as `kd_projections` (check_student_models has checked that the
+    two can be compared)."""
     import torch.nn as nn
-
-    from data_utils import tokenizer_fingerprint
-    teacher, teacher_tok = load_classifier(str(teacher_dir))
-    if tokenizer_fingerprint(teacher_tok) != tokenizer_fingerprint(student_tok):
-        raise UsageError(f"student '{name}': hidden_weight / attention_weight need the teacher's tokenizer (the "
-                         f"losses compare the same tokens); set them to 0 for this student or cut it from the teacher")
+    teacher, _ = load_classifier(str(teacher_dir))    # tokenizer and head counts: check_student_models
     n_s, n_t = student.config.num_hidden_layers, teacher.config.num_hidden_layers
     mapping = layer_map(spec, n_s, n_t)
     if st["attention_weight"] > 0:
-        if student.config.num_attention_heads != teacher.config.num_attention_heads:
-            raise UsageError(f"student '{name}': attention_weight needs as many attention heads as the teacher "
-                             f"({student.config.num_attention_heads} vs {teacher.config.num_attention_heads}); set it to 0")
         for m in (student, teacher):
             m.set_attn_implementation("eager")     # SDPA returns no attention weights
     hs, ht = student.config.hidden_size, teacher.config.hidden_size
@@ -244,11 +236,13 @@ def student_settings(spec: dict, sources: dict) -> dict:
     """The effective per-student settings {key: value} of one student spec (keys of PER_STUDENT).
 
     A per-student value applies unless its global constant was set at a higher level (LEVELS: flag >
-    file > default) than STUDENTS itself, e.g. `--epochs=1` beats `epochs = 4.0` of a student in the file.
+    file > default) than STUDENTS itself, e.g. `--epochs=1` beats `epochs = 4.0` of a student in the file;
+    a per-student `seed` (a replicate's training seed) always applies.
     sources: {CONSTANT: "default" | "file" | "flag"} from configure().
     """
     level = lambda name: LEVELS[sources.get(name, "default")]   # noqa: E731
-    return {k: spec[k] if k in spec and level(const) <= level("STUDENTS") else globals()[const]
+    # a student's own seed always applies: it names a replicate, and SEED also fixes the data split
+    return {k: spec[k] if k in spec and (k == "seed" or level(const) <= level("STUDENTS")) else globals()[const]
             for k, const in PER_STUDENT.items()}
 
 
@@ -275,8 +269,36 @@ def check_students(students: list, sources: dict | None = None) -> list[dict]:
         own = {k: coerce(k, s[k], globals()[PER_STUDENT[k]], source=where) for k in settings
                if k in s and settings[k] is s[k]}
         check_setting_values(own, lambda k, v: f"{where}: {k} = {v!r}")
+        check_setting_values({"max_length": settings["max_length"], "head_tokens": HEAD_TOKENS, "truncation": TRUNCATION},
+                             lambda k, v: f"{where}: {k} = {v!r}")
         names.add(s["name"])
     return students
+
+
+def check_student_models(students: list, sources: dict, teacher_dir: Path) -> None:
+    """What each student's model decides, read from configs and tokenizers without loading weights:
+    its layers exist, its max_length fits its positions, and the intermediate losses can compare it
+    with the teacher (the same tokenizer; the same head count for attention)."""
+    from data_utils import tokenizer_fingerprint
+    teacher_config = model_config(str(teacher_dir))
+    teacher_tok = None
+    for s in students:
+        st, where = student_settings(s, sources), f"student '{s['name']}'"
+        config = model_config(s["model"]) if "model" in s else teacher_config
+        n = getattr(config, "num_hidden_layers", None)
+        layers = s.get("layers")
+        if layers is not None and (not layers or sorted(set(layers)) != list(layers) or layers[0] < 0
+                                   or (n is not None and layers[-1] >= n)):
+            raise UsageError(f"{where}: layers = {layers}: need increasing indices in 0..{(n or 1) - 1}")
+        check_max_length(config, st["max_length"], where)
+        if st["hidden_weight"] > 0 or st["attention_weight"] > 0:
+            teacher_tok = teacher_tok or load_tokenizer(str(teacher_dir))
+            if tokenizer_fingerprint(load_tokenizer(s.get("model") or str(teacher_dir))) != tokenizer_fingerprint(teacher_tok):
+                raise UsageError(f"{where}: hidden_weight / attention_weight need the teacher's tokenizer (the losses "
+                                 f"compare the same tokens); set them to 0 for this student or cut it from the teacher")
+            if st["attention_weight"] > 0 and config.num_attention_heads != teacher_config.num_attention_heads:
+                raise UsageError(f"{where}: attention_weight needs as many attention heads as the teacher "
+                                 f"({config.num_attention_heads} vs {teacher_config.num_attention_heads}); set it to 0")
 
 
 def check_teacher(teacher_dir: Path, min_accuracy: float, experiment: str) -> dict:
@@ -324,7 +346,14 @@ def check_config(cfg: dict) -> None:
     unknown = [n for n in ONLY if n and n not in names]
     if unknown:
         raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))}")
-    check_teacher(teacher_folder(), MIN_TEACHER_ACCURACY, EXPERIMENT)
+    teacher_dir = teacher_folder()
+    check_teacher(teacher_dir, MIN_TEACHER_ACCURACY, EXPERIMENT)
+    trained = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
+    for key, ours in (("val_size", VAL_SIZE), ("seed", SEED)):
+        if key in trained and trained[key] != ours:
+            raise UsageError(f"--{key}={ours}, but the teacher {teacher_dir} was trained with {key} = {trained[key]}: "
+                             f"the validation split would overlap its training reviews; use the teacher's --config")
+    check_student_models(STUDENTS, cfg["_sources"], teacher_dir)
     transfer = any(student_settings(s, cfg["_sources"])["transfer_size"] for s in STUDENTS)
     imdb_sources(("train", "unsupervised") if transfer else ("train",), DATA_DIR)
 
@@ -340,11 +369,6 @@ def main(argv=None) -> dict:
     from training import DistillTrainer, LogToFile, compute_metrics, run_dirs, should_train, train_and_save, training_arguments
     root, teacher_dir = Path(OUTPUT_DIR) / EXPERIMENT, teacher_folder()
     teacher_metrics = read_json(teacher_dir / "metrics.json")
-    teacher_cfg = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
-    for key, ours in (("val_size", VAL_SIZE), ("seed", SEED)):
-        if key in teacher_cfg and teacher_cfg[key] != ours:
-            log.warning("teacher was trained with %s=%s but this run uses %s: validation may overlap the "
-                        "teacher's training data", key, teacher_cfg[key], ours)
     results, runs = {}, []
     for name, spec, distilled, st in student_runs(STUDENTS, cfg["_sources"], [n for n in ONLY if n]):
         dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", name)
@@ -354,13 +378,16 @@ def main(argv=None) -> dict:
             log.info("student %s: finished run in %s, kept (--overwrite=true retrains it)", name, dirs[0])
             results[name] = read_json(dirs[0] / "metrics.json")
     if not runs:
-        log.info("every student is finished; nothing to train")
+        log.info("every student is finished; nothing to train" if results else "no students to train (STUDENTS is empty)")
         return {"students": results, "teacher_logits": None}
 
-    # 1. load data: the teacher's split, plus an unlabeled transfer pool from `unsupervised`
-    transfer_max = max([st["transfer_size"] for _, _, d, st, _ in runs if d or MATCH_STEPS] + [0])   # baselines count it
-    data = load_imdb(("train", "unsupervised") if transfer_max else ("train",), DATA_DIR, DATASET_NAME)
+    # 1. load data: the teacher's split, plus an unlabeled transfer pool from `unsupervised` (a matched
+    #    baseline only needs its twin's pool size, to count the twin's optimizer steps)
+    transfer_max = max([st["transfer_size"] for _, _, d, st, _ in runs if d] + [0])
+    counted = any(st["transfer_size"] for _, _, d, st, _ in runs if not d and MATCH_STEPS)
+    data = load_imdb(("train", "unsupervised") if transfer_max or counted else ("train",), DATA_DIR, DATASET_NAME)
     splits = make_splits(data, VAL_SIZE, TRAIN_SIZE, seed=SEED)
+    n_unlabeled = len(splits.get("unsupervised", []))
     pool = []
     if transfer_max:
         unsup = splits["unsupervised"]
@@ -390,10 +417,9 @@ def main(argv=None) -> dict:
         n_transfer = st["transfer_size"] if distilled else 0
         # the baseline takes as many optimizer steps as its distilled twin, whose data adds the transfer set
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        steps = optimizer_steps(len(splits["train"]) + min(st["transfer_size"], len(pool)), st["epochs"],
+        steps = optimizer_steps(len(splits["train"]) + min(st["transfer_size"], n_unlabeled), st["epochs"],
                                 st["batch_size"], GRAD_ACCUM, world) if not distilled and MATCH_STEPS else -1
         model, tok = build_student(spec, teacher_dir, st["seed"])
-        check_max_length(model, max_length, f"student '{name}'")
         source = " ".join(filter(None, [spec.get("model") or "teacher", spec.get("layers") and f"layers {spec['layers']}"]))
         log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s", name, source,
                  count_parameters(model) / 1e6, "distilled" if distilled else "labels-only baseline", alpha,
@@ -413,7 +439,7 @@ def main(argv=None) -> dict:
         if distilled:
             train = train.add_column("teacher_logits", all_logits[:len(texts)].tolist())
             if st["hidden_weight"] > 0 or st["attention_weight"] > 0:
-                inner = intermediate_setup(model, tok, teacher_dir, spec, st, name)
+                inner = intermediate_setup(model, teacher_dir, spec, st, name)
         trainer = DistillTrainer(model=model, args=args, train_dataset=train, eval_dataset=val,
                                  data_collator=PadCollator(tok), processing_class=tok, compute_metrics=compute_metrics,
                                  callbacks=[LogToFile()], alpha=alpha, temperature=temperature, **inner)

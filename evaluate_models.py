@@ -14,14 +14,16 @@ compression (teacher params / params), retention (accuracy / teacher accuracy), 
 size fraction), and speed: batch-1 latency p50/p95 after warm-up, throughput at EVAL_BATCH_SIZE
 (model forward only, batches sorted by length), tokenization timed separately, the whole evaluation
 pipeline's throughput and its ratio to the bare forward, speedup over the teacher. Extra rows: with
-QUANTIZE an int8 dynamic-quantized copy of each model (Linear layers, CPU only); with HALF_PRECISION a
+QUANTIZE an int8 dynamic-quantized copy of each model whose kind is in QUANTIZE_KINDS (Linear layers,
+CPU only); with HALF_PRECISION a
 bf16 copy (fp16 where bf16 is unsupported; on GPUs by default). On GPUs every timing is synchronised
 (batch-1 latency with CUDA events after a warm-up of at least GPU_WARMUP_S seconds). Hardware, device
 and threads are recorded with the results.
 
 Distilled vs baseline: each distilled student is paired with the labels-only run of the same student
-(model, layers, seed) at the same number of optimizer steps; students that differ only in `seed`
-(named <name>-s<seed>) are one recipe, reported as mean and standard deviation over the seeds.
+(model, layers, seed, learning rate, batch size, max_length) at the same number of optimizer steps;
+students whose specs differ only in name and `seed` are one recipe, reported as mean and standard
+deviation over the seeds (labelled by the name without a `-s<seed>` suffix).
 
     python evaluate_models.py --config configs/quick.toml      # 5,000-review test subset, CPU
     python evaluate_models.py --experiment=paper               # full test set
@@ -45,6 +47,7 @@ from data_utils import (PadCollator, classification_metrics, count_parameters, e
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
 OUTPUT_DIR = "outputs"
+TEACHER_DIR = ""                  # the teacher (the reference row); "" = OUTPUT_DIR/EXPERIMENT/teacher
 DATA_DIR = ""                     # local IMDb copy; "" = $IMDB_DIR, else the hub
 DATASET_NAME = "stanfordnlp/imdb"
 MODELS = [""]                     # only these model names (teacher, student names); [""] = all
@@ -92,10 +95,11 @@ def latency_stats(seconds: list[float]) -> dict:
 # ----------------------------------------------------------------------------------------------
 # finding and measuring models
 # ----------------------------------------------------------------------------------------------
-def find_models(root: Path) -> list[tuple[str, Path]]:
-    """(name, folder) of the finished teacher and students of an experiment, teacher first."""
-    found = [("teacher", root / "teacher")] if is_finished(root / "teacher") else []
-    students = sorted(p for p in (root / "students").glob("*") if is_finished(p))
+def find_models(root: Path, teacher_dir: Path) -> list[tuple[str, Path]]:
+    """(name, folder) of the finished teacher and students of an experiment, teacher first (a
+    `<name>.partial` folder is a save that did not finish)."""
+    found = [("teacher", teacher_dir)] if is_finished(teacher_dir) else []
+    students = sorted(p for p in (root / "students").glob("*") if is_finished(p) and not p.name.endswith(".partial"))
     return found + [(p.name, p) for p in students]
 
 
@@ -225,8 +229,8 @@ def precisions(kind: str, device: str) -> list[str]:
         (["bf16"] if half else [])
 
 
-def half_copy(model, device: str):
-    """The model in bf16 (fp16 on GPUs without bf16), converted in place: the last variant measured."""
+def to_half(model, device: str):
+    """The model converted in place to bf16 (fp16 on GPUs without bf16): the last variant measured."""
     import torch
     dtype = torch.float16 if device == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
     return model.to(dtype), "bf16" if dtype == torch.bfloat16 else "fp16"
@@ -236,9 +240,11 @@ def half_copy(model, device: str):
 # distilled vs baseline, over seeds
 # ----------------------------------------------------------------------------------------------
 def student_key(row: dict) -> tuple:
-    """What a distilled student and its baseline share: the student (model, layers), seed and steps."""
-    spec = row.get("student") or {}
-    return json.dumps([spec.get("model"), spec.get("layers")]), row.get("seed"), row.get("steps")
+    """What a distilled student and its baseline share: the student (model, layers), its seed, its
+    optimizer steps, and the settings of its training (learning rate, batch size, max_length)."""
+    spec, st = row.get("student") or {}, row.get("settings") or {}
+    return (json.dumps([spec.get("model"), spec.get("layers"), st.get("learning_rate"), st.get("batch_size"),
+                        st.get("max_length")]), row.get("seed"), row.get("steps"))
 
 
 def recipe(row: dict) -> tuple[str, str]:
@@ -261,7 +267,13 @@ def seed_groups(rows: list[dict]) -> list[dict]:
     """One entry per distilled recipe: its accuracy over seeds, its baselines' (the labels-only run with
     the same student_key) and the paired gain distilled - baseline per seed, as spread()s. fp32 rows only."""
     fp32 = [r for r in rows if r["precision"] == "fp32"]
-    baselines = {student_key(r): r for r in fp32 if r["kind"] == "baseline"}
+    baselines = {}
+    for r in fp32:
+        if r["kind"] == "baseline":
+            if student_key(r) in baselines:
+                log.warning("baselines %s and %s are the same student, seed, steps and settings; pairing with the first",
+                            baselines[student_key(r)]["model"], r["model"])
+            baselines.setdefault(student_key(r), r)
     groups: dict[str, dict] = {}
     for r in fp32:
         if r["kind"] != "distilled":
@@ -444,10 +456,11 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
     bad = set(QUANTIZE_KINDS) - _KINDS
     if bad:
         raise UsageError(f"--quantize_kinds: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
-    models = find_models(root)
+    teacher_dir = Path(TEACHER_DIR) if TEACHER_DIR else root / "teacher"
+    models = find_models(root, teacher_dir)
     if not models or models[0][0] != "teacher":
-        raise UsageError(f"no finished teacher in {root} (a model folder with weights); run fine_tuning_teacher.py "
-                         f"(and distill_student.py) with --experiment={EXPERIMENT} first")
+        raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights); run fine_tuning_teacher.py "
+                         f"(and distill_student.py) with --experiment={EXPERIMENT} first, or set --teacher_dir")
     wanted = [m for m in MODELS if m]
     if wanted:
         unknown = set(wanted) - {n for n, _ in models}
@@ -484,7 +497,7 @@ def main(argv=None) -> dict:
             if precision == "int8":
                 m = quantize(model)
             elif precision == "bf16":
-                m, precision = half_copy(model, device)
+                m, precision = to_half(model, device)
             else:
                 m = model
             r = measure(m, tok, texts, kd, device, EVAL_BATCH_SIZE, latency_idx, WARMUP, GPU_WARMUP_S)
@@ -496,7 +509,8 @@ def main(argv=None) -> dict:
                         "size_mb": size_on_disk_mb(m, folder if precision == "fp32" else None),
                         "val_accuracy": metrics.get("val_accuracy"), "accuracy": scores["accuracy"], "f1": scores["f1"],
                         "precision_macro": scores["precision"], "recall_macro": scores["recall"], "pred": pred,
-                        "student": kd.get("student"), "seed": kd.get("seed"), "steps": metrics.get("optimizer_steps"), **r})
+                        "student": kd.get("student"), "settings": kd.get("settings"), "seed": kd.get("seed"),
+                        "steps": metrics.get("optimizer_steps"), **r})
             with open(preds_dir / f"{row_name}.csv", "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["index", "label", "pred", "p_positive"])
@@ -526,7 +540,7 @@ def main(argv=None) -> dict:
             "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
             "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": r["val_accuracy"],
             "batch": EVAL_BATCH_SIZE, "device": device, "seed": r["seed"], "steps": r["steps"], "student": r["student"],
-            "folder": r["folder"],
+            "settings": r["settings"], "folder": r["folder"],
         })
     groups = seed_groups(rows)
 

@@ -19,7 +19,7 @@ Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_
 """
 from configurator import log, public_config, run_main, start_run
 from data_utils import (PadCollator, check_max_length, count_parameters, imdb_sources, load_classifier, load_imdb,
-                        make_splits, read_json, tokenize_dataset)
+                        make_splits, model_config, read_json, tokenize_dataset)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
@@ -52,9 +52,14 @@ KEEP_CHECKPOINTS = False          # keep outputs/<EXPERIMENT>/checkpoints/teache
 
 
 # ----------------------------------------------------------------------------------------------
+def check_config(cfg: dict) -> None:
+    """What can be checked before anything is written: the IMDb copy and the model's position limit."""
+    imdb_sources(("train",), DATA_DIR)
+    check_max_length(model_config(MODEL_NAME), MAX_LENGTH, MODEL_NAME)
+
+
 def main(argv=None) -> dict:
-    # a bad setting or IMDb copy is reported before anything is written
-    cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=lambda _: imdb_sources(("train",), DATA_DIR))
+    cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
     from transformers import Trainer, set_seed
 
     from training import LogToFile, compute_metrics, run_dirs, should_train, train_and_save, training_arguments
@@ -75,7 +80,6 @@ def main(argv=None) -> dict:
 
     # 2. load the model and tokenize once (cached on disk; rank 0 first under torchrun)
     model, tokenizer = load_classifier(MODEL_NAME, SEED)
-    check_max_length(model, MAX_LENGTH, MODEL_NAME)
     log.info("teacher %s: %.1fM parameters", MODEL_NAME, count_parameters(model) / 1e6)
     with args.main_process_first(desc="tokenize"):
         data = {s: tokenize_dataset(splits[s], tokenizer, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, s)

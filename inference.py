@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from configurator import UsageError, configure, run_main
-from data_utils import WEIGHT_FILES, batched_logits, is_saved_model, read_json, truncation_settings
+from data_utils import ID2LABEL, WEIGHT_FILES, batched_logits, is_finished, is_saved_model, read_json, truncation_settings
 
 # --- I/O ---------------------------------------------------------------------------------------
 MODEL = ""                        # model folder; "" = best student of the newest experiment, else its teacher
@@ -39,25 +39,25 @@ EXAMPLES = (
     "The first half drags, but the ending more than makes up for it.",
     "Not bad, not great either. The lead tries hard but the script gives her nothing.",
 )
-BOM = "\ufeff"                    # a UTF-8 byte-order mark, as some editors start a file with
+_BOM = "\ufeff"                    # a UTF-8 byte-order mark, as some editors start a file with
 _LOADED: dict = {}
 
 
 def is_blank(text: str) -> bool:
     """Nothing to predict: only whitespace and byte-order marks."""
-    return not text.replace(BOM, "").strip()
+    return not text.replace(_BOM, "").strip()
 
 
 def saved_models(output_dir: str) -> list[Path]:
-    """Every complete model folder under output_dir (teachers and students)."""
+    """Every finished model folder under output_dir (teachers and students; not a `.partial` save)."""
     root = Path(output_dir)
     found = list(root.glob("*/teacher")) + list(root.glob("*/students/*"))
-    return sorted(p for p in found if is_saved_model(p))
+    return sorted(p for p in found if is_finished(p) and not p.name.endswith(".partial"))
 
 
 def default_model(output_dir: str) -> Path:
     """The best student (validation accuracy) of the experiment trained most recently, else its teacher."""
-    models = [p for p in saved_models(output_dir) if (p / "metrics.json").is_file()]
+    models = saved_models(output_dir)
     if not models:
         raise UsageError(f"no saved model under {output_dir}/; train one (fine_tuning_teacher.py, distill_student.py) "
                          f"or pass --model=PATH")
@@ -83,11 +83,15 @@ def check_model(path: str, output_dir: str) -> Path:
                          f"(tokenizer.save_pretrained) or use a folder written by fine_tuning_teacher.py / distill_student.py")
     config = read_json(folder / "config.json")
     heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
-    if not heads or len(config.get("id2label") or {}) != 2:
+    if not heads:
         what = ", ".join(config.get("architectures") or []) or config.get("model_type", "model")
         raise UsageError(f"{folder} holds a {what} without a trained two-label classification head, so its predictions "
                          f"would be random; fine-tune it first (fine_tuning_teacher.py --model_name={folder}) or pass "
                          f"a model folder written by this project")
+    labels = sorted(str(v).lower() for v in (config.get("id2label") or {}).values())
+    if labels != sorted(ID2LABEL.values()):
+        raise UsageError(f"{folder} is a classifier with the labels {', '.join(labels)}, not negative / positive; pass "
+                         f"a sentiment model written by this project (or one whose id2label names negative and positive)")
     return folder
 
 
@@ -144,7 +148,7 @@ def read_lines(path: str) -> list[str]:
     lines = []
     for n, line in enumerate(raw.splitlines(), 1):
         try:
-            lines.append(line.decode("utf-8").removeprefix(BOM))
+            lines.append(line.decode("utf-8").removeprefix(_BOM))
         except UnicodeDecodeError:
             raise UsageError(f"{'standard input' if path == '-' else path}: line {n} is not valid UTF-8; "
                              f"save the file as UTF-8") from None

@@ -3,13 +3,14 @@
 Nothing here runs on its own. What it provides:
 
 - `run_dirs` / `should_train`: where a model's run lives, and the one overwrite policy: a finished run
-  (weights and metrics.json in its folder) is kept unless OVERWRITE; an unfinished one resumes from its
-  newest checkpoint.
+  (data_utils.is_finished: config, weights, tokenizer and metrics.json in its folder) is kept unless
+  OVERWRITE; an unfinished one resumes from its newest checkpoint (OVERWRITE starts afresh).
 - `training_arguments`: the TrainingArguments of every model here (evaluate and checkpoint each epoch,
   keep the best by validation accuracy, length-grouped batches, bf16/fp16 on GPUs, DDP under torchrun).
 - `train_and_save`: train (resuming), then save the best model atomically with its metrics.json and a
-  published record outputs/<exp>/models/<name>.json.
-- `distillation_loss` (pure) and `DistillTrainer`, the Trainer that applies it to cached teacher logits.
+  published record outputs/<exp>/models/<name>.json; `StepTimer` adds first-step and steady-state speed.
+- `distillation_loss`, `hidden_state_loss`, `attention_loss` (pure) and `DistillTrainer`, the Trainer
+  that applies them: the KL to cached teacher logits, and the intermediate losses with a live teacher.
 
 Imports torch and transformers at the top: the scripts import this module inside main(), after the
 configuration is read, so that `--help` and configuration errors stay fast.
@@ -22,6 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -44,12 +46,11 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> bool:
     """The overwrite policy of every script: False for a finished run that is to be kept; on
     --overwrite, stale checkpoints are dropped so the run starts afresh; otherwise an interrupted run
     resumes from its checkpoints."""
-    if is_finished(out_dir):
-        if not overwrite:
-            return False
-        if ckpt_dir.exists() and int(os.environ.get("RANK", "0")) == 0:
-            shutil.rmtree(ckpt_dir)
-    elif out_dir.exists():
+    if is_finished(out_dir) and not overwrite:
+        return False
+    if overwrite and ckpt_dir.exists() and int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(ckpt_dir)          # --overwrite starts afresh, also over an interrupted run's checkpoints
+    if out_dir.exists() and not is_finished(out_dir):
         log.warning("%s holds no finished run (no weights or no metrics.json); training replaces it", out_dir)
     return True
 
@@ -145,7 +146,7 @@ class StepTimer(TrainerCallback):
         """first_step_s, step_s_median (steady state) and steady_examples_per_s."""
         if not self.steps:
             return {"first_step_s": self.first, "step_s_median": None, "steady_examples_per_s": None}
-        median = float(sorted(self.steps)[len(self.steps) // 2])
+        median = float(np.median(self.steps))
         return {"first_step_s": round(self.first, 3), "step_s_median": round(median, 4),
                 "steady_examples_per_s": round(examples_per_step / median, 2)}
 
@@ -197,12 +198,13 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
         "train_time_s": round(train_time, 1), "resumed_from": resume,
-        "train_examples": len(trainer.train_dataset), "epochs": trainer.args.num_train_epochs,
+        "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
         "optimizer_steps": trainer.state.max_steps,
         "train_examples_per_s": result.metrics.get("train_samples_per_second"),
         "train_loss": result.metrics.get("train_loss"),
         **timer.summary(per_step),   # the Trainer's examples/s above counts evaluation and start-up too
-        "parameters": count_parameters(trainer.model),
+        "parameters": count_parameters(trainer.model) - sum(p.numel() for n, p in trainer.model.named_parameters()
+                                                            if n.startswith("kd_")),   # not the training-only projections
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "log_history": trainer.state.log_history,
     } | extra_metrics

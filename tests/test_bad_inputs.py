@@ -46,6 +46,14 @@ def assert_one_line_error(r, *fragments):
     ("distill_student.py", ['--students=[{name = "x", layers = [0], alpha = 2.0}]'],
      "student 'x': alpha = 2.0: must be between 0 and 1"),
     ("distill_student.py", ["--only=nobody"], "--only=nobody: no student 'nobody'; students: cut, roberta"),
+    ("distill_student.py", ['--students=[{name = "x", layers = [0, 5]}]'], "student 'x': layers = [0, 5]: need increasing indices in 0..1"),
+    ("distill_student.py", ['--students=[{name = "x", layers = [0], max_length = 12}]'],
+     "student 'x': head_tokens = 16: must be below student 'x': max_length = 12"),
+    ("distill_student.py", ["--max_length=600"], "max_length 600: student 'cut' takes at most 512 tokens"),
+    ("distill_student.py", ['--students=[{name = "x", model = "tiny:roberta", hidden_weight = 1.0}]'],
+     "student 'x': hidden_weight / attention_weight need the teacher's tokenizer"),
+    ("fine_tuning_teacher.py", ["--max_length=600"], "max_length 600: tiny:bert takes at most 512 tokens"),
+    ("fine_tuning_teacher.py", ["--warmup_ratio=1.0"], "--warmup_ratio=1.0: must be at least 0 and below 1"),
     ("evaluate_models.py", ["--test_size=-1"], "--test_size=-1: must be >= 0"),
     ("evaluate_models.py", ["--device=tpu"], "--device='tpu': must be one of auto, cpu, cuda"),
 ])
@@ -91,6 +99,26 @@ def test_inference_refuses_a_base_encoder_without_head(tmp_path):
     r = run("inference.py", "--model", str(folder), "a great film")
     assert_one_line_error(r, "holds a BertModel without a trained two-label classification head",
                           "fine_tuning_teacher.py --model_name=")
+
+
+def test_inference_refuses_a_classifier_with_other_labels(tiny_experiment, tmp_path):
+    folder = tmp_path / "labels"
+    shutil.copytree(tiny_experiment / "tiny" / "teacher", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"], config["label2id"] = {"0": "LABEL_0", "1": "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
+    (folder / "config.json").write_text(json.dumps(config))
+    r = run("inference.py", "--model", str(folder), "a great film")
+    assert_one_line_error(r, "is a classifier with the labels label_0, label_1, not negative / positive")
+
+
+def test_an_unfinished_save_is_not_a_model(tiny_experiment, tmp_path):
+    import evaluate_models
+    import inference
+    out = tmp_path / "out"
+    shutil.copytree(tiny_experiment / "tiny", out / "tiny", ignore=shutil.ignore_patterns("checkpoints", "teacher_logits"))
+    shutil.copytree(out / "tiny" / "students" / "cut", out / "tiny" / "students" / "cut.partial")
+    assert "cut.partial" not in [n for n, _ in evaluate_models.find_models(out / "tiny", out / "tiny" / "teacher")]
+    assert not [p for p in inference.saved_models(str(out)) if p.name.endswith(".partial")]
 
 
 def test_inference_file_with_byte_order_mark(tiny_experiment, tmp_path):

@@ -114,3 +114,13 @@ def test_step_flags_gives_each_script_its_own_flags():
     assert step_flags("evaluate_models", argv) == ["--quantize_kinds", "distilled", "--epochz=1", "--seed=1"]
     assert step_flags("distill_student", argv) == ["--overwrite=true", "--Cache-Dir=/c", "--epochz=1", "--seed=1"]
     assert step_flags("fine_tuning_teacher", []) == []
+
+
+def test_boolean_flag_takes_a_following_true_or_false():
+    ns = namespace()
+    cfg = configure(ns, ["--overwrite", "false", "text"], "fine_tuning_teacher")
+    assert ns["OVERWRITE"] is False and cfg["_args"] == ["text"]
+    configure(ns, ["--overwrite", "yes"], "fine_tuning_teacher")
+    assert ns["OVERWRITE"] is True
+    configure(ns, ["--overwrite", "text"], "fine_tuning_teacher")         # not a boolean word: a positional
+    assert ns["OVERWRITE"] is True

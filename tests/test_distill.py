@@ -106,6 +106,12 @@ def test_per_student_values_follow_one_precedence_rule(tmp_path):
         configure(ns, [], "distill_student")
 
 
+def test_a_students_seed_is_its_own():
+    # the command line beats per-student values, except a replicate's seed (SEED also fixes the split)
+    assert ds.student_settings({"name": "a", "layers": [0], "seed": 3}, {"SEED": "flag", "STUDENTS": "file"})["seed"] == 3
+    assert ds.student_settings({"name": "a", "layers": [0]}, {"SEED": "flag"})["seed"] == ds.SEED
+
+
 def test_optimizer_steps_matches_the_trainer_arithmetic():
     assert ds.optimizer_steps(40, 1.0, 8, 1) == 5 and ds.optimizer_steps(44, 1.0, 8, 1) == 6
     assert ds.optimizer_steps(44, 2.5, 8, 1) == 15 and ds.optimizer_steps(44, 1.0, 8, 4) == 2
@@ -179,6 +185,18 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     again = ds.main(tiny_args(imdb_parquet, tiny_run, "--overwrite=true", "--only=cut"))
     assert calls == [] and again["teacher_logits"]["computed"] == 0 and again["teacher_logits"]["reused"] == 44
     assert set(again["students"]) == {"cut", "cut-baseline"}
+
+
+def test_baselines_without_matched_steps(tiny_run, imdb_parquet):
+    result = ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=unmatched", f"--teacher_dir={tiny_run}/tiny/teacher",
+                               "--only=cut", "--match_steps=false"))
+    steps = {n: m["optimizer_steps"] for n, m in result["students"].items()}
+    assert steps == {"cut": 6, "cut-baseline": 5}          # 44 reviews vs 40 labeled ones, batch 8, one epoch
+
+
+def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet):
+    with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .* was trained with val_size = 8"):
+        ds.main(tiny_args(imdb_parquet, tiny_run, "--val_size=10"))
 
 
 def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_path):

@@ -31,8 +31,8 @@ def test_measure_returns_positive_ordered_timings():
     r = ev.measure(model, tok, ["a great film", "the worst movie ever made", "ok"] * 4, {"max_length": 16},
                    "cpu", 4, [0, 1, 2], 1)
     assert r["probs"].shape == (12,) and ((0 <= r["probs"]) & (r["probs"] <= 1)).all()
-    assert 0 < r["p50_ms"] <= r["p95_ms"] and r["throughput"] >= r["pipeline_throughput"] > 0
-    assert 0 < r["pipeline_over_forward"] <= 1 and r["tokenize_ms_per_review"] > 0
+    assert 0 < r["p50_ms"] <= r["p95_ms"] and r["pipeline_throughput"] > 0
+    assert r["tokenize_ms_per_review"] > 0
 
 
 def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parquet):

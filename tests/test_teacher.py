@@ -100,3 +100,31 @@ def test_quick_teacher_few_steps_on_real_reviews(tmp_path):
                        "--train_size=48", "--val_size=32", "--epochs=1", "--max_length=64", "--head_tokens=16"])
     assert metrics["train_examples"] == 48 and metrics["parameters"] > 20e6
     assert (tmp_path / "quick" / "teacher" / "model.safetensors").exists()
+
+
+def test_step_timer_leaves_out_evaluation_and_checkpoints(monkeypatch):
+    clock = iter([0.0, 2.0, 2.5, 3.0, 13.0, 13.5, 14.0])   # start, then the end of steps 1..6
+    monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
+    timer = training.StepTimer()
+    timer.on_train_begin(None, None, None)
+    for step in range(6):
+        timer.on_step_end(None, None, None)
+        if step == 2:                                      # an evaluation and a save after step 3: 10 s
+            timer.on_evaluate(None, None, None)
+            timer.on_save(None, None, None)
+    assert timer.first == 2.0 and timer.steps == [0.5, 0.5, 0.5, 0.5]   # 3.0 -> 13.0 left out
+    assert timer.summary(8) == {"first_step_s": 2.0, "step_s_median": 0.5, "steady_examples_per_s": 16.0}
+
+
+def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monkeypatch):
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt("simulated crash after the first checkpoint")
+    monkeypatch.setattr(training, "LogToFile", Crash)
+    with pytest.raises(KeyboardInterrupt):
+        ft.main(tiny_args(imdb_parquet, tmp_path))
+    monkeypatch.undo()
+    metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite"))
+    assert metrics["resumed_from"] is None and metrics["epochs"] == 2.0

@@ -1,9 +1,14 @@
 """Distil the fine-tuned teacher into each student in STUDENTS (and train labels-only baselines).
 
 loss = ALPHA * CE(student, labels) + (1 - ALPHA) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
-(training.distillation_loss, applied by training.DistillTrainer to the teacher's cached logits)
+       [+ HIDDEN_WEIGHT * hidden-state MSE + ATTENTION_WEIGHT * attention KL, TinyBERT's intermediate losses]
+(training.py: the pure losses, applied by DistillTrainer to the teacher's cached logits; with the
+intermediate losses on, the teacher is loaded beside the student and runs on every batch.)
+Each baseline trains as many optimizer steps as its distilled twin (MATCH_STEPS), so a transfer set's
+extra steps are not mistaken for what distillation adds.
 
-Reads  outputs/<EXPERIMENT>/teacher/ (from fine_tuning_teacher.py) and IMDb (IMDB_DIR or the hub).
+Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; from fine_tuning_teacher.py) and IMDb (IMDB_DIR or
+       the hub). The split settings (VAL_SIZE, SEED) must be the teacher's.
 Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits per review, computed once
          (batched by length, inference_mode) and reused by every student and every re-run;
        outputs/<EXPERIMENT>/students/<name>/ and, with BASELINE, students/<name>-baseline/ (the same

@@ -61,6 +61,7 @@ WARMUP = 5                        # untimed batches / requests before each measu
 GPU_WARMUP_S = 1.0                # GPUs: warm up each model for at least this many seconds before timing
 QUANTIZE = True                   # add int8 dynamic-quantized rows (CPU only)
 HALF_PRECISION = "auto"           # bf16 rows (fp16 if bf16 is unsupported): auto = on GPUs | always | never
+GAIN_PLOT_BY = ""                 # a student setting (e.g. transfer_size): gains.png also plots the gain against it
 QUANTIZE_KINDS = ["teacher", "distilled", "baseline", "student"]   # which models get an int8 row (student: not from distill_student.py)
 DEVICE = "auto"                   # auto | cpu | cuda
 THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
@@ -279,8 +280,8 @@ def seed_groups(rows: list[dict]) -> list[dict]:
         if r["kind"] != "distilled":
             continue
         label, key = recipe(r)
-        g = groups.setdefault(key, {"student": label, "models": [], "seeds": [], "distilled": [], "baseline": [],
-                                    "baselines": [], "gain": []})
+        g = groups.setdefault(key, {"student": label, "spec": json.loads(key), "settings": r.get("settings") or {},
+                                    "models": [], "seeds": [], "distilled": [], "baseline": [], "baselines": [], "gain": []})
         b = baselines.get(student_key(r))
         g["models"].append(r["model"])
         g["seeds"].append(r.get("seed"))
@@ -358,16 +359,32 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     tmp.replace(root / f"{prefix}results.md")
 
 
-def plot_gains(groups: list[dict], path: Path, title: str) -> None:
+def gain_lines(groups: list[dict], key: str) -> dict[str, list[tuple[float, dict]]]:
+    """Recipes that differ only in the setting `key`, as lines {label: [(value, group), ...]} sorted by
+    value, for plotting the gain against that lever (lines of one point are left out)."""
+    lines: dict[str, list] = {}
+    for g in groups:
+        if not g["gain"] or key not in g["settings"]:
+            continue
+        rest = {k: v for k, v in g["spec"].items() if k not in (key, "baseline")}
+        label = " ".join([str(rest.pop("model", "teacher")).split("/")[-1]] + [f"{k}={v}" for k, v in sorted(rest.items())])
+        lines.setdefault(label, []).append((g["settings"][key], g))
+    return {k: sorted(v, key=lambda p: p[0]) for k, v in lines.items() if len(v) > 1}
+
+
+def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None:
     """Bars: each distilled recipe's gain over its baseline in accuracy points, with the standard
-    deviation over seeds as error bars (recipes in the order of STUDENTS)."""
+    deviation over seeds as error bars; with `by` (a student setting, GAIN_PLOT_BY), a second panel
+    draws the gain against that setting for the recipes that differ only in it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     groups = [g for g in groups if g["gain"]]
     if not groups:
         return
-    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.5 * len(groups)))
+    lines = gain_lines(groups, by) if by else {}
+    fig, axes = plt.subplots(1, 2 if lines else 1, figsize=(16 if lines else 9, 1.6 + 0.5 * len(groups)), squeeze=False)
+    ax = axes[0, 0]
     y = np.arange(len(groups))
     gain = [100 * g["gain"]["mean"] for g in groups]
     err = [100 * g["gain"]["std"] for g in groups]
@@ -381,6 +398,18 @@ def plot_gains(groups: list[dict], path: Path, title: str) -> None:
     ax.set_xlabel("distilled - labels-only baseline (accuracy points; same student, seed and optimizer steps)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
+    if lines:
+        ax = axes[0, 1]
+        for label, points in lines.items():
+            x = [v for v, _ in points]
+            ax.errorbar(x, [100 * g["gain"]["mean"] for _, g in points], yerr=[100 * g["gain"]["std"] for _, g in points],
+                        marker="o", capsize=4, label=label)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlabel(by)
+        ax.set_ylabel("distilled - baseline (accuracy points)")
+        ax.set_title(f"gain against {by}", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -551,7 +580,7 @@ def main(argv=None) -> dict:
     write_reports(root, result, prefix)
     where = f"{len(texts):,} IMDb {SPLIT} reviews, {device}"
     plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}")
-    plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}")
+    plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
     log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix, markdown_table(rows))
     return result
 

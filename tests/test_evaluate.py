@@ -133,3 +133,17 @@ def test_bf16_rows_and_validation_split(tiny_experiment, imdb_parquet):
     assert saved["groups"][0]["student"] == "cut" and saved["groups"][0]["baselines"] == ["cut-baseline"]
     assert "## Distilled vs labels-only baseline" in (root / "validation-results.md").read_text()
     assert (root / "validation-gains.png").read_bytes()[:4] == b"\x89PNG" and (root / "validation-dashboard.png").exists()
+
+
+def test_gain_lines_follow_one_lever():
+    def group(name, transfer, gain, **extra):
+        spec = {"model": "m", "layers": [0], "transfer_size": transfer} | extra
+        return {"student": name, "spec": spec, "settings": {"transfer_size": transfer, "alpha": 0.5},
+                "gain": {"mean": gain, "std": 0.0, "n": 1}}
+    groups = [group("x2000", 2000, 0.02), group("x0", 0, 0.004), group("x8000", 8000, 0.018),
+              group("x2000-T1", 2000, 0.018, temperature=1.0),                 # another recipe: not on the line
+              group("y0", 0, 0.0, layers=[0, 1]), group("y8000", 8000, 0.03, layers=[0, 1])]
+    lines = ev.gain_lines(groups, "transfer_size")
+    assert {k: [(x, g["student"]) for x, g in v] for k, v in lines.items()} == {
+        "m layers=[0]": [(0, "x0"), (2000, "x2000"), (8000, "x8000")],
+        "m layers=[0, 1]": [(0, "y0"), (8000, "y8000")]}

@@ -390,9 +390,10 @@ def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None
     err = [100 * g["gain"]["std"] for g in groups]
     ax.barh(y, gain, xerr=err, color=["#1f77b4" if v >= 0 else "#d62728" for v in gain], capsize=4)
     for i, g in enumerate(groups):
-        ax.text(gain[i], i, f"  {gain[i]:+.2f}" + (f" ± {err[i]:.2f} ({g['gain']['n']} seeds)" if g["gain"]["n"] > 1 else ""),
-                va="center", fontsize=8)
+        ax.text(max(gain[i], 0) + err[i], i, f"  {gain[i]:+.2f}" + (f" ± {err[i]:.2f} ({g['gain']['n']} seeds)"
+                                                                   if g["gain"]["n"] > 1 else ""), va="center", fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlim(min(0, min(gain) * 1.2), max(max(g + e for g, e in zip(gain, err)), 0.5) * 1.45)
     ax.set_yticks(y, [g["student"] for g in groups])
     ax.invert_yaxis()
     ax.set_xlabel("distilled - labels-only baseline (accuracy points; same student, seed and optimizer steps)")

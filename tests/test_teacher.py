@@ -65,7 +65,8 @@ def test_published_record_is_not_a_finished_run(tmp_path, imdb_parquet):
     assert record["config"]["sentiment_kd"]["role"] == "teacher" and record["config"]["model_type"] == "bert"
 
 
-def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
+def crash_after_the_first_checkpoint(imdb_parquet, out, monkeypatch):
+    """Run the tiny teacher until its first checkpoint is written, then stop it as a crash would."""
     from transformers import TrainerCallback
 
     class Crash(TrainerCallback):
@@ -73,7 +74,13 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
             raise KeyboardInterrupt("simulated crash after the first checkpoint")
     monkeypatch.setattr(training, "LogToFile", Crash)
     with pytest.raises(KeyboardInterrupt):
-        ft.main(tiny_args(imdb_parquet, tmp_path))
+        ft.main(tiny_args(imdb_parquet, out))
+    monkeypatch.undo()
+
+
+def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
+    from transformers import TrainerCallback
+    crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
     ckpts = list((tmp_path / "tiny" / "checkpoints" / "teacher").glob("checkpoint-*"))
     assert [c.name for c in ckpts] == ["checkpoint-5"]                   # 40 reviews / batch 8 = 5 steps
     assert not (tmp_path / "tiny" / "teacher").exists()
@@ -117,14 +124,6 @@ def test_step_timer_leaves_out_evaluation_and_checkpoints(monkeypatch):
 
 
 def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monkeypatch):
-    from transformers import TrainerCallback
-
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            raise KeyboardInterrupt("simulated crash after the first checkpoint")
-    monkeypatch.setattr(training, "LogToFile", Crash)
-    with pytest.raises(KeyboardInterrupt):
-        ft.main(tiny_args(imdb_parquet, tmp_path))
-    monkeypatch.undo()
+    crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite"))
     assert metrics["resumed_from"] is None and metrics["epochs"] == 2.0

@@ -380,7 +380,8 @@ def cannot_load(name_or_path: str):
     except OSError as e:
         first = str(e).strip().splitlines()[0][:200]
         raise UsageError(f"cannot load model '{name_or_path}' ({first}); give a saved folder or a hub id "
-                         f"that is cached (HF_HUB_CACHE) or reachable") from None
+                         f"that is reachable or cached (offline: HF_HUB_CACHE=... HF_HUB_OFFLINE=1, README "
+                         f"'Offline use')") from None
 
 
 def is_saved_model(folder: Path) -> bool:

@@ -176,6 +176,13 @@ def encoder_layers(model):
                               f"layer or layers): cutting layers does not support this architecture")
 
 
+def check_layers(layers, n_layers: int | None, where: str) -> None:
+    """UsageError unless `layers` are increasing indices of existing layers (0..n_layers - 1)."""
+    if not layers or sorted(set(layers)) != list(layers) or layers[0] < 0 or \
+            (n_layers is not None and layers[-1] >= n_layers):
+        raise UsageError(f"{where}layers = {list(layers)}: need increasing indices in 0..{(n_layers or 1) - 1}")
+
+
 def cut_layers(teacher, layers: list[int]):
     """A copy of `teacher` that keeps only the encoder layers `layers` (0-based, in order); every
     other weight (embeddings, pooler, classifier) is the teacher's own."""
@@ -185,8 +192,7 @@ def cut_layers(teacher, layers: list[int]):
     student = copy.deepcopy(teacher)
     parent, attr = encoder_layers(student)
     old = getattr(parent, attr)
-    if not layers or sorted(set(layers)) != list(layers) or layers[-1] >= len(old) or layers[0] < 0:
-        raise UsageError(f"layers={layers}: need increasing indices in 0..{len(old) - 1}")
+    check_layers(layers, len(old), "")
     setattr(parent, attr, nn.ModuleList([old[i] for i in layers]))
     for key in ("num_hidden_layers", "n_layers", "num_layers"):
         if hasattr(student.config, key):
@@ -245,10 +251,15 @@ def student_settings(spec: dict, sources: dict) -> dict:
     a per-student `seed` (a replicate's training seed) always applies.
     sources: {CONSTANT: "default" | "file" | "flag"} from configure().
     """
+    own = own_settings(spec, sources)
+    return {k: spec[k] if k in own else globals()[const] for k, const in PER_STUDENT.items()}
+
+
+def own_settings(spec: dict, sources: dict) -> set[str]:
+    """The per-student keys of `spec` whose value applies (student_settings' rule)."""
     level = lambda name: LEVELS[sources.get(name, "default")]   # noqa: E731
     # a student's own seed always applies: it names a replicate, and SEED also fixes the data split
-    return {k: spec[k] if k in spec and (k == "seed" or level(const) <= level("STUDENTS")) else globals()[const]
-            for k, const in PER_STUDENT.items()}
+    return {k for k, const in PER_STUDENT.items() if k in spec and (k == "seed" or level(const) <= level("STUDENTS"))}
 
 
 def check_students(students: list, sources: dict | None = None) -> list[dict]:
@@ -271,8 +282,7 @@ def check_students(students: list, sources: dict | None = None) -> list[dict]:
             raise UsageError(f"student name {s['name']!r}: use letters, digits, '-', '_' or '.', and not 'teacher'")
         settings = student_settings(s, sources)
         where = f"student '{s['name']}'"
-        own = {k: coerce(k, s[k], globals()[PER_STUDENT[k]], source=where) for k in settings
-               if k in s and settings[k] is s[k]}
+        own = {k: coerce(k, s[k], globals()[PER_STUDENT[k]], source=where) for k in own_settings(s, sources)}
         check_setting_values(own, lambda k, v: f"{where}: {k} = {v!r}")
         check_setting_values({"max_length": settings["max_length"], "head_tokens": HEAD_TOKENS, "truncation": TRUNCATION},
                              lambda k, v: f"{where}: {k} = {v!r}")
@@ -290,11 +300,8 @@ def check_student_models(students: list, sources: dict, teacher_dir: Path) -> No
     for s in students:
         st, where = student_settings(s, sources), f"student '{s['name']}'"
         config = model_config(s["model"]) if "model" in s else teacher_config
-        n = getattr(config, "num_hidden_layers", None)
-        layers = s.get("layers")
-        if layers is not None and (not layers or sorted(set(layers)) != list(layers) or layers[0] < 0
-                                   or (n is not None and layers[-1] >= n)):
-            raise UsageError(f"{where}: layers = {layers}: need increasing indices in 0..{(n or 1) - 1}")
+        if "layers" in s:
+            check_layers(s["layers"], getattr(config, "num_hidden_layers", None), f"{where}: ")
         check_max_length(config, st["max_length"], where)
         if st["hidden_weight"] > 0 or st["attention_weight"] > 0:
             teacher_tok = teacher_tok or load_tokenizer(str(teacher_dir))

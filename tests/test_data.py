@@ -1,5 +1,6 @@
 """data_utils: every IMDb source, splits, the three truncation strategies token by token, the cache."""
 import numpy as np
+import torch
 import pytest
 
 import data_utils as du
@@ -106,6 +107,18 @@ def test_pad_collator_dynamic_padding():
     assert batch["input_ids"].tolist() == [[2, 50, 51, 3], [2, 50, 3, tok.pad_token_id]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
     assert batch["labels"].tolist() == [1, 0] and "length" not in batch
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_collator_pads_as_the_tokenizer_does(side):
+    _, tok = du.build_tiny("roberta")
+    tok.padding_side = side
+    rows = [{"input_ids": [0, 50, 51, 52, 2], "label": 1, "teacher_logits": [0.5, -1.0]},
+            {"input_ids": [0, 50, 2], "label": 0, "teacher_logits": [2.0, 3.0]}]
+    ours, theirs = du.PadCollator(tok)(rows), tok.pad([{"input_ids": r["input_ids"]} for r in rows], return_tensors="pt")
+    assert ours["input_ids"].tolist() == theirs["input_ids"].tolist()
+    assert ours["attention_mask"].tolist() == theirs["attention_mask"].tolist()
+    assert ours["input_ids"].dtype == torch.long and ours["teacher_logits"].tolist() == [[0.5, -1.0], [2.0, 3.0]]
 
 
 def test_classification_metrics_by_hand():

@@ -40,7 +40,7 @@ import numpy as np
 from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
 from data_utils import (ID2LABEL, UNLABELED, PadCollator, batched_logits, check_max_length, count_parameters, digest,
                         imdb_sources, is_finished, load_classifier, load_imdb, load_tokenizer, make_splits, model_config,
-                        read_json, tokenize_dataset, truncation_settings)
+                        read_json, tokenize_dataset, truncation_settings, write_json)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -58,6 +58,8 @@ MAX_LENGTH = 512                  # student tokens per review (per-student `max_
 TRUNCATION = "head+tail"          # head | tail | head+tail
 HEAD_TOKENS = 128                 # head+tail: tokens kept from the start
 TRANSFER_SIZE = 0                 # unlabeled reviews (IMDb `unsupervised`) added, KL term only
+SOFT_LABEL_SPLITS = [""]          # IMDb splits (train, unsupervised, test) whose every review gets the teacher's
+                                  # logits, published in OUTPUT_DIR/EXPERIMENT/soft_labels/ ([""] = none)
 # --- model -------------------------------------------------------------------------------------
 # each: name, and model (hub id / folder), layers (teacher layers to keep), or both (cut that model);
 # optional per-student learning_rate, epochs, batch_size, max_length, alpha, temperature,
@@ -160,6 +162,57 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
     log.info("teacher logits: %d reviews, %d distinct texts computed (%.1fs), %d reused from %s", len(texts), len(missing),
              stats["teacher_seconds"], stats["reused"], path)
     return np.stack([known[h] for h in hashes]), stats
+
+
+def soft_label_meta(teacher_dir: Path, split: str, texts: list[str]) -> dict:
+    """What a published soft-label file is the teacher's logits of: the split's rows in source order
+    (count and text digest), and the teacher (logit-cache key, validation accuracy, labels, tokenization)."""
+    from data_utils import texts_digest
+    config = read_json(teacher_dir / "config.json")
+    kd = config.get("sentiment_kd", {})
+    return {"split": split, "rows": len(texts), "texts_digest": texts_digest(texts),
+            "teacher_key": teacher_key(teacher_dir, kd), "teacher": str(teacher_dir),
+            "teacher_model": kd.get("run_config", {}).get("model_name"),
+            "teacher_val_accuracy": read_json(teacher_dir / "metrics.json")["val_accuracy"],
+            "id2label": config.get("id2label"), "truncation": truncation_settings(kd),
+            "logits": "float32 (rows, classes), row i = review i of the split in source order (IMDB_DIR parquet order)"}
+
+
+def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, batch_size: int) -> None:
+    """Write the teacher's logits for every review of `splits` to out_dir/<split>.npz (+ <split>.json,
+    soft_label_meta): students can later learn from them without the teacher (load_soft_labels).
+    One teacher pass for all splits through the logit cache, so students' passes reuse it; a file
+    already published by this teacher for the same texts is kept."""
+    data = load_imdb(tuple(splits), DATA_DIR, DATASET_NAME)
+    texts = {s: list(data[s]["text"]) for s in splits}
+    metas = {s: soft_label_meta(teacher_dir, s, texts[s]) for s in splits}
+    todo = [s for s in splits if not (out_dir / f"{s}.npz").exists() or not (out_dir / f"{s}.json").exists()
+            or read_json(out_dir / f"{s}.json") != metas[s]]
+    if not todo:
+        log.info("soft labels for %s already published in %s: kept", ", ".join(splits), out_dir)
+        return
+    logits, _ = cached_teacher_logits([t for s in todo for t in texts[s]], teacher_dir,
+                                      teacher_dir.parent / "teacher_logits", batch_size)
+    start = 0
+    for s in todo:
+        tmp = out_dir / f"{s}.tmp.npz"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp, logits=logits[start:start + len(texts[s])].astype(np.float32))
+        tmp.replace(out_dir / f"{s}.npz")
+        write_json(out_dir / f"{s}.json", metas[s])
+        start += len(texts[s])
+        log.info("soft labels: %d reviews of %s -> %s", len(texts[s]), s, out_dir / f"{s}.npz")
+
+
+def load_soft_labels(folder: Path, split: str, texts: list[str]) -> np.ndarray:
+    """The published teacher logits (N, C) of `split`, after checking they were computed for exactly
+    these texts in this order (the split's text digest); UsageError if not."""
+    from data_utils import texts_digest
+    meta = read_json(Path(folder) / f"{split}.json")
+    if meta["rows"] != len(texts) or meta["texts_digest"] != texts_digest(texts):
+        raise UsageError(f"{folder}/{split}.npz holds logits for {meta['rows']} other reviews "
+                         f"(digest {meta['texts_digest']}), not these {len(texts)}; use the IMDb copy it was made from")
+    return np.load(Path(folder) / f"{split}.npz")["logits"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,7 +420,10 @@ def check_config(cfg: dict) -> None:
                              f"the validation split would overlap its training reviews; use the teacher's --config")
     check_student_models(STUDENTS, cfg["_sources"], teacher_dir)
     transfer = any(student_settings(s, cfg["_sources"])["transfer_size"] for s in STUDENTS)
-    imdb_sources(("train", "unsupervised") if transfer else ("train",), DATA_DIR)
+    soft = [x for x in SOFT_LABEL_SPLITS if x]
+    if set(soft) - {"train", "unsupervised", "test"}:
+        raise UsageError(f"--soft_label_splits={','.join(soft)}: IMDb splits are train, unsupervised and test")
+    imdb_sources(tuple(dict.fromkeys(["train", *(["unsupervised"] if transfer else []), *soft])), DATA_DIR)
 
 
 def teacher_folder() -> Path:
@@ -389,6 +445,10 @@ def main(argv=None) -> dict:
         else:   # kept as it is: no data, no teacher pass for it
             log.info("student %s: finished run in %s, kept (--overwrite=true retrains it)", name, dirs[0])
             results[name] = read_json(dirs[0] / "metrics.json")
+    if [x for x in SOFT_LABEL_SPLITS if x]:
+        from accelerate import PartialState
+        with PartialState().main_process_first():    # rank 0 writes; under torchrun the others then find it all
+            publish_soft_labels([x for x in SOFT_LABEL_SPLITS if x], teacher_dir, root / "soft_labels", TEACHER_BATCH_SIZE)
     if not runs:
         log.info("every student is finished; nothing to train" if results else "no students to train (STUDENTS is empty)")
         return {"students": results, "teacher_logits": None}

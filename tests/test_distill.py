@@ -3,6 +3,7 @@ cross-tokenizer students, and the tiny experiment end to end."""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -278,3 +279,30 @@ def test_intermediate_losses_need_the_teachers_tokenizer(tiny_run, imdb_parquet)
     with pytest.raises(UsageError, match="student 'roberta': hidden_weight / attention_weight need the teacher's tokenizer"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=inner2", f"--teacher_dir={tiny_run}/tiny/teacher",
                           "--only=roberta", "--hidden_weight=1.0"))
+
+
+def test_soft_labels_are_published_in_source_order_and_reused(tiny_run, imdb_parquet, monkeypatch):
+    from data_utils import load_classifier, load_imdb, truncation_settings
+    calls = count_teacher_rows(monkeypatch)
+    teacher = tiny_run / "tiny" / "teacher"
+    args = tiny_args(imdb_parquet, tiny_run, "--experiment=soft", f"--teacher_dir={teacher}", "--only=cut",
+                     "--baseline=false", "--soft_label_splits=train,unsupervised")
+    ds.main(args)
+    assert calls == [60]                      # 48 train + 12 unsupervised, once; the student's pass reused them
+    folder = tiny_run / "soft" / "soft_labels"
+    data = load_imdb(("train", "unsupervised"), str(imdb_parquet))
+    model, tok = load_classifier(str(teacher))
+    kd = json.loads((teacher / "config.json").read_text())["sentiment_kd"]
+    for split, n in (("train", 48), ("unsupervised", 12)):
+        texts = list(data[split]["text"])
+        logits = ds.load_soft_labels(folder, split, texts)
+        assert logits.shape == (n, 2) and logits.dtype == np.float32
+        direct = ds.predict_logits(model, tok, texts[:5], truncation_settings(kd, tok), 2)   # row i is review i
+        np.testing.assert_allclose(logits[:5], direct, atol=1e-5)
+        meta = json.loads((folder / f"{split}.json").read_text())
+        assert meta["rows"] == n and meta["id2label"] == {"0": "negative", "1": "positive"}
+    with pytest.raises(UsageError, match="holds logits for 48 other reviews"):
+        ds.load_soft_labels(folder, "train", list(data["train"]["text"])[::-1])
+    calls.clear()
+    ds.main(args)                             # published and unchanged: kept, no teacher pass
+    assert calls == []

@@ -327,11 +327,27 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
     if check is not None:
         check(cfg)
     setup_logging(Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"] / "logs" / log_name)
+    cfg["_versions"] = library_versions()
     log.info("config: %s", public_config(cfg))
     return cfg
+
+
+def library_versions() -> dict:
+    """Python and the installed versions of the libraries a run's numbers depend on (read from package
+    metadata, without importing them), saved with every run: a GPU image may carry other versions."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "accelerate", "datasets", "tokenizers", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def public_config(cfg: dict) -> dict:
     """The effective configuration as saved to JSON: lower-case names, no private entries."""
     return {k.lower(): v for k, v in cfg.items() if not k.startswith("_")} | \
-        ({"config_file": cfg["_config_file"]} if "_config_file" in cfg else {})
+        ({"config_file": cfg["_config_file"]} if "_config_file" in cfg else {}) | \
+        ({"versions": cfg["_versions"]} if "_versions" in cfg else {})

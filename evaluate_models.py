@@ -61,6 +61,8 @@ WARMUP = 5                        # untimed batches / requests before each measu
 GPU_WARMUP_S = 1.0                # GPUs: warm up each model for at least this many seconds before timing
 QUANTIZE = True                   # add int8 dynamic-quantized rows (CPU only)
 HALF_PRECISION = "auto"           # bf16 rows (fp16 if bf16 is unsupported): auto = on GPUs | always | never
+FP32_MODELS = [""]                # models that also get an fp32 row when they get a bf16 one ([""] = all; the
+                                  # teacher always does); the others are compared by their bf16 rows
 GAIN_PLOT_BY = ""                 # a student setting (e.g. transfer_size): gains.png also plots the gain against it
 QUANTIZE_KINDS = ["teacher", "distilled", "baseline", "student"]   # which models get an int8 row (student: not from distill_student.py)
 DEVICE = "auto"                   # auto | cpu | cuda
@@ -223,11 +225,21 @@ def model_kind(name: str, kd: dict) -> str:
     return "teacher" if name == "teacher" else kd.get("kind", "student")
 
 
-def precisions(kind: str, device: str) -> list[str]:
-    """The rows one model gets: fp32, int8 (CPU, QUANTIZE, kind in QUANTIZE_KINDS), bf16 (HALF_PRECISION)."""
+def precisions(name: str, kind: str, device: str) -> list[str]:
+    """The rows one model gets: fp32 (unless it has a bf16 row and is not in FP32_MODELS), int8 (CPU,
+    QUANTIZE, kind in QUANTIZE_KINDS), bf16 (HALF_PRECISION)."""
     half = HALF_PRECISION == "always" or (HALF_PRECISION == "auto" and device == "cuda")
-    return ["fp32"] + (["int8"] if QUANTIZE and device == "cpu" and kind in QUANTIZE_KINDS else []) + \
+    fp32 = not half or kind == "teacher" or not [m for m in FP32_MODELS if m] or name in FP32_MODELS
+    return (["fp32"] if fp32 else []) + (["int8"] if QUANTIZE and device == "cpu" and kind in QUANTIZE_KINDS else []) + \
         (["bf16"] if half else [])
+
+
+def reference_rows(rows: list[dict]) -> list[dict]:
+    """Each model's row that stands for it in comparisons: fp32, or its half-precision row when it has
+    no fp32 one (FP32_MODELS)."""
+    with_fp32 = {r["model"] for r in rows if r["precision"] == "fp32"}
+    return [r for r in rows if r["precision"] == "fp32" or
+            (r["precision"] in ("bf16", "fp16") and r["model"] not in with_fp32)]
 
 
 def to_half(model, device: str):
@@ -266,8 +278,9 @@ def spread(values: list[float]) -> dict:
 
 def seed_groups(rows: list[dict]) -> list[dict]:
     """One entry per distilled recipe: its accuracy over seeds, its baselines' (the labels-only run with
-    the same student_key) and the paired gain distilled - baseline per seed, as spread()s. fp32 rows only."""
-    fp32 = [r for r in rows if r["precision"] == "fp32"]
+    the same student_key) and the paired gain distilled - baseline per seed, as spread()s. Each model's
+    reference row (fp32, else bf16: reference_rows)."""
+    fp32 = reference_rows(rows)
     baselines = {}
     for r in fp32:
         if r["kind"] == "baseline":
@@ -523,7 +536,7 @@ def main(argv=None) -> dict:
         metrics = read_json(folder / "metrics.json")
         model, tok = load_classifier(str(folder))
         params, kind = count_parameters(model), model_kind(name, kd)
-        for precision in precisions(kind, device):
+        for precision in precisions(name, kind, device):
             if precision == "int8":
                 m = quantize(model)
             elif precision == "bf16":

@@ -171,6 +171,8 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     assert steps == {"cut": 6, "cut-baseline": 6}
     cut = json.loads((students / "cut" / "config.json").read_text())
     assert cut["num_hidden_layers"] == 1 and cut["sentiment_kd"]["alpha"] == 0.5
+    import transformers   # the versions a run used are saved with it (a GPU image may carry others)
+    assert cut["sentiment_kd"]["run_config"]["versions"]["transformers"] == transformers.__version__
     assert json.loads((students / "cut-baseline" / "config.json").read_text())["sentiment_kd"]["alpha"] == 1.0
     # the roberta student tokenizes itself (byte-level BPE) while its teacher is WordPiece
     roberta = json.loads((students / "roberta" / "config.json").read_text())

@@ -110,6 +110,23 @@ def test_seed_groups_pair_each_seed_with_its_baseline():
     assert "| L3 | 2 | 87.00 ± 1.41 | 83.50 ± 0.71 | +3.50 ± 2.12 |" in table and "| x-a0 | 1 | 87.00 | no baseline |  |" in table
 
 
+def test_fp32_models_limits_fp32_rows_and_gains_use_the_bf16_rows(monkeypatch):
+    monkeypatch.setattr(ev, "HALF_PRECISION", "auto")
+    monkeypatch.setattr(ev, "FP32_MODELS", ["L3"])
+    assert ev.precisions("teacher", "teacher", "cuda") == ["fp32", "bf16"]      # the reference always
+    assert ev.precisions("L3", "distilled", "cuda") == ["fp32", "bf16"]
+    assert ev.precisions("L1", "distilled", "cuda") == ["bf16"]
+    assert ev.precisions("L1", "distilled", "cpu")[0] == "fp32"                  # no bf16 row: fp32 stays
+    rows = [row("teacher", "teacher", 0.9, None), row("L1", "distilled", 0.86, 1, precision="bf16"),
+            row("L1-baseline", "baseline", 0.80, 1, name="L1", precision="bf16"),
+            row("L3", "distilled", 0.88, 1, layers=(0, 1, 2)), row("L3", "distilled", 0.10, 1, layers=(0, 1, 2), precision="bf16"),
+            row("L3-baseline", "baseline", 0.84, 1, layers=(0, 1, 2), name="L3", precision="bf16")]
+    assert [(r["model"], r["precision"]) for r in ev.reference_rows(rows)] == [
+        ("teacher", "fp32"), ("L1", "bf16"), ("L1-baseline", "bf16"), ("L3", "fp32"), ("L3-baseline", "bf16")]
+    groups = {g["student"]: g for g in ev.seed_groups(rows)}
+    assert groups["L1"]["gain"]["mean"] == pytest.approx(0.06) and groups["L3"]["gain"]["mean"] == pytest.approx(0.04)
+
+
 def test_time_requests_warms_up_then_times_each_request():
     calls = []
 

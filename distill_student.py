@@ -60,6 +60,7 @@ HEAD_TOKENS = 128                 # head+tail: tokens kept from the start
 TRANSFER_SIZE = 0                 # unlabeled reviews (IMDb `unsupervised`) added, KL term only
 SOFT_LABEL_SPLITS = [""]          # IMDb splits (train, unsupervised, test) whose every review gets the teacher's
                                   # logits, published in OUTPUT_DIR/EXPERIMENT/soft_labels/ ([""] = none)
+SOFT_LABEL_ROWS = 0               # only the first N reviews of each of those splits (0 = all; for rehearsals)
 # --- model -------------------------------------------------------------------------------------
 # each: name, and model (hub id / folder), layers (teacher layers to keep), or both (cut that model);
 # optional per-student learning_rate, epochs, batch_size, max_length, alpha, temperature,
@@ -178,13 +179,14 @@ def soft_label_meta(teacher_dir: Path, split: str, texts: list[str]) -> dict:
             "logits": "float32 (rows, classes), row i = review i of the split in source order (IMDB_DIR parquet order)"}
 
 
-def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, batch_size: int) -> None:
+def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, batch_size: int, rows: int = 0) -> None:
     """Write the teacher's logits for every review of `splits` to out_dir/<split>.npz (+ <split>.json,
-    soft_label_meta): students can later learn from them without the teacher (load_soft_labels).
+    soft_label_meta; rows > 0: the first `rows` reviews of each split): students can later learn from
+    them without the teacher (load_soft_labels).
     One teacher pass for all splits through the logit cache, so students' passes reuse it; a file
     already published by this teacher for the same texts is kept."""
     data = load_imdb(tuple(splits), DATA_DIR, DATASET_NAME)
-    texts = {s: list(data[s]["text"]) for s in splits}
+    texts = {s: list(data[s]["text"])[:rows or None] for s in splits}
     metas = {s: soft_label_meta(teacher_dir, s, texts[s]) for s in splits}
     todo = [s for s in splits if not (out_dir / f"{s}.npz").exists() or not (out_dir / f"{s}.json").exists()
             or read_json(out_dir / f"{s}.json") != metas[s]]
@@ -448,7 +450,8 @@ def main(argv=None) -> dict:
     if [x for x in SOFT_LABEL_SPLITS if x]:
         from accelerate import PartialState
         with PartialState().main_process_first():    # rank 0 writes; under torchrun the others then find it all
-            publish_soft_labels([x for x in SOFT_LABEL_SPLITS if x], teacher_dir, root / "soft_labels", TEACHER_BATCH_SIZE)
+            publish_soft_labels([x for x in SOFT_LABEL_SPLITS if x], teacher_dir, root / "soft_labels", TEACHER_BATCH_SIZE,
+                                SOFT_LABEL_ROWS)
     if not runs:
         log.info("every student is finished; nothing to train" if results else "no students to train (STUDENTS is empty)")
         return {"students": results, "teacher_logits": None}

@@ -305,6 +305,10 @@ def test_soft_labels_are_published_in_source_order_and_reused(tiny_run, imdb_par
         assert meta["rows"] == n and meta["id2label"] == {"0": "negative", "1": "positive"}
     with pytest.raises(UsageError, match="holds logits for 48 other reviews"):
         ds.load_soft_labels(folder, "train", list(data["train"]["text"])[::-1])
+    ds.publish_soft_labels(["unsupervised"], teacher, tiny_run / "soft-first", 4, rows=5)   # a rehearsal's first rows
+    np.testing.assert_allclose(ds.load_soft_labels(tiny_run / "soft-first", "unsupervised",
+                                                   list(data["unsupervised"]["text"])[:5]),
+                               ds.load_soft_labels(folder, "unsupervised", list(data["unsupervised"]["text"]))[:5])
     calls.clear()
     ds.main(args)                             # published and unchanged: kept, no teacher pass
     assert calls == []

@@ -285,8 +285,10 @@ def test_intermediate_losses_need_the_teachers_tokenizer(tiny_run, imdb_parquet)
 
 def test_soft_labels_are_published_in_source_order_and_reused(tiny_run, imdb_parquet, monkeypatch):
     from data_utils import load_classifier, load_imdb, truncation_settings
+    import shutil
     calls = count_teacher_rows(monkeypatch)
     teacher = tiny_run / "tiny" / "teacher"
+    shutil.rmtree(tiny_run / "tiny" / "teacher_logits", ignore_errors=True)   # other tests filled it
     args = tiny_args(imdb_parquet, tiny_run, "--experiment=soft", f"--teacher_dir={teacher}", "--only=cut",
                      "--baseline=false", "--soft_label_splits=train,unsupervised")
     ds.main(args)

@@ -270,12 +270,12 @@ def check_students(students: list, sources: dict | None = None) -> list[dict]:
     for s in students:
         if not isinstance(s, dict) or not s.get("name"):
             raise UsageError(f"student {s!r}: each needs at least a name and a model or layers")
+        if set(s) - STUDENT_KEYS:   # first: a misspelt `layers` would otherwise read as a missing one
+            raise UsageError(f"student '{s['name']}': unknown key {sorted(set(s) - STUDENT_KEYS)[0]!r}; "
+                             f"valid: {', '.join(sorted(STUDENT_KEYS))}")
         if "model" not in s and "layers" not in s:
             raise UsageError(f"student '{s['name']}': give a model (a checkpoint), layers (cut the teacher) or both "
                              f"(cut that checkpoint)")
-        if set(s) - STUDENT_KEYS:
-            raise UsageError(f"student '{s['name']}': unknown key {sorted(set(s) - STUDENT_KEYS)[0]!r}; "
-                             f"valid: {', '.join(sorted(STUDENT_KEYS))}")
         if s["name"] in names:
             raise UsageError(f"student name '{s['name']}' appears twice")
         if s["name"] == "teacher" or not str(s["name"]).replace("-", "").replace("_", "").replace(".", "").isalnum():

@@ -2,6 +2,7 @@
 batched forward (teacher logits, evaluation, inference) returns rows in the input order, including after
 a partial hit of the teacher-logit cache. Each test here fails on a deliberate one-line break."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,25 @@ def test_inference_default_is_the_best_student_of_the_newest_experiment(tmp_path
             (folder / "metrics.json").write_text(json.dumps({"val_accuracy": acc}))
             os.utime(folder / "metrics.json", (when, when))
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "best"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_teacher_logit_cache_is_set_aside_and_recomputed(tiny, tmp_path, caplog, damage):
+    model, tok, ref = tiny
+    teacher_dir = tmp_path / "teacher"
+    model.config.sentiment_kd = {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}
+    model.save_pretrained(teacher_dir)
+    tok.save_pretrained(teacher_dir)
+    _, stats = ds.cached_teacher_logits(TEXTS, teacher_dir, tmp_path / "cache", batch_size=4)
+    path = Path(stats["cache"])
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[:len(data) // 2]
+    else:                                   # same size, other bytes: in the middle of the stored logits
+        data[len(data) // 3: len(data) // 3 + 8] = bytes(255 - b for b in data[len(data) // 3: len(data) // 3 + 8])
+    path.write_bytes(bytes(data))
+    out, stats = ds.cached_teacher_logits(TEXTS, teacher_dir, tmp_path / "cache", batch_size=4)
+    assert stats["computed"] == len(TEXTS) and stats["reused"] == 0
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    assert f"teacher-logit cache {path} is damaged" in caplog.text and path.with_name(path.name + ".damaged").exists()
+    assert ds.read_logit_cache(path).keys() == set(ds.text_hashes(TEXTS))        # the rewritten cache reads back

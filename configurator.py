@@ -15,11 +15,14 @@ Nothing here runs on its own; each script calls `start_run(globals(), argv, ...)
 from __future__ import annotations
 
 import ast
+import atexit
+import contextlib
 import copy
 import json
 import logging
 import os
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -53,8 +56,12 @@ def setup_logging(log_file: Path | None = None) -> None:
         logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True)
         return
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
+        try:      # the first write of a run: a folder the user cannot write fails here, in one line
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(log_file))
+        except OSError as e:
+            raise UsageError(f"cannot write to {e.filename or log_file.parent} ({e.strerror or e}); give an "
+                             f"--output_dir you can write to, or fix its permissions") from None
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
     for h in handlers:
@@ -326,7 +333,9 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
         raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
     if check is not None:
         check(cfg)
-    setup_logging(Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"] / "logs" / log_name)
+    root = Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"]
+    setup_logging(root / "logs" / log_name)
+    lock_experiment(root, script)
     cfg["_versions"] = library_versions()
     log.info("config: %s", public_config(cfg))
     return cfg
@@ -344,6 +353,61 @@ def library_versions() -> dict:
         except PackageNotFoundError:
             out[name] = None
     return out
+
+
+def lock_experiment(root: Path, script: str) -> None:
+    """Refuse to start while another process runs in the same experiment folder (two runs would write
+    the same checkpoints and models): a lock file `root/.lock` holds the owner's pid and script, is
+    removed when the owner exits, and a lock whose process is gone (killed) is taken over. A process
+    keeps its lock until it exits (the tests run several steps in one process).
+    Under torchrun only rank 0 locks (the other ranks are part of its run)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    lock = root / ".lock"
+    for attempt in range(6):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner, alive = _lock_owner(lock)
+            if not owner and attempt < 4:       # maybe created an instant ago and not yet written: look again
+                time.sleep(0.25)
+                continue
+            if owner.get("pid") == os.getpid():
+                return
+            if alive:
+                raise UsageError(f"{root} is in use by {owner.get('script')}.py (pid {owner['pid']}, since "
+                                 f"{owner.get('since')}); wait for it to finish or stop it (if no such process runs, "
+                                 f"delete {lock})") from None
+            log.warning("%s: the run that locked it (%s) is gone; taking its lock over", root, owner or "unreadable lock")
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "script": script, "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        atexit.register(_release_lock, lock, os.getpid())
+        return
+    raise UsageError(f"{root}: cannot take the lock {lock} (other runs keep taking it); try again")
+
+
+def _lock_owner(lock: Path) -> tuple[dict, bool]:
+    """(owner {pid, script, since}, whether its process is alive) of a lock file; ({}, False) if unreadable."""
+    try:
+        owner = json.loads(lock.read_text())
+        os.kill(int(owner["pid"]), 0)          # signal 0: only checks that the process exists
+    except PermissionError:                    # alive, owned by another user
+        return owner, True
+    except ProcessLookupError:
+        return owner, False
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}, False
+    return owner, True
+
+
+def _release_lock(lock: Path, pid: int) -> None:
+    owner = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        owner = json.loads(lock.read_text()).get("pid")
+    if owner == pid:
+        lock.unlink(missing_ok=True)
 
 
 def public_config(cfg: dict) -> dict:

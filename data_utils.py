@@ -279,6 +279,33 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return digest([type(tokenizer).__name__, hashlib.sha256(body.encode()).hexdigest()])
 
 
+CHECKSUMS = "checksums.json"
+
+
+def file_checksums(folder: Path) -> dict:
+    """{file name: sha256} of the files of a saved dataset (all but the checksum file itself)."""
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(folder).iterdir())
+            if f.is_file() and f.name != CHECKSUMS}
+
+
+def read_tokenized(path: Path, n_rows: int, vocab_size: int):
+    """(dataset, None) for a tokenized cache whose files match the checksums written with it and that
+    holds n_rows rows of ids below vocab_size; (None, what is wrong) otherwise."""
+    import pyarrow.compute as pc
+    from datasets import load_from_disk
+    try:
+        if file_checksums(path) != read_json(path / CHECKSUMS):
+            return None, f"its files do not match {CHECKSUMS}"
+        out = load_from_disk(str(path))
+        ids = pc.list_flatten(out.data.column("input_ids"))
+        low, high = pc.min(ids).as_py(), pc.max(ids).as_py()
+    except (OSError, ValueError, KeyError, TypeError) as e:     # missing or unreadable files, an older cache
+        return None, str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    if len(out) != n_rows or (len(ids) and (low < 0 or high >= vocab_size)):
+        return None, f"{len(out)} rows of ids {low}..{high}, expected {n_rows} rows of ids below {vocab_size}"
+    return out, None
+
+
 def tokenize_dataset(ds, tokenizer, max_length: int, strategy: str, head_tokens: int,
                      cache_dir: Path | str | None = None, name: str = "data"):
     """Return `ds` with input_ids, length (and label) columns, cached on disk.
@@ -291,9 +318,16 @@ def tokenize_dataset(ds, tokenizer, max_length: int, strategy: str, head_tokens:
                   texts_digest(ds["text"], ds["label"])])
     path = Path(cache_dir) / "tokenized" / f"{name}-{key}" if cache_dir else None
     if path is not None and path.exists():
-        out = load_from_disk(str(path))
-        log.info("tokenized %s: reused cache %s (%d rows)", name, path, len(out))
-        return out
+        vocab = max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)   # ids may skip numbers
+        out, problem = read_tokenized(path, len(ds), vocab)
+        if problem is None:
+            log.info("tokenized %s: reused cache %s (%d rows)", name, path, len(out))
+            return out
+        aside = path.with_name(path.name + ".damaged")
+        while aside.exists():
+            aside = aside.with_name(aside.name + "+")
+        os.replace(path, aside)
+        log.warning("tokenized %s: cache %s is damaged (%s): moved aside to %s; tokenizing again", name, path, problem, aside)
     ids, full = encode(tokenizer, ds["text"], max_length, strategy, head_tokens)
     if len(full):
         log.info("tokens %s: mean %.0f, p95 %.0f, max %d; %.1f%% truncated to %d (%s)", name, full.mean(),
@@ -302,6 +336,7 @@ def tokenize_dataset(ds, tokenizer, max_length: int, strategy: str, head_tokens:
     if path is not None:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         out.save_to_disk(str(tmp))
+        write_json(tmp / CHECKSUMS, file_checksums(tmp))   # what read_tokenized checks the files against
         if not path.exists():
             os.replace(tmp, path)
         else:

@@ -131,16 +131,34 @@ def predict_logits(model, tokenizer, texts: list[str], settings: dict, batch_siz
         return batched_logits(model, tokenizer, texts, settings, batch_size, device, desc="teacher logits")
 
 
+def read_logit_cache(path: Path) -> dict:
+    """{text hash: logits} of a teacher-logit cache file; a file that cannot be read (truncated, bytes
+    changed: the zip's CRC fails) or holds other than one finite row per hash is moved aside to
+    `<name>.damaged` with a log line, and its rows are recomputed."""
+    import zipfile
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path) as z:
+            hashes, logits = z["hashes"], z["logits"]
+        if logits.ndim != 2 or len(hashes) != len(logits) or not np.isfinite(logits).all():
+            raise ValueError(f"{len(hashes)} hashes for logits of shape {logits.shape}")
+        return dict(zip(hashes, logits))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        aside = path.with_name(path.name + ".damaged")
+        os.replace(path, aside)
+        log.warning("teacher-logit cache %s is damaged (%s): moved aside to %s; its logits are recomputed",
+                    path, str(e).splitlines()[0][:120] if str(e) else type(e).__name__, aside)
+        return {}
+
+
 def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, batch_size: int) -> tuple[np.ndarray, dict]:
     """The teacher's logits for `texts` (N, C), from the per-review cache; only missing reviews run
     through the teacher (each distinct text once), which is loaded only then and freed after.
     Returns (logits, stats): stats counts reviews reused from the cache and texts computed now."""
     kd = read_json(teacher_dir / "config.json").get("sentiment_kd", {})
     path = cache_dir / f"{teacher_key(teacher_dir, kd)}.npz"
-    known: dict[str, np.ndarray] = {}
-    if path.exists():
-        z = np.load(path)
-        known = dict(zip(z["hashes"], z["logits"]))
+    known = read_logit_cache(path)
     hashes = text_hashes(texts)
     missing = sorted({h: i for i, h in enumerate(hashes) if h not in known}.values())
     stats = {"cache": str(path), "reviews": len(texts), "computed": len(missing),
@@ -325,12 +343,12 @@ def check_students(students: list, sources: dict | None = None) -> list[dict]:
     for s in students:
         if not isinstance(s, dict) or not s.get("name"):
             raise UsageError(f"student {s!r}: each needs at least a name and a model or layers")
+        if set(s) - STUDENT_KEYS:   # first: a misspelt `layers` would otherwise read as a missing one
+            raise UsageError(f"student '{s['name']}': unknown key {sorted(set(s) - STUDENT_KEYS)[0]!r}; "
+                             f"valid: {', '.join(sorted(STUDENT_KEYS))}")
         if "model" not in s and "layers" not in s:
             raise UsageError(f"student '{s['name']}': give a model (a checkpoint), layers (cut the teacher) or both "
                              f"(cut that checkpoint)")
-        if set(s) - STUDENT_KEYS:
-            raise UsageError(f"student '{s['name']}': unknown key {sorted(set(s) - STUDENT_KEYS)[0]!r}; "
-                             f"valid: {', '.join(sorted(STUDENT_KEYS))}")
         if s["name"] in names:
             raise UsageError(f"student name '{s['name']}' appears twice")
         if s["name"] == "teacher" or not str(s["name"]).replace("-", "").replace("_", "").replace(".", "").isalnum():

@@ -17,6 +17,7 @@ configuration is read, so that `--help` and configuration errors stay fast.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -56,10 +57,53 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> bool:
     return True
 
 
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a Trainer checkpoint cannot be resumed from, or None when it is complete: weights (a
+    safetensors file whose header matches its size), optimizer.pt and trainer_state.json (written last)."""
+    from data_utils import WEIGHT_FILES
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return "no readable trainer_state.json"
+    if not (folder / "optimizer.pt").is_file():
+        return "no optimizer.pt"
+    weights = folder / "model.safetensors"
+    if weights.is_file():
+        try:   # a safetensors file: 8-byte header length, JSON header, then the tensors' bytes
+            with open(weights, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            return None if weights.stat().st_size == 8 + n + end else "model.safetensors is truncated"
+        except (OSError, ValueError, KeyError, MemoryError):
+            return "model.safetensors is unreadable"
+    if any((folder / w).is_file() for w in WEIGHT_FILES):
+        return None
+    return "no weights"
+
+
 def last_checkpoint(ckpt_dir: Path) -> str | None:
-    """Path of the newest Trainer checkpoint in ckpt_dir, if any (for resuming)."""
-    from transformers.trainer_utils import get_last_checkpoint
-    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    """Path of the newest complete Trainer checkpoint in ckpt_dir, if any (for resuming). Incomplete
+    ones (a crash or a full disk during the save) are moved aside to ckpt_dir/incomplete-<name>, so that
+    they block no later run and the Trainer's checkpoint rotation does not count them."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+    if not ckpt_dir.is_dir() or int(os.environ.get("RANK", "0")) != 0:
+        from transformers.trainer_utils import get_last_checkpoint   # other ranks: what rank 0 left
+        return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    found = sorted((p for p in ckpt_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for folder in found:
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return str(folder)
+        aside = ckpt_dir / f"incomplete-{folder.name}"
+        while aside.exists():
+            aside = aside.with_name(aside.name + "+")
+        folder.rename(aside)
+        log.warning("checkpoint %s is incomplete (%s): moved aside to %s", folder, problem, aside)
+    if found:
+        log.warning("no complete checkpoint in %s: training starts afresh", ckpt_dir)
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -175,3 +175,43 @@ def test_run_experiment_overwrite_means_the_same_in_every_step(imdb_parquet, tmp
     again = pipeline_run("--overwrite=yes")                                   # any spelling the scripts accept
     assert again.returncode == 0, again.stderr[-2000:]
     assert all(again_t != first_t for again_t, first_t in zip(stamp().values(), first.values()))
+
+
+def test_a_second_run_of_the_same_experiment_is_refused(imdb_parquet, tmp_path):
+    # a run in progress: its lock names a live process; when that process is gone the lock is stale
+    lock = tmp_path / "tiny" / ".lock"
+    lock.parent.mkdir(parents=True)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"pid": running.pid, "script": "fine_tuning_teacher", "since": "2026-01-01 00:00:00"}))
+        r = run("fine_tuning_teacher.py", *tiny_args(imdb_parquet, tmp_path), "--epochs=0.2")
+        assert_one_line_error(r, f"{tmp_path / 'tiny'} is in use by fine_tuning_teacher.py (pid {running.pid}",
+                              "wait for it to finish or stop it")
+        assert not (tmp_path / "tiny" / "teacher").exists() and json.loads(lock.read_text())["pid"] == running.pid
+    finally:
+        running.kill()
+        running.wait()
+    r = run("fine_tuning_teacher.py", *tiny_args(imdb_parquet, tmp_path), "--epochs=0.2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "the run that locked it" in r.stderr and "is gone; taking its lock over" in r.stderr
+    assert (tmp_path / "tiny" / "teacher" / "metrics.json").exists() and not lock.exists()   # released on exit
+
+
+def test_an_output_folder_that_cannot_be_written(tiny_experiment, imdb_parquet, tmp_path, monkeypatch):
+    import errno
+    import logging
+
+    import distill_student
+    import fine_tuning_teacher
+    from configurator import UsageError
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+    monkeypatch.setattr(logging, "FileHandler", read_only)   # root ignores permissions: simulate the mount
+    for main in (fine_tuning_teacher.main, distill_student.main):
+        with pytest.raises(UsageError, match=rf"^cannot write to {tiny_experiment / 'tiny' / 'logs'}/\w+\.log "
+                                             r"\(Read-only file system\); give an --output_dir you can write to"):
+            main(tiny_args(imdb_parquet, tiny_experiment))
+    # and as a user sees it, with a folder that is a file: one line, exit 2
+    (tmp_path / "tiny").write_text("")
+    assert_one_line_error(run("fine_tuning_teacher.py", *tiny_args(imdb_parquet, tmp_path)), "cannot write to")

@@ -136,3 +136,38 @@ def test_tokenizer_fingerprint_ignores_call_state():
     assert du.tokenizer_fingerprint(tok) == before
     _, other = du.build_tiny("roberta")
     assert du.tokenizer_fingerprint(other) != before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "same size", "checksum file"])
+def test_a_damaged_tokenized_cache_is_set_aside_and_recomputed(tmp_path, imdb_parquet, caplog, damage):
+    data = du.load_imdb(("train",), data_dir=str(imdb_parquet))["train"]
+    _, tok = du.build_tiny("bert")
+    expected = du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")["input_ids"]   # read before the
+    (cache,) = (tmp_path / "tokenized").iterdir()                                 # file it maps is damaged
+    arrow = next(cache.glob("*.arrow"))
+    body = bytearray(arrow.read_bytes())
+    damaged = arrow.with_name("damaged")     # a new file put in place: this process still maps the old one
+    if damage == "truncate":
+        damaged.write_bytes(bytes(body[:len(body) // 2]))
+        damaged.replace(arrow)
+    elif damage == "same size":              # token ids overwritten: readable, but wrong
+        body[-600:-500] = bytes(100)
+        damaged.write_bytes(bytes(body))
+        damaged.replace(arrow)
+    else:
+        (cache / du.CHECKSUMS).unlink()      # e.g. written before checksums were
+    with caplog.at_level("INFO", logger="kd"):
+        b = du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
+    assert f"cache {cache} is damaged" in caplog.text and "reused cache" not in caplog.text
+    assert b["input_ids"] == expected and cache.with_name(cache.name + ".damaged").is_dir()
+    assert du.read_tokenized(cache, len(data), 200)[1] is None                         # the new cache checks out
+
+
+def test_a_cache_with_ids_outside_the_vocabulary_is_refused(tmp_path, imdb_parquet):
+    data = du.load_imdb(("train",), data_dir=str(imdb_parquet))["train"]
+    _, tok = du.build_tiny("bert")
+    du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
+    (cache,) = (tmp_path / "tokenized").iterdir()
+    assert du.read_tokenized(cache, len(data), 10)[1] == "48 rows of ids 2..139, expected 48 rows of ids below 10"
+    assert du.read_tokenized(cache, 47, 200)[1].endswith("expected 47 rows of ids below 200")
+    assert du.read_tokenized(cache, 48, 200)[1] is None

@@ -124,6 +124,8 @@ def test_student_list_is_validated():
         ds.check_students([{"name": "x"}])
     with pytest.raises(UsageError, match="unknown key 'lr'"):
         ds.check_students([{"name": "x", "layers": [0], "lr": 1}])
+    with pytest.raises(UsageError, match="unknown key 'layerz'"):     # named before the missing layers
+        ds.check_students([{"name": "x", "layerz": [0]}])
     with pytest.raises(UsageError, match=r"^student 'x': alpha = 1.5: must be between 0 and 1$"):
         ds.check_students([{"name": "x", "layers": [0], "alpha": 1.5}])
     with pytest.raises(UsageError, match=r"^epochs = 'four' in student 'x': expected float, got str$"):

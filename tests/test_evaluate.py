@@ -1,12 +1,17 @@
 """evaluate_models.py: the formulas by hand, the latency statistics, and the tiny experiment's outputs."""
 import csv
 import json
+import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+from matplotlib.figure import Figure
 
 import evaluate_models as ev
-from conftest import tiny_args
+from conftest import POS, tiny_args
+from data_utils import build_tiny
 from configurator import UsageError
 
 
@@ -164,3 +169,45 @@ def test_gain_lines_follow_one_lever():
     assert {k: [(x, g["student"]) for x, g in v] for k, v in lines.items()} == {
         "m layers=[0]": [(0, "x0"), (2000, "x2000"), (8000, "x8000")],
         "m layers=[0, 1]": [(0, "y0"), (8000, "y8000")]}
+
+
+class Contrary(torch.nn.Module):
+    """Stands in for an int8 copy: always the wrong class on the tiny reviews (their label is carried by the
+    words of conftest.POS), so its accuracy is 0 whatever the fp32 model scores."""
+
+    def __init__(self, model, tokenizer):
+        super().__init__()
+        self.inner, self.config = model, model.config
+        self.pos = torch.tensor(tokenizer.convert_tokens_to_ids(POS))
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        positive = torch.isin(input_ids, self.pos).any(-1).float()
+        return SimpleNamespace(logits=4 * torch.stack([positive, 1 - positive], -1))
+
+
+def test_each_row_reports_its_own_model_on_the_test_split(tiny_experiment, imdb_parquet, tmp_path, monkeypatch):
+    # a copy whose validation accuracies are all 0.123: any validation figure shown as a test one stands out
+    shutil.copytree(tiny_experiment / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns("cache", "checkpoints"))
+    for m in (tmp_path / "tiny").glob("**/metrics.json"):
+        m.write_text(json.dumps(json.loads(m.read_text()) | {"val_accuracy": 0.123}))
+    _, tok = build_tiny("bert")
+    monkeypatch.setattr(ev, "quantize", lambda model: Contrary(model, tok))
+    figures, savefig = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), savefig(self, *a, **k))[1])
+    ev.main(tiny_args(imdb_parquet, tmp_path, "--models=cut", cache=False))
+    root = tmp_path / "tiny"
+    rows = json.loads((root / "results.json").read_text())["rows"]
+    assert [(r["model"], r["precision"]) for r in rows] == [("teacher", "fp32"), ("teacher", "int8"), ("cut", "fp32"),
+                                                            ("cut", "int8")]
+    for r in rows:
+        name = r["model"] + ("" if r["precision"] == "fp32" else "-int8")
+        preds = list(csv.DictReader(open(root / "predictions" / f"{name}.csv")))
+        assert r["accuracy"] == pytest.approx(np.mean([p["label"] == p["pred"] for p in preds]))   # test, not 0.123
+        assert r["val_accuracy"] == 0.123
+    # the int8 rows measured the int8 stand-in, not the fp32 model
+    assert [r["accuracy"] for r in rows if r["precision"] == "int8"] == [0.0, 0.0]
+    table = [line.split("|")[6].strip() for line in (root / "results.md").read_text().splitlines()[4:8]]
+    assert table == [f"{r['accuracy']:.4f}" for r in rows]
+    accuracy_bars = figures[0].axes[0]
+    assert accuracy_bars.get_xlabel() == "test accuracy"
+    assert [p.get_width() for p in accuracy_bars.patches] == pytest.approx([r["accuracy"] for r in rows])

@@ -1,6 +1,7 @@
 """fine_tuning_teacher.py on the tiny experiment: saves a reloadable model, refuses to overwrite,
 resumes an interrupted run; and, with ../shared, a few real steps of the quick teacher."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -84,6 +85,13 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     ckpts = list((tmp_path / "tiny" / "checkpoints" / "teacher").glob("checkpoint-*"))
     assert [c.name for c in ckpts] == ["checkpoint-5"]                   # 40 reviews / batch 8 = 5 steps
     assert not (tmp_path / "tiny" / "teacher").exists()
+    # later saves cut short (a full disk, a kill): weights truncated, or nothing but config.json
+    truncated = ckpts[0].with_name("checkpoint-7")
+    shutil.copytree(ckpts[0], truncated)
+    with open(truncated / "model.safetensors", "r+b") as f:
+        f.truncate((truncated / "model.safetensors").stat().st_size - 100)
+    (ckpts[0].with_name("checkpoint-9")).mkdir()
+    shutil.copy(ckpts[0] / "config.json", ckpts[0].with_name("checkpoint-9"))
     class Count(TrainerCallback):
         steps = 0
 
@@ -93,6 +101,9 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path))
     assert metrics["resumed_from"].endswith("checkpoint-5")
     assert Count.steps == 5                                                # only epoch 2 was trained
+    log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
+    assert "checkpoint-9 is incomplete (no readable trainer_state.json): moved aside" in log
+    assert "checkpoint-7 is incomplete (model.safetensors is truncated): moved aside" in log
     assert [h["epoch"] for h in metrics["log_history"] if "eval_accuracy" in h][:2] == [1.0, 2.0]
 
 
@@ -127,3 +138,28 @@ def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monk
     crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite"))
     assert metrics["resumed_from"] is None and metrics["epochs"] == 2.0
+
+
+def test_resume_takes_the_newest_complete_checkpoint(tmp_path):
+    from safetensors.torch import save_file
+
+    def checkpoint(step, *files, weights=True):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if weights:
+            save_file({"w": torch.zeros(4, 4)}, str(folder / "model.safetensors"))
+        for name in files:
+            (folder / name).write_text("{}")
+        return folder
+    assert training.last_checkpoint(tmp_path / "none") is None
+    checkpoint(2, "optimizer.pt", "trainer_state.json")
+    checkpoint(4, "optimizer.pt", "trainer_state.json", weights=False)
+    checkpoint(6, "trainer_state.json")
+    checkpoint(8, "config.json", weights=False)
+    assert training.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["checkpoint-2", "incomplete-checkpoint-4", "incomplete-checkpoint-6", "incomplete-checkpoint-8"]
+    shutil.rmtree(tmp_path / "checkpoint-2")
+    checkpoint(8, "optimizer.pt", weights=False)              # a second incomplete one of the same name
+    assert training.last_checkpoint(tmp_path) is None         # none complete: start afresh
+    assert (tmp_path / "incomplete-checkpoint-8+").is_dir()

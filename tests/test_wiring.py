@@ -2,6 +2,7 @@
 batched forward (teacher logits, evaluation, inference) returns rows in the input order, including after
 a partial hit of the teacher-logit cache. Each test here fails on a deliberate one-line break."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,79 @@ def test_evaluation_probabilities_come_back_in_input_order(tiny):
     r = ev.measure(model, tok, TEXTS, {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}, "cpu",
                    3, [0, 1], 0)
     np.testing.assert_allclose(r["probs"], torch.softmax(torch.tensor(ref), -1)[:, 1].numpy(), atol=1e-5)
+
+
+def test_a_student_cut_with_all_teacher_layers_has_zero_hidden_state_loss(tmp_path):
+    # student layer k is hidden_states[k + 1] and so is its teacher layer: comparing it with the teacher's
+    # hidden_states[j] (one layer lower, or the embeddings) gives a clearly positive loss
+    from transformers import TrainingArguments
+    teacher, tok = varied_tiny(seed=3)
+    teacher.eval()
+    student = ds.cut_layers(teacher, [0, 1])
+    batch = tok(["a great film", "awful", "the plot was boring"], return_tensors="pt", padding=True)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = training.DistillTrainer(model=student, args=args, alpha=0.5, temperature=2.0, teacher=teacher,
+                                      hidden_weight=1.0, layer_map=[0, 1])
+    student.train()
+    for m in student.modules():          # dropout off, so that the student computes what the teacher does
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    teacher_logits = teacher(**batch).logits.detach()
+    trainer.compute_loss(student, {**batch, "labels": torch.tensor([1, 0, 0]), "teacher_logits": teacher_logits})
+    assert trainer._parts["hidden"] == [pytest.approx(0.0, abs=1e-10)]
+
+
+def test_a_changed_teacher_gets_its_logits_recomputed(tmp_path):
+    model, tok = varied_tiny(seed=4)
+    teacher_dir = tmp_path / "teacher"
+    model.config.sentiment_kd = {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}
+    model.save_pretrained(teacher_dir)
+    tok.save_pretrained(teacher_dir)
+    first, stats = ds.cached_teacher_logits(TEXTS, teacher_dir, tmp_path / "cache", batch_size=4)
+    assert stats["computed"] == len(TEXTS)
+    # retrained in place: same folder, same file names and sizes, other weights
+    other, _ = varied_tiny(seed=6)
+    other.config.sentiment_kd = model.config.sentiment_kd
+    other.save_pretrained(teacher_dir)
+    again, stats = ds.cached_teacher_logits(TEXTS, teacher_dir, tmp_path / "cache", batch_size=4)
+    assert stats["computed"] == len(TEXTS) and stats["reused"] == 0
+    np.testing.assert_allclose(again, one_by_one(other, tok, TEXTS), atol=1e-5)
+    assert np.abs(again - first).max() > 1e-3
+
+
+def test_inference_default_is_the_best_student_of_the_newest_experiment(tmp_path):
+    import json
+    import os
+
+    import inference
+    for exp, accs, when in (("old", {"s": 0.99}, 1_000), ("new", {"low": 0.6, "best": 0.9, "mid": 0.7}, 2_000)):
+        for name, acc in [("teacher", 0.95)] + list(accs.items()):
+            folder = tmp_path / exp / ("teacher" if name == "teacher" else f"students/{name}")
+            folder.mkdir(parents=True)
+            for f in ("config.json", "model.safetensors", "tokenizer.json"):
+                (folder / f).write_text("{}")
+            (folder / "metrics.json").write_text(json.dumps({"val_accuracy": acc}))
+            os.utime(folder / "metrics.json", (when, when))
+    assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "best"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_teacher_logit_cache_is_set_aside_and_recomputed(tiny, tmp_path, caplog, damage):
+    model, tok, ref = tiny
+    teacher_dir = tmp_path / "teacher"
+    model.config.sentiment_kd = {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}
+    model.save_pretrained(teacher_dir)
+    tok.save_pretrained(teacher_dir)
+    _, stats = ds.cached_teacher_logits(TEXTS, teacher_dir, tmp_path / "cache", batch_size=4)
+    path = Path(stats["cache"])
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[:len(data) // 2]
+    else:                                   # same size, other bytes: in the middle of the stored logits
+        data[len(data) // 3: len(data) // 3 + 8] = bytes(255 - b for b in data[len(data) // 3: len(data) // 3 + 8])
+    path.write_bytes(bytes(data))
+    out, stats = ds.cached_teacher_logits(TEXTS, teacher_dir, tmp_path / "cache", batch_size=4)
+    assert stats["computed"] == len(TEXTS) and stats["reused"] == 0
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    assert f"teacher-logit cache {path} is damaged" in caplog.text and path.with_name(path.name + ".damaged").exists()
+    assert ds.read_logit_cache(path).keys() == set(ds.text_hashes(TEXTS))        # the rewritten cache reads back

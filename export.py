@@ -96,6 +96,32 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
     return out
 
 
+class OrtClassifier:
+    """An ONNX Runtime session behind the interface evaluate_models.measure times: `model(**batch).logits`
+    (torch tensors in and out, converted without copies), `.config`, `.to()`, `.eval()`, and `size_mb`."""
+
+    def __init__(self, path: Path, config, threads: int = 0):
+        from onnx_runtime import session
+        self.sess, self.config, self.size_mb = session(path, threads), config, Path(path).stat().st_size / 1e6
+
+    def to(self, device):
+        if str(device) != "cpu":
+            raise UsageError("ONNX rows run on the CPU only")
+        return self
+
+    def eval(self):
+        return self
+
+    def __call__(self, input_ids, attention_mask, **_):
+        import types
+
+        import torch
+
+        from onnx_runtime import run_logits
+        logits = run_logits(self.sess, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})
+        return types.SimpleNamespace(logits=torch.from_numpy(logits))
+
+
 def finished_models(root: Path) -> list[Path]:
     """The experiment's finished teacher and students (not a `.partial` save)."""
     found = [root / "teacher"] + sorted((root / "students").glob("*"))

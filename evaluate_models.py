@@ -609,6 +609,11 @@ def main(argv=None) -> dict:
             "settings": r["settings"], "folder": r["folder"],
         })
     groups = seed_groups(rows)
+    if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
+        from model_card import write_card
+        for name, folder in models:
+            write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hardware(device),
+                       test_size=len(texts))
 
     # 4. write the tables, the JSON/CSV, the dashboard and the gains plot
     prefix = "" if SPLIT == "test" else "validation-"

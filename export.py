@@ -90,6 +90,8 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
         quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, [e for e in exclude if e])
     model.config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    if (folder / "README.md").is_file():
+        shutil.copy(folder / "README.md", tmp / "README.md")    # the model card (model_card.py) travels with it
     replace_dir(tmp, out)
     sizes = {f.name: round(f.stat().st_size / 1e6, 1) for f in out.glob("*.onnx")}
     log.info("exported %s: %s MB", out, sizes)

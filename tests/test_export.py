@@ -90,3 +90,8 @@ def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     assert "onnxruntime" in result["hardware"] and result["hardware"]["cpu_features"]
     md = (tiny_experiment / "tiny" / "results.md").read_text()
     assert "onnx-int8" in md and "CPU features" in md
+    from huggingface_hub import metadata_load
+    card = metadata_load(exported["cut"] / "README.md")        # the card now holds the test metrics
+    tests = [m for r in card["model-index"][0]["results"] if r["dataset"]["split"] == "test" for m in r["metrics"]]
+    assert {"type": "accuracy", "value": round(fp32["accuracy"], 4)} in tests
+    assert "onnx-int8" in (exported["cut"] / "README.md").read_text()

@@ -27,7 +27,7 @@ import tomllib
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent
-SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference", "bench")
+SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference", "bench", "export")
 CONFIG_TYPES = (bool, int, float, str, list)
 LEVELS = {"default": 0, "file": 1, "flag": 2}   # precedence of a value's source: flag > file > default
 TRUNCATIONS = ("head", "tail", "head+tail")

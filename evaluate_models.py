@@ -15,7 +15,9 @@ size fraction), and speed: batch-1 latency p50/p95 after warm-up, throughput at 
 (model forward only, batches sorted by length), tokenization timed separately, the whole evaluation
 pipeline's throughput and its ratio to the bare forward, speedup over the teacher. Extra rows: with
 QUANTIZE an int8 dynamic-quantized copy of each model whose kind is in QUANTIZE_KINDS (Linear layers,
-CPU only); with HALF_PRECISION a
+CPU only); with ONNX the model's ONNX export (export.py, made here where missing) run by ONNX Runtime
+in fp32 and dynamic int8 (rows onnx-fp32 / onnx-int8, kinds in ONNX_KINDS, CPU only, as many threads as
+torch, the same reviews and tokenization); with HALF_PRECISION a
 bf16 copy (fp16 where bf16 is unsupported; on GPUs by default). On GPUs every timing is synchronised
 (batch-1 latency with CUDA events after a warm-up of at least GPU_WARMUP_S seconds). Hardware, device
 and threads are recorded with the results.
@@ -65,6 +67,8 @@ FP32_MODELS = [""]                # models that also get an fp32 row when they g
                                   # teacher always does); the others are compared by their bf16 rows
 GAIN_PLOT_BY = ""                 # a student setting (e.g. transfer_size): gains.png also plots the gain against it
 QUANTIZE_KINDS = ["teacher", "distilled", "baseline", "student"]   # which models get an int8 row (student: not from distill_student.py)
+ONNX = False                      # add ONNX Runtime rows onnx-fp32 / onnx-int8 (CPU; exports to <model>/onnx/ where missing)
+ONNX_KINDS = ["teacher", "distilled", "baseline", "student"]   # which models get the ONNX rows
 DEVICE = "auto"                   # auto | cpu | cuda
 THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
 # --- system ------------------------------------------------------------------------------------
@@ -114,10 +118,23 @@ def hardware(device: str) -> dict:
     except (OSError, StopIteration):
         pass
     info = {"device": device, "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "platform": platform.platform()}
+            "torch": torch.__version__, "platform": platform.platform(), "cpu_features": cpu_features()}
+    if ONNX:
+        import onnxruntime
+        info["onnxruntime"] = onnxruntime.__version__
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def cpu_features() -> str:
+    """The CPU's vector extensions that int8 and fp32 kernels depend on (AVX2, AVX-512, VNNI, AMX), from /proc/cpuinfo."""
+    try:
+        flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    found = [f for f in flags if f in ("avx2", "fma") or f.startswith(("avx512", "avx_vnni", "amx"))]
+    return " ".join(sorted(found)) or "no AVX2/AVX-512/VNNI"
 
 
 def size_on_disk_mb(model, folder: Path | None) -> float:
@@ -227,10 +244,12 @@ def model_kind(name: str, kd: dict) -> str:
 
 def precisions(name: str, kind: str, device: str) -> list[str]:
     """The rows one model gets: fp32 (unless it has a bf16 row and is not in FP32_MODELS), int8 (CPU,
-    QUANTIZE, kind in QUANTIZE_KINDS), bf16 (HALF_PRECISION)."""
+    QUANTIZE, kind in QUANTIZE_KINDS), onnx-fp32 / onnx-int8 (CPU, ONNX, kind in ONNX_KINDS), bf16
+    (HALF_PRECISION; last, as it converts the model in place)."""
     half = HALF_PRECISION == "always" or (HALF_PRECISION == "auto" and device == "cuda")
     fp32 = not half or kind == "teacher" or not [m for m in FP32_MODELS if m] or name in FP32_MODELS
     return (["fp32"] if fp32 else []) + (["int8"] if QUANTIZE and device == "cpu" and kind in QUANTIZE_KINDS else []) + \
+        (["onnx-fp32", "onnx-int8"] if ONNX and device == "cpu" and kind in ONNX_KINDS else []) + \
         (["bf16"] if half else [])
 
 
@@ -240,6 +259,18 @@ def reference_rows(rows: list[dict]) -> list[dict]:
     with_fp32 = {r["model"] for r in rows if r["precision"] == "fp32"}
     return [r for r in rows if r["precision"] == "fp32" or
             (r["precision"] in ("bf16", "fp16") and r["model"] not in with_fp32)]
+
+
+def onnx_variant(folder: Path, config, precision: str):
+    """The model's ONNX export (exported now if missing) in an ONNX Runtime session with torch's thread count."""
+    import torch
+
+    from export import OrtClassifier, export_model, is_exported, onnx_dir
+    from onnx_runtime import FP32_FILE, INT8_FILE
+    if not is_exported(folder):
+        export_model(folder)
+    path = onnx_dir(folder) / (INT8_FILE if precision == "onnx-int8" else FP32_FILE)
+    return OrtClassifier(path, config, torch.get_num_threads())
 
 
 def to_half(model, device: str):
@@ -360,7 +391,9 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     text = (f"# {result['experiment']}: teacher vs students on {result['test_size']:,} IMDb "
             f"{result['split']} reviews\n\n" + markdown_table(rows) + gains + "\n\n"
             f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
-            + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}. "
+            + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}"
+            + (f", onnxruntime {hw['onnxruntime']}" if "onnxruntime" in hw else "")
+            + (f"; CPU features: {hw['cpu_features']}" if "cpu_features" in hw else "") + ". "
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
             f"{result['config']['latency_samples']} test reviews. Throughput: model forward at batch "
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
@@ -496,9 +529,10 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
     root = Path(OUTPUT_DIR) / EXPERIMENT
     if DEVICE == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device=cuda: no GPU is visible; use --device=auto or cpu")
-    bad = set(QUANTIZE_KINDS) - _KINDS
-    if bad:
-        raise UsageError(f"--quantize_kinds: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
+    for name, kinds in (("quantize_kinds", QUANTIZE_KINDS), ("onnx_kinds", ONNX_KINDS)):
+        bad = set(kinds) - _KINDS
+        if bad:
+            raise UsageError(f"--{name}: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
     teacher_dir = Path(TEACHER_DIR) if TEACHER_DIR else root / "teacher"
     models = find_models(root, teacher_dir)
     if not models or models[0][0] != "teacher":
@@ -539,6 +573,8 @@ def main(argv=None) -> dict:
         for precision in precisions(name, kind, device):
             if precision == "int8":
                 m = quantize(model)
+            elif precision.startswith("onnx"):
+                m = onnx_variant(folder, model.config, precision)
             elif precision == "bf16":
                 m, precision = to_half(model, device)
             else:
@@ -549,7 +585,7 @@ def main(argv=None) -> dict:
             row_name = name if precision == "fp32" else f"{name}-{precision}"
             scores = classification_metrics(pred, labels)
             raw.append({"model": name, "kind": kind, "precision": precision, "folder": str(folder), "params": params,
-                        "size_mb": size_on_disk_mb(m, folder if precision == "fp32" else None),
+                        "size_mb": getattr(m, "size_mb", None) or size_on_disk_mb(m, folder if precision == "fp32" else None),
                         "val_accuracy": metrics.get("val_accuracy"), "accuracy": scores["accuracy"], "f1": scores["f1"],
                         "precision_macro": scores["precision"], "recall_macro": scores["recall"], "pred": pred,
                         "student": kd.get("student"), "settings": kd.get("settings"), "seed": kd.get("seed"),
@@ -586,6 +622,11 @@ def main(argv=None) -> dict:
             "settings": r["settings"], "folder": r["folder"],
         })
     groups = seed_groups(rows)
+    if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
+        from model_card import write_card
+        for name, folder in models:
+            write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hardware(device),
+                       test_size=len(texts))
 
     # 4. write the tables, the JSON/CSV, the dashboard and the gains plot
     prefix = "" if SPLIT == "test" else "validation-"

@@ -10,6 +10,11 @@ Writes to stdout, per text: label, confidence, text; or JSON with --json. Notes 
     cat reviews.txt | python inference.py -
     python inference.py --model outputs/quick/students/L3 --json "A slow start, then wonderful."
     python inference.py                               # a few built-in examples
+    python inference.py --model outputs/quick/students/L3/onnx "I loved it"   # ONNX export (export.py)
+
+An ONNX folder (export.py) is run with ONNX Runtime and the `tokenizers` library only: no torch or
+transformers import, so one review answers in about a second instead of about ten; ONNX_FILE picks the
+fp32 model.onnx (default; same predictions as the torch model) or the int8 model_quantized.onnx.
 
 From Python:
     from inference import predict
@@ -23,6 +28,7 @@ from pathlib import Path
 
 from configurator import UsageError, configure, run_main
 from data_utils import ID2LABEL, WEIGHT_FILES, batched_logits, is_finished, is_saved_model, read_json, truncation_settings
+from onnx_runtime import FP32_FILE, is_onnx_folder, onnx_logits, softmax
 
 # --- I/O ---------------------------------------------------------------------------------------
 MODEL = ""                        # model folder; "" = best student of the newest experiment, else its teacher
@@ -32,6 +38,7 @@ JSON = False                      # print JSON instead of a table
 # --- system ------------------------------------------------------------------------------------
 BATCH_SIZE = 32                   # texts per forward pass
 DEVICE = "auto"                   # auto | cpu | cuda
+ONNX_FILE = FP32_FILE             # in an ONNX folder: model.onnx (fp32) | model_quantized.onnx (int8)
 
 EXAMPLES = (
     "One of the best films I have seen in years: moving, funny and beautifully acted.",
@@ -75,6 +82,8 @@ def check_model(path: str, output_dir: str) -> Path:
     have = lambda: ", ".join(str(p) for p in saved_models(output_dir)) or f"none under {output_dir}/"   # noqa: E731
     if not folder.is_dir():
         raise UsageError(f"model folder {folder} does not exist; saved models: {have()}")
+    if is_onnx_folder(folder):
+        return folder             # written by export.py from a checked model folder
     if not (folder / "config.json").is_file() or not any((folder / w).is_file() for w in WEIGHT_FILES):
         raise UsageError(f"model folder {folder} is incomplete (needs config.json and model weights); saved models: {have()}")
     if not is_saved_model(folder):
@@ -110,16 +119,16 @@ def load(folder: Path, device: str):
 
 
 def predict(texts: str | list[str], model: str = "", batch_size: int = 32, device: str = "auto",
-            output_dir: str = "outputs") -> list[dict]:
+            output_dir: str = "outputs", onnx_file: str = FP32_FILE) -> list[dict]:
     """Sentiment of each text: [{"label": "positive" | "negative", "score": probability of that label}],
     in the order of `texts`.
 
     texts: a list of strings, or one string (one text). An empty list gives []. A blank text (only
     whitespace or a byte-order mark) raises ValueError naming its position: there is nothing to predict,
     and skipping it would shift the results against the inputs (the command line skips blank lines
-    with a note instead). model: a saved model folder ("" = the default model, see the module docstring).
+    with a note instead). model: a saved model folder ("" = the default model, see the module docstring),
+    or its ONNX export (export.py; run on the CPU with ONNX Runtime, `onnx_file` in it).
     """
-    import torch
     texts = [texts] if isinstance(texts, str) else list(texts)
     bad = [i for i, t in enumerate(texts, 1) if not isinstance(t, str)]
     if bad:
@@ -130,9 +139,14 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
                          f"(the command line skips them with a note)")
     if not texts:
         return []
+    folder = check_model(model, output_dir) if model else default_model(output_dir)
+    if is_onnx_folder(folder):
+        probs = softmax(onnx_logits(folder, texts, batch_size, onnx_file))
+        id2label = {int(k): v for k, v in read_json(folder / "config.json")["id2label"].items()}
+        return [{"label": id2label[int(p.argmax())], "score": round(float(p.max()), 4)} for p in probs]
+    import torch
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    folder = check_model(model, output_dir) if model else default_model(output_dir)
     net, tok, settings = load(folder, device)
     probs = torch.softmax(torch.from_numpy(batched_logits(net, tok, texts, settings, batch_size, device)), -1)
     return [{"label": net.config.id2label[int(p.argmax())], "score": round(float(p.max()), 4)} for p in probs]
@@ -175,7 +189,7 @@ def main(argv=None) -> list[dict]:
         raise UsageError("no non-empty text to predict; pass texts, --file=PATH or - for standard input")
     texts = [texts[i] for i in keep]
     folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR)
-    results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR)
+    results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
     if JSON:
         print(json.dumps({"model": str(folder), "predictions": [{"text": t, **r} for t, r in zip(texts, results)]}, indent=2))
     else:

@@ -227,6 +227,8 @@ def save_finished(trainer, tokenizer, out_dir: Path, record: Path, metrics: dict
         tokenizer.model_max_length = info["max_length"]
         tokenizer.save_pretrained(str(tmp))
         write_json(tmp / "metrics.json", metrics)
+        from model_card import write_card
+        write_card(tmp, out_dir.name, shown=out_dir)      # README.md: what it is, its recipe, validation metrics
         replace_dir(tmp, out_dir)
         write_json(record, {"config": model.config.to_dict(), "metrics": metrics})
         log.info("saved %s: %s", out_dir, {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})

@@ -1,0 +1,107 @@
+"""The model card (README.md, Hugging Face format) of every saved model folder.
+
+Nothing here runs on its own. training.save_finished writes a card when a model is saved (validation
+metrics); evaluate_models.py rewrites it with the test metrics and speed; export.py copies it into the
+ONNX folder. The metadata is built with huggingface_hub's ModelCardData / EvalResult (so it is the
+hub's `model-index` format and parses back with huggingface_hub.metadata_load); the body is written
+here from what the folder itself records: config.json's `sentiment_kd` entry and metrics.json.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from data_utils import read_json
+
+# licenses of the base models this project names in its configs (others: left out, not guessed)
+LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-transformers/all-mpnet-base-v2": "apache-2.0",
+            "bert-base-uncased": "apache-2.0", "google-bert/bert-base-uncased": "apache-2.0", "roberta-base": "mit",
+            "FacebookAI/roberta-base": "mit", "distilroberta-base": "apache-2.0", "distilbert-base-uncased": "apache-2.0"}
+DATASET = "stanfordnlp/imdb"
+
+
+def base_model(kd: dict) -> str | None:
+    """The hub model a folder descends from: the teacher's base model, a student's own `model`, or for a
+    student cut from the teacher, the teacher's base model (read from the teacher folder when present)."""
+    name = kd.get("base_model") or (kd.get("student") or {}).get("model")
+    if not name and kd.get("teacher") and (Path(kd["teacher"]) / "config.json").is_file():
+        name = read_json(Path(kd["teacher"]) / "config.json").get("sentiment_kd", {}).get("base_model")
+    return name if name and not name.startswith("tiny:") and not Path(name).exists() else None
+
+
+def eval_results(name: str, metrics: dict, test: dict | None):
+    from huggingface_hub import EvalResult
+    out = []
+    for split, src, keys in (("validation", metrics, ("val_accuracy", "val_f1")), ("test", test or {}, ("accuracy", "f1"))):
+        for key in keys:
+            if src.get(key) is not None:
+                out.append(EvalResult(task_type="text-classification", dataset_type=DATASET, dataset_name="IMDb",
+                                      dataset_split=split, metric_type=key.removeprefix("val_"),
+                                      metric_value=round(float(src[key]), 4)))
+    return out
+
+
+def recipe_lines(kd: dict, folder: Path) -> list[str]:
+    """What the model is and how it was trained, from its sentiment_kd record."""
+    if kd.get("role") == "teacher":
+        return [f"A sentiment classifier (negative / positive) fine-tuned from `{kd.get('base_model')}` on IMDb movie "
+                f"reviews; the teacher of this experiment's distilled students."]
+    spec, kind = kd.get("student") or {}, kd.get("kind", "student")
+    layers = spec.get("layers")
+    lines = [f"A {'distilled ' if kind == 'distilled' else ''}student sentiment classifier (negative / positive) for IMDb "
+             f"movie reviews, {'trained on the labels alone (the labels-only baseline)' if kind == 'baseline' else 'learned from the teacher'} "
+             f"`{kd.get('teacher')}`.", "",
+             f"- layers kept from {'`' + spec['model'] + '`' if spec.get('model') else 'the teacher'}: {layers}",
+             f"- alpha (weight of the teacher's soft labels): {kd.get('alpha')}, temperature T: {kd.get('temperature')}",
+             f"- unlabeled transfer reviews: {kd.get('transfer_size', 0)}"]
+    return lines
+
+
+def speed_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["Not evaluated yet: `python evaluate_models.py --config configs/<experiment>.toml` adds the test metrics."]
+    lines = ["| precision | test accuracy | agreement with teacher | size (MB) | p50 ms (batch 1) | reviews/s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['precision']} | {r['accuracy']:.4f} | {r['agreement']:.4f} | {r['size_mb']:.1f} | "
+              f"{r['latency_p50_ms']:.1f} | {r['throughput']:.0f} |" for r in rows]
+    return lines
+
+
+def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware: dict | None = None,
+              test_size: int | None = None, shown: Path | None = None) -> str:
+    """README.md of a model folder: YAML metadata (hub format) and the body. rows: this model's evaluation
+    rows; shown: the folder's path as the usage lines name it (default: folder)."""
+    from huggingface_hub import ModelCardData
+    folder = Path(folder)
+    config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    kd, where_used = config.get("sentiment_kd", {}), shown or folder
+    test = next((r for r in rows or [] if r["precision"] == "fp32"), None)
+    base = base_model(kd)
+    data = ModelCardData(base_model=base, datasets=[DATASET], pipeline_tag="text-classification", language="en",
+                         license=LICENSES.get(base or ""), library_name="transformers", model_name=name,
+                         tags=["knowledge-distillation", "sentiment-analysis", kd.get("role", "student")],
+                         eval_results=eval_results(name, metrics, test) or None)
+    baseline = folder.parent / f"{name}-baseline" / "metrics.json"
+    compare = (f"Its labels-only baseline (same student, seed and steps): validation accuracy "
+               f"{read_json(baseline)['val_accuracy']:.4f}; this model: {metrics.get('val_accuracy', float('nan')):.4f}."
+               if kd.get("kind") == "distilled" and baseline.is_file() else "")
+    where = (f"{test_size:,} IMDb test reviews; {hardware.get('cpu')}, {hardware.get('torch_threads')} threads, "
+             f"CPU features {hardware.get('cpu_features')}" if hardware else "")
+    body = [f"# {name}", "", *recipe_lines(kd, folder), "",
+            f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (F1 {metrics.get('val_f1', float('nan')):.4f}), "
+            f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters. {compare}", "",
+            "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or []), "",
+            "## How to use", "", "```python", "from transformers import pipeline",
+            f'clf = pipeline("text-classification", model="{where_used}", truncation=True)', 'clf("I loved it")', "```", "",
+            f"or `python inference.py --model {where_used} \"I loved it\"` (an ONNX export: `python export.py "
+            f"--model={where_used}`, then `--model {where_used}/onnx`).", "",
+            "## Limits", "",
+            f"English movie reviews (IMDb) only; two labels. Trained on at most {kd.get('max_length')} tokens "
+            f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
+            f"longer texts are cut the same way. Not evaluated on other domains or languages.", ""]
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
+
+
+def write_card(folder: Path, name: str | None = None, **evaluation) -> Path:
+    """Write <folder>/README.md (evaluation: rows, hardware, test_size from evaluate_models)."""
+    path = Path(folder) / "README.md"
+    path.write_text(card_text(Path(folder), name or Path(folder).name, **evaluation))
+    return path

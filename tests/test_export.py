@@ -1,0 +1,101 @@
+"""export.py / onnx_runtime.py: tiny BERT and RoBERTa students exported to ONNX, run by ONNX Runtime
+without torch, inference.py on an ONNX folder, and the onnx rows of evaluate_models.py."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_args
+
+pytest.importorskip("onnxruntime")
+
+# the first is longer than the tiny models' 64 tokens, with a tail unlike its head: head+tail truncation matters
+TEXTS = ["a great film, the best movie with great acting and a good plot " * 3 + "worst awful boring waste " * 8,
+         "bad", "worst awful boring waste",
+         "the story was not good but the acting was excellent"]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_experiment):
+    """{name: model folder} of the tiny cut (BERT) and roberta students, exported by the command."""
+    import export
+    root = tiny_experiment / "tiny"
+    folders = {n: root / "students" / n for n in ("cut", "roberta")}
+    for folder in folders.values():
+        export.main([f"--output_dir={tiny_experiment}", "--experiment=tiny", f"--model={folder}"])
+    return folders
+
+
+def torch_logits(folder, texts):
+    from data_utils import batched_logits, load_classifier, read_json, truncation_settings
+    model, tok = load_classifier(str(folder))
+    kd = read_json(folder / "config.json")["sentiment_kd"]
+    return batched_logits(model.eval(), tok, texts, truncation_settings(kd, tok), 3, "cpu")
+
+
+@pytest.mark.parametrize("name", ["cut", "roberta"])
+def test_onnx_logits_equal_torch_and_int8_is_smaller(exported, name):
+    from onnx_runtime import FP32_FILE, INT8_FILE, onnx_logits
+    onnx = exported[name] / "onnx"
+    ref = torch_logits(exported[name], TEXTS)
+    # the tokenization (head+tail truncation, special tokens, padding) and the graph, both without torch;
+    # the tiny random models' logits differ little between texts, so the tolerance is far below that spread
+    assert np.ptp(ref[:, 0]) > 1e-5
+    np.testing.assert_allclose(onnx_logits(onnx, TEXTS, batch_size=3), ref, atol=1e-6, rtol=1e-4)
+    np.testing.assert_allclose(onnx_logits(onnx, TEXTS, batch_size=1), ref, atol=1e-6, rtol=1e-4)
+    int8 = onnx_logits(onnx, TEXTS, file=INT8_FILE)
+    assert np.abs(int8 - ref).max() < 0.1
+    assert (onnx / INT8_FILE).stat().st_size < 0.6 * (onnx / FP32_FILE).stat().st_size
+
+
+def test_export_keeps_a_finished_export(exported):
+    import export
+    f = exported["cut"] / "onnx" / "model.onnx"
+    before = f.stat().st_mtime_ns
+    export.export_model(exported["cut"])
+    assert f.stat().st_mtime_ns == before
+
+
+def run_inference(*args):
+    """inference.main in a fresh interpreter; returns (predictions, modules torch/transformers imported)."""
+    code = ("import sys, json; sys.path.insert(0, sys.argv[1]); import inference; "
+            "r = inference.main(sys.argv[2:]); "
+            "print(json.dumps([r, 'torch' in sys.modules, 'transformers' in sys.modules]))")
+    p = subprocess.run([sys.executable, "-c", code, str(ROOT), *args], capture_output=True, timeout=180, cwd=ROOT)
+    assert p.returncode == 0, p.stderr.decode()
+    return json.loads(p.stdout.decode().strip().splitlines()[-1])
+
+
+def test_inference_on_onnx_folder_same_output_without_torch(exported, tiny_experiment):
+    folder = exported["cut"]
+    onnx, onnx_torch, onnx_tf = run_inference(f"--model={folder / 'onnx'}", *TEXTS)
+    ref, ref_torch, _ = run_inference(f"--model={folder}", *TEXTS)
+    assert onnx == ref and ref_torch
+    assert not onnx_torch and not onnx_tf
+    int8, _, _ = run_inference(f"--model={folder / 'onnx'}", "--onnx_file=model_quantized.onnx", *TEXTS)
+    assert len(int8) == len(TEXTS) and all(abs(a["score"] - b["score"]) < 0.05 for a, b in zip(int8, ref)
+                                           if a["label"] == b["label"])
+
+
+def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
+    import evaluate_models as ev
+    result = ev.main(tiny_args(imdb_parquet, tiny_experiment, "--onnx=true", '--onnx_kinds=["distilled"]',
+                               "--quantize=false", "--models=cut", cache=False))
+    rows = {(r["model"], r["precision"]): r for r in result["rows"]}
+    assert list(rows) == [("teacher", "fp32"), ("cut", "fp32"), ("cut", "onnx-fp32"), ("cut", "onnx-int8")]
+    fp32, ort32, ort8 = rows["cut", "fp32"], rows["cut", "onnx-fp32"], rows["cut", "onnx-int8"]
+    assert ort32["accuracy"] == fp32["accuracy"] and ort32["agreement"] == fp32["agreement"]
+    assert ort8["size_mb"] < ort32["size_mb"]
+    assert ort32["size_mb"] == pytest.approx((exported["cut"] / "onnx" / "model.onnx").stat().st_size / 1e6)
+    for r in (ort32, ort8):
+        assert 0 < r["latency_p50_ms"] <= r["latency_p95_ms"] and r["throughput"] > 0
+    assert "onnxruntime" in result["hardware"] and result["hardware"]["cpu_features"]
+    md = (tiny_experiment / "tiny" / "results.md").read_text()
+    assert "onnx-int8" in md and "CPU features" in md
+    from huggingface_hub import metadata_load
+    card = metadata_load(exported["cut"] / "README.md")        # the card now holds the test metrics
+    tests = [m for r in card["model-index"][0]["results"] if r["dataset"]["split"] == "test" for m in r["metrics"]]
+    assert {"type": "accuracy", "value": round(fp32["accuracy"], 4)} in tests
+    assert "onnx-int8" in (exported["cut"] / "README.md").read_text()

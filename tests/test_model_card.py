@@ -1,0 +1,45 @@
+"""model_card.py: every saved model folder carries a README.md in the hub's format (metadata_load parses it)."""
+import pytest
+from huggingface_hub import ModelCard, metadata_load
+
+
+def metrics_of(meta: dict) -> dict:
+    """{(split, metric): value} from a card's model-index."""
+    return {(r["dataset"]["split"], m["type"]): m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
+
+
+def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
+    from data_utils import read_json
+    root = tiny_experiment / "tiny"
+    folders = [root / "teacher"] + sorted(p for p in (root / "students").iterdir() if p.is_dir())
+    assert len(folders) == 4
+    for folder in folders:
+        meta = metadata_load(folder / "README.md")
+        assert meta["pipeline_tag"] == "text-classification" and "knowledge-distillation" in meta["tags"]
+        assert meta["datasets"] == ["stanfordnlp/imdb"] and meta["model-index"][0]["name"] == folder.name
+        val = read_json(folder / "metrics.json")["val_accuracy"]
+        assert metrics_of(meta)[("validation", "accuracy")] == pytest.approx(val, abs=1e-4)
+        assert "base_model" not in meta          # tiny:bert is no hub model: not named
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.eval_results and "## Limits" in card.text and ".partial" not in card.text
+    cut = (root / "students" / "cut" / "README.md").read_text()
+    assert "alpha" in cut and "inference.py --model" in cut
+    assert "the labels-only baseline" in (root / "students" / "cut-baseline" / "README.md").read_text()
+    # saved before its baseline existed; rewritten (as evaluation does) it names the baseline's figures
+    from model_card import write_card
+    assert "Its labels-only baseline" in write_card(root / "students" / "cut", "cut").read_text()
+
+
+def test_card_names_a_known_base_model_and_its_license(tmp_path):
+    from data_utils import write_json
+    from model_card import write_card
+    write_json(tmp_path / "config.json", {"sentiment_kd": {"role": "teacher", "max_length": 128, "truncation": "head",
+                                                            "base_model": "sentence-transformers/all-MiniLM-L6-v2"}})
+    write_json(tmp_path / "metrics.json", {"val_accuracy": 0.87, "val_f1": 0.86, "parameters": 22_700_000})
+    rows = [{"precision": "fp32", "accuracy": 0.855, "f1": 0.854, "agreement": 1.0, "size_mb": 90.9,
+             "latency_p50_ms": 37.8, "throughput": 34.0}]
+    meta = metadata_load(write_card(tmp_path, "teacher", rows=rows, test_size=5000,
+                                    hardware={"cpu": "AMD EPYC", "torch_threads": 2, "cpu_features": "avx2"}))
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["license"] == "apache-2.0"
+    assert metrics_of(meta) == {("validation", "accuracy"): 0.87, ("validation", "f1"): 0.86,
+                                ("test", "accuracy"): 0.855, ("test", "f1"): 0.854}

@@ -182,6 +182,7 @@ def test_a_full_disk_is_one_line_and_the_rerun_recovers(tmp_path, imdb_parquet, 
     with pytest.raises(SystemExit) as exit_:
         run_main(lambda: ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1")))
     err = capsys.readouterr().err.strip().splitlines()[-1]
+    err = err[err.index("error: "):]                   # after what is left of the progress bar on that line
     ckpt = tmp_path / "tiny" / "checkpoints" / "teacher" / "checkpoint-5"
     assert exit_.value.code == 2 and err.startswith(f"error: disk full while writing to {ckpt} (") and "MB free" in err
     assert "run the same command again" in err

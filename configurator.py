@@ -40,13 +40,49 @@ class UsageError(ValueError):
     A ValueError, so that callers of the Python API (inference.predict) can catch it as one."""
 
 
+_RUN_ROOT: list[Path] = []   # the experiment folder of the run started last (start_run), for disk_full
+
+
 def run_main(main) -> None:
-    """Run a script's main(); turn a UsageError into a one-line message and exit status 2."""
+    """Run a script's main(); turn a UsageError, or a full disk, into a one-line message and exit status 2."""
     try:
         main()
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Exception as e:
+        message = disk_full(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def disk_full(error: BaseException) -> str | None:
+    """A one-line report for an error caused by a full disk (an OSError ENOSPC anywhere in its chain,
+    or a library's error that quotes one, as safetensors' does), else None. It names the folder being
+    written, the space left there and, as the space needed, the largest model or checkpoint folder of
+    the experiment (one more save of the same size must fit)."""
+    import errno
+    import shutil
+    chain, e = [], error
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    full = [e for e in chain if (isinstance(e, OSError) and e.errno == errno.ENOSPC)
+            or "No space left on device" in str(e) or "StorageFull" in str(e)]
+    if not full:
+        return None
+    named = next((e.filename for e in full if isinstance(e, OSError) and e.filename), None)
+    folder = Path(named).parent if named else (_RUN_ROOT[-1] if _RUN_ROOT else Path.cwd())
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    free = shutil.disk_usage(existing).free / 1e6
+    sizes = [sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+             for d in ([*_RUN_ROOT[-1].glob("**/checkpoint-*"), *_RUN_ROOT[-1].glob("teacher"),
+                        *_RUN_ROOT[-1].glob("students/*")] if _RUN_ROOT else []) if d.is_dir()]
+    need = f"; a save here takes about {max(sizes) / 1e6:.0f} MB" if sizes and max(sizes) else ""
+    return (f"disk full while writing to {folder} ({free:.0f} MB free{need}); free some space (or use another "
+            f"--output_dir) and run the same command again: finished models are kept, an interrupted save is set aside")
 
 
 def setup_logging(log_file: Path | None = None) -> None:
@@ -334,6 +370,7 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
     if check is not None:
         check(cfg)
     root = Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"]
+    _RUN_ROOT[:] = [root]
     setup_logging(root / "logs" / log_name)
     lock_experiment(root, script)
     cfg["_versions"] = library_versions()

@@ -87,15 +87,16 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
     ones (a crash or a full disk during the save) are moved aside to ckpt_dir/incomplete-<name>, so that
     they block no later run and the Trainer's checkpoint rotation does not count them."""
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-    if not ckpt_dir.is_dir() or int(os.environ.get("RANK", "0")) != 0:
-        from transformers.trainer_utils import get_last_checkpoint   # other ranks: what rank 0 left
-        return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if not ckpt_dir.is_dir():
+        return None
     found = sorted((p for p in ckpt_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
                    key=lambda p: int(p.name.split("-")[-1]), reverse=True)
     for folder in found:
         problem = checkpoint_problem(folder)
         if problem is None:
             return str(folder)
+        if int(os.environ.get("RANK", "0")) != 0:     # under torchrun rank 0 moves it; the others skip it too
+            continue
         aside = ckpt_dir / f"incomplete-{folder.name}"
         while aside.exists():
             aside = aside.with_name(aside.name + "+")

@@ -16,12 +16,14 @@ FILLER = "the movie was a film with a story and acting and a plot that it had".s
 
 
 def make_reviews(n: int, seed: int, label: int | None = None):
-    """n synthetic reviews, half positive, half negative (or all unlabeled), with <br /> breaks."""
+    """n synthetic reviews, half positive, half negative (or all unlabeled), with <br /> breaks. The label
+    is carried by two sentiment words among a few neutral ones: short enough that the tiny models learn
+    it in a few dozen steps, so that a right and a wrong accuracy differ in the tests."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         y = (i % 2) if label is None else label
-        words = rng.choices(FILLER, k=rng.randint(5, 60)) + rng.choices(POS if y == 1 else NEG, k=3)
+        words = rng.choices(FILLER, k=rng.randint(3, 10)) + rng.choices(POS if y == 1 else NEG, k=2)
         rng.shuffle(words)
         text = " ".join(words[:len(words) // 2]) + "<br /><br />" + " ".join(words[len(words) // 2:]) + "."
         rows.append((text, y if label is None else label))

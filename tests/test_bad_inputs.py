@@ -164,7 +164,7 @@ def test_run_experiment_overwrite_means_the_same_in_every_step(imdb_parquet, tmp
     def pipeline_run(*flags):
         return subprocess.run(["bash", str(ROOT / "run_experiment.sh"), "configs/tiny.toml", f"--data_dir={imdb_parquet}",
                                f"--output_dir={tmp_path}", f"--cache_dir={tmp_path}/cache", "--quantize=false",
-                               '--students=[{name = "one", layers = [0]}]', *flags],
+                               '--students=[{name = "one", layers = [0]}]', "--epochs=1", *flags],   # quicker
                               cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert pipeline_run().returncode == 0
     stamp = lambda: {n: (tmp_path / "tiny" / n / "metrics.json").stat().st_mtime_ns   # noqa: E731

@@ -53,6 +53,10 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     for row in saved["rows"]:
         assert keys <= set(row)
         assert 0 <= row["accuracy"] <= 1 and row["latency_p50_ms"] <= row["latency_p95_ms"]
+    # the tiny fixture learns: the teacher is right on most test reviews, the distilled student clearly beats
+    # chance, and the models differ, so that a wrong accuracy or a wrong "best" model shows in a test
+    acc = {(r["model"], r["precision"]): r["accuracy"] for r in saved["rows"]}
+    assert acc["teacher", "fp32"] >= 0.85 and acc["cut", "fp32"] >= 0.65 and len(set(acc.values())) >= 3
     teacher = saved["rows"][0]
     assert (teacher["compression"], teacher["retention"], teacher["speedup"], teacher["agreement"]) == (1.0, 100.0, 1.0, 1.0)
     cut = saved["rows"][2]

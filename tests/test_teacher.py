@@ -23,7 +23,7 @@ def test_teacher_saves_a_model_that_reloads_and_predicts(tiny_teacher):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
     folder, metrics = tiny_teacher
     saved = json.loads((folder / "metrics.json").read_text())
-    assert 0.0 <= saved["val_accuracy"] <= 1.0 and saved["train_examples"] == 40
+    assert saved["val_accuracy"] >= 0.85 and saved["train_examples"] == 40   # the tiny reviews are learnable
     assert saved["train_examples_per_s"] > 0 and saved["parameters"] == metrics["parameters"]
     # steady-state speed apart from start-up and evaluation (training.StepTimer)
     assert saved["first_step_s"] > 0 and saved["step_s_median"] > 0
@@ -100,7 +100,7 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     monkeypatch.setattr(training, "LogToFile", Count)
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path))
     assert metrics["resumed_from"].endswith("checkpoint-5")
-    assert Count.steps == 5                                                # only epoch 2 was trained
+    assert Count.steps == 35                                               # epochs 2-8 only (tiny.toml: 8 epochs)
     log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
     assert "checkpoint-9 is incomplete (no readable trainer_state.json): moved aside" in log
     assert "checkpoint-7 is incomplete (model.safetensors is truncated): moved aside" in log
@@ -137,7 +137,7 @@ def test_step_timer_leaves_out_evaluation_and_checkpoints(monkeypatch):
 def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monkeypatch):
     crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite"))
-    assert metrics["resumed_from"] is None and metrics["epochs"] == 2.0
+    assert metrics["resumed_from"] is None and metrics["epochs"] == 8.0
 
 
 def test_resume_takes_the_newest_complete_checkpoint(tmp_path):
@@ -163,3 +163,31 @@ def test_resume_takes_the_newest_complete_checkpoint(tmp_path):
     checkpoint(8, "optimizer.pt", weights=False)              # a second incomplete one of the same name
     assert training.last_checkpoint(tmp_path) is None         # none complete: start afresh
     assert (tmp_path / "incomplete-checkpoint-8+").is_dir()
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_recovers(tmp_path, imdb_parquet, monkeypatch, capsys):
+    # the disk fills while the first checkpoint's weights are written: config.json is there, the rest is not
+    import errno
+    from pathlib import Path
+
+    from transformers import Trainer
+
+    from configurator import run_main
+
+    def full_disk(self, output_dir=None, state_dict=None):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        self.model.config.save_pretrained(output_dir)
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(output_dir) / "model.safetensors"))
+    monkeypatch.setattr(Trainer, "_save", full_disk)
+    with pytest.raises(SystemExit) as exit_:
+        run_main(lambda: ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1")))
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    err = err[err.index("error: "):]                   # after what is left of the progress bar on that line
+    ckpt = tmp_path / "tiny" / "checkpoints" / "teacher" / "checkpoint-5"
+    assert exit_.value.code == 2 and err.startswith(f"error: disk full while writing to {ckpt} (") and "MB free" in err
+    assert "run the same command again" in err
+    assert not (tmp_path / "tiny" / "teacher").exists()                    # nothing looks finished
+    monkeypatch.undo()
+    metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1"))      # the space is back: it runs
+    assert metrics["resumed_from"] is None             # the incomplete checkpoint was set aside, not resumed
+    assert (tmp_path / "tiny" / "teacher" / "metrics.json").exists()

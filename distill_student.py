@@ -95,6 +95,7 @@ ATTENTION_WEIGHT = 0.0            # + this * attention-distribution KL (0 = off;
 SEED = 42
 NUM_WORKERS = 2                   # dataloader worker processes (0 on small CPUs)
 KEEP_CHECKPOINTS = False
+REPORT_TO = "none"                # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 
 # per-student key -> the global constant it overrides. Precedence, one rule for every setting: the
 # command line beats the --config file, which beats the defaults; at the same level a per-student
@@ -454,7 +455,8 @@ def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
     from transformers import set_seed
 
-    from training import DistillTrainer, LogToFile, compute_metrics, run_dirs, should_train, train_and_save, training_arguments
+    from training import (DistillTrainer, compute_metrics, loggers, run_dirs, should_train, train_and_save,
+                          training_arguments)
     root, teacher_dir = Path(OUTPUT_DIR) / EXPERIMENT, teacher_folder()
     teacher_metrics = read_json(teacher_dir / "metrics.json")
     results, runs = {}, []
@@ -535,7 +537,8 @@ def main(argv=None) -> dict:
                 inner = intermediate_setup(model, teacher_dir, spec, st, name)
         trainer = DistillTrainer(model=model, args=args, train_dataset=train, eval_dataset=val,
                                  data_collator=PadCollator(tok), processing_class=tok, compute_metrics=compute_metrics,
-                                 callbacks=[LogToFile()], alpha=alpha, temperature=temperature, **inner)
+                                 callbacks=loggers(REPORT_TO, root / "runs" / name), alpha=alpha,
+                                 temperature=temperature, **inner)
         info = {"role": "student", "kind": "distilled" if distilled else "baseline", "student": spec,
                 "teacher": str(teacher_dir), "alpha": alpha, "temperature": temperature,
                 "transfer_size": n_transfer, "seed": st["seed"], "settings": st, "max_length": max_length,

@@ -49,6 +49,7 @@ LOGGING_STEPS = 50                # log the training loss every this many optimi
 SEED = 42                         # seeds python, numpy, torch, the splits and the sampler
 NUM_WORKERS = 2                   # dataloader worker processes (0 on small CPUs)
 KEEP_CHECKPOINTS = False          # keep outputs/<EXPERIMENT>/checkpoints/teacher after a finished run
+REPORT_TO = "none"                # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
     from transformers import Trainer, set_seed
 
-    from training import LogToFile, compute_metrics, run_dirs, should_train, train_and_save, training_arguments
+    from training import compute_metrics, loggers, run_dirs, should_train, train_and_save, training_arguments
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
     if not should_train(*dirs[:2], OVERWRITE):
         metrics = read_json(dirs[0] / "metrics.json")
@@ -88,7 +89,7 @@ def main(argv=None) -> dict:
     # 3. train, keeping the best epoch by validation accuracy
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
                       data_collator=PadCollator(tokenizer), processing_class=tokenizer,
-                      compute_metrics=compute_metrics, callbacks=[LogToFile()])
+                      compute_metrics=compute_metrics, callbacks=loggers(REPORT_TO, dirs[0].parent / "runs" / "teacher"))
     info = {"role": "teacher", "base_model": MODEL_NAME, "max_length": MAX_LENGTH, "truncation": TRUNCATION,
             "head_tokens": HEAD_TOKENS, "run_config": public_config(cfg)}
 

@@ -165,6 +165,18 @@ class LogToFile(TrainerCallback):
                                               {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
 
 
+def loggers(report_to: str, runs_dir: Path) -> list[TrainerCallback]:
+    """The Trainer callbacks that record training: our log file, and with report_to="tensorboard" event
+    files in runs_dir (every logged value a scalar: loss, learning rate, the loss parts loss_ce, loss_kl,
+    loss_hidden, loss_attention, and the evaluation metrics). Given as a callback with its own writer
+    because transformers 5 takes the TensorBoard folder only from an environment variable."""
+    if report_to != "tensorboard":
+        return [LogToFile()]
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+    return [LogToFile(), TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(runs_dir)))]
+
+
 class StepTimer(TrainerCallback):
     """Times optimizer steps from one step's end to the next, leaving out intervals that held an
     evaluation or a checkpoint, so that steady-state speed is told apart from start-up costs (the first

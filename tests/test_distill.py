@@ -320,3 +320,16 @@ def test_soft_labels_are_published_in_source_order_and_reused(tiny_run, imdb_par
     calls.clear()
     ds.main(args)                             # published and unchanged: kept, no teacher pass
     assert calls == []
+
+
+def test_report_to_tensorboard_writes_the_loss_parts_as_scalars(tiny_run, imdb_parquet):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=tb", f"--teacher_dir={tiny_run}/tiny/teacher", "--only=cut",
+                      "--baseline=false", "--report_to=tensorboard", "--logging_steps=1"))
+    runs = tiny_run / "tb" / "runs" / "cut"
+    events = EventAccumulator(str(runs)).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss_ce", "train/loss_kl", "eval/accuracy"} <= tags
+    assert len(events.Scalars("train/loss_kl")) >= 2 and all(s.value >= 0 for s in events.Scalars("train/loss_kl"))
+    with pytest.raises(UsageError, match="--report_to='wandb': must be one of none, tensorboard"):
+        ds.main(tiny_args(imdb_parquet, tiny_run, "--report_to=wandb"))

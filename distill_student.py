@@ -184,14 +184,12 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
     return np.stack([known[h] for h in hashes]), stats
 
 
-def soft_label_meta(teacher_dir: Path, split: str, texts: list[str]) -> dict:
-    """What a published soft-label file is the teacher's logits of: the split's rows in source order
-    (count and text digest), and the teacher (logit-cache key, validation accuracy, labels, tokenization)."""
-    from data_utils import texts_digest
+def soft_label_teacher(teacher_dir: Path) -> dict:
+    """The teacher part of a published soft-label file's description: logit-cache key, validation
+    accuracy, labels, tokenization."""
     config = read_json(teacher_dir / "config.json")
     kd = config.get("sentiment_kd", {})
-    return {"split": split, "rows": len(texts), "texts_digest": texts_digest(texts),
-            "teacher_key": teacher_key(teacher_dir, kd), "teacher": str(teacher_dir),
+    return {"teacher_key": teacher_key(teacher_dir, kd), "teacher": str(teacher_dir),
             "teacher_model": kd.get("run_config", {}).get("model_name"),
             "teacher_val_accuracy": read_json(teacher_dir / "metrics.json")["val_accuracy"],
             "id2label": config.get("id2label"), "truncation": truncation_settings(kd),
@@ -200,13 +198,15 @@ def soft_label_meta(teacher_dir: Path, split: str, texts: list[str]) -> dict:
 
 def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, batch_size: int, rows: int = 0) -> None:
     """Write the teacher's logits for every review of `splits` to out_dir/<split>.npz (+ <split>.json,
-    soft_label_meta; rows > 0: the first `rows` reviews of each split): students can later learn from
+    the split's rows, text digest and soft_label_teacher; rows > 0: the first `rows` reviews of each split): students can later learn from
     them without the teacher (load_soft_labels).
     One teacher pass for all splits through the logit cache, so students' passes reuse it; a file
     already published by this teacher for the same texts is kept."""
     data = load_imdb(tuple(splits), DATA_DIR, DATASET_NAME)
     texts = {s: list(data[s]["text"])[:rows or None] for s in splits}
-    metas = {s: soft_label_meta(teacher_dir, s, texts[s]) for s in splits}
+    from data_utils import texts_digest
+    teacher = soft_label_teacher(teacher_dir)
+    metas = {s: {"split": s, "rows": len(texts[s]), "texts_digest": texts_digest(texts[s])} | teacher for s in splits}
     todo = [s for s in splits if not (out_dir / f"{s}.npz").exists() or not (out_dir / f"{s}.json").exists()
             or read_json(out_dir / f"{s}.json") != metas[s]]
     if not todo:
@@ -441,10 +441,14 @@ def check_config(cfg: dict) -> None:
                              f"the validation split would overlap its training reviews; use the teacher's --config")
     check_student_models(STUDENTS, cfg["_sources"], teacher_dir)
     transfer = any(student_settings(s, cfg["_sources"])["transfer_size"] for s in STUDENTS)
-    soft = [x for x in SOFT_LABEL_SPLITS if x]
+    soft = soft_label_splits()
     if set(soft) - {"train", "unsupervised", "test"}:
         raise UsageError(f"--soft_label_splits={','.join(soft)}: IMDb splits are train, unsupervised and test")
     imdb_sources(tuple(dict.fromkeys(["train", *(["unsupervised"] if transfer else []), *soft])), DATA_DIR)
+
+
+def soft_label_splits() -> list[str]:
+    return [s for s in SOFT_LABEL_SPLITS if s]
 
 
 def teacher_folder() -> Path:
@@ -467,11 +471,10 @@ def main(argv=None) -> dict:
         else:   # kept as it is: no data, no teacher pass for it
             log.info("student %s: finished run in %s, kept (--overwrite=true retrains it)", name, dirs[0])
             results[name] = read_json(dirs[0] / "metrics.json")
-    if [x for x in SOFT_LABEL_SPLITS if x]:
+    if soft_label_splits():
         from accelerate import PartialState
         with PartialState().main_process_first():    # rank 0 writes; under torchrun the others then find it all
-            publish_soft_labels([x for x in SOFT_LABEL_SPLITS if x], teacher_dir, root / "soft_labels", TEACHER_BATCH_SIZE,
-                                SOFT_LABEL_ROWS)
+            publish_soft_labels(soft_label_splits(), teacher_dir, root / "soft_labels", TEACHER_BATCH_SIZE, SOFT_LABEL_ROWS)
     if not runs:
         log.info("every student is finished; nothing to train" if results else "no students to train (STUDENTS is empty)")
         return {"students": results, "teacher_logits": None}

@@ -366,7 +366,7 @@ class DistillTrainer(Trainer):
 
     def _reset_parts(self):
         # running sums on the model's device: reading a GPU value every step would stall the GPU
-        self._parts, self._steps_since_log, self._first_unchecked = {}, 0, self.state.global_step
+        self._parts, self._steps_since_log, self._first_unchecked = {}, 0, None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
@@ -394,6 +394,8 @@ class DistillTrainer(Trainer):
                                      inputs["attention_mask"])
                 loss, parts["attention"] = loss + self.attention_weight * att, att.detach()
         if model.training:
+            if not self._steps_since_log:
+                self._first_unchecked = self.state.global_step      # also right after a resume
             for k, v in {**parts, "total": loss.detach()}.items():
                 self._parts[k] = self._parts.get(k, 0.0) + v.float()
             self._steps_since_log += 1

@@ -197,9 +197,9 @@ def soft_label_teacher(teacher_dir: Path) -> dict:
 
 
 def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, batch_size: int, rows: int = 0) -> None:
-    """Write the teacher's logits for every review of `splits` to out_dir/<split>.npz (+ <split>.json,
-    the split's rows, text digest and soft_label_teacher; rows > 0: the first `rows` reviews of each split): students can later learn from
-    them without the teacher (load_soft_labels).
+    """Write the teacher's logits for every review of `splits` to out_dir/<split>.npz (+ <split>.json: the
+    split's rows, text digest and soft_label_teacher; rows > 0: only the first `rows` reviews of each
+    split): students can later learn from them without the teacher (load_soft_labels).
     One teacher pass for all splits through the logit cache, so students' passes reuse it; a file
     already published by this teacher for the same texts is kept."""
     data = load_imdb(tuple(splits), DATA_DIR, DATASET_NAME)

@@ -59,7 +59,7 @@ PEAK_TFLOPS = 0.0                 # the device's peak for MFU; 0 = a known GPU's
 SEED = 42
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s, no sparsity), first match of the device name wins
-GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4), ("GH200", 989.4),
+GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200", 989.4), ("H200", 989.4),
              ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("A10", 125.0))
 
 

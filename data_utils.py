@@ -19,6 +19,7 @@ Offline use: `export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cach
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -26,14 +27,13 @@ import os
 import re
 import shutil
 import string
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from configurator import TRUNCATIONS, UsageError, log
 
-ID2LABEL = {0: "negative", 1: "positive"}
-LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 UNLABELED = -1  # label of IMDb's `unsupervised` split
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -221,6 +221,306 @@ def make_splits(data: dict, val_size: int, train_size: int = 0, test_size: int =
 
 
 # ----------------------------------------------------------------------------------------------
+# any labelled data: files (CSV, TSV, JSON Lines, parquet) or a hub dataset, any number of classes
+# ----------------------------------------------------------------------------------------------
+IMDB_LABELS = ("negative", "positive")
+FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"sep": "\t"}), ".jsonl": ("json", {}), ".json": ("json", {}),
+           ".parquet": ("parquet", {})}
+# file-name words that name a split (a folder's files are sorted into splits by them)
+SPLIT_WORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),
+               "test": ("test", "testing"), "unsupervised": ("unsupervised", "unlabeled", "unlabelled", "unsup")}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data a run reads and how it is split: the settings every script shares, saved with the
+    teacher (run_config) so that students and evaluation split it the same way."""
+    data: str = "imdb"            # imdb | a .csv/.tsv/.jsonl/.json/.parquet file or folder | a hub dataset id
+    data_dir: str = ""            # imdb only: a local copy ("" = $IMDB_DIR, else the hub)
+    dataset_name: str = "stanfordnlp/imdb"   # imdb only: the hub dataset without a local copy
+    text_column: str = "text"
+    label_column: str = "label"
+    label_names: tuple = ()       # names of the sorted label values; () = from the data (IMDb: negative, positive)
+    val_size: int = 2500          # validation rows: carved from train, or kept of the data's own validation split
+    train_size: int = 0           # stratified subsample of train; 0 = all
+    seed: int = 42
+    drop_leaks: bool = True       # drop train rows (and transfer texts) whose text is in validation or test
+    transfer_data: str = ""       # unlabeled texts: "" = the data's unsupervised split | validation | a file/folder
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "DataSpec":
+        """The spec of a script's constants or of a saved run_config (names in any case; missing ones default)."""
+        low = {k.lower(): v for k, v in settings.items()}
+        kw = {f: low[f] for f in cls.__dataclass_fields__ if f in low}
+        if "label_names" in kw:
+            kw["label_names"] = tuple(n for n in kw["label_names"] if n != "")
+        return cls(**kw)
+
+    @property
+    def is_imdb(self) -> bool:
+        return self.data.lower() == "imdb"
+
+    def where(self, split: str = "") -> str:
+        """How the data is named in messages."""
+        return f"IMDb {split}".strip() if self.is_imdb else f"{self.data}" + (f" ({split})" if split else "")
+
+
+@dataclass
+class Splits:
+    """The data a run uses. Datasets with columns text (str) and label (int id into label_names)."""
+    train: object
+    validation: object
+    test: object
+    transfer: list = field(default_factory=list)    # unlabeled texts, never in validation or test (drop_leaks)
+    label_names: list = field(default_factory=list)
+    report: dict = field(default_factory=dict)      # duplicate and leak counts
+
+
+def data_files(path: str) -> dict:
+    """{split: [files]} of a local file (all train) or folder (split by file-name words, SPLIT_WORDS),
+    after checking they exist and share one known format."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        files = {"train": [p]}
+    elif p.is_dir():
+        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS)
+        files = {}
+        for f in found:
+            words = set(re.split(r"[^a-z]+", f.stem.lower()))
+            split = next((s for s, ws in SPLIT_WORDS.items() if words & set(ws)), None)
+            if split:
+                files.setdefault(split, []).append(f)
+        if not files:
+            raise UsageError(f"--data={path}: no {'/'.join(FORMATS)} file named train, validation, test or "
+                             f"unsupervised in this folder (found {len(found)} data files); name the files by split")
+        files = {s: files[s] for s in SPLIT_WORDS if s in files}      # train first: errors name it first
+    else:
+        raise UsageError(f"--data={path}: no such file or folder; give a CSV/TSV/JSON Lines/parquet file or folder, "
+                         f"a hub dataset id, or imdb")
+    kinds = {f.suffix.lower() for fs in files.values() for f in fs}
+    unknown = kinds - set(FORMATS)
+    if unknown:
+        raise UsageError(f"--data={path}: unknown file format {sorted(unknown)[0]!r}; use one of {', '.join(FORMATS)}")
+    if len({str(FORMATS[k]) for k in kinds}) > 1:
+        raise UsageError(f"--data={path}: files of several formats ({', '.join(sorted(kinds))}); keep one format per folder")
+    return files
+
+
+def check_data(spec: DataSpec, splits=("train",)) -> None:
+    """What can be checked of the data before anything is written: an IMDb copy's files (imdb_sources),
+    a local path's existence and format; a hub id is checked when it loads."""
+    if spec.is_imdb:
+        imdb_sources(tuple(splits), spec.data_dir)
+    elif is_local(spec.data):
+        data_files(spec.data)
+    if spec.transfer_data not in ("", "validation"):
+        data_files(spec.transfer_data)
+
+
+def is_local(path: str) -> bool:
+    """A local file or folder (else a hub dataset id): it exists, or it looks like a path."""
+    return Path(path).expanduser().exists() or path.startswith((".", "/", "~")) or Path(path).suffix.lower() in FORMATS
+
+
+def read_raw(spec: DataSpec, transfer: bool = False) -> tuple[dict, dict]:
+    """({split: Dataset with columns text, label (as in the data)}, {split: where it came from}).
+
+    IMDb through load_imdb (labels 0/1); anything else through the `datasets` loaders: a local file or
+    folder (load_dataset("csv" | "json" | "parquet", data_files=...)), or a hub dataset id."""
+    if spec.is_imdb:
+        splits = ("train", "test", "unsupervised") if transfer and not spec.transfer_data else ("train", "test")
+        data = load_imdb(splits, spec.data_dir, spec.dataset_name)
+        return data, {s: spec.where(s) for s in data}
+    from datasets import load_dataset
+    from datasets.utils.logging import disable_progress_bar
+    disable_progress_bar()       # keeps stderr to the log lines (and a bad-data error to one line)
+    if is_local(spec.data):
+        files = data_files(spec.data)
+        builder, kw = FORMATS[next(iter(files.values()))[0].suffix.lower()]
+        where = {s: ", ".join(str(f) for f in fs) for s, fs in files.items()}
+        try:
+            raw = load_dataset(builder, data_files={s: [str(f) for f in fs] for s, fs in files.items()}, **kw)
+        except Exception as e:   # pyarrow / pandas parse errors of many kinds
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise UsageError(f"--data={spec.data}: cannot read it as {builder} ({first}); check the file's format") from None
+    else:
+        try:
+            raw = load_dataset(spec.data)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise UsageError(f"--data={spec.data}: not a local file or folder, and the hub dataset failed ({first}); "
+                             f"give a path to your data or a reachable hub id") from None
+        names = {w: s for s, ws in SPLIT_WORDS.items() for w in ws}
+        raw = {names.get(k, k): v for k, v in raw.items() if names.get(k, k) in SPLIT_WORDS}
+        where = {s: f"{spec.data} ({s})" for s in raw}
+    return {s: columns(d, spec, where[s], s) for s, d in raw.items()}, where
+
+
+def columns(ds, spec: DataSpec, where: str, split: str):
+    """`ds` reduced to columns text, label (label kept as in the data; none for the unsupervised split),
+    after checking the columns exist and no text is missing or empty."""
+    cols = ds.column_names
+    need = [spec.text_column] + ([spec.label_column] if split != "unsupervised" else [])
+    for c in need:
+        if c not in cols:
+            flag = "--text_column" if c == spec.text_column else "--label_column"
+            raise UsageError(f"{where}: no column {c!r} (found {', '.join(map(str, cols))}); set {flag} to the column "
+                             f"that holds the {'texts' if flag == '--text_column' else 'labels'}")
+    texts = ds[spec.text_column]
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at row "
+                         f"{bad[0] + 1}); drop or fill those rows")
+    labels = ds[spec.label_column] if split != "unsupervised" else [None] * len(texts)
+    if split != "unsupervised":
+        missing = [i for i, y in enumerate(labels) if y is None or (isinstance(y, float) and math.isnan(y))
+                   or (isinstance(y, str) and not y.strip())]
+        if missing:
+            raise UsageError(f"{where}: column {spec.label_column!r} has {len(missing)} missing label(s) (first at row "
+                             f"{missing[0] + 1}); drop those rows, or move them to an unsupervised file for transfer")
+    from datasets import Dataset
+    return Dataset.from_dict({"text": [decode_escapes(t) for t in texts], "label": list(labels)})
+
+
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def decode_escapes(text: str) -> str:
+    r"""Literal `\uXXXX` escapes (as some exports leave, e.g. `I\u2019m`) turned into the characters they name,
+    so that the same word is the same tokens in every split."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text) if "\\u" in text else text
+
+
+def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict]:
+    """(label names in id order, {split: int ids}) of the labelled splits. Ids follow the sorted label
+    values of train (strings as they are, integers by value); names are the strings, else spec.label_names
+    (one per value), else the numbers (IMDb: negative, positive)."""
+    values = {s: list(d["label"]) for s, d in raw.items() if s != "unsupervised"}
+    kinds = {type(v).__name__ for vs in values.values() for v in vs}
+    if kinds == {"float"} and all(float(v).is_integer() for vs in values.values() for v in vs):
+        values, kinds = {s: [int(v) for v in vs] for s, vs in values.items()}, {"int"}
+    if kinds - {"int", "str"} or len(kinds) > 1 or (kinds == {"str"} and _mixed(values)):
+        raise UsageError(f"{where['train']}: column {spec.label_column!r} mixes label types ({', '.join(sorted(kinds))}"
+                         f"{' and numbers written as text' if kinds == {'str'} else ''}); use only names or only integers")
+    found = sorted(set(values["train"]))
+    if len(found) < 2:
+        raise UsageError(f"{where['train']}: column {spec.label_column!r} has a single class ({found[0]!r}); a classifier "
+                         f"needs at least two labels")
+    for s, vs in values.items():
+        extra = sorted(set(vs) - set(found), key=str)
+        if extra:
+            raise UsageError(f"{where[s]}: label {extra[0]!r} of the {s} split is not in train ({', '.join(map(str, found))}); "
+                             f"fix the labels or add train examples of it")
+    names = list(spec.label_names) or (list(IMDB_LABELS) if spec.is_imdb else [str(v) for v in found])
+    if kinds == {"str"} and spec.label_names:
+        if sorted(names) != found:
+            raise UsageError(f"--label_names={','.join(names)}: the data's labels are {', '.join(found)}; list exactly those "
+                             f"(their order sets the ids) or leave it empty")
+        order = {v: names.index(v) for v in found}
+    else:
+        if len(names) != len(found):
+            raise UsageError(f"--label_names={','.join(names)}: {len(names)} names for the {len(found)} label values "
+                             f"{', '.join(map(str, found))} of {where['train']}; give one name per value, in sorted order")
+        order = {v: i for i, v in enumerate(found)}
+    return names, {s: [order[v] for v in vs] for s, vs in values.items()}
+
+
+def _mixed(values: dict) -> bool:
+    """String labels of which some, not all, are numbers ("1", "pos")."""
+    digits = {v.strip().lstrip("-").isdigit() for vs in values.values() for v in vs}
+    return len(digits) > 1
+
+
+@functools.lru_cache(maxsize=2)    # a script's checks load the data (bad data fails before anything is written); main reuses it
+def load_splits(spec: DataSpec, transfer: bool = False) -> Splits:
+    """The train / validation / test splits of `spec` (and with `transfer` the unlabeled transfer texts).
+
+    Validation: the data's own split (a stratified seeded subset of val_size rows when it is larger), else
+    val_size rows carved from train (stratified, seeded). Test: the data's own, else carved from train the
+    same way before validation. Train: a stratified subsample of train_size rows (0 = all). With drop_leaks,
+    train rows and transfer texts that also appear in validation or test are dropped; duplicates are
+    counted in `report` (and logged). IMDb keeps the splits it always had (make_splits)."""
+    from datasets import Dataset
+    raw, where = read_raw(spec, transfer)
+    if "train" not in raw:
+        raise UsageError(f"--data={spec.data}: no train split (found {', '.join(raw)}); name a file train.*")
+    names, ids = label_ids(raw, spec, where)
+    table = {s: Dataset.from_dict({"text": list(raw[s]["text"]), "label": ids[s]}) for s in ids}
+    rest = "validation" if transfer and spec.transfer_data == "validation" else ""
+    parts = carve(table, spec, rest)
+    pool = transfer_texts(spec, raw, parts.pop("rest", []), where) if transfer else []
+    out = Splits(parts["train"], parts["validation"], parts["test"], pool, names)
+    out.report = leaks(out, spec.drop_leaks)
+    log.info("data %s: train %d, validation %d, test %d, transfer %d; labels %s", spec.where(), len(out.train),
+             len(out.validation), len(out.test), len(out.transfer), ", ".join(names))
+    return out
+
+
+def carve(table: dict, spec: DataSpec, rest: str = "") -> dict:
+    """{train, validation, test[, rest]}: the data's own splits where present, else carved from train;
+    `rest`="validation": the texts of the data's validation split beyond val_size (for transfer)."""
+    out = {}
+    if "test" not in table:
+        test_idx = stratified_indices(table["train"]["label"], spec.val_size, spec.seed)
+        out["test"] = table["train"].select(test_idx)
+        table = table | {"train": table["train"].select(np.setdiff1d(np.arange(len(table["train"])), test_idx))}
+    else:
+        out["test"] = table["test"]
+    if "validation" in table:
+        val = table["validation"]
+        keep = stratified_indices(val["label"], spec.val_size, spec.seed)
+        out["validation"] = val.select(keep)
+        if rest:
+            out["rest"] = list(val.select(np.setdiff1d(np.arange(len(val)), keep))["text"])
+        train = table["train"]
+        out["train"] = train.select(stratified_indices(train["label"], spec.train_size, spec.seed))
+        return out
+    made = make_splits({"train": table["train"]}, spec.val_size, spec.train_size, seed=spec.seed)
+    return out | {"train": made["train"], "validation": made["validation"]}
+
+
+def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> list[str]:
+    """Unlabeled texts for transfer: the rest of the validation split, a file or folder of texts
+    (TEXT_COLUMN; labels ignored), or the data's unsupervised split."""
+    if spec.transfer_data == "validation":
+        return rest
+    if spec.transfer_data:
+        files = data_files(spec.transfer_data)
+        other = DataSpec(data=spec.transfer_data, text_column=spec.text_column, label_column="")
+        texts = []
+        for fs in files.values():
+            from datasets import load_dataset
+            builder, kw = FORMATS[fs[0].suffix.lower()]
+            ds = load_dataset(builder, data_files=[str(f) for f in fs], split="train", **kw)
+            texts += list(columns(ds, other, ", ".join(map(str, fs)), "unsupervised")["text"])
+        return texts
+    if "unsupervised" not in raw:
+        raise UsageError(f"transfer_size > 0 but {spec.where()} has no unsupervised split; set --transfer_data to a file "
+                         f"of unlabeled texts, or to validation (its rows beyond --val_size)")
+    return list(raw["unsupervised"]["text"])
+
+
+def leaks(splits: Splits, drop: bool) -> dict:
+    """Count duplicate texts (within train; train, transfer in validation / test) and, with `drop`,
+    remove from train and transfer the texts that are in validation or test (in place). Returns the counts."""
+    train, val, test = list(splits.train["text"]), set(splits.validation["text"]), set(splits.test["text"])
+    held = val | test
+    report = {"train_duplicate_rows": len(train) - len(set(train)),
+              "train_rows_in_validation": sum(t in val for t in train),
+              "train_rows_in_test": sum(t in test for t in train),
+              "validation_texts_in_test": len(val & test),
+              "transfer_texts_in_validation_or_test": sum(t in held for t in splits.transfer),
+              "dropped": drop}
+    if drop:
+        keep = [i for i, t in enumerate(train) if t not in held]
+        if len(keep) < len(train):
+            splits.train = splits.train.select(keep)
+        splits.transfer = [t for t in splits.transfer if t not in held]
+    log.info("duplicates: %s", report)
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
 # tokenization
 # ----------------------------------------------------------------------------------------------
 def truncate_ids(ids: list[int], budget: int, strategy: str, head_tokens: int) -> list[int]:
@@ -352,7 +652,7 @@ TINY_WORDS = ("the a an and or but not no is was it this that movie film story a
               "best love loved excellent wonderful bad worst awful boring terrible waste").split()
 
 
-def build_tiny(kind: str, seed: int = 0):
+def build_tiny(kind: str, seed: int = 0, labels=IMDB_LABELS):
     """A randomly initialised 2-layer classifier and its tokenizer, built in code (for tests).
 
     kind: `bert` (WordPiece over letters, digits and a few words) or `roberta` (byte-level BPE
@@ -363,7 +663,7 @@ def build_tiny(kind: str, seed: int = 0):
                               RobertaForSequenceClassification, RobertaTokenizer)
     torch.manual_seed(seed)
     common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                  num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
+                  num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
     if kind == "bert":
         chars = string.ascii_lowercase + string.digits
         vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(chars + string.punctuation) + \
@@ -382,19 +682,22 @@ def build_tiny(kind: str, seed: int = 0):
     return model, tok
 
 
-def load_classifier(name_or_path: str, seed: int = 0):
+def load_classifier(name_or_path: str, seed: int = 0, labels=None):
     """(model in float32, tokenizer) for a hub id, a saved folder, or `tiny:bert` / `tiny:roberta`.
 
-    Label names {0: negative, 1: positive} are set in the model config so every later tool shows them.
+    labels: the label names in id order, set in the model config (a new head of that many classes) so
+    every later tool shows them; None keeps a saved classifier's own (a fresh model gets IMDb's two).
     """
     if name_or_path.startswith("tiny:"):
-        return build_tiny(name_or_path[5:], seed)
+        return build_tiny(name_or_path[5:], seed, labels or IMDB_LABELS)
     import torch
     from transformers import AutoModelForSequenceClassification
     tok = load_tokenizer(name_or_path)
+    head = {} if labels is None and is_saved_model(Path(name_or_path)) else \
+        {"num_labels": len(labels or IMDB_LABELS), "id2label": dict(enumerate(labels or IMDB_LABELS)),
+         "label2id": {n: i for i, n in enumerate(labels or IMDB_LABELS)}}
     with cannot_load(name_or_path):
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID, dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=torch.float32, **head)
     return model, tok
 
 
@@ -533,10 +836,24 @@ class PadCollator:
         return batch
 
 
-def classification_metrics(preds, labels) -> dict:
-    """Accuracy, macro F1, macro precision and macro recall of integer predictions (numpy arrays)."""
+def classification_metrics(preds, labels, n_classes: int = 2) -> dict:
+    """Accuracy, and macro-averaged F1, precision and recall over the classes 0..n_classes-1, of integer
+    predictions and labels (numpy arrays of shape (N,)). Macro: the unweighted mean over classes of each
+    class's figure, so a rare class counts as much as a common one (macro recall is SemEval-2017's metric)."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
     preds, labels = np.asarray(preds), np.asarray(labels)
-    p, r, f1, _ = precision_recall_fscore_support(labels, preds, average="macro", labels=[0, 1], zero_division=0)
+    p, r, f1, _ = precision_recall_fscore_support(labels, preds, average="macro", labels=list(range(n_classes)),
+                                                  zero_division=0)
     return {"accuracy": float(accuracy_score(labels, preds)), "f1": float(f1),
             "precision": float(p), "recall": float(r)}
+
+
+def per_class_metrics(preds, labels, names: list[str]) -> dict:
+    """{name: {precision, recall, f1, support}} per class, and the confusion matrix (rows: true class,
+    columns: predicted class, counts) as `confusion`."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    ids = list(range(len(names)))
+    p, r, f1, n = precision_recall_fscore_support(labels, preds, labels=ids, zero_division=0)
+    per = {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i]), "support": int(n[i])}
+           for i, name in enumerate(names)}
+    return {"per_class": per, "confusion": confusion_matrix(labels, preds, labels=ids).tolist()}

@@ -7,8 +7,9 @@ intermediate losses on, the teacher is loaded beside the student and runs on eve
 Each baseline trains as many optimizer steps as its distilled twin (MATCH_STEPS), so a transfer set's
 extra steps are not mistaken for what distillation adds.
 
-Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; from fine_tuning_teacher.py) and IMDb (IMDB_DIR or
-       the hub). The split settings (VAL_SIZE, SEED) must be the teacher's.
+Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; from fine_tuning_teacher.py) and the teacher's data
+       (DATA: IMDb from IMDB_DIR or the hub, or your own files). The data and split settings (DATA, columns,
+       LABEL_NAMES, VAL_SIZE, SEED, DROP_LEAKS) must be the teacher's; students get the teacher's labels.
 Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits per review, computed once
          (batched by length, inference_mode) and reused by every student and every re-run;
        outputs/<EXPERIMENT>/students/<name>/ and, with BASELINE, students/<name>-baseline/ (the same
@@ -19,10 +20,11 @@ Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits 
        record of each student (config + metrics, in git). A finished student is kept unless --overwrite=true.
 
 A student is a pretrained checkpoint (`model = "distilroberta-base"`), is cut from the teacher
-(`layers = [0, 2, 4]`: keep those encoder layers, copy embeddings, pooler and classifier, the way
-DistilBERT was initialised), or is cut from a pretrained checkpoint (both keys). Each model tokenizes the text itself, so a WordPiece student can learn
-from a BPE teacher. Unlabeled reviews from IMDb's `unsupervised` split (TRANSFER_SIZE) are learned
-from the teacher's soft targets alone.
+(`layers = [0, 2, 4]`: keep those encoder layers, copy embeddings, pooler and classifier, the way DistilBERT
+was initialised), or is cut from a pretrained checkpoint (both keys). Each model tokenizes the text itself,
+so a WordPiece student can learn from a BPE teacher. Unlabeled texts (TRANSFER_SIZE of them, from
+TRANSFER_DATA: IMDb's `unsupervised` split, a file, or the data's validation rows beyond VAL_SIZE) are learned
+from the teacher's soft targets alone; texts also in validation or test are never used (DROP_LEAKS).
 
     python distill_student.py                                   # paper: four pretrained students
     python distill_student.py --config configs/quick.toml       # MiniLM teacher cut to 3, 2, 1 layers
@@ -38,26 +40,33 @@ from pathlib import Path
 import numpy as np
 
 from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
-from data_utils import (ID2LABEL, UNLABELED, PadCollator, batched_logits, check_max_length, count_parameters, digest,
-                        imdb_sources, is_finished, load_classifier, load_imdb, load_tokenizer, make_splits, model_config,
+from data_utils import (UNLABELED, DataSpec, PadCollator, batched_logits, check_data, check_max_length, count_parameters,
+                        digest, is_finished, load_classifier, load_imdb, load_splits, load_tokenizer, model_config,
                         read_json, tokenize_dataset, truncation_settings, write_json)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
 OUTPUT_DIR = "outputs"
 CACHE_DIR = "outputs/cache"       # tokenized splits (keyed by content)
-DATA_DIR = ""                     # local IMDb copy; "" = $IMDB_DIR, else the hub
-DATASET_NAME = "stanfordnlp/imdb"
 TEACHER_DIR = ""                  # saved teacher; "" = OUTPUT_DIR/EXPERIMENT/teacher
 OVERWRITE = False                 # retrain students that already finished
 ONLY = [""]                       # train only these student names ([""] = all)
-# --- data (must match the teacher's split so validation stays unseen) ------------------------------
-VAL_SIZE = 2500                   # reviews carved from train for model selection (stratified)
-TRAIN_SIZE = 0                    # stratified subsample of the remaining train reviews; 0 = all
+# --- data (the teacher's: same data, labels and split, so validation stays unseen) ----------------
+DATA = "imdb"                     # imdb | a .csv/.tsv/.jsonl/.parquet file or folder | a hub dataset id
+DATA_DIR = ""                     # imdb: a local copy; "" = $IMDB_DIR, else the hub
+DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
+TEXT_COLUMN = "text"              # column of the texts
+LABEL_COLUMN = "label"            # column of the labels
+LABEL_NAMES = [""]                # integer labels: a name per sorted value ([""] = the numbers; imdb: negative, positive)
+VAL_SIZE = 2500                   # validation rows: carved from train, or kept of the data's own split
+TRAIN_SIZE = 0                    # stratified subsample of the remaining train rows; 0 = all
+DROP_LEAKS = True                 # drop train rows and transfer texts that are also in validation or test
+TRANSFER_DATA = ""                # unlabeled texts: "" = the data's unsupervised split | validation (its rows beyond
+                                  # VAL_SIZE, labels dropped) | a file or folder with a TEXT_COLUMN
 MAX_LENGTH = 512                  # student tokens per review (per-student `max_length` overrides)
 TRUNCATION = "head+tail"          # head | tail | head+tail
 HEAD_TOKENS = 128                 # head+tail: tokens kept from the start
-TRANSFER_SIZE = 0                 # unlabeled reviews (IMDb `unsupervised`) added, KL term only
+TRANSFER_SIZE = 0                 # unlabeled texts (TRANSFER_DATA) added, KL term only
 SOFT_LABEL_SPLITS = [""]          # IMDb splits (train, unsupervised, test) whose every review gets the teacher's
                                   # logits, published in OUTPUT_DIR/EXPERIMENT/soft_labels/ ([""] = none)
 SOFT_LABEL_ROWS = 0               # only the first N reviews of each of those splits (0 = all; for rehearsals)
@@ -278,10 +287,10 @@ def cut_layers(teacher, layers: list[int]):
     return student
 
 
-def build_student(spec: dict, teacher_dir: Path, seed: int):
-    """(model, tokenizer) for a student spec: a pretrained checkpoint (`model`), layers cut from the
-    teacher (`layers`), or layers cut from a pretrained checkpoint (both)."""
-    model, tok = load_classifier(spec.get("model") or str(teacher_dir), seed)
+def build_student(spec: dict, teacher_dir: Path, seed: int, labels: list[str]):
+    """(model, tokenizer) for a student spec: a pretrained checkpoint (`model`, given a head for the
+    teacher's `labels`), layers cut from the teacher (`layers`), or layers cut from a pretrained checkpoint (both)."""
+    model, tok = load_classifier(spec["model"], seed, labels) if "model" in spec else load_classifier(str(teacher_dir), seed)
     return (cut_layers(model, list(spec["layers"])) if "layers" in spec else model), tok
 
 
@@ -388,7 +397,7 @@ def check_student_models(students: list, sources: dict, teacher_dir: Path) -> No
 
 
 def check_teacher(teacher_dir: Path, min_accuracy: float, experiment: str) -> dict:
-    """The teacher's metrics, after checking it exists, is trained well enough and has our labels."""
+    """The teacher's metrics, after checking it exists and is trained well enough."""
     if not is_finished(teacher_dir):
         raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights and metrics.json); "
                          f"run fine_tuning_teacher.py --experiment={experiment} (or its --config) first, or set --teacher_dir")
@@ -396,10 +405,17 @@ def check_teacher(teacher_dir: Path, min_accuracy: float, experiment: str) -> di
     if metrics["val_accuracy"] < min_accuracy:
         raise UsageError(f"teacher {teacher_dir} has validation accuracy {metrics['val_accuracy']:.4f} < "
                          f"--min_teacher_accuracy={min_accuracy}: train it longer or lower the threshold")
-    labels = {int(k): v for k, v in read_json(teacher_dir / "config.json").get("id2label", {}).items()}
-    if labels != ID2LABEL:
-        raise UsageError(f"teacher {teacher_dir} has labels {labels}, students use {ID2LABEL}; retrain the teacher")
     return metrics
+
+
+def teacher_labels(teacher_dir: Path, data_labels: list[str]) -> list[str]:
+    """The teacher's label names in id order, after checking they are the data's (students inherit them)."""
+    id2label = read_json(teacher_dir / "config.json").get("id2label", {})
+    labels = [id2label[k] for k in sorted(id2label, key=int)]
+    if labels != list(data_labels):
+        raise UsageError(f"teacher {teacher_dir} has the labels {', '.join(labels)}, the data has {', '.join(data_labels)}; "
+                         f"use the teacher's data settings (its --config), or retrain the teacher on this data")
+    return labels
 
 
 def student_runs(students: list[dict], sources: dict, only: list[str]) -> list[tuple[str, dict, bool, dict]]:
@@ -435,16 +451,23 @@ def check_config(cfg: dict) -> None:
     teacher_dir = teacher_folder()
     check_teacher(teacher_dir, MIN_TEACHER_ACCURACY, EXPERIMENT)
     trained = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
-    for key, ours in (("val_size", VAL_SIZE), ("seed", SEED)):
-        if key in trained and trained[key] != ours:
-            raise UsageError(f"--{key}={ours}, but the teacher {teacher_dir} was trained with {key} = {trained[key]}: "
-                             f"the validation split would overlap its training reviews; use the teacher's --config")
+    ours, theirs = DataSpec.from_settings(cfg), DataSpec.from_settings(trained)
+    for key in ("data", "text_column", "label_column", "label_names", "val_size", "seed", "drop_leaks"):
+        if key in trained and getattr(theirs, key) != getattr(ours, key):    # older teachers lack some keys
+            raise UsageError(f"--{key}={getattr(ours, key)}, but the teacher {teacher_dir} was trained with {key} = "
+                             f"{getattr(theirs, key)}: the students would see other data or labels, or validation rows "
+                             f"the teacher trained on; use the teacher's --config")
     check_student_models(STUDENTS, cfg["_sources"], teacher_dir)
     transfer = any(student_settings(s, cfg["_sources"])["transfer_size"] for s in STUDENTS)
     soft = soft_label_splits()
+    if soft and not ours.is_imdb:
+        raise UsageError(f"--soft_label_splits={','.join(soft)}: published soft labels are made for IMDb only; "
+                         f"leave it empty with --data={DATA}")
     if set(soft) - {"train", "unsupervised", "test"}:
         raise UsageError(f"--soft_label_splits={','.join(soft)}: IMDb splits are train, unsupervised and test")
-    imdb_sources(tuple(dict.fromkeys(["train", *(["unsupervised"] if transfer else []), *soft])), DATA_DIR)
+    imdb_transfer = ["unsupervised"] if transfer and not TRANSFER_DATA else []
+    check_data(ours, tuple(dict.fromkeys(["train", "test", *imdb_transfer, *soft])))
+    teacher_labels(teacher_dir, load_splits(ours, transfer=bool(transfer)).label_names)
 
 
 def soft_label_splits() -> list[str]:
@@ -479,18 +502,18 @@ def main(argv=None) -> dict:
         log.info("every student is finished; nothing to train" if results else "no students to train (STUDENTS is empty)")
         return {"students": results, "teacher_logits": None}
 
-    # 1. load data: the teacher's split, plus an unlabeled transfer pool from `unsupervised` (a matched
+    # 1. load data: the teacher's split, plus an unlabeled transfer pool (TRANSFER_DATA; a matched
     #    baseline only needs its twin's pool size, to count the twin's optimizer steps)
     transfer_max = max([st["transfer_size"] for _, _, d, st, _ in runs if d] + [0])
     counted = any(st["transfer_size"] for _, _, d, st, _ in runs if not d and MATCH_STEPS)
-    data = load_imdb(("train", "unsupervised") if transfer_max or counted else ("train",), DATA_DIR, DATASET_NAME)
-    splits = make_splits(data, VAL_SIZE, TRAIN_SIZE, seed=SEED)
-    n_unlabeled = len(splits.get("unsupervised", []))
+    data = load_splits(DataSpec.from_settings(cfg), transfer=bool(transfer_max or counted))
+    label_names = teacher_labels(teacher_dir, data.label_names)
+    splits = {"train": data.train, "validation": data.validation}
+    n_unlabeled = len(data.transfer)
     pool = []
     if transfer_max:
-        unsup = splits["unsupervised"]
-        idx = np.random.default_rng(SEED).permutation(len(unsup))[:transfer_max]
-        pool = unsup.select(idx)["text"]
+        idx = np.random.default_rng(SEED).permutation(len(data.transfer))[:transfer_max]
+        pool = [data.transfer[i] for i in idx]
 
     # 2. teacher logits for train + transfer pool, once, if a distilled student is still to train
     #    (rank 0 first under torchrun, the others read the cache)
@@ -517,7 +540,7 @@ def main(argv=None) -> dict:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         steps = optimizer_steps(len(splits["train"]) + min(st["transfer_size"], n_unlabeled), st["epochs"],
                                 st["batch_size"], GRAD_ACCUM, world) if not distilled and MATCH_STEPS else -1
-        model, tok = build_student(spec, teacher_dir, st["seed"])
+        model, tok = build_student(spec, teacher_dir, st["seed"], label_names)
         source = " ".join(filter(None, [spec.get("model") or "teacher", spec.get("layers") and f"layers {spec['layers']}"]))
         log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s", name, source,
                  count_parameters(model) / 1e6, "distilled" if distilled else "labels-only baseline", alpha,

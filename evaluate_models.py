@@ -1,15 +1,17 @@
-"""Evaluate the teacher and every student of an experiment side by side on the IMDb test split.
+"""Evaluate the teacher and every student of an experiment side by side on the test split (IMDb or your data).
 
 Reads  outputs/<EXPERIMENT>/teacher/ and outputs/<EXPERIMENT>/students/*/ (each model with its own
-       tokenizer and the truncation settings it was trained with, from its config.json), and IMDb test
-       (all 25,000 reviews, or a fixed stratified seeded subset of TEST_SIZE); with SPLIT=validation
-       the teacher's validation split instead, for choosing settings without touching the test set.
+       tokenizer and the truncation settings it was trained with, from its config.json), and the test split
+       of the teacher's data (as saved with the teacher; IMDb: all 25,000 reviews), or a fixed stratified
+       seeded subset of TEST_SIZE; with SPLIT=validation the teacher's validation split instead, for
+       choosing settings without touching the test set.
 Writes outputs/<EXPERIMENT>/results.json, results.csv, results.md (the tables), dashboard.png,
        gains.png (each distilled student's gain over its labels-only baseline, mean and standard
-       deviation over seeds) and predictions/<model>.csv (review index, label, prediction,
-       P(positive)) for error analysis; with SPLIT=validation the same files named validation-*.
+       deviation over seeds) and predictions/<model>.csv (text index, label, prediction, and the
+       probability of each class) for error analysis; with SPLIT=validation the same files named validation-*.
 
-Per model: accuracy, macro F1/precision/recall, agreement with the teacher, parameters, size on disk,
+Per model: accuracy, macro F1/precision/recall (and per class, with the confusion matrix, in results.json),
+agreement with the teacher, parameters, size on disk,
 compression (teacher params / params), retention (accuracy / teacher accuracy), efficiency (retention /
 size fraction), and speed: batch-1 latency p50/p95 after warm-up, throughput at EVAL_BATCH_SIZE
 (model forward only, batches sorted by length), tokenization timed separately, the whole evaluation
@@ -42,20 +44,20 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, log, public_config, run_main, start_run
-from data_utils import (PadCollator, classification_metrics, count_parameters, encode, imdb_sources, is_finished,
-                        load_classifier, load_imdb, logits_in_order, make_splits, percentile, read_json,
+from data_utils import (DataSpec, PadCollator, check_data, classification_metrics, count_parameters, encode, is_finished,
+                        load_classifier, load_splits, logits_in_order, model_config, per_class_metrics, percentile, read_json,
                         stratified_indices, truncation_settings, write_json)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
 OUTPUT_DIR = "outputs"
 TEACHER_DIR = ""                  # the teacher (the reference row); "" = OUTPUT_DIR/EXPERIMENT/teacher
-DATA_DIR = ""                     # local IMDb copy; "" = $IMDB_DIR, else the hub
-DATASET_NAME = "stanfordnlp/imdb"
 MODELS = [""]                     # only these model names (teacher, student names); [""] = all
-# --- data --------------------------------------------------------------------------------------
+# --- data: the teacher's (its saved data and split settings); every model must have its labels -----
+DATA_DIR = ""                     # imdb: a local copy; "" = $IMDB_DIR, else the hub
+DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
 SPLIT = "test"                    # test | validation (the teacher's validation split, for choosing settings)
-TEST_SIZE = 0                     # stratified seeded subset of the 25,000 test reviews; 0 = all
+TEST_SIZE = 0                     # stratified seeded subset of the test split (IMDb: 25,000 reviews); 0 = all
 # --- evaluation --------------------------------------------------------------------------------
 EVAL_BATCH_SIZE = 64              # batch for accuracy and throughput (reviews sorted by length)
 LATENCY_SAMPLES = 100             # batch-1 requests timed for latency p50/p95 (random test reviews)
@@ -195,7 +197,7 @@ def time_requests(model, batches: list[dict], device: str, warmup: int, warmup_s
 
 def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_size: int, latency_idx, warmup: int,
             warmup_s: float = 0.0) -> dict:
-    """Predict every text and time each stage. Returns probabilities P(positive) in input order and timings.
+    """Predict every text and time each stage. Returns class probabilities (N, C) in input order and timings.
 
     tokenize: all texts at once (fast tokenizer, truncation as trained), reported per review;
     pipeline: data_utils.logits_in_order over all texts (sort, pad, forward, rows back in order);
@@ -226,7 +228,7 @@ def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_siz
     t_pipe = time.perf_counter()
     logits = logits_in_order(model, collate, ids, batch_size, device, forward=timed_forward)
     pipeline_s = time.perf_counter() - t_pipe
-    probs = torch.softmax(torch.from_numpy(logits), -1)[:, 1].double().numpy()
+    probs = torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
     one = [{k: v.to(device) for k, v in collate([{"input_ids": ids[j]}]).items()} for j in latency_idx]
     times = time_requests(model, one, device, warmup, warmup_s)
     n = len(texts)
@@ -347,10 +349,10 @@ def seed_groups(rows: list[dict]) -> list[dict]:
 # reports
 # ----------------------------------------------------------------------------------------------
 _COLUMNS = [("model", "{}"), ("kind", "{}"), ("precision", "{}"), ("params_m", "{:.1f}"), ("size_mb", "{:.1f}"),
-         ("accuracy", "{:.4f}"), ("f1", "{:.4f}"), ("agreement", "{:.4f}"), ("compression", "{:.2f}x"),
+         ("accuracy", "{:.4f}"), ("f1", "{:.4f}"), ("recall_macro", "{:.4f}"), ("agreement", "{:.4f}"), ("compression", "{:.2f}x"),
          ("retention", "{:.2f}%"), ("efficiency", "{:.2f}"), ("latency_p50_ms", "{:.1f}"),
          ("latency_p95_ms", "{:.1f}"), ("throughput", "{:.0f}"), ("speedup", "{:.2f}x")]
-_HEADERS = {"params_m": "params (M)", "size_mb": "size (MB)", "latency_p50_ms": "p50 ms (bs 1)",
+_HEADERS = {"f1": "macro F1", "recall_macro": "macro recall", "params_m": "params (M)", "size_mb": "size (MB)", "latency_p50_ms": "p50 ms (bs 1)",
            "latency_p95_ms": "p95 ms (bs 1)", "throughput": "reviews/s", "speedup": "speedup"}
 
 
@@ -388,14 +390,15 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
              "paired by seed.") if result["groups"] else ""
-    text = (f"# {result['experiment']}: teacher vs students on {result['test_size']:,} IMDb "
-            f"{result['split']} reviews\n\n" + markdown_table(rows) + gains + "\n\n"
+    noun = "reviews" if result["data"] == "IMDb" else "texts"
+    text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
+            f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows) + gains + "\n\n"
             f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
             + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}"
             + (f", onnxruntime {hw['onnxruntime']}" if "onnxruntime" in hw else "")
             + (f"; CPU features: {hw['cpu_features']}" if "cpu_features" in hw else "") + ". "
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
-            f"{result['config']['latency_samples']} test reviews. Throughput: model forward at batch "
+            f"{result['config']['latency_samples']} {result['split']} {noun}. Throughput: model forward at batch "
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
             f"fp32 teacher's. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
@@ -464,8 +467,39 @@ def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None
     tmp.replace(path)
 
 
-def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
-    """Four panels: accuracy, size, batch-1 latency per model, and accuracy vs throughput."""
+def confusion_rows(rows: list[dict]) -> list[dict]:
+    """The fp32 teacher, the most accurate distilled student (reference rows) and the baseline of that student."""
+    ref = reference_rows(rows)
+    picked = [r for r in ref if r["kind"] == "teacher"][:1]
+    distilled = sorted((r for r in ref if r["kind"] == "distilled"), key=lambda r: -r["accuracy"])[:1]
+    if distilled:
+        key = student_key(distilled[0])
+        picked += distilled + [r for r in ref if r["kind"] == "baseline" and student_key(r) == key][:1]
+    return picked
+
+
+def plot_confusions(axes, rows: list[dict], names: list[str] | None) -> None:
+    """Row-normalised confusion matrices (true class down, predicted across) of confusion_rows()."""
+    picked = confusion_rows(rows)
+    for ax, r in zip(axes, picked):
+        m = np.asarray(r["confusion"], dtype=float)
+        m = m / np.maximum(m.sum(1, keepdims=True), 1)
+        ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v > 0.6 else "black")
+        labels = names or [str(i) for i in range(len(m))]
+        ax.set_xticks(range(len(m)), labels, fontsize=8)
+        ax.set_yticks(range(len(m)), labels, fontsize=8)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+        ax.set_title(f"{r['model']} ({r['kind']}): recall per class", fontsize=9)
+    for ax in axes[len(picked):]:
+        ax.axis("off")
+
+
+def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test", names: list[str] | None = None) -> None:
+    """Panels: accuracy, size, batch-1 latency per model, accuracy vs throughput, and the confusion
+    matrices (rows: true class, normalised) of the teacher, the best distilled student and its baseline."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -474,7 +508,9 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
     color = [colors.get(r["kind"], "#2ca02c") for r in rows]
     alpha = [0.45 if r["precision"] != "fp32" else 1.0 for r in rows]
     y = np.arange(len(rows))
-    fig, axes = plt.subplots(2, 2, figsize=(15, 4 + 0.45 * len(rows)))
+    fig = plt.figure(figsize=(15, 4 + 0.45 * len(rows) + 3.6))
+    grid = fig.add_gridspec(3, 6, height_ratios=[4 + 0.45 * len(rows)] * 2 + [7.2])
+    axes = np.array([[fig.add_subplot(grid[i, 0:3]), fig.add_subplot(grid[i, 3:6])] for i in range(2)])
     teacher = next(r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32")
 
     def bars(ax, key, xlabel, fmt):
@@ -489,7 +525,7 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
         ax.grid(axis="x", alpha=0.3)
 
     acc = [r["accuracy"] for r in rows]
-    bars(axes[0, 0], "accuracy", "test accuracy", lambda r: f"{r['accuracy']:.4f} ({r['retention']:.2f}%)")
+    bars(axes[0, 0], "accuracy", f"{split} accuracy", lambda r: f"{r['accuracy']:.4f} ({r['retention']:.2f}%)")
     axes[0, 0].set_xlim(max(0, min(acc) - 0.05), min(1, max(acc) + 0.03))
     axes[0, 0].axvline(teacher["accuracy"], color=colors["teacher"], ls="--", lw=1)
     axes[0, 0].set_title("Accuracy (retention of the teacher's)")
@@ -506,9 +542,10 @@ def plot_dashboard(rows: list[dict], path: Path, title: str) -> None:
                     textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel(f"throughput (reviews/s, batch {rows[0].get('batch', '')}, log scale)")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(f"{split} accuracy")
     ax.set_title("Accuracy vs speed (up and right is better)")
     ax.grid(alpha=0.3)
+    plot_confusions([fig.add_subplot(grid[2, 2 * i:2 * i + 2]) for i in range(3)], rows, names)
     from matplotlib.patches import Patch
     fig.legend(handles=[Patch(color=colors["teacher"], label="teacher"), Patch(color=colors["distilled"], label="distilled student"),
                         Patch(facecolor=colors["baseline"], hatch="//", label="labels-only baseline"),
@@ -544,7 +581,10 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         if unknown:
             raise UsageError(f"--models: no model {sorted(unknown)[0]!r} in {root}; found {', '.join(n for n, _ in models)}")
         models = [m for m in models if m[0] == "teacher" or m[0] in wanted]   # the teacher is the reference
-    imdb_sources(("test",) if SPLIT == "test" else ("train",), DATA_DIR)
+    check_data(data_spec(teacher_dir), ("train", "test"))
+    names = load_splits(data_spec(teacher_dir)).label_names
+    for name, folder in models:
+        check_labels(name, folder, model_config(str(folder)), names)
     return models
 
 
@@ -558,7 +598,7 @@ def main(argv=None) -> dict:
     models = selected_models()
 
     # 1. load the test split (or its fixed stratified subset), or the teacher's validation split
-    texts, labels = load_split(models[0][1])
+    texts, labels, names = load_split(models[0][1])
     latency_idx = np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)
     log.info("evaluating %d models on %d %s reviews on %s", len(models), len(texts), SPLIT, device)
 
@@ -581,19 +621,20 @@ def main(argv=None) -> dict:
                 m = model
             r = measure(m, tok, texts, kd, device, EVAL_BATCH_SIZE, latency_idx, WARMUP, GPU_WARMUP_S)
             probs = r.pop("probs")
-            pred = (probs >= 0.5).astype(int)
+            pred = probs.argmax(-1)
             row_name = name if precision == "fp32" else f"{name}-{precision}"
-            scores = classification_metrics(pred, labels)
+            scores = classification_metrics(pred, labels, len(names))
             raw.append({"model": name, "kind": kind, "precision": precision, "folder": str(folder), "params": params,
                         "size_mb": getattr(m, "size_mb", None) or size_on_disk_mb(m, folder if precision == "fp32" else None),
                         "val_accuracy": metrics.get("val_accuracy"), "accuracy": scores["accuracy"], "f1": scores["f1"],
                         "precision_macro": scores["precision"], "recall_macro": scores["recall"], "pred": pred,
                         "student": kd.get("student"), "settings": kd.get("settings"), "seed": kd.get("seed"),
-                        "steps": metrics.get("optimizer_steps"), **r})
+                        "steps": metrics.get("optimizer_steps"), **per_class_metrics(pred, labels, names), **r})
             with open(preds_dir / f"{row_name}.csv", "w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["index", "label", "pred", "p_positive"])
-                w.writerows(zip(range(len(texts)), labels.tolist(), pred.tolist(), np.round(probs, 5).tolist()))
+                w.writerow(["index", "label", "pred", *[f"p_{n}" for n in names]])
+                w.writerows([i, names[y], names[k], *p] for i, (y, k, p) in
+                            enumerate(zip(labels, pred, np.round(probs, 5).tolist())))
             log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f reviews/s", name, precision, raw[-1]["accuracy"],
                      r["p50_ms"], r["throughput"])
             del m
@@ -619,7 +660,7 @@ def main(argv=None) -> dict:
             "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
             "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": r["val_accuracy"],
             "batch": EVAL_BATCH_SIZE, "device": device, "seed": r["seed"], "steps": r["steps"], "student": r["student"],
-            "settings": r["settings"], "folder": r["folder"],
+            "settings": r["settings"], "folder": r["folder"], "per_class": r["per_class"], "confusion": r["confusion"],
         })
     groups = seed_groups(rows)
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
@@ -630,27 +671,42 @@ def main(argv=None) -> dict:
 
     # 4. write the tables, the JSON/CSV, the dashboard and the gains plot
     prefix = "" if SPLIT == "test" else "validation-"
-    result = {"experiment": EXPERIMENT, "split": SPLIT, "test_size": len(texts), "hardware": hardware(device),
-              "config": public_config(cfg), "rows": rows, "groups": groups}
+    spec = data_spec(models[0][1])
+    result = {"experiment": EXPERIMENT, "data": "IMDb" if spec.is_imdb else spec.data, "split": SPLIT,
+              "texts": len(texts), "labels": names, "hardware": hardware(device), "config": public_config(cfg),
+              "rows": rows, "groups": groups}
     write_reports(root, result, prefix)
-    where = f"{len(texts):,} IMDb {SPLIT} reviews, {device}"
-    plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}")
+    where = f"{len(texts):,} {result['data']} {SPLIT} {'reviews' if spec.is_imdb else 'texts'}, {device}"
+    plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, names)
     plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
     log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix, markdown_table(rows))
     return result
 
 
-def load_split(teacher_dir: Path) -> tuple[list[str], np.ndarray]:
-    """(texts, labels) evaluated: the test split (a fixed stratified subset with TEST_SIZE), or the
-    validation split the teacher was trained beside (its run's val_size, train_size and seed)."""
-    if SPLIT == "test":
-        test = load_imdb(("test",), DATA_DIR, DATASET_NAME)["test"]
-        test = test.select(stratified_indices(test["label"], TEST_SIZE, SEED))
-        return list(test["text"]), np.array(test["label"])
+def data_spec(teacher_dir: Path) -> DataSpec:
+    """The data evaluated: the teacher's data and split settings (its run_config: data, columns, labels,
+    val_size, seed, ...), so a test split carved from train is the same one; IMDb read from this machine's
+    copy (DATA_DIR, DATASET_NAME)."""
     rc = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
-    val = make_splits(load_imdb(("train",), DATA_DIR, DATASET_NAME), rc.get("val_size", 2500), rc.get("train_size", 0),
-                      seed=rc.get("seed", SEED))["validation"]
-    return list(val["text"]), np.array(val["label"])
+    return DataSpec.from_settings(rc | {"data_dir": DATA_DIR, "dataset_name": DATASET_NAME})
+
+
+def load_split(teacher_dir: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """(texts, label ids, label names) evaluated: the test split (a fixed stratified subset with TEST_SIZE),
+    or the validation split the teacher was trained beside (its data, val_size, train_size and seed)."""
+    data = load_splits(data_spec(teacher_dir))
+    if SPLIT == "test":
+        test = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED))
+        return list(test["text"]), np.array(test["label"]), data.label_names
+    return list(data.validation["text"]), np.array(data.validation["label"]), data.label_names
+
+
+def check_labels(name: str, folder: Path, config, names: list[str]) -> None:
+    """UsageError unless the model predicts the data's labels, in the same order."""
+    mine = [config.id2label[i] for i in range(config.num_labels)]
+    if mine != list(names):
+        raise UsageError(f"model {name} ({folder}) predicts {', '.join(map(str, mine))}, the data's labels are "
+                         f"{', '.join(names)}; evaluate it with the data it was trained on (--data, --label_names)")
 
 
 if __name__ == "__main__":

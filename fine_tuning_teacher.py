@@ -1,6 +1,7 @@
-"""Fine-tune the teacher: a sequence classifier on IMDb sentiment with the Hugging Face Trainer.
+"""Fine-tune the teacher: a sequence classifier on IMDb sentiment (or your own data) with the Hugging Face Trainer.
 
-Reads  IMDb (IMDB_DIR / --data_dir, else the hub dataset) and a pretrained encoder (MODEL_NAME).
+Reads  the data (DATA: IMDb from IMDB_DIR / --data_dir, else the hub; or your own CSV/TSV/JSON Lines/
+       parquet file or folder, or a hub dataset, with any number of classes) and a pretrained encoder (MODEL_NAME).
 Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label names, truncation
        settings and the run's effective configuration under `sentiment_kd`) and metrics.json
        (validation accuracy/F1, train time, examples/s). Reload with from_pretrained or
@@ -13,24 +14,31 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
     python fine_tuning_teacher.py                                  # paper: roberta-large, full IMDb
     python fine_tuning_teacher.py --config configs/quick.toml      # MiniLM-L6 on 1,600 reviews, CPU
     python fine_tuning_teacher.py --config configs/quick.toml --learning_rate=5e-5 --overwrite=true
+    python fine_tuning_teacher.py --config configs/tweets.toml     # 3-class tweets (your own data: README)
     torchrun --nproc_per_node 4 fine_tuning_teacher.py --config configs/bert.toml   # multi-GPU (DDP)
 
 Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 """
 from configurator import log, public_config, run_main, start_run
-from data_utils import (PadCollator, check_max_length, count_parameters, imdb_sources, load_classifier, load_imdb,
-                        make_splits, model_config, read_json, tokenize_dataset)
+from data_utils import (DataSpec, PadCollator, check_data, check_max_length, count_parameters, load_classifier,
+                        load_splits, model_config, read_json, tokenize_dataset)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
 OUTPUT_DIR = "outputs"            # root of all runs
 CACHE_DIR = "outputs/cache"       # tokenized splits, shared by experiments (keyed by content)
-DATA_DIR = ""                     # local IMDb copy (parquet or aclImdb); "" = $IMDB_DIR, else the hub
-DATASET_NAME = "stanfordnlp/imdb" # hub dataset used when no local copy is given
 OVERWRITE = False                 # retrain a finished teacher in OUTPUT_DIR/EXPERIMENT/teacher (else it is kept)
-# --- data --------------------------------------------------------------------------------------
-VAL_SIZE = 2500                   # reviews carved from train for model selection (stratified)
-TRAIN_SIZE = 0                    # stratified subsample of the remaining train reviews; 0 = all
+# --- data (data_utils.DataSpec; students and evaluation must use the same) -----------------------
+DATA = "imdb"                     # imdb | a .csv/.tsv/.jsonl/.parquet file, or a folder of train/validation/test
+                                  # files | a hub dataset id
+DATA_DIR = ""                     # imdb: a local copy (parquet or aclImdb); "" = $IMDB_DIR, else the hub
+DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
+TEXT_COLUMN = "text"              # column of the texts
+LABEL_COLUMN = "label"            # column of the labels: names (strings) or integers
+LABEL_NAMES = [""]                # integer labels: a name per sorted value ([""] = the numbers; imdb: negative, positive)
+VAL_SIZE = 2500                   # validation rows: carved from train (stratified), or kept of the data's own split
+TRAIN_SIZE = 0                    # stratified subsample of the remaining train rows; 0 = all
+DROP_LEAKS = True                 # drop train rows whose text is also in validation or test
 MAX_LENGTH = 512                  # tokens per review, special tokens included
 TRUNCATION = "head+tail"          # head | tail | head+tail
 HEAD_TOKENS = 128                 # head+tail: tokens kept from the start (the rest from the end)
@@ -54,8 +62,10 @@ REPORT_TO = "none"                # none | tensorboard (event files in OUTPUT_DI
 
 # ----------------------------------------------------------------------------------------------
 def check_config(cfg: dict) -> None:
-    """What can be checked before anything is written: the IMDb copy and the model's position limit."""
-    imdb_sources(("train",), DATA_DIR)
+    """What can be checked before anything is written: the data (loaded: columns, labels, splits) and the
+    model's position limit."""
+    check_data(DataSpec.from_settings(cfg), ("train", "test"))
+    load_splits(DataSpec.from_settings(cfg))
     check_max_length(model_config(MODEL_NAME), MAX_LENGTH, MODEL_NAME)
 
 
@@ -76,11 +86,12 @@ def main(argv=None) -> dict:
                               weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP_RATIO,
                               logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS)
 
-    # 1. load data: validation carved from train; the test split is left to evaluate_models.py
-    splits = make_splits(load_imdb(("train",), DATA_DIR, DATASET_NAME), VAL_SIZE, TRAIN_SIZE, seed=SEED)
+    # 1. load data: the data's validation split or one carved from train; test is left to evaluate_models.py
+    splits = load_splits(DataSpec.from_settings(cfg))
+    splits = {"train": splits.train, "validation": splits.validation, "labels": splits.label_names}
 
-    # 2. load the model and tokenize once (cached on disk; rank 0 first under torchrun)
-    model, tokenizer = load_classifier(MODEL_NAME, SEED)
+    # 2. load the model (a head for the data's labels) and tokenize once (cached; rank 0 first under torchrun)
+    model, tokenizer = load_classifier(MODEL_NAME, SEED, splits["labels"])
     log.info("teacher %s: %.1fM parameters", MODEL_NAME, count_parameters(model) / 1e6)
     with args.main_process_first(desc="tokenize"):
         data = {s: tokenize_dataset(splits[s], tokenizer, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, s)

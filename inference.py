@@ -1,9 +1,11 @@
 """Predict the sentiment of new text with any saved model (teacher or student).
 
-Reads  a model folder written by fine_tuning_teacher.py or distill_student.py (default: the best
-       student, by validation accuracy, of the most recent experiment under outputs/, else its teacher),
+Reads  a model folder written by fine_tuning_teacher.py or distill_student.py (default: the distilled
+       student with the best validation accuracy of the experiment trained most recently under outputs/,
+       else its best student, else its teacher; the choice is printed on stderr),
        and texts from the command line, a file (one review per line) or standard input.
-Writes to stdout, per text: label, confidence, text; or JSON with --json. Notes go to stderr.
+Writes to stdout, per text: label, confidence, text; or JSON with --json (with every class's probability).
+       Notes go to stderr. Any number of classes: the labels are the model's own (config.json id2label).
 
     python inference.py "I loved it" "Worst film ever"
     python inference.py --file reviews.txt            # one review per line; --file - reads stdin
@@ -18,7 +20,8 @@ fp32 model.onnx (default; same predictions as the torch model) or the int8 model
 
 From Python:
     from inference import predict
-    predict(["a great film"], model="outputs/quick/students/L3")   # [{'label': 'positive', 'score': 0.97}]
+    predict(["a great film"], model="outputs/quick/students/L3")
+    # [{'label': 'positive', 'score': 0.97, 'probs': {'negative': 0.03, 'positive': 0.97}}]
 
 Long texts are truncated the way the model was trained (its config.json); batched, on GPU when present.
 """
@@ -27,11 +30,11 @@ import sys
 from pathlib import Path
 
 from configurator import UsageError, configure, run_main
-from data_utils import ID2LABEL, WEIGHT_FILES, batched_logits, is_finished, is_saved_model, read_json, truncation_settings
+from data_utils import WEIGHT_FILES, batched_logits, is_finished, is_saved_model, read_json, truncation_settings
 from onnx_runtime import FP32_FILE, is_onnx_folder, onnx_logits, softmax
 
 # --- I/O ---------------------------------------------------------------------------------------
-MODEL = ""                        # model folder; "" = best student of the newest experiment, else its teacher
+MODEL = ""                        # model folder; "" = best distilled student of the newest experiment (stderr says which)
 OUTPUT_DIR = "outputs"            # where experiments are looked for
 FILE = ""                         # one review per line; "-" = standard input
 JSON = False                      # print JSON instead of a table
@@ -63,7 +66,9 @@ def saved_models(output_dir: str) -> list[Path]:
 
 
 def default_model(output_dir: str) -> Path:
-    """The best student (validation accuracy) of the experiment trained most recently, else its teacher."""
+    """The model used without --model: in the experiment trained most recently, the distilled student with
+    the best validation accuracy (what the experiment is about, not its labels-only baselines), else the
+    best of its other students, else its teacher."""
     models = saved_models(output_dir)
     if not models:
         raise UsageError(f"no saved model under {output_dir}/; train one (fine_tuning_teacher.py, distill_student.py) "
@@ -72,12 +77,14 @@ def default_model(output_dir: str) -> Path:
     newest = experiment(max(models, key=lambda p: (p / "metrics.json").stat().st_mtime))
     mine = [p for p in models if experiment(p) == newest]
     students = [p for p in mine if p.name != "teacher"]
-    return max(students or mine, key=lambda p: read_json(p / "metrics.json").get("val_accuracy", 0))
+    kind = lambda p: read_json(p / "config.json").get("sentiment_kd", {}).get("kind")   # noqa: E731
+    distilled = [p for p in students if kind(p) == "distilled"]
+    return max(distilled or students or mine, key=lambda p: read_json(p / "metrics.json").get("val_accuracy", 0))
 
 
 def check_model(path: str, output_dir: str) -> Path:
     """The model folder, after checking that it holds a sentiment classifier that can be used as is:
-    config.json and weights, a tokenizer, and a trained two-label classification head."""
+    config.json and weights, a tokenizer, and a trained classification head with named labels."""
     folder = Path(path)
     have = lambda: ", ".join(str(p) for p in saved_models(output_dir)) or f"none under {output_dir}/"   # noqa: E731
     if not folder.is_dir():
@@ -94,13 +101,13 @@ def check_model(path: str, output_dir: str) -> Path:
     heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
     if not heads:
         what = ", ".join(config.get("architectures") or []) or config.get("model_type", "model")
-        raise UsageError(f"{folder} holds a {what} without a trained two-label classification head, so its predictions "
+        raise UsageError(f"{folder} holds a {what} without a trained classification head, so its predictions "
                          f"would be random; fine-tune it first (fine_tuning_teacher.py --model_name={folder}) or pass "
                          f"a model folder written by this project")
-    labels = sorted(str(v).lower() for v in (config.get("id2label") or {}).values())
-    if labels != sorted(ID2LABEL.values()):
-        raise UsageError(f"{folder} is a classifier with the labels {', '.join(labels)}, not negative / positive; pass "
-                         f"a sentiment model written by this project (or one whose id2label names negative and positive)")
+    labels = [str(v) for v in (config.get("id2label") or {}).values()]
+    if len(labels) < 2 or all(v.upper().startswith("LABEL_") for v in labels):
+        raise UsageError(f"{folder} is a classifier without label names ({', '.join(labels) or 'no id2label'}), so its "
+                         f"predictions cannot be read; pass a model written by this project, or set id2label in its config.json")
     return folder
 
 
@@ -120,8 +127,8 @@ def load(folder: Path, device: str):
 
 def predict(texts: str | list[str], model: str = "", batch_size: int = 32, device: str = "auto",
             output_dir: str = "outputs", onnx_file: str = FP32_FILE) -> list[dict]:
-    """Sentiment of each text: [{"label": "positive" | "negative", "score": probability of that label}],
-    in the order of `texts`.
+    """Sentiment of each text: [{"label": the most probable label, "score": its probability, "probs": {label:
+    probability} of every class}], in the order of `texts`. Labels are the model's (IMDb: negative, positive).
 
     texts: a list of strings, or one string (one text). An empty list gives []. A blank text (only
     whitespace or a byte-order mark) raises ValueError naming its position: there is nothing to predict,
@@ -142,14 +149,19 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
     folder = check_model(model, output_dir) if model else default_model(output_dir)
     if is_onnx_folder(folder):
         probs = softmax(onnx_logits(folder, texts, batch_size, onnx_file))
-        id2label = {int(k): v for k, v in read_json(folder / "config.json")["id2label"].items()}
-        return [{"label": id2label[int(p.argmax())], "score": round(float(p.max()), 4)} for p in probs]
+        return labelled(probs, {int(k): v for k, v in read_json(folder / "config.json")["id2label"].items()})
     import torch
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     net, tok, settings = load(folder, device)
-    probs = torch.softmax(torch.from_numpy(batched_logits(net, tok, texts, settings, batch_size, device)), -1)
-    return [{"label": net.config.id2label[int(p.argmax())], "score": round(float(p.max()), 4)} for p in probs]
+    probs = torch.softmax(torch.from_numpy(batched_logits(net, tok, texts, settings, batch_size, device)), -1).numpy()
+    return labelled(probs, net.config.id2label)
+
+
+def labelled(probs, id2label: dict) -> list[dict]:
+    """Rows of class probabilities (N, C) as [{label, score, probs: {label: probability}}]."""
+    return [{"label": id2label[int(p.argmax())], "score": round(float(p.max()), 4),
+             "probs": {id2label[i]: round(float(v), 4) for i, v in enumerate(p)}} for p in probs]
 
 
 def read_lines(path: str) -> list[str]:
@@ -193,10 +205,12 @@ def main(argv=None) -> list[dict]:
     if JSON:
         print(json.dumps({"model": str(folder), "predictions": [{"text": t, **r} for t, r in zip(texts, results)]}, indent=2))
     else:
-        print(f"model: {folder}", file=sys.stderr)
+        why = "" if MODEL else " (the default: the best distilled student of the newest experiment; --model=PATH picks another)"
+        print(f"model: {folder}{why}", file=sys.stderr)
+        width = max(9, *(len(r["label"]) for r in results))
         for t, r in zip(texts, results):
             short = t if len(t) <= 70 else t[:67] + "..."
-            print(f"{r['label']:<9} {r['score']:.3f}  {short}")
+            print(f"{r['label']:<{width}} {r['score']:.3f}  {short}")
     return results
 
 

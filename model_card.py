@@ -19,6 +19,19 @@ LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-tr
 DATASET = "stanfordnlp/imdb"
 
 
+def data_facts(config: dict) -> dict:
+    """What the model was trained on, from its config.json: {name (for the text), hub (a hub dataset id or
+    None), labels (names in id order), domain (for the limits)}."""
+    rc = config.get("sentiment_kd", {}).get("run_config", {})
+    data = rc.get("data", "imdb")
+    labels = [config.get("id2label", {})[k] for k in sorted(config.get("id2label", {}), key=int)]
+    if data.lower() == "imdb":
+        return {"name": "IMDb movie reviews", "hub": DATASET, "labels": labels, "domain": "English movie reviews (IMDb)"}
+    from data_utils import is_local
+    return {"name": f"`{data}`", "hub": None if is_local(data) else data, "labels": labels,
+            "domain": f"texts like those of `{data}`"}
+
+
 def base_model(kd: dict) -> str | None:
     """The hub model a folder descends from: the teacher's base model, a student's own `model`, or for a
     student cut from the teacher, the teacher's base model (read from the teacher folder when present)."""
@@ -28,39 +41,42 @@ def base_model(kd: dict) -> str | None:
     return name if name and not name.startswith("tiny:") and not Path(name).exists() else None
 
 
-def eval_results(name: str, metrics: dict, test: dict | None):
+def eval_results(name: str, metrics: dict, test: dict | None, facts: dict):
     from huggingface_hub import EvalResult
     out = []
     for split, src, keys in (("validation", metrics, ("val_accuracy", "val_f1")), ("test", test or {}, ("accuracy", "f1"))):
         for key in keys:
             if src.get(key) is not None:
-                out.append(EvalResult(task_type="text-classification", dataset_type=DATASET, dataset_name="IMDb",
+                out.append(EvalResult(task_type="text-classification", dataset_type=facts["hub"] or "custom",
+                                      dataset_name=facts["name"].strip("`"),
                                       dataset_split=split, metric_type=key.removeprefix("val_"),
                                       metric_value=round(float(src[key]), 4)))
     return out
 
 
-def recipe_lines(kd: dict, folder: Path) -> list[str]:
+def recipe_lines(kd: dict, facts: dict) -> list[str]:
     """What the model is and how it was trained, from its sentiment_kd record."""
+    labels = " / ".join(facts["labels"])
     if kd.get("role") == "teacher":
-        return [f"A sentiment classifier (negative / positive) fine-tuned from `{kd.get('base_model')}` on IMDb movie "
-                f"reviews; the teacher of this experiment's distilled students."]
+        return [f"A sentiment classifier ({labels}) fine-tuned from `{kd.get('base_model')}` on {facts['name']}; "
+                f"the teacher of this experiment's distilled students."]
     spec, kind = kd.get("student") or {}, kd.get("kind", "student")
     layers = spec.get("layers")
-    lines = [f"A {'distilled ' if kind == 'distilled' else ''}student sentiment classifier (negative / positive) for IMDb "
-             f"movie reviews, {'trained on the labels alone (the labels-only baseline)' if kind == 'baseline' else 'learned from the teacher'} "
+    lines = [f"A {'distilled ' if kind == 'distilled' else ''}student sentiment classifier ({labels}) for "
+             f"{facts['name']}, {'trained on the labels alone (the labels-only baseline)' if kind == 'baseline' else 'learned from the teacher'} "
              f"`{kd.get('teacher')}`.", "",
              f"- layers kept from {'`' + spec['model'] + '`' if spec.get('model') else 'the teacher'}: {layers}",
              f"- alpha (weight of the teacher's soft labels): {kd.get('alpha')}, temperature T: {kd.get('temperature')}",
-             f"- unlabeled transfer reviews: {kd.get('transfer_size', 0)}"]
+             f"- unlabeled transfer texts: {kd.get('transfer_size', 0)}"]
     return lines
 
 
 def speed_lines(rows: list[dict]) -> list[str]:
     if not rows:
         return ["Not evaluated yet: `python evaluate_models.py --config configs/<experiment>.toml` adds the test metrics."]
-    lines = ["| precision | test accuracy | agreement with teacher | size (MB) | p50 ms (batch 1) | reviews/s |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['precision']} | {r['accuracy']:.4f} | {r['agreement']:.4f} | {r['size_mb']:.1f} | "
+    lines = ["| precision | test accuracy | macro F1 | agreement with teacher | size (MB) | p50 ms (batch 1) | texts/s |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['precision']} | {r['accuracy']:.4f} | {r['f1']:.4f} | {r['agreement']:.4f} | {r['size_mb']:.1f} | "
               f"{r['latency_p50_ms']:.1f} | {r['throughput']:.0f} |" for r in rows]
     return lines
 
@@ -74,18 +90,18 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
     kd, where_used = config.get("sentiment_kd", {}), shown or folder
     test = next((r for r in rows or [] if r["precision"] == "fp32"), None)
-    base = base_model(kd)
-    data = ModelCardData(base_model=base, datasets=[DATASET], pipeline_tag="text-classification", language="en",
+    base, facts = base_model(kd), data_facts(config)
+    data = ModelCardData(base_model=base, datasets=[facts["hub"]] if facts["hub"] else None, pipeline_tag="text-classification", language="en",
                          license=LICENSES.get(base or ""), library_name="transformers", model_name=name,
                          tags=["knowledge-distillation", "sentiment-analysis", kd.get("role", "student")],
-                         eval_results=eval_results(name, metrics, test) or None)
+                         eval_results=eval_results(name, metrics, test, facts) or None)
     baseline = folder.parent / f"{name}-baseline" / "metrics.json"
     compare = (f"Its labels-only baseline (same student, seed and steps): validation accuracy "
                f"{read_json(baseline)['val_accuracy']:.4f}; this model: {metrics.get('val_accuracy', float('nan')):.4f}."
                if kd.get("kind") == "distilled" and baseline.is_file() else "")
-    where = (f"{test_size:,} IMDb test reviews; {hardware.get('cpu')}, {hardware.get('torch_threads')} threads, "
+    where = (f"{test_size:,} test texts of {facts['name']}; {hardware.get('cpu')}, {hardware.get('torch_threads')} threads, "
              f"CPU features {hardware.get('cpu_features')}" if hardware else "")
-    body = [f"# {name}", "", *recipe_lines(kd, folder), "",
+    body = [f"# {name}", "", *recipe_lines(kd, facts), "",
             f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (F1 {metrics.get('val_f1', float('nan')):.4f}), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters. {compare}", "",
             "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or []), "",
@@ -94,7 +110,7 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             f"or `python inference.py --model {where_used} \"I loved it\"` (an ONNX export: `python export.py "
             f"--model={where_used}`, then `--model {where_used}/onnx`).", "",
             "## Limits", "",
-            f"English movie reviews (IMDb) only; two labels. Trained on at most {kd.get('max_length')} tokens "
+            f"{facts['domain'][0].upper() + facts['domain'][1:]} only; {len(facts['labels'])} labels. Trained on at most {kd.get('max_length')} tokens "
             f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
             f"longer texts are cut the same way. Not evaluated on other domains or languages.", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)

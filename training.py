@@ -134,6 +134,7 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
     return TrainingArguments(**{**dict(
         output_dir=str(ckpt_dir), num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size, gradient_accumulation_steps=grad_accum,
+        # transformers 5 folds warmup_ratio into warmup_steps: a value below 1 is a fraction of the steps
         learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_ratio,
         lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
         load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
@@ -149,10 +150,10 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
 
 
 def compute_metrics(eval_pred) -> dict:
-    """Trainer hook: accuracy and macro F1 of the argmax of the logits."""
+    """Trainer hook: accuracy and macro F1 of the argmax of the logits (N, C), over the C classes."""
     logits, labels = eval_pred.predictions, eval_pred.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
-    return classification_metrics(logits.argmax(-1), labels)
+    return classification_metrics(logits.argmax(-1), labels, logits.shape[-1])
 
 
 class LogToFile(TrainerCallback):

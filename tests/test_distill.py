@@ -81,13 +81,17 @@ def test_cut_layers_keeps_the_chosen_teacher_layers():
 
 def test_cut_of_a_pretrained_model_keeps_its_layers():
     # {model, layers}: cut that checkpoint (here a tiny RoBERTa with its own byte-level tokenizer)
-    student, tok = ds.build_student({"name": "s", "model": "tiny:roberta", "layers": [1]}, None, seed=3)
+    student, tok = ds.build_student({"name": "s", "model": "tiny:roberta", "layers": [1]}, None, seed=3,
+                                    labels=["negative", "positive"])
     full, _ = load_classifier("tiny:roberta", seed=3)
     assert student.config.num_hidden_layers == 1 and len(student.roberta.encoder.layer) == 1
     kept, orig = student.roberta.encoder.layer[0].state_dict(), full.roberta.encoder.layer[1].state_dict()
     assert all(torch.equal(kept[k], orig[k]) for k in orig)
     assert torch.equal(student.roberta.embeddings.word_embeddings.weight, full.roberta.embeddings.word_embeddings.weight)
     assert tok("a b")["input_ids"][0] == tok.bos_token_id                       # the model's own tokenizer
+    # a pretrained student gets a head for the teacher's labels, however many
+    three, _ = ds.build_student({"name": "s", "model": "tiny:bert"}, None, seed=3, labels=["neg", "neu", "pos"])
+    assert three.classifier.out_features == 3 and three.config.id2label == {0: "neg", 1: "neu", 2: "pos"}
 
 
 def test_per_student_values_follow_one_precedence_rule(tmp_path):
@@ -259,13 +263,14 @@ def test_layer_map():
 def test_intermediate_losses_train_and_leave_no_projection_behind(tiny_run, imdb_parquet, tmp_path):
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-    from data_utils import ID2LABEL, LABEL2ID, build_tiny
+    from data_utils import build_tiny
     # a narrower student (hidden 16 vs the teacher's 32) with the teacher's tokenizer: projections needed
     _, tok = build_tiny("bert")
     narrow = tmp_path / "narrow"
     BertForSequenceClassification(BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=16, num_hidden_layers=1,
                                              num_attention_heads=2, intermediate_size=32, num_labels=2,
-                                             id2label=ID2LABEL, label2id=LABEL2ID)).save_pretrained(narrow)
+                                             id2label={0: "negative", 1: "positive"},
+                                             label2id={"negative": 0, "positive": 1})).save_pretrained(narrow)
     tok.save_pretrained(narrow)
     students = f'[{{name = "inner", layers = [1], attention_weight = 1.0}}, {{name = "narrow", model = "{narrow}"}}]'
     result = ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=inner", f"--teacher_dir={tiny_run}/tiny/teacher",

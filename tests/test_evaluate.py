@@ -35,7 +35,8 @@ def test_measure_returns_positive_ordered_timings():
     model, tok = build_tiny("bert")
     r = ev.measure(model, tok, ["a great film", "the worst movie ever made", "ok"] * 4, {"max_length": 16},
                    "cpu", 4, [0, 1, 2], 1)
-    assert r["probs"].shape == (12,) and ((0 <= r["probs"]) & (r["probs"] <= 1)).all()
+    assert r["probs"].shape == (12, 2) and ((0 <= r["probs"]) & (r["probs"] <= 1)).all()
+    np.testing.assert_allclose(r["probs"].sum(1), 1.0, atol=1e-9)
     assert 0 < r["p50_ms"] <= r["p95_ms"] and r["pipeline_throughput"] > 0
     assert r["tokenize_ms_per_review"] > 0
 
@@ -44,7 +45,7 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     result = ev.main(tiny_args(imdb_parquet, tiny_experiment, cache=False))
     root = tiny_experiment / "tiny"
     saved = json.loads((root / "results.json").read_text())
-    assert saved["test_size"] == 24 and saved["hardware"]["device"] == "cpu" and saved["hardware"]["torch_threads"] >= 1
+    assert saved["texts"] == 24 and saved["hardware"]["device"] == "cpu" and saved["hardware"]["torch_threads"] >= 1
     names = [(r["model"], r["precision"]) for r in saved["rows"]]
     assert names == [(m, p) for m in ("teacher", "cut", "cut-baseline", "roberta") for p in ("fp32", "int8")]
     keys = {"accuracy", "f1", "precision_macro", "recall_macro", "agreement", "params", "size_mb", "compression",
@@ -65,7 +66,7 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     int8 = saved["rows"][1]
     assert int8["size_mb"] < teacher["size_mb"] and int8["params"] == teacher["params"]
     preds = list(csv.DictReader(open(root / "predictions" / "cut.csv")))
-    assert len(preds) == 24 and set(preds[0]) == {"index", "label", "pred", "p_positive"}
+    assert len(preds) == 24 and set(preds[0]) == {"index", "label", "pred", "p_negative", "p_positive"}
     acc = np.mean([p["label"] == p["pred"] for p in preds])
     assert acc == pytest.approx(cut["accuracy"])
     table = (root / "results.md").read_text()
@@ -154,7 +155,7 @@ def test_bf16_rows_and_validation_split(tiny_experiment, imdb_parquet):
     fp32, bf16 = result["rows"][0], result["rows"][1]
     assert bf16["size_mb"] < 0.65 * fp32["size_mb"] and bf16["params"] == fp32["params"]   # 2 bytes a weight + pickle overhead
     assert bf16["agreement"] >= 0.75                                      # the same model, rounded weights
-    assert result["split"] == "validation" and result["test_size"] == 8   # tiny.toml: val_size = 8
+    assert result["split"] == "validation" and result["texts"] == 8   # tiny.toml: val_size = 8
     saved = json.loads((root / "validation-results.json").read_text())
     assert saved["groups"][0]["student"] == "cut" and saved["groups"][0]["baselines"] == ["cut-baseline"]
     assert "## Distilled vs labels-only baseline" in (root / "validation-results.md").read_text()

@@ -96,7 +96,7 @@ def test_evaluation_probabilities_come_back_in_input_order(tiny):
     model, tok, ref = tiny
     r = ev.measure(model, tok, TEXTS, {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}, "cpu",
                    3, [0, 1], 0)
-    np.testing.assert_allclose(r["probs"], torch.softmax(torch.tensor(ref), -1)[:, 1].numpy(), atol=1e-5)
+    np.testing.assert_allclose(r["probs"], torch.softmax(torch.tensor(ref), -1).numpy(), atol=1e-5)
 
 
 def test_a_student_cut_with_all_teacher_layers_has_zero_hidden_state_loss(tmp_path):
@@ -137,20 +137,29 @@ def test_a_changed_teacher_gets_its_logits_recomputed(tmp_path):
     assert np.abs(again - first).max() > 1e-3
 
 
-def test_inference_default_is_the_best_student_of_the_newest_experiment(tmp_path):
+def test_inference_default_is_the_best_distilled_student_of_the_newest_experiment(tmp_path):
     import json
     import os
 
     import inference
-    for exp, accs, when in (("old", {"s": 0.99}, 1_000), ("new", {"low": 0.6, "best": 0.9, "mid": 0.7}, 2_000)):
-        for name, acc in [("teacher", 0.95)] + list(accs.items()):
+    # a labels-only baseline ("base", 0.95) beats every distilled student: it is still not the default
+    kinds = {"low": "distilled", "best": "distilled", "mid": "distilled", "base": "baseline", "s": "distilled"}
+    for exp, accs, when in (("old", {"s": 0.99}, 1_000), ("new", {"low": 0.6, "best": 0.9, "mid": 0.7, "base": 0.95}, 2_000)):
+        for name, acc in [("teacher", 0.97)] + list(accs.items()):
             folder = tmp_path / exp / ("teacher" if name == "teacher" else f"students/{name}")
             folder.mkdir(parents=True)
-            for f in ("config.json", "model.safetensors", "tokenizer.json"):
+            for f in ("model.safetensors", "tokenizer.json"):
                 (folder / f).write_text("{}")
+            (folder / "config.json").write_text(json.dumps({"sentiment_kd": {"kind": kinds.get(name, "teacher")}}))
             (folder / "metrics.json").write_text(json.dumps({"val_accuracy": acc}))
             os.utime(folder / "metrics.json", (when, when))
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "best"
+    for name in ("low", "best", "mid"):              # no distilled student: the best student, then the teacher
+        import shutil
+        shutil.rmtree(tmp_path / "new" / "students" / name)
+    assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "base"
+    shutil.rmtree(tmp_path / "new" / "students" / "base")
+    assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "teacher"
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])

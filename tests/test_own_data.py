@@ -1,0 +1,237 @@
+"""Your own data: files of every format, any number of classes, the splits and leak checks, a 3-class
+experiment end to end (teacher, distilled student, baseline, evaluation, inference), and each bad-data
+case through the command line (one line, exit status 2, nothing written)."""
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FILLER, NEG, POS, ROOT
+
+import data_utils as du
+
+NEUTRAL = ["but", "or", "this", "is", "an"]     # words of tiny:bert's vocabulary that no other class uses
+WORDS = {"negative": NEG, "neutral": NEUTRAL, "positive": POS}
+
+
+def tweets(n: int, seed: int, labels=("negative", "neutral", "positive")) -> list[dict]:
+    """n short texts, classes in turn, each class carried by two of its words among filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        y = labels[i % len(labels)]
+        words = rng.choices(FILLER, k=rng.randint(2, 6)) + rng.choices(WORDS[y], k=2)
+        rng.shuffle(words)
+        rows.append({"tweet": " ".join(words) + f" #{seed}x{i}", "sentiment": y})   # the tag keeps texts distinct
+    return rows
+
+
+def write(folder, fmt: str, splits: dict) -> None:
+    """splits {name: rows} as files <name>.<fmt> in folder."""
+    import pandas as pd
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in splits.items():
+        df = pd.DataFrame(rows)
+        path = folder / f"{name}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        elif fmt == "tsv":
+            df.to_csv(path, index=False, sep="\t")
+        elif fmt == "jsonl":
+            df.to_json(path, orient="records", lines=True)
+        else:
+            df.to_parquet(path, index=False)
+
+
+SPLITS = {"train": tweets(60, 1), "validation": tweets(15, 2), "test": tweets(15, 3)}
+
+
+def spec(data, **kw):
+    return du.DataSpec(data=str(data), text_column="tweet", label_column="sentiment", val_size=kw.pop("val_size", 15),
+                       **kw)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
+def test_every_format_gives_the_same_splits(tmp_path, fmt):
+    write(tmp_path / fmt, fmt, SPLITS)
+    s = du.load_splits(spec(tmp_path / fmt))
+    assert s.label_names == ["negative", "neutral", "positive"]
+    assert list(s.train["text"]) == [r["tweet"] for r in SPLITS["train"]]
+    assert list(s.test["label"]) == [["negative", "neutral", "positive"].index(r["sentiment"]) for r in SPLITS["test"]]
+    assert len(s.validation) == 15 and sorted(np.bincount(s.validation["label"])) == [5, 5, 5]
+
+
+def test_one_file_gets_validation_and_test_carved_stratified(tmp_path):
+    write(tmp_path, "csv", {"reviews": SPLITS["train"]})       # no split word: a file given by name is train
+    s = du.load_splits(spec(tmp_path / "reviews.csv", val_size=9))
+    assert (len(s.train), len(s.validation), len(s.test)) == (42, 9, 9)
+    assert list(np.bincount(s.validation["label"])) == [3, 3, 3] and list(np.bincount(s.test["label"])) == [3, 3, 3]
+    texts = [set(d["text"]) for d in (s.train, s.validation, s.test)]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+    again = du.load_splits(spec(tmp_path / "reviews.csv", val_size=9, seed=7))
+    assert list(again.test["text"]) != list(s.test["text"])          # the seed picks them
+
+
+def test_integer_labels_take_names_in_sorted_order(tmp_path):
+    rows = [{"tweet": r["tweet"], "sentiment": {"negative": 4, "neutral": 7, "positive": 9}[r["sentiment"]]}
+            for r in SPLITS["train"]]
+    write(tmp_path, "jsonl", {"train": rows, "test": rows[:9]})
+    s = du.load_splits(spec(tmp_path, val_size=9, label_names=("neg", "neu", "pos")))
+    assert s.label_names == ["neg", "neu", "pos"]
+    first = rows[0]["tweet"]
+    i = list(s.test["text"]).index(first)
+    assert s.test["label"][i] == 0                                    # 4 -> id 0 -> "neg"
+    assert du.load_splits(spec(tmp_path, val_size=9)).label_names == ["4", "7", "9"]
+
+
+def test_leaks_are_counted_and_dropped(tmp_path):
+    train = SPLITS["train"] + [SPLITS["test"][0], SPLITS["validation"][0], SPLITS["train"][0]]
+    write(tmp_path, "csv", {"train": train, "validation": SPLITS["validation"], "test": SPLITS["test"]})
+    kept = du.load_splits(spec(tmp_path, drop_leaks=False))
+    r = kept.report
+    assert (r["train_duplicate_rows"], r["train_rows_in_validation"], r["train_rows_in_test"]) == (1, 1, 1)
+    assert len(kept.train) == 63
+    dropped = du.load_splits(spec(tmp_path))
+    assert len(dropped.train) == 61 and not set(dropped.train["text"]) & set(dropped.test["text"])
+
+
+def test_transfer_texts_from_the_rest_of_validation_skip_held_out_texts(tmp_path):
+    val = tweets(30, 2)
+    test = SPLITS["test"] + [val[-1]]                                 # one validation text is also a test text
+    write(tmp_path, "parquet", {"train": SPLITS["train"], "validation": val, "test": test})
+    s = du.load_splits(spec(tmp_path, val_size=12, transfer_data="validation"), transfer=True)
+    kept = set(s.validation["text"])
+    assert len(kept) == 12 and not kept & set(s.transfer) and val[-1]["tweet"] not in s.transfer
+    assert len(s.transfer) == 30 - 12 - (val[-1]["tweet"] not in kept)
+
+
+def test_literal_unicode_escapes_are_decoded():
+    assert du.decode_escapes(r"I\u2019m here\u002c ok") == "I’m here, ok"
+    assert du.decode_escapes("no escapes") == "no escapes"
+
+
+def test_macro_metrics_and_confusion_by_hand():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    preds = np.array([0, 1, 1, 1, 2, 0])
+    m = du.classification_metrics(preds, labels, 3)
+    # recall per class: 1/2, 2/2, 1/2 -> macro 2/3; precision: 1/2, 2/3, 1/1 -> macro 13/18
+    assert m["accuracy"] == pytest.approx(4 / 6) and m["recall"] == pytest.approx(2 / 3)
+    assert m["precision"] == pytest.approx(13 / 18)
+    per = du.per_class_metrics(preds, labels, ["neg", "neu", "pos"])
+    assert per["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert per["per_class"]["neu"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+
+
+# ----------------------------------------------------------------------------------------------
+# a 3-class experiment end to end
+# ----------------------------------------------------------------------------------------------
+def own_args(data, out, *extra):
+    return ["--config", str(ROOT / "configs" / "tiny.toml"), f"--data={data}", "--text_column=tweet",
+            "--label_column=sentiment", "--val_size=15", f"--output_dir={out}", f"--cache_dir={out}/cache", *extra]
+
+
+@pytest.fixture(scope="module")
+def three_class(tmp_path_factory):
+    import distill_student
+    import evaluate_models
+    import fine_tuning_teacher
+    root = tmp_path_factory.mktemp("own")
+    data = root / "data"
+    write(data, "csv", {"train": tweets(150, 1), "validation": tweets(30, 2), "test": tweets(30, 3),
+                        "unlabeled": [{"tweet": r["tweet"]} for r in tweets(12, 4)]})
+    out = root / "out"
+    teacher = fine_tuning_teacher.main(own_args(data, out, "--epochs=6"))
+    students = distill_student.main(own_args(data, out, "--students=[{name = \"cut\", layers = [1], transfer_size = 12}]",
+                                             "--epochs=4"))
+    result = evaluate_models.main(["--config", str(ROOT / "configs" / "tiny.toml"), f"--output_dir={out}", "--quantize=false"])
+    return {"data": data, "out": out, "teacher": teacher, "students": students, "result": result}
+
+
+def test_three_classes_end_to_end(three_class):
+    out = three_class["out"] / "tiny"
+    config = json.loads((out / "teacher" / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    for name in ("cut", "cut-baseline"):
+        assert json.loads((out / "students" / name / "config.json").read_text())["id2label"] == config["id2label"]
+    assert three_class["teacher"]["val_accuracy"] >= 0.6                  # learned: chance is 1/3
+    rows = {r["model"]: r for r in three_class["result"]["rows"]}
+    assert set(rows) == {"teacher", "cut", "cut-baseline"}
+    t = rows["teacher"]
+    assert t["accuracy"] >= 0.6 and len(t["confusion"]) == 3 and sum(map(sum, t["confusion"])) == 30
+    assert set(t["per_class"]) == {"negative", "neutral", "positive"}
+    assert t["recall_macro"] == pytest.approx(np.mean([c["recall"] for c in t["per_class"].values()]))
+    assert three_class["result"]["labels"] == ["negative", "neutral", "positive"]
+    header = (out / "predictions" / "teacher.csv").read_text().splitlines()[0]
+    assert header == "index,label,pred,p_negative,p_neutral,p_positive"
+    card = (out / "students" / "cut" / "README.md").read_text()
+    assert "negative / neutral / positive" in card and "3 labels" in card
+
+
+def test_inference_prints_the_names_and_every_probability(three_class):
+    import inference
+    folder = three_class["out"] / "tiny" / "teacher"
+    out = inference.predict(["great loved", "awful worst", "but or"], model=str(folder))
+    assert [set(r["probs"]) for r in out] == [{"negative", "neutral", "positive"}] * 3
+    assert all(abs(sum(r["probs"].values()) - 1) < 1e-3 for r in out)
+    assert [r["label"] for r in out] == ["positive", "negative", "neutral"]
+
+
+def test_a_student_of_other_data_is_refused(three_class, imdb_parquet):
+    import distill_student
+    from configurator import UsageError
+    with pytest.raises(UsageError, match="trained with data = "):
+        distill_student.main(own_args(three_class["data"], three_class["out"], f"--data=imdb", f"--data_dir={imdb_parquet}",
+                                      "--text_column=text", "--label_column=label"))
+
+
+# ----------------------------------------------------------------------------------------------
+# bad data, through the command line
+# ----------------------------------------------------------------------------------------------
+def bad(tmp_path, name: str):
+    """A data folder with one defect (name), or None for cases that need only a flag."""
+    folder = tmp_path / "data"
+    rows = {"train": tweets(30, 1), "test": tweets(9, 3)}
+    if name == "column":
+        rows = {s: [{"body": r["tweet"], "sentiment": r["sentiment"]} for r in v] for s, v in rows.items()}
+    elif name == "unseen-label":
+        rows["test"][0]["sentiment"] = "furious"
+    elif name == "one-class":
+        rows = {s: [r | {"sentiment": "positive"} for r in v] for s, v in rows.items()}
+    elif name == "empty-text":
+        rows["train"][4]["tweet"] = "  "
+    elif name == "missing-label":
+        rows["train"][5]["sentiment"] = None
+    elif name == "mixed":
+        rows["train"][0]["sentiment"] = "2"
+    if name == "format":
+        folder.mkdir(parents=True)
+        (folder / "reviews.xlsx").write_text("x")
+        return folder / "reviews.xlsx"
+    write(folder, "csv", rows)
+    return folder
+
+
+@pytest.mark.parametrize("case,flags,fragments", [
+    ("column", [], ["train.csv: no column 'tweet' (found body, sentiment); set --text_column"]),
+    ("format", [], ["unknown file format '.xlsx'"]),
+    ("unseen-label", [], ["test.csv: label 'furious' of the test split is not in train"]),
+    ("one-class", [], ["has a single class ('positive')"]),
+    ("empty-text", [], ["train.csv: column 'tweet' has 1 empty or missing text(s) (first at row 5)"]),
+    ("missing-label", [], ["train.csv: column 'sentiment' has 1 missing label(s) (first at row 6)"]),
+    ("mixed", [], ["mixes label types", "numbers written as text"]),
+    ("names", ["--label_names=bad,good"], ["--label_names=bad,good: the data's labels are negative, neutral, positive"]),
+    ("missing", [], ["no such file or folder"]),
+])
+def test_bad_data_is_one_line_and_writes_nothing(tmp_path, case, flags, fragments):
+    data = bad(tmp_path, case) if case != "missing" else tmp_path / "nowhere.csv"
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(ROOT / "fine_tuning_teacher.py"), *own_args(data, out, "--val_size=3"), *flags],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    err = r.stderr.strip()
+    assert r.returncode == 2 and err.startswith("error: ") and "\n" not in err, r.stderr[-2000:]
+    for f in fragments:
+        assert f in err, err
+    assert not out.exists()

@@ -35,6 +35,7 @@ import gc
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -418,20 +419,6 @@ def teacher_labels(teacher_dir: Path, data_labels: list[str]) -> list[str]:
     return labels
 
 
-def student_runs(students: list[dict], sources: dict, only: list[str]) -> list[tuple[str, dict, bool, dict]]:
-    """(output name, spec, distilled?, settings) for every model to train: each student, then its
-    labels-only baseline (when its `baseline` setting is on)."""
-    runs = []
-    for s in students:
-        if only and s["name"] not in only:
-            continue
-        settings = student_settings(s, sources)
-        runs.append((s["name"], s, True, settings))
-        if settings["baseline"]:
-            runs.append((f"{s['name']}-baseline", s, False, settings))
-    return runs
-
-
 def optimizer_steps(n_examples: int, epochs: float, batch_size: int, grad_accum: int, world_size: int = 1) -> int:
     """Optimizer steps the Trainer takes for `epochs` passes over n_examples (its own arithmetic:
     ceil(epochs * ceil(batches per process / grad_accum)), batches = ceil(n / batch_size))."""
@@ -478,110 +465,167 @@ def teacher_folder() -> Path:
     return Path(TEACHER_DIR) if TEACHER_DIR else Path(OUTPUT_DIR) / EXPERIMENT / "teacher"
 
 
-def main(argv=None) -> dict:
-    cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
+@dataclass
+class Run:
+    """One model to train: a student distilled from the teacher, or its labels-only baseline."""
+    name: str                     # output folder name: the student's, or <name>-baseline
+    spec: dict                    # its STUDENTS entry
+    distilled: bool
+    settings: dict                # student_settings(spec): every PER_STUDENT key, as configured
+    dirs: tuple = ()              # (model folder, checkpoint folder, published record): training.run_dirs
+
+    @property
+    def trained_with(self) -> dict:
+        """The settings it actually trains with: a baseline has alpha 1 (labels only) and no transfer texts."""
+        return self.settings if self.distilled else self.settings | {"alpha": 1.0, "transfer_size": 0}
+
+
+def student_runs(students: list[dict], sources: dict, only: list[str]) -> list[Run]:
+    """Every model to train: each student, then its labels-only baseline (when its `baseline` setting is on)."""
+    runs = []
+    for s in students:
+        if only and s["name"] not in only:
+            continue
+        settings = student_settings(s, sources)
+        runs.append(Run(s["name"], s, True, settings))
+        if settings["baseline"]:
+            runs.append(Run(f"{s['name']}-baseline", s, False, settings))
+    return runs
+
+
+def pending_runs(cfg: dict) -> tuple[list[Run], dict]:
+    """(runs still to train, {name: metrics} of the finished ones, which are kept unless OVERWRITE)."""
+    from training import run_dirs, should_train
+    runs, finished = [], {}
+    for run in student_runs(STUDENTS, cfg["_sources"], [n for n in ONLY if n]):
+        run.dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name)
+        if should_train(*run.dirs[:2], OVERWRITE):
+            runs.append(run)
+        else:   # kept as it is: no data, no teacher pass for it
+            log.info("student %s: finished run in %s, kept (--overwrite=true retrains it)", run.name, run.dirs[0])
+            finished[run.name] = read_json(run.dirs[0] / "metrics.json")
+    return runs, finished
+
+
+def load_data(cfg: dict, runs: list[Run], teacher_dir: Path):
+    """(Splits, transfer pool, label names): the teacher's split, and the unlabeled texts the distilled
+    runs use (the first TRANSFER_SIZE of a seeded shuffle; a matched baseline loads the pool only to
+    count its twin's optimizer steps)."""
+    transfer_max = max([r.settings["transfer_size"] for r in runs if r.distilled] + [0])
+    counted = any(r.settings["transfer_size"] for r in runs if not r.distilled and MATCH_STEPS)
+    data = load_splits(DataSpec.from_settings(cfg), transfer=bool(transfer_max or counted))
+    labels = teacher_labels(teacher_dir, data.label_names)
+    idx = np.random.default_rng(SEED).permutation(len(data.transfer))[:transfer_max] if transfer_max else []
+    return data, [data.transfer[i] for i in idx], labels
+
+
+def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teacher_dir: Path):
+    """(logits (N, C) for the train texts then the pool, cache stats), or (None, None) when no
+    distilled run is left; computed once (the per-text cache), rank 0 first under torchrun."""
+    from accelerate import PartialState
+    if not any(r.distilled for r in runs):
+        return None, None
+    t0 = time.time()
+    with PartialState().main_process_first():
+        logits, stats = cached_teacher_logits(train_texts + list(pool), teacher_dir, teacher_dir.parent / "teacher_logits",
+                                              TEACHER_BATCH_SIZE)
+    stats["wall_seconds"] = round(time.time() - t0, 1)
+    return logits, stats
+
+
+def matched_steps(run: Run, n_train: int, n_unlabeled: int) -> int:
+    """A baseline's optimizer steps: its distilled twin's, whose data adds the transfer texts (MATCH_STEPS);
+    -1 (train by epochs) otherwise."""
+    from accelerate import PartialState
+    if run.distilled or not MATCH_STEPS:
+        return -1
+    st = run.settings
+    return optimizer_steps(n_train + min(st["transfer_size"], n_unlabeled), st["epochs"], st["batch_size"], GRAD_ACCUM,
+                           PartialState().num_processes)
+
+
+def student_data(run: Run, tok, data, pool: list[str], logits):
+    """(train, validation) tokenized for this student (cached): train rows, then its transfer texts with
+    label -1, and for a distilled run each row's teacher logits."""
+    from accelerate import PartialState
+    from datasets import Dataset
+    n = run.trained_with["transfer_size"]
+    rows = Dataset.from_dict({"text": list(data.train["text"]) + list(pool[:n]),
+                              "label": list(data.train["label"]) + [UNLABELED] * n})
+    max_length = run.settings["max_length"]
+    with PartialState().main_process_first():
+        train = tokenize_dataset(rows, tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "distill")
+        val = tokenize_dataset(data.validation, tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "validation")
+    if run.distilled:
+        train = train.add_column("teacher_logits", logits[:len(rows)].tolist())
+    return train, val
+
+
+def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str], logits, stats, teacher_dir: Path) -> dict:
+    """Build, train and save one student (distilled or baseline); its metrics."""
     from transformers import set_seed
 
-    from training import (DistillTrainer, compute_metrics, loggers, run_dirs, should_train, train_and_save,
-                          training_arguments)
-    root, teacher_dir = Path(OUTPUT_DIR) / EXPERIMENT, teacher_folder()
-    teacher_metrics = read_json(teacher_dir / "metrics.json")
-    results, runs = {}, []
-    for name, spec, distilled, st in student_runs(STUDENTS, cfg["_sources"], [n for n in ONLY if n]):
-        dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", name)
-        if should_train(*dirs[:2], OVERWRITE):
-            runs.append((name, spec, distilled, st, dirs))
-        else:   # kept as it is: no data, no teacher pass for it
-            log.info("student %s: finished run in %s, kept (--overwrite=true retrains it)", name, dirs[0])
-            results[name] = read_json(dirs[0] / "metrics.json")
+    from training import DistillTrainer, compute_metrics, loggers, model_record, train_and_save, training_arguments
+    st = run.trained_with
+    set_seed(st["seed"])
+    steps = matched_steps(run, len(data.train), len(data.transfer))
+    model, tok = build_student(run.spec, teacher_dir, st["seed"], labels)
+    source = " ".join(filter(None, [run.spec.get("model") or "teacher", run.spec.get("layers") and f"layers {run.spec['layers']}"]))
+    log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s", run.name, source,
+             count_parameters(model) / 1e6, "distilled" if run.distilled else "labels-only baseline", st["alpha"],
+             st["temperature"], st["transfer_size"], st["seed"], f", {steps} steps as its distilled twin" if steps > 0 else "")
+    train, val = student_data(run, tok, data, pool, logits)
+    inner = intermediate_setup(model, teacher_dir, run.spec, st, run.name) \
+        if run.distilled and (st["hidden_weight"] > 0 or st["attention_weight"] > 0) else {}
+    args = training_arguments(run.dirs[1], epochs=st["epochs"], batch_size=st["batch_size"], max_steps=steps,
+                              learning_rate=st["learning_rate"], eval_batch_size=EVAL_BATCH_SIZE, seed=st["seed"],
+                              grad_accum=GRAD_ACCUM, weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP_RATIO,
+                              logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS)
+    trainer = DistillTrainer(model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=PadCollator(tok),
+                             processing_class=tok, compute_metrics=compute_metrics, alpha=st["alpha"],
+                             callbacks=loggers(REPORT_TO, Path(OUTPUT_DIR) / EXPERIMENT / "runs" / run.name),
+                             temperature=st["temperature"], **inner)
+    record = model_record("student", kind="distilled" if run.distilled else "baseline", student=run.spec,
+                          teacher=str(teacher_dir), settings={k: v for k, v in st.items() if k != "max_length"},
+                          layer_map=inner.get("layer_map"), max_length=st["max_length"], truncation=TRUNCATION,
+                          head_tokens=HEAD_TOKENS, run_config=public_config(cfg))
+    teacher = read_json(teacher_dir / "metrics.json")
+    extra = {"teacher_val_accuracy": teacher["val_accuracy"], "teacher_parameters": teacher.get("parameters"),
+             "teacher_logits": stats if run.distilled else None}
+    metrics = train_and_save(trainer, tok, run.dirs, record, extra, KEEP_CHECKPOINTS)
+    del trainer, model, inner
+    gc.collect()
+    return metrics
+
+
+def main(argv=None) -> dict:
+    cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
+    teacher_dir = teacher_folder()
+    # 1. what is left to train (finished students are kept), and the published soft labels
+    runs, results = pending_runs(cfg)
     if soft_label_splits():
         from accelerate import PartialState
         with PartialState().main_process_first():    # rank 0 writes; under torchrun the others then find it all
-            publish_soft_labels(soft_label_splits(), teacher_dir, root / "soft_labels", TEACHER_BATCH_SIZE, SOFT_LABEL_ROWS)
+            publish_soft_labels(soft_label_splits(), teacher_dir, Path(OUTPUT_DIR) / EXPERIMENT / "soft_labels",
+                                TEACHER_BATCH_SIZE, SOFT_LABEL_ROWS)
     if not runs:
         log.info("every student is finished; nothing to train" if results else "no students to train (STUDENTS is empty)")
         return {"students": results, "teacher_logits": None}
 
-    # 1. load data: the teacher's split, plus an unlabeled transfer pool (TRANSFER_DATA; a matched
-    #    baseline only needs its twin's pool size, to count the twin's optimizer steps)
-    transfer_max = max([st["transfer_size"] for _, _, d, st, _ in runs if d] + [0])
-    counted = any(st["transfer_size"] for _, _, d, st, _ in runs if not d and MATCH_STEPS)
-    data = load_splits(DataSpec.from_settings(cfg), transfer=bool(transfer_max or counted))
-    label_names = teacher_labels(teacher_dir, data.label_names)
-    splits = {"train": data.train, "validation": data.validation}
-    n_unlabeled = len(data.transfer)
-    pool = []
-    if transfer_max:
-        idx = np.random.default_rng(SEED).permutation(len(data.transfer))[:transfer_max]
-        pool = [data.transfer[i] for i in idx]
+    # 2. the teacher's split, its labels and the transfer pool
+    data, pool, labels = load_data(cfg, runs, teacher_dir)
 
-    # 2. teacher logits for train + transfer pool, once, if a distilled student is still to train
-    #    (rank 0 first under torchrun, the others read the cache)
-    all_logits, cache_stats = None, None
-    if any(distilled for _, _, distilled, _, _ in runs):
-        # TrainingArguments set up the (possibly distributed) process state the Trainer will use
-        state = training_arguments(root / "checkpoints" / "students", epochs=1, batch_size=1, learning_rate=1e-5,
-                                   eval_batch_size=1, seed=SEED)
-        t0 = time.time()
-        with state.main_process_first(desc="teacher logits"):
-            all_logits, cache_stats = cached_teacher_logits(list(splits["train"]["text"]) + list(pool), teacher_dir,
-                                                            teacher_dir.parent / "teacher_logits", TEACHER_BATCH_SIZE)
-        cache_stats["wall_seconds"] = round(time.time() - t0, 1)
-        teacher_acc = float((all_logits[:len(splits["train"])].argmax(-1) == np.array(splits["train"]["label"])).mean())
-        log.info("teacher accuracy on the distillation train split: %.4f", teacher_acc)
+    # 3. the teacher's logits for the train texts and the pool, once
+    logits, stats = teacher_pass(runs, list(data.train["text"]), pool, teacher_dir)
+    if logits is not None:
+        log.info("teacher accuracy on the distillation train split: %.4f",
+                 (logits[:len(data.train)].argmax(-1) == np.array(data.train["label"])).mean())
 
-    # 3. train each student (distilled, then its labels-only baseline)
-    for name, spec, distilled, st, dirs in runs:
-        set_seed(st["seed"])
-        alpha = st["alpha"] if distilled else 1.0
-        temperature, max_length = st["temperature"], st["max_length"]
-        n_transfer = st["transfer_size"] if distilled else 0
-        # the baseline takes as many optimizer steps as its distilled twin, whose data adds the transfer set
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        steps = optimizer_steps(len(splits["train"]) + min(st["transfer_size"], n_unlabeled), st["epochs"],
-                                st["batch_size"], GRAD_ACCUM, world) if not distilled and MATCH_STEPS else -1
-        model, tok = build_student(spec, teacher_dir, st["seed"], label_names)
-        source = " ".join(filter(None, [spec.get("model") or "teacher", spec.get("layers") and f"layers {spec['layers']}"]))
-        log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s", name, source,
-                 count_parameters(model) / 1e6, "distilled" if distilled else "labels-only baseline", alpha,
-                 temperature, n_transfer, st["seed"], f", {steps} steps as its distilled twin" if steps > 0 else "")
-        texts = list(splits["train"]["text"]) + list(pool[:n_transfer])
-        labels = list(splits["train"]["label"]) + [UNLABELED] * n_transfer
-        from datasets import Dataset
-        train_rows = Dataset.from_dict({"text": texts, "label": labels})
-        args = training_arguments(dirs[1], epochs=st["epochs"], batch_size=st["batch_size"], max_steps=steps,
-                                  learning_rate=st["learning_rate"], eval_batch_size=EVAL_BATCH_SIZE,
-                                  seed=st["seed"], grad_accum=GRAD_ACCUM, weight_decay=WEIGHT_DECAY,
-                                  warmup_ratio=WARMUP_RATIO, logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS)
-        with args.main_process_first(desc="tokenize"):
-            train = tokenize_dataset(train_rows, tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "distill")
-            val = tokenize_dataset(splits["validation"], tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "validation")
-        inner = {}
-        if distilled:
-            train = train.add_column("teacher_logits", all_logits[:len(texts)].tolist())
-            if st["hidden_weight"] > 0 or st["attention_weight"] > 0:
-                inner = intermediate_setup(model, teacher_dir, spec, st, name)
-        trainer = DistillTrainer(model=model, args=args, train_dataset=train, eval_dataset=val,
-                                 data_collator=PadCollator(tok), processing_class=tok, compute_metrics=compute_metrics,
-                                 callbacks=loggers(REPORT_TO, root / "runs" / name), alpha=alpha,
-                                 temperature=temperature, **inner)
-        info = {"role": "student", "kind": "distilled" if distilled else "baseline", "student": spec,
-                "teacher": str(teacher_dir), "alpha": alpha, "temperature": temperature,
-                "transfer_size": n_transfer, "seed": st["seed"], "settings": st, "max_length": max_length,
-                "truncation": TRUNCATION, "head_tokens": HEAD_TOKENS, "layer_map": inner.get("layer_map"),
-                "run_config": public_config(cfg)}
-        extra = {"name": name, "kind": info["kind"], "alpha": alpha, "temperature": temperature,
-                 "transfer_size": n_transfer, "teacher_val_accuracy": teacher_metrics["val_accuracy"],
-                 "teacher_parameters": teacher_metrics.get("parameters"),
-                 "teacher_logits": cache_stats if distilled else None}
-        # 4. save each student: weights, tokenizer, config.json, metrics.json
-        results[name] = train_and_save(trainer, tok, dirs, info, extra, KEEP_CHECKPOINTS)
-        del trainer, model, inner
-        gc.collect()
-
-    summary = {n: {"val_accuracy": m["val_accuracy"], "train_time_s": m["train_time_s"]} for n, m in results.items()}
-    log.info("students: %s", summary)
-    return {"students": results, "teacher_logits": cache_stats}
+    # 4. train and save each student (distilled, then its labels-only baseline)
+    for run in runs:
+        results[run.name] = train_student(run, cfg, data, pool, labels, logits, stats, teacher_dir)
+    log.info("students: %s", {n: {"val_accuracy": m["val_accuracy"], "train_time_s": m["train_time_s"]} for n, m in results.items()})
+    return {"students": results, "teacher_logits": stats}
 
 
 if __name__ == "__main__":

@@ -290,7 +290,7 @@ def student_key(row: dict) -> tuple:
     optimizer steps, and the settings of its training (learning rate, batch size, max_length)."""
     spec, st = row.get("student") or {}, row.get("settings") or {}
     return (json.dumps([spec.get("model"), spec.get("layers"), st.get("learning_rate"), st.get("batch_size"),
-                        st.get("max_length")]), row.get("seed"), row.get("steps"))
+                        row.get("max_length")]), row.get("seed"), row.get("steps"))
 
 
 def recipe(row: dict) -> tuple[str, str]:
@@ -628,7 +628,8 @@ def main(argv=None) -> dict:
                         "size_mb": getattr(m, "size_mb", None) or size_on_disk_mb(m, folder if precision == "fp32" else None),
                         "val_accuracy": metrics.get("val_accuracy"), "accuracy": scores["accuracy"], "f1": scores["f1"],
                         "precision_macro": scores["precision"], "recall_macro": scores["recall"], "pred": pred,
-                        "student": kd.get("student"), "settings": kd.get("settings"), "seed": kd.get("seed"),
+                        "student": kd.get("student"), "settings": kd.get("settings"), "max_length": kd.get("max_length"),
+                        "seed": (kd.get("settings") or {}).get("seed"),
                         "steps": metrics.get("optimizer_steps"), **per_class_metrics(pred, labels, names), **r})
             with open(preds_dir / f"{row_name}.csv", "w", newline="") as f:
                 w = csv.writer(f)
@@ -660,7 +661,7 @@ def main(argv=None) -> dict:
             "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
             "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": r["val_accuracy"],
             "batch": EVAL_BATCH_SIZE, "device": device, "seed": r["seed"], "steps": r["steps"], "student": r["student"],
-            "settings": r["settings"], "folder": r["folder"], "per_class": r["per_class"], "confusion": r["confusion"],
+            "settings": r["settings"], "max_length": r["max_length"], "folder": r["folder"], "per_class": r["per_class"], "confusion": r["confusion"],
         })
     groups = seed_groups(rows)
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed

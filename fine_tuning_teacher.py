@@ -73,7 +73,7 @@ def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
     from transformers import Trainer, set_seed
 
-    from training import compute_metrics, loggers, run_dirs, should_train, train_and_save, training_arguments
+    from training import compute_metrics, loggers, model_record, run_dirs, should_train, train_and_save, training_arguments
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
     if not should_train(*dirs[:2], OVERWRITE):
         metrics = read_json(dirs[0] / "metrics.json")
@@ -101,11 +101,11 @@ def main(argv=None) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
                       data_collator=PadCollator(tokenizer), processing_class=tokenizer,
                       compute_metrics=compute_metrics, callbacks=loggers(REPORT_TO, dirs[0].parent / "runs" / "teacher"))
-    info = {"role": "teacher", "base_model": MODEL_NAME, "max_length": MAX_LENGTH, "truncation": TRUNCATION,
-            "head_tokens": HEAD_TOKENS, "run_config": public_config(cfg)}
+    record = model_record("teacher", base_model=MODEL_NAME, max_length=MAX_LENGTH, truncation=TRUNCATION,
+                          head_tokens=HEAD_TOKENS, run_config=public_config(cfg))
 
     # 4. save model, tokenizer, config.json and metrics.json
-    return train_and_save(trainer, tokenizer, dirs, info, {"model": MODEL_NAME}, KEEP_CHECKPOINTS)
+    return train_and_save(trainer, tokenizer, dirs, record, {}, KEEP_CHECKPOINTS)
 
 
 if __name__ == "__main__":

@@ -60,14 +60,15 @@ def recipe_lines(kd: dict, facts: dict) -> list[str]:
     if kd.get("role") == "teacher":
         return [f"A sentiment classifier ({labels}) fine-tuned from `{kd.get('base_model')}` on {facts['name']}; "
                 f"the teacher of this experiment's distilled students."]
-    spec, kind = kd.get("student") or {}, kd.get("kind", "student")
+    spec, kind, st = kd.get("student") or {}, kd.get("kind", "student"), kd.get("settings") or {}
     layers = spec.get("layers")
     lines = [f"A {'distilled ' if kind == 'distilled' else ''}student sentiment classifier ({labels}) for "
              f"{facts['name']}, {'trained on the labels alone (the labels-only baseline)' if kind == 'baseline' else 'learned from the teacher'} "
              f"`{kd.get('teacher')}`.", "",
              f"- layers kept from {'`' + spec['model'] + '`' if spec.get('model') else 'the teacher'}: {layers}",
-             f"- alpha (weight of the teacher's soft labels): {kd.get('alpha')}, temperature T: {kd.get('temperature')}",
-             f"- unlabeled transfer texts: {kd.get('transfer_size', 0)}"]
+             f"- alpha (weight of the labels' cross-entropy; 1 - alpha weighs the teacher's soft labels): "
+             f"{st.get('alpha')}, temperature T: {st.get('temperature')}",
+             f"- unlabeled transfer texts: {st.get('transfer_size', 0)}"]
     return lines
 
 

@@ -221,6 +221,22 @@ class StepTimer(TrainerCallback):
 # ----------------------------------------------------------------------------------------------
 # train and save
 # ----------------------------------------------------------------------------------------------
+def model_record(role: str, *, max_length: int, truncation: str, head_tokens: int, run_config: dict,
+                 base_model: str | None = None, kind: str | None = None, student: dict | None = None,
+                 teacher: str | None = None, settings: dict | None = None, layer_map: list | None = None) -> dict:
+    """The one record of how a model was made, saved in its config.json as `sentiment_kd` (and so in the
+    published outputs/<exp>/models/<name>.json); every reader (evaluation, inference, cards) uses it.
+
+    role: teacher | student; kind: distilled | baseline (students); tokenization: max_length, truncation,
+    head_tokens (how to tokenize its inputs); student: its STUDENTS entry; settings: what it trained with
+    (a baseline's alpha 1.0 and transfer_size 0 included); run_config: the script's effective configuration."""
+    record = {"role": role, "kind": kind or role, "base_model": base_model, "max_length": max_length,
+              "truncation": truncation, "head_tokens": head_tokens}
+    if role == "student":
+        record |= {"student": student, "teacher": teacher, "settings": settings, "layer_map": layer_map}
+    return record | {"run_config": run_config}
+
+
 def save_finished(trainer, tokenizer, out_dir: Path, record: Path, metrics: dict, info: dict) -> None:
     """Save the model, tokenizer and metrics into `out_dir` atomically (main process only), and the
     published record `record` ({"config": the model's config.json, "metrics": metrics.json}).

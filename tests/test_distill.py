@@ -177,10 +177,14 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     steps = {n: json.loads((students / n / "metrics.json").read_text())["optimizer_steps"] for n in ("cut", "cut-baseline")}
     assert steps == {"cut": 6, "cut-baseline": 6}
     cut = json.loads((students / "cut" / "config.json").read_text())
-    assert cut["num_hidden_layers"] == 1 and cut["sentiment_kd"]["alpha"] == 0.5
+    assert cut["num_hidden_layers"] == 1 and cut["sentiment_kd"]["settings"]["alpha"] == 0.5
     import transformers   # the versions a run used are saved with it (a GPU image may carry others)
     assert cut["sentiment_kd"]["run_config"]["versions"]["transformers"] == transformers.__version__
-    assert json.loads((students / "cut-baseline" / "config.json").read_text())["sentiment_kd"]["alpha"] == 1.0
+    # one record per model, one copy of each fact: a baseline's record says what it trained with
+    base = json.loads((students / "cut-baseline" / "config.json").read_text())["sentiment_kd"]
+    assert (base["settings"]["alpha"], base["settings"]["transfer_size"]) == (1.0, 0)
+    assert not {"alpha", "temperature", "transfer_size", "seed"} & set(base) and "max_length" not in base["settings"]
+    assert not {"alpha", "kind", "name", "transfer_size"} & set(json.loads((students / "cut-baseline" / "metrics.json").read_text()))
     # the roberta student tokenizes itself (byte-level BPE) while its teacher is WordPiece
     roberta = json.loads((students / "roberta" / "config.json").read_text())
     assert roberta["model_type"] == "roberta" and roberta["num_hidden_layers"] == 1   # tiny:roberta cut to its layer 1

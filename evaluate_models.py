@@ -588,100 +588,116 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
     return models
 
 
+def variant(precision: str, model, folder: Path, device: str):
+    """(the model to measure for one row, its precision label): fp32 as is, int8 dynamic-quantized, an
+    ONNX Runtime session, or bf16 (fp16 on GPUs without bf16; converts `model` in place, so it comes last)."""
+    if precision == "int8":
+        return quantize(model), precision
+    if precision.startswith("onnx"):
+        return onnx_variant(folder, model.config, precision), precision
+    if precision == "bf16":
+        return to_half(model, device)
+    return model, precision
+
+
+def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Path) -> list[dict]:
+    """One result row per precision of one model (precisions()): what it predicts on the split's texts
+    and how fast; its predictions go to preds_dir/<model>[-<precision>].csv. Rows carry `pred` (N,)
+    until relative_figures() has compared them with the teacher's."""
+    kd = read_json(folder / "config.json").get("sentiment_kd", {})
+    metrics = read_json(folder / "metrics.json")
+    model, tok = load_classifier(str(folder))
+    params, kind, names, rows = count_parameters(model), model_kind(name, kd), split["names"], []
+    for precision in precisions(name, kind, device):
+        m, precision = variant(precision, model, folder, device)
+        r = measure(m, tok, split["texts"], kd, device, EVAL_BATCH_SIZE, split["latency_idx"], WARMUP, GPU_WARMUP_S)
+        probs = r.pop("probs")
+        pred = probs.argmax(-1)
+        scores = classification_metrics(pred, split["labels"], len(names))
+        rows.append({"model": name, "kind": kind, "precision": precision, "params_m": params / 1e6, "params": params,
+                     "size_mb": getattr(m, "size_mb", None) or size_on_disk_mb(m, folder if precision == "fp32" else None),
+                     "accuracy": scores["accuracy"], "f1": scores["f1"], "precision_macro": scores["precision"],
+                     "recall_macro": scores["recall"], "latency_p50_ms": r["p50_ms"], "latency_p95_ms": r["p95_ms"],
+                     "latency_mean_ms": r["mean_ms"], "throughput": r["throughput"],
+                     "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
+                     "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": metrics.get("val_accuracy"),
+                     "batch": EVAL_BATCH_SIZE, "device": device, "seed": (kd.get("settings") or {}).get("seed"),
+                     "steps": metrics.get("optimizer_steps"), "student": kd.get("student"), "settings": kd.get("settings"),
+                     "max_length": kd.get("max_length"), "folder": str(folder),
+                     **per_class_metrics(pred, split["labels"], names), "pred": pred})
+        write_predictions(preds_dir / f"{name if precision == 'fp32' else f'{name}-{precision}'}.csv",
+                          split["labels"], pred, probs, names)
+        log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f texts/s", name, precision, scores["accuracy"],
+                 r["p50_ms"], r["throughput"])
+        del m
+    del model
+    gc.collect()
+    return rows
+
+
+def write_predictions(path: Path, labels: np.ndarray, pred: np.ndarray, probs: np.ndarray, names: list[str]) -> None:
+    """index, true label, predicted label and each class's probability, one line per text (atomically)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "label", "pred", *[f"p_{n}" for n in names]])
+        w.writerows([i, names[y], names[k], *p] for i, (y, k, p) in enumerate(zip(labels, pred, np.round(probs, 5).tolist())))
+    tmp.replace(path)
+
+
+def relative_figures(rows: list[dict]) -> list[dict]:
+    """Each row with its figures against the fp32 teacher's row (agreement, compression, retention,
+    efficiency, speedups), and without its predictions."""
+    t = next(r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32")
+    for r in rows:
+        r |= {"agreement": float((r["pred"] == t["pred"]).mean()),
+              "compression": compression_ratio(t["params"], r["params"]),
+              "retention": retention(r["accuracy"], t["accuracy"]),
+              "efficiency": efficiency_ratio(retention(r["accuracy"], t["accuracy"]), r["size_mb"], t["size_mb"]),
+              "speedup": r["throughput"] / t["throughput"], "latency_speedup": t["latency_p50_ms"] / r["latency_p50_ms"]}
+    for r in rows:
+        del r["pred"]
+    return rows
+
+
+def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str) -> dict:
+    """Write results.{json,csv,md}, dashboard.png and gains.png (validation-* for the validation split)
+    and, after a test evaluation, each model's card; the result."""
+    root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, "" if SPLIT == "test" else "validation-"
+    groups, hw = seed_groups(rows), hardware(device)
+    if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
+        from model_card import write_card
+        for name, folder in models:
+            write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hw, test_size=len(split["texts"]))
+    result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
+              "labels": split["names"], "hardware": hw, "config": public_config(cfg), "rows": rows, "groups": groups}
+    write_reports(root, result, prefix)
+    where = f"{len(split['texts']):,} {split['data']} {SPLIT} {'reviews' if split['data'] == 'IMDb' else 'texts'}, {device}"
+    plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"])
+    plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
+    log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix, markdown_table(rows))
+    return result
+
+
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "evaluate_models", "evaluate.log", check=selected_models)
     import torch
-    root = Path(OUTPUT_DIR) / EXPERIMENT
     if THREADS:
         torch.set_num_threads(THREADS)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE
     models = selected_models()
 
-    # 1. load the test split (or its fixed stratified subset), or the teacher's validation split
-    texts, labels, names = load_split(models[0][1])
-    latency_idx = np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)
-    log.info("evaluating %d models on %d %s reviews on %s", len(models), len(texts), SPLIT, device)
+    # 1. the test split (or its fixed stratified subset), or the teacher's validation split
+    split = load_split(models[0][1])
+    log.info("evaluating %d models on %d %s texts on %s", len(models), len(split["texts"]), SPLIT, device)
 
-    # 2. measure every model: fp32, then int8 (CPU) and bf16 (GPU) copies
-    raw, preds_dir = [], root / ("predictions" if SPLIT == "test" else "validation-predictions")
+    # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants
+    preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions" if SPLIT == "test" else "validation-predictions")
     preds_dir.mkdir(parents=True, exist_ok=True)
-    for name, folder in models:
-        kd = read_json(folder / "config.json").get("sentiment_kd", {})
-        metrics = read_json(folder / "metrics.json")
-        model, tok = load_classifier(str(folder))
-        params, kind = count_parameters(model), model_kind(name, kd)
-        for precision in precisions(name, kind, device):
-            if precision == "int8":
-                m = quantize(model)
-            elif precision.startswith("onnx"):
-                m = onnx_variant(folder, model.config, precision)
-            elif precision == "bf16":
-                m, precision = to_half(model, device)
-            else:
-                m = model
-            r = measure(m, tok, texts, kd, device, EVAL_BATCH_SIZE, latency_idx, WARMUP, GPU_WARMUP_S)
-            probs = r.pop("probs")
-            pred = probs.argmax(-1)
-            row_name = name if precision == "fp32" else f"{name}-{precision}"
-            scores = classification_metrics(pred, labels, len(names))
-            raw.append({"model": name, "kind": kind, "precision": precision, "folder": str(folder), "params": params,
-                        "size_mb": getattr(m, "size_mb", None) or size_on_disk_mb(m, folder if precision == "fp32" else None),
-                        "val_accuracy": metrics.get("val_accuracy"), "accuracy": scores["accuracy"], "f1": scores["f1"],
-                        "precision_macro": scores["precision"], "recall_macro": scores["recall"], "pred": pred,
-                        "student": kd.get("student"), "settings": kd.get("settings"), "max_length": kd.get("max_length"),
-                        "seed": (kd.get("settings") or {}).get("seed"),
-                        "steps": metrics.get("optimizer_steps"), **per_class_metrics(pred, labels, names), **r})
-            with open(preds_dir / f"{row_name}.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["index", "label", "pred", *[f"p_{n}" for n in names]])
-                w.writerows([i, names[y], names[k], *p] for i, (y, k, p) in
-                            enumerate(zip(labels, pred, np.round(probs, 5).tolist())))
-            log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f reviews/s", name, precision, raw[-1]["accuracy"],
-                     r["p50_ms"], r["throughput"])
-            del m
-        del model
-        gc.collect()
+    rows = [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
 
-    # 3. relative figures against the fp32 teacher; distilled vs baseline over seeds
-    t = raw[0]
-    rows = []
-    for r in raw:
-        rows.append({
-            "model": r["model"], "kind": r["kind"], "precision": r["precision"],
-            "params_m": r["params"] / 1e6, "params": r["params"], "size_mb": r["size_mb"],
-            "accuracy": r["accuracy"], "f1": r["f1"], "precision_macro": r["precision_macro"],
-            "recall_macro": r["recall_macro"],
-            "agreement": float((r["pred"] == t["pred"]).mean()),
-            "compression": compression_ratio(t["params"], r["params"]),
-            "retention": retention(r["accuracy"], t["accuracy"]),
-            "efficiency": efficiency_ratio(retention(r["accuracy"], t["accuracy"]), r["size_mb"], t["size_mb"]),
-            "latency_p50_ms": r["p50_ms"], "latency_p95_ms": r["p95_ms"], "latency_mean_ms": r["mean_ms"],
-            "throughput": r["throughput"], "speedup": r["throughput"] / t["throughput"],
-            "latency_speedup": t["p50_ms"] / r["p50_ms"],
-            "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
-            "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": r["val_accuracy"],
-            "batch": EVAL_BATCH_SIZE, "device": device, "seed": r["seed"], "steps": r["steps"], "student": r["student"],
-            "settings": r["settings"], "max_length": r["max_length"], "folder": r["folder"], "per_class": r["per_class"], "confusion": r["confusion"],
-        })
-    groups = seed_groups(rows)
-    if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
-        from model_card import write_card
-        for name, folder in models:
-            write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hardware(device),
-                       test_size=len(texts))
-
-    # 4. write the tables, the JSON/CSV, the dashboard and the gains plot
-    prefix = "" if SPLIT == "test" else "validation-"
-    spec = data_spec(models[0][1])
-    result = {"experiment": EXPERIMENT, "data": "IMDb" if spec.is_imdb else spec.data, "split": SPLIT,
-              "texts": len(texts), "labels": names, "hardware": hardware(device), "config": public_config(cfg),
-              "rows": rows, "groups": groups}
-    write_reports(root, result, prefix)
-    where = f"{len(texts):,} {result['data']} {SPLIT} {'reviews' if spec.is_imdb else 'texts'}, {device}"
-    plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, names)
-    plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
-    log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix, markdown_table(rows))
-    return result
+    # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
+    return publish(cfg, relative_figures(rows), models, split, device)
 
 
 def data_spec(teacher_dir: Path) -> DataSpec:
@@ -692,14 +708,17 @@ def data_spec(teacher_dir: Path) -> DataSpec:
     return DataSpec.from_settings(rc | {"data_dir": DATA_DIR, "dataset_name": DATASET_NAME})
 
 
-def load_split(teacher_dir: Path) -> tuple[list[str], np.ndarray, list[str]]:
-    """(texts, label ids, label names) evaluated: the test split (a fixed stratified subset with TEST_SIZE),
-    or the validation split the teacher was trained beside (its data, val_size, train_size and seed)."""
-    data = load_splits(data_spec(teacher_dir))
-    if SPLIT == "test":
-        test = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED))
-        return list(test["text"]), np.array(test["label"]), data.label_names
-    return list(data.validation["text"]), np.array(data.validation["label"]), data.label_names
+def load_split(teacher_dir: Path) -> dict:
+    """What is evaluated: {texts, labels (ids), names (label names), data (its name), latency_idx (the texts
+    timed at batch 1)}: the test split (a fixed stratified subset with TEST_SIZE), or the validation split
+    the teacher was trained beside (its data, val_size, train_size and seed)."""
+    spec = data_spec(teacher_dir)
+    data = load_splits(spec)
+    part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED)) if SPLIT == "test" else data.validation
+    texts = list(part["text"])
+    return {"texts": texts, "labels": np.array(part["label"]), "names": data.label_names,
+            "data": "IMDb" if spec.is_imdb else spec.data,
+            "latency_idx": np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)}
 
 
 def check_labels(name: str, folder: Path, config, names: list[str]) -> None:

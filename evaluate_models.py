@@ -549,7 +549,7 @@ def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test"
     from matplotlib.patches import Patch
     fig.legend(handles=[Patch(color=colors["teacher"], label="teacher"), Patch(color=colors["distilled"], label="distilled student"),
                         Patch(facecolor=colors["baseline"], hatch="//", label="labels-only baseline"),
-                        Patch(color="#888888", alpha=0.45, label="int8 / bf16 (lighter)")], loc="lower center", ncol=4, frameon=False)
+                        Patch(color="#888888", alpha=0.45, label="int8 / ONNX / bf16 (lighter)")], loc="lower center", ncol=4, frameon=False)
     fig.suptitle(title, fontsize=13)
     fig.tight_layout(rect=(0, 0.04, 1, 0.98))
     tmp = path.with_name(path.stem + ".tmp.png")

@@ -235,3 +235,20 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, case, flags, fragment
     for f in fragments:
         assert f in err, err
     assert not out.exists()
+
+
+TWEETS = ROOT.parent / "shared" / "data" / "tweet-sentiment"
+
+
+@pytest.mark.skipif(not TWEETS.is_dir(), reason="needs ../shared/data/tweet-sentiment")
+def test_real_tweets_load_as_configs_tweets_says():
+    """configs/tweets.toml's data: 3 string classes, the SemEval-2017 test split whole, validation cut to 2,000
+    with the rest as transfer text, and no train or transfer text that is also in validation or test."""
+    s = du.load_splits(du.DataSpec(data=str(TWEETS), val_size=2000, transfer_data="validation"), transfer=True)
+    assert s.label_names == ["negative", "neutral", "positive"]
+    assert len(s.test) == 12_284 and list(np.bincount(s.test["label"])) == [3972, 5937, 2375]   # its README
+    assert len(s.validation) == 2000 and len(s.train) + s.report["train_rows_in_validation"] + s.report["train_rows_in_test"] == 29_702
+    held = set(s.validation["text"]) | set(s.test["text"])
+    assert not held & set(s.train["text"]) and not held & set(s.transfer)
+    assert len(s.transfer) == 20_632 - 2000 - s.report["transfer_texts_in_validation_or_test"]
+    assert not any("\\u2019" in t for t in s.train["text"][:2000])                 # literal escapes decoded

@@ -82,38 +82,37 @@ def peak_tflops(device_name: str) -> float | None:
     return next((peak for key, peak in GPU_PEAKS if key in device_name), None)
 
 
-def main(argv=None) -> dict:
-    cfg = start_run(globals(), argv, "bench", "bench.log", check=lambda _: imdb_sources(("train",), DATA_DIR))
-    import torch
-    from transformers import Trainer, set_seed
+def counting_trainer(**kwargs):
+    """A Trainer that records, for every training step, the real token count of each row and the padded size
+    of the batch (as `trainer.batches`: [(row lengths, padded tokens)])."""
+    from transformers import Trainer
 
-    from training import StepTimer, pick_precision, training_arguments
-    set_seed(SEED)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-
-    # 1. load data: enough train reviews for every step
-    need = (WARMUP_STEPS + STEPS) * BATCH_SIZE
-    train = load_imdb(("train",), DATA_DIR, DATASET_NAME)["train"]
-    train = train.select(stratified_indices(train["label"], need, SEED))
-
-    # 2. load the model and tokenize as the training scripts do
-    model, tok = load_classifier(MODEL_NAME, SEED)
-    model.set_attn_implementation(ATTENTION)     # a model without SDPA support stays eager (recorded below)
-    attention = model.config._attn_implementation
-    label = LABEL or f"{MODEL_NAME.split('/')[-1].replace(':', '-')}-bs{BATCH_SIZE}-len{MAX_LENGTH}-{attention}" + \
-        ("-compile" if COMPILE else "") + ("-fused" if "fused" in OPTIMIZER else "") + ("" if GROUP_BY_LENGTH else "-random")
-    data = tokenize_dataset(train, tok, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "bench")
-
-    # 3. train WARMUP_STEPS + STEPS steps, recording the real and padded tokens of every batch
-    class CountingTrainer(Trainer):
-        batches: list = []
-
+    class Counting(Trainer):
         def training_step(self, model, inputs, num_items_in_batch=None):
             mask = inputs["attention_mask"]
-            CountingTrainer.batches.append((mask.sum(1).tolist(), mask.numel()))
+            self.batches.append((mask.sum(1).tolist(), mask.numel()))
             return super().training_step(model, inputs, num_items_in_batch)
+    trainer = Counting(**kwargs)
+    trainer.batches = []
+    return trainer
 
+
+def bench_label(attention: str) -> str:
+    """LABEL, else a name made of the model and the levers (batch, length, attention, compile, optimizer, sampler)."""
+    return LABEL or f"{MODEL_NAME.split('/')[-1].replace(':', '-')}-bs{BATCH_SIZE}-len{MAX_LENGTH}-{attention}" + \
+        ("-compile" if COMPILE else "") + ("-fused" if "fused" in OPTIMIZER else "") + ("" if GROUP_BY_LENGTH else "-random")
+
+
+def bench_data(tok):
+    """Enough stratified IMDb train reviews for every step, tokenized as the training scripts do."""
+    train = load_imdb(("train",), DATA_DIR, DATASET_NAME)["train"]
+    train = train.select(stratified_indices(train["label"], (WARMUP_STEPS + STEPS) * BATCH_SIZE, SEED))
+    return tokenize_dataset(train, tok, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "bench")
+
+
+def run_steps(model, tok, data, device: str):
+    """Train WARMUP_STEPS + STEPS steps; (trainer with its batches, StepTimer, wall seconds)."""
+    from training import StepTimer, training_arguments
     args = training_arguments(Path(OUTPUT_DIR) / EXPERIMENT / "checkpoints", epochs=1, batch_size=BATCH_SIZE,
                               learning_rate=2e-5, eval_batch_size=BATCH_SIZE, seed=SEED, logging_steps=10 ** 6,
                               num_workers=NUM_WORKERS, max_steps=WARMUP_STEPS + STEPS, eval_strategy="no",
@@ -122,30 +121,56 @@ def main(argv=None) -> dict:
                               train_sampling_strategy="group_by_length" if GROUP_BY_LENGTH else "random",
                               disable_tqdm=True)
     timer = StepTimer()
-    trainer = CountingTrainer(model=model, args=args, train_dataset=data, data_collator=PadCollator(tok),
-                              processing_class=tok, callbacks=[timer])
+    trainer = counting_trainer(model=model, args=args, train_dataset=data, data_collator=PadCollator(tok),
+                               processing_class=tok, callbacks=[timer])
     t0 = time.perf_counter()
     trainer.train()
-    wall = time.perf_counter() - t0
+    return trainer, timer, time.perf_counter() - t0
 
-    # 4. figures over the measured steps, saved
-    measured, step_s = CountingTrainer.batches[-STEPS:], timer.steps[-STEPS:]   # the first step is never in timer.steps
+
+def figures(trainer, timer, wall: float, model, device: str, device_name: str) -> dict:
+    """Throughput, padding and MFU over the last STEPS steps (the first step is never in timer.steps)."""
+    import torch
+
+    from training import pick_precision
+    measured, step_s = trainer.batches[-STEPS:], timer.steps[-STEPS:]
     seconds = float(np.sum(step_s))
     lengths = [l for ls, _ in measured for l in ls]
     real, padded = sum(lengths), sum(n for _, n in measured)
     n_params = non_embedding_parameters(model)
     flops = model_flops(lengths, n_params, model.config.num_hidden_layers, model.config.hidden_size)
     peak = peak_tflops(device_name)
-    result = {
-        "label": label, "model": MODEL_NAME, "attention": attention, "device": device, "device_name": device_name,
-        "precision": next(iter(pick_precision()), "fp32"), "torch": torch.__version__,
-        "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(wall, 1),
-        "first_step_s": timer.first, "step_s_median": float(np.median(step_s)),
-        "reviews_per_s": len(lengths) / seconds, "tokens_per_s": real / seconds, "padding_fraction": 1 - real / padded,
-        "mean_tokens": real / len(lengths), "non_embedding_parameters": n_params, "model_tflops_per_s": flops / seconds / 1e12,
-        "peak_tflops": peak, "mfu": flops / seconds / 1e12 / peak if peak else None,
-        "flops_formula": "sum_i 6 N l_i + 12 n_layers d l_i^2", "config": public_config(cfg),
-    }
+    return {"model": MODEL_NAME, "device": device, "device_name": device_name,
+            "precision": next(iter(pick_precision()), "fp32"), "torch": torch.__version__,
+            "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(wall, 1),
+            "first_step_s": timer.first, "step_s_median": float(np.median(step_s)),
+            "reviews_per_s": len(lengths) / seconds, "tokens_per_s": real / seconds, "padding_fraction": 1 - real / padded,
+            "mean_tokens": real / len(lengths), "non_embedding_parameters": n_params,
+            "model_tflops_per_s": flops / seconds / 1e12, "peak_tflops": peak,
+            "mfu": flops / seconds / 1e12 / peak if peak else None, "flops_formula": "sum_i 6 N l_i + 12 n_layers d l_i^2"}
+
+
+def main(argv=None) -> dict:
+    cfg = start_run(globals(), argv, "bench", "bench.log", check=lambda _: imdb_sources(("train",), DATA_DIR))
+    import torch
+    from transformers import set_seed
+    set_seed(SEED)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+
+    # 1. the model (with the ATTENTION asked for) and its tokenized reviews
+    model, tok = load_classifier(MODEL_NAME, SEED)
+    model.set_attn_implementation(ATTENTION)     # a model without SDPA support stays eager (recorded below)
+    attention = model.config._attn_implementation
+    data = bench_data(tok)
+
+    # 2. train WARMUP_STEPS + STEPS steps, recording the real and padded tokens of every batch
+    trainer, timer, wall = run_steps(model, tok, data, device)
+
+    # 3. figures over the measured steps, saved
+    label = bench_label(attention)
+    result = {"label": label, "attention": attention} | figures(trainer, timer, wall, model, device, device_name) | \
+        {"config": public_config(cfg)}
     write_json(Path(OUTPUT_DIR) / EXPERIMENT / f"{label}.json", result)
     mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a (no peak for this device)"
     line = (f"{label} on {device_name} ({result['precision']}): {result['reviews_per_s']:.1f} reviews/s, "

@@ -522,11 +522,11 @@ def load_data(cfg: dict, runs: list[Run], teacher_dir: Path):
 def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teacher_dir: Path):
     """(logits (N, C) for the train texts then the pool, cache stats), or (None, None) when no
     distilled run is left; computed once (the per-text cache), rank 0 first under torchrun."""
-    from accelerate import PartialState
+    from training import process_state
     if not any(r.distilled for r in runs):
         return None, None
     t0 = time.time()
-    with PartialState().main_process_first():
+    with process_state().main_process_first():
         logits, stats = cached_teacher_logits(train_texts + list(pool), teacher_dir, teacher_dir.parent / "teacher_logits",
                                               TEACHER_BATCH_SIZE)
     stats["wall_seconds"] = round(time.time() - t0, 1)
@@ -536,24 +536,24 @@ def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teach
 def matched_steps(run: Run, n_train: int, n_unlabeled: int) -> int:
     """A baseline's optimizer steps: its distilled twin's, whose data adds the transfer texts (MATCH_STEPS);
     -1 (train by epochs) otherwise."""
-    from accelerate import PartialState
+    from training import process_state
     if run.distilled or not MATCH_STEPS:
         return -1
     st = run.settings
     return optimizer_steps(n_train + min(st["transfer_size"], n_unlabeled), st["epochs"], st["batch_size"], GRAD_ACCUM,
-                           PartialState().num_processes)
+                           process_state().num_processes)
 
 
 def student_data(run: Run, tok, data, pool: list[str], logits):
     """(train, validation) tokenized for this student (cached): train rows, then its transfer texts with
     label -1, and for a distilled run each row's teacher logits."""
-    from accelerate import PartialState
+    from training import process_state
     from datasets import Dataset
     n = run.trained_with["transfer_size"]
     rows = Dataset.from_dict({"text": list(data.train["text"]) + list(pool[:n]),
                               "label": list(data.train["label"]) + [UNLABELED] * n})
     max_length = run.settings["max_length"]
-    with PartialState().main_process_first():
+    with process_state().main_process_first():
         train = tokenize_dataset(rows, tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "distill")
         val = tokenize_dataset(data.validation, tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "validation")
     if run.distilled:
@@ -604,8 +604,8 @@ def main(argv=None) -> dict:
     # 1. what is left to train (finished students are kept), and the published soft labels
     runs, results = pending_runs(cfg)
     if soft_label_splits():
-        from accelerate import PartialState
-        with PartialState().main_process_first():    # rank 0 writes; under torchrun the others then find it all
+        from training import process_state
+        with process_state().main_process_first():    # rank 0 writes; under torchrun the others then find it all
             publish_soft_labels(soft_label_splits(), teacher_dir, Path(OUTPUT_DIR) / EXPERIMENT / "soft_labels",
                                 TEACHER_BATCH_SIZE, SOFT_LABEL_ROWS)
     if not runs:

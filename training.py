@@ -221,6 +221,16 @@ class StepTimer(TrainerCallback):
 # ----------------------------------------------------------------------------------------------
 # train and save
 # ----------------------------------------------------------------------------------------------
+def process_state():
+    """accelerate's PartialState set up as the Trainer's arguments set it up (training_arguments: on CPUs under
+    torchrun `cpu=True` and gloo; PartialState() alone would see one process there), for main_process_first and
+    num_processes before a Trainer exists. The state is shared: the Trainer then finds it made."""
+    import torch
+    from accelerate import PartialState
+    cpu = not torch.cuda.is_available()
+    return PartialState(cpu=cpu, **({"backend": "gloo"} if cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else {}))
+
+
 def model_record(role: str, *, max_length: int, truncation: str, head_tokens: int, run_config: dict,
                  base_model: str | None = None, kind: str | None = None, student: dict | None = None,
                  teacher: str | None = None, settings: dict | None = None, layer_map: list | None = None) -> dict:

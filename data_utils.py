@@ -451,9 +451,15 @@ def load_splits(spec: DataSpec, transfer: bool = False) -> Splits:
     pool = transfer_texts(spec, raw, parts.pop("rest", []), where) if transfer else []
     out = Splits(parts["train"], parts["validation"], parts["test"], pool, names)
     out.report = leaks(out, spec.drop_leaks)
-    log.info("data %s: train %d, validation %d, test %d, transfer %d; labels %s", spec.where(), len(out.train),
-             len(out.validation), len(out.test), len(out.transfer), ", ".join(names))
     return out
+
+
+def log_splits(splits: Splits, spec: DataSpec) -> None:
+    """Log the split sizes, labels and duplicate counts (the scripts call it once logging is set up: their
+    checks load the data before that)."""
+    log.info("data %s: train %d, validation %d, test %d, transfer %d; labels %s", spec.where(), len(splits.train),
+             len(splits.validation), len(splits.test), len(splits.transfer), ", ".join(splits.label_names))
+    log.info("duplicates: %s", splits.report)
 
 
 def carve(table: dict, spec: DataSpec, rest: str = "") -> dict:
@@ -516,7 +522,6 @@ def leaks(splits: Splits, drop: bool) -> dict:
         if len(keep) < len(train):
             splits.train = splits.train.select(keep)
         splits.transfer = [t for t in splits.transfer if t not in held]
-    log.info("duplicates: %s", report)
     return report
 
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
 from data_utils import (UNLABELED, DataSpec, PadCollator, batched_logits, check_data, check_max_length, count_parameters,
-                        digest, is_finished, load_classifier, load_imdb, load_splits, load_tokenizer, model_config,
+                        digest, is_finished, load_classifier, load_imdb, load_splits, load_tokenizer, log_splits, model_config,
                         read_json, tokenize_dataset, truncation_settings, write_json)
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -514,6 +514,7 @@ def load_data(cfg: dict, runs: list[Run], teacher_dir: Path):
     transfer_max = max([r.settings["transfer_size"] for r in runs if r.distilled] + [0])
     counted = any(r.settings["transfer_size"] for r in runs if not r.distilled and MATCH_STEPS)
     data = load_splits(DataSpec.from_settings(cfg), transfer=bool(transfer_max or counted))
+    log_splits(data, DataSpec.from_settings(cfg))
     labels = teacher_labels(teacher_dir, data.label_names)
     idx = np.random.default_rng(SEED).permutation(len(data.transfer))[:transfer_max] if transfer_max else []
     return data, [data.transfer[i] for i in idx], labels

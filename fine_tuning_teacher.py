@@ -21,7 +21,7 @@ Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_
 """
 from configurator import log, public_config, run_main, start_run
 from data_utils import (DataSpec, PadCollator, check_data, check_max_length, count_parameters, load_classifier,
-                        load_splits, model_config, read_json, tokenize_dataset)
+                        load_splits, log_splits, model_config, read_json, tokenize_dataset)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
@@ -88,6 +88,7 @@ def main(argv=None) -> dict:
 
     # 1. load data: the data's validation split or one carved from train; test is left to evaluate_models.py
     splits = load_splits(DataSpec.from_settings(cfg))
+    log_splits(splits, DataSpec.from_settings(cfg))
     splits = {"train": splits.train, "validation": splits.validation, "labels": splits.label_names}
 
     # 2. load the model (a head for the data's labels) and tokenize once (cached; rank 0 first under torchrun)

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from configurator import log, public_config, run_main, start_run
-from data_utils import (PadCollator, count_parameters, imdb_sources, load_classifier, load_imdb, stratified_indices,
-                        tokenize_dataset, write_json)
+from data_utils import imdb_sources, load_imdb, stratified_indices, write_json
+from models import PadCollator, count_parameters, default_device, load_classifier, tokenize_dataset
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "bench"              # logs to OUTPUT_DIR/EXPERIMENT/logs/, results to OUTPUT_DIR/EXPERIMENT/<LABEL>.json
@@ -155,7 +155,7 @@ def main(argv=None) -> dict:
     import torch
     from transformers import set_seed
     set_seed(SEED)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
 
     # 1. the model (with the ATTENTION asked for) and its tokenized reviews

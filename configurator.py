@@ -5,11 +5,11 @@ Nothing here runs on its own; each script calls `start_run(globals(), argv, ...)
 `configure`) first thing in main(). What it provides:
 
 - `configure(globals(), argv)`: `--config configs/NAME.toml`, then `--name=value` flags, replace the
-  script's constants in place. Precedence: command line > config file > defaults (at the same level a
-  per-student value beats the global one: distill_student.student_settings). Each value is checked
-  against the type of its default and against SETTING_RULES; an unknown name lists the valid ones.
+  script's constants in place. A script's constants are its UPPER_CASE globals of a plain type (bool,
+  int, float, str, list), so scripts import no UPPER_CASE names. Precedence: command line > config file >
+  defaults; a name only another script has is ignored (one file and one command line serve every step of
+  run_experiment.sh); each value is checked against the type of its default and SETTING_RULES.
 - `start_run`: configure, then log to OUTPUT_DIR/EXPERIMENT/logs/<name>.log and log the configuration.
-- `step_flags`: which flags of a multi-script command line (run_experiment.sh) each script takes.
 - `UsageError` and `run_main`: a mistake the user can fix is reported as one line, exit status 2.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import ast
 import atexit
 import contextlib
 import copy
+import functools
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ class UsageError(ValueError):
     A ValueError, so that callers of the Python API (inference.predict) can catch it as one."""
 
 
+_DEFAULTS: dict[int, tuple[dict, dict]] = {}   # id(script namespace) -> (namespace, its constants as defined)
 _RUN_ROOT: list[Path] = []   # the experiment folder of the run started last (start_run), for disk_full
 
 
@@ -85,10 +87,16 @@ def disk_full(error: BaseException) -> str | None:
             f"--output_dir) and run the same command again: finished models are kept, an interrupted save is set aside")
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (or a single process). Read from torchrun's RANK: logging and the experiment
+    lock are set up before the Trainer creates accelerate's process state, which this must not create early."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup_logging(log_file: Path | None = None) -> None:
     """Log to stderr and to `log_file` (when given); under torchrun, other ranks log warnings only."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if int(os.environ.get("RANK", "0")) != 0:    # torchrun: only rank 0 logs at INFO and to the file
+    if not is_main_process():    # torchrun: only rank 0 logs at INFO and to the file
         logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True)
         return
     if log_file is not None:
@@ -163,116 +171,96 @@ def check_setting_values(values: dict, where) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# which constants a script has
-# ----------------------------------------------------------------------------------------------
-def assigned_constants(path: Path) -> set[str]:
-    """UPPER_CASE names assigned at the top level of a Python file (read with ast, no import)."""
-    names: set[str] = set()
-    for node in ast.parse(Path(path).read_text()).body:
-        targets = node.targets if isinstance(node, ast.Assign) else \
-            [node.target] if isinstance(node, ast.AnnAssign) else []
-        names.update(t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper())
-    return names
-
-
-def constants_of(namespace: dict) -> dict:
-    """The overridable constants of a script: UPPER_CASE names of plain types that the script itself
-    assigns (names it imports, such as data_utils.UNLABELED, are not its settings)."""
-    own = assigned_constants(namespace["__file__"]) if Path(namespace.get("__file__", "")).is_file() else None
-    return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")
-            and isinstance(v, CONFIG_TYPES) and (own is None or k in own)}
-
-
-def project_constant_names() -> set[str]:
-    """UPPER_CASE names assigned at the top level of any project script."""
-    return set().union(*(assigned_constants(PROJECT_DIR / f"{s}.py") for s in SCRIPTS
-                         if (PROJECT_DIR / f"{s}.py").exists()))
-
-
-def step_flags(script: str, argv: list[str]) -> list[str]:
-    """The flags of a multi-script command line (run_experiment.sh) that `script` should get: those
-    naming one of its constants, and those naming no project constant (so the script reports them).
-    `--name value` pairs stay together; names compare as configure() does (`-` = `_`, any case)."""
-    own = {n.lower() for n in assigned_constants(PROJECT_DIR / f"{script}.py")}
-    known = {n.lower() for n in project_constant_names()}
-    keep, i = [], 0
-    while i < len(argv):
-        group = [argv[i]]
-        if argv[i].startswith("--") and "=" not in argv[i] and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            group.append(argv[i + 1])
-        name = argv[i][2:].partition("=")[0].replace("-", "_").lower() if argv[i].startswith("--") else ""
-        if name in own or name not in known:
-            keep += group
-        i += len(group)
-    return keep
-
-
-# ----------------------------------------------------------------------------------------------
 # reading values
 # ----------------------------------------------------------------------------------------------
 BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def parse_bool(text: str) -> bool:
-    t = text.strip().lower()
-    if t in BOOL_WORDS:
-        return BOOL_WORDS[t]
-    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+    if text.strip().lower() not in BOOL_WORDS:
+        raise ValueError(f"not a boolean: {text!r} (use true or false)")
+    return BOOL_WORDS[text.strip().lower()]
+
+
+def parse_list(text: str) -> list:
+    """A TOML array (`[1, 2]`, `["a", "b"]`, `[{name = "x"}]`) or comma-separated strings (`a,b,c`)."""
+    text = text.strip()
+    return tomllib.loads(f"v = {text}")["v"] if text.startswith("[") else [s.strip() for s in text.split(",") if s.strip()]
+
+
+PARSERS = {bool: parse_bool, int: int, float: float, str: str, list: parse_list}   # command-line text -> value
 
 
 def coerce(name: str, value, default, source: str = ""):
-    """Return `value` converted to the type of `default`, or raise UsageError naming the constant.
+    """`value` as the type of `default`, or UsageError naming the setting and where it was set.
 
-    Strings from the command line are parsed; values from a TOML file (`source` names it) must already
-    have the right type (an int is accepted where a float is expected). Lists accept a TOML array literal
-    (`[1, 2]`, `["a", "b"]`, `[{name = "x"}]`) or, for lists of strings, `a,b,c`.
-    """
-    kind = type(default).__name__
+    Command-line text is parsed (PARSERS); a value from a TOML file (`source` names the file) must already
+    have the type (an int is accepted for a float). A list's items must have the type of the default's."""
+    kind = type(default)
     where = f"{name.lower()} = {value!r} in {source}" if source else f"--{name.lower()}={value!r}"
-    if source and isinstance(value, str) and not isinstance(default, str):
-        raise UsageError(f"{where}: expected {kind}, got str")
     try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                return parse_bool(value)
-            if isinstance(value, bool):
-                return value
-        elif isinstance(default, int):
-            if isinstance(value, str):
-                return int(value)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        elif isinstance(default, float):
-            if isinstance(value, str):
-                return float(value)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-        elif isinstance(default, str):
-            if isinstance(value, str):
-                return value
-        elif isinstance(default, list):
-            if isinstance(value, str):
-                v = value.strip()
-                value = tomllib.loads(f"v = {v}")["v"] if v.startswith("[") else \
-                    [s.strip() for s in v.split(",") if s.strip()]
-            if isinstance(value, list):
-                if default and value:
-                    want = type(default[0])
-                    bad = [x for x in value if not isinstance(x, want)]
-                    if bad:
-                        raise ValueError(f"list items must be {want.__name__}, got {bad[0]!r}")
-                return value
+        if isinstance(value, str) and not source:
+            value = PARSERS[kind](value)
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"{where}: expected {kind} ({e})") from None
-    raise UsageError(f"{where}: expected {kind}, got {type(value).__name__}")
+        raise UsageError(f"{where}: expected {kind.__name__} ({e})") from None
+    if kind is float and type(value) is int:
+        value = float(value)
+    if type(value) is not kind:
+        raise UsageError(f"{where}: expected {kind.__name__}, got {type(value).__name__}")
+    bad = [x for x in value if default and type(x) is not type(default[0])] if kind is list else []
+    if bad:
+        raise UsageError(f"{where}: expected list of {type(default[0]).__name__}, got {bad[0]!r}")
+    return value
 
 
-def read_config_file(path: str, script: str, known: dict) -> dict:
-    """Constants set by an experiment file for `script`.
+# ----------------------------------------------------------------------------------------------
+# configure: defaults < config file < command line
+# ----------------------------------------------------------------------------------------------
+@functools.cache
+def script_constants(script: str) -> frozenset[str]:
+    """The UPPER_CASE names a project script assigns at its top level, read from its source (the scripts
+    sit above this module, so it does not import them): a name any script has is a valid key anywhere."""
+    path = PROJECT_DIR / f"{script}.py"
+    body = ast.parse(path.read_text()).body if path.is_file() else []
+    return frozenset(t.id for node in body if isinstance(node, ast.Assign) for t in node.targets
+                     if isinstance(t, ast.Name) and t.id.isupper())
 
-    Top-level keys apply to every script that has that constant (an unknown one is an error unless
-    another script defines it); a `[script]` table applies to that script only and must be exact.
-    """
+
+def any_script_has(name: str) -> bool:
+    return any(name in script_constants(s) for s in SCRIPTS)
+
+
+def parse_argv(argv: list[str], defaults: dict) -> tuple[dict, list[str], str | None]:
+    """({NAME: text} of the `--name=value` / `--name value` flags, positional arguments, --config path).
+    A boolean flag alone switches it on (`--json`; `--json false` also reads)."""
+    flags, positional, config_path, i = {}, [], None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            positional.append(arg)
+            i += 1
+            continue
+        name, eq, value = arg[2:].partition("=")
+        key = name.replace("-", "_").upper()
+        follows = argv[i + 1] if i + 1 < len(argv) else None
+        if not eq and isinstance(defaults.get(key), bool):
+            value, i = ("true", i) if follows is None or follows.strip().lower() not in BOOL_WORDS else (follows, i + 1)
+        elif not eq and follows is not None and not follows.startswith("--"):   # `--name value`
+            value, i = follows, i + 1
+        elif not eq and key in defaults:
+            raise UsageError(f"--{name} needs a value: --{name}=VALUE")
+        if name == "config":
+            config_path = value
+        else:
+            flags[key] = value
+        i += 1
+    return flags, positional, config_path
+
+
+def read_config_file(path: str, script: str) -> tuple[dict, set]:
+    """({NAME: value} of an experiment file, the names its `[script]` table sets): the top-level keys
+    apply to every script that has them (each must be some script's), the `[script]` table to that
+    script only, on top; configure drops the names this script does not have."""
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"--config {path}: no such file; experiments are in configs/: "
@@ -281,83 +269,54 @@ def read_config_file(path: str, script: str, known: dict) -> dict:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"--config {path}: not valid TOML ({e})") from None
-    everywhere = project_constant_names()
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and key in SCRIPTS:
-            if key != script:
-                continue
-            for k, v in value.items():
-                if k.upper() not in known:
-                    raise UsageError(f"{path} [{key}]: unknown constant '{k}'; valid names: "
-                                     f"{', '.join(sorted(n.lower() for n in known))}")
-                out[k.upper()] = v
-        elif key.upper() in known:
-            out[key.upper()] = value
-        elif key.upper() not in everywhere:
-            raise UsageError(f"{path}: unknown key '{key}' (not a constant of any script, nor a "
-                             f"table named after one of {', '.join(SCRIPTS)})")
-    return out
+    shared = {k.upper(): v for k, v in data.items() if not (isinstance(v, dict) and k in SCRIPTS)}
+    own = {k.upper(): v for k, v in data.get(script, {}).items()}
+    unknown = [k for k in shared if not any_script_has(k)]
+    if unknown:
+        raise UsageError(f"{path}: unknown key '{unknown[0].lower()}' (not a constant of any script, nor a "
+                         f"table named after one of {', '.join(SCRIPTS)})")
+    return shared | own, set(own)
 
 
 def configure(namespace: dict, argv: list[str] | None = None, script: str | None = None) -> dict:
-    """Apply `--config FILE` and `--name=value` overrides to a script's constants, in place.
+    """Set a script's UPPER_CASE constants, in place, from `--config FILE` and `--name=value` flags.
 
-    namespace: the script's `globals()`; its UPPER_CASE constants are the defaults.
-    argv: the arguments (default `sys.argv[1:]`); arguments not starting with `--` are returned
-    under the key `_args` (inference.py takes texts that way; other scripts reject them).
-    Returns the effective configuration {NAME: value}, plus `_sources` {NAME: "default" | "file" |
-    "flag"}. Precedence: flags > file > defaults. Every value is checked against SETTING_RULES.
+    Precedence, the one rule of every setting: command line > config file > the script's default; a
+    student's own value in STUDENTS counts at the level STUDENTS was set (distill_student.student_settings).
+    A name that only another script has (a shared config file, run_experiment.sh's flags) is ignored;
+    a name no script has is an error listing the valid ones. Values are type- and range-checked.
+    Returns {NAME: value} plus `_args` (positional arguments), `_sources` ({NAME: "default" | "file" |
+    "flag"}), `_ignored` (flags of other scripts) and `_config_file`.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     script = script or Path(namespace.get("__file__", "script")).stem
-    # the defaults are the constants as first seen: a second call (tests) starts from them again
-    defaults = namespace.setdefault("_DEFAULTS", copy.deepcopy(constants_of(namespace)))
-    flags, positional, config_path = {}, [], None
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-h", "--help"):
-            print((namespace.get("__doc__") or "").strip() + "\n\nconstants (override with --name=value):")
-            for k, v in defaults.items():
-                print(f"  --{k.lower()}={json.dumps(v)}")
-            sys.exit(0)
-        if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            if not eq and isinstance(defaults.get(name.replace("-", "_").upper()), bool):
-                value = "true"            # `--json` alone switches a boolean on; `--json false` is a value
-                if i + 1 < len(argv) and argv[i + 1].strip().lower() in BOOL_WORDS:
-                    i, value = i + 1, argv[i + 1]
-            elif not eq:  # `--name value`
-                if i + 1 >= len(argv):
-                    raise UsageError(f"--{name} needs a value: --{name}=VALUE")
-                i, value = i + 1, argv[i + 1]
-            if name == "config":
-                config_path = value
-            else:
-                flags[name.replace("-", "_").upper()] = value
-        else:
-            positional.append(arg)
-        i += 1
-    unknown = [n for n in flags if n not in defaults]
+    # the constants as the script defined them; a second call in one process (tests) starts from them
+    defaults = _DEFAULTS.setdefault(id(namespace), (namespace, copy.deepcopy(
+        {k: v for k, v in namespace.items() if k.isupper() and isinstance(v, CONFIG_TYPES)})))[1]
+    if "-h" in argv or "--help" in argv:
+        print((namespace.get("__doc__") or "").strip() + "\n\nconstants (override with --name=value):")
+        print("\n".join(f"  --{k.lower()}={json.dumps(v)}" for k, v in defaults.items()))
+        sys.exit(0)
+    flags, positional, config_path = parse_argv(argv, defaults)
+    unknown = [n for n in flags if n not in defaults and not any_script_has(n)]
     if unknown:
         raise UsageError(f"unknown constant '--{unknown[0].lower()}' for {script}.py; valid names: "
                          f"{', '.join(sorted(n.lower() for n in defaults))}")
-    cfg = copy.deepcopy(defaults)
-    sources = dict.fromkeys(defaults, "default")   # where each value came from (see LEVELS)
-    if config_path:
-        for name, value in read_config_file(config_path, script, defaults).items():
-            cfg[name], sources[name] = coerce(name, value, defaults[name], source=config_path), "file"
-    for name, value in flags.items():
-        cfg[name], sources[name] = coerce(name, value, defaults[name]), "flag"
+    file_values, exact = read_config_file(config_path, script) if config_path else ({}, set())
+    if exact - set(defaults):
+        raise UsageError(f"{config_path} [{script}]: unknown constant '{sorted(exact - set(defaults))[0].lower()}'; "
+                         f"valid names: {', '.join(sorted(n.lower() for n in defaults))}")
+    cfg, sources = copy.deepcopy(defaults), dict.fromkeys(defaults, "default")
+    for name in set(file_values) & set(defaults):
+        cfg[name], sources[name] = coerce(name, file_values[name], defaults[name], source=config_path), "file"
+    for name in set(flags) & set(defaults):
+        cfg[name], sources[name] = coerce(name, flags[name], defaults[name]), "flag"
     where = {"flag": lambda n, v: f"--{n.lower()}={v!r}", "file": lambda n, v: f"{n.lower()} = {v!r} in {config_path}",
              "default": lambda n, v: f"{n} = {v!r} (the default in {script}.py)"}
     check_setting_values(cfg, lambda n, v: where[sources[n]](n, v))
     namespace.update(cfg)
-    cfg["_args"], cfg["_sources"] = positional, sources
-    if config_path:
-        cfg["_config_file"] = config_path
-    return cfg
+    return cfg | {"_args": positional, "_sources": sources, "_ignored": sorted(set(flags) - set(defaults))} | \
+        ({"_config_file": config_path} if config_path else {})
 
 
 def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: str, check=None) -> dict:
@@ -375,6 +334,8 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
     lock_experiment(root, script)
     cfg["_versions"] = library_versions()
     log.info("config: %s", public_config(cfg))
+    if cfg["_ignored"]:
+        log.info("flags for other scripts, ignored by %s.py: %s", script, ", ".join(f"--{n.lower()}" for n in cfg["_ignored"]))
     return cfg
 
 
@@ -398,7 +359,7 @@ def lock_experiment(root: Path, script: str) -> None:
     removed when the owner exits, and a lock whose process is gone (killed) is taken over. A process
     keeps its lock until it exits (the tests run several steps in one process).
     Under torchrun only rank 0 locks (the other ranks are part of its run)."""
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return
     lock = root / ".lock"
     for attempt in range(6):

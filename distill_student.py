@@ -40,10 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
+import data_utils
 from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
-from data_utils import (UNLABELED, DataSpec, PadCollator, batched_logits, check_data, check_max_length, count_parameters,
-                        digest, is_finished, load_classifier, load_imdb, load_splits, load_tokenizer, log_splits, model_config,
-                        read_json, tokenize_dataset, truncation_settings, write_json)
+from data_utils import (DataSpec, atomic_path, check_data, digest, load_imdb, load_splits, log_splits, read_json,
+                        write_json)
+from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
+                    load_classifier, load_tokenizer, model_config, tokenize_dataset, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -136,7 +138,7 @@ def predict_logits(model, tokenizer, texts: list[str], settings: dict, batch_siz
     """The teacher's logits (N, C) float32 for texts, in input order: data_utils.batched_logits on the
     GPU when there is one, under bf16 autocast there."""
     import torch
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     model.to(device).eval()
     with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
         return batched_logits(model, tokenizer, texts, settings, batch_size, device, desc="teacher logits")
@@ -185,10 +187,8 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
             torch.cuda.empty_cache()
         known.update(zip(hashes[missing], logits))
         stats["teacher_seconds"] = round(time.time() - t0, 1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, hashes=np.array(list(known)), logits=np.stack(list(known.values())))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, hashes=np.array(list(known)), logits=np.stack(list(known.values())))
     log.info("teacher logits: %d reviews, %d distinct texts computed (%.1fs), %d reused from %s", len(texts), len(missing),
              stats["teacher_seconds"], stats["reused"], path)
     return np.stack([known[h] for h in hashes]), stats
@@ -226,10 +226,8 @@ def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, bat
                                       teacher_dir.parent / "teacher_logits", batch_size)
     start = 0
     for s in todo:
-        tmp = out_dir / f"{s}.tmp.npz"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(tmp, logits=logits[start:start + len(texts[s])].astype(np.float32))
-        tmp.replace(out_dir / f"{s}.npz")
+        with atomic_path(out_dir / f"{s}.npz") as tmp:
+            np.savez_compressed(tmp, logits=logits[start:start + len(texts[s])].astype(np.float32))
         write_json(out_dir / f"{s}.json", metas[s])
         start += len(texts[s])
         log.info("soft labels: %d reviews of %s -> %s", len(texts[s]), s, out_dir / f"{s}.npz")
@@ -327,29 +325,25 @@ def intermediate_setup(student, teacher_dir: Path, spec: dict, st: dict, name: s
             "attention_weight": st["attention_weight"], "layer_map": mapping}
 
 
-def student_settings(spec: dict, sources: dict) -> dict:
-    """The effective per-student settings {key: value} of one student spec (keys of PER_STUDENT).
+def student_settings(spec: dict, cfg: dict) -> dict:
+    """The settings one student trains with: {key: value} for every key of PER_STUDENT, type- and range-checked.
 
-    A per-student value applies unless its global constant was set at a higher level (LEVELS: flag >
-    file > default) than STUDENTS itself, e.g. `--epochs=1` beats `epochs = 4.0` of a student in the file;
-    a per-student `seed` (a replicate's training seed) always applies.
-    sources: {CONSTANT: "default" | "file" | "flag"} from configure().
+    A student's own value counts at the level STUDENTS was set (configurator.LEVELS: command line > config
+    file > default) and beats the global constant set at the same level or below, e.g. `--epochs=1` beats
+    a student's `epochs = 4.0` in the file; a student's own `seed` always applies (it names a replicate;
+    SEED also fixes the data split). cfg: configure()'s result (the constants and `_sources`).
     """
-    own = own_settings(spec, sources)
-    return {k: spec[k] if k in own else globals()[const] for k, const in PER_STUDENT.items()}
+    level = lambda name: LEVELS[cfg["_sources"][name]]   # noqa: E731
+    where = f"student '{spec.get('name')}'"
+    own = {k: coerce(k, spec[k], cfg[const], source=where) for k, const in PER_STUDENT.items()
+           if k in spec and (k == "seed" or level(const) <= level("STUDENTS"))}
+    check_setting_values(own, lambda k, v: f"{where}: {k} = {v!r}")
+    return {k: own.get(k, cfg[const]) for k, const in PER_STUDENT.items()}
 
 
-def own_settings(spec: dict, sources: dict) -> set[str]:
-    """The per-student keys of `spec` whose value applies (student_settings' rule)."""
-    level = lambda name: LEVELS[sources.get(name, "default")]   # noqa: E731
-    # a student's own seed always applies: it names a replicate, and SEED also fixes the data split
-    return {k for k, const in PER_STUDENT.items() if k in spec and (k == "seed" or level(const) <= level("STUDENTS"))}
-
-
-def check_students(students: list, sources: dict | None = None) -> list[dict]:
+def check_students(students: list, cfg: dict) -> list[dict]:
     """Validate the STUDENTS list: each a table with a unique name, a model and/or layers, known keys,
     and per-student values in range (the error names the student, or the global flag that set it)."""
-    sources = sources or {}
     names = set()
     for s in students:
         if not isinstance(s, dict) or not s.get("name"):
@@ -364,25 +358,22 @@ def check_students(students: list, sources: dict | None = None) -> list[dict]:
             raise UsageError(f"student name '{s['name']}' appears twice")
         if s["name"] == "teacher" or not str(s["name"]).replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise UsageError(f"student name {s['name']!r}: use letters, digits, '-', '_' or '.', and not 'teacher'")
-        settings = student_settings(s, sources)
-        where = f"student '{s['name']}'"
-        own = {k: coerce(k, s[k], globals()[PER_STUDENT[k]], source=where) for k in own_settings(s, sources)}
-        check_setting_values(own, lambda k, v: f"{where}: {k} = {v!r}")
-        check_setting_values({"max_length": settings["max_length"], "head_tokens": HEAD_TOKENS, "truncation": TRUNCATION},
-                             lambda k, v: f"{where}: {k} = {v!r}")
+        settings = student_settings(s, cfg)
+        check_setting_values({"max_length": settings["max_length"], "head_tokens": cfg["HEAD_TOKENS"],
+                              "truncation": cfg["TRUNCATION"]}, lambda k, v: f"student '{s['name']}': {k} = {v!r}")
         names.add(s["name"])
     return students
 
 
-def check_student_models(students: list, sources: dict, teacher_dir: Path) -> None:
+def check_student_models(students: list, cfg: dict, teacher_dir: Path) -> None:
     """What each student's model decides, read from configs and tokenizers without loading weights:
     its layers exist, its max_length fits its positions, and the intermediate losses can compare it
     with the teacher (the same tokenizer; the same head count for attention)."""
-    from data_utils import tokenizer_fingerprint
+    from models import tokenizer_fingerprint
     teacher_config = model_config(str(teacher_dir))
     teacher_tok = None
     for s in students:
-        st, where = student_settings(s, sources), f"student '{s['name']}'"
+        st, where = student_settings(s, cfg), f"student '{s['name']}'"
         config = model_config(s["model"]) if "model" in s else teacher_config
         if "layers" in s:
             check_layers(s["layers"], getattr(config, "num_hidden_layers", None), f"{where}: ")
@@ -430,7 +421,7 @@ def optimizer_steps(n_examples: int, epochs: float, batch_size: int, grad_accum:
 def check_config(cfg: dict) -> None:
     """Checks that need no data or model, run before anything is written: the students, --only and
     the teacher folder."""
-    check_students(STUDENTS, cfg["_sources"])
+    check_students(STUDENTS, cfg)
     names = {s["name"] for s in STUDENTS}
     unknown = [n for n in ONLY if n and n not in names]
     if unknown:
@@ -444,8 +435,8 @@ def check_config(cfg: dict) -> None:
             raise UsageError(f"--{key}={getattr(ours, key)}, but the teacher {teacher_dir} was trained with {key} = "
                              f"{getattr(theirs, key)}: the students would see other data or labels, or validation rows "
                              f"the teacher trained on; use the teacher's --config")
-    check_student_models(STUDENTS, cfg["_sources"], teacher_dir)
-    transfer = any(student_settings(s, cfg["_sources"])["transfer_size"] for s in STUDENTS)
+    check_student_models(STUDENTS, cfg, teacher_dir)
+    transfer = any(student_settings(s, cfg)["transfer_size"] for s in STUDENTS)
     soft = soft_label_splits()
     if soft and not ours.is_imdb:
         raise UsageError(f"--soft_label_splits={','.join(soft)}: published soft labels are made for IMDb only; "
@@ -480,13 +471,13 @@ class Run:
         return self.settings if self.distilled else self.settings | {"alpha": 1.0, "transfer_size": 0}
 
 
-def student_runs(students: list[dict], sources: dict, only: list[str]) -> list[Run]:
+def student_runs(students: list[dict], cfg: dict, only: list[str]) -> list[Run]:
     """Every model to train: each student, then its labels-only baseline (when its `baseline` setting is on)."""
     runs = []
     for s in students:
         if only and s["name"] not in only:
             continue
-        settings = student_settings(s, sources)
+        settings = student_settings(s, cfg)
         runs.append(Run(s["name"], s, True, settings))
         if settings["baseline"]:
             runs.append(Run(f"{s['name']}-baseline", s, False, settings))
@@ -497,7 +488,7 @@ def pending_runs(cfg: dict) -> tuple[list[Run], dict]:
     """(runs still to train, {name: metrics} of the finished ones, which are kept unless OVERWRITE)."""
     from training import run_dirs, should_train
     runs, finished = [], {}
-    for run in student_runs(STUDENTS, cfg["_sources"], [n for n in ONLY if n]):
+    for run in student_runs(STUDENTS, cfg, [n for n in ONLY if n]):
         run.dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name)
         if should_train(*run.dirs[:2], OVERWRITE):
             runs.append(run)
@@ -552,7 +543,7 @@ def student_data(run: Run, tok, data, pool: list[str], logits):
     from datasets import Dataset
     n = run.trained_with["transfer_size"]
     rows = Dataset.from_dict({"text": list(data.train["text"]) + list(pool[:n]),
-                              "label": list(data.train["label"]) + [UNLABELED] * n})
+                              "label": list(data.train["label"]) + [data_utils.UNLABELED] * n})
     max_length = run.settings["max_length"]
     with process_state().main_process_first():
         train = tokenize_dataset(rows, tok, max_length, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "distill")

@@ -44,9 +44,10 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, log, public_config, run_main, start_run
-from data_utils import (DataSpec, PadCollator, check_data, classification_metrics, count_parameters, encode, is_finished,
-                        load_classifier, load_splits, logits_in_order, model_config, per_class_metrics, percentile, read_json,
-                        stratified_indices, truncation_settings, write_json)
+from data_utils import (DataSpec, atomic_path, check_data, classification_metrics, load_splits, per_class_metrics,
+                        percentile, read_json, stratified_indices, write_json)
+from models import (PadCollator, count_parameters, default_device, encode, is_finished, load_classifier,
+                    logits_in_order, model_config, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -380,12 +381,10 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     """results.json / .csv / .md (prefix `validation-` for the validation split), written atomically."""
     rows = result["rows"]
     write_json(root / f"{prefix}results.json", result)
-    tmp = root / f"{prefix}results.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(root / f"{prefix}results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(root / f"{prefix}results.csv")
     hw = result["hardware"]
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
@@ -403,9 +402,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
             f"fp32 teacher's. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
             f"accuracy. Efficiency: retention / size fraction. Written by evaluate_models.py.\n")
-    tmp = root / f"{prefix}results.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(root / f"{prefix}results.md")
+    with atomic_path(root / f"{prefix}results.md") as tmp:
+        tmp.write_text(text)
 
 
 def gain_lines(groups: list[dict], key: str) -> dict[str, list[tuple[float, dict]]]:
@@ -461,10 +459,7 @@ def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def confusion_rows(rows: list[dict]) -> list[dict]:
@@ -552,20 +547,15 @@ def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test"
                         Patch(color="#888888", alpha=0.45, label="int8 / ONNX / bf16 (lighter)")], loc="lower center", ncol=4, frameon=False)
     fig.suptitle(title, fontsize=13)
     fig.tight_layout(rect=(0, 0.04, 1, 0.98))
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------
 def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
     """(name, folder) of the models to evaluate, teacher first; also the check, before anything is
     written, that the settings and the experiment's models are usable."""
-    import torch
     root = Path(OUTPUT_DIR) / EXPERIMENT
-    if DEVICE == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device=cuda: no GPU is visible; use --device=auto or cpu")
+    default_device(DEVICE)
     for name, kinds in (("quantize_kinds", QUANTIZE_KINDS), ("onnx_kinds", ONNX_KINDS)):
         bad = set(kinds) - _KINDS
         if bad:
@@ -635,14 +625,20 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
     return rows
 
 
+def save_figure(fig, path: Path) -> None:
+    """Save a matplotlib figure as a PNG atomically (atomic_path) and close it."""
+    import matplotlib.pyplot as plt
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
 def write_predictions(path: Path, labels: np.ndarray, pred: np.ndarray, probs: np.ndarray, names: list[str]) -> None:
     """index, true label, predicted label and each class's probability, one line per text (atomically)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "label", "pred", *[f"p_{n}" for n in names]])
         w.writerows([i, names[y], names[k], *p] for i, (y, k, p) in enumerate(zip(labels, pred, np.round(probs, 5).tolist())))
-    tmp.replace(path)
 
 
 def relative_figures(rows: list[dict]) -> list[dict]:
@@ -684,7 +680,7 @@ def main(argv=None) -> dict:
     import torch
     if THREADS:
         torch.set_num_threads(THREADS)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE
+    device = default_device(DEVICE)
     models = selected_models()
 
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split

@@ -22,9 +22,10 @@ import shutil
 import warnings
 from pathlib import Path
 
+import onnx_runtime
 from configurator import UsageError, log, run_main, start_run
-from data_utils import is_finished, replace_dir
-from onnx_runtime import FP32_FILE, INT8_FILE
+from data_utils import replace_dir
+from models import is_finished
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # exports OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -42,7 +43,7 @@ def onnx_dir(folder: Path) -> Path:
 
 def is_exported(folder: Path, quantized: bool = True) -> bool:
     out = onnx_dir(folder)
-    return (out / FP32_FILE).is_file() and (not quantized or (out / INT8_FILE).is_file())
+    return (out / onnx_runtime.FP32_FILE).is_file() and (not quantized or (out / onnx_runtime.INT8_FILE).is_file())
 
 
 def export_fp32(model, tokenizer, path: Path) -> None:
@@ -76,7 +77,7 @@ def quantize_int8(src: Path, dst: Path, exclude: list[str]) -> None:
 
 def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, exclude: list[str] = ()) -> Path:
     """Export one finished model folder to <folder>/onnx/ (atomically: written to onnx.partial first)."""
-    from data_utils import load_classifier
+    from models import load_classifier
     folder, out = Path(folder), onnx_dir(folder)
     if is_exported(folder, quantize) and not overwrite:
         log.info("kept %s (exported already; --overwrite=true exports again)", out)
@@ -85,9 +86,9 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
     tmp = out.with_name("onnx.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    export_fp32(model, tok, tmp / FP32_FILE)
+    export_fp32(model, tok, tmp / onnx_runtime.FP32_FILE)
     if quantize:
-        quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, [e for e in exclude if e])
+        quantize_int8(tmp / onnx_runtime.FP32_FILE, tmp / onnx_runtime.INT8_FILE, [e for e in exclude if e])
     model.config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     if (folder / "README.md").is_file():

@@ -20,8 +20,8 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
 Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 """
 from configurator import log, public_config, run_main, start_run
-from data_utils import (DataSpec, PadCollator, check_data, check_max_length, count_parameters, load_classifier,
-                        load_splits, log_splits, model_config, read_json, tokenize_dataset)
+from data_utils import DataSpec, check_data, load_splits, log_splits, read_json
+from models import PadCollator, check_max_length, count_parameters, load_classifier, model_config, tokenize_dataset
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: everything goes to OUTPUT_DIR/EXPERIMENT/

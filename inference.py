@@ -29,9 +29,12 @@ import json
 import sys
 from pathlib import Path
 
+import models
+import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import WEIGHT_FILES, batched_logits, is_finished, is_saved_model, read_json, truncation_settings
-from onnx_runtime import FP32_FILE, is_onnx_folder, onnx_logits, softmax
+from data_utils import read_json
+from models import batched_logits, default_device, is_finished, is_saved_model, load_classifier, truncation_settings
+from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
 # --- I/O ---------------------------------------------------------------------------------------
 MODEL = ""                        # model folder; "" = best distilled student of the newest experiment (stderr says which)
@@ -41,7 +44,7 @@ JSON = False                      # print JSON instead of a table
 # --- system ------------------------------------------------------------------------------------
 BATCH_SIZE = 32                   # texts per forward pass
 DEVICE = "auto"                   # auto | cpu | cuda
-ONNX_FILE = FP32_FILE             # in an ONNX folder: model.onnx (fp32) | model_quantized.onnx (int8)
+ONNX_FILE = onnx_runtime.FP32_FILE # in an ONNX folder: model.onnx (fp32) | model_quantized.onnx (int8)
 
 EXAMPLES = (
     "One of the best films I have seen in years: moving, funny and beautifully acted.",
@@ -91,7 +94,7 @@ def check_model(path: str, output_dir: str) -> Path:
         raise UsageError(f"model folder {folder} does not exist; saved models: {have()}")
     if is_onnx_folder(folder):
         return folder             # written by export.py from a checked model folder
-    if not (folder / "config.json").is_file() or not any((folder / w).is_file() for w in WEIGHT_FILES):
+    if not (folder / "config.json").is_file() or not any((folder / w).is_file() for w in models.WEIGHT_FILES):
         raise UsageError(f"model folder {folder} is incomplete (needs config.json and model weights); saved models: {have()}")
     if not is_saved_model(folder):
         raise UsageError(f"model folder {folder} has no tokenizer (tokenizer.json or tokenizer_config.json), so every "
@@ -112,21 +115,19 @@ def check_model(path: str, output_dir: str) -> Path:
 
 
 def load(folder: Path, device: str):
-    """(model, tokenizer, truncation settings), cached per folder and device."""
+    """(model, tokenizer, truncation settings) of a saved model (models.load_classifier), cached per folder and device."""
     key = (str(folder.resolve()), device)
     if key not in _LOADED:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()      # keep the terminal output to the predictions
-        tok = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
+        model, tok = load_classifier(str(folder))
         kd = read_json(folder / "config.json").get("sentiment_kd", {})
-        _LOADED[key] = (model, tok, truncation_settings(kd, tok))
+        _LOADED[key] = (model.to(device).eval(), tok, truncation_settings(kd, tok))
     return _LOADED[key]
 
 
 def predict(texts: str | list[str], model: str = "", batch_size: int = 32, device: str = "auto",
-            output_dir: str = "outputs", onnx_file: str = FP32_FILE) -> list[dict]:
+            output_dir: str = "outputs", onnx_file: str = onnx_runtime.FP32_FILE) -> list[dict]:
     """Sentiment of each text: [{"label": the most probable label, "score": its probability, "probs": {label:
     probability} of every class}], in the order of `texts`. Labels are the model's (IMDb: negative, positive).
 
@@ -151,8 +152,7 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
         probs = softmax(onnx_logits(folder, texts, batch_size, onnx_file))
         return labelled(probs, {int(k): v for k, v in read_json(folder / "config.json")["id2label"].items()})
     import torch
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device(device)
     net, tok, settings = load(folder, device)
     probs = torch.softmax(torch.from_numpy(batched_logits(net, tok, texts, settings, batch_size, device)), -1).numpy()
     return labelled(probs, net.config.id2label)

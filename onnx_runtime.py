@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_utils import read_json, truncate_ids
+from data_utils import read_json
+from models import truncate_ids
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_quantized.onnx"     # optimum's name for a quantized model

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run one experiment end to end: teacher -> students -> evaluation, timing each step.
 #   bash run_experiment.sh configs/quick.toml [--overwrite=true ...]
-# Extra --name=value flags go to every step that defines that constant (configurator.step_flags).
+# Extra --name=value flags go to every step; a step ignores the names only other steps have.
 # Each step is one of the scripts and can be run alone with the same arguments; each decides for
 # itself what is finished (a finished teacher or student is kept unless --overwrite=true). The wall
 # time of each step is written to outputs/<experiment>/timings.md.
@@ -13,19 +13,16 @@ if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies
   export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 fi
 # the experiment folder, as the scripts will resolve it (file and flags applied)
-out=$(python3 -c 'import sys; import fine_tuning_teacher as t; from configurator import configure, run_main, step_flags
-run_main(lambda: configure(vars(t), ["--config", sys.argv[1], *step_flags("fine_tuning_teacher", sys.argv[2:])]))
-print(f"{t.OUTPUT_DIR}/{t.EXPERIMENT}")' "$config" "$@")
+out=$(python3 -c 'import sys, fine_tuning_teacher as t; from configurator import configure, run_main
+run_main(lambda: configure(vars(t), ["--config", *sys.argv[1:]])); print(f"{t.OUTPUT_DIR}/{t.EXPERIMENT}")' "$config" "$@")
 mkdir -p "$out"
 echo "| step | wall time (s) | finished |" > "$out/timings.md.new"
 echo "|---|---|---|" >> "$out/timings.md.new"
 t0=$(date +%s)
 for step in fine_tuning_teacher distill_student evaluate_models; do
-  mapfile -d '' args < <(python3 -c 'import sys; from configurator import step_flags
-sys.stdout.write("".join(a + "\0" for a in step_flags(sys.argv[1], sys.argv[2:])))' "$step" "$@")
-  echo "== $step --config $config ${args[*]}"
+  echo "== $step --config $config $*"
   start=$(date +%s)
-  python3 "$step.py" --config "$config" "${args[@]}"
+  python3 "$step.py" --config "$config" "$@"
   echo "| $step | $(( $(date +%s) - start )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
 done
 echo "| total | $(( $(date +%s) - t0 )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"

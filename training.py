@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from configurator import log
-from data_utils import UNLABELED, classification_metrics, count_parameters, is_finished, replace_dir, write_json
+from configurator import is_main_process, log
+from data_utils import UNLABELED, classification_metrics, replace_dir, write_json
+from models import count_parameters, is_finished
 
 
 # ----------------------------------------------------------------------------------------------
@@ -50,7 +51,7 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> bool:
     resumes from its checkpoints."""
     if is_finished(out_dir) and not overwrite:
         return False
-    if overwrite and ckpt_dir.exists() and int(os.environ.get("RANK", "0")) == 0:
+    if overwrite and ckpt_dir.exists() and is_main_process():
         shutil.rmtree(ckpt_dir)          # --overwrite starts afresh, also over an interrupted run's checkpoints
     if out_dir.exists() and not is_finished(out_dir):
         log.warning("%s holds no finished run (no weights or no metrics.json); training replaces it", out_dir)
@@ -60,7 +61,7 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> bool:
 def checkpoint_problem(folder: Path) -> str | None:
     """Why a Trainer checkpoint cannot be resumed from, or None when it is complete: weights (a
     safetensors file whose header matches its size), optimizer.pt and trainer_state.json (written last)."""
-    from data_utils import WEIGHT_FILES
+    from models import WEIGHT_FILES
     try:
         json.loads((folder / "trainer_state.json").read_text())
     except (OSError, ValueError):
@@ -95,7 +96,7 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
         problem = checkpoint_problem(folder)
         if problem is None:
             return str(folder)
-        if int(os.environ.get("RANK", "0")) != 0:     # under torchrun rank 0 moves it; the others skip it too
+        if not is_main_process():     # under torchrun rank 0 moves it; the others skip it too
             continue
         aside = ckpt_dir / f"incomplete-{folder.name}"
         while aside.exists():
@@ -146,7 +147,13 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         # no per-step host-device sync: DistillTrainer checks the loss for NaN/inf when it logs
         logging_nan_inf_filter=False, tf32=tf32_available() or None,   # TF32 for what runs in fp32 on Ampere+
         # torchrun on CPUs: real DDP over gloo (the Trainer would otherwise run N independent copies)
-        ddp_backend="gloo" if not precision and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None), **overrides})
+        ddp_backend="gloo" if cpu_processes() else None), **overrides})
+
+
+def cpu_processes() -> bool:
+    """torchrun on a machine without a GPU (WORLD_SIZE > 1): the processes need gloo, which neither the
+    Trainer nor accelerate picks there by themselves."""
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def compute_metrics(eval_pred) -> dict:
@@ -225,10 +232,8 @@ def process_state():
     """accelerate's PartialState set up as the Trainer's arguments set it up (training_arguments: on CPUs under
     torchrun `cpu=True` and gloo; PartialState() alone would see one process there), for main_process_first and
     num_processes before a Trainer exists. The state is shared: the Trainer then finds it made."""
-    import torch
     from accelerate import PartialState
-    cpu = not torch.cuda.is_available()
-    return PartialState(cpu=cpu, **({"backend": "gloo"} if cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else {}))
+    return PartialState(cpu=not torch.cuda.is_available(), **({"backend": "gloo"} if cpu_processes() else {}))
 
 
 def model_record(role: str, *, max_length: int, truncation: str, head_tokens: int, run_config: dict,

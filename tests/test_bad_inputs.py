@@ -90,7 +90,7 @@ def test_inference_refuses_a_folder_without_tokenizer(tiny_experiment, tmp_path)
 def test_inference_refuses_a_base_encoder_without_head(tmp_path):
     from transformers import BertConfig, BertModel
 
-    from data_utils import build_tiny
+    from models import build_tiny
     _, tok = build_tiny("bert")
     folder = tmp_path / "encoder"
     BertModel(BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

@@ -72,7 +72,7 @@ def test_shipped_configs_are_valid(config):
             cfg = configure(vars(module), ["--config", str(config)], script)
             assert module.EXPERIMENT == config.stem
             if script == "distill_student":
-                module.check_students(module.STUDENTS, cfg["_sources"])
+                module.check_students(module.STUDENTS, cfg)
         finally:
             configure(vars(module), [], script)
 
@@ -83,11 +83,11 @@ def test_full_experiment_has_three_kinds_of_students_with_baselines():
         cfg = configure(vars(ds), ["--config", str(ROOT / "configs" / "full.toml")], "distill_student")
         kinds = {s["name"]: ("model" in s, "layers" in s) for s in ds.STUDENTS}
         assert kinds == {"minilm-L6": (True, False), "mpnet-L6": (False, True), "minilm-L3": (True, True)}
-        settings = [ds.student_settings(s, cfg["_sources"]) for s in ds.STUDENTS]
+        settings = [ds.student_settings(s, cfg) for s in ds.STUDENTS]
         assert all(st["baseline"] and st["transfer_size"] == 20000 for st in settings) and ds.MAX_LENGTH == 512
         # shrunk by flags for a CPU smoke run: the command line beats every per-student value
         cfg = configure(vars(ds), ["--config", str(ROOT / "configs" / "full.toml"), "--learning_rate=1e-3"], "distill_student")
-        assert {ds.student_settings(s, cfg["_sources"])["learning_rate"] for s in ds.STUDENTS} == {1e-3}
+        assert {ds.student_settings(s, cfg)["learning_rate"] for s in ds.STUDENTS} == {1e-3}
     finally:
         configure(vars(ds), [], "distill_student")
 
@@ -108,12 +108,37 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith("error: IMDB_DIR=")
 
 
-def test_step_flags_gives_each_script_its_own_flags():
-    from configurator import step_flags
-    argv = ["--overwrite=true", "--quantize_kinds", "distilled", "--Cache-Dir=/c", "--epochz=1", "--seed=1"]
-    assert step_flags("evaluate_models", argv) == ["--quantize_kinds", "distilled", "--epochz=1", "--seed=1"]
-    assert step_flags("distill_student", argv) == ["--overwrite=true", "--Cache-Dir=/c", "--epochz=1", "--seed=1"]
-    assert step_flags("fine_tuning_teacher", []) == []
+def test_flags_of_other_scripts_are_ignored_and_unknown_ones_refused():
+    # run_experiment.sh gives every step the same flags: each takes its own and ignores the other steps'
+    import evaluate_models as ev
+    argv = ["--overwrite=true", "--quantize_kinds", "distilled", "--Cache-Dir=/c", "--seed=1", "--json"]
+    try:
+        cfg = configure(vars(ds_module()), argv, "distill_student")
+        assert (cfg["OVERWRITE"], cfg["CACHE_DIR"], cfg["SEED"]) == (True, "/c", 1)
+        assert cfg["_ignored"] == ["JSON", "QUANTIZE_KINDS"] and cfg["_sources"]["SEED"] == "flag"
+        cfg = configure(vars(ev), argv, "evaluate_models")
+        assert cfg["QUANTIZE_KINDS"] == ["distilled"] and "CACHE_DIR" in cfg["_ignored"]
+        with pytest.raises(UsageError, match=r"unknown constant '--epochz' for distill_student.py"):
+            configure(vars(ds_module()), ["--epochz=1"], "distill_student")
+    finally:
+        configure(vars(ds_module()), [], "distill_student")
+        configure(vars(ev), [], "evaluate_models")
+
+
+def ds_module():
+    import distill_student
+    return distill_student
+
+
+def test_scripts_import_no_setting_names():
+    """A script's settings are its UPPER_CASE globals of a plain type: an imported one would pass for its own."""
+    import importlib
+
+    from configurator import CONFIG_TYPES, SCRIPTS, script_constants
+    for script in SCRIPTS:
+        module = importlib.import_module(script)
+        names = {k for k, v in vars(module).items() if k.isupper() and isinstance(v, CONFIG_TYPES)}
+        assert names and names <= script_constants(script), (script, names - script_constants(script))
 
 
 def test_boolean_flag_takes_a_following_true_or_false():

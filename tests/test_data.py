@@ -4,6 +4,7 @@ import torch
 import pytest
 
 import data_utils as du
+import models
 from configurator import UsageError
 
 
@@ -66,18 +67,18 @@ def test_make_splits_stratified_seeded_disjoint(imdb_parquet):
     ("head+tail", [0, 1, 6, 7, 8, 9]),
 ])
 def test_truncate_ids(strategy, expected):
-    assert du.truncate_ids(list(range(10)), 6, strategy, head_tokens=2) == expected
-    assert du.truncate_ids([1, 2], 6, strategy, head_tokens=2) == [1, 2]      # short: untouched
+    assert models.truncate_ids(list(range(10)), 6, strategy, head_tokens=2) == expected
+    assert models.truncate_ids([1, 2], 6, strategy, head_tokens=2) == [1, 2]      # short: untouched
 
 
 @pytest.mark.parametrize("kind", ["bert", "roberta"])
 @pytest.mark.parametrize("strategy", ["head", "tail", "head+tail"])
 def test_encode_token_by_token(kind, strategy):
-    _, tok = du.build_tiny(kind)
+    _, tok = models.build_tiny(kind)
     text = "the movie was great and the acting was awful but the plot was the best"
     body = tok(text, add_special_tokens=False)["input_ids"]
     full = tok(text)["input_ids"]
-    ids, lengths = du.encode(tok, [text, "good"], max_length=12, strategy=strategy, head_tokens=3)
+    ids, lengths = models.encode(tok, [text, "good"], max_length=12, strategy=strategy, head_tokens=3)
     budget = 12 - (len(full) - len(body))
     want = {"head": body[:budget], "tail": body[-budget:], "head+tail": body[:3] + body[-(budget - 3):]}[strategy]
     assert ids[0] == [full[0]] + want + [full[-1]]                   # specials around the kept tokens
@@ -88,22 +89,22 @@ def test_encode_token_by_token(kind, strategy):
 
 def test_tokenize_dataset_cache(tmp_path, imdb_parquet, caplog):
     data = du.load_imdb(("train",), data_dir=str(imdb_parquet))["train"]
-    _, tok = du.build_tiny("bert")
-    a = du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
+    _, tok = models.build_tiny("bert")
+    a = models.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
     assert a.column_names == ["input_ids", "length", "label"]
     assert max(a["length"]) <= 32 and a["length"] == [len(x) for x in a["input_ids"]]
     with caplog.at_level("INFO", logger="kd"):
-        b = du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
+        b = models.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
     assert "reused cache" in caplog.text and a["input_ids"] == b["input_ids"]
-    du.tokenize_dataset(data, tok, 24, "head+tail", 8, tmp_path, "train")   # new setting, new entry
+    models.tokenize_dataset(data, tok, 24, "head+tail", 8, tmp_path, "train")   # new setting, new entry
     assert len(list((tmp_path / "tokenized").iterdir())) == 2
 
 
 def test_pad_collator_dynamic_padding():
-    _, tok = du.build_tiny("bert")
+    _, tok = models.build_tiny("bert")
     rows = [{"input_ids": [2, 50, 51, 3], "label": 1, "length": 4},
             {"input_ids": [2, 50, 3], "label": 0, "length": 3, }]
-    batch = du.PadCollator(tok)(rows)
+    batch = models.PadCollator(tok)(rows)
     assert batch["input_ids"].tolist() == [[2, 50, 51, 3], [2, 50, 3, tok.pad_token_id]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
     assert batch["labels"].tolist() == [1, 0] and "length" not in batch
@@ -111,11 +112,11 @@ def test_pad_collator_dynamic_padding():
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_pad_collator_pads_as_the_tokenizer_does(side):
-    _, tok = du.build_tiny("roberta")
+    _, tok = models.build_tiny("roberta")
     tok.padding_side = side
     rows = [{"input_ids": [0, 50, 51, 52, 2], "label": 1, "teacher_logits": [0.5, -1.0]},
             {"input_ids": [0, 50, 2], "label": 0, "teacher_logits": [2.0, 3.0]}]
-    ours, theirs = du.PadCollator(tok)(rows), tok.pad([{"input_ids": r["input_ids"]} for r in rows], return_tensors="pt")
+    ours, theirs = models.PadCollator(tok)(rows), tok.pad([{"input_ids": r["input_ids"]} for r in rows], return_tensors="pt")
     assert ours["input_ids"].tolist() == theirs["input_ids"].tolist()
     assert ours["attention_mask"].tolist() == theirs["attention_mask"].tolist()
     assert ours["input_ids"].dtype == torch.long and ours["teacher_logits"].tolist() == [[0.5, -1.0], [2.0, 3.0]]
@@ -130,19 +131,19 @@ def test_classification_metrics_by_hand():
 
 
 def test_tokenizer_fingerprint_ignores_call_state():
-    _, tok = du.build_tiny("bert")
-    before = du.tokenizer_fingerprint(tok)
+    _, tok = models.build_tiny("bert")
+    before = models.tokenizer_fingerprint(tok)
     tok(["some text here"], truncation=True, max_length=4, padding="max_length")
-    assert du.tokenizer_fingerprint(tok) == before
-    _, other = du.build_tiny("roberta")
-    assert du.tokenizer_fingerprint(other) != before
+    assert models.tokenizer_fingerprint(tok) == before
+    _, other = models.build_tiny("roberta")
+    assert models.tokenizer_fingerprint(other) != before
 
 
 @pytest.mark.parametrize("damage", ["truncate", "same size", "checksum file"])
 def test_a_damaged_tokenized_cache_is_set_aside_and_recomputed(tmp_path, imdb_parquet, caplog, damage):
     data = du.load_imdb(("train",), data_dir=str(imdb_parquet))["train"]
-    _, tok = du.build_tiny("bert")
-    expected = du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")["input_ids"]   # read before the
+    _, tok = models.build_tiny("bert")
+    expected = models.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")["input_ids"]   # read before the
     (cache,) = (tmp_path / "tokenized").iterdir()                                 # file it maps is damaged
     arrow = next(cache.glob("*.arrow"))
     body = bytearray(arrow.read_bytes())
@@ -155,19 +156,19 @@ def test_a_damaged_tokenized_cache_is_set_aside_and_recomputed(tmp_path, imdb_pa
         damaged.write_bytes(bytes(body))
         damaged.replace(arrow)
     else:
-        (cache / du.CHECKSUMS).unlink()      # e.g. written before checksums were
+        (cache / models.CHECKSUMS).unlink()      # e.g. written before checksums were
     with caplog.at_level("INFO", logger="kd"):
-        b = du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
+        b = models.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
     assert f"cache {cache} is damaged" in caplog.text and "reused cache" not in caplog.text
     assert b["input_ids"] == expected and cache.with_name(cache.name + ".damaged").is_dir()
-    assert du.read_tokenized(cache, len(data), 200)[1] is None                         # the new cache checks out
+    assert models.read_tokenized(cache, len(data), 200)[1] is None                         # the new cache checks out
 
 
 def test_a_cache_with_ids_outside_the_vocabulary_is_refused(tmp_path, imdb_parquet):
     data = du.load_imdb(("train",), data_dir=str(imdb_parquet))["train"]
-    _, tok = du.build_tiny("bert")
-    du.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
+    _, tok = models.build_tiny("bert")
+    models.tokenize_dataset(data, tok, 32, "head+tail", 8, tmp_path, "train")
     (cache,) = (tmp_path / "tokenized").iterdir()
-    assert du.read_tokenized(cache, len(data), 10)[1] == "48 rows of ids 2..139, expected 48 rows of ids below 10"
-    assert du.read_tokenized(cache, 47, 200)[1].endswith("expected 47 rows of ids below 200")
-    assert du.read_tokenized(cache, 48, 200)[1] is None
+    assert models.read_tokenized(cache, len(data), 10)[1] == "48 rows of ids 2..139, expected 48 rows of ids below 10"
+    assert models.read_tokenized(cache, 47, 200)[1].endswith("expected 47 rows of ids below 200")
+    assert models.read_tokenized(cache, 48, 200)[1] is None

@@ -14,7 +14,7 @@ import fine_tuning_teacher as ft
 from conftest import tiny_args
 import training
 from configurator import UsageError
-from data_utils import load_classifier
+from models import load_classifier
 
 
 # ---------------------------------------------------------------------------------------------- loss
@@ -103,7 +103,7 @@ def test_per_student_values_follow_one_precedence_rule(tmp_path):
 
     def epochs(*argv):
         cfg = configure(ns, ["--config", str(f), *argv], "distill_student")
-        return {s["name"]: ds.student_settings(s, cfg["_sources"])["epochs"] for s in ds.STUDENTS}
+        return {s["name"]: ds.student_settings(s, cfg)["epochs"] for s in ds.STUDENTS}
     try:
         assert epochs() == {"a": 4.0, "b": 3.0}                  # same level (file): per-student wins
         assert epochs("--epochs=1") == {"a": 1.0, "b": 1.0}      # command line beats the file's student value
@@ -114,8 +114,16 @@ def test_per_student_values_follow_one_precedence_rule(tmp_path):
 
 def test_a_students_seed_is_its_own():
     # the command line beats per-student values, except a replicate's seed (SEED also fixes the split)
-    assert ds.student_settings({"name": "a", "layers": [0], "seed": 3}, {"SEED": "flag", "STUDENTS": "file"})["seed"] == 3
-    assert ds.student_settings({"name": "a", "layers": [0]}, {"SEED": "flag"})["seed"] == ds.SEED
+    from configurator import configure
+    ns = vars(ds)
+    try:
+        cfg = configure(ns, ["--seed=5", "--epochs=1", '--students=[{name = "a", layers = [0], seed = 3}, {name = "b", layers = [0]}]'])
+        cfg["_sources"]["STUDENTS"] = "file"          # students from a file, seed and epochs from the command line
+        assert [ds.student_settings(s, cfg)["seed"] for s in ds.STUDENTS] == [3, 5]
+        with pytest.raises(UsageError, match=r"student 'a': epochs = 0.0: must be > 0"):
+            ds.student_settings({"name": "a", "layers": [0], "epochs": 0}, cfg | {"_sources": cfg["_sources"] | {"EPOCHS": "default"}})
+    finally:
+        configure(ns, [], "distill_student")
 
 
 def test_optimizer_steps_matches_the_trainer_arithmetic():
@@ -125,18 +133,20 @@ def test_optimizer_steps_matches_the_trainer_arithmetic():
 
 
 def test_student_list_is_validated():
+    from configurator import configure
+    cfg = configure(vars(ds), [], "distill_student")
     with pytest.raises(UsageError, match="give a model .*, layers .* or both"):
-        ds.check_students([{"name": "x"}])
+        ds.check_students([{"name": "x"}], cfg)
     with pytest.raises(UsageError, match="unknown key 'lr'"):
-        ds.check_students([{"name": "x", "layers": [0], "lr": 1}])
+        ds.check_students([{"name": "x", "layers": [0], "lr": 1}], cfg)
     with pytest.raises(UsageError, match="unknown key 'layerz'"):     # named before the missing layers
-        ds.check_students([{"name": "x", "layerz": [0]}])
+        ds.check_students([{"name": "x", "layerz": [0]}], cfg)
     with pytest.raises(UsageError, match=r"^student 'x': alpha = 1.5: must be between 0 and 1$"):
-        ds.check_students([{"name": "x", "layers": [0], "alpha": 1.5}])
+        ds.check_students([{"name": "x", "layers": [0], "alpha": 1.5}], cfg)
     with pytest.raises(UsageError, match=r"^epochs = 'four' in student 'x': expected float, got str$"):
-        ds.check_students([{"name": "x", "layers": [0], "epochs": "four"}])
+        ds.check_students([{"name": "x", "layers": [0], "epochs": "four"}], cfg)
     with pytest.raises(UsageError, match="appears twice"):
-        ds.check_students([{"name": "x", "layers": [0]}, {"name": "x", "model": "m"}])
+        ds.check_students([{"name": "x", "layers": [0]}, {"name": "x", "model": "m"}], cfg)
 
 
 # ---------------------------------------------------------------------------------------------- end to end
@@ -267,7 +277,7 @@ def test_layer_map():
 def test_intermediate_losses_train_and_leave_no_projection_behind(tiny_run, imdb_parquet, tmp_path):
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-    from data_utils import build_tiny
+    from models import build_tiny
     # a narrower student (hidden 16 vs the teacher's 32) with the teacher's tokenizer: projections needed
     _, tok = build_tiny("bert")
     narrow = tmp_path / "narrow"
@@ -299,7 +309,8 @@ def test_intermediate_losses_need_the_teachers_tokenizer(tiny_run, imdb_parquet)
 
 
 def test_soft_labels_are_published_in_source_order_and_reused(tiny_run, imdb_parquet, monkeypatch):
-    from data_utils import load_classifier, load_imdb, truncation_settings
+    from data_utils import load_imdb
+    from models import load_classifier, truncation_settings
     import shutil
     calls = count_teacher_rows(monkeypatch)
     teacher = tiny_run / "tiny" / "teacher"

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 import evaluate_models as ev
 from conftest import POS, tiny_args
-from data_utils import build_tiny
+from models import build_tiny
 from configurator import UsageError
 
 
@@ -31,7 +31,7 @@ def test_latency_stats_positive_and_ordered():
 
 
 def test_measure_returns_positive_ordered_timings():
-    from data_utils import build_tiny
+    from models import build_tiny
     model, tok = build_tiny("bert")
     r = ev.measure(model, tok, ["a great film", "the worst movie ever made", "ok"] * 4, {"max_length": 16},
                    "cpu", 4, [0, 1, 2], 1)

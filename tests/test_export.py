@@ -29,7 +29,8 @@ def exported(tiny_experiment):
 
 
 def torch_logits(folder, texts):
-    from data_utils import batched_logits, load_classifier, read_json, truncation_settings
+    from data_utils import read_json
+    from models import batched_logits, load_classifier, truncation_settings
     model, tok = load_classifier(str(folder))
     kd = read_json(folder / "config.json")["sentiment_kd"]
     return batched_logits(model.eval(), tok, texts, truncation_settings(kd, tok), 3, "cpu")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import distill_student as ds
 import evaluate_models as ev
 import training
-from data_utils import build_tiny, encode
+from models import build_tiny, encode
 
 # texts of very different lengths, in an order that sorting by length permutes
 TEXTS = ["a great film with wonderful acting and the best story", "awful", "the plot was boring",

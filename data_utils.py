@@ -273,14 +273,15 @@ class DataSpec:
         return f"IMDb {split}".strip() if self.is_imdb else f"{self.data}" + (f" ({split})" if split else "")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Splits:
-    """The data a run uses. Datasets with columns text (str) and label (int id into label_names)."""
+    """The data a run uses (frozen: load_splits caches it for every caller). Datasets with columns text (str)
+    and label (int id into label_names)."""
     train: object
     validation: object
     test: object
-    transfer: list = field(default_factory=list)    # unlabeled texts, never in validation or test (drop_leaks)
-    label_names: list = field(default_factory=list)
+    transfer: tuple = ()          # unlabeled texts, never in validation or test (drop_leaks)
+    label_names: tuple = ()
     report: dict = field(default_factory=dict)      # duplicate and leak counts
 
 
@@ -343,14 +344,7 @@ def read_raw(spec: DataSpec, transfer: bool = False) -> tuple[dict, dict]:
     from datasets.utils.logging import disable_progress_bar
     disable_progress_bar()       # keeps stderr to the log lines (and a bad-data error to one line)
     if is_local(spec.data):
-        files = data_files(spec.data)
-        builder, kw = FORMATS[next(iter(files.values()))[0].suffix.lower()]
-        where = {s: ", ".join(str(f) for f in fs) for s, fs in files.items()}
-        try:
-            raw = load_dataset(builder, data_files={s: [str(f) for f in fs] for s, fs in files.items()}, **kw)
-        except Exception as e:   # pyarrow / pandas parse errors of many kinds
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise UsageError(f"--data={spec.data}: cannot read it as {builder} ({first}); check the file's format") from None
+        raw, where = read_files(spec.data, "--data")
     else:
         try:
             raw = load_dataset(spec.data)
@@ -362,6 +356,20 @@ def read_raw(spec: DataSpec, transfer: bool = False) -> tuple[dict, dict]:
         raw = {names.get(k, k): v for k, v in raw.items() if names.get(k, k) in SPLIT_WORDS}
         where = {s: f"{spec.data} ({s})" for s in raw}
     return {s: columns(d, spec, where[s], s) for s, d in raw.items()}, where
+
+
+def read_files(path: str, flag: str) -> tuple[dict, dict]:
+    """({split: Dataset as in the file}, {split: its files}) of a local file or folder (data_files), read with
+    load_dataset("csv" | "json" | "parquet", data_files=...); a file it cannot parse is one UsageError."""
+    from datasets import load_dataset
+    files = data_files(path)
+    builder, kw = FORMATS[next(iter(files.values()))[0].suffix.lower()]
+    try:
+        raw = load_dataset(builder, data_files={s: [str(f) for f in fs] for s, fs in files.items()}, **kw)
+    except Exception as e:   # pyarrow / pandas parse errors of many kinds
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{flag}={path}: cannot read it as {builder} ({first}); check the file's format") from None
+    return dict(raw), {s: ", ".join(str(f) for f in fs) for s, fs in files.items()}
 
 
 def columns(ds, spec: DataSpec, where: str, split: str):
@@ -457,9 +465,8 @@ def load_splits(spec: DataSpec, transfer: bool = False) -> Splits:
     rest = "validation" if transfer and spec.transfer_data == "validation" else ""
     parts = carve(table, spec, rest)
     pool = transfer_texts(spec, raw, parts.pop("rest", []), where) if transfer else []
-    out = Splits(parts["train"], parts["validation"], parts["test"], pool, names)
-    out.report = leaks(out, spec.drop_leaks)
-    return out
+    report, train, pool = leaks(parts["train"], parts["validation"], parts["test"], pool, spec.drop_leaks)
+    return Splits(train, parts["validation"], parts["test"], tuple(pool), tuple(names), report)
 
 
 def log_splits(splits: Splits, spec: DataSpec) -> None:
@@ -498,39 +505,32 @@ def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> l
     (TEXT_COLUMN; labels ignored), or the data's unsupervised split."""
     if spec.transfer_data == "validation":
         return rest
-    if spec.transfer_data:
-        files = data_files(spec.transfer_data)
+    if spec.transfer_data:    # every file of it, whatever split its name says; labels ignored
         other = DataSpec(data=spec.transfer_data, text_column=spec.text_column, label_column="")
-        texts = []
-        for fs in files.values():
-            from datasets import load_dataset
-            builder, kw = FORMATS[fs[0].suffix.lower()]
-            ds = load_dataset(builder, data_files=[str(f) for f in fs], split="train", **kw)
-            texts += list(columns(ds, other, ", ".join(map(str, fs)), "unsupervised")["text"])
-        return texts
+        found, files = read_files(spec.transfer_data, "--transfer_data")
+        return [t for s, ds in found.items() for t in columns(ds, other, files[s], "unsupervised")["text"]]
     if "unsupervised" not in raw:
         raise UsageError(f"transfer_size > 0 but {spec.where()} has no unsupervised split; set --transfer_data to a file "
                          f"of unlabeled texts, or to validation (its rows beyond --val_size)")
     return list(raw["unsupervised"]["text"])
 
 
-def leaks(splits: Splits, drop: bool) -> dict:
-    """Count duplicate texts (within train; train, transfer in validation / test) and, with `drop`,
-    remove from train and transfer the texts that are in validation or test (in place). Returns the counts."""
-    train, val, test = list(splits.train["text"]), set(splits.validation["text"]), set(splits.test["text"])
+def leaks(train, validation, test, transfer: list[str], drop: bool) -> tuple[dict, object, list[str]]:
+    """(counts, train, transfer): duplicate texts counted (within train; train and transfer texts in validation
+    or test) and, with `drop`, the train rows and transfer texts that are in validation or test removed.
+    train, validation, test: Datasets with a text column."""
+    texts, val, test = list(train["text"]), set(validation["text"]), set(test["text"])
     held = val | test
-    report = {"train_duplicate_rows": len(train) - len(set(train)),
-              "train_rows_in_validation": sum(t in val for t in train),
-              "train_rows_in_test": sum(t in test for t in train),
+    report = {"train_duplicate_rows": len(texts) - len(set(texts)),
+              "train_rows_in_validation": sum(t in val for t in texts),
+              "train_rows_in_test": sum(t in test for t in texts),
               "validation_texts_in_test": len(val & test),
-              "transfer_texts_in_validation_or_test": sum(t in held for t in splits.transfer),
+              "transfer_texts_in_validation_or_test": sum(t in held for t in transfer),
               "dropped": drop}
-    if drop:
-        keep = [i for i, t in enumerate(train) if t not in held]
-        if len(keep) < len(train):
-            splits.train = splits.train.select(keep)
-        splits.transfer = [t for t in splits.transfer if t not in held]
-    return report
+    if not drop:
+        return report, train, transfer
+    keep = [i for i, t in enumerate(texts) if t not in held]
+    return report, train.select(keep) if len(keep) < len(texts) else train, [t for t in transfer if t not in held]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -436,7 +436,7 @@ def check_config(cfg: dict) -> None:
                              f"{getattr(theirs, key)}: the students would see other data or labels, or validation rows "
                              f"the teacher trained on; use the teacher's --config")
     check_student_models(STUDENTS, cfg, teacher_dir)
-    transfer = any(student_settings(s, cfg)["transfer_size"] for s in STUDENTS)
+    transfer = reads_transfer(selected_runs(cfg))
     soft = soft_label_splits()
     if soft and not ours.is_imdb:
         raise UsageError(f"--soft_label_splits={','.join(soft)}: published soft labels are made for IMDb only; "
@@ -445,7 +445,7 @@ def check_config(cfg: dict) -> None:
         raise UsageError(f"--soft_label_splits={','.join(soft)}: IMDb splits are train, unsupervised and test")
     imdb_transfer = ["unsupervised"] if transfer and not TRANSFER_DATA else []
     check_data(ours, tuple(dict.fromkeys(["train", "test", *imdb_transfer, *soft])))
-    teacher_labels(teacher_dir, load_splits(ours, transfer=bool(transfer)).label_names)
+    teacher_labels(teacher_dir, load_splits(ours, transfer=transfer).label_names)
 
 
 def soft_label_splits() -> list[str]:
@@ -484,11 +484,23 @@ def student_runs(students: list[dict], cfg: dict, only: list[str]) -> list[Run]:
     return runs
 
 
+def selected_runs(cfg: dict) -> list[Run]:
+    """The runs of STUDENTS that --only selects (all when it is empty)."""
+    return student_runs(STUDENTS, cfg, [n for n in ONLY if n])
+
+
+def reads_transfer(runs: list[Run]) -> bool:
+    """Whether the data is loaded with transfer texts: a distilled run adds them, a matched baseline counts its
+    twin's steps with them. Over every selected run, finished or not, so that check_config and main load the
+    same (cached) data."""
+    return any(r.settings["transfer_size"] and (r.distilled or MATCH_STEPS) for r in runs)
+
+
 def pending_runs(cfg: dict) -> tuple[list[Run], dict]:
     """(runs still to train, {name: metrics} of the finished ones, which are kept unless OVERWRITE)."""
     from training import run_dirs, should_train
     runs, finished = [], {}
-    for run in student_runs(STUDENTS, cfg, [n for n in ONLY if n]):
+    for run in selected_runs(cfg):
         run.dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name)
         if should_train(*run.dirs[:2], OVERWRITE):
             runs.append(run)
@@ -503,8 +515,7 @@ def load_data(cfg: dict, runs: list[Run], teacher_dir: Path):
     runs use (the first TRANSFER_SIZE of a seeded shuffle; a matched baseline loads the pool only to
     count its twin's optimizer steps)."""
     transfer_max = max([r.settings["transfer_size"] for r in runs if r.distilled] + [0])
-    counted = any(r.settings["transfer_size"] for r in runs if not r.distilled and MATCH_STEPS)
-    data = load_splits(DataSpec.from_settings(cfg), transfer=bool(transfer_max or counted))
+    data = load_splits(DataSpec.from_settings(cfg), transfer=reads_transfer(selected_runs(cfg)))
     log_splits(data, DataSpec.from_settings(cfg))
     labels = teacher_labels(teacher_dir, data.label_names)
     idx = np.random.default_rng(SEED).permutation(len(data.transfer))[:transfer_max] if transfer_max else []

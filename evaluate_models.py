@@ -712,7 +712,7 @@ def load_split(teacher_dir: Path) -> dict:
     data = load_splits(spec)
     part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED)) if SPLIT == "test" else data.validation
     texts = list(part["text"])
-    return {"texts": texts, "labels": np.array(part["label"]), "names": data.label_names,
+    return {"texts": texts, "labels": np.array(part["label"]), "names": list(data.label_names),
             "data": "IMDb" if spec.is_imdb else spec.data,
             "latency_idx": np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)}
 

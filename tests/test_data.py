@@ -172,3 +172,25 @@ def test_a_cache_with_ids_outside_the_vocabulary_is_refused(tmp_path, imdb_parqu
     assert models.read_tokenized(cache, len(data), 10)[1] == "48 rows of ids 2..139, expected 48 rows of ids below 10"
     assert models.read_tokenized(cache, 47, 200)[1].endswith("expected 47 rows of ids below 200")
     assert models.read_tokenized(cache, 48, 200)[1] is None
+
+
+def test_atomic_path_replaces_whole_or_keeps_the_old_file(tmp_path):
+    path = tmp_path / "results.json"
+    du.write_json(path, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with du.atomic_path(path) as tmp:
+            tmp.write_text('{"a": 2, "b"')        # half written, then a crash
+            raise RuntimeError("crash")
+    assert du.read_json(path) == {"a": 1} and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    with du.atomic_path(tmp_path / "plot.png") as tmp:
+        assert tmp.suffix == ".png" and tmp.parent == tmp_path   # the format follows the suffix (savefig, np.savez)
+        tmp.write_bytes(b"png")
+    assert (tmp_path / "plot.png").read_bytes() == b"png" and not tmp.exists()
+
+
+def test_default_device():
+    assert models.default_device("cpu") == "cpu"
+    assert models.default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match=r"^--device=cuda: no GPU is visible"):
+            models.default_device("cuda")

@@ -218,6 +218,17 @@ def test_baselines_without_matched_steps(tiny_run, imdb_parquet):
     assert steps == {"cut": 6, "cut-baseline": 5}          # 44 reviews vs 40 labeled ones, batch 8, one epoch
 
 
+def test_the_checks_and_the_training_load_the_data_once(tiny_run, imdb_parquet):
+    # the selected student reads no transfer texts, another one would: both phases load the data without them
+    import data_utils as du
+    du.load_splits.cache_clear()
+    result = ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=once", f"--teacher_dir={tiny_run}/tiny/teacher",
+                               '--students=[{name = "cut", layers = [1], transfer_size = 4}, '
+                               '{name = "plain", layers = [1], baseline = false}]', "--only=plain"))
+    assert set(result["students"]) == {"plain"} and result["students"]["plain"]["train_examples"] == 40
+    assert du.load_splits.cache_info().misses == 1
+
+
 def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet):
     with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .* was trained with val_size = 8"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--val_size=10"))

@@ -58,7 +58,7 @@ def spec(data, **kw):
 def test_every_format_gives_the_same_splits(tmp_path, fmt):
     write(tmp_path / fmt, fmt, SPLITS)
     s = du.load_splits(spec(tmp_path / fmt))
-    assert s.label_names == ["negative", "neutral", "positive"]
+    assert s.label_names == ("negative", "neutral", "positive")
     assert list(s.train["text"]) == [r["tweet"] for r in SPLITS["train"]]
     assert list(s.test["label"]) == [["negative", "neutral", "positive"].index(r["sentiment"]) for r in SPLITS["test"]]
     assert len(s.validation) == 15 and sorted(np.bincount(s.validation["label"])) == [5, 5, 5]
@@ -80,11 +80,11 @@ def test_integer_labels_take_names_in_sorted_order(tmp_path):
             for r in SPLITS["train"]]
     write(tmp_path, "jsonl", {"train": rows, "test": rows[:9]})
     s = du.load_splits(spec(tmp_path, val_size=9, label_names=("neg", "neu", "pos")))
-    assert s.label_names == ["neg", "neu", "pos"]
+    assert s.label_names == ("neg", "neu", "pos")
     first = rows[0]["tweet"]
     i = list(s.test["text"]).index(first)
     assert s.test["label"][i] == 0                                    # 4 -> id 0 -> "neg"
-    assert du.load_splits(spec(tmp_path, val_size=9)).label_names == ["4", "7", "9"]
+    assert du.load_splits(spec(tmp_path, val_size=9)).label_names == ("4", "7", "9")
 
 
 def test_leaks_are_counted_and_dropped(tmp_path):
@@ -247,7 +247,7 @@ def test_real_tweets_load_as_configs_tweets_says():
     """configs/tweets.toml's data: 3 string classes, the SemEval-2017 test split whole, validation cut to 2,000
     with the rest as transfer text, and no train or transfer text that is also in validation or test."""
     s = du.load_splits(du.DataSpec(data=str(TWEETS), val_size=2000, transfer_data="validation"), transfer=True)
-    assert s.label_names == ["negative", "neutral", "positive"]
+    assert s.label_names == ("negative", "neutral", "positive")
     assert len(s.test) == 12_284 and list(np.bincount(s.test["label"])) == [3972, 5937, 2375]   # its README
     assert len(s.validation) == 2000 and len(s.train) + s.report["train_rows_in_validation"] + s.report["train_rows_in_test"] == 29_702
     held = set(s.validation["text"]) | set(s.test["text"])

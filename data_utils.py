@@ -67,7 +67,14 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def text_hashes(texts) -> np.ndarray:
+    """One key per text, (N,) strings of 20 hex digits of its sha256 (the teacher-logit cache's rows)."""
+    return np.array([hashlib.sha256(t.encode()).hexdigest()[:20] for t in texts])
+
+
 def texts_digest(texts, labels=None) -> str:
+    """One key for a whole list of texts (and labels), 16 hex digits of a sha256 over them in order (the
+    tokenized cache's folder name, a published soft-label file's check)."""
     h = hashlib.sha256()
     for t in texts:
         h.update(t.encode())

@@ -43,9 +43,10 @@ import numpy as np
 import data_utils
 from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, digest, load_imdb, load_splits, log_splits, read_json,
-                        write_json)
+                        text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
-                    load_classifier, load_tokenizer, model_config, tokenize_dataset, truncation_settings)
+                    load_classifier, load_tokenizer, model_config, teacher_folder, tokenize_dataset,
+                    truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -129,11 +130,6 @@ def teacher_key(teacher_dir: Path, kd: dict) -> str:
                   + [kd.get("max_length"), kd.get("truncation"), kd.get("head_tokens")])
 
 
-def text_hashes(texts) -> np.ndarray:
-    import hashlib
-    return np.array([hashlib.sha1(t.encode()).hexdigest()[:20] for t in texts])
-
-
 def predict_logits(model, tokenizer, texts: list[str], settings: dict, batch_size: int) -> np.ndarray:
     """The teacher's logits (N, C) float32 for texts, in input order: data_utils.batched_logits on the
     GPU when there is one, under bf16 autocast there."""
@@ -214,7 +210,6 @@ def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, bat
     already published by this teacher for the same texts is kept."""
     data = load_imdb(tuple(splits), DATA_DIR, DATASET_NAME)
     texts = {s: list(data[s]["text"])[:rows or None] for s in splits}
-    from data_utils import texts_digest
     teacher = soft_label_teacher(teacher_dir)
     metas = {s: {"split": s, "rows": len(texts[s]), "texts_digest": texts_digest(texts[s])} | teacher for s in splits}
     todo = [s for s in splits if not (out_dir / f"{s}.npz").exists() or not (out_dir / f"{s}.json").exists()
@@ -236,7 +231,6 @@ def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, bat
 def load_soft_labels(folder: Path, split: str, texts: list[str]) -> np.ndarray:
     """The published teacher logits (N, C) of `split`, after checking they were computed for exactly
     these texts in this order (the split's text digest); UsageError if not."""
-    from data_utils import texts_digest
     meta = read_json(Path(folder) / f"{split}.json")
     if meta["rows"] != len(texts) or meta["texts_digest"] != texts_digest(texts):
         raise UsageError(f"{folder}/{split}.npz holds logits for {meta['rows']} other reviews "
@@ -426,7 +420,7 @@ def check_config(cfg: dict) -> None:
     unknown = [n for n in ONLY if n and n not in names]
     if unknown:
         raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))}")
-    teacher_dir = teacher_folder()
+    teacher_dir = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
     check_teacher(teacher_dir, MIN_TEACHER_ACCURACY, EXPERIMENT)
     trained = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
     ours, theirs = DataSpec.from_settings(cfg), DataSpec.from_settings(trained)
@@ -450,10 +444,6 @@ def check_config(cfg: dict) -> None:
 
 def soft_label_splits() -> list[str]:
     return [s for s in SOFT_LABEL_SPLITS if s]
-
-
-def teacher_folder() -> Path:
-    return Path(TEACHER_DIR) if TEACHER_DIR else Path(OUTPUT_DIR) / EXPERIMENT / "teacher"
 
 
 @dataclass
@@ -603,7 +593,7 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
 
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
-    teacher_dir = teacher_folder()
+    teacher_dir = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
     # 1. what is left to train (finished students are kept), and the published soft labels
     runs, results = pending_runs(cfg)
     if soft_label_splits():

@@ -47,7 +47,7 @@ from configurator import UsageError, log, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, classification_metrics, load_splits, per_class_metrics,
                         percentile, read_json, stratified_indices, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, is_finished, load_classifier,
-                    logits_in_order, model_config, truncation_settings)
+                    logits_in_order, model_config, teacher_folder, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -560,7 +560,7 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         bad = set(kinds) - _KINDS
         if bad:
             raise UsageError(f"--{name}: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
-    teacher_dir = Path(TEACHER_DIR) if TEACHER_DIR else root / "teacher"
+    teacher_dir = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
     models = find_models(root, teacher_dir)
     if not models or models[0][0] != "teacher":
         raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights); run fine_tuning_teacher.py "

@@ -69,6 +69,36 @@ def check_config(cfg: dict) -> None:
     check_max_length(model_config(MODEL_NAME), MAX_LENGTH, MODEL_NAME)
 
 
+def kept_teacher(folder) -> dict:
+    """The metrics of a finished teacher that is kept (no --overwrite)."""
+    metrics = read_json(folder / "metrics.json")
+    log.info("%s holds a finished teacher (validation accuracy %.4f): kept; --overwrite=true retrains it",
+             folder, metrics["val_accuracy"])
+    return metrics
+
+
+def load_data(cfg: dict):
+    """The data's train and validation splits (its own, or carved from train) and label names; the test split
+    is left to evaluate_models.py."""
+    splits = load_splits(DataSpec.from_settings(cfg))
+    log_splits(splits, DataSpec.from_settings(cfg))
+    return splits
+
+
+def load_model(labels) -> tuple:
+    """(model with a head for the data's labels, its tokenizer)."""
+    model, tokenizer = load_classifier(MODEL_NAME, SEED, labels)
+    log.info("teacher %s: %.1fM parameters", MODEL_NAME, count_parameters(model) / 1e6)
+    return model, tokenizer
+
+
+def tokenize(splits, tokenizer, args) -> dict:
+    """{train, validation} tokenized once (cached by content; rank 0 first under torchrun)."""
+    with args.main_process_first(desc="tokenize"):
+        return {s: tokenize_dataset(getattr(splits, s), tokenizer, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, s)
+                for s in ("train", "validation")}
+
+
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
     from transformers import Trainer, set_seed
@@ -76,36 +106,24 @@ def main(argv=None) -> dict:
     from training import compute_metrics, loggers, model_record, run_dirs, should_train, train_and_save, training_arguments
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
     if not should_train(*dirs[:2], OVERWRITE):
-        metrics = read_json(dirs[0] / "metrics.json")
-        log.info("%s holds a finished teacher (validation accuracy %.4f): kept; --overwrite=true retrains it",
-                 dirs[0], metrics["val_accuracy"])
-        return metrics
+        return kept_teacher(dirs[0])
     set_seed(SEED)
     args = training_arguments(dirs[1], epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
                               eval_batch_size=EVAL_BATCH_SIZE, seed=SEED, grad_accum=GRAD_ACCUM,
                               weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP_RATIO,
                               logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS)
-
-    # 1. load data: the data's validation split or one carved from train; test is left to evaluate_models.py
-    splits = load_splits(DataSpec.from_settings(cfg))
-    log_splits(splits, DataSpec.from_settings(cfg))
-    splits = {"train": splits.train, "validation": splits.validation, "labels": splits.label_names}
-
-    # 2. load the model (a head for the data's labels) and tokenize once (cached; rank 0 first under torchrun)
-    model, tokenizer = load_classifier(MODEL_NAME, SEED, splits["labels"])
-    log.info("teacher %s: %.1fM parameters", MODEL_NAME, count_parameters(model) / 1e6)
-    with args.main_process_first(desc="tokenize"):
-        data = {s: tokenize_dataset(splits[s], tokenizer, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, s)
-                for s in ("train", "validation")}
-
+    # 1. the data: its validation split or one carved from train; test is left to evaluate_models.py
+    splits = load_data(cfg)
+    # 2. the model, with a head for the data's labels, and the splits tokenized for it
+    model, tokenizer = load_model(splits.label_names)
+    data = tokenize(splits, tokenizer, args)
     # 3. train, keeping the best epoch by validation accuracy
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
                       data_collator=PadCollator(tokenizer), processing_class=tokenizer,
                       compute_metrics=compute_metrics, callbacks=loggers(REPORT_TO, dirs[0].parent / "runs" / "teacher"))
+    # 4. save model, tokenizer, config.json, metrics.json and the published record
     record = model_record("teacher", base_model=MODEL_NAME, max_length=MAX_LENGTH, truncation=TRUNCATION,
                           head_tokens=HEAD_TOKENS, run_config=public_config(cfg))
-
-    # 4. save model, tokenizer, config.json and metrics.json
     return train_and_save(trainer, tokenizer, dirs, record, {}, KEEP_CHECKPOINTS)
 
 

@@ -28,6 +28,11 @@ from data_utils import IMDB_LABELS, digest, read_json, texts_digest, write_json
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
+def teacher_folder(output_dir: str, experiment: str, teacher_dir: str = "") -> Path:
+    """The teacher a run reads: TEACHER_DIR when set, else OUTPUT_DIR/EXPERIMENT/teacher (fine_tuning_teacher.py's)."""
+    return Path(teacher_dir) if teacher_dir else Path(output_dir) / experiment / "teacher"
+
+
 def default_device(device: str = "auto") -> str:
     """The torch device to run on: for "auto" the GPU when there is one, else the CPU; "cpu"; "cuda" after
     checking that a GPU is visible."""

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import data_utils as du
 import distill_student as ds
 import evaluate_models as ev
 import training
@@ -181,4 +182,4 @@ def test_a_damaged_teacher_logit_cache_is_set_aside_and_recomputed(tiny, tmp_pat
     assert stats["computed"] == len(TEXTS) and stats["reused"] == 0
     np.testing.assert_allclose(out, ref, atol=1e-5)
     assert f"teacher-logit cache {path} is damaged" in caplog.text and path.with_name(path.name + ".damaged").exists()
-    assert ds.read_logit_cache(path).keys() == set(ds.text_hashes(TEXTS))        # the rewritten cache reads back
+    assert ds.read_logit_cache(path).keys() == set(du.text_hashes(TEXTS))        # the rewritten cache reads back

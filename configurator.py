@@ -45,76 +45,6 @@ _DEFAULTS: dict[int, tuple[dict, dict]] = {}   # id(script namespace) -> (namesp
 _RUN_ROOT: list[Path] = []   # the experiment folder of the run started last (start_run), for disk_full
 
 
-def run_main(main) -> None:
-    """Run a script's main(); turn a UsageError, or a full disk, into a one-line message and exit status 2."""
-    try:
-        main()
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as e:
-        message = disk_full(e)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
-def disk_full(error: BaseException) -> str | None:
-    """A one-line report for an error caused by a full disk (an OSError ENOSPC anywhere in its chain,
-    or a library's error that quotes one, as safetensors' does), else None. It names the folder being
-    written, the space left there and, as the space needed, the largest model or checkpoint folder of
-    the experiment (one more save of the same size must fit)."""
-    import errno
-    import shutil
-    chain, e = [], error
-    while e is not None and e not in chain:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    full = [e for e in chain if (isinstance(e, OSError) and e.errno == errno.ENOSPC)
-            or "No space left on device" in str(e) or "StorageFull" in str(e)]
-    if not full:
-        return None
-    named = next((e.filename for e in full if isinstance(e, OSError) and e.filename), None)
-    folder = Path(named).parent if named else (_RUN_ROOT[-1] if _RUN_ROOT else Path.cwd())
-    existing = next(p for p in [folder, *folder.parents] if p.exists())
-    free = shutil.disk_usage(existing).free / 1e6
-    sizes = [sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-             for d in ([*_RUN_ROOT[-1].glob("**/checkpoint-*"), *_RUN_ROOT[-1].glob("teacher"),
-                        *_RUN_ROOT[-1].glob("students/*")] if _RUN_ROOT else []) if d.is_dir()]
-    need = f"; a save here takes about {max(sizes) / 1e6:.0f} MB" if sizes and max(sizes) else ""
-    return (f"disk full while writing to {folder} ({free:.0f} MB free{need}); free some space (or use another "
-            f"--output_dir) and run the same command again: finished models are kept, an interrupted save is set aside")
-
-
-def is_main_process() -> bool:
-    """Rank 0 under torchrun (or a single process). Read from torchrun's RANK: logging and the experiment
-    lock are set up before the Trainer creates accelerate's process state, which this must not create early."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def setup_logging(log_file: Path | None = None) -> None:
-    """Log to stderr and to `log_file` (when given); under torchrun, other ranks log warnings only."""
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if not is_main_process():    # torchrun: only rank 0 logs at INFO and to the file
-        logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True)
-        return
-    if log_file is not None:
-        try:      # the first write of a run: a folder the user cannot write fails here, in one line
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            handlers.append(logging.FileHandler(log_file))
-        except OSError as e:
-            raise UsageError(f"cannot write to {e.filename or log_file.parent} ({e.strerror or e}); give an "
-                             f"--output_dir you can write to, or fix its permissions") from None
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
-    for h in handlers:
-        h.setFormatter(fmt)
-    # "kd.file": file only, for what the console already shows another way (the Trainer's own logs)
-    file_log = logging.getLogger("kd.file")
-    file_log.handlers, file_log.propagate = handlers[1:], False
-
-
 # ----------------------------------------------------------------------------------------------
 # allowed values
 # ----------------------------------------------------------------------------------------------
@@ -319,6 +249,16 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
         ({"_config_file": config_path} if config_path else {})
 
 
+def public_config(cfg: dict) -> dict:
+    """The effective configuration as saved to JSON: lower-case names, no private entries."""
+    return {k.lower(): v for k, v in cfg.items() if not k.startswith("_")} | \
+        ({"config_file": cfg["_config_file"]} if "_config_file" in cfg else {}) | \
+        ({"versions": cfg["_versions"]} if "_versions" in cfg else {})
+
+
+# ----------------------------------------------------------------------------------------------
+# starting a run: logging, the experiment lock, one-line errors
+# ----------------------------------------------------------------------------------------------
 def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: str, check=None) -> dict:
     """The opening of a training/evaluation script: apply overrides (no positional arguments allowed),
     run the script's own checks `check(cfg)` (before anything is written: a bad input changes nothing
@@ -408,8 +348,71 @@ def _release_lock(lock: Path, pid: int) -> None:
         lock.unlink(missing_ok=True)
 
 
-def public_config(cfg: dict) -> dict:
-    """The effective configuration as saved to JSON: lower-case names, no private entries."""
-    return {k.lower(): v for k, v in cfg.items() if not k.startswith("_")} | \
-        ({"config_file": cfg["_config_file"]} if "_config_file" in cfg else {}) | \
-        ({"versions": cfg["_versions"]} if "_versions" in cfg else {})
+def run_main(main) -> None:
+    """Run a script's main(); turn a UsageError, or a full disk, into a one-line message and exit status 2."""
+    try:
+        main()
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:
+        message = disk_full(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def disk_full(error: BaseException) -> str | None:
+    """A one-line report for an error caused by a full disk (an OSError ENOSPC anywhere in its chain,
+    or a library's error that quotes one, as safetensors' does), else None. It names the folder being
+    written, the space left there and, as the space needed, the largest model or checkpoint folder of
+    the experiment (one more save of the same size must fit)."""
+    import errno
+    import shutil
+    chain, e = [], error
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    full = [e for e in chain if (isinstance(e, OSError) and e.errno == errno.ENOSPC)
+            or "No space left on device" in str(e) or "StorageFull" in str(e)]
+    if not full:
+        return None
+    named = next((e.filename for e in full if isinstance(e, OSError) and e.filename), None)
+    folder = Path(named).parent if named else (_RUN_ROOT[-1] if _RUN_ROOT else Path.cwd())
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    free = shutil.disk_usage(existing).free / 1e6
+    sizes = [sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+             for d in ([*_RUN_ROOT[-1].glob("**/checkpoint-*"), *_RUN_ROOT[-1].glob("teacher"),
+                        *_RUN_ROOT[-1].glob("students/*")] if _RUN_ROOT else []) if d.is_dir()]
+    need = f"; a save here takes about {max(sizes) / 1e6:.0f} MB" if sizes and max(sizes) else ""
+    return (f"disk full while writing to {folder} ({free:.0f} MB free{need}); free some space (or use another "
+            f"--output_dir) and run the same command again: finished models are kept, an interrupted save is set aside")
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (or a single process). Read from torchrun's RANK: logging and the experiment
+    lock are set up before the Trainer creates accelerate's process state, which this must not create early."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def setup_logging(log_file: Path | None = None) -> None:
+    """Log to stderr and to `log_file` (when given); under torchrun, other ranks log warnings only."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if not is_main_process():    # torchrun: only rank 0 logs at INFO and to the file
+        logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True)
+        return
+    if log_file is not None:
+        try:      # the first write of a run: a folder the user cannot write fails here, in one line
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(log_file))
+        except OSError as e:
+            raise UsageError(f"cannot write to {e.filename or log_file.parent} ({e.strerror or e}); give an "
+                             f"--output_dir you can write to, or fix its permissions") from None
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+    for h in handlers:
+        h.setFormatter(fmt)
+    # "kd.file": file only, for what the console already shows another way (the Trainer's own logs)
+    file_log = logging.getLogger("kd.file")
+    file_log.handlers, file_log.propagate = handlers[1:], False

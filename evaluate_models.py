@@ -268,8 +268,7 @@ def onnx_variant(folder: Path, config, precision: str):
     """The model's ONNX export (exported now if missing) in an ONNX Runtime session with torch's thread count."""
     import torch
 
-    from export import OrtClassifier, export_model, is_exported, onnx_dir
-    from onnx_runtime import FP32_FILE, INT8_FILE
+    from onnx_runtime import FP32_FILE, INT8_FILE, OrtClassifier, export_model, is_exported, onnx_dir
     if not is_exported(folder):
         export_model(folder)
     path = onnx_dir(folder) / (INT8_FILE if precision == "onnx-int8" else FP32_FILE)

@@ -1,8 +1,10 @@
-"""Run an exported model (export.py: `<model>/onnx/`) with ONNX Runtime, without torch or transformers.
+"""ONNX: export a saved model to `<model>/onnx/` (export_model: torch.onnx, ONNX Runtime int8), and run an
+export with ONNX Runtime without torch or transformers (onnx_logits).
 
-Nothing here runs on its own; inference.py uses it for an ONNX folder given as --model, and
-evaluate_models.py for its onnx rows. Imports only numpy, `tokenizers` and `onnxruntime` (and those
-lazily), so that a one-review command answers without the seconds that importing torch costs.
+Nothing here runs on its own; export.py exports, inference.py runs an ONNX folder given as --model, and
+evaluate_models.py times its onnx rows (exporting where needed). The running side imports only numpy,
+`tokenizers` and `onnxruntime` (those lazily), so that a one-review command answers without the seconds
+that importing torch costs; the export side imports torch inside its functions.
 
 An ONNX folder (written by export.py) holds model.onnx (fp32), model_quantized.onnx (ONNX Runtime
 dynamic int8), config.json (with the `sentiment_kd` truncation settings the model was trained with)
@@ -12,11 +14,14 @@ special tokens around the text, head/tail truncation (data_utils.truncate_ids) t
 """
 from __future__ import annotations
 
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from data_utils import read_json
+from configurator import UsageError, log
+from data_utils import read_json, replace_dir
 from models import truncate_ids
 
 FP32_FILE = "model.onnx"
@@ -87,15 +92,104 @@ def run_logits(sess, batch: dict) -> np.ndarray:
 
 def onnx_logits(folder: Path, texts: list[str], batch_size: int = 32, file: str = FP32_FILE,
                 threads: int = 0) -> np.ndarray:
-    """Logits (N, 2) float32 for texts, in input order (batches sorted by length, as logits_in_order)."""
+    """Logits (N, C) float32 for texts (C: the model's labels), in input order (batches sorted by length, as
+    logits_in_order)."""
     tok, sess = OnnxTokenizer(folder), session(Path(folder) / file, threads)
     ids = tok.encode(texts)
     order = np.argsort([len(x) for x in ids], kind="stable")
-    out = np.zeros((len(ids), 2), dtype=np.float32)
+    out = np.zeros((len(ids), len(read_json(Path(folder) / "config.json")["id2label"])), dtype=np.float32)
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         out[idx] = run_logits(sess, tok.pad([ids[j] for j in idx]))
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# export (export.py, and evaluate_models.py where an export is missing): torch and onnx, imported lazily
+# ----------------------------------------------------------------------------------------------
+def onnx_dir(folder: Path) -> Path:
+    return Path(folder) / "onnx"
+
+
+def is_exported(folder: Path, quantized: bool = True) -> bool:
+    out = onnx_dir(folder)
+    return (out / FP32_FILE).is_file() and (not quantized or (out / INT8_FILE).is_file())
+
+
+def export_fp32(model, tokenizer, path: Path) -> None:
+    """model.onnx with dynamic batch and sequence axes; inputs input_ids, attention_mask; output logits."""
+    import torch
+    sample = tokenizer(["a short review", "a somewhat longer review of a film"], padding=True, return_tensors="pt")
+    inputs = {"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]}
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    with warnings.catch_warnings(), torch.inference_mode(False):
+        warnings.simplefilter("ignore")        # torch.export's deprecation notes about its own internals
+        program = torch.onnx.export(model.eval(), (), kwargs=inputs, input_names=list(inputs), output_names=["logits"],
+                                    dynamic_shapes={k: {0: batch, 1: seq} for k in inputs}, dynamo=True,
+                                    verbose=False)
+    program.save(str(path))
+
+
+def quantize_int8(src: Path, dst: Path, exclude: list[str]) -> None:
+    """ONNX Runtime dynamic quantization: MatMul/Gather weights to int8 (per tensor), activations uint8 at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    prepared = dst.with_name("prepared.onnx")
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    ops = None
+    if exclude:
+        import onnx
+        ops = sorted({n.op_type for n in onnx.load(str(prepared)).graph.node} & {"MatMul", "Gather", "Attention",
+                                                                                    "EmbedLayerNormalization"} - set(exclude))
+    quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=ops)
+    prepared.unlink()
+
+
+def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, exclude: list[str] = ()) -> Path:
+    """Export one finished model folder to <folder>/onnx/ (atomically: written to onnx.partial first)."""
+    from models import load_classifier
+    folder, out = Path(folder), onnx_dir(folder)
+    if is_exported(folder, quantize) and not overwrite:
+        log.info("kept %s (exported already; --overwrite=true exports again)", out)
+        return out
+    model, tok = load_classifier(str(folder))
+    tmp = out.with_name("onnx.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    export_fp32(model, tok, tmp / FP32_FILE)
+    if quantize:
+        quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, [e for e in exclude if e])
+    model.config.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if (folder / "README.md").is_file():
+        shutil.copy(folder / "README.md", tmp / "README.md")    # the model card (model_card.py) travels with it
+    replace_dir(tmp, out)
+    sizes = {f.name: round(f.stat().st_size / 1e6, 1) for f in out.glob("*.onnx")}
+    log.info("exported %s: %s MB", out, sizes)
+    return out
+
+
+class OrtClassifier:
+    """An ONNX Runtime session behind the interface evaluate_models.measure times: `model(**batch).logits`
+    (torch tensors in and out, converted without copies), `.config`, `.to()`, `.eval()`, and `size_mb`."""
+
+    def __init__(self, path: Path, config, threads: int = 0):
+        self.sess, self.config, self.size_mb = session(path, threads), config, Path(path).stat().st_size / 1e6
+
+    def to(self, device):
+        if str(device) != "cpu":
+            raise UsageError("ONNX rows run on the CPU only")
+        return self
+
+    def eval(self):
+        return self
+
+    def __call__(self, input_ids, attention_mask, **_):
+        import types
+
+        import torch
+        logits = run_logits(self.sess, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})
+        return types.SimpleNamespace(logits=torch.from_numpy(logits))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

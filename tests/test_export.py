@@ -32,7 +32,7 @@ def torch_logits(folder, texts):
     from data_utils import read_json
     from models import batched_logits, load_classifier, truncation_settings
     model, tok = load_classifier(str(folder))
-    kd = read_json(folder / "config.json")["sentiment_kd"]
+    kd = read_json(folder / "config.json").get("sentiment_kd", {})
     return batched_logits(model.eval(), tok, texts, truncation_settings(kd, tok), 3, "cpu")
 
 
@@ -52,11 +52,24 @@ def test_onnx_logits_equal_torch_and_int8_is_smaller(exported, name):
 
 
 def test_export_keeps_a_finished_export(exported):
-    import export
+    from onnx_runtime import export_model
     f = exported["cut"] / "onnx" / "model.onnx"
     before = f.stat().st_mtime_ns
-    export.export_model(exported["cut"])
+    export_model(exported["cut"])
     assert f.stat().st_mtime_ns == before
+
+
+def test_three_classes_through_onnx(tmp_path):
+    # any number of classes: the ONNX logits have the model's width and equal torch's
+    from models import build_tiny
+    from onnx_runtime import export_model, onnx_logits
+    model, tok = build_tiny("bert", seed=1, labels=("negative", "neutral", "positive"))
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    out = export_model(tmp_path, quantize=False)
+    logits = onnx_logits(out, TEXTS, batch_size=2)
+    assert logits.shape == (len(TEXTS), 3)
+    np.testing.assert_allclose(logits, torch_logits(tmp_path, TEXTS), atol=1e-6, rtol=1e-4)
 
 
 def run_inference(*args):

@@ -74,6 +74,8 @@ TRANSFER_SIZE = 0                 # unlabeled texts (TRANSFER_DATA) added, KL te
 SOFT_LABEL_SPLITS = [""]          # IMDb splits (train, unsupervised, test) whose every review gets the teacher's
                                   # logits, published in OUTPUT_DIR/EXPERIMENT/soft_labels/ ([""] = none)
 SOFT_LABEL_ROWS = 0               # only the first N reviews of each of those splits (0 = all; for rehearsals)
+SOFT_LABELS = ""                  # learn from published soft labels (a soft_labels/ folder, e.g. outputs/full/soft_labels)
+                                  # instead of a teacher folder: no teacher model needed ("" = the teacher's folder)
 # --- model -------------------------------------------------------------------------------------
 # each: name, and model (hub id / folder), layers (teacher layers to keep), or both (cut that model);
 # optional per-student learning_rate, epochs, batch_size, max_length, alpha, temperature,
@@ -190,14 +192,19 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
     return np.stack([known[h] for h in hashes]), stats
 
 
+DATA_KEYS = ("data", "text_column", "label_column", "label_names", "val_size", "seed", "drop_leaks")   # the teacher's, kept
+
+
 def soft_label_teacher(teacher_dir: Path) -> dict:
     """The teacher part of a published soft-label file's description: logit-cache key, validation
     accuracy, labels, tokenization."""
-    config = read_json(teacher_dir / "config.json")
+    config, metrics = read_json(teacher_dir / "config.json"), read_json(teacher_dir / "metrics.json")
     kd = config.get("sentiment_kd", {})
+    trained = kd.get("run_config", {})
     return {"teacher_key": teacher_key(teacher_dir, kd), "teacher": str(teacher_dir),
-            "teacher_model": kd.get("run_config", {}).get("model_name"),
-            "teacher_val_accuracy": read_json(teacher_dir / "metrics.json")["val_accuracy"],
+            "teacher_model": trained.get("model_name"), "teacher_val_accuracy": metrics["val_accuracy"],
+            "teacher_parameters": metrics.get("parameters"),
+            "data": {k: trained[k] for k in DATA_KEYS if k in trained},    # what the teacher was trained on
             "id2label": config.get("id2label"), "truncation": truncation_settings(kd),
             "logits": "float32 (rows, classes), row i = review i of the split in source order (IMDB_DIR parquet order)"}
 
@@ -236,6 +243,103 @@ def load_soft_labels(folder: Path, split: str, texts: list[str]) -> np.ndarray:
         raise UsageError(f"{folder}/{split}.npz holds logits for {meta['rows']} other reviews "
                          f"(digest {meta['texts_digest']}), not these {len(texts)}; use the IMDb copy it was made from")
     return np.load(Path(folder) / f"{split}.npz")["logits"]
+
+
+def published_logits(texts: list[str], folder: Path) -> tuple[np.ndarray, dict]:
+    """The published teacher logits (N, C) of `texts`, found by text among the IMDb train and unsupervised
+    reviews published in `folder` (each split checked against its digest: load_soft_labels; test is never
+    read). (logits, stats); UsageError when some texts have none (a rehearsal's first rows only, other data)."""
+    splits = [s for s in ("train", "unsupervised") if (folder / f"{s}.json").is_file()]
+    data = load_imdb(tuple(splits), DATA_DIR, DATASET_NAME)
+    known = {}
+    for s in splits:
+        rows = list(data[s]["text"])[:read_json(folder / f"{s}.json")["rows"]]
+        known.update(zip(text_hashes(rows), load_soft_labels(folder, s, rows)))
+    hashes = text_hashes(texts)
+    missing = int(sum(h not in known for h in hashes))
+    if missing:
+        raise UsageError(f"--soft_labels={folder}: {missing} of the {len(texts)} texts to learn from have no published "
+                         f"logits there ({', '.join(splits)}: {len(known)} reviews); publish every review of train and "
+                         f"unsupervised (--soft_label_rows=0), or distil from the teacher folder")
+    log.info("teacher logits: %d reviews from the soft labels published in %s", len(texts), folder)
+    return np.stack([known[h] for h in hashes]), {"soft_labels": str(folder), "reviews": len(texts), "computed": 0,
+                                                  "reused": len(texts), "teacher_seconds": 0.0}
+
+
+# ----------------------------------------------------------------------------------------------
+# the teacher: a model folder, or its published soft labels
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Teacher:
+    """Where the soft targets come from: a teacher folder (its logits computed here, once per text) or the
+    soft labels it published (SOFT_LABELS: its logits for IMDb's reviews, without the model)."""
+    where: Path                   # the teacher folder, or the soft-label folder
+    labels: tuple                 # label names in id order: the students get them
+    val_accuracy: float
+    parameters: int | None
+    trained: dict                 # the data settings it was trained with (run_config keys)
+    has_model: bool               # False for soft labels: no students cut from it, no intermediate losses
+
+
+def find_teacher() -> Teacher:
+    """The teacher of this run (TEACHER_DIR, OUTPUT_DIR/EXPERIMENT/teacher or SOFT_LABELS), after checking
+    that it exists and that its validation accuracy reaches MIN_TEACHER_ACCURACY."""
+    if SOFT_LABELS:
+        folder = Path(SOFT_LABELS)
+        if not (folder / "train.json").is_file() or not (folder / "train.npz").is_file():
+            raise UsageError(f"--soft_labels={folder}: no published soft labels there (train.json, train.npz); give the "
+                             f"soft_labels/ folder of a run made with --soft_label_splits=train,unsupervised")
+        meta = read_json(folder / "train.json")
+        config, metrics, trained = meta, {"val_accuracy": meta["teacher_val_accuracy"],
+                                          "parameters": meta.get("teacher_parameters")}, meta.get("data", {})
+    else:
+        folder = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
+        if not is_finished(folder):
+            raise UsageError(f"no finished teacher at {folder} (a model folder with weights and metrics.json); run "
+                             f"fine_tuning_teacher.py --experiment={EXPERIMENT} (or its --config) first, or set --teacher_dir")
+        config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
+        trained = config.get("sentiment_kd", {}).get("run_config", {})
+    if metrics["val_accuracy"] < MIN_TEACHER_ACCURACY:
+        raise UsageError(f"teacher {folder} has validation accuracy {metrics['val_accuracy']:.4f} < "
+                         f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: train it longer or lower the threshold")
+    id2label = config.get("id2label") or {}
+    return Teacher(folder, tuple(id2label[k] for k in sorted(id2label, key=int)), metrics["val_accuracy"],
+                   metrics.get("parameters"), trained, not SOFT_LABELS)
+
+
+def check_teacher_data(teacher: Teacher, ours: DataSpec) -> None:
+    """UsageError unless the students read the data, labels and split the teacher was trained with (older
+    teachers lack some keys: those are not compared)."""
+    theirs = DataSpec.from_settings(teacher.trained)
+    for key in DATA_KEYS:
+        if key in teacher.trained and getattr(theirs, key) != getattr(ours, key):
+            raise UsageError(f"--{key}={getattr(ours, key)}, but the teacher {teacher.where} was trained with {key} = "
+                             f"{getattr(theirs, key)}: the students would see other data or labels, or validation rows "
+                             f"the teacher trained on; use the teacher's --config")
+
+
+def check_labels(teacher: Teacher, data_labels) -> list[str]:
+    """The teacher's label names in id order, after checking they are the data's (students inherit them)."""
+    if list(teacher.labels) != list(data_labels):
+        raise UsageError(f"teacher {teacher.where} has the labels {', '.join(teacher.labels)}, the data has "
+                         f"{', '.join(data_labels)}; use the teacher's data settings (its --config), or retrain the teacher on this data")
+    return list(teacher.labels)
+
+
+def check_without_model(students: list, cfg: dict, ours: DataSpec) -> None:
+    """With SOFT_LABELS: what needs the teacher model is refused (students cut from it, the intermediate
+    losses, publishing soft labels), and the data must be IMDb's (soft labels are published for it)."""
+    if not ours.is_imdb:
+        raise UsageError(f"--soft_labels={SOFT_LABELS}: published soft labels are IMDb's; with --data={DATA} distil "
+                         f"from the teacher folder")
+    if soft_label_splits():
+        raise UsageError("--soft_label_splits with --soft_labels: soft labels are published from a teacher folder")
+    for s in students:
+        st = student_settings(s, cfg)
+        if "model" not in s or st["hidden_weight"] > 0 or st["attention_weight"] > 0:
+            raise UsageError(f"student '{s['name']}': {'cut from the teacher' if 'model' not in s else 'intermediate losses'} "
+                             f"needs the teacher model, and --soft_labels has none; give it a model (a checkpoint), set "
+                             f"hidden_weight and attention_weight to 0, or distil from the teacher folder")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,12 +463,12 @@ def check_students(students: list, cfg: dict) -> list[dict]:
     return students
 
 
-def check_student_models(students: list, cfg: dict, teacher_dir: Path) -> None:
+def check_student_models(students: list, cfg: dict, teacher_dir: Path | None) -> None:
     """What each student's model decides, read from configs and tokenizers without loading weights:
     its layers exist, its max_length fits its positions, and the intermediate losses can compare it
     with the teacher (the same tokenizer; the same head count for attention)."""
     from models import tokenizer_fingerprint
-    teacher_config = model_config(str(teacher_dir))
+    teacher_config = model_config(str(teacher_dir)) if teacher_dir else None    # None: soft labels only
     teacher_tok = None
     for s in students:
         st, where = student_settings(s, cfg), f"student '{s['name']}'"
@@ -382,28 +486,6 @@ def check_student_models(students: list, cfg: dict, teacher_dir: Path) -> None:
                                  f"({config.num_attention_heads} vs {teacher_config.num_attention_heads}); set it to 0")
 
 
-def check_teacher(teacher_dir: Path, min_accuracy: float, experiment: str) -> dict:
-    """The teacher's metrics, after checking it exists and is trained well enough."""
-    if not is_finished(teacher_dir):
-        raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights and metrics.json); "
-                         f"run fine_tuning_teacher.py --experiment={experiment} (or its --config) first, or set --teacher_dir")
-    metrics = read_json(teacher_dir / "metrics.json")
-    if metrics["val_accuracy"] < min_accuracy:
-        raise UsageError(f"teacher {teacher_dir} has validation accuracy {metrics['val_accuracy']:.4f} < "
-                         f"--min_teacher_accuracy={min_accuracy}: train it longer or lower the threshold")
-    return metrics
-
-
-def teacher_labels(teacher_dir: Path, data_labels: list[str]) -> list[str]:
-    """The teacher's label names in id order, after checking they are the data's (students inherit them)."""
-    id2label = read_json(teacher_dir / "config.json").get("id2label", {})
-    labels = [id2label[k] for k in sorted(id2label, key=int)]
-    if labels != list(data_labels):
-        raise UsageError(f"teacher {teacher_dir} has the labels {', '.join(labels)}, the data has {', '.join(data_labels)}; "
-                         f"use the teacher's data settings (its --config), or retrain the teacher on this data")
-    return labels
-
-
 def optimizer_steps(n_examples: int, epochs: float, batch_size: int, grad_accum: int, world_size: int = 1) -> int:
     """Optimizer steps the Trainer takes for `epochs` passes over n_examples (its own arithmetic:
     ceil(epochs * ceil(batches per process / grad_accum)), batches = ceil(n / batch_size))."""
@@ -413,23 +495,18 @@ def optimizer_steps(n_examples: int, epochs: float, batch_size: int, grad_accum:
 
 # ----------------------------------------------------------------------------------------------
 def check_config(cfg: dict) -> None:
-    """Checks that need no data or model, run before anything is written: the students, --only and
-    the teacher folder."""
+    """Checks run before anything is written: the students, --only, the teacher (or its soft labels) and
+    that the data is the teacher's."""
     check_students(STUDENTS, cfg)
     names = {s["name"] for s in STUDENTS}
     unknown = [n for n in ONLY if n and n not in names]
     if unknown:
         raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))}")
-    teacher_dir = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
-    check_teacher(teacher_dir, MIN_TEACHER_ACCURACY, EXPERIMENT)
-    trained = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
-    ours, theirs = DataSpec.from_settings(cfg), DataSpec.from_settings(trained)
-    for key in ("data", "text_column", "label_column", "label_names", "val_size", "seed", "drop_leaks"):
-        if key in trained and getattr(theirs, key) != getattr(ours, key):    # older teachers lack some keys
-            raise UsageError(f"--{key}={getattr(ours, key)}, but the teacher {teacher_dir} was trained with {key} = "
-                             f"{getattr(theirs, key)}: the students would see other data or labels, or validation rows "
-                             f"the teacher trained on; use the teacher's --config")
-    check_student_models(STUDENTS, cfg, teacher_dir)
+    teacher, ours = find_teacher(), DataSpec.from_settings(cfg)
+    check_teacher_data(teacher, ours)
+    if not teacher.has_model:
+        check_without_model(list({r.spec["name"]: r.spec for r in selected_runs(cfg)}.values()), cfg, ours)
+    check_student_models(STUDENTS, cfg, teacher.where if teacher.has_model else None)
     transfer = reads_transfer(selected_runs(cfg))
     soft = soft_label_splits()
     if soft and not ours.is_imdb:
@@ -439,7 +516,7 @@ def check_config(cfg: dict) -> None:
         raise UsageError(f"--soft_label_splits={','.join(soft)}: IMDb splits are train, unsupervised and test")
     imdb_transfer = ["unsupervised"] if transfer and not TRANSFER_DATA else []
     check_data(ours, tuple(dict.fromkeys(["train", "test", *imdb_transfer, *soft])))
-    teacher_labels(teacher_dir, load_splits(ours, transfer=transfer).label_names)
+    check_labels(teacher, load_splits(ours, transfer=transfer).label_names)
 
 
 def soft_label_splits() -> list[str]:
@@ -500,28 +577,30 @@ def pending_runs(cfg: dict) -> tuple[list[Run], dict]:
     return runs, finished
 
 
-def load_data(cfg: dict, runs: list[Run], teacher_dir: Path):
+def load_data(cfg: dict, runs: list[Run], teacher: Teacher):
     """(Splits, transfer pool, label names): the teacher's split, and the unlabeled texts the distilled
     runs use (the first TRANSFER_SIZE of a seeded shuffle; a matched baseline loads the pool only to
     count its twin's optimizer steps)."""
     transfer_max = max([r.settings["transfer_size"] for r in runs if r.distilled] + [0])
     data = load_splits(DataSpec.from_settings(cfg), transfer=reads_transfer(selected_runs(cfg)))
     log_splits(data, DataSpec.from_settings(cfg))
-    labels = teacher_labels(teacher_dir, data.label_names)
+    labels = check_labels(teacher, data.label_names)
     idx = np.random.default_rng(SEED).permutation(len(data.transfer))[:transfer_max] if transfer_max else []
     return data, [data.transfer[i] for i in idx], labels
 
 
-def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teacher_dir: Path):
-    """(logits (N, C) for the train texts then the pool, cache stats), or (None, None) when no
-    distilled run is left; computed once (the per-text cache), rank 0 first under torchrun."""
+def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teacher: Teacher):
+    """(logits (N, C) for the train texts then the pool, cache stats), or (None, None) when no distilled
+    run is left; computed once (the per-text cache; rank 0 first under torchrun), or read from the
+    published soft labels."""
     from training import process_state
     if not any(r.distilled for r in runs):
         return None, None
     t0 = time.time()
     with process_state().main_process_first():
-        logits, stats = cached_teacher_logits(train_texts + list(pool), teacher_dir, teacher_dir.parent / "teacher_logits",
-                                              TEACHER_BATCH_SIZE)
+        logits, stats = cached_teacher_logits(train_texts + list(pool), teacher.where, teacher.where.parent / "teacher_logits",
+                                              TEACHER_BATCH_SIZE) if teacher.has_model else \
+            published_logits(train_texts + list(pool), teacher.where)
     stats["wall_seconds"] = round(time.time() - t0, 1)
     return logits, stats
 
@@ -554,7 +633,7 @@ def student_data(run: Run, tok, data, pool: list[str], logits):
     return train, val
 
 
-def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str], logits, stats, teacher_dir: Path) -> dict:
+def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str], logits, stats, teacher: Teacher) -> dict:
     """Build, train and save one student (distilled or baseline); its metrics."""
     from transformers import set_seed
 
@@ -562,13 +641,13 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
     st = run.trained_with
     set_seed(st["seed"])
     steps = matched_steps(run, len(data.train), len(data.transfer))
-    model, tok = build_student(run.spec, teacher_dir, st["seed"], labels)
+    model, tok = build_student(run.spec, teacher.where, st["seed"], labels)
     source = " ".join(filter(None, [run.spec.get("model") or "teacher", run.spec.get("layers") and f"layers {run.spec['layers']}"]))
     log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s", run.name, source,
              count_parameters(model) / 1e6, "distilled" if run.distilled else "labels-only baseline", st["alpha"],
              st["temperature"], st["transfer_size"], st["seed"], f", {steps} steps as its distilled twin" if steps > 0 else "")
     train, val = student_data(run, tok, data, pool, logits)
-    inner = intermediate_setup(model, teacher_dir, run.spec, st, run.name) \
+    inner = intermediate_setup(model, teacher.where, run.spec, st, run.name) \
         if run.distilled and (st["hidden_weight"] > 0 or st["attention_weight"] > 0) else {}
     args = training_arguments(run.dirs[1], epochs=st["epochs"], batch_size=st["batch_size"], max_steps=steps,
                               learning_rate=st["learning_rate"], eval_batch_size=EVAL_BATCH_SIZE, seed=st["seed"],
@@ -579,11 +658,10 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
                              callbacks=loggers(REPORT_TO, Path(OUTPUT_DIR) / EXPERIMENT / "runs" / run.name),
                              temperature=st["temperature"], **inner)
     record = model_record("student", kind="distilled" if run.distilled else "baseline", student=run.spec,
-                          teacher=str(teacher_dir), settings={k: v for k, v in st.items() if k != "max_length"},
+                          teacher=str(teacher.where), settings={k: v for k, v in st.items() if k != "max_length"},
                           layer_map=inner.get("layer_map"), max_length=st["max_length"], truncation=TRUNCATION,
                           head_tokens=HEAD_TOKENS, run_config=public_config(cfg))
-    teacher = read_json(teacher_dir / "metrics.json")
-    extra = {"teacher_val_accuracy": teacher["val_accuracy"], "teacher_parameters": teacher.get("parameters"),
+    extra = {"teacher_val_accuracy": teacher.val_accuracy, "teacher_parameters": teacher.parameters,
              "teacher_logits": stats if run.distilled else None}
     metrics = train_and_save(trainer, tok, run.dirs, record, extra, KEEP_CHECKPOINTS)
     del trainer, model, inner
@@ -593,30 +671,30 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
 
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
-    teacher_dir = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
+    teacher = find_teacher()
     # 1. what is left to train (finished students are kept), and the published soft labels
     runs, results = pending_runs(cfg)
     if soft_label_splits():
         from training import process_state
         with process_state().main_process_first():    # rank 0 writes; under torchrun the others then find it all
-            publish_soft_labels(soft_label_splits(), teacher_dir, Path(OUTPUT_DIR) / EXPERIMENT / "soft_labels",
+            publish_soft_labels(soft_label_splits(), teacher.where, Path(OUTPUT_DIR) / EXPERIMENT / "soft_labels",
                                 TEACHER_BATCH_SIZE, SOFT_LABEL_ROWS)
     if not runs:
         log.info("every student is finished; nothing to train" if results else "no students to train (STUDENTS is empty)")
         return {"students": results, "teacher_logits": None}
 
     # 2. the teacher's split, its labels and the transfer pool
-    data, pool, labels = load_data(cfg, runs, teacher_dir)
+    data, pool, labels = load_data(cfg, runs, teacher)
 
     # 3. the teacher's logits for the train texts and the pool, once
-    logits, stats = teacher_pass(runs, list(data.train["text"]), pool, teacher_dir)
+    logits, stats = teacher_pass(runs, list(data.train["text"]), pool, teacher)
     if logits is not None:
         log.info("teacher accuracy on the distillation train split: %.4f",
                  (logits[:len(data.train)].argmax(-1) == np.array(data.train["label"])).mean())
 
     # 4. train and save each student (distilled, then its labels-only baseline)
     for run in runs:
-        results[run.name] = train_student(run, cfg, data, pool, labels, logits, stats, teacher_dir)
+        results[run.name] = train_student(run, cfg, data, pool, labels, logits, stats, teacher)
     log.info("students: %s", {n: {"val_accuracy": m["val_accuracy"], "train_time_s": m["train_time_s"]} for n, m in results.items()})
     return {"students": results, "teacher_logits": stats}
 

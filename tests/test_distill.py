@@ -353,6 +353,42 @@ def test_soft_labels_are_published_in_source_order_and_reused(tiny_run, imdb_par
     assert calls == []
 
 
+def test_students_learn_from_published_soft_labels_without_the_teacher(tiny_run, imdb_parquet, monkeypatch, tmp_path):
+    from data_utils import load_imdb
+    teacher = tiny_run / "tiny" / "teacher"
+    folder = tmp_path / "soft_labels"
+    ds.publish_soft_labels(["train", "unsupervised"], teacher, folder, 4)
+    meta = json.loads((folder / "train.json").read_text())
+    assert meta["data"]["val_size"] == 8 and meta["teacher_parameters"] > 0      # what the teacher was trained on
+    # a text's logits are found wherever it sits in the published split
+    texts = list(load_imdb(("train",), str(imdb_parquet))["train"]["text"])
+    got, stats = ds.published_logits([texts[i] for i in (7, 3, 0)], folder)
+    np.testing.assert_allclose(got, ds.load_soft_labels(folder, "train", texts)[[7, 3, 0]], atol=1e-6)
+    calls = count_teacher_rows(monkeypatch)
+    args = tiny_args(imdb_parquet, tmp_path, "--experiment=from-soft", f"--soft_labels={folder}", "--only=roberta",
+                     f"--teacher_dir={tmp_path}/no-teacher")
+    result = ds.main(args)
+    assert calls == []                                                           # the teacher never ran
+    m = result["students"]["roberta"]
+    assert (m["teacher_logits"]["soft_labels"], m["teacher_logits"]["reviews"]) == (str(folder), 44)   # 40 train + 4 transfer
+    assert m["teacher_val_accuracy"] == json.loads((teacher / "metrics.json").read_text())["val_accuracy"]
+    kd = json.loads((tmp_path / "from-soft" / "students" / "roberta" / "config.json").read_text())["sentiment_kd"]
+    assert kd["teacher"] == str(folder) and kd["kind"] == "distilled"
+    # what needs the teacher model is refused before anything is written
+    with pytest.raises(UsageError, match=r"student 'cut': cut from the teacher needs the teacher model"):
+        ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=refused", f"--soft_labels={folder}"))
+    with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .*soft_labels was trained with val_size = 8"):
+        ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=refused", f"--soft_labels={folder}", "--only=roberta",
+                          "--val_size=10"))
+    with pytest.raises(UsageError, match=r"no published soft labels there"):
+        ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=refused", f"--soft_labels={tmp_path}", "--only=roberta"))
+    assert not (tmp_path / "refused").exists()
+    ds.publish_soft_labels(["train", "unsupervised"], teacher, tmp_path / "first-rows", 4, rows=20)   # a rehearsal's
+    with pytest.raises(UsageError, match=r"of the 44 texts to learn from have no published logits"):
+        ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=partial", f"--soft_labels={tmp_path}/first-rows",
+                          "--only=roberta"))
+
+
 def test_report_to_tensorboard_writes_the_loss_parts_as_scalars(tiny_run, imdb_parquet):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=tb", f"--teacher_dir={tiny_run}/tiny/teacher", "--only=cut",

@@ -53,6 +53,8 @@ from models import (PadCollator, count_parameters, default_device, encode, is_fi
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
 OUTPUT_DIR = "outputs"
 TEACHER_DIR = ""                  # the teacher (the reference row); "" = OUTPUT_DIR/EXPERIMENT/teacher
+TEACHER_RESULTS = ""              # instead of a teacher folder (students of published soft labels): a results.json whose
+                                  # fp32 teacher row is the reference (same data, split and texts; no agreement figure)
 MODELS = [""]                     # only these model names (teacher, student names); [""] = all
 # --- data: the teacher's (its saved data and split settings); every model must have its labels -----
 DATA_DIR = ""                     # imdb: a local copy; "" = $IMDB_DIR, else the hub
@@ -360,7 +362,7 @@ def markdown_table(rows: list[dict]) -> str:
     head = [_HEADERS.get(k, k) for k, _ in _COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append("| " + " | ".join(fmt.format(r[k]) for k, fmt in _COLUMNS) + " |")
+        lines.append("| " + " | ".join("" if r[k] is None else fmt.format(r[k]) for k, fmt in _COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -381,7 +383,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     rows = result["rows"]
     write_json(root / f"{prefix}results.json", result)
     with atomic_path(root / f"{prefix}results.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))   # a published row has more
         w.writeheader()
         w.writerows(rows)
     hw = result["hardware"]
@@ -400,7 +402,9 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
             f"fp32 teacher's. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
-            f"accuracy. Efficiency: retention / size fraction. Written by evaluate_models.py.\n")
+            f"accuracy. Efficiency: retention / size fraction. Written by evaluate_models.py.\n"
+            + "".join(f"\nThe teacher row is published in {r['published']} (its speed measured there; no agreement "
+                      f"figures without its predictions).\n" for r in rows if r.get("published")))
     with atomic_path(root / f"{prefix}results.md") as tmp:
         tmp.write_text(text)
 
@@ -559,19 +563,23 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         bad = set(kinds) - _KINDS
         if bad:
             raise UsageError(f"--{name}: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
-    teacher_dir = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
+    teacher_dir = Path("-") if TEACHER_RESULTS else teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
     models = find_models(root, teacher_dir)
-    if not models or models[0][0] != "teacher":
+    if TEACHER_RESULTS and not Path(TEACHER_RESULTS).is_file():
+        raise UsageError(f"--teacher_results={TEACHER_RESULTS}: no such file; give a published results.json (e.g. "
+                         f"outputs/full/results.json)")
+    if not models or (models[0][0] != "teacher" and not TEACHER_RESULTS):
         raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights); run fine_tuning_teacher.py "
-                         f"(and distill_student.py) with --experiment={EXPERIMENT} first, or set --teacher_dir")
+                         f"(and distill_student.py) with --experiment={EXPERIMENT} first, or set --teacher_dir (students "
+                         f"of published soft labels: --teacher_results=outputs/<exp>/results.json)")
     wanted = [m for m in MODELS if m]
     if wanted:
         unknown = set(wanted) - {n for n, _ in models}
         if unknown:
             raise UsageError(f"--models: no model {sorted(unknown)[0]!r} in {root}; found {', '.join(n for n, _ in models)}")
         models = [m for m in models if m[0] == "teacher" or m[0] in wanted]   # the teacher is the reference
-    check_data(data_spec(teacher_dir), ("train", "test"))
-    names = load_splits(data_spec(teacher_dir)).label_names
+    check_data(data_spec(models[0][1]), ("train", "test"))     # the teacher's, or a student's (the same: distill checks)
+    names = load_splits(data_spec(models[0][1])).label_names
     for name, folder in models:
         check_labels(name, folder, model_config(str(folder)), names)
     return models
@@ -640,12 +648,30 @@ def write_predictions(path: Path, labels: np.ndarray, pred: np.ndarray, probs: n
         w.writerows([i, names[y], names[k], *p] for i, (y, k, p) in enumerate(zip(labels, pred, np.round(probs, 5).tolist())))
 
 
+def published_teacher(path: Path, split: dict) -> dict:
+    """The fp32 teacher row of a published results.json (TEACHER_RESULTS) as the reference row, after checking
+    it was evaluated on the same texts (data, split, count, labels); without predictions (no agreement)."""
+    result = read_json(path)
+    row = next((r for r in result.get("rows", []) if r.get("kind") == "teacher" and r.get("precision") == "fp32"), None)
+    if row is None:
+        raise UsageError(f"--teacher_results={path}: no fp32 teacher row in it; give the results.json of an evaluated teacher")
+    ours = {"data": split["data"], "split": SPLIT, "texts": len(split["texts"]), "labels": split["names"]}
+    for key, value in ours.items():
+        if result.get(key) != value:
+            raise UsageError(f"--teacher_results={path}: its teacher was evaluated with {key} = {result.get(key)!r}, here "
+                             f"{value!r}; evaluate on the same texts (--split, --test_size) or give other results")
+    log.info("teacher row: published in %s (%s; its speed was measured there)", path, result["hardware"].get("gpu") or
+             result["hardware"].get("cpu"))
+    return row | {"pred": None, "published": str(path)}
+
+
 def relative_figures(rows: list[dict]) -> list[dict]:
     """Each row with its figures against the fp32 teacher's row (agreement, compression, retention,
-    efficiency, speedups), and without its predictions."""
+    efficiency, speedups), and without its predictions. A published teacher row has no predictions:
+    agreement is then None."""
     t = next(r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32")
     for r in rows:
-        r |= {"agreement": float((r["pred"] == t["pred"]).mean()),
+        r |= {"agreement": None if t["pred"] is None else float((r["pred"] == t["pred"]).mean()),
               "compression": compression_ratio(t["params"], r["params"]),
               "retention": retention(r["accuracy"], t["accuracy"]),
               "efficiency": efficiency_ratio(retention(r["accuracy"], t["accuracy"]), r["size_mb"], t["size_mb"]),
@@ -689,7 +715,8 @@ def main(argv=None) -> dict:
     # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants
     preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions" if SPLIT == "test" else "validation-predictions")
     preds_dir.mkdir(parents=True, exist_ok=True)
-    rows = [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
+    rows = [published_teacher(Path(TEACHER_RESULTS), split)] if TEACHER_RESULTS else []
+    rows += [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
     return publish(cfg, relative_figures(rows), models, split, device)

@@ -77,7 +77,8 @@ def speed_lines(rows: list[dict]) -> list[str]:
         return ["Not evaluated yet: `python evaluate_models.py --config configs/<experiment>.toml` adds the test metrics."]
     lines = ["| precision | test accuracy | macro F1 | agreement with teacher | size (MB) | p50 ms (batch 1) | texts/s |",
              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['precision']} | {r['accuracy']:.4f} | {r['f1']:.4f} | {r['agreement']:.4f} | {r['size_mb']:.1f} | "
+    agree = lambda r: "" if r["agreement"] is None else f"{r['agreement']:.4f}"   # noqa: E731  (None: a published teacher row)
+    lines += [f"| {r['precision']} | {r['accuracy']:.4f} | {r['f1']:.4f} | {agree(r)} | {r['size_mb']:.1f} | "
               f"{r['latency_p50_ms']:.1f} | {r['throughput']:.0f} |" for r in rows]
     return lines
 

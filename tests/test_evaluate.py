@@ -77,6 +77,29 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     assert result["rows"][0]["model"] == "teacher"
 
 
+def test_students_without_a_teacher_folder_are_compared_with_published_teacher_results(tiny_experiment, imdb_parquet,
+                                                                                      tmp_path):
+    # students distilled from published soft labels: their experiment has no teacher folder
+    src = tiny_experiment / "tiny"
+    published = ev.main(tiny_args(imdb_parquet, tiny_experiment, "--quantize=false", cache=False))
+    for name in ("cut", "cut-baseline"):
+        shutil.copytree(src / "students" / name, tmp_path / "soft" / "students" / name)
+    with pytest.raises(UsageError, match=r"no finished teacher .*--teacher_results="):
+        ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", cache=False))
+    result = ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
+                               "--quantize=false", cache=False))
+    rows, before = ({r["model"]: r for r in res["rows"]} for res in (result, published))
+    assert list(rows) == ["teacher", "cut", "cut-baseline"] and rows["teacher"]["published"] == f"{src}/results.json"
+    assert rows["teacher"]["accuracy"] == before["teacher"]["accuracy"] and rows["teacher"]["agreement"] is None
+    assert rows["cut"]["accuracy"] == before["cut"]["accuracy"]                  # the same model on the same texts
+    assert rows["cut"]["retention"] == pytest.approx(100 * rows["cut"]["accuracy"] / before["teacher"]["accuracy"])
+    assert rows["cut"]["agreement"] is None and result["groups"][0]["student"]     # the gain is still measured
+    assert "The teacher row is published in" in (tmp_path / "soft" / "results.md").read_text()
+    with pytest.raises(UsageError, match=r"evaluated with texts = 24, here 10"):
+        ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
+                          "--test_size=10", cache=False))
+
+
 def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
     with pytest.raises(UsageError, match="no model 'nope'"):
         ev.main(tiny_args(imdb_parquet, tiny_experiment, "--models=nope", cache=False))

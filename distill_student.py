@@ -7,7 +7,8 @@ intermediate losses on, the teacher is loaded beside the student and runs on eve
 Each baseline trains as many optimizer steps as its distilled twin (MATCH_STEPS), so a transfer set's
 extra steps are not mistaken for what distillation adds.
 
-Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; from fine_tuning_teacher.py) and the teacher's data
+Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; from fine_tuning_teacher.py), or instead the soft labels
+       a teacher published (SOFT_LABELS: soft_labels/<split>.npz + .json, IMDb), and the teacher's data
        (DATA: IMDb from IMDB_DIR or the hub, or your own files). The data and split settings (DATA, columns,
        LABEL_NAMES, VAL_SIZE, SEED, DROP_LEAKS) must be the teacher's; students get the teacher's labels.
 Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits per review, computed once
@@ -29,6 +30,7 @@ from the teacher's soft targets alone; texts also in validation or test are neve
     python distill_student.py                                   # paper: four pretrained students
     python distill_student.py --config configs/quick.toml       # MiniLM teacher cut to 3, 2, 1 layers
     python distill_student.py --config configs/quick.toml --only=L3 --temperature=4
+    python distill_student.py --config configs/full-study.toml  # from published soft labels, no teacher model
     torchrun --nproc_per_node 4 distill_student.py --config configs/bert.toml
 """
 import gc

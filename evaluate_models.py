@@ -1,6 +1,7 @@
 """Evaluate the teacher and every student of an experiment side by side on the test split (IMDb or your data).
 
-Reads  outputs/<EXPERIMENT>/teacher/ and outputs/<EXPERIMENT>/students/*/ (each model with its own
+Reads  outputs/<EXPERIMENT>/teacher/ (or, for students of published soft labels, the teacher row of a published
+       results.json: TEACHER_RESULTS) and outputs/<EXPERIMENT>/students/*/ (each model with its own
        tokenizer and the truncation settings it was trained with, from its config.json), and the test split
        of the teacher's data (as saved with the teacher; IMDb: all 25,000 reviews), or a fixed stratified
        seeded subset of TEST_SIZE; with SPLIT=validation the teacher's validation split instead, for

@@ -230,7 +230,7 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     flags, positional, config_path = parse_argv(argv, defaults)
     unknown = [n for n in flags if n not in defaults and not any_script_has(n)]
     if unknown:
-        raise UsageError(f"unknown constant '--{unknown[0].lower()}' for {script}.py; valid names: "
+        raise UsageError(f"unknown constant '--{unknown[0].lower()}' (no script has it); valid names for {script}.py: "
                          f"{', '.join(sorted(n.lower() for n in defaults))}")
     file_values, exact = read_config_file(config_path, script) if config_path else ({}, set())
     if exact - set(defaults):

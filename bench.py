@@ -15,7 +15,9 @@ warm-up:
                          is PEAK_TFLOPS, else the dense bf16/fp16 peak of a known GPU; none on CPUs.
 Reads  IMDb (IMDB_DIR / --data_dir, else the hub) and the model (hub id, folder or tiny:bert).
 Writes OUTPUT_DIR/EXPERIMENT/<LABEL>.json (outputs/bench/ by default; with --config, that experiment's
-       folder): settings, device, the attention kernel actually used, figures; and one line on stdout.
+       folder): settings, device, the attention kernel actually used, figures; and one line on stdout;
+       OUTPUT_DIR/EXPERIMENT/levers.md: every measurement of that folder in one table per model (fastest
+       first), so a series of runs that each change one lever reads as before and after.
 MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere give --peak_tflops.
 
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=32 --max_length=512
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from configurator import log, public_config, run_main, start_run
-from data_utils import imdb_sources, load_imdb, stratified_indices, write_json
+from data_utils import atomic_path, imdb_sources, load_imdb, stratified_indices, write_json
 from models import PadCollator, count_parameters, default_device, load_classifier, tokenize_dataset
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -150,6 +152,27 @@ def figures(trainer, timer, wall: float, model, device: str, device_name: str) -
             "mfu": flops / seconds / 1e12 / peak if peak else None, "flops_formula": "sum_i 6 N l_i + 12 n_layers d l_i^2"}
 
 
+LEVER_COLUMNS = (("label", "{}"), ("device_name", "{}"), ("precision", "{}"), ("batch_size", "{}"), ("attention", "{}"),
+                 ("compile", "{}"), ("optimizer", "{}"), ("num_workers", "{}"), ("group_by_length", "{}"),
+                 ("reviews_per_s", "{:.1f}"), ("tokens_per_s", "{:,.0f}"), ("padding_fraction", "{:.1%}"),
+                 ("step_s_median", "{:.4f}"), ("mfu", "{:.1%}"))
+
+
+def lever_table(folder: Path) -> str:
+    """Markdown: every measurement saved in `folder` (<label>.json), one row each, grouped by model and sorted by
+    throughput, so that each lever's before and after stand side by side."""
+    import json
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    runs = sorted((r | {k: r["config"].get(k) for k in ("batch_size", "compile", "optimizer", "num_workers", "group_by_length")}
+                   for r in runs if "reviews_per_s" in r), key=lambda r: (r["model"], -r["reviews_per_s"]))
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in runs):
+        lines += [f"\n### {model}\n", "| " + " | ".join(k for k, _ in LEVER_COLUMNS) + " |", "|" + "---|" * len(LEVER_COLUMNS)]
+        lines += ["| " + " | ".join("" if r[k] is None else f.format(r[k]) for k, f in LEVER_COLUMNS) + " |"
+                  for r in runs if r["model"] == model]
+    return f"# Training speed, lever by lever (bench.py; {len(runs)} measurements in {folder})\n" + "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "bench", "bench.log", check=lambda _: imdb_sources(("train",), DATA_DIR))
     import torch
@@ -171,7 +194,10 @@ def main(argv=None) -> dict:
     label = bench_label(attention)
     result = {"label": label, "attention": attention} | figures(trainer, timer, wall, model, device, device_name) | \
         {"config": public_config(cfg)}
-    write_json(Path(OUTPUT_DIR) / EXPERIMENT / f"{label}.json", result)
+    folder = Path(OUTPUT_DIR) / EXPERIMENT
+    write_json(folder / f"{label}.json", result)
+    with atomic_path(folder / "levers.md") as tmp:    # every measurement of the folder side by side
+        tmp.write_text(lever_table(folder))
     mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a (no peak for this device)"
     line = (f"{label} on {device_name} ({result['precision']}): {result['reviews_per_s']:.1f} reviews/s, "
             f"{result['tokens_per_s']:,.0f} tokens/s, padding {100 * result['padding_fraction']:.1f}%, "

@@ -30,3 +30,8 @@ def test_bench_tiny_run(imdb_parquet, tmp_path):
     assert grouped["mfu"] == pytest.approx(grouped["model_tflops_per_s"] / 0.001) and shuffled["mfu"] is None
     saved = json.loads((tmp_path / "tiny" / "grouped.json").read_text())    # tiny.toml names the experiment
     assert saved["flops_formula"] == "sum_i 6 N l_i + 12 n_layers d l_i^2" and saved["device"] == "cpu"
+    table = (tmp_path / "tiny" / "levers.md").read_text().splitlines()    # both measurements, side by side
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table if line.startswith("| ") and "label" not in line}
+    assert set(rows) == {"grouped", "random"} and "### tiny:bert" in table
+    assert rows["grouped"][8] == "True" and rows["random"][8] == "False"                   # group_by_length
+    assert rows["grouped"][9] == f"{grouped['reviews_per_s']:.1f}" and rows["grouped"][13].startswith(f"{100 * grouped['mfu']:.1f}")

@@ -100,9 +100,11 @@ def counting_trainer(**kwargs):
 
 
 def bench_label(attention: str) -> str:
-    """LABEL, else a name made of the model and the levers (batch, length, attention, compile, optimizer, sampler)."""
+    """LABEL, else a name made of the model and the levers (batch, length, attention, compile, optimizer, workers,
+    sampler), so that runs changing one lever each are saved side by side."""
     return LABEL or f"{MODEL_NAME.split('/')[-1].replace(':', '-')}-bs{BATCH_SIZE}-len{MAX_LENGTH}-{attention}" + \
-        ("-compile" if COMPILE else "") + ("-fused" if "fused" in OPTIMIZER else "") + ("" if GROUP_BY_LENGTH else "-random")
+        ("-compile" if COMPILE else "") + ("-fused" if "fused" in OPTIMIZER else "") + \
+        (f"-w{NUM_WORKERS}" if NUM_WORKERS else "") + ("" if GROUP_BY_LENGTH else "-random")
 
 
 def bench_data(tok):

@@ -192,6 +192,8 @@ def gather_texts(args: list[str], file: str) -> list[str]:
 
 def main(argv=None) -> list[dict]:
     cfg = configure(globals(), argv, "inference")
+    if cfg["_ignored"]:
+        print(f"note: ignored {', '.join('--' + n.lower() for n in cfg['_ignored'])} (settings of other scripts)", file=sys.stderr)
     texts = gather_texts(cfg["_args"], FILE)
     keep = [i for i, t in enumerate(texts) if not is_blank(t)]
     if len(keep) < len(texts):

@@ -30,6 +30,11 @@ def test_texts_as_arguments(outputs):
     assert 0.5 <= float(out[0].split()[1]) <= 1.0
     # the default model: the best student of the newest experiment
     assert "/tiny/students/" in r.stderr.decode()
+    # a setting of another script (one command line for every step) is noted and ignored; no script's is an error
+    r = run(f"--output_dir={outputs}", "--epochs=3", "I loved it")
+    assert r.returncode == 0 and "note: ignored --epochs (settings of other scripts)" in r.stderr.decode()
+    r = run(f"--output_dir={outputs}", "--epochz=3", "I loved it")
+    assert r.returncode == 2 and r.stderr.decode().startswith("error: unknown constant '--epochz' (no script has it)")
 
 
 def test_json_file_and_stdin_agree(outputs, tmp_path):

@@ -6,7 +6,7 @@ Nothing here runs on its own; each script calls `start_run(globals(), argv, ...)
 
 - `configure(globals(), argv)`: `--config configs/NAME.toml`, then `--name=value` flags, replace the
   script's constants in place. A script's constants are its UPPER_CASE globals of a plain type (bool,
-  int, float, str, list), so scripts import no UPPER_CASE names. Precedence: command line > config file >
+  int, float, str, list) not starting with `_` (private tables), so scripts import no UPPER_CASE names. Precedence: command line > config file >
   defaults; a name only another script has is ignored (one file and one command line serve every step of
   run_experiment.sh); each value is checked against the type of its default and SETTING_RULES.
 - `start_run`: configure, then log to OUTPUT_DIR/EXPERIMENT/logs/<name>.log and log the configuration.
@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import time
 import tomllib
@@ -153,7 +154,7 @@ def script_constants(script: str) -> frozenset[str]:
     path = PROJECT_DIR / f"{script}.py"
     body = ast.parse(path.read_text()).body if path.is_file() else []
     return frozenset(t.id for node in body if isinstance(node, ast.Assign) for t in node.targets
-                     if isinstance(t, ast.Name) and t.id.isupper())
+                     if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_"))
 
 
 def any_script_has(name: str) -> bool:
@@ -185,6 +186,17 @@ def parse_argv(argv: list[str], defaults: dict) -> tuple[dict, list[str], str | 
             flags[key] = value
         i += 1
     return flags, positional, config_path
+
+
+def print_help(namespace: dict, defaults: dict) -> None:
+    """The script's docstring, then each constant with its default and the comment beside it in the source."""
+    source = Path(namespace.get("__file__", "")).read_text() if Path(namespace.get("__file__", "")).is_file() else ""
+    print((namespace.get("__doc__") or "").strip() + "\n\nconstants (override with --name=value):")
+    for k, v in defaults.items():
+        # the comment on the constant's line and on the comment-only lines indented under it
+        note = re.search(rf"^{k} *=[^#\n]*#\s*(.*(?:\n {{20,}}#.*)*)", source, re.MULTILINE)
+        text = " ".join(part.strip().lstrip("# ") for part in note.group(1).splitlines()) if note else ""
+        print(f"  --{k.lower()}={json.dumps(v)}" + (f"    # {text}" if text else ""))
 
 
 def read_config_file(path: str, script: str) -> tuple[dict, set]:
@@ -222,10 +234,9 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     script = script or Path(namespace.get("__file__", "script")).stem
     # the constants as the script defined them; a second call in one process (tests) starts from them
     defaults = _DEFAULTS.setdefault(id(namespace), (namespace, copy.deepcopy(
-        {k: v for k, v in namespace.items() if k.isupper() and isinstance(v, CONFIG_TYPES)})))[1]
+        {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and isinstance(v, CONFIG_TYPES)})))[1]
     if "-h" in argv or "--help" in argv:
-        print((namespace.get("__doc__") or "").strip() + "\n\nconstants (override with --name=value):")
-        print("\n".join(f"  --{k.lower()}={json.dumps(v)}" for k, v in defaults.items()))
+        print_help(namespace, defaults)
         sys.exit(0)
     flags, positional, config_path = parse_argv(argv, defaults)
     unknown = [n for n in flags if n not in defaults and not any_script_has(n)]

@@ -487,6 +487,12 @@ def log_splits(splits: Splits, spec: DataSpec) -> None:
 def carve(table: dict, spec: DataSpec, rest: str = "") -> dict:
     """{train, validation, test[, rest]}: the data's own splits where present, else carved from train;
     `rest`="validation": the texts of the data's validation split beyond val_size (for transfer)."""
+    missing = [s for s in ("test", "validation") if s not in table]      # each carved from train: val_size rows
+    n, v, k = len(table["train"]), spec.val_size, len(set(table["train"]["label"]))   # k classes: a row each is left
+    if missing and n - v * len(missing) < k:
+        raise UsageError(f"{spec.where()} has {n} train rows and no {' or '.join(missing)} file: --val_size={v} takes "
+                         f"{v} rows for each of {', '.join(missing)} from them; set --val_size to at most "
+                         f"{(n - k) // len(missing)} (or add a {missing[0]} file)")
     out = {}
     if "test" not in table:
         test_idx = stratified_indices(table["train"]["label"], spec.val_size, spec.seed)

@@ -303,7 +303,8 @@ def find_teacher() -> Teacher:
         trained = config.get("sentiment_kd", {}).get("run_config", {})
     if metrics["val_accuracy"] < MIN_TEACHER_ACCURACY:
         raise UsageError(f"teacher {folder} has validation accuracy {metrics['val_accuracy']:.4f} < "
-                         f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: train it longer or lower the threshold")
+                         f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: retrain it (fine_tuning_teacher.py with more --epochs or another "
+                         f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold")
     id2label = config.get("id2label") or {}
     return Teacher(folder, tuple(id2label[k] for k in sorted(id2label, key=int)), metrics["val_accuracy"],
                    metrics.get("parameters"), trained, not SOFT_LABELS)

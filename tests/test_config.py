@@ -165,3 +165,23 @@ def test_help_lists_each_setting_with_its_comment_and_no_private_names():
             configure(vars(ev), ["--_columns=[]"], "evaluate_models")
     finally:
         configure(vars(ev), [], "evaluate_models")
+
+
+def test_the_readmes_own_data_config_is_valid(tmp_path):
+    """The experiment file the README tells users to write: every script reads it (names, types, ranges)."""
+    import importlib
+    readme = (ROOT / "README.md").read_text()
+    text = readme.split("cat > configs/mine.toml <<'TOML'\n", 1)[1].split("\nTOML\n", 1)[0]
+    f = tmp_path / "mine.toml"
+    f.write_text(text)
+    for script in ("fine_tuning_teacher", "distill_student", "evaluate_models"):
+        module = importlib.import_module(script)
+        try:
+            cfg = configure(vars(module), ["--config", str(f)], script)
+            assert module.EXPERIMENT == "mine"
+            if script != "evaluate_models":        # evaluation reads the teacher's data settings
+                assert (cfg["DATA"], module.TEXT_COLUMN, module.LABEL_COLUMN) == ("data/reviews.csv", "review", "sentiment")
+            if script == "fine_tuning_teacher":
+                assert module.LEARNING_RATE == 1e-4
+        finally:
+            configure(vars(module), [], script)

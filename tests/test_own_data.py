@@ -73,6 +73,11 @@ def test_one_file_gets_validation_and_test_carved_stratified(tmp_path):
     assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
     again = du.load_splits(spec(tmp_path / "reviews.csv", val_size=9, seed=7))
     assert list(again.test["text"]) != list(s.test["text"])          # the seed picks them
+    # 60 rows cannot give 30 to test and 30 to validation: one line says how many can
+    with pytest.raises(du.UsageError, match=r"has 60 train rows and no test or validation file: --val_size=30 .* "
+                                         r"set --val_size to at most 28 \(or add a test file\)"):
+        du.load_splits(spec(tmp_path / "reviews.csv", val_size=30))
+    assert len(du.load_splits(spec(tmp_path / "reviews.csv", val_size=28)).train) == 4     # a row per class, and one
 
 
 def test_integer_labels_take_names_in_sorted_order(tmp_path):

@@ -285,8 +285,9 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
     lock_experiment(root, script)
     cfg["_versions"] = library_versions()
     log.info("config: %s", public_config(cfg))
-    if cfg["_ignored"]:
-        log.info("flags for other scripts, ignored by %s.py: %s", script, ", ".join(f"--{n.lower()}" for n in cfg["_ignored"]))
+    if cfg["_ignored"]:   # expected under run_experiment.sh (KD_ALL_STEPS: one command line for every step), else a warning
+        log.log(logging.INFO if os.environ.get("KD_ALL_STEPS") else logging.WARNING, "flags for other scripts, ignored "
+                "by %s.py: %s", script, ", ".join(f"--{n.lower()}" for n in cfg["_ignored"]))
     return cfg
 
 

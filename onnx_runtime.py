@@ -14,6 +14,7 @@ special tokens around the text, head/tail truncation (data_utils.truncate_ids) t
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import warnings
 from pathlib import Path
@@ -145,6 +146,22 @@ def quantize_int8(src: Path, dst: Path, exclude: list[str]) -> None:
     prepared.unlink()
 
 
+@contextlib.contextmanager
+def quiet_exporters():
+    """The exporter's and the quantizer's INFO lines (hundreds per model: onnxscript's rewrites, ONNX Runtime's
+    per-tensor quantization parameters, some through the root logger) held back to warnings while they run."""
+    import logging
+    loggers = [logging.getLogger(n) for n in ("", "onnxscript", "onnx_ir", "torch.onnx", "onnxruntime")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, exclude: list[str] = ()) -> Path:
     """Export one finished model folder to <folder>/onnx/ (atomically: written to onnx.partial first)."""
     from models import load_classifier
@@ -156,9 +173,10 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
     tmp = out.with_name("onnx.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    export_fp32(model, tok, tmp / FP32_FILE)
-    if quantize:
-        quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, [e for e in exclude if e])
+    with quiet_exporters():
+        export_fp32(model, tok, tmp / FP32_FILE)
+        if quantize:
+            quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, [e for e in exclude if e])
     model.config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     if (folder / "README.md").is_file():

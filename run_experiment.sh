@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 config=${1:?usage: bash run_experiment.sh configs/NAME.toml [--name=value ...]}
 shift
+export KD_ALL_STEPS=1    # each step logs the flags it leaves to the others as information, not as a warning
 if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies beside the checkout
   export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 fi
@@ -16,6 +17,7 @@ fi
 out=$(python3 -c 'import sys, fine_tuning_teacher as t; from configurator import configure, run_main
 run_main(lambda: configure(vars(t), ["--config", *sys.argv[1:]])); print(f"{t.OUTPUT_DIR}/{t.EXPERIMENT}")' "$config" "$@")
 mkdir -p "$out"
+trap 'rm -f "$out/timings.md.new"' EXIT    # a failed step leaves no half-written timings behind
 echo "| step | wall time (s) | finished |" > "$out/timings.md.new"
 echo "|---|---|---|" >> "$out/timings.md.new"
 t0=$(date +%s)

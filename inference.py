@@ -74,8 +74,8 @@ def default_model(output_dir: str) -> Path:
     best of its other students, else its teacher."""
     models = saved_models(output_dir)
     if not models:
-        raise UsageError(f"no saved model under {output_dir}/; train one (fine_tuning_teacher.py, distill_student.py) "
-                         f"or pass --model=PATH")
+        raise UsageError(f"no saved model under {output_dir}/; train one (fine_tuning_teacher.py, distill_student.py), "
+                         f"pass --model=PATH, or --output_dir=DIR where your experiments are")
     experiment = lambda p: p.parent if p.name == "teacher" else p.parent.parent   # noqa: E731
     newest = experiment(max(models, key=lambda p: (p / "metrics.json").stat().st_mtime))
     mine = [p for p in models if experiment(p) == newest]

@@ -361,9 +361,13 @@ def _release_lock(lock: Path, pid: int) -> None:
 
 
 def run_main(main) -> None:
-    """Run a script's main(); turn a UsageError, or a full disk, into a one-line message and exit status 2."""
+    """Run a script's main(); turn a UsageError, or a full disk, into a one-line message and exit status 2.
+    A reader that stops early (`inference.py ... | head`) ends it quietly, as for any Unix filter."""
     try:
         main()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # Python's advice: no second error at exit
+        sys.exit(1)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

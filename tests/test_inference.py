@@ -87,3 +87,15 @@ def test_predict_importable(outputs):
     out = predict(["a great film", "awful"], model=f"{outputs}/tiny/students/cut")
     assert len(out) == 2 and {o["label"] for o in out} <= {"positive", "negative"}
     assert all(0.5 <= o["score"] <= 1 for o in out)
+
+
+def test_a_reader_that_stops_early_ends_it_quietly(outputs, tmp_path):
+    # `inference.py --json --file big.txt | head -1`: no traceback when the pipe closes
+    f = tmp_path / "many.txt"
+    f.write_text("".join(f"review {i}: a great film\n" for i in range(3000)))
+    p = subprocess.Popen([sys.executable, str(ROOT / "inference.py"), f"--output_dir={outputs}", "--json", "--file", str(f)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"{"
+    p.stdout.close()                                  # the reader goes away with most of the output unread
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=180) == 1 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -359,8 +359,9 @@ _HEADERS = {"f1": "macro F1", "recall_macro": "macro recall", "params_m": "param
            "latency_p95_ms": "p95 ms (bs 1)", "throughput": "reviews/s", "speedup": "speedup"}
 
 
-def markdown_table(rows: list[dict]) -> str:
-    head = [_HEADERS.get(k, k) for k, _ in _COLUMNS]
+def markdown_table(rows: list[dict], noun: str = "reviews") -> str:
+    """The results table; `noun` names the texts in the throughput column (reviews for IMDb, texts otherwise)."""
+    head = [_HEADERS.get(k, k).replace("reviews/s", f"{noun}/s") for k, _ in _COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join("" if r[k] is None else fmt.format(r[k]) for k, fmt in _COLUMNS) + " |")
@@ -393,7 +394,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
              "paired by seed.") if result["groups"] else ""
     noun = "reviews" if result["data"] == "IMDb" else "texts"
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
-            f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows) + gains + "\n\n"
+            f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun) + gains + "\n\n"
             f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
             + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}"
             + (f", onnxruntime {hw['onnxruntime']}" if "onnxruntime" in hw else "")
@@ -697,7 +698,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str)
     where = f"{len(split['texts']):,} {split['data']} {SPLIT} {'reviews' if split['data'] == 'IMDb' else 'texts'}, {device}"
     plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"])
     plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
-    log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix, markdown_table(rows))
+    log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix,
+             markdown_table(rows, "reviews" if split["data"] == "IMDb" else "texts"))
     return result
 
 

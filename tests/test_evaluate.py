@@ -70,7 +70,7 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     acc = np.mean([p["label"] == p["pred"] for p in preds])
     assert acc == pytest.approx(cut["accuracy"])
     table = (root / "results.md").read_text()
-    assert "| teacher | teacher | fp32 |" in table and "cut-baseline" in table and "Hardware:" in table
+    assert "| teacher | teacher | fp32 |" in table and "cut-baseline" in table and "Hardware:" in table and "| reviews/s |" in table
     assert len(list(csv.DictReader(open(root / "results.csv")))) == 8
     png = (root / "dashboard.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000

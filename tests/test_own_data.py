@@ -171,6 +171,8 @@ def test_three_classes_end_to_end(three_class):
     assert set(t["per_class"]) == {"negative", "neutral", "positive"}
     assert t["recall_macro"] == pytest.approx(np.mean([c["recall"] for c in t["per_class"].values()]))
     assert three_class["result"]["labels"] == ["negative", "neutral", "positive"]
+    table = (out / "results.md").read_text()
+    assert "| texts/s |" in table and "reviews/s" not in table                      # tweets are not reviews
     header = (out / "predictions" / "teacher.csv").read_text().splitlines()[0]
     assert header == "index,label,pred,p_negative,p_neutral,p_positive"
     card = (out / "students" / "cut" / "README.md").read_text()

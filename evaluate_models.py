@@ -692,6 +692,11 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str)
         from model_card import write_card
         for name, folder in models:
             write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hw, test_size=len(split["texts"]))
+    previous = root / f"{prefix}results.json"
+    dropped = sorted({r["model"] for r in read_json(previous)["rows"]} - {r["model"] for r in rows}) if previous.is_file() else []
+    if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
+        log.warning("%s held rows of %s, which this evaluation does not measure (--models); its tables are replaced",
+                    previous, ", ".join(dropped))
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
               "labels": split["names"], "hardware": hw, "config": public_config(cfg), "rows": rows, "groups": groups}
     write_reports(root, result, prefix)

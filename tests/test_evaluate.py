@@ -95,6 +95,10 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     assert rows["cut"]["retention"] == pytest.approx(100 * rows["cut"]["accuracy"] / before["teacher"]["accuracy"])
     assert rows["cut"]["agreement"] is None and result["groups"][0]["student"]     # the gain is still measured
     assert "The teacher row is published in" in (tmp_path / "soft" / "results.md").read_text()
+    ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
+                      "--quantize=false", "--models=cut", cache=False))         # a subset replaces the tables: said
+    assert "WARNING" in next(line for line in (tmp_path / "soft" / "logs" / "evaluate.log").read_text().splitlines()
+                             if "held rows of cut-baseline, which this evaluation does not measure" in line)
     with pytest.raises(UsageError, match=r"evaluated with texts = 24, here 10"):
         ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
                           "--test_size=10", cache=False))

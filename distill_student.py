@@ -519,7 +519,10 @@ def check_config(cfg: dict) -> None:
         raise UsageError(f"--soft_label_splits={','.join(soft)}: IMDb splits are train, unsupervised and test")
     imdb_transfer = ["unsupervised"] if transfer and not TRANSFER_DATA else []
     check_data(ours, tuple(dict.fromkeys(["train", "test", *imdb_transfer, *soft])))
-    check_labels(teacher, load_splits(ours, transfer=transfer).label_names)
+    data = load_splits(ours, transfer=transfer)
+    check_labels(teacher, data.label_names)
+    if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
+        published_logits(list(data.train["text"]) + transfer_pool(data, selected_runs(cfg)), teacher.where)
 
 
 def soft_label_splits() -> list[str]:
@@ -584,12 +587,17 @@ def load_data(cfg: dict, runs: list[Run], teacher: Teacher):
     """(Splits, transfer pool, label names): the teacher's split, and the unlabeled texts the distilled
     runs use (the first TRANSFER_SIZE of a seeded shuffle; a matched baseline loads the pool only to
     count its twin's optimizer steps)."""
-    transfer_max = max([r.settings["transfer_size"] for r in runs if r.distilled] + [0])
     data = load_splits(DataSpec.from_settings(cfg), transfer=reads_transfer(selected_runs(cfg)))
     log_splits(data, DataSpec.from_settings(cfg))
-    labels = check_labels(teacher, data.label_names)
-    idx = np.random.default_rng(SEED).permutation(len(data.transfer))[:transfer_max] if transfer_max else []
-    return data, [data.transfer[i] for i in idx], labels
+    return data, transfer_pool(data, runs), check_labels(teacher, data.label_names)
+
+
+def transfer_pool(data, runs: list[Run]) -> list[str]:
+    """The unlabeled texts the distilled runs learn from: the first n of a seeded shuffle of the transfer
+    texts, n the largest transfer_size among them (each run takes its own first transfer_size)."""
+    n = max([r.settings["transfer_size"] for r in runs if r.distilled] + [0])
+    idx = np.random.default_rng(SEED).permutation(len(data.transfer))[:n] if n else []
+    return [data.transfer[i] for i in idx]
 
 
 def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teacher: Teacher):

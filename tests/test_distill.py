@@ -387,6 +387,7 @@ def test_students_learn_from_published_soft_labels_without_the_teacher(tiny_run,
     with pytest.raises(UsageError, match=r"of the 44 texts to learn from have no published logits"):
         ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=partial", f"--soft_labels={tmp_path}/first-rows",
                           "--only=roberta"))
+    assert not (tmp_path / "partial").exists()                                   # found before anything is written
 
 
 def test_report_to_tensorboard_writes_the_loss_parts_as_scalars(tiny_run, imdb_parquet):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from configurator import log, public_config, run_main, start_run
-from data_utils import atomic_path, imdb_sources, load_imdb, stratified_indices, write_json
+from data_utils import atomic_path, imdb_sources, load_imdb, read_json, stratified_indices, write_json
 from models import PadCollator, count_parameters, default_device, load_classifier, tokenize_dataset
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -163,8 +163,7 @@ LEVER_COLUMNS = (("label", "{}"), ("device_name", "{}"), ("precision", "{}"), ("
 def lever_table(folder: Path) -> str:
     """Markdown: every measurement saved in `folder` (<label>.json), one row each, grouped by model and sorted by
     throughput, so that each lever's before and after stand side by side."""
-    import json
-    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    runs = [read_json(p) for p in sorted(folder.glob("*.json"))]
     runs = sorted((r | {k: r["config"].get(k) for k in ("batch_size", "compile", "optimizer", "num_workers", "group_by_length")}
                    for r in runs if "reviews_per_s" in r), key=lambda r: (r["model"], -r["reviews_per_s"]))
     lines = []

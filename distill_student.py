@@ -33,6 +33,7 @@ from the teacher's soft targets alone; texts also in validation or test are neve
     python distill_student.py --config configs/full-study.toml  # from published soft labels, no teacher model
     torchrun --nproc_per_node 4 distill_student.py --config configs/bert.toml
 """
+import functools
 import gc
 import math
 import os
@@ -247,16 +248,25 @@ def load_soft_labels(folder: Path, split: str, texts: list[str]) -> np.ndarray:
     return np.load(Path(folder) / f"{split}.npz")["logits"]
 
 
+@functools.lru_cache(maxsize=1)     # the checks and the training both read it: loaded and hashed once
+def published_table(folder: str, data_dir: str, dataset_name: str) -> dict:
+    """{text hash: logits (C,)} of the IMDb train and unsupervised reviews whose soft labels are published in
+    `folder`, each split checked against its text digest (load_soft_labels)."""
+    splits = [s for s in ("train", "unsupervised") if (Path(folder) / f"{s}.json").is_file()]
+    data = load_imdb(tuple(splits), data_dir, dataset_name)
+    known = {}
+    for s in splits:
+        rows = list(data[s]["text"])[:read_json(Path(folder) / f"{s}.json")["rows"]]
+        known.update(zip(text_hashes(rows), load_soft_labels(folder, s, rows)))
+    return known
+
+
 def published_logits(texts: list[str], folder: Path) -> tuple[np.ndarray, dict]:
     """The published teacher logits (N, C) of `texts`, found by text among the IMDb train and unsupervised
     reviews published in `folder` (each split checked against its digest: load_soft_labels; test is never
     read). (logits, stats); UsageError when some texts have none (a rehearsal's first rows only, other data)."""
+    known = published_table(str(folder), DATA_DIR, DATASET_NAME)
     splits = [s for s in ("train", "unsupervised") if (folder / f"{s}.json").is_file()]
-    data = load_imdb(tuple(splits), DATA_DIR, DATASET_NAME)
-    known = {}
-    for s in splits:
-        rows = list(data[s]["text"])[:read_json(folder / f"{s}.json")["rows"]]
-        known.update(zip(text_hashes(rows), load_soft_labels(folder, s, rows)))
     hashes = text_hashes(texts)
     missing = int(sum(h not in known for h in hashes))
     if missing:
@@ -505,12 +515,12 @@ def check_config(cfg: dict) -> None:
     unknown = [n for n in ONLY if n and n not in names]
     if unknown:
         raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))}")
-    teacher, ours = find_teacher(), DataSpec.from_settings(cfg)
+    teacher, ours, runs = find_teacher(), DataSpec.from_settings(cfg), selected_runs(cfg)
     check_teacher_data(teacher, ours)
     if not teacher.has_model:
-        check_without_model(list({r.spec["name"]: r.spec for r in selected_runs(cfg)}.values()), cfg, ours)
+        check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)
     check_student_models(STUDENTS, cfg, teacher.where if teacher.has_model else None)
-    transfer = reads_transfer(selected_runs(cfg))
+    transfer = reads_transfer(runs)
     soft = soft_label_splits()
     if soft and not ours.is_imdb:
         raise UsageError(f"--soft_label_splits={','.join(soft)}: published soft labels are made for IMDb only; "
@@ -522,7 +532,7 @@ def check_config(cfg: dict) -> None:
     data = load_splits(ours, transfer=transfer)
     check_labels(teacher, data.label_names)
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
-        published_logits(list(data.train["text"]) + transfer_pool(data, selected_runs(cfg)), teacher.where)
+        published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
 
 
 def soft_label_splits() -> list[str]:

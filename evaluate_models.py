@@ -108,10 +108,10 @@ def latency_stats(seconds: list[float]) -> dict:
 # ----------------------------------------------------------------------------------------------
 # finding and measuring models
 # ----------------------------------------------------------------------------------------------
-def find_models(root: Path, teacher_dir: Path) -> list[tuple[str, Path]]:
-    """(name, folder) of the finished teacher and students of an experiment, teacher first (a
-    `<name>.partial` folder is a save that did not finish)."""
-    found = [("teacher", teacher_dir)] if is_finished(teacher_dir) else []
+def find_models(root: Path, teacher_dir: Path | None) -> list[tuple[str, Path]]:
+    """(name, folder) of the finished teacher (None: none is measured) and students of an experiment,
+    teacher first (a `<name>.partial` folder is a save that did not finish)."""
+    found = [("teacher", teacher_dir)] if teacher_dir and is_finished(teacher_dir) else []
     students = sorted(p for p in (root / "students").glob("*") if is_finished(p) and not p.name.endswith(".partial"))
     return found + [(p.name, p) for p in students]
 
@@ -359,6 +359,11 @@ _HEADERS = {"f1": "macro F1", "recall_macro": "macro recall", "params_m": "param
            "latency_p95_ms": "p95 ms (bs 1)", "throughput": "reviews/s", "speedup": "speedup"}
 
 
+def text_noun(data: str) -> str:
+    """What the evaluated texts are called in tables and titles: IMDb's are reviews."""
+    return "reviews" if data == "IMDb" else "texts"
+
+
 def markdown_table(rows: list[dict], noun: str = "reviews") -> str:
     """The results table; `noun` names the texts in the throughput column (reviews for IMDb, texts otherwise)."""
     head = [_HEADERS.get(k, k).replace("reviews/s", f"{noun}/s") for k, _ in _COLUMNS]
@@ -392,7 +397,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
              "paired by seed.") if result["groups"] else ""
-    noun = "reviews" if result["data"] == "IMDb" else "texts"
+    noun = text_noun(result["data"])
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
             f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun) + gains + "\n\n"
             f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
@@ -565,7 +570,7 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         bad = set(kinds) - _KINDS
         if bad:
             raise UsageError(f"--{name}: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
-    teacher_dir = Path("-") if TEACHER_RESULTS else teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
+    teacher_dir = None if TEACHER_RESULTS else teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
     models = find_models(root, teacher_dir)
     if TEACHER_RESULTS and not Path(TEACHER_RESULTS).is_file():
         raise UsageError(f"--teacher_results={TEACHER_RESULTS}: no such file; give a published results.json (e.g. "
@@ -700,11 +705,11 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str)
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
               "labels": split["names"], "hardware": hw, "config": public_config(cfg), "rows": rows, "groups": groups}
     write_reports(root, result, prefix)
-    where = f"{len(split['texts']):,} {split['data']} {SPLIT} {'reviews' if split['data'] == 'IMDb' else 'texts'}, {device}"
+    where = f"{len(split['texts']):,} {split['data']} {SPLIT} {text_noun(split['data'])}, {device}"
     plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"])
     plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
     log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix,
-             markdown_table(rows, "reviews" if split["data"] == "IMDb" else "texts"))
+             markdown_table(rows, text_noun(split["data"])))
     return result
 
 

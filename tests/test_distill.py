@@ -354,7 +354,9 @@ def test_soft_labels_are_published_in_source_order_and_reused(tiny_run, imdb_par
 
 
 def test_students_learn_from_published_soft_labels_without_the_teacher(tiny_run, imdb_parquet, monkeypatch, tmp_path):
+    from configurator import configure
     from data_utils import load_imdb
+    configure(vars(ds), tiny_args(imdb_parquet, tmp_path))     # the module's DATA_DIR: the tiny data, whatever ran before
     teacher = tiny_run / "tiny" / "teacher"
     folder = tmp_path / "soft_labels"
     ds.publish_soft_labels(["train", "unsupervised"], teacher, folder, 4)
@@ -365,10 +367,13 @@ def test_students_learn_from_published_soft_labels_without_the_teacher(tiny_run,
     got, stats = ds.published_logits([texts[i] for i in (7, 3, 0)], folder)
     np.testing.assert_allclose(got, ds.load_soft_labels(folder, "train", texts)[[7, 3, 0]], atol=1e-6)
     calls = count_teacher_rows(monkeypatch)
+    reads, load_imdb = [], ds.load_imdb
+    monkeypatch.setattr(ds, "load_imdb", lambda *a, **k: reads.append(a) or load_imdb(*a, **k))
+    ds.published_table.cache_clear()
     args = tiny_args(imdb_parquet, tmp_path, "--experiment=from-soft", f"--soft_labels={folder}", "--only=roberta",
                      f"--teacher_dir={tmp_path}/no-teacher")
     result = ds.main(args)
-    assert calls == []                                                           # the teacher never ran
+    assert calls == [] and len(reads) == 1             # the teacher never ran; the soft labels were read once
     m = result["students"]["roberta"]
     assert (m["teacher_logits"]["soft_labels"], m["teacher_logits"]["reviews"]) == (str(folder), 44)   # 40 train + 4 transfer
     assert m["teacher_val_accuracy"] == json.loads((teacher / "metrics.json").read_text())["val_accuracy"]

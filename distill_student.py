@@ -136,7 +136,7 @@ def teacher_key(teacher_dir: Path, kd: dict) -> str:
 
 
 def predict_logits(model, tokenizer, texts: list[str], settings: dict, batch_size: int) -> np.ndarray:
-    """The teacher's logits (N, C) float32 for texts, in input order: data_utils.batched_logits on the
+    """The teacher's logits (N, C) float32 for texts, in input order: models.batched_logits on the
     GPU when there is one, under bf16 autocast there."""
     import torch
     device = default_device()

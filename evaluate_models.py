@@ -204,7 +204,7 @@ def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_siz
     """Predict every text and time each stage. Returns class probabilities (N, C) in input order and timings.
 
     tokenize: all texts at once (fast tokenizer, truncation as trained), reported per review;
-    pipeline: data_utils.logits_in_order over all texts (sort, pad, forward, rows back in order);
+    pipeline: models.logits_in_order over all texts (sort, pad, forward, rows back in order);
     forward: the model calls alone inside it, so pipeline/forward throughput shows the overhead;
     latency: batch-1 requests.
     """

@@ -9,8 +9,8 @@ that importing torch costs; the export side imports torch inside its functions.
 An ONNX folder (written by export.py) holds model.onnx (fp32), model_quantized.onnx (ONNX Runtime
 dynamic int8), config.json (with the `sentiment_kd` truncation settings the model was trained with)
 and the tokenizer files; the layout is the one optimum's ORTModelForSequenceClassification loads.
-Tokenization is data_utils.encode's, re-done on the `tokenizers` backend: the same tokenizer.json,
-special tokens around the text, head/tail truncation (data_utils.truncate_ids) to max_length.
+Tokenization is models.encode's, re-done on the `tokenizers` backend: the same tokenizer.json,
+special tokens around the text, head/tail truncation (models.truncate_ids) to max_length.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def is_onnx_folder(folder: Path) -> bool:
 
 
 class OnnxTokenizer:
-    """The model's tokenizer.json (`tokenizers`, no transformers), encoding as data_utils.encode does."""
+    """The model's tokenizer.json (`tokenizers`, no transformers), encoding as models.encode does."""
 
     def __init__(self, folder: Path):
         from tokenizers import Tokenizer

@@ -3,7 +3,7 @@
 Nothing here runs on its own. What it provides:
 
 - `run_dirs` / `should_train`: where a model's run lives, and the one overwrite policy: a finished run
-  (data_utils.is_finished: config, weights, tokenizer and metrics.json in its folder) is kept unless
+  (models.is_finished: config, weights, tokenizer and metrics.json in its folder) is kept unless
   OVERWRITE; an unfinished one resumes from its newest checkpoint (OVERWRITE starts afresh).
 - `training_arguments`: the TrainingArguments of every model here (evaluate and checkpoint each epoch,
   keep the best by validation accuracy, length-grouped batches, bf16/fp16 on GPUs, DDP under torchrun).

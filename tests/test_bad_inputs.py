@@ -160,23 +160,6 @@ def test_pipeline_truncates_a_long_review_to_the_trained_length(tiny_experiment)
     assert out[0]["label"] in ("negative", "positive")
 
 
-def test_run_experiment_overwrite_means_the_same_in_every_step(imdb_parquet, tmp_path):
-    def pipeline_run(*flags):
-        return subprocess.run(["bash", str(ROOT / "run_experiment.sh"), "configs/tiny.toml", f"--data_dir={imdb_parquet}",
-                               f"--output_dir={tmp_path}", f"--cache_dir={tmp_path}/cache", "--quantize=false",
-                               '--students=[{name = "one", layers = [0]}]', "--epochs=1", *flags],   # quicker
-                              cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert pipeline_run().returncode == 0
-    stamp = lambda: {n: (tmp_path / "tiny" / n / "metrics.json").stat().st_mtime_ns   # noqa: E731
-                     for n in ("teacher", "students/one", "students/one-baseline")}
-    first = stamp()
-    kept = pipeline_run()
-    assert kept.returncode == 0 and stamp() == first and "kept; --overwrite=true retrains it" in kept.stderr
-    again = pipeline_run("--overwrite=yes")                                   # any spelling the scripts accept
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert all(again_t != first_t for again_t, first_t in zip(stamp().values(), first.values()))
-
-
 def test_a_second_run_of_the_same_experiment_is_refused(imdb_parquet, tmp_path):
     # a run in progress: its lock names a live process; when that process is gone the lock is stale
     lock = tmp_path / "tiny" / ".lock"

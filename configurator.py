@@ -362,9 +362,21 @@ def _release_lock(lock: Path, pid: int) -> None:
 
 def run_main(main) -> None:
     """Run a script's main(); turn a UsageError, or a full disk, into a one-line message and exit status 2.
-    A reader that stops early (`inference.py ... | head`) ends it quietly, as for any Unix filter."""
+    A reader that stops early (`inference.py ... | head`) ends it quietly, as for any Unix filter. Stopped
+    by Ctrl-C or SIGTERM (`timeout`, a batch scheduler), it unwinds as for Ctrl-C (an atomic write in
+    progress is dropped, the experiment lock released) and says how to resume, exit status 128 + signal."""
+    import signal
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
+    except KeyboardInterrupt as e:
+        signum = e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT
+        resume = (": finished models are kept and an interrupted training resumes from its last checkpoint when "
+                  "the same command runs again") if _RUN_ROOT else ""
+        message = f"stopped by {signal.Signals(signum).name}{resume}"
+        logging.getLogger("kd.file").warning(message)       # into the run's log file too (the console gets the line)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(128 + signum)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # Python's advice: no second error at exit
         sys.exit(1)
@@ -377,6 +389,10 @@ def run_main(main) -> None:
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(signum)      # unwinds like Ctrl-C: finally blocks and atexit run (not on the bare signal)
 
 
 def disk_full(error: BaseException) -> str | None:

@@ -191,3 +191,32 @@ def test_a_full_disk_is_one_line_and_the_rerun_recovers(tmp_path, imdb_parquet, 
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1"))      # the space is back: it runs
     assert metrics["resumed_from"] is None             # the incomplete checkpoint was set aside, not resumed
     assert (tmp_path / "tiny" / "teacher" / "metrics.json").exists()
+
+
+def test_a_stopped_run_says_how_to_resume_and_leaves_no_lock(tmp_path, imdb_parquet):
+    # `timeout`, a scheduler or `kill` sends SIGTERM: unwound as Ctrl-C is (the lock released, the message logged)
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    log = tmp_path / "tiny" / "logs" / "teacher.log"
+    p = subprocess.Popen([sys.executable, str(ROOT / "fine_tuning_teacher.py"), *tiny_args(imdb_parquet, tmp_path),
+                          "--epochs=500"], cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list((tmp_path / "tiny" / "checkpoints" / "teacher").glob("checkpoint-*")) and time.time() < deadline:
+            time.sleep(0.2)
+        assert (tmp_path / "tiny" / ".lock").exists()
+        p.send_signal(signal.SIGTERM)
+        stderr = p.communicate(timeout=60)[1]
+        errors = [line[line.index("error: "):] for line in stderr.splitlines() if "error: " in line]   # among bars
+        err = errors[-1] if len(errors) == 1 else stderr[-2000:]
+    finally:
+        p.kill()
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert err == ("error: stopped by SIGTERM: finished models are kept and an interrupted training resumes from its "
+                   "last checkpoint when the same command runs again")
+    assert not (tmp_path / "tiny" / ".lock").exists() and not (tmp_path / "tiny" / "teacher").exists()
+    assert "WARNING stopped by SIGTERM" in log.read_text()

@@ -531,8 +531,20 @@ def check_config(cfg: dict) -> None:
     check_data(ours, tuple(dict.fromkeys(["train", "test", *imdb_transfer, *soft])))
     data = load_splits(ours, transfer=transfer)
     check_labels(teacher, data.label_names)
+    check_transfer_size(runs, data)
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
         published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
+
+
+def check_transfer_size(runs: list, data) -> None:
+    """UsageError for a student that asks for more transfer texts than there are (after leak removal)."""
+    have = len(data.transfer)
+    for r in runs:
+        if r.distilled and r.settings["transfer_size"] > have:
+            dropped = data.report["transfer_texts_in_validation_or_test"] if data.report["dropped"] else 0
+            less = f" ({dropped:,} more are in validation or test and were dropped)" if dropped else ""
+            raise UsageError(f"student {r.name!r}: transfer_size = {r.settings['transfer_size']}, but there are "
+                             f"{have:,} transfer texts{less}; set it to at most {have}")
 
 
 def soft_label_splits() -> list[str]:

@@ -41,6 +41,9 @@ def assert_one_line_error(r, *fragments):
     ("fine_tuning_teacher.py", ["--head_tokens=63"], "--head_tokens=63: must be below max_length = 64 in"),
     ("distill_student.py", ["--alpha=1.5"], "--alpha=1.5: must be between 0 and 1"),
     ("distill_student.py", ["--transfer_size=-1"], "--transfer_size=-1: must be >= 0"),
+    # more than there are: refused before any training (it failed when the student's data was built)
+    ("distill_student.py", ['--students=[{name = "x", layers = [0], transfer_size = 13}]'],
+     "student 'x': transfer_size = 13, but there are 12 transfer texts; set it to at most 12"),
     # a global flag is named as such, not as the first student that inherits it
     ("distill_student.py", ["--temperature=0", "--only=cut"], "--temperature=0.0: must be > 0"),
     ("distill_student.py", ['--students=[{name = "x", layers = [0], alpha = 2.0}]'],

@@ -129,19 +129,26 @@ STUDENT_KEYS = {"name", "model", "layers"} | set(PER_STUDENT)
 # teacher logits, once per review
 # ----------------------------------------------------------------------------------------------
 def teacher_key(teacher_dir: Path, kd: dict) -> str:
-    """What determines the teacher's logits: its weights (path, size, mtime) and tokenization."""
+    """What determines the teacher's logits: its weights (path, size, mtime), tokenization and precision
+    (predict_logits: bf16 on a GPU, fp32 on a CPU)."""
     files = sorted(p for p in teacher_dir.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+    precision = logit_precision()
     return digest([str(teacher_dir.resolve())] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-                  + [kd.get("max_length"), kd.get("truncation"), kd.get("head_tokens")])
+                  + [kd.get("max_length"), kd.get("truncation"), kd.get("head_tokens")] + ([precision] if precision != "fp32" else []))
+
+
+def logit_precision() -> str:
+    """The precision the teacher's logits are computed in: bf16 autocast on a GPU, else fp32."""
+    return "bf16" if default_device() == "cuda" else "fp32"
 
 
 def predict_logits(model, tokenizer, texts: list[str], settings: dict, batch_size: int) -> np.ndarray:
     """The teacher's logits (N, C) float32 for texts, in input order: models.batched_logits on the
-    GPU when there is one, under bf16 autocast there."""
+    GPU when there is one, in logit_precision()."""
     import torch
     device = default_device()
     model.to(device).eval()
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=logit_precision() == "bf16"):
         return batched_logits(model, tokenizer, texts, settings, batch_size, device, desc="teacher logits")
 
 
@@ -532,8 +539,29 @@ def check_config(cfg: dict) -> None:
     data = load_splits(ours, transfer=transfer)
     check_labels(teacher, data.label_names)
     check_transfer_size(runs, data)
+    from training import check_resume, run_dirs
+    for run in runs:
+        check_resume(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name), run_settings(run, cfg, teacher), OVERWRITE)
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
         published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
+
+
+def teacher_identity(teacher: Teacher) -> str:
+    """Changes when the teacher is retrained or its soft labels republished: its folder and the names, sizes and
+    times of its weights, configuration and soft-label files."""
+    files = sorted(p for p in teacher.where.iterdir() if p.suffix in (".safetensors", ".bin", ".json", ".npz"))
+    return digest([str(teacher.where.resolve())] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+
+
+def run_settings(run: "Run", cfg: dict, teacher: Teacher) -> dict:
+    """What an interrupted student run must resume with (training.resume_settings): the shared settings, its own
+    as trained, its model and layers, and the teacher when it learns from it or is cut from it."""
+    from training import resume_settings
+    shared = {k: v for k, v in cfg.items() if k.lower() not in PER_STUDENT}
+    own = {k: v for k, v in run.trained_with.items() if k != "baseline"} | \
+        {"model": run.spec.get("model"), "layers": run.spec.get("layers"), "distilled": run.distilled}
+    from_teacher = run.distilled or not run.spec.get("model")
+    return resume_settings(shared, student=own, teacher=teacher_identity(teacher) if from_teacher else None)
 
 
 def check_transfer_size(runs: list, data) -> None:
@@ -638,15 +666,26 @@ def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teach
     return logits, stats
 
 
+def twin_steps(run: Run, n_train: int, n_unlabeled: int, epochs: float) -> int:
+    """Optimizer steps of `epochs` passes over the data of the distilled run of this student (labels + its
+    transfer texts)."""
+    from training import process_state
+    st = run.settings
+    return optimizer_steps(n_train + min(st["transfer_size"], n_unlabeled), epochs, st["batch_size"], GRAD_ACCUM,
+                           process_state().num_processes)
+
+
 def matched_steps(run: Run, n_train: int, n_unlabeled: int) -> int:
     """A baseline's optimizer steps: its distilled twin's, whose data adds the transfer texts (MATCH_STEPS);
     -1 (train by epochs) otherwise."""
-    from training import process_state
-    if run.distilled or not MATCH_STEPS:
-        return -1
-    st = run.settings
-    return optimizer_steps(n_train + min(st["transfer_size"], n_unlabeled), st["epochs"], st["batch_size"], GRAD_ACCUM,
-                           process_state().num_processes)
+    return -1 if run.distilled or not MATCH_STEPS else twin_steps(run, n_train, n_unlabeled, run.settings["epochs"])
+
+
+def evaluation_steps(run: Run, n_train: int, n_unlabeled: int) -> int:
+    """Steps between a student's evaluations (and checkpoints; the best by validation accuracy is kept): one epoch
+    of the distilled twin's data, for both twins. A baseline's epochs over the labels alone are shorter: evaluated
+    at each, it would be chosen among more checkpoints than its twin. 0 (each epoch) for an unmatched baseline."""
+    return twin_steps(run, n_train, n_unlabeled, 1.0) if run.distilled or MATCH_STEPS else 0
 
 
 def student_data(run: Run, tok, data, pool: list[str], logits):
@@ -674,18 +713,20 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
     st = run.trained_with
     set_seed(st["seed"])
     steps = matched_steps(run, len(data.train), len(data.transfer))
+    every = evaluation_steps(run, len(data.train), len(data.transfer))
     model, tok = build_student(run.spec, teacher.where, st["seed"], labels)
     source = " ".join(filter(None, [run.spec.get("model") or "teacher", run.spec.get("layers") and f"layers {run.spec['layers']}"]))
-    log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s", run.name, source,
+    log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s%s", run.name, source,
              count_parameters(model) / 1e6, "distilled" if run.distilled else "labels-only baseline", st["alpha"],
-             st["temperature"], st["transfer_size"], st["seed"], f", {steps} steps as its distilled twin" if steps > 0 else "")
+             st["temperature"], st["transfer_size"], st["seed"], f", {steps} steps as its distilled twin" if steps > 0 else "",
+             f", validated every {every} steps" if every else "")
     train, val = student_data(run, tok, data, pool, logits)
     inner = intermediate_setup(model, teacher.where, run.spec, st, run.name) \
         if run.distilled and (st["hidden_weight"] > 0 or st["attention_weight"] > 0) else {}
     args = training_arguments(run.dirs[1], epochs=st["epochs"], batch_size=st["batch_size"], max_steps=steps,
                               learning_rate=st["learning_rate"], eval_batch_size=EVAL_BATCH_SIZE, seed=st["seed"],
                               grad_accum=GRAD_ACCUM, weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP_RATIO,
-                              logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS)
+                              logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS, eval_every=every)
     trainer = DistillTrainer(model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=PadCollator(tok),
                              processing_class=tok, compute_metrics=compute_metrics, alpha=st["alpha"],
                              callbacks=loggers(REPORT_TO, Path(OUTPUT_DIR) / EXPERIMENT / "runs" / run.name),
@@ -696,7 +737,7 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
                           head_tokens=HEAD_TOKENS, run_config=public_config(cfg))
     extra = {"teacher_val_accuracy": teacher.val_accuracy, "teacher_parameters": teacher.parameters,
              "teacher_logits": stats if run.distilled else None}
-    metrics = train_and_save(trainer, tok, run.dirs, record, extra, KEEP_CHECKPOINTS)
+    metrics = train_and_save(trainer, tok, run.dirs, record, extra, KEEP_CHECKPOINTS, run_settings(run, cfg, teacher))
     del trainer, model, inner
     gc.collect()
     return metrics

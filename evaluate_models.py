@@ -46,7 +46,7 @@ import numpy as np
 
 from configurator import UsageError, log, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, classification_metrics, load_splits, per_class_metrics,
-                        percentile, read_json, stratified_indices, write_json)
+                        percentile, read_json, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, is_finished, load_classifier,
                     logits_in_order, model_config, teacher_folder, truncation_settings)
 
@@ -312,10 +312,20 @@ def spread(values: list[float]) -> dict:
             "values": [float(x) for x in v]}
 
 
+def same_precision(r: dict, b: dict | None, rows: list[dict]) -> tuple[dict, dict | None]:
+    """A distilled row and its baseline's in one precision: their reference rows, or, when only one of the two
+    has an fp32 row (FP32_MODELS), both their half-precision rows."""
+    if b is None or r["precision"] == b["precision"]:
+        return r, b
+    half = {(x["model"], x["precision"]): x for x in rows if x["precision"] in ("bf16", "fp16")}
+    p = b["precision"] if b["precision"] != "fp32" else r["precision"]
+    return half.get((r["model"], p), r), half.get((b["model"], p), b)
+
+
 def seed_groups(rows: list[dict]) -> list[dict]:
     """One entry per distilled recipe: its accuracy over seeds, its baselines' (the labels-only run with
     the same student_key) and the paired gain distilled - baseline per seed, as spread()s. Each model's
-    reference row (fp32, else bf16: reference_rows)."""
+    reference row (fp32, else bf16: reference_rows); a pair is compared in one precision (same_precision)."""
     fp32 = reference_rows(rows)
     baselines = {}
     for r in fp32:
@@ -332,6 +342,7 @@ def seed_groups(rows: list[dict]) -> list[dict]:
         g = groups.setdefault(key, {"student": label, "spec": json.loads(key), "settings": r.get("settings") or {},
                                     "models": [], "seeds": [], "distilled": [], "baseline": [], "baselines": [], "gain": []})
         b = baselines.get(student_key(r))
+        r, b = same_precision(r, b, rows)
         g["models"].append(r["model"])
         g["seeds"].append(r.get("seed"))
         g["distilled"].append(r["accuracy"])
@@ -410,8 +421,9 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
             f"fp32 teacher's. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
             f"accuracy. Efficiency: retention / size fraction. Written by evaluate_models.py.\n"
-            + "".join(f"\nThe teacher row is published in {r['published']} (its speed measured there; no agreement "
-                      f"figures without its predictions).\n" for r in rows if r.get("published")))
+            + "".join(f"\nThe teacher row is published in {r['published']} (its speed measured there"
+                      + (", on another machine: no speedups" if r.get("other_machine") else "")
+                      + "; no agreement figures without its predictions).\n" for r in rows if r.get("published")))
     with atomic_path(root / f"{prefix}results.md") as tmp:
         tmp.write_text(text)
 
@@ -655,21 +667,32 @@ def write_predictions(path: Path, labels: np.ndarray, pred: np.ndarray, probs: n
         w.writerows([i, names[y], names[k], *p] for i, (y, k, p) in enumerate(zip(labels, pred, np.round(probs, 5).tolist())))
 
 
-def published_teacher(path: Path, split: dict) -> dict:
+def machine(hw: dict) -> tuple:
+    """What speed figures depend on: the device and the GPU, or on a CPU the processor and the threads used."""
+    return (hw["device"], hw.get("gpu")) if hw["device"] == "cuda" else (hw["device"], hw["cpu"], hw["torch_threads"])
+
+
+def published_teacher(path: Path, split: dict, device: str) -> dict:
     """The fp32 teacher row of a published results.json (TEACHER_RESULTS) as the reference row, after checking
-    it was evaluated on the same texts (data, split, count, labels); without predictions (no agreement)."""
+    it was evaluated on the same texts (data, split, count, labels, and the digest of the texts and labels);
+    without predictions (no agreement). Measured on another machine, it gives no speedups (`other_machine`)."""
     result = read_json(path)
     row = next((r for r in result.get("rows", []) if r.get("kind") == "teacher" and r.get("precision") == "fp32"), None)
     if row is None:
         raise UsageError(f"--teacher_results={path}: no fp32 teacher row in it; give the results.json of an evaluated teacher")
-    ours = {"data": split["data"], "split": SPLIT, "texts": len(split["texts"]), "labels": split["names"]}
+    ours = {"data": split["data"], "split": SPLIT, "texts": len(split["texts"]), "labels": split["names"],
+            "texts_digest": texts_digest(split["texts"], split["labels"])}
+    if "texts_digest" not in result:
+        log.warning("%s has no digest of its texts (written before they were recorded): only their count is checked", path)
+        del ours["texts_digest"]
     for key, value in ours.items():
         if result.get(key) != value:
             raise UsageError(f"--teacher_results={path}: its teacher was evaluated with {key} = {result.get(key)!r}, here "
-                             f"{value!r}; evaluate on the same texts (--split, --test_size) or give other results")
-    log.info("teacher row: published in %s (%s; its speed was measured there)", path, result["hardware"].get("gpu") or
-             result["hardware"].get("cpu"))
-    return row | {"pred": None, "published": str(path)}
+                             f"{value!r}; evaluate on the same texts (--split, --test_size, --seed) or give other results")
+    there, here = machine(result["hardware"]), machine(hardware(device))
+    log.info("teacher row: published in %s (measured on %s%s)", path, ", ".join(map(str, there)),
+             "" if there == here else f"; this machine is {', '.join(map(str, here))}: no speedups against it")
+    return row | {"pred": None, "published": str(path), "other_machine": there != here}
 
 
 def relative_figures(rows: list[dict]) -> list[dict]:
@@ -682,7 +705,8 @@ def relative_figures(rows: list[dict]) -> list[dict]:
               "compression": compression_ratio(t["params"], r["params"]),
               "retention": retention(r["accuracy"], t["accuracy"]),
               "efficiency": efficiency_ratio(retention(r["accuracy"], t["accuracy"]), r["size_mb"], t["size_mb"]),
-              "speedup": r["throughput"] / t["throughput"], "latency_speedup": t["latency_p50_ms"] / r["latency_p50_ms"]}
+              "speedup": None if t.get("other_machine") else r["throughput"] / t["throughput"],
+              "latency_speedup": None if t.get("other_machine") else t["latency_p50_ms"] / r["latency_p50_ms"]}
     for r in rows:
         del r["pred"]
     return rows
@@ -703,7 +727,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str)
         log.warning("%s held rows of %s, which this evaluation does not measure (--models); its tables are replaced",
                     previous, ", ".join(dropped))
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
-              "labels": split["names"], "hardware": hw, "config": public_config(cfg), "rows": rows, "groups": groups}
+              "labels": split["names"], "texts_digest": texts_digest(split["texts"], split["labels"]), "hardware": hw, "config": public_config(cfg), "rows": rows, "groups": groups}
     write_reports(root, result, prefix)
     where = f"{len(split['texts']):,} {split['data']} {SPLIT} {text_noun(split['data'])}, {device}"
     plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"])
@@ -728,7 +752,7 @@ def main(argv=None) -> dict:
     # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants
     preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions" if SPLIT == "test" else "validation-predictions")
     preds_dir.mkdir(parents=True, exist_ok=True)
-    rows = [published_teacher(Path(TEACHER_RESULTS), split)] if TEACHER_RESULTS else []
+    rows = [published_teacher(Path(TEACHER_RESULTS), split, device)] if TEACHER_RESULTS else []
     rows += [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards

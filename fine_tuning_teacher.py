@@ -67,6 +67,8 @@ def check_config(cfg: dict) -> None:
     check_data(DataSpec.from_settings(cfg), ("train", "test"))
     load_splits(DataSpec.from_settings(cfg))
     check_max_length(model_config(MODEL_NAME), MAX_LENGTH, MODEL_NAME)
+    from training import check_resume, resume_settings, run_dirs
+    check_resume(run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher"), resume_settings(cfg), OVERWRITE)
 
 
 def kept_teacher(folder) -> dict:
@@ -103,7 +105,8 @@ def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
     from transformers import Trainer, set_seed
 
-    from training import compute_metrics, loggers, model_record, run_dirs, should_train, train_and_save, training_arguments
+    from training import (compute_metrics, loggers, model_record, resume_settings, run_dirs, should_train, train_and_save,
+                          training_arguments)
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
     if not should_train(*dirs[:2], OVERWRITE):
         return kept_teacher(dirs[0])
@@ -124,7 +127,7 @@ def main(argv=None) -> dict:
     # 4. save model, tokenizer, config.json, metrics.json and the published record
     record = model_record("teacher", base_model=MODEL_NAME, max_length=MAX_LENGTH, truncation=TRUNCATION,
                           head_tokens=HEAD_TOKENS, run_config=public_config(cfg))
-    return train_and_save(trainer, tokenizer, dirs, record, {}, KEEP_CHECKPOINTS)
+    return train_and_save(trainer, tokenizer, dirs, record, {}, KEEP_CHECKPOINTS, resume_settings(cfg))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from configurator import is_main_process, log
+from configurator import UsageError, is_main_process, log, public_config
 from data_utils import UNLABELED, classification_metrics, replace_dir, write_json
 from models import count_parameters, is_finished
 
@@ -43,6 +43,38 @@ def run_dirs(output_dir: str, experiment: str, *parts: str) -> tuple[Path, Path,
     outputs/quick/students/L3, outputs/quick/checkpoints/students/L3, outputs/quick/models/L3.json."""
     root = Path(output_dir) / experiment
     return root.joinpath(*parts), root.joinpath("checkpoints", *parts), root / "models" / f"{parts[-1]}.json"
+
+
+# settings that change no weight: where things go, what is logged and kept, evaluation batch sizes, the teacher's
+# whereabouts (a student's resume settings name the teacher itself), the library versions
+NOT_TRAINING = {"experiment", "output_dir", "cache_dir", "overwrite", "data_dir", "dataset_name", "eval_batch_size",
+                "logging_steps", "num_workers", "keep_checkpoints", "report_to", "config_file", "versions", "only",
+                "teacher_dir", "soft_labels", "teacher_batch_size", "soft_label_splits", "soft_label_rows",
+                "min_teacher_accuracy", "students"}
+
+
+def resume_settings(cfg: dict, **extra) -> dict:
+    """What an interrupted run must resume with: the effective configuration less NOT_TRAINING, plus `extra`
+    (a student's own settings and teacher), as JSON reads it back (saved beside the checkpoints)."""
+    kept = {k: v for k, v in public_config(cfg).items() if k not in NOT_TRAINING} | extra
+    return json.loads(json.dumps(kept, sort_keys=True, default=str))
+
+
+def check_resume(dirs: tuple, settings: dict, overwrite: bool) -> None:
+    """UsageError when a run would resume checkpoints made with other settings (the settings.json saved beside
+    them when it started): the model would be trained partly one way and recorded as the other."""
+    out_dir, ckpt_dir = dirs[:2]
+    saved = ckpt_dir / "settings.json"
+    if overwrite or is_finished(out_dir) or not saved.is_file() or not any(ckpt_dir.glob("checkpoint-*")):
+        return
+    old = json.loads(saved.read_text())
+    changed = [k for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
+    if changed:
+        k = changed[0]
+        more = f"; {len(changed) - 1} more: {', '.join(changed[1:])}" if len(changed) > 1 else ""
+        raise UsageError(f"{ckpt_dir} holds checkpoints of an interrupted run made with {k} = {old.get(k)!r}, now "
+                         f"{settings.get(k)!r}{more}; run it with its settings to resume it, or with --overwrite=true "
+                         f"to start afresh")
 
 
 def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> bool:
@@ -126,18 +158,20 @@ def tf32_available() -> bool:
 def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learning_rate: float,
                        eval_batch_size: int, seed: int, grad_accum: int = 1, weight_decay: float = 0.01,
                        warmup_ratio: float = 0.06, logging_steps: int = 50, num_workers: int = 0,
-                       max_steps: int = -1, **overrides) -> TrainingArguments:
-    """TrainingArguments for every model here: evaluate and checkpoint each epoch, keep the best by
-    validation accuracy, length-grouped batches, bf16/fp16 on GPUs, no external loggers.
-    max_steps > 0 replaces `epochs` (a baseline matched to its distilled twin's optimizer steps);
-    `overrides` replace any TrainingArguments field (bench.py's levers)."""
+                       max_steps: int = -1, eval_every: int = 0, **overrides) -> TrainingArguments:
+    """TrainingArguments for every model here: evaluate and checkpoint each epoch (every `eval_every` steps
+    when > 0, and at the last), keep the best by validation accuracy, length-grouped batches, bf16/fp16 on
+    GPUs, no external loggers. max_steps > 0 replaces `epochs` (a baseline matched to its distilled twin's
+    optimizer steps); `overrides` replace any TrainingArguments field (bench.py's levers)."""
     precision = pick_precision()   # {} on CPU
+    every = dict(eval_strategy="steps", save_strategy="steps", eval_steps=eval_every, save_steps=eval_every) \
+        if eval_every > 0 else dict(eval_strategy="epoch", save_strategy="epoch")
     return TrainingArguments(**{**dict(
         output_dir=str(ckpt_dir), num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size, gradient_accumulation_steps=grad_accum,
         # transformers 5 folds warmup_ratio into warmup_steps: a value below 1 is a fraction of the steps
         learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_ratio,
-        lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
+        lr_scheduler_type="linear", **every, save_total_limit=2,
         load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
         logging_steps=logging_steps, logging_first_step=True, seed=seed, data_seed=seed,
         train_sampling_strategy="group_by_length", length_column_name="length",
@@ -281,13 +315,16 @@ def save_finished(trainer, tokenizer, out_dir: Path, record: Path, metrics: dict
 
 
 def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict, extra_metrics: dict,
-                   keep_checkpoints: bool) -> dict:
+                   keep_checkpoints: bool, settings: dict) -> dict:
     """Train (resuming from the newest checkpoint), evaluate the best model on validation, save it.
-    dirs: (model folder, checkpoint folder, record) from run_dirs."""
+    dirs: (model folder, checkpoint folder, record) from run_dirs; settings: resume_settings, saved beside
+    the checkpoints of a fresh start (check_resume compares them before a resume)."""
     out_dir, ckpt_dir, record = dirs
     resume = last_checkpoint(ckpt_dir)
     if resume:
         log.info("resuming from %s", resume)
+    elif is_main_process():
+        write_json(ckpt_dir / "settings.json", settings)
     timer = StepTimer()
     trainer.add_callback(timer)
     t0 = time.time()

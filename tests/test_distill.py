@@ -126,6 +126,46 @@ def test_a_students_seed_is_its_own():
         configure(ns, [], "distill_student")
 
 
+def test_a_students_resume_settings_name_what_it_learns_from(tiny_experiment, tmp_path):
+    # what an interrupted student must resume with (training.check_resume compares them): its own settings,
+    # and the teacher's weights when it learns from them or is cut from them
+    import dataclasses
+    import os
+
+    from configurator import configure
+    ns = vars(ds)
+    students = ('--students=[{name = "cut", layers = [1]}, {name = "r", model = "tiny:roberta", layers = [1]}]')
+    shutil.copytree(tiny_experiment / "tiny" / "teacher", tmp_path / "teacher")
+    try:
+        cfg = configure(ns, [students], "distill_student")
+        teacher = ds.Teacher(tmp_path / "teacher", ("negative", "positive"), 0.9, None, {}, True)
+
+        def settings(cfg, teacher):
+            return {r.name: ds.run_settings(r, cfg, teacher) for r in ds.selected_runs(cfg)}
+        before = settings(cfg, teacher)
+        assert list(before) == ["cut", "cut-baseline", "r", "r-baseline"]
+        assert before["r"]["student"]["learning_rate"] == cfg["LEARNING_RATE"] and "output_dir" not in before["r"]
+        assert settings(configure(ns, [students, "--eval_batch_size=3", "--logging_steps=7"], "distill_student"),
+                        teacher) == before
+        lr = settings(configure(ns, [students, "--learning_rate=0.5"], "distill_student"), teacher)
+        assert all(lr[n]["student"]["learning_rate"] == 0.5 != before[n]["student"]["learning_rate"] for n in before)
+        weights = tmp_path / "teacher" / "model.safetensors"
+        os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))   # retrained
+        after = settings(cfg, dataclasses.replace(teacher))
+        assert {n for n in before if after[n] != before[n]} == {"cut", "cut-baseline", "r"}   # not r's labels-only twin
+    finally:
+        configure(ns, [], "distill_student")
+
+
+def test_teacher_logits_of_another_precision_are_another_cache(tiny_experiment, monkeypatch):
+    # a GPU computes them under bf16 autocast: a CPU run must not reuse them as fp32 (nor the reverse)
+    folder = tiny_experiment / "tiny" / "teacher"
+    kd = json.loads((folder / "config.json").read_text())["sentiment_kd"]
+    on_cpu = ds.teacher_key(folder, kd)
+    monkeypatch.setattr(ds, "default_device", lambda device="auto": "cuda")
+    assert ds.logit_precision() == "bf16" and ds.teacher_key(folder, kd) != on_cpu
+
+
 def test_optimizer_steps_matches_the_trainer_arithmetic():
     assert ds.optimizer_steps(40, 1.0, 8, 1) == 5 and ds.optimizer_steps(44, 1.0, 8, 1) == 6
     assert ds.optimizer_steps(44, 2.5, 8, 1) == 15 and ds.optimizer_steps(44, 1.0, 8, 4) == 2
@@ -186,6 +226,10 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     # the baseline took as many optimizer steps as its distilled twin (which also saw 4 transfer reviews)
     steps = {n: json.loads((students / n / "metrics.json").read_text())["optimizer_steps"] for n in ("cut", "cut-baseline")}
     assert steps == {"cut": 6, "cut-baseline": 6}
+    # and was chosen among checkpoints validated at the same steps (not at each of its shorter epochs: step 5 too)
+    evals = {n: [h["step"] for h in json.loads((students / n / "metrics.json").read_text())["log_history"]
+                 if "eval_accuracy" in h] for n in ("cut", "cut-baseline")}
+    assert evals == {"cut": [6, 6], "cut-baseline": [6, 6]}        # at the end of training, then the final evaluation
     cut = json.loads((students / "cut" / "config.json").read_text())
     assert cut["num_hidden_layers"] == 1 and cut["sentiment_kd"]["settings"]["alpha"] == 0.5
     import transformers   # the versions a run used are saved with it (a GPU image may carry others)

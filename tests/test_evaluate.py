@@ -102,6 +102,22 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     with pytest.raises(UsageError, match=r"evaluated with texts = 24, here 10"):
         ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
                           "--test_size=10", cache=False))
+    assert rows["cut"]["speedup"] == pytest.approx(rows["cut"]["throughput"] / rows["teacher"]["throughput"])
+    # as many texts, other ones (another --seed's subset): refused by their digest
+    other = json.loads((src / "results.json").read_text())
+    other["texts_digest"] = "0" * 16
+    (tmp_path / "other-texts.json").write_text(json.dumps(other))
+    with pytest.raises(UsageError, match=r"evaluated with texts_digest = '0000000000000000', here '[0-9a-f]{16}'"):
+        ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={tmp_path}/other-texts.json",
+                          cache=False))
+    # measured on another machine: its accuracy is the reference, its speed is not compared
+    other = json.loads((src / "results.json").read_text())
+    other["hardware"]["cpu"] = "another CPU"
+    (tmp_path / "other-machine.json").write_text(json.dumps(other))
+    result = ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={tmp_path}/other-machine.json",
+                               "--quantize=false", cache=False))
+    assert [r["speedup"] for r in result["rows"]] == [None] * 3 and result["rows"][1]["retention"] > 0
+    assert "on another machine: no speedups" in (tmp_path / "soft" / "results.md").read_text()
 
 
 def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
@@ -147,7 +163,7 @@ def test_seed_groups_pair_each_seed_with_its_baseline():
     assert "| L3 | 2 | 87.00 ± 1.41 | 83.50 ± 0.71 | +3.50 ± 2.12 |" in table and "| x-a0 | 1 | 87.00 | no baseline |  |" in table
 
 
-def test_fp32_models_limits_fp32_rows_and_gains_use_the_bf16_rows(monkeypatch):
+def test_fp32_models_limits_fp32_rows_and_gains_compare_one_precision(monkeypatch):
     monkeypatch.setattr(ev, "HALF_PRECISION", "auto")
     monkeypatch.setattr(ev, "FP32_MODELS", ["L3"])
     assert ev.precisions("teacher", "teacher", "cuda") == ["fp32", "bf16"]      # the reference always
@@ -156,12 +172,14 @@ def test_fp32_models_limits_fp32_rows_and_gains_use_the_bf16_rows(monkeypatch):
     assert ev.precisions("L1", "distilled", "cpu")[0] == "fp32"                  # no bf16 row: fp32 stays
     rows = [row("teacher", "teacher", 0.9, None), row("L1", "distilled", 0.86, 1, precision="bf16"),
             row("L1-baseline", "baseline", 0.80, 1, name="L1", precision="bf16"),
-            row("L3", "distilled", 0.88, 1, layers=(0, 1, 2)), row("L3", "distilled", 0.10, 1, layers=(0, 1, 2), precision="bf16"),
+            row("L3", "distilled", 0.88, 1, layers=(0, 1, 2)), row("L3", "distilled", 0.87, 1, layers=(0, 1, 2), precision="bf16"),
             row("L3-baseline", "baseline", 0.84, 1, layers=(0, 1, 2), name="L3", precision="bf16")]
     assert [(r["model"], r["precision"]) for r in ev.reference_rows(rows)] == [
         ("teacher", "fp32"), ("L1", "bf16"), ("L1-baseline", "bf16"), ("L3", "fp32"), ("L3-baseline", "bf16")]
     groups = {g["student"]: g for g in ev.seed_groups(rows)}
-    assert groups["L1"]["gain"]["mean"] == pytest.approx(0.06) and groups["L3"]["gain"]["mean"] == pytest.approx(0.04)
+    assert groups["L1"]["gain"]["mean"] == pytest.approx(0.06)
+    # L3's baseline has a bf16 row only: the pair is compared in bf16 (0.87 - 0.84), not fp32 against bf16
+    assert groups["L3"]["gain"]["mean"] == pytest.approx(0.03) and groups["L3"]["distilled"]["mean"] == pytest.approx(0.87)
 
 
 def test_time_requests_warms_up_then_times_each_request():

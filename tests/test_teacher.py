@@ -79,6 +79,22 @@ def crash_after_the_first_checkpoint(imdb_parquet, out, monkeypatch):
     monkeypatch.undo()
 
 
+def test_an_interrupted_run_resumes_only_with_its_own_settings(tmp_path, imdb_parquet, monkeypatch):
+    crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
+    ckpts = tmp_path / "tiny" / "checkpoints" / "teacher"
+    saved = json.loads((ckpts / "settings.json").read_text())
+    assert saved["learning_rate"] == 3e-3 and saved["epochs"] == 8.0 and "output_dir" not in saved
+    before = {p: p.stat().st_mtime_ns for p in ckpts.rglob("*")}
+    with pytest.raises(UsageError, match=rf"^{ckpts} holds checkpoints of an interrupted run made with learning_rate = "
+                                         r"0.003, now 1e-05; run it with its settings to resume it, or with "
+                                         r"--overwrite=true to start afresh$"):
+        ft.main(tiny_args(imdb_parquet, tmp_path, "--learning_rate=1e-5", "--logging_steps=3"))   # logging: no matter
+    assert {p: p.stat().st_mtime_ns for p in ckpts.rglob("*")} == before
+    metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--learning_rate=1e-5", "--overwrite=true"))
+    assert metrics["resumed_from"] is None
+    assert not (ckpts / "settings.json").exists()                    # gone with the checkpoints once finished
+
+
 def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     from transformers import TrainerCallback
     crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)

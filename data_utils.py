@@ -292,6 +292,22 @@ class Splits:
     report: dict = field(default_factory=dict)      # duplicate and leak counts
 
 
+def split_digests(splits: Splits) -> dict:
+    """{train, validation, test: texts_digest of the split's texts and labels}, recorded with the teacher so that
+    the later steps can tell the data changed (a file edited in place: same path, same settings)."""
+    return {s: texts_digest(getattr(splits, s)["text"], getattr(splits, s)["label"]) for s in ("train", "validation", "test")}
+
+
+def check_digests(recorded: dict, splits: Splits, names: tuple, teacher: Path) -> None:
+    """UsageError when a split in `names` differs from the one recorded with the teacher (older teachers record none)."""
+    ours = split_digests(splits)
+    for name in names:
+        if recorded.get(name) not in (None, ours[name]):
+            raise UsageError(f"the data changed since the teacher {teacher} was trained: its {name} split "
+                             f"({len(getattr(splits, name))} rows now) is not the one it recorded; restore the data it "
+                             f"was trained on, or retrain the teacher on this data (fine_tuning_teacher.py --overwrite=true)")
+
+
 def data_files(path: str) -> dict:
     """{split: [files]} of a local file (all train) or folder (split by file-name words, SPLIT_WORDS),
     after checking they exist and share one known format."""
@@ -392,15 +408,15 @@ def columns(ds, spec: DataSpec, where: str, split: str):
     texts = ds[spec.text_column]
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
-        raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at row "
-                         f"{bad[0] + 1}); drop or fill those rows")
+        raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at data row "
+                         f"{bad[0] + 1}, a header line not counted); drop or fill those rows")
     labels = ds[spec.label_column] if split != "unsupervised" else [None] * len(texts)
     if split != "unsupervised":
         missing = [i for i, y in enumerate(labels) if y is None or (isinstance(y, float) and math.isnan(y))
                    or (isinstance(y, str) and not y.strip())]
         if missing:
-            raise UsageError(f"{where}: column {spec.label_column!r} has {len(missing)} missing label(s) (first at row "
-                             f"{missing[0] + 1}); drop those rows, or move them to an unsupervised file for transfer")
+            raise UsageError(f"{where}: column {spec.label_column!r} has {len(missing)} missing label(s) (first at data "
+                             f"row {missing[0] + 1}, a header line not counted); drop those rows, or move them to an unsupervised file for transfer")
     from datasets import Dataset
     return Dataset.from_dict({"text": [decode_escapes(t) for t in texts], "label": list(labels)})
 

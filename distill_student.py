@@ -45,8 +45,8 @@ import numpy as np
 
 import data_utils
 from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
-from data_utils import (DataSpec, atomic_path, check_data, digest, load_imdb, load_splits, log_splits, read_json,
-                        text_hashes, texts_digest, write_json)
+from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
+                        read_json, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
                     load_classifier, load_tokenizer, model_config, teacher_folder, tokenize_dataset,
                     truncation_settings)
@@ -197,7 +197,7 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
         stats["teacher_seconds"] = round(time.time() - t0, 1)
         with atomic_path(path) as tmp:
             np.savez(tmp, hashes=np.array(list(known)), logits=np.stack(list(known.values())))
-    log.info("teacher logits: %d reviews, %d distinct texts computed (%.1fs), %d reused from %s", len(texts), len(missing),
+    log.info("teacher logits: %d texts, %d distinct ones computed (%.1fs), %d reused from %s", len(texts), len(missing),
              stats["teacher_seconds"], stats["reused"], path)
     return np.stack([known[h] for h in hashes]), stats
 
@@ -298,6 +298,7 @@ class Teacher:
     parameters: int | None
     trained: dict                 # the data settings it was trained with (run_config keys)
     has_model: bool               # False for soft labels: no students cut from it, no intermediate losses
+    digests: dict = None          # its train / validation / test splits (data_utils.split_digests); older: none
 
 
 def find_teacher() -> Teacher:
@@ -318,13 +319,14 @@ def find_teacher() -> Teacher:
                              f"fine_tuning_teacher.py --experiment={EXPERIMENT} (or its --config) first, or set --teacher_dir")
         config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
         trained = config.get("sentiment_kd", {}).get("run_config", {})
+        digests = config.get("sentiment_kd", {}).get("data_digests") or {}
     if metrics["val_accuracy"] < MIN_TEACHER_ACCURACY:
         raise UsageError(f"teacher {folder} has validation accuracy {metrics['val_accuracy']:.4f} < "
                          f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: retrain it (fine_tuning_teacher.py with more --epochs or another "
                          f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold")
     id2label = config.get("id2label") or {}
     return Teacher(folder, tuple(id2label[k] for k in sorted(id2label, key=int)), metrics["val_accuracy"],
-                   metrics.get("parameters"), trained, not SOFT_LABELS)
+                   metrics.get("parameters"), trained, not SOFT_LABELS, {} if SOFT_LABELS else digests)
 
 
 def check_teacher_data(teacher: Teacher, ours: DataSpec) -> None:
@@ -538,6 +540,7 @@ def check_config(cfg: dict) -> None:
     check_data(ours, tuple(dict.fromkeys(["train", "test", *imdb_transfer, *soft])))
     data = load_splits(ours, transfer=transfer)
     check_labels(teacher, data.label_names)
+    check_digests(teacher.digests or {}, data, ("train", "validation"), teacher.where)
     check_transfer_size(runs, data)
     from training import check_resume, run_dirs
     for run in runs:

@@ -39,14 +39,15 @@ import gc
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from configurator import UsageError, log, public_config, run_main, start_run
-from data_utils import (DataSpec, atomic_path, check_data, classification_metrics, load_splits, per_class_metrics,
-                        percentile, read_json, stratified_indices, texts_digest, write_json)
+from data_utils import (DataSpec, atomic_path, check_data, check_digests, classification_metrics, load_splits,
+                        per_class_metrics, percentile, read_json, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, is_finished, load_classifier,
                     logits_in_order, model_config, teacher_folder, truncation_settings)
 
@@ -720,7 +721,9 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str)
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
         from model_card import write_card
         for name, folder in models:
-            write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hw, test_size=len(split["texts"]))
+            card = write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hw, test_size=len(split["texts"]))
+            if (folder / "onnx").is_dir():          # the export carries the card as it was when exported
+                shutil.copy(card, folder / "onnx" / "README.md")
     previous = root / f"{prefix}results.json"
     dropped = sorted({r["model"] for r in read_json(previous)["rows"]} - {r["model"] for r in rows}) if previous.is_file() else []
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
@@ -773,6 +776,8 @@ def load_split(teacher_dir: Path) -> dict:
     the teacher was trained beside (its data, val_size, train_size and seed)."""
     spec = data_spec(teacher_dir)
     data = load_splits(spec)
+    recorded = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("data_digests") or {}
+    check_digests(recorded, data, (SPLIT,), teacher_dir)
     part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED)) if SPLIT == "test" else data.validation
     texts = list(part["text"])
     return {"texts": texts, "labels": np.array(part["label"]), "names": list(data.label_names),

@@ -3,8 +3,9 @@
 Reads  outputs/<EXPERIMENT>/teacher/ and outputs/<EXPERIMENT>/students/*/ (finished model folders), or
        one folder with --model.
 Writes <model>/onnx/: model.onnx (fp32), model_quantized.onnx (int8 weights, activations quantized on
-       the fly by ONNX Runtime), config.json and the tokenizer files: the layout that optimum's
-       ORTModelForSequenceClassification loads and that inference.py takes as --model.
+       the fly by ONNX Runtime), config.json and the tokenizer files: the layout of optimum's
+       ORTModelForSequenceClassification (loading it with optimum is not tested here), which inference.py
+       takes as --model.
 
     python export.py --config configs/quick.toml                  # every finished model of `quick`
     python export.py --model=outputs/quick/students/L3            # one model
@@ -43,7 +44,10 @@ def finished_models(root: Path) -> list[Path]:
 def check(cfg: dict | None = None) -> list[Path]:
     if MODEL:
         if not is_finished(Path(MODEL)):
-            raise UsageError(f"--model {MODEL}: not a finished model folder (config.json, weights, tokenizer, metrics.json)")
+            what = "not a finished model folder (config.json, weights, tokenizer, metrics.json)" if Path(MODEL).is_dir() \
+                else "no such folder"
+            have = ", ".join(map(str, finished_models(Path(OUTPUT_DIR) / EXPERIMENT))) or f"none in {OUTPUT_DIR}/{EXPERIMENT}/"
+            raise UsageError(f"--model {MODEL}: {what}; finished models of --experiment={EXPERIMENT}: {have}")
         return [Path(MODEL)]
     models = finished_models(Path(OUTPUT_DIR) / EXPERIMENT)
     if not models:

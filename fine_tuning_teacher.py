@@ -20,7 +20,7 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
 Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 """
 from configurator import log, public_config, run_main, start_run
-from data_utils import DataSpec, check_data, load_splits, log_splits, read_json
+from data_utils import DataSpec, check_data, load_splits, log_splits, read_json, split_digests
 from models import PadCollator, check_max_length, count_parameters, load_classifier, model_config, tokenize_dataset
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
                       compute_metrics=compute_metrics, callbacks=loggers(REPORT_TO, dirs[0].parent / "runs" / "teacher"))
     # 4. save model, tokenizer, config.json, metrics.json and the published record
     record = model_record("teacher", base_model=MODEL_NAME, max_length=MAX_LENGTH, truncation=TRUNCATION,
-                          head_tokens=HEAD_TOKENS, run_config=public_config(cfg))
+                          head_tokens=HEAD_TOKENS, run_config=public_config(cfg), data_digests=split_digests(splits))
     return train_and_save(trainer, tokenizer, dirs, record, {}, KEEP_CHECKPOINTS, resume_settings(cfg))
 
 

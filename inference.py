@@ -114,6 +114,26 @@ def check_model(path: str, output_dir: str) -> Path:
     return folder
 
 
+def check_onnx_file(folder: Path, onnx_file: str) -> None:
+    """UsageError for an ONNX file the folder does not hold, or one asked of a torch model folder (it would run
+    the torch model while the user believes the ONNX one ran)."""
+    if is_onnx_folder(folder):
+        if not (folder / onnx_file).is_file():
+            have = ", ".join(sorted(p.name for p in folder.glob("*.onnx"))) or "none"
+            raise UsageError(f"--onnx_file={onnx_file}: no such file in {folder} (it holds {have})")
+    elif onnx_file != onnx_runtime.FP32_FILE:
+        raise UsageError(f"--onnx_file={onnx_file} picks a file of an ONNX export, but {folder} is a torch model folder; "
+                         f"pass --model={folder / 'onnx'} (written by export.py or evaluate_models.py --onnx=true)")
+
+
+def validation_accuracy(folder: Path) -> str:
+    """'validation accuracy 0.8620' of a model folder (an ONNX export: of the model it was exported from), or ''."""
+    for f in (folder / "metrics.json", folder.parent / "metrics.json"):
+        if f.is_file():
+            return f"validation accuracy {read_json(f).get('val_accuracy', float('nan')):.4f}"
+    return ""
+
+
 def load(folder: Path, device: str):
     """(model, tokenizer, truncation settings) of a saved model (models.load_classifier), cached per folder and device."""
     key = (str(folder.resolve()), device)
@@ -148,6 +168,7 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
     if not texts:
         return []
     folder = check_model(model, output_dir) if model else default_model(output_dir)
+    check_onnx_file(folder, onnx_file)
     if is_onnx_folder(folder):
         probs = softmax(onnx_logits(folder, texts, batch_size, onnx_file))
         return labelled(probs, {int(k): v for k, v in read_json(folder / "config.json")["id2label"].items()})
@@ -170,7 +191,7 @@ def read_lines(path: str) -> list[str]:
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as e:
-        raise UsageError(f"--file {path}: cannot read it ({e.strerror}); give a UTF-8 text file, one review per line") from None
+        raise UsageError(f"--file {path}: cannot read it ({e.strerror}); give a UTF-8 text file, one text per line") from None
     lines = []
     for n, line in enumerate(raw.splitlines(), 1):
         try:
@@ -207,8 +228,9 @@ def main(argv=None) -> list[dict]:
     if JSON:
         print(json.dumps({"model": str(folder), "predictions": [{"text": t, **r} for t, r in zip(texts, results)]}, indent=2))
     else:
-        why = "" if MODEL else " (the default: the best distilled student of the newest experiment; --model=PATH picks another)"
-        print(f"model: {folder}{why}", file=sys.stderr)
+        why = "" if MODEL else "the default: the best distilled student of the newest experiment; --model=PATH picks another"
+        about = "; ".join(filter(None, [validation_accuracy(folder), why]))
+        print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
         width = max(9, *(len(r["label"]) for r in results))
         for t, r in zip(texts, results):
             short = t if len(t) <= 70 else t[:67] + "..."

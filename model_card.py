@@ -72,9 +72,11 @@ def recipe_lines(kd: dict, facts: dict) -> list[str]:
     return lines
 
 
-def speed_lines(rows: list[dict]) -> list[str]:
+def speed_lines(rows: list[dict], kd: dict) -> list[str]:
     if not rows:
-        return ["Not evaluated yet: `python evaluate_models.py --config configs/<experiment>.toml` adds the test metrics."]
+        rc = kd.get("run_config", {})
+        how = f"--config {rc['config_file']}" if rc.get("config_file") else f"--experiment={rc.get('experiment', '<experiment>')}"
+        return [f"Not evaluated yet: `python evaluate_models.py {how}` adds the test metrics."]
     lines = ["| precision | test accuracy | macro F1 | agreement with teacher | size (MB) | p50 ms (batch 1) | texts/s |",
              "|---|---|---|---|---|---|---|"]
     agree = lambda r: "" if r["agreement"] is None else f"{r['agreement']:.4f}"   # noqa: E731  (None: a published teacher row)
@@ -106,7 +108,7 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     body = [f"# {name}", "", *recipe_lines(kd, facts), "",
             f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (F1 {metrics.get('val_f1', float('nan')):.4f}), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters. {compare}", "",
-            "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or []), "",
+            "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or [], kd), "",
             "## How to use", "", "```python", "from transformers import pipeline",
             f'clf = pipeline("text-classification", model="{where_used}", truncation=True)', 'clf("I loved it")', "```", "",
             f"or `python inference.py --model {where_used} \"I loved it\"` (an ONNX export: `python export.py "

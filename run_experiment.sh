@@ -4,7 +4,8 @@
 # Extra --name=value flags go to every step; a step ignores the names only other steps have.
 # Each step is one of the scripts and can be run alone with the same arguments; each decides for
 # itself what is finished (a finished teacher or student is kept unless --overwrite=true). The wall
-# time of each step is written to outputs/<experiment>/timings.md.
+# time of each step is written to outputs/<experiment>/timings.md (the one it replaces is appended to
+# timings-history.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 config=${1:?usage: bash run_experiment.sh configs/NAME.toml [--name=value ...]}
@@ -28,5 +29,8 @@ for step in fine_tuning_teacher distill_student evaluate_models; do
   echo "| $step | $(( $(date +%s) - start )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
 done
 echo "| total | $(( $(date +%s) - t0 )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
+if [ -f "$out/timings.md" ]; then   # a re-run's steps may only have kept finished models: the earlier times stay
+  { echo; cat "$out/timings.md"; } >> "$out/timings-history.md"
+fi
 mv "$out/timings.md.new" "$out/timings.md"
 cat "$out/timings.md"

@@ -82,9 +82,13 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> bool:
     --overwrite, stale checkpoints are dropped so the run starts afresh; otherwise an interrupted run
     resumes from its checkpoints."""
     if is_finished(out_dir) and not overwrite:
+        if any(ckpt_dir.glob("checkpoint-*")):   # e.g. an --overwrite run stopped before it finished
+            log.warning("%s holds checkpoints of an unfinished run, left as they are: the finished model in %s is "
+                        "kept (--overwrite=true trains afresh)", ckpt_dir, out_dir)
         return False
     if overwrite and ckpt_dir.exists() and is_main_process():
         shutil.rmtree(ckpt_dir)          # --overwrite starts afresh, also over an interrupted run's checkpoints
+        log.info("--overwrite: removed %s; training starts afresh", ckpt_dir)
     if out_dir.exists() and not is_finished(out_dir):
         log.warning("%s holds no finished run (no weights or no metrics.json); training replaces it", out_dir)
     return True
@@ -272,15 +276,19 @@ def process_state():
 
 def model_record(role: str, *, max_length: int, truncation: str, head_tokens: int, run_config: dict,
                  base_model: str | None = None, kind: str | None = None, student: dict | None = None,
-                 teacher: str | None = None, settings: dict | None = None, layer_map: list | None = None) -> dict:
+                 teacher: str | None = None, settings: dict | None = None, layer_map: list | None = None,
+                 data_digests: dict | None = None) -> dict:
     """The one record of how a model was made, saved in its config.json as `sentiment_kd` (and so in the
     published outputs/<exp>/models/<name>.json); every reader (evaluation, inference, cards) uses it.
 
     role: teacher | student; kind: distilled | baseline (students); tokenization: max_length, truncation,
     head_tokens (how to tokenize its inputs); student: its STUDENTS entry; settings: what it trained with
-    (a baseline's alpha 1.0 and transfer_size 0 included); run_config: the script's effective configuration."""
+    (a baseline's alpha 1.0 and transfer_size 0 included); run_config: the script's effective configuration;
+    data_digests: the teacher's splits (data_utils.split_digests), which the later steps check."""
     record = {"role": role, "kind": kind or role, "base_model": base_model, "max_length": max_length,
               "truncation": truncation, "head_tokens": head_tokens}
+    if data_digests:
+        record["data_digests"] = data_digests
     if role == "student":
         record |= {"student": student, "teacher": teacher, "settings": settings, "layer_map": layer_map}
     return record | {"run_config": run_config}

@@ -93,6 +93,21 @@ def test_inference_on_onnx_folder_same_output_without_torch(exported, tiny_exper
                                            if a["label"] == b["label"])
 
 
+def test_an_onnx_file_the_folder_lacks_or_a_torch_folder_is_one_line(exported, capsys):
+    import inference
+    from configurator import UsageError
+    folder = exported["cut"]
+    with pytest.raises(UsageError, match=rf"^--onnx_file=model_int8.onnx: no such file in {folder / 'onnx'} \(it holds "
+                                         r"model.onnx, model_quantized.onnx\)$"):
+        inference.predict(TEXTS, model=str(folder / "onnx"), onnx_file="model_int8.onnx")   # a traceback before
+    with pytest.raises(UsageError, match=rf"^--onnx_file=model_quantized.onnx picks a file of an ONNX export, but "
+                                         rf"{folder} is a torch model folder; pass --model={folder / 'onnx'}"):
+        inference.predict(TEXTS, model=str(folder), onnx_file="model_quantized.onnx")     # torch ran, silently
+    inference.main([f"--model={folder / 'onnx'}", "--onnx_file=model_quantized.onnx", TEXTS[0]])
+    accuracy = json.loads((folder / "metrics.json").read_text())["val_accuracy"]
+    assert capsys.readouterr().err.strip() == f"model: {folder / 'onnx'} (validation accuracy {accuracy:.4f})"
+
+
 def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     import evaluate_models as ev
     result = ev.main(tiny_args(imdb_parquet, tiny_experiment, "--onnx=true", '--onnx_kinds=["distilled"]',
@@ -108,6 +123,8 @@ def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     assert "onnxruntime" in result["hardware"] and result["hardware"]["cpu_features"]
     md = (tiny_experiment / "tiny" / "results.md").read_text()
     assert "onnx-int8" in md and "CPU features" in md
+    card = (exported["cut"] / "onnx" / "README.md").read_text()            # exported before it was evaluated
+    assert card == (exported["cut"] / "README.md").read_text() and "| onnx-int8 |" in card
     from huggingface_hub import metadata_load
     card = metadata_load(exported["cut"] / "README.md")        # the card now holds the test metrics
     tests = [m for r in card["model-index"][0]["results"] if r["dataset"]["split"] == "test" for m in r["metrics"]]

@@ -27,7 +27,9 @@ def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
     assert "the labels-only baseline" in (root / "students" / "cut-baseline" / "README.md").read_text()
     # saved before its baseline existed; rewritten (as evaluation does) it names the baseline's figures
     from model_card import write_card
-    assert "Its labels-only baseline" in write_card(root / "students" / "cut", "cut").read_text()
+    unevaluated = write_card(root / "students" / "cut", "cut").read_text()
+    assert "Its labels-only baseline" in unevaluated
+    assert "Not evaluated yet: `python evaluate_models.py --config " in unevaluated and "tiny.toml` adds" in unevaluated
 
 
 def test_card_names_a_known_base_model_and_its_license(tmp_path):

@@ -192,8 +192,33 @@ def test_a_student_of_other_data_is_refused(three_class, imdb_parquet):
     import distill_student
     from configurator import UsageError
     with pytest.raises(UsageError, match="trained with data = "):
-        distill_student.main(own_args(three_class["data"], three_class["out"], f"--data=imdb", f"--data_dir={imdb_parquet}",
+        distill_student.main(own_args(three_class["data"], three_class["out"], "--data=imdb", f"--data_dir={imdb_parquet}",
                                       "--text_column=text", "--label_column=label"))
+
+
+def test_a_data_file_edited_since_the_teacher_is_refused(three_class):
+    # same path, same settings, other contents: the splits' digests recorded with the teacher differ
+    import distill_student
+    import evaluate_models
+    from configurator import UsageError
+    teacher = three_class["out"] / "tiny" / "teacher"
+    recorded = json.loads((teacher / "config.json").read_text())["sentiment_kd"]["data_digests"]
+    assert set(recorded) == {"train", "validation", "test"} and all(len(d) == 16 for d in recorded.values())
+    for split, step, args in (("train", distill_student.main, ["--only=cut"]), ("test", evaluate_models.main, [])):
+        path = three_class["data"] / f"{split}.csv"
+        original = path.read_text()
+        lines = original.splitlines(keepends=True)
+        lines[1] = lines[1].replace(",negative", ",positive")             # one label changed in place
+        assert lines[1] != original.splitlines(keepends=True)[1]
+        try:
+            path.write_text("".join(lines))
+            du.load_splits.cache_clear()
+            with pytest.raises(UsageError, match=rf"^the data changed since the teacher {teacher} was trained: its "
+                                                 rf"{split} split \(\d+ rows now\) is not the one it recorded"):
+                step(own_args(three_class["data"], three_class["out"], *args))
+        finally:
+            path.write_text(original)
+            du.load_splits.cache_clear()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,8 +253,8 @@ def bad(tmp_path, name: str):
     ("format", [], ["unknown file format '.xlsx'"]),
     ("unseen-label", [], ["test.csv: label 'furious' of the test split is not in train"]),
     ("one-class", [], ["has a single class ('positive')"]),
-    ("empty-text", [], ["train.csv: column 'tweet' has 1 empty or missing text(s) (first at row 5)"]),
-    ("missing-label", [], ["train.csv: column 'sentiment' has 1 missing label(s) (first at row 6)"]),
+    ("empty-text", [], ["train.csv: column 'tweet' has 1 empty or missing text(s) (first at data row 5, a header line not counted)"]),
+    ("missing-label", [], ["train.csv: column 'sentiment' has 1 missing label(s) (first at data row 6, a header line not counted)"]),
     ("mixed", [], ["mixes label types", "numbers written as text"]),
     ("names", ["--label_names=bad,good"], ["--label_names=bad,good: the data's labels are negative, neutral, positive"]),
     ("missing", [], ["no such file or folder"]),

@@ -40,6 +40,8 @@ def test_run_experiment_runs_each_step_and_overwrite_means_the_same_in_every_ste
     again = pipeline_run("--overwrite=yes")
     assert again.returncode == 0, again.stderr[-2000:]
     assert all(again_t != first_t for again_t, first_t in zip(stamp().values(), first.values()))
+    history = (root / "timings-history.md").read_text()      # the tables of runs 1 and 2 (first: run 1), each replaced by the next
+    assert history.count("| total |") == 2 and history.split("\n\n")[0].strip() == "\n".join(timings)
 
 
 def test_run_experiment_unknown_flag_fails_with_the_valid_names(imdb_parquet, tmp_path):

@@ -154,6 +154,13 @@ def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monk
     crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite"))
     assert metrics["resumed_from"] is None and metrics["epochs"] == 8.0
+    ckpts = tmp_path / "tiny" / "checkpoints" / "teacher"
+    log = tmp_path / "tiny" / "logs" / "teacher.log"
+    assert f"--overwrite: removed {ckpts}; training starts afresh" in log.read_text()
+    (ckpts / "checkpoint-5").mkdir(parents=True)           # another --overwrite run, stopped before it finished
+    assert ft.main(tiny_args(imdb_parquet, tmp_path)) == metrics                     # the finished teacher is kept
+    assert (f"WARNING {ckpts} holds checkpoints of an unfinished run, left as they are: the finished model in "
+            f"{tmp_path / 'tiny' / 'teacher'} is kept") in log.read_text()
 
 
 def test_resume_takes_the_newest_complete_checkpoint(tmp_path):

@@ -374,7 +374,8 @@ def run_main(main) -> None:
         resume = (": finished models are kept and an interrupted training resumes from its last checkpoint when "
                   "the same command runs again") if _RUN_ROOT else ""
         message = f"stopped by {signal.Signals(signum).name}{resume}"
-        logging.getLogger("kd.file").warning(message)       # into the run's log file too (the console gets the line)
+        if _RUN_ROOT:     # into the run's log file too (the console gets the line); before it exists, nowhere else
+            logging.getLogger("kd.file").warning(message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(128 + signum)
     except BrokenPipeError:

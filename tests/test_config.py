@@ -185,3 +185,13 @@ def test_the_readmes_own_data_config_is_valid(tmp_path):
                 assert module.LEARNING_RATE == 1e-4
         finally:
             configure(vars(module), [], script)
+
+
+def test_stopped_before_a_run_started_is_one_line():
+    # SIGTERM during the checks (a `timeout` that ends early): nothing to resume, and no second line
+    code = ("import signal, configurator\n"
+            "def main():\n"
+            "    raise KeyboardInterrupt(signal.SIGTERM)     # what configurator._interrupt raises on SIGTERM\n"
+            "configurator.run_main(main)\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 143 and p.stderr == "error: stopped by SIGTERM\n"

@@ -23,7 +23,9 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -44,6 +46,7 @@ class UsageError(ValueError):
 
 _DEFAULTS: dict[int, tuple[dict, dict]] = {}   # id(script namespace) -> (namespace, its constants as defined)
 _RUN_ROOT: list[Path] = []   # the experiment folder of the run started last (start_run), for disk_full
+_STOPPING: list = []         # the signal that stops this process, then "caught" once run_main has caught it
 
 
 # ----------------------------------------------------------------------------------------------
@@ -365,11 +368,11 @@ def run_main(main) -> None:
     A reader that stops early (`inference.py ... | head`) ends it quietly, as for any Unix filter. Stopped
     by Ctrl-C or SIGTERM (`timeout`, a batch scheduler), it unwinds as for Ctrl-C (an atomic write in
     progress is dropped, the experiment lock released) and says how to resume, exit status 128 + signal."""
-    import signal
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
     except KeyboardInterrupt as e:
+        _STOPPING.append("caught")
         signum = e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT
         resume = (": finished models are kept and an interrupted training resumes from its last checkpoint when "
                   "the same command runs again") if _RUN_ROOT else ""
@@ -393,7 +396,21 @@ def run_main(main) -> None:
 
 
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(signum)      # unwinds like Ctrl-C: finally blocks and atexit run (not on the bare signal)
+    """SIGTERM: raise KeyboardInterrupt, which unwinds like Ctrl-C (finally blocks and atexit run, not on the bare
+    signal). Raised inside a finalizer (a __del__, a weakref callback) it is only printed ("Exception ignored")
+    and the run goes on, so a thread raises it again every 2 s until run_main has caught it."""
+    if not _STOPPING:
+        _STOPPING.append(signum)
+        threading.Thread(target=_insist, args=(signum,), daemon=True).start()
+    raise KeyboardInterrupt(signum)
+
+
+def _insist(signum: int) -> None:
+    for _ in range(30):
+        time.sleep(2)
+        if "caught" in _STOPPING:
+            return
+        signal.pthread_kill(threading.main_thread().ident, signum)   # to the main thread: a blocking call returns
 
 
 def disk_full(error: BaseException) -> str | None:

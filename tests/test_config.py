@@ -1,6 +1,7 @@
 """The override system: types, precedence (flag > file > default), unknown names, clear errors."""
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -195,3 +196,20 @@ def test_stopped_before_a_run_started_is_one_line():
             "configurator.run_main(main)\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 143 and p.stderr == "error: stopped by SIGTERM\n"
+
+
+def test_a_stop_swallowed_by_a_finalizer_is_raised_again():
+    # a KeyboardInterrupt raised inside a __del__ is only printed and the run goes on: it is raised again
+    code = ("import os, signal, time, configurator\n"
+            "def main():\n"
+            "    try:\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "        time.sleep(5)\n"
+            "    except KeyboardInterrupt:\n"
+            "        pass                      # swallowed, as in a finalizer\n"
+            "    time.sleep(60)\n"
+            "configurator.run_main(main)\n")
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 143 and p.stderr == "error: stopped by SIGTERM\n" and time.time() - t0 < 30
+

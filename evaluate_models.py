@@ -134,6 +134,19 @@ def hardware(device: str) -> dict:
     return info
 
 
+def machine_load(device: str) -> float | None:
+    """The 1-minute load average when measuring begins (recorded with the results), with a warning when other
+    work clearly shares the CPU (load above 1.5 x its cores): CPU latency and throughput are then too slow."""
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+    if device == "cpu" and load > 1.5 * (os.cpu_count() or 1):
+        log.warning("load average %.1f on %d cores: other work shares this CPU, so its latency and throughput "
+                    "figures will be slow; evaluate on a quiet machine for figures to publish", load, os.cpu_count())
+    return load
+
+
 def cpu_features() -> str:
     """The CPU's vector extensions that int8 and fp32 kernels depend on (AVX2, AVX-512, VNNI, AMX), from /proc/cpuinfo."""
     try:
@@ -415,7 +428,9 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
             + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}"
             + (f", onnxruntime {hw['onnxruntime']}" if "onnxruntime" in hw else "")
-            + (f"; CPU features: {hw['cpu_features']}" if "cpu_features" in hw else "") + ". "
+            + (f"; CPU features: {hw['cpu_features']}" if "cpu_features" in hw else "")
+            + (f"; load average {hw['load_average_1min']} when measuring began" if hw.get("load_average_1min") is not None else "")
+            + ". "
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
             f"{result['config']['latency_samples']} {result['split']} {noun}. Throughput: model forward at batch "
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
@@ -713,11 +728,11 @@ def relative_figures(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str) -> dict:
+def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str, load: float | None = None) -> dict:
     """Write results.{json,csv,md}, dashboard.png and gains.png (validation-* for the validation split)
-    and, after a test evaluation, each model's card; the result."""
+    and, after a test evaluation, each model's card; the result. load: machine_load() when measuring began."""
     root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, "" if SPLIT == "test" else "validation-"
-    groups, hw = seed_groups(rows), hardware(device)
+    groups, hw = seed_groups(rows), hardware(device) | {"load_average_1min": load}
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
         from model_card import write_card
         for name, folder in models:
@@ -751,6 +766,7 @@ def main(argv=None) -> dict:
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split
     split = load_split(models[0][1])
     log.info("evaluating %d models on %d %s texts on %s", len(models), len(split["texts"]), SPLIT, device)
+    load = machine_load(device)
 
     # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants
     preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions" if SPLIT == "test" else "validation-predictions")
@@ -759,7 +775,7 @@ def main(argv=None) -> dict:
     rows += [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
-    return publish(cfg, relative_figures(rows), models, split, device)
+    return publish(cfg, relative_figures(rows), models, split, device, load)
 
 
 def data_spec(teacher_dir: Path) -> DataSpec:

@@ -128,13 +128,19 @@ STUDENT_KEYS = {"name", "model", "layers"} | set(PER_STUDENT)
 # ----------------------------------------------------------------------------------------------
 # teacher logits, once per review
 # ----------------------------------------------------------------------------------------------
+def teacher_stamp(folder: Path) -> list:
+    """Changes when the teacher is retrained or its soft labels republished: the folder and the names, sizes and
+    modification times of its weights, configuration and soft-label files."""
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json", ".npz"))
+    return [str(folder.resolve())] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
 def teacher_key(teacher_dir: Path, kd: dict) -> str:
-    """What determines the teacher's logits: its weights (path, size, mtime), tokenization and precision
+    """What determines the teacher's logits: its weights (teacher_stamp), tokenization and precision
     (predict_logits: bf16 on a GPU, fp32 on a CPU)."""
-    files = sorted(p for p in teacher_dir.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
     precision = logit_precision()
-    return digest([str(teacher_dir.resolve())] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-                  + [kd.get("max_length"), kd.get("truncation"), kd.get("head_tokens")] + ([precision] if precision != "fp32" else []))
+    return digest(teacher_stamp(teacher_dir) + [kd.get("max_length"), kd.get("truncation"), kd.get("head_tokens")]
+                  + ([precision] if precision != "fp32" else []))
 
 
 def logit_precision() -> str:
@@ -298,7 +304,7 @@ class Teacher:
     parameters: int | None
     trained: dict                 # the data settings it was trained with (run_config keys)
     has_model: bool               # False for soft labels: no students cut from it, no intermediate losses
-    digests: dict = None          # its train / validation / test splits (data_utils.split_digests); older: none
+    digests: dict | None = None   # its train / validation / test splits (data_utils.split_digests); older: none
 
 
 def find_teacher() -> Teacher:
@@ -549,13 +555,6 @@ def check_config(cfg: dict) -> None:
         published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
 
 
-def teacher_identity(teacher: Teacher) -> str:
-    """Changes when the teacher is retrained or its soft labels republished: its folder and the names, sizes and
-    times of its weights, configuration and soft-label files."""
-    files = sorted(p for p in teacher.where.iterdir() if p.suffix in (".safetensors", ".bin", ".json", ".npz"))
-    return digest([str(teacher.where.resolve())] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files])
-
-
 def run_settings(run: "Run", cfg: dict, teacher: Teacher) -> dict:
     """What an interrupted student run must resume with (training.resume_settings): the shared settings, its own
     as trained, its model and layers, and the teacher when it learns from it or is cut from it."""
@@ -564,7 +563,7 @@ def run_settings(run: "Run", cfg: dict, teacher: Teacher) -> dict:
     own = {k: v for k, v in run.trained_with.items() if k != "baseline"} | \
         {"model": run.spec.get("model"), "layers": run.spec.get("layers"), "distilled": run.distilled}
     from_teacher = run.distilled or not run.spec.get("model")
-    return resume_settings(shared, student=own, teacher=teacher_identity(teacher) if from_teacher else None)
+    return resume_settings(shared, student=own, teacher=digest(teacher_stamp(teacher.where)) if from_teacher else None)
 
 
 def check_transfer_size(runs: list, data) -> None:

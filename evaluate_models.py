@@ -697,7 +697,7 @@ def published_teacher(path: Path, split: dict, device: str) -> dict:
     if row is None:
         raise UsageError(f"--teacher_results={path}: no fp32 teacher row in it; give the results.json of an evaluated teacher")
     ours = {"data": split["data"], "split": SPLIT, "texts": len(split["texts"]), "labels": split["names"],
-            "texts_digest": texts_digest(split["texts"], split["labels"])}
+            "texts_digest": split["digest"]}
     if "texts_digest" not in result:
         log.warning("%s has no digest of its texts (written before they were recorded): only their count is checked", path)
         del ours["texts_digest"]
@@ -745,7 +745,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
         log.warning("%s held rows of %s, which this evaluation does not measure (--models); its tables are replaced",
                     previous, ", ".join(dropped))
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
-              "labels": split["names"], "texts_digest": texts_digest(split["texts"], split["labels"]), "hardware": hw, "config": public_config(cfg), "rows": rows, "groups": groups}
+              "labels": split["names"], "texts_digest": split["digest"], "hardware": hw, "config": public_config(cfg),
+              "rows": rows, "groups": groups}
     write_reports(root, result, prefix)
     where = f"{len(split['texts']):,} {split['data']} {SPLIT} {text_noun(split['data'])}, {device}"
     plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"])
@@ -787,8 +788,8 @@ def data_spec(teacher_dir: Path) -> DataSpec:
 
 
 def load_split(teacher_dir: Path) -> dict:
-    """What is evaluated: {texts, labels (ids), names (label names), data (its name), latency_idx (the texts
-    timed at batch 1)}: the test split (a fixed stratified subset with TEST_SIZE), or the validation split
+    """What is evaluated: {texts, labels (ids), names (label names), digest (of texts and labels), data (its
+    name), latency_idx (the texts timed at batch 1)}: the test split (a fixed stratified subset with TEST_SIZE), or the validation split
     the teacher was trained beside (its data, val_size, train_size and seed)."""
     spec = data_spec(teacher_dir)
     data = load_splits(spec)
@@ -797,6 +798,7 @@ def load_split(teacher_dir: Path) -> dict:
     part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED)) if SPLIT == "test" else data.validation
     texts = list(part["text"])
     return {"texts": texts, "labels": np.array(part["label"]), "names": list(data.label_names),
+            "digest": texts_digest(texts, part["label"]),
             "data": "IMDb" if spec.is_imdb else spec.data,
             "latency_idx": np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)}
 

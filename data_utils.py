@@ -292,17 +292,17 @@ class Splits:
     report: dict = field(default_factory=dict)      # duplicate and leak counts
 
 
-def split_digests(splits: Splits) -> dict:
-    """{train, validation, test: texts_digest of the split's texts and labels}, recorded with the teacher so that
-    the later steps can tell the data changed (a file edited in place: same path, same settings)."""
-    return {s: texts_digest(getattr(splits, s)["text"], getattr(splits, s)["label"]) for s in ("train", "validation", "test")}
+def split_digests(splits: Splits, names: tuple = ("train", "validation", "test")) -> dict:
+    """{split: texts_digest of its texts and labels} for the splits `names`, recorded with the teacher so that the
+    later steps can tell the data changed (a file edited in place: same path, same settings)."""
+    return {s: texts_digest(getattr(splits, s)["text"], getattr(splits, s)["label"]) for s in names}
 
 
 def check_digests(recorded: dict, splits: Splits, names: tuple, teacher: Path) -> None:
     """UsageError when a split in `names` differs from the one recorded with the teacher (older teachers record none)."""
-    ours = split_digests(splits)
-    for name in names:
-        if recorded.get(name) not in (None, ours[name]):
+    ours = split_digests(splits, tuple(n for n in names if n in recorded))
+    for name in ours:
+        if recorded[name] != ours[name]:
             raise UsageError(f"the data changed since the teacher {teacher} was trained: its {name} split "
                              f"({len(getattr(splits, name))} rows now) is not the one it recorded; restore the data it "
                              f"was trained on, or retrain the teacher on this data (fine_tuning_teacher.py --overwrite=true)")

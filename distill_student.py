@@ -140,7 +140,7 @@ def teacher_key(teacher_dir: Path, kd: dict) -> str:
     (predict_logits: bf16 on a GPU, fp32 on a CPU)."""
     precision = logit_precision()
     return digest(teacher_stamp(teacher_dir) + [kd.get("max_length"), kd.get("truncation"), kd.get("head_tokens")]
-                  + ([precision] if precision != "fp32" else []))
+                  + ([precision] if precision != "fp32" else []))      # fp32 adds nothing: CPU caches keep their key
 
 
 def logit_precision() -> str:

@@ -613,8 +613,12 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         if unknown:
             raise UsageError(f"--models: no model {sorted(unknown)[0]!r} in {root}; found {', '.join(n for n, _ in models)}")
         models = [m for m in models if m[0] == "teacher" or m[0] in wanted]   # the teacher is the reference
-    check_data(data_spec(models[0][1]), ("train", "test"))     # the teacher's, or a student's (the same: distill checks)
-    names = load_splits(data_spec(models[0][1])).label_names
+    kd = read_json(models[0][1] / "config.json").get("sentiment_kd", {})   # the teacher's, or a student's (the same
+    spec = data_spec(kd)                                                    # data: distillation checks it)
+    check_data(spec, ("train", "test"))
+    data = load_splits(spec)
+    check_digests(kd.get("data_digests") or {}, data, (SPLIT,), models[0][1])   # a teacher records them
+    names = data.label_names
     for name, folder in models:
         check_labels(name, folder, model_config(str(folder)), names)
     return models
@@ -779,22 +783,19 @@ def main(argv=None) -> dict:
     return publish(cfg, relative_figures(rows), models, split, device, load)
 
 
-def data_spec(teacher_dir: Path) -> DataSpec:
-    """The data evaluated: the teacher's data and split settings (its run_config: data, columns, labels,
-    val_size, seed, ...), so a test split carved from train is the same one; IMDb read from this machine's
-    copy (DATA_DIR, DATASET_NAME)."""
-    rc = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("run_config", {})
-    return DataSpec.from_settings(rc | {"data_dir": DATA_DIR, "dataset_name": DATASET_NAME})
+def data_spec(kd: dict) -> DataSpec:
+    """The data evaluated: the teacher's data and split settings (the run_config of its record `kd`: data,
+    columns, labels, val_size, seed, ...), so a test split carved from train is the same one; IMDb read from
+    this machine's copy (DATA_DIR, DATASET_NAME)."""
+    return DataSpec.from_settings(kd.get("run_config", {}) | {"data_dir": DATA_DIR, "dataset_name": DATASET_NAME})
 
 
 def load_split(teacher_dir: Path) -> dict:
     """What is evaluated: {texts, labels (ids), names (label names), digest (of texts and labels), data (its
     name), latency_idx (the texts timed at batch 1)}: the test split (a fixed stratified subset with TEST_SIZE), or the validation split
     the teacher was trained beside (its data, val_size, train_size and seed)."""
-    spec = data_spec(teacher_dir)
-    data = load_splits(spec)
-    recorded = read_json(teacher_dir / "config.json").get("sentiment_kd", {}).get("data_digests") or {}
-    check_digests(recorded, data, (SPLIT,), teacher_dir)
+    spec = data_spec(read_json(teacher_dir / "config.json").get("sentiment_kd", {}))
+    data = load_splits(spec)                       # cached: the checks (selected_models) loaded it
     part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED)) if SPLIT == "test" else data.validation
     texts = list(part["text"])
     return {"texts": texts, "labels": np.array(part["label"]), "names": list(data.label_names),

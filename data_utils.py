@@ -17,6 +17,7 @@ Offline use: `export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cach
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import hashlib
 import json
@@ -201,35 +202,46 @@ def load_imdb(splits=("train", "test"), data_dir: str = "", dataset_name: str = 
     return out
 
 
-def stratified_indices(labels, n: int, seed: int) -> np.ndarray:
-    """Indices of a seeded subset of size n with the label proportions of `labels` (sorted)."""
+def stratified_indices(labels, n: int, seed: int, setting: str = "the sample size", names=()) -> np.ndarray:
+    """Indices of a seeded subset of size n with the label proportions of `labels` (sorted); `setting` (the flag
+    that asked for n) and `names` (of the label ids) name the problem in the UsageError when no such subset
+    exists (sklearn's own error names neither)."""
     labels = np.asarray(labels)
     if n <= 0 or n >= len(labels):
         return np.arange(len(labels))
-    if len(np.unique(labels)) < 2:
+    values, counts = np.unique(labels, return_counts=True)
+    if len(values) < 2:
         return np.sort(np.random.default_rng(seed).choice(len(labels), n, replace=False))
+    k, where = len(values), f"{setting}={n} of {len(labels)} rows"
+    if counts.min() < 2:
+        rare = values[counts.argmin()]
+        raise UsageError(f"{where}: class {names[rare] if len(names) > rare else rare!r} has a single row there, too few to split by "
+                         f"class; add rows of that class, or drop it from the data")
+    if min(n, len(labels) - n) < k:
+        raise UsageError(f"{where}: each side of the split needs a row of each of the {k} classes; set {setting} "
+                         f"between {k} and {len(labels) - k}")
     from sklearn.model_selection import train_test_split
     idx, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=seed)
     return np.sort(idx)
 
 
-def make_splits(data: dict, val_size: int, train_size: int = 0, test_size: int = 0, seed: int = 0) -> dict:
+def make_splits(data: dict, val_size: int, train_size: int = 0, test_size: int = 0, seed: int = 0, names=()) -> dict:
     """Carve validation from train and subsample; returns {train, validation, test?, unsupervised?}.
 
     val_size: reviews moved from train to validation (stratified, seeded); the rest is train.
-    train_size / test_size: stratified subsample of what remains (0 = all).
+    train_size / test_size: stratified subsample of what remains (0 = all). names: of the label ids, for errors.
     """
     train = data["train"]
     labels = np.asarray(train["label"])
     if not 0 < val_size < len(train):
         raise UsageError(f"--val_size={val_size}: must be between 1 and {len(train) - 1} (train has {len(train)})")
-    val_idx = stratified_indices(labels, val_size, seed)
+    val_idx = stratified_indices(labels, val_size, seed, "--val_size", names)
     rest = np.setdiff1d(np.arange(len(train)), val_idx)
-    rest = rest[stratified_indices(labels[rest], train_size, seed)]
+    rest = rest[stratified_indices(labels[rest], train_size, seed, "--train_size", names)]
     out = {"train": train.select(rest), "validation": train.select(val_idx)}
     if "test" in data:
         test = data["test"]
-        out["test"] = test.select(stratified_indices(test["label"], test_size, seed))
+        out["test"] = test.select(stratified_indices(test["label"], test_size, seed, "--test_size", names))
     if "unsupervised" in data:
         out["unsupervised"] = data["unsupervised"]
     return out
@@ -239,8 +251,11 @@ def make_splits(data: dict, val_size: int, train_size: int = 0, test_size: int =
 # any labelled data: files (CSV, TSV, JSON Lines, parquet) or a hub dataset, any number of classes
 # ----------------------------------------------------------------------------------------------
 IMDB_LABELS = ("negative", "positive")
-FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"sep": "\t"}), ".jsonl": ("json", {}), ".json": ("json", {}),
-           ".parquet": ("parquet", {})}
+# CSV/TSV: only an empty field is missing (pandas would also read texts or labels such as NA, None, null as
+# missing); TSV has no quoting (a text starting with an unmatched " would otherwise swallow the lines after it)
+_TEXT_AS_IS = {"keep_default_na": False, "na_values": [""]}
+FORMATS = {".csv": ("csv", _TEXT_AS_IS), ".tsv": ("csv", {"sep": "\t", "quoting": csv.QUOTE_NONE, **_TEXT_AS_IS}),
+           ".jsonl": ("json", {}), ".json": ("json", {}), ".parquet": ("parquet", {})}
 # file-name words that name a split (a folder's files are sorted into splits by them)
 SPLIT_WORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),
                "test": ("test", "testing"), "unsupervised": ("unsupervised", "unlabeled", "unlabelled", "unsup")}
@@ -318,8 +333,7 @@ def data_files(path: str) -> dict:
         found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS)
         files = {}
         for f in found:
-            words = set(re.split(r"[^a-z]+", f.stem.lower()))
-            split = next((s for s, ws in SPLIT_WORDS.items() if words & set(ws)), None)
+            split = file_split(f)
             if split:
                 files.setdefault(split, []).append(f)
         if not files:
@@ -336,6 +350,18 @@ def data_files(path: str) -> dict:
     if len({str(FORMATS[k]) for k in kinds}) > 1:
         raise UsageError(f"--data={path}: files of several formats ({', '.join(sorted(kinds))}); keep one format per folder")
     return files
+
+
+def file_split(f: Path) -> str | None:
+    """The split a data file's name says (SPLIT_WORDS), None for none; an unlabeled word wins (train_unlabeled.csv
+    is unsupervised); words of two labelled splits (train_test.csv) are one UsageError."""
+    words = set(re.split(r"[^a-z]+", f.stem.lower()))
+    named = [s for s, ws in SPLIT_WORDS.items() if words & set(ws)]
+    if "unsupervised" in named:
+        return "unsupervised"
+    if len(named) > 1:
+        raise UsageError(f"{f}: its name says both {named[0]} and {named[1]}; rename it after one split")
+    return named[0] if named else None
 
 
 def check_data(spec: DataSpec, splits=("train",)) -> None:
@@ -421,13 +447,23 @@ def columns(ds, spec: DataSpec, where: str, split: str):
     return Dataset.from_dict({"text": [decode_escapes(t) for t in texts], "label": list(labels)})
 
 
-_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+# a UTF-16 surrogate pair (an emoji written as two escapes), else one escape that is not half of a pair
+_ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
+                     r"|\\u(?![dD][89a-fA-F])([0-9a-fA-F]{4})")
+
+
+def _unescape(m: re.Match) -> str:
+    if m.group(3):
+        return chr(int(m.group(3), 16))
+    high, low = int(m.group(1), 16), int(m.group(2), 16)
+    return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
 
 
 def decode_escapes(text: str) -> str:
-    r"""Literal `\uXXXX` escapes (as some exports leave, e.g. `I\u2019m`) turned into the characters they name,
-    so that the same word is the same tokens in every split."""
-    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text) if "\\u" in text else text
+    r"""Literal `\uXXXX` escapes (as some exports leave, e.g. `I\u2019m`, or `\ud83d\ude02` for 😂) turned into the
+    characters they name, so that the same word is the same tokens in every split; a lone half of a surrogate
+    pair names no character and stays as written."""
+    return _ESCAPE.sub(_unescape, text) if "\\u" in text else text
 
 
 def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict]:
@@ -486,7 +522,7 @@ def load_splits(spec: DataSpec, transfer: bool = False) -> Splits:
     names, ids = label_ids(raw, spec, where)
     table = {s: Dataset.from_dict({"text": list(raw[s]["text"]), "label": ids[s]}) for s in ids}
     rest = "validation" if transfer and spec.transfer_data == "validation" else ""
-    parts = carve(table, spec, rest)
+    parts = carve(table, spec, rest, names)
     pool = transfer_texts(spec, raw, parts.pop("rest", []), where) if transfer else []
     report, train, pool = leaks(parts["train"], parts["validation"], parts["test"], pool, spec.drop_leaks)
     return Splits(train, parts["validation"], parts["test"], tuple(pool), tuple(names), report)
@@ -500,9 +536,10 @@ def log_splits(splits: Splits, spec: DataSpec) -> None:
     log.info("duplicates: %s", splits.report)
 
 
-def carve(table: dict, spec: DataSpec, rest: str = "") -> dict:
+def carve(table: dict, spec: DataSpec, rest: str = "", names=()) -> dict:
     """{train, validation, test[, rest]}: the data's own splits where present, else carved from train;
-    `rest`="validation": the texts of the data's validation split beyond val_size (for transfer)."""
+    `rest`="validation": the texts of the data's validation split beyond val_size (for transfer); `names`:
+    of the label ids, for errors."""
     missing = [s for s in ("test", "validation") if s not in table]      # each carved from train: val_size rows
     n, v, k = len(table["train"]), spec.val_size, len(set(table["train"]["label"]))   # k classes: a row each is left
     if missing and n - v * len(missing) < k:
@@ -511,21 +548,21 @@ def carve(table: dict, spec: DataSpec, rest: str = "") -> dict:
                          f"{(n - k) // len(missing)} (or add a {missing[0]} file)")
     out = {}
     if "test" not in table:
-        test_idx = stratified_indices(table["train"]["label"], spec.val_size, spec.seed)
+        test_idx = stratified_indices(table["train"]["label"], spec.val_size, spec.seed, "--val_size", names)
         out["test"] = table["train"].select(test_idx)
         table = table | {"train": table["train"].select(np.setdiff1d(np.arange(len(table["train"])), test_idx))}
     else:
         out["test"] = table["test"]
     if "validation" in table:
         val = table["validation"]
-        keep = stratified_indices(val["label"], spec.val_size, spec.seed)
+        keep = stratified_indices(val["label"], spec.val_size, spec.seed, "--val_size", names)
         out["validation"] = val.select(keep)
         if rest:
             out["rest"] = list(val.select(np.setdiff1d(np.arange(len(val)), keep))["text"])
         train = table["train"]
-        out["train"] = train.select(stratified_indices(train["label"], spec.train_size, spec.seed))
+        out["train"] = train.select(stratified_indices(train["label"], spec.train_size, spec.seed, "--train_size", names))
         return out
-    made = make_splits({"train": table["train"]}, spec.val_size, spec.train_size, seed=spec.seed)
+    made = make_splits({"train": table["train"]}, spec.val_size, spec.train_size, seed=spec.seed, names=names)
     return out | {"train": made["train"], "validation": made["validation"]}
 
 

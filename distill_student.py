@@ -48,7 +48,7 @@ from configurator import LEVELS, UsageError, check_setting_values, coerce, log, 
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         read_json, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
-                    load_classifier, load_tokenizer, model_config, teacher_folder, tokenize_dataset,
+                    label_names, load_classifier, load_tokenizer, model_config, teacher_folder, tokenize_dataset,
                     truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def soft_label_teacher(teacher_dir: Path) -> dict:
             "teacher_model": trained.get("model_name"), "teacher_val_accuracy": metrics["val_accuracy"],
             "teacher_parameters": metrics.get("parameters"),
             "data": {k: trained[k] for k in DATA_KEYS if k in trained},    # what the teacher was trained on
-            "id2label": config.get("id2label"), "truncation": truncation_settings(kd),
+            "id2label": dict(enumerate(label_names(config))), "truncation": truncation_settings(kd),
             "logits": "float32 (rows, classes), row i = review i of the split in source order (IMDB_DIR parquet order)"}
 
 
@@ -330,8 +330,7 @@ def find_teacher() -> Teacher:
         raise UsageError(f"teacher {folder} has validation accuracy {metrics['val_accuracy']:.4f} < "
                          f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: retrain it (fine_tuning_teacher.py with more --epochs or another "
                          f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold")
-    id2label = config.get("id2label") or {}
-    return Teacher(folder, tuple(id2label[k] for k in sorted(id2label, key=int)), metrics["val_accuracy"],
+    return Teacher(folder, tuple(label_names(config)), metrics["val_accuracy"],
                    metrics.get("parameters"), trained, not SOFT_LABELS, {} if SOFT_LABELS else digests)
 
 

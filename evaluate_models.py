@@ -796,7 +796,8 @@ def load_split(teacher_dir: Path) -> dict:
     the teacher was trained beside (its data, val_size, train_size and seed)."""
     spec = data_spec(read_json(teacher_dir / "config.json").get("sentiment_kd", {}))
     data = load_splits(spec)                       # cached: the checks (selected_models) loaded it
-    part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED)) if SPLIT == "test" else data.validation
+    part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED, "--test_size", data.label_names)) \
+        if SPLIT == "test" else data.validation
     texts = list(part["text"])
     return {"texts": texts, "labels": np.array(part["label"]), "names": list(data.label_names),
             "digest": texts_digest(texts, part["label"]),

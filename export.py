@@ -1,7 +1,7 @@
 """Export an experiment's finished models to ONNX: fp32 and ONNX Runtime dynamic int8, next to each model.
 
 Reads  outputs/<EXPERIMENT>/teacher/ and outputs/<EXPERIMENT>/students/*/ (finished model folders), or
-       one folder with --model.
+       one folder with --model (then the log and the lock are those of the experiment it belongs to).
 Writes <model>/onnx/: model.onnx (fp32), model_quantized.onnx (int8 weights, activations quantized on
        the fly by ONNX Runtime), config.json and the tokenizer files: the layout of optimum's
        ORTModelForSequenceClassification (loading it with optimum is not tested here), which inference.py
@@ -41,13 +41,29 @@ def finished_models(root: Path) -> list[Path]:
     return [p for p in found if is_finished(p) and not p.name.endswith(".partial")]
 
 
+def experiment_of(folder: Path) -> Path:
+    """The experiment folder a model folder belongs to (<exp>/teacher, <exp>/students/<name>), where --model's
+    export logs and takes the lock (evaluate_models.py exports into the same folders); else the folder itself."""
+    if folder.name == "teacher":
+        return folder.parent
+    return folder.parent.parent if folder.parent.name == "students" else folder
+
+
 def check(cfg: dict | None = None) -> list[Path]:
+    global OUTPUT_DIR, EXPERIMENT
+    if QUANTIZE and {"MatMul", "Gather"} <= set(QUANTIZE_EXCLUDE):    # all an exported encoder has to quantize
+        raise UsageError(f"--quantize_exclude={','.join(QUANTIZE_EXCLUDE)} leaves no operator to quantize; exclude fewer, "
+                         f"or set --quantize=false for no int8 model")
     if MODEL:
+        root = experiment_of(Path(MODEL).resolve())
+        OUTPUT_DIR, EXPERIMENT = str(root.parent), root.name      # start_run logs and locks there
+        if cfg is not None:
+            cfg.update(OUTPUT_DIR=OUTPUT_DIR, EXPERIMENT=EXPERIMENT)   # and logs them as the run's settings
         if not is_finished(Path(MODEL)):
             what = "not a finished model folder (config.json, weights, tokenizer, metrics.json)" if Path(MODEL).is_dir() \
                 else "no such folder"
-            have = ", ".join(map(str, finished_models(Path(OUTPUT_DIR) / EXPERIMENT))) or f"none in {OUTPUT_DIR}/{EXPERIMENT}/"
-            raise UsageError(f"--model {MODEL}: {what}; finished models of --experiment={EXPERIMENT}: {have}")
+            have = ", ".join(map(str, finished_models(root))) or f"none in {root}/"
+            raise UsageError(f"--model {MODEL}: {what}; finished models there: {have}")
         return [Path(MODEL)]
     models = finished_models(Path(OUTPUT_DIR) / EXPERIMENT)
     if not models:

@@ -107,8 +107,9 @@ def check_model(path: str, output_dir: str) -> Path:
         raise UsageError(f"{folder} holds a {what} without a trained classification head, so its predictions "
                          f"would be random; fine-tune it first (fine_tuning_teacher.py --model_name={folder}) or pass "
                          f"a model folder written by this project")
-    labels = [str(v) for v in (config.get("id2label") or {}).values()]
-    if len(labels) < 2 or all(v.upper().startswith("LABEL_") for v in labels):
+    labels = [str(v) for v in models.label_names(config)]
+    # LABEL_0, LABEL_1, ... are transformers' placeholders, unless the model is ours (then they are its data's labels)
+    if len(labels) < 2 or ("sentiment_kd" not in config and all(v.upper().startswith("LABEL_") for v in labels)):
         raise UsageError(f"{folder} is a classifier without label names ({', '.join(labels) or 'no id2label'}), so its "
                          f"predictions cannot be read; pass a model written by this project, or set id2label in its config.json")
     return folder
@@ -171,7 +172,7 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
     check_onnx_file(folder, onnx_file)
     if is_onnx_folder(folder):
         probs = softmax(onnx_logits(folder, texts, batch_size, onnx_file))
-        return labelled(probs, {int(k): v for k, v in read_json(folder / "config.json")["id2label"].items()})
+        return labelled(probs, dict(enumerate(models.label_names(read_json(folder / "config.json")))))
     import torch
     device = default_device(device)
     net, tok, settings = load(folder, device)
@@ -204,6 +205,12 @@ def read_lines(path: str) -> list[str]:
 
 def gather_texts(args: list[str], file: str) -> list[str]:
     """Texts from --file, a lone "-" (stdin), the positional arguments, or the built-in examples."""
+    for n, text in enumerate(args, 1):     # bytes that are not UTF-8 reach Python as lone surrogates
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"text argument #{n} is not valid UTF-8 (the terminal's encoding?); pass it in a UTF-8 "
+                             f"file with --file=PATH") from None
     if file:
         return read_lines(file) + args
     if args == ["-"]:
@@ -218,7 +225,7 @@ def main(argv=None) -> list[dict]:
     texts = gather_texts(cfg["_args"], FILE)
     keep = [i for i, t in enumerate(texts) if not is_blank(t)]
     if len(keep) < len(texts):
-        skipped = [str(i + 1) for i in range(len(texts)) if i not in set(keep)]
+        skipped = [str(i + 1) for i, t in enumerate(texts) if is_blank(t)]
         print(f"note: skipped {len(skipped)} empty text(s) (#{', #'.join(skipped[:10])})", file=sys.stderr)
     if not keep:
         raise UsageError("no non-empty text to predict; pass texts, --file=PATH or - for standard input")

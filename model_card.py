@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_utils import read_json
+from models import label_names
 
 # licenses of the base models this project names in its configs (others: left out, not guessed)
 LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-transformers/all-mpnet-base-v2": "apache-2.0",
@@ -24,7 +25,7 @@ def data_facts(config: dict) -> dict:
     None), labels (names in id order), domain (for the limits)}."""
     rc = config.get("sentiment_kd", {}).get("run_config", {})
     data = rc.get("data", "imdb")
-    labels = [config.get("id2label", {})[k] for k in sorted(config.get("id2label", {}), key=int)]
+    labels = label_names(config)
     if data.lower() == "imdb":
         return {"name": "IMDb movie reviews", "hub": DATASET, "labels": labels, "domain": "English movie reviews (IMDb)"}
     from data_utils import is_local

@@ -244,6 +244,13 @@ def cannot_load(name_or_path: str):
                          f"'Offline use')") from None
 
 
+def label_names(config: dict) -> list[str]:
+    """A saved model's class names in id order, from its config.json (a dict). transformers leaves id2label out
+    of config.json when it is its own default (LABEL_0, LABEL_1 for 2 classes): then those, for num_labels."""
+    id2label = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(config.get("num_labels", 2))}
+    return [id2label[k] for k in sorted(id2label, key=int)]
+
+
 def is_saved_model(folder: Path) -> bool:
     """A folder that from_pretrained can load: config.json, weights and a tokenizer."""
     folder = Path(folder)

@@ -23,7 +23,7 @@ import numpy as np
 
 from configurator import UsageError, log
 from data_utils import read_json, replace_dir
-from models import truncate_ids
+from models import label_names, truncate_ids
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_quantized.onnx"     # optimum's name for a quantized model
@@ -98,7 +98,7 @@ def onnx_logits(folder: Path, texts: list[str], batch_size: int = 32, file: str 
     tok, sess = OnnxTokenizer(folder), session(Path(folder) / file, threads)
     ids = tok.encode(texts)
     order = np.argsort([len(x) for x in ids], kind="stable")
-    out = np.zeros((len(ids), len(read_json(Path(folder) / "config.json")["id2label"])), dtype=np.float32)
+    out = np.zeros((len(ids), len(label_names(read_json(Path(folder) / "config.json")))), dtype=np.float32)
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         out[idx] = run_logits(sess, tok.pad([ids[j] for j in idx]))
@@ -142,6 +142,10 @@ def quantize_int8(src: Path, dst: Path, exclude: list[str]) -> None:
         import onnx
         ops = sorted({n.op_type for n in onnx.load(str(prepared)).graph.node} & {"MatMul", "Gather", "Attention",
                                                                                     "EmbedLayerNormalization"} - set(exclude))
+        if not ops:    # quantize_dynamic reads an empty list as "every operator type": the opposite of the request
+            prepared.unlink()
+            raise UsageError(f"--quantize_exclude={','.join(exclude)} leaves no operator of {src} to quantize; "
+                             f"exclude fewer, or set --quantize=false for no int8 model")
     quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=ops)
     prepared.unlink()
 

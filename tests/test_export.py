@@ -59,6 +59,43 @@ def test_export_keeps_a_finished_export(exported):
     assert f.stat().st_mtime_ns == before
 
 
+def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, tmp_path, monkeypatch):
+    """--model alone: the log and the lock are its experiment's (evaluate_models.py exports into the same
+    folders), not those of the default experiment under the current folder."""
+    import export
+    monkeypatch.chdir(tmp_path)
+    log = tiny_experiment / "tiny" / "logs" / "export.log"
+    before = log.read_text()
+    assert export.main([f"--model={exported['cut']}"]) == [exported["cut"] / "onnx"]
+    new = log.read_text()[len(before):]
+    assert "'experiment': 'tiny'" in new and f"kept {exported['cut'] / 'onnx'}" in new, new
+    assert not (tmp_path / "outputs").exists()      # no outputs/paper/logs/export.log, no outputs/paper/.lock
+
+
+def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path):
+    import export
+    from configurator import UsageError
+    with pytest.raises(UsageError, match="--quantize_exclude=Gather,MatMul leaves no operator to quantize"):
+        export.main([f"--model={exported['cut']}", "--quantize_exclude=Gather,MatMul", "--overwrite=true"])
+    from onnx_runtime import quantize_int8
+    with pytest.raises(UsageError, match="leaves no operator of .* to quantize"):   # what the graph has, whatever it has
+        quantize_int8(exported["cut"] / "onnx" / "model.onnx", tmp_path / "int8.onnx", ["MatMul", "Gather", "Attention"])
+    assert not (tmp_path / "int8.onnx").exists()
+
+
+def test_onnx_folder_without_id2label_takes_the_default_names(exported, tmp_path):
+    """transformers leaves a 2-class id2label out of config.json when it is LABEL_0, LABEL_1 (a user's data
+    with those label names): the ONNX path reads the same default."""
+    import shutil
+    from inference import predict
+    folder = tmp_path / "onnx"
+    shutil.copytree(exported["cut"] / "onnx", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in ("id2label", "label2id")}))
+    out = predict(["a great film", "awful"], model=str(folder))
+    assert [sorted(o["probs"]) for o in out] == [["LABEL_0", "LABEL_1"]] * 2
+
+
 def test_three_classes_through_onnx(tmp_path):
     # any number of classes: the ONNX logits have the model's width and equal torch's
     from models import build_tiny

@@ -82,6 +82,34 @@ def test_unreadable_and_non_utf8_files(outputs, tmp_path):
     assert r.returncode == 2 and "cannot read it" in r.stderr.decode()
 
 
+def test_non_utf8_argument_is_one_line(outputs):
+    r = run(f"--output_dir={outputs}", "fine", b"bad \xff\xfe byte")
+    err = r.stderr.decode().strip()
+    assert r.returncode == 2 and err == "error: text argument #2 is not valid UTF-8 (the terminal's encoding?); " \
+        "pass it in a UTF-8 file with --file=PATH", err
+
+
+def test_labels_named_like_transformers_placeholders(outputs, tmp_path):
+    """A model of this project trained on labels LABEL_0 / LABEL_1 (transformers then leaves id2label out of
+    config.json, its default for 2 classes) predicts them; a classifier from elsewhere with only those
+    placeholder names is refused (its classes are unknown)."""
+    import shutil
+    from configurator import UsageError
+    from inference import predict
+    folder = tmp_path / "placeholder"
+    shutil.copytree(f"{outputs}/tiny/students/cut", folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("id2label", "label2id"):
+        config.pop(key)
+    (folder / "config.json").write_text(json.dumps(config))
+    out = predict(["a great film", "awful"], model=str(folder))
+    assert [sorted(o["probs"]) for o in out] == [["LABEL_0", "LABEL_1"]] * 2 and out[0]["label"] in ("LABEL_0", "LABEL_1")
+    config.pop("sentiment_kd")
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="is a classifier without label names \\(LABEL_0, LABEL_1\\)"):
+        predict(["a great film"], model=str(folder))
+
+
 def test_predict_importable(outputs):
     from inference import predict
     out = predict(["a great film", "awful"], model=f"{outputs}/tiny/students/cut")

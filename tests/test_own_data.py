@@ -118,6 +118,46 @@ def test_transfer_texts_from_the_rest_of_validation_skip_held_out_texts(tmp_path
 def test_literal_unicode_escapes_are_decoded():
     assert du.decode_escapes(r"I\u2019m here\u002c ok") == "I’m here, ok"
     assert du.decode_escapes("no escapes") == "no escapes"
+    # an emoji is two escapes (a UTF-16 surrogate pair); a lone half names no character and stays as written
+    assert du.decode_escapes(r"so funny \ud83d\ude02\uD83D\uDE02 lol") == "so funny \U0001F602\U0001F602 lol"
+    assert du.decode_escapes(r"cut \ud83d here, \ude02 there") == r"cut \ud83d here, \ude02 there"
+    assert du.decode_escapes(r"\U00e9 is not an escape") == r"\U00e9 is not an escape"
+
+
+def test_texts_that_look_missing_or_quoted_are_read_as_written(tmp_path):
+    """CSV: NA, None, null are texts and labels like any other (pandas would read them as missing); TSV has no
+    quoting, so a text opening with an unmatched quote stays one row (pandas would merge the rows after it)."""
+    rows = [r | {"sentiment": "None" if r["sentiment"] == "neutral" else r["sentiment"]} for r in tweets(60, 1)]
+    for i, text in zip((3, 4, 6), ("NA", "null", '"Best film ever, and')):
+        rows[i]["tweet"] = text
+    (tmp_path / "t.csv").write_text("tweet,sentiment\n" + "".join(f'"{r["tweet"].replace(chr(34), 2 * chr(34))}",{r["sentiment"]}\n'
+                                                                   for r in rows))
+    (tmp_path / "t.tsv").write_text("tweet\tsentiment\n" + "".join(f'{r["tweet"]}\t{r["sentiment"]}\n' for r in rows))
+    for name in ("t.csv", "t.tsv"):
+        raw, _ = du.read_files(str(tmp_path / name), "--data")
+        assert list(raw["train"]["tweet"]) == [r["tweet"] for r in rows], name
+        assert list(raw["train"]["sentiment"]) == [r["sentiment"] for r in rows], name
+        assert du.load_splits(spec(tmp_path / name, val_size=9)).label_names == ("None", "negative", "positive")
+
+
+def test_a_file_name_says_its_split(tmp_path):
+    assert [du.file_split(tmp_path / n) for n in ("train.csv", "my-dev.csv", "train_unlabeled.csv", "notes.csv")] == \
+        ["train", "validation", "unsupervised", None]
+    with pytest.raises(du.UsageError, match="train_test.csv: its name says both train and test; rename it"):
+        du.file_split(tmp_path / "train_test.csv")
+
+
+@pytest.mark.parametrize("rows,val_size,message", [
+    ({"train": tweets(30, 1) + [{"tweet": "one angry text", "sentiment": "angry"}]}, 5,
+     "--val_size=5 of 31 rows: class 'angry' has a single row there, too few to split by class; add rows of that class"),
+    ({"train": tweets(30, 1)}, 2, "--val_size=2 of 30 rows: each side of the split needs a row of each of the 3 classes; "
+                                  "set --val_size between 3 and 27"),
+])
+def test_splits_that_cannot_be_stratified_name_the_class_or_setting(tmp_path, rows, val_size, message):
+    write(tmp_path, "csv", rows)
+    with pytest.raises(du.UsageError) as e:
+        du.load_splits(spec(tmp_path, val_size=val_size))
+    assert message in str(e.value)
 
 
 def test_macro_metrics_and_confusion_by_hand():

@@ -570,6 +570,10 @@ def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> l
     """Unlabeled texts for transfer: the rest of the validation split, a file or folder of texts
     (TEXT_COLUMN; labels ignored), or the data's unsupervised split."""
     if spec.transfer_data == "validation":
+        if "validation" not in raw:      # carved from train: there is no rest to take
+            raise UsageError(f"transfer_size > 0 with transfer_data = validation, but {spec.where()} has no validation "
+                             f"split (its rows beyond --val_size are the transfer texts); set --transfer_data to a file "
+                             f"of unlabeled texts")
         return rest
     if spec.transfer_data:    # every file of it, whatever split its name says; labels ignored
         other = DataSpec(data=spec.transfer_data, text_column=spec.text_column, label_column="")

@@ -140,6 +140,12 @@ def test_texts_that_look_missing_or_quoted_are_read_as_written(tmp_path):
         assert du.load_splits(spec(tmp_path / name, val_size=9)).label_names == ("None", "negative", "positive")
 
 
+def test_transfer_from_validation_needs_a_validation_file(tmp_path):
+    write(tmp_path, "csv", {"train": tweets(60, 1)})
+    with pytest.raises(du.UsageError, match="transfer_data = validation, but .* has no validation split"):
+        du.load_splits(spec(tmp_path, val_size=9, transfer_data="validation"), transfer=True)
+
+
 def test_a_file_name_says_its_split(tmp_path):
     assert [du.file_split(tmp_path / n) for n in ("train.csv", "my-dev.csv", "train_unlabeled.csv", "notes.csv")] == \
         ["train", "validation", "unsupervised", None]

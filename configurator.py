@@ -166,10 +166,13 @@ def any_script_has(name: str) -> bool:
 
 def parse_argv(argv: list[str], defaults: dict) -> tuple[dict, list[str], str | None]:
     """({NAME: text} of the `--name=value` / `--name value` flags, positional arguments, --config path).
-    A boolean flag alone switches it on (`--json`; `--json false` also reads)."""
+    A boolean flag alone switches it on (`--json`; `--json false` also reads); after `--` all are positional."""
     flags, positional, config_path, i = {}, [], None, 0
     while i < len(argv):
         arg = argv[i]
+        if arg == "--":              # the rest are positional (inference.py -- "--not a flag")
+            positional += argv[i + 1:]
+            break
         if not arg.startswith("--"):
             positional.append(arg)
             i += 1

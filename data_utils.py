@@ -330,7 +330,8 @@ def data_files(path: str) -> dict:
     if p.is_file():
         files = {"train": [p]}
     elif p.is_dir():
-        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS)
+        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS    # not hidden ones:
+                       and not any(part.startswith(".") for part in f.relative_to(p).parts))  # ._train.csv, .cache/
         files = {}
         for f in found:
             split = file_split(f)
@@ -470,10 +471,14 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict]:
     """(label names in id order, {split: int ids}) of the labelled splits. Ids follow the sorted label
     values of train (strings as they are, integers by value); names are the strings, else spec.label_names
     (one per value), else the numbers (IMDb: negative, positive)."""
-    values = {s: list(d["label"]) for s, d in raw.items() if s != "unsupervised"}
+    values = {s: [v.strip() if isinstance(v, str) else v for v in d["label"]]     # "pos " is "pos"
+              for s, d in raw.items() if s != "unsupervised"}
     kinds = {type(v).__name__ for vs in values.values() for v in vs}
     if kinds == {"float"} and all(float(v).is_integer() for vs in values.values() for v in vs):
         values, kinds = {s: [int(v) for v in vs] for s, vs in values.items()}, {"int"}
+    if kinds in ({"float"}, {"bool"}):
+        raise UsageError(f"{where['train']}: column {spec.label_column!r} holds {'numbers that are not integers' if kinds == {'float'} else 'true/false values'}"
+                         f" ({next(iter(values['train']))!r}, ...); labels are class names or integer ids: convert them")
     if kinds - {"int", "str"} or len(kinds) > 1 or (kinds == {"str"} and _mixed(values)):
         raise UsageError(f"{where['train']}: column {spec.label_column!r} mixes label types ({', '.join(sorted(kinds))}"
                          f"{' and numbers written as text' if kinds == {'str'} else ''}); use only names or only integers")

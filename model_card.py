@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_utils import read_json
+from data_utils import atomic_path, read_json
 from models import label_names
 
 # licenses of the base models this project names in its configs (others: left out, not guessed)
@@ -27,10 +27,11 @@ def data_facts(config: dict) -> dict:
     data = rc.get("data", "imdb")
     labels = label_names(config)
     if data.lower() == "imdb":
-        return {"name": "IMDb movie reviews", "hub": DATASET, "labels": labels, "domain": "English movie reviews (IMDb)"}
+        return {"name": "IMDb movie reviews", "hub": DATASET, "labels": labels, "domain": "English movie reviews (IMDb)",
+                "language": "en"}
     from data_utils import is_local
     return {"name": f"`{data}`", "hub": None if is_local(data) else data, "labels": labels,
-            "domain": f"texts like those of `{data}`"}
+            "domain": f"texts like those of `{data}`", "language": None}    # the user's data: not known here
 
 
 def base_model(kd: dict) -> str | None:
@@ -96,7 +97,8 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     kd, where_used = config.get("sentiment_kd", {}), shown or folder
     test = next((r for r in rows or [] if r["precision"] == "fp32"), None)
     base, facts = base_model(kd), data_facts(config)
-    data = ModelCardData(base_model=base, datasets=[facts["hub"]] if facts["hub"] else None, pipeline_tag="text-classification", language="en",
+    data = ModelCardData(base_model=base, datasets=[facts["hub"]] if facts["hub"] else None, pipeline_tag="text-classification",
+                         language=facts["language"],
                          license=LICENSES.get(base or ""), library_name="transformers", model_name=name,
                          tags=["knowledge-distillation", "sentiment-analysis", kd.get("role", "student")],
                          eval_results=eval_results(name, metrics, test, facts) or None)
@@ -124,5 +126,7 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
 def write_card(folder: Path, name: str | None = None, **evaluation) -> Path:
     """Write <folder>/README.md (evaluation: rows, hardware, test_size from evaluate_models)."""
     path = Path(folder) / "README.md"
-    path.write_text(card_text(Path(folder), name or Path(folder).name, **evaluation))
+    text = card_text(Path(folder), name or Path(folder).name, **evaluation)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return path

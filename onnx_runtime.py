@@ -15,6 +15,7 @@ special tokens around the text, head/tail truncation (models.truncate_ids) to ma
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import warnings
 from pathlib import Path
@@ -84,6 +85,13 @@ def session(path: Path, threads: int = 0):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+@functools.lru_cache(maxsize=4)
+def runner(path: Path, mtime_ns: int, threads: int = 0) -> tuple[OnnxTokenizer, object]:
+    """(tokenizer, session) of an exported .onnx file, kept for the next call (predict() in a loop pays the
+    session's start-up once); keyed by the file's modification time, so a re-export is read afresh."""
+    return OnnxTokenizer(path.parent), session(path, threads)
+
+
 def run_logits(sess, batch: dict) -> np.ndarray:
     """Logits of one padded batch; feeds only the inputs the graph declares (token_type_ids: zeros)."""
     names = [i.name for i in sess.get_inputs()]
@@ -95,7 +103,8 @@ def onnx_logits(folder: Path, texts: list[str], batch_size: int = 32, file: str 
                 threads: int = 0) -> np.ndarray:
     """Logits (N, C) float32 for texts (C: the model's labels), in input order (batches sorted by length, as
     logits_in_order)."""
-    tok, sess = OnnxTokenizer(folder), session(Path(folder) / file, threads)
+    path = (Path(folder) / file).resolve()
+    tok, sess = runner(path, path.stat().st_mtime_ns, threads)
     ids = tok.encode(texts)
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.zeros((len(ids), len(label_names(read_json(Path(folder) / "config.json")))), dtype=np.float32)

@@ -96,6 +96,20 @@ def test_onnx_folder_without_id2label_takes_the_default_names(exported, tmp_path
     assert [sorted(o["probs"]) for o in out] == [["LABEL_0", "LABEL_1"]] * 2
 
 
+def test_predict_on_an_onnx_folder_starts_its_session_once(exported):
+    """predict() in a loop pays ONNX Runtime's start-up once; a re-export (a newer file) is read afresh."""
+    import os
+    from inference import predict
+    from onnx_runtime import runner
+    onnx = exported["cut"] / "onnx"
+    runner.cache_clear()
+    first = [predict(["a great film"], model=str(onnx)) for _ in range(3)]
+    assert runner.cache_info().misses == 1 and runner.cache_info().hits == 2 and first[0] == first[2]
+    t = (onnx / "model.onnx").stat().st_mtime_ns
+    os.utime(onnx / "model.onnx", ns=(t + 10**9, t + 10**9))
+    assert predict(["a great film"], model=str(onnx)) == first[0] and runner.cache_info().misses == 2
+
+
 def test_three_classes_through_onnx(tmp_path):
     # any number of classes: the ONNX logits have the model's width and equal torch's
     from models import build_tiny

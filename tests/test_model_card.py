@@ -17,6 +17,7 @@ def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
         meta = metadata_load(folder / "README.md")
         assert meta["pipeline_tag"] == "text-classification" and "knowledge-distillation" in meta["tags"]
         assert meta["datasets"] == ["stanfordnlp/imdb"] and meta["model-index"][0]["name"] == folder.name
+        assert meta["language"] == "en"
         val = read_json(folder / "metrics.json")["val_accuracy"]
         assert metrics_of(meta)[("validation", "accuracy")] == pytest.approx(val, abs=1e-4)
         assert "base_model" not in meta          # tiny:bert is no hub model: not named

@@ -3,6 +3,7 @@ experiment end to end (teacher, distilled student, baseline, evaluation, inferen
 case through the command line (one line, exit status 2, nothing written)."""
 import json
 import random
+import re
 import subprocess
 import sys
 
@@ -166,6 +167,27 @@ def test_splits_that_cannot_be_stratified_name_the_class_or_setting(tmp_path, ro
     assert message in str(e.value)
 
 
+def test_labels_are_names_or_integers(tmp_path):
+    rows = tweets(30, 1)
+    for r in rows[::4]:
+        r["sentiment"] += " "                       # a stray space is the same class
+    write(tmp_path / "a", "csv", {"train": rows})
+    assert du.load_splits(spec(tmp_path / "a", val_size=6)).label_names == ("negative", "neutral", "positive")
+    for name, values, says in (("floats", (0.5, 1.5), "holds numbers that are not integers (0.5, ...)"),
+                               ("booleans", (True, False), "holds true/false values (True, ...)")):
+        write(tmp_path / name, "jsonl", {"train": [r | {"sentiment": values[i % 2]} for i, r in enumerate(tweets(30, 1))]})
+        with pytest.raises(du.UsageError, match=r"column 'sentiment' " + re.escape(says) + "; labels are class names"):
+            du.load_splits(spec(tmp_path / name, val_size=6))
+
+
+def test_hidden_files_in_a_data_folder_are_not_data(tmp_path):
+    write(tmp_path, "csv", {"train": tweets(30, 1), "test": tweets(9, 3)})
+    (tmp_path / "._train.csv").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    write(tmp_path / ".ipynb_checkpoints", "csv", {"train-checkpoint": tweets(30, 5)})
+    assert {s: [f.name for f in fs] for s, fs in du.data_files(str(tmp_path)).items()} == \
+        {"train": ["train.csv"], "test": ["test.csv"]}
+
+
 def test_macro_metrics_and_confusion_by_hand():
     labels = np.array([0, 0, 1, 1, 2, 2])
     preds = np.array([0, 1, 1, 1, 2, 0])
@@ -223,6 +245,7 @@ def test_three_classes_end_to_end(three_class):
     assert header == "index,label,pred,p_negative,p_neutral,p_positive"
     card = (out / "students" / "cut" / "README.md").read_text()
     assert "negative / neutral / positive" in card and "3 labels" in card
+    assert "\nlanguage:" not in card.split("\n---\n")[0]          # the user's data: its language is not known here
 
 
 def test_inference_prints_the_names_and_every_probability(three_class):

@@ -241,7 +241,7 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     # the constants as the script defined them; a second call in one process (tests) starts from them
     defaults = _DEFAULTS.setdefault(id(namespace), (namespace, copy.deepcopy(
         {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and isinstance(v, CONFIG_TYPES)})))[1]
-    if "-h" in argv or "--help" in argv:
+    if {"-h", "--help"} & set(argv[:argv.index("--")] if "--" in argv else argv):
         print_help(namespace, defaults)
         sys.exit(0)
     flags, positional, config_path = parse_argv(argv, defaults)

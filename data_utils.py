@@ -17,7 +17,6 @@ Offline use: `export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cach
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import hashlib
 import json
@@ -251,11 +250,8 @@ def make_splits(data: dict, val_size: int, train_size: int = 0, test_size: int =
 # any labelled data: files (CSV, TSV, JSON Lines, parquet) or a hub dataset, any number of classes
 # ----------------------------------------------------------------------------------------------
 IMDB_LABELS = ("negative", "positive")
-# CSV/TSV: only an empty field is missing (pandas would also read texts or labels such as NA, None, null as
-# missing); TSV has no quoting (a text starting with an unmatched " would otherwise swallow the lines after it)
-_TEXT_AS_IS = {"keep_default_na": False, "na_values": [""]}
-FORMATS = {".csv": ("csv", _TEXT_AS_IS), ".tsv": ("csv", {"sep": "\t", "quoting": csv.QUOTE_NONE, **_TEXT_AS_IS}),
-           ".jsonl": ("json", {}), ".json": ("json", {}), ".parquet": ("parquet", {})}
+FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"sep": "\t"}), ".jsonl": ("json", {}), ".json": ("json", {}),
+           ".parquet": ("parquet", {})}
 # file-name words that name a split (a folder's files are sorted into splits by them)
 SPLIT_WORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),
                "test": ("test", "testing"), "unsupervised": ("unsupervised", "unlabeled", "unlabelled", "unsup")}
@@ -417,9 +413,26 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
     try:
         raw = load_dataset(builder, data_files={s: [str(f) for f in fs] for s, fs in files.items()}, **kw)
     except Exception as e:   # pyarrow / pandas parse errors of many kinds
+        while e.__cause__ or e.__context__:     # datasets wraps the parser's own error, which says where
+            e = e.__cause__ or e.__context__
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UsageError(f"{flag}={path}: cannot read it as {builder} ({first}); check the file's format") from None
+    if kw.get("sep") == "\t":
+        check_tsv_fields(raw, files)
     return dict(raw), {s: ", ".join(str(f) for f in fs) for s, fs in files.items()}
+
+
+def check_tsv_fields(raw: dict, files: dict) -> None:
+    """UsageError for a TSV field holding a tab or a line break: quoted fields may (as pandas and csv.writer
+    write them), but it is far more often a field that opens with an unmatched `"`, which makes the reader
+    join it with the lines after it: rows lost without a word."""
+    for split, ds in raw.items():
+        for column in ds.column_names:
+            bad = next((i for i, v in enumerate(ds[column]) if isinstance(v, str) and ("\t" in v or "\n" in v)), None)
+            if bad is not None:
+                raise UsageError(f"{', '.join(map(str, files[split]))}: data row {bad + 1} (a header line not counted) of column "
+                                 f"{column!r} spans a tab or line break, most likely from a field opening with an unmatched "
+                                 f'" that joined the lines after it; remove or double that quote, or save the data as CSV')
 
 
 def columns(ds, spec: DataSpec, where: str, split: str):
@@ -433,17 +446,19 @@ def columns(ds, spec: DataSpec, where: str, split: str):
             raise UsageError(f"{where}: no column {c!r} (found {', '.join(map(str, cols))}); set {flag} to the column "
                              f"that holds the {'texts' if flag == '--text_column' else 'labels'}")
     texts = ds[spec.text_column]
+    # CSV/TSV: pandas reads an empty field, and NA, N/A, null, None, nan, as missing (R writes missing values as NA)
+    na = " (CSV/TSV readers take NA, null, None as missing too)" if where.lower().endswith((".csv", ".tsv")) else ""
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
         raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at data row "
-                         f"{bad[0] + 1}, a header line not counted); drop or fill those rows")
+                         f"{bad[0] + 1}, a header line not counted){na}; drop or fill those rows")
     labels = ds[spec.label_column] if split != "unsupervised" else [None] * len(texts)
     if split != "unsupervised":
         missing = [i for i, y in enumerate(labels) if y is None or (isinstance(y, float) and math.isnan(y))
                    or (isinstance(y, str) and not y.strip())]
         if missing:
             raise UsageError(f"{where}: column {spec.label_column!r} has {len(missing)} missing label(s) (first at data "
-                             f"row {missing[0] + 1}, a header line not counted); drop those rows, or move them to an unsupervised file for transfer")
+                             f"row {missing[0] + 1}, a header line not counted){na}; drop those rows, or move them to an unsupervised file for transfer")
     from datasets import Dataset
     return Dataset.from_dict({"text": [decode_escapes(t) for t in texts], "label": list(labels)})
 
@@ -477,8 +492,9 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict]:
     if kinds == {"float"} and all(float(v).is_integer() for vs in values.values() for v in vs):
         values, kinds = {s: [int(v) for v in vs] for s, vs in values.items()}, {"int"}
     if kinds in ({"float"}, {"bool"}):
+        odd = next(v for vs in values.values() for v in vs if isinstance(v, bool) or not float(v).is_integer())
         raise UsageError(f"{where['train']}: column {spec.label_column!r} holds {'numbers that are not integers' if kinds == {'float'} else 'true/false values'}"
-                         f" ({next(iter(values['train']))!r}, ...); labels are class names or integer ids: convert them")
+                         f" ({odd!r}, ...); labels are class names or integer ids: convert them")
     if kinds - {"int", "str"} or len(kinds) > 1 or (kinds == {"str"} and _mixed(values)):
         raise UsageError(f"{where['train']}: column {spec.label_column!r} mixes label types ({', '.join(sorted(kinds))}"
                          f"{' and numbers written as text' if kinds == {'str'} else ''}); use only names or only integers")

@@ -221,7 +221,7 @@ def soft_label_teacher(teacher_dir: Path) -> dict:
             "teacher_model": trained.get("model_name"), "teacher_val_accuracy": metrics["val_accuracy"],
             "teacher_parameters": metrics.get("parameters"),
             "data": {k: trained[k] for k in DATA_KEYS if k in trained},    # what the teacher was trained on
-            "id2label": dict(enumerate(label_names(config))), "truncation": truncation_settings(kd),
+            "id2label": {str(i): n for i, n in enumerate(label_names(config))}, "truncation": truncation_settings(kd),
             "logits": "float32 (rows, classes), row i = review i of the split in source order (IMDB_DIR parquet order)"}
 
 

@@ -44,9 +44,9 @@ def finished_models(root: Path) -> list[Path]:
 def experiment_of(folder: Path) -> Path:
     """The experiment folder a model folder belongs to (<exp>/teacher, <exp>/students/<name>), where --model's
     export logs and takes the lock (evaluate_models.py exports into the same folders); else the folder itself."""
-    if folder.name == "teacher":
-        return folder.parent
-    return folder.parent.parent if folder.parent.name == "students" else folder
+    if folder.parent.name == "students":
+        return folder.parent.parent
+    return folder.parent if folder.name == "teacher" else folder
 
 
 def check(cfg: dict | None = None) -> list[Path]:

@@ -22,7 +22,7 @@ DATASET = "stanfordnlp/imdb"
 
 def data_facts(config: dict) -> dict:
     """What the model was trained on, from its config.json: {name (for the text), hub (a hub dataset id or
-    None), labels (names in id order), domain (for the limits)}."""
+    None), labels (names in id order), domain (for the limits), language (hub metadata; None where unknown)}."""
     rc = config.get("sentiment_kd", {}).get("run_config", {})
     data = rc.get("data", "imdb")
     labels = label_names(config)

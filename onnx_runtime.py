@@ -86,10 +86,10 @@ def session(path: Path, threads: int = 0):
 
 
 @functools.lru_cache(maxsize=4)
-def runner(path: Path, mtime_ns: int, threads: int = 0) -> tuple[OnnxTokenizer, object]:
-    """(tokenizer, session) of an exported .onnx file, kept for the next call (predict() in a loop pays the
-    session's start-up once); keyed by the file's modification time, so a re-export is read afresh."""
-    return OnnxTokenizer(path.parent), session(path, threads)
+def runner(folder: Path, file: str, stamps: tuple, threads: int = 0) -> tuple[OnnxTokenizer, object]:
+    """(tokenizer, session) of an export's .onnx file, kept for the next call (predict() in a loop pays the
+    session's start-up once); stamps, the modification times of the files read, make a re-export read afresh."""
+    return OnnxTokenizer(folder), session(folder / file, threads)
 
 
 def run_logits(sess, batch: dict) -> np.ndarray:
@@ -103,8 +103,9 @@ def onnx_logits(folder: Path, texts: list[str], batch_size: int = 32, file: str 
                 threads: int = 0) -> np.ndarray:
     """Logits (N, C) float32 for texts (C: the model's labels), in input order (batches sorted by length, as
     logits_in_order)."""
-    path = (Path(folder) / file).resolve()
-    tok, sess = runner(path, path.stat().st_mtime_ns, threads)
+    folder = Path(folder).absolute()
+    stamps = tuple((folder / f).stat().st_mtime_ns for f in (file, "config.json", "tokenizer.json"))
+    tok, sess = runner(folder, file, stamps, threads)
     ids = tok.encode(texts)
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.zeros((len(ids), len(label_names(read_json(Path(folder) / "config.json")))), dtype=np.float32)

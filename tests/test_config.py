@@ -154,8 +154,8 @@ def test_boolean_flag_takes_a_following_true_or_false():
 
 def test_after_a_double_dash_everything_is_an_argument():
     ns = namespace()
-    cfg = configure(ns, ["--overwrite", "--", "--epochs=3 is a text", "-"], "fine_tuning_teacher")
-    assert ns["OVERWRITE"] is True and ns["EPOCHS"] == 2.0 and cfg["_args"] == ["--epochs=3 is a text", "-"]
+    cfg = configure(ns, ["--overwrite", "--", "--epochs=3 is a text", "--help", "-h"], "fine_tuning_teacher")
+    assert ns["OVERWRITE"] is True and ns["EPOCHS"] == 2.0 and cfg["_args"] == ["--epochs=3 is a text", "--help", "-h"]
 
 
 def test_help_lists_each_setting_with_its_comment_and_no_private_names():

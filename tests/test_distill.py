@@ -393,8 +393,9 @@ def test_soft_labels_are_published_in_source_order_and_reused(tiny_run, imdb_par
                                                    list(data["unsupervised"]["text"])[:5]),
                                ds.load_soft_labels(folder, "unsupervised", list(data["unsupervised"]["text"]))[:5])
     calls.clear()
-    ds.main(args)                             # published and unchanged: kept, no teacher pass
-    assert calls == []
+    written = {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
+    ds.main(args)                             # published and unchanged: kept (not rewritten), no teacher pass
+    assert calls == [] and {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == written
 
 
 def test_students_learn_from_published_soft_labels_without_the_teacher(tiny_run, imdb_parquet, monkeypatch, tmp_path):

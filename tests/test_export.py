@@ -110,6 +110,17 @@ def test_predict_on_an_onnx_folder_starts_its_session_once(exported):
     assert predict(["a great film"], model=str(onnx)) == first[0] and runner.cache_info().misses == 2
 
 
+def test_an_onnx_folder_of_links_reads_its_own_files(exported, tmp_path):
+    """A folder whose files link elsewhere (a hub cache snapshot links into blobs/): read as the folder says."""
+    from inference import predict
+    onnx, blobs, folder = exported["cut"] / "onnx", tmp_path / "blobs", tmp_path / "snapshot"
+    blobs.mkdir(), folder.mkdir()
+    for f in onnx.iterdir():
+        (blobs / f"blob-{f.name}").write_bytes(f.read_bytes())
+        (folder / f.name).symlink_to(blobs / f"blob-{f.name}")
+    assert predict(["a great film"], model=str(folder)) == predict(["a great film"], model=str(onnx))
+
+
 def test_three_classes_through_onnx(tmp_path):
     # any number of classes: the ONNX logits have the model's width and equal torch's
     from models import build_tiny

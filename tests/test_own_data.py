@@ -125,20 +125,33 @@ def test_literal_unicode_escapes_are_decoded():
     assert du.decode_escapes(r"\U00e9 is not an escape") == r"\U00e9 is not an escape"
 
 
-def test_texts_that_look_missing_or_quoted_are_read_as_written(tmp_path):
-    """CSV: NA, None, null are texts and labels like any other (pandas would read them as missing); TSV has no
-    quoting, so a text opening with an unmatched quote stays one row (pandas would merge the rows after it)."""
-    rows = [r | {"sentiment": "None" if r["sentiment"] == "neutral" else r["sentiment"]} for r in tweets(60, 1)]
-    for i, text in zip((3, 4, 6), ("NA", "null", '"Best film ever, and')):
-        rows[i]["tweet"] = text
-    (tmp_path / "t.csv").write_text("tweet,sentiment\n" + "".join(f'"{r["tweet"].replace(chr(34), 2 * chr(34))}",{r["sentiment"]}\n'
-                                                                   for r in rows))
-    (tmp_path / "t.tsv").write_text("tweet\tsentiment\n" + "".join(f'{r["tweet"]}\t{r["sentiment"]}\n' for r in rows))
-    for name in ("t.csv", "t.tsv"):
+def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path):
+    """Quoted fields (pandas, csv.writer) read back as written; NA / None are missing to the reader (R writes
+    missing values as NA): refused, naming it; a TSV field opening with an unmatched quote, which makes the
+    reader join the lines after it, is refused instead of losing those rows."""
+    import pandas as pd
+    rows = tweets(60, 1)
+    rows[3]["tweet"], rows[5]["tweet"] = 'He said "wow", loudly', '"Quoted" at the start'
+    for sep, name in ((",", "ok.csv"), ("\t", "ok.tsv")):
+        pd.DataFrame(rows).to_csv(tmp_path / name, index=False, sep=sep)
         raw, _ = du.read_files(str(tmp_path / name), "--data")
         assert list(raw["train"]["tweet"]) == [r["tweet"] for r in rows], name
-        assert list(raw["train"]["sentiment"]) == [r["sentiment"] for r in rows], name
-        assert du.load_splits(spec(tmp_path / name, val_size=9)).label_names == ("None", "negative", "positive")
+    (tmp_path / "na").mkdir()
+    pd.DataFrame([r | {"sentiment": "NA"} if i == 7 else r for i, r in enumerate(rows)]).to_csv(tmp_path / "na" / "train.csv", index=False)
+    with pytest.raises(du.UsageError, match=r"train.csv: column 'sentiment' has 1 missing label\(s\) \(first at data row 8, "
+                                            r"a header line not counted\) \(CSV/TSV readers take NA, null, None as missing too\)"):
+        du.load_splits(spec(tmp_path / "na", val_size=9))
+    lines = ["tweet\tsentiment"] + [f"{r['tweet']}\t{r['sentiment']}" for r in tweets(60, 1)]
+    lines[7] = '"Best film ever, and\tpositive'
+    (tmp_path / "eof.tsv").write_text("\n".join(lines) + "\n")                   # no quote after it
+    with pytest.raises(du.UsageError, match=r"eof.tsv: cannot read it as csv \(Error tokenizing data. C error: EOF inside "
+                                            r"string starting at row 7\); check the file's format"):
+        du.read_files(str(tmp_path / "eof.tsv"), "--data")
+    lines[20] = 'a "fine" film\tpositive'                                          # a quote further on
+    (tmp_path / "bad.tsv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(du.UsageError, match=r"bad.tsv: data row 7 \(a header line not counted\) of column 'tweet' spans a tab "
+                                            r"or line break, most likely from a field opening with an unmatched"):
+        du.read_files(str(tmp_path / "bad.tsv"), "--data")
 
 
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):

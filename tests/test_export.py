@@ -72,9 +72,10 @@ def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, t
     assert not (tmp_path / "outputs").exists()      # no outputs/paper/logs/export.log, no outputs/paper/.lock
 
 
-def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path):
+def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path, monkeypatch):
     import export
     from configurator import UsageError
+    monkeypatch.chdir(tmp_path)               # were it not refused, nothing lands in the checkout
     with pytest.raises(UsageError, match="--quantize_exclude=Gather,MatMul leaves no operator to quantize"):
         export.main([f"--model={exported['cut']}", "--quantize_exclude=Gather,MatMul", "--overwrite=true"])
     from onnx_runtime import quantize_int8

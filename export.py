@@ -56,14 +56,15 @@ def check(cfg: dict | None = None) -> list[Path]:
                          f"or set --quantize=false for no int8 model")
     if MODEL:
         root = experiment_of(Path(MODEL).resolve())
-        OUTPUT_DIR, EXPERIMENT = str(root.parent), root.name      # start_run logs and locks there
-        if cfg is not None:
-            cfg.update(OUTPUT_DIR=OUTPUT_DIR, EXPERIMENT=EXPERIMENT)   # and logs them as the run's settings
         if not is_finished(Path(MODEL)):
             what = "not a finished model folder (config.json, weights, tokenizer, metrics.json)" if Path(MODEL).is_dir() \
                 else "no such folder"
-            have = ", ".join(map(str, finished_models(root))) or f"none in {root}/"
-            raise UsageError(f"--model {MODEL}: {what}; finished models there: {have}")
+            near = root if root.is_dir() and root != Path(MODEL).resolve() else Path(OUTPUT_DIR) / EXPERIMENT
+            have = ", ".join(map(str, finished_models(near))) or "none"
+            raise UsageError(f"--model {MODEL}: {what}; finished models in {near}: {have}")
+        OUTPUT_DIR, EXPERIMENT = str(root.parent), root.name      # start_run logs and locks there
+        if cfg is not None:
+            cfg.update(OUTPUT_DIR=OUTPUT_DIR, EXPERIMENT=EXPERIMENT)   # and logs them as the run's settings
         return [Path(MODEL)]
     models = finished_models(Path(OUTPUT_DIR) / EXPERIMENT)
     if not models:

@@ -57,8 +57,7 @@ def assert_one_line_error(r, *fragments):
     ("fine_tuning_teacher.py", ["--max_length=600"], "max_length 600: tiny:bert takes at most 512 tokens"),
     ("fine_tuning_teacher.py", ["--warmup_ratio=1.0"], "--warmup_ratio=1.0: must be at least 0 and below 1"),
     ("evaluate_models.py", ["--test_size=-1"], "--test_size=-1: must be >= 0"),
-    ("export.py", ["--model=no/such/folder"], "--model no/such/folder: no such folder; finished models of "
-                                              "--experiment=tiny: "),
+    ("export.py", ["--model=no/such/folder"], "--model no/such/folder: no such folder; finished models in "),
     ("evaluate_models.py", ["--device=tpu"], "--device='tpu': must be one of auto, cpu, cuda"),
 ])
 def test_bad_settings_change_nothing(tiny_experiment, imdb_parquet, script, args, message):

@@ -70,6 +70,11 @@ def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, t
     new = log.read_text()[len(before):]
     assert "'experiment': 'tiny'" in new and f"kept {exported['cut'] / 'onnx'}" in new, new
     assert not (tmp_path / "outputs").exists()      # no outputs/paper/logs/export.log, no outputs/paper/.lock
+    from configurator import UsageError
+    with pytest.raises(UsageError) as e:           # a typo: the models of the experiment it points into
+        export.main([f"--model={exported['cut'].parent / 'cutt'}"])
+    assert f"no such folder; finished models in {tiny_experiment / 'tiny'}: " in str(e.value) and \
+        str(exported["cut"]) in str(e.value)
 
 
 def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path, monkeypatch):

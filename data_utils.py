@@ -453,6 +453,9 @@ def columns(ds, spec: DataSpec, where: str, split: str):
         raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at data row "
                          f"{bad[0] + 1}, a header line not counted){na}; drop or fill those rows")
     labels = ds[spec.label_column] if split != "unsupervised" else [None] * len(texts)
+    names = getattr(ds.features.get(spec.label_column), "names", None) if split != "unsupervised" else None
+    if names and not spec.label_names:   # a ClassLabel column (hub datasets, parquet saved by datasets): its names
+        labels = [names[y] if isinstance(y, int) and 0 <= y < len(names) else None for y in labels]   # -1: no label
     if split != "unsupervised":
         missing = [i for i, y in enumerate(labels) if y is None or (isinstance(y, float) and math.isnan(y))
                    or (isinstance(y, str) and not y.strip())]

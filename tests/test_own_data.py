@@ -193,6 +193,21 @@ def test_labels_are_names_or_integers(tmp_path):
             du.load_splits(spec(tmp_path / name, val_size=6))
 
 
+def test_a_class_label_column_gives_its_names(tmp_path):
+    """Hub datasets and parquet saved by `datasets` carry label names in a ClassLabel feature: used, not "0", "1", "2"."""
+    from datasets import ClassLabel, Dataset, Features, Value
+    order = ["negative", "neutral", "positive"]
+    features = Features({"tweet": Value("string"), "sentiment": ClassLabel(names=order)})
+    for split, seed in (("train", 1), ("test", 3)):
+        rows = tweets(30, seed)
+        Dataset.from_dict({"tweet": [r["tweet"] for r in rows], "sentiment": [order.index(r["sentiment"]) for r in rows]},
+                          features=features).to_parquet(str(tmp_path / f"{split}.parquet"))
+    s = du.load_splits(spec(tmp_path, val_size=6))
+    assert s.label_names == tuple(order)
+    truth = {r["tweet"]: order.index(r["sentiment"]) for r in tweets(30, 1)}
+    assert all(truth[t] == y for t, y in zip(s.train["text"], s.train["label"]))
+
+
 def test_hidden_files_in_a_data_folder_are_not_data(tmp_path):
     write(tmp_path, "csv", {"train": tweets(30, 1), "test": tweets(9, 3)})
     (tmp_path / "._train.csv").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")

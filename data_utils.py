@@ -436,8 +436,9 @@ def check_tsv_fields(raw: dict, files: dict) -> None:
 
 
 def columns(ds, spec: DataSpec, where: str, split: str):
-    """`ds` reduced to columns text, label (label kept as in the data; none for the unsupervised split),
-    after checking the columns exist and no text is missing or empty."""
+    """`ds` reduced to columns text, label (as in the data, but a ClassLabel id as its name and a string without
+    the spaces around it; none for the unsupervised split), after checking the columns exist and no text or
+    label is missing or empty."""
     cols = ds.column_names
     need = [spec.text_column] + ([spec.label_column] if split != "unsupervised" else [])
     for c in need:
@@ -456,9 +457,10 @@ def columns(ds, spec: DataSpec, where: str, split: str):
     names = getattr(ds.features.get(spec.label_column), "names", None) if split != "unsupervised" else None
     if names and not spec.label_names:   # a ClassLabel column (hub datasets, parquet saved by datasets): its names
         labels = [names[y] if isinstance(y, int) and 0 <= y < len(names) else None for y in labels]   # -1: no label
+    labels = [y.strip() if isinstance(y, str) else y for y in labels]      # "pos " is "pos"
     if split != "unsupervised":
         missing = [i for i, y in enumerate(labels) if y is None or (isinstance(y, float) and math.isnan(y))
-                   or (isinstance(y, str) and not y.strip())]
+                   or y == ""]
         if missing:
             raise UsageError(f"{where}: column {spec.label_column!r} has {len(missing)} missing label(s) (first at data "
                              f"row {missing[0] + 1}, a header line not counted){na}; drop those rows, or move them to an unsupervised file for transfer")
@@ -489,8 +491,7 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict]:
     """(label names in id order, {split: int ids}) of the labelled splits. Ids follow the sorted label
     values of train (strings as they are, integers by value); names are the strings, else spec.label_names
     (one per value), else the numbers (IMDb: negative, positive)."""
-    values = {s: [v.strip() if isinstance(v, str) else v for v in d["label"]]     # "pos " is "pos"
-              for s, d in raw.items() if s != "unsupervised"}
+    values = {s: list(d["label"]) for s, d in raw.items() if s != "unsupervised"}
     kinds = {type(v).__name__ for vs in values.values() for v in vs}
     if kinds == {"float"} and all(float(v).is_integer() for vs in values.values() for v in vs):
         values, kinds = {s: [int(v) for v in vs] for s, vs in values.items()}, {"int"}

@@ -423,16 +423,19 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
 
 
 def check_tsv_fields(raw: dict, files: dict) -> None:
-    """UsageError for a TSV field holding a tab or a line break: quoted fields may (as pandas and csv.writer
-    write them), but it is far more often a field that opens with an unmatched `"`, which makes the reader
-    join it with the lines after it: rows lost without a word."""
+    """UsageError for a TSV field that most likely opened with an unmatched `"`, which makes the reader join it
+    with the lines after it (rows lost without a word): with two or more columns the joined lines bring their
+    tabs, so a field holding a tab; in a one-column file, one holding a line break too. A quoted line break
+    (a multi-paragraph text as pandas and csv.writer write it) reads as written."""
     for split, ds in raw.items():
+        seps = {"\t": "tab"} if len(ds.column_names) > 1 else {"\t": "tab", "\n": "line break"}
         for column in ds.column_names:
-            bad = next((i for i, v in enumerate(ds[column]) if isinstance(v, str) and ("\t" in v or "\n" in v)), None)
+            bad = next((i for i, v in enumerate(ds[column]) if isinstance(v, str) and any(c in v for c in seps)), None)
             if bad is not None:
                 raise UsageError(f"{', '.join(map(str, files[split]))}: data row {bad + 1} (a header line not counted) of column "
-                                 f"{column!r} spans a tab or line break, most likely from a field opening with an unmatched "
-                                 f'" that joined the lines after it; remove or double that quote, or save the data as CSV')
+                                 f"{column!r} spans a {' or '.join(seps.values())}, most "
+                                 f'likely from a field opening with an unmatched " that joined the lines after it; remove or '
+                                 f"double that quote, or save the data as CSV")
 
 
 def columns(ds, spec: DataSpec, where: str, split: str):

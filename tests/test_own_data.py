@@ -132,6 +132,7 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
     import pandas as pd
     rows = tweets(60, 1)
     rows[3]["tweet"], rows[5]["tweet"] = 'He said "wow", loudly', '"Quoted" at the start'
+    rows[9]["tweet"] = "Two paragraphs.\n\nThe second, \"quoted\"."                  # quoted line breaks
     for sep, name in ((",", "ok.csv"), ("\t", "ok.tsv")):
         pd.DataFrame(rows).to_csv(tmp_path / name, index=False, sep=sep)
         raw, _ = du.read_files(str(tmp_path / name), "--data")
@@ -149,9 +150,15 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
         du.read_files(str(tmp_path / "eof.tsv"), "--data")
     lines[20] = 'a "fine" film\tpositive'                                          # a quote further on
     (tmp_path / "bad.tsv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(du.UsageError, match=r"bad.tsv: data row 7 \(a header line not counted\) of column 'tweet' spans a tab "
-                                            r"or line break, most likely from a field opening with an unmatched"):
+    with pytest.raises(du.UsageError, match=r"bad.tsv: data row 7 \(a header line not counted\) of column 'tweet' spans a tab, "
+                                            r"most likely from a field opening with an unmatched"):
         du.read_files(str(tmp_path / "bad.tsv"), "--data")
+    texts = ["text"] + [r["tweet"] for r in tweets(20, 2)]                      # one column: transfer texts
+    texts[4], texts[12] = '"An opening quote, unmatched', 'a "fine" film'
+    (tmp_path / "unlabeled.tsv").write_text("\n".join(texts) + "\n")
+    with pytest.raises(du.UsageError, match=r"unlabeled.tsv: data row 4 \(a header line not counted\) of column 'text' spans "
+                                            r"a tab or line break, most likely"):
+        du.read_files(str(tmp_path / "unlabeled.tsv"), "--transfer_data")
 
 
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):

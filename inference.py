@@ -4,7 +4,8 @@ Reads  a model folder written by fine_tuning_teacher.py or distill_student.py (d
        student with the best validation accuracy of the experiment trained most recently under outputs/,
        else its best student, else its teacher; the choice is printed on stderr),
        and texts from the command line, a file (one review per line) or standard input.
-Writes to stdout, per text: label, confidence, text; or JSON with --json (with every class's probability).
+Writes to stdout, one line per text: label, confidence, text (line breaks shown as spaces, cut at 70
+       characters); or JSON with --json (the whole text, every class's probability).
        Notes go to stderr. Any number of classes: the labels are the model's own (config.json id2label).
 
     python inference.py "I loved it" "Worst film ever"
@@ -240,6 +241,7 @@ def main(argv=None) -> list[dict]:
         print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
         width = max(9, *(len(r["label"]) for r in results))
         for t, r in zip(texts, results):
+            t = " ".join(t.split())           # one line per text: its line breaks and tabs shown as spaces
             short = t if len(t) <= 70 else t[:67] + "..."
             print(f"{r['label']:<{width}} {r['score']:.3f}  {short}")
     return results

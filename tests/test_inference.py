@@ -23,10 +23,11 @@ def lines(r):
 
 
 def test_texts_as_arguments(outputs):
-    r = run(f"--output_dir={outputs}", "I loved it", "Worst film ever")
+    r = run(f"--output_dir={outputs}", "I loved it", "Worst film ever", "Two\n\nparagraphs,\tone line")
     assert r.returncode == 0, r.stderr.decode()
     out = lines(r)
-    assert len(out) == 2 and out[0].split()[0] in ("positive", "negative") and out[0].endswith("I loved it")
+    assert len(out) == 3 and out[0].split()[0] in ("positive", "negative") and out[0].endswith("I loved it")
+    assert out[2].endswith("  Two paragraphs, one line")          # the table shows each text on its one line
     assert 0.5 <= float(out[0].split()[1]) <= 1.0
     # the default model: the best student of the newest experiment
     assert "/tiny/students/" in r.stderr.decode()

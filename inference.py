@@ -3,13 +3,15 @@
 Reads  a model folder written by fine_tuning_teacher.py or distill_student.py (default: the distilled
        student with the best validation accuracy of the experiment trained most recently under outputs/,
        else its best student, else its teacher; the choice is printed on stderr),
-       and texts from the command line, a file (one review per line) or standard input.
+       and texts from the command line, a file (one review per line, or a CSV/TSV/JSON Lines/parquet table's
+       TEXT_COLUMN) or standard input.
 Writes to stdout, one line per text: label, confidence, text (line breaks shown as spaces, cut at 70
        characters); or JSON with --json (the whole text, every class's probability).
        Notes go to stderr. Any number of classes: the labels are the model's own (config.json id2label).
 
     python inference.py "I loved it" "Worst film ever"
     python inference.py --file reviews.txt            # one review per line; --file - reads stdin
+    python inference.py --file new.csv --text_column=review --json    # a table's column (CSV/TSV/JSONL/parquet)
     cat reviews.txt | python inference.py -
     python inference.py --model outputs/quick/students/L3 --json "A slow start, then wonderful."
     python inference.py                               # a few built-in examples
@@ -33,14 +35,15 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import read_json
+from data_utils import FORMATS, read_files, read_json
 from models import batched_logits, default_device, is_finished, is_saved_model, load_classifier, truncation_settings
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
 # --- I/O ---------------------------------------------------------------------------------------
 MODEL = ""                        # model folder; "" = best distilled student of the newest experiment (stderr says which)
 OUTPUT_DIR = "outputs"            # where experiments are looked for
-FILE = ""                         # one review per line; "-" = standard input
+FILE = ""                         # one review per line; "-" = standard input; a .csv/.tsv/.jsonl/.json/.parquet file: its TEXT_COLUMN
+TEXT_COLUMN = "text"              # the column that holds the texts, when FILE is a table
 JSON = False                      # print JSON instead of a table
 # --- system ------------------------------------------------------------------------------------
 BATCH_SIZE = 32                   # texts per forward pass
@@ -204,8 +207,20 @@ def read_lines(path: str) -> list[str]:
     return lines
 
 
-def gather_texts(args: list[str], file: str) -> list[str]:
-    """Texts from --file, a lone "-" (stdin), the positional arguments, or the built-in examples."""
+def read_table(path: str, column: str) -> list[str]:
+    """The texts of a CSV/TSV/JSON Lines/parquet file's `column`, read as the training scripts read your data
+    (data_utils.read_files: quoted multi-line fields, pandas' rules for missing values); a missing text is ""
+    (skipped with a note), a missing column is named with the ones found."""
+    ds = read_files(path, "--file")[0]["train"]
+    if column not in ds.column_names:
+        raise UsageError(f"--file {path}: no column {column!r} (found {', '.join(map(str, ds.column_names))}); set "
+                         f"--text_column to the column that holds the texts")
+    return ["" if t is None else str(t) for t in ds[column]]
+
+
+def gather_texts(args: list[str], file: str, column: str = "text") -> list[str]:
+    """Texts from --file (a text file, one per line, or a table's `column`), a lone "-" (stdin), the positional
+    arguments, or the built-in examples."""
     for n, text in enumerate(args, 1):     # bytes that are not UTF-8 reach Python as lone surrogates
         try:
             text.encode("utf-8")
@@ -213,7 +228,7 @@ def gather_texts(args: list[str], file: str) -> list[str]:
             raise UsageError(f"text argument #{n} is not valid UTF-8 (the terminal's encoding?); pass it in a UTF-8 "
                              f"file with --file=PATH") from None
     if file:
-        return read_lines(file) + args
+        return (read_table(file, column) if Path(file).suffix.lower() in FORMATS else read_lines(file)) + args
     if args == ["-"]:
         return read_lines("-")
     return args or list(EXAMPLES)
@@ -223,7 +238,7 @@ def main(argv=None) -> list[dict]:
     cfg = configure(globals(), argv, "inference")
     if cfg["_ignored"]:
         print(f"note: ignored {', '.join('--' + n.lower() for n in cfg['_ignored'])} (settings of other scripts)", file=sys.stderr)
-    texts = gather_texts(cfg["_args"], FILE)
+    texts = gather_texts(cfg["_args"], FILE, TEXT_COLUMN)
     keep = [i for i, t in enumerate(texts) if not is_blank(t)]
     if len(keep) < len(texts):
         skipped = [str(i + 1) for i, t in enumerate(texts) if is_blank(t)]

@@ -118,6 +118,26 @@ def test_predict_importable(outputs):
     assert all(0.5 <= o["score"] <= 1 for o in out)
 
 
+def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys):
+    import pandas as pd
+
+    import inference
+    from configurator import UsageError
+    table = tmp_path / "new.csv"
+    pd.DataFrame({"id": [1, 2, 3], "review": ["a great film", "Two\n\nparagraphs: the worst", None]}).to_csv(table, index=False)
+    assert inference.gather_texts([], str(table), "review") == ["a great film", "Two\n\nparagraphs: the worst", ""]
+    with pytest.raises(UsageError, match=r"new.csv: no column 'text' \(found id, review\); set --text_column"):
+        inference.gather_texts([], str(table), "text")
+    pd.DataFrame({"review": ["awful"]}).to_parquet(tmp_path / "new.parquet")
+    assert inference.gather_texts(["more"], str(tmp_path / "new.parquet"), "review") == ["awful", "more"]
+    (tmp_path / "notes.txt").write_text("review\nplain line\n")                     # a text file: every line a text
+    assert inference.gather_texts([], str(tmp_path / "notes.txt"), "review") == ["review", "plain line"]
+    results = inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", "--json"])
+    out = capsys.readouterr()
+    assert len(results) == 2 and "skipped 1 empty text(s) (#3)" in out.err
+    assert [p["text"] for p in json.loads(out.out)["predictions"]] == ["a great film", "Two\n\nparagraphs: the worst"]
+
+
 def test_a_reader_that_stops_early_ends_it_quietly(outputs, tmp_path):
     # `inference.py --json --file big.txt | head -1`: no traceback when the pipe closes
     f = tmp_path / "many.txt"

@@ -319,9 +319,9 @@ def check_digests(recorded: dict, splits: Splits, names: tuple, teacher: Path) -
                              f"was trained on, or retrain the teacher on this data (fine_tuning_teacher.py --overwrite=true)")
 
 
-def data_files(path: str) -> dict:
+def data_files(path: str, flag: str = "--data") -> dict:
     """{split: [files]} of a local file (all train) or folder (split by file-name words, SPLIT_WORDS),
-    after checking they exist and share one known format."""
+    after checking they exist and share one known format; `flag` is the setting errors name."""
     p = Path(path).expanduser()
     if p.is_file():
         files = {"train": [p]}
@@ -334,18 +334,18 @@ def data_files(path: str) -> dict:
             if split:
                 files.setdefault(split, []).append(f)
         if not files:
-            raise UsageError(f"--data={path}: no {'/'.join(FORMATS)} file named train, validation, test or "
+            raise UsageError(f"{flag}={path}: no {'/'.join(FORMATS)} file named train, validation, test or "
                              f"unsupervised in this folder (found {len(found)} data files); name the files by split")
         files = {s: files[s] for s in SPLIT_WORDS if s in files}      # train first: errors name it first
     else:
-        raise UsageError(f"--data={path}: no such file or folder; give a CSV/TSV/JSON Lines/parquet file or folder, "
-                         f"a hub dataset id, or imdb")
+        raise UsageError(f"{flag}={path}: no such file or folder; give a CSV/TSV/JSON Lines/parquet file or folder"
+                         + (", a hub dataset id, or imdb" if flag == "--data" else ""))
     kinds = {f.suffix.lower() for fs in files.values() for f in fs}
     unknown = kinds - set(FORMATS)
     if unknown:
-        raise UsageError(f"--data={path}: unknown file format {sorted(unknown)[0]!r}; use one of {', '.join(FORMATS)}")
+        raise UsageError(f"{flag}={path}: unknown file format {sorted(unknown)[0]!r}; use one of {', '.join(FORMATS)}")
     if len({str(FORMATS[k]) for k in kinds}) > 1:
-        raise UsageError(f"--data={path}: files of several formats ({', '.join(sorted(kinds))}); keep one format per folder")
+        raise UsageError(f"{flag}={path}: files of several formats ({', '.join(sorted(kinds))}); keep one format per folder")
     return files
 
 
@@ -369,7 +369,7 @@ def check_data(spec: DataSpec, splits=("train",)) -> None:
     elif is_local(spec.data):
         data_files(spec.data)
     if spec.transfer_data not in ("", "validation"):
-        data_files(spec.transfer_data)
+        data_files(spec.transfer_data, "--transfer_data")
 
 
 def is_local(path: str) -> bool:
@@ -408,7 +408,7 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
     """({split: Dataset as in the file}, {split: its files}) of a local file or folder (data_files), read with
     load_dataset("csv" | "json" | "parquet", data_files=...); a file it cannot parse is one UsageError."""
     from datasets import load_dataset
-    files = data_files(path)
+    files = data_files(path, flag)
     builder, kw = FORMATS[next(iter(files.values()))[0].suffix.lower()]
     try:
         raw = load_dataset(builder, data_files={s: [str(f) for f in fs] for s, fs in files.items()}, **kw)

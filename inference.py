@@ -211,6 +211,9 @@ def read_table(path: str, column: str) -> list[str]:
     """The texts of a CSV/TSV/JSON Lines/parquet file's `column`, read as the training scripts read your data
     (data_utils.read_files: quoted multi-line fields, pandas' rules for missing values); a missing text is ""
     (skipped with a note), a missing column is named with the ones found."""
+    if not Path(path).is_file():
+        raise UsageError(f"--file {path}: no such file; give a text file (one text per line) or a CSV/TSV/JSON Lines/"
+                         f"parquet table")
     ds = read_files(path, "--file")[0]["train"]
     if column not in ds.column_names:
         raise UsageError(f"--file {path}: no column {column!r} (found {', '.join(map(str, ds.column_names))}); set "

@@ -128,6 +128,8 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys):
     assert inference.gather_texts([], str(table), "review") == ["a great film", "Two\n\nparagraphs: the worst", ""]
     with pytest.raises(UsageError, match=r"new.csv: no column 'text' \(found id, review\); set --text_column"):
         inference.gather_texts([], str(table), "text")
+    with pytest.raises(UsageError, match=r"--file .*old.csv: no such file; give a text file"):
+        inference.gather_texts([], str(tmp_path / "old.csv"), "review")
     pd.DataFrame({"review": ["awful"]}).to_parquet(tmp_path / "new.parquet")
     assert inference.gather_texts(["more"], str(tmp_path / "new.parquet"), "review") == ["awful", "more"]
     (tmp_path / "notes.txt").write_text("review\nplain line\n")                     # a text file: every line a text

@@ -163,6 +163,9 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
 
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):
     write(tmp_path, "csv", {"train": tweets(60, 1)})
+    with pytest.raises(du.UsageError, match=r"^--transfer_data=nowhere.tsv: no such file or folder; give a CSV/TSV/JSON Lines/"
+                                            r"parquet file or folder$"):                  # the setting that names it
+        du.check_data(spec(tmp_path, transfer_data="nowhere.tsv"))
     with pytest.raises(du.UsageError, match="transfer_data = validation, but .* has no validation split"):
         du.load_splits(spec(tmp_path, val_size=9, transfer_data="validation"), transfer=True)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import FORMATS, read_files, read_json
+from data_utils import FORMATS, decode_escapes, read_files, read_json
 from models import batched_logits, default_device, is_finished, is_saved_model, load_classifier, truncation_settings
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
@@ -209,8 +209,8 @@ def read_lines(path: str) -> list[str]:
 
 def read_table(path: str, column: str) -> list[str]:
     """The texts of a CSV/TSV/JSON Lines/parquet file's `column`, read as the training scripts read your data
-    (data_utils.read_files: quoted multi-line fields, pandas' rules for missing values); a missing text is ""
-    (skipped with a note), a missing column is named with the ones found."""
+    (data_utils.read_files: quoted multi-line fields, pandas' rules for missing values; literal \\uXXXX escapes
+    decoded); a missing text is "" (skipped with a note), a missing column is named with the ones found."""
     if not Path(path).is_file():
         raise UsageError(f"--file {path}: no such file; give a text file (one text per line) or a CSV/TSV/JSON Lines/"
                          f"parquet table")
@@ -218,7 +218,7 @@ def read_table(path: str, column: str) -> list[str]:
     if column not in ds.column_names:
         raise UsageError(f"--file {path}: no column {column!r} (found {', '.join(map(str, ds.column_names))}); set "
                          f"--text_column to the column that holds the texts")
-    return ["" if t is None else str(t) for t in ds[column]]
+    return ["" if t is None else decode_escapes(str(t)) for t in ds[column]]
 
 
 def gather_texts(args: list[str], file: str, column: str = "text") -> list[str]:

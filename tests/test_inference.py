@@ -130,8 +130,8 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys):
         inference.gather_texts([], str(table), "text")
     with pytest.raises(UsageError, match=r"--file .*old.csv: no such file; give a text file"):
         inference.gather_texts([], str(tmp_path / "old.csv"), "review")
-    pd.DataFrame({"review": ["awful"]}).to_parquet(tmp_path / "new.parquet")
-    assert inference.gather_texts(["more"], str(tmp_path / "new.parquet"), "review") == ["awful", "more"]
+    pd.DataFrame({"review": ["awful \\u2019"]}).to_parquet(tmp_path / "new.parquet")     # a literal escape, as in training
+    assert inference.gather_texts(["more"], str(tmp_path / "new.parquet"), "review") == ["awful \u2019", "more"]
     (tmp_path / "notes.txt").write_text("review\nplain line\n")                     # a text file: every line a text
     assert inference.gather_texts([], str(tmp_path / "notes.txt"), "review") == ["review", "plain line"]
     results = inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", "--json"])

@@ -603,14 +603,21 @@ def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> l
                              f"split (its rows beyond --val_size are the transfer texts); set --transfer_data to a file "
                              f"of unlabeled texts")
         return rest
-    if spec.transfer_data:    # every file of it, whatever split its name says; labels ignored
-        other = DataSpec(data=spec.transfer_data, text_column=spec.text_column, label_column="")
-        found, files = read_files(spec.transfer_data, "--transfer_data")
-        return [t for s, ds in found.items() for t in columns(ds, other, files[s], "unsupervised")["text"]]
+    if spec.transfer_data:
+        return table_texts(spec.transfer_data, spec.text_column, "--transfer_data")
     if "unsupervised" not in raw:
         raise UsageError(f"transfer_size > 0 but {spec.where()} has no unsupervised split; set --transfer_data to a file "
                          f"of unlabeled texts, or to validation (its rows beyond --val_size)")
     return list(raw["unsupervised"]["text"])
+
+
+def table_texts(path: str, column: str, flag: str) -> list[str]:
+    """The texts of `column` in a local file or folder (read_files; every file, whatever split its name says;
+    other columns ignored), checked and cleaned as training texts are (columns: the column present, no text
+    empty or missing, literal escapes decoded); `flag` is the setting errors name."""
+    spec = DataSpec(data=path, text_column=column, label_column="")
+    found, files = read_files(path, flag)
+    return [t for s, ds in found.items() for t in columns(ds, spec, files[s], "unsupervised")["text"]]
 
 
 def leaks(train, validation, test, transfer: list[str], drop: bool) -> tuple[dict, object, list[str]]:

@@ -35,7 +35,7 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import FORMATS, decode_escapes, read_files, read_json
+from data_utils import FORMATS, read_json, table_texts
 from models import batched_logits, default_device, is_finished, is_saved_model, load_classifier, truncation_settings
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
@@ -207,20 +207,6 @@ def read_lines(path: str) -> list[str]:
     return lines
 
 
-def read_table(path: str, column: str) -> list[str]:
-    """The texts of a CSV/TSV/JSON Lines/parquet file's `column`, read as the training scripts read your data
-    (data_utils.read_files: quoted multi-line fields, pandas' rules for missing values; literal \\uXXXX escapes
-    decoded); a missing text is "" (skipped with a note), a missing column is named with the ones found."""
-    if not Path(path).is_file():
-        raise UsageError(f"--file {path}: no such file; give a text file (one text per line) or a CSV/TSV/JSON Lines/"
-                         f"parquet table")
-    ds = read_files(path, "--file")[0]["train"]
-    if column not in ds.column_names:
-        raise UsageError(f"--file {path}: no column {column!r} (found {', '.join(map(str, ds.column_names))}); set "
-                         f"--text_column to the column that holds the texts")
-    return ["" if t is None else decode_escapes(str(t)) for t in ds[column]]
-
-
 def gather_texts(args: list[str], file: str, column: str = "text") -> list[str]:
     """Texts from --file (a text file, one per line, or a table's `column`), a lone "-" (stdin), the positional
     arguments, or the built-in examples."""
@@ -231,7 +217,8 @@ def gather_texts(args: list[str], file: str, column: str = "text") -> list[str]:
             raise UsageError(f"text argument #{n} is not valid UTF-8 (the terminal's encoding?); pass it in a UTF-8 "
                              f"file with --file=PATH") from None
     if file:
-        return (read_table(file, column) if Path(file).suffix.lower() in FORMATS else read_lines(file)) + args
+        table = Path(file).suffix.lower() in FORMATS      # read and checked as training texts are
+        return (table_texts(file, column, "--file") if table else read_lines(file)) + args
     if args == ["-"]:
         return read_lines("-")
     return args or list(EXAMPLES)

@@ -124,20 +124,22 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys):
     import inference
     from configurator import UsageError
     table = tmp_path / "new.csv"
-    pd.DataFrame({"id": [1, 2, 3], "review": ["a great film", "Two\n\nparagraphs: the worst", None]}).to_csv(table, index=False)
-    assert inference.gather_texts([], str(table), "review") == ["a great film", "Two\n\nparagraphs: the worst", ""]
+    pd.DataFrame({"id": [1, 2], "review": ["a great film", "Two\n\nparagraphs: the worst"]}).to_csv(table, index=False)
+    assert inference.gather_texts([], str(table), "review") == ["a great film", "Two\n\nparagraphs: the worst"]
     with pytest.raises(UsageError, match=r"new.csv: no column 'text' \(found id, review\); set --text_column"):
         inference.gather_texts([], str(table), "text")
-    with pytest.raises(UsageError, match=r"--file .*old.csv: no such file; give a text file"):
+    with pytest.raises(UsageError, match=r"^--file=.*old.csv: no such file or folder"):
         inference.gather_texts([], str(tmp_path / "old.csv"), "review")
+    pd.DataFrame({"review": ["ok", None]}).to_csv(tmp_path / "gap.csv", index=False)   # rows stay the table's: refused
+    with pytest.raises(UsageError, match=r"gap.csv: column 'review' has 1 empty or missing text\(s\) \(first at data row 2"):
+        inference.gather_texts([], str(tmp_path / "gap.csv"), "review")
     pd.DataFrame({"review": ["awful \\u2019"]}).to_parquet(tmp_path / "new.parquet")     # a literal escape, as in training
     assert inference.gather_texts(["more"], str(tmp_path / "new.parquet"), "review") == ["awful \u2019", "more"]
     (tmp_path / "notes.txt").write_text("review\nplain line\n")                     # a text file: every line a text
     assert inference.gather_texts([], str(tmp_path / "notes.txt"), "review") == ["review", "plain line"]
     results = inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", "--json"])
-    out = capsys.readouterr()
-    assert len(results) == 2 and "skipped 1 empty text(s) (#3)" in out.err
-    assert [p["text"] for p in json.loads(out.out)["predictions"]] == ["a great film", "Two\n\nparagraphs: the worst"]
+    assert len(results) == 2
+    assert [p["text"] for p in json.loads(capsys.readouterr().out)["predictions"]] == ["a great film", "Two\n\nparagraphs: the worst"]
 
 
 def test_a_reader_that_stops_early_ends_it_quietly(outputs, tmp_path):

@@ -87,9 +87,9 @@ def peak_tflops(device_name: str) -> float | None:
 def counting_trainer(**kwargs):
     """A Trainer that records, for every training step, the real token count of each row and the padded size
     of the batch (as `trainer.batches`: [(row lengths, padded tokens)])."""
-    from transformers import Trainer
+    from training import MeanLossTrainer
 
-    class Counting(Trainer):
+    class Counting(MeanLossTrainer):
         def training_step(self, model, inputs, num_items_in_batch=None):
             mask = inputs["attention_mask"]
             self.batches.append((mask.sum(1).tolist(), mask.numel()))

@@ -103,10 +103,10 @@ def tokenize(splits, tokenizer, args) -> dict:
 
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
-    from training import (compute_metrics, loggers, model_record, resume_settings, run_dirs, should_train, train_and_save,
-                          training_arguments)
+    from training import (MeanLossTrainer, compute_metrics, loggers, model_record, resume_settings, run_dirs,
+                          should_train, train_and_save, training_arguments)
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
     if not should_train(*dirs[:2], OVERWRITE):
         return kept_teacher(dirs[0])
@@ -121,7 +121,7 @@ def main(argv=None) -> dict:
     model, tokenizer = load_model(splits.label_names)
     data = tokenize(splits, tokenizer, args)
     # 3. train, keeping the best epoch by validation accuracy
-    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
+    trainer = MeanLossTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
                       data_collator=PadCollator(tokenizer), processing_class=tokenizer,
                       compute_metrics=compute_metrics, callbacks=loggers(REPORT_TO, dirs[0].parent / "runs" / "teacher"))
     # 4. save model, tokenizer, config.json, metrics.json and the published record

@@ -419,7 +419,19 @@ def attention_loss(student_attentions, teacher_attentions, mask):
     return total / len(student_attentions)
 
 
-class DistillTrainer(Trainer):
+class MeanLossTrainer(Trainer):
+    """A Trainer for a loss that is a batch mean (the models' own cross-entropy, `distillation_loss`). transformers
+    5 takes a model whose forward accepts **kwargs to normalise its loss by `num_items_in_batch` itself, and then
+    neither divides it by the gradient-accumulation steps nor averages it over processes: a classifier's loss,
+    which ignores that count, came out GRAD_ACCUM x processes times too large (and so its gradients, which
+    max_grad_norm then clipped). Here the Trainer scales it, as for any mean."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+
+
+class DistillTrainer(MeanLossTrainer):
     """A Trainer whose loss is `distillation_loss` on the batch's cached `teacher_logits` (labels-only
     cross-entropy for batches without them: the baseline and evaluation). Logs the loss parts
     (loss_ce, loss_kl, averaged since the previous log) and stops on a non-finite loss.
@@ -438,7 +450,6 @@ class DistillTrainer(Trainer):
         self.layer_map = layer_map
         if teacher is not None:
             teacher.to(self.args.device)
-        self.model_accepts_loss_kwargs = False   # our loss is a mean: let the Trainer scale it
         self._reset_parts()
 
     def _reset_parts(self):

@@ -85,10 +85,18 @@ def texts_digest(texts, labels=None) -> str:
 
 
 def replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place, replacing `dst` (the caller checked it may)."""
-    if dst.exists():
-        shutil.rmtree(dst)
+    """Move a finished folder into place, replacing `dst` (the caller checked it may). The old one is renamed
+    aside to `<dst>.replaced` first and removed last: a crash in between leaves it there, never no model at all
+    (a folder cannot be swapped in one rename)."""
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    old = dst.with_name(dst.name + ".replaced")
+    if old.exists():
+        shutil.rmtree(old)
+    os.replace(dst, old)
     os.replace(src, dst)
+    shutil.rmtree(old)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -469,6 +477,16 @@ def columns(ds, spec: DataSpec, where: str, split: str):
                              f"row {missing[0] + 1}, a header line not counted){na}; drop those rows, or move them to an unsupervised file for transfer")
     from datasets import Dataset
     return Dataset.from_dict({"text": [decode_escapes(t) for t in texts], "label": list(labels)})
+
+
+def as_trained(texts: list[str], kd: dict) -> list[str]:
+    """`texts` prepared as a model's training data were (kd: the `sentiment_kd` record of its config.json): IMDb's
+    `<br />` line breaks as spaces (clean_text), your own data's literal \\uXXXX escapes decoded (decode_escapes);
+    a model trained elsewhere (no record) gets them as they are."""
+    if not kd.get("run_config"):
+        return list(texts)
+    prepare = clean_text if DataSpec.from_settings(kd["run_config"]).is_imdb else decode_escapes
+    return [prepare(t) for t in texts]
 
 
 # a UTF-16 surrogate pair (an emoji written as two escapes), else one escape that is not half of a pair

@@ -18,7 +18,8 @@ Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits 
          settings, recipe, effective configuration under `sentiment_kd`) and metrics.json.
        Checkpoints in outputs/<EXPERIMENT>/checkpoints/students/<name>/ (a re-run resumes); logs in
        outputs/<EXPERIMENT>/logs/distill.log; outputs/<EXPERIMENT>/models/<name>.json: the published
-       record of each student (config + metrics, in git). A finished student is kept unless --overwrite=true.
+       record of each student (config + metrics, in git). A finished student is kept unless --overwrite=true;
+       one made with other settings, or from another training of the teacher, is refused in one line.
 
 A student is a pretrained checkpoint (`model = "distilroberta-base"`), is cut from the teacher
 (`layers = [0, 2, 4]`: keep those encoder layers, copy embeddings, pooler and classifier, the way DistilBERT
@@ -48,8 +49,8 @@ from configurator import LEVELS, UsageError, check_setting_values, coerce, log, 
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         read_json, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
-                    label_names, load_classifier, load_tokenizer, model_config, teacher_folder, tokenize_dataset,
-                    truncation_settings)
+                    label_names, load_classifier, load_tokenizer, model_config, run_fingerprint, teacher_folder,
+                    tokenize_dataset, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -561,8 +562,9 @@ def run_settings(run: "Run", cfg: dict, teacher: Teacher) -> dict:
     shared = {k: v for k, v in cfg.items() if k.lower() not in PER_STUDENT}
     own = {k: v for k, v in run.trained_with.items() if k != "baseline"} | \
         {"model": run.spec.get("model"), "layers": run.spec.get("layers"), "distilled": run.distilled}
-    from_teacher = run.distilled or not run.spec.get("model")
-    return resume_settings(shared, student=own, teacher=digest(teacher_stamp(teacher.where)) if from_teacher else None)
+    if not run.distilled and MATCH_STEPS:   # its steps and evaluations: its twin's, with the twin's transfer texts
+        own["twin_transfer_size"] = run.settings["transfer_size"]
+    return resume_settings(shared, student=own, teacher=run_fingerprint(teacher.where) if run.from_teacher else None)
 
 
 def check_transfer_size(runs: list, data) -> None:
@@ -588,6 +590,11 @@ class Run:
     distilled: bool
     settings: dict                # student_settings(spec): every PER_STUDENT key, as configured
     dirs: tuple = ()              # (model folder, checkpoint folder, published record): training.run_dirs
+
+    @property
+    def from_teacher(self) -> bool:
+        """Whether it learns from the teacher: distilled, or cut from its layers (no `model` of its own)."""
+        return self.distilled or not self.spec.get("model")
 
     @property
     def trained_with(self) -> dict:

@@ -49,7 +49,7 @@ from configurator import UsageError, log, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classification_metrics, load_splits,
                         per_class_metrics, percentile, read_json, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, is_finished, load_classifier,
-                    logits_in_order, model_config, teacher_folder, truncation_settings)
+                    logits_in_order, model_config, run_fingerprint, teacher_folder, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -111,9 +111,9 @@ def latency_stats(seconds: list[float]) -> dict:
 # ----------------------------------------------------------------------------------------------
 def find_models(root: Path, teacher_dir: Path | None) -> list[tuple[str, Path]]:
     """(name, folder) of the finished teacher (None: none is measured) and students of an experiment,
-    teacher first (a `<name>.partial` folder is a save that did not finish)."""
+    teacher first (models.is_finished: not a save in progress)."""
     found = [("teacher", teacher_dir)] if teacher_dir and is_finished(teacher_dir) else []
-    students = sorted(p for p in (root / "students").glob("*") if is_finished(p) and not p.name.endswith(".partial"))
+    students = sorted(p for p in (root / "students").glob("*") if is_finished(p))
     return found + [(p.name, p) for p in students]
 
 
@@ -621,7 +621,23 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
     names = data.label_names
     for name, folder in models:
         check_labels(name, folder, model_config(str(folder)), names)
+    if models[0][0] == "teacher":
+        check_teachers(models)
     return models
+
+
+def check_teachers(models: list[tuple[str, Path]]) -> None:
+    """UsageError for a student that learned from another training of the teacher than the one evaluated beside
+    it (retrained since: models.run_fingerprint): its retention and agreement would be against a teacher it never
+    saw. Students of older runs record no teacher and are not checked."""
+    teacher = run_fingerprint(models[0][1])
+    for name, folder in models[1:]:
+        kd = read_json(folder / "config.json").get("sentiment_kd", {})
+        theirs = (kd.get("training_settings") or {}).get("teacher")
+        if theirs and theirs != teacher:
+            raise UsageError(f"student {name} ({folder}) learned from another training of the teacher than {models[0][1]} "
+                             f"(retrained since); retrain it (distill_student.py --overwrite=true, with "
+                             f"--only={(kd.get('student') or {}).get('name', name)} for it alone) or leave it out (--models)")
 
 
 def variant(precision: str, model, folder: Path, device: str):

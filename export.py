@@ -36,9 +36,9 @@ QUANTIZE_EXCLUDE = [""]           # ONNX operator types left in fp32 (e.g. Gathe
 
 
 def finished_models(root: Path) -> list[Path]:
-    """The experiment's finished teacher and students (not a `.partial` save)."""
+    """The experiment's finished teacher and students (models.is_finished: not a save in progress)."""
     found = [root / "teacher"] + sorted((root / "students").glob("*"))
-    return [p for p in found if is_finished(p) and not p.name.endswith(".partial")]
+    return [p for p in found if is_finished(p)]
 
 
 def experiment_of(folder: Path) -> Path:

@@ -9,7 +9,8 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
        outputs/<EXPERIMENT>/models/teacher.json: the published record (config + metrics, in git).
        Checkpoints go to outputs/<EXPERIMENT>/checkpoints/teacher/ (an interrupted run resumes from
        the last one); logs to outputs/<EXPERIMENT>/logs/teacher.log. A finished teacher (weights and
-       metrics.json in its folder) is kept, and the script says so, unless --overwrite=true.
+       metrics.json in its folder) is kept, and the script says so, unless --overwrite=true; one made with
+       other settings than asked for is refused, naming the first that differs.
 
     python fine_tuning_teacher.py                                  # paper: roberta-large, full IMDb
     python fine_tuning_teacher.py --config configs/quick.toml      # MiniLM-L6 on 1,600 reviews, CPU

@@ -35,7 +35,7 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import FORMATS, read_json, table_texts
+from data_utils import FORMATS, as_trained, read_json, table_texts
 from models import batched_logits, default_device, is_finished, is_saved_model, load_classifier, truncation_settings
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
@@ -66,10 +66,11 @@ def is_blank(text: str) -> bool:
 
 
 def saved_models(output_dir: str) -> list[Path]:
-    """Every finished model folder under output_dir (teachers and students; not a `.partial` save)."""
+    """Every finished model folder under output_dir (teachers and students; models.is_finished: not a save in
+    progress)."""
     root = Path(output_dir)
     found = list(root.glob("*/teacher")) + list(root.glob("*/students/*"))
-    return sorted(p for p in found if is_finished(p) and not p.name.endswith(".partial"))
+    return sorted(p for p in found if is_finished(p))
 
 
 def default_model(output_dir: str) -> Path:
@@ -174,6 +175,7 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
         return []
     folder = check_model(model, output_dir) if model else default_model(output_dir)
     check_onnx_file(folder, onnx_file)
+    texts = as_trained(texts, read_json(folder / "config.json").get("sentiment_kd", {}))
     if is_onnx_folder(folder):
         probs = softmax(onnx_logits(folder, texts, batch_size, onnx_file))
         return labelled(probs, dict(enumerate(models.label_names(read_json(folder / "config.json")))))

@@ -115,12 +115,20 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             "## How to use", "", "```python", "from transformers import pipeline",
             f'clf = pipeline("text-classification", model="{where_used}", truncation=True)', 'clf("I loved it")', "```", "",
             f"or `python inference.py --model {where_used} \"I loved it\"` (an ONNX export: `python export.py "
-            f"--model={where_used}`, then `--model {where_used}/onnx`).", "",
+            f"--model={where_used}`, then `--model {where_used}/onnx`).{pipeline_note(kd)}", "",
             "## Limits", "",
             f"{facts['domain'][0].upper() + facts['domain'][1:]} only; {len(facts['labels'])} labels. Trained on at most {kd.get('max_length')} tokens "
             f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
-            f"longer texts are cut the same way. Not evaluated on other domains or languages.", ""]
+            f"`inference.py` cuts longer texts the same way. Not evaluated on other domains or languages.", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
+
+
+def pipeline_note(kd: dict) -> str:
+    """What the transformers pipeline does otherwise than training for a text past the trained length."""
+    if kd.get("truncation") != "head+tail":
+        return ""
+    return (f" For texts longer than {kd.get('max_length')} tokens the two differ: the pipeline keeps the first "
+            f"{kd.get('max_length')} tokens, `inference.py` the first {kd.get('head_tokens')} and the last ones, as in training.")
 
 
 def write_card(folder: Path, name: str | None = None, **evaluation) -> Path:

@@ -259,9 +259,20 @@ def is_saved_model(folder: Path) -> bool:
 
 
 def is_finished(folder: Path) -> bool:
-    """A finished run of this project: a loadable model (weights included) and its metrics.json.
+    """A finished run of this project: a loadable model (weights included) and its metrics.json, not a save in
+    progress (`<name>.partial`) or a replaced model on its way out (`<name>.replaced`: data_utils.replace_dir).
     Published results (outputs/<exp>/models/*.json, tables) never make a run look finished."""
-    return is_saved_model(folder) and (Path(folder) / "metrics.json").is_file()
+    return is_saved_model(folder) and (Path(folder) / "metrics.json").is_file() \
+        and not Path(folder).name.endswith((".partial", ".replaced"))
+
+
+def run_fingerprint(folder: Path) -> str:
+    """Names one training run of a finished model, or one publication of soft labels: the digest of its
+    metrics.json (soft labels: train.json), written once when the run finished, with its times, so a retrain
+    changes it and copying or moving the folder does not. A student records its teacher's."""
+    folder = Path(folder)
+    meta = folder / "metrics.json" if (folder / "metrics.json").is_file() else folder / "train.json"
+    return digest(read_json(meta))
 
 
 def truncation_settings(kd: dict, tokenizer=None) -> dict:

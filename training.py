@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from configurator import UsageError, is_main_process, log, public_config
-from data_utils import UNLABELED, classification_metrics, replace_dir, write_json
+from data_utils import UNLABELED, classification_metrics, read_json, replace_dir, write_json
 from models import count_parameters, is_finished
 
 
@@ -61,20 +61,41 @@ def resume_settings(cfg: dict, **extra) -> dict:
 
 
 def check_resume(dirs: tuple, settings: dict, overwrite: bool) -> None:
-    """UsageError when a run would resume checkpoints made with other settings (the settings.json saved beside
-    them when it started): the model would be trained partly one way and recorded as the other."""
+    """UsageError when a run made with other settings would be kept or resumed: a finished model (the settings
+    recorded in its config.json; older runs recorded none and are kept) would be reported as trained with these,
+    and an interrupted run's checkpoints (the settings.json saved beside them when it started) would be trained
+    partly one way and recorded as the other. `settings["teacher"]` names the teacher's training run
+    (models.run_fingerprint): a student of a retrained teacher is stale too."""
     out_dir, ckpt_dir = dirs[:2]
-    saved = ckpt_dir / "settings.json"
-    if overwrite or is_finished(out_dir) or not saved.is_file() or not any(ckpt_dir.glob("checkpoint-*")):
+    if overwrite:
         return
-    old = json.loads(saved.read_text())
-    changed = [k for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
+    if is_finished(out_dir):
+        old = read_json(out_dir / "config.json").get("sentiment_kd", {}).get("training_settings")
+        what, fix = f"{out_dir} holds a finished run", "--overwrite=true retrains it (or set --experiment to keep both)"
+    else:
+        saved = ckpt_dir / "settings.json"
+        old = json.loads(saved.read_text()) if saved.is_file() and any(ckpt_dir.glob("checkpoint-*")) else None
+        what, fix = f"{ckpt_dir} holds checkpoints of an interrupted run", \
+            "run it with its settings to resume it, or with --overwrite=true to start afresh"
+    changed = sorted(differences(old, settings), key=lambda c: c[0] != "teacher") if old is not None else []   # teacher first
     if changed:
-        k = changed[0]
-        more = f"; {len(changed) - 1} more: {', '.join(changed[1:])}" if len(changed) > 1 else ""
-        raise UsageError(f"{ckpt_dir} holds checkpoints of an interrupted run made with {k} = {old.get(k)!r}, now "
-                         f"{settings.get(k)!r}{more}; run it with its settings to resume it, or with --overwrite=true "
-                         f"to start afresh")
+        k, was, now = changed[0]
+        more = f"; {len(changed) - 1} more: {', '.join(c[0] for c in changed[1:])}" if len(changed) > 1 else ""
+        made = "from another training of the teacher (retrained since)" if k == "teacher" else f"with {k} = {was!r}, now {now!r}"
+        raise UsageError(f"{what} made {made}{more}; {fix}")
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """[(key, old value, new value)] of the keys whose values differ, sorted; a dict on both sides (a student's own
+    settings) is compared key by key, named `student.alpha`."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append((prefix + k, a, b))
+    return out
 
 
 def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> bool:
@@ -300,7 +321,8 @@ def save_finished(trainer, tokenizer, out_dir: Path, record: Path, metrics: dict
 
     `info` lands in config.json under `sentiment_kd` (truncation settings, role, effective config), so
     every later script reads how the model was trained from the model folder itself. The tokenizer
-    carries the trained max_length, so pipeline(..., truncation=True) truncates where training did.
+    carries the trained max_length, so pipeline(..., truncation=True) truncates at the trained length (its head
+    only: inference.py keeps head and tail, as training does).
     """
     model = trainer.model
     model.config.sentiment_kd = info
@@ -353,7 +375,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "log_history": trainer.state.log_history,
     } | extra_metrics
-    save_finished(trainer, tokenizer, out_dir, record, metrics, info)
+    save_finished(trainer, tokenizer, out_dir, record, metrics, info | {"training_settings": settings})
     if not keep_checkpoints and trainer.is_world_process_zero():
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return metrics

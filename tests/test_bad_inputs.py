@@ -116,14 +116,37 @@ def test_inference_refuses_a_classifier_without_label_names(tiny_experiment, tmp
     assert_one_line_error(r, "is a classifier without label names (LABEL_0, LABEL_1)")
 
 
-def test_an_unfinished_save_is_not_a_model(tiny_experiment, tmp_path):
+def test_an_unfinished_save_is_not_a_model(tiny_experiment, tmp_path, monkeypatch):
     import evaluate_models
     import inference
     out = tmp_path / "out"
     shutil.copytree(tiny_experiment / "tiny", out / "tiny", ignore=shutil.ignore_patterns("checkpoints", "teacher_logits"))
-    shutil.copytree(out / "tiny" / "students" / "cut", out / "tiny" / "students" / "cut.partial")
-    assert "cut.partial" not in [n for n, _ in evaluate_models.find_models(out / "tiny", out / "tiny" / "teacher")]
-    assert not [p for p in inference.saved_models(str(out)) if p.name.endswith(".partial")]
+    import export
+    from data_utils import replace_dir
+    students = out / "tiny" / "students"
+    for name in ("cut.partial", "cut.replaced"):       # a save in progress; a replaced model on its way out
+        shutil.copytree(students / "cut", students / name)
+    names = {"teacher", "cut", "cut-baseline", "roberta"}
+    assert {n for n, _ in evaluate_models.find_models(out / "tiny", out / "tiny" / "teacher")} == names
+    assert {p.name for p in inference.saved_models(str(out))} == {p.name for p in export.finished_models(out / "tiny")} == names
+    # replacing a model: the old one is renamed aside first and removed last, a stale aside copy dropped
+    (students / "cut.partial" / "new").write_text("the new model")
+    replace_dir(students / "cut.partial", students / "cut")
+    assert (students / "cut" / "new").is_file() and not (students / "cut.partial").exists()
+    assert not (students / "cut.replaced").exists()
+    import os
+    rename, calls = os.replace, []
+
+    def crash_on_the_second(a, b):
+        calls.append(b)
+        if len(calls) == 2:
+            raise OSError("killed")
+        rename(a, b)
+    shutil.copytree(students / "cut-baseline", students / "cut.partial")
+    monkeypatch.setattr(os, "replace", crash_on_the_second)
+    with pytest.raises(OSError):
+        replace_dir(students / "cut.partial", students / "cut")
+    assert (students / "cut.replaced" / "new").is_file() and (students / "cut.partial" / "metrics.json").is_file()
 
 
 def test_inference_file_with_byte_order_mark(tiny_experiment, tmp_path):

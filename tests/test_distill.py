@@ -130,7 +130,6 @@ def test_a_students_resume_settings_name_what_it_learns_from(tiny_experiment, tm
     # what an interrupted student must resume with (training.check_resume compares them): its own settings,
     # and the teacher's weights when it learns from them or is cut from them
     import dataclasses
-    import os
 
     from configurator import configure
     ns = vars(ds)
@@ -149,9 +148,16 @@ def test_a_students_resume_settings_name_what_it_learns_from(tiny_experiment, tm
                         teacher) == before
         lr = settings(configure(ns, [students, "--learning_rate=0.5"], "distill_student"), teacher)
         assert all(lr[n]["student"]["learning_rate"] == 0.5 != before[n]["student"]["learning_rate"] for n in before)
-        weights = tmp_path / "teacher" / "model.safetensors"
-        os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))   # retrained
-        after = settings(cfg, dataclasses.replace(teacher))
+        # a baseline trains as many steps as its twin, whose transfer texts count: they are its settings too
+        more = settings(configure(ns, [students, "--transfer_size=3"], "distill_student"), teacher)
+        assert {n for n in before if more[n] != before[n]} == set(before)
+        assert more["r-baseline"]["student"]["transfer_size"] == 0 and more["r-baseline"]["student"]["twin_transfer_size"] == 3
+        moved = tmp_path / "moved"                     # the teacher's run, not where it lies: a copy resumes
+        shutil.copytree(tmp_path / "teacher", moved)
+        assert settings(cfg, dataclasses.replace(teacher, where=moved)) == before
+        metrics = json.loads((tmp_path / "teacher" / "metrics.json").read_text())
+        (tmp_path / "teacher" / "metrics.json").write_text(json.dumps(metrics | {"train_time_s": 1.5}))   # retrained
+        after = settings(cfg, teacher)
         assert {n for n in before if after[n] != before[n]} == {"cut", "cut-baseline", "r"}   # not r's labels-only twin
     finally:
         configure(ns, [], "distill_student")
@@ -451,3 +457,30 @@ def test_report_to_tensorboard_writes_the_loss_parts_as_scalars(tiny_run, imdb_p
     assert len(events.Scalars("train/loss_kl")) >= 2 and all(s.value >= 0 for s in events.Scalars("train/loss_kl"))
     with pytest.raises(UsageError, match="--report_to='wandb': must be one of none, tensorboard"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--report_to=wandb"))
+
+
+def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(tiny_experiment, imdb_parquet, tmp_path):
+    # kept silently, it would be reported as trained with today's settings, or measured against a teacher it never saw
+    import evaluate_models as ev
+    shutil.copytree(tiny_experiment / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns(".lock"))   # a copy: same runs
+    students = tmp_path / "tiny" / "students"
+    before = {p: p.stat().st_mtime_ns for p in students.rglob("*")}
+    kept = ds.main(tiny_args(imdb_parquet, tmp_path))
+    assert set(kept["students"]) == {"cut", "cut-baseline", "roberta"}
+    with pytest.raises(UsageError, match=rf"^{students / 'cut'} holds a finished run made with student.alpha = 0.5, now "
+                                         r"0.9; --overwrite=true retrains it \(or set --experiment to keep both\)$"):
+        ds.main(tiny_args(imdb_parquet, tmp_path, "--alpha=0.9"))
+    (students / "cut").rename(tmp_path / "cut")         # its baseline's steps and evaluations follow its transfer texts
+    with pytest.raises(UsageError, match=r"students/cut-baseline holds a finished run made with student.twin_transfer_size "
+                                         r"= 4, now 2; --overwrite"):
+        ds.main(tiny_args(imdb_parquet, tmp_path, "--transfer_size=2"))
+    (tmp_path / "cut").rename(students / "cut")
+    metrics = tmp_path / "tiny" / "teacher" / "metrics.json"
+    metrics.write_text(json.dumps(json.loads(metrics.read_text()) | {"train_time_s": 12.5}))   # the teacher retrained
+    with pytest.raises(UsageError, match=r"students/cut holds a finished run made from another training of the teacher "
+                                         r"\(retrained since\); 1 more: student.transfer_size; --overwrite=true retrains it"):
+        ds.main(tiny_args(imdb_parquet, tmp_path, "--transfer_size=2"))
+    with pytest.raises(UsageError, match=r"^student cut \(.*students/cut\) learned from another training of the teacher "
+                                         r"than .*; retrain it \(distill_student.py --overwrite=true, with --only=cut for"):
+        ev.main(tiny_args(imdb_parquet, tmp_path))
+    assert {p: p.stat().st_mtime_ns for p in students.rglob("*")} == before

@@ -254,6 +254,10 @@ def test_each_row_reports_its_own_model_on_the_test_split(tiny_experiment, imdb_
     shutil.copytree(tiny_experiment / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns("cache", "checkpoints"))
     for m in (tmp_path / "tiny").glob("**/metrics.json"):
         m.write_text(json.dumps(json.loads(m.read_text()) | {"val_accuracy": 0.123}))
+    from models import run_fingerprint           # the edited teacher stays the one its students learned from
+    config = json.loads((tmp_path / "tiny" / "students" / "cut" / "config.json").read_text())
+    config["sentiment_kd"]["training_settings"]["teacher"] = run_fingerprint(tmp_path / "tiny" / "teacher")
+    (tmp_path / "tiny" / "students" / "cut" / "config.json").write_text(json.dumps(config))
     _, tok = build_tiny("bert")
     monkeypatch.setattr(ev, "quantize", lambda model: Contrary(model, tok))
     figures, savefig = [], Figure.savefig

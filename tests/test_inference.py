@@ -116,6 +116,9 @@ def test_predict_importable(outputs):
     out = predict(["a great film", "awful"], model=f"{outputs}/tiny/students/cut")
     assert len(out) == 2 and {o["label"] for o in out} <= {"positive", "negative"}
     assert all(0.5 <= o["score"] <= 1 for o in out)
+    # the texts as training saw them: IMDb's <br /> line breaks are spaces there
+    raw, clean = predict(["a great film<br /><br />truly great<BR>", "a great film  truly great "], model=f"{outputs}/tiny/teacher")
+    assert raw == clean
 
 
 def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys):

@@ -25,6 +25,9 @@ def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
         assert card.data.eval_results and "## Limits" in card.text and ".partial" not in card.text
     cut = (root / "students" / "cut" / "README.md").read_text()
     assert "alpha" in cut and "inference.py --model" in cut
+    # the pipeline keeps a long text's head, training its head and tail (tiny: 64 tokens, head 16)
+    assert "For texts longer than 64 tokens the two differ: the pipeline keeps the first 64 tokens, `inference.py` " \
+           "the first 16 and the last ones, as in training." in cut
     assert "the labels-only baseline" in (root / "students" / "cut-baseline" / "README.md").read_text()
     # saved before its baseline existed; rewritten (as evaluation does) it names the baseline's figures
     from model_card import write_card
@@ -44,5 +47,6 @@ def test_card_names_a_known_base_model_and_its_license(tmp_path):
     meta = metadata_load(write_card(tmp_path, "teacher", rows=rows, test_size=5000,
                                     hardware={"cpu": "AMD EPYC", "torch_threads": 2, "cpu_features": "avx2"}))
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["license"] == "apache-2.0"
+    assert "the two differ" not in (tmp_path / "README.md").read_text()     # head truncation: the pipeline's own
     assert metrics_of(meta) == {("validation", "accuracy"): 0.87, ("validation", "f1"): 0.86,
                                 ("test", "accuracy"): 0.855, ("test", "f1"): 0.854}

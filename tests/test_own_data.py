@@ -293,6 +293,9 @@ def test_inference_prints_the_names_and_every_probability(three_class):
     assert [set(r["probs"]) for r in out] == [{"negative", "neutral", "positive"}] * 3
     assert all(abs(sum(r["probs"].values()) - 1) < 1e-3 for r in out)
     assert [r["label"] for r in out] == ["positive", "negative", "neutral"]
+    # the texts as training saw them: your data's literal \uXXXX escapes decoded (IMDb's <br /> left as it is)
+    escaped, plain = inference.predict(["great <br /> loved \\u00e9t\\u00e9", "great <br /> loved été"], model=str(folder))
+    assert escaped == plain
 
 
 def test_a_student_of_other_data_is_refused(three_class, imdb_parquet):

@@ -51,6 +51,10 @@ def test_keeps_a_finished_run(tiny_teacher, imdb_parquet):
     assert "holds a finished teacher" in log and "kept; --overwrite=true retrains it" in log
     assert again["val_accuracy"] == metrics["val_accuracy"]
     assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in folder.iterdir()} == before
+    with pytest.raises(UsageError, match=rf"^{folder} holds a finished run made with learning_rate = 0.003, now 1e-05; "
+                                         r"--overwrite=true retrains it \(or set --experiment to keep both\)$"):
+        ft.main(tiny_args(imdb_parquet, folder.parent.parent, "--learning_rate=1e-5", "--logging_steps=5"))
+    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in folder.iterdir()} == before
 
 
 def test_published_record_is_not_a_finished_run(tmp_path, imdb_parquet):

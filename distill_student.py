@@ -68,7 +68,7 @@ LABEL_COLUMN = "label"            # column of the labels
 LABEL_NAMES = [""]                # integer labels: a name per sorted value ([""] = the numbers; imdb: negative, positive)
 VAL_SIZE = 2500                   # validation rows: carved from train, or kept of the data's own split
 TRAIN_SIZE = 0                    # stratified subsample of the remaining train rows; 0 = all
-DROP_LEAKS = True                 # drop train rows and transfer texts that are also in validation or test
+DROP_LEAKS = True                 # drop train rows, transfer texts also in validation or test; validation rows in test
 TRANSFER_DATA = ""                # unlabeled texts: "" = the data's unsupervised split | validation (its rows beyond
                                   # VAL_SIZE, labels dropped) | a file or folder with a TEXT_COLUMN
 MAX_LENGTH = 512                  # student tokens per review (per-student `max_length` overrides)

@@ -39,7 +39,7 @@ LABEL_COLUMN = "label"            # column of the labels: names (strings) or int
 LABEL_NAMES = [""]                # integer labels: a name per sorted value ([""] = the numbers; imdb: negative, positive)
 VAL_SIZE = 2500                   # validation rows: carved from train (stratified), or kept of the data's own split
 TRAIN_SIZE = 0                    # stratified subsample of the remaining train rows; 0 = all
-DROP_LEAKS = True                 # drop train rows whose text is also in validation or test
+DROP_LEAKS = True                 # drop train rows also in validation or test, validation rows also in test
 MAX_LENGTH = 512                  # tokens per review, special tokens included
 TRUNCATION = "head+tail"          # head | tail | head+tail
 HEAD_TOKENS = 128                 # head+tail: tokens kept from the start (the rest from the end)

@@ -95,13 +95,16 @@ def test_integer_labels_take_names_in_sorted_order(tmp_path):
 
 def test_leaks_are_counted_and_dropped(tmp_path):
     train = SPLITS["train"] + [SPLITS["test"][0], SPLITS["validation"][0], SPLITS["train"][0]]
-    write(tmp_path, "csv", {"train": train, "validation": SPLITS["validation"], "test": SPLITS["test"]})
-    kept = du.load_splits(spec(tmp_path, drop_leaks=False))
+    validation = SPLITS["validation"] + [SPLITS["test"][1]]          # would choose checkpoints by a test text
+    write(tmp_path, "csv", {"train": train, "validation": validation, "test": SPLITS["test"]})
+    kept = du.load_splits(spec(tmp_path, drop_leaks=False, val_size=16))
     r = kept.report
     assert (r["train_duplicate_rows"], r["train_rows_in_validation"], r["train_rows_in_test"]) == (1, 1, 1)
-    assert len(kept.train) == 63
-    dropped = du.load_splits(spec(tmp_path))
+    assert r["validation_texts_in_test"] == 1
+    assert len(kept.train) == 63 and len(kept.validation) == len(validation)
+    dropped = du.load_splits(spec(tmp_path, val_size=16))
     assert len(dropped.train) == 61 and not set(dropped.train["text"]) & set(dropped.test["text"])
+    assert list(dropped.validation["text"]) == [r["tweet"] for r in SPLITS["validation"]]
 
 
 def test_transfer_texts_from_the_rest_of_validation_skip_held_out_texts(tmp_path):

@@ -27,8 +27,12 @@ import signal
 import sys
 import threading
 import time
-import tomllib
 from pathlib import Path
+
+if sys.version_info < (3, 11):   # every script imports this module first: one line instead of a traceback
+    sys.exit(f"error: Python 3.11 or newer is needed (configs/ are read with tomllib); this is Python "
+             f"{sys.version.split()[0]}")
+import tomllib  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parent
 SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference", "bench", "export")
@@ -247,7 +251,8 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     flags, positional, config_path = parse_argv(argv, defaults)
     unknown = [n for n in flags if n not in defaults and not any_script_has(n)]
     if unknown:
-        raise UsageError(f"unknown constant '--{unknown[0].lower()}' (no script has it); valid names for {script}.py: "
+        text = "; a text that starts with -- goes after a lone --" if script == "inference" else ""
+        raise UsageError(f"unknown constant '--{unknown[0].lower()}' (no script has it){text}; valid names for {script}.py: "
                          f"{', '.join(sorted(n.lower() for n in defaults))}")
     file_values, exact = read_config_file(config_path, script) if config_path else ({}, set())
     if exact - set(defaults):

@@ -346,7 +346,8 @@ def data_files(path: str, flag: str = "--data") -> dict:
                              f"unsupervised in this folder (found {len(found)} data files); name the files by split")
         files = {s: files[s] for s in SPLIT_WORDS if s in files}      # train first: errors name it first
     else:
-        raise UsageError(f"{flag}={path}: no such file or folder; give a CSV/TSV/JSON Lines/parquet file or folder"
+        here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"        # run_experiment.sh runs in the checkout
+        raise UsageError(f"{flag}={path}: no such file or folder{here}; give a CSV/TSV/JSON Lines/parquet file or folder"
                          + (", a hub dataset id, or imdb" if flag == "--data" else ""))
     kinds = {f.suffix.lower() for fs in files.values() for f in fs}
     unknown = kinds - set(FORMATS)
@@ -395,11 +396,10 @@ def read_raw(spec: DataSpec, transfer: bool = False) -> tuple[dict, dict]:
         data = load_imdb(splits, spec.data_dir, spec.dataset_name)
         return data, {s: spec.where(s) for s in data}
     from datasets import load_dataset
-    from datasets.utils.logging import disable_progress_bar
-    disable_progress_bar()       # keeps stderr to the log lines (and a bad-data error to one line)
     if is_local(spec.data):
         raw, where = read_files(spec.data, "--data")
     else:
+        quiet_datasets()
         try:
             raw = load_dataset(spec.data)
         except Exception as e:
@@ -412,10 +412,18 @@ def read_raw(spec: DataSpec, transfer: bool = False) -> tuple[dict, dict]:
     return {s: columns(d, spec, where[s], s) for s, d in raw.items()}, where
 
 
+def quiet_datasets() -> None:
+    """No `datasets` progress bars: stderr keeps to the log lines (a bad-data error to one line, inference's
+    output to its predictions)."""
+    from datasets.utils.logging import disable_progress_bar
+    disable_progress_bar()
+
+
 def read_files(path: str, flag: str) -> tuple[dict, dict]:
     """({split: Dataset as in the file}, {split: its files}) of a local file or folder (data_files), read with
     load_dataset("csv" | "json" | "parquet", data_files=...); a file it cannot parse is one UsageError."""
     from datasets import load_dataset
+    quiet_datasets()
     files = data_files(path, flag)
     builder, kw = FORMATS[next(iter(files.values()))[0].suffix.lower()]
     try:
@@ -527,6 +535,9 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict]:
     if len(found) < 2:
         raise UsageError(f"{where['train']}: column {spec.label_column!r} has a single class ({found[0]!r}); a classifier "
                          f"needs at least two labels")
+    if len(found) > 10 and len(found) > len(values["train"]) // 2:    # an id or a text column
+        raise UsageError(f"{where['train']}: column {spec.label_column!r} has {len(found):,} different values in "
+                         f"{len(values['train']):,} rows, too many to be labels; set --label_column to the column that holds them")
     for s, vs in values.items():
         extra = sorted(set(vs) - set(found), key=str)
         if extra:

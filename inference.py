@@ -90,6 +90,16 @@ def default_model(output_dir: str) -> Path:
     return max(distilled or students or mine, key=lambda p: read_json(p / "metrics.json").get("val_accuracy", 0))
 
 
+def default_reason(folder: Path) -> str:
+    """Why default_model picked `folder`, for the line that names it."""
+    kind = read_json(folder / "config.json").get("sentiment_kd", {}).get("kind")
+    if kind == "distilled":
+        return "the best distilled student of the newest experiment"
+    if folder.name != "teacher":
+        return "the best student of the newest experiment, which has no distilled one"
+    return "the teacher of the newest experiment, which has no student"
+
+
 def check_model(path: str, output_dir: str) -> Path:
     """The model folder, after checking that it holds a sentiment classifier that can be used as is:
     config.json and weights, a tokenizer, and a trained classification head with named labels."""
@@ -243,7 +253,7 @@ def main(argv=None) -> list[dict]:
     if JSON:
         print(json.dumps({"model": str(folder), "predictions": [{"text": t, **r} for t, r in zip(texts, results)]}, indent=2))
     else:
-        why = "" if MODEL else "the default: the best distilled student of the newest experiment; --model=PATH picks another"
+        why = "" if MODEL else f"the default: {default_reason(folder)}; --model=PATH picks another"
         about = "; ".join(filter(None, [validation_accuracy(folder), why]))
         print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
         width = max(9, *(len(r["label"]) for r in results))

@@ -30,8 +30,9 @@ def data_facts(config: dict) -> dict:
         return {"name": "IMDb movie reviews", "hub": DATASET, "labels": labels, "domain": "English movie reviews (IMDb)",
                 "language": "en"}
     from data_utils import is_local
-    return {"name": f"`{data}`", "hub": None if is_local(data) else data, "labels": labels,
-            "domain": f"texts like those of `{data}`", "language": None}    # the user's data: not known here
+    shown = Path(data).name if is_local(data) else data    # a card may be published: no path of this machine
+    return {"name": f"`{shown}`", "hub": None if is_local(data) else data, "labels": labels,
+            "domain": f"texts like those of `{shown}`", "language": None}    # the user's data: not known here
 
 
 def base_model(kd: dict) -> str | None:

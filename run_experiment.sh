@@ -2,14 +2,17 @@
 # Run one experiment end to end: teacher -> students -> evaluation, timing each step.
 #   bash run_experiment.sh configs/quick.toml [--overwrite=true ...]
 # Extra --name=value flags go to every step; a step ignores the names only other steps have.
+# The steps run in this checkout's folder: the config file may be given from anywhere, but relative paths in it
+# and in the flags (data, output_dir) are taken from the checkout.
 # Each step is one of the scripts and can be run alone with the same arguments; each decides for
 # itself what is finished (a finished teacher or student is kept unless --overwrite=true). The wall
 # time of each step is written to outputs/<experiment>/timings.md (the one it replaces is appended to
 # timings-history.md).
 set -euo pipefail
-cd "$(dirname "$0")"
 config=${1:?usage: bash run_experiment.sh configs/NAME.toml [--name=value ...]}
 shift
+if [ -f "$config" ]; then config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"; fi   # from the caller's folder
+cd "$(dirname "$0")"
 export KD_ALL_STEPS=1    # each step logs the flags it leaves to the others as information, not as a warning
 if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies beside the checkout
   export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1

@@ -36,6 +36,8 @@ def test_texts_as_arguments(outputs):
     assert r.returncode == 0 and "note: ignored --epochs (settings of other scripts)" in r.stderr.decode()
     r = run(f"--output_dir={outputs}", "--epochz=3", "I loved it")
     assert r.returncode == 2 and r.stderr.decode().startswith("error: unknown constant '--epochz' (no script has it)")
+    r = run(f"--output_dir={outputs}", "--5 stars, would watch again")
+    assert r.returncode == 2 and "a text that starts with -- goes after a lone --" in r.stderr.decode()
 
 
 def test_json_file_and_stdin_agree(outputs, tmp_path):
@@ -45,6 +47,9 @@ def test_json_file_and_stdin_agree(outputs, tmp_path):
     a = json.loads(run(f"--output_dir={outputs}", "--model", model, "--json", "--file", str(f)).stdout)
     b = json.loads(run(f"--output_dir={outputs}", f"--model={model}", "--json", "-", stdin=f.read_bytes()).stdout)
     assert a == b and a["model"] == model and [p["text"] for p in a["predictions"]] == ["a great film", "the worst movie"]
+    (tmp_path / "reviews.csv").write_text('id,text\n1,a great film\n2,"the worst movie"\n')    # a table's text column
+    r = run(f"--output_dir={outputs}", "--model", model, "--json", "--file", str(tmp_path / "reviews.csv"))
+    assert json.loads(r.stdout) == a and "Generating" not in r.stderr.decode()      # no progress bar of the reader
     assert all(p["label"] in ("positive", "negative") and 0.5 <= p["score"] <= 1 for p in a["predictions"])
 
 

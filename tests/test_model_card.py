@@ -50,3 +50,16 @@ def test_card_names_a_known_base_model_and_its_license(tmp_path):
     assert "the two differ" not in (tmp_path / "README.md").read_text()     # head truncation: the pipeline's own
     assert metrics_of(meta) == {("validation", "accuracy"): 0.87, ("validation", "f1"): 0.86,
                                 ("test", "accuracy"): 0.855, ("test", "f1"): 0.854}
+
+
+def test_a_card_of_your_data_names_its_file_not_this_machines_path(tmp_path):
+    from data_utils import write_json
+    from model_card import write_card
+    data = tmp_path / "private" / "tweets_small.csv"
+    data.parent.mkdir()
+    data.write_text("text,label\na,b\n")
+    write_json(tmp_path / "config.json", {"id2label": {"0": "neg", "1": "pos"}, "sentiment_kd": {
+        "role": "teacher", "max_length": 64, "truncation": "head", "run_config": {"data": str(data)}}})
+    write_json(tmp_path / "metrics.json", {"val_accuracy": 0.8, "val_f1": 0.8, "parameters": 1000})
+    card = write_card(tmp_path, "teacher").read_text()
+    assert "`tweets_small.csv`" in card and "private" not in card

@@ -112,11 +112,12 @@ def test_transfer_texts_from_the_rest_of_validation_skip_held_out_texts(tmp_path
     test = SPLITS["test"] + val[20:]                                  # ten validation texts are also test texts
     write(tmp_path, "parquet", {"train": SPLITS["train"], "validation": val, "test": test})
     s = du.load_splits(spec(tmp_path, val_size=12, transfer_data="validation"), transfer=True)
-    kept = set(s.validation["text"])
-    leaked = {r["tweet"] for r in val[20:]} - kept                   # in the rest of validation and in test
-    assert len(kept) == 12 and leaked                                 # (with this seed some are not kept)
-    assert not (kept | leaked) & set(s.transfer) and len(s.transfer) == 30 - 12 - len(leaked)
-    assert s.report["transfer_texts_in_validation_or_test"] == len(leaked)
+    kept, in_test = set(s.validation["text"]), {r["tweet"] for r in val[20:]}
+    dropped = s.report["validation_texts_in_test"]                   # chosen for validation, but test texts
+    leaked = s.report["transfer_texts_in_validation_or_test"]        # in the rest of validation, and in test
+    assert dropped and leaked and dropped + leaked == 10             # (with this seed, some of each)
+    assert len(kept) == 12 - dropped and not kept & in_test
+    assert not (kept | in_test) & set(s.transfer) and len(s.transfer) == 30 - 12 - leaked
 
 
 def test_literal_unicode_escapes_are_decoded():
@@ -166,11 +167,17 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
 
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):
     write(tmp_path, "csv", {"train": tweets(60, 1)})
-    with pytest.raises(du.UsageError, match=r"^--transfer_data=nowhere.tsv: no such file or folder; give a CSV/TSV/JSON Lines/"
+    with pytest.raises(du.UsageError, match=r"^--transfer_data=nowhere.tsv: no such file or folder in .*; give a CSV/TSV/JSON Lines/"
                                             r"parquet file or folder$"):                  # the setting that names it
         du.check_data(spec(tmp_path, transfer_data="nowhere.tsv"))
     with pytest.raises(du.UsageError, match="transfer_data = validation, but .* has no validation split"):
         du.load_splits(spec(tmp_path, val_size=9, transfer_data="validation"), transfer=True)
+
+
+def test_a_missing_relative_path_names_the_folder_it_was_looked_for_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(du.UsageError, match=rf"^--data=mine.csv: no such file or folder in {tmp_path}; give a CSV"):
+        du.data_files("mine.csv", "--data")
 
 
 def test_a_file_name_says_its_split(tmp_path):
@@ -353,6 +360,8 @@ def bad(tmp_path, name: str):
         rows["train"][5]["sentiment"] = None
     elif name == "mixed":
         rows["train"][0]["sentiment"] = "2"
+    elif name == "id-column":      # --label_column names an id
+        rows = {s: [r | {"sentiment": f"{s}-{i}"} for i, r in enumerate(v)] for s, v in rows.items()}
     if name == "format":
         folder.mkdir(parents=True)
         (folder / "reviews.xlsx").write_text("x")
@@ -369,6 +378,7 @@ def bad(tmp_path, name: str):
     ("empty-text", [], ["train.csv: column 'tweet' has 1 empty or missing text(s) (first at data row 5, a header line not counted)"]),
     ("missing-label", [], ["train.csv: column 'sentiment' has 1 missing label(s) (first at data row 6, a header line not counted)"]),
     ("mixed", [], ["mixes label types", "numbers written as text"]),
+    ("id-column", [], ["train.csv: column 'sentiment' has 30 different values in 30 rows, too many to be labels; set --label_column"]),
     ("names", ["--label_names=bad,good"], ["--label_names=bad,good: the data's labels are negative, neutral, positive"]),
     ("missing", [], ["no such file or folder"]),
 ])

@@ -49,3 +49,11 @@ def test_run_experiment_unknown_flag_fails_with_the_valid_names(imdb_parquet, tm
     assert p.returncode != 0
     assert "unknown constant '--epochz'" in p.stderr and "valid names" in p.stderr
     assert not (tmp_path / "tiny" / "teacher").exists()
+
+
+def test_a_config_is_found_from_the_callers_folder(tmp_path):
+    # the steps run in the checkout, but the config file is named from where the command is typed
+    (tmp_path / "mine.toml").write_text('experiment = "mine"\n[fine_tuning_teacher]\nepochz = 1\n')
+    p = subprocess.run(["bash", str(ROOT / "run_experiment.sh"), "mine.toml"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "mine.toml [fine_tuning_teacher]: unknown constant 'epochz'" in p.stderr, p.stderr[-2000:]

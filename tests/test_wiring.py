@@ -155,12 +155,17 @@ def test_inference_default_is_the_best_distilled_student_of_the_newest_experimen
             (folder / "metrics.json").write_text(json.dumps({"val_accuracy": acc}))
             os.utime(folder / "metrics.json", (when, when))
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "best"
+    reason = inference.default_reason
+    assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment"
     for name in ("low", "best", "mid"):              # no distilled student: the best student, then the teacher
         import shutil
         shutil.rmtree(tmp_path / "new" / "students" / name)
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "base"
+    assert reason(tmp_path / "new" / "students" / "base") == \
+        "the best student of the newest experiment, which has no distilled one"
     shutil.rmtree(tmp_path / "new" / "students" / "base")
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "teacher"
+    assert reason(tmp_path / "new" / "teacher") == "the teacher of the newest experiment, which has no student"
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])

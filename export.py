@@ -15,7 +15,8 @@ Why torch.onnx.export and not optimum: optimum-onnx (0.1.0, the newest on the pa
 transformers < 4.58 and this project uses transformers 5, so the maintained exporter of torch itself is
 used (torch.export-based, `dynamo=True`; the TorchScript one is deprecated), and int8 quantization is
 onnxruntime.quantization.quantize_dynamic, which is what optimum's ORTQuantizer runs underneath.
-A finished export (both files) is kept unless OVERWRITE.
+A finished export (both files) is kept unless OVERWRITE; one made with another QUANTIZE_EXCLUDE (its export.json)
+is refused.
 """
 from __future__ import annotations
 
@@ -51,6 +52,11 @@ def experiment_of(folder: Path) -> Path:
 
 def check(cfg: dict | None = None) -> list[Path]:
     global OUTPUT_DIR, EXPERIMENT
+    import onnx
+    unknown = [e for e in QUANTIZE_EXCLUDE if e and not onnx.defs.has(e)]
+    if unknown:
+        raise UsageError(f"--quantize_exclude: {unknown[0]!r} is no ONNX operator type; use names such as Gather, MatMul "
+                         f"(case matters)")
     if QUANTIZE and {"MatMul", "Gather"} <= set(QUANTIZE_EXCLUDE):    # all an exported encoder has to quantize
         raise UsageError(f"--quantize_exclude={','.join(QUANTIZE_EXCLUDE)} leaves no operator to quantize; exclude fewer, "
                          f"or set --quantize=false for no int8 model")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, log
-from data_utils import read_json, replace_dir
+from data_utils import read_json, replace_dir, write_json
 from models import label_names, truncate_ids
 
 FP32_FILE = "model.onnx"
@@ -180,7 +180,12 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
     """Export one finished model folder to <folder>/onnx/ (atomically: written to onnx.partial first)."""
     from models import load_classifier
     folder, out = Path(folder), onnx_dir(folder)
+    settings = {"quantize": quantize, "quantize_exclude": sorted(e for e in exclude if e)}
     if is_exported(folder, quantize) and not overwrite:
+        old = read_json(out / "export.json") if (out / "export.json").is_file() else None   # older exports: none
+        if quantize and old and old["quantize"] and old["quantize_exclude"] != settings["quantize_exclude"]:
+            raise UsageError(f"{out} was exported with quantize_exclude = {','.join(old['quantize_exclude']) or 'none'}, "
+                             f"now {','.join(settings['quantize_exclude']) or 'none'}; --overwrite=true exports it again")
         log.info("kept %s (exported already; --overwrite=true exports again)", out)
         return out
     model, tok = load_classifier(str(folder))
@@ -193,6 +198,7 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
             quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, [e for e in exclude if e])
     model.config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    write_json(tmp / "export.json", settings)          # how it was made: a later export with others is refused
     if (folder / "README.md").is_file():
         shutil.copy(folder / "README.md", tmp / "README.md")    # the model card (model_card.py) travels with it
     replace_dir(tmp, out)

@@ -83,6 +83,14 @@ def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path, mon
     monkeypatch.chdir(tmp_path)               # were it not refused, nothing lands in the checkout
     with pytest.raises(UsageError, match="--quantize_exclude=Gather,MatMul leaves no operator to quantize"):
         export.main([f"--model={exported['cut']}", "--quantize_exclude=Gather,MatMul", "--overwrite=true"])
+    with pytest.raises(UsageError, match="^--quantize_exclude: 'Gathr' is no ONNX operator type"):
+        export.main([f"--model={exported['cut']}", "--quantize_exclude=Gathr", "--overwrite=true"])
+    # the export there was made without exclusions (its export.json): kept, it would pass for one made with them
+    assert json.loads((exported["cut"] / "onnx" / "export.json").read_text()) == {"quantize": True, "quantize_exclude": []}
+    before = (exported["cut"] / "onnx" / "model_quantized.onnx").stat().st_mtime_ns
+    with pytest.raises(UsageError, match=r"onnx was exported with quantize_exclude = none, now Gather; --overwrite=true"):
+        export.main([f"--model={exported['cut']}", "--quantize_exclude=Gather"])
+    assert (exported["cut"] / "onnx" / "model_quantized.onnx").stat().st_mtime_ns == before
     from onnx_runtime import quantize_int8
     with pytest.raises(UsageError, match="leaves no operator of .* to quantize"):   # what the graph has, whatever it has
         quantize_int8(exported["cut"] / "onnx" / "model.onnx", tmp_path / "int8.onnx", ["MatMul", "Gather", "Attention"])

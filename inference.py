@@ -185,10 +185,11 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
         return []
     folder = check_model(model, output_dir) if model else default_model(output_dir)
     check_onnx_file(folder, onnx_file)
-    texts = as_trained(texts, read_json(folder / "config.json").get("sentiment_kd", {}))
+    config = read_json(folder / "config.json")
+    texts = as_trained(texts, config.get("sentiment_kd", {}))
     if is_onnx_folder(folder):
         probs = softmax(onnx_logits(folder, texts, batch_size, onnx_file))
-        return labelled(probs, dict(enumerate(models.label_names(read_json(folder / "config.json")))))
+        return labelled(probs, dict(enumerate(models.label_names(config))))
     import torch
     device = default_device(device)
     net, tok, settings = load(folder, device)

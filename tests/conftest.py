@@ -11,7 +11,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # one torch/OpenMP thread, in this process and the scripts it starts: the tiny models' ops are too small to
 # split (alone on 2 cores the suite takes as long either way), and beside other work (a training run) two
-# threads spin-waiting on each other made the 3-class end-to-end test 33 s instead of 130 s
+# threads spin-waiting on each other made the 3-class end-to-end test take 130 s instead of 33 s
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 POS = ["great", "wonderful", "loved", "excellent", "best"]

@@ -454,10 +454,10 @@ def check_tsv_fields(raw: dict, files: dict) -> None:
                                  f"double that quote, or save the data as CSV")
 
 
-def columns(ds, spec: DataSpec, where: str, split: str):
+def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True):
     """`ds` reduced to columns text, label (as in the data, but a ClassLabel id as its name and a string without
     the spaces around it; none for the unsupervised split), after checking the columns exist and no text or
-    label is missing or empty."""
+    label is missing or empty; with `decode`, the texts' literal escapes decoded (decode_escapes)."""
     cols = ds.column_names
     need = [spec.text_column] + ([spec.label_column] if split != "unsupervised" else [])
     for c in need:
@@ -484,7 +484,7 @@ def columns(ds, spec: DataSpec, where: str, split: str):
             raise UsageError(f"{where}: column {spec.label_column!r} has {len(missing)} missing label(s) (first at data "
                              f"row {missing[0] + 1}, a header line not counted){na}; drop those rows, or move them to an unsupervised file for transfer")
     from datasets import Dataset
-    return Dataset.from_dict({"text": [decode_escapes(t) for t in texts], "label": list(labels)})
+    return Dataset.from_dict({"text": [decode_escapes(t) for t in texts] if decode else list(texts), "label": list(labels)})
 
 
 def as_trained(texts: list[str], kd: dict) -> list[str]:
@@ -641,13 +641,13 @@ def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> l
     return list(raw["unsupervised"]["text"])
 
 
-def table_texts(path: str, column: str, flag: str) -> list[str]:
+def table_texts(path: str, column: str, flag: str, decode: bool = True) -> list[str]:
     """The texts of `column` in a local file or folder (read_files; every file, whatever split its name says;
-    other columns ignored), checked and cleaned as training texts are (columns: the column present, no text
-    empty or missing, literal escapes decoded); `flag` is the setting errors name."""
+    other columns ignored), checked as training texts are (columns: the column present, no text empty or
+    missing) and, with `decode`, their literal escapes decoded; `flag` is the setting errors name."""
     spec = DataSpec(data=path, text_column=column, label_column="")
     found, files = read_files(path, flag)
-    return [t for s, ds in found.items() for t in columns(ds, spec, files[s], "unsupervised")["text"]]
+    return [t for s, ds in found.items() for t in columns(ds, spec, files[s], "unsupervised", decode)["text"]]
 
 
 def leaks(train, validation, test, transfer: list[str], drop: bool) -> tuple[dict, object, object, list[str]]:

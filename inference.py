@@ -230,8 +230,8 @@ def gather_texts(args: list[str], file: str, column: str = "text") -> list[str]:
             raise UsageError(f"text argument #{n} is not valid UTF-8 (the terminal's encoding?); pass it in a UTF-8 "
                              f"file with --file=PATH") from None
     if file:
-        table = Path(file).suffix.lower() in FORMATS      # read and checked as training texts are
-        return (table_texts(file, column, "--file") if table else read_lines(file)) + args
+        table = Path(file).suffix.lower() in FORMATS      # checked as training texts are; predict prepares them
+        return (table_texts(file, column, "--file", decode=False) if table else read_lines(file)) + args
     if args == ["-"]:
         return read_lines("-")
     return args or list(EXAMPLES)

@@ -141,8 +141,12 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys):
     pd.DataFrame({"review": ["ok", None]}).to_csv(tmp_path / "gap.csv", index=False)   # rows stay the table's: refused
     with pytest.raises(UsageError, match=r"gap.csv: column 'review' has 1 empty or missing text\(s\) \(first at data row 2"):
         inference.gather_texts([], str(tmp_path / "gap.csv"), "review")
-    pd.DataFrame({"review": ["awful \\u2019"]}).to_parquet(tmp_path / "new.parquet")     # a literal escape, as in training
-    assert inference.gather_texts(["more"], str(tmp_path / "new.parquet"), "review") == ["awful \u2019", "more"]
+    # literal escapes come as written, and predict decodes them once, as training did (\u005c is a backslash)
+    pd.DataFrame({"review": ["awful \\u2019", "odd \\u005cu2019"]}).to_parquet(tmp_path / "new.parquet")
+    texts = inference.gather_texts(["more"], str(tmp_path / "new.parquet"), "review")
+    assert texts == ["awful \\u2019", "odd \\u005cu2019", "more"]
+    own = {"run_config": {"data": str(tmp_path / "new.parquet")}}
+    assert inference.as_trained(texts, own) == ["awful \u2019", "odd \\u2019", "more"]
     (tmp_path / "notes.txt").write_text("review\nplain line\n")                     # a text file: every line a text
     assert inference.gather_texts([], str(tmp_path / "notes.txt"), "review") == ["review", "plain line"]
     results = inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", "--json"])

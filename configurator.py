@@ -294,6 +294,9 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
     _RUN_ROOT[:] = [root]
     setup_logging(root / "logs" / log_name)
     lock_experiment(root, script)
+    if namespace.get("THREADS"):      # a shared CPU: fewer threads than cores (0 = torch's default, one per core)
+        import torch
+        torch.set_num_threads(namespace["THREADS"])
     cfg["_versions"] = library_versions()
     log.info("config: %s", public_config(cfg))
     if cfg["_ignored"]:   # expected under run_experiment.sh (KD_ALL_STEPS: one command line for every step), else a warning

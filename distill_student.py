@@ -113,6 +113,7 @@ ATTENTION_WEIGHT = 0.0            # + this * attention-distribution KL (0 = off;
 # --- system ------------------------------------------------------------------------------------
 SEED = 42
 NUM_WORKERS = 2                   # dataloader worker processes (0 on small CPUs)
+THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
 KEEP_CHECKPOINTS = False
 REPORT_TO = "none"                # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 

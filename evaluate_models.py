@@ -778,9 +778,6 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
 
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "evaluate_models", "evaluate.log", check=selected_models)
-    import torch
-    if THREADS:
-        torch.set_num_threads(THREADS)
     device = default_device(DEVICE)
     models = selected_models()
 

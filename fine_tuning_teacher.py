@@ -57,6 +57,7 @@ LOGGING_STEPS = 50                # log the training loss every this many optimi
 # --- system ------------------------------------------------------------------------------------
 SEED = 42                         # seeds python, numpy, torch, the splits and the sampler
 NUM_WORKERS = 2                   # dataloader worker processes (0 on small CPUs)
+THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
 KEEP_CHECKPOINTS = False          # keep outputs/<EXPERIMENT>/checkpoints/teacher after a finished run
 REPORT_TO = "none"                # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 

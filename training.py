@@ -48,7 +48,7 @@ def run_dirs(output_dir: str, experiment: str, *parts: str) -> tuple[Path, Path,
 # settings that change no weight: where things go, what is logged and kept, evaluation batch sizes, the teacher's
 # whereabouts (a student's resume settings name the teacher itself), the library versions
 NOT_TRAINING = {"experiment", "output_dir", "cache_dir", "overwrite", "data_dir", "dataset_name", "eval_batch_size",
-                "logging_steps", "num_workers", "keep_checkpoints", "report_to", "config_file", "versions", "only",
+                "logging_steps", "num_workers", "threads", "keep_checkpoints", "report_to", "config_file", "versions", "only",
                 "teacher_dir", "soft_labels", "teacher_batch_size", "soft_label_splits", "soft_label_rows",
                 "min_teacher_accuracy", "students"}
 

@@ -219,3 +219,19 @@ def test_a_stop_swallowed_by_a_finalizer_is_raised_again():
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 143 and p.stderr == "error: stopped by SIGTERM\n" and time.time() - t0 < 30
 
+
+
+def test_threads_sets_torch_cpu_threads_and_is_not_a_training_setting(tmp_path):
+    import torch
+
+    from configurator import start_run
+    from training import resume_settings
+    before = torch.get_num_threads()
+    want = 3 if before != 3 else 2                        # not the count the tests run with (conftest: 1)
+    ns = {"__file__": "fine_tuning_teacher.py", "OUTPUT_DIR": str(tmp_path), "EXPERIMENT": "x", "THREADS": 0, "EPOCHS": 2.0}
+    try:
+        cfg = start_run(ns, [f"--threads={want}"], "fine_tuning_teacher", "t.log")
+        assert torch.get_num_threads() == want and cfg["THREADS"] == want
+        assert resume_settings(cfg) == {"epochs": 2.0}      # a run resumed or kept with other threads is the same run
+    finally:
+        torch.set_num_threads(before)

@@ -62,7 +62,7 @@ SEED = 42
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s, no sparsity), first match of the device name wins
 GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200", 989.4), ("H200", 989.4),
-             ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("A10", 125.0))
+             ("A100", 312.0), ("L40S", 362.1), ("L40", 181.0), ("L4", 121.0), ("A10", 125.0))
 
 
 def model_flops(lengths, n_params: int, n_layers: int, hidden: int) -> float:
@@ -78,10 +78,12 @@ def non_embedding_parameters(model) -> int:
 
 
 def peak_tflops(device_name: str) -> float | None:
-    """PEAK_TFLOPS, else the listed peak of the GPU whose name contains a GPU_PEAKS key, else None."""
+    """PEAK_TFLOPS, else the listed peak of the GPU whose name holds a GPU_PEAKS key as whole words (an L40 is
+    not an L4, nor an A10G an A10), else None."""
+    import re
     if PEAK_TFLOPS:
         return PEAK_TFLOPS
-    return next((peak for key, peak in GPU_PEAKS if key in device_name), None)
+    return next((peak for key, peak in GPU_PEAKS if re.search(rf"\b{re.escape(key)}\b", device_name)), None)
 
 
 def counting_trainer(**kwargs):

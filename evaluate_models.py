@@ -435,13 +435,19 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             f"{result['config']['latency_samples']} {result['split']} {noun}. Throughput: model forward at batch "
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
-            f"fp32 teacher's. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
+            f"fp32 teacher's{half_note(rows)}. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
             f"accuracy. Efficiency: retention / size fraction. Written by evaluate_models.py.\n"
             + "".join(f"\nThe teacher row is published in {r['published']} (its speed measured there"
-                      + (", on another machine: no speedups" if r.get("other_machine") else "")
-                      + "; no agreement figures without its predictions).\n" for r in rows if r.get("published")))
+                      + (f", {r['no_speedups']}: no speedups" if r.get("no_speedups") else "")
+                      + "; no agreement figures without its predictions).\n" for r in rows[:1] if r.get("published")))
     with atomic_path(root / f"{prefix}results.md") as tmp:
         tmp.write_text(text)
+
+
+def half_note(rows: list[dict]) -> str:
+    """How the speedups of half-precision rows are taken (relative_figures), for the results' footnote."""
+    half = next((r["precision"] for r in rows if r["precision"] in ("bf16", "fp16")), None)
+    return f" ({half} rows: over the teacher's {half} row, and that one over the fp32 teacher's)" if half else ""
 
 
 def gain_lines(groups: list[dict], key: str) -> dict[str, list[tuple[float, dict]]]:
@@ -708,13 +714,17 @@ def machine(hw: dict) -> tuple:
     return (hw["device"], hw.get("gpu")) if hw["device"] == "cuda" else (hw["device"], hw["cpu"], hw["torch_threads"])
 
 
-def published_teacher(path: Path, split: dict, device: str) -> dict:
-    """The fp32 teacher row of a published results.json (TEACHER_RESULTS) as the reference row, after checking
-    it was evaluated on the same texts (data, split, count, labels, and the digest of the texts and labels);
-    without predictions (no agreement). Measured on another machine, it gives no speedups (`other_machine`)."""
+SPEED_SETTINGS = ("eval_batch_size", "latency_samples", "warmup", "gpu_warmup_s")   # how throughput and latency are measured
+
+
+def published_teacher(path: Path, split: dict, device: str) -> list[dict]:
+    """The teacher rows of a published results.json (TEACHER_RESULTS): its fp32 row, the reference, and its
+    half-precision row if it has one, after checking they were evaluated on the same texts (data, split, count,
+    labels, and the digest of the texts and labels); without predictions (no agreement). Measured on another
+    machine or with other SPEED_SETTINGS, they give no speedups (`no_speedups` says why)."""
     result = read_json(path)
-    row = next((r for r in result.get("rows", []) if r.get("kind") == "teacher" and r.get("precision") == "fp32"), None)
-    if row is None:
+    teacher = [r for r in result.get("rows", []) if r.get("kind") == "teacher" and r.get("precision") in ("fp32", "bf16", "fp16")]
+    if not any(r["precision"] == "fp32" for r in teacher):
         raise UsageError(f"--teacher_results={path}: no fp32 teacher row in it; give the results.json of an evaluated teacher")
     ours = {"data": split["data"], "split": SPLIT, "texts": len(split["texts"]), "labels": split["names"],
             "texts_digest": split["digest"]}
@@ -726,23 +736,33 @@ def published_teacher(path: Path, split: dict, device: str) -> dict:
             raise UsageError(f"--teacher_results={path}: its teacher was evaluated with {key} = {result.get(key)!r}, here "
                              f"{value!r}; evaluate on the same texts (--split, --test_size, --seed) or give other results")
     there, here = machine(result["hardware"]), machine(hardware(device))
-    log.info("teacher row: published in %s (measured on %s%s)", path, ", ".join(map(str, there)),
-             "" if there == here else f"; this machine is {', '.join(map(str, here))}: no speedups against it")
-    return row | {"pred": None, "published": str(path), "other_machine": there != here}
+    ours = {k: globals()[k.upper()] for k in SPEED_SETTINGS}
+    other = [f"{k} = {result.get('config', {}).get(k)!r}, here {v!r}" for k, v in ours.items() if result.get("config", {}).get(k) != v]
+    why = f"measured on {', '.join(map(str, there))}; this machine is {', '.join(map(str, here))}" if there != here else \
+        f"measured with {other[0]}" if other else ""
+    log.info("teacher rows: published in %s%s", path, f" ({why}: no speedups against them)" if why else "")
+    return [r | {"pred": None, "published": str(path), "no_speedups": why} for r in teacher]
 
 
 def relative_figures(rows: list[dict]) -> list[dict]:
-    """Each row with its figures against the fp32 teacher's row (agreement, compression, retention,
-    efficiency, speedups), and without its predictions. A published teacher row has no predictions:
-    agreement is then None."""
+    """Each row with its figures against the fp32 teacher's row (agreement, compression, retention, efficiency)
+    and its speedups, and without its predictions. Speedups of a half-precision row are against the teacher's
+    half-precision row (a GPU runs every model in bf16: against the fp32 teacher, bf16's own gain would count as
+    the student's), the teacher's own against its fp32 row; of every other row (fp32, int8, ONNX: what a deployed
+    student gains over the teacher as trained) against the fp32 teacher. A published teacher row has no
+    predictions: agreement is then None."""
     t = next(r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32")
+    half = next((r for r in rows if r["kind"] == "teacher" and r["precision"] in ("bf16", "fp16")), None)
     for r in rows:
+        s = half if half is not None and r["precision"] == half["precision"] and r is not half else t
+        fast = not s.get("no_speedups")
         r |= {"agreement": None if t["pred"] is None else float((r["pred"] == t["pred"]).mean()),
               "compression": compression_ratio(t["params"], r["params"]),
               "retention": retention(r["accuracy"], t["accuracy"]),
               "efficiency": efficiency_ratio(retention(r["accuracy"], t["accuracy"]), r["size_mb"], t["size_mb"]),
-              "speedup": None if t.get("other_machine") else r["throughput"] / t["throughput"],
-              "latency_speedup": None if t.get("other_machine") else t["latency_p50_ms"] / r["latency_p50_ms"]}
+              "speedup": r["throughput"] / s["throughput"] if fast else None,
+              "latency_speedup": s["latency_p50_ms"] / r["latency_p50_ms"] if fast else None,
+              "speedup_over": f"teacher {s['precision']}"}
     for r in rows:
         del r["pred"]
     return rows
@@ -789,7 +809,7 @@ def main(argv=None) -> dict:
     # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants
     preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions" if SPLIT == "test" else "validation-predictions")
     preds_dir.mkdir(parents=True, exist_ok=True)
-    rows = [published_teacher(Path(TEACHER_RESULTS), split, device)] if TEACHER_RESULTS else []
+    rows = published_teacher(Path(TEACHER_RESULTS), split, device) if TEACHER_RESULTS else []
     rows += [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards

@@ -96,7 +96,8 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     folder = Path(folder)
     config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
     kd, where_used = config.get("sentiment_kd", {}), shown or folder
-    test = next((r for r in rows or [] if r["precision"] == "fp32"), None)
+    # its fp32 row, else (a model evaluated in bf16 only: evaluate_models' FP32_MODELS) its half-precision one
+    test = next((r for p in ("fp32", "bf16", "fp16") for r in rows or [] if r["precision"] == p), None)
     base, facts = base_model(kd), data_facts(config)
     data = ModelCardData(base_model=base, datasets=[facts["hub"]] if facts["hub"] else None, pipeline_tag="text-classification",
                          language=facts["language"],
@@ -107,8 +108,7 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     compare = (f"Its labels-only baseline (same student, seed and steps): validation accuracy "
                f"{read_json(baseline)['val_accuracy']:.4f}; this model: {metrics.get('val_accuracy', float('nan')):.4f}."
                if kd.get("kind") == "distilled" and baseline.is_file() else "")
-    where = (f"{test_size:,} test texts of {facts['name']}; {hardware.get('cpu')}, {hardware.get('torch_threads')} threads, "
-             f"CPU features {hardware.get('cpu_features')}" if hardware else "")
+    where = f"{test_size:,} test texts of {facts['name']}; {machine_words(hardware)}" if hardware else ""
     body = [f"# {name}", "", *recipe_lines(kd, facts), "",
             f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (F1 {metrics.get('val_f1', float('nan')):.4f}), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters. {compare}", "",
@@ -122,6 +122,13 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
             f"`inference.py` cuts longer texts the same way. Not evaluated on other domains or languages.", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
+
+
+def machine_words(hardware: dict) -> str:
+    """Where the speed figures were measured: the GPU, or the CPU with its threads and features."""
+    if hardware.get("device") == "cuda":
+        return f"GPU {hardware.get('gpu')}, torch {hardware.get('torch')}"
+    return f"{hardware.get('cpu')}, {hardware.get('torch_threads')} threads, CPU features {hardware.get('cpu_features')}"
 
 
 def pipeline_note(kd: dict) -> str:

@@ -118,7 +118,16 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     result = ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={tmp_path}/other-machine.json",
                                "--quantize=false", cache=False))
     assert [r["speedup"] for r in result["rows"]] == [None] * 3 and result["rows"][1]["retention"] > 0
-    assert "on another machine: no speedups" in (tmp_path / "soft" / "results.md").read_text()
+    assert "this machine is cpu, " in (tmp_path / "soft" / "results.md").read_text()
+    # measured at another batch: no speedups either, and the reason named
+    other = json.loads((src / "results.json").read_text())
+    other["config"]["eval_batch_size"] = 999
+    (tmp_path / "other-batch.json").write_text(json.dumps(other))
+    split = {"data": other["data"], "texts": [""] * other["texts"], "names": other["labels"], "digest": other["texts_digest"]}
+    teacher = ev.published_teacher(tmp_path / "other-batch.json", split, "cpu")
+    assert [r["precision"] for r in teacher] == ["fp32"]
+    assert teacher[0]["no_speedups"] == "measured with eval_batch_size = 999, here 8"
+    assert ev.published_teacher(src / "results.json", split, "cpu")[0]["no_speedups"] == ""
 
 
 def test_a_busy_cpu_is_recorded_and_warned_about(monkeypatch, caplog):
@@ -219,6 +228,20 @@ def test_bf16_rows_and_validation_split(tiny_experiment, imdb_parquet):
     assert saved["groups"][0]["student"] == "cut" and saved["groups"][0]["baselines"] == ["cut-baseline"]
     assert "## Distilled vs labels-only baseline" in (root / "validation-results.md").read_text()
     assert (root / "validation-gains.png").read_bytes()[:4] == b"\x89PNG" and (root / "validation-dashboard.png").exists()
+
+
+def test_speedups_of_bf16_rows_are_over_the_bf16_teacher():
+    # a GPU runs every model in bf16: a bf16 student over the fp32 teacher would count bf16's gain as the student's
+    def row(model, kind, precision, throughput, p50):
+        return {"model": model, "kind": kind, "precision": precision, "throughput": throughput, "latency_p50_ms": p50,
+                "params": 100 if kind == "teacher" else 25, "accuracy": 0.9, "size_mb": 1.0, "pred": np.zeros(3)}
+    rows = ev.relative_figures([row("teacher", "teacher", "fp32", 100, 10), row("teacher", "teacher", "bf16", 300, 5),
+                                row("s", "distilled", "fp32", 400, 4), row("s", "distilled", "int8", 600, 2),
+                                row("s", "distilled", "bf16", 1200, 1)])
+    assert [(r["speedup"], r["latency_speedup"], r["speedup_over"]) for r in rows] == [
+        (1.0, 1.0, "teacher fp32"), (3.0, 2.0, "teacher fp32"), (4.0, 2.5, "teacher fp32"), (6.0, 5.0, "teacher fp32"),
+        (4.0, 5.0, "teacher bf16")]
+    assert rows[4]["compression"] == 4.0 and rows[4]["retention"] == 100.0 and "pred" not in rows[4]
 
 
 def test_gain_lines_follow_one_lever():

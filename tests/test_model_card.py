@@ -52,6 +52,20 @@ def test_card_names_a_known_base_model_and_its_license(tmp_path):
                                 ("test", "accuracy"): 0.855, ("test", "f1"): 0.854}
 
 
+def test_a_card_of_a_gpu_evaluation_names_the_gpu_and_its_bf16_test_figures(tmp_path):
+    from data_utils import write_json
+    from model_card import write_card
+    write_json(tmp_path / "config.json", {"sentiment_kd": {"role": "teacher", "max_length": 128, "truncation": "head"}})
+    write_json(tmp_path / "metrics.json", {"val_accuracy": 0.9, "val_f1": 0.9, "parameters": 1000})
+    rows = [{"precision": "bf16", "accuracy": 0.941, "f1": 0.94, "agreement": 0.99, "size_mb": 45.0,   # FP32_MODELS: no fp32 row
+             "latency_p50_ms": 3.1, "throughput": 9000.0}]
+    card = write_card(tmp_path, "s", rows=rows, test_size=25000, hardware={
+        "device": "cuda", "gpu": "NVIDIA H200", "torch": "2.11.0", "cpu": "x86_64", "torch_threads": 16, "cpu_features": "avx512f"})
+    text = card.read_text()
+    assert "25,000 test texts of IMDb movie reviews; GPU NVIDIA H200, torch 2.11.0" in text and "CPU features" not in text
+    assert metrics_of(metadata_load(card))[("test", "accuracy")] == 0.941
+
+
 def test_a_card_of_your_data_names_its_file_not_this_machines_path(tmp_path):
     from data_utils import write_json
     from model_card import write_card

@@ -105,6 +105,9 @@ def check_model(path: str, output_dir: str) -> Path:
     config.json and weights, a tokenizer, and a trained classification head with named labels."""
     folder = Path(path)
     have = lambda: ", ".join(str(p) for p in saved_models(output_dir)) or f"none under {output_dir}/"   # noqa: E731
+    if folder.is_file():      # the .onnx file, or a file of the folder: the folder is what is meant
+        pick = f" --onnx_file={folder.name}" if folder.suffix == ".onnx" and folder.name != onnx_runtime.FP32_FILE else ""
+        raise UsageError(f"--model={folder} is a file; give its folder: --model={folder.parent}{pick}")
     if not folder.is_dir():
         raise UsageError(f"model folder {folder} does not exist; saved models: {have()}")
     if is_onnx_folder(folder):
@@ -142,11 +145,14 @@ def check_onnx_file(folder: Path, onnx_file: str) -> None:
                          f"pass --model={folder / 'onnx'} (written by export.py or evaluate_models.py --onnx=true)")
 
 
-def validation_accuracy(folder: Path) -> str:
-    """'validation accuracy 0.8620' of a model folder (an ONNX export: of the model it was exported from), or ''."""
-    for f in (folder / "metrics.json", folder.parent / "metrics.json"):
-        if f.is_file():
-            return f"validation accuracy {read_json(f).get('val_accuracy', float('nan')):.4f}"
+def validation_accuracy(folder: Path, onnx_file: str = onnx_runtime.FP32_FILE) -> str:
+    """'validation accuracy 0.8620' of a model folder, or ''; of an ONNX export, which file runs and the accuracy
+    of the model it was exported from (an int8 file's own is not measured at training)."""
+    if is_onnx_folder(folder):
+        found = validation_accuracy(folder.parent) if (folder.parent / "metrics.json").is_file() else ""
+        return f"ONNX Runtime, {onnx_file}" + (f"; exported from a model of {found}" if found else "")
+    if (folder / "metrics.json").is_file():
+        return f"validation accuracy {read_json(folder / 'metrics.json').get('val_accuracy', float('nan')):.4f}"
     return ""
 
 
@@ -255,7 +261,7 @@ def main(argv=None) -> list[dict]:
         print(json.dumps({"model": str(folder), "predictions": [{"text": t, **r} for t, r in zip(texts, results)]}, indent=2))
     else:
         why = "" if MODEL else f"the default: {default_reason(folder)}; --model=PATH picks another"
-        about = "; ".join(filter(None, [validation_accuracy(folder), why]))
+        about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), why]))
         print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
         width = max(9, *(len(r["label"]) for r in results))
         for t, r in zip(texts, results):

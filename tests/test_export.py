@@ -181,7 +181,14 @@ def test_an_onnx_file_the_folder_lacks_or_a_torch_folder_is_one_line(exported, c
         inference.predict(TEXTS, model=str(folder), onnx_file="model_quantized.onnx")     # torch ran, silently
     inference.main([f"--model={folder / 'onnx'}", "--onnx_file=model_quantized.onnx", TEXTS[0]])
     accuracy = json.loads((folder / "metrics.json").read_text())["val_accuracy"]
-    assert capsys.readouterr().err.strip() == f"model: {folder / 'onnx'} (validation accuracy {accuracy:.4f})"
+    assert capsys.readouterr().err.strip() == \
+        f"model: {folder / 'onnx'} (ONNX Runtime, model_quantized.onnx; exported from a model of validation accuracy {accuracy:.4f})"
+    # the .onnx file itself, or a file of a torch folder: the folder is named (it said "does not exist")
+    with pytest.raises(UsageError, match=rf"^--model={folder / 'onnx' / 'model_quantized.onnx'} is a file; give its folder: "
+                                         rf"--model={folder / 'onnx'} --onnx_file=model_quantized.onnx$"):
+        inference.main([f"--model={folder / 'onnx' / 'model_quantized.onnx'}", TEXTS[0]])
+    with pytest.raises(UsageError, match=rf"is a file; give its folder: --model={folder}$"):
+        inference.predict(TEXTS, model=str(folder / "config.json"))
 
 
 def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):

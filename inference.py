@@ -152,7 +152,9 @@ def validation_accuracy(folder: Path, onnx_file: str = onnx_runtime.FP32_FILE) -
         found = validation_accuracy(folder.parent) if (folder.parent / "metrics.json").is_file() else ""
         return f"ONNX Runtime, {onnx_file}" + (f"; exported from a model of {found}" if found else "")
     if (folder / "metrics.json").is_file():
-        return f"validation accuracy {read_json(folder / 'metrics.json').get('val_accuracy', float('nan')):.4f}"
+        m = read_json(folder / "metrics.json")
+        one = "; WARNING: it predicted one class for every validation text" if m.get("val_classes_predicted") == 1 else ""
+        return f"validation accuracy {m.get('val_accuracy', float('nan')):.4f}{one}"
     return ""
 
 

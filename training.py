@@ -216,10 +216,12 @@ def cpu_processes() -> bool:
 
 
 def compute_metrics(eval_pred) -> dict:
-    """Trainer hook: accuracy and macro F1 of the argmax of the logits (N, C), over the C classes."""
+    """Trainer hook: accuracy and macro F1 of the argmax of the logits (N, C), over the C classes, and how many
+    of the classes it predicts (1: the model has not learned the task, whatever its accuracy)."""
     logits, labels = eval_pred.predictions, eval_pred.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
-    return classification_metrics(logits.argmax(-1), labels, logits.shape[-1])
+    preds = logits.argmax(-1)
+    return classification_metrics(preds, labels, logits.shape[-1]) | {"classes_predicted": int(len(np.unique(preds)))}
 
 
 class LogToFile(TrainerCallback):
@@ -362,8 +364,11 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     train_time = time.time() - t0
     per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size
     val = trainer.evaluate()
+    if val["eval_classes_predicted"] == 1:
+        log.warning("%s predicts one class for every validation text (accuracy %.4f: that class's share); it has not "
+                    "learned the task: train longer (--epochs) or at another --learning_rate", out_dir, val["eval_accuracy"])
     metrics = {
-        "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
+        "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"], "val_classes_predicted": val["eval_classes_predicted"],
         "train_time_s": round(train_time, 1), "resumed_from": resume,
         "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
         "optimizer_steps": trainer.state.max_steps,

@@ -24,6 +24,7 @@ def test_teacher_saves_a_model_that_reloads_and_predicts(tiny_teacher):
     folder, metrics = tiny_teacher
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved["val_accuracy"] >= 0.85 and saved["train_examples"] == 40   # the tiny reviews are learnable
+    assert saved["val_classes_predicted"] == 2
     assert saved["train_examples_per_s"] > 0 and saved["parameters"] == metrics["parameters"]
     # steady-state speed apart from start-up and evaluation (training.StepTimer)
     assert saved["first_step_s"] > 0 and saved["step_s_median"] > 0
@@ -258,3 +259,14 @@ def test_gradient_accumulation_leaves_the_loss_a_mean(tiny_teacher, imdb_parquet
     assert first(plain)["loss"] == pytest.approx(first(accumulated)["loss"], rel=0.1)
     assert first(plain)["grad_norm"] == pytest.approx(first(accumulated)["grad_norm"], rel=0.3)
     assert accumulated["optimizer_steps"] == plain["optimizer_steps"] / 8      # 8 epochs of 8 rows a step there
+
+
+def test_a_model_that_predicts_one_class_is_flagged(imdb_parquet, tmp_path):
+    # a user's under-trained student answered "positive" for every text, chosen as inference's default, unflagged
+    import inference
+    metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--learning_rate=1e-9", "--epochs=0.2"))   # untrained: one class
+    assert metrics["val_classes_predicted"] == 1 and metrics["val_accuracy"] == 0.5
+    log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
+    assert "WARNING" in log and "predicts one class for every validation text (accuracy 0.5000" in log
+    assert inference.validation_accuracy(tmp_path / "tiny" / "teacher") == \
+        "validation accuracy 0.5000; WARNING: it predicted one class for every validation text"

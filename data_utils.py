@@ -531,6 +531,13 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict]:
     if kinds - {"int", "str"} or len(kinds) > 1 or (kinds == {"str"} and _mixed(values)):
         raise UsageError(f"{where['train']}: column {spec.label_column!r} mixes label types ({', '.join(sorted(kinds))}"
                          f"{' and numbers written as text' if kinds == {'str'} else ''}); use only names or only integers")
+    spelled = {}                   # "Pos" beside "pos": one class written two ways would train as two
+    for split, vs in values.items():
+        for v in set(vs) if kinds == {"str"} else ():
+            other = spelled.setdefault(v.casefold(), (v, split))
+            if other[0] != v:
+                raise UsageError(f"{where[split]}: label {v!r} ({split}) and {other[0]!r} ({other[1]}) of column "
+                                 f"{spec.label_column!r} differ only in case, so they would be two classes; write them the same way")
     found = sorted(set(values["train"]))
     if len(found) < 2:
         raise UsageError(f"{where['train']}: column {spec.label_column!r} has a single class ({found[0]!r}); a classifier "

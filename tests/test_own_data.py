@@ -358,6 +358,8 @@ def bad(tmp_path, name: str):
         rows["train"][4]["tweet"] = "  "
     elif name == "missing-label":
         rows["train"][5]["sentiment"] = None
+    elif name == "case":           # a typo: one class written two ways
+        rows["train"][7]["sentiment"] = rows["train"][7]["sentiment"].capitalize()
     elif name == "mixed":
         rows["train"][0]["sentiment"] = "2"
     elif name == "id-column":      # --label_column names an id
@@ -378,6 +380,7 @@ def bad(tmp_path, name: str):
     ("empty-text", [], ["train.csv: column 'tweet' has 1 empty or missing text(s) (first at data row 5, a header line not counted)"]),
     ("missing-label", [], ["train.csv: column 'sentiment' has 1 missing label(s) (first at data row 6, a header line not counted)"]),
     ("mixed", [], ["mixes label types", "numbers written as text"]),
+    ("case", [], ["differ only in case, so they would be two classes; write them the same way"]),
     ("id-column", [], ["train.csv: column 'sentiment' has 30 different values in 30 rows, too many to be labels; set --label_column"]),
     ("names", ["--label_names=bad,good"], ["--label_names=bad,good: the data's labels are negative, neutral, positive"]),
     ("missing", [], ["no such file or folder"]),

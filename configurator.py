@@ -230,6 +230,13 @@ def read_config_file(path: str, script: str) -> tuple[dict, set]:
     return shared | own, set(own)
 
 
+def did_you_mean(name: str, names, prefix: str = "--") -> str:
+    """'; did you mean --epochs?' for a misspelled constant name, or '' when none is close."""
+    import difflib
+    close = difflib.get_close_matches(name.upper(), list(names), n=1, cutoff=0.75)
+    return f"; did you mean {prefix}{close[0].lower()}?" if close else ""
+
+
 def configure(namespace: dict, argv: list[str] | None = None, script: str | None = None) -> dict:
     """Set a script's UPPER_CASE constants, in place, from `--config FILE` and `--name=value` flags.
 
@@ -252,11 +259,12 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     unknown = [n for n in flags if n not in defaults and not any_script_has(n)]
     if unknown:
         text = "; a text that starts with -- goes after a lone --" if script == "inference" else ""
-        raise UsageError(f"unknown constant '--{unknown[0].lower()}' (no script has it){text}; valid names for {script}.py: "
-                         f"{', '.join(sorted(n.lower() for n in defaults))}")
+        raise UsageError(f"unknown constant '--{unknown[0].lower()}' (no script has it){text}{did_you_mean(unknown[0], defaults)}; "
+                         f"valid names for {script}.py: {', '.join(sorted(n.lower() for n in defaults))}")
     file_values, exact = read_config_file(config_path, script) if config_path else ({}, set())
     if exact - set(defaults):
-        raise UsageError(f"{config_path} [{script}]: unknown constant '{sorted(exact - set(defaults))[0].lower()}'; "
+        bad = sorted(exact - set(defaults))[0]
+        raise UsageError(f"{config_path} [{script}]: unknown constant '{bad.lower()}'{did_you_mean(bad, defaults, '')}; "
                          f"valid names: {', '.join(sorted(n.lower() for n in defaults))}")
     cfg, sources = copy.deepcopy(defaults), dict.fromkeys(defaults, "default")
     for name in set(file_values) & set(defaults):

@@ -27,8 +27,11 @@ def test_types_are_checked_and_converted():
 
 
 def test_unknown_name_lists_valid_ones():
-    with pytest.raises(UsageError, match=r"unknown constant '--epoch'.*valid names for fine_tuning_teacher.py: batch_size, epochs"):
+    with pytest.raises(UsageError, match=r"unknown constant '--epoch' \(no script has it\); did you mean --epochs\?; "
+                                         r"valid names for fine_tuning_teacher.py: batch_size, epochs"):
         configure(namespace(), ["--epoch=3"], "fine_tuning_teacher")
+    with pytest.raises(UsageError, match=r"unknown constant '--zzz' \(no script has it\); valid names"):   # nothing close
+        configure(namespace(), ["--zzz=3"], "fine_tuning_teacher")
 
 
 def test_precedence_flag_over_file_over_default(tmp_path):
@@ -119,7 +122,7 @@ def test_flags_of_other_scripts_are_ignored_and_unknown_ones_refused():
         assert cfg["_ignored"] == ["JSON", "QUANTIZE_KINDS"] and cfg["_sources"]["SEED"] == "flag"
         cfg = configure(vars(ev), argv, "evaluate_models")
         assert cfg["QUANTIZE_KINDS"] == ["distilled"] and "CACHE_DIR" in cfg["_ignored"]
-        with pytest.raises(UsageError, match=r"unknown constant '--epochz' \(no script has it\); valid names for distill_student.py"):
+        with pytest.raises(UsageError, match=r"unknown constant '--epochz' \(no script has it\); did you mean --epochs\?; valid names for distill_student.py"):
             configure(vars(ds_module()), ["--epochz=1"], "distill_student")
     finally:
         configure(vars(ds_module()), [], "distill_student")

@@ -39,7 +39,6 @@ import gc
 import json
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -774,11 +773,10 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, "" if SPLIT == "test" else "validation-"
     groups, hw = seed_groups(rows), hardware(device) | {"load_average_1min": load}
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
-        from model_card import write_card
+        from model_card import write_card, write_onnx_card
         for name, folder in models:
-            card = write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hw, test_size=len(split["texts"]))
-            if (folder / "onnx").is_dir():          # the export carries the card as it was when exported
-                shutil.copy(card, folder / "onnx" / "README.md")
+            write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hw, test_size=len(split["texts"]))
+            write_onnx_card(folder)
     previous = root / f"{prefix}results.json"
     dropped = sorted({r["model"] for r in read_json(previous)["rows"]} - {r["model"] for r in rows}) if previous.is_file() else []
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on

@@ -3,7 +3,8 @@
 Reads  outputs/<EXPERIMENT>/teacher/ and outputs/<EXPERIMENT>/students/*/ (finished model folders), or
        one folder with --model (then the log and the lock are those of the experiment it belongs to).
 Writes <model>/onnx/: model.onnx (fp32), model_quantized.onnx (int8 weights, activations quantized on
-       the fly by ONNX Runtime), config.json and the tokenizer files: the layout of optimum's
+       the fly by ONNX Runtime), config.json, the tokenizer files and the model card (README.md: the model's,
+       with this folder's usage): the layout of optimum's
        ORTModelForSequenceClassification (loading it with optimum is not tested here), which inference.py
        takes as --model.
 

@@ -139,6 +139,29 @@ def pipeline_note(kd: dict) -> str:
             f"{kd.get('max_length')} tokens, `inference.py` the first {kd.get('head_tokens')} and the last ones, as in training.")
 
 
+def onnx_card(card: str, export: Path) -> str:
+    """The card of an ONNX export (export: its folder) from its model's card: the same metadata, recipe and
+    figures, with the usage section telling how to run this folder (ONNX Runtime, no torch) and which rows
+    of the speed table are its files."""
+    head, rest = card.split("\n## How to use\n", 1)
+    use = [f"This folder is the ONNX export of `{export.parent}` (`export.py`): `model.onnx` (fp32) and, when quantized, "
+           f"`model_quantized.onnx` (ONNX Runtime dynamic int8), with config.json and the tokenizer; it runs without torch.", "",
+           "```bash", f'python inference.py --model {export} "I loved it"', f'python inference.py --model {export} '
+           f'--onnx_file=model_quantized.onnx "I loved it"   # int8', "```", "",
+           f"or in Python: `from inference import predict; predict([\"I loved it\"], model=\"{export}\")`, which cuts long "
+           f"texts as training did. In the table above, rows onnx-fp32 / onnx-int8 (`evaluate_models.py --onnx=true`) "
+           f"are these files; fp32, int8 and bf16 are the torch model's.", ""]
+    return head + "\n## How to use\n\n" + "\n".join(use) + "\n## Limits\n" + rest.split("\n## Limits\n", 1)[1]
+
+
+def write_onnx_card(folder: Path) -> None:
+    """<folder>/onnx/README.md from <folder>/README.md (onnx_card), if both folders hold what they need."""
+    folder = Path(folder)
+    if (folder / "README.md").is_file() and (folder / "onnx").is_dir():
+        with atomic_path(folder / "onnx" / "README.md") as tmp:
+            tmp.write_text(onnx_card((folder / "README.md").read_text(), folder / "onnx"))
+
+
 def write_card(folder: Path, name: str | None = None, **evaluation) -> Path:
     """Write <folder>/README.md (evaluation: rows, hardware, test_size from evaluate_models)."""
     path = Path(folder) / "README.md"

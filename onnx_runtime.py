@@ -24,6 +24,7 @@ import numpy as np
 
 from configurator import UsageError, log
 from data_utils import read_json, replace_dir, write_json
+from model_card import write_onnx_card
 from models import label_names, truncate_ids
 
 FP32_FILE = "model.onnx"
@@ -199,9 +200,8 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
     model.config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     write_json(tmp / "export.json", settings)          # how it was made: a later export with others is refused
-    if (folder / "README.md").is_file():
-        shutil.copy(folder / "README.md", tmp / "README.md")    # the model card (model_card.py) travels with it
     replace_dir(tmp, out)
+    write_onnx_card(folder)                             # the model card, with this folder's usage
     sizes = {f.name: round(f.stat().st_size / 1e6, 1) for f in out.glob("*.onnx")}
     log.info("exported %s: %s MB", out, sizes)
     return out

@@ -206,8 +206,11 @@ def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     assert "onnxruntime" in result["hardware"] and result["hardware"]["cpu_features"]
     md = (tiny_experiment / "tiny" / "results.md").read_text()
     assert "onnx-int8" in md and "CPU features" in md
-    card = (exported["cut"] / "onnx" / "README.md").read_text()            # exported before it was evaluated
-    assert card == (exported["cut"] / "README.md").read_text() and "| onnx-int8 |" in card
+    # exported before it was evaluated: its card now has the test figures too, and says how to run that folder
+    card, torch_card = (exported["cut"] / "onnx" / "README.md").read_text(), (exported["cut"] / "README.md").read_text()
+    assert "| onnx-int8 |" in card and card.split("## How to use")[0] == torch_card.split("## How to use")[0]
+    assert f"python inference.py --model {exported['cut'] / 'onnx'} --onnx_file=model_quantized.onnx" in card
+    assert "pipeline(" not in card and "pipeline(" in torch_card and card.endswith(torch_card.split("## Limits")[1])
     from huggingface_hub import metadata_load
     card = metadata_load(exported["cut"] / "README.md")        # the card now holds the test metrics
     tests = [m for r in card["model-index"][0]["results"] if r["dataset"]["split"] == "test" for m in r["metrics"]]

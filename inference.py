@@ -4,14 +4,15 @@ Reads  a model folder written by fine_tuning_teacher.py or distill_student.py (d
        student with the best validation accuracy of the experiment trained most recently under outputs/,
        else its best student, else its teacher; the choice is printed on stderr),
        and texts from the command line, a file (one review per line, or a CSV/TSV/JSON Lines/parquet table's
-       TEXT_COLUMN) or standard input.
+       TEXT_COLUMN, by default the column the model was trained on) or standard input.
 Writes to stdout, one line per text: label, confidence, text (line breaks shown as spaces, cut at 70
-       characters); or JSON with --json (the whole text, every class's probability).
-       Notes go to stderr. Any number of classes: the labels are the model's own (config.json id2label).
+       characters); or JSON with --json (the whole text, every class's probability); with --output, a CSV
+       too (a table's own columns, e.g. its ids, then label, score, p_<label>). Notes go to stderr. Any number of classes: the labels are the model's own (config.json id2label).
 
     python inference.py "I loved it" "Worst film ever"
     python inference.py --file reviews.txt            # one review per line; --file - reads stdin
     python inference.py --file new.csv --text_column=review --json    # a table's column (CSV/TSV/JSONL/parquet)
+    python inference.py --file new.csv --output=predicted.csv          # the table, with the predictions added
     cat reviews.txt | python inference.py -
     python inference.py --model outputs/quick/students/L3 --json "A slow start, then wonderful."
     python inference.py                               # a few built-in examples
@@ -35,7 +36,7 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import FORMATS, as_trained, read_json, table_texts
+from data_utils import FORMATS, as_trained, atomic_path, read_json, table_texts
 from models import batched_logits, default_device, is_finished, is_saved_model, load_classifier, truncation_settings
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
@@ -43,8 +44,9 @@ from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 MODEL = ""                        # model folder; "" = best distilled student of the newest experiment (stderr says which)
 OUTPUT_DIR = "outputs"            # where experiments are looked for
 FILE = ""                         # one review per line; "-" = standard input; a .csv/.tsv/.jsonl/.json/.parquet file: its TEXT_COLUMN
-TEXT_COLUMN = "text"              # the column that holds the texts, when FILE is a table
+TEXT_COLUMN = ""                  # the column that holds the texts, when FILE is a table; "" = the model's training data's
 JSON = False                      # print JSON instead of a table
+OUTPUT = ""                       # also write the predictions to this CSV file (a table's columns kept), not over an existing one
 # --- system ------------------------------------------------------------------------------------
 BATCH_SIZE = 32                   # texts per forward pass
 DEVICE = "auto"                   # auto | cpu | cuda
@@ -249,28 +251,68 @@ def main(argv=None) -> list[dict]:
     cfg = configure(globals(), argv, "inference")
     if cfg["_ignored"]:
         print(f"note: ignored {', '.join('--' + n.lower() for n in cfg['_ignored'])} (settings of other scripts)", file=sys.stderr)
-    texts = gather_texts(cfg["_args"], FILE, TEXT_COLUMN)
-    keep = [i for i, t in enumerate(texts) if not is_blank(t)]
+    if OUTPUT and Path(OUTPUT).exists():
+        raise UsageError(f"--output={OUTPUT} exists; remove it or give another path (predictions are not written over a file)")
+    # 1. the model (a table's text column defaults to the one it was trained on), 2. the texts
+    folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR)
+    column = TEXT_COLUMN or trained_text_column(folder)
+    texts = nonblank(gather_texts(cfg["_args"], FILE, column))
+    # 3. predict, 4. print them (and write them to OUTPUT)
+    results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
+    if JSON:
+        print(json.dumps({"model": str(folder), "predictions": [{"text": t, **r} for t, r in zip(texts, results)]}, indent=2))
+    else:
+        print_table(folder, texts, results)
+    if OUTPUT:
+        write_predictions(Path(OUTPUT), texts, results, FILE, column)
+        print(f"wrote {len(results)} predictions to {OUTPUT}", file=sys.stderr)
+    return results
+
+
+def trained_text_column(folder: Path) -> str:
+    """The text column of the data `folder`'s model was trained on (its config.json), else "text"."""
+    return read_json(folder / "config.json").get("sentiment_kd", {}).get("run_config", {}).get("text_column") or "text"
+
+
+def nonblank(texts: list[str]) -> list[str]:
+    """`texts` without the blank ones (a note on stderr names them); a UsageError if none is left."""
+    keep = [t for t in texts if not is_blank(t)]
     if len(keep) < len(texts):
         skipped = [str(i + 1) for i, t in enumerate(texts) if is_blank(t)]
         print(f"note: skipped {len(skipped)} empty text(s) (#{', #'.join(skipped[:10])})", file=sys.stderr)
     if not keep:
         raise UsageError("no non-empty text to predict; pass texts, --file=PATH or - for standard input")
-    texts = [texts[i] for i in keep]
-    folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR)
-    results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
-    if JSON:
-        print(json.dumps({"model": str(folder), "predictions": [{"text": t, **r} for t, r in zip(texts, results)]}, indent=2))
-    else:
-        why = "" if MODEL else f"the default: {default_reason(folder)}; --model=PATH picks another"
-        about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), why]))
-        print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
-        width = max(9, *(len(r["label"]) for r in results))
-        for t, r in zip(texts, results):
-            t = " ".join(t.split())           # one line per text: its line breaks and tabs shown as spaces
-            short = t if len(t) <= 70 else t[:67] + "..."
-            print(f"{r['label']:<{width}} {r['score']:.3f}  {short}")
-    return results
+    return keep
+
+
+def print_table(folder: Path, texts: list[str], results: list[dict]) -> None:
+    """The model line on stderr, then one line per text on stdout: label, confidence, the text cut to 70 characters."""
+    why = "" if MODEL else f"the default: {default_reason(folder)}; --model=PATH picks another"
+    about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), why]))
+    print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
+    width = max(9, *(len(r["label"]) for r in results))
+    for t, r in zip(texts, results):
+        t = " ".join(t.split())           # one line per text: its line breaks and tabs shown as spaces
+        short = t if len(t) <= 70 else t[:67] + "..."
+        print(f"{r['label']:<{width}} {r['score']:.3f}  {short}")
+
+
+def write_predictions(path: Path, texts: list[str], results: list[dict], file: str, column: str) -> None:
+    """A CSV of the predictions, one row per text in input order: a table's own columns (all of them, so ids
+    travel with their predictions; texts given as arguments too get empty ones), else `text`; then label,
+    score and p_<label> for every class. Written atomically."""
+    import pandas as pd
+    from data_utils import read_files
+    table = pd.DataFrame({"text": texts})
+    if file and Path(file).suffix.lower() in FORMATS:
+        found, _ = read_files(file, "--file")
+        rows = pd.concat([d.to_pandas() for d in found.values()], ignore_index=True)   # table_texts' order
+        table = pd.concat([rows, pd.DataFrame({column: texts[len(rows):]})], ignore_index=True)
+    names = list(results[0]["probs"])
+    table = table.assign(label=[r["label"] for r in results], score=[r["score"] for r in results],
+                         **{f"p_{n}": [r["probs"][n] for r in results] for n in names})
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

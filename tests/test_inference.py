@@ -126,7 +126,7 @@ def test_predict_importable(outputs):
     assert raw == clean
 
 
-def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys):
+def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypatch):
     import pandas as pd
 
     import inference
@@ -149,9 +149,25 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys):
     assert inference.as_trained(texts, own) == ["awful \u2019", "odd \\u2019", "more"]
     (tmp_path / "notes.txt").write_text("review\nplain line\n")                     # a text file: every line a text
     assert inference.gather_texts([], str(tmp_path / "notes.txt"), "review") == ["review", "plain line"]
-    results = inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", "--json"])
+    out = tmp_path / "predicted.csv"
+    results = inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", "--json", f"--output={out}"])
     assert len(results) == 2
     assert [p["text"] for p in json.loads(capsys.readouterr().out)["predictions"]] == ["a great film", "Two\n\nparagraphs: the worst"]
+    # --output: the table's own columns (its ids) beside the predictions, in its order; never over a file
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["id", "review", "label", "score", "p_negative", "p_positive"]
+    assert list(written["id"]) == [1, 2] and list(written["label"]) == [r["label"] for r in results]
+    assert list(written["p_positive"]) == [r["probs"]["positive"] for r in results]
+    with pytest.raises(UsageError, match=rf"^--output={out} exists; remove it or give another path"):
+        inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", f"--output={out}"])
+    # without --text_column, the column the model was trained on (this one: IMDb's text; a tweets model: its own)
+    with pytest.raises(UsageError, match=r"new.csv: no column 'text' \(found id, review\)"):
+        inference.main([f"--output_dir={outputs}", f"--file={table}"])
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"sentiment_kd": {"run_config": {"text_column": "tweet"}}}))
+    assert inference.trained_text_column(tmp_path / "m") == "tweet"
+    monkeypatch.setattr(inference, "trained_text_column", lambda folder: "review")     # a model trained on a review column
+    assert len(inference.main([f"--output_dir={outputs}", f"--file={table}"])) == 2
 
 
 def test_a_reader_that_stops_early_ends_it_quietly(outputs, tmp_path):

@@ -535,9 +535,10 @@ def plot_confusions(axes, rows: list[dict], names: list[str] | None) -> None:
         ax.axis("off")
 
 
-def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test", names: list[str] | None = None) -> None:
-    """Panels: accuracy, size, batch-1 latency per model, accuracy vs throughput, and the confusion
-    matrices (rows: true class, normalised) of the teacher, the best distilled student and its baseline."""
+def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test", names: list[str] | None = None,
+                   noun: str = "reviews") -> None:
+    """Panels: accuracy, size, batch-1 latency per model, accuracy vs throughput (`noun`/s: the data's texts), and
+    the confusion matrices (rows: true class, normalised) of the teacher, the best distilled student and its baseline."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -579,7 +580,7 @@ def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test"
         ax.annotate(lab, (r["throughput"], r["accuracy"]), fontsize=8, xytext=(4, -10 if below else 3),
                     textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel(f"throughput (reviews/s, batch {rows[0].get('batch', '')}, log scale)")
+    ax.set_xlabel(f"throughput ({noun}/s, batch {rows[0].get('batch', '')}, log scale)")
     ax.set_ylabel(f"{split} accuracy")
     ax.set_title("Accuracy vs speed (up and right is better)")
     ax.grid(alpha=0.3)
@@ -787,7 +788,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
               "rows": rows, "groups": groups}
     write_reports(root, result, prefix)
     where = f"{len(split['texts']):,} {split['data']} {SPLIT} {text_noun(split['data'])}, {device}"
-    plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"])
+    plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"],
+                   text_noun(split["data"]))
     plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
     log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix,
              markdown_table(rows, text_noun(split["data"])))

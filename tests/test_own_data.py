@@ -269,8 +269,12 @@ def three_class(tmp_path_factory):
     teacher = fine_tuning_teacher.main(own_args(data, out, "--epochs=6"))
     students = distill_student.main(own_args(data, out, "--students=[{name = \"cut\", layers = [1], transfer_size = 12}]",
                                              "--epochs=4"))
-    result = evaluate_models.main(["--config", str(ROOT / "configs" / "tiny.toml"), f"--output_dir={out}", "--quantize=false"])
-    return {"data": data, "out": out, "teacher": teacher, "students": students, "result": result}
+    from matplotlib.figure import Figure
+    figures, savefig = [], Figure.savefig
+    with pytest.MonkeyPatch.context() as mp:     # the figures, to read their labels
+        mp.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), savefig(self, *a, **k))[1])
+        result = evaluate_models.main(["--config", str(ROOT / "configs" / "tiny.toml"), f"--output_dir={out}", "--quantize=false"])
+    return {"data": data, "out": out, "teacher": teacher, "students": students, "result": result, "figures": figures}
 
 
 def test_three_classes_end_to_end(three_class):
@@ -289,6 +293,7 @@ def test_three_classes_end_to_end(three_class):
     assert three_class["result"]["labels"] == ["negative", "neutral", "positive"]
     table = (out / "results.md").read_text()
     assert "| texts/s |" in table and "reviews/s" not in table                      # tweets are not reviews
+    assert three_class["figures"][0].axes[3].get_xlabel().startswith("throughput (texts/s, batch 8")   # the dashboard's too
     header = (out / "predictions" / "teacher.csv").read_text().splitlines()[0]
     assert header == "index,label,pred,p_negative,p_neutral,p_positive"
     card = (out / "students" / "cut" / "README.md").read_text()

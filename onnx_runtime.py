@@ -177,6 +177,25 @@ def quiet_exporters():
             lg.setLevel(level)
 
 
+PARITY_TEXTS = ("A wonderful film, the best I have seen in years.", "Awful. A boring waste of time.",
+                "It starts slowly. " + "The middle wanders between scenes that go nowhere. " * 80 + "But the end is great.")
+PARITY_ATOL = 1e-3                # logits; fp32 ONNX Runtime and torch agree to about 1e-5 on these models
+
+
+def check_parity(model, tok, export: Path, folder: Path) -> float:
+    """The largest |ONNX logit - torch logit| over PARITY_TEXTS (one past the trained length, so the head+tail cut
+    is checked too), each side tokenizing on its own as inference does; a UsageError above PARITY_ATOL (a graph
+    or tokenizer that does not match the model would otherwise be published and served)."""
+    from models import batched_logits, truncation_settings
+    kd = read_json(export / "config.json").get("sentiment_kd", {})
+    ref = batched_logits(model, tok, list(PARITY_TEXTS), truncation_settings(kd, tok), 4, "cpu")
+    diff = float(np.abs(onnx_logits(export, list(PARITY_TEXTS)) - ref).max())
+    if not diff <= PARITY_ATOL:
+        raise UsageError(f"{folder}: its ONNX export gives logits {diff:.3g} away from the torch model's (more than "
+                         f"{PARITY_ATOL}) on the parity texts; nothing was written (please report it with the model's config.json)")
+    return round(diff, 8)
+
+
 def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, exclude: list[str] = ()) -> Path:
     """Export one finished model folder to <folder>/onnx/ (atomically: written to onnx.partial first)."""
     from models import load_classifier
@@ -199,6 +218,11 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
             quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, [e for e in exclude if e])
     model.config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    try:
+        settings["max_abs_logit_diff"] = check_parity(model.eval(), tok, tmp, folder)
+    except UsageError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     write_json(tmp / "export.json", settings)          # how it was made: a later export with others is refused
     replace_dir(tmp, out)
     write_onnx_card(folder)                             # the model card, with this folder's usage

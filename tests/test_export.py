@@ -1,6 +1,7 @@
 """export.py / onnx_runtime.py: tiny BERT and RoBERTa students exported to ONNX, run by ONNX Runtime
 without torch, inference.py on an ONNX folder, and the onnx rows of evaluate_models.py."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -51,6 +52,19 @@ def test_onnx_logits_equal_torch_and_int8_is_smaller(exported, name):
     assert (onnx / INT8_FILE).stat().st_size < 0.6 * (onnx / FP32_FILE).stat().st_size
 
 
+def test_an_export_is_checked_against_torch(exported, tmp_path, monkeypatch):
+    import onnx_runtime
+    from configurator import UsageError
+    assert 0 <= json.loads((exported["cut"] / "onnx" / "export.json").read_text())["max_abs_logit_diff"] < 1e-4
+    copy = tmp_path / "cut"
+    shutil.copytree(exported["cut"], copy, ignore=shutil.ignore_patterns("onnx"))
+    real = onnx_runtime.onnx_logits
+    monkeypatch.setattr(onnx_runtime, "onnx_logits", lambda *a, **k: real(*a, **k) + 0.01)    # a graph that is off
+    with pytest.raises(UsageError, match=r"its ONNX export gives logits 0.01 away from the torch model's"):
+        onnx_runtime.export_model(copy, quantize=False)
+    assert sorted(p.name for p in copy.iterdir() if "onnx" in p.name) == []               # nothing left behind
+
+
 def test_export_keeps_a_finished_export(exported):
     from onnx_runtime import export_model
     f = exported["cut"] / "onnx" / "model.onnx"
@@ -86,7 +100,8 @@ def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path, mon
     with pytest.raises(UsageError, match="^--quantize_exclude: 'Gathr' is no ONNX operator type"):
         export.main([f"--model={exported['cut']}", "--quantize_exclude=Gathr", "--overwrite=true"])
     # the export there was made without exclusions (its export.json): kept, it would pass for one made with them
-    assert json.loads((exported["cut"] / "onnx" / "export.json").read_text()) == {"quantize": True, "quantize_exclude": []}
+    made = json.loads((exported["cut"] / "onnx" / "export.json").read_text())
+    assert (made["quantize"], made["quantize_exclude"]) == (True, [])
     before = (exported["cut"] / "onnx" / "model_quantized.onnx").stat().st_mtime_ns
     with pytest.raises(UsageError, match=r"onnx was exported with quantize_exclude = none, now Gather; --overwrite=true"):
         export.main([f"--model={exported['cut']}", "--quantize_exclude=Gather"])

@@ -752,6 +752,16 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
     return metrics
 
 
+def name_card_baseline(run: Run, runs: list[Run]) -> None:
+    """After a baseline, the card of its distilled twin trained in this run too (saved before it, the card named
+    no baseline, or after --overwrite the old one's accuracy) is rewritten to name it."""
+    from configurator import is_main_process
+    from model_card import write_card
+    twin = next((r for r in runs if r.distilled and f"{r.name}-baseline" == run.name), None)
+    if not run.distilled and twin is not None and is_main_process():
+        write_card(twin.dirs[0], twin.name)
+
+
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
     teacher = find_teacher()
@@ -778,6 +788,7 @@ def main(argv=None) -> dict:
     # 4. train and save each student (distilled, then its labels-only baseline)
     for run in runs:
         results[run.name] = train_student(run, cfg, data, pool, labels, logits, stats, teacher)
+        name_card_baseline(run, runs)
     log.info("students: %s", {n: {"val_accuracy": m["val_accuracy"], "train_time_s": m["train_time_s"]} for n, m in results.items()})
     return {"students": results, "teacher_logits": stats}
 

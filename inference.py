@@ -307,7 +307,8 @@ def write_predictions(path: Path, texts: list[str], results: list[dict], file: s
     if file and Path(file).suffix.lower() in FORMATS:
         found, _ = read_files(file, "--file")
         rows = pd.concat([d.to_pandas() for d in found.values()], ignore_index=True)   # table_texts' order
-        table = pd.concat([rows, pd.DataFrame({column: texts[len(rows):]})], ignore_index=True)
+        extra = texts[len(rows):]                # texts given as arguments too: a row each, other columns empty
+        table = pd.concat([rows, pd.DataFrame({column: extra})], ignore_index=True) if extra else rows   # ids stay ints
     names = list(results[0]["probs"])
     table = table.assign(label=[r["label"] for r in results], score=[r["score"] for r in results],
                          **{f"p_{n}": [r["probs"][n] for r in results] for n in names})

@@ -236,6 +236,9 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     evals = {n: [h["step"] for h in json.loads((students / n / "metrics.json").read_text())["log_history"]
                  if "eval_accuracy" in h] for n in ("cut", "cut-baseline")}
     assert evals == {"cut": [6, 6], "cut-baseline": [6, 6]}        # at the end of training, then the final evaluation
+    # cut was saved before its baseline; its card is rewritten after it, naming the baseline's accuracy
+    baseline = json.loads((students / "cut-baseline" / "metrics.json").read_text())["val_accuracy"]
+    assert f"baseline (same student, seed and steps): validation accuracy {baseline:.4f}" in (students / "cut" / "README.md").read_text()
     cut = json.loads((students / "cut" / "config.json").read_text())
     assert cut["num_hidden_layers"] == 1 and cut["sentiment_kd"]["settings"]["alpha"] == 0.5
     import transformers   # the versions a run used are saved with it (a GPU image may carry others)

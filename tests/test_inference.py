@@ -157,6 +157,7 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypat
     written = pd.read_csv(out)
     assert list(written.columns) == ["id", "review", "label", "score", "p_negative", "p_positive"]
     assert list(written["id"]) == [1, 2] and list(written["label"]) == [r["label"] for r in results]
+    assert out.read_text().splitlines()[1].startswith("1,a great film,")            # as written: 1, not 1.0
     assert list(written["p_positive"]) == [r["probs"]["positive"] for r in results]
     with pytest.raises(UsageError, match=rf"^--output={out} exists; remove it or give another path"):
         inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", f"--output={out}"])

@@ -29,7 +29,6 @@ def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
     assert "For texts longer than 64 tokens the two differ: the pipeline keeps the first 64 tokens, `inference.py` " \
            "the first 16 and the last ones, as in training." in cut
     assert "the labels-only baseline" in (root / "students" / "cut-baseline" / "README.md").read_text()
-    # saved before its baseline existed; rewritten (as evaluation does) it names the baseline's figures
     from model_card import write_card
     unevaluated = write_card(root / "students" / "cut", "cut").read_text()
     assert "Its labels-only baseline" in unevaluated

@@ -648,13 +648,19 @@ def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> l
     return list(raw["unsupervised"]["text"])
 
 
-def table_texts(path: str, column: str, flag: str, decode: bool = True) -> list[str]:
-    """The texts of `column` in a local file or folder (read_files; every file, whatever split its name says;
-    other columns ignored), checked as training texts are (columns: the column present, no text empty or
-    missing) and, with `decode`, their literal escapes decoded; `flag` is the setting errors name."""
+def read_table(path: str, column: str, flag: str) -> tuple[list[str], list]:
+    """(the texts of `column` as written, the table's Datasets with all their columns, in the same order) of a
+    local file or folder (read_files; every file, whatever split its name says), checked as training texts are
+    (columns: the column present, no text empty or missing); `flag` is the setting errors name."""
     spec = DataSpec(data=path, text_column=column, label_column="")
     found, files = read_files(path, flag)
-    return [t for s, ds in found.items() for t in columns(ds, spec, files[s], "unsupervised", decode)["text"]]
+    texts = [t for s, ds in found.items() for t in columns(ds, spec, files[s], "unsupervised", decode=False)["text"]]
+    return texts, list(found.values())
+
+
+def table_texts(path: str, column: str, flag: str) -> list[str]:
+    """read_table's texts with their literal escapes decoded, as training texts are."""
+    return [decode_escapes(t) for t in read_table(path, column, flag)[0]]
 
 
 def leaks(train, validation, test, transfer: list[str], drop: bool) -> tuple[dict, object, object, list[str]]:

@@ -736,8 +736,8 @@ def published_teacher(path: Path, split: dict, device: str) -> list[dict]:
             raise UsageError(f"--teacher_results={path}: its teacher was evaluated with {key} = {result.get(key)!r}, here "
                              f"{value!r}; evaluate on the same texts (--split, --test_size, --seed) or give other results")
     there, here = machine(result["hardware"]), machine(hardware(device))
-    ours = {k: globals()[k.upper()] for k in SPEED_SETTINGS}
-    other = [f"{k} = {result.get('config', {}).get(k)!r}, here {v!r}" for k, v in ours.items() if result.get("config", {}).get(k) != v]
+    theirs = result.get("config", {})
+    other = [f"{k} = {theirs.get(k)!r}, here {globals()[k.upper()]!r}" for k in SPEED_SETTINGS if theirs.get(k) != globals()[k.upper()]]
     why = f"measured on {', '.join(map(str, there))}; this machine is {', '.join(map(str, here))}" if there != here else \
         f"measured with {other[0]}" if other else ""
     log.info("teacher rows: published in %s%s", path, f" ({why}: no speedups against them)" if why else "")

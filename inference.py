@@ -37,7 +37,7 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import FORMATS, as_trained, atomic_path, read_json, table_texts
+from data_utils import FORMATS, as_trained, atomic_path, read_json, read_table
 from models import batched_logits, default_device, is_finished, is_saved_model, load_classifier, truncation_settings
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
@@ -152,7 +152,7 @@ def validation_accuracy(folder: Path, onnx_file: str = onnx_runtime.FP32_FILE) -
     """'validation accuracy 0.8620' of a model folder, or ''; of an ONNX export, which file runs and the accuracy
     of the model it was exported from (an int8 file's own is not measured at training)."""
     if is_onnx_folder(folder):
-        found = validation_accuracy(folder.parent) if (folder.parent / "metrics.json").is_file() else ""
+        found = validation_accuracy(folder.parent)
         return f"ONNX Runtime, {onnx_file}" + (f"; exported from a model of {found}" if found else "")
     if (folder / "metrics.json").is_file():
         m = read_json(folder / "metrics.json")
@@ -231,21 +231,23 @@ def read_lines(path: str) -> list[str]:
     return lines
 
 
-def gather_texts(args: list[str], file: str, column: str = "text") -> list[str]:
-    """Texts from --file (a text file, one per line, or a table's `column`), a lone "-" (stdin), the positional
-    arguments, or the built-in examples."""
+def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list[str], object]:
+    """(texts, table): texts from --file (a text file, one per line, or a table's `column`), a lone "-" (stdin),
+    the positional arguments, or the built-in examples; and the table they came from, all its columns as a pandas
+    DataFrame (for --output), or None."""
     for n, text in enumerate(args, 1):     # bytes that are not UTF-8 reach Python as lone surrogates
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"text argument #{n} is not valid UTF-8 (the terminal's encoding?); pass it in a UTF-8 "
                              f"file with --file=PATH") from None
+    if file and Path(file).suffix.lower() in FORMATS:     # checked as training texts are; predict prepares them
+        import pandas as pd
+        texts, parts = read_table(file, column, "--file")
+        return texts + args, pd.concat([d.to_pandas() for d in parts], ignore_index=True)
     if file:
-        table = Path(file).suffix.lower() in FORMATS      # checked as training texts are; predict prepares them
-        return (table_texts(file, column, "--file", decode=False) if table else read_lines(file)) + args
-    if args == ["-"]:
-        return read_lines("-")
-    return args or list(EXAMPLES)
+        return read_lines(file) + args, None
+    return (read_lines("-") if args == ["-"] else args or list(EXAMPLES)), None
 
 
 def main(argv=None) -> list[dict]:
@@ -257,7 +259,8 @@ def main(argv=None) -> list[dict]:
     # 1. the model (a table's text column defaults to the one it was trained on), 2. the texts
     folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR)
     column = TEXT_COLUMN or trained_text_column(folder)
-    texts = nonblank(gather_texts(cfg["_args"], FILE, column))
+    texts, table = gather_texts(cfg["_args"], FILE, column)
+    texts = nonblank(texts)
     # 3. predict, 4. print them (and write them to OUTPUT)
     results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
     if JSON:
@@ -265,7 +268,7 @@ def main(argv=None) -> list[dict]:
     else:
         print_table(folder, texts, results)
     if OUTPUT:
-        write_predictions(Path(OUTPUT), texts, results, FILE, column)
+        write_predictions(Path(OUTPUT), texts, results, table, column)
         print(f"wrote {len(results)} predictions to {OUTPUT}", file=sys.stderr)
     return results
 
@@ -298,18 +301,15 @@ def print_table(folder: Path, texts: list[str], results: list[dict]) -> None:
         print(f"{r['label']:<{width}} {r['score']:.3f}  {short}")
 
 
-def write_predictions(path: Path, texts: list[str], results: list[dict], file: str, column: str) -> None:
-    """A CSV of the predictions, one row per text in input order: a table's own columns (all of them, so ids
-    travel with their predictions; texts given as arguments too get empty ones), else `text`; then label,
-    score and p_<label> for every class. Written atomically."""
+def write_predictions(path: Path, texts: list[str], results: list[dict], table, column: str) -> None:
+    """A CSV of the predictions, one row per text in input order: the input table's own columns (table: a pandas
+    DataFrame, all its columns, so ids travel with their predictions; texts given as arguments too get empty ones),
+    else `text`; then label, score and p_<label> for every class. Written atomically."""
     import pandas as pd
-    from data_utils import read_files
-    table = pd.DataFrame({"text": texts})
-    if file and Path(file).suffix.lower() in FORMATS:
-        found, _ = read_files(file, "--file")
-        rows = pd.concat([d.to_pandas() for d in found.values()], ignore_index=True)   # table_texts' order
-        extra = texts[len(rows):]                # texts given as arguments too: a row each, other columns empty
-        table = pd.concat([rows, pd.DataFrame({column: extra})], ignore_index=True) if extra else rows   # ids stay ints
+    if table is None:
+        table = pd.DataFrame({"text": texts})
+    elif len(texts) > len(table):                # texts given as arguments too: a row each, other columns empty
+        table = pd.concat([table, pd.DataFrame({column: texts[len(table):]})], ignore_index=True)
     names = list(results[0]["probs"])
     table = table.assign(label=[r["label"] for r in results], score=[r["score"] for r in results],
                          **{f"p_{n}": [r["probs"][n] for r in results] for n in names})

@@ -18,6 +18,7 @@ LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-tr
             "bert-base-uncased": "apache-2.0", "google-bert/bert-base-uncased": "apache-2.0", "roberta-base": "mit",
             "FacebookAI/roberta-base": "mit", "distilroberta-base": "apache-2.0", "distilbert-base-uncased": "apache-2.0"}
 DATASET = "stanfordnlp/imdb"
+USAGE, LIMITS = "## How to use", "## Limits"     # the card's sections that onnx_card replaces and keeps
 
 
 def data_facts(config: dict) -> dict:
@@ -113,11 +114,11 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (F1 {metrics.get('val_f1', float('nan')):.4f}), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters. {compare}", "",
             "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or [], kd), "",
-            "## How to use", "", "```python", "from transformers import pipeline",
+            USAGE, "", "```python", "from transformers import pipeline",
             f'clf = pipeline("text-classification", model="{where_used}", truncation=True)', 'clf("I loved it")', "```", "",
             f"or `python inference.py --model {where_used} \"I loved it\"` (an ONNX export: `python export.py "
             f"--model={where_used}`, then `--model {where_used}/onnx`).{pipeline_note(kd)}", "",
-            "## Limits", "",
+            LIMITS, "",
             f"{facts['domain'][0].upper() + facts['domain'][1:]} only; {len(facts['labels'])} labels. Trained on at most {kd.get('max_length')} tokens "
             f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
             f"`inference.py` cuts longer texts the same way. Not evaluated on other domains or languages.", ""]
@@ -143,7 +144,7 @@ def onnx_card(card: str, export: Path) -> str:
     """The card of an ONNX export (export: its folder) from its model's card: the same metadata, recipe and
     figures, with the usage section telling how to run this folder (ONNX Runtime, no torch) and which rows
     of the speed table are its files."""
-    head, rest = card.split("\n## How to use\n", 1)
+    head, rest = card.split(f"\n{USAGE}\n", 1)
     use = [f"This folder is the ONNX export of `{export.parent}` (`export.py`): `model.onnx` (fp32) and, when quantized, "
            f"`model_quantized.onnx` (ONNX Runtime dynamic int8), with config.json and the tokenizer; it runs without torch.", "",
            "```bash", f'python inference.py --model {export} "I loved it"', f'python inference.py --model {export} '
@@ -151,7 +152,7 @@ def onnx_card(card: str, export: Path) -> str:
            f"or in Python: `from inference import predict; predict([\"I loved it\"], model=\"{export}\")`, which cuts long "
            f"texts as training did. In the table above, rows onnx-fp32 / onnx-int8 (`evaluate_models.py --onnx=true`) "
            f"are these files; fp32, int8 and bf16 are the torch model's.", ""]
-    return head + "\n## How to use\n\n" + "\n".join(use) + "\n## Limits\n" + rest.split("\n## Limits\n", 1)[1]
+    return head + f"\n{USAGE}\n\n" + "\n".join(use) + f"\n{LIMITS}\n" + rest.split(f"\n{LIMITS}\n", 1)[1]
 
 
 def write_onnx_card(folder: Path) -> None:

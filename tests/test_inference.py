@@ -133,7 +133,8 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypat
     from configurator import UsageError
     table = tmp_path / "new.csv"
     pd.DataFrame({"id": [1, 2], "review": ["a great film", "Two\n\nparagraphs: the worst"]}).to_csv(table, index=False)
-    assert inference.gather_texts([], str(table), "review") == ["a great film", "Two\n\nparagraphs: the worst"]
+    texts, rows = inference.gather_texts([], str(table), "review")
+    assert texts == ["a great film", "Two\n\nparagraphs: the worst"] and list(rows["id"]) == [1, 2]
     with pytest.raises(UsageError, match=r"new.csv: no column 'text' \(found id, review\); set --text_column"):
         inference.gather_texts([], str(table), "text")
     with pytest.raises(UsageError, match=r"^--file=.*old.csv: no such file or folder"):
@@ -143,12 +144,12 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypat
         inference.gather_texts([], str(tmp_path / "gap.csv"), "review")
     # literal escapes come as written, and predict decodes them once, as training did (\u005c is a backslash)
     pd.DataFrame({"review": ["awful \\u2019", "odd \\u005cu2019"]}).to_parquet(tmp_path / "new.parquet")
-    texts = inference.gather_texts(["more"], str(tmp_path / "new.parquet"), "review")
+    texts, _ = inference.gather_texts(["more"], str(tmp_path / "new.parquet"), "review")
     assert texts == ["awful \\u2019", "odd \\u005cu2019", "more"]
     own = {"run_config": {"data": str(tmp_path / "new.parquet")}}
     assert inference.as_trained(texts, own) == ["awful \u2019", "odd \\u2019", "more"]
     (tmp_path / "notes.txt").write_text("review\nplain line\n")                     # a text file: every line a text
-    assert inference.gather_texts([], str(tmp_path / "notes.txt"), "review") == ["review", "plain line"]
+    assert inference.gather_texts([], str(tmp_path / "notes.txt"), "review") == (["review", "plain line"], None)
     out = tmp_path / "predicted.csv"
     results = inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", "--json", f"--output={out}"])
     assert len(results) == 2

@@ -165,6 +165,14 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
         du.read_files(str(tmp_path / "unlabeled.tsv"), "--transfer_data")
 
 
+def test_a_transfer_table_is_read_as_training_texts_are(tmp_path):
+    # escapes decoded for training (table_texts); read_table gives them as written (inference decodes per model)
+    (tmp_path / "unlabeled.csv").write_text("id,text\n1,I\\u2019m in\n2,plain\n")
+    assert du.table_texts(str(tmp_path / "unlabeled.csv"), "text", "--transfer_data") == ["I\u2019m in", "plain"]
+    texts, parts = du.read_table(str(tmp_path / "unlabeled.csv"), "text", "--file")
+    assert texts == ["I\\u2019m in", "plain"] and [d.column_names for d in parts] == [["id", "text"]]
+
+
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):
     write(tmp_path, "csv", {"train": tweets(60, 1)})
     with pytest.raises(du.UsageError, match=r"^--transfer_data=nowhere.tsv: no such file or folder in .*; give a CSV/TSV/JSON Lines/"

@@ -309,7 +309,7 @@ def write_predictions(path: Path, texts: list[str], results: list[dict], table, 
     if table is None:
         table = pd.DataFrame({"text": texts})
     elif len(texts) > len(table):                # texts given as arguments too: a row each, other columns empty
-        table = pd.concat([table, pd.DataFrame({column: texts[len(table):]})], ignore_index=True)
+        table = pd.concat([table, pd.DataFrame({column: texts[len(table):]})], ignore_index=True).convert_dtypes()   # ids stay ints
     names = list(results[0]["probs"])
     table = table.assign(label=[r["label"] for r in results], score=[r["score"] for r in results],
                          **{f"p_{n}": [r["probs"][n] for r in results] for n in names})

@@ -1,4 +1,5 @@
 """inference.py end to end through a subprocess: every input mode and every bad input."""
+import csv
 import json
 import subprocess
 import sys
@@ -160,6 +161,8 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypat
     assert list(written["id"]) == [1, 2] and list(written["label"]) == [r["label"] for r in results]
     assert out.read_text().splitlines()[1].startswith("1,a great film,")            # as written: 1, not 1.0
     assert list(written["p_positive"]) == [r["probs"]["positive"] for r in results]
+    inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", f"--output={tmp_path / 'more.csv'}", "more"])
+    assert [row[0] for row in csv.reader(open(tmp_path / "more.csv"))] == ["id", "1", "2", ""]   # not 1.0, 2.0
     with pytest.raises(UsageError, match=rf"^--output={out} exists; remove it or give another path"):
         inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", f"--output={out}"])
     # without --text_column, the column the model was trained on (this one: IMDb's text; a tweets model: its own)

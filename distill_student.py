@@ -535,7 +535,10 @@ def check_config(cfg: dict) -> None:
     check_teacher_data(teacher, ours)
     if not teacher.has_model:
         check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)
-    check_student_models(STUDENTS, cfg, teacher.where if teacher.has_model else None)
+    from training import check_resume, run_dirs
+    to_train = {r.spec["name"] for r in runs             # a kept student needs no base model (offline: none at hand)
+                if OVERWRITE or not is_finished(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", r.name)[0])}
+    check_student_models([s for s in STUDENTS if s["name"] in to_train], cfg, teacher.where if teacher.has_model else None)
     transfer = reads_transfer(runs)
     soft = soft_label_splits()
     if soft and not ours.is_imdb:
@@ -549,7 +552,6 @@ def check_config(cfg: dict) -> None:
     check_labels(teacher, data.label_names)
     check_digests(teacher.digests or {}, data, ("train", "validation"), teacher.where)
     check_transfer_size(runs, data)
-    from training import check_resume, run_dirs
     for run in runs:
         check_resume(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name), run_settings(run, cfg, teacher), OVERWRITE)
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)

@@ -3,6 +3,7 @@ cross-tokenizer students, and the tiny experiment end to end."""
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -462,13 +463,17 @@ def test_report_to_tensorboard_writes_the_loss_parts_as_scalars(tiny_run, imdb_p
         ds.main(tiny_args(imdb_parquet, tiny_run, "--report_to=wandb"))
 
 
-def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(tiny_experiment, imdb_parquet, tmp_path):
+def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(tiny_experiment, imdb_parquet, tmp_path,
+                                                                            monkeypatch):
     # kept silently, it would be reported as trained with today's settings, or measured against a teacher it never saw
     import evaluate_models as ev
     shutil.copytree(tiny_experiment / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns(".lock"))   # a copy: same runs
     students = tmp_path / "tiny" / "students"
     before = {p: p.stat().st_mtime_ns for p in students.rglob("*")}
-    kept = ds.main(tiny_args(imdb_parquet, tmp_path))
+    with monkeypatch.context() as m:      # kept students need no base model (offline, the hub would be retried)
+        real = ds.model_config
+        m.setattr(ds, "model_config", lambda name: real(name) if Path(name).is_dir() else pytest.fail(f"loaded {name}"))
+        kept = ds.main(tiny_args(imdb_parquet, tmp_path))
     assert set(kept["students"]) == {"cut", "cut-baseline", "roberta"}
     with pytest.raises(UsageError, match=rf"^{students / 'cut'} holds a finished run made with student.alpha = 0.5, now "
                                          r"0.9; --overwrite=true retrains it \(or set --experiment to keep both\)$"):

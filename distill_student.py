@@ -483,8 +483,9 @@ def check_students(students: list, cfg: dict) -> list[dict]:
                              f"(cut that checkpoint)")
         if s["name"] in names:
             raise UsageError(f"student name '{s['name']}' appears twice")
-        if s["name"] == "teacher" or not str(s["name"]).replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise UsageError(f"student name {s['name']!r}: use letters, digits, '-', '_' or '.', and not 'teacher'")
+        if s["name"] in ("teacher", "texts") or not str(s["name"]).replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise UsageError(f"student name {s['name']!r}: use letters, digits, '-', '_' or '.', and not 'teacher' or "
+                             f"'texts' (the evaluation's predictions/texts.csv)")
         settings = student_settings(s, cfg)
         check_setting_values({"max_length": settings["max_length"], "head_tokens": cfg["HEAD_TOKENS"],
                               "truncation": cfg["TRUNCATION"]}, lambda k, v: f"student '{s['name']}': {k} = {v!r}")

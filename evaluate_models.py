@@ -8,8 +8,9 @@ Reads  outputs/<EXPERIMENT>/teacher/ (or, for students of published soft labels,
        choosing settings without touching the test set.
 Writes outputs/<EXPERIMENT>/results.json, results.csv, results.md (the tables), dashboard.png,
        gains.png (each distilled student's gain over its labels-only baseline, mean and standard
-       deviation over seeds) and predictions/<model>.csv (text index, label, prediction, and the
-       probability of each class) for error analysis; with SPLIT=validation the same files named validation-*.
+       deviation over seeds) and, for error analysis, predictions/<model>.csv (text index, label, prediction,
+       and the probability of each class) beside predictions/texts.csv (index, label, text); with
+       SPLIT=validation the same files named validation-*.
 
 Per model: accuracy, macro F1/precision/recall (and per class, with the confusion matrix, in results.json),
 agreement with the teacher, parameters, size on disk,
@@ -56,7 +57,8 @@ OUTPUT_DIR = "outputs"
 TEACHER_DIR = ""                  # the teacher (the reference row); "" = OUTPUT_DIR/EXPERIMENT/teacher
 TEACHER_RESULTS = ""              # instead of a teacher folder (students of published soft labels): a results.json whose
                                   # fp32 teacher row is the reference (same data, split and texts; no agreement figure)
-MODELS = [""]                     # only these model names (teacher, student names); [""] = all
+MODELS = [""]                     # only these model names (teacher, student names; a distilled student brings its
+                                  # <name>-baseline); [""] = all
 # --- data: the teacher's (its saved data and split settings); every model must have its labels -----
 DATA_DIR = ""                     # imdb: a local copy; "" = $IMDB_DIR, else the hub
 DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
@@ -618,7 +620,11 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         unknown = set(wanted) - {n for n, _ in models}
         if unknown:
             raise UsageError(f"--models: no model {sorted(unknown)[0]!r} in {root}; found {', '.join(n for n, _ in models)}")
-        models = [m for m in models if m[0] == "teacher" or m[0] in wanted]   # the teacher is the reference
+        found = {n for n, _ in models}
+        twins = [f"{n}-baseline" for n in wanted if f"{n}-baseline" in found and f"{n}-baseline" not in wanted]
+        if twins:        # a distilled student is shown beside its labels-only baseline (distill_student.py names it so)
+            log.info("--models: with the labels-only baseline%s %s", "s" * (len(twins) > 1), ", ".join(twins))
+        models = [m for m in models if m[0] == "teacher" or m[0] in wanted + twins]   # the teacher is the reference
     kd = read_json(models[0][1] / "config.json").get("sentiment_kd", {})   # the teacher's, or a student's (the same
     spec = data_spec(kd)                                                    # data: distillation checks it)
     check_data(spec, ("train", "test"))
@@ -699,6 +705,14 @@ def save_figure(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
+
+
+def write_texts(path: Path, split: dict) -> None:
+    """index, true label and text of every evaluated text (atomically): what the predictions' index refers to."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "label", "text"])
+        w.writerows([i, split["names"][y], t] for i, (y, t) in enumerate(zip(split["labels"], split["texts"])))
 
 
 def write_predictions(path: Path, labels: np.ndarray, pred: np.ndarray, probs: np.ndarray, names: list[str]) -> None:
@@ -809,6 +823,7 @@ def main(argv=None) -> dict:
     # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants
     preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions" if SPLIT == "test" else "validation-predictions")
     preds_dir.mkdir(parents=True, exist_ok=True)
+    write_texts(preds_dir / "texts.csv", split)
     rows = published_teacher(Path(TEACHER_RESULTS), split, device) if TEACHER_RESULTS else []
     rows += [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
 

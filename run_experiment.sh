@@ -6,8 +6,8 @@
 # and in the flags (data, output_dir) are taken from the checkout.
 # Each step is one of the scripts and can be run alone with the same arguments; each decides for
 # itself what is finished (a finished teacher or student is kept unless --overwrite=true). The wall
-# time of each step is written to outputs/<experiment>/timings.md (the one it replaces is appended to
-# timings-history.md).
+# time of each step, and how many of its models it trained (the others were kept), is written to
+# outputs/<experiment>/timings.md (the one it replaces is appended to timings-history.md).
 set -euo pipefail
 config=${1:?usage: bash run_experiment.sh configs/NAME.toml [--name=value ...]}
 shift
@@ -21,17 +21,31 @@ fi
 out=$(python3 -c 'import sys, fine_tuning_teacher as t; from configurator import configure, run_main
 run_main(lambda: configure(vars(t), ["--config", *sys.argv[1:]])); print(f"{t.OUTPUT_DIR}/{t.EXPERIMENT}")' "$config" "$@")
 mkdir -p "$out"
-trap 'rm -f "$out/timings.md.new"' EXIT    # a failed step leaves no half-written timings behind
-echo "| step | wall time (s) | finished |" > "$out/timings.md.new"
-echo "|---|---|---|" >> "$out/timings.md.new"
+trap 'rm -f "$out/timings.md.new" "$out/.step-start"' EXIT    # a failed step leaves no half-written timings behind
+echo "| step | wall time (s) | models trained | finished |" > "$out/timings.md.new"
+echo "|---|---|---|---|" >> "$out/timings.md.new"
+# "N of M": a step's wall time is training time only for the models it trained, not for kept ones (older metrics.json)
+trained() {   # trained() FOLDER...: "N of M" finished models under the folders, N of them written by this step
+  local all new   # .partial / .replaced: a save in progress, an old model being replaced
+  all=$(find "$@" -maxdepth 2 -name metrics.json -not -path '*.partial/*' -not -path '*.replaced/*' 2>/dev/null | wc -l)
+  new=$(find "$@" -maxdepth 2 -name metrics.json -not -path '*.partial/*' -not -path '*.replaced/*' \
+        -newer "$out/.step-start" 2>/dev/null | wc -l)
+  if [ "$all" -gt 0 ]; then echo "$new of $all"; fi
+}
 t0=$(date +%s)
 for step in fine_tuning_teacher distill_student evaluate_models; do
   echo "== $step --config $config $*"
   start=$(date +%s)
+  touch "$out/.step-start"
   python3 "$step.py" --config "$config" "$@"
-  echo "| $step | $(( $(date +%s) - start )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
+  case $step in
+    fine_tuning_teacher) did=$(trained "$out/teacher") ;;
+    distill_student) did=$(trained "$out/students") ;;
+    *) did="" ;;
+  esac
+  echo "| $step | $(( $(date +%s) - start )) | $did | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
 done
-echo "| total | $(( $(date +%s) - t0 )) | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
+echo "| total | $(( $(date +%s) - t0 )) | | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
 if [ -f "$out/timings.md" ]; then   # a re-run's steps may only have kept finished models: the earlier times stay
   { echo; cat "$out/timings.md"; } >> "$out/timings-history.md"
 fi

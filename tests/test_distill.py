@@ -194,6 +194,9 @@ def test_student_list_is_validated():
         ds.check_students([{"name": "x", "layers": [0], "epochs": "four"}], cfg)
     with pytest.raises(UsageError, match="appears twice"):
         ds.check_students([{"name": "x", "layers": [0]}, {"name": "x", "model": "m"}], cfg)
+    for name in ("teacher", "texts", "a/b"):      # the teacher's row and folder, evaluation's texts.csv, a path
+        with pytest.raises(UsageError, match=rf"^student name '{name}': use letters, digits, .* and not 'teacher' or 'texts'"):
+            ds.check_students([{"name": name, "layers": [0]}], cfg)
 
 
 # ---------------------------------------------------------------------------------------------- end to end

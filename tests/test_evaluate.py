@@ -70,6 +70,12 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     assert len(preds) == 24 and set(preds[0]) == {"index", "label", "pred", "p_negative", "p_positive"}
     acc = np.mean([p["label"] == p["pred"] for p in preds])
     assert acc == pytest.approx(cut["accuracy"])
+    import pyarrow.parquet as pq                  # the predictions' index names the text it was made on
+    test = pq.read_table(imdb_parquet / "test.parquet").to_pylist()
+    texts = list(csv.DictReader(open(root / "predictions" / "texts.csv")))
+    assert [t["index"] for t in texts] == [p["index"] for p in preds] and [t["label"] for t in texts] == [p["label"] for p in preds]
+    assert [t["text"] for t in texts] == [r["text"].replace("<br />", " ") for r in test]     # as the models read them
+    assert [t["label"] for t in texts] == [["negative", "positive"][r["label"]] for r in test]
     table = (root / "results.md").read_text()
     assert "| teacher | teacher | fp32 |" in table and "cut-baseline" in table and "Hardware:" in table and "| reviews/s |" in table
     assert len(list(csv.DictReader(open(root / "results.csv")))) == 8
@@ -96,10 +102,13 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     assert rows["cut"]["retention"] == pytest.approx(100 * rows["cut"]["accuracy"] / before["teacher"]["accuracy"])
     assert rows["cut"]["agreement"] is None and result["groups"][0]["student"]     # the gain is still measured
     assert "The teacher row is published in" in (tmp_path / "soft" / "results.md").read_text()
+    again = ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
+                              "--quantize=false", "--models=cut", cache=False))    # a distilled student brings its baseline
+    assert [r["model"] for r in again["rows"]] == ["teacher", "cut", "cut-baseline"] and again["groups"][0]["gain"]
     ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
-                      "--quantize=false", "--models=cut", cache=False))         # a subset replaces the tables: said
+                      "--quantize=false", "--models=cut-baseline", cache=False))   # a subset replaces the tables: said
     assert "WARNING" in next(line for line in (tmp_path / "soft" / "logs" / "evaluate.log").read_text().splitlines()
-                             if "held rows of cut-baseline, which this evaluation does not measure" in line)
+                             if "held rows of cut, which this evaluation does not measure" in line)
     with pytest.raises(UsageError, match=r"evaluated with texts = 24, here 10"):
         ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
                           "--test_size=10", cache=False))
@@ -274,7 +283,8 @@ class Contrary(torch.nn.Module):
 
 def test_each_row_reports_its_own_model_on_the_test_split(tiny_experiment, imdb_parquet, tmp_path, monkeypatch):
     # a copy whose validation accuracies are all 0.123: any validation figure shown as a test one stands out
-    shutil.copytree(tiny_experiment / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns("cache", "checkpoints"))
+    shutil.copytree(tiny_experiment / "tiny", tmp_path / "tiny",     # without cut's baseline: --models=cut is cut alone
+                    ignore=shutil.ignore_patterns("cache", "checkpoints", "cut-baseline"))
     for m in (tmp_path / "tiny").glob("**/metrics.json"):
         m.write_text(json.dumps(json.loads(m.read_text()) | {"val_accuracy": 0.123}))
     from models import run_fingerprint           # the edited teacher stays the one its students learned from

@@ -211,7 +211,8 @@ def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     result = ev.main(tiny_args(imdb_parquet, tiny_experiment, "--onnx=true", '--onnx_kinds=["distilled"]',
                                "--quantize=false", "--models=cut", cache=False))
     rows = {(r["model"], r["precision"]): r for r in result["rows"]}
-    assert list(rows) == [("teacher", "fp32"), ("cut", "fp32"), ("cut", "onnx-fp32"), ("cut", "onnx-int8")]
+    assert list(rows) == [("teacher", "fp32"), ("cut", "fp32"), ("cut", "onnx-fp32"), ("cut", "onnx-int8"),
+                          ("cut-baseline", "fp32")]      # a distilled student brings its baseline (not an ONNX kind)
     fp32, ort32, ort8 = rows["cut", "fp32"], rows["cut", "onnx-fp32"], rows["cut", "onnx-int8"]
     assert ort32["accuracy"] == fp32["accuracy"] and ort32["agreement"] == fp32["agreement"]
     assert ort8["size_mb"] < ort32["size_mb"]

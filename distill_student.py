@@ -536,9 +536,10 @@ def check_config(cfg: dict) -> None:
     check_teacher_data(teacher, ours)
     if not teacher.has_model:
         check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)
-    from training import check_resume, run_dirs
-    to_train = {r.spec["name"] for r in runs             # a kept student needs no base model (offline: none at hand)
-                if OVERWRITE or not is_finished(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", r.name)[0])}
+    from training import check_resume, kept_as_is, run_dirs
+    to_train = {r.spec["name"] for r in runs             # one kept as it is needs no base model (offline: none at hand)
+                if not kept_as_is(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", r.name)[0], run_settings(r, cfg, teacher),
+                                  OVERWRITE)}
     check_student_models([s for s in STUDENTS if s["name"] in to_train], cfg, teacher.where if teacher.has_model else None)
     transfer = reads_transfer(runs)
     soft = soft_label_splits()

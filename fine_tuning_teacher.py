@@ -22,7 +22,7 @@ Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_
 """
 from configurator import log, public_config, run_main, start_run
 from data_utils import DataSpec, check_data, load_splits, log_splits, read_json, split_digests
-from models import PadCollator, check_max_length, count_parameters, is_finished, load_classifier, model_config, tokenize_dataset
+from models import PadCollator, check_max_length, count_parameters, load_classifier, model_config, tokenize_dataset
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
@@ -64,16 +64,16 @@ REPORT_TO = "none"                # none | tensorboard (event files in OUTPUT_DI
 
 # ----------------------------------------------------------------------------------------------
 def check_config(cfg: dict) -> None:
-    """What can be checked before anything is written: the data (loaded: columns, labels, splits), that a kept
-    or resumed run was made with these settings, and the model's position limit (only when it will train: a
-    kept teacher needs no base model, which offline may not be at hand)."""
+    """What can be checked before anything is written: the data (loaded: columns, labels, splits), the model's
+    position limit (unless a finished teacher is kept as it is: it needs no base model, which offline may not be
+    at hand), and that a kept or resumed run was made with these settings."""
     check_data(DataSpec.from_settings(cfg), ("train", "test"))
     load_splits(DataSpec.from_settings(cfg))
-    from training import check_resume, resume_settings, run_dirs
+    from training import check_resume, kept_as_is, resume_settings, run_dirs
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
-    check_resume(dirs, resume_settings(cfg), OVERWRITE)
-    if OVERWRITE or not is_finished(dirs[0]):
+    if not kept_as_is(dirs[0], resume_settings(cfg), OVERWRITE):
         check_max_length(model_config(MODEL_NAME), MAX_LENGTH, MODEL_NAME)
+    check_resume(dirs, resume_settings(cfg), OVERWRITE)
 
 
 def kept_teacher(folder) -> dict:

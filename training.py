@@ -70,7 +70,7 @@ def check_resume(dirs: tuple, settings: dict, overwrite: bool) -> None:
     if overwrite:
         return
     if is_finished(out_dir):
-        old = read_json(out_dir / "config.json").get("sentiment_kd", {}).get("training_settings")
+        old = recorded_settings(out_dir)
         what, fix = f"{out_dir} holds a finished run", "--overwrite=true retrains it (or set --experiment to keep both)"
     else:
         saved = ckpt_dir / "settings.json"
@@ -83,6 +83,20 @@ def check_resume(dirs: tuple, settings: dict, overwrite: bool) -> None:
         more = f"; {len(changed) - 1} more: {', '.join(c[0] for c in changed[1:])}" if len(changed) > 1 else ""
         made = "from another training of the teacher (retrained since)" if k == "teacher" else f"with {k} = {was!r}, now {now!r}"
         raise UsageError(f"{what} made {made}{more}; {fix}")
+
+
+def kept_as_is(out_dir: Path, settings: dict, overwrite: bool) -> bool:
+    """Whether this command keeps the finished run in out_dir as it is: no --overwrite, and made with `settings`
+    (or by an older version that recorded none). Such a run needs no base model, nor its checks."""
+    if overwrite or not is_finished(out_dir):
+        return False
+    old = recorded_settings(out_dir)
+    return old is None or not differences(old, settings)
+
+
+def recorded_settings(out_dir: Path) -> dict | None:
+    """The resume settings a finished run recorded in its config.json (None: an older run recorded none)."""
+    return read_json(out_dir / "config.json").get("sentiment_kd", {}).get("training_settings")
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:

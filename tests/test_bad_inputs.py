@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -60,10 +61,24 @@ def assert_one_line_error(r, *fragments):
     ("export.py", ["--model=no/such/folder"], "--model no/such/folder: no such folder; finished models in "),
     ("evaluate_models.py", ["--device=tpu"], "--device='tpu': must be one of auto, cpu, cuda"),
 ])
-def test_bad_settings_change_nothing(tiny_experiment, imdb_parquet, script, args, message):
+def test_bad_settings_change_nothing(tiny_experiment, imdb_parquet, script, args, message, capsys):
+    # in this process, as `python script ...` runs it (run_main): a new process would spend ~8 s importing
+    # transformers for the checks that load a model's config (the command line itself: the test below)
+    import importlib
+    from configurator import run_main
+    module = importlib.import_module(script.removesuffix(".py"))
     before = files_of(tiny_experiment)
-    r = run(script, *tiny_args(imdb_parquet, tiny_experiment, cache=script != "evaluate_models.py"), *args)
-    assert_one_line_error(r, message)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        run_main(lambda: module.main([*tiny_args(imdb_parquet, tiny_experiment, cache=script != "evaluate_models.py"), *args]))
+    assert_one_line_error(SimpleNamespace(returncode=stop.value.code, stderr=capsys.readouterr().err), message)
+    assert files_of(tiny_experiment) == before
+
+
+def test_a_bad_setting_on_the_command_line_is_one_line_and_status_2(tiny_experiment, imdb_parquet):
+    before = files_of(tiny_experiment)
+    r = run("distill_student.py", *tiny_args(imdb_parquet, tiny_experiment), '--students=[{name = "x", layers = [0, 5]}]')
+    assert_one_line_error(r, "student 'x': layers = [0, 5]: need increasing indices in 0..1")
     assert files_of(tiny_experiment) == before
 
 

@@ -37,3 +37,14 @@ def test_bench_tiny_run(imdb_parquet, tmp_path):
     assert set(rows) == {"grouped", "random"} and "### tiny:bert" in table
     assert rows["grouped"][8] == "True" and rows["random"][8] == "False"                   # group_by_length
     assert rows["grouped"][9] == f"{grouped['reviews_per_s']:.1f}" and rows["grouped"][13].startswith(f"{100 * grouped['mfu']:.1f}")
+
+
+def test_bench_defaults_are_what_the_training_scripts_use(tmp_path):
+    # the "before" of every lever is the training as it runs (a lever of the default changes nothing)
+    from configurator import configure
+    from training import training_arguments
+    default = configure(vars(bench), [], "bench")      # the defaults (a test's bench.main leaves its flags set)
+    args = training_arguments(tmp_path, epochs=1, batch_size=8, learning_rate=1e-4, eval_batch_size=8, seed=0)
+    assert default["OPTIMIZER"] == getattr(args.optim, "value", args.optim) == "adamw_torch_fused"
+    assert default["GROUP_BY_LENGTH"] == (args.train_sampling_strategy == "group_by_length")
+    assert default["NUM_WORKERS"] == args.dataloader_num_workers and default["COMPILE"] == args.torch_compile

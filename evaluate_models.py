@@ -142,7 +142,8 @@ def machine_load(device: str) -> float | None:
         load = round(os.getloadavg()[0], 2)
     except OSError:
         return None
-    if device == "cpu" and load > 1.5 * (os.cpu_count() or 1):
+    from model_card import cpu_was_busy
+    if cpu_was_busy({"device": device, "load_average_1min": load, "cpu_count": os.cpu_count()}):
         log.warning("load average %.1f on %d cores: other work shares this CPU, so its latency and throughput "
                     "figures will be slow; evaluate on a quiet machine for figures to publish", load, os.cpu_count())
     return load
@@ -337,10 +338,9 @@ def same_precision(r: dict, b: dict | None, rows: list[dict]) -> tuple[dict, dic
     return half.get((r["model"], p), r), half.get((b["model"], p), b)
 
 
-def seed_groups(rows: list[dict]) -> list[dict]:
-    """One entry per distilled recipe: its accuracy over seeds, its baselines' (the labels-only run with
-    the same student_key) and the paired gain distilled - baseline per seed, as spread()s. Each model's
-    reference row (fp32, else bf16: reference_rows); a pair is compared in one precision (same_precision)."""
+def paired_rows(rows: list[dict]) -> list[tuple[dict, dict | None]]:
+    """(distilled row, its baseline's row or None) for each distilled model: its reference row (fp32, else bf16:
+    reference_rows) and the labels-only run with the same student_key, the two in one precision (same_precision)."""
     fp32 = reference_rows(rows)
     baselines = {}
     for r in fp32:
@@ -349,15 +349,17 @@ def seed_groups(rows: list[dict]) -> list[dict]:
                 log.warning("baselines %s and %s are the same student, seed, steps and settings; pairing with the first",
                             baselines[student_key(r)]["model"], r["model"])
             baselines.setdefault(student_key(r), r)
+    return [same_precision(r, baselines.get(student_key(r)), rows) for r in fp32 if r["kind"] == "distilled"]
+
+
+def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict]:
+    """One entry per distilled recipe: its accuracy over seeds, its baselines' and the paired gain distilled -
+    baseline per seed, as spread()s (pairs: paired_rows(rows), computed here unless given)."""
     groups: dict[str, dict] = {}
-    for r in fp32:
-        if r["kind"] != "distilled":
-            continue
+    for r, b in paired_rows(rows) if pairs is None else pairs:
         label, key = recipe(r)
         g = groups.setdefault(key, {"student": label, "spec": json.loads(key), "settings": r.get("settings") or {},
                                     "models": [], "seeds": [], "distilled": [], "baseline": [], "baselines": [], "gain": []})
-        b = baselines.get(student_key(r))
-        r, b = same_precision(r, b, rows)
         g["models"].append(r["model"])
         g["seeds"].append(r.get("seed"))
         g["distilled"].append(r["accuracy"])
@@ -786,11 +788,14 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     """Write results.{json,csv,md}, dashboard.png and gains.png (validation-* for the validation split)
     and, after a test evaluation, each model's card; the result. load: machine_load() when measuring began."""
     root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, "" if SPLIT == "test" else "validation-"
-    groups, hw = seed_groups(rows), hardware(device) | {"load_average_1min": load}
+    pairs = paired_rows(rows)
+    groups, hw = seed_groups(rows, pairs), hardware(device) | {"load_average_1min": load}
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
         from model_card import write_card, write_onnx_card
+        versus = {r["model"]: (r, b) for r, b in pairs if b is not None}    # a distilled student beside its baseline
         for name, folder in models:
-            write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hw, test_size=len(split["texts"]))
+            write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hw, test_size=len(split["texts"]),
+                       versus=versus.get(name))
             write_onnx_card(folder)
     previous = root / f"{prefix}results.json"
     dropped = sorted({r["model"] for r in read_json(previous)["rows"]} - {r["model"] for r in rows}) if previous.is_file() else []

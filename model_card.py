@@ -58,12 +58,17 @@ def eval_results(name: str, metrics: dict, test: dict | None, facts: dict):
     return out
 
 
-def recipe_lines(kd: dict, facts: dict) -> list[str]:
-    """What the model is and how it was trained, from its sentiment_kd record."""
+def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
+    """What the model is and how it was trained, from its sentiment_kd record and metrics.json."""
     labels = " / ".join(facts["labels"])
+    rc, st = kd.get("run_config") or {}, kd.get("settings") or {}
+    how = st if kd.get("role") != "teacher" else rc                  # a student's own settings, the teacher's run's
+    trained = (f"- trained on {metrics.get('train_examples', 0):,} examples, {metrics.get('epochs', how.get('epochs'))} "
+               f"epochs ({metrics.get('optimizer_steps')} optimizer steps), learning rate {how.get('learning_rate')}, "
+               f"batch size {how.get('batch_size')}, seed {how.get('seed')}")
     if kd.get("role") == "teacher":
         return [f"A sentiment classifier ({labels}) fine-tuned from `{kd.get('base_model')}` on {facts['name']}; "
-                f"the teacher of this experiment's distilled students."]
+                f"the teacher of this experiment's distilled students.", "", trained]
     spec, kind, st = kd.get("student") or {}, kd.get("kind", "student"), kd.get("settings") or {}
     layers = spec.get("layers")
     lines = [f"A {'distilled ' if kind == 'distilled' else ''}student sentiment classifier ({labels}) for "
@@ -72,8 +77,38 @@ def recipe_lines(kd: dict, facts: dict) -> list[str]:
              f"- layers kept from {'`' + spec['model'] + '`' if spec.get('model') else 'the teacher'}: {layers}",
              f"- alpha (weight of the labels' cross-entropy; 1 - alpha weighs the teacher's soft labels): "
              f"{st.get('alpha')}, temperature T: {st.get('temperature')}",
-             f"- unlabeled transfer texts: {st.get('transfer_size', 0)}"]
+             f"- unlabeled transfer texts: {st.get('transfer_size', 0)}", trained]
     return lines
+
+
+def cpu_was_busy(hardware: dict) -> bool:
+    """Whether other work clearly shared the CPU while speed was measured (1-minute load average above 1.5 x its
+    cores): its latency and throughput are then slower than on a quiet machine."""
+    load = hardware.get("load_average_1min")
+    return hardware.get("device") == "cpu" and load is not None and load > 1.5 * (hardware.get("cpu_count") or 1)
+
+
+def test_lines(test: dict | None, versus: tuple | None, hardware: dict | None) -> list[str]:
+    """Below the test table: a distilled student's test accuracy beside its labels-only baseline's (versus: their
+    rows in one precision), the recall of each class, and a warning when the CPU was busy while timing."""
+    if test is None:
+        return []
+    lines = []
+    if versus is not None:
+        ours, baseline = versus
+        gain = 100 * (ours["accuracy"] - baseline["accuracy"])
+        lines.append(f"Its labels-only baseline `{baseline['model']}` (same student, seed and optimizer steps) on the same "
+                     f"test texts ({baseline['precision']}): accuracy {baseline['accuracy']:.4f}, macro F1 {baseline['f1']:.4f}; "
+                     f"this model {gain:+.2f} points" + ("." if gain > 0 else ": distillation did not beat training on "
+                                                           "the labels alone here; consider shipping the baseline."))
+    per = test.get("per_class") or {}
+    if per:
+        lines.append(f"Test recall per class ({test['precision']}): "
+                     + ", ".join(f"{n} {c['recall']:.4f}" for n, c in per.items()) + ".")
+    if hardware and cpu_was_busy(hardware):
+        lines.append(f"Speed measured while other work shared the CPU (load average {hardware['load_average_1min']} on "
+                     f"{hardware.get('cpu_count')} cores): latency and throughput are slower than on a quiet machine.")
+    return [line for x in lines for line in ("", x)]
 
 
 def speed_lines(rows: list[dict], kd: dict) -> list[str]:
@@ -90,9 +125,10 @@ def speed_lines(rows: list[dict], kd: dict) -> list[str]:
 
 
 def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware: dict | None = None,
-              test_size: int | None = None, shown: Path | None = None) -> str:
+              test_size: int | None = None, shown: Path | None = None, versus: tuple | None = None) -> str:
     """README.md of a model folder: YAML metadata (hub format) and the body. rows: this model's evaluation
-    rows; shown: the folder's path as the usage lines name it (default: folder)."""
+    rows; versus: a distilled student's row and its labels-only baseline's, in one precision; shown: the
+    folder's path as the usage lines name it (default: folder)."""
     from huggingface_hub import ModelCardData
     folder = Path(folder)
     config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
@@ -110,10 +146,11 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
                f"{read_json(baseline)['val_accuracy']:.4f}; this model: {metrics.get('val_accuracy', float('nan')):.4f}."
                if kd.get("kind") == "distilled" and baseline.is_file() else "")
     where = f"{test_size:,} test texts of {facts['name']}; {machine_words(hardware)}" if hardware else ""
-    body = [f"# {name}", "", *recipe_lines(kd, facts), "",
+    body = [f"# {name}", "", *recipe_lines(kd, facts, metrics), "",
             f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (F1 {metrics.get('val_f1', float('nan')):.4f}), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters. {compare}", "",
-            "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or [], kd), "",
+            "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or [], kd),
+            *test_lines(test, versus, hardware), "",
             USAGE, "", "```python", "from transformers import pipeline",
             f'clf = pipeline("text-classification", model="{where_used}", truncation=True)', 'clf("I loved it")', "```", "",
             f"or `python inference.py --model {where_used} \"I loved it\"` (an ONNX export: `python export.py "
@@ -150,8 +187,11 @@ def onnx_card(card: str, export: Path) -> str:
            "```bash", f'python inference.py --model {export} "I loved it"', f'python inference.py --model {export} '
            f'--onnx_file=model_quantized.onnx "I loved it"   # int8', "```", "",
            f"or in Python: `from inference import predict; predict([\"I loved it\"], model=\"{export}\")`, which cuts long "
-           f"texts as training did. In the table above, rows onnx-fp32 / onnx-int8 (`evaluate_models.py --onnx=true`) "
-           f"are these files; fp32, int8 and bf16 are the torch model's.", ""]
+           f"texts as training did. " + (
+               "In the table above, rows onnx-fp32 / onnx-int8 are these files; fp32, int8 and bf16 are the torch model's."
+               if "| onnx-fp32 |" in head or "| onnx-int8 |" in head else
+               "These files have not been evaluated yet (the figures above are the torch model's): "
+               "`evaluate_models.py --onnx=true` measures them."), ""]
     return head + f"\n{USAGE}\n\n" + "\n".join(use) + f"\n{LIMITS}\n" + rest.split(f"\n{LIMITS}\n", 1)[1]
 
 

@@ -76,6 +76,11 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     assert [t["index"] for t in texts] == [p["index"] for p in preds] and [t["label"] for t in texts] == [p["label"] for p in preds]
     assert [t["text"] for t in texts] == [r["text"].replace("<br />", " ") for r in test]     # as the models read them
     assert [t["label"] for t in texts] == [["negative", "positive"][r["label"]] for r in test]
+    base = next(r for r in saved["rows"] if (r["model"], r["precision"]) == ("cut-baseline", "fp32"))
+    card = (root / "students" / "cut" / "README.md").read_text()        # the card shows the pair on test too
+    assert (f"Its labels-only baseline `cut-baseline` (same student, seed and optimizer steps) on the same test texts "
+            f"(fp32): accuracy {base['accuracy']:.4f}, macro F1 {base['f1']:.4f}; this model "
+            f"{100 * (cut['accuracy'] - base['accuracy']):+.2f} points") in card
     table = (root / "results.md").read_text()
     assert "| teacher | teacher | fp32 |" in table and "cut-baseline" in table and "Hardware:" in table and "| reviews/s |" in table
     assert len(list(csv.DictReader(open(root / "results.csv")))) == 8

@@ -1,4 +1,6 @@
 """model_card.py: every saved model folder carries a README.md in the hub's format (metadata_load parses it)."""
+import json
+
 import pytest
 from huggingface_hub import ModelCard, metadata_load
 
@@ -76,3 +78,33 @@ def test_a_card_of_your_data_names_its_file_not_this_machines_path(tmp_path):
     write_json(tmp_path / "metrics.json", {"val_accuracy": 0.8, "val_f1": 0.8, "parameters": 1000})
     card = write_card(tmp_path, "teacher").read_text()
     assert "`tweets_small.csv`" in card and "private" not in card
+
+
+def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(tiny_experiment, tmp_path):
+    # a shipper reads the card, not results.md: the test figures beside the baseline's, per-class recall, the
+    # recipe, and a busy CPU's timings flagged
+    import shutil
+    from model_card import onnx_card, write_card
+    folder = shutil.copytree(tiny_experiment / "tiny" / "students" / "cut", tmp_path / "cut")
+    row = lambda name, acc: {"model": name, "precision": "fp32", "accuracy": acc, "f1": acc - 0.01, "agreement": 0.9,  # noqa: E731
+                             "size_mb": 0.1, "latency_p50_ms": 2.0, "throughput": 500.0,
+                             "per_class": {"negative": {"recall": 0.41}, "positive": {"recall": 0.8}}}
+    ours, theirs = row("cut", 0.626), row("cut-baseline", 0.645)
+    busy = {"device": "cpu", "cpu": "AMD EPYC", "torch_threads": 2, "cpu_features": "avx2", "cpu_count": 2,
+            "load_average_1min": 3.6}
+    text = write_card(folder, "cut", rows=[ours], hardware=busy, test_size=24, versus=(ours, theirs)).read_text()
+    assert ("Its labels-only baseline `cut-baseline` (same student, seed and optimizer steps) on the same test texts "
+            "(fp32): accuracy 0.6450, macro F1 0.6350; this model -1.90 points: distillation did not beat training on "
+            "the labels alone here; consider shipping the baseline.") in text
+    assert "Test recall per class (fp32): negative 0.4100, positive 0.8000." in text
+    assert "load average 3.6 on 2 cores): latency and throughput are slower than on a quiet machine" in text
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert (f"- trained on {metrics['train_examples']:,} examples, {metrics['epochs']} epochs "
+            f"({metrics['optimizer_steps']} optimizer steps), learning rate ") in text
+    won = write_card(folder, "cut", rows=[ours], hardware=busy | {"load_average_1min": 2.9}, test_size=24,
+                     versus=(ours | {"accuracy": 0.7}, theirs)).read_text()
+    assert "this model +5.50 points." in won and "consider shipping" not in won and "quiet machine" not in won
+    # its ONNX card says whether the export's own rows were measured
+    assert "have not been evaluated yet" in onnx_card(text, folder / "onnx")
+    measured = text.replace("| fp32 |", "| onnx-int8 |")
+    assert "rows onnx-fp32 / onnx-int8 are these files" in onnx_card(measured, folder / "onnx")

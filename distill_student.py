@@ -311,7 +311,7 @@ class Teacher:
 
 def find_teacher() -> Teacher:
     """The teacher of this run (TEACHER_DIR, OUTPUT_DIR/EXPERIMENT/teacher or SOFT_LABELS), after checking
-    that it exists and that its validation accuracy reaches MIN_TEACHER_ACCURACY."""
+    that it exists (check_teacher_accuracy: that it is good enough)."""
     if SOFT_LABELS:
         folder = Path(SOFT_LABELS)
         if not (folder / "train.json").is_file() or not (folder / "train.npz").is_file():
@@ -328,12 +328,17 @@ def find_teacher() -> Teacher:
         config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
         trained = config.get("sentiment_kd", {}).get("run_config", {})
         digests = config.get("sentiment_kd", {}).get("data_digests") or {}
-    if metrics["val_accuracy"] < MIN_TEACHER_ACCURACY:
-        raise UsageError(f"teacher {folder} has validation accuracy {metrics['val_accuracy']:.4f} < "
-                         f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: retrain it (fine_tuning_teacher.py with more --epochs or another "
-                         f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold")
     return Teacher(folder, tuple(label_names(config)), metrics["val_accuracy"],
                    metrics.get("parameters"), trained, not SOFT_LABELS, {} if SOFT_LABELS else digests)
+
+
+def check_teacher_accuracy(teacher: Teacher) -> None:
+    """UsageError for a teacher below MIN_TEACHER_ACCURACY on validation (checked after its data: a teacher of other
+    data, e.g. a forgotten --config, is named as that)."""
+    if teacher.val_accuracy < MIN_TEACHER_ACCURACY:
+        raise UsageError(f"teacher {teacher.where} has validation accuracy {teacher.val_accuracy:.4f} < "
+                         f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: retrain it (fine_tuning_teacher.py with more --epochs or another "
+                         f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold")
 
 
 def check_teacher_data(teacher: Teacher, ours: DataSpec) -> None:
@@ -534,6 +539,7 @@ def check_config(cfg: dict) -> None:
         raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))}")
     teacher, ours, runs = find_teacher(), DataSpec.from_settings(cfg), selected_runs(cfg)
     check_teacher_data(teacher, ours)
+    check_teacher_accuracy(teacher)
     if not teacher.has_model:
         check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)
     from training import check_resume, kept_as_is, run_dirs

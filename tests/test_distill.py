@@ -297,6 +297,9 @@ def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_
     (weak / "metrics.json").write_text(json.dumps(json.loads((weak / "metrics.json").read_text()) | {"val_accuracy": 0.7}))
     with pytest.raises(UsageError, match=r"validation accuracy 0.7000 < --min_teacher_accuracy=0.8"):
         ds.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={weak}", "--min_teacher_accuracy=0.8"))
+    # a teacher of other data (a forgotten --config) is named as that, not as too weak for this data
+    with pytest.raises(UsageError, match=r"^--val_size=10, but the teacher .* was trained with val_size = 8"):
+        ds.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={weak}", "--min_teacher_accuracy=0.8", "--val_size=10"))
     with pytest.raises(UsageError, match="no finished teacher"):
         ds.main(tiny_args(imdb_parquet, tmp_path))
 

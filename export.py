@@ -45,10 +45,11 @@ def finished_models(root: Path) -> list[Path]:
 
 def experiment_of(folder: Path) -> Path:
     """The experiment folder a model folder belongs to (<exp>/teacher, <exp>/students/<name>), where --model's
-    export logs and takes the lock (evaluate_models.py exports into the same folders); else the folder itself."""
+    export logs and takes the lock (evaluate_models.py exports into the same folders); that of <exp>/students
+    itself; else the folder itself."""
     if folder.parent.name == "students":
         return folder.parent.parent
-    return folder.parent if folder.name == "teacher" else folder
+    return folder.parent if folder.name in ("teacher", "students") else folder
 
 
 def check(cfg: dict | None = None) -> list[Path]:
@@ -66,7 +67,7 @@ def check(cfg: dict | None = None) -> list[Path]:
         if not is_finished(Path(MODEL)):
             what = "not a finished model folder (config.json, weights, tokenizer, metrics.json)" if Path(MODEL).is_dir() \
                 else "no such folder"
-            near = root if root.is_dir() and root != Path(MODEL).resolve() else Path(OUTPUT_DIR) / EXPERIMENT
+            near = root if finished_models(root) else Path(OUTPUT_DIR) / EXPERIMENT   # an experiment's folders, or the default
             have = ", ".join(map(str, finished_models(near))) or "none"
             raise UsageError(f"--model {MODEL}: {what}; finished models in {near}: {have}")
         OUTPUT_DIR, EXPERIMENT = str(root.parent), root.name      # start_run logs and locks there

@@ -89,6 +89,9 @@ def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, t
         export.main([f"--model={exported['cut'].parent / 'cutt'}"])
     assert f"no such folder; finished models in {tiny_experiment / 'tiny'}: " in str(e.value) and \
         str(exported["cut"]) in str(e.value)
+    for folder in (exported["cut"].parent, exported["cut"].parent.parent):     # students/, or the experiment itself
+        with pytest.raises(UsageError, match=rf"not a finished model folder .*; finished models in {tiny_experiment / 'tiny'}: "):
+            export.main([f"--model={folder}"])
 
 
 def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path, monkeypatch):

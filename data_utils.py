@@ -426,6 +426,8 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
     quiet_datasets()
     files = data_files(path, flag)
     builder, kw = FORMATS[next(iter(files.values()))[0].suffix.lower()]
+    for f in (f for fs in files.values() for f in fs):
+        check_not_empty(f, flag)
     try:
         raw = load_dataset(builder, data_files={s: [str(f) for f in fs] for s, fs in files.items()}, **kw)
     except Exception as e:   # pyarrow / pandas parse errors of many kinds
@@ -436,6 +438,22 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
     if kw.get("sep") == "\t":
         check_tsv_fields(raw, files)
     return dict(raw), {s: ", ".join(str(f) for f in fs) for s, fs in files.items()}
+
+
+def check_not_empty(f: Path, flag: str) -> None:
+    """UsageError for a data file without a single row: empty, blank, or (CSV/TSV) a header line alone. The
+    readers' own errors say neither ("No columns to parse", "corresponds to no data")."""
+    if f.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+        rows = pq.ParquetFile(f).metadata.num_rows if f.stat().st_size else 0
+        lines = [] if rows == 0 else ["x"]
+    else:
+        with open(f, "rb") as fh:          # the first two non-blank lines are enough to tell
+            lines = [line for line in (next(fh, b"") for _ in range(1000)) if line.strip()][:2]
+    header = f.suffix.lower() in (".csv", ".tsv")
+    if not lines or (header and len(lines) < 2):
+        what = "is empty" if not lines else "holds a header line and no rows"
+        raise UsageError(f"{flag}: {f} {what}; give a file with one row per text")
 
 
 def check_tsv_fields(raw: dict, files: dict) -> None:

@@ -425,3 +425,21 @@ def test_real_tweets_load_as_configs_tweets_says():
     assert not held & set(s.train["text"]) and not held & set(s.transfer)
     assert len(s.transfer) == 20_632 - 2000 - s.report["transfer_texts_in_validation_or_test"]
     assert not any("\\u2019" in t for t in s.train["text"][:2000])                 # literal escapes decoded
+
+
+def test_a_data_file_without_rows_is_named_as_such(tmp_path):
+    # the readers' own words ("No columns to parse from file", "corresponds to no data") name neither the file nor why
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    cases = {"empty.csv": ("", "is empty"), "blank.jsonl": ("\n  \n", "is empty"),
+             "header.csv": ("text,label\n\n", "holds a header line and no rows"),
+             "header.tsv": ("text\tlabel\n", "holds a header line and no rows")}
+    for name, (content, what) in cases.items():
+        (tmp_path / name).write_text(content)
+        with pytest.raises(du.UsageError, match=rf"^--data: {tmp_path / name} {what}; give a file with one row per text$"):
+            du.read_files(str(tmp_path / name), "--data")
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}), tmp_path / "none.parquet")
+    with pytest.raises(du.UsageError, match="none.parquet is empty"):
+        du.read_files(str(tmp_path / "none.parquet"), "--data")
+    (tmp_path / "one.csv").write_text("text,label\ngood,pos\n")                     # one row is a file (too few: said later)
+    assert len(du.read_files(str(tmp_path / "one.csv"), "--data")[0]["train"]) == 1

@@ -393,8 +393,11 @@ def run_main(main) -> None:
     except KeyboardInterrupt as e:
         _STOPPING.append("caught")
         signum = e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT
+        saved = _RUN_ROOT and any((_RUN_ROOT[-1] / "checkpoints").glob("**/checkpoint-*"))
         resume = (": finished models are kept and an interrupted training resumes from its last checkpoint when "
-                  "the same command runs again") if _RUN_ROOT else ""
+                  "the same command runs again" if saved else ": finished models are kept; the same command goes on (an "
+                  "interrupted training starts over: it had saved no checkpoint, which it does at each evaluation)") \
+            if _RUN_ROOT else ""
         message = f"stopped by {signal.Signals(signum).name}{resume}"
         if _RUN_ROOT:     # into the run's log file too (the console gets the line); before it exists, nowhere else
             logging.getLogger("kd.file").warning(message)

@@ -260,6 +260,34 @@ def loggers(report_to: str, runs_dir: Path) -> list[TrainerCallback]:
     return [LogToFile(), TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(runs_dir)))]
 
 
+class TrainTime(TrainerCallback):
+    """Training time summed over an interrupted run's parts: each checkpoint records the seconds trained up to it
+    (train_time.json, beside the Trainer's state), and a run resumed from it starts from those (`prior_s`). Time
+    between the last checkpoint and the interruption is not counted: those steps are trained again."""
+
+    FILE = "train_time.json"
+
+    def __init__(self, prior_s: float = 0.0):
+        self.prior_s, self.t0 = prior_s, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.time()
+
+    def elapsed(self) -> float:
+        return self.prior_s + (time.time() - self.t0 if self.t0 is not None else 0.0)
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            write_json(folder / self.FILE, {"train_time_s": round(self.elapsed(), 1)})
+
+    @classmethod
+    def before(cls, checkpoint: str | None) -> float:
+        """The seconds trained up to `checkpoint` (0 for a fresh start, or a checkpoint that recorded none)."""
+        path = Path(checkpoint) / cls.FILE if checkpoint else None
+        return read_json(path).get("train_time_s", 0.0) if path and path.is_file() else 0.0
+
+
 class StepTimer(TrainerCallback):
     """Times optimizer steps from one step's end to the next, leaving out intervals that held an
     evaluation or a checkpoint, so that steady-state speed is told apart from start-up costs (the first
@@ -371,12 +399,15 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         log.info("resuming from %s", resume)
     elif is_main_process():
         write_json(ckpt_dir / "settings.json", settings)
-    timer = StepTimer()
+    timer, clock = StepTimer(), TrainTime(TrainTime.before(resume))
     trainer.add_callback(timer)
-    t0 = time.time()
+    trainer.callback_handler.callbacks.insert(0, clock)    # first: a checkpoint records its time before anything else runs
     result = trainer.train(resume_from_checkpoint=resume)
-    train_time = time.time() - t0
+    train_time = clock.elapsed()                 # with the parts before an interruption (up to its checkpoint)
     per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size
+    # the Trainer's examples/s is this part's; a resumed run's is every step's examples over both parts' time
+    per_s = round(trainer.state.global_step * per_step / train_time, 3) if resume else \
+        result.metrics.get("train_samples_per_second")
     val = trainer.evaluate()
     if val["eval_classes_predicted"] == 1:
         log.warning("%s predicts one class for every validation text (accuracy %.4f: that class's share); it has not "
@@ -386,7 +417,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         "train_time_s": round(train_time, 1), "resumed_from": resume,
         "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
         "optimizer_steps": trainer.state.max_steps,
-        "train_examples_per_s": result.metrics.get("train_samples_per_second"),
+        "train_examples_per_s": per_s,
         "train_loss": result.metrics.get("train_loss"),
         **timer.summary(per_step),   # the Trainer's examples/s above counts evaluation and start-up too
         "parameters": count_parameters(trainer.model) - sum(p.numel() for n, p in trainer.model.named_parameters()

@@ -238,3 +238,19 @@ def test_threads_sets_torch_cpu_threads_and_is_not_a_training_setting(tmp_path):
         assert resume_settings(cfg) == {"epochs": 2.0}      # a run resumed or kept with other threads is the same run
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_stop_says_whether_the_training_will_resume(tmp_path, monkeypatch, capsys):
+    import configurator
+
+    def stop():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(configurator, "_RUN_ROOT", [tmp_path])
+    for saved in (False, True):
+        if saved:
+            (tmp_path / "checkpoints" / "students" / "L3" / "checkpoint-40").mkdir(parents=True)
+        with pytest.raises(SystemExit) as e:
+            configurator.run_main(stop)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 128 + 2 and err.startswith("error: stopped by SIGINT: finished models are kept")
+        assert ("resumes from its last checkpoint" in err) is saved and ("it had saved no checkpoint" in err) is not saved

@@ -121,9 +121,13 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
         def on_step_end(self, args, state, control, **kwargs):
             Count.steps += 1
     monkeypatch.setattr(training, "LogToFile", Count)
+    assert json.loads((ckpts[0] / "train_time.json").read_text())["train_time_s"] > 0   # the first part's time
+    (ckpts[0] / "train_time.json").write_text(json.dumps({"train_time_s": 1000.0}))      # ... made long, to be seen
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path))
     assert metrics["resumed_from"].endswith("checkpoint-5")
     assert Count.steps == 35                                               # epochs 2-8 only (tiny.toml: 8 epochs)
+    assert 1000 < metrics["train_time_s"] < 1300                           # both parts' time, and so the speed
+    assert metrics["train_examples_per_s"] == pytest.approx(40 * 8 / metrics["train_time_s"], rel=0.05)
     log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
     assert "checkpoint-9 is incomplete (no readable trainer_state.json): moved aside" in log
     assert "checkpoint-7 is incomplete (model.safetensors is truncated): moved aside" in log

@@ -82,8 +82,9 @@ def default_model(output_dir: str) -> Path:
     best of its other students, else its teacher."""
     models = saved_models(output_dir)
     if not models:
-        raise UsageError(f"no saved model under {output_dir}/; train one (fine_tuning_teacher.py, distill_student.py), "
-                         f"pass --model=PATH, or --output_dir=DIR where your experiments are")
+        raise UsageError(f"no saved model under {Path(output_dir).resolve()}/; train one (fine_tuning_teacher.py, "
+                         f"distill_student.py), pass --model=PATH, or --output_dir=DIR where your experiments are "
+                         f"(in Python: predict(texts, model=PATH) or output_dir=DIR)")
     experiment = lambda p: p.parent if p.name == "teacher" else p.parent.parent   # noqa: E731
     newest = experiment(max(models, key=lambda p: (p / "metrics.json").stat().st_mtime))
     mine = [p for p in models if experiment(p) == newest]
@@ -100,7 +101,7 @@ def default_reason(folder: Path) -> str:
         return "the best distilled student of the newest experiment"
     if folder.name != "teacher":
         return "the best student of the newest experiment, which has no distilled one"
-    return "the teacher of the newest experiment, which has no student"
+    return "the teacher of the newest experiment, which has no finished student"
 
 
 def check_model(path: str, output_dir: str) -> Path:
@@ -195,6 +196,10 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
     if not texts:
         return []
     folder = check_model(model, output_dir) if model else default_model(output_dir)
+    if not model:       # the newest experiment's: it changes as experiments are trained, so it is named (once per model)
+        import warnings
+        warnings.warn(f"predict(): no model given, so {folder} ({default_reason(folder)}); pass model=... to choose",
+                      stacklevel=2)
     check_onnx_file(folder, onnx_file)
     config = read_json(folder / "config.json")
     texts = as_trained(texts, config.get("sentiment_kd", {}))

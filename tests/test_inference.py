@@ -125,6 +125,11 @@ def test_predict_importable(outputs):
     # the texts as training saw them: IMDb's <br /> line breaks are spaces there
     raw, clean = predict(["a great film<br /><br />truly great<BR>", "a great film  truly great "], model=f"{outputs}/tiny/teacher")
     assert raw == clean
+    # without a model, the newest experiment's best student: named, since it changes as experiments are trained
+    with pytest.warns(UserWarning, match=rf"^predict\(\): no model given, so {outputs}/tiny/students/\S+ \(the best distilled "
+                                         r"student of the newest experiment\); pass model=\.\.\. to choose$"):
+        default = predict(["a great film", "awful"], output_dir=str(outputs))
+    assert len(default) == 2
 
 
 def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypatch):

@@ -165,7 +165,7 @@ def test_inference_default_is_the_best_distilled_student_of_the_newest_experimen
         "the best student of the newest experiment, which has no distilled one"
     shutil.rmtree(tmp_path / "new" / "students" / "base")
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "teacher"
-    assert reason(tmp_path / "new" / "teacher") == "the teacher of the newest experiment, which has no student"
+    assert reason(tmp_path / "new" / "teacher") == "the teacher of the newest experiment, which has no finished student"
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])

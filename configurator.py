@@ -296,6 +296,8 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
     cfg = configure(namespace, argv, script)
     if cfg["_args"]:
         raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
+    if not namespace.get("MODEL"):         # export.py --model: its experiment is known after its check
+        refuse_if_busy(Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"])   # before checks that load data
     if check is not None:
         check(cfg)
     root = Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"]
@@ -327,6 +329,18 @@ def library_versions() -> dict:
     return out
 
 
+def refuse_if_busy(root: Path) -> None:
+    """UsageError when another live process holds the experiment's lock (read only: lock_experiment takes it)."""
+    lock = root / ".lock"
+    if not is_main_process() or not lock.is_file():
+        return
+    owner, alive = _lock_owner(lock)
+    if alive and owner.get("pid") != os.getpid():
+        raise UsageError(f"{root} is in use by {owner.get('script')}.py (pid {owner['pid']}, since "
+                         f"{owner.get('since')}); wait for it to finish or stop it (if no such process runs, "
+                         f"delete {lock})")
+
+
 def lock_experiment(root: Path, script: str) -> None:
     """Refuse to start while another process runs in the same experiment folder (two runs would write
     the same checkpoints and models): a lock file `root/.lock` holds the owner's pid and script, is
@@ -346,10 +360,7 @@ def lock_experiment(root: Path, script: str) -> None:
                 continue
             if owner.get("pid") == os.getpid():
                 return
-            if alive:
-                raise UsageError(f"{root} is in use by {owner.get('script')}.py (pid {owner['pid']}, since "
-                                 f"{owner.get('since')}); wait for it to finish or stop it (if no such process runs, "
-                                 f"delete {lock})") from None
+            refuse_if_busy(root)
             log.warning("%s: the run that locked it (%s) is gone; taking its lock over", root, owner or "unreadable lock")
             lock.unlink(missing_ok=True)
             continue

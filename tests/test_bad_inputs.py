@@ -210,7 +210,8 @@ def test_a_second_run_of_the_same_experiment_is_refused(imdb_parquet, tmp_path):
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock.write_text(json.dumps({"pid": running.pid, "script": "fine_tuning_teacher", "since": "2026-01-01 00:00:00"}))
-        r = run("fine_tuning_teacher.py", *tiny_args(imdb_parquet, tmp_path), "--epochs=0.2")
+        # refused before the checks that load data and models (a missing data folder is not even looked at)
+        r = run("fine_tuning_teacher.py", *tiny_args(imdb_parquet, tmp_path), "--epochs=0.2", f"--data_dir={tmp_path}/none")
         assert_one_line_error(r, f"{tmp_path / 'tiny'} is in use by fine_tuning_teacher.py (pid {running.pid}",
                               "wait for it to finish or stop it")
         assert not (tmp_path / "tiny" / "teacher").exists() and json.loads(lock.read_text())["pid"] == running.pid

@@ -267,14 +267,11 @@ class TrainTime(TrainerCallback):
 
     FILE = "train_time.json"
 
-    def __init__(self, prior_s: float = 0.0):
-        self.prior_s, self.t0 = prior_s, None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = time.time()
+    def __init__(self, prior_s: float = 0.0):      # made just before trainer.train(): its whole call is counted
+        self.prior_s, self.t0 = prior_s, time.time()
 
     def elapsed(self) -> float:
-        return self.prior_s + (time.time() - self.t0 if self.t0 is not None else 0.0)
+        return self.prior_s + time.time() - self.t0
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"

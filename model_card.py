@@ -69,7 +69,7 @@ def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
     if kd.get("role") == "teacher":
         return [f"A sentiment classifier ({labels}) fine-tuned from `{kd.get('base_model')}` on {facts['name']}; "
                 f"the teacher of this experiment's distilled students.", "", trained]
-    spec, kind, st = kd.get("student") or {}, kd.get("kind", "student"), kd.get("settings") or {}
+    spec, kind = kd.get("student") or {}, kd.get("kind", "student")
     layers = spec.get("layers")
     lines = [f"A {'distilled ' if kind == 'distilled' else ''}student sentiment classifier ({labels}) for "
              f"{facts['name']}, {'trained on the labels alone (the labels-only baseline)' if kind == 'baseline' else 'learned from the teacher'} "
@@ -88,7 +88,7 @@ def cpu_was_busy(hardware: dict) -> bool:
     return hardware.get("device") == "cpu" and load is not None and load > 1.5 * (hardware.get("cpu_count") or 1)
 
 
-def test_lines(test: dict | None, versus: tuple | None, hardware: dict | None) -> list[str]:
+def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None) -> list[str]:
     """Below the test table: a distilled student's test accuracy beside its labels-only baseline's (versus: their
     rows in one precision), the recall of each class, and a warning when the CPU was busy while timing."""
     if test is None:
@@ -150,7 +150,7 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (F1 {metrics.get('val_f1', float('nan')):.4f}), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters. {compare}", "",
             "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or [], kd),
-            *test_lines(test, versus, hardware), "",
+            *result_notes(test, versus, hardware), "",
             USAGE, "", "```python", "from transformers import pipeline",
             f'clf = pipeline("text-classification", model="{where_used}", truncation=True)', 'clf("I loved it")', "```", "",
             f"or `python inference.py --model {where_used} \"I loved it\"` (an ONNX export: `python export.py "

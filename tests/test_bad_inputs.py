@@ -75,11 +75,13 @@ def test_bad_settings_change_nothing(tiny_experiment, imdb_parquet, script, args
     assert files_of(tiny_experiment) == before
 
 
-def test_a_bad_setting_on_the_command_line_is_one_line_and_status_2(tiny_experiment, imdb_parquet):
-    before = files_of(tiny_experiment)
-    r = run("distill_student.py", *tiny_args(imdb_parquet, tiny_experiment), '--students=[{name = "x", layers = [0, 5]}]')
+def test_a_bad_setting_on_the_command_line_is_one_line_and_status_2(tiny_experiment, imdb_parquet, tmp_path):
+    # a copy without the lock this test process holds on the shared experiment (another process would be refused)
+    shutil.copytree(tiny_experiment / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns(".lock", "cache"))
+    before = files_of(tmp_path)
+    r = run("distill_student.py", *tiny_args(imdb_parquet, tmp_path), '--students=[{name = "x", layers = [0, 5]}]')
     assert_one_line_error(r, "student 'x': layers = [0, 5]: need increasing indices in 0..1")
-    assert files_of(tiny_experiment) == before
+    assert files_of(tmp_path) == before
 
 
 def test_imdb_copy_with_other_column_names(tmp_path):

@@ -166,10 +166,12 @@ def quiet_exporters():
     """The exporter's and the quantizer's INFO lines (hundreds per model: onnxscript's rewrites, ONNX Runtime's
     per-tensor quantization parameters, some through the root logger) held back to warnings while they run."""
     import logging
-    loggers = [logging.getLogger(n) for n in ("", "onnxscript", "onnx_ir", "torch.onnx", "onnxruntime")]
+    floor = {n: logging.WARNING for n in ("", "onnxscript", "onnx_ir", "torch.onnx", "onnxruntime")} | \
+        {"torch.onnx._internal.exporter._registration": logging.ERROR}   # "torchvision is not installed", 4 per model
+    loggers = [logging.getLogger(n) for n in floor]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(max(lg.level, logging.WARNING))
+        lg.setLevel(max(lg.level, floor[lg.name if lg.name != "root" else ""]))
     try:
         yield
     finally:

@@ -235,3 +235,16 @@ def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     tests = [m for r in card["model-index"][0]["results"] if r["dataset"]["split"] == "test" for m in r["metrics"]]
     assert {"type": "accuracy", "value": round(fp32["accuracy"], 4)} in tests
     assert "onnx-int8" in (exported["cut"] / "README.md").read_text()
+
+
+def test_the_exporters_chatter_is_held_back_while_exporting():
+    # hundreds of INFO lines per model, and four "torchvision is not installed" warnings, told nothing to act on
+    import logging
+
+    from onnx_runtime import quiet_exporters
+    registration, script = logging.getLogger("torch.onnx._internal.exporter._registration"), logging.getLogger("onnxscript")
+    before = (registration.level, script.level)
+    with quiet_exporters():
+        assert not registration.isEnabledFor(logging.WARNING) and registration.isEnabledFor(logging.ERROR)
+        assert not script.isEnabledFor(logging.INFO) and script.isEnabledFor(logging.WARNING)
+    assert (registration.level, script.level) == before

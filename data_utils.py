@@ -442,17 +442,20 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
 
 def check_not_empty(f: Path, flag: str) -> None:
     """UsageError for a data file without a single row: empty, blank, or (CSV/TSV) a header line alone. The
-    readers' own errors say neither ("No columns to parse", "corresponds to no data")."""
+    readers' own errors say neither ("No columns to parse", "corresponds to no data"). A file that cannot be
+    parsed at all is left to the reader's error (read_files)."""
+    needed = 2 if f.suffix.lower() in (".csv", ".tsv") else 1          # a CSV/TSV's first line is its header
     if f.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
-        rows = pq.ParquetFile(f).metadata.num_rows if f.stat().st_size else 0
-        lines = [] if rows == 0 else ["x"]
+        try:
+            seen = pq.ParquetFile(f).metadata.num_rows if f.stat().st_size else 0
+        except Exception:    # not a parquet file: read_files names it
+            return
     else:
         with open(f, "rb") as fh:          # the first two non-blank lines are enough to tell
-            lines = [line for line in (next(fh, b"") for _ in range(1000)) if line.strip()][:2]
-    header = f.suffix.lower() in (".csv", ".tsv")
-    if not lines or (header and len(lines) < 2):
-        what = "is empty" if not lines else "holds a header line and no rows"
+            seen = sum(1 for _ in zip(range(needed), (line for line in fh if line.strip())))
+    if seen < needed:
+        what = "is empty" if seen == 0 else "holds a header line and no rows"
         raise UsageError(f"{flag}: {f} {what}; give a file with one row per text")
 
 

@@ -543,9 +543,9 @@ def check_config(cfg: dict) -> None:
     if not teacher.has_model:
         check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)
     from training import check_resume, kept_as_is, run_dirs
+    wanted = {r.name: (run_dirs(OUTPUT_DIR, EXPERIMENT, "students", r.name), run_settings(r, cfg, teacher)) for r in runs}
     to_train = {r.spec["name"] for r in runs             # one kept as it is needs no base model (offline: none at hand)
-                if not kept_as_is(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", r.name)[0], run_settings(r, cfg, teacher),
-                                  OVERWRITE)}
+                if not kept_as_is(wanted[r.name][0][0], wanted[r.name][1], OVERWRITE)}
     check_student_models([s for s in STUDENTS if s["name"] in to_train], cfg, teacher.where if teacher.has_model else None)
     transfer = reads_transfer(runs)
     soft = soft_label_splits()
@@ -560,8 +560,8 @@ def check_config(cfg: dict) -> None:
     check_labels(teacher, data.label_names)
     check_digests(teacher.digests or {}, data, ("train", "validation"), teacher.where)
     check_transfer_size(runs, data)
-    for run in runs:
-        check_resume(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name), run_settings(run, cfg, teacher), OVERWRITE)
+    for dirs, settings in wanted.values():
+        check_resume(dirs, settings, OVERWRITE)
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
         published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
 

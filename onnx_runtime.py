@@ -170,8 +170,8 @@ def quiet_exporters():
         {"torch.onnx._internal.exporter._registration": logging.ERROR}   # "torchvision is not installed", 4 per model
     loggers = [logging.getLogger(n) for n in floor]
     levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(max(lg.level, floor[lg.name if lg.name != "root" else ""]))
+    for lg, least in zip(loggers, floor.values()):
+        lg.setLevel(max(lg.level, least))
     try:
         yield
     finally:

@@ -441,5 +441,8 @@ def test_a_data_file_without_rows_is_named_as_such(tmp_path):
     pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}), tmp_path / "none.parquet")
     with pytest.raises(du.UsageError, match="none.parquet is empty"):
         du.read_files(str(tmp_path / "none.parquet"), "--data")
+    (tmp_path / "bad.parquet").write_text("not a parquet file")                 # unreadable: the reader's one-line error
+    with pytest.raises(du.UsageError, match=r"bad.parquet: cannot read it as parquet \(.*\); check the file's format$"):
+        du.read_files(str(tmp_path / "bad.parquet"), "--data")
     (tmp_path / "one.csv").write_text("text,label\ngood,pos\n")                     # one row is a file (too few: said later)
     assert len(du.read_files(str(tmp_path / "one.csv"), "--data")[0]["train"]) == 1

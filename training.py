@@ -61,28 +61,42 @@ def resume_settings(cfg: dict, **extra) -> dict:
 
 
 def check_resume(dirs: tuple, settings: dict, overwrite: bool) -> None:
-    """UsageError when a run made with other settings would be kept or resumed: a finished model (the settings
-    recorded in its config.json; older runs recorded none and are kept) would be reported as trained with these,
-    and an interrupted run's checkpoints (the settings.json saved beside them when it started) would be trained
-    partly one way and recorded as the other. `settings["teacher"]` names the teacher's training run
-    (models.run_fingerprint): a student of a retrained teacher is stale too."""
-    out_dir, ckpt_dir = dirs[:2]
+    """UsageError when a run made with other settings would be kept, resumed or silently replaced: a finished
+    model (the settings recorded in its config.json; older runs recorded none and are kept) would be reported as
+    trained with these, an interrupted run's checkpoints (the settings.json saved beside them when it started)
+    would be trained partly one way and recorded as the other, and a published record (outputs/<exp>/models/
+    <name>.json, in git) would be rewritten by a run of other settings. `settings["teacher"]` names the teacher's
+    training run (models.run_fingerprint): a student of a retrained teacher is stale too, but a published record's
+    teacher is never at hand, so there it is not compared."""
     if overwrite:
         return
-    if is_finished(out_dir):
-        old = recorded_settings(out_dir)
-        what, fix = f"{out_dir} holds a finished run", "--overwrite=true retrains it (or set --experiment to keep both)"
-    else:
-        saved = ckpt_dir / "settings.json"
-        old = json.loads(saved.read_text()) if saved.is_file() and any(ckpt_dir.glob("checkpoint-*")) else None
-        what, fix = f"{ckpt_dir} holds checkpoints of an interrupted run", \
-            "run it with its settings to resume it, or with --overwrite=true to start afresh"
+    old, what, fix = standing_run(dirs, settings)
     changed = sorted(differences(old, settings), key=lambda c: c[0] != "teacher") if old is not None else []   # teacher first
     if changed:
         k, was, now = changed[0]
         more = f"; {len(changed) - 1} more: {', '.join(c[0] for c in changed[1:])}" if len(changed) > 1 else ""
         made = "from another training of the teacher (retrained since)" if k == "teacher" else f"with {k} = {was!r}, now {now!r}"
         raise UsageError(f"{what} made {made}{more}; {fix}")
+
+
+def standing_run(dirs: tuple, settings: dict) -> tuple[dict | None, str, str]:
+    """(its settings, what it is, how to go on) of what a run of `settings` in `dirs` (run_dirs) would keep, resume
+    or replace: a finished model, else an interrupted run's checkpoints, else a published record (whose teacher
+    run is taken as this one's); None settings: nothing stands there, or it recorded none."""
+    out_dir, ckpt_dir, record = dirs
+    if is_finished(out_dir):
+        return recorded_settings(out_dir), f"{out_dir} holds a finished run", \
+            "--overwrite=true retrains it (or set --experiment to keep both)"
+    saved = ckpt_dir / "settings.json"
+    if saved.is_file() and any(ckpt_dir.glob("checkpoint-*")):
+        return json.loads(saved.read_text()), f"{ckpt_dir} holds checkpoints of an interrupted run", \
+            "run it with its settings to resume it, or with --overwrite=true to start afresh"
+    published = read_json(record).get("config", {}).get("sentiment_kd", {}).get("training_settings") \
+        if record.is_file() else None
+    if published is not None and "teacher" in settings:
+        published = published | {"teacher": settings["teacher"]}
+    return published, f"{record} is the published record of a run", \
+        "set --experiment=<a new name> to keep it and its results, or --overwrite=true to replace them"
 
 
 def kept_as_is(out_dir: Path, settings: dict, overwrite: bool) -> bool:

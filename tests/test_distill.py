@@ -469,6 +469,23 @@ def test_report_to_tensorboard_writes_the_loss_parts_as_scalars(tiny_run, imdb_p
         ds.main(tiny_args(imdb_parquet, tiny_run, "--report_to=wandb"))
 
 
+def test_a_students_published_record_is_compared_without_its_teacher(tmp_path):
+    # on a fresh clone the published teacher run is never at hand: the record is compared on the student's own settings
+    from training import check_resume, run_dirs
+    dirs = run_dirs(str(tmp_path), "exp", "students", "cut")
+    dirs[2].parent.mkdir(parents=True)
+    settings = {"teacher": "this-run", "epochs": 1.0, "student": {"alpha": 0.5}}
+    published = {"config": {"sentiment_kd": {"training_settings": settings | {"teacher": "published-run"}}}}
+    dirs[2].write_text(json.dumps(published))
+    check_resume(dirs, settings, overwrite=False)
+    with pytest.raises(UsageError, match=r"^\S+/exp/models/cut.json is the published record of a run made with student.alpha = "
+                                         r"0.5, now 0.9; set --experiment=<a new name> to keep it"):
+        check_resume(dirs, settings | {"student": {"alpha": 0.9}}, overwrite=False)
+    check_resume(dirs, settings | {"student": {"alpha": 0.9}}, overwrite=True)
+    dirs[2].write_text(json.dumps({"config": {"sentiment_kd": {}}}))          # published before settings were recorded
+    check_resume(dirs, settings | {"student": {"alpha": 0.9}}, overwrite=False)
+
+
 def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(tiny_experiment, imdb_parquet, tmp_path,
                                                                             monkeypatch):
     # kept silently, it would be reported as trained with today's settings, or measured against a teacher it never saw

@@ -73,6 +73,23 @@ def test_published_record_is_not_a_finished_run(tmp_path, imdb_parquet):
     assert record["config"]["sentiment_kd"]["role"] == "teacher" and record["config"]["model_type"] == "bert"
 
 
+def test_a_published_record_of_other_settings_is_not_rewritten(tiny_teacher, imdb_parquet, tmp_path):
+    # a fresh clone of a published experiment: its record in git, no weights; a run of other settings (a shrunk
+    # config) would rewrite the published record and tables with results of another experiment
+    folder, metrics = tiny_teacher
+    record = tmp_path / "tiny" / "models" / "teacher.json"
+    record.parent.mkdir(parents=True)
+    shutil.copy(folder.parent / "models" / "teacher.json", record)
+    before = record.read_bytes()
+    with pytest.raises(UsageError, match=rf"^{record} is the published record of a run made with learning_rate = 0.003, "
+                                         r"now 1e-05; set --experiment=<a new name> to keep it and its results, or "
+                                         r"--overwrite=true to replace them$"):
+        ft.main(tiny_args(imdb_parquet, tmp_path, "--learning_rate=1e-5"))
+    assert record.read_bytes() == before and not (tmp_path / "tiny" / "teacher").exists()
+    again = ft.main(tiny_args(imdb_parquet, tmp_path))              # its own settings: the run is reproduced
+    assert again["val_accuracy"] == metrics["val_accuracy"] and record.read_bytes() != before
+
+
 def crash_after_the_first_checkpoint(imdb_parquet, out, monkeypatch):
     """Run the tiny teacher until its first checkpoint is written, then stop it as a crash would."""
     from transformers import TrainerCallback

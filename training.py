@@ -82,7 +82,8 @@ def check_resume(dirs: tuple, settings: dict, overwrite: bool) -> None:
 def standing_run(dirs: tuple, settings: dict) -> tuple[dict | None, str, str]:
     """(its settings, what it is, how to go on) of what a run of `settings` in `dirs` (run_dirs) would keep, resume
     or replace: a finished model, else an interrupted run's checkpoints, else a published record (whose teacher
-    run is taken as this one's); None settings: nothing stands there, or it recorded none."""
+    run is taken as this one's; one made before records carried their settings is compared on the settings that
+    its run configuration names too); None settings: nothing stands there, or it recorded none."""
     out_dir, ckpt_dir, record = dirs
     if is_finished(out_dir):
         return recorded_settings(out_dir), f"{out_dir} holds a finished run", \
@@ -91,8 +92,11 @@ def standing_run(dirs: tuple, settings: dict) -> tuple[dict | None, str, str]:
     if saved.is_file() and any(ckpt_dir.glob("checkpoint-*")):
         return json.loads(saved.read_text()), f"{ckpt_dir} holds checkpoints of an interrupted run", \
             "run it with its settings to resume it, or with --overwrite=true to start afresh"
-    published = read_json(record).get("config", {}).get("sentiment_kd", {}).get("training_settings") \
-        if record.is_file() else None
+    kd = read_json(record).get("config", {}).get("sentiment_kd", {}) if record.is_file() else {}
+    published = kd.get("training_settings")
+    if published is None and kd.get("run_config"):   # recorded before the settings were: its run's configuration,
+        published = settings | {k: v for k, v in kd["run_config"].items()    # on the settings both name
+                                if k in settings and k not in NOT_TRAINING and not isinstance(settings[k], dict)}
     if published is not None and "teacher" in settings:
         published = published | {"teacher": settings["teacher"]}
     return published, f"{record} is the published record of a run", \

@@ -482,8 +482,16 @@ def test_a_students_published_record_is_compared_without_its_teacher(tmp_path):
                                          r"0.5, now 0.9; set --experiment=<a new name> to keep it"):
         check_resume(dirs, settings | {"student": {"alpha": 0.9}}, overwrite=False)
     check_resume(dirs, settings | {"student": {"alpha": 0.9}}, overwrite=True)
-    dirs[2].write_text(json.dumps({"config": {"sentiment_kd": {}}}))          # published before settings were recorded
+    dirs[2].write_text(json.dumps({"config": {"sentiment_kd": {}}}))          # recorded neither settings nor configuration
     check_resume(dirs, settings | {"student": {"alpha": 0.9}}, overwrite=False)
+    # published before records carried their settings: compared on the settings its run configuration names too
+    run_config = {"epochs": 1.0, "output_dir": "elsewhere", "train_size": 5, "students": [{"name": "cut"}]}
+    dirs[2].write_text(json.dumps({"config": {"sentiment_kd": {"run_config": run_config}}}))
+    check_resume(dirs, settings | {"output_dir": "here"}, overwrite=False)
+    dirs[2].write_text(json.dumps({"config": {"sentiment_kd": {"run_config": run_config | {"epochs": 2.0}}}}))
+    with pytest.raises(UsageError, match=r"/exp/models/cut.json is the published record of a run made with epochs = 2.0, "
+                                         r"now 1.0; set --experiment"):
+        check_resume(dirs, settings, overwrite=False)
 
 
 def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(tiny_experiment, imdb_parquet, tmp_path,

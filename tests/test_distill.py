@@ -509,11 +509,14 @@ def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(ti
     with pytest.raises(UsageError, match=rf"^{students / 'cut'} holds a finished run made with student.alpha = 0.5, now "
                                          r"0.9; --overwrite=true retrains it \(or set --experiment to keep both\)$"):
         ds.main(tiny_args(imdb_parquet, tmp_path, "--alpha=0.9"))
-    (students / "cut").rename(tmp_path / "cut")         # its baseline's steps and evaluations follow its transfer texts
+    record = tmp_path / "tiny" / "models" / "cut.json"      # cut gone, record and all: it would be trained anew
+    (students / "cut").rename(tmp_path / "cut")
+    record.rename(tmp_path / "cut.json")
     with pytest.raises(UsageError, match=r"students/cut-baseline holds a finished run made with student.twin_transfer_size "
-                                         r"= 4, now 2; --overwrite"):
+                                         r"= 4, now 2; --overwrite"):   # its baseline's steps follow its transfer texts
         ds.main(tiny_args(imdb_parquet, tmp_path, "--transfer_size=2"))
     (tmp_path / "cut").rename(students / "cut")
+    (tmp_path / "cut.json").rename(record)
     metrics = tmp_path / "tiny" / "teacher" / "metrics.json"
     metrics.write_text(json.dumps(json.loads(metrics.read_text()) | {"train_time_s": 12.5}))   # the teacher retrained
     with pytest.raises(UsageError, match=r"students/cut holds a finished run made from another training of the teacher "

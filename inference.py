@@ -1,8 +1,9 @@
 """Predict the sentiment of new text with any saved model (teacher or student).
 
 Reads  a model folder written by fine_tuning_teacher.py or distill_student.py (default: the distilled
-       student with the best validation accuracy of the experiment trained most recently under outputs/,
-       else its best student, else its teacher; the choice is printed on stderr),
+       student with the best validation accuracy of the experiment trained most recently under outputs/, or
+       of EXPERIMENT (--experiment, or the one --config names), else its best student, else its teacher; the
+       choice is printed on stderr),
        and texts from the command line, a file (one review per line, or a CSV/TSV/JSON Lines/parquet table's
        TEXT_COLUMN, by default the column the model was trained on) or standard input.
 Writes to stdout, one line per text: label, confidence, text (line breaks shown as spaces, cut at 70
@@ -16,6 +17,7 @@ Writes to stdout, one line per text: label, confidence, text (line breaks shown 
     python inference.py --file new.csv --output=predicted.csv          # the table, with the predictions added
     cat reviews.txt | python inference.py -
     python inference.py --model outputs/quick/students/L3 --json "A slow start, then wonderful."
+    python inference.py --config configs/tweets.toml "so happy today"   # that experiment's best distilled student
     python inference.py                               # a few built-in examples
     python inference.py --model outputs/quick/students/L3/onnx "I loved it"   # ONNX export (export.py)
 
@@ -42,8 +44,9 @@ from models import batched_logits, default_device, is_finished, is_saved_model, 
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
 # --- I/O ---------------------------------------------------------------------------------------
-MODEL = ""                        # model folder; "" = best distilled student of the newest experiment (stderr says which)
+MODEL = ""                        # model folder; "" = best distilled student of EXPERIMENT (stderr says which)
 OUTPUT_DIR = "outputs"            # where experiments are looked for
+EXPERIMENT = ""                   # with MODEL "": the experiment to take it from (--config sets it); "" = the newest
 FILE = ""                         # one review per line; "-" = standard input; a .csv/.tsv/.jsonl/.json/.parquet file: its TEXT_COLUMN
 TEXT_COLUMN = ""                  # the column that holds the texts, when FILE is a table; "" = the model's training data's
 JSON = False                      # print JSON instead of a table
@@ -76,32 +79,41 @@ def saved_models(output_dir: str) -> list[Path]:
     return sorted(p for p in found if is_finished(p))
 
 
-def default_model(output_dir: str) -> Path:
-    """The model used without --model: in the experiment trained most recently, the distilled student with
-    the best validation accuracy (what the experiment is about, not its labels-only baselines), else the
-    best of its other students, else its teacher."""
-    models = saved_models(output_dir)
+def default_model(output_dir: str, experiment: str = "") -> Path:
+    """The model used without --model: in `experiment` ("" = the one trained most recently), the distilled
+    student with the best validation accuracy (what the experiment is about, not its labels-only baselines),
+    else the best of its other students, else its teacher."""
+    found = saved_models(output_dir)
+    home = lambda p: p.parent if p.name == "teacher" else p.parent.parent   # noqa: E731
+    models = [p for p in found if home(p) == Path(output_dir) / experiment] if experiment else found
     if not models:
-        raise UsageError(f"no saved model under {Path(output_dir).resolve()}/; train one (fine_tuning_teacher.py, "
-                         f"distill_student.py), pass --model=PATH, or --output_dir=DIR where your experiments are "
-                         f"(in Python: predict(texts, model=PATH) or output_dir=DIR)")
-    experiment = lambda p: p.parent if p.name == "teacher" else p.parent.parent   # noqa: E731
-    newest = experiment(max(models, key=lambda p: (p / "metrics.json").stat().st_mtime))
-    mine = [p for p in models if experiment(p) == newest]
+        there = sorted({home(p).name for p in found})
+        raise UsageError(f"no saved model under {(Path(output_dir) / experiment).resolve()}/; train one "
+                         f"(fine_tuning_teacher.py, distill_student.py), pass --model=PATH, or --output_dir=DIR where "
+                         f"your experiments are (in Python: predict(texts, model=PATH) or output_dir=DIR)" +
+                         (f"; experiments with saved models: {', '.join(there)}" if there else ""))
+    newest = home(max(models, key=lambda p: (p / "metrics.json").stat().st_mtime))
+    mine = [p for p in models if home(p) == newest]
     students = [p for p in mine if p.name != "teacher"]
     kind = lambda p: read_json(p / "config.json").get("sentiment_kd", {}).get("kind")   # noqa: E731
     distilled = [p for p in students if kind(p) == "distilled"]
     return max(distilled or students or mine, key=lambda p: read_json(p / "metrics.json").get("val_accuracy", 0))
 
 
-def default_reason(folder: Path) -> str:
-    """Why default_model picked `folder`, for the line that names it."""
+def default_reason(folder: Path, experiment: str = "") -> str:
+    """Why default_model picked `folder` (from `experiment`, "" = the newest), for the line that names it; and, when
+    its labels-only baseline did better on validation, that one's folder."""
     kind = read_json(folder / "config.json").get("sentiment_kd", {}).get("kind")
+    of = f"experiment {experiment}" if experiment else "the newest experiment"
     if kind == "distilled":
-        return "the best distilled student of the newest experiment"
+        twin = folder.with_name(f"{folder.name}-baseline")
+        ours, theirs = (read_json(f / "metrics.json").get("val_accuracy", 0) if is_finished(f) else 0 for f in (folder, twin))
+        better = f"; its labels-only baseline did better on validation ({theirs:.4f} against {ours:.4f}): " \
+                 f"--model={twin} takes it" if theirs > ours else ""
+        return f"the best distilled student of {of}{better}"
     if folder.name != "teacher":
-        return "the best student of the newest experiment, which has no distilled one"
-    return "the teacher of the newest experiment, which has no finished student"
+        return f"the best student of {of}, which has no distilled one"
+    return f"the teacher of {of}, which has no finished student"
 
 
 def check_model(path: str, output_dir: str) -> Path:
@@ -156,9 +168,11 @@ def validation_accuracy(folder: Path, onnx_file: str = onnx_runtime.FP32_FILE) -
         found = validation_accuracy(folder.parent)
         return f"ONNX Runtime, {onnx_file}" + (f"; exported from a model of {found}" if found else "")
     if (folder / "metrics.json").is_file():
-        m = read_json(folder / "metrics.json")
-        one = "; WARNING: it predicted one class for every validation text" if m.get("val_classes_predicted") == 1 else ""
-        return f"validation accuracy {m.get('val_accuracy', float('nan')):.4f}{one}"
+        m, classes = read_json(folder / "metrics.json"), len(models.label_names(read_json(folder / "config.json")))
+        seen = m.get("val_classes_predicted") or classes
+        warn = "; WARNING: it predicted one class for every validation text" if seen == 1 else \
+            f"; WARNING: it predicted only {seen} of its {classes} classes on validation" if seen < classes else ""
+        return f"validation accuracy {m.get('val_accuracy', float('nan')):.4f}{warn}"
     return ""
 
 
@@ -175,7 +189,7 @@ def load(folder: Path, device: str):
 
 
 def predict(texts: str | list[str], model: str = "", batch_size: int = 32, device: str = "auto",
-            output_dir: str = "outputs", onnx_file: str = onnx_runtime.FP32_FILE) -> list[dict]:
+            output_dir: str = "outputs", onnx_file: str = onnx_runtime.FP32_FILE, experiment: str = "") -> list[dict]:
     """Sentiment of each text: [{"label": the most probable label, "score": its probability, "probs": {label:
     probability} of every class}], in the order of `texts`. Labels are the model's (IMDb: negative, positive).
 
@@ -183,7 +197,8 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
     whitespace or a byte-order mark) raises ValueError naming its position: there is nothing to predict,
     and skipping it would shift the results against the inputs (the command line skips blank lines
     with a note instead). model: a saved model folder ("" = the default model, see the module docstring),
-    or its ONNX export (export.py; run on the CPU with ONNX Runtime, `onnx_file` in it).
+    or its ONNX export (export.py; run on the CPU with ONNX Runtime, `onnx_file` in it). experiment: with no model,
+    the experiment under output_dir to take the default from ("" = the newest).
     """
     texts = [texts] if isinstance(texts, str) else list(texts)
     bad = [i for i, t in enumerate(texts, 1) if not isinstance(t, str)]
@@ -195,11 +210,11 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
                          f"(the command line skips them with a note)")
     if not texts:
         return []
-    folder = check_model(model, output_dir) if model else default_model(output_dir)
+    folder = check_model(model, output_dir) if model else default_model(output_dir, experiment)
     if not model:       # the newest experiment's: it changes as experiments are trained, so it is named (once per model)
         import warnings
-        warnings.warn(f"predict(): no model given, so {folder} ({default_reason(folder)}); pass model=... to choose",
-                      stacklevel=2)
+        warnings.warn(f"predict(): no model given, so {folder} ({default_reason(folder, experiment)}); pass model=... "
+                      f"to choose", stacklevel=2)
     check_onnx_file(folder, onnx_file)
     config = read_json(folder / "config.json")
     texts = as_trained(texts, config.get("sentiment_kd", {}))
@@ -262,7 +277,7 @@ def main(argv=None) -> list[dict]:
     if OUTPUT and Path(OUTPUT).exists():
         raise UsageError(f"--output={OUTPUT} exists; remove it or give another path (predictions are not written over a file)")
     # 1. the model (a table's text column defaults to the one it was trained on), 2. the texts
-    folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR)
+    folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR, EXPERIMENT)
     column = TEXT_COLUMN or trained_text_column(folder)
     texts, table = gather_texts(cfg["_args"], FILE, column)
     texts = nonblank(texts)
@@ -296,7 +311,7 @@ def nonblank(texts: list[str]) -> list[str]:
 
 def print_table(folder: Path, texts: list[str], results: list[dict]) -> None:
     """The model line on stderr, then one line per text on stdout: label, confidence, the text cut to 70 characters."""
-    why = "" if MODEL else f"the default: {default_reason(folder)}; --model=PATH picks another"
+    why = "" if MODEL else f"the default: {default_reason(folder, EXPERIMENT)}; --model=PATH picks another"
     about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), why]))
     print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
     width = max(9, *(len(r["label"]) for r in results))

@@ -403,6 +403,19 @@ def save_finished(trainer, tokenizer, out_dir: Path, record: Path, metrics: dict
     trainer.accelerator.wait_for_everyone()
 
 
+def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int) -> None:
+    """A warning when the model never predicts some of its classes on validation (`val`: Trainer.evaluate's metrics):
+    it has not learned them, whatever its accuracy."""
+    seen = val["eval_classes_predicted"]
+    if seen == 1:
+        log.warning("%s predicts one class for every validation text (accuracy %.4f: that class's share); it has not "
+                    "learned the task: train longer (--epochs) or at another --learning_rate", out_dir, val["eval_accuracy"])
+    elif seen < classes:
+        log.warning("%s predicts only %d of its %d classes for the validation texts (accuracy %.4f); it has not learned "
+                    "the others: train longer (--epochs), at another --learning_rate, or with more examples of them",
+                    out_dir, seen, classes, val["eval_accuracy"])
+
+
 def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict, extra_metrics: dict,
                    keep_checkpoints: bool, settings: dict) -> dict:
     """Train (resuming from the newest checkpoint), evaluate the best model on validation, save it.
@@ -424,9 +437,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     per_s = round(trainer.state.global_step * per_step / train_time, 3) if resume else \
         result.metrics.get("train_samples_per_second")
     val = trainer.evaluate()
-    if val["eval_classes_predicted"] == 1:
-        log.warning("%s predicts one class for every validation text (accuracy %.4f: that class's share); it has not "
-                    "learned the task: train longer (--epochs) or at another --learning_rate", out_dir, val["eval_accuracy"])
+    warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels)
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"], "val_classes_predicted": val["eval_classes_predicted"],
         "train_time_s": round(train_time, 1), "resumed_from": resume,

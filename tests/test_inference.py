@@ -190,3 +190,18 @@ def test_a_reader_that_stops_early_ends_it_quietly(outputs, tmp_path):
     p.stdout.close()                                  # the reader goes away with most of the output unread
     err = p.stderr.read().decode()
     assert p.wait(timeout=180) == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_the_config_names_the_experiment_of_the_default_model(outputs, tmp_path, capsys):
+    # --config configs/mine.toml took another experiment's model, the config's experiment dropped without a word
+    import inference
+    from configurator import UsageError
+    config = tmp_path / "mine.toml"
+    config.write_text(f'experiment = "mine"\noutput_dir = "{outputs}"\nmax_length = 64\n')
+    with pytest.raises(UsageError, match=r"^no saved model under \S+/mine/; .*; experiments with saved models: tiny$"):
+        inference.main([f"--config={config}", "I loved it"])
+    config.write_text(f'experiment = "tiny"\noutput_dir = "{outputs}"\n')
+    capsys.readouterr()
+    assert len(inference.main([f"--config={config}", "I loved it"])) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"model: {outputs}/tiny/students/") and "student of experiment tiny" in err, err

@@ -293,3 +293,21 @@ def test_a_model_that_predicts_one_class_is_flagged(imdb_parquet, tmp_path):
     assert "WARNING" in log and "predicts one class for every validation text (accuracy 0.5000" in log
     assert inference.validation_accuracy(tmp_path / "tiny" / "teacher") == \
         "validation accuracy 0.5000; WARNING: it predicted one class for every validation text"
+
+
+def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):
+    # a user's 4-class teacher never predicted "neutral" (test recall 0.0000): only one predicted class was flagged
+    import inference
+    training.warn_if_classes_unpredicted(tmp_path / "m", {"eval_classes_predicted": 3, "eval_accuracy": 0.61}, 4)
+    assert "m predicts only 3 of its 4 classes for the validation texts (accuracy 0.6100)" in caplog.text
+    caplog.clear()
+    training.warn_if_classes_unpredicted(tmp_path / "m", {"eval_classes_predicted": 4, "eval_accuracy": 0.61}, 4)
+    assert caplog.text == ""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"id2label": {str(i): c for i, c in enumerate("abcd")}}))
+    (folder / "metrics.json").write_text(json.dumps({"val_accuracy": 0.61, "val_classes_predicted": 3}))
+    assert inference.validation_accuracy(folder) == \
+        "validation accuracy 0.6100; WARNING: it predicted only 3 of its 4 classes on validation"
+    (folder / "metrics.json").write_text(json.dumps({"val_accuracy": 0.61}))          # recorded before it was counted
+    assert inference.validation_accuracy(folder) == "validation accuracy 0.6100"

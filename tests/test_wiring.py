@@ -157,8 +157,21 @@ def test_inference_default_is_the_best_distilled_student_of_the_newest_experimen
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "best"
     reason = inference.default_reason
     assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment"
+    import shutil
+    twin = tmp_path / "new" / "students" / "best-baseline"       # its own baseline did better: said, and how to take it
+    shutil.copytree(tmp_path / "new" / "students" / "base", twin)
+    (twin / "metrics.json").write_text(json.dumps({"val_accuracy": 0.93}))
+    assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "best"
+    assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment; its " \
+        f"labels-only baseline did better on validation (0.9300 against 0.9000): --model={twin} takes it"
+    shutil.rmtree(twin)
+    # an experiment named (--experiment, or the one --config names): its models, not the newest experiment's
+    assert inference.default_model(str(tmp_path), "old") == tmp_path / "old" / "students" / "s"
+    assert reason(tmp_path / "old" / "students" / "s", "old") == "the best distilled student of experiment old"
+    with pytest.raises(inference.UsageError, match=r"no saved model under \S+/nope/; train one .*; experiments with saved "
+                                                   r"models: new, old$"):
+        inference.default_model(str(tmp_path), "nope")
     for name in ("low", "best", "mid"):              # no distilled student: the best student, then the teacher
-        import shutil
         shutil.rmtree(tmp_path / "new" / "students" / name)
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "base"
     assert reason(tmp_path / "new" / "students" / "base") == \

@@ -76,7 +76,10 @@ def check(cfg: dict | None = None) -> list[Path]:
         return [Path(MODEL)]
     models = finished_models(Path(OUTPUT_DIR) / EXPERIMENT)
     if not models:
-        raise UsageError(f"no finished model under {OUTPUT_DIR}/{EXPERIMENT}/; train first (run_experiment.sh)")
+        there = sorted(e.name for e in Path(OUTPUT_DIR).glob("*") if finished_models(e))
+        raise UsageError(f"no finished model under {OUTPUT_DIR}/{EXPERIMENT}/; train first (run_experiment.sh)" +
+                         (f", or name one of the experiments with finished models ({', '.join(there)}) with "
+                          f"--config=configs/<it>.toml or --experiment=<it>, or one model with --model=PATH" if there else ""))
     return models
 
 

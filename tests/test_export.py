@@ -92,6 +92,11 @@ def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, t
     for folder in (exported["cut"].parent, exported["cut"].parent.parent):     # students/, or the experiment itself
         with pytest.raises(UsageError, match=rf"not a finished model folder .*; finished models in {tiny_experiment / 'tiny'}: "):
             export.main([f"--model={folder}"])
+    # no flag: the default experiment (paper) has nothing; the ones that do are named, with how to pick one
+    with pytest.raises(UsageError, match=rf"^no finished model under {tiny_experiment}/paper/; train first "
+                                         r"\(run_experiment.sh\), or name one of the experiments with finished models "
+                                         r"\(tiny\) with --config=configs/<it>.toml or --experiment=<it>, or one model "):
+        export.main([f"--output_dir={tiny_experiment}"])
 
 
 def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path, monkeypatch):

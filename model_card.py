@@ -69,16 +69,18 @@ def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
     if kd.get("role") == "teacher":
         return [f"A sentiment classifier ({labels}) fine-tuned from `{kd.get('base_model')}` on {facts['name']}; "
                 f"the teacher of this experiment's distilled students.", "", trained]
-    spec, kind = kd.get("student") or {}, kd.get("kind", "student")
-    layers = spec.get("layers")
-    lines = [f"A {'distilled ' if kind == 'distilled' else ''}student sentiment classifier ({labels}) for "
-             f"{facts['name']}, {'trained on the labels alone (the labels-only baseline)' if kind == 'baseline' else 'learned from the teacher'} "
-             f"`{kd.get('teacher')}`.", "",
-             f"- layers kept from {'`' + spec['model'] + '`' if spec.get('model') else 'the teacher'}: {layers}",
-             f"- alpha (weight of the labels' cross-entropy; 1 - alpha weighs the teacher's soft labels): "
-             f"{st.get('alpha')}, temperature T: {st.get('temperature')}",
-             f"- unlabeled transfer texts: {st.get('transfer_size', 0)}", trained]
-    return lines
+    spec = kd.get("student") or {}
+    source = f"`{spec['model']}`" if spec.get("model") else f"the teacher `{kd.get('teacher')}`"
+    if kd.get("kind") == "baseline":
+        return [f"A student sentiment classifier ({labels}) for {facts['name']}, trained on the labels alone, "
+                f"without the teacher (the labels-only baseline its distilled twin is measured against).", "",
+                f"- layers kept from {source}: {spec.get('layers')}", "- loss: the labels' cross-entropy alone", trained]
+    return [f"A distilled student sentiment classifier ({labels}) for {facts['name']}, learned from the teacher "
+            f"`{kd.get('teacher')}`.", "",
+            f"- layers kept from {'`' + spec['model'] + '`' if spec.get('model') else 'the teacher'}: {spec.get('layers')}",
+            f"- alpha (weight of the labels' cross-entropy; 1 - alpha weighs the teacher's soft labels): "
+            f"{st.get('alpha')}, temperature T: {st.get('temperature')}",
+            f"- unlabeled transfer texts: {st.get('transfer_size', 0)}", trained]
 
 
 def cpu_was_busy(hardware: dict) -> bool:

@@ -225,8 +225,9 @@ def read_config_file(path: str, script: str) -> tuple[dict, set]:
     own = {k.upper(): v for k, v in data.get(script, {}).items()}
     unknown = [k for k in shared if not any_script_has(k)]
     if unknown:
+        every = set().union(*map(script_constants, SCRIPTS)) | {n.upper() for n in SCRIPTS}
         raise UsageError(f"{path}: unknown key '{unknown[0].lower()}' (not a constant of any script, nor a "
-                         f"table named after one of {', '.join(SCRIPTS)})")
+                         f"table named after one of {', '.join(SCRIPTS)}){did_you_mean(unknown[0], every, '')}")
     return shared | own, set(own)
 
 

@@ -50,7 +50,11 @@ def test_file_errors(tmp_path):
     with pytest.raises(UsageError, match=r"unknown constant 'epochz'"):
         configure(namespace(), ["--config", str(f)], "fine_tuning_teacher")
     f.write_text("nonsense_key = 1\n")
-    with pytest.raises(UsageError, match=r"unknown key 'nonsense_key'"):
+    with pytest.raises(UsageError, match=r"unknown key 'nonsense_key' \(not a constant of any script, nor a table named "
+                                         r"after one of [a-z_, ]+\)$"):          # nothing close: no suggestion
+        configure(namespace(), ["--config", str(f)], "fine_tuning_teacher")
+    f.write_text('lable_column = "category"\n')      # a typo of a shared key: the name it is close to
+    with pytest.raises(UsageError, match=r"unknown key 'lable_column' .*; did you mean label_column\?$"):
         configure(namespace(), ["--config", str(f)], "fine_tuning_teacher")
     f.write_text('batch_size = "big"\n')
     with pytest.raises(UsageError, match=r"expected int, got str"):

@@ -530,7 +530,8 @@ def plot_confusions(axes, rows: list[dict], names: list[str] | None) -> None:
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v > 0.6 else "black")
         labels = names or [str(i) for i in range(len(m))]
-        ax.set_xticks(range(len(m)), labels, fontsize=8)
+        crowded = sum(len(n) for n in labels) > 24      # side by side they would run together: slanted
+        ax.set_xticks(range(len(m)), labels, fontsize=8, rotation=30 if crowded else 0, ha="right" if crowded else "center")
         ax.set_yticks(range(len(m)), labels, fontsize=8)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)

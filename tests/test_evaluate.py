@@ -317,3 +317,20 @@ def test_each_row_reports_its_own_model_on_the_test_split(tiny_experiment, imdb_
     accuracy_bars = figures[0].axes[0]
     assert accuracy_bars.get_xlabel() == "test accuracy"
     assert [p.get_width() for p in accuracy_bars.patches] == pytest.approx([r["accuracy"] for r in rows])
+
+
+def test_long_class_names_are_slanted_in_the_confusion_panels():
+    # a user's 4 classes ("movie_review" among them) ran together under the matrices: "movie_reviewnegative"
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from evaluate_models import plot_confusions
+    teacher = {"model": "teacher", "kind": "teacher", "precision": "fp32", "accuracy": 0.6,
+               "confusion": [[3, 1, 0, 0], [1, 2, 1, 0], [0, 1, 3, 0], [0, 0, 0, 4]]}
+    for names, rotation in ((["negative", "neutral", "positive", "movie_review"], 30), (["neg", "neu", "pos", "rev"], 0)):
+        fig, axes = plt.subplots(1, 3)
+        plot_confusions(list(axes), [teacher], names)
+        ticks = axes[0].get_xticklabels()
+        assert [t.get_text() for t in ticks] == names and {t.get_rotation() for t in ticks} == {rotation}
+        assert not axes[1].axison                     # no student rows: the other panels are blank
+        plt.close(fig)

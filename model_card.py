@@ -155,13 +155,21 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             *result_notes(test, versus, hardware), "",
             USAGE, "", "```python", "from transformers import pipeline",
             f'clf = pipeline("text-classification", model="{where_used}", truncation=True)', 'clf("I loved it")', "```", "",
-            f"or `python inference.py --model {where_used} \"I loved it\"` (an ONNX export: `python export.py "
-            f"--model={where_used}`, then `--model {where_used}/onnx`).{pipeline_note(kd)}", "",
+            f"or `python inference.py --model {where_used} \"I loved it\"` ({onnx_words(folder, where_used)})."
+            f"{pipeline_note(kd)}", "",
             LIMITS, "",
             f"{facts['domain'][0].upper() + facts['domain'][1:]} only; {len(facts['labels'])} labels. Trained on at most {kd.get('max_length')} tokens "
             f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
             f"`inference.py` cuts longer texts the same way. Not evaluated on other domains or languages.", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
+
+
+def onnx_words(folder: Path, where_used: Path) -> str:
+    """How to run the model with ONNX Runtime: its export in <folder>/onnx, or how to make one."""
+    from onnx_runtime import is_onnx_folder
+    if is_onnx_folder(folder / "onnx"):
+        return f"its ONNX export, for ONNX Runtime without torch: `--model {where_used}/onnx`"
+    return f"an ONNX export: `python export.py --model={where_used}`, then `--model {where_used}/onnx`"
 
 
 def machine_words(hardware: dict) -> str:

@@ -235,6 +235,8 @@ def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     assert "| onnx-int8 |" in card and card.split("## How to use")[0] == torch_card.split("## How to use")[0]
     assert f"python inference.py --model {exported['cut'] / 'onnx'} --onnx_file=model_quantized.onnx" in card
     assert "pipeline(" not in card and "pipeline(" in torch_card and card.endswith(torch_card.split("## Limits")[1])
+    assert f"(its ONNX export, for ONNX Runtime without torch: `--model {exported['cut'] / 'onnx'}`)" in torch_card
+    assert "python export.py" not in torch_card                       # exported already: not told to export it
     from huggingface_hub import metadata_load
     card = metadata_load(exported["cut"] / "README.md")        # the card now holds the test metrics
     tests = [m for r in card["model-index"][0]["results"] if r["dataset"]["split"] == "test" for m in r["metrics"]]

@@ -127,7 +127,9 @@ def test_predict_importable(outputs):
     assert raw == clean
     # without a model, the newest experiment's best student: named, since it changes as experiments are trained
     with pytest.warns(UserWarning, match=rf"^predict\(\): no model given, so {outputs}/tiny/students/\S+ \(the best distilled "
-                                         r"student of the newest experiment\); pass model=\.\.\. to choose$"):
+                                         r"student of the newest experiment(; its labels-only baseline did better "
+                                         r"on validation \(\S+ against \S+\): --model=\S+ takes it)?\); pass model=\.\.\. "
+                                         r"to choose$"):
         default = predict(["a great film", "awful"], output_dir=str(outputs))
     assert len(default) == 2
 

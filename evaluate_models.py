@@ -149,6 +149,42 @@ def machine_load(device: str) -> float | None:
     return load
 
 
+def cpu_sample() -> tuple[float, float, float] | None:
+    """(wall s, CPU s all processes have used on this machine, CPU s this process has used) now, for others_cores;
+    None where /proc/stat is missing (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]   # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")   # steal too: a VM's neighbours take it
+    own = os.times()
+    return time.monotonic(), busy, own.user + own.system
+
+
+def others_cores(before: tuple | None, after: tuple | None) -> float | None:
+    """How many CPU cores other processes kept busy, on average, between two cpu_sample()s:
+    (d machine CPU s - d own CPU s) / d wall s, floored at 0 (the kernel counts in ticks of 10 ms).
+    None when either sample is missing. It is measured, where the load average (machine_load) only hints:
+    the load counts this process's own threads and decays over a minute after the last step ended."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round(max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / (after[0] - before[0])), 2)
+
+
+def warn_if_shared(device: str, others: float | None, rows: list[dict]) -> float | None:
+    """others (others_cores over the whole measurement), with a warning naming the rows whose CPU timings other
+    processes slowed (model_card.cpu_was_busy: over a fifth of the cores busy with other work while they ran)."""
+    from model_card import cpu_was_busy
+    slowed = [f"{r['model']} {r['precision']}" for r in rows
+              if cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"), "cpu_count": os.cpu_count()})]
+    if slowed:
+        log.warning("other processes kept %.1f of %d cores busy on average while speed was measured; their timings are "
+                    "slow for %s: evaluate on a quiet machine for figures to publish", others or 0, os.cpu_count(),
+                    ", ".join(slowed))
+    return others
+
+
 def cpu_features() -> str:
     """The CPU's vector extensions that int8 and fp32 kernels depend on (AVX2, AVX-512, VNNI, AMX), from /proc/cpuinfo."""
     try:
@@ -433,6 +469,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             + (f", onnxruntime {hw['onnxruntime']}" if "onnxruntime" in hw else "")
             + (f"; CPU features: {hw['cpu_features']}" if "cpu_features" in hw else "")
             + (f"; load average {hw['load_average_1min']} when measuring began" if hw.get("load_average_1min") is not None else "")
+            + (f"; other processes kept {hw['other_cores_busy']} of its {hw['cpu_count']} cores busy while measuring"
+               if hw.get("other_cores_busy") is not None else "")
             + ". "
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
             f"{result['config']['latency_samples']} {result['split']} {noun}. Throughput: model forward at batch "
@@ -677,7 +715,9 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
     params, kind, names, rows = count_parameters(model), model_kind(name, kd), split["names"], []
     for precision in precisions(name, kind, device):
         m, precision = variant(precision, model, folder, device)
+        before = cpu_sample()
         r = measure(m, tok, split["texts"], kd, device, EVAL_BATCH_SIZE, split["latency_idx"], WARMUP, GPU_WARMUP_S)
+        others = others_cores(before, cpu_sample())
         probs = r.pop("probs")
         pred = probs.argmax(-1)
         scores = classification_metrics(pred, split["labels"], len(names))
@@ -690,7 +730,7 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
                      "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": metrics.get("val_accuracy"),
                      "batch": EVAL_BATCH_SIZE, "device": device, "seed": (kd.get("settings") or {}).get("seed"),
                      "steps": metrics.get("optimizer_steps"), "student": kd.get("student"), "settings": kd.get("settings"),
-                     "max_length": kd.get("max_length"), "folder": str(folder),
+                     "max_length": kd.get("max_length"), "folder": str(folder), "other_cores_busy": others,
                      **per_class_metrics(pred, split["labels"], names), "pred": pred})
         write_predictions(preds_dir / f"{name if precision == 'fp32' else f'{name}-{precision}'}.csv",
                           split["labels"], pred, probs, names)
@@ -785,19 +825,28 @@ def relative_figures(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str, load: float | None = None) -> dict:
+def write_cards(models: list, rows: list[dict], pairs: list[tuple], hw: dict, test_size: int) -> None:
+    """Each model's card (README.md, and its ONNX folder's) with its test rows, its baseline's (pairs: paired_rows)
+    and the machine, whose other_cores_busy is the most measured while this model's own rows were timed."""
+    from model_card import write_card, write_onnx_card
+    versus = {r["model"]: (r, b) for r, b in pairs if b is not None}    # a distilled student beside its baseline
+    for name, folder in models:
+        own = [r for r in rows if r["model"] == name]
+        busy = [r["other_cores_busy"] for r in own if r.get("other_cores_busy") is not None]
+        write_card(folder, name, rows=own, hardware=hw | ({"other_cores_busy": max(busy)} if busy else {}),
+                   test_size=test_size, versus=versus.get(name))
+        write_onnx_card(folder)
+
+
+def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str, load: dict | None = None) -> dict:
     """Write results.{json,csv,md}, dashboard.png and gains.png (validation-* for the validation split)
-    and, after a test evaluation, each model's card; the result. load: machine_load() when measuring began."""
+    and, after a test evaluation, each model's card; the result. load: the machine's load while measuring,
+    {load_average_1min (machine_load() when measuring began), other_cores_busy (others_cores over all of it)}."""
     root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, "" if SPLIT == "test" else "validation-"
     pairs = paired_rows(rows)
-    groups, hw = seed_groups(rows, pairs), hardware(device) | {"load_average_1min": load}
+    groups, hw = seed_groups(rows, pairs), hardware(device) | (load or {})
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
-        from model_card import write_card, write_onnx_card
-        versus = {r["model"]: (r, b) for r, b in pairs if b is not None}    # a distilled student beside its baseline
-        for name, folder in models:
-            write_card(folder, name, rows=[r for r in rows if r["model"] == name], hardware=hw, test_size=len(split["texts"]),
-                       versus=versus.get(name))
-            write_onnx_card(folder)
+        write_cards(models, rows, pairs, hw, len(split["texts"]))
     previous = root / f"{prefix}results.json"
     dropped = sorted({r["model"] for r in read_json(previous)["rows"]} - {r["model"] for r in rows}) if previous.is_file() else []
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
@@ -824,7 +873,7 @@ def main(argv=None) -> dict:
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split
     split = load_split(models[0][1])
     log.info("evaluating %d models on %d %s texts on %s", len(models), len(split["texts"]), SPLIT, device)
-    load = machine_load(device)
+    load, start = machine_load(device), cpu_sample()
 
     # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants
     preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions" if SPLIT == "test" else "validation-predictions")
@@ -832,6 +881,7 @@ def main(argv=None) -> dict:
     write_texts(preds_dir / "texts.csv", split)
     rows = published_teacher(Path(TEACHER_RESULTS), split, device) if TEACHER_RESULTS else []
     rows += [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
+    load = {"load_average_1min": load, "other_cores_busy": warn_if_shared(device, others_cores(start, cpu_sample()), rows)}
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
     return publish(cfg, relative_figures(rows), models, split, device, load)

@@ -47,6 +47,8 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     saved = json.loads((root / "results.json").read_text())
     assert saved["texts"] == 24 and saved["hardware"]["device"] == "cpu" and saved["hardware"]["torch_threads"] >= 1
     assert saved["hardware"]["load_average_1min"] >= 0 and "when measuring began" in (root / "results.md").read_text()
+    assert saved["hardware"]["other_cores_busy"] >= 0 and all(r["other_cores_busy"] >= 0 for r in saved["rows"])
+    assert "cores busy while measuring" in (root / "results.md").read_text()
     names = [(r["model"], r["precision"]) for r in saved["rows"]]
     assert names == [(m, p) for m in ("teacher", "cut", "cut-baseline", "roberta") for p in ("fp32", "int8")]
     keys = {"accuracy", "f1", "precision_macro", "recall_macro", "agreement", "params", "size_mb", "compression",
@@ -155,6 +157,45 @@ def test_a_busy_cpu_is_recorded_and_warned_about(monkeypatch, caplog):
         assert ev.machine_load("cuda") == 3.5 and not caplog.text           # the warning is about CPU timings
         monkeypatch.setattr(os, "getloadavg", lambda: (2.9, 1.0, 1.0))      # training just ended on 2 cores: quiet
         assert ev.machine_load("cpu") == 2.9 and not caplog.text
+
+
+def test_others_cores_by_hand():
+    # (wall s, machine CPU s, own CPU s): 3 CPU s used in 2 s, 1 of them ours -> others kept 1 core busy
+    assert ev.others_cores((10.0, 100.0, 5.0), (12.0, 103.0, 6.0)) == 1.0
+    assert ev.others_cores((10.0, 100.0, 5.0), (14.0, 101.0, 5.0)) == 0.25
+    assert ev.others_cores((10.0, 100.0, 5.0), (12.0, 100.99, 6.0)) == 0.0     # tick rounding: never below 0
+    assert ev.others_cores(None, (12.0, 103.0, 6.0)) is None and ev.others_cores((10.0, 1, 1), (10.0, 2, 1)) is None
+
+
+def test_others_cores_sees_another_process_not_this_one():
+    import subprocess
+    import sys
+    if ev.cpu_sample() is None:
+        pytest.skip("no /proc/stat here")
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
+    before = ev.cpu_sample()
+    subprocess.run([sys.executable, "-c", spin], check=True)        # one core busy for 1.5 s in another process
+    others = ev.others_cores(before, ev.cpu_sample())
+    assert others >= 0.6
+    from model_card import cpu_was_busy
+    assert cpu_was_busy({"device": "cpu", "cpu_count": 2, "other_cores_busy": 0.5, "load_average_1min": 0.1})
+    assert not cpu_was_busy({"device": "cpu", "cpu_count": 2, "other_cores_busy": 0.3, "load_average_1min": 3.6})
+    assert not cpu_was_busy({"device": "cuda", "cpu_count": 2, "other_cores_busy": 1.5})
+    assert cpu_was_busy({"device": "cpu", "cpu_count": 2, "load_average_1min": 3.6})     # older records: the load
+
+
+def test_rows_timed_while_others_ran_are_named(caplog):
+    rows = [{"model": "teacher", "precision": "fp32", "other_cores_busy": 0.05},
+            {"model": "cut", "precision": "int8", "other_cores_busy": 0.9}, {"model": "old", "precision": "fp32"}]
+    import os
+    with caplog.at_level("WARNING"):
+        assert ev.warn_if_shared("cpu", 0.3, rows) == 0.3
+    if os.cpu_count() < 4:     # 0.9 cores is over a fifth of the cores here
+        assert "slow for cut int8:" in caplog.text and "teacher" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        ev.warn_if_shared("cuda", 0.3, rows)
+    assert not caplog.text
 
 
 def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):

@@ -108,6 +108,10 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     won = write_card(folder, "cut", rows=[ours], hardware=busy | {"load_average_1min": 2.9}, test_size=24,
                      versus=(ours | {"accuracy": 0.7}, theirs)).read_text()
     assert "this model +5.50 points." in won and "consider shipping" not in won and "quiet machine" not in won
+    shared = write_card(folder, "cut", rows=[ours], hardware=busy | {"other_cores_busy": 0.9}, test_size=24).read_text()
+    assert "(other processes kept 0.9 of its 2 cores busy): latency and throughput are slower" in shared
+    quiet = write_card(folder, "cut", rows=[ours], hardware=busy | {"other_cores_busy": 0.1}, test_size=24).read_text()
+    assert "quiet machine" not in quiet      # measured quiet, whatever the load average said
     # its ONNX card says whether the export's own rows were measured
     assert "have not been evaluated yet" in onnx_card(text, folder / "onnx")
     measured = text.replace("| fp32 |", "| onnx-int8 |")

@@ -444,7 +444,8 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
         "optimizer_steps": trainer.state.max_steps,
         "train_examples_per_s": per_s,
-        "train_loss": result.metrics.get("train_loss"),
+        "train_loss": result.metrics.get("train_loss"),     # the Trainer's mean over this part's steps only, so:
+        "train_loss_from_step": int(Path(resume).name.rsplit("-", 1)[1]) if resume else 0,
         **timer.summary(per_step),   # the Trainer's examples/s above counts evaluation and start-up too
         "parameters": count_parameters(trainer.model) - sum(p.numel() for n, p in trainer.model.named_parameters()
                                                             if n.startswith("kd_")),   # not the training-only projections

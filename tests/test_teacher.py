@@ -115,7 +115,7 @@ def test_an_interrupted_run_resumes_only_with_its_own_settings(tmp_path, imdb_pa
         ft.main(tiny_args(imdb_parquet, tmp_path, "--learning_rate=1e-5", "--logging_steps=3"))   # logging: no matter
     assert {p: p.stat().st_mtime_ns for p in ckpts.rglob("*")} == before
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--learning_rate=1e-5", "--overwrite=true"))
-    assert metrics["resumed_from"] is None
+    assert metrics["resumed_from"] is None and metrics["train_loss_from_step"] == 0
     assert not (ckpts / "settings.json").exists()                    # gone with the checkpoints once finished
 
 
@@ -141,7 +141,7 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     assert json.loads((ckpts[0] / "train_time.json").read_text())["train_time_s"] > 0   # the first part's time
     (ckpts[0] / "train_time.json").write_text(json.dumps({"train_time_s": 1000.0}))      # ... made long, to be seen
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path))
-    assert metrics["resumed_from"].endswith("checkpoint-5")
+    assert metrics["resumed_from"].endswith("checkpoint-5") and metrics["train_loss_from_step"] == 5   # its train_loss's span
     assert Count.steps == 35                                               # epochs 2-8 only (tiny.toml: 8 epochs)
     assert 1000 < metrics["train_time_s"] < 1300                           # both parts' time, and so the speed
     assert metrics["train_examples_per_s"] == pytest.approx(40 * 8 / metrics["train_time_s"], rel=0.05)

@@ -150,7 +150,7 @@ def figures(trainer, timer, wall: float, model, device: str, device_name: str) -
     return {"model": MODEL_NAME, "device": device, "device_name": device_name,
             "precision": next(iter(pick_precision()), "fp32"), "torch": torch.__version__,
             "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(wall, 1),
-            "first_step_s": timer.first, "step_s_median": float(np.median(step_s)),
+            "first_step_s": timer.first, "step_s_median": float(np.median(step_s)), "other_cores_busy": timer.others,
             "reviews_per_s": len(lengths) / seconds, "tokens_per_s": real / seconds, "padding_fraction": 1 - real / padded,
             "mean_tokens": real / len(lengths), "non_embedding_parameters": n_params,
             "model_tflops_per_s": flops / seconds / 1e12, "peak_tflops": peak,

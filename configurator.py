@@ -330,6 +330,29 @@ def library_versions() -> dict:
     return out
 
 
+def cpu_sample() -> tuple[float, float, float] | None:
+    """(wall s, CPU s all processes have used on this machine, CPU s this process has used) now, for others_cores;
+    None where /proc/stat is missing (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]   # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")   # steal too: a VM's neighbours take it
+    own = os.times()      # with the child processes reaped so far (data-loader workers, once they exit)
+    return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
+
+
+def others_cores(before: tuple | None, after: tuple | None) -> float | None:
+    """How many CPU cores other processes kept busy, on average, between two cpu_sample()s:
+    (d machine CPU s - d own CPU s) / d wall s, floored at 0 (the kernel counts in ticks of 10 ms).
+    None when either sample is missing. It is measured, where the load average (evaluate_models.machine_load) only hints:
+    the load counts this process's own threads and decays over a minute after the last step ended."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round(max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / (after[0] - before[0])), 2)
+
+
 def refuse_if_busy(root: Path) -> None:
     """UsageError when another live process holds the experiment's lock (read only: lock_experiment takes it)."""
     lock = root / ".lock"

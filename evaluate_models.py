@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from configurator import UsageError, log, public_config, run_main, start_run
+from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classification_metrics, load_splits,
                         per_class_metrics, percentile, read_json, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, is_finished, load_classifier,
@@ -147,29 +147,6 @@ def machine_load(device: str) -> float | None:
         log.warning("load average %.1f on %d cores: other work shares this CPU, so its latency and throughput "
                     "figures will be slow; evaluate on a quiet machine for figures to publish", load, os.cpu_count())
     return load
-
-
-def cpu_sample() -> tuple[float, float, float] | None:
-    """(wall s, CPU s all processes have used on this machine, CPU s this process has used) now, for others_cores;
-    None where /proc/stat is missing (not Linux)."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:9]]   # user nice system idle iowait irq softirq steal
-    except (OSError, ValueError):
-        return None
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")   # steal too: a VM's neighbours take it
-    own = os.times()
-    return time.monotonic(), busy, own.user + own.system
-
-
-def others_cores(before: tuple | None, after: tuple | None) -> float | None:
-    """How many CPU cores other processes kept busy, on average, between two cpu_sample()s:
-    (d machine CPU s - d own CPU s) / d wall s, floored at 0 (the kernel counts in ticks of 10 ms).
-    None when either sample is missing. It is measured, where the load average (machine_load) only hints:
-    the load counts this process's own threads and decays over a minute after the last step ended."""
-    if before is None or after is None or after[0] <= before[0]:
-        return None
-    return round(max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / (after[0] - before[0])), 2)
 
 
 def warn_if_shared(device: str, others: float | None, rows: list[dict]) -> float | None:

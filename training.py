@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from configurator import UsageError, is_main_process, log, public_config
+from configurator import UsageError, cpu_sample, is_main_process, log, others_cores, public_config
 from data_utils import UNLABELED, classification_metrics, read_json, replace_dir, write_json
 from models import count_parameters, is_finished
 
@@ -307,10 +307,13 @@ class StepTimer(TrainerCallback):
     """Times optimizer steps from one step's end to the next, leaving out intervals that held an
     evaluation or a checkpoint, so that steady-state speed is told apart from start-up costs (the first
     step: data loader start, CUDA context, kernel selection) and from evaluation.
-    On GPUs the clock is read after torch.cuda.synchronize(), once per step."""
+    On GPUs the clock is read after torch.cuda.synchronize(), once per step. It also measures how many cores
+    other processes kept busy meanwhile (configurator.others_cores; data-loader workers count as others until
+    they exit): on a shared CPU, the times are slower than the machine's."""
 
     def __init__(self):
         self.start, self.last, self.first, self.steps, self.busy = None, None, None, [], False
+        self.cpu, self.others = None, None
 
     def _now(self):
         if torch.cuda.is_available():
@@ -319,6 +322,10 @@ class StepTimer(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = self.last = self._now()
+        self.cpu = cpu_sample()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.others = others_cores(self.cpu, cpu_sample())
 
     def on_step_end(self, args, state, control, **kwargs):
         now = self._now()
@@ -335,12 +342,13 @@ class StepTimer(TrainerCallback):
         self.busy = True
 
     def summary(self, examples_per_step: int) -> dict:
-        """first_step_s, step_s_median (steady state) and steady_examples_per_s."""
+        """first_step_s, step_s_median (steady state), steady_examples_per_s and other_cores_busy."""
         if not self.steps:
-            return {"first_step_s": self.first, "step_s_median": None, "steady_examples_per_s": None}
+            return {"first_step_s": self.first, "step_s_median": None, "steady_examples_per_s": None,
+                    "other_cores_busy": self.others}
         median = float(np.median(self.steps))
         return {"first_step_s": round(self.first, 3), "step_s_median": round(median, 4),
-                "steady_examples_per_s": round(examples_per_step / median, 2)}
+                "steady_examples_per_s": round(examples_per_step / median, 2), "other_cores_busy": self.others}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -416,6 +424,16 @@ def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int) -> None:
                     out_dir, seen, classes, val["eval_accuracy"])
 
 
+def warn_if_cpu_shared(out_dir: Path, others: float | None) -> None:
+    """A warning when other processes kept over a fifth of the CPU's cores busy while `out_dir` trained on it
+    (others: StepTimer.others; model_card.cpu_was_busy): its train_time_s and speeds are slower than the machine's."""
+    from model_card import cpu_was_busy
+    if cpu_was_busy({"device": "cuda" if torch.cuda.is_available() else "cpu", "other_cores_busy": others,
+                     "cpu_count": os.cpu_count()}):
+        log.warning("%s: other processes kept %.1f of %d cores busy on average while it trained; its train_time_s and "
+                    "speed figures are slower than this machine's", out_dir, others, os.cpu_count())
+
+
 def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict, extra_metrics: dict,
                    keep_checkpoints: bool, settings: dict) -> dict:
     """Train (resuming from the newest checkpoint), evaluate the best model on validation, save it.
@@ -436,6 +454,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     # the Trainer's examples/s is this part's; a resumed run's is every step's examples over both parts' time
     per_s = round(trainer.state.global_step * per_step / train_time, 3) if resume else \
         result.metrics.get("train_samples_per_second")
+    warn_if_cpu_shared(out_dir, timer.others)
     val = trainer.evaluate()
     warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels)
     metrics = {

@@ -170,18 +170,36 @@ def test_others_cores_by_hand():
 def test_others_cores_sees_another_process_not_this_one():
     import subprocess
     import sys
+    import time
     if ev.cpu_sample() is None:
         pytest.skip("no /proc/stat here")
     spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
     before = ev.cpu_sample()
-    subprocess.run([sys.executable, "-c", spin], check=True)        # one core busy for 1.5 s in another process
-    others = ev.others_cores(before, ev.cpu_sample())
+    child = subprocess.Popen([sys.executable, "-c", spin])    # one core busy for 1.5 s in another process
+    time.sleep(1.5)
+    others = ev.others_cores(before, ev.cpu_sample())         # sampled before the child is reaped: not ours yet
+    child.wait()
     assert others >= 0.6
     from model_card import cpu_was_busy
     assert cpu_was_busy({"device": "cpu", "cpu_count": 2, "other_cores_busy": 0.5, "load_average_1min": 0.1})
     assert not cpu_was_busy({"device": "cpu", "cpu_count": 2, "other_cores_busy": 0.3, "load_average_1min": 3.6})
     assert not cpu_was_busy({"device": "cuda", "cpu_count": 2, "other_cores_busy": 1.5})
     assert cpu_was_busy({"device": "cpu", "cpu_count": 2, "load_average_1min": 3.6})     # older records: the load
+
+
+def test_training_on_a_shared_cpu_is_warned_about(monkeypatch, caplog):
+    import os
+
+    import training
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)
+    with caplog.at_level("WARNING"):
+        training.warn_if_cpu_shared("outputs/x/teacher", 0.9)
+        assert "outputs/x/teacher: other processes kept 0.9 of 2 cores busy" in caplog.text
+        caplog.clear()
+        training.warn_if_cpu_shared("outputs/x/teacher", 0.3)
+        training.warn_if_cpu_shared("outputs/x/teacher", None)
+        assert not caplog.text
 
 
 def test_rows_timed_while_others_ran_are_named(caplog):

@@ -1,6 +1,7 @@
 """fine_tuning_teacher.py on the tiny experiment: saves a reloadable model, refuses to overwrite,
 resumes an interrupted run; and, with ../shared, a few real steps of the quick teacher."""
 import json
+import os
 import shutil
 
 import pytest
@@ -116,6 +117,7 @@ def test_an_interrupted_run_resumes_only_with_its_own_settings(tmp_path, imdb_pa
     assert {p: p.stat().st_mtime_ns for p in ckpts.rglob("*")} == before
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--learning_rate=1e-5", "--overwrite=true"))
     assert metrics["resumed_from"] is None and metrics["train_loss_from_step"] == 0
+    assert 0 <= metrics["other_cores_busy"] <= (os.cpu_count() or 1)      # measured while it trained (StepTimer)
     assert not (ckpts / "settings.json").exists()                    # gone with the checkpoints once finished
 
 

@@ -309,7 +309,7 @@ class StepTimer(TrainerCallback):
     step: data loader start, CUDA context, kernel selection) and from evaluation.
     On GPUs the clock is read after torch.cuda.synchronize(), once per step. It also measures how many cores
     other processes kept busy meanwhile (configurator.others_cores; data-loader workers count as others until
-    they exit): on a shared CPU, the times are slower than the machine's."""
+    they exit, and so do the other ranks under torchrun): on a shared CPU, the times are slower than the machine's."""
 
     def __init__(self):
         self.start, self.last, self.first, self.steps, self.busy = None, None, None, [], False

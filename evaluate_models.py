@@ -149,12 +149,17 @@ def machine_load(device: str) -> float | None:
     return load
 
 
-def warn_if_shared(device: str, others: float | None, rows: list[dict]) -> float | None:
-    """others (others_cores over the whole measurement), with a warning naming the rows whose CPU timings other
-    processes slowed (model_card.cpu_was_busy: over a fifth of the cores busy with other work while they ran)."""
+def slowed_rows(rows: list[dict], device: str, cores: int | None) -> list[str]:
+    """'model precision' of the rows whose CPU timings other processes slowed (model_card.cpu_was_busy: over a
+    fifth of the cores busy with other work while that row was measured)."""
     from model_card import cpu_was_busy
-    slowed = [f"{r['model']} {r['precision']}" for r in rows
-              if cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"), "cpu_count": os.cpu_count()})]
+    return [f"{r['model']} {r['precision']}" for r in rows
+            if cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"), "cpu_count": cores})]
+
+
+def warn_if_shared(device: str, others: float | None, rows: list[dict]) -> float | None:
+    """others (others_cores over the whole measurement), with a warning naming the rows slowed_rows finds."""
+    slowed = slowed_rows(rows, device, os.cpu_count())
     if slowed:
         log.warning("other processes kept %.1f of %d cores busy on average while speed was measured; their timings are "
                     "slow for %s: evaluate on a quiet machine for figures to publish", others or 0, os.cpu_count(),
@@ -448,6 +453,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             + (f"; load average {hw['load_average_1min']} when measuring began" if hw.get("load_average_1min") is not None else "")
             + (f"; other processes kept {hw['other_cores_busy']} of its {hw['cpu_count']} cores busy while measuring"
                if hw.get("other_cores_busy") is not None else "")
+            + "".join(f" (over a fifth while timing {', '.join(s)}: their speed figures are slow)"
+                      for s in [slowed_rows(rows, hw["device"], hw.get("cpu_count"))] if s)
             + ". "
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
             f"{result['config']['latency_samples']} {result['split']} {noun}. Throughput: model forward at batch "

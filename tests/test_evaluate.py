@@ -202,7 +202,7 @@ def test_training_on_a_shared_cpu_is_warned_about(monkeypatch, caplog):
         assert not caplog.text
 
 
-def test_rows_timed_while_others_ran_are_named(caplog):
+def test_rows_timed_while_others_ran_are_named(caplog, tmp_path):
     rows = [{"model": "teacher", "precision": "fp32", "other_cores_busy": 0.05},
             {"model": "cut", "precision": "int8", "other_cores_busy": 0.9}, {"model": "old", "precision": "fp32"}]
     import os
@@ -210,6 +210,13 @@ def test_rows_timed_while_others_ran_are_named(caplog):
         assert ev.warn_if_shared("cpu", 0.3, rows) == 0.3
     if os.cpu_count() < 4:     # 0.9 cores is over a fifth of the cores here
         assert "slow for cut int8:" in caplog.text and "teacher" not in caplog.text
+    assert ev.slowed_rows(rows, "cpu", 2) == ["cut int8"] and ev.slowed_rows(rows, "cpu", 8) == []
+    hw = {"cpu": "x", "torch_threads": 2, "device": "cpu", "torch": "2", "cpu_count": 2, "other_cores_busy": 0.3}
+    ev.write_reports(tmp_path, {"rows": [dict.fromkeys(k for k, _ in ev._COLUMNS) | r for r in rows], "hardware": hw, "groups": [],
+                                "experiment": "e", "texts": 3, "data": "imdb", "split": "test", "labels": ["a", "b"],
+                                "config": {"warmup": 1, "latency_samples": 3, "eval_batch_size": 4}})
+    assert ("other processes kept 0.3 of its 2 cores busy while measuring (over a fifth while timing cut int8: their "
+            "speed figures are slow)") in (tmp_path / "results.md").read_text()
     caplog.clear()
     with caplog.at_level("WARNING"):
         ev.warn_if_shared("cuda", 0.3, rows)

@@ -331,8 +331,9 @@ def library_versions() -> dict:
 
 
 def cpu_sample() -> tuple[float, float, float] | None:
-    """(wall s, CPU s all processes have used on this machine, CPU s this process has used) now, for others_cores;
-    None where /proc/stat is missing (not Linux)."""
+    """(wall s, the machine's busy CPU s (every process, interrupts, and steal: time a VM's host gave to others),
+    CPU s this process has used) now, for others_cores; None where /proc/stat is missing (not Linux). The whole
+    machine's: under taskset or a container's CPU set, work on cores this process cannot use counts too."""
     try:
         with open("/proc/stat") as f:
             ticks = [int(x) for x in f.readline().split()[1:9]]   # user nice system idle iowait irq softirq steal
@@ -343,12 +344,12 @@ def cpu_sample() -> tuple[float, float, float] | None:
     return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
 
 
-def others_cores(before: tuple | None, after: tuple | None) -> float | None:
+def others_cores(before: tuple | None, after: tuple | None, min_s: float = 1.0) -> float | None:
     """How many CPU cores other processes kept busy, on average, between two cpu_sample()s:
-    (d machine CPU s - d own CPU s) / d wall s, floored at 0 (the kernel counts in ticks of 10 ms).
-    None when either sample is missing. It is measured, where the load average (evaluate_models.machine_load) only hints:
-    the load counts this process's own threads and decays over a minute after the last step ended."""
-    if before is None or after is None or after[0] <= before[0]:
+    (d machine CPU s - d own CPU s) / d wall s, floored at 0. None when either sample is missing or they are under
+    min_s apart: the kernel counts in ticks of 10 ms, +-0.2 cores over 0.1 s. It is measured, where the load average
+    (evaluate_models.machine_load) only hints: that counts this process's own threads and decays over a minute."""
+    if before is None or after is None or after[0] - before[0] < min_s:
         return None
     return round(max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / (after[0] - before[0])), 2)
 

@@ -150,19 +150,20 @@ def machine_load(device: str) -> float | None:
 
 
 def slowed_rows(rows: list[dict], device: str, cores: int | None) -> list[str]:
-    """'model precision' of the rows whose CPU timings other processes slowed (model_card.cpu_was_busy: over a
-    fifth of the cores busy with other work while that row was measured)."""
+    """'model precision (other cores busy)' of the rows whose CPU timings other processes slowed (model_card.cpu_was_busy:
+    over a fifth of the cores busy with other work while that row was measured); a published row (TEACHER_RESULTS) was
+    timed elsewhere and is not judged here."""
     from model_card import cpu_was_busy
-    return [f"{r['model']} {r['precision']}" for r in rows
-            if cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"), "cpu_count": cores})]
+    return [f"{r['model']} {r['precision']} ({r['other_cores_busy']})" for r in rows if not r.get("published")
+            and cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"), "cpu_count": cores})]
 
 
 def warn_if_shared(device: str, others: float | None, rows: list[dict]) -> float | None:
     """others (others_cores over the whole measurement), with a warning naming the rows slowed_rows finds."""
     slowed = slowed_rows(rows, device, os.cpu_count())
     if slowed:
-        log.warning("other processes kept %.1f of %d cores busy on average while speed was measured; their timings are "
-                    "slow for %s: evaluate on a quiet machine for figures to publish", others or 0, os.cpu_count(),
+        log.warning("other processes kept cores busy while speed was measured (of %d cores; a fifth slows timings): %s; "
+                    "their timings are slow: evaluate on a quiet machine for figures to publish", os.cpu_count(),
                     ", ".join(slowed))
     return others
 

@@ -85,7 +85,7 @@ def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
 
 def cpu_was_busy(hardware: dict) -> bool:
     """Whether other work shared the CPU while speed was measured: other processes kept over a fifth of its cores
-    busy (other_cores_busy, measured: evaluate_models.others_cores), or, in records made before that was measured,
+    busy (other_cores_busy, measured: configurator.others_cores), or, in records made before that was measured,
     a 1-minute load average above 1.5 x its cores. Latency and throughput are then slower than on a quiet machine."""
     if hardware.get("device") != "cpu":
         return False

@@ -309,7 +309,8 @@ class StepTimer(TrainerCallback):
     step: data loader start, CUDA context, kernel selection) and from evaluation.
     On GPUs the clock is read after torch.cuda.synchronize(), once per step. It also measures how many cores
     other processes kept busy meanwhile (configurator.others_cores; data-loader workers count as others until
-    they exit, and so do the other ranks under torchrun): on a shared CPU, the times are slower than the machine's."""
+    they exit; None under torchrun, whose other ranks would count): on a shared CPU, times are slower than the machine's.
+    Like the Trainer's train_loss, it covers the part trained in this process (after a resume, the resumed part)."""
 
     def __init__(self):
         self.start, self.last, self.first, self.steps, self.busy = None, None, None, [], False
@@ -325,7 +326,8 @@ class StepTimer(TrainerCallback):
         self.cpu = cpu_sample()
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.others = others_cores(self.cpu, cpu_sample())
+        # under torchrun the other ranks are this run's own work, yet other processes here: not measured
+        self.others = others_cores(self.cpu, cpu_sample()) if args.world_size == 1 else None
 
     def on_step_end(self, args, state, control, **kwargs):
         now = self._now()

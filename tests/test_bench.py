@@ -27,7 +27,7 @@ def test_bench_tiny_run(imdb_parquet, tmp_path):
     shuffled = bench.main(args + ["--group_by_length=false", "--label=random"])
     for r in (grouped, shuffled):
         assert r["steps_measured"] == 3 and r["reviews_per_s"] > 0 and r["tokens_per_s"] > r["reviews_per_s"]
-        assert 0 <= r["padding_fraction"] < 1 and r["mean_tokens"] <= 64 and r["other_cores_busy"] >= 0
+        assert 0 <= r["padding_fraction"] < 1 and r["mean_tokens"] <= 64 and "other_cores_busy" in r
     assert grouped["padding_fraction"] < shuffled["padding_fraction"]      # length grouping pads less
     assert grouped["mfu"] == pytest.approx(grouped["model_tflops_per_s"] / 0.001) and shuffled["mfu"] is None
     saved = json.loads((tmp_path / "tiny" / "grouped.json").read_text())    # tiny.toml names the experiment

@@ -48,7 +48,7 @@ import numpy as np
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classification_metrics, load_splits,
                         per_class_metrics, percentile, read_json, stratified_indices, texts_digest, write_json)
-from models import (PadCollator, count_parameters, default_device, encode, is_finished, load_classifier,
+from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, run_fingerprint, teacher_folder, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -114,8 +114,7 @@ def find_models(root: Path, teacher_dir: Path | None) -> list[tuple[str, Path]]:
     """(name, folder) of the finished teacher (None: none is measured) and students of an experiment,
     teacher first (models.is_finished: not a save in progress)."""
     found = [("teacher", teacher_dir)] if teacher_dir and is_finished(teacher_dir) else []
-    students = sorted(p for p in (root / "students").glob("*") if is_finished(p))
-    return found + [(p.name, p) for p in students]
+    return found + [(p.name, p) for p in finished_models(root) if p != root / "teacher"]
 
 
 def hardware(device: str) -> dict:
@@ -158,14 +157,13 @@ def slowed_rows(rows: list[dict], device: str, cores: int | None) -> list[str]:
             and cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"), "cpu_count": cores})]
 
 
-def warn_if_shared(device: str, others: float | None, rows: list[dict]) -> float | None:
-    """others (others_cores over the whole measurement), with a warning naming the rows slowed_rows finds."""
+def warn_if_shared(device: str, rows: list[dict]) -> None:
+    """A warning naming the rows slowed_rows finds."""
     slowed = slowed_rows(rows, device, os.cpu_count())
     if slowed:
         log.warning("other processes kept cores busy while speed was measured (of %d cores; a fifth slows timings): %s; "
                     "their timings are slow: evaluate on a quiet machine for figures to publish", os.cpu_count(),
                     ", ".join(slowed))
-    return others
 
 
 def cpu_features() -> str:
@@ -866,7 +864,8 @@ def main(argv=None) -> dict:
     write_texts(preds_dir / "texts.csv", split)
     rows = published_teacher(Path(TEACHER_RESULTS), split, device) if TEACHER_RESULTS else []
     rows += [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
-    load = {"load_average_1min": load, "other_cores_busy": warn_if_shared(device, others_cores(start, cpu_sample()), rows)}
+    load = {"load_average_1min": load, "other_cores_busy": others_cores(start, cpu_sample())}
+    warn_if_shared(device, rows)
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
     return publish(cfg, relative_figures(rows), models, split, device, load)

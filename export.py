@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from configurator import UsageError, run_main, start_run
-from models import is_finished
+from models import experiment_of, finished_models, is_finished, saved_models
 from onnx_runtime import export_model
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -35,21 +35,6 @@ OVERWRITE = False                 # export again even where <model>/onnx/ is com
 # --- quantization ------------------------------------------------------------------------------
 QUANTIZE = True                   # also write the int8 model (ONNX Runtime dynamic quantization)
 QUANTIZE_EXCLUDE = [""]           # ONNX operator types left in fp32 (e.g. Gather: the embedding table); [""] = none
-
-
-def finished_models(root: Path) -> list[Path]:
-    """The experiment's finished teacher and students (models.is_finished: not a save in progress)."""
-    found = [root / "teacher"] + sorted((root / "students").glob("*"))
-    return [p for p in found if is_finished(p)]
-
-
-def experiment_of(folder: Path) -> Path:
-    """The experiment folder a model folder belongs to (<exp>/teacher, <exp>/students/<name>), where --model's
-    export logs and takes the lock (evaluate_models.py exports into the same folders); that of <exp>/students
-    itself; else the folder itself."""
-    if folder.parent.name == "students":
-        return folder.parent.parent
-    return folder.parent if folder.name in ("teacher", "students") else folder
 
 
 def check(cfg: dict | None = None) -> list[Path]:
@@ -76,7 +61,7 @@ def check(cfg: dict | None = None) -> list[Path]:
         return [Path(MODEL)]
     models = finished_models(Path(OUTPUT_DIR) / EXPERIMENT)
     if not models:
-        there = sorted(e.name for e in Path(OUTPUT_DIR).glob("*") if finished_models(e))
+        there = sorted({experiment_of(p).name for p in saved_models(OUTPUT_DIR)})
         raise UsageError(f"no finished model under {OUTPUT_DIR}/{EXPERIMENT}/; train first (run_experiment.sh)" +
                          (f", or name one of the experiments with finished models ({', '.join(there)}) with "
                           f"--config=configs/<it>.toml or --experiment=<it>, or one model with --model=PATH" if there else ""))

@@ -40,7 +40,8 @@ import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
 from data_utils import FORMATS, as_trained, atomic_path, read_json, read_table
-from models import batched_logits, default_device, is_finished, is_saved_model, load_classifier, truncation_settings
+from models import (batched_logits, default_device, experiment_of, is_finished, is_saved_model, load_classifier, saved_models,
+                    truncation_settings)
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -71,29 +72,20 @@ def is_blank(text: str) -> bool:
     return not text.replace(_BOM, "").strip()
 
 
-def saved_models(output_dir: str) -> list[Path]:
-    """Every finished model folder under output_dir (teachers and students; models.is_finished: not a save in
-    progress)."""
-    root = Path(output_dir)
-    found = list(root.glob("*/teacher")) + list(root.glob("*/students/*"))
-    return sorted(p for p in found if is_finished(p))
-
-
 def default_model(output_dir: str, experiment: str = "") -> Path:
     """The model used without --model: in `experiment` ("" = the one trained most recently), the distilled
     student with the best validation accuracy (what the experiment is about, not its labels-only baselines),
     else the best of its other students, else its teacher."""
     found = saved_models(output_dir)
-    home = lambda p: p.parent if p.name == "teacher" else p.parent.parent   # noqa: E731
-    models = [p for p in found if home(p) == Path(output_dir) / experiment] if experiment else found
+    models = [p for p in found if experiment_of(p) == Path(output_dir) / experiment] if experiment else found
     if not models:
-        there = sorted({home(p).name for p in found})
+        there = sorted({experiment_of(p).name for p in found})
         raise UsageError(f"no saved model under {(Path(output_dir) / experiment).resolve()}/; train one "
                          f"(fine_tuning_teacher.py, distill_student.py), pass --model=PATH, or --output_dir=DIR where "
                          f"your experiments are (in Python: predict(texts, model=PATH) or output_dir=DIR)" +
                          (f"; experiments with saved models: {', '.join(there)}" if there else ""))
-    newest = home(max(models, key=lambda p: (p / "metrics.json").stat().st_mtime))
-    mine = [p for p in models if home(p) == newest]
+    newest = experiment_of(max(models, key=lambda p: (p / "metrics.json").stat().st_mtime))
+    mine = [p for p in models if experiment_of(p) == newest]
     students = [p for p in mine if p.name != "teacher"]
     kind = lambda p: read_json(p / "config.json").get("sentiment_kd", {}).get("kind")   # noqa: E731
     distilled = [p for p in students if kind(p) == "distilled"]

@@ -266,6 +266,26 @@ def is_finished(folder: Path) -> bool:
         and not Path(folder).name.endswith((".partial", ".replaced"))
 
 
+def finished_models(root: Path) -> list[Path]:
+    """An experiment folder's finished teacher and students (is_finished: not a save in progress), teacher first."""
+    root = Path(root)
+    return [p for p in [root / "teacher"] + sorted((root / "students").glob("*")) if is_finished(p)]
+
+
+def saved_models(output_dir: str) -> list[Path]:
+    """Every finished model folder of every experiment under output_dir (finished_models of each)."""
+    return [p for root in sorted(Path(output_dir).glob("*")) for p in finished_models(root)]
+
+
+def experiment_of(folder: Path) -> Path:
+    """The experiment folder a model folder belongs to (<exp>/teacher, <exp>/students/<name>); that of <exp>/students
+    itself; else the folder itself."""
+    folder = Path(folder)
+    if folder.parent.name == "students":
+        return folder.parent.parent
+    return folder.parent if folder.name in ("teacher", "students") else folder
+
+
 def run_fingerprint(folder: Path) -> str:
     """Names one training run of a finished model, or one publication of soft labels: the digest of its
     metrics.json (soft labels: train.json), written once when the run finished, with its times, so a retrain

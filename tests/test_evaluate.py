@@ -216,7 +216,7 @@ def test_rows_timed_while_others_ran_are_named(caplog, tmp_path, monkeypatch):
     import os
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     with caplog.at_level("WARNING"):
-        assert ev.warn_if_shared("cpu", 0.3, rows) == 0.3
+        ev.warn_if_shared("cpu", rows)
     assert "(of 2 cores; a fifth slows timings): cut int8 (0.9); their timings are slow" in caplog.text
     assert "teacher" not in caplog.text
     assert ev.slowed_rows(rows, "cpu", 2) == ["cut int8 (0.9)"] and ev.slowed_rows(rows, "cpu", 8) == []
@@ -229,7 +229,7 @@ def test_rows_timed_while_others_ran_are_named(caplog, tmp_path, monkeypatch):
             "speed figures are slow)") in (tmp_path / "results.md").read_text()
     caplog.clear()
     with caplog.at_level("WARNING"):
-        ev.warn_if_shared("cuda", 0.3, rows)
+        ev.warn_if_shared("cuda", rows)
     assert not caplog.text
 
 

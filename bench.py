@@ -25,7 +25,6 @@ MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere giv
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --optimizer=adamw_torch   # unfused AdamW
     python bench.py --model_name=tiny:bert --steps=5 --max_length=64        # a smoke run, CPU
 """
-import time
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +117,8 @@ def bench_data(tok):
 
 
 def run_steps(model, tok, data, device: str):
-    """Train WARMUP_STEPS + STEPS steps; (trainer with its batches, StepTimer, wall seconds)."""
-    from training import StepTimer, training_arguments
+    """Train WARMUP_STEPS + STEPS steps; (trainer with its batches, StepTimer, TrainTime around the whole call)."""
+    from training import StepTimer, TrainTime, training_arguments
     args = training_arguments(Path(OUTPUT_DIR) / EXPERIMENT / "checkpoints", epochs=1, batch_size=BATCH_SIZE,
                               learning_rate=2e-5, eval_batch_size=BATCH_SIZE, seed=SEED, logging_steps=10 ** 6,
                               num_workers=NUM_WORKERS, max_steps=WARMUP_STEPS + STEPS, eval_strategy="no",
@@ -130,12 +129,12 @@ def run_steps(model, tok, data, device: str):
     timer = StepTimer()
     trainer = counting_trainer(model=model, args=args, train_dataset=data, data_collator=PadCollator(tok),
                                processing_class=tok, callbacks=[timer])
-    t0 = time.perf_counter()
+    clock = TrainTime()
     trainer.train()
-    return trainer, timer, time.perf_counter() - t0
+    return trainer, timer, clock
 
 
-def figures(trainer, timer, wall: float, model, device: str, device_name: str) -> dict:
+def figures(trainer, timer, clock, model, device: str, device_name: str) -> dict:
     """Throughput, padding and MFU over the last STEPS steps (the first step is never in timer.steps)."""
     import torch
 
@@ -149,8 +148,8 @@ def figures(trainer, timer, wall: float, model, device: str, device_name: str) -
     peak = peak_tflops(device_name)
     return {"model": MODEL_NAME, "device": device, "device_name": device_name,
             "precision": next(iter(pick_precision()), "fp32"), "torch": torch.__version__,
-            "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(wall, 1),
-            "first_step_s": timer.first, "step_s_median": float(np.median(step_s)), "other_cores_busy": timer.others,
+            "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(clock.elapsed(), 1),
+            "first_step_s": timer.first, "step_s_median": float(np.median(step_s)), "other_cores_busy": clock.others(trainer.args.world_size),
             "reviews_per_s": len(lengths) / seconds, "tokens_per_s": real / seconds, "padding_fraction": 1 - real / padded,
             "mean_tokens": real / len(lengths), "non_embedding_parameters": n_params,
             "model_tflops_per_s": flops / seconds / 1e12, "peak_tflops": peak,
@@ -192,11 +191,11 @@ def main(argv=None) -> dict:
     data = bench_data(tok)
 
     # 2. train WARMUP_STEPS + STEPS steps, recording the real and padded tokens of every batch
-    trainer, timer, wall = run_steps(model, tok, data, device)
+    trainer, timer, clock = run_steps(model, tok, data, device)
 
     # 3. figures over the measured steps, saved
     label = bench_label(attention)
-    result = {"label": label, "attention": attention} | figures(trainer, timer, wall, model, device, device_name) | \
+    result = {"label": label, "attention": attention} | figures(trainer, timer, clock, model, device, device_name) | \
         {"config": public_config(cfg)}
     folder = Path(OUTPUT_DIR) / EXPERIMENT
     write_json(folder / f"{label}.json", result)

@@ -281,12 +281,18 @@ def loggers(report_to: str, runs_dir: Path) -> list[TrainerCallback]:
 class TrainTime(TrainerCallback):
     """Training time summed over an interrupted run's parts: each checkpoint records the seconds trained up to it
     (train_time.json, beside the Trainer's state), and a run resumed from it starts from those (`prior_s`). Time
-    between the last checkpoint and the interruption is not counted: those steps are trained again."""
+    between the last checkpoint and the interruption is not counted: those steps are trained again.
+    others(): the CPU cores other processes kept busy over this part (configurator.others_cores)."""
 
     FILE = "train_time.json"
 
     def __init__(self, prior_s: float = 0.0):      # made just before trainer.train(): its whole call is counted
-        self.prior_s, self.t0 = prior_s, time.time()
+        self.prior_s, self.t0, self.cpu = prior_s, time.time(), cpu_sample()
+
+    def others(self, world_size: int = 1) -> float | None:
+        """Other processes' cores busy since this part began; None under torchrun, whose other ranks would count
+        (data-loader workers count until they exit)."""
+        return others_cores(self.cpu, cpu_sample()) if world_size == 1 else None
 
     def elapsed(self) -> float:
         return self.prior_s + time.time() - self.t0
@@ -307,14 +313,10 @@ class StepTimer(TrainerCallback):
     """Times optimizer steps from one step's end to the next, leaving out intervals that held an
     evaluation or a checkpoint, so that steady-state speed is told apart from start-up costs (the first
     step: data loader start, CUDA context, kernel selection) and from evaluation.
-    On GPUs the clock is read after torch.cuda.synchronize(), once per step. It also measures how many cores
-    other processes kept busy meanwhile (configurator.others_cores; data-loader workers count as others until
-    they exit; None under torchrun, whose other ranks would count): on a shared CPU, times are slower than the machine's.
-    Like the Trainer's train_loss, it covers the part trained in this process (after a resume, the resumed part)."""
+    On GPUs the clock is read after torch.cuda.synchronize(), once per step."""
 
     def __init__(self):
         self.start, self.last, self.first, self.steps, self.busy = None, None, None, [], False
-        self.cpu, self.others = None, None
 
     def _now(self):
         if torch.cuda.is_available():
@@ -323,11 +325,6 @@ class StepTimer(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = self.last = self._now()
-        self.cpu = cpu_sample()
-
-    def on_train_end(self, args, state, control, **kwargs):
-        # under torchrun the other ranks are this run's own work, yet other processes here: not measured
-        self.others = others_cores(self.cpu, cpu_sample()) if args.world_size == 1 else None
 
     def on_step_end(self, args, state, control, **kwargs):
         now = self._now()
@@ -344,13 +341,12 @@ class StepTimer(TrainerCallback):
         self.busy = True
 
     def summary(self, examples_per_step: int) -> dict:
-        """first_step_s, step_s_median (steady state), steady_examples_per_s and other_cores_busy."""
+        """first_step_s, step_s_median (steady state) and steady_examples_per_s."""
         if not self.steps:
-            return {"first_step_s": self.first, "step_s_median": None, "steady_examples_per_s": None,
-                    "other_cores_busy": self.others}
+            return {"first_step_s": self.first, "step_s_median": None, "steady_examples_per_s": None}
         median = float(np.median(self.steps))
         return {"first_step_s": round(self.first, 3), "step_s_median": round(median, 4),
-                "steady_examples_per_s": round(examples_per_step / median, 2), "other_cores_busy": self.others}
+                "steady_examples_per_s": round(examples_per_step / median, 2)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,7 +424,7 @@ def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int) -> None:
 
 def warn_if_cpu_shared(out_dir: Path, others: float | None) -> None:
     """A warning when other processes kept over a fifth of the CPU's cores busy while `out_dir` trained on it
-    (others: StepTimer.others; model_card.cpu_was_busy): its train_time_s and speeds are slower than the machine's."""
+    (others: TrainTime.others; model_card.cpu_was_busy): its train_time_s and speeds are slower than the machine's."""
     from model_card import cpu_was_busy
     if cpu_was_busy({"device": "cuda" if torch.cuda.is_available() else "cpu", "other_cores_busy": others,
                      "cpu_count": os.cpu_count()}):
@@ -452,11 +448,12 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     trainer.callback_handler.callbacks.insert(0, clock)    # first: a checkpoint records its time before anything else runs
     result = trainer.train(resume_from_checkpoint=resume)
     train_time = clock.elapsed()                 # with the parts before an interruption (up to its checkpoint)
+    others = clock.others(trainer.args.world_size)   # over this part only, as train_loss
     per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size
     # the Trainer's examples/s is this part's; a resumed run's is every step's examples over both parts' time
     per_s = round(trainer.state.global_step * per_step / train_time, 3) if resume else \
         result.metrics.get("train_samples_per_second")
-    warn_if_cpu_shared(out_dir, timer.others)
+    warn_if_cpu_shared(out_dir, others)
     val = trainer.evaluate()
     warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels)
     metrics = {
@@ -467,6 +464,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         "train_examples_per_s": per_s,
         "train_loss": result.metrics.get("train_loss"),     # the Trainer's mean over this part's steps only, so:
         "train_loss_from_step": int(Path(resume).name.rsplit("-", 1)[1]) if resume else 0,
+        "other_cores_busy": others,
         **timer.summary(per_step),   # the Trainer's examples/s above counts evaluation and start-up too
         "parameters": count_parameters(trainer.model) - sum(p.numel() for n, p in trainer.model.named_parameters()
                                                             if n.startswith("kd_")),   # not the training-only projections

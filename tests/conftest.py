@@ -96,3 +96,32 @@ def tiny_experiment(tmp_path_factory, imdb_parquet):
     fine_tuning_teacher.main(tiny_args(imdb_parquet, out))
     distill_student.main(tiny_args(imdb_parquet, out))
     return out
+
+
+def run_cli(script: str, *args: str, stdin: bytes = b""):
+    """`python script args...` run in this process as its `__main__` runs it (configurator.run_main), with
+    `stdin` as standard input: SimpleNamespace(returncode, stdout, stderr), the outputs as text. A subprocess
+    would spend ~8 s importing torch and transformers per call; tests of what only a real process shows (the
+    operating system's argv bytes, a closed pipe) start one."""
+    import contextlib
+    import importlib
+    import io
+    from types import SimpleNamespace
+
+    from configurator import run_main
+    from datasets.utils import logging as datasets_logging
+    from transformers.utils import logging as transformers_logging
+    module = importlib.import_module(script.removesuffix(".py"))
+    datasets_logging.enable_progress_bar()          # as a new process starts: the script must turn them off itself
+    transformers_logging.enable_progress_bar()
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved_stdin = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run_main(lambda: module.main(list(args)))
+    except SystemExit as e:
+        code = e.code
+    finally:
+        sys.stdin = saved_stdin
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())

@@ -1,5 +1,7 @@
 """Every bad input a user can give gets one line `error: ...` naming the problem and the fix, exit
-status 2, and changes nothing on disk (CLI cases run the scripts in a subprocess)."""
+status 2, and changes nothing on disk. CLI cases run the scripts in this process as their `__main__` does
+(run_cli), or in a subprocess where only a real process shows it (a lock held by another process, the command
+line itself)."""
 import json
 import shutil
 import subprocess
@@ -8,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import ROOT, tiny_args
+from conftest import ROOT, run_cli, tiny_args
 
 
 def run(script, *args, env=None, stdin=None):
@@ -102,7 +104,7 @@ def test_inference_refuses_a_folder_without_tokenizer(tiny_experiment, tmp_path)
     shutil.copytree(tiny_experiment / "tiny" / "teacher", folder,
                     ignore=shutil.ignore_patterns("tokenizer*", "vocab*", "special_tokens*", "merges*"))
     before = files_of(folder)
-    r = run("inference.py", "--model", str(folder), "a great film")
+    r = run_cli("inference.py", "--model", str(folder), "a great film")
     assert_one_line_error(r, "has no tokenizer", "tokenizer.save_pretrained")
     assert files_of(folder) == before
 
@@ -116,7 +118,7 @@ def test_inference_refuses_a_base_encoder_without_head(tmp_path):
     BertModel(BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=32)).save_pretrained(folder)
     tok.save_pretrained(folder)
-    r = run("inference.py", "--model", str(folder), "a great film")
+    r = run_cli("inference.py", "--model", str(folder), "a great film")
     assert_one_line_error(r, "holds a BertModel without a trained classification head",
                           "fine_tuning_teacher.py --model_name=")
 
@@ -129,7 +131,7 @@ def test_inference_refuses_a_classifier_without_label_names(tiny_experiment, tmp
     config.pop("sentiment_kd")
     config["id2label"], config["label2id"] = {"0": "LABEL_0", "1": "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
     (folder / "config.json").write_text(json.dumps(config))
-    r = run("inference.py", "--model", str(folder), "a great film")
+    r = run_cli("inference.py", "--model", str(folder), "a great film")
     assert_one_line_error(r, "is a classifier without label names (LABEL_0, LABEL_1)")
 
 
@@ -169,7 +171,7 @@ def test_an_unfinished_save_is_not_a_model(tiny_experiment, tmp_path, monkeypatc
 def test_inference_file_with_byte_order_mark(tiny_experiment, tmp_path):
     f = tmp_path / "bom.txt"
     f.write_bytes(b"\xef\xbb\xbfa great film\n\xef\xbb\xbf\nawful\n")
-    r = run("inference.py", f"--output_dir={tiny_experiment}", "--json", "--file", str(f))
+    r = run_cli("inference.py", f"--output_dir={tiny_experiment}", "--json", "--file", str(f))
     assert r.returncode == 0, r.stderr
     assert [p["text"] for p in json.loads(r.stdout)["predictions"]] == ["a great film", "awful"]
     assert "skipped 1 empty text(s) (#2)" in r.stderr

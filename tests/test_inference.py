@@ -1,17 +1,23 @@
-"""inference.py end to end through a subprocess: every input mode and every bad input."""
+"""inference.py's command line: every input mode and every bad input. Most cases run it in this process, as its
+`__main__` does (run_cli); a subprocess checks what only a real process shows."""
 import csv
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 
-def run(*args, stdin=None, cwd=None):
-    return subprocess.run([sys.executable, str(ROOT / "inference.py"), *args], input=stdin, capture_output=True,
-                          cwd=cwd, timeout=180)
+def run(*args, stdin=b""):
+    return run_cli("inference.py", *args, stdin=stdin)
+
+
+def run_process(*args):
+    """inference.py in a new Python process (outputs as bytes)."""
+    return subprocess.run([sys.executable, str(ROOT / "inference.py"), *args], capture_output=True, timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -20,25 +26,26 @@ def outputs(tiny_experiment):
 
 
 def lines(r):
-    return [l for l in r.stdout.decode().splitlines() if l.strip()]
+    return [l for l in r.stdout.splitlines() if l.strip()]
 
 
 def test_texts_as_arguments(outputs):
-    r = run(f"--output_dir={outputs}", "I loved it", "Worst film ever", "Two\n\nparagraphs,\tone line")
-    assert r.returncode == 0, r.stderr.decode()
+    r = run_process(f"--output_dir={outputs}", "I loved it", "Worst film ever", "Two\n\nparagraphs,\tone line")
+    assert r.returncode == 0, r.stderr.decode()              # the command as a user types it, in its own process
+    r = SimpleNamespace(stdout=r.stdout.decode(), stderr=r.stderr.decode())
     out = lines(r)
     assert len(out) == 3 and out[0].split()[0] in ("positive", "negative") and out[0].endswith("I loved it")
     assert out[2].endswith("  Two paragraphs, one line")          # the table shows each text on its one line
     assert 0.5 <= float(out[0].split()[1]) <= 1.0
     # the default model: the best student of the newest experiment
-    assert "/tiny/students/" in r.stderr.decode()
+    assert "/tiny/students/" in r.stderr
     # a setting of another script (one command line for every step) is noted and ignored; no script's is an error
     r = run(f"--output_dir={outputs}", "--epochs=3", "I loved it")
-    assert r.returncode == 0 and "note: ignored --epochs (settings of other scripts)" in r.stderr.decode()
+    assert r.returncode == 0 and "note: ignored --epochs (settings of other scripts)" in r.stderr
     r = run(f"--output_dir={outputs}", "--epochz=3", "I loved it")
-    assert r.returncode == 2 and r.stderr.decode().startswith("error: unknown constant '--epochz' (no script has it)")
+    assert r.returncode == 2 and r.stderr.startswith("error: unknown constant '--epochz' (no script has it)")
     r = run(f"--output_dir={outputs}", "--5 stars, would watch again")
-    assert r.returncode == 2 and "a text that starts with -- goes after a lone --" in r.stderr.decode()
+    assert r.returncode == 2 and "a text that starts with -- goes after a lone --" in r.stderr
 
 
 def test_json_file_and_stdin_agree(outputs, tmp_path):
@@ -50,7 +57,7 @@ def test_json_file_and_stdin_agree(outputs, tmp_path):
     assert a == b and a["model"] == model and [p["text"] for p in a["predictions"]] == ["a great film", "the worst movie"]
     (tmp_path / "reviews.csv").write_text('id,text\n1,a great film\n2,"the worst movie"\n')    # a table's text column
     r = run(f"--output_dir={outputs}", "--model", model, "--json", "--file", str(tmp_path / "reviews.csv"))
-    assert json.loads(r.stdout) == a and "Generating" not in r.stderr.decode()      # no progress bar of the reader
+    assert json.loads(r.stdout) == a and "Generating" not in r.stderr      # no progress bar of the reader
     assert all(p["label"] in ("positive", "negative") and 0.5 <= p["score"] <= 1 for p in a["predictions"])
 
 
@@ -62,35 +69,35 @@ def test_builtin_examples_without_input(outputs):
 def test_blank_texts_skipped_with_a_note(outputs):
     r = run(f"--output_dir={outputs}", "good", "   ", "", "bad")
     assert r.returncode == 0 and len(lines(r)) == 2
-    assert "skipped 2 empty text(s) (#2, #3)" in r.stderr.decode()
+    assert "skipped 2 empty text(s) (#2, #3)" in r.stderr
     r = run(f"--output_dir={outputs}", " ")
-    assert r.returncode == 2 and "no non-empty text" in r.stderr.decode()
+    assert r.returncode == 2 and "no non-empty text" in r.stderr
 
 
 def test_missing_and_incomplete_model_folders(outputs, tmp_path):
     r = run(f"--output_dir={outputs}", "--model", str(tmp_path / "nope"), "hi")
-    err = r.stderr.decode().strip()
+    err = r.stderr.strip()
     assert r.returncode == 2 and err.count("\n") == 0
     assert "does not exist; saved models:" in err and "tiny/teacher" in err and "tiny/students/cut" in err
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_text("{}")
     r = run(f"--output_dir={outputs}", "--model", str(tmp_path / "half"), "hi")
-    assert r.returncode == 2 and "is incomplete" in r.stderr.decode()
+    assert r.returncode == 2 and "is incomplete" in r.stderr
     r = run(f"--output_dir={tmp_path}", "hi")
-    assert r.returncode == 2 and "no saved model" in r.stderr.decode()
+    assert r.returncode == 2 and "no saved model" in r.stderr
 
 
 def test_unreadable_and_non_utf8_files(outputs, tmp_path):
     f = tmp_path / "bad.txt"
     f.write_bytes(b"fine line\nalso fine\nbad \xff\xfe byte\n")
     r = run(f"--output_dir={outputs}", "--file", str(f))
-    assert r.returncode == 2 and "line 3 is not valid UTF-8" in r.stderr.decode()
+    assert r.returncode == 2 and "line 3 is not valid UTF-8" in r.stderr
     r = run(f"--output_dir={outputs}", "--file", str(tmp_path / "missing.txt"))
-    assert r.returncode == 2 and "cannot read it" in r.stderr.decode()
+    assert r.returncode == 2 and "cannot read it" in r.stderr
 
 
 def test_non_utf8_argument_is_one_line(outputs):
-    r = run(f"--output_dir={outputs}", "fine", b"bad \xff\xfe byte")
+    r = run_process(f"--output_dir={outputs}", "fine", b"bad \xff\xfe byte")    # the bytes as the system passes them
     err = r.stderr.decode().strip()
     assert r.returncode == 2 and err == "error: text argument #2 is not valid UTF-8 (the terminal's encoding?); " \
         "pass it in a UTF-8 file with --file=PATH", err

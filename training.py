@@ -341,12 +341,33 @@ class StepTimer(TrainerCallback):
         self.busy = True
 
     def summary(self, examples_per_step: int) -> dict:
-        """first_step_s, step_s_median (steady state) and steady_examples_per_s."""
+        """first_step_s, step_s_median (steady state), steady_examples_per_s, and step_s_quarters: the median step of
+        each quarter of the steady steps in order (a start-up cost that fades shows as a falling first quarter, a
+        uniformly slower run does not)."""
         if not self.steps:
-            return {"first_step_s": self.first, "step_s_median": None, "steady_examples_per_s": None}
+            return {"first_step_s": self.first, "step_s_median": None, "steady_examples_per_s": None, "step_s_quarters": None}
         median = float(np.median(self.steps))
+        quarters = [round(float(np.median(q)), 4) for q in np.array_split(self.steps, 4) if len(q)]
         return {"first_step_s": round(self.first, 3), "step_s_median": round(median, 4),
-                "steady_examples_per_s": round(examples_per_step / median, 2)}
+                "steady_examples_per_s": round(examples_per_step / median, 2), "step_s_quarters": quarters}
+
+
+_TRAINED_HERE = []      # the output folder of each model trained so far by this process
+
+
+def process_snapshot() -> dict:
+    """What this process holds as a training starts, so that a first model's conditions can be told from a later
+    one's (issue 17: first students trained slower on an H100): how many models it trained before, torch's
+    intra-op threads, its OS threads (tokenizer pools, loader threads; Linux /proc), and on a GPU the memory
+    PyTorch's caching allocator holds and has in use (GiB)."""
+    status = Path("/proc/self/status")
+    threads = next((int(l.split()[1]) for l in status.read_text().splitlines() if l.startswith("Threads:")), None) \
+        if status.is_file() else None
+    snap = {"models_trained_before": len(_TRAINED_HERE), "torch_threads": torch.get_num_threads(), "os_threads": threads}
+    if torch.cuda.is_available():
+        snap |= {"cuda_reserved_gib": round(torch.cuda.memory_reserved() / 2 ** 30, 3),
+                 "cuda_allocated_gib": round(torch.cuda.memory_allocated() / 2 ** 30, 3)}
+    return snap
 
 
 # ----------------------------------------------------------------------------------------------
@@ -443,11 +464,13 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         log.info("resuming from %s", resume)
     elif is_main_process():
         write_json(ckpt_dir / "settings.json", settings)
+    at_start = process_snapshot()
     timer, clock = StepTimer(), TrainTime(TrainTime.before(resume))
     trainer.add_callback(timer)
     trainer.callback_handler.callbacks.insert(0, clock)    # first: a checkpoint records its time before anything else runs
     result = trainer.train(resume_from_checkpoint=resume)
     train_time = clock.elapsed()                 # with the parts before an interruption (up to its checkpoint)
+    _TRAINED_HERE.append(str(out_dir))
     others = clock.others(trainer.args.world_size)   # over this part only, as train_loss
     per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size
     # the Trainer's examples/s is this part's; a resumed run's is every step's examples over both parts' time
@@ -465,6 +488,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         "train_loss": result.metrics.get("train_loss"),     # the Trainer's mean over this part's steps only, so:
         "train_loss_from_step": int(Path(resume).name.rsplit("-", 1)[1]) if resume else 0,
         "other_cores_busy": others,
+        "process_at_start": at_start,
         **timer.summary(per_step),   # the Trainer's examples/s above counts evaluation and start-up too
         "parameters": count_parameters(trainer.model) - sum(p.numel() for n, p in trainer.model.named_parameters()
                                                             if n.startswith("kd_")),   # not the training-only projections

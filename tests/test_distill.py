@@ -236,6 +236,10 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     # the baseline took as many optimizer steps as its distilled twin (which also saw 4 transfer reviews)
     steps = {n: json.loads((students / n / "metrics.json").read_text())["optimizer_steps"] for n in ("cut", "cut-baseline")}
     assert steps == {"cut": 6, "cut-baseline": 6}
+    # what the process held as each began (a first student's conditions beside a later one's): trained in order
+    at_start = [json.loads((students / n / "metrics.json").read_text())["process_at_start"] for n in ("cut", "cut-baseline", "roberta")]
+    before = [a["models_trained_before"] for a in at_start]
+    assert before == [before[0], before[0] + 1, before[0] + 2] and all(a["torch_threads"] >= 1 and a["os_threads"] >= 1 for a in at_start)
     # and was chosen among checkpoints validated at the same steps (not at each of its shorter epochs: step 5 too)
     evals = {n: [h["step"] for h in json.loads((students / n / "metrics.json").read_text())["log_history"]
                  if "eval_accuracy" in h] for n in ("cut", "cut-baseline")}

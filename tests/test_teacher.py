@@ -171,7 +171,7 @@ def test_quick_teacher_few_steps_on_real_reviews(tmp_path):
 
 
 def test_step_timer_leaves_out_evaluation_and_checkpoints(monkeypatch):
-    clock = iter([0.0, 2.0, 2.5, 3.0, 13.0, 13.5, 14.0])   # start, then the end of steps 1..6
+    clock = iter([0.0, 2.0, 3.0, 3.5, 13.0, 13.5, 14.0])   # start, then the end of steps 1..6
     monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
     timer = training.StepTimer()
     timer.on_train_begin(None, None, None)
@@ -180,8 +180,9 @@ def test_step_timer_leaves_out_evaluation_and_checkpoints(monkeypatch):
         if step == 2:                                      # an evaluation and a save after step 3: 10 s
             timer.on_evaluate(None, None, None)
             timer.on_save(None, None, None)
-    assert timer.first == 2.0 and timer.steps == [0.5, 0.5, 0.5, 0.5]   # 3.0 -> 13.0 left out
-    assert timer.summary(8) == {"first_step_s": 2.0, "step_s_median": 0.5, "steady_examples_per_s": 16.0}
+    assert timer.first == 2.0 and timer.steps == [1.0, 0.5, 0.5, 0.5]   # 3.5 -> 13.0 left out
+    assert timer.summary(8) == {"first_step_s": 2.0, "step_s_median": 0.5, "steady_examples_per_s": 16.0,
+                                "step_s_quarters": [1.0, 0.5, 0.5, 0.5]}
 
 
 def test_train_time_measures_other_processes_over_its_part(monkeypatch):

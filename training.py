@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from configurator import UsageError, cpu_sample, is_main_process, log, others_cores, public_config
 from data_utils import UNLABELED, classification_metrics, read_json, replace_dir, write_json
@@ -571,6 +572,33 @@ class MeanLossTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            sampler = EpochSeededLengthSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
+        return sampler
+
+
+class EpochSeededLengthSampler(LengthGroupedSampler):
+    """transformers' length-grouped sampler, each epoch's order drawn from a generator seeded by (seed, epoch)
+    instead of torch's global random state as the epoch begins. A run resumed in the middle of an epoch (a
+    matched baseline checkpoints at its twin's epochs) then skips the batches the interrupted run trained and goes
+    on in that run's order: the Trainer restores the global state only after it has drawn the resumed epoch's
+    order, which was therefore another shuffle (some reviews seen twice that epoch, others not at all)."""
+
+    def __init__(self, batch_size: int, *, lengths, seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:       # the Trainer (through accelerate's loader) calls it each epoch
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(2, dtype=np.uint32)
+        self.generator = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+        return super().__iter__()
 
 
 class DistillTrainer(MeanLossTrainer):

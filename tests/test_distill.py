@@ -531,3 +531,32 @@ def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(ti
                                          r"than .*; retrain it \(distill_student.py --overwrite=true, with --only=cut for"):
         ev.main(tiny_args(imdb_parquet, tmp_path))
     assert {p: p.stat().st_mtime_ns for p in students.rglob("*")} == before
+
+
+def test_a_baseline_resumed_mid_epoch_trains_the_uninterrupted_runs_batches(tiny_experiment, imdb_parquet, tmp_path, monkeypatch):
+    # a matched baseline checkpoints at its twin's epochs (44 rows: 6 steps), inside its own (40 rows: 5 steps);
+    # resumed at step 6, it must skip the batches it trained and go on in the same order (EpochSeededLengthSampler)
+    from transformers import TrainerCallback
+    for name in ("whole", "resumed"):
+        shutil.copytree(tiny_experiment / "tiny" / "teacher", tmp_path / name / "tiny" / "teacher")
+
+    def args(name):
+        return tiny_args(imdb_parquet, tmp_path / name, "--only=cut", "--epochs=3")
+    ds.main(args("whole"))
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if Path(args.output_dir).name == "cut-baseline":
+                raise KeyboardInterrupt("simulated crash after the baseline's first checkpoint")
+    monkeypatch.setattr(training, "LogToFile", Crash)
+    with pytest.raises(KeyboardInterrupt):
+        ds.main(args("resumed"))
+    monkeypatch.undo()
+    metrics = ds.main(args("resumed"))["students"]["cut-baseline"]
+    assert metrics["resumed_from"].endswith("checkpoint-6") and metrics["optimizer_steps"] == 18
+
+    def losses_after_6(name):     # the training loss logged every 2 steps (the saved weights: the best checkpoint's)
+        history = json.loads((tmp_path / name / "tiny" / "students" / "cut-baseline" / "metrics.json").read_text())["log_history"]
+        return {h["step"]: h["loss"] for h in history if "loss" in h and h["step"] > 6}
+    whole = losses_after_6("whole")
+    assert list(whole) == [8, 10, 12, 14, 16, 18] and losses_after_6("resumed") == pytest.approx(whole, rel=1e-5)

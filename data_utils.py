@@ -514,7 +514,13 @@ def as_trained(texts: list[str], kd: dict) -> list[str]:
     a model trained elsewhere (no record) gets them as they are."""
     if not kd.get("run_config"):
         return list(texts)
-    prepare = clean_text if DataSpec.from_settings(kd["run_config"]).is_imdb else decode_escapes
+    return prepared(texts, DataSpec.from_settings(kd["run_config"]))
+
+
+def prepared(texts: list[str], spec: DataSpec) -> list[str]:
+    """Texts read as written, prepared as `spec`'s data are for training: IMDb's `<br />` line breaks as spaces
+    (clean_text), your own data's literal \\uXXXX escapes decoded (decode_escapes)."""
+    prepare = clean_text if spec.is_imdb else decode_escapes
     return [prepare(t) for t in texts]
 
 
@@ -661,8 +667,8 @@ def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> l
                              f"split (its rows beyond --val_size are the transfer texts); set --transfer_data to a file "
                              f"of unlabeled texts")
         return rest
-    if spec.transfer_data:
-        return table_texts(spec.transfer_data, spec.text_column, "--transfer_data")
+    if spec.transfer_data:    # prepared as the data's own texts, so leaks into validation or test are found
+        return prepared(read_table(spec.transfer_data, spec.text_column, "--transfer_data")[0], spec)
     if "unsupervised" not in raw:
         raise UsageError(f"transfer_size > 0 but {spec.where()} has no unsupervised split; set --transfer_data to a file "
                          f"of unlabeled texts, or to validation (its rows beyond --val_size)")
@@ -677,11 +683,6 @@ def read_table(path: str, column: str, flag: str) -> tuple[list[str], list]:
     found, files = read_files(path, flag)
     texts = [t for s, ds in found.items() for t in columns(ds, spec, files[s], "unsupervised", decode=False)["text"]]
     return texts, list(found.values())
-
-
-def table_texts(path: str, column: str, flag: str) -> list[str]:
-    """read_table's texts with their literal escapes decoded, as training texts are."""
-    return [decode_escapes(t) for t in read_table(path, column, flag)[0]]
 
 
 def leaks(train, validation, test, transfer: list[str], drop: bool) -> tuple[dict, object, object, list[str]]:

@@ -165,12 +165,20 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
         du.read_files(str(tmp_path / "unlabeled.tsv"), "--transfer_data")
 
 
-def test_a_transfer_table_is_read_as_training_texts_are(tmp_path):
-    # escapes decoded for training (table_texts); read_table gives them as written (inference decodes per model)
+def test_a_transfer_table_is_read_as_training_texts_are(tmp_path, imdb_parquet):
+    # prepared as the data's own texts (du.prepared); read_table gives them as written (inference prepares per model)
     (tmp_path / "unlabeled.csv").write_text("id,text\n1,I\\u2019m in\n2,plain\n")
-    assert du.table_texts(str(tmp_path / "unlabeled.csv"), "text", "--transfer_data") == ["I\u2019m in", "plain"]
+    own = du.DataSpec(data=str(tmp_path / "train.csv"), val_size=2, transfer_data=str(tmp_path / "unlabeled.csv"))
+    assert du.transfer_texts(own, {}, [], {}) == ["I\u2019m in", "plain"]                 # your data: escapes decoded
     texts, parts = du.read_table(str(tmp_path / "unlabeled.csv"), "text", "--file")
     assert texts == ["I\\u2019m in", "plain"] and [d.column_names for d in parts] == [["id", "text"]]
+    # IMDb: <br /> as spaces, as IMDb's own splits, so a test review in the file is found and dropped, not kept
+    import pandas as pd
+    review = pd.read_parquet(imdb_parquet / "test.parquet")["text"][0]
+    assert "<br />" in review
+    pd.DataFrame({"text": [review, "a film<br />unlike any other"]}).to_csv(tmp_path / "reviews.csv", index=False)
+    s = du.load_splits(du.DataSpec(data_dir=str(imdb_parquet), val_size=8, transfer_data=str(tmp_path / "reviews.csv")), transfer=True)
+    assert s.report["transfer_texts_in_validation_or_test"] == 1 and list(s.transfer) == ["a film unlike any other"]
 
 
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):

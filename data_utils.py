@@ -713,14 +713,15 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else math.nan
 
 
-def classification_metrics(preds, labels, n_classes: int = 2) -> dict:
-    """Accuracy, and macro-averaged F1, precision and recall over the classes 0..n_classes-1, of integer
-    predictions and labels (numpy arrays of shape (N,)). Macro: the unweighted mean over classes of each
-    class's figure, so a rare class counts as much as a common one (macro recall is SemEval-2017's metric)."""
+def classification_metrics(preds, labels) -> dict:
+    """Accuracy, and macro-averaged F1, precision and recall, of integer predictions and labels (numpy arrays of
+    shape (N,)). Macro: the unweighted mean over classes of each class's figure, so a rare class counts as much as a
+    common one (macro recall is SemEval-2017's metric); over the classes in the labels or the predictions: a class
+    missing from both (a small validation or test file without it) has no figure, not 0, while one never
+    predicted counts 0."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
     preds, labels = np.asarray(preds), np.asarray(labels)
-    p, r, f1, _ = precision_recall_fscore_support(labels, preds, average="macro", labels=list(range(n_classes)),
-                                                  zero_division=0)
+    p, r, f1, _ = precision_recall_fscore_support(labels, preds, average="macro", zero_division=0)
     return {"accuracy": float(accuracy_score(labels, preds)), "f1": float(f1),
             "precision": float(p), "recall": float(r)}
 

@@ -703,7 +703,7 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
         others = others_cores(before, cpu_sample())
         probs = r.pop("probs")
         pred = probs.argmax(-1)
-        scores = classification_metrics(pred, split["labels"], len(names))
+        scores = classification_metrics(pred, split["labels"])
         rows.append({"model": name, "kind": kind, "precision": precision, "params_m": params / 1e6, "params": params,
                      "size_mb": getattr(m, "size_mb", None) or size_on_disk_mb(m, folder if precision == "fp32" else None),
                      "accuracy": scores["accuracy"], "f1": scores["f1"], "precision_macro": scores["precision"],

@@ -249,12 +249,12 @@ def cpu_processes() -> bool:
 
 
 def compute_metrics(eval_pred) -> dict:
-    """Trainer hook: accuracy and macro F1 of the argmax of the logits (N, C), over the C classes, and how many
+    """Trainer hook: accuracy and macro F1 of the argmax of the logits (N, C) (classification_metrics), and how many
     of the classes it predicts (1: the model has not learned the task, whatever its accuracy)."""
     logits, labels = eval_pred.predictions, eval_pred.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
     preds = logits.argmax(-1)
-    return classification_metrics(preds, labels, logits.shape[-1]) | {"classes_predicted": int(len(np.unique(preds)))}
+    return classification_metrics(preds, labels) | {"classes_predicted": int(len(np.unique(preds)))}
 
 
 class LogToFile(TrainerCallback):

@@ -255,10 +255,15 @@ def test_hidden_files_in_a_data_folder_are_not_data(tmp_path):
 def test_macro_metrics_and_confusion_by_hand():
     labels = np.array([0, 0, 1, 1, 2, 2])
     preds = np.array([0, 1, 1, 1, 2, 0])
-    m = du.classification_metrics(preds, labels, 3)
+    m = du.classification_metrics(preds, labels)
     # recall per class: 1/2, 2/2, 1/2 -> macro 2/3; precision: 1/2, 2/3, 1/1 -> macro 13/18
     assert m["accuracy"] == pytest.approx(4 / 6) and m["recall"] == pytest.approx(2 / 3)
     assert m["precision"] == pytest.approx(13 / 18)
+    # a class absent from a split has no figure there (not 0): perfect on the other two is 1
+    assert du.classification_metrics(np.array([0, 2, 2]), np.array([0, 2, 2])) == {"accuracy": 1.0, "f1": 1.0, "precision": 1.0, "recall": 1.0}
+    # one never predicted counts 0: recall 1, 0, 1 -> 2/3; precision 1/2 (class 0 also took the 1), 0, 1 -> 1/2
+    m = du.classification_metrics(np.array([0, 0, 2]), np.array([0, 1, 2]))
+    assert m["recall"] == pytest.approx(2 / 3) and m["precision"] == pytest.approx(1 / 2)
     per = du.per_class_metrics(preds, labels, ["neg", "neu", "pos"])
     assert per["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert per["per_class"]["neu"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})

@@ -687,11 +687,11 @@ def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teach
 
 def twin_steps(run: Run, n_train: int, n_unlabeled: int, epochs: float) -> int:
     """Optimizer steps of `epochs` passes over the data of the distilled run of this student (labels + its
-    transfer texts)."""
-    from training import process_state
+    transfer texts), each step a batch on every device (a lone process on several GPUs: DataParallel's batch)."""
+    from training import devices_per_process, process_state
     st = run.settings
-    return optimizer_steps(n_train + min(st["transfer_size"], n_unlabeled), epochs, st["batch_size"], GRAD_ACCUM,
-                           process_state().num_processes)
+    return optimizer_steps(n_train + min(st["transfer_size"], n_unlabeled), epochs, st["batch_size"] * devices_per_process(),
+                           GRAD_ACCUM, process_state().num_processes)
 
 
 def matched_steps(run: Run, n_train: int, n_unlabeled: int) -> int:

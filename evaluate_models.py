@@ -177,9 +177,10 @@ def cpu_features() -> str:
 
 
 def size_on_disk_mb(model, folder: Path | None) -> float:
-    """Weights' size in MB: the saved weight files, or (quantized models) the serialized state dict."""
+    """Weights' size in MB: the saved weight files (model*.safetensors, pytorch_model*.bin, shards included; not the
+    Trainer's training_args.bin), or (quantized models) the serialized state dict."""
     if folder is not None:
-        files = [f for f in folder.iterdir() if f.suffix in (".safetensors", ".bin")]
+        files = [f for f in folder.iterdir() if f.suffix in (".safetensors", ".bin") and f.name.startswith(("model", "pytorch_model"))]
         if files:
             return sum(f.stat().st_size for f in files) / 1e6
     import io

@@ -242,6 +242,15 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         ddp_backend="gloo" if cpu_processes() else None), **overrides})
 
 
+def devices_per_process() -> int:
+    """The GPUs one process trains on: every visible one for a lone process on a multi-GPU machine (the Trainer then
+    wraps the model in DataParallel and its batch is BATCH_SIZE x that many), else 1 (torchrun or accelerate launch:
+    a process a GPU; CPUs)."""
+    if not torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1
+    return max(torch.cuda.device_count(), 1)
+
+
 def cpu_processes() -> bool:
     """torchrun on a machine without a GPU (WORLD_SIZE > 1): the processes need gloo, which neither the
     Trainer nor accelerate picks there by themselves."""
@@ -473,7 +482,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     train_time = clock.elapsed()                 # with the parts before an interruption (up to its checkpoint)
     _TRAINED_HERE.append(str(out_dir))
     others = clock.others(trainer.args.world_size)   # over this part only, as train_loss
-    per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size
+    per_step = trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size   # DataParallel too
     # the Trainer's examples/s is this part's; a resumed run's is every step's examples over both parts' time
     per_s = round(trainer.state.global_step * per_step / train_time, 3) if resume else \
         result.metrics.get("train_samples_per_second")

@@ -179,6 +179,21 @@ def test_optimizer_steps_matches_the_trainer_arithmetic():
     assert ds.optimizer_steps(100, 1.0, 10, 1, world_size=2) == 5
 
 
+def test_a_lone_process_on_several_gpus_counts_every_gpus_batch(monkeypatch):
+    # the Trainer's DataParallel: batch 8 x 4 GPUs, so the twin of 40 labels + 4 transfer texts takes 2 steps, not 6
+    from types import SimpleNamespace
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert training.devices_per_process() == 4
+    monkeypatch.setenv("WORLD_SIZE", "4")                    # torchrun: a process a GPU
+    assert training.devices_per_process() == 1
+    monkeypatch.undo()                                        # this machine again, four GPUs as twin_steps sees them
+    monkeypatch.setattr(training, "devices_per_process", lambda: 4)
+    run = SimpleNamespace(settings={"transfer_size": 4, "batch_size": 8})
+    assert ds.twin_steps(run, 40, 4, 1.0) == 2 and ds.twin_steps(run, 40, 4, 3.0) == 6
+
+
 def test_student_list_is_validated():
     from configurator import configure
     cfg = configure(vars(ds), [], "distill_student")
@@ -235,15 +250,15 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
         assert out[0]["label"] in ("negative", "positive")
     # the baseline took as many optimizer steps as its distilled twin (which also saw 4 transfer reviews)
     steps = {n: json.loads((students / n / "metrics.json").read_text())["optimizer_steps"] for n in ("cut", "cut-baseline")}
-    assert steps == {"cut": 6, "cut-baseline": 6}
+    assert steps == {"cut": 18, "cut-baseline": 18}            # 3 epochs of 44 rows at batch 8
     # what the process held as each began (a first student's conditions beside a later one's): trained in order
     at_start = [json.loads((students / n / "metrics.json").read_text())["process_at_start"] for n in ("cut", "cut-baseline", "roberta")]
     before = [a["models_trained_before"] for a in at_start]
     assert before == [before[0], before[0] + 1, before[0] + 2] and all(a["torch_threads"] >= 1 and a["os_threads"] >= 1 for a in at_start)
-    # and was chosen among checkpoints validated at the same steps (not at each of its shorter epochs: step 5 too)
+    # and was chosen among checkpoints validated at the same steps (not at each of its shorter epochs: steps 5, 10, 15 too)
     evals = {n: [h["step"] for h in json.loads((students / n / "metrics.json").read_text())["log_history"]
                  if "eval_accuracy" in h] for n in ("cut", "cut-baseline")}
-    assert evals == {"cut": [6, 6], "cut-baseline": [6, 6]}        # at the end of training, then the final evaluation
+    assert evals == {"cut": [6, 12, 18, 18], "cut-baseline": [6, 12, 18, 18]}   # at the twin's epochs, then the final one
     # cut was saved before its baseline; its card is rewritten after it, naming the baseline's accuracy
     baseline = json.loads((students / "cut-baseline" / "metrics.json").read_text())["val_accuracy"]
     assert f"baseline (same student, seed and steps): validation accuracy {baseline:.4f}" in (students / "cut" / "README.md").read_text()
@@ -276,7 +291,7 @@ def test_baselines_without_matched_steps(tiny_run, imdb_parquet):
     result = ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=unmatched", f"--teacher_dir={tiny_run}/tiny/teacher",
                                "--only=cut", "--match_steps=false"))
     steps = {n: m["optimizer_steps"] for n, m in result["students"].items()}
-    assert steps == {"cut": 6, "cut-baseline": 5}          # 44 reviews vs 40 labeled ones, batch 8, one epoch
+    assert steps == {"cut": 18, "cut-baseline": 15}        # 44 reviews vs 40 labeled ones, batch 8, 3 epochs (tiny.toml)
 
 
 def test_the_checks_and_the_training_load_the_data_once(tiny_run, imdb_parquet):
@@ -541,7 +556,7 @@ def test_a_baseline_resumed_mid_epoch_trains_the_uninterrupted_runs_batches(tiny
         shutil.copytree(tiny_experiment / "tiny" / "teacher", tmp_path / name / "tiny" / "teacher")
 
     def args(name):
-        return tiny_args(imdb_parquet, tmp_path / name, "--only=cut", "--epochs=3")
+        return tiny_args(imdb_parquet, tmp_path / name, "--only=cut")      # tiny.toml: 3 epochs
     ds.main(args("whole"))
 
     class Crash(TrainerCallback):

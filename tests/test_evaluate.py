@@ -69,6 +69,8 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     assert cut["retention"] == pytest.approx(100 * cut["accuracy"] / teacher["accuracy"])
     int8 = saved["rows"][1]
     assert int8["size_mb"] < teacher["size_mb"] and int8["params"] == teacher["params"]
+    assert (root / "teacher" / "training_args.bin").is_file()           # the Trainer's settings: not weights
+    assert teacher["size_mb"] == pytest.approx((root / "teacher" / "model.safetensors").stat().st_size / 1e6)
     preds = list(csv.DictReader(open(root / "predictions" / "cut.csv")))
     assert len(preds) == 24 and set(preds[0]) == {"index", "label", "pred", "p_negative", "p_positive"}
     acc = np.mean([p["label"] == p["pred"] for p in preds])

@@ -287,7 +287,7 @@ def three_class(tmp_path_factory):
     write(data, "csv", {"train": tweets(150, 1), "validation": tweets(30, 2), "test": tweets(30, 3),
                         "unlabeled": [{"tweet": r["tweet"]} for r in tweets(12, 4)]})
     out = root / "out"
-    teacher = fine_tuning_teacher.main(own_args(data, out, "--epochs=6"))
+    teacher = fine_tuning_teacher.main(own_args(data, out, "--epochs=10"))   # val accuracy 1.0 (6: 0.67, one batch order)
     students = distill_student.main(own_args(data, out, "--students=[{name = \"cut\", layers = [1], transfer_size = 12}]",
                                              "--epochs=4"))
     from matplotlib.figure import Figure

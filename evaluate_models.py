@@ -844,7 +844,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"],
                    text_noun(split["data"]))
     plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
-    log.info("wrote %s/%sresults.{json,csv,md}, dashboard.png and gains.png\n%s", root, prefix,
+    log.info("wrote %s/%sresults.{json,csv,md}, %sdashboard.png and %sgains.png\n%s", root, prefix, prefix, prefix,
              markdown_table(rows, text_noun(split["data"])))
     return result
 

@@ -275,10 +275,11 @@ def main(argv=None) -> list[dict]:
     texts = nonblank(texts)
     # 3. predict, 4. print them (and write them to OUTPUT)
     results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
+    print_model_line(folder)
     if JSON:
         print(json.dumps({"model": str(folder), "predictions": [{"text": t, **r} for t, r in zip(texts, results)]}, indent=2))
     else:
-        print_table(folder, texts, results)
+        print_table(texts, results)
     if OUTPUT:
         write_predictions(Path(OUTPUT), texts, results, table, column)
         print(f"wrote {len(results)} predictions to {OUTPUT}", file=sys.stderr)
@@ -301,11 +302,16 @@ def nonblank(texts: list[str]) -> list[str]:
     return keep
 
 
-def print_table(folder: Path, texts: list[str], results: list[dict]) -> None:
-    """The model line on stderr, then one line per text on stdout: label, confidence, the text cut to 70 characters."""
+def print_model_line(folder: Path) -> None:
+    """On stderr, whatever the output's form: the model, its validation accuracy and warnings, and why it is the
+    default when no --model was given."""
     why = "" if MODEL else f"the default: {default_reason(folder, EXPERIMENT)}; --model=PATH picks another"
     about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), why]))
     print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
+
+
+def print_table(texts: list[str], results: list[dict]) -> None:
+    """One line per text on stdout: label, confidence, the text cut to 70 characters."""
     width = max(9, *(len(r["label"]) for r in results))
     for t, r in zip(texts, results):
         t = " ".join(t.split())           # one line per text: its line breaks and tabs shown as spaces

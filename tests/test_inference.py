@@ -58,6 +58,7 @@ def test_json_file_and_stdin_agree(outputs, tmp_path):
     (tmp_path / "reviews.csv").write_text('id,text\n1,a great film\n2,"the worst movie"\n')    # a table's text column
     r = run(f"--output_dir={outputs}", "--model", model, "--json", "--file", str(tmp_path / "reviews.csv"))
     assert json.loads(r.stdout) == a and "Generating" not in r.stderr      # no progress bar of the reader
+    assert r.stderr.startswith(f"model: {model} (validation accuracy")     # the model line with --json too
     assert all(p["label"] in ("positive", "negative") and 0.5 <= p["score"] <= 1 for p in a["predictions"])
 
 

@@ -428,6 +428,8 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
     builder, kw = FORMATS[next(iter(files.values()))[0].suffix.lower()]
     for f in (f for fs in files.values() for f in fs):
         check_not_empty(f, flag)
+    check_same_columns(files, flag)
+    log_files(path, files, flag)
     try:
         raw = load_dataset(builder, data_files={s: [str(f) for f in fs] for s, fs in files.items()}, **kw)
     except Exception as e:   # pyarrow / pandas parse errors of many kinds
@@ -457,6 +459,52 @@ def check_not_empty(f: Path, flag: str) -> None:
     if seen < needed:
         what = "is empty" if seen == 0 else "holds a header line and no rows"
         raise UsageError(f"{flag}: {f} {what}; give a file with one row per text")
+
+
+def file_columns(f: Path) -> list[str] | None:
+    """A data file's column names from its header line, first JSON object or parquet schema; None when that cannot
+    be read here (read_files' reader then names the problem)."""
+    suffix = f.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+            return list(pq.ParquetFile(f).schema_arrow.names)
+        with open(f, encoding="utf-8-sig", newline="") as fh:
+            first = next((line for line in fh if line.strip()), "")
+        if suffix in (".csv", ".tsv"):
+            import csv
+            return next(csv.reader([first], delimiter="\t" if suffix == ".tsv" else ","))
+        return list(json.loads(first))          # JSON Lines: the first object's keys (a JSON array: None)
+    except Exception:
+        return None
+
+
+def check_same_columns(files: dict, flag: str) -> None:
+    """UsageError when a file of a folder has other columns than its first train file (an unsupervised file may
+    leave some out: its labels). The reader would read a missing column as empty (a test file without its label
+    column was reported as missing labels) or fail to cast, naming neither file."""
+    first = next(iter(files.values()))[0]
+    ref = file_columns(first)
+    for split, fs in files.items():
+        for f in fs:
+            cols = file_columns(f)
+            if ref is None or cols is None or set(cols) == set(ref) or (split == "unsupervised" and set(cols) <= set(ref)):
+                continue
+            raise UsageError(f"{flag}: {f} has the columns {', '.join(cols)}, but {first} has {', '.join(ref)}; give the "
+                             f"files the same columns (an unsupervised one may leave out the labels), or move this one "
+                             f"out of the folder")
+
+
+def log_files(path: str, files: dict, flag: str) -> None:
+    """Log the files read for each split of a folder, and warn when a split gathers several that are not shards
+    (name-00000-of-00002.csv): every file whose name says a split is read into it, backups and old copies too."""
+    if not Path(path).expanduser().is_dir():
+        return
+    log.info("%s=%s: %s", flag, path, "; ".join(f"{s}: {', '.join(f.name for f in fs)}" for s, fs in files.items()))
+    for split, fs in files.items():
+        if len(fs) > 1 and not all(re.search(r"-\d+-of-\d+$", f.stem) for f in fs):
+            log.warning("%s=%s: %d files read as its %s split (%s); move any that are not %s data out of the folder",
+                        flag, path, len(fs), split, ", ".join(str(f.relative_to(Path(path).expanduser())) for f in fs), split)
 
 
 def check_tsv_fields(raw: dict, files: dict) -> None:

@@ -349,7 +349,8 @@ def check_teacher_data(teacher: Teacher, ours: DataSpec) -> None:
         if key in teacher.trained and getattr(theirs, key) != getattr(ours, key):
             raise UsageError(f"--{key}={getattr(ours, key)}, but the teacher {teacher.where} was trained with {key} = "
                              f"{getattr(theirs, key)}: the students would see other data or labels, or validation rows "
-                             f"the teacher trained on; use the teacher's --config")
+                             f"the teacher trained on; give it as the teacher had it (--{key}={getattr(theirs, key)}: the "
+                             f"teacher's --config with the same flags)")
 
 
 def check_labels(teacher: Teacher, data_labels) -> list[str]:

@@ -306,7 +306,8 @@ def test_the_checks_and_the_training_load_the_data_once(tiny_run, imdb_parquet):
 
 
 def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet):
-    with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .* was trained with val_size = 8"):
+    with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .* was trained with val_size = 8: .*; give it as the "
+                                         r"teacher had it \(--val_size=8: the teacher.s --config with the same flags\)$"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--val_size=10"))
 
 

@@ -181,6 +181,20 @@ def test_a_transfer_table_is_read_as_training_texts_are(tmp_path, imdb_parquet):
     assert s.report["transfer_texts_in_validation_or_test"] == 1 and list(s.transfer) == ["a film unlike any other"]
 
 
+def test_a_folders_files_need_the_same_columns_and_extra_ones_are_named(tmp_path, caplog):
+    import pandas as pd
+    write(tmp_path, "csv", {"train": tweets(30, 1), "unlabeled": [{"tweet": r["tweet"]} for r in tweets(6, 4)]})
+    pd.DataFrame({"id": range(6), "tweet": [r["tweet"] for r in tweets(6, 3)]}).to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(du.UsageError, match=r"^--data: \S+/test.csv has the columns id, tweet, but \S+/train.csv has tweet, "
+                                            r"sentiment; give the files the same columns \(an unsupervised one may leave out"):
+        du.read_files(str(tmp_path), "--data")                # was: "column 'sentiment' has 6 missing label(s)"
+    write(tmp_path, "csv", {"test": tweets(6, 3), "train_backup": tweets(12, 5)})
+    with caplog.at_level("INFO", logger="kd"):
+        raw, _ = du.read_files(str(tmp_path), "--data")
+    assert len(raw["train"]) == 42 and "train: train.csv, train_backup.csv; test: test.csv; unsupervised: unlabeled.csv" in caplog.text
+    assert "2 files read as its train split (train.csv, train_backup.csv); move any that are not train data out" in caplog.text
+
+
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):
     write(tmp_path, "csv", {"train": tweets(60, 1)})
     with pytest.raises(du.UsageError, match=r"^--transfer_data=nowhere.tsv: no such file or folder in .*; give a CSV/TSV/JSON Lines/"

@@ -639,13 +639,13 @@ def reads_transfer(runs: list[Run]) -> bool:
     return any(r.settings["transfer_size"] and (r.distilled or MATCH_STEPS) for r in runs)
 
 
-def pending_runs(cfg: dict) -> tuple[list[Run], dict]:
+def pending_runs(cfg: dict, teacher: Teacher) -> tuple[list[Run], dict]:
     """(runs still to train, {name: metrics} of the finished ones, which are kept unless OVERWRITE)."""
     from training import run_dirs, should_train
     runs, finished = [], {}
     for run in selected_runs(cfg):
         run.dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name)
-        if should_train(*run.dirs[:2], OVERWRITE):
+        if should_train(*run.dirs[:2], OVERWRITE, run_settings(run, cfg, teacher)):
             runs.append(run)
         else:   # kept as it is: no data, no teacher pass for it
             log.info("student %s: finished run in %s, kept (--overwrite=true retrains it)", run.name, run.dirs[0])
@@ -777,7 +777,7 @@ def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
     teacher = find_teacher()
     # 1. what is left to train (finished students are kept), and the published soft labels
-    runs, results = pending_runs(cfg)
+    runs, results = pending_runs(cfg, teacher)
     if soft_label_splits():
         from training import process_state
         with process_state().main_process_first():    # rank 0 writes; under torchrun the others then find it all

@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
     from training import (MeanLossTrainer, compute_metrics, loggers, model_record, resume_settings, run_dirs,
                           should_train, train_and_save, training_arguments)
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
-    if not should_train(*dirs[:2], OVERWRITE):
+    if not should_train(*dirs[:2], OVERWRITE, resume_settings(cfg)):
         return kept_teacher(dirs[0])
     set_seed(SEED)
     args = training_arguments(dirs[1], epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,

@@ -131,21 +131,40 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, objec
     return out
 
 
-def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool) -> bool:
-    """The overwrite policy of every script: False for a finished run that is to be kept; on
-    --overwrite, stale checkpoints are dropped so the run starts afresh; otherwise an interrupted run
-    resumes from its checkpoints."""
+OVERWRITING = "overwriting"      # in a checkpoint folder: its run was started by --overwrite
+
+
+def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict | None = None) -> bool:
+    """The overwrite policy of every script: False for a finished run that is to be kept; on --overwrite, the run
+    starts afresh (an interrupted run's checkpoints dropped), unless its checkpoints are those of an --overwrite run
+    of the same `settings` (resume_settings) that was interrupted: the same command then goes on with them, as the
+    stop message says; otherwise an interrupted run resumes from its checkpoints."""
     if is_finished(out_dir) and not overwrite:
         if any(ckpt_dir.glob("checkpoint-*")):   # e.g. an --overwrite run stopped before it finished
             log.warning("%s holds checkpoints of an unfinished run, left as they are: the finished model in %s is "
-                        "kept (--overwrite=true trains afresh)", ckpt_dir, out_dir)
+                        "kept (--overwrite=true goes on with them if an --overwrite run of these settings made them, "
+                        "else trains afresh)", ckpt_dir, out_dir)
         return False
-    if overwrite and ckpt_dir.exists() and is_main_process():
-        shutil.rmtree(ckpt_dir)          # --overwrite starts afresh, also over an interrupted run's checkpoints
-        log.info("--overwrite: removed %s; training starts afresh", ckpt_dir)
+    if overwrite and is_main_process():
+        if interrupted_overwrite(ckpt_dir, settings):
+            log.info("--overwrite: going on with the interrupted --overwrite run of these settings in %s (remove that "
+                     "folder to start afresh)", ckpt_dir)
+        else:
+            if ckpt_dir.exists():
+                shutil.rmtree(ckpt_dir)          # afresh, also over an interrupted run's checkpoints
+                log.info("--overwrite: removed %s; training starts afresh", ckpt_dir)
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (ckpt_dir / OVERWRITING).write_text("this run was started by --overwrite=true\n")
     if out_dir.exists() and not is_finished(out_dir):
         log.warning("%s holds no finished run (no weights or no metrics.json); training replaces it", out_dir)
     return True
+
+
+def interrupted_overwrite(ckpt_dir: Path, settings: dict | None) -> bool:
+    """Whether ckpt_dir holds checkpoints of an --overwrite run (OVERWRITING) started with `settings`."""
+    saved = ckpt_dir / "settings.json"
+    return settings is not None and (ckpt_dir / OVERWRITING).is_file() and any(ckpt_dir.glob("checkpoint-*")) \
+        and saved.is_file() and not differences(read_json(saved), settings)
 
 
 def checkpoint_problem(folder: Path) -> str | None:
@@ -506,6 +525,8 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         "log_history": trainer.state.log_history,
     } | extra_metrics
     save_finished(trainer, tokenizer, out_dir, record, metrics, info | {"training_settings": settings})
+    if trainer.is_world_process_zero():      # finished: a later --overwrite starts afresh, kept checkpoints or not
+        (ckpt_dir / OVERWRITING).unlink(missing_ok=True)
     if not keep_checkpoints and trainer.is_world_process_zero():
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return metrics

@@ -206,6 +206,35 @@ def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monk
             f"{tmp_path / 'tiny' / 'teacher'} is kept") in log.read_text()
 
 
+def test_an_interrupted_overwrite_run_goes_on_with_the_same_command(tmp_path, imdb_parquet, monkeypatch):
+    # retraining a finished teacher (--overwrite=true), stopped: the same command resumes it (as the stop message
+    # says); with other settings it starts afresh; without --overwrite the finished model is kept
+    from transformers import TrainerCallback
+    first = ft.main(tiny_args(imdb_parquet, tmp_path))
+    ckpts = tmp_path / "tiny" / "checkpoints" / "teacher"
+    assert not ckpts.exists()
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt("simulated crash after the first checkpoint")
+    monkeypatch.setattr(training, "LogToFile", Crash)
+    with pytest.raises(KeyboardInterrupt):
+        ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true"))
+    monkeypatch.undo()
+    assert (ckpts / "checkpoint-5").is_dir() and (ckpts / training.OVERWRITING).is_file()
+    assert ft.main(tiny_args(imdb_parquet, tmp_path)) == first                     # kept without --overwrite
+    again = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true"))
+    assert again["resumed_from"].endswith("checkpoint-5") and again["optimizer_steps"] == 40
+    log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
+    assert f"--overwrite: going on with the interrupted --overwrite run of these settings in {ckpts}" in log
+    with pytest.raises(KeyboardInterrupt):                                        # stopped again, then other settings
+        monkeypatch.setattr(training, "LogToFile", Crash)
+        ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true"))
+    monkeypatch.undo()
+    other = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true", "--learning_rate=2e-3"))
+    assert other["resumed_from"] is None and not ckpts.exists()
+
+
 def test_resume_takes_the_newest_complete_checkpoint(tmp_path):
     from safetensors.torch import save_file
 

@@ -430,13 +430,20 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
         check_not_empty(f, flag)
     check_same_columns(files, flag)
     log_files(path, files, flag)
+    from datasets.utils import logging as datasets_logging
+    level = datasets_logging.get_verbosity()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL)     # its "Failed to read file" line: ours says it
     try:
         raw = load_dataset(builder, data_files={s: [str(f) for f in fs] for s, fs in files.items()}, **kw)
     except Exception as e:   # pyarrow / pandas parse errors of many kinds
         while e.__cause__ or e.__context__:     # datasets wraps the parser's own error, which says where
             e = e.__cause__ or e.__context__
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise UsageError(f"{flag}={path}: cannot read it as {builder} ({first}); check the file's format") from None
+        head = next(iter(files.values()))[0]
+        hint = separator_hint(file_columns(head) or []) if head.suffix.lower() == ".csv" else ""
+        raise UsageError(f"{flag}={path}: cannot read it as {builder} ({first}); check the file's format{hint}") from None
+    finally:
+        datasets_logging.set_verbosity(level)
     if kw.get("sep") == "\t":
         check_tsv_fields(raw, files)
     return dict(raw), {s: ", ".join(str(f) for f in fs) for s, fs in files.items()}
@@ -459,6 +466,13 @@ def check_not_empty(f: Path, flag: str) -> None:
     if seen < needed:
         what = "is empty" if seen == 0 else "holds a header line and no rows"
         raise UsageError(f"{flag}: {f} {what}; give a file with one row per text")
+
+
+def separator_hint(columns: list) -> str:
+    """A hint when a CSV's header read as one column holding `;` (as spreadsheets save CSV in many locales), else ""."""
+    if len(columns) == 1 and ";" in str(columns[0]):
+        return "; its header reads as one column with ';' in it: save the file with commas, or tabs as .tsv"
+    return ""
 
 
 def file_columns(f: Path) -> list[str] | None:
@@ -533,7 +547,7 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True):
         if c not in cols:
             flag = "--text_column" if c == spec.text_column else "--label_column"
             raise UsageError(f"{where}: no column {c!r} (found {', '.join(map(str, cols))}); set {flag} to the column "
-                             f"that holds the {'texts' if flag == '--text_column' else 'labels'}")
+                             f"that holds the {'texts' if flag == '--text_column' else 'labels'}{separator_hint(cols)}")
     texts = ds[spec.text_column]
     # CSV/TSV: pandas reads an empty field, and NA, N/A, null, None, nan, as missing (R writes missing values as NA)
     na = " (CSV/TSV readers take NA, null, None as missing too)" if where.lower().endswith((".csv", ".tsv")) else ""

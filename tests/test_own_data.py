@@ -195,6 +195,21 @@ def test_a_folders_files_need_the_same_columns_and_extra_ones_are_named(tmp_path
     assert "2 files read as its train split (train.csv, train_backup.csv); move any that are not train data out" in caplog.text
 
 
+def test_a_semicolon_csv_gets_a_hint_and_one_line(tmp_path, capfd):
+    # as spreadsheets save "CSV" in many locales; a comma in a text makes pandas' tokenizer fail
+    (tmp_path / "a.csv").write_text("id;review;sentiment\n1;great film;positive\n2;bad, really bad;negative\n")
+    with pytest.raises(du.UsageError, match=r"cannot read it as csv \(Error tokenizing data.*; its header reads as one column "
+                                            r"with ';' in it: save the file with commas, or tabs as .tsv$"):
+        du.read_files(str(tmp_path / "a.csv"), "--data")
+    assert "Failed to read file" not in capfd.readouterr().err                      # the reader's own line: not shown
+    (tmp_path / "b.csv").write_text("id;review;sentiment\n1;great film;positive\n2;bad;negative\n")
+    raw, where = du.read_files(str(tmp_path / "b.csv"), "--data")
+    with pytest.raises(du.UsageError, match=r"no column 'review' \(found id;review;sentiment\); set --text_column .*; its header "
+                                            r"reads as one column with ';' in it"):
+        du.columns(raw["train"], du.DataSpec(data=str(tmp_path / "b.csv"), text_column="review", label_column="sentiment"),
+                   where["train"], "train")
+
+
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):
     write(tmp_path, "csv", {"train": tweets(60, 1)})
     with pytest.raises(du.UsageError, match=r"^--transfer_data=nowhere.tsv: no such file or folder in .*; give a CSV/TSV/JSON Lines/"

@@ -49,7 +49,8 @@ from configurator import UsageError, cpu_sample, log, others_cores, public_confi
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classification_metrics, load_splits,
                         per_class_metrics, percentile, read_json, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
-                    logits_in_order, model_config, run_fingerprint, teacher_folder, truncation_settings)
+                    logits_in_order, model_config, teacher_folder, teacher_retrained_since,
+                    truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -667,11 +668,9 @@ def check_teachers(models: list[tuple[str, Path]]) -> None:
     """UsageError for a student that learned from another training of the teacher than the one evaluated beside
     it (retrained since: models.run_fingerprint): its retention and agreement would be against a teacher it never
     saw. Students of older runs record no teacher and are not checked."""
-    teacher = run_fingerprint(models[0][1])
     for name, folder in models[1:]:
-        kd = read_json(folder / "config.json").get("sentiment_kd", {})
-        theirs = (kd.get("training_settings") or {}).get("teacher")
-        if theirs and theirs != teacher:
+        if teacher_retrained_since(folder, models[0][1]):
+            kd = read_json(folder / "config.json").get("sentiment_kd", {})
             raise UsageError(f"student {name} ({folder}) learned from another training of the teacher than {models[0][1]} "
                              f"(retrained since); retrain it (distill_student.py --overwrite=true, with "
                              f"--only={(kd.get('student') or {}).get('name', name)} for it alone) or leave it out (--models)")

@@ -306,7 +306,9 @@ def print_model_line(folder: Path) -> None:
     """On stderr, whatever the output's form: the model, its validation accuracy and warnings, and why it is the
     default when no --model was given."""
     why = "" if MODEL else f"the default: {default_reason(folder, EXPERIMENT)}; --model=PATH picks another"
-    about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), why]))
+    stale = "WARNING: it learned from an earlier training of the teacher beside it (retrained since; evaluate_models.py " \
+        "refuses it until it is retrained)" if models.teacher_retrained_since(folder, experiment_of(folder) / "teacher") else ""
+    about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), stale, why]))
     print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
 
 

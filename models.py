@@ -295,6 +295,14 @@ def run_fingerprint(folder: Path) -> str:
     return digest(read_json(meta))
 
 
+def teacher_retrained_since(student: Path, teacher: Path) -> bool:
+    """Whether `student` learned from another training of the teacher than the one now in `teacher` (retrained
+    since: run_fingerprint). Students of older runs record no teacher, and a missing teacher is no other one."""
+    kd = read_json(Path(student) / "config.json").get("sentiment_kd", {})
+    theirs = (kd.get("training_settings") or {}).get("teacher")
+    return bool(theirs) and is_finished(Path(teacher)) and theirs != run_fingerprint(teacher)
+
+
 def truncation_settings(kd: dict, tokenizer=None) -> dict:
     """How a saved model tokenizes: {max_length, truncation, head_tokens} from the `sentiment_kd` entry
     of its config.json; for a model trained elsewhere, the tokenizer's length limit (at most 512) and

@@ -215,3 +215,14 @@ def test_the_config_names_the_experiment_of_the_default_model(outputs, tmp_path,
     assert len(inference.main([f"--config={config}", "I loved it"])) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"model: {outputs}/tiny/students/") and "student of experiment tiny" in err, err
+
+
+def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path):
+    import shutil
+    shutil.copytree(f"{outputs}/tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns(".lock", "checkpoints", "cache"))
+    r = run(f"--output_dir={tmp_path}", "I loved it")
+    assert r.returncode == 0 and "retrained since" not in r.stderr
+    metrics = json.loads((tmp_path / "tiny" / "teacher" / "metrics.json").read_text())      # the teacher trained again
+    (tmp_path / "tiny" / "teacher" / "metrics.json").write_text(json.dumps(metrics | {"train_time_s": metrics["train_time_s"] + 1000}))
+    r = run(f"--output_dir={tmp_path}", "I loved it")
+    assert r.returncode == 0 and "WARNING: it learned from an earlier training of the teacher beside it (retrained since" in r.stderr

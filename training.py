@@ -54,10 +54,14 @@ NOT_TRAINING = {"experiment", "output_dir", "cache_dir", "overwrite", "data_dir"
                 "min_teacher_accuracy", "students"}
 
 
+RESUME_ONLY = ("devices",)      # compared only to resume checkpoints: a finished model is kept on another machine
+
+
 def resume_settings(cfg: dict, **extra) -> dict:
     """What an interrupted run must resume with: the effective configuration less NOT_TRAINING, plus `extra`
-    (a student's own settings and teacher), as JSON reads it back (saved beside the checkpoints)."""
-    kept = {k: v for k, v in public_config(cfg).items() if k not in NOT_TRAINING} | extra
+    (a student's own settings and teacher) and the devices it trains on (the Trainer's steps per epoch depend on
+    them), as JSON reads it back (saved beside the checkpoints)."""
+    kept = {k: v for k, v in public_config(cfg).items() if k not in NOT_TRAINING} | extra | {"devices": training_devices()}
     return json.loads(json.dumps(kept, sort_keys=True, default=str))
 
 
@@ -87,11 +91,11 @@ def standing_run(dirs: tuple, settings: dict) -> tuple[dict | None, str, str]:
     its run configuration names too); None settings: nothing stands there, or it recorded none."""
     out_dir, ckpt_dir, record = dirs
     if is_finished(out_dir):
-        return recorded_settings(out_dir), f"{out_dir} holds a finished run", \
+        return as_kept(recorded_settings(out_dir), settings), f"{out_dir} holds a finished run", \
             "--overwrite=true retrains it (or set --experiment to keep both)"
     saved = ckpt_dir / "settings.json"
     if saved.is_file() and any(ckpt_dir.glob("checkpoint-*")):
-        return json.loads(saved.read_text()), f"{ckpt_dir} holds checkpoints of an interrupted run", \
+        return {"devices": 1} | json.loads(saved.read_text()), f"{ckpt_dir} holds checkpoints of an interrupted run", \
             "run it with its settings to resume it, or with --overwrite=true to start afresh"
     kd = read_json(record).get("config", {}).get("sentiment_kd", {}) if record.is_file() else {}
     published = kd.get("training_settings")
@@ -100,7 +104,7 @@ def standing_run(dirs: tuple, settings: dict) -> tuple[dict | None, str, str]:
                                 if k in settings and k not in NOT_TRAINING and not isinstance(settings[k], dict)}
     if published is not None and "teacher" in settings:
         published = published | {"teacher": settings["teacher"]}
-    return published, f"{record} is the published record of a run", \
+    return as_kept(published, settings), f"{record} is the published record of a run", \
         "set --experiment=<a new name> to keep it and its results, or --overwrite=true to replace them"
 
 
@@ -110,7 +114,12 @@ def kept_as_is(out_dir: Path, settings: dict, overwrite: bool) -> bool:
     if overwrite or not is_finished(out_dir):
         return False
     old = recorded_settings(out_dir)
-    return old is None or not differences(old, settings)
+    return old is None or not differences(as_kept(old, settings), settings)
+
+
+def as_kept(old: dict | None, settings: dict) -> dict | None:
+    """A finished or published run's settings, compared with `settings` on all but RESUME_ONLY (its devices)."""
+    return None if old is None else old | {k: settings[k] for k in RESUME_ONLY if k in settings}
 
 
 def recorded_settings(out_dir: Path) -> dict | None:
@@ -164,7 +173,7 @@ def interrupted_overwrite(ckpt_dir: Path, settings: dict | None) -> bool:
     """Whether ckpt_dir holds checkpoints of an --overwrite run (OVERWRITING) started with `settings`."""
     saved = ckpt_dir / "settings.json"
     return settings is not None and (ckpt_dir / OVERWRITING).is_file() and any(ckpt_dir.glob("checkpoint-*")) \
-        and saved.is_file() and not differences(read_json(saved), settings)
+        and saved.is_file() and not differences({"devices": 1} | read_json(saved), settings)
 
 
 def checkpoint_problem(folder: Path) -> str | None:
@@ -259,6 +268,11 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         logging_nan_inf_filter=False, tf32=tf32_available() or None,   # TF32 for what runs in fp32 on Ampere+
         # torchrun on CPUs: real DDP over gloo (the Trainer would otherwise run N independent copies)
         ddp_backend="gloo" if cpu_processes() else None), **overrides})
+
+
+def training_devices() -> int:
+    """The devices a training runs on: its processes (torchrun, accelerate launch) x the GPUs each drives."""
+    return int(os.environ.get("WORLD_SIZE", "1")) * devices_per_process()
 
 
 def devices_per_process() -> int:

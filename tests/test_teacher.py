@@ -125,6 +125,23 @@ def test_an_interrupted_run_resumes_only_with_its_own_settings(tmp_path, imdb_pa
     assert not (ckpts / "settings.json").exists()                    # gone with the checkpoints once finished
 
 
+def test_checkpoints_resume_only_on_as_many_devices(tmp_path, imdb_parquet, monkeypatch):
+    # the Trainer's steps per epoch depend on the devices: checkpoints of 4 resume only on 4; a finished model is kept
+    crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
+    ckpts = tmp_path / "tiny" / "checkpoints" / "teacher"
+    saved = json.loads((ckpts / "settings.json").read_text())
+    assert saved["devices"] == 1
+    (ckpts / "settings.json").write_text(json.dumps(saved | {"devices": 4}))         # as torchrun on 4 GPUs wrote it
+    with pytest.raises(UsageError, match=r"holds checkpoints of an interrupted run made with devices = 4, now 1; run it"):
+        ft.main(tiny_args(imdb_parquet, tmp_path))
+    first = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true"))
+    config = tmp_path / "tiny" / "teacher" / "config.json"
+    kd = json.loads(config.read_text())
+    kd["sentiment_kd"]["training_settings"]["devices"] = 4                            # finished on 4, kept on 1
+    config.write_text(json.dumps(kd))
+    assert ft.main(tiny_args(imdb_parquet, tmp_path)) == first
+
+
 def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     from transformers import TrainerCallback
     crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)

@@ -105,6 +105,14 @@ def replace_dir(src: Path, dst: Path) -> None:
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
+BOM = "\ufeff"                     # a UTF-8 byte-order mark, as some editors start a file (or a cell) with
+
+
+def is_blank(text) -> bool:
+    """No text: not a string, or only whitespace and byte-order marks."""
+    return not isinstance(text, str) or not text.replace(BOM, "").strip()
+
+
 def clean_text(text: str) -> str:
     """Replace IMDb's HTML line breaks (`<br />`) with spaces."""
     return _BR.sub(" ", text)
@@ -551,7 +559,7 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True):
     texts = ds[spec.text_column]
     # CSV/TSV: pandas reads an empty field, and NA, N/A, null, None, nan, as missing (R writes missing values as NA)
     na = " (CSV/TSV readers take NA, null, None as missing too)" if where.lower().endswith((".csv", ".tsv")) else ""
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    bad = [i for i, t in enumerate(texts) if is_blank(t)]
     if bad:
         raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at data row "
                          f"{bad[0] + 1}, a header line not counted){na}; drop or fill those rows")

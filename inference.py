@@ -39,7 +39,7 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import FORMATS, as_trained, atomic_path, read_json, read_table
+from data_utils import BOM, FORMATS, as_trained, atomic_path, is_blank, read_json, read_table
 from models import (batched_logits, default_device, experiment_of, is_finished, is_saved_model, load_classifier, saved_models,
                     truncation_settings)
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
@@ -63,13 +63,7 @@ EXAMPLES = (
     "The first half drags, but the ending more than makes up for it.",
     "Not bad, not great either. The lead tries hard but the script gives her nothing.",
 )
-_BOM = "\ufeff"                    # a UTF-8 byte-order mark, as some editors start a file with
 _LOADED: dict = {}
-
-
-def is_blank(text: str) -> bool:
-    """Nothing to predict: only whitespace and byte-order marks."""
-    return not text.replace(_BOM, "").strip()
 
 
 def default_model(output_dir: str, experiment: str = "") -> Path:
@@ -236,7 +230,7 @@ def read_lines(path: str) -> list[str]:
     lines = []
     for n, line in enumerate(raw.splitlines(), 1):
         try:
-            lines.append(line.decode("utf-8").removeprefix(_BOM))
+            lines.append(line.decode("utf-8").removeprefix(BOM))
         except UnicodeDecodeError:
             raise UsageError(f"{'standard input' if path == '-' else path}: line {n} is not valid UTF-8; "
                              f"save the file as UTF-8") from None
@@ -324,15 +318,25 @@ def print_table(texts: list[str], results: list[dict]) -> None:
 def write_predictions(path: Path, texts: list[str], results: list[dict], table, column: str) -> None:
     """A CSV of the predictions, one row per text in input order: the input table's own columns (table: a pandas
     DataFrame, all its columns, so ids travel with their predictions; texts given as arguments too get empty ones),
-    else `text`; then label, score and p_<label> for every class. Written atomically."""
+    else `text`; then label, score and p_<label> for every class, named predicted_label, predicted_score and
+    predicted_p_<label> when the table has a column of one of those names (its true labels, say). Written atomically."""
     import pandas as pd
     if table is None:
         table = pd.DataFrame({"text": texts})
     elif len(texts) > len(table):                # texts given as arguments too: a row each, other columns empty
         table = pd.concat([table, pd.DataFrame({column: texts[len(table):]})], ignore_index=True).convert_dtypes()   # ids stay ints
-    names = list(results[0]["probs"])
-    table = table.assign(label=[r["label"] for r in results], score=[r["score"] for r in results],
-                         **{f"p_{n}": [r["probs"][n] for r in results] for n in names})
+    predicted = {"label": [r["label"] for r in results], "score": [r["score"] for r in results],
+                 **{f"p_{n}": [r["probs"][n] for r in results] for n in results[0]["probs"]}}
+    taken = [c for c in predicted if c in table.columns]
+    if taken:
+        predicted = {f"predicted_{c}": v for c, v in predicted.items()}
+        print(f"note: the table has a column {taken[0]!r}, kept as it is; the predictions are written as "
+              f"{', '.join(predicted)}", file=sys.stderr)
+        clash = [c for c in predicted if c in table.columns]
+        if clash:
+            raise UsageError(f"--file's table has columns {taken[0]!r} and {clash[0]!r}, which the predictions would be "
+                             f"written over; rename them")
+    table = table.assign(**predicted)
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 

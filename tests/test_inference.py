@@ -226,3 +226,23 @@ def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path):
     (tmp_path / "tiny" / "teacher" / "metrics.json").write_text(json.dumps(metrics | {"train_time_s": metrics["train_time_s"] + 1000}))
     r = run(f"--output_dir={tmp_path}", "I loved it")
     assert r.returncode == 0 and "WARNING: it learned from an earlier training of the teacher beside it (retrained since" in r.stderr
+
+
+def test_a_labelled_table_keeps_its_labels_and_a_bom_only_cell_is_refused(outputs, tmp_path):
+    import pandas as pd
+
+    import inference
+    from configurator import UsageError
+    table = tmp_path / "labelled.csv"
+    pd.DataFrame({"text": ["a great film", "awful", "loved it"], "label": [1, 0, 1]}).to_csv(table, index=False)
+    r = run(f"--output_dir={outputs}", f"--file={table}", f"--output={tmp_path / 'out.csv'}")
+    assert r.returncode == 0 and "note: the table has a column 'label', kept as it is; the predictions are written as " \
+        "predicted_label, predicted_score, predicted_p_negative, predicted_p_positive" in r.stderr
+    written = pd.read_csv(tmp_path / "out.csv")
+    assert list(written["label"]) == [1, 0, 1] and set(written["predicted_label"]) <= {"negative", "positive"}
+    assert list(written.columns) == ["text", "label", "predicted_label", "predicted_score", "predicted_p_negative", "predicted_p_positive"]
+    # a cell holding only a byte-order mark is an empty text, refused naming its row (it was kept, then dropped as
+    # blank while the table kept its row: the predictions below it shifted onto the wrong rows)
+    (tmp_path / "bom.csv").write_text("text\na great film\n\ufeff\nawful\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"bom.csv: column 'text' has 1 empty or missing text\(s\) \(first at data row 2"):
+        inference.gather_texts([], str(tmp_path / "bom.csv"), "text")

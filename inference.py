@@ -300,8 +300,9 @@ def print_model_line(folder: Path) -> None:
     """On stderr, whatever the output's form: the model, its validation accuracy and warnings, and why it is the
     default when no --model was given."""
     why = "" if MODEL else f"the default: {default_reason(folder, EXPERIMENT)}; --model=PATH picks another"
+    trained = folder.parent if is_onnx_folder(folder) else folder       # an export: the model it was exported from
     stale = "WARNING: it learned from an earlier training of the teacher beside it (retrained since; evaluate_models.py " \
-        "refuses it until it is retrained)" if models.teacher_retrained_since(folder, experiment_of(folder) / "teacher") else ""
+        "refuses it until it is retrained)" if models.teacher_retrained_since(trained, experiment_of(trained) / "teacher") else ""
     about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), stale, why]))
     print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
 

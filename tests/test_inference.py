@@ -217,8 +217,10 @@ def test_the_config_names_the_experiment_of_the_default_model(outputs, tmp_path,
     assert err.startswith(f"model: {outputs}/tiny/students/") and "student of experiment tiny" in err, err
 
 
-def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path):
+def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path, capsys, monkeypatch):
     import shutil
+
+    import inference
     shutil.copytree(f"{outputs}/tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns(".lock", "checkpoints", "cache"))
     r = run(f"--output_dir={tmp_path}", "I loved it")
     assert r.returncode == 0 and "retrained since" not in r.stderr
@@ -226,6 +228,14 @@ def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path):
     (tmp_path / "tiny" / "teacher" / "metrics.json").write_text(json.dumps(metrics | {"train_time_s": metrics["train_time_s"] + 1000}))
     r = run(f"--output_dir={tmp_path}", "I loved it")
     assert r.returncode == 0 and "WARNING: it learned from an earlier training of the teacher beside it (retrained since" in r.stderr
+    # and its ONNX export (the model line reads the folder it was exported from)
+    export = tmp_path / "tiny" / "students" / "cut" / "onnx"
+    export.mkdir()
+    for f in ("model.onnx", "config.json", "tokenizer.json"):
+        (export / f).write_text("{}")
+    monkeypatch.setattr(inference, "MODEL", str(export))
+    inference.print_model_line(export)
+    assert "retrained since" in capsys.readouterr().err
 
 
 def test_a_labelled_table_keeps_its_labels_and_a_bom_only_cell_is_refused(outputs, tmp_path):

@@ -219,7 +219,7 @@ def soft_label_teacher(teacher_dir: Path) -> dict:
     config, metrics = read_json(teacher_dir / "config.json"), read_json(teacher_dir / "metrics.json")
     kd = config.get("sentiment_kd", {})
     trained = kd.get("run_config", {})
-    return {"teacher_key": teacher_key(teacher_dir, kd), "teacher": str(teacher_dir),
+    return {"teacher_key": teacher_key(teacher_dir, kd), "teacher": str(teacher_dir), "teacher_run": run_fingerprint(teacher_dir),
             "teacher_model": trained.get("model_name"), "teacher_val_accuracy": metrics["val_accuracy"],
             "teacher_parameters": metrics.get("parameters"),
             "data": {k: trained[k] for k in DATA_KEYS if k in trained},    # what the teacher was trained on

@@ -49,8 +49,8 @@ from configurator import UsageError, cpu_sample, log, others_cores, public_confi
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classification_metrics, load_splits,
                         per_class_metrics, percentile, read_json, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
-                    logits_in_order, model_config, teacher_folder, teacher_retrained_since,
-                    truncation_settings)
+                    logits_in_order, model_config, run_fingerprint, teacher_folder, teacher_retrained_since,
+                    teacher_run_of, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -757,12 +757,14 @@ def machine(hw: dict) -> tuple:
 SPEED_SETTINGS = ("eval_batch_size", "latency_samples", "warmup", "gpu_warmup_s")   # how throughput and latency are measured
 
 
-def published_teacher(path: Path, split: dict, device: str) -> list[dict]:
+def published_teacher(path: Path, split: dict, device: str, models: list = ()) -> list[dict]:
     """The teacher rows of a published results.json (TEACHER_RESULTS): its fp32 row, the reference, and its
     half-precision row if it has one, after checking they were evaluated on the same texts (data, split, count,
-    labels, and the digest of the texts and labels); without predictions (no agreement). Measured on another
-    machine or with other SPEED_SETTINGS, they give no speedups (`no_speedups` says why)."""
+    labels, and the digest of the texts and labels) and are of the teacher training the students `models` learned
+    from (check_published_teacher); without predictions (no agreement). Measured on another machine or with other
+    SPEED_SETTINGS, they give no speedups (`no_speedups` says why)."""
     result = read_json(path)
+    check_published_teacher(path, result.get("teacher_run"), models)
     teacher = [r for r in result.get("rows", []) if r.get("kind") == "teacher" and r.get("precision") in ("fp32", "bf16", "fp16")]
     if not any(r["precision"] == "fp32" for r in teacher):
         raise UsageError(f"--teacher_results={path}: no fp32 teacher row in it; give the results.json of an evaluated teacher")
@@ -782,6 +784,23 @@ def published_teacher(path: Path, split: dict, device: str) -> list[dict]:
         f"measured with {other[0]}" if other else ""
     log.info("teacher rows: published in %s%s", path, f" ({why}: no speedups against them)" if why else "")
     return [r | {"pred": None, "published": str(path), "no_speedups": why} for r in teacher]
+
+
+def check_published_teacher(path: Path, run: str | None, models: list) -> None:
+    """UsageError when a student learned from another training of the teacher than the one a published
+    results.json evaluated (its teacher_run: models.run_fingerprint; a soft-label student's, the run its soft
+    labels record): its retention and gain would be against a teacher it never saw. Results written before they
+    named their teacher's run are not checked (a warning says so)."""
+    if run is None:
+        log.warning("%s does not name its teacher's training run (written before it was recorded): which teacher the "
+                    "students learned from is not checked", path)
+        return
+    for name, folder in models:
+        theirs = teacher_run_of(folder)
+        if theirs and theirs != run:
+            raise UsageError(f"--teacher_results={path}: student {name} ({folder}) learned from another training of the "
+                             f"teacher than the one evaluated there; give the results of its own teacher, or leave it out "
+                             f"(--models)")
 
 
 def relative_figures(rows: list[dict]) -> list[dict]:
@@ -835,9 +854,11 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
         log.warning("%s held rows of %s, which this evaluation does not measure (--models); its tables are replaced",
                     previous, ", ".join(dropped))
+    teacher_run = run_fingerprint(models[0][1]) if models[0][0] == "teacher" else \
+        read_json(Path(TEACHER_RESULTS)).get("teacher_run")             # the training run its teacher rows are of
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
-              "labels": split["names"], "texts_digest": split["digest"], "hardware": hw, "config": public_config(cfg),
-              "rows": rows, "groups": groups}
+              "labels": split["names"], "texts_digest": split["digest"], "teacher_run": teacher_run, "hardware": hw,
+              "config": public_config(cfg), "rows": rows, "groups": groups}
     write_reports(root, result, prefix)
     where = f"{len(split['texts']):,} {split['data']} {SPLIT} {text_noun(split['data'])}, {device}"
     plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"],
@@ -862,7 +883,7 @@ def main(argv=None) -> dict:
     preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions" if SPLIT == "test" else "validation-predictions")
     preds_dir.mkdir(parents=True, exist_ok=True)
     write_texts(preds_dir / "texts.csv", split)
-    rows = published_teacher(Path(TEACHER_RESULTS), split, device) if TEACHER_RESULTS else []
+    rows = published_teacher(Path(TEACHER_RESULTS), split, device, models) if TEACHER_RESULTS else []
     rows += [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
     load = {"load_average_1min": load, "other_cores_busy": others_cores(start, cpu_sample())}
     warn_if_shared(device, rows)

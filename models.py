@@ -303,6 +303,18 @@ def teacher_retrained_since(student: Path, teacher: Path) -> bool:
     return bool(theirs) and is_finished(Path(teacher)) and theirs != run_fingerprint(teacher)
 
 
+def teacher_run_of(student: Path) -> str | None:
+    """The training run (run_fingerprint) of the teacher `student` learned from or was cut from: its record's, or,
+    for a student of published soft labels, the teacher run those record; None when not recorded (older runs, a
+    pretrained student's baseline)."""
+    kd = read_json(Path(student) / "config.json").get("sentiment_kd", {})
+    theirs = (kd.get("training_settings") or {}).get("teacher")
+    soft = Path(kd.get("teacher") or "") / "train.json"
+    if theirs and soft.is_file():
+        return read_json(soft).get("teacher_run")
+    return theirs
+
+
 def truncation_settings(kd: dict, tokenizer=None) -> dict:
     """How a saved model tokenizes: {max_length, truncation, head_tokens} from the `sentiment_kd` entry
     of its config.json; for a model trained elsewhere, the tokenizer's length limit (at most 512) and

@@ -460,6 +460,9 @@ def test_students_learn_from_published_soft_labels_without_the_teacher(tiny_run,
     assert m["teacher_val_accuracy"] == json.loads((teacher / "metrics.json").read_text())["val_accuracy"]
     kd = json.loads((tmp_path / "from-soft" / "students" / "roberta" / "config.json").read_text())["sentiment_kd"]
     assert kd["teacher"] == str(folder) and kd["kind"] == "distilled"
+    # the teacher training it learned from, through the soft labels (evaluation against published teacher rows checks it)
+    from models import run_fingerprint, teacher_run_of
+    assert teacher_run_of(tmp_path / "from-soft" / "students" / "roberta") == meta["teacher_run"] == run_fingerprint(teacher)
     # what needs the teacher model is refused before anything is written
     with pytest.raises(UsageError, match=r"student 'cut': cut from the teacher needs the teacher model"):
         ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=refused", f"--soft_labels={folder}"))

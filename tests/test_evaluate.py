@@ -147,6 +147,20 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     assert [r["precision"] for r in teacher] == ["fp32"]
     assert teacher[0]["no_speedups"] == "measured with eval_batch_size = 999, here 8"
     assert ev.published_teacher(src / "results.json", split, "cpu")[0]["no_speedups"] == ""
+    # the results of another training of the teacher (its run named in results.json): refused, as with its folder
+    assert published["teacher_run"] == result["teacher_run"] == json.loads((src / "results.json").read_text())["teacher_run"]
+    other = json.loads((src / "results.json").read_text()) | {"teacher_run": "0" * 16}
+    (tmp_path / "other-teacher.json").write_text(json.dumps(other))
+    with pytest.raises(UsageError, match=r"student cut \(.*\) learned from another training of the teacher than the one "
+                                         r"evaluated there; give the results of its own teacher, or leave it out"):
+        ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={tmp_path}/other-teacher.json",
+                          cache=False))
+    other.pop("teacher_run")                                                     # written before it was recorded
+    (tmp_path / "older.json").write_text(json.dumps(other))
+    ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={tmp_path}/older.json",
+                      "--quantize=false", cache=False))
+    assert "does not name its teacher's training run (written before it was recorded)" in \
+        (tmp_path / "soft" / "logs" / "evaluate.log").read_text()
 
 
 def test_a_busy_cpu_is_recorded_and_warned_about(monkeypatch, caplog):

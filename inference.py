@@ -39,7 +39,7 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import BOM, FORMATS, as_trained, atomic_path, is_blank, read_json, read_table
+from data_utils import BOM as _BOM, FORMATS, as_trained, atomic_path, is_blank, read_json, read_table   # _: not a setting
 from models import (batched_logits, default_device, experiment_of, is_finished, is_saved_model, load_classifier, saved_models,
                     truncation_settings)
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
@@ -230,7 +230,7 @@ def read_lines(path: str) -> list[str]:
     lines = []
     for n, line in enumerate(raw.splitlines(), 1):
         try:
-            lines.append(line.decode("utf-8").removeprefix(BOM))
+            lines.append(line.decode("utf-8").removeprefix(_BOM))
         except UnicodeDecodeError:
             raise UsageError(f"{'standard input' if path == '-' else path}: line {n} is not valid UTF-8; "
                              f"save the file as UTF-8") from None

@@ -239,7 +239,7 @@ def test_threads_sets_torch_cpu_threads_and_is_not_a_training_setting(tmp_path):
     try:
         cfg = start_run(ns, [f"--threads={want}"], "fine_tuning_teacher", "t.log")
         assert torch.get_num_threads() == want and cfg["THREADS"] == want
-        assert resume_settings(cfg) == {"epochs": 2.0}      # a run resumed or kept with other threads is the same run
+        assert resume_settings(cfg) == {"epochs": 2.0, "devices": 1}   # resumed or kept with other threads: the same run
     finally:
         torch.set_num_threads(before)
 

@@ -229,8 +229,8 @@ def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path, c
     r = run(f"--output_dir={tmp_path}", "I loved it")
     assert r.returncode == 0 and "WARNING: it learned from an earlier training of the teacher beside it (retrained since" in r.stderr
     # and its ONNX export (the model line reads the folder it was exported from)
-    export = tmp_path / "tiny" / "students" / "cut" / "onnx"
-    export.mkdir()
+    export = tmp_path / "tiny" / "students" / "cut" / "onnx"                # (the copy may hold a real export)
+    export.mkdir(exist_ok=True)
     for f in ("model.onnx", "config.json", "tokenizer.json"):
         (export / f).write_text("{}")
     monkeypatch.setattr(inference, "MODEL", str(export))

@@ -23,7 +23,7 @@ MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere giv
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=32 --max_length=512
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=64 --compile=true --label=compile
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --optimizer=adamw_torch   # unfused AdamW
-    python bench.py --model_name=tiny:bert --steps=5 --max_length=64        # a smoke run, CPU
+    python bench.py --model_name=tiny:bert --steps=5 --max_length=64 --head_tokens=16   # a smoke run, CPU
 """
 from pathlib import Path
 

@@ -63,7 +63,7 @@ def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
     labels = " / ".join(facts["labels"])
     rc, st = kd.get("run_config") or {}, kd.get("settings") or {}
     how = st if kd.get("role") != "teacher" else rc                  # a student's own settings, the teacher's run's
-    trained = (f"- trained on {metrics.get('train_examples', 0):,} examples, {metrics.get('epochs', how.get('epochs'))} "
+    trained = (f"- trained on {metrics.get('train_examples', 0):,} examples, {round(metrics.get('epochs', how.get('epochs')) or 0, 2):g} "
                f"epochs ({metrics.get('optimizer_steps')} optimizer steps), learning rate {how.get('learning_rate')}, "
                f"batch size {how.get('batch_size')}, seed {how.get('seed')}")
     if kd.get("role") == "teacher":

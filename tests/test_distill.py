@@ -251,6 +251,7 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     # the baseline took as many optimizer steps as its distilled twin (which also saw 4 transfer reviews)
     steps = {n: json.loads((students / n / "metrics.json").read_text())["optimizer_steps"] for n in ("cut", "cut-baseline")}
     assert steps == {"cut": 18, "cut-baseline": 18}            # 3 epochs of 44 rows at batch 8
+    assert "trained on 40 examples, 3.6 epochs (18 optimizer steps)" in (students / "cut-baseline" / "README.md").read_text()
     # what the process held as each began (a first student's conditions beside a later one's): trained in order
     at_start = [json.loads((students / n / "metrics.json").read_text())["process_at_start"] for n in ("cut", "cut-baseline", "roberta")]
     before = [a["models_trained_before"] for a in at_start]

@@ -116,3 +116,11 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     assert "have not been evaluated yet" in onnx_card(text, folder / "onnx")
     measured = text.replace("| fp32 |", "| onnx-int8 |")
     assert "rows onnx-fp32 / onnx-int8 are these files" in onnx_card(measured, folder / "onnx")
+
+
+def test_a_matched_baselines_fractional_epochs_are_rounded():
+    from model_card import recipe_lines
+    kd = {"role": "student", "kind": "baseline", "settings": {"learning_rate": 3e-4, "batch_size": 32, "seed": 1}}
+    lines = recipe_lines(kd, {"labels": ["negative", "positive"], "name": "IMDb"},
+                         {"train_examples": 798, "epochs": 2.6315789473684212, "optimizer_steps": 50})
+    assert any("trained on 798 examples, 2.63 epochs (50 optimizer steps)" in line for line in lines), lines

@@ -40,6 +40,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -47,7 +48,8 @@ import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classification_metrics, load_splits,
-                        per_class_metrics, percentile, read_json, stratified_indices, texts_digest, write_json)
+                        per_class_metrics, percentile, read_json, replace_dir, stratified_indices, texts_digest,
+                        write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, run_fingerprint, teacher_folder, teacher_retrained_since,
                     teacher_run_of, truncation_settings)
@@ -840,10 +842,13 @@ def write_cards(models: list, rows: list[dict], pairs: list[tuple], hw: dict, te
         write_onnx_card(folder)
 
 
-def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str, load: dict | None = None) -> dict:
+def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str, load: dict | None = None,
+            predictions: Path | None = None) -> dict:
     """Write results.{json,csv,md}, dashboard.png and gains.png (validation-* for the validation split)
     and, after a test evaluation, each model's card; the result. load: the machine's load while measuring,
-    {load_average_1min (machine_load() when measuring began), other_cores_busy (others_cores over all of it)}."""
+    {load_average_1min (machine_load() when measuring began), other_cores_busy (others_cores over all of it)}.
+    predictions: the folder this evaluation wrote its predictions to (<name>.partial), moved into place right
+    after results.json, so that the two always describe the same evaluation."""
     root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, "" if SPLIT == "test" else "validation-"
     pairs = paired_rows(rows)
     groups, hw = seed_groups(rows, pairs), hardware(device) | (load or {})
@@ -860,6 +865,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
               "labels": split["names"], "texts_digest": split["digest"], "teacher_run": teacher_run, "hardware": hw,
               "config": public_config(cfg), "rows": rows, "groups": groups}
     write_reports(root, result, prefix)
+    if predictions is not None:
+        replace_dir(predictions, predictions.with_name(predictions.name.removesuffix(".partial")))
     where = f"{len(split['texts']):,} {split['data']} {SPLIT} {text_noun(split['data'])}, {device}"
     plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"],
                    text_noun(split["data"]))
@@ -880,8 +887,10 @@ def main(argv=None) -> dict:
     load, start = machine_load(device), cpu_sample()
 
     # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants
-    preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions" if SPLIT == "test" else "validation-predictions")
-    preds_dir.mkdir(parents=True, exist_ok=True)
+    # (into <predictions>.partial, moved into place with results.json: a stopped evaluation leaves the last pair)
+    preds_dir = Path(OUTPUT_DIR) / EXPERIMENT / ("predictions.partial" if SPLIT == "test" else "validation-predictions.partial")
+    shutil.rmtree(preds_dir, ignore_errors=True)
+    preds_dir.mkdir(parents=True)
     write_texts(preds_dir / "texts.csv", split)
     rows = published_teacher(Path(TEACHER_RESULTS), split, device, models) if TEACHER_RESULTS else []
     rows += [row for name, folder in models for row in model_rows(name, folder, split, device, preds_dir)]
@@ -889,7 +898,7 @@ def main(argv=None) -> dict:
     warn_if_shared(device, rows)
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
-    return publish(cfg, relative_figures(rows), models, split, device, load)
+    return publish(cfg, relative_figures(rows), models, split, device, load, preds_dir)
 
 
 def data_spec(kd: dict) -> DataSpec:

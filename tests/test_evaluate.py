@@ -426,3 +426,24 @@ def test_long_class_names_are_slanted_in_the_confusion_panels():
         assert [t.get_text() for t in ticks] == names and {t.get_rotation() for t in ticks} == {rotation}
         assert not axes[1].axison                     # no student rows: the other panels are blank
         plt.close(fig)
+
+
+def test_a_stopped_evaluation_leaves_predictions_and_results_of_the_same_one(tiny_experiment, imdb_parquet, tmp_path, monkeypatch):
+    # predictions/ is moved into place with results.json: stopped midway (Ctrl-C), both stay the last evaluation's
+    shutil.copytree(tiny_experiment / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns(".lock", "checkpoints", "cache"))
+    ev.main(tiny_args(imdb_parquet, tmp_path, "--quantize=false", cache=False))
+    root = tmp_path / "tiny"
+    before = {p.name: p.read_bytes() for p in (root / "predictions").iterdir()} | {"results": (root / "results.json").read_bytes()}
+    assert {"texts.csv", "teacher.csv", "cut.csv"} <= set(before) and not (root / "predictions.partial").exists()
+    rows, calls = ev.model_rows, []
+
+    def stop_at_the_second_model(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated Ctrl-C")
+        return rows(*args, **kwargs)
+    monkeypatch.setattr(ev, "model_rows", stop_at_the_second_model)
+    with pytest.raises(KeyboardInterrupt):
+        ev.main(tiny_args(imdb_parquet, tmp_path, "--quantize=false", "--test_size=10", cache=False))   # other texts
+    after = {p.name: p.read_bytes() for p in (root / "predictions").iterdir()} | {"results": (root / "results.json").read_bytes()}
+    assert after == before

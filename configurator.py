@@ -50,6 +50,8 @@ class UsageError(ValueError):
 
 _DEFAULTS: dict[int, tuple[dict, dict]] = {}   # id(script namespace) -> (namespace, its constants as defined)
 _RUN_ROOT: list[Path] = []   # the experiment folder of the run started last (start_run), for disk_full
+_RUN_SCRIPT: list[str] = []  # and its script: a stop's message speaks of training only for the scripts that train
+TRAINING_SCRIPTS = ("fine_tuning_teacher", "distill_student")
 _STOPPING: list = []         # the signal that stops this process, then "caught" once run_main has caught it
 
 
@@ -302,7 +304,7 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
     if check is not None:
         check(cfg)
     root = Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"]
-    _RUN_ROOT[:] = [root]
+    _RUN_ROOT[:], _RUN_SCRIPT[:] = [root], [script]
     setup_logging(root / "logs" / log_name)
     lock_experiment(root, script)
     if namespace.get("THREADS"):      # a shared CPU: fewer threads than cores (0 = torch's default, one per core)
@@ -434,6 +436,8 @@ def run_main(main) -> None:
                   "the same command runs again" if saved else ": finished models are kept; the same command goes on (an "
                   "interrupted training starts over: it had saved no checkpoint, which it does at each evaluation)") \
             if _RUN_ROOT else ""
+        if _RUN_ROOT and _RUN_SCRIPT and _RUN_SCRIPT[-1] not in TRAINING_SCRIPTS:     # evaluation, export, bench
+            resume = ": finished models and the last results are kept; the same command runs it again"
         message = f"stopped by {signal.Signals(signum).name}{resume}"
         if _RUN_ROOT:     # into the run's log file too (the console gets the line); before it exists, nowhere else
             logging.getLogger("kd.file").warning(message)

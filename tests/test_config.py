@@ -250,6 +250,7 @@ def test_a_stop_says_whether_the_training_will_resume(tmp_path, monkeypatch, cap
     def stop():
         raise KeyboardInterrupt
     monkeypatch.setattr(configurator, "_RUN_ROOT", [tmp_path])
+    monkeypatch.setattr(configurator, "_RUN_SCRIPT", ["distill_student"])
     for saved in (False, True):
         if saved:
             (tmp_path / "checkpoints" / "students" / "L3" / "checkpoint-40").mkdir(parents=True)
@@ -258,3 +259,8 @@ def test_a_stop_says_whether_the_training_will_resume(tmp_path, monkeypatch, cap
         err = capsys.readouterr().err.strip()
         assert e.value.code == 128 + 2 and err.startswith("error: stopped by SIGINT: finished models are kept")
         assert ("resumes from its last checkpoint" in err) is saved and ("it had saved no checkpoint" in err) is not saved
+    monkeypatch.setattr(configurator, "_RUN_SCRIPT", ["evaluate_models"])     # a script that trains nothing
+    with pytest.raises(SystemExit):
+        configurator.run_main(stop)
+    assert capsys.readouterr().err.strip() == "error: stopped by SIGINT: finished models and the last results are kept; " \
+        "the same command runs it again"

@@ -59,6 +59,7 @@ PIN_MEMORY = True                 # pinned host memory for batches (GPUs only)
 PEAK_TFLOPS = 0.0                 # the device's peak for MFU; 0 = a known GPU's dense bf16 peak, none on CPUs
 # --- system ------------------------------------------------------------------------------------
 SEED = 42
+THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores; fewer on a shared CPU)
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s, no sparsity), first match of the device name wins
 GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200", 989.4), ("H200", 989.4),
@@ -147,7 +148,7 @@ def figures(trainer, timer, clock, model, device: str, device_name: str) -> dict
     flops = model_flops(lengths, n_params, model.config.num_hidden_layers, model.config.hidden_size)
     peak = peak_tflops(device_name)
     return {"model": MODEL_NAME, "device": device, "device_name": device_name,
-            "precision": next(iter(pick_precision()), "fp32"), "torch": torch.__version__,
+            "precision": next(iter(pick_precision()), "fp32"), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(clock.elapsed(), 1),
             "first_step_s": timer.first, "step_s_median": float(np.median(step_s)), "other_cores_busy": clock.others(trainer.args.world_size),
             "reviews_per_s": len(lengths) / seconds, "tokens_per_s": real / seconds, "padding_fraction": 1 - real / padded,
@@ -159,7 +160,8 @@ def figures(trainer, timer, clock, model, device: str, device_name: str) -> dict
 LEVER_COLUMNS = (("label", "{}"), ("device_name", "{}"), ("precision", "{}"), ("batch_size", "{}"), ("attention", "{}"),
                  ("compile", "{}"), ("optimizer", "{}"), ("num_workers", "{}"), ("group_by_length", "{}"),
                  ("reviews_per_s", "{:.1f}"), ("tokens_per_s", "{:,.0f}"), ("padding_fraction", "{:.1%}"),
-                 ("step_s_median", "{:.4f}"), ("mfu", "{:.1%}"))
+                 ("step_s_median", "{:.4f}"), ("mfu", "{:.1%}"), ("torch_threads", "{}"),
+                 ("other_cores_busy", "{:.2f}"))
 
 
 def lever_table(folder: Path) -> str:
@@ -171,7 +173,7 @@ def lever_table(folder: Path) -> str:
     lines = []
     for model in dict.fromkeys(r["model"] for r in runs):
         lines += [f"\n### {model}\n", "| " + " | ".join(k for k, _ in LEVER_COLUMNS) + " |", "|" + "---|" * len(LEVER_COLUMNS)]
-        lines += ["| " + " | ".join("" if r[k] is None else f.format(r[k]) for k, f in LEVER_COLUMNS) + " |"
+        lines += ["| " + " | ".join("" if r.get(k) is None else f.format(r[k]) for k, f in LEVER_COLUMNS) + " |"
                   for r in runs if r["model"] == model]
     return f"# Training speed, lever by lever (bench.py; {len(runs)} measurements in {folder})\n" + "\n".join(lines) + "\n"
 
@@ -198,6 +200,8 @@ def main(argv=None) -> dict:
     result = {"label": label, "attention": attention} | figures(trainer, timer, clock, model, device, device_name) | \
         {"config": public_config(cfg)}
     folder = Path(OUTPUT_DIR) / EXPERIMENT
+    from training import warn_if_cpu_shared
+    warn_if_cpu_shared(folder / label, result["other_cores_busy"])      # a shared CPU's figures are not the machine's
     write_json(folder / f"{label}.json", result)
     with atomic_path(folder / "levers.md") as tmp:    # every measurement of the folder side by side
         tmp.write_text(lever_table(folder))

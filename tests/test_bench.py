@@ -21,10 +21,16 @@ def test_peak_lookup():
     assert bench.peak_tflops("NVIDIA A10G") is None and bench.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
 
 
-def test_bench_tiny_run(imdb_parquet, tmp_path):
+def test_bench_tiny_run(imdb_parquet, tmp_path, monkeypatch):
     args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", "--batch_size=8", "--steps=3", "--warmup_steps=1")
-    grouped = bench.main(args + ["--peak_tflops=0.001", "--label=grouped"])
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        grouped = bench.main(args + ["--peak_tflops=0.001", "--label=grouped", f"--threads={threads + 1}"])
+    finally:
+        torch.set_num_threads(threads)
     shuffled = bench.main(args + ["--group_by_length=false", "--label=random"])
+    assert (grouped["torch_threads"], shuffled["torch_threads"]) == (threads + 1, threads)   # --threads: a shared CPU
     for r in (grouped, shuffled):
         assert r["steps_measured"] == 3 and r["reviews_per_s"] == pytest.approx(3 * 8 / r["seconds"], rel=0.02)   # full batches; seconds rounded to ms
         assert r["tokens_per_s"] / r["reviews_per_s"] == pytest.approx(r["mean_tokens"]) and 5 < r["mean_tokens"] <= 64
@@ -39,6 +45,15 @@ def test_bench_tiny_run(imdb_parquet, tmp_path):
     assert set(rows) == {"grouped", "random"} and "### tiny:bert" in table
     assert rows["grouped"][8] == "True" and rows["random"][8] == "False"                   # group_by_length
     assert rows["grouped"][9] == f"{grouped['reviews_per_s']:.1f}" and rows["grouped"][13].startswith(f"{100 * grouped['mfu']:.1f}")
+    assert rows["grouped"][14] == str(threads + 1) and rows["random"][14] == str(threads)          # torch threads
+    # measured beside other work: said in the log, and in the table's last column
+    import training
+    monkeypatch.setattr(training.TrainTime, "others", lambda self, world_size=1: 1.5)
+    monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+    bench.main(args + ["--label=busy"])
+    assert "busy: other processes kept 1.5 of 2 cores busy on average while it trained" in \
+        (tmp_path / "tiny" / "logs" / "bench.log").read_text()
+    assert "| busy |" in (tmp_path / "tiny" / "levers.md").read_text() and " | 1.50 |" in (tmp_path / "tiny" / "levers.md").read_text()
 
 
 def test_bench_defaults_are_what_the_training_scripts_use(tmp_path):

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 import data_utils
-from configurator import LEVELS, UsageError, check_setting_values, coerce, log, public_config, run_main, start_run
+from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, log, public_config, run_main,
+                          start_run)
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         read_json, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
@@ -482,7 +483,10 @@ def check_students(students: list, cfg: dict) -> list[dict]:
         if not isinstance(s, dict) or not s.get("name"):
             raise UsageError(f"student {s!r}: each needs at least a name and a model or layers")
         if set(s) - STUDENT_KEYS:   # first: a misspelt `layers` would otherwise read as a missing one
-            raise UsageError(f"student '{s['name']}': unknown key {sorted(set(s) - STUDENT_KEYS)[0]!r}; "
+            bad = sorted(set(s) - STUDENT_KEYS)[0]
+            where = f" in {cfg['_config_file']}" if cfg.get("_sources", {}).get("STUDENTS") == "file" else ""
+            raise UsageError(f"student '{s['name']}'{where}: unknown key {bad!r}"
+                             f"{did_you_mean(bad, [k.upper() for k in STUDENT_KEYS], prefix='')}; "
                              f"valid: {', '.join(sorted(STUDENT_KEYS))}")
         if "model" not in s and "layers" not in s:
             raise UsageError(f"student '{s['name']}': give a model (a checkpoint), layers (cut the teacher) or both "

@@ -201,6 +201,10 @@ def test_student_list_is_validated():
         ds.check_students([{"name": "x"}], cfg)
     with pytest.raises(UsageError, match="unknown key 'lr'"):
         ds.check_students([{"name": "x", "layers": [0], "lr": 1}], cfg)
+    with pytest.raises(UsageError, match=r"^student 'x' in \S+quick.toml: unknown key 'learning_rat'; did you mean "
+                                         r"learning_rate\?; valid: "):                         # a typo in a config file
+        ds.check_students([{"name": "x", "layers": [0], "learning_rat": 1e-4}],
+                          cfg | {"_sources": {"STUDENTS": "file"}, "_config_file": "configs/quick.toml"})
     with pytest.raises(UsageError, match="unknown key 'layerz'"):     # named before the missing layers
         ds.check_students([{"name": "x", "layerz": [0]}], cfg)
     with pytest.raises(UsageError, match=r"^student 'x': alpha = 1.5: must be between 0 and 1$"):

@@ -103,7 +103,7 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     assert "Test recall per class (fp32): negative 0.4100, positive 0.8000." in text
     assert "load average 3.6 on 2 cores): latency and throughput are slower than on a quiet machine" in text
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert (f"- trained on {metrics['train_examples']:,} examples, {metrics['epochs']} epochs "
+    assert (f"- trained on {metrics['train_examples']:,} examples, {round(metrics['epochs'], 2):g} epochs "
             f"({metrics['optimizer_steps']} optimizer steps), learning rate ") in text
     won = write_card(folder, "cut", rows=[ours], hardware=busy | {"load_average_1min": 2.9}, test_size=24,
                      versus=(ours | {"accuracy": 0.7}, theirs)).read_text()

@@ -267,6 +267,7 @@ def main(argv=None) -> list[dict]:
     column = TEXT_COLUMN or trained_text_column(folder)
     texts, table = gather_texts(cfg["_args"], FILE, column)
     texts = nonblank(texts)
+    names = output_columns(table, models.label_names(read_json(folder / "config.json"))) if OUTPUT else []
     # 3. predict, 4. print them (and write them to OUTPUT)
     results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
     print_model_line(folder)
@@ -275,7 +276,7 @@ def main(argv=None) -> list[dict]:
     else:
         print_table(texts, results)
     if OUTPUT:
-        write_predictions(Path(OUTPUT), texts, results, table, column)
+        write_predictions(Path(OUTPUT), texts, results, table, column, names)
         print(f"wrote {len(results)} predictions to {OUTPUT}", file=sys.stderr)
     return results
 
@@ -316,31 +317,41 @@ def print_table(texts: list[str], results: list[dict]) -> None:
         print(f"{r['label']:<{width}} {r['score']:.3f}  {short}")
 
 
-def write_predictions(path: Path, texts: list[str], results: list[dict], table, column: str) -> None:
+def output_columns(table, labels: list[str]) -> list[str]:
+    """The columns --output adds: label, score and p_<label> for each of the model's `labels`, named predicted_label,
+    predicted_score and predicted_p_<label> when the input table (a pandas DataFrame, or None) has a column of one of
+    the plain names (its true labels, say; a note says so). A UsageError, before anything is predicted, when the
+    table has the predicted_ names too."""
+    names = ["label", "score", *(f"p_{n}" for n in labels)]
+    have = [] if table is None else list(table.columns)
+    taken = [c for c in names if c in have]
+    if not taken:
+        return names
+    names = [f"predicted_{c}" for c in names]
+    clash = [c for c in names if c in have]
+    if clash:
+        raise UsageError(f"--file's table has columns {taken[0]!r} and {clash[0]!r}, which the predictions would be "
+                         f"written over; rename one of them")
+    print(f"note: the table has a column {taken[0]!r}, kept as it is; the predictions are written as "
+          f"{', '.join(names)}", file=sys.stderr)
+    return names
+
+
+def write_predictions(path: Path, texts: list[str], results: list[dict], table, column: str, names: list[str]) -> None:
     """A CSV of the predictions, one row per text in input order: the input table's own columns (table: a pandas
     DataFrame, all its columns, so ids travel with their predictions; texts given as arguments too get empty ones),
-    else `text`; then label, score and p_<label> for every class, named predicted_label, predicted_score and
-    predicted_p_<label> when the table has a column of one of those names (its true labels, say). Written atomically."""
+    else `text`; then the predicted label, its score and each class's probability as the columns `names`
+    (output_columns). Written atomically."""
     import pandas as pd
     if table is None:
         table = pd.DataFrame({"text": texts})
     elif len(texts) > len(table):                # texts given as arguments too: a row each, other columns empty
         table = pd.concat([table, pd.DataFrame({column: texts[len(table):]})], ignore_index=True).convert_dtypes()   # ids stay ints
-    predicted = {"label": [r["label"] for r in results], "score": [r["score"] for r in results],
-                 **{f"p_{n}": [r["probs"][n] for r in results] for n in results[0]["probs"]}}
-    taken = [c for c in predicted if c in table.columns]
-    if taken:
-        predicted = {f"predicted_{c}": v for c, v in predicted.items()}
-        print(f"note: the table has a column {taken[0]!r}, kept as it is; the predictions are written as "
-              f"{', '.join(predicted)}", file=sys.stderr)
-        clash = [c for c in predicted if c in table.columns]
-        if clash:
-            raise UsageError(f"--file's table has columns {taken[0]!r} and {clash[0]!r}, which the predictions would be "
-                             f"written over; rename them")
-    table = table.assign(**predicted)
+    values = [[r["label"] for r in results], [r["score"] for r in results],
+              *([r["probs"][n] for r in results] for n in results[0]["probs"])]
+    table = table.assign(**dict(zip(names, values, strict=True)))
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-
 
 if __name__ == "__main__":
     run_main(main)

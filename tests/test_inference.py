@@ -238,6 +238,20 @@ def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path, c
     assert "retrained since" in capsys.readouterr().err
 
 
+def test_output_columns_taken_twice_are_refused_before_predicting(outputs, tmp_path, monkeypatch):
+    import pandas as pd
+
+    import inference
+    table = tmp_path / "scored.csv"                  # a table scored before: its label and predicted_label columns
+    pd.DataFrame({"text": ["a great film", "awful"], "label": [1, 0], "predicted_label": ["positive", "negative"]}).to_csv(table, index=False)
+    monkeypatch.setattr(inference, "predict", lambda *a, **k: pytest.fail("predicted before the columns were checked"))
+    r = run(f"--output_dir={outputs}", f"--file={table}", f"--output={tmp_path / 'out.csv'}")
+    assert r.returncode == 2 and "--file's table has columns 'label' and 'predicted_label', which the predictions would " \
+        "be written over; rename one of them" in r.stderr
+    assert not (tmp_path / "out.csv").exists()
+    assert inference.output_columns(None, ["neg", "neutral", "pos"]) == ["label", "score", "p_neg", "p_neutral", "p_pos"]
+
+
 def test_a_labelled_table_keeps_its_labels_and_a_bom_only_cell_is_refused(outputs, tmp_path):
     import pandas as pd
 

@@ -394,6 +394,20 @@ def is_local(path: str) -> bool:
     return Path(path).expanduser().exists() or path.startswith((".", "/", "~")) or Path(path).suffix.lower() in FORMATS
 
 
+PATH_SETTINGS = ("data", "data_dir", "transfer_data")     # settings that may be local paths
+KEYWORDS = ("", "imdb", "validation")                        # values of those that are not paths
+
+
+def same_setting(key: str, a, b) -> bool:
+    """Whether two values of setting `key` mean the same: a local path (PATH_SETTINGS) written two ways (relative
+    to this folder or absolute, ~, ./, a symlink) is one path; anything else compares as it is. A different path
+    to identical data is not the same setting: the split digests tell data apart, not the path."""
+    if a == b:
+        return True
+    paths = key.lower() in PATH_SETTINGS and all(isinstance(v, str) and v.lower() not in KEYWORDS and is_local(v) for v in (a, b))
+    return paths and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def read_raw(spec: DataSpec, transfer: bool = False) -> tuple[dict, dict]:
     """({split: Dataset with columns text, label (as in the data)}, {split: where it came from}).
 

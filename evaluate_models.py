@@ -48,7 +48,7 @@ import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classification_metrics, load_splits,
-                        per_class_metrics, percentile, read_json, replace_dir, stratified_indices, texts_digest,
+                        per_class_metrics, percentile, read_json, replace_dir, same_setting, stratified_indices, texts_digest,
                         write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, run_fingerprint, teacher_folder, teacher_retrained_since,
@@ -776,7 +776,7 @@ def published_teacher(path: Path, split: dict, device: str, models: list = ()) -
         log.warning("%s has no digest of its texts (written before they were recorded): only their count is checked", path)
         del ours["texts_digest"]
     for key, value in ours.items():
-        if result.get(key) != value:
+        if not same_setting(key, result.get(key), value):
             raise UsageError(f"--teacher_results={path}: its teacher was evaluated with {key} = {result.get(key)!r}, here "
                              f"{value!r}; evaluate on the same texts (--split, --test_size, --seed) or give other results")
     there, here = machine(result["hardware"]), machine(hardware(device))

@@ -32,7 +32,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from configurator import UsageError, cpu_sample, is_main_process, log, others_cores, public_config
-from data_utils import UNLABELED, classification_metrics, read_json, replace_dir, write_json
+from data_utils import UNLABELED, classification_metrics, read_json, replace_dir, same_setting, write_json
 from models import count_parameters, is_finished
 
 
@@ -135,7 +135,7 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, objec
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += differences(a, b, f"{prefix}{k}.")
-        elif a != b:
+        elif not same_setting(k, a, b):      # a data path written another way is the same
             out.append((prefix + k, a, b))
     return out
 

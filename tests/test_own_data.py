@@ -6,6 +6,7 @@ import random
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -369,6 +370,23 @@ def test_a_student_of_other_data_is_refused(three_class, imdb_parquet):
     with pytest.raises(UsageError, match="trained with data = "):
         distill_student.main(own_args(three_class["data"], three_class["out"], "--data=imdb", f"--data_dir={imdb_parquet}",
                                       "--text_column=text", "--label_column=label"))
+
+
+def test_the_teachers_data_written_another_way_is_the_same_data(three_class, monkeypatch):
+    # the teacher recorded an absolute path; a relative one (another spelling of it) keeps the finished students
+    import distill_student
+    from data_utils import same_setting
+    data = three_class["data"]
+    monkeypatch.chdir(data.parent)
+    students = three_class["out"] / "tiny" / "students"
+    before = {p: p.stat().st_mtime_ns for p in students.glob("*/model.safetensors")}
+    distill_student.main(own_args("./data/", three_class["out"], "--students=[{name = \"cut\", layers = [1], transfer_size = 12}]",
+                                  "--epochs=4"))
+    assert len(before) == 2 and {p: p.stat().st_mtime_ns for p in students.glob("*/model.safetensors")} == before
+    assert same_setting("data", "data", str(data)) and same_setting("transfer_data", "~/x.csv", str(Path.home() / "x.csv"))
+    assert not same_setting("data", "data", str(data / "train.csv")) and not same_setting("seed", 1, 2)
+    (data.parent / "imdb").mkdir()                  # the keyword is not the folder of that name
+    assert not same_setting("data", "imdb", "./imdb") and same_setting("data", "imdb", "imdb")
 
 
 def test_a_data_file_edited_since_the_teacher_is_refused(three_class):

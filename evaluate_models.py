@@ -829,16 +829,17 @@ def relative_figures(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def write_cards(models: list, rows: list[dict], pairs: list[tuple], hw: dict, test_size: int) -> None:
-    """Each model's card (README.md, and its ONNX folder's) with its test rows, its baseline's (pairs: paired_rows)
-    and the machine, whose other_cores_busy is the most measured while this model's own rows were timed."""
+def write_cards(models: list, rows: list[dict], pairs: list[tuple], hw: dict, test_size: int, test_of: int) -> None:
+    """Each model's card (README.md, and its ONNX folder's) with its test rows (on test_size texts of the test split's
+    test_of), its baseline's (pairs: paired_rows) and the machine, whose other_cores_busy is the most measured while
+    this model's own rows were timed."""
     from model_card import write_card, write_onnx_card
     versus = {r["model"]: (r, b) for r, b in pairs if b is not None}    # a distilled student beside its baseline
     for name, folder in models:
         own = [r for r in rows if r["model"] == name]
         busy = [r["other_cores_busy"] for r in own if r.get("other_cores_busy") is not None]
         write_card(folder, name, rows=own, hardware=hw | ({"other_cores_busy": max(busy)} if busy else {}),
-                   test_size=test_size, versus=versus.get(name))
+                   test_size=test_size, test_of=test_of, versus=versus.get(name))
         write_onnx_card(folder)
 
 
@@ -853,7 +854,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     pairs = paired_rows(rows)
     groups, hw = seed_groups(rows, pairs), hardware(device) | (load or {})
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
-        write_cards(models, rows, pairs, hw, len(split["texts"]))
+        write_cards(models, rows, pairs, hw, len(split["texts"]), split["of"])
     previous = root / f"{prefix}results.json"
     dropped = sorted({r["model"] for r in read_json(previous)["rows"]} - {r["model"] for r in rows}) if previous.is_file() else []
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
@@ -909,15 +910,16 @@ def data_spec(kd: dict) -> DataSpec:
 
 
 def load_split(teacher_dir: Path) -> dict:
-    """What is evaluated: {texts, labels (ids), names (label names), digest (of texts and labels), data (its
-    name), latency_idx (the texts timed at batch 1)}: the test split (a fixed stratified subset with TEST_SIZE), or the validation split
+    """What is evaluated: {texts, of (the size of the split they are drawn from), labels (ids), names (label names),
+    digest (of texts and labels), data (its name), latency_idx (the texts timed at batch 1)}: the test split (a fixed stratified subset with TEST_SIZE), or the validation split
     the teacher was trained beside (its data, val_size, train_size and seed)."""
     spec = data_spec(read_json(teacher_dir / "config.json").get("sentiment_kd", {}))
     data = load_splits(spec)                       # cached: the checks (selected_models) loaded it
     part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED, "--test_size", data.label_names)) \
         if SPLIT == "test" else data.validation
     texts = list(part["text"])
-    return {"texts": texts, "labels": np.array(part["label"]), "names": list(data.label_names),
+    return {"texts": texts, "of": len(data.test if SPLIT == "test" else data.validation),
+            "labels": np.array(part["label"]), "names": list(data.label_names),
             "digest": texts_digest(texts, part["label"]),
             "data": "IMDb" if spec.is_imdb else spec.data,
             "latency_idx": np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)}

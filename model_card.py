@@ -45,17 +45,32 @@ def base_model(kd: dict) -> str | None:
     return name if name and not name.startswith("tiny:") and not Path(name).exists() else None
 
 
-def eval_results(name: str, metrics: dict, test: dict | None, facts: dict):
+METRIC_NAMES = {"accuracy": "Accuracy", "f1": "Macro F1", "recall_macro": "Macro recall"}
+
+
+def eval_results(metrics: dict, test: dict | None, facts: dict, subset: str = ""):
+    """The hub's eval results: validation accuracy and macro F1 (metrics.json), test accuracy, macro F1 and macro
+    recall (the test row). subset: how the test texts were drawn when they are not the whole split (in the names)."""
     from huggingface_hub import EvalResult
     out = []
-    for split, src, keys in (("validation", metrics, ("val_accuracy", "val_f1")), ("test", test or {}, ("accuracy", "f1"))):
+    for split, src, keys in (("validation", metrics, ("val_accuracy", "val_f1")),
+                             ("test", test or {}, ("accuracy", "f1", "recall_macro"))):
         for key in keys:
             if src.get(key) is not None:
+                metric = key.removeprefix("val_")
                 out.append(EvalResult(task_type="text-classification", dataset_type=facts["hub"] or "custom",
-                                      dataset_name=facts["name"].strip("`"),
-                                      dataset_split=split, metric_type=key.removeprefix("val_"),
+                                      dataset_name=facts["name"].strip("`"), dataset_split=split,
+                                      metric_type=metric.removesuffix("_macro"),
+                                      metric_name=f"{split.capitalize()} {METRIC_NAMES[metric].lower()}"
+                                      + (f" ({subset})" if split == "test" and subset else ""),
+                                      metric_args={"average": "macro"} if metric != "accuracy" else None,
                                       metric_value=round(float(src[key]), 4)))
     return out
+
+
+def test_subset(test_size: int | None, test_of: int | None) -> str:
+    """How the evaluated test texts were drawn, when not all of the split: "stratified 5,000 of 25,000"."""
+    return f"stratified {test_size:,} of {test_of:,}" if test_size and test_of and test_size < test_of else ""
 
 
 def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
@@ -136,10 +151,11 @@ def speed_lines(rows: list[dict], kd: dict) -> list[str]:
 
 
 def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware: dict | None = None,
-              test_size: int | None = None, shown: Path | None = None, versus: tuple | None = None) -> str:
+              test_size: int | None = None, shown: Path | None = None, versus: tuple | None = None,
+              test_of: int | None = None) -> str:
     """README.md of a model folder: YAML metadata (hub format) and the body. rows: this model's evaluation
-    rows; versus: a distilled student's row and its labels-only baseline's, in one precision; shown: the
-    folder's path as the usage lines name it (default: folder)."""
+    rows, on test_size texts of the test split's test_of; versus: a distilled student's row and its labels-only
+    baseline's, in one precision; shown: the folder's path as the usage lines name it (default: folder)."""
     from huggingface_hub import ModelCardData
     folder = Path(folder)
     config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
@@ -147,19 +163,21 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     # its fp32 row, else (a model evaluated in bf16 only: evaluate_models' FP32_MODELS) its half-precision one
     test = next((r for p in ("fp32", "bf16", "fp16") for r in rows or [] if r["precision"] == p), None)
     base, facts = base_model(kd), data_facts(config)
+    subset = test_subset(test_size, test_of)
     data = ModelCardData(base_model=base, datasets=[facts["hub"]] if facts["hub"] else None, pipeline_tag="text-classification",
                          language=facts["language"],
                          license=LICENSES.get(base or ""), library_name="transformers", model_name=name,
                          tags=["knowledge-distillation", "sentiment-analysis", kd.get("role", "student")],
-                         eval_results=eval_results(name, metrics, test, facts) or None)
+                         eval_results=eval_results(metrics, test, facts, subset) or None)
     baseline = folder.parent / f"{name}-baseline" / "metrics.json"
     compare = (f"Its labels-only baseline (same student, seed and steps): validation accuracy "
                f"{read_json(baseline)['val_accuracy']:.4f}; this model: {metrics.get('val_accuracy', float('nan')):.4f}."
                if kd.get("kind") == "distilled" and baseline.is_file() else "")
-    where = f"{test_size:,} test texts of {facts['name']}; {machine_words(hardware)}" if hardware else ""
+    drawn = f"a fixed {subset} test texts" if subset else f"{test_size or 0:,} test texts"
+    where = f"{drawn} of {facts['name']}; {machine_words(hardware)}" if hardware else ""
     body = [f"# {name}", "", *recipe_lines(kd, facts, metrics), "",
-            f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (F1 {metrics.get('val_f1', float('nan')):.4f}), "
-            f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters. {compare}", "",
+            f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (macro F1 {metrics.get('val_f1', float('nan')):.4f}), "
+            f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters.{one_sided(metrics, facts)} {compare}", "",
             "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or [], kd),
             *result_notes(test, versus, hardware), "",
             USAGE, "", "```python", "from transformers import pipeline",
@@ -171,6 +189,14 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
             f"`inference.py` cuts longer texts the same way. Not evaluated on other domains or languages.", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
+
+
+def one_sided(metrics: dict, facts: dict) -> str:
+    """A warning when the model predicted only some of its classes on validation (metrics.json's val_classes_predicted)."""
+    seen, classes = metrics.get("val_classes_predicted"), len(facts["labels"])
+    if not seen or seen >= classes:
+        return ""
+    return f" **Warning: it predicted only {seen} of its {classes} classes on validation.**"
 
 
 def onnx_words(folder: Path, where_used: Path) -> str:

@@ -47,14 +47,26 @@ def test_card_names_a_known_base_model_and_its_license(tmp_path):
     write_json(tmp_path / "config.json", {"sentiment_kd": {"role": "teacher", "max_length": 128, "truncation": "head",
                                                             "base_model": "sentence-transformers/all-MiniLM-L6-v2"}})
     write_json(tmp_path / "metrics.json", {"val_accuracy": 0.87, "val_f1": 0.86, "parameters": 22_700_000})
-    rows = [{"precision": "fp32", "accuracy": 0.855, "f1": 0.854, "agreement": 1.0, "size_mb": 90.9,
+    rows = [{"precision": "fp32", "accuracy": 0.855, "f1": 0.854, "recall_macro": 0.853, "agreement": 1.0, "size_mb": 90.9,
              "latency_p50_ms": 37.8, "throughput": 34.0}]
-    meta = metadata_load(write_card(tmp_path, "teacher", rows=rows, test_size=5000,
+    meta = metadata_load(write_card(tmp_path, "teacher", rows=rows, test_size=5000, test_of=25000,
                                     hardware={"cpu": "AMD EPYC", "torch_threads": 2, "cpu_features": "avx2"}))
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["license"] == "apache-2.0"
     assert "the two differ" not in (tmp_path / "README.md").read_text()     # head truncation: the pipeline's own
     assert metrics_of(meta) == {("validation", "accuracy"): 0.87, ("validation", "f1"): 0.86,
-                                ("test", "accuracy"): 0.855, ("test", "f1"): 0.854}
+                                ("test", "accuracy"): 0.855, ("test", "f1"): 0.854, ("test", "recall"): 0.853}
+    # the F1 and recall are macro averages, and the test texts a subset of the split: both said, in the metadata too
+    names = {m["name"]: m.get("args") for r in meta["model-index"][0]["results"] for m in r["metrics"]}
+    assert names == {"Validation accuracy": None, "Validation macro f1": {"average": "macro"},
+                     "Test accuracy (stratified 5,000 of 25,000)": None,
+                     "Test macro f1 (stratified 5,000 of 25,000)": {"average": "macro"},
+                     "Test macro recall (stratified 5,000 of 25,000)": {"average": "macro"}}
+    text = (tmp_path / "README.md").read_text()
+    assert "a fixed stratified 5,000 of 25,000 test texts of IMDb movie reviews; AMD EPYC" in text
+    assert "Validation accuracy 0.8700 (macro F1 0.8600), 22.7M parameters. " in text and "Warning" not in text
+    write_json(tmp_path / "metrics.json", {"val_accuracy": 0.5, "val_f1": 0.33, "val_classes_predicted": 1, "parameters": 1})
+    assert "0.8600" not in (text := write_card(tmp_path, "teacher").read_text())
+    assert "**Warning: it predicted only 1 of its 2 classes on validation.**" in text
 
 
 def test_a_card_of_a_gpu_evaluation_names_the_gpu_and_its_bf16_test_figures(tmp_path):
@@ -64,7 +76,7 @@ def test_a_card_of_a_gpu_evaluation_names_the_gpu_and_its_bf16_test_figures(tmp_
     write_json(tmp_path / "metrics.json", {"val_accuracy": 0.9, "val_f1": 0.9, "parameters": 1000})
     rows = [{"precision": "bf16", "accuracy": 0.941, "f1": 0.94, "agreement": 0.99, "size_mb": 45.0,   # FP32_MODELS: no fp32 row
              "latency_p50_ms": 3.1, "throughput": 9000.0}]
-    card = write_card(tmp_path, "s", rows=rows, test_size=25000, hardware={
+    card = write_card(tmp_path, "s", rows=rows, test_size=25000, test_of=25000, hardware={
         "device": "cuda", "gpu": "NVIDIA H200", "torch": "2.11.0", "cpu": "x86_64", "torch_threads": 16, "cpu_features": "avx512f"})
     text = card.read_text()
     assert "25,000 test texts of IMDb movie reviews; GPU NVIDIA H200, torch 2.11.0" in text and "CPU features" not in text

@@ -277,9 +277,20 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     where = {"flag": lambda n, v: f"--{n.lower()}={v!r}", "file": lambda n, v: f"{n.lower()} = {v!r} in {config_path}",
              "default": lambda n, v: f"{n} = {v!r} (the default in {script}.py)"}
     check_setting_values(cfg, lambda n, v: where[sources[n]](n, v))
+    absolute_data_paths(cfg)
     namespace.update(cfg)
     return cfg | {"_args": positional, "_sources": sources, "_ignored": sorted(set(flags) - set(defaults))} | \
         ({"_config_file": config_path} if config_path else {})
+
+
+def absolute_data_paths(cfg: dict) -> None:
+    """Local data paths (data_utils.PATH_SETTINGS: data, data_dir, transfer_data) made absolute, in place: a run
+    records them, and the later steps read them back, perhaps from another folder (symlinks kept as written)."""
+    from data_utils import KEYWORDS, PATH_SETTINGS, is_local
+    for name in (n.upper() for n in PATH_SETTINGS):
+        value = cfg.get(name)
+        if isinstance(value, str) and value.lower() not in KEYWORDS and is_local(value):
+            cfg[name] = os.path.abspath(os.path.expanduser(value))
 
 
 def public_config(cfg: dict) -> dict:

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -194,7 +195,8 @@ def test_the_readmes_own_data_config_is_valid(tmp_path):
             cfg = configure(vars(module), ["--config", str(f)], script)
             assert module.EXPERIMENT == "mine"
             if script != "evaluate_models":        # evaluation reads the teacher's data settings
-                assert (cfg["DATA"], module.TEXT_COLUMN, module.LABEL_COLUMN) == ("data/reviews.csv", "review", "sentiment")
+                assert (cfg["DATA"], module.TEXT_COLUMN, module.LABEL_COLUMN) == \
+                    (str(Path.cwd() / "data/reviews.csv"), "review", "sentiment")    # recorded absolute
             if script in ("fine_tuning_teacher", "distill_student"):    # students learn at their own rate
                 assert module.LEARNING_RATE == {"fine_tuning_teacher": 1e-4, "distill_student": 3e-4}[script]
         finally:
@@ -264,3 +266,15 @@ def test_a_stop_says_whether_the_training_will_resume(tmp_path, monkeypatch, cap
         configurator.run_main(stop)
     assert capsys.readouterr().err.strip() == "error: stopped by SIGINT: finished models and the last results are kept; " \
         "the same command runs it again"
+
+
+def test_local_data_paths_are_recorded_absolute(tmp_path, monkeypatch):
+    # the teacher records its data path; evaluation and students read it back, perhaps from another folder
+    import distill_student
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.csv").write_text("text,label\nok,1\n")
+    cfg = configure(vars(distill_student), ["--data=mine.csv", "--transfer_data=~/unlabeled.jsonl"], "distill_student")
+    assert cfg["DATA"] == str(tmp_path / "mine.csv") and cfg["TRANSFER_DATA"] == str(Path.home() / "unlabeled.jsonl")
+    for data, transfer in (("imdb", "validation"), ("someone/tweets", "")):      # keywords and hub ids stay
+        cfg = configure(vars(distill_student), [f"--data={data}", f"--transfer_data={transfer}"], "distill_student")
+        assert (cfg["DATA"], cfg["TRANSFER_DATA"], cfg["DATA_DIR"]) == (data, transfer, "")

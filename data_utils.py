@@ -468,7 +468,20 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
         datasets_logging.set_verbosity(level)
     if kw.get("sep") == "\t":
         check_tsv_fields(raw, files)
+    if builder == "json":
+        check_json_rows(raw, files)
     return dict(raw), {s: ", ".join(str(f) for f in fs) for s, fs in files.items()}
+
+
+def check_json_rows(raw: dict, files: dict) -> None:
+    """UsageError for a JSON file of columns (pandas' to_json default: {"text": {"0": ...}, ...}), which reads as
+    one row of objects; JSON Lines and a JSON array of row objects read a row per text."""
+    for split, ds in raw.items():
+        nested = [c for c, f in ds.features.items() if isinstance(f, dict)]
+        if len(ds) == 1 and nested and len(nested) == len(ds.features):    # a nested field of a row file is its own
+            raise UsageError(f"{', '.join(map(str, files[split]))}: column {nested[0]!r} holds objects, not values: a JSON "
+                             f"file of columns (pandas' to_json default) rather than of rows; write one row per line "
+                             f"(df.to_json(path, orient='records', lines=True), as .jsonl)")
 
 
 def check_not_empty(f: Path, flag: str) -> None:
@@ -510,7 +523,9 @@ def file_columns(f: Path) -> list[str] | None:
         if suffix in (".csv", ".tsv"):
             import csv
             return next(csv.reader([first], delimiter="\t" if suffix == ".tsv" else ","))
-        return list(json.loads(first))          # JSON Lines: the first object's keys (a JSON array: None)
+        obj = json.loads(first)                 # JSON Lines: the first object; a one-line JSON array of them: its first
+        obj = obj[0] if isinstance(obj, list) and obj else obj
+        return list(obj) if isinstance(obj, dict) else None
     except Exception:
         return None
 
@@ -553,10 +568,19 @@ def check_tsv_fields(raw: dict, files: dict) -> None:
         for column in ds.column_names:
             bad = next((i for i, v in enumerate(ds[column]) if isinstance(v, str) and any(c in v for c in seps)), None)
             if bad is not None:
-                raise UsageError(f"{', '.join(map(str, files[split]))}: data row {bad + 1} (a header line not counted) of column "
-                                 f"{column!r} spans a {' or '.join(seps.values())}, most "
+                where = ", ".join(map(str, files[split]))
+                raise UsageError(f"{where}: column {column!r} at {data_row(where, bad)}, spans a "
+                                 f"{' or '.join(seps.values())}, most "
                                  f'likely from a field opening with an unmatched " that joined the lines after it; remove or '
                                  f"double that quote, or save the data as CSV")
+
+
+def data_row(where: str, i: int) -> str:
+    """How an error names row `i` (from 0) of the data `where` (its file, or files joined by ", " as one split reads
+    them): from 1, a CSV/TSV's header line not counted, and through several files counted on in the order named."""
+    header = ", a header line not counted" if where.lower().endswith((".csv", ".tsv")) else ""
+    several = ", counted on through the files in the order named" if ", " in where and not where.endswith(")") else ""
+    return f"data row {i + 1}{header}{several}"
 
 
 def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True):
@@ -575,8 +599,8 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True):
     na = " (CSV/TSV readers take NA, null, None as missing too)" if where.lower().endswith((".csv", ".tsv")) else ""
     bad = [i for i, t in enumerate(texts) if is_blank(t)]
     if bad:
-        raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at data row "
-                         f"{bad[0] + 1}, a header line not counted){na}; drop or fill those rows")
+        raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at "
+                         f"{data_row(where, bad[0])}){na}; drop or fill those rows")
     labels = ds[spec.label_column] if split != "unsupervised" else [None] * len(texts)
     names = getattr(ds.features.get(spec.label_column), "names", None) if split != "unsupervised" else None
     if names and not spec.label_names:   # a ClassLabel column (hub datasets, parquet saved by datasets): its names
@@ -586,8 +610,8 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True):
         missing = [i for i, y in enumerate(labels) if y is None or (isinstance(y, float) and math.isnan(y))
                    or y == ""]
         if missing:
-            raise UsageError(f"{where}: column {spec.label_column!r} has {len(missing)} missing label(s) (first at data "
-                             f"row {missing[0] + 1}, a header line not counted){na}; drop those rows, or move them to an unsupervised file for transfer")
+            raise UsageError(f"{where}: column {spec.label_column!r} has {len(missing)} missing label(s) (first at "
+                             f"{data_row(where, missing[0])}){na}; drop those rows, or move them to an unsupervised file for transfer")
     from datasets import Dataset
     return Dataset.from_dict({"text": [decode_escapes(t) for t in texts] if decode else list(texts), "label": list(labels)})
 

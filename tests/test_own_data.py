@@ -130,6 +130,28 @@ def test_literal_unicode_escapes_are_decoded():
     assert du.decode_escapes(r"\U00e9 is not an escape") == r"\U00e9 is not an escape"
 
 
+def test_json_files_of_rows_are_read_and_one_of_columns_is_refused(tmp_path):
+    """A JSON array of row objects reads a row per text (it crashed the column check); pandas' default to_json, a
+    file of columns, is refused naming the fix; a row of JSON Lines is named without a header line, and across
+    several files of one split as counted on through them."""
+    import pandas as pd
+    rows = tweets(60, 1)
+    (tmp_path / "rows").mkdir()
+    pd.DataFrame(rows).to_json(tmp_path / "rows" / "train.json", orient="records")       # one line: [{...}, ...]
+    raw, _ = du.read_files(str(tmp_path / "rows"), "--data")
+    assert list(raw["train"]["tweet"]) == [r["tweet"] for r in rows]
+    (tmp_path / "cols").mkdir()
+    pd.DataFrame(rows).to_json(tmp_path / "cols" / "train.json")
+    with pytest.raises(du.UsageError, match=r"train.json: column 'tweet' holds objects, not values: a JSON file of columns "
+                                            r"\(pandas' to_json default\) rather than of rows; write one row per line"):
+        du.read_files(str(tmp_path / "cols"), "--data")
+    (tmp_path / "two").mkdir()
+    write(tmp_path / "two", "jsonl", {"train": rows, "train_extra": rows[:5] + [rows[5] | {"tweet": " "}]})
+    with pytest.raises(du.UsageError, match=r"train_extra.jsonl: column 'tweet' has 1 empty or missing text\(s\) \(first at "
+                                            r"data row 66, counted on through the files in the order named\);"):
+        du.load_splits(spec(tmp_path / "two", val_size=9))
+
+
 def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path):
     """Quoted fields (pandas, csv.writer) read back as written; NA / None are missing to the reader (R writes
     missing values as NA): refused, naming it; a TSV field opening with an unmatched quote, which makes the
@@ -155,13 +177,13 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
         du.read_files(str(tmp_path / "eof.tsv"), "--data")
     lines[20] = 'a "fine" film\tpositive'                                          # a quote further on
     (tmp_path / "bad.tsv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(du.UsageError, match=r"bad.tsv: data row 7 \(a header line not counted\) of column 'tweet' spans a tab, "
+    with pytest.raises(du.UsageError, match=r"bad.tsv: column 'tweet' at data row 7, a header line not counted, spans a tab, "
                                             r"most likely from a field opening with an unmatched"):
         du.read_files(str(tmp_path / "bad.tsv"), "--data")
     texts = ["text"] + [r["tweet"] for r in tweets(20, 2)]                      # one column: transfer texts
     texts[4], texts[12] = '"An opening quote, unmatched', 'a "fine" film'
     (tmp_path / "unlabeled.tsv").write_text("\n".join(texts) + "\n")
-    with pytest.raises(du.UsageError, match=r"unlabeled.tsv: data row 4 \(a header line not counted\) of column 'text' spans "
+    with pytest.raises(du.UsageError, match=r"unlabeled.tsv: column 'text' at data row 4, a header line not counted, spans "
                                             r"a tab or line break, most likely"):
         du.read_files(str(tmp_path / "unlabeled.tsv"), "--transfer_data")
 

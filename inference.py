@@ -302,8 +302,9 @@ def print_model_line(folder: Path) -> None:
     default when no --model was given."""
     why = "" if MODEL else f"the default: {default_reason(folder, EXPERIMENT)}; --model=PATH picks another"
     trained = folder.parent if is_onnx_folder(folder) else folder       # an export: the model it was exported from
+    beside = (trained / "config.json").is_file()                          # (unless the export was shipped alone)
     stale = "WARNING: it learned from an earlier training of the teacher beside it (retrained since; evaluate_models.py " \
-        "refuses it until it is retrained)" if models.teacher_retrained_since(trained, experiment_of(trained) / "teacher") else ""
+        "refuses it until it is retrained)" if beside and models.teacher_retrained_since(trained, experiment_of(trained) / "teacher") else ""
     about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), stale, why]))
     print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
 

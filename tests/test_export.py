@@ -181,12 +181,15 @@ def run_inference(*args):
     return json.loads(p.stdout.decode().strip().splitlines()[-1])
 
 
-def test_inference_on_onnx_folder_same_output_without_torch(exported, tiny_experiment):
+def test_inference_on_onnx_folder_same_output_without_torch(exported, tiny_experiment, tmp_path):
+    import shutil
     folder = exported["cut"]
     onnx, onnx_torch, onnx_tf = run_inference(f"--model={folder / 'onnx'}", *TEXTS)
     ref, ref_torch, _ = run_inference(f"--model={folder}", *TEXTS)
     assert onnx == ref and ref_torch
     assert not onnx_torch and not onnx_tf
+    shipped = shutil.copytree(folder / "onnx", tmp_path / "deploy")        # shipped alone, away from its model folder
+    assert run_inference(f"--model={shipped}", *TEXTS)[0] == onnx
     int8, _, _ = run_inference(f"--model={folder / 'onnx'}", "--onnx_file=model_quantized.onnx", *TEXTS)
     assert len(int8) == len(TEXTS) and all(abs(a["score"] - b["score"]) < 0.05 for a, b in zip(int8, ref)
                                            if a["label"] == b["label"])

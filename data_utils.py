@@ -834,6 +834,12 @@ def classification_metrics(preds, labels) -> dict:
             "precision": float(p), "recall": float(r)}
 
 
+def classes_predicted(confusion: list[list[int]]) -> int:
+    """How many classes a confusion matrix (C x C counts; rows: true class, columns: predicted) has predictions of:
+    the columns with a nonzero sum."""
+    return sum(1 for column in zip(*confusion) if sum(column) > 0)
+
+
 def per_class_metrics(preds, labels, names: list[str]) -> dict:
     """{name: {precision, recall, f1, support}} per class, and the confusion matrix (rows: true class,
     columns: predicted class, counts) as `confusion`."""

@@ -47,9 +47,9 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run
-from data_utils import (DataSpec, atomic_path, check_data, check_digests, classification_metrics, load_splits,
-                        per_class_metrics, percentile, read_json, replace_dir, same_setting, stratified_indices, texts_digest,
-                        write_json)
+from data_utils import (DataSpec, atomic_path, check_data, check_digests, classes_predicted, classification_metrics,
+                        load_splits, per_class_metrics, percentile, read_json, replace_dir, same_setting,
+                        stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, run_fingerprint, teacher_folder, teacher_retrained_since,
                     teacher_run_of, truncation_settings)
@@ -458,7 +458,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                if hw.get("other_cores_busy") is not None else "")
             + "".join(f" (over a fifth while timing {', '.join(s)}: their speed figures are slow)"
                       for s in [slowed_rows(rows, hw["device"], hw.get("cpu_count"))] if s)
-            + ". "
+            + ". " + one_sided_note(rows, noun) +
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
             f"{result['config']['latency_samples']} {result['split']} {noun}. Throughput: model forward at batch "
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
@@ -470,6 +470,17 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                       + "; no agreement figures without its predictions).\n" for r in rows[:1] if r.get("published")))
     with atomic_path(root / f"{prefix}results.md") as tmp:
         tmp.write_text(text)
+
+
+def one_sided_note(rows: list[dict], noun: str) -> str:
+    """A warning naming the rows that predicted only some of the classes on these texts (a model that has not
+    learned: its accuracy is the share of the classes it predicts), else ""."""
+    some = [f"{r['model']} ({r['precision']}: {classes_predicted(r['confusion'])} of {len(r['confusion'])})"
+            for r in rows if r.get("confusion") and classes_predicted(r["confusion"]) < len(r["confusion"])]
+    if not some:
+        return ""
+    return (f"**Warning: {', '.join(some)} predicted only some of the classes on these {noun}**: such a model has not "
+            f"learned; give it more steps (README, *Your own data*). ")
 
 
 def half_note(rows: list[dict]) -> str:
@@ -721,6 +732,9 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
                           split["labels"], pred, probs, names)
         log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f texts/s", name, precision, scores["accuracy"],
                  r["p50_ms"], r["throughput"])
+        if classes_predicted(rows[-1]["confusion"]) < len(names):
+            log.warning("%s %s predicted only %d of the %d classes: it has not learned", name, precision,
+                        classes_predicted(rows[-1]["confusion"]), len(names))
         del m
     del model
     gc.collect()

@@ -249,6 +249,30 @@ def test_rows_timed_while_others_ran_are_named(caplog, tmp_path, monkeypatch):
     assert not caplog.text
 
 
+def test_a_model_that_predicts_only_some_classes_is_flagged_in_results_and_its_card(tmp_path):
+    from data_utils import classes_predicted
+    from model_card import result_notes
+    assert classes_predicted([[3, 0, 1], [2, 0, 0], [0, 0, 5]]) == 2 and classes_predicted([[0, 4], [0, 6]]) == 1
+    rows = [{"model": "teacher", "precision": "fp32", "confusion": [[5, 1], [2, 4]]},
+            {"model": "L1", "precision": "fp32", "confusion": [[0, 6], [0, 6]]},
+            {"model": "L1", "precision": "int8", "confusion": [[0, 6], [0, 6]]}]
+    assert ev.one_sided_note(rows, "texts") == ("**Warning: L1 (fp32: 1 of 2), L1 (int8: 1 of 2) predicted only some of "
+                                                "the classes on these texts**: such a model has not learned; give it more "
+                                                "steps (README, *Your own data*). ")
+    assert ev.one_sided_note(rows[:1], "texts") == ""
+    hw = {"cpu": "x", "torch_threads": 2, "device": "cpu", "torch": "2"}
+    ev.write_reports(tmp_path, {"rows": [dict.fromkeys(k for k, _ in ev._COLUMNS) | r for r in rows], "hardware": hw, "groups": [],
+                                "experiment": "e", "texts": 12, "data": "imdb", "split": "test", "labels": ["a", "b"],
+                                "config": {"warmup": 1, "latency_samples": 3, "eval_batch_size": 4}})
+    assert "**Warning: L1 (fp32: 1 of 2), L1 (int8: 1 of 2) predicted only some" in (tmp_path / "results.md").read_text()
+    card = lambda r: " ".join(result_notes(r | {"per_class": {}}, None, None))     # noqa: E731
+    assert "**Warning: on test it predicted only 1 of its 2 classes (fp32): it has not learned; do not ship it.**" in card(rows[1])
+    assert "Warning" not in card(rows[0])
+    versus = (rows[0] | {"accuracy": 0.5, "f1": 0.4, "model": "s"}, rows[1] | {"accuracy": 0.5, "f1": 0.33, "model": "s-baseline"})
+    assert "this model +0.00 points: distillation did not beat training on the labels alone here; but the baseline " \
+        "predicted only some of the classes, so it is no model to ship either." in " ".join(result_notes(versus[0], versus, None))
+
+
 def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
     with pytest.raises(UsageError, match="no model 'nope'"):
         ev.main(tiny_args(imdb_parquet, tiny_experiment, "--models=nope", cache=False))

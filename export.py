@@ -10,6 +10,7 @@ Writes <model>/onnx/: model.onnx (fp32), model_quantized.onnx (int8 weights, act
 
     python export.py --config configs/quick.toml                  # every finished model of `quick`
     python export.py --model=outputs/quick/students/L3            # one model
+    python export.py --config configs/quick.toml --models=L3,L1   # some models of `quick`, by name
     python inference.py --model outputs/quick/students/L3/onnx "I loved it"
 
 Why torch.onnx.export and not optimum: optimum-onnx (0.1.0, the newest on the package index) requires
@@ -31,6 +32,7 @@ from onnx_runtime import export_model
 EXPERIMENT = "paper"              # exports OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
 OUTPUT_DIR = "outputs"
 MODEL = ""                        # one model folder instead of a whole experiment
+MODELS = [""]                     # only these models of the experiment (teacher, student names); [""] = all
 OVERWRITE = False                 # export again even where <model>/onnx/ is complete
 # --- quantization ------------------------------------------------------------------------------
 QUANTIZE = True                   # also write the int8 model (ONNX Runtime dynamic quantization)
@@ -65,7 +67,17 @@ def check(cfg: dict | None = None) -> list[Path]:
         raise UsageError(f"no finished model under {OUTPUT_DIR}/{EXPERIMENT}/; train first (run_experiment.sh)" +
                          (f", or name one of the experiments with finished models ({', '.join(there)}) with "
                           f"--config=configs/<it>.toml or --experiment=<it>, or one model with --model=PATH" if there else ""))
-    return models
+    return picked(models)
+
+
+def picked(models: list[Path]) -> list[Path]:
+    """The finished `models` that MODELS names (all for [""]); a UsageError for a name that is none of them."""
+    names = [n for n in MODELS if n]
+    unknown = [n for n in names if n not in {m.name for m in models}]
+    if unknown:
+        raise UsageError(f"--models: no finished model {unknown[0]!r} in {Path(OUTPUT_DIR) / EXPERIMENT}; finished: "
+                         f"{', '.join(m.name for m in models)}")
+    return [m for m in models if not names or m.name in names]
 
 
 def main(argv=None) -> list[Path]:

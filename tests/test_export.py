@@ -73,6 +73,17 @@ def test_export_keeps_a_finished_export(exported):
     assert f.stat().st_mtime_ns == before
 
 
+def test_models_picks_the_experiments_models_to_export(exported, tiny_experiment, monkeypatch):
+    import export
+    from configurator import UsageError
+    done = []
+    monkeypatch.setattr(export, "export_model", lambda folder, *a: done.append(folder.name) or folder)
+    export.main([f"--output_dir={tiny_experiment}", "--experiment=tiny", "--models=roberta,cut"])
+    assert done == ["cut", "roberta"]                          # in the experiment's order, nothing else
+    with pytest.raises(UsageError, match=r"--models: no finished model 'L9' in .*tiny; finished: teacher, cut, "):
+        export.main([f"--output_dir={tiny_experiment}", "--experiment=tiny", "--models=L9"])
+
+
 def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, tmp_path, monkeypatch):
     """--model alone: the log and the lock are its experiment's (evaluate_models.py exports into the same
     folders), not those of the default experiment under the current folder."""

@@ -85,13 +85,14 @@ def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
         return [f"A sentiment classifier ({labels}) fine-tuned from `{kd.get('base_model')}` on {facts['name']}; "
                 f"the teacher of this experiment's distilled students.", "", trained]
     spec = kd.get("student") or {}
-    source = f"`{spec['model']}`" if spec.get("model") else f"the teacher `{kd.get('teacher')}`"
+    teacher = "/".join(Path(kd.get("teacher") or "teacher").parts[-2:])    # <experiment>/teacher: no path of this machine
+    source = f"`{spec['model']}`" if spec.get("model") else f"the teacher `{teacher}`"
     if kd.get("kind") == "baseline":
         return [f"A student sentiment classifier ({labels}) for {facts['name']}, trained on the labels alone, "
                 f"without the teacher (the labels-only baseline its distilled twin is measured against).", "",
                 f"- layers kept from {source}: {spec.get('layers')}", "- loss: the labels' cross-entropy alone", trained]
     return [f"A distilled student sentiment classifier ({labels}) for {facts['name']}, learned from the teacher "
-            f"`{kd.get('teacher')}`.", "",
+            f"`{teacher}`.", "",
             f"- layers kept from {'`' + spec['model'] + '`' if spec.get('model') else 'the teacher'}: {spec.get('layers')}",
             f"- alpha (weight of the labels' cross-entropy; 1 - alpha weighs the teacher's soft labels): "
             f"{st.get('alpha')}, temperature T: {st.get('temperature')}",
@@ -197,7 +198,9 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             LIMITS, "",
             f"{facts['domain'][0].upper() + facts['domain'][1:]} only; {len(facts['labels'])} labels. Trained on at most {kd.get('max_length')} tokens "
             f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
-            f"`inference.py` cuts longer texts the same way. Not evaluated on other domains or languages.", ""]
+            f"`inference.py` cuts longer texts the same way. Not evaluated on other domains or languages.", "",
+            f"The license above is the base model's{'' if data.license else ' (unknown here)'}; add the terms of the "
+            f"training data ({facts['name']}) before publishing.", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
 
 
@@ -246,8 +249,29 @@ def onnx_card(card: str, export: Path) -> str:
                "In the table above, rows onnx-fp32 / onnx-int8 are these files; fp32, int8 and bf16 are the torch model's."
                if "| onnx-fp32 |" in head or "| onnx-int8 |" in head else
                "These files have not been evaluated yet (the figures above are the torch model's): "
-               "`evaluate_models.py --onnx=true` measures them."), ""]
+               "`evaluate_models.py --onnx=true` measures them."), "", *plain_onnx_lines(export)]
     return head + f"\n{USAGE}\n\n" + "\n".join(use) + f"\n{LIMITS}\n" + rest.split(f"\n{LIMITS}\n", 1)[1]
+
+
+def plain_onnx_lines(export: Path) -> list[str]:
+    """How to run the export with onnxruntime and tokenizers alone (no torch, transformers or this repository), as
+    a tested Python block: the trained length as head truncation, one text at a time (no padding)."""
+    if not (export / "config.json").is_file():
+        return []
+    config = read_json(export / "config.json")
+    kd = config.get("sentiment_kd", {})
+    cut = (f"  # the trained length; inference.py keeps the first {kd.get('head_tokens')} tokens and the last ones"
+           if kd.get("truncation") == "head+tail" else "  # the trained length")
+    return ["Without this repository (onnxruntime and tokenizers only):", "", "```python", "import numpy as np",
+            "import onnxruntime as ort", "from tokenizers import Tokenizer", "", f'folder = "{export}"',
+            'tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")',
+            f"tokenizer.enable_truncation({kd.get('max_length') or 512}){cut}",
+            'session = ort.InferenceSession(f"{folder}/model.onnx")', f"labels = {label_names(config)!r}", "",
+            "def classify(text):", "    enc = tokenizer.encode(text)",
+            '    feed = {"input_ids": np.array([enc.ids]), "attention_mask": np.array([enc.attention_mask])}',
+            '    logits = session.run(["logits"], feed)[0][0]',
+            "    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()",
+            "    return labels[int(probs.argmax())], float(probs.max())", "", 'print(classify("I loved it"))', "```", ""]
 
 
 def write_onnx_card(folder: Path) -> None:

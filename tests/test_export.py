@@ -73,6 +73,23 @@ def test_export_keeps_a_finished_export(exported):
     assert f.stat().st_mtime_ns == before
 
 
+@pytest.mark.parametrize("name", ["cut", "roberta"])
+def test_the_onnx_cards_plain_onnxruntime_code_predicts_as_inference_does(exported, name, capsys):
+    import inference
+    card = (exported[name] / "onnx" / "README.md").read_text()
+    code = card.split("Without this repository (onnxruntime and tokenizers only):\n\n```python\n", 1)[1].split("\n```", 1)[0]
+    assert not [line for line in code.splitlines() if line.startswith(("import", "from")) and ("torch" in line or "transformers" in line or "inference" in line)]
+    space = {}
+    exec(code, space)                               # the block as a user pastes it: it prints one prediction
+    assert capsys.readouterr().out.startswith("('")
+    texts = TEXTS[1:]                              # within the trained length: the same tokens as inference.py
+    ours = inference.predict(texts, model=str(exported[name] / "onnx"))
+    for text, r in zip(texts, ours):
+        label, score = space["classify"](text)
+        assert label == r["label"] and score == pytest.approx(r["score"], abs=1e-4)
+    assert len(space["tokenizer"].encode(TEXTS[0]).ids) == 64           # a long text is cut to the trained length
+
+
 def test_models_picks_the_experiments_models_to_export(exported, tiny_experiment, monkeypatch):
     import export
     from configurator import UsageError

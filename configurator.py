@@ -284,18 +284,20 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
 
 
 def absolute_data_paths(cfg: dict) -> None:
-    """Local data paths (data_utils.PATH_SETTINGS: data, data_dir, transfer_data) made absolute, in place: a run
-    records them, and the later steps read them back, perhaps from another folder (symlinks kept as written)."""
-    from data_utils import KEYWORDS, PATH_SETTINGS, is_local
-    for name in (n.upper() for n in PATH_SETTINGS):
-        value = cfg.get(name)
-        if isinstance(value, str) and value.lower() not in KEYWORDS and is_local(value):
-            cfg[name] = os.path.abspath(os.path.expanduser(value))
+    """Local data paths (data_utils.PATH_SETTINGS: data, data_dir, transfer_data), as typed relative to the working
+    folder, made absolute in place: the run reads them from wherever it runs (public_config records them portable)."""
+    from data_utils import is_path_setting
+    for name in ("DATA", "DATA_DIR", "TRANSFER_DATA"):
+        if is_path_setting(name, cfg.get(name)):
+            cfg[name] = os.path.abspath(os.path.expanduser(cfg[name]))
 
 
 def public_config(cfg: dict) -> dict:
-    """The effective configuration as saved to JSON: lower-case names, no private entries."""
-    return {k.lower(): v for k, v in cfg.items() if not k.startswith("_")} | \
+    """The effective configuration as saved to JSON: lower-case names, no private entries, local data paths as
+    records keep them (data_utils.portable: relative to the checkout when beside it, so a clone reads them too)."""
+    from data_utils import is_path_setting, portable
+    return {k.lower(): portable(v) if is_path_setting(k, v) and os.path.isabs(v) else v
+            for k, v in cfg.items() if not k.startswith("_")} | \
         ({"config_file": cfg["_config_file"]} if "_config_file" in cfg else {}) | \
         ({"versions": cfg["_versions"]} if "_versions" in cfg else {})
 

@@ -294,6 +294,7 @@ class DataSpec:
         """The spec of a script's constants or of a saved run_config (names in any case; missing ones default)."""
         low = {k.lower(): v for k, v in settings.items()}
         kw = {f: low[f] for f in cls.__dataclass_fields__ if f in low}
+        kw |= {k: located(v) for k, v in kw.items() if is_path_setting(k, v)}      # a record's relative path: the checkout's
         if "label_names" in kw:
             kw["label_names"] = tuple(n for n in kw["label_names"] if n != "")
         return cls(**kw)
@@ -390,22 +391,48 @@ def check_data(spec: DataSpec, splits=("train",)) -> None:
 
 
 def is_local(path: str) -> bool:
-    """A local file or folder (else a hub dataset id): it exists, or it looks like a path."""
+    """A local file or folder (else a hub dataset id or a URL): it exists, or it looks like a path."""
+    if "://" in path:
+        return False
     return Path(path).expanduser().exists() or path.startswith((".", "/", "~")) or Path(path).suffix.lower() in FORMATS
 
 
-PATH_SETTINGS = ("data", "data_dir", "transfer_data")     # settings that may be local paths
-KEYWORDS = ("", "imdb", "validation")                        # values of those that are not paths
+REPO = Path(__file__).resolve().parent          # the checkout: relative data paths in records are relative to it
+PATH_SETTINGS = {"data": ("imdb",), "data_dir": (), "transfer_data": ("validation",)}   # may be paths; their keywords
+
+
+def is_path_setting(key: str, value) -> bool:
+    """Whether `value` of setting `key` names a local file or folder (not "", a keyword, a hub id or a URL)."""
+    key = key.lower()
+    return key in PATH_SETTINGS and isinstance(value, str) and value != "" and value.lower() not in PATH_SETTINGS[key] \
+        and is_local(value)
+
+
+def located(path: str) -> str:
+    """A recorded data path as this checkout reads it: a relative one is relative to the checkout (REPO), where
+    run_experiment.sh runs; ~ expanded."""
+    p = Path(path).expanduser()
+    return os.path.normpath(p if p.is_absolute() else REPO / p)
+
+
+def portable(path: str) -> str:
+    """An absolute data path as records keep it: relative to the checkout when it lies in the checkout's parent folder
+    (data/mine.csv, ../shared/data/...: right in any clone laid out alike), else absolute."""
+    try:
+        rel = os.path.relpath(path, REPO)
+    except ValueError:                  # another drive
+        return path
+    return path if rel.startswith(os.path.join(os.pardir, os.pardir)) else rel
 
 
 def same_setting(key: str, a, b) -> bool:
     """Whether two values of setting `key` mean the same: a local path (PATH_SETTINGS) written two ways (relative
-    to this folder or absolute, ~, ./, a symlink) is one path; anything else compares as it is. A different path
-    to identical data is not the same setting: the split digests tell data apart, not the path."""
+    to the checkout, as records keep it, or absolute; ~, ./, a symlink) is one path; anything else compares as it
+    is. A different path to identical data is not the same setting."""
     if a == b:
         return True
-    paths = key.lower() in PATH_SETTINGS and all(isinstance(v, str) and v.lower() not in KEYWORDS and is_local(v) for v in (a, b))
-    return paths and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    paths = is_path_setting(key, a) and is_path_setting(key, b)
+    return paths and Path(located(a)).resolve() == Path(located(b)).resolve()
 
 
 def read_raw(spec: DataSpec, transfer: bool = False) -> tuple[dict, dict]:
@@ -474,12 +501,13 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
 
 
 def check_json_rows(raw: dict, files: dict) -> None:
-    """UsageError for a JSON file of columns (pandas' to_json default: {"text": {"0": ...}, ...}), which reads as
-    one row of objects; JSON Lines and a JSON array of row objects read a row per text."""
+    """UsageError for a JSON file of columns (pandas' to_json default: {"text": {"0": ...}, ...}; or of lists,
+    {"text": [...], ...}), which reads as one row of objects or lists; JSON Lines and a JSON array of row objects
+    read a row per text."""
     for split, ds in raw.items():
-        nested = [c for c, f in ds.features.items() if isinstance(f, dict)]
+        nested = [c for c, f in ds.features.items() if isinstance(f, dict) or type(f).__name__ in ("List", "LargeList", "Sequence")]
         if len(ds) == 1 and nested and len(nested) == len(ds.features):    # a nested field of a row file is its own
-            raise UsageError(f"{', '.join(map(str, files[split]))}: column {nested[0]!r} holds objects, not values: a JSON "
+            raise UsageError(f"{', '.join(map(str, files[split]))}: column {nested[0]!r} holds objects or lists, not values: a JSON "
                              f"file of columns (pandas' to_json default) rather than of rows; write one row per line "
                              f"(df.to_json(path, orient='records', lines=True), as .jsonl)")
 

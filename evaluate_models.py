@@ -48,8 +48,8 @@ import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classes_predicted, classification_metrics,
-                        load_splits, per_class_metrics, percentile, read_json, replace_dir, same_setting,
-                        stratified_indices, texts_digest, write_json)
+                        is_path_setting, load_splits, per_class_metrics, percentile, portable, read_json, replace_dir,
+                        same_setting, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, run_fingerprint, teacher_folder, teacher_retrained_since,
                     teacher_run_of, truncation_settings)
@@ -935,7 +935,7 @@ def load_split(teacher_dir: Path) -> dict:
     return {"texts": texts, "of": len(data.test if SPLIT == "test" else data.validation),
             "labels": np.array(part["label"]), "names": list(data.label_names),
             "digest": texts_digest(texts, part["label"]),
-            "data": "IMDb" if spec.is_imdb else spec.data,
+            "data": "IMDb" if spec.is_imdb else portable(spec.data) if is_path_setting("data", spec.data) else spec.data,
             "latency_idx": np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)}
 
 

@@ -49,6 +49,9 @@ def check(cfg: dict | None = None) -> list[Path]:
     if QUANTIZE and {"MatMul", "Gather"} <= set(QUANTIZE_EXCLUDE):    # all an exported encoder has to quantize
         raise UsageError(f"--quantize_exclude={','.join(QUANTIZE_EXCLUDE)} leaves no operator to quantize; exclude fewer, "
                          f"or set --quantize=false for no int8 model")
+    if MODEL and any(MODELS):
+        raise UsageError(f"--model={MODEL} and --models={','.join(MODELS)}: give one folder with --model, or names of "
+                         f"the experiment's models with --models")
     if MODEL:
         root = experiment_of(Path(MODEL).resolve())
         if not is_finished(Path(MODEL)):

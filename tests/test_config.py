@@ -196,7 +196,7 @@ def test_the_readmes_own_data_config_is_valid(tmp_path):
             assert module.EXPERIMENT == "mine"
             if script != "evaluate_models":        # evaluation reads the teacher's data settings
                 assert (cfg["DATA"], module.TEXT_COLUMN, module.LABEL_COLUMN) == \
-                    (str(Path.cwd() / "data/reviews.csv"), "review", "sentiment")    # recorded absolute
+                    (str(Path.cwd() / "data/reviews.csv"), "review", "sentiment")    # read from where it was typed
             if script in ("fine_tuning_teacher", "distill_student"):    # students learn at their own rate
                 assert module.LEARNING_RATE == {"fine_tuning_teacher": 1e-4, "distill_student": 3e-4}[script]
         finally:
@@ -268,8 +268,8 @@ def test_a_stop_says_whether_the_training_will_resume(tmp_path, monkeypatch, cap
         "the same command runs it again"
 
 
-def test_local_data_paths_are_recorded_absolute(tmp_path, monkeypatch):
-    # the teacher records its data path; evaluation and students read it back, perhaps from another folder
+def test_local_data_paths_are_read_from_where_they_were_typed(tmp_path, monkeypatch):
+    # made absolute when resolved: the run reads them from any folder (records keep them portable: test_own_data)
     import distill_student
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine.csv").write_text("text,label\nok,1\n")

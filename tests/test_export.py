@@ -99,6 +99,8 @@ def test_models_picks_the_experiments_models_to_export(exported, tiny_experiment
     assert done == ["cut", "roberta"]                          # in the experiment's order, nothing else
     with pytest.raises(UsageError, match=r"--models: no finished model 'L9' in .*tiny; finished: teacher, cut, "):
         export.main([f"--output_dir={tiny_experiment}", "--experiment=tiny", "--models=L9"])
+    with pytest.raises(UsageError, match=r"--model=.* and --models=cut: give one folder with --model, or names"):
+        export.main([f"--model={exported['cut']}", "--models=cut"])
 
 
 def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, tmp_path, monkeypatch):

@@ -140,11 +140,13 @@ def test_json_files_of_rows_are_read_and_one_of_columns_is_refused(tmp_path):
     pd.DataFrame(rows).to_json(tmp_path / "rows" / "train.json", orient="records")       # one line: [{...}, ...]
     raw, _ = du.read_files(str(tmp_path / "rows"), "--data")
     assert list(raw["train"]["tweet"]) == [r["tweet"] for r in rows]
-    (tmp_path / "cols").mkdir()
-    pd.DataFrame(rows).to_json(tmp_path / "cols" / "train.json")
-    with pytest.raises(du.UsageError, match=r"train.json: column 'tweet' holds objects, not values: a JSON file of columns "
-                                            r"\(pandas' to_json default\) rather than of rows; write one row per line"):
-        du.read_files(str(tmp_path / "cols"), "--data")
+    for name, write_columns in (("cols", lambda df, f: df.to_json(f)),
+                                ("lists", lambda df, f: f.write_text(json.dumps(df.to_dict("list"))))):
+        (tmp_path / name).mkdir()
+        write_columns(pd.DataFrame(rows), tmp_path / name / "train.json")
+        with pytest.raises(du.UsageError, match=r"train.json: column 'tweet' holds objects or lists, not values: a JSON file "
+                                                r"of columns \(pandas' to_json default\) rather than of rows; write one row per line"):
+            du.read_files(str(tmp_path / name), "--data")
     (tmp_path / "two").mkdir()
     write(tmp_path / "two", "jsonl", {"train": rows, "train_extra": rows[:5] + [rows[5] | {"tweet": " "}]})
     with pytest.raises(du.UsageError, match=r"train_extra.jsonl: column 'tweet' has 1 empty or missing text\(s\) \(first at "
@@ -395,20 +397,44 @@ def test_a_student_of_other_data_is_refused(three_class, imdb_parquet):
 
 
 def test_the_teachers_data_written_another_way_is_the_same_data(three_class, monkeypatch):
-    # the teacher recorded an absolute path; a relative one (another spelling of it) keeps the finished students
+    # records made before data paths were recorded portable keep them as typed, relative to the checkout: the
+    # teacher's and its finished students' records rewritten so; a run given the absolute path keeps the students
+    import os
+
     import distill_student
-    from data_utils import same_setting
-    data = three_class["data"]
-    monkeypatch.chdir(data.parent)
-    students = three_class["out"] / "tiny" / "students"
-    before = {p: p.stat().st_mtime_ns for p in students.glob("*/model.safetensors")}
-    distill_student.main(own_args("./data/", three_class["out"], "--students=[{name = \"cut\", layers = [1], transfer_size = 12}]",
+    from data_utils import REPO, read_json, write_json
+    data, out = three_class["data"], three_class["out"] / "tiny"
+    older = os.path.relpath(data, REPO)                                    # ../../tmp/pytest-.../data
+    for folder in (out / "teacher", out / "students" / "cut", out / "students" / "cut-baseline"):
+        config = read_json(folder / "config.json")
+        kd = config["sentiment_kd"]
+        for part in ("run_config", "training_settings"):
+            if kd.get(part, {}).get("data"):
+                kd[part]["data"] = older
+        write_json(folder / "config.json", config)
+    monkeypatch.chdir(data.parent.parent)                                  # and run from another folder
+    before = {p: p.stat().st_mtime_ns for p in (out / "students").glob("*/model.safetensors")}
+    distill_student.main(own_args(data, three_class["out"], "--students=[{name = \"cut\", layers = [1], transfer_size = 12}]",
                                   "--epochs=4"))
-    assert len(before) == 2 and {p: p.stat().st_mtime_ns for p in students.glob("*/model.safetensors")} == before
-    assert same_setting("data", "data", str(data)) and same_setting("transfer_data", "~/x.csv", str(Path.home() / "x.csv"))
-    assert not same_setting("data", "data", str(data / "train.csv")) and not same_setting("seed", 1, 2)
-    (data.parent / "imdb").mkdir()                  # the keyword is not the folder of that name
-    assert not same_setting("data", "imdb", "./imdb") and same_setting("data", "imdb", "imdb")
+    assert len(before) == 2 and {p: p.stat().st_mtime_ns for p in (out / "students").glob("*/model.safetensors")} == before
+
+
+def test_data_paths_are_recorded_relative_to_the_checkout_when_beside_it(tmp_path):
+    from configurator import public_config
+    from data_utils import REPO, DataSpec, is_path_setting, located, portable, same_setting
+    assert portable(str(REPO / "data" / "mine.csv")) == "data/mine.csv"                  # in the checkout
+    assert portable(str(REPO.parent / "shared" / "tweets")) == "../shared/tweets"       # beside it, as ../shared
+    assert portable(str(tmp_path / "mine.csv")) == str(tmp_path / "mine.csv")           # elsewhere: absolute
+    assert located("data/mine.csv") == str(REPO / "data" / "mine.csv") and located(str(tmp_path)) == str(tmp_path)
+    assert public_config({"DATA": str(REPO / "data" / "mine.csv"), "SEED": 1}) == {"data": "data/mine.csv", "seed": 1}
+    assert DataSpec.from_settings({"data": "../shared/tweets", "transfer_data": "validation"}) == \
+        DataSpec(data=str(REPO.parent / "shared" / "tweets"), transfer_data="validation")
+    assert same_setting("data", "../shared/tweets", str(REPO.parent / "shared" / "tweets"))
+    assert same_setting("transfer_data", "~/x.csv", str(Path.home() / "x.csv")) and not same_setting("seed", 1, 2)
+    assert not same_setting("data", "data", str(REPO / "data" / "train.csv"))
+    for key, value in (("data", "imdb"), ("transfer_data", "validation"), ("data", "someone/tweets"), ("data", ""),
+                       ("data", "https://example.com/reviews.csv"), ("seed", "./x.csv")):
+        assert not is_path_setting(key, value), (key, value)
 
 
 def test_a_data_file_edited_since_the_teacher_is_refused(three_class):

@@ -394,7 +394,8 @@ def is_local(path: str) -> bool:
     """A local file or folder (else a hub dataset id or a URL): it exists, or it looks like a path."""
     if "://" in path:
         return False
-    return Path(path).expanduser().exists() or path.startswith((".", "/", "~")) or Path(path).suffix.lower() in FORMATS
+    return Path(path).expanduser().exists() or path.startswith((".", "/", "~")) or Path(path).suffix.lower() in FORMATS \
+        or (REPO / path).exists()                                  # a record's path, relative to the checkout
 
 
 REPO = Path(__file__).resolve().parent          # the checkout: relative data paths in records are relative to it
@@ -422,7 +423,9 @@ def portable(path: str) -> str:
         rel = os.path.relpath(path, REPO)
     except ValueError:                  # another drive
         return path
-    return path if rel.startswith(os.path.join(os.pardir, os.pardir)) else rel
+    if rel.startswith(os.path.join(os.pardir, os.pardir)):
+        return path
+    return rel if rel.startswith(os.pardir) else os.path.join(os.curdir, rel)     # ./data/mine: a path, not a hub id
 
 
 def same_setting(key: str, a, b) -> bool:

@@ -419,14 +419,16 @@ def test_the_teachers_data_written_another_way_is_the_same_data(three_class, mon
     assert len(before) == 2 and {p: p.stat().st_mtime_ns for p in (out / "students").glob("*/model.safetensors")} == before
 
 
-def test_data_paths_are_recorded_relative_to_the_checkout_when_beside_it(tmp_path):
+def test_data_paths_are_recorded_relative_to_the_checkout_when_beside_it(tmp_path, monkeypatch):
     from configurator import public_config
     from data_utils import REPO, DataSpec, is_path_setting, located, portable, same_setting
-    assert portable(str(REPO / "data" / "mine.csv")) == "data/mine.csv"                  # in the checkout
+    monkeypatch.chdir(tmp_path)                                             # records are read from any folder
+    assert portable(str(REPO / "data" / "mine")) == "./data/mine"                         # in the checkout: ./ says path
     assert portable(str(REPO.parent / "shared" / "tweets")) == "../shared/tweets"       # beside it, as ../shared
     assert portable(str(tmp_path / "mine.csv")) == str(tmp_path / "mine.csv")           # elsewhere: absolute
     assert located("data/mine.csv") == str(REPO / "data" / "mine.csv") and located(str(tmp_path)) == str(tmp_path)
-    assert public_config({"DATA": str(REPO / "data" / "mine.csv"), "SEED": 1}) == {"data": "data/mine.csv", "seed": 1}
+    assert public_config({"DATA": str(REPO / "data" / "mine.csv"), "SEED": 1}) == {"data": "./data/mine.csv", "seed": 1}
+    assert is_path_setting("data", "tests") and located("tests") == str(REPO / "tests")   # an older record, from anywhere
     assert DataSpec.from_settings({"data": "../shared/tweets", "transfer_data": "validation"}) == \
         DataSpec(data=str(REPO.parent / "shared" / "tweets"), transfer_data="validation")
     assert same_setting("data", "../shared/tweets", str(REPO.parent / "shared" / "tweets"))

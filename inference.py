@@ -354,5 +354,6 @@ def write_predictions(path: Path, texts: list[str], results: list[dict], table, 
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 
+
 if __name__ == "__main__":
     run_main(main)

@@ -68,7 +68,7 @@ def eval_results(metrics: dict, test: dict | None, facts: dict, subset: str = ""
     return out
 
 
-def test_subset(test_size: int | None, test_of: int | None) -> str:
+def subset_words(test_size: int | None, test_of: int | None) -> str:
     """How the evaluated test texts were drawn, when not all of the split: "stratified 5,000 of 25,000"."""
     return f"stratified {test_size:,} of {test_of:,}" if test_size and test_of and test_size < test_of else ""
 
@@ -112,7 +112,7 @@ def cpu_was_busy(hardware: dict) -> bool:
     return load is not None and load > 1.5 * cores
 
 
-def learned_some(row: dict) -> bool:
+def missed_classes(row: dict) -> bool:
     """Whether an evaluation row's model predicted only some of the classes (its confusion matrix)."""
     return bool(row.get("confusion")) and classes_predicted(row["confusion"]) < len(row["confusion"])
 
@@ -130,10 +130,10 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
                      f"test texts ({baseline['precision']}): accuracy {baseline['accuracy']:.4f}, macro F1 {baseline['f1']:.4f}; "
                      f"this model {gain:+.2f} points" + ("." if gain > 0 else ": distillation did not beat training on "
                                                            "the labels alone here; " + ("but the baseline predicted only some of the "
-                                                           "classes, so it is no model to ship either." if learned_some(baseline)
+                                                           "classes, so it is no model to ship either." if missed_classes(baseline)
                                                            else "consider shipping the baseline.")))
     per, confusion = test.get("per_class") or {}, test.get("confusion")
-    if learned_some(test):
+    if missed_classes(test):
         lines.append(f"**Warning: on test it predicted only {classes_predicted(confusion)} of its {len(confusion)} "
                      f"classes ({test['precision']}): it has not learned; do not ship it.**")
     if per:
@@ -174,7 +174,7 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     # its fp32 row, else (a model evaluated in bf16 only: evaluate_models' FP32_MODELS) its half-precision one
     test = next((r for p in ("fp32", "bf16", "fp16") for r in rows or [] if r["precision"] == p), None)
     base, facts = base_model(kd), data_facts(config)
-    subset = test_subset(test_size, test_of)
+    subset = subset_words(test_size, test_of)
     data = ModelCardData(base_model=base, datasets=[facts["hub"]] if facts["hub"] else None, pipeline_tag="text-classification",
                          language=facts["language"],
                          license=LICENSES.get(base or ""), library_name="transformers", model_name=name,

@@ -843,6 +843,14 @@ def relative_figures(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def figure_where(split: dict, device: str, hw: dict) -> str:
+    """The figures' subtitle: how many texts of which data and split, on which device, and a note when other work
+    shared the CPU while timing (model_card.cpu_was_busy: the speed panels are slow then)."""
+    from model_card import cpu_was_busy
+    return f"{len(split['texts']):,} {split['data']} {SPLIT} {text_noun(split['data'])}, {device}" + \
+        (" (CPU shared with other work: speed figures slow)" if cpu_was_busy(hw) else "")
+
+
 def write_cards(models: list, rows: list[dict], pairs: list[tuple], hw: dict, test_size: int, test_of: int) -> None:
     """Each model's card (README.md, and its ONNX folder's) with its test rows (on test_size texts of the test split's
     test_of), its baseline's (pairs: paired_rows) and the machine, whose other_cores_busy is the most measured while
@@ -882,7 +890,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     write_reports(root, result, prefix)
     if predictions is not None:
         replace_dir(predictions, predictions.with_name(predictions.name.removesuffix(".partial")))
-    where = f"{len(split['texts']):,} {split['data']} {SPLIT} {text_noun(split['data'])}, {device}"
+    where = figure_where(split, device, hw)
     plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"],
                    text_noun(split["data"]))
     plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
@@ -898,7 +906,7 @@ def main(argv=None) -> dict:
 
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split
     split = load_split(models[0][1])
-    log.info("evaluating %d models on %d %s texts on %s", len(models), len(split["texts"]), SPLIT, device)
+    log.info("evaluating %d models on %d %s %s on %s", len(models), len(split["texts"]), SPLIT, text_noun(split["data"]), device)
     load, start = machine_load(device), cpu_sample()
 
     # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants

@@ -176,6 +176,13 @@ def test_a_busy_cpu_is_recorded_and_warned_about(monkeypatch, caplog):
         assert ev.machine_load("cpu") == 2.9 and not caplog.text
 
 
+def test_the_figures_say_when_other_work_shared_the_cpu():
+    split = {"texts": ["a"] * 1200, "data": "IMDb"}
+    busy = {"device": "cpu", "cpu_count": 2, "other_cores_busy": 0.9}
+    assert ev.figure_where(split, "cpu", busy) == "1,200 IMDb test reviews, cpu (CPU shared with other work: speed figures slow)"
+    assert ev.figure_where(split | {"data": "data/mine"}, "cpu", busy | {"other_cores_busy": 0.1}) == "1,200 data/mine test texts, cpu"
+
+
 def test_others_cores_by_hand():
     # (wall s, machine CPU s, own CPU s): 3 CPU s used in 2 s, 1 of them ours -> others kept 1 core busy
     assert ev.others_cores((10.0, 100.0, 5.0), (12.0, 103.0, 6.0)) == 1.0

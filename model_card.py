@@ -187,7 +187,8 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     drawn = f"a fixed {subset} test texts" if subset else f"{test_size or 0:,} test texts"
     where = f"{drawn} of {facts['name']}; {machine_words(hardware)}" if hardware else ""
     body = [f"# {name}", "", *recipe_lines(kd, facts, metrics), "",
-            f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (macro F1 {metrics.get('val_f1', float('nan')):.4f}), "
+            f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (macro F1 {metrics.get('val_f1', float('nan')):.4f}"
+            + (f", {metrics['val_examples']:,} texts" if metrics.get("val_examples") else "") + "), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters.{one_sided(metrics, facts)} {compare}", "",
             "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or [], kd),
             *result_notes(test, versus, hardware), "",

@@ -524,6 +524,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels)
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"], "val_classes_predicted": val["eval_classes_predicted"],
+        "val_examples": len(trainer.eval_dataset),
         "train_time_s": round(train_time, 1), "resumed_from": resume,
         "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
         "optimizer_steps": trainer.state.max_steps,

@@ -20,8 +20,10 @@ def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
         assert meta["pipeline_tag"] == "text-classification" and "knowledge-distillation" in meta["tags"]
         assert meta["datasets"] == ["stanfordnlp/imdb"] and meta["model-index"][0]["name"] == folder.name
         assert meta["language"] == "en"
-        val = read_json(folder / "metrics.json")["val_accuracy"]
+        val, n = read_json(folder / "metrics.json")["val_accuracy"], read_json(folder / "metrics.json")["val_examples"]
         assert metrics_of(meta)[("validation", "accuracy")] == pytest.approx(val, abs=1e-4)
+        assert n == read_json(root / "teacher" / "config.json")["sentiment_kd"]["run_config"]["val_size"]   # all held out
+        assert f"Validation accuracy {val:.4f} (macro F1 " in (text := (folder / "README.md").read_text()) and f", {n} texts), " in text
         assert "base_model" not in meta          # tiny:bert is no hub model: not named
         card = ModelCard.load(folder / "README.md")
         assert card.data.eval_results and "## Limits" in card.text and ".partial" not in card.text

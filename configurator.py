@@ -286,8 +286,8 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
 def absolute_data_paths(cfg: dict) -> None:
     """Local data paths (data_utils.PATH_SETTINGS: data, data_dir, transfer_data), as typed relative to the working
     folder, made absolute in place: the run reads them from wherever it runs (public_config records them portable)."""
-    from data_utils import is_path_setting
-    for name in ("DATA", "DATA_DIR", "TRANSFER_DATA"):
+    from data_utils import PATH_SETTINGS, is_path_setting
+    for name in (k.upper() for k in PATH_SETTINGS):
         if is_path_setting(name, cfg.get(name)):
             cfg[name] = os.path.abspath(os.path.expanduser(cfg[name]))
 

@@ -475,8 +475,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
 def one_sided_note(rows: list[dict], noun: str) -> str:
     """A warning naming the rows that predicted only some of the classes on these texts (a model that has not
     learned: its accuracy is the share of the classes it predicts), else ""."""
-    some = [f"{r['model']} ({r['precision']}: {classes_predicted(r['confusion'])} of {len(r['confusion'])})"
-            for r in rows if r.get("confusion") and classes_predicted(r["confusion"]) < len(r["confusion"])]
+    seen = [(r, classes_predicted(r["confusion"])) for r in rows if r.get("confusion")]
+    some = [f"{r['model']} ({r['precision']}: {k} of {len(r['confusion'])})" for r, k in seen if k < len(r["confusion"])]
     if not some:
         return ""
     return (f"**Warning: {', '.join(some)} predicted only some of the classes on these {noun}**: such a model has not "
@@ -732,9 +732,9 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
                           split["labels"], pred, probs, names)
         log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f texts/s", name, precision, scores["accuracy"],
                  r["p50_ms"], r["throughput"])
-        if classes_predicted(rows[-1]["confusion"]) < len(names):
-            log.warning("%s %s predicted only %d of the %d classes: it has not learned", name, precision,
-                        classes_predicted(rows[-1]["confusion"]), len(names))
+        seen = classes_predicted(rows[-1]["confusion"])
+        if seen < len(names):
+            log.warning("%s %s predicted only %d of the %d classes: it has not learned", name, precision, seen, len(names))
         del m
     del model
     gc.collect()

@@ -155,10 +155,8 @@ def validation_accuracy(folder: Path, onnx_file: str = onnx_runtime.FP32_FILE) -
         return f"ONNX Runtime, {onnx_file}" + (f"; exported from a model of {found}" if found else "")
     if (folder / "metrics.json").is_file():
         m, classes = read_json(folder / "metrics.json"), len(models.label_names(read_json(folder / "config.json")))
-        seen = m.get("val_classes_predicted") or classes
-        warn = "; WARNING: it predicted one class for every validation text" if seen == 1 else \
-            f"; WARNING: it predicted only {seen} of its {classes} classes on validation" if seen < classes else ""
-        return f"validation accuracy {m.get('val_accuracy', float('nan')):.4f}{warn}"
+        warn = models.unpredicted_classes(m, classes)
+        return f"validation accuracy {m.get('val_accuracy', float('nan')):.4f}" + (f"; WARNING: {warn}" if warn else "")
     return ""
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_utils import atomic_path, classes_predicted, read_json
-from models import label_names
+from models import label_names, unpredicted_classes
 
 # licenses of the base models this project names in its configs (others: left out, not guessed)
 LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-transformers/all-mpnet-base-v2": "apache-2.0",
@@ -206,11 +206,9 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
 
 
 def one_sided(metrics: dict, facts: dict) -> str:
-    """A warning when the model predicted only some of its classes on validation (metrics.json's val_classes_predicted)."""
-    seen, classes = metrics.get("val_classes_predicted"), len(facts["labels"])
-    if not seen or seen >= classes:
-        return ""
-    return f" **Warning: it predicted only {seen} of its {classes} classes on validation.**"
+    """A warning when the model predicted only some of its classes on validation (models.unpredicted_classes)."""
+    warn = unpredicted_classes(metrics, len(facts["labels"]))
+    return f" **Warning: {warn}.**" if warn else ""
 
 
 def onnx_words(folder: Path, where_used: Path) -> str:

@@ -295,11 +295,17 @@ def run_fingerprint(folder: Path) -> str:
     return digest(read_json(meta))
 
 
+def recorded_teacher(student: Path) -> tuple[dict, str | None]:
+    """(its sentiment_kd record, the run_fingerprint of the teacher folder or soft labels it learned from: None for
+    older runs and a pretrained student's baseline) of a student folder."""
+    kd = read_json(Path(student) / "config.json").get("sentiment_kd", {})
+    return kd, (kd.get("training_settings") or {}).get("teacher")
+
+
 def teacher_retrained_since(student: Path, teacher: Path) -> bool:
     """Whether `student` learned from another training of the teacher than the one now in `teacher` (retrained
     since: run_fingerprint). Students of older runs record no teacher, and a missing teacher is no other one."""
-    kd = read_json(Path(student) / "config.json").get("sentiment_kd", {})
-    theirs = (kd.get("training_settings") or {}).get("teacher")
+    theirs = recorded_teacher(student)[1]
     return bool(theirs) and is_finished(Path(teacher)) and theirs != run_fingerprint(teacher)
 
 
@@ -307,12 +313,21 @@ def teacher_run_of(student: Path) -> str | None:
     """The training run (run_fingerprint) of the teacher `student` learned from or was cut from: its record's, or,
     for a student of published soft labels, the teacher run those record; None when not recorded (older runs, a
     pretrained student's baseline)."""
-    kd = read_json(Path(student) / "config.json").get("sentiment_kd", {})
-    theirs = (kd.get("training_settings") or {}).get("teacher")
+    kd, theirs = recorded_teacher(student)
     soft = Path(kd.get("teacher") or "") / "train.json"
     if theirs and soft.is_file():
         return read_json(soft).get("teacher_run")
     return theirs
+
+
+def unpredicted_classes(metrics: dict, classes: int) -> str:
+    """What a model's metrics.json says of the classes it never predicted on validation (val_classes_predicted, of
+    `classes`): "it predicted one class for every validation text", "... only k of C classes ...", or "" for all."""
+    seen = metrics.get("val_classes_predicted") or classes
+    if seen >= classes:
+        return ""
+    return "it predicted one class for every validation text" if seen == 1 else \
+        f"it predicted only {seen} of its {classes} classes on validation"
 
 
 def truncation_settings(kd: dict, tokenizer=None) -> dict:

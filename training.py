@@ -95,7 +95,7 @@ def standing_run(dirs: tuple, settings: dict) -> tuple[dict | None, str, str]:
             "--overwrite=true retrains it (or set --experiment to keep both)"
     saved = ckpt_dir / "settings.json"
     if saved.is_file() and any(ckpt_dir.glob("checkpoint-*")):
-        return {"devices": 1} | json.loads(saved.read_text()), f"{ckpt_dir} holds checkpoints of an interrupted run", \
+        return checkpoint_settings(ckpt_dir), f"{ckpt_dir} holds checkpoints of an interrupted run", \
             "run it with its settings to resume it, or with --overwrite=true to start afresh"
     kd = read_json(record).get("config", {}).get("sentiment_kd", {}) if record.is_file() else {}
     published = kd.get("training_settings")
@@ -115,6 +115,12 @@ def kept_as_is(out_dir: Path, settings: dict, overwrite: bool) -> bool:
         return False
     old = recorded_settings(out_dir)
     return old is None or not differences(as_kept(old, settings), settings)
+
+
+def checkpoint_settings(ckpt_dir: Path) -> dict:
+    """The resume settings an interrupted run saved beside its checkpoints (settings.json); one saved before they
+    recorded devices ran on one."""
+    return {"devices": 1} | read_json(ckpt_dir / "settings.json")
 
 
 def as_kept(old: dict | None, settings: dict) -> dict | None:
@@ -173,7 +179,7 @@ def interrupted_overwrite(ckpt_dir: Path, settings: dict | None) -> bool:
     """Whether ckpt_dir holds checkpoints of an --overwrite run (OVERWRITING) started with `settings`."""
     saved = ckpt_dir / "settings.json"
     return settings is not None and (ckpt_dir / OVERWRITING).is_file() and any(ckpt_dir.glob("checkpoint-*")) \
-        and saved.is_file() and not differences({"devices": 1} | read_json(saved), settings)
+        and saved.is_file() and not differences(checkpoint_settings(ckpt_dir), settings)
 
 
 def checkpoint_problem(folder: Path) -> str | None:

@@ -71,7 +71,7 @@ def test_card_names_a_known_base_model_and_its_license(tmp_path):
     assert "Validation accuracy 0.8700 (macro F1 0.8600), 22.7M parameters. " in text and "Warning" not in text
     write_json(tmp_path / "metrics.json", {"val_accuracy": 0.5, "val_f1": 0.33, "val_classes_predicted": 1, "parameters": 1})
     assert "0.8600" not in (text := write_card(tmp_path, "teacher").read_text())
-    assert "**Warning: it predicted only 1 of its 2 classes on validation.**" in text
+    assert "**Warning: it predicted one class for every validation text.**" in text      # models.unpredicted_classes
 
 
 def test_a_card_of_a_gpu_evaluation_names_the_gpu_and_its_bf16_test_figures(tmp_path):

@@ -84,10 +84,24 @@ def texts_digest(texts, labels=None) -> str:
     return h.hexdigest()[:16]
 
 
+def umask_modes(folder: Path) -> None:
+    """Give every file in `folder` the mode a new file gets from the umask (0644 under umask 022).
+
+    safetensors >= 0.8 writes weights through a temporary file and leaves them 0600 (safetensors#782), so a
+    model saved by one user, or baked into a container image as root, could not be read by another user
+    while its config.json could."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in Path(folder).rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            f.chmod(0o666 & ~mask)
+
+
 def replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place, replacing `dst` (the caller checked it may). The old one is renamed
-    aside to `<dst>.replaced` first and removed last: a crash in between leaves it there, never no model at all
-    (a folder cannot be swapped in one rename)."""
+    """Move a finished folder into place, replacing `dst` (the caller checked it may), its files readable as
+    the umask says (umask_modes). The old one is renamed aside to `<dst>.replaced` first and removed last: a
+    crash in between leaves it there, never no model at all (a folder cannot be swapped in one rename)."""
+    umask_modes(src)
     if not dst.exists():
         os.replace(src, dst)
         return

@@ -45,6 +45,14 @@ def test_teacher_saves_a_model_that_reloads_and_predicts(tiny_teacher):
     assert not (folder.parent / "checkpoints" / "teacher").exists()       # cleaned after success
 
 
+def test_saved_weights_are_as_readable_as_the_config(tiny_teacher):
+    folder, _ = tiny_teacher
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in folder.iterdir() if f.is_file()}
+    assert modes["model.safetensors"] == modes["config.json"] == 0o666 & ~mask   # not safetensors' 0600
+
+
 def test_keeps_a_finished_run(tiny_teacher, imdb_parquet, monkeypatch):
     folder, metrics = tiny_teacher
     before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in folder.iterdir()}

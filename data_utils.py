@@ -568,8 +568,9 @@ def file_columns(f: Path) -> list[str] | None:
         if suffix in (".csv", ".tsv"):
             import csv
             return next(csv.reader([first], delimiter="\t" if suffix == ".tsv" else ","))
-        obj = json.loads(first)                 # JSON Lines: the first object; a one-line JSON array of them: its first
-        obj = obj[0] if isinstance(obj, list) and obj else obj
+        first = first.lstrip()                  # JSON Lines: the first object; a one-line JSON array of them: its first,
+        first = first[1:].lstrip() if first.startswith("[") else first     # decoded alone, not the whole array
+        obj, _ = json.JSONDecoder().raw_decode(first)
         return list(obj) if isinstance(obj, dict) else None
     except Exception:
         return None

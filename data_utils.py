@@ -452,6 +452,13 @@ def same_setting(key: str, a, b) -> bool:
     return paths and Path(located(a)).resolve() == Path(located(b)).resolve()
 
 
+def moved_copy(recorded, given, digests: dict | None, splits: tuple) -> bool:
+    """Whether data path `given` may stand for the teacher's recorded `recorded` (the data moved, or lies elsewhere on
+    this machine): both local paths, and the teacher recorded digests of `splits`, which check_digests then compares
+    (so other contents under the new path are refused there)."""
+    return is_path_setting("data", recorded) and is_path_setting("data", given) and set(splits) <= set(digests or {})
+
+
 def read_raw(spec: DataSpec, transfer: bool = False) -> tuple[dict, dict]:
     """({split: Dataset with columns text, label (as in the data)}, {split: where it came from}).
 

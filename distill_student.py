@@ -48,7 +48,7 @@ import data_utils
 from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, log, public_config, run_main,
                           start_run)
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
-                        read_json, same_setting, text_hashes, texts_digest, write_json)
+                        moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
                     label_names, load_classifier, load_tokenizer, model_config, run_fingerprint, teacher_folder,
                     tokenize_dataset, truncation_settings)
@@ -344,10 +344,16 @@ def check_teacher_accuracy(teacher: Teacher) -> None:
 
 def check_teacher_data(teacher: Teacher, ours: DataSpec) -> None:
     """UsageError unless the students read the data, labels and split the teacher was trained with (older
-    teachers lack some keys: those are not compared)."""
+    teachers lack some keys: those are not compared). Its data at another path (moved, or another machine's copy)
+    is read when the teacher recorded its splits' digests (data_utils.moved_copy; check_config compares them)."""
     theirs = DataSpec.from_settings(teacher.trained)
     for key in DATA_KEYS:
-        if key in teacher.trained and not same_setting(key, getattr(theirs, key), getattr(ours, key)):
+        if key not in teacher.trained or same_setting(key, getattr(theirs, key), getattr(ours, key)):
+            continue
+        if key == "data" and moved_copy(theirs.data, ours.data, teacher.digests, ("train", "validation")):
+            log.info("the teacher was trained with data = %s; reading it from %s, checked against the teacher's record of "
+                     "its splits", theirs.data, ours.data)
+        else:
             raise UsageError(f"--{key}={getattr(ours, key)}, but the teacher {teacher.where} was trained with {key} = "
                              f"{getattr(theirs, key)}: the students would see other data or labels, or validation rows "
                              f"the teacher trained on; give it as the teacher had it (--{key}={getattr(theirs, key)}: the "

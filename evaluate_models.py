@@ -48,8 +48,8 @@ import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classes_predicted, classification_metrics,
-                        is_path_setting, load_splits, per_class_metrics, percentile, portable, read_json, replace_dir,
-                        same_setting, stratified_indices, texts_digest, write_json)
+                        is_path_setting, load_splits, located, moved_copy, per_class_metrics, percentile, portable,
+                        read_json, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, run_fingerprint, teacher_folder, teacher_retrained_since,
                     teacher_run_of, truncation_settings)
@@ -63,6 +63,8 @@ TEACHER_RESULTS = ""              # instead of a teacher folder (students of pub
 MODELS = [""]                     # only these model names (teacher, student names; a distilled student brings its
                                   # <name>-baseline); [""] = all
 # --- data: the teacher's (its saved data and split settings); every model must have its labels -----
+DATA = ""                         # where the teacher's data file or folder lies now, if moved since (checked against
+                                  # the teacher's record of its splits); "" = where the teacher's record says
 DATA_DIR = ""                     # imdb: a local copy; "" = $IMDB_DIR, else the hub
 DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
 SPLIT = "test"                    # test | validation (the teacher's validation split, for choosing settings)
@@ -928,7 +930,18 @@ def data_spec(kd: dict) -> DataSpec:
     """The data evaluated: the teacher's data and split settings (the run_config of its record `kd`: data,
     columns, labels, val_size, seed, ...), so a test split carved from train is the same one; IMDb read from
     this machine's copy (DATA_DIR, DATASET_NAME)."""
-    return DataSpec.from_settings(kd.get("run_config", {}) | {"data_dir": DATA_DIR, "dataset_name": DATASET_NAME})
+    settings = kd.get("run_config", {}) | {"data_dir": DATA_DIR, "dataset_name": DATASET_NAME}
+    recorded = settings.get("data", "imdb")
+    if DATA and not same_setting("data", recorded, DATA):
+        if not moved_copy(recorded, DATA, kd.get("data_digests"), (SPLIT,)):
+            raise UsageError(f"--data={DATA}, but the teacher was trained with data = {recorded}; evaluation reads the "
+                             f"teacher's data: leave --data out, or give where that file or folder lies now (a teacher "
+                             f"trained before data digests were recorded: only where it was)")
+        settings["data"] = DATA
+    elif is_path_setting("data", recorded) and not Path(located(recorded)).exists():
+        raise UsageError(f"the teacher's data {recorded} is not there ({located(recorded)}); if it moved, give where it "
+                         f"lies now: --data=PATH")
+    return DataSpec.from_settings(settings)
 
 
 def load_split(teacher_dir: Path) -> dict:

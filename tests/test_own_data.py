@@ -4,6 +4,7 @@ case through the command line (one line, exit status 2, nothing written)."""
 import json
 import random
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -462,6 +463,40 @@ def test_a_data_file_edited_since_the_teacher_is_refused(three_class):
         finally:
             path.write_text(original)
             du.load_splits.cache_clear()
+
+
+def test_the_teachers_data_moved_elsewhere_is_read_there_when_its_contents_match(three_class, tmp_path):
+    import distill_student
+    import evaluate_models
+    from configurator import UsageError
+    data, teacher = three_class["data"], three_class["out"] / "tiny" / "teacher"
+    moved, aside = tmp_path / "moved", data.with_name("data.aside")
+    shutil.copytree(data, moved)
+    out2 = tmp_path / "out2"
+    common = ["--config", str(ROOT / "configs" / "tiny.toml"), f"--teacher_dir={teacher}", f"--output_dir={out2}",
+              "--quantize=false"]
+    data.rename(aside)                                                      # the teacher's data is not where it was
+    try:
+        du.load_splits.cache_clear()
+        with pytest.raises(UsageError, match=rf"^the teacher's data {data} is not there .*give where it lies now: --data=PATH"):
+            evaluate_models.main(common)
+        students = distill_student.main(own_args(moved, out2, f"--teacher_dir={teacher}", "--epochs=1",
+                                                 "--students=[{name = \"cut\", layers = [1]}]"))
+        assert set(students["students"]) == {"cut", "cut-baseline"}
+        result = evaluate_models.main([*common, f"--data={moved}"])
+        assert {r["model"] for r in result["rows"]} == {"teacher", "cut", "cut-baseline"}
+        teacher_row = next(r for r in result["rows"] if r["model"] == "teacher")
+        assert teacher_row["accuracy"] == next(r for r in three_class["result"]["rows"] if r["model"] == "teacher")["accuracy"]
+        lines = (moved / "test.csv").read_text().splitlines(keepends=True)
+        (moved / "test.csv").write_text("".join([lines[0], lines[1].replace(",negative", ",positive"), *lines[2:]]))
+        du.load_splits.cache_clear()                                        # a copy that differs is not the teacher's data
+        with pytest.raises(UsageError, match="the data changed since the teacher .* its test split"):
+            evaluate_models.main([*common, f"--data={moved}"])
+        with pytest.raises(UsageError, match=r"^--data=imdb, but the teacher was trained with data = "):
+            evaluate_models.main([*common, "--data=imdb"])
+    finally:
+        aside.rename(data)
+        du.load_splits.cache_clear()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -478,7 +478,7 @@ def test_the_teachers_data_moved_elsewhere_is_read_there_when_its_contents_match
     data.rename(aside)                                                      # the teacher's data is not where it was
     try:
         du.load_splits.cache_clear()
-        with pytest.raises(UsageError, match=rf"^the teacher's data {data} is not there .*give where it lies now: --data=PATH"):
+        with pytest.raises(UsageError, match=rf"^the teacher's data \S+ is not there \({data}\); .*give where it lies now: --data=PATH"):
             evaluate_models.main(common)
         students = distill_student.main(own_args(moved, out2, f"--teacher_dir={teacher}", "--epochs=1",
                                                  "--students=[{name = \"cut\", layers = [1]}]"))

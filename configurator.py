@@ -131,6 +131,14 @@ def parse_list(text: str) -> list:
 PARSERS = {bool: parse_bool, int: int, float: float, str: str, list: parse_list}   # command-line text -> value
 
 
+def flag_text(value) -> str:
+    """`value` as it is typed after `--name=` (parse_list / parse_bool read it back): a list or tuple of plain
+    values comma-separated, a boolean lower-case."""
+    if isinstance(value, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in value):
+        return ",".join(str(x) for x in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def coerce(name: str, value, default, source: str = ""):
     """`value` as the type of `default`, or UsageError naming the setting and where it was set.
 
@@ -145,6 +153,8 @@ def coerce(name: str, value, default, source: str = ""):
         raise UsageError(f"{where}: expected {kind.__name__} ({e})") from None
     if kind is float and type(value) is int:
         value = float(value)
+    if kind is list and value == [] and default == [""]:
+        value = [""]                   # `--label_names=` or `[]`: the default "none", recorded one way
     if type(value) is not kind:
         raise UsageError(f"{where}: expected {kind.__name__}, got {type(value).__name__}")
     bad = [x for x in value if default and type(x) is not type(default[0])] if kind is list else []

@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 
 import data_utils
-from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, log, public_config, run_main,
-                          start_run)
+from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, flag_text, log, public_config,
+                          run_main, start_run)
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
@@ -354,10 +354,11 @@ def check_teacher_data(teacher: Teacher, ours: DataSpec) -> None:
             log.info("the teacher was trained with data = %s; reading it from %s, checked against the teacher's record of "
                      "its splits", theirs.data, ours.data)
         else:
-            raise UsageError(f"--{key}={getattr(ours, key)}, but the teacher {teacher.where} was trained with {key} = "
-                             f"{getattr(theirs, key)}: the students would see other data or labels, or validation rows "
-                             f"the teacher trained on; give it as the teacher had it (--{key}={getattr(theirs, key)}: the "
-                             f"teacher's --config with the same flags)")
+            was, now = flag_text(getattr(theirs, key)), flag_text(getattr(ours, key))
+            as_it_had = f"--{key}={was}" if was else f"leave --{key} out"
+            raise UsageError(f"--{key}={now}, but the teacher {teacher.where} was trained with {key} = {was or '(none)'}: "
+                             f"the students would see other data or labels, or validation rows the teacher trained on; "
+                             f"give it as the teacher had it ({as_it_had}: the teacher's --config with the same flags)")
 
 
 def check_labels(teacher: Teacher, data_labels) -> list[str]:

@@ -27,6 +27,17 @@ def test_types_are_checked_and_converted():
             configure(namespace(), [bad], "fine_tuning_teacher")
 
 
+def test_an_empty_list_is_the_none_default_and_values_print_as_typed():
+    from configurator import coerce, flag_text, parse_list
+    # `--label_names=` and `label_names = []` mean the default [""] ("none"): a run kept with it is not "changed"
+    assert coerce("LABEL_NAMES", "", [""]) == [""] and coerce("LABEL_NAMES", [], [""], "x.toml") == [""]
+    assert coerce("LAYERS", "[]", [0, 2]) == []                          # a list without that default stays empty
+    for value in (("a", "very negative"), [1, 3], [], True, 0.5, "imdb"):
+        assert flag_text(value) == {tuple: "a,very negative", list: "1,3" if value else "", bool: "true"}.get(
+            type(value), str(value))
+    assert parse_list(flag_text(("a", "b"))) == ["a", "b"]
+
+
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(UsageError, match=r"unknown constant '--epoch' \(no script has it\); did you mean --epochs\?; "
                                          r"valid names for fine_tuning_teacher.py: batch_size, epochs"):

@@ -314,6 +314,10 @@ def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet):
     with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .* was trained with val_size = 8: .*; give it as the "
                                          r"teacher had it \(--val_size=8: the teacher.s --config with the same flags\)$"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--val_size=10"))
+    # a list given as it is typed, and a setting the teacher left empty as the flag left out
+    with pytest.raises(UsageError, match=r"^--label_names=a,b, but the teacher .* was trained with label_names = \(none\): "
+                                         r".*\(leave --label_names out: "):
+        ds.main(tiny_args(imdb_parquet, tiny_run, "--label_names=a,b"))
 
 
 def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_path):

@@ -131,6 +131,18 @@ def parse_list(text: str) -> list:
 PARSERS = {bool: parse_bool, int: int, float: float, str: str, list: parse_list}   # command-line text -> value
 
 
+def toml_inline(value) -> str:
+    """`value` (a dict, list, string, number or boolean) as TOML inline text, e.g. a student's entry for
+    --students='[{name = "L1", layers = [0]}]' (parse_list reads it back)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_inline(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_inline(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value) if isinstance(value, str) else repr(value)     # a JSON string is a TOML basic string
+
+
 def flag_text(value) -> str:
     """`value` as it is typed after `--name=` (parse_list / parse_bool read it back): a list or tuple of plain
     values comma-separated, a boolean lower-case."""

@@ -548,7 +548,8 @@ def check_config(cfg: dict) -> None:
     names = {s["name"] for s in STUDENTS}
     unknown = [n for n in ONLY if n and n not in names]
     if unknown:
-        raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))}")
+        raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))} "
+                         f"(one trained from --students=... is named there again, or in the config's [[students]])")
     teacher, ours, runs = find_teacher(), DataSpec.from_settings(cfg), selected_runs(cfg)
     check_teacher_data(teacher, ours)
     check_teacher_accuracy(teacher)

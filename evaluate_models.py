@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run
+from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run, toml_inline
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, classes_predicted, classification_metrics,
                         is_path_setting, load_splits, located, moved_copy, per_class_metrics, percentile, portable,
                         read_json, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
@@ -685,10 +685,11 @@ def check_teachers(models: list[tuple[str, Path]]) -> None:
     saw. Students of older runs record no teacher and are not checked."""
     for name, folder in models[1:]:
         if teacher_retrained_since(folder, models[0][1]):
-            kd = read_json(folder / "config.json").get("sentiment_kd", {})
+            spec = read_json(folder / "config.json").get("sentiment_kd", {}).get("student") or {"name": name}
             raise UsageError(f"student {name} ({folder}) learned from another training of the teacher than {models[0][1]} "
-                             f"(retrained since); retrain it (distill_student.py --overwrite=true, with "
-                             f"--only={(kd.get('student') or {}).get('name', name)} for it alone) or leave it out (--models)")
+                             f"(retrained since); retrain it (distill_student.py --overwrite=true, with --only={spec['name']} "
+                             f"for it alone, and --students='[{toml_inline(spec)}]' if your config does not list it) or "
+                             f"leave it out (--models)")
 
 
 def variant(precision: str, model, folder: Path, device: str):

@@ -50,7 +50,7 @@ def assert_one_line_error(r, *fragments):
     ("distill_student.py", ["--temperature=0", "--only=cut"], "--temperature=0.0: must be > 0"),
     ("distill_student.py", ['--students=[{name = "x", layers = [0], alpha = 2.0}]'],
      "student 'x': alpha = 2.0: must be between 0 and 1"),
-    ("distill_student.py", ["--only=nobody"], "--only=nobody: no student 'nobody'; students: cut, roberta"),
+    ("distill_student.py", ["--only=nobody"], "--only=nobody: no student 'nobody'; students: cut, roberta (one trained from --students"),
     ("distill_student.py", ['--students=[{name = "x", layers = [0, 5]}]'], "student 'x': layers = [0, 5]: need increasing indices in 0..1"),
     ("distill_student.py", ['--students=[{name = "x", layers = [0], max_length = 12}]'],
      "student 'x': head_tokens = 16: must be below student 'x': max_length = 12"),

@@ -2,6 +2,7 @@
 cross-tokenizer students, and the tiny experiment end to end."""
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -556,8 +557,11 @@ def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(ti
                                          r"\(retrained since\); 1 more: student.transfer_size; --overwrite=true retrains it"):
         ds.main(tiny_args(imdb_parquet, tmp_path, "--transfer_size=2"))
     with pytest.raises(UsageError, match=r"^student cut \(.*students/cut\) learned from another training of the teacher "
-                                         r"than .*; retrain it \(distill_student.py --overwrite=true, with --only=cut for"):
+                                         r"than .*; retrain it \(distill_student.py --overwrite=true, with --only=cut for") as err:
         ev.main(tiny_args(imdb_parquet, tmp_path))
+    from configurator import parse_list          # its --students entry, for a student the config does not list
+    entry = re.search(r"--students='(.*?)' if your config does not list it", str(err.value)).group(1)
+    assert parse_list(entry) == [json.loads((students / "cut" / "config.json").read_text())["sentiment_kd"]["student"]]
     assert {p: p.stat().st_mtime_ns for p in students.rglob("*")} == before
 
 

@@ -14,7 +14,8 @@ Writes to stdout, one line per text: label, confidence, text (line breaks shown 
     python inference.py "I loved it" "Worst film ever"
     python inference.py --file reviews.txt            # one review per line; --file - reads stdin
     python inference.py --file new.csv --text_column=review --json    # a table's column (CSV/TSV/JSONL/parquet)
-    python inference.py --file new.csv --output=predicted.csv          # the table, with the predictions added
+    python inference.py --file new.csv --output=predicted.csv          # the table, with the predictions added (.csv,
+                                                                       # .tsv, .jsonl, .json or .parquet, by its suffix)
     cat reviews.txt | python inference.py -
     python inference.py --model outputs/quick/students/L3 --json "A slow start, then wonderful."
     python inference.py --config configs/tweets.toml "so happy today"   # that experiment's best distilled student
@@ -51,7 +52,8 @@ EXPERIMENT = ""                   # with MODEL "": the experiment to take it fro
 FILE = ""                         # one review per line; "-" = standard input; a .csv/.tsv/.jsonl/.json/.parquet file: its TEXT_COLUMN
 TEXT_COLUMN = ""                  # the column that holds the texts, when FILE is a table; "" = the model's training data's
 JSON = False                      # print JSON instead of a table
-OUTPUT = ""                       # also write the predictions to this CSV file (a table's columns kept), not over an existing one
+OUTPUT = ""                       # also write the predictions to this file (a table's columns kept), not over an existing
+                                  # one; its suffix says the format: .csv | .tsv | .jsonl | .json (an array of rows) | .parquet
 # --- system ------------------------------------------------------------------------------------
 BATCH_SIZE = 32                   # texts per forward pass
 DEVICE = "auto"                   # auto | cpu | cuda
@@ -260,6 +262,8 @@ def main(argv=None) -> list[dict]:
         print(f"note: ignored {', '.join('--' + n.lower() for n in cfg['_ignored'])} (settings of other scripts)", file=sys.stderr)
     if OUTPUT and Path(OUTPUT).exists():
         raise UsageError(f"--output={OUTPUT} exists; remove it or give another path (predictions are not written over a file)")
+    if OUTPUT and Path(OUTPUT).suffix.lower() not in WRITERS:
+        raise UsageError(f"--output={OUTPUT}: its suffix says no format written here; end it in {', '.join(WRITERS)}")
     # 1. the model (a table's text column defaults to the one it was trained on), 2. the texts
     folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR, EXPERIMENT)
     column = TEXT_COLUMN or trained_text_column(folder)
@@ -336,8 +340,17 @@ def output_columns(table, labels: list[str]) -> list[str]:
     return names
 
 
+WRITERS = {                          # --output's suffix: how a pandas DataFrame is written to a path
+    ".csv": lambda t, p: t.to_csv(p, index=False),
+    ".tsv": lambda t, p: t.to_csv(p, index=False, sep="\t"),
+    ".jsonl": lambda t, p: t.to_json(p, orient="records", lines=True, force_ascii=False),
+    ".json": lambda t, p: t.to_json(p, orient="records", force_ascii=False, indent=1),
+    ".parquet": lambda t, p: t.to_parquet(p, index=False),
+}
+
+
 def write_predictions(path: Path, texts: list[str], results: list[dict], table, column: str, names: list[str]) -> None:
-    """A CSV of the predictions, one row per text in input order: the input table's own columns (table: a pandas
+    """A table of the predictions in the format `path`'s suffix names (WRITERS), one row per text in input order: the input table's own columns (table: a pandas
     DataFrame, all its columns, so ids travel with their predictions; texts given as arguments too get empty ones),
     else `text`; then the predicted label, its score and each class's probability as the columns `names`
     (output_columns). Written atomically."""
@@ -350,7 +363,7 @@ def write_predictions(path: Path, texts: list[str], results: list[dict], table, 
               *([r["probs"][n] for r in results] for n in results[0]["probs"])]
     table = table.assign(**dict(zip(names, values, strict=True)))
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+        WRITERS[path.suffix.lower()](table, tmp)
 
 
 if __name__ == "__main__":

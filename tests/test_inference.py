@@ -180,6 +180,17 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypat
     assert [row[0] for row in csv.reader(open(tmp_path / "more.csv"))] == ["id", "1", "2", ""]   # not 1.0, 2.0
     with pytest.raises(UsageError, match=rf"^--output={out} exists; remove it or give another path"):
         inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", f"--output={out}"])
+    # the suffix says the format: each reads back as the CSV's table; one it does not know is refused before predicting
+    for suffix, read in ((".tsv", lambda p: pd.read_csv(p, sep="\t")), (".jsonl", lambda p: pd.read_json(p, lines=True)),
+                         (".json", pd.read_json), (".parquet", pd.read_parquet)):
+        inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", f"--output={out.with_suffix(suffix)}"])
+        pd.testing.assert_frame_equal(read(out.with_suffix(suffix)), written, check_dtype=False)
+    assert json.loads(out.with_suffix(".json").read_text())[0]["review"] == "a great film"          # rows, not columns
+    monkeypatch.setattr(inference, "predict", None)
+    with pytest.raises(UsageError, match=r"^--output=.*predicted.txt: its suffix says no format written here; end it in "
+                                         r"\.csv, \.tsv, \.jsonl, \.json, \.parquet$"):
+        inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", f"--output={out.with_suffix('.txt')}"])
+    monkeypatch.undo()
     # without --text_column, the column the model was trained on (this one: IMDb's text; a tweets model: its own)
     with pytest.raises(UsageError, match=r"new.csv: no column 'text' \(found id, review\)"):
         inference.main([f"--output_dir={outputs}", f"--file={table}"])

@@ -571,7 +571,7 @@ def check_config(cfg: dict) -> None:
     check_data(ours, tuple(dict.fromkeys(["train", "test", *imdb_transfer, *soft])))
     data = load_splits(ours, transfer=transfer)
     check_labels(teacher, data.label_names)
-    check_digests(teacher.digests or {}, data, ("train", "validation"), teacher.where)
+    check_digests(teacher.digests or {}, data, ("train", "validation", "test"), teacher.where)   # test: its leaks left train
     check_transfer_size(runs, data)
     for dirs, settings in wanted.values():
         check_resume(dirs, settings, OVERWRITE)

@@ -448,7 +448,8 @@ def test_a_data_file_edited_since_the_teacher_is_refused(three_class):
     teacher = three_class["out"] / "tiny" / "teacher"
     recorded = json.loads((teacher / "config.json").read_text())["sentiment_kd"]["data_digests"]
     assert set(recorded) == {"train", "validation", "test"} and all(len(d) == 16 for d in recorded.values())
-    for split, step, args in (("train", distill_student.main, ["--only=cut"]), ("test", evaluate_models.main, [])):
+    for split, step, args in (("train", distill_student.main, ["--only=cut"]), ("test", evaluate_models.main, []),
+                              ("test", distill_student.main, ["--only=cut"])):
         path = three_class["data"] / f"{split}.csv"
         original = path.read_text()
         lines = original.splitlines(keepends=True)

@@ -442,8 +442,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     write_json(root / f"{prefix}results.json", result)
     with atomic_path(root / f"{prefix}results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))   # a published row has more
-        w.writeheader()
-        w.writerows(rows)
+        w.writeheader()      # per_class, confusion, settings as JSON (json.loads reads them back), not Python's repr
+        w.writerows({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in rows)
     hw = result["hardware"]
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "

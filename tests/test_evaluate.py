@@ -88,7 +88,9 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
             f"{100 * (cut['accuracy'] - base['accuracy']):+.2f} points") in card
     table = (root / "results.md").read_text()
     assert "| teacher | teacher | fp32 |" in table and "cut-baseline" in table and "Hardware:" in table and "| reviews/s |" in table
-    assert len(list(csv.DictReader(open(root / "results.csv")))) == 8
+    table = list(csv.DictReader(open(root / "results.csv")))
+    assert len(table) == 8 and json.loads(table[0]["per_class"]) == teacher["per_class"]      # JSON, not repr
+    assert json.loads(table[0]["confusion"]) == teacher["confusion"]
     png = (root / "dashboard.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000
     assert result["rows"][0]["model"] == "teacher"

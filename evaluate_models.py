@@ -951,6 +951,8 @@ def load_split(teacher_dir: Path) -> dict:
     the teacher was trained beside (its data, val_size, train_size and seed)."""
     spec = data_spec(read_json(teacher_dir / "config.json").get("sentiment_kd", {}))
     data = load_splits(spec)                       # cached: the checks (selected_models) loaded it
+    if SPLIT == "test" and TEST_SIZE > len(data.test):
+        log.warning("--test_size=%d: the test split has %d texts; all of them are evaluated", TEST_SIZE, len(data.test))
     part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED, "--test_size", data.label_names)) \
         if SPLIT == "test" else data.validation
     texts = list(part["text"])

@@ -118,9 +118,10 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
                               "--quantize=false", "--models=cut", cache=False))    # a distilled student brings its baseline
     assert [r["model"] for r in again["rows"]] == ["teacher", "cut", "cut-baseline"] and again["groups"][0]["gain"]
     ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
-                      "--quantize=false", "--models=cut-baseline", cache=False))   # a subset replaces the tables: said
-    assert "WARNING" in next(line for line in (tmp_path / "soft" / "logs" / "evaluate.log").read_text().splitlines()
-                             if "held rows of cut, which this evaluation does not measure" in line)
+                      "--quantize=false", "--models=cut-baseline", "--test_size=1000", cache=False))   # a subset replaces
+    logged = (tmp_path / "soft" / "logs" / "evaluate.log").read_text().splitlines()          # the tables: said
+    assert "WARNING" in next(line for line in logged if "held rows of cut, which this evaluation does not measure" in line)
+    assert "WARNING" in next(line for line in logged if "--test_size=1000: the test split has 24 texts; all of them" in line)
     with pytest.raises(UsageError, match=r"evaluated with texts = 24, here 10"):
         ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
                           "--test_size=10", cache=False))

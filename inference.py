@@ -251,6 +251,9 @@ def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list
         import pandas as pd
         texts, parts = read_table(file, column, "--file")
         return texts + args, pd.concat([d.to_pandas() for d in parts], ignore_index=True)
+    if TEXT_COLUMN and (file or args == ["-"]):
+        print(f"note: --text_column={TEXT_COLUMN} is for tables ({', '.join(FORMATS)}); every line of "
+              f"{file or 'standard input'} is a text", file=sys.stderr)
     if file:
         return read_lines(file) + args, None
     return (read_lines("-") if args == ["-"] else args or list(EXAMPLES)), None

@@ -166,6 +166,12 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypat
     assert inference.as_trained(texts, own) == ["awful \u2019", "odd \\u2019", "more"]
     (tmp_path / "notes.txt").write_text("review\nplain line\n")                     # a text file: every line a text
     assert inference.gather_texts([], str(tmp_path / "notes.txt"), "review") == (["review", "plain line"], None)
+    capsys.readouterr()
+    monkeypatch.setattr(inference, "TEXT_COLUMN", "review")              # asked for: said it does not apply
+    inference.gather_texts([], str(tmp_path / "notes.txt"), "review")
+    assert f"note: --text_column=review is for tables (.csv, .tsv, .jsonl, .json, .parquet); every line of " \
+        f"{tmp_path / 'notes.txt'} is a text" in capsys.readouterr().err
+    monkeypatch.undo()
     out = tmp_path / "predicted.csv"
     results = inference.main([f"--output_dir={outputs}", f"--file={table}", "--text_column=review", "--json", f"--output={out}"])
     assert len(results) == 2

@@ -253,7 +253,7 @@ def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list
         return texts + args, pd.concat([d.to_pandas() for d in parts], ignore_index=True)
     if TEXT_COLUMN and (file or args == ["-"]):
         print(f"note: --text_column={TEXT_COLUMN} is for tables ({', '.join(FORMATS)}); every line of "
-              f"{file or 'standard input'} is a text", file=sys.stderr)
+              f"{file if file not in ('', '-') else 'standard input'} is a text", file=sys.stderr)
     if file:
         return read_lines(file) + args, None
     return (read_lines("-") if args == ["-"] else args or list(EXAMPLES)), None
@@ -353,9 +353,9 @@ WRITERS = {                          # --output's suffix: how a pandas DataFrame
 
 
 def write_predictions(path: Path, texts: list[str], results: list[dict], table, column: str, names: list[str]) -> None:
-    """A table of the predictions in the format `path`'s suffix names (WRITERS), one row per text in input order: the input table's own columns (table: a pandas
-    DataFrame, all its columns, so ids travel with their predictions; texts given as arguments too get empty ones),
-    else `text`; then the predicted label, its score and each class's probability as the columns `names`
+    """A table of the predictions in the format `path`'s suffix names (WRITERS), one row per text in input order:
+    the input table's own columns (table: a pandas DataFrame, all its columns, so ids travel with their predictions;
+    texts given as arguments too get empty ones), else `text`; then the predicted label, its score and each class's probability as the columns `names`
     (output_columns). Written atomically."""
     import pandas as pd
     if table is None:

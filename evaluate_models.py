@@ -573,7 +573,8 @@ def plot_confusions(axes, rows: list[dict], names: list[str] | None) -> None:
         ax.set_yticks(range(len(m)), labels, fontsize=8)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
-        ax.set_title(f"{r['model']} ({r['kind']}): recall per class", fontsize=9)
+        kind = "" if r["kind"] == r["model"] else f" ({r['kind']})"          # "teacher (teacher)" said twice
+        ax.set_title(f"{r['model']}{kind}: recall per class", fontsize=9)
     for ax in axes[len(picked):]:
         ax.axis("off")
 

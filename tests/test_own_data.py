@@ -370,6 +370,8 @@ def test_three_classes_end_to_end(three_class):
     table = (out / "results.md").read_text()
     assert "| texts/s |" in table and "reviews/s" not in table                      # tweets are not reviews
     assert three_class["figures"][0].axes[3].get_xlabel().startswith("throughput (texts/s, batch 8")   # the dashboard's too
+    titles = [a.get_title() for a in three_class["figures"][0].axes]
+    assert "teacher: recall per class" in titles and "cut (distilled): recall per class" in titles
     header = (out / "predictions" / "teacher.csv").read_text().splitlines()[0]
     assert header == "index,label,pred,p_negative,p_neutral,p_positive"
     card = (out / "students" / "cut" / "README.md").read_text()

@@ -453,10 +453,12 @@ def same_setting(key: str, a, b) -> bool:
 
 
 def moved_copy(recorded, given, digests: dict | None, splits: tuple) -> bool:
-    """Whether data path `given` may stand for the teacher's recorded `recorded` (the data moved, or lies elsewhere on
-    this machine): both local paths, and the teacher recorded digests of `splits`, which check_digests then compares
-    (so other contents under the new path are refused there)."""
-    return is_path_setting("data", recorded) and is_path_setting("data", given) and set(splits) <= set(digests or {})
+    """Whether data path `given` may stand for the teacher's recorded `recorded`, which is no longer there (the data
+    moved, or this is another machine): both local paths, and the teacher recorded digests of `splits`, which
+    check_digests then compares (so other contents under the new path are refused there). While the recorded path
+    is there, another one is other data."""
+    return is_path_setting("data", recorded) and is_path_setting("data", given) and set(splits) <= set(digests or {}) \
+        and not Path(located(recorded)).exists()
 
 
 def read_raw(spec: DataSpec, transfer: bool = False) -> tuple[dict, dict]:

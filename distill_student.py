@@ -344,8 +344,9 @@ def check_teacher_accuracy(teacher: Teacher) -> None:
 
 def check_teacher_data(teacher: Teacher, ours: DataSpec) -> None:
     """UsageError unless the students read the data, labels and split the teacher was trained with (older
-    teachers lack some keys: those are not compared). Its data at another path (moved, or another machine's copy)
-    is read when the teacher recorded its splits' digests (data_utils.moved_copy; check_config compares them)."""
+    teachers lack some keys: those are not compared). Its data at another path, when the recorded one is gone (moved,
+    or another machine), is read if the teacher recorded its splits' digests (data_utils.moved_copy; check_config
+    compares them)."""
     theirs = DataSpec.from_settings(teacher.trained)
     for key in DATA_KEYS:
         if key not in teacher.trained or same_setting(key, getattr(theirs, key), getattr(ours, key)):

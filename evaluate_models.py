@@ -63,8 +63,8 @@ TEACHER_RESULTS = ""              # instead of a teacher folder (students of pub
 MODELS = [""]                     # only these model names (teacher, student names; a distilled student brings its
                                   # <name>-baseline); [""] = all
 # --- data: the teacher's (its saved data and split settings); every model must have its labels -----
-DATA = ""                         # where the teacher's data file or folder lies now, if moved since (checked against
-                                  # the teacher's record of its splits); "" = where the teacher's record says
+DATA = ""                         # where the teacher's data file or folder lies now, if it is no longer where the teacher's
+                                  # record says (checked against its record of the splits); "" = where that says
 DATA_DIR = ""                     # imdb: a local copy; "" = $IMDB_DIR, else the hub
 DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
 SPLIT = "test"                    # test | validation (the teacher's validation split, for choosing settings)
@@ -937,8 +937,8 @@ def data_spec(kd: dict) -> DataSpec:
     if DATA and not same_setting("data", recorded, DATA):
         if not moved_copy(recorded, DATA, kd.get("data_digests"), (SPLIT,)):
             raise UsageError(f"--data={DATA}, but the teacher was trained with data = {recorded}; evaluation reads the "
-                             f"teacher's data: leave --data out, or give where that file or folder lies now (a teacher "
-                             f"trained before data digests were recorded: only where it was)")
+                             f"teacher's data: leave --data out, or, if that has moved, give where it lies now (a "
+                             f"teacher trained before data digests were recorded: only where it was)")
         settings["data"] = DATA
     elif is_path_setting("data", recorded) and not Path(located(recorded)).exists():
         raise UsageError(f"the teacher's data {recorded} is not there ({located(recorded)}); if it moved, give where it "

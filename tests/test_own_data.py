@@ -478,6 +478,8 @@ def test_the_teachers_data_moved_elsewhere_is_read_there_when_its_contents_match
     out2 = tmp_path / "out2"
     common = ["--config", str(ROOT / "configs" / "tiny.toml"), f"--teacher_dir={teacher}", f"--output_dir={out2}",
               "--quantize=false"]
+    with pytest.raises(UsageError, match=r"^--data=.*moved, but the teacher .* was trained with data = .*; give it as"):
+        distill_student.main(own_args(moved, out2, f"--teacher_dir={teacher}"))     # the recorded data is there: other data
     data.rename(aside)                                                      # the teacher's data is not where it was
     try:
         du.load_splits.cache_clear()

@@ -3,8 +3,8 @@
 Reads  outputs/<EXPERIMENT>/teacher/ (or, for students of published soft labels, the teacher row of a published
        results.json: TEACHER_RESULTS) and outputs/<EXPERIMENT>/students/*/ (each model with its own
        tokenizer and the truncation settings it was trained with, from its config.json), and the test split
-       of the teacher's data (as saved with the teacher; IMDb: all 25,000 reviews), or a fixed stratified
-       seeded subset of TEST_SIZE; with SPLIT=validation the teacher's validation split instead, for
+       of the teacher's data (as saved with the teacher, or from DATA when it has moved; IMDb: all 25,000
+       reviews), or a fixed stratified seeded subset of TEST_SIZE; with SPLIT=validation the teacher's validation split instead, for
        choosing settings without touching the test set.
 Writes outputs/<EXPERIMENT>/results.json, results.csv, results.md (the tables), dashboard.png,
        gains.png (each distilled student's gain over its labels-only baseline, mean and standard
@@ -34,6 +34,7 @@ deviation over the seeds (labelled by the name without a `-s<seed>` suffix).
     python evaluate_models.py --config configs/quick.toml      # 5,000-review test subset, CPU
     python evaluate_models.py --experiment=paper               # full test set
     python evaluate_models.py --config configs/quick.toml --quantize=false --models=teacher,L3
+    python evaluate_models.py --config configs/mine.toml --data=/new/place/of/mine   # the teacher's data, moved since
 """
 import csv
 import gc

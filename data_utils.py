@@ -895,6 +895,14 @@ def classes_predicted(confusion: list[list[int]]) -> int:
     return sum(1 for column in zip(*confusion) if sum(column) > 0)
 
 
+def classes_missed(row: dict) -> str:
+    """"k of C" when an evaluation row's model predicted only k of its C classes (its confusion matrix), else "": a
+    model that has not learned, whatever its accuracy."""
+    confusion = row.get("confusion") or []
+    k = classes_predicted(confusion) if confusion else 0
+    return f"{k} of {len(confusion)}" if confusion and k < len(confusion) else ""
+
+
 def per_class_metrics(preds, labels, names: list[str]) -> dict:
     """{name: {precision, recall, f1, support}} per class, and the confusion matrix (rows: true class,
     columns: predicted class, counts) as `confusion`."""

@@ -4,8 +4,8 @@ Reads  outputs/<EXPERIMENT>/teacher/ (or, for students of published soft labels,
        results.json: TEACHER_RESULTS) and outputs/<EXPERIMENT>/students/*/ (each model with its own
        tokenizer and the truncation settings it was trained with, from its config.json), and the test split
        of the teacher's data (as saved with the teacher, or from DATA when it has moved; IMDb: all 25,000
-       reviews), or a fixed stratified seeded subset of TEST_SIZE; with SPLIT=validation the teacher's validation split instead, for
-       choosing settings without touching the test set.
+       reviews), or a fixed stratified seeded subset of TEST_SIZE; with SPLIT=validation the teacher's
+       validation split instead, for choosing settings without touching the test set.
 Writes outputs/<EXPERIMENT>/results.json, results.csv, results.md (the tables), dashboard.png,
        gains.png (each distilled student's gain over its labels-only baseline, mean and standard
        deviation over seeds) and, for error analysis, predictions/<model>.csv (text index, label, prediction,
@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run, toml_inline
-from data_utils import (DataSpec, atomic_path, check_data, check_digests, classes_predicted, classification_metrics,
+from data_utils import (DataSpec, atomic_path, check_data, check_digests, classes_missed, classification_metrics,
                         is_path_setting, load_splits, located, moved_copy, per_class_metrics, percentile, portable,
                         read_json, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
@@ -64,8 +64,8 @@ TEACHER_RESULTS = ""              # instead of a teacher folder (students of pub
 MODELS = [""]                     # only these model names (teacher, student names; a distilled student brings its
                                   # <name>-baseline); [""] = all
 # --- data: the teacher's (its saved data and split settings); every model must have its labels -----
-DATA = ""                         # where the teacher's data file or folder lies now, if it is no longer where the teacher's
-                                  # record says (checked against its record of the splits); "" = where that says
+DATA = ""                         # where the teacher's data file or folder lies now, if no longer where its record
+                                  # says (checked against its record of the splits); "" = where that says
 DATA_DIR = ""                     # imdb: a local copy; "" = $IMDB_DIR, else the hub
 DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
 SPLIT = "test"                    # test | validation (the teacher's validation split, for choosing settings)
@@ -478,8 +478,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
 def one_sided_note(rows: list[dict], noun: str) -> str:
     """A warning naming the rows that predicted only some of the classes on these texts (a model that has not
     learned: its accuracy is the share of the classes it predicts), else ""."""
-    seen = [(r, classes_predicted(r["confusion"])) for r in rows if r.get("confusion")]
-    some = [f"{r['model']} ({r['precision']}: {k} of {len(r['confusion'])})" for r, k in seen if k < len(r["confusion"])]
+    some = [f"{r['model']} ({r['precision']}: {classes_missed(r)})" for r in rows if classes_missed(r)]
     if not some:
         return ""
     return (f"**Warning: {', '.join(some)} predicted only some of the classes on these {noun}**: such a model has not "
@@ -737,9 +736,8 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
                           split["labels"], pred, probs, names)
         log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f texts/s", name, precision, scores["accuracy"],
                  r["p50_ms"], r["throughput"])
-        seen = classes_predicted(rows[-1]["confusion"])
-        if seen < len(names):
-            log.warning("%s %s predicted only %d of the %d classes: it has not learned", name, precision, seen, len(names))
+        if classes_missed(rows[-1]):
+            log.warning("%s %s predicted only %s classes: it has not learned", name, precision, classes_missed(rows[-1]))
         del m
     del model
     gc.collect()

@@ -8,7 +8,8 @@ Reads  a model folder written by fine_tuning_teacher.py or distill_student.py (d
        TEXT_COLUMN, by default the column the model was trained on) or standard input.
 Writes to stdout, one line per text: label, confidence, text (line breaks shown as spaces, cut at 70
        characters); or JSON with --json (the whole text, every class's probability); with --output, a table
-       too, in the format its suffix names (a table's own columns, e.g. its ids, then label, score, p_<label>). Notes go to stderr.
+       too, in the format its suffix names (a table's own columns, e.g. its ids, then label, score, p_<label>).
+       Notes go to stderr.
        Any number of classes: the labels are the model's own (config.json id2label).
 
     python inference.py "I loved it" "Worst film ever"
@@ -52,8 +53,8 @@ EXPERIMENT = ""                   # with MODEL "": the experiment to take it fro
 FILE = ""                         # one review per line; "-" = standard input; a .csv/.tsv/.jsonl/.json/.parquet file: its TEXT_COLUMN
 TEXT_COLUMN = ""                  # the column that holds the texts, when FILE is a table; "" = the model's training data's
 JSON = False                      # print JSON instead of a table
-OUTPUT = ""                       # also write the predictions to this file (a table's columns kept), not over an existing
-                                  # one; its suffix says the format: .csv | .tsv | .jsonl | .json (an array of rows) | .parquet
+OUTPUT = ""                       # also write the predictions to this file (a table's columns kept), not over an
+                                  # existing one; its suffix names the format: .csv | .tsv | .jsonl | .json (rows) | .parquet
 # --- system ------------------------------------------------------------------------------------
 BATCH_SIZE = 32                   # texts per forward pass
 DEVICE = "auto"                   # auto | cpu | cuda
@@ -355,8 +356,8 @@ WRITERS = {                          # --output's suffix: how a pandas DataFrame
 def write_predictions(path: Path, texts: list[str], results: list[dict], table, column: str, names: list[str]) -> None:
     """A table of the predictions in the format `path`'s suffix names (WRITERS), one row per text in input order:
     the input table's own columns (table: a pandas DataFrame, all its columns, so ids travel with their predictions;
-    texts given as arguments too get empty ones), else `text`; then the predicted label, its score and each class's probability as the columns `names`
-    (output_columns). Written atomically."""
+    texts given as arguments too get empty ones), else `text`; then the predicted label, its score and each class's
+    probability as the columns `names` (output_columns). Written atomically."""
     import pandas as pd
     if table is None:
         table = pd.DataFrame({"text": texts})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_utils import atomic_path, classes_predicted, read_json
+from data_utils import atomic_path, classes_missed, read_json
 from models import label_names, unpredicted_classes
 
 # licenses of the base models this project names in its configs (others: left out, not guessed)
@@ -112,11 +112,6 @@ def cpu_was_busy(hardware: dict) -> bool:
     return load is not None and load > 1.5 * cores
 
 
-def missed_classes(row: dict) -> bool:
-    """Whether an evaluation row's model predicted only some of the classes (its confusion matrix)."""
-    return bool(row.get("confusion")) and classes_predicted(row["confusion"]) < len(row["confusion"])
-
-
 def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None) -> list[str]:
     """Below the test table: a distilled student's test accuracy beside its labels-only baseline's (versus: their
     rows in one precision), the recall of each class, and a warning when the CPU was busy while timing."""
@@ -130,12 +125,12 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
                      f"test texts ({baseline['precision']}): accuracy {baseline['accuracy']:.4f}, macro F1 {baseline['f1']:.4f}; "
                      f"this model {gain:+.2f} points" + ("." if gain > 0 else ": distillation did not beat training on "
                                                            "the labels alone here; " + ("but the baseline predicted only some of the "
-                                                           "classes, so it is no model to ship either." if missed_classes(baseline)
+                                                           "classes, so it is no model to ship either." if classes_missed(baseline)
                                                            else "consider shipping the baseline.")))
-    per, confusion = test.get("per_class") or {}, test.get("confusion")
-    if missed_classes(test):
-        lines.append(f"**Warning: on test it predicted only {classes_predicted(confusion)} of its {len(confusion)} "
-                     f"classes ({test['precision']}): it has not learned; do not ship it.**")
+    per = test.get("per_class") or {}
+    if classes_missed(test):
+        lines.append(f"**Warning: on test it predicted only {classes_missed(test)} classes ({test['precision']}): "
+                     f"it has not learned; do not ship it.**")
     if per:
         lines.append(f"Test recall per class ({test['precision']}): "
                      + ", ".join(f"{n} {c['recall']:.4f}" for n, c in per.items()) + ".")

@@ -260,9 +260,11 @@ def test_rows_timed_while_others_ran_are_named(caplog, tmp_path, monkeypatch):
 
 
 def test_a_model_that_predicts_only_some_classes_is_flagged_in_results_and_its_card(tmp_path):
-    from data_utils import classes_predicted
+    from data_utils import classes_missed, classes_predicted
     from model_card import result_notes
     assert classes_predicted([[3, 0, 1], [2, 0, 0], [0, 0, 5]]) == 2 and classes_predicted([[0, 4], [0, 6]]) == 1
+    assert classes_missed({"confusion": [[3, 0, 1], [2, 0, 0], [0, 0, 5]]}) == "2 of 3"
+    assert classes_missed({"confusion": [[3, 1], [2, 4]]}) == classes_missed({}) == ""
     rows = [{"model": "teacher", "precision": "fp32", "confusion": [[5, 1], [2, 4]]},
             {"model": "L1", "precision": "fp32", "confusion": [[0, 6], [0, 6]]},
             {"model": "L1", "precision": "int8", "confusion": [[0, 6], [0, 6]]}]
@@ -276,7 +278,7 @@ def test_a_model_that_predicts_only_some_classes_is_flagged_in_results_and_its_c
                                 "config": {"warmup": 1, "latency_samples": 3, "eval_batch_size": 4}})
     assert "**Warning: L1 (fp32: 1 of 2), L1 (int8: 1 of 2) predicted only some" in (tmp_path / "results.md").read_text()
     card = lambda r: " ".join(result_notes(r | {"per_class": {}}, None, None))     # noqa: E731
-    assert "**Warning: on test it predicted only 1 of its 2 classes (fp32): it has not learned; do not ship it.**" in card(rows[1])
+    assert "**Warning: on test it predicted only 1 of 2 classes (fp32): it has not learned; do not ship it.**" in card(rows[1])
     assert "Warning" not in card(rows[0])
     versus = (rows[0] | {"accuracy": 0.5, "f1": 0.4, "model": "s"}, rows[1] | {"accuracy": 0.5, "f1": 0.33, "model": "s-baseline"})
     assert "this model +0.00 points: distillation did not beat training on the labels alone here; but the baseline " \

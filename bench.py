@@ -62,8 +62,8 @@ SEED = 42
 THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores; fewer on a shared CPU)
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s, no sparsity), first match of the device name wins
-GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200", 989.4), ("H200", 989.4),
-             ("A100", 312.0), ("L40S", 362.1), ("L40", 181.0), ("L4", 121.0), ("A10", 125.0))
+GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200", 989.4), ("H200 NVL", 835.0),
+             ("H200", 989.4), ("A100", 312.0), ("L40S", 362.1), ("L40", 181.0), ("L4", 121.0), ("A10", 125.0))
 
 
 def model_flops(lengths, n_params: int, n_layers: int, hidden: int) -> float:
@@ -89,13 +89,13 @@ def peak_tflops(device_name: str) -> float | None:
 
 def counting_trainer(**kwargs):
     """A Trainer that records, for every training step, the real token count of each row and the padded size
-    of the batch (as `trainer.batches`: [(row lengths, padded tokens)])."""
+    of the batch (as `trainer.batches`: [(row lengths as a tensor on the batch's device, padded tokens)])."""
     from training import MeanLossTrainer
 
     class Counting(MeanLossTrainer):
         def training_step(self, model, inputs, num_items_in_batch=None):
-            mask = inputs["attention_mask"]
-            self.batches.append((mask.sum(1).tolist(), mask.numel()))
+            mask = inputs["attention_mask"]   # on the GPU already: its row sums are read after training, not per step
+            self.batches.append((mask.sum(1), mask.numel()))
             return super().training_step(model, inputs, num_items_in_batch)
     trainer = Counting(**kwargs)
     trainer.batches = []
@@ -142,7 +142,7 @@ def figures(trainer, timer, clock, model, device: str, device_name: str) -> dict
     from training import pick_precision
     measured, step_s = trainer.batches[-STEPS:], timer.steps[-STEPS:]
     seconds = float(np.sum(step_s))
-    lengths = [l for ls, _ in measured for l in ls]
+    lengths = [l for ls, _ in measured for l in ls.tolist()]
     real, padded = sum(lengths), sum(n for _, n in measured)
     n_params = non_embedding_parameters(model)
     flops = model_flops(lengths, n_params, model.config.num_hidden_layers, model.config.hidden_size)

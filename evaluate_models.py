@@ -467,7 +467,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
             f"fp32 teacher's{half_note(rows)}. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
-            f"accuracy. Efficiency: retention / size fraction. Written by evaluate_models.py.\n"
+            f"accuracy. Efficiency: retention / size fraction{half_note(rows, 'size')}. Written by evaluate_models.py.\n"
             + "".join(f"\nThe teacher row is published in {r['published']} (its speed measured there"
                       + (f", {r['no_speedups']}: no speedups" if r.get("no_speedups") else "")
                       + "; no agreement figures without its predictions).\n" for r in rows[:1] if r.get("published")))
@@ -485,10 +485,12 @@ def one_sided_note(rows: list[dict], noun: str) -> str:
             f"learned; give it more steps (README, *Your own data*). ")
 
 
-def half_note(rows: list[dict]) -> str:
-    """How the speedups of half-precision rows are taken (relative_figures), for the results' footnote."""
+def half_note(rows: list[dict], what: str = "") -> str:
+    """How the speedups (or, with `what`, that figure) of half-precision rows are taken (relative_figures), for
+    the results' footnote."""
     half = next((r["precision"] for r in rows if r["precision"] in ("bf16", "fp16")), None)
-    return f" ({half} rows: over the teacher's {half} row, and that one over the fp32 teacher's)" if half else ""
+    of = f"{what} " if what else ""
+    return f" ({half} rows: {of}over the teacher's {half} row, and that one over the fp32 teacher's)" if half else ""
 
 
 def gain_lines(groups: list[dict], key: str) -> dict[str, list[tuple[float, dict]]]:
@@ -823,12 +825,13 @@ def check_published_teacher(path: Path, run: str | None, models: list) -> None:
 
 
 def relative_figures(rows: list[dict]) -> list[dict]:
-    """Each row with its figures against the fp32 teacher's row (agreement, compression, retention, efficiency)
-    and its speedups, and without its predictions. Speedups of a half-precision row are against the teacher's
-    half-precision row (a GPU runs every model in bf16: against the fp32 teacher, bf16's own gain would count as
-    the student's), the teacher's own against its fp32 row; of every other row (fp32, int8, ONNX: what a deployed
-    student gains over the teacher as trained) against the fp32 teacher. A published teacher row has no
-    predictions: agreement is then None."""
+    """Each row with its figures against the fp32 teacher's row (agreement, compression, retention) and its
+    speedups and efficiency, and without its predictions. Speedups and the size in efficiency of a half-precision
+    row are against the teacher's half-precision row (a GPU runs every model in bf16: against the fp32 teacher,
+    bf16's own gains would count as the student's, and a bf16-only row would not compare with an fp32 one), the
+    teacher's own against its fp32 row; of every other row (fp32, int8, ONNX: what a deployed student gains over
+    the teacher as trained) against the fp32 teacher. A published teacher row has no predictions: agreement is
+    then None."""
     t = next(r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32")
     half = next((r for r in rows if r["kind"] == "teacher" and r["precision"] in ("bf16", "fp16")), None)
     for r in rows:
@@ -837,7 +840,7 @@ def relative_figures(rows: list[dict]) -> list[dict]:
         r |= {"agreement": None if t["pred"] is None else float((r["pred"] == t["pred"]).mean()),
               "compression": compression_ratio(t["params"], r["params"]),
               "retention": retention(r["accuracy"], t["accuracy"]),
-              "efficiency": efficiency_ratio(retention(r["accuracy"], t["accuracy"]), r["size_mb"], t["size_mb"]),
+              "efficiency": efficiency_ratio(retention(r["accuracy"], t["accuracy"]), r["size_mb"], s["size_mb"]),
               "speedup": r["throughput"] / s["throughput"] if fast else None,
               "latency_speedup": s["latency_p50_ms"] / r["latency_p50_ms"] if fast else None,
               "speedup_over": f"teacher {s['precision']}"}

@@ -362,26 +362,35 @@ class StepTimer(TrainerCallback):
     """Times optimizer steps from one step's end to the next, leaving out intervals that held an
     evaluation or a checkpoint, so that steady-state speed is told apart from start-up costs (the first
     step: data loader start, CUDA context, kernel selection) and from evaluation.
-    On GPUs the clock is read after torch.cuda.synchronize(), once per step."""
+    On GPUs each step's end is a CUDA event, read only when the figures are asked for: a
+    torch.cuda.synchronize() each step would stall the queue of work it measures."""
 
     def __init__(self):
-        self.start, self.last, self.first, self.steps, self.busy = None, None, None, [], False
+        self.marks, self.skip, self.busy = [], [], False   # marks[i + 1]: step i's end; skip[i]: interval i held other work
 
-    def _now(self):
+    @staticmethod
+    def _mark():
         if torch.cuda.is_available():
-            torch.cuda.synchronize()
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
         return time.perf_counter()
 
+    @staticmethod
+    def _seconds(a, b) -> float:
+        """Seconds from mark a to the later mark b (CUDA events: waits for b to be reached)."""
+        if isinstance(a, float):
+            return b - a
+        b.synchronize()
+        return a.elapsed_time(b) / 1000.0
+
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = self.last = self._now()
+        self.marks, self.skip, self.busy = [self._mark()], [], False
 
     def on_step_end(self, args, state, control, **kwargs):
-        now = self._now()
-        if self.first is None:
-            self.first = now - self.start
-        elif not self.busy:
-            self.steps.append(now - self.last)
-        self.last, self.busy = now, False
+        self.marks.append(self._mark())
+        self.skip.append(self.busy)
+        self.busy = False
 
     def on_evaluate(self, args, state, control, **kwargs):
         self.busy = True
@@ -389,15 +398,26 @@ class StepTimer(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         self.busy = True
 
+    @property
+    def first(self) -> float | None:
+        """Seconds from the start of training to the end of the first step."""
+        return self._seconds(*self.marks[:2]) if len(self.marks) > 1 else None
+
+    @property
+    def steps(self) -> list[float]:
+        """Seconds of each later step whose interval held no evaluation or checkpoint, in order."""
+        return [self._seconds(a, b) for a, b, skip in zip(self.marks[1:], self.marks[2:], self.skip[1:]) if not skip]
+
     def summary(self, examples_per_step: int) -> dict:
         """first_step_s, step_s_median (steady state), steady_examples_per_s, and step_s_quarters: the median step of
         each quarter of the steady steps in order (a start-up cost that fades shows as a falling first quarter, a
         uniformly slower run does not)."""
-        if not self.steps:
-            return {"first_step_s": self.first, "step_s_median": None, "steady_examples_per_s": None, "step_s_quarters": None}
-        median = float(np.median(self.steps))
-        quarters = [round(float(np.median(q)), 4) for q in np.array_split(self.steps, 4) if len(q)]
-        return {"first_step_s": round(self.first, 3), "step_s_median": round(median, 4),
+        first, steps = self.first, self.steps
+        if not steps:
+            return {"first_step_s": first, "step_s_median": None, "steady_examples_per_s": None, "step_s_quarters": None}
+        median = float(np.median(steps))
+        quarters = [round(float(np.median(q)), 4) for q in np.array_split(steps, 4) if len(q)]
+        return {"first_step_s": round(first, 3), "step_s_median": round(median, 4),
                 "steady_examples_per_s": round(examples_per_step / median, 2), "step_s_quarters": quarters}
 
 

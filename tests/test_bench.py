@@ -17,6 +17,7 @@ def test_peak_lookup():
     assert bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
     assert bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert bench.peak_tflops("NVIDIA H200") == 989.4 and bench.peak_tflops("cpu") is None
+    assert bench.peak_tflops("NVIDIA H200 NVL") == 835.0
     assert bench.peak_tflops("NVIDIA L40") == 181.0 and bench.peak_tflops("NVIDIA L4") == 121.0
     assert bench.peak_tflops("NVIDIA A10G") is None and bench.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
 

@@ -368,15 +368,18 @@ def test_bf16_rows_and_validation_split(tiny_experiment, imdb_parquet):
     assert result["split"] == "validation" and result["texts"] == 8   # tiny.toml: val_size = 8
     saved = json.loads((root / "validation-results.json").read_text())
     assert saved["groups"][0]["student"] == "cut" and saved["groups"][0]["baselines"] == ["cut-baseline"]
-    assert "## Distilled vs labels-only baseline" in (root / "validation-results.md").read_text()
+    md = (root / "validation-results.md").read_text()
+    assert "## Distilled vs labels-only baseline" in md
+    assert "Efficiency: retention / size fraction (bf16 rows: size over the teacher's bf16 row" in md
     assert (root / "validation-gains.png").read_bytes()[:4] == b"\x89PNG" and (root / "validation-dashboard.png").exists()
 
 
 def test_speedups_of_bf16_rows_are_over_the_bf16_teacher():
     # a GPU runs every model in bf16: a bf16 student over the fp32 teacher would count bf16's gain as the student's
     def row(model, kind, precision, throughput, p50):
+        size = (400 if kind == "teacher" else 100) / {"fp32": 1, "bf16": 2, "int8": 4}[precision]
         return {"model": model, "kind": kind, "precision": precision, "throughput": throughput, "latency_p50_ms": p50,
-                "params": 100 if kind == "teacher" else 25, "accuracy": 0.9, "size_mb": 1.0, "pred": np.zeros(3)}
+                "params": 100 if kind == "teacher" else 25, "accuracy": 0.9, "size_mb": size, "pred": np.zeros(3)}
     rows = ev.relative_figures([row("teacher", "teacher", "fp32", 100, 10), row("teacher", "teacher", "bf16", 300, 5),
                                 row("s", "distilled", "fp32", 400, 4), row("s", "distilled", "int8", 600, 2),
                                 row("s", "distilled", "bf16", 1200, 1)])
@@ -384,6 +387,8 @@ def test_speedups_of_bf16_rows_are_over_the_bf16_teacher():
         (1.0, 1.0, "teacher fp32"), (3.0, 2.0, "teacher fp32"), (4.0, 2.5, "teacher fp32"), (6.0, 5.0, "teacher fp32"),
         (4.0, 5.0, "teacher bf16")]
     assert rows[4]["compression"] == 4.0 and rows[4]["retention"] == 100.0 and "pred" not in rows[4]
+    # size too: a bf16-only student compares with an fp32 one (4.0 both), a deployed int8 one with the teacher as trained
+    assert [r["efficiency"] for r in rows] == [1.0, 2.0, 4.0, 16.0, 4.0]
 
 
 def test_gain_lines_follow_one_lever():

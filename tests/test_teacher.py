@@ -210,6 +210,35 @@ def test_step_timer_leaves_out_evaluation_and_checkpoints(monkeypatch):
                                 "step_s_quarters": [1.0, 0.5, 0.5, 0.5]}
 
 
+def test_step_timer_on_a_gpu_marks_steps_with_events_and_never_synchronises_a_step(monkeypatch):
+    gpu_clock = iter([0.0, 2.0, 3.0, 3.5, 13.0, 13.5, 14.0])   # when the GPU reaches each mark (s)
+
+    class Event:                                               # torch.cuda.Event's part the timer uses
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+        def record(self):
+            self.t = next(gpu_clock)
+        def synchronize(self):
+            pass
+        def elapsed_time(self, end):                           # milliseconds, as CUDA events give them
+            return 1000.0 * (end.t - self.t)
+
+    def synchronize():
+        raise AssertionError("a host-device synchronisation in a training step")
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(training.torch.cuda, "Event", Event)
+    monkeypatch.setattr(training.torch.cuda, "synchronize", synchronize)
+    monkeypatch.setattr(training.time, "perf_counter", synchronize)    # no host clock either: the GPU's times
+    timer = training.StepTimer()
+    timer.on_train_begin(None, None, None)
+    for step in range(6):
+        timer.on_step_end(None, None, None)
+        if step == 2:
+            timer.on_evaluate(None, None, None)
+    assert timer.summary(8) == {"first_step_s": 2.0, "step_s_median": 0.5, "steady_examples_per_s": 16.0,
+                                "step_s_quarters": [1.0, 0.5, 0.5, 0.5]}
+
+
 def test_train_time_measures_other_processes_over_its_part(monkeypatch):
     samples = iter([(0.0, 100.0, 5.0), (10.0, 115.0, 10.0), (10.0, 115.0, 10.0)])   # (wall s, machine CPU s, own CPU s)
     monkeypatch.setattr(training, "cpu_sample", lambda: next(samples))

@@ -225,7 +225,8 @@ def soft_label_teacher(teacher_dir: Path) -> dict:
             "teacher_parameters": metrics.get("parameters"),
             "data": {k: trained[k] for k in DATA_KEYS if k in trained},    # what the teacher was trained on
             "id2label": {str(i): n for i, n in enumerate(label_names(config))}, "truncation": truncation_settings(kd),
-            "logits": "float32 (rows, classes), row i = review i of the split in source order (IMDB_DIR parquet order)"}
+            "logits": f"float32 (rows, classes), computed in {logit_precision()}, row i = review i of the split in "
+                      f"source order (IMDB_DIR parquet order)"}
 
 
 def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, batch_size: int, rows: int = 0) -> None:

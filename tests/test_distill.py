@@ -432,6 +432,7 @@ def test_soft_labels_are_published_in_source_order_and_reused(tiny_run, imdb_par
         np.testing.assert_allclose(logits[:5], direct, atol=1e-5)
         meta = json.loads((folder / f"{split}.json").read_text())
         assert meta["rows"] == n and meta["id2label"] == {"0": "negative", "1": "positive"}
+        assert meta["logits"].startswith("float32 (rows, classes), computed in fp32,")   # bf16 on a GPU
     with pytest.raises(UsageError, match="holds logits for 48 other reviews"):
         ds.load_soft_labels(folder, "train", list(data["train"]["text"])[::-1])
     ds.publish_soft_labels(["unsupervised"], teacher, tiny_run / "soft-first", 4, rows=5)   # a rehearsal's first rows

@@ -495,11 +495,19 @@ def run_main(main) -> None:
 def _interrupt(signum, frame) -> None:
     """SIGTERM: raise KeyboardInterrupt, which unwinds like Ctrl-C (finally blocks and atexit run, not on the bare
     signal). Raised inside a finalizer (a __del__, a weakref callback) it is only printed ("Exception ignored")
-    and the run goes on, so a thread raises it again every 2 s until run_main has caught it."""
+    and the run goes on, so a thread raises it again every 2 s until run_main has caught it.
+    SIGCHLD gets a handler that does nothing: a signal to the whole process group (`timeout`) ends the
+    data-loader workers too, and torch's SIGCHLD handler would raise "DataLoader worker ... is killed by signal"
+    over the unwinding (SIG_DFL instead: Python reports a SIGCHLD already pending as "ignored due to race")."""
+    signal.signal(signal.SIGCHLD, _ignore_signal)
     if not _STOPPING:
         _STOPPING.append(signum)
         threading.Thread(target=_insist, args=(signum,), daemon=True).start()
     raise KeyboardInterrupt(signum)
+
+
+def _ignore_signal(signum, frame) -> None:
+    pass
 
 
 def _insist(signum: int) -> None:

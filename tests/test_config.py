@@ -1,4 +1,6 @@
 """The override system: types, precedence (flag > file > default), unknown names, clear errors."""
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -222,6 +224,28 @@ def test_stopped_before_a_run_started_is_one_line():
             "configurator.run_main(main)\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 143 and p.stderr == "error: stopped by SIGTERM\n"
+
+
+def test_a_stop_of_the_whole_process_group_with_loader_workers_is_one_line():
+    # `timeout` signals the process group: the data-loader workers die too, and torch raises "DataLoader worker
+    # ... is killed by signal" over the unwinding; that is still the stop, not a crash with a traceback
+    code = ("import sys, time, torch, configurator\n"
+            "class Slow(torch.utils.data.Dataset):\n"
+            "    def __len__(self): return 10000\n"
+            "    def __getitem__(self, i): time.sleep(0.02); return i\n"
+            "def main():\n"
+            "    for i, _ in enumerate(torch.utils.data.DataLoader(Slow(), num_workers=2, batch_size=1)):\n"
+            "        if i == 5: print('ready', flush=True)\n"
+            "configurator.run_main(main)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        os.killpg(p.pid, signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 143 and err == "error: stopped by SIGTERM\n"
 
 
 def test_a_stop_swallowed_by_a_finalizer_is_raised_again():

@@ -22,6 +22,9 @@ out=$(python3 -c 'import sys, fine_tuning_teacher as t; from configurator import
 run_main(lambda: configure(vars(t), ["--config", *sys.argv[1:]])); print(f"{t.OUTPUT_DIR}/{t.EXPERIMENT}")' "$config" "$@")
 mkdir -p "$out"
 trap 'rm -f "$out/timings.md.new" "$out/.step-start"' EXIT    # a failed step leaves no half-written timings behind
+# SIGTERM (`timeout`, a scheduler: the whole process group) reaches the running step too; with a trap, bash waits for
+# that step to unwind (lock released, files closed) before it exits, so whatever runs next finds the experiment free
+trap 'exit 143' TERM
 echo "| step | wall time (s) | models trained | finished |" > "$out/timings.md.new"
 echo "|---|---|---|---|" >> "$out/timings.md.new"
 # "N of M": a step's wall time is training time only for the models it trained, not for kept ones (older metrics.json)

@@ -57,3 +57,38 @@ def test_a_config_is_found_from_the_callers_folder(tmp_path):
     p = subprocess.run(["bash", str(ROOT / "run_experiment.sh"), "mine.toml"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and "mine.toml [fine_tuning_teacher]: unknown constant 'epochz'" in p.stderr, p.stderr[-2000:]
+
+
+def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_path):
+    # `timeout` signals the whole process group; whatever runs next (the README's fallback evaluation) must find
+    # the experiment's lock released, so run_experiment.sh waits for the step's unwinding before it exits
+    import os
+    import shutil
+    import signal
+    import time
+    shutil.copy(ROOT / "run_experiment.sh", tmp_path)
+    (tmp_path / "configurator.py").write_text("def configure(namespace, argv): pass\ndef run_main(main): main()\n")
+    (tmp_path / "fine_tuning_teacher.py").write_text(
+        "import signal, sys, time\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
+        "def stop(*_):\n"
+        "    time.sleep(1.5)                                  # an unwinding that takes a while\n"
+        "    Path('out/stub/unwound').touch()\n"
+        "    sys.exit(143)\n"
+        "if __name__ == '__main__':\n"
+        "    signal.signal(signal.SIGTERM, stop)\n"
+        "    Path('out/stub/started').touch()\n"
+        "    time.sleep(60)\n")
+    (tmp_path / "stub.toml").write_text("")
+    p = subprocess.Popen(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if (tmp_path / "out/stub/started").exists():
+                break
+            time.sleep(0.1)
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 143 and (tmp_path / "out/stub/unwound").exists()
+    assert not (tmp_path / "out/stub/timings.md").exists() and not (tmp_path / "out/stub/timings.md.new").exists()

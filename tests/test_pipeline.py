@@ -92,3 +92,48 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
         p.kill()
     assert p.returncode == 143 and (tmp_path / "out/stub/unwound").exists()
     assert not (tmp_path / "out/stub/timings.md").exists() and not (tmp_path / "out/stub/timings.md.new").exists()
+
+
+def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_what_finished(tmp_path):
+    # lent_gpu.sh with stub steps: a run outlives the call that started it, a later call waits for it, the last
+    # call stops it and evaluates; a stopped run is started again, a finished one is not
+    import contextlib
+    import os
+    import shutil
+    import signal
+    import tarfile
+    repo, runs = tmp_path / "repo", tmp_path / "runs"
+    repo.mkdir()
+    shutil.copy(ROOT / "lent_gpu.sh", repo)
+    (repo / "run_experiment.sh").write_text(
+        'out=${2#--output_dir=}; mkdir -p "$out/exp"; echo "$1 $3" >> "$out/exp/started"\n'
+        'trap \'touch "$out/exp/unwound"; exit 143\' TERM\n'
+        'touch "$out/exp/model.safetensors"; for i in $(seq "$STUB_TICKS"); do sleep 0.1; done\n'
+        'echo finished > "$out/exp/results.md"\n')
+    (repo / "evaluate_models.py").write_text(
+        "import sys, pathlib\nout = next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--output_dir='))\n"
+        "pathlib.Path(out, 'exp', 'evaluated').write_text(' '.join(sys.argv[1:]))\n")
+
+    def call(name, ticks, **env):
+        (tmp_path / name).mkdir()
+        p = subprocess.Popen(["bash", str(repo / "lent_gpu.sh"), "configs/x.toml", "--seed=1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env=os.environ | {"OUT": str(tmp_path / name), "RUNS": str(runs), "STUB_TICKS": str(ticks)} | env)
+        p.stdout, p.stderr = p.communicate(timeout=120)
+        with contextlib.suppress(ProcessLookupError):     # as the device tool ends what a call leaves running
+            os.killpg(p.pid, signal.SIGKILL)
+        with tarfile.open(tmp_path / name / "runs.tgz") as tar:
+            return p, sorted(n for n in tar.getnames() if n.startswith("./exp/"))
+
+    p, packed = call("a", 300, WAIT_S="1")                                  # starts it; 30 s of work
+    assert p.returncode == 3 and "still running" in p.stdout and "./exp/started" in packed
+    assert (runs.parent / "runs.run/code/lent_gpu.sh").is_file()            # it runs from a copy
+    p, packed = call("b", 300, WAIT_S="1", EVAL_S="20")                     # the last call: stop, evaluate
+    assert p.returncode == 143 and "stopping the run" in p.stdout
+    assert packed == ["./exp/evaluated", "./exp/started", "./exp/unwound"]   # no weights packed
+    assert "--config configs/x.toml --output_dir=" in (runs / "exp/evaluated").read_text()
+    p, packed = call("c", 5, WAIT_S="60")                                    # stopped: started again, finishes
+    assert p.returncode == 0 and "./exp/results.md" in packed and (tmp_path / "c/run.log").is_file()
+    p, _ = call("d", 5, WAIT_S="60")                                         # finished: not started again
+    assert p.returncode == 0 and "started" not in p.stdout
+    assert (runs / "exp/started").read_text().splitlines() == [f"{repo.parent / 'runs.run/code/configs/x.toml'} --seed=1"] * 2

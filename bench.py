@@ -34,32 +34,32 @@ from data_utils import atomic_path, imdb_sources, load_imdb, read_json, stratifi
 from models import PadCollator, count_parameters, default_device, load_classifier, tokenize_dataset
 
 # --- I/O ---------------------------------------------------------------------------------------
-EXPERIMENT = "bench"              # logs to OUTPUT_DIR/EXPERIMENT/logs/, results to OUTPUT_DIR/EXPERIMENT/<LABEL>.json
-OUTPUT_DIR = "outputs"
-CACHE_DIR = "outputs/cache"       # tokenized reviews (keyed by content)
-DATA_DIR = ""                     # local IMDb copy; "" = $IMDB_DIR, else the hub
-DATASET_NAME = "stanfordnlp/imdb"
-LABEL = ""                        # name of this measurement; "" = model and settings
+EXPERIMENT: str = "bench"         # logs to OUTPUT_DIR/EXPERIMENT/logs/, results to OUTPUT_DIR/EXPERIMENT/<LABEL>.json
+OUTPUT_DIR: str = "outputs"
+CACHE_DIR: str = "outputs/cache"  # tokenized reviews (keyed by content)
+DATA_DIR: str = ""                # local IMDb copy; "" = $IMDB_DIR, else the hub
+DATASET_NAME: str = "stanfordnlp/imdb"
+LABEL: str = ""                   # name of this measurement; "" = model and settings
 # --- data --------------------------------------------------------------------------------------
-MAX_LENGTH = 512                  # tokens per review, special tokens included
-TRUNCATION = "head+tail"          # head | tail | head+tail
-HEAD_TOKENS = 128                 # head+tail: tokens kept from the start
+MAX_LENGTH: int = 512             # tokens per review, special tokens included
+TRUNCATION: str = "head+tail"     # head | tail | head+tail
+HEAD_TOKENS: int = 128            # head+tail: tokens kept from the start
 # --- model -------------------------------------------------------------------------------------
-MODEL_NAME = "sentence-transformers/all-mpnet-base-v2"   # hub id, folder, or tiny:bert / tiny:roberta
-ATTENTION = "sdpa"                # sdpa | eager (the attention kernel)
+MODEL_NAME: str = "sentence-transformers/all-mpnet-base-v2"  # hub id, folder, or tiny:bert / tiny:roberta
+ATTENTION: str = "sdpa"           # sdpa | eager (the attention kernel)
 # --- training levers ---------------------------------------------------------------------------
-BATCH_SIZE = 32                   # per device
-STEPS = 30                        # optimizer steps measured
-WARMUP_STEPS = 5                  # optimizer steps run first and not measured
-GROUP_BY_LENGTH = True            # length-grouped batches (less padding) as the training scripts use
-COMPILE = False                   # torch.compile the model
-OPTIMIZER = "adamw_torch_fused"   # adamw_torch_fused (as the training scripts) | adamw_torch (unfused: the lever's before)
-NUM_WORKERS = 0                   # data-loader worker processes
-PIN_MEMORY = True                 # pinned host memory for batches (GPUs only)
-PEAK_TFLOPS = 0.0                 # the device's peak for MFU; 0 = a known GPU's dense bf16 peak, none on CPUs
+BATCH_SIZE: int = 32              # per device
+STEPS: int = 30                   # optimizer steps measured
+WARMUP_STEPS: int = 5             # optimizer steps run first and not measured
+GROUP_BY_LENGTH: bool = True      # length-grouped batches (less padding) as the training scripts use
+COMPILE: bool = False             # torch.compile the model
+OPTIMIZER: str = "adamw_torch_fused"  # adamw_torch_fused (as the training scripts) | adamw_torch (unfused: the lever's before)
+NUM_WORKERS: int = 0              # data-loader worker processes
+PIN_MEMORY: bool = True           # pinned host memory for batches (GPUs only)
+PEAK_TFLOPS: float = 0.0          # the device's peak for MFU; 0 = a known GPU's dense bf16 peak, none on CPUs
 # --- system ------------------------------------------------------------------------------------
-SEED = 42
-THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores; fewer on a shared CPU)
+SEED: int = 42
+THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores; fewer on a shared CPU)
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s, no sparsity), first match of the device name wins
 GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200", 989.4), ("H200 NVL", 835.0),

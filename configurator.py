@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -37,6 +38,7 @@ import tomllib  # noqa: E402
 PROJECT_DIR = Path(__file__).resolve().parent
 SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference", "bench", "export")
 CONFIG_TYPES = (bool, int, float, str, list)
+CONFIG_TYPE_NAMES = {t.__name__: t for t in CONFIG_TYPES}   # annotations postponed (`from __future__`) are strings
 LEVELS = {"default": 0, "file": 1, "flag": 2}   # precedence of a value's source: flag > file > default
 TRUNCATIONS = ("head", "tail", "head+tail")
 
@@ -184,8 +186,9 @@ def script_constants(script: str) -> frozenset[str]:
     sit above this module, so it does not import them): a name any script has is a valid key anywhere."""
     path = PROJECT_DIR / f"{script}.py"
     body = ast.parse(path.read_text()).body if path.is_file() else []
-    return frozenset(t.id for node in body if isinstance(node, ast.Assign) for t in node.targets
-                     if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_"))
+    targets = [t for node in body for t in (node.targets if isinstance(node, ast.Assign) else
+                                            [node.target] if isinstance(node, ast.AnnAssign) else [])]
+    return frozenset(t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_"))
 
 
 def any_script_has(name: str) -> bool:
@@ -228,9 +231,10 @@ def print_help(namespace: dict, defaults: dict) -> None:
     print((namespace.get("__doc__") or "").strip() + "\n\nconstants (override with --name=value):")
     for k, v in defaults.items():
         # the comment on the constant's line and on the comment-only lines indented under it
-        note = re.search(rf"^{k} *=[^#\n]*#\s*(.*(?:\n {{20,}}#.*)*)", source, re.MULTILINE)
+        note = re.search(rf"^{k}(?: *: *\w+)? *=[^#\n]*#\s*(.*(?:\n {{20,}}#.*)*)", source, re.MULTILINE)
         text = " ".join(part.strip().lstrip("# ") for part in note.group(1).splitlines()) if note else ""
-        print(f"  --{k.lower()}={json.dumps(v)}" + (f"    # {text}" if text else ""))
+        value = toml_inline(v)                         # as a flag reads it back (parse_list: TOML)
+        print(f"  --{k.lower()}={shlex.quote(value) if ' ' in value else value}" + (f"    # {text}" if text else ""))
 
 
 def read_config_file(path: str, script: str) -> tuple[dict, set]:
@@ -275,8 +279,7 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     argv = sys.argv[1:] if argv is None else list(argv)
     script = script or Path(namespace.get("__file__", "script")).stem
     # the constants as the script defined them; a second call in one process (tests) starts from them
-    defaults = _DEFAULTS.setdefault(id(namespace), (namespace, copy.deepcopy(
-        {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and isinstance(v, CONFIG_TYPES)})))[1]
+    defaults = _DEFAULTS.setdefault(id(namespace), (namespace, copy.deepcopy(script_defaults(namespace, script))))[1]
     if {"-h", "--help"} & set(argv[:argv.index("--")] if "--" in argv else argv):
         print_help(namespace, defaults)
         sys.exit(0)
@@ -303,6 +306,28 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     namespace.update(cfg)
     return cfg | {"_args": positional, "_sources": sources, "_ignored": sorted(set(flags) - set(defaults))} | \
         ({"_config_file": config_path} if config_path else {})
+
+
+def script_defaults(namespace: dict, script: str) -> dict:
+    """A script's settings as its constants block defines them: {NAME: value} for its UPPER_CASE globals of a
+    plain type (CONFIG_TYPES) or annotated with one. An annotation (`EPOCHS: float = 2.0`) is the setting's type,
+    which flags and files are read as: a value edited in the file to another type is one line naming it (an
+    int where a float is declared is taken as the float)."""
+    declared = {k: CONFIG_TYPE_NAMES.get(t, t) for k, t in namespace.get("__annotations__", {}).items()}  # str: postponed
+    values = {}
+    for name, value in namespace.items():
+        kind = declared.get(name)
+        if not name.isupper() or name.startswith("_") or (kind not in CONFIG_TYPES and not isinstance(value, CONFIG_TYPES)):
+            continue
+        if kind is float and type(value) is int:
+            value = float(value)
+        if kind in CONFIG_TYPES and type(value) is not kind:
+            example = {bool: "True or False", int: "a whole number", float: "a number", str: 'text in quotes, "..."',
+                       list: 'a list in brackets, ["a", "b"]'}[kind]
+            raise UsageError(f"{name} = {value!r} in {script}.py: expected {kind.__name__} ({example}), as its "
+                             f"annotation `{name}: {kind.__name__}` says; edit the value there")
+        values[name] = value
+    return values
 
 
 def absolute_data_paths(cfg: dict) -> None:

@@ -54,69 +54,69 @@ from models import (PadCollator, batched_logits, check_max_length, count_paramet
                     tokenize_dataset, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
-EXPERIMENT = "paper"              # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
-OUTPUT_DIR = "outputs"
-CACHE_DIR = "outputs/cache"       # tokenized splits (keyed by content)
-TEACHER_DIR = ""                  # saved teacher; "" = OUTPUT_DIR/EXPERIMENT/teacher
-OVERWRITE = False                 # retrain students that already finished
-ONLY = [""]                       # train only these student names ([""] = all)
+EXPERIMENT: str = "paper"         # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
+OUTPUT_DIR: str = "outputs"
+CACHE_DIR: str = "outputs/cache"  # tokenized splits (keyed by content)
+TEACHER_DIR: str = ""             # saved teacher; "" = OUTPUT_DIR/EXPERIMENT/teacher
+OVERWRITE: bool = False           # retrain students that already finished
+ONLY: list = [""]                 # train only these student names ([""] = all)
 # --- data (the teacher's: same data, labels and split, so validation stays unseen) ----------------
-DATA = "imdb"                     # imdb | a .csv/.tsv/.jsonl/.parquet file or folder | a hub dataset id
-DATA_DIR = ""                     # imdb: a local copy; "" = $IMDB_DIR, else the hub
-DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
-TEXT_COLUMN = "text"              # column of the texts
-LABEL_COLUMN = "label"            # column of the labels
-LABEL_NAMES = [""]                # integer labels: a name per sorted value ([""] = the numbers; imdb: negative, positive)
-VAL_SIZE = 2500                   # validation rows: carved from train, or kept of the data's own split
-TRAIN_SIZE = 0                    # stratified subsample of the remaining train rows; 0 = all
-DROP_LEAKS = True                 # drop train rows, transfer texts also in validation or test; validation rows in test
-TRANSFER_DATA = ""                # unlabeled texts: "" = the data's unsupervised split | validation (its rows beyond
+DATA: str = "imdb"                # imdb | a .csv/.tsv/.jsonl/.parquet file or folder | a hub dataset id
+DATA_DIR: str = ""                # imdb: a local copy; "" = $IMDB_DIR, else the hub
+DATASET_NAME: str = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
+TEXT_COLUMN: str = "text"         # column of the texts
+LABEL_COLUMN: str = "label"       # column of the labels
+LABEL_NAMES: list = [""]          # integer labels: a name per sorted value ([""] = the numbers; imdb: negative, positive)
+VAL_SIZE: int = 2500              # validation rows: carved from train, or kept of the data's own split
+TRAIN_SIZE: int = 0               # stratified subsample of the remaining train rows; 0 = all
+DROP_LEAKS: bool = True           # drop train rows, transfer texts also in validation or test; validation rows in test
+TRANSFER_DATA: str = ""           # unlabeled texts: "" = the data's unsupervised split | validation (its rows beyond
                                   # VAL_SIZE, labels dropped) | a file or folder with a TEXT_COLUMN
-MAX_LENGTH = 512                  # student tokens per review (per-student `max_length` overrides)
-TRUNCATION = "head+tail"          # head | tail | head+tail
-HEAD_TOKENS = 128                 # head+tail: tokens kept from the start
-TRANSFER_SIZE = 0                 # unlabeled texts (TRANSFER_DATA) added, KL term only
-SOFT_LABEL_SPLITS = [""]          # IMDb splits (train, unsupervised, test) whose every review gets the teacher's
+MAX_LENGTH: int = 512             # student tokens per review (per-student `max_length` overrides)
+TRUNCATION: str = "head+tail"     # head | tail | head+tail
+HEAD_TOKENS: int = 128            # head+tail: tokens kept from the start
+TRANSFER_SIZE: int = 0            # unlabeled texts (TRANSFER_DATA) added, KL term only
+SOFT_LABEL_SPLITS: list = [""]    # IMDb splits (train, unsupervised, test) whose every review gets the teacher's
                                   # logits, published in OUTPUT_DIR/EXPERIMENT/soft_labels/ ([""] = none)
-SOFT_LABEL_ROWS = 0               # only the first N reviews of each of those splits (0 = all; for rehearsals)
-SOFT_LABELS = ""                  # learn from published soft labels (a soft_labels/ folder, e.g. outputs/full/soft_labels)
+SOFT_LABEL_ROWS: int = 0          # only the first N reviews of each of those splits (0 = all; for rehearsals)
+SOFT_LABELS: str = ""             # learn from published soft labels (a soft_labels/ folder, e.g. outputs/full/soft_labels)
                                   # instead of a teacher folder: no teacher model needed ("" = the teacher's folder)
 # --- model -------------------------------------------------------------------------------------
 # each: name, and model (hub id / folder), layers (teacher layers to keep), or both (cut that model);
 # optional per-student learning_rate, epochs, batch_size, max_length, alpha, temperature,
 # transfer_size, baseline, seed, hidden_weight, attention_weight (see PER_STUDENT)
-STUDENTS = [
+STUDENTS: list = [
     {"name": "distilroberta", "model": "distilroberta-base"},
     {"name": "distilbert", "model": "distilbert-base-uncased"},
     {"name": "minilm", "model": "microsoft/MiniLM-L12-H384-uncased"},
     {"name": "tinybert", "model": "huawei-noah/TinyBERT_General_4L_312D"},
 ]
-BASELINE = True                   # also train each student on labels alone (ALPHA = 1, no teacher)
-MATCH_STEPS = True                # a baseline trains as many optimizer steps as its distilled twin (more
+BASELINE: bool = True             # also train each student on labels alone (ALPHA = 1, no teacher)
+MATCH_STEPS: bool = True          # a baseline trains as many optimizer steps as its distilled twin (more
                                   # epochs over the labels when the twin adds transfer reviews)
-MIN_TEACHER_ACCURACY = 0.80       # refuse to distil a teacher below this validation accuracy
+MIN_TEACHER_ACCURACY: float = 0.80  # refuse to distil a teacher below this validation accuracy
 # --- training ----------------------------------------------------------------------------------
-EPOCHS = 3.0
-BATCH_SIZE = 32                   # per device
-GRAD_ACCUM = 1
-LEARNING_RATE = 5e-5              # peak AdamW learning rate
-WEIGHT_DECAY = 0.01
-WARMUP_RATIO = 0.06
-EVAL_BATCH_SIZE = 64
-LOGGING_STEPS = 50
+EPOCHS: float = 3.0
+BATCH_SIZE: int = 32              # per device
+GRAD_ACCUM: int = 1
+LEARNING_RATE: float = 5e-5       # peak AdamW learning rate
+WEIGHT_DECAY: float = 0.01
+WARMUP_RATIO: float = 0.06
+EVAL_BATCH_SIZE: int = 64
+LOGGING_STEPS: int = 50
 # --- distillation --------------------------------------------------------------------------------
-ALPHA = 0.5                       # weight of the label CE; 1 - ALPHA weighs the soft KL term
-TEMPERATURE = 2.0                 # softmax temperature of the soft targets (> 0)
-TEACHER_BATCH_SIZE = 64           # batch size when computing the teacher's logits
-HIDDEN_WEIGHT = 0.0               # + this * hidden-state MSE to the teacher's layers (0 = off; the teacher then
+ALPHA: float = 0.5                # weight of the label CE; 1 - ALPHA weighs the soft KL term
+TEMPERATURE: float = 2.0          # softmax temperature of the soft targets (> 0)
+TEACHER_BATCH_SIZE: int = 64      # batch size when computing the teacher's logits
+HIDDEN_WEIGHT: float = 0.0        # + this * hidden-state MSE to the teacher's layers (0 = off; the teacher then
                                   # runs on every batch, and the student needs the teacher's tokenizer)
-ATTENTION_WEIGHT = 0.0            # + this * attention-distribution KL (0 = off; needs equal head counts)
+ATTENTION_WEIGHT: float = 0.0     # + this * attention-distribution KL (0 = off; needs equal head counts)
 # --- system ------------------------------------------------------------------------------------
-SEED = 42
-NUM_WORKERS = 2                   # dataloader worker processes (0 on small CPUs)
-THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
-KEEP_CHECKPOINTS = False
-REPORT_TO = "none"                # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
+SEED: int = 42
+NUM_WORKERS: int = 2              # dataloader worker processes (0 on small CPUs)
+THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores)
+KEEP_CHECKPOINTS: bool = False
+REPORT_TO: str = "none"           # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 
 # per-student key -> the global constant it overrides. Precedence, one rule for every setting: the
 # command line beats the --config file, which beats the defaults; at the same level a per-student

@@ -56,37 +56,37 @@ from models import (PadCollator, count_parameters, default_device, encode, finis
                     teacher_run_of, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
-EXPERIMENT = "paper"              # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
-OUTPUT_DIR = "outputs"
-TEACHER_DIR = ""                  # the teacher (the reference row); "" = OUTPUT_DIR/EXPERIMENT/teacher
-TEACHER_RESULTS = ""              # instead of a teacher folder (students of published soft labels): a results.json whose
+EXPERIMENT: str = "paper"         # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
+OUTPUT_DIR: str = "outputs"
+TEACHER_DIR: str = ""             # the teacher (the reference row); "" = OUTPUT_DIR/EXPERIMENT/teacher
+TEACHER_RESULTS: str = ""         # instead of a teacher folder (students of published soft labels): a results.json whose
                                   # fp32 teacher row is the reference (same data, split and texts; no agreement figure)
-MODELS = [""]                     # only these model names (teacher, student names; a distilled student brings its
+MODELS: list = [""]               # only these model names (teacher, student names; a distilled student brings its
                                   # <name>-baseline); [""] = all
 # --- data: the teacher's (its saved data and split settings); every model must have its labels -----
-DATA = ""                         # where the teacher's data file or folder lies now, if no longer where its record
+DATA: str = ""                    # where the teacher's data file or folder lies now, if no longer where its record
                                   # says (checked against its record of the splits); "" = where that says
-DATA_DIR = ""                     # imdb: a local copy; "" = $IMDB_DIR, else the hub
-DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
-SPLIT = "test"                    # test | validation (the teacher's validation split, for choosing settings)
-TEST_SIZE = 0                     # stratified seeded subset of the test split (IMDb: 25,000 reviews); 0 = all
+DATA_DIR: str = ""                # imdb: a local copy; "" = $IMDB_DIR, else the hub
+DATASET_NAME: str = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
+SPLIT: str = "test"               # test | validation (the teacher's validation split, for choosing settings)
+TEST_SIZE: int = 0                # stratified seeded subset of the test split (IMDb: 25,000 reviews); 0 = all
 # --- evaluation --------------------------------------------------------------------------------
-EVAL_BATCH_SIZE = 64              # batch for accuracy and throughput (reviews sorted by length)
-LATENCY_SAMPLES = 100             # batch-1 requests timed for latency p50/p95 (random test reviews)
-WARMUP = 5                        # untimed batches / requests before each measurement
-GPU_WARMUP_S = 1.0                # GPUs: warm up each model for at least this many seconds before timing
-QUANTIZE = True                   # add int8 dynamic-quantized rows (CPU only)
-HALF_PRECISION = "auto"           # bf16 rows (fp16 if bf16 is unsupported): auto = on GPUs | always | never
-FP32_MODELS = [""]                # models that also get an fp32 row when they get a bf16 one ([""] = all; the
+EVAL_BATCH_SIZE: int = 64         # batch for accuracy and throughput (reviews sorted by length)
+LATENCY_SAMPLES: int = 100        # batch-1 requests timed for latency p50/p95 (random test reviews)
+WARMUP: int = 5                   # untimed batches / requests before each measurement
+GPU_WARMUP_S: float = 1.0         # GPUs: warm up each model for at least this many seconds before timing
+QUANTIZE: bool = True             # add int8 dynamic-quantized rows (CPU only)
+HALF_PRECISION: str = "auto"      # bf16 rows (fp16 if bf16 is unsupported): auto = on GPUs | always | never
+FP32_MODELS: list = [""]          # models that also get an fp32 row when they get a bf16 one ([""] = all; the
                                   # teacher always does); the others are compared by their bf16 rows
-GAIN_PLOT_BY = ""                 # a student setting (e.g. transfer_size): gains.png also plots the gain against it
-QUANTIZE_KINDS = ["teacher", "distilled", "baseline", "student"]   # which models get an int8 row (student: not from distill_student.py)
-ONNX = False                      # add ONNX Runtime rows onnx-fp32 / onnx-int8 (CPU; exports to <model>/onnx/ where missing)
-ONNX_KINDS = ["teacher", "distilled", "baseline", "student"]   # which models get the ONNX rows
-DEVICE = "auto"                   # auto | cpu | cuda
-THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
+GAIN_PLOT_BY: str = ""            # a student setting (e.g. transfer_size): gains.png also plots the gain against it
+QUANTIZE_KINDS: list = ["teacher", "distilled", "baseline", "student"]  # which models get an int8 row (student: not from distill_student.py)
+ONNX: bool = False                # add ONNX Runtime rows onnx-fp32 / onnx-int8 (CPU; exports to <model>/onnx/ where missing)
+ONNX_KINDS: list = ["teacher", "distilled", "baseline", "student"]  # which models get the ONNX rows
+DEVICE: str = "auto"              # auto | cpu | cuda
+THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores)
 # --- system ------------------------------------------------------------------------------------
-SEED = 42                         # picks the test subset and the latency requests
+SEED: int = 42                    # picks the test subset and the latency requests
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,14 +29,14 @@ from models import experiment_of, finished_models, is_finished, saved_models
 from onnx_runtime import export_model
 
 # --- I/O ---------------------------------------------------------------------------------------
-EXPERIMENT = "paper"              # exports OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
-OUTPUT_DIR = "outputs"
-MODEL = ""                        # one model folder instead of a whole experiment
-MODELS = [""]                     # only these models of the experiment (teacher, student names); [""] = all
-OVERWRITE = False                 # export again even where <model>/onnx/ is complete
+EXPERIMENT: str = "paper"         # exports OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
+OUTPUT_DIR: str = "outputs"
+MODEL: str = ""                   # one model folder instead of a whole experiment
+MODELS: list = [""]               # only these models of the experiment (teacher, student names); [""] = all
+OVERWRITE: bool = False           # export again even where <model>/onnx/ is complete
 # --- quantization ------------------------------------------------------------------------------
-QUANTIZE = True                   # also write the int8 model (ONNX Runtime dynamic quantization)
-QUANTIZE_EXCLUDE = [""]           # ONNX operator types left in fp32 (e.g. Gather: the embedding table); [""] = none
+QUANTIZE: bool = True             # also write the int8 model (ONNX Runtime dynamic quantization)
+QUANTIZE_EXCLUDE: list = [""]     # ONNX operator types left in fp32 (e.g. Gather: the embedding table); [""] = none
 
 
 def check(cfg: dict | None = None) -> list[Path]:

@@ -25,41 +25,41 @@ from data_utils import DataSpec, check_data, load_splits, log_splits, read_json,
 from models import PadCollator, check_max_length, count_parameters, load_classifier, model_config, tokenize_dataset
 
 # --- I/O ---------------------------------------------------------------------------------------
-EXPERIMENT = "paper"              # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
-OUTPUT_DIR = "outputs"            # root of all runs
-CACHE_DIR = "outputs/cache"       # tokenized splits, shared by experiments (keyed by content)
-OVERWRITE = False                 # retrain a finished teacher in OUTPUT_DIR/EXPERIMENT/teacher (else it is kept)
+EXPERIMENT: str = "paper"         # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
+OUTPUT_DIR: str = "outputs"       # root of all runs
+CACHE_DIR: str = "outputs/cache"  # tokenized splits, shared by experiments (keyed by content)
+OVERWRITE: bool = False           # retrain a finished teacher in OUTPUT_DIR/EXPERIMENT/teacher (else it is kept)
 # --- data (data_utils.DataSpec; students and evaluation must use the same) -----------------------
-DATA = "imdb"                     # imdb | a .csv/.tsv/.jsonl/.parquet file, or a folder of train/validation/test
+DATA: str = "imdb"                # imdb | a .csv/.tsv/.jsonl/.parquet file, or a folder of train/validation/test
                                   # files | a hub dataset id
-DATA_DIR = ""                     # imdb: a local copy (parquet or aclImdb); "" = $IMDB_DIR, else the hub
-DATASET_NAME = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
-TEXT_COLUMN = "text"              # column of the texts
-LABEL_COLUMN = "label"            # column of the labels: names (strings) or integers
-LABEL_NAMES = [""]                # integer labels: a name per sorted value ([""] = the numbers; imdb: negative, positive)
-VAL_SIZE = 2500                   # validation rows: carved from train (stratified), or kept of the data's own split
-TRAIN_SIZE = 0                    # stratified subsample of the remaining train rows; 0 = all
-DROP_LEAKS = True                 # drop train rows also in validation or test, validation rows also in test
-MAX_LENGTH = 512                  # tokens per review, special tokens included
-TRUNCATION = "head+tail"          # head | tail | head+tail
-HEAD_TOKENS = 128                 # head+tail: tokens kept from the start (the rest from the end)
+DATA_DIR: str = ""                # imdb: a local copy (parquet or aclImdb); "" = $IMDB_DIR, else the hub
+DATASET_NAME: str = "stanfordnlp/imdb" # imdb: the hub dataset used when no local copy is given
+TEXT_COLUMN: str = "text"         # column of the texts
+LABEL_COLUMN: str = "label"       # column of the labels: names (strings) or integers
+LABEL_NAMES: list = [""]          # integer labels: a name per sorted value ([""] = the numbers; imdb: negative, positive)
+VAL_SIZE: int = 2500              # validation rows: carved from train (stratified), or kept of the data's own split
+TRAIN_SIZE: int = 0               # stratified subsample of the remaining train rows; 0 = all
+DROP_LEAKS: bool = True           # drop train rows also in validation or test, validation rows also in test
+MAX_LENGTH: int = 512             # tokens per review, special tokens included
+TRUNCATION: str = "head+tail"     # head | tail | head+tail
+HEAD_TOKENS: int = 128            # head+tail: tokens kept from the start (the rest from the end)
 # --- model -------------------------------------------------------------------------------------
-MODEL_NAME = "roberta-large"      # hub id, local folder, or tiny:bert / tiny:roberta (tests)
+MODEL_NAME: str = "roberta-large"  # hub id, local folder, or tiny:bert / tiny:roberta (tests)
 # --- training ----------------------------------------------------------------------------------
-EPOCHS = 2.0                      # passes over the train split
-BATCH_SIZE = 16                   # per device
-GRAD_ACCUM = 1                    # gradient accumulation steps (effective batch = BATCH_SIZE * this * GPUs)
-LEARNING_RATE = 1e-5              # peak AdamW learning rate (roberta-large likes 1e-5)
-WEIGHT_DECAY = 0.01
-WARMUP_RATIO = 0.06               # share of steps with linear warm-up, then linear decay
-EVAL_BATCH_SIZE = 64              # per device
-LOGGING_STEPS = 50                # log the training loss every this many optimizer steps
+EPOCHS: float = 2.0               # passes over the train split
+BATCH_SIZE: int = 16              # per device
+GRAD_ACCUM: int = 1               # gradient accumulation steps (effective batch = BATCH_SIZE * this * GPUs)
+LEARNING_RATE: float = 1e-5       # peak AdamW learning rate (roberta-large likes 1e-5)
+WEIGHT_DECAY: float = 0.01
+WARMUP_RATIO: float = 0.06        # share of steps with linear warm-up, then linear decay
+EVAL_BATCH_SIZE: int = 64         # per device
+LOGGING_STEPS: int = 50           # log the training loss every this many optimizer steps
 # --- system ------------------------------------------------------------------------------------
-SEED = 42                         # seeds python, numpy, torch, the splits and the sampler
-NUM_WORKERS = 2                   # dataloader worker processes (0 on small CPUs)
-THREADS = 0                       # torch CPU threads; 0 = torch's default (all cores)
-KEEP_CHECKPOINTS = False          # keep outputs/<EXPERIMENT>/checkpoints/teacher after a finished run
-REPORT_TO = "none"                # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
+SEED: int = 42                    # seeds python, numpy, torch, the splits and the sampler
+NUM_WORKERS: int = 2              # dataloader worker processes (0 on small CPUs)
+THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores)
+KEEP_CHECKPOINTS: bool = False    # keep outputs/<EXPERIMENT>/checkpoints/teacher after a finished run
+REPORT_TO: str = "none"           # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -47,18 +47,18 @@ from models import (batched_logits, default_device, experiment_of, is_finished, 
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
 
 # --- I/O ---------------------------------------------------------------------------------------
-MODEL = ""                        # model folder; "" = best distilled student of EXPERIMENT (stderr says which)
-OUTPUT_DIR = "outputs"            # where experiments are looked for
-EXPERIMENT = ""                   # with MODEL "": the experiment to take it from (--config sets it); "" = the newest
-FILE = ""                         # one review per line; "-" = standard input; a .csv/.tsv/.jsonl/.json/.parquet file: its TEXT_COLUMN
-TEXT_COLUMN = ""                  # the column that holds the texts, when FILE is a table; "" = the model's training data's
-JSON = False                      # print JSON instead of a table
-OUTPUT = ""                       # also write the predictions to this file (a table's columns kept), not over an
+MODEL: str = ""                   # model folder; "" = best distilled student of EXPERIMENT (stderr says which)
+OUTPUT_DIR: str = "outputs"       # where experiments are looked for
+EXPERIMENT: str = ""              # with MODEL "": the experiment to take it from (--config sets it); "" = the newest
+FILE: str = ""                    # one review per line; "-" = standard input; a .csv/.tsv/.jsonl/.json/.parquet file: its TEXT_COLUMN
+TEXT_COLUMN: str = ""             # the column that holds the texts, when FILE is a table; "" = the model's training data's
+JSON: bool = False                # print JSON instead of a table
+OUTPUT: str = ""                  # also write the predictions to this file (a table's columns kept), not over an
                                   # existing one; its suffix names the format: .csv | .tsv | .jsonl | .json (rows) | .parquet
 # --- system ------------------------------------------------------------------------------------
-BATCH_SIZE = 32                   # texts per forward pass
-DEVICE = "auto"                   # auto | cpu | cuda
-ONNX_FILE = onnx_runtime.FP32_FILE # in an ONNX folder: model.onnx (fp32) | model_quantized.onnx (int8)
+BATCH_SIZE: int = 32              # texts per forward pass
+DEVICE: str = "auto"              # auto | cpu | cuda
+ONNX_FILE: str = onnx_runtime.FP32_FILE # in an ONNX folder: model.onnx (fp32) | model_quantized.onnx (int8)
 
 EXAMPLES = (
     "One of the best films I have seen in years: moving, funny and beautifully acted.",

@@ -1,5 +1,7 @@
 """The override system: types, precedence (flag > file > default), unknown names, clear errors."""
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -161,6 +163,35 @@ def test_scripts_import_no_setting_names():
         module = importlib.import_module(script)
         names = {k for k, v in vars(module).items() if k.isupper() and not k.startswith("_") and isinstance(v, CONFIG_TYPES)}
         assert names and names <= script_constants(script), (script, names - script_constants(script))
+
+
+def test_a_constant_edited_in_a_script_keeps_the_type_its_annotation_declares(tmp_path):
+    # users edit the constants block; the annotation, not the edited value, says what the setting is
+    import fine_tuning_teacher as ft
+
+    def edited(**values):
+        return dict(vars(ft)) | values        # a fresh namespace: configure remembers each one's constants
+
+    for name, value, kind in [("OVERWRITE", "false", "bool"), ("EPOCHS", "2", "float"), ("MAX_LENGTH", 64.0, "int"),
+                              ("LABEL_NAMES", "neg,pos", "list")]:
+        with pytest.raises(UsageError, match=rf"^{name} = {re.escape(repr(value))} in fine_tuning_teacher.py: "
+                                             rf"expected {kind} .*annotation `{name}: {kind}`"):
+            configure(edited(**{name: value}), [], "fine_tuning_teacher")
+    ns = edited(EPOCHS=1)                      # an int where a float is declared: the float, so a file's 1.0 still fits
+    (tmp_path / "x.toml").write_text("epochs = 1.5\n")
+    assert configure(ns, [], "fine_tuning_teacher")["EPOCHS"] == 1.0 and isinstance(ns["EPOCHS"], float)
+    assert configure(ns, ["--config", str(tmp_path / "x.toml")], "fine_tuning_teacher")["EPOCHS"] == 1.5
+    assert configure(ns, ["--epochs=0.5"], "fine_tuning_teacher")["EPOCHS"] == 0.5
+
+
+def test_help_shows_values_as_a_flag_reads_them_back():
+    import distill_student as ds
+    r = subprocess.run([sys.executable, str(ROOT / "distill_student.py"), "--help"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    line = next(l for l in r.stdout.splitlines() if l.startswith("  --students="))
+    value = shlex.split(line.split("=", 1)[1].split("    #")[0])[0]
+    assert configure(dict(vars(ds)), [f"--students={value}"], "distill_student")["STUDENTS"] == ds.STUDENTS
+    assert "  --batch_size=32    # per device" in r.stdout    # the comment of an annotated constant
 
 
 def test_boolean_flag_takes_a_following_true_or_false():

@@ -211,7 +211,7 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
     return np.stack([known[h] for h in hashes]), stats
 
 
-DATA_KEYS = ("data", "text_column", "label_column", "label_names", "val_size", "seed", "drop_leaks")   # the teacher's, kept
+DATA_KEYS = ("data", "text_column", "label_column", "label_names", "val_size", "train_size", "seed", "drop_leaks")   # the teacher's, kept
 
 
 def soft_label_teacher(teacher_dir: Path) -> dict:

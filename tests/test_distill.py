@@ -319,6 +319,9 @@ def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet):
     with pytest.raises(UsageError, match=r"^--label_names=a,b, but the teacher .* was trained with label_names = \(none\): "
                                          r".*\(leave --label_names out: "):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--label_names=a,b"))
+    # a subsample of the teacher's train split is another train split, not changed data
+    with pytest.raises(UsageError, match=r"^--train_size=20, but the teacher .* was trained with train_size = (none|0)"):
+        ds.main(tiny_args(imdb_parquet, tiny_run, "--train_size=20"))
 
 
 def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_path):

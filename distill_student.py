@@ -555,6 +555,7 @@ def check_config(cfg: dict) -> None:
     teacher, ours, runs = find_teacher(), DataSpec.from_settings(cfg), selected_runs(cfg)
     check_teacher_data(teacher, ours)
     check_teacher_accuracy(teacher)
+    note_longer_than_teacher(runs, teacher)
     if not teacher.has_model:
         check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)
     from training import check_resume, kept_as_is, run_dirs
@@ -579,6 +580,17 @@ def check_config(cfg: dict) -> None:
         check_resume(dirs, settings, OVERWRITE)
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
         published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
+
+
+def note_longer_than_teacher(runs: list, teacher: Teacher) -> None:
+    """Warn of students that read more tokens than the teacher was trained on (MAX_LENGTH is each script's own
+    constant; a config file's top-level max_length sets both): they train and predict slower than at its length."""
+    theirs = teacher.trained.get("max_length")
+    longer = {r.spec["name"]: r.settings["max_length"] for r in runs if theirs and r.settings["max_length"] > theirs}
+    if longer:
+        log.warning("students read more tokens than the teacher %s was trained on (%d): %s; they train and predict "
+                    "slower for it (--max_length=%d, or max_length at the top of the config, gives them its length)",
+                    teacher.where, theirs, ", ".join(f"{n} {m}" for n, m in longer.items()), theirs)
 
 
 def run_settings(run: "Run", cfg: dict, teacher: Teacher) -> dict:

@@ -311,6 +311,19 @@ def test_the_checks_and_the_training_load_the_data_once(tiny_run, imdb_parquet):
     assert du.load_splits.cache_info().misses == 1
 
 
+def test_students_that_read_more_tokens_than_the_teacher_are_named(caplog):
+    # MAX_LENGTH edited in fine_tuning_teacher.py only: the students would read 512 tokens to its 64, slower
+    from types import SimpleNamespace
+    runs = [SimpleNamespace(spec={"name": n}, settings={"max_length": m}) for n, m in [("L2", 512), ("L1", 64)]]
+    teacher = ds.Teacher(Path("t"), ("negative", "positive"), 0.9, None, {"max_length": 64}, True)
+    with caplog.at_level("WARNING", logger="kd"):
+        ds.note_longer_than_teacher(runs, teacher)
+    assert "was trained on (64): L2 512; they train" in caplog.text and "L1" not in caplog.text
+    caplog.clear()
+    ds.note_longer_than_teacher(runs[1:], teacher)
+    assert caplog.text == ""
+
+
 def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet):
     with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .* was trained with val_size = 8: .*; give it as the "
                                          r"teacher had it \(--val_size=8: the teacher.s --config with the same flags\)$"):

@@ -25,6 +25,7 @@ import os
 import re
 import shlex
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -389,7 +390,23 @@ def library_versions() -> dict:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = None
-    return out
+    return out | {"code": code_version()}
+
+
+def code_version(root: Path = PROJECT_DIR) -> dict | None:
+    """{commit, modified} of the checkout: its commit and the tracked scripts and configs edited since (a record
+    names its config file, but a constant edited in a script would not show otherwise). None outside a git checkout
+    (a copied tree, no git)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode:
+            return None
+        edited = git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "*.sh", "configs")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head.stdout.strip(), "modified": sorted(line[3:] for line in edited.stdout.splitlines())}
 
 
 def cpu_sample() -> tuple[float, float, float] | None:

@@ -344,3 +344,21 @@ def test_local_data_paths_are_read_from_where_they_were_typed(tmp_path, monkeypa
     for data, transfer in (("imdb", "validation"), ("someone/tweets", "")):      # keywords and hub ids stay
         cfg = configure(vars(distill_student), [f"--data={data}", f"--transfer_data={transfer}"], "distill_student")
         assert (cfg["DATA"], cfg["TRANSFER_DATA"], cfg["DATA_DIR"]) == (data, transfer, "")
+
+
+def test_records_name_the_commit_and_the_scripts_edited_since(tmp_path):
+    # a constant edited in a script is part of how a model was made: the record says which files differ from the commit
+    from configurator import code_version, library_versions
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "train.py").write_text("EPOCHS: float = 2.0\n")
+    (tmp_path / "notes.md").write_text("a\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert code_version(tmp_path) == {"commit": head, "modified": []}
+    (tmp_path / "train.py").write_text("EPOCHS: float = 1.0\n")
+    (tmp_path / "notes.md").write_text("b\n")                           # not code: not listed
+    assert code_version(tmp_path) == {"commit": head, "modified": ["train.py"]}
+    assert code_version(tmp_path / "no-such-folder") is None
+    assert set(library_versions()) >= {"python", "torch", "transformers", "code"}

@@ -555,7 +555,6 @@ def check_config(cfg: dict) -> None:
     teacher, ours, runs = find_teacher(), DataSpec.from_settings(cfg), selected_runs(cfg)
     check_teacher_data(teacher, ours)
     check_teacher_accuracy(teacher)
-    note_longer_than_teacher(runs, teacher)
     if not teacher.has_model:
         check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)
     from training import check_resume, kept_as_is, run_dirs
@@ -580,6 +579,7 @@ def check_config(cfg: dict) -> None:
         check_resume(dirs, settings, OVERWRITE)
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
         published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
+    note_longer_than_teacher(runs, teacher)       # after the checks: a refused run says one line
 
 
 def note_longer_than_teacher(runs: list, teacher: Teacher) -> None:

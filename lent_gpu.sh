@@ -4,39 +4,52 @@
 # H200: 15 minutes in all; README, "Full scale on a GPU"). The experiment runs in a process session of its own
 # (setsid), which the device tool lets outlive the call that started it, so it goes on through the next
 # back-to-back call: one start-up, each model loaded once, one evaluation, whatever the calls' limits.
-#   WAIT_S=570 bash lent_gpu.sh configs/full.toml [--name=value ...]              # starts it, or waits for it
-#   WAIT_S=200 EVAL_S=110 bash lent_gpu.sh configs/full.toml [--name=value ...]   # the last call there is time for
+#   BUDGET_S=715 bash lent_gpu.sh configs/full.toml [--name=value ...]
+# BUDGET_S: the device seconds left as this call starts (the previous call's reply, lease.budget_left_s).
 # Each call:
 #  1. stages the chunks of a pack carried in .devpack/cN (../shared/tools/make-device-pack; already staged ones
-#     are skipped) and, once /tmp/offline holds IMDb and the models, points IMDB_DIR, HF_HUB_CACHE and
-#     HF_HUB_OFFLINE at it (where they are unset);
+#     are skipped) and points IMDB_DIR, HF_HUB_CACHE and HF_HUB_OFFLINE at /tmp/offline (where they are unset);
 #  2. starts `run_experiment.sh CONFIG --output_dir=$RUNS FLAGS` from a copy of this checkout (a later call's
 #     fresh working tree must not change a running script) unless a run is going or has finished (a run that
 #     was stopped or failed is started again: finished models are kept, an interrupted one resumes);
-#  3. waits until the run ends or WAIT_S seconds of this call have passed;
-#  4. with EVAL_S > 0 (the last call), a run still going is stopped (SIGTERM to its process group: each script
-#     unwinds and releases the experiment's lock) and evaluate_models.py measures the finished models in at
-#     most EVAL_S seconds;
+#  3. waits until the run ends or the call must return: CALL_S less 15 s, and BUDGET_S less MARGIN_S for the
+#     transfers, whichever comes first;
+#  4. on the last call the budget leaves room for (another would get under a minute), a run still training
+#     EVAL_S + 30 s before that is stopped (SIGTERM to its process group: each script unwinds and releases the
+#     experiment's lock) and evaluate_models.py measures the finished models in what is left, with fp32 rows for
+#     the teacher only and 20 latency samples; a run already in its evaluation is left to finish instead;
 #  5. packs the small results of $RUNS (no weights, checkpoints, logit caches or predictions) into
 #     $OUT/runs.tgz and the run's log into $OUT/run.log.
-# Exit status: the run's once it has ended (0: finished), 3 while it still runs.
+# Exit status: 0 once the run has finished or its finished models were evaluated, 3 while it still runs,
+# 2 when nothing is staged, else the run's.
 set -euo pipefail
-config=${1:?usage: WAIT_S=SECONDS [EVAL_S=SECONDS] bash lent_gpu.sh configs/NAME.toml [--name=value ...]}
+config=${1:?usage: BUDGET_S=SECONDS bash lent_gpu.sh configs/NAME.toml [--name=value ...]}
 shift
-: "${WAIT_S:?WAIT_S: how long this call may wait for the run, in seconds from its start}"
 : "${OUT:?OUT: the folder whose files come back from the GPU machine}"
-EVAL_S=${EVAL_S:-0}
-RUNS=$(realpath -m "${RUNS:-/tmp/runs}")   # the experiments' output folder (--output_dir)
-base=$RUNS.run                             # the run's own files: code/ (the copy it runs), pid, rc, log
+number() { [[ ${!1:-} =~ ^[0-9]+$ ]] || { echo "error: $1=${!1:-}: give whole seconds, e.g. $1=$2" >&2; exit 2; }; }
+number BUDGET_S 715
+CALL_S=${CALL_S:-600} EVAL_S=${EVAL_S:-100} MARGIN_S=${MARGIN_S:-30}   # seconds: a call's limit, the fallback, transfers
+number CALL_S 600; number EVAL_S 100; number MARGIN_S 30
+end=$(( CALL_S - 15 < BUDGET_S - MARGIN_S ? CALL_S - 15 : BUDGET_S - MARGIN_S ))   # this call returns by then
+last=$(( BUDGET_S - end - MARGIN_S < 60 ))     # another call would get under a minute: this one is the last
+RUNS=$(realpath -m "${RUNS:-/tmp/runs}"); base=$RUNS.run    # results; the run's own files: code/, pid, rc, log
 cd "$(dirname "$0")"
 
 for stage in .devpack/c*/stage.sh; do if [ -f "$stage" ]; then bash "$stage"; fi; done
 if [ -d /tmp/offline/imdb ]; then
   export IMDB_DIR=${IMDB_DIR:-/tmp/offline/imdb} HF_HUB_CACHE=${HF_HUB_CACHE:-/tmp/offline/hf-cache} \
     HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+elif [ -z "${IMDB_DIR:-}" ] && [ ! -f "$base/pid" ]; then
+  echo "error: nothing staged in /tmp/offline and IMDB_DIR unset: bring the pack's remaining chunks first" >&2; exit 2
 fi
 export PYTHONUNBUFFERED=1
-going() { [ -s "$base/pid" ] && kill -0 -- "-$(cat "$base/pid")" 2>/dev/null; }    # any process of its group
+going() { [ -s "$base/pid" ] && [ ! -e "$base/rc" ] && kill -0 -- "-$(cat "$base/pid")" 2>/dev/null; }
+step() { grep -a '^== ' "$base/log" 2>/dev/null | tail -n 1 | cut -d' ' -f2; }     # the step the run is in
+pack() {   # GNU tar says 1 for a file that changed while it was read (a log being written): not a failure
+  tar -czf "$OUT/runs.tgz" --warning=no-file-changed -C "$RUNS" --exclude='*.safetensors' --exclude=checkpoints \
+    --exclude=teacher_logits --exclude=predictions --exclude='*.partial' --exclude=.lock . || [ $? -eq 1 ]
+  cp "$base/log" "$OUT/run.log"
+}
 
 if ! going && [ "$(cat "$base/rc" 2>/dev/null)" != 0 ]; then
   rm -rf "$base/code" "$base/pid" "$base/rc" && mkdir -p "$base/code" "$RUNS"
@@ -49,19 +62,28 @@ if ! going && [ "$(cat "$base/rc" 2>/dev/null)" != 0 ]; then
   for _ in $(seq 100); do [ -s "$base/pid" ] && break; sleep 0.1; done
   echo "started $(cat "$base/pid"): run_experiment.sh $config --output_dir=$RUNS $* (log: $base/log)"
 fi
-while going && [ "$SECONDS" -lt "$WAIT_S" ]; do sleep 2; done
-if going && [ "$EVAL_S" -gt 0 ]; then
-  echo "stopping the run after ${SECONDS}s; evaluating the finished models in at most ${EVAL_S}s"
-  kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
-  for _ in $(seq 30); do going || break; sleep 1; done
-  kill -KILL -- "-$(cat "$base/pid")" 2>/dev/null || true
-  (cd "$base/code" && KD_ALL_STEPS=1 timeout -k 10 "$EVAL_S" python3 evaluate_models.py --config "$config" \
-     --output_dir="$RUNS" "$@") \
-    >> "$base/log" 2>&1 || echo "the evaluation of the finished models failed or ran out of time: see run.log"
+echo "this call returns by ${end}s; $([ "$last" = 1 ] && echo "the last one the budget leaves room for" || echo "another can follow")"
+stop_at=$(( last ? end - 10 - EVAL_S - 30 : end - 10 ))
+while going && [ "$SECONDS" -lt "$stop_at" ]; do sleep 2; done
+evaluated=0
+if going && [ "$last" = 1 ]; then
+  if [ "$(step)" = evaluate_models ]; then       # stopping it to evaluate again would waste what it has done
+    while going && [ "$SECONDS" -lt $(( end - 10 )) ]; do sleep 2; done
+  else
+    echo "stopping the run after ${SECONDS}s, in $(step); evaluating the finished models by $(( end - 10 ))s"
+    kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
+    for _ in $(seq 30); do going || break; sleep 1; done
+    kill -KILL -- "-$(cat "$base/pid")" 2>/dev/null || true
+    left=$(( end - 10 - SECONDS ))
+    if [ "$left" -ge 20 ] && (cd "$base/code" && KD_ALL_STEPS=1 timeout -k 5 "$left" python3 evaluate_models.py \
+         --config "$config" --output_dir="$RUNS" "$@" --fp32_models=teacher --latency_samples=20) >> "$base/log" 2>&1
+    then evaluated=1; echo "evaluated the finished models"
+    else echo "the evaluation of the finished models failed or ran out of time: see run.log"; fi
+  fi
 fi
-tar -czf "$OUT/runs.tgz" -C "$RUNS" --exclude='*.safetensors' --exclude=checkpoints --exclude=teacher_logits \
-  --exclude=predictions --exclude='*.partial' --exclude=.lock .
-cp "$base/log" "$OUT/run.log"
+pack
 tail -n 12 "$base/log"
 if going; then echo "still running after ${SECONDS}s: call again at once to wait for it"; exit 3; fi
-exit "$(cat "$base/rc" 2>/dev/null || echo 1)"
+rc=$(cat "$base/rc" 2>/dev/null || echo 1)
+if [ "$rc" = 0 ] || [ "$evaluated" = 1 ]; then exit 0; fi
+exit "$rc"

@@ -95,45 +95,64 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
 
 
 def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_what_finished(tmp_path):
-    # lent_gpu.sh with stub steps: a run outlives the call that started it, a later call waits for it, the last
-    # call stops it and evaluates; a stopped run is started again, a finished one is not
+    # lent_gpu.sh with stub steps: a run outlives the call that started it, a later call waits for it, the last call
+    # the budget leaves room for stops it and evaluates (or lets its own evaluation finish); a stopped run is started
+    # again, a finished one is not
     import contextlib
     import os
     import shutil
     import signal
     import tarfile
-    repo, runs = tmp_path / "repo", tmp_path / "runs"
+    import time
+    repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(ROOT / "lent_gpu.sh", repo)
     (repo / "run_experiment.sh").write_text(
         'out=${2#--output_dir=}; mkdir -p "$out/exp"; echo "$1 $3" >> "$out/exp/started"\n'
         'trap \'touch "$out/exp/unwound"; exit 143\' TERM\n'
+        'if [ -n "$STUB_STEP" ]; then echo "== $STUB_STEP --config $1"; fi\n'
         'touch "$out/exp/model.safetensors"; for i in $(seq "$STUB_TICKS"); do sleep 0.1; done\n'
         'echo finished > "$out/exp/results.md"\n')
     (repo / "evaluate_models.py").write_text(
         "import sys, pathlib\nout = next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--output_dir='))\n"
         "pathlib.Path(out, 'exp', 'evaluated').write_text(' '.join(sys.argv[1:]))\n")
 
-    def call(name, ticks, **env):
+    def call(name, runs, ticks, **env):
         (tmp_path / name).mkdir()
         p = subprocess.Popen(["bash", str(repo / "lent_gpu.sh"), "configs/x.toml", "--seed=1"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             env=os.environ | {"OUT": str(tmp_path / name), "RUNS": str(runs), "STUB_TICKS": str(ticks)} | env)
+                             env=os.environ | {"OUT": str(tmp_path / name), "RUNS": str(tmp_path / runs),
+                                               "STUB_TICKS": str(ticks), "IMDB_DIR": "x"} | env)
         p.stdout, p.stderr = p.communicate(timeout=120)
         with contextlib.suppress(ProcessLookupError):     # as the device tool ends what a call leaves running
             os.killpg(p.pid, signal.SIGKILL)
+        if not (tmp_path / name / "runs.tgz").exists():
+            return p, None
         with tarfile.open(tmp_path / name / "runs.tgz") as tar:
             return p, sorted(n for n in tar.getnames() if n.startswith("./exp/"))
 
-    p, packed = call("a", 300, WAIT_S="1")                                  # starts it; 30 s of work
-    assert p.returncode == 3 and "still running" in p.stdout and "./exp/started" in packed
-    assert (runs.parent / "runs.run/code/lent_gpu.sh").is_file()            # it runs from a copy
-    p, packed = call("b", 300, WAIT_S="1", EVAL_S="20")                     # the last call: stop, evaluate
-    assert p.returncode == 143 and "stopping the run" in p.stdout
+    runs = tmp_path / "runs"
+    p, packed = call("a", "runs", 300, BUDGET_S="10000", CALL_S="16")         # returns at once: 30 s of work go on
+    assert p.returncode == 3 and "still running" in p.stdout and "./exp/started" in packed, p.stderr
+    assert (tmp_path / "runs.run/code/lent_gpu.sh").is_file()                  # it runs from a copy
+    p, packed = call("b", "runs", 300, BUDGET_S="80", EVAL_S="20")            # no room for another call: stop, evaluate
+    assert p.returncode == 0 and "stopping the run" in p.stdout and "evaluated the finished models" in p.stdout
     assert packed == ["./exp/evaluated", "./exp/started", "./exp/unwound"]   # no weights packed
     assert "--config configs/x.toml --output_dir=" in (runs / "exp/evaluated").read_text()
-    p, packed = call("c", 5, WAIT_S="60")                                    # stopped: started again, finishes
+    assert (runs / "exp/evaluated").read_text().endswith("--fp32_models=teacher --latency_samples=20")
+    p, packed = call("c", "runs", 5, BUDGET_S="10000")                        # stopped: started again, finishes
     assert p.returncode == 0 and "./exp/results.md" in packed and (tmp_path / "c/run.log").is_file()
-    p, _ = call("d", 5, WAIT_S="60")                                         # finished: not started again
+    p, _ = call("d", "runs", 5, BUDGET_S="10000")                             # finished: not started again
     assert p.returncode == 0 and "started" not in p.stdout
-    assert (runs / "exp/started").read_text().splitlines() == [f"{repo.parent / 'runs.run/code/configs/x.toml'} --seed=1"] * 2
+    assert (runs / "exp/started").read_text().splitlines() == [f"{tmp_path / 'runs.run/code/configs/x.toml'} --seed=1"] * 2
+    # the last call finds the run in its own evaluation: it waits for it instead of evaluating again
+    p, _ = call("e1", "runs2", 50, BUDGET_S="10000", CALL_S="16", STUB_STEP="evaluate_models")
+    assert p.returncode == 3
+    time.sleep(0.5)
+    p, packed = call("e2", "runs2", 50, BUDGET_S="80", EVAL_S="20", STUB_STEP="evaluate_models")
+    assert p.returncode == 0 and "stopping" not in p.stdout and "./exp/results.md" in packed
+    p, packed = call("f", "runs3", 5, BUDGET_S="LEFT")                        # a budget that is not a number
+    assert p.returncode == 2 and "BUDGET_S=LEFT: give whole seconds" in p.stderr and packed is None
+    if not Path("/tmp/offline/imdb").exists():                                # no data: no run without it
+        p, packed = call("g", "runs4", 5, BUDGET_S="10000", IMDB_DIR="")
+        assert p.returncode == 2 and "nothing staged in /tmp/offline" in p.stderr and not (tmp_path / "runs4").exists()

@@ -366,7 +366,9 @@ class StepTimer(TrainerCallback):
     torch.cuda.synchronize() each step would stall the queue of work it measures."""
 
     def __init__(self):
-        self.marks, self.skip, self.busy = [], [], False   # marks[i + 1]: step i's end; skip[i]: interval i held other work
+        # marks[0]: training began, marks[i + 1]: step i ended; skip[i]: the interval up to marks[i + 1] held an
+        # evaluation or a checkpoint
+        self.marks, self.skip, self.busy = [], [], False
 
     @staticmethod
     def _mark():

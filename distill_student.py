@@ -46,7 +46,7 @@ import numpy as np
 
 import data_utils
 from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, flag_text, log, public_config,
-                          run_main, start_run)
+                          run_main, start_run, toml_inline)
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
@@ -343,11 +343,11 @@ def check_teacher_accuracy(teacher: Teacher) -> None:
                          f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold")
 
 
-def check_teacher_data(teacher: Teacher, ours: DataSpec) -> None:
+def check_teacher_data(teacher: Teacher, ours: DataSpec, sources: dict | None = None, config_file: str = "") -> None:
     """UsageError unless the students read the data, labels and split the teacher was trained with (older
-    teachers lack some keys: those are not compared). Its data at another path, when the recorded one is gone (moved,
-    or another machine), is read if the teacher recorded its splits' digests (data_utils.moved_copy; check_config
-    compares them)."""
+    teachers lack some keys: those are not compared), naming where ours was set (`sources`: configure's `_sources`).
+    Its data at another path, when the recorded one is gone (moved, or another machine), is read if the teacher
+    recorded its splits' digests (data_utils.moved_copy; check_config compares them)."""
     theirs = DataSpec.from_settings(teacher.trained)
     for key in DATA_KEYS:
         if key not in teacher.trained or same_setting(key, getattr(theirs, key), getattr(ours, key)):
@@ -358,7 +358,10 @@ def check_teacher_data(teacher: Teacher, ours: DataSpec) -> None:
         else:
             was, now = flag_text(getattr(theirs, key)), flag_text(getattr(ours, key))
             as_it_had = f"--{key}={was}" if was else f"leave --{key} out"
-            raise UsageError(f"--{key}={now}, but the teacher {teacher.where} was trained with {key} = {was or '(none)'}: "
+            ours_set = {"file": f"{key} = {toml_inline(getattr(ours, key))} in {config_file}",
+                        "default": f"{key.upper()} = {getattr(ours, key)!r} in distill_student.py"}.get(
+                (sources or {}).get(key.upper()), f"--{key}={now}")
+            raise UsageError(f"{ours_set}, but the teacher {teacher.where} was trained with {key} = {was or '(none)'}: "
                              f"the students would see other data or labels, or validation rows the teacher trained on; "
                              f"give it as the teacher had it ({as_it_had}: the teacher's --config with the same flags)")
 
@@ -553,7 +556,7 @@ def check_config(cfg: dict) -> None:
         raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))} "
                          f"(one trained from --students=... is named there again, or in the config's [[students]])")
     teacher, ours, runs = find_teacher(), DataSpec.from_settings(cfg), selected_runs(cfg)
-    check_teacher_data(teacher, ours)
+    check_teacher_data(teacher, ours, cfg.get("_sources"), cfg.get("_config_file", ""))
     check_teacher_accuracy(teacher)
     if not teacher.has_model:
         check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)

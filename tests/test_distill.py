@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import distill_student as ds
 import fine_tuning_teacher as ft
-from conftest import tiny_args
+from conftest import ROOT, tiny_args
 import training
 from configurator import UsageError
 from models import load_classifier
@@ -324,7 +324,7 @@ def test_students_that_read_more_tokens_than_the_teacher_are_named(caplog):
     assert caplog.text == ""
 
 
-def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet):
+def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet, tmp_path):
     with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .* was trained with val_size = 8: .*; give it as the "
                                          r"teacher had it \(--val_size=8: the teacher.s --config with the same flags\)$"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--val_size=10"))
@@ -332,6 +332,15 @@ def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet):
     with pytest.raises(UsageError, match=r"^--label_names=a,b, but the teacher .* was trained with label_names = \(none\): "
                                          r".*\(leave --label_names out: "):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--label_names=a,b"))
+    # a value set in an experiment file (or edited in the script) is named as it was set, not as a flag
+    mine = tmp_path / "mine.toml"
+    mine.write_text((ROOT / "configs" / "tiny.toml").read_text().replace("val_size = 8", "val_size = 10"))
+    with pytest.raises(UsageError, match=rf"^val_size = 10 in {re.escape(str(mine))}, but the teacher .* val_size = 8"):
+        ds.main(["--config", str(mine), *tiny_args(imdb_parquet, tiny_run)[2:]])
+    trained = json.loads((tiny_run / "tiny/teacher/config.json").read_text())["sentiment_kd"]["run_config"]
+    teacher = ds.Teacher(tiny_run / "tiny/teacher", ("negative", "positive"), 1.0, None, trained, True)
+    with pytest.raises(UsageError, match=r"^VAL_SIZE = 10 in distill_student.py, but the teacher .* val_size = 8"):
+        ds.check_teacher_data(teacher, ds.DataSpec.from_settings(trained | {"val_size": 10}), {"VAL_SIZE": "default"})
     # a subsample of the teacher's train split is another train split, not changed data
     with pytest.raises(UsageError, match=r"^--train_size=20, but the teacher .* was trained with train_size = (none|0)"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--train_size=20"))

@@ -738,8 +738,9 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
                           split["labels"], pred, probs, names)
         log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f texts/s", name, precision, scores["accuracy"],
                  r["p50_ms"], r["throughput"])
-        if classes_missed(rows[-1]):
-            log.warning("%s %s predicted only %s classes: it has not learned", name, precision, classes_missed(rows[-1]))
+        missed = classes_missed(rows[-1])
+        if missed:
+            log.warning("%s %s predicted only %s classes: it has not learned", name, precision, missed)
         del m
     del model
     gc.collect()

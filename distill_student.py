@@ -20,6 +20,8 @@ Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits 
        outputs/<EXPERIMENT>/logs/distill.log; outputs/<EXPERIMENT>/models/<name>.json: the published
        record of each student (config + metrics, in git). A finished student is kept unless --overwrite=true;
        one made with other settings, or from another training of the teacher, is refused in one line.
+       With BEST_SEEDS: outputs/<EXPERIMENT>/chosen.json, each student's candidates with their validation gains
+         over their matched baselines and the entry chosen (validation only: no test review is read).
 
 A student is a pretrained checkpoint (`model = "distilroberta-base"`), is cut from the teacher
 (`layers = [0, 2, 4]`: keep those encoder layers, copy embeddings, pooler and classifier, the way DistilBERT
@@ -31,7 +33,8 @@ from the teacher's soft targets alone; texts also in validation or test are neve
     python distill_student.py                                   # paper: four pretrained students
     python distill_student.py --config configs/quick.toml       # MiniLM teacher cut to 3, 2, 1 layers
     python distill_student.py --config configs/quick.toml --only=L3 --temperature=4
-    python distill_student.py --config configs/full-study.toml  # from published soft labels, no teacher model
+    python distill_student.py --config configs/full-study.toml  # from published soft labels, no teacher model;
+                                                                # the sweep, then the best recipes at 3 seeds
     torchrun --nproc_per_node 4 distill_student.py --config configs/bert.toml
 """
 import functools
@@ -50,8 +53,8 @@ from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
-                    label_names, load_classifier, load_tokenizer, model_config, run_fingerprint, teacher_folder,
-                    tokenize_dataset, truncation_settings)
+                    label_names, load_classifier, load_tokenizer, model_config, recipe, run_fingerprint, student_key,
+                    teacher_folder, tokenize_dataset, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -95,6 +98,11 @@ BASELINE: bool = True             # also train each student on labels alone (ALP
 MATCH_STEPS: bool = True          # a baseline trains as many optimizer steps as its distilled twin (more
                                   # epochs over the labels when the twin adds transfer reviews)
 MIN_TEACHER_ACCURACY: float = 0.80  # refuse to distil a teacher below this validation accuracy
+BEST_SEEDS: int = 0               # a study's second phase: once every student has finished, the distilled entry of each
+                                  # student (model + layers) whose validation accuracy beats its matched baseline's most
+                                  # is trained at this many seeds in all, each beside a baseline (its own seed, then the
+                                  # next ones; names <name>-s<seed>); the choice goes to OUTPUT_DIR/EXPERIMENT/chosen.json,
+                                  # which `evaluate_models.py --models=chosen` evaluates; 0 or 1 = off
 # --- training ----------------------------------------------------------------------------------
 EPOCHS: float = 3.0
 BATCH_SIZE: int = 32              # per device
@@ -668,11 +676,12 @@ def reads_transfer(runs: list[Run]) -> bool:
     return any(r.settings["transfer_size"] and (r.distilled or MATCH_STEPS) for r in runs)
 
 
-def pending_runs(cfg: dict, teacher: Teacher) -> tuple[list[Run], dict]:
-    """(runs still to train, {name: metrics} of the finished ones, which are kept unless OVERWRITE)."""
+def pending_runs(cfg: dict, teacher: Teacher, candidates: list[Run] | None = None) -> tuple[list[Run], dict]:
+    """(runs still to train, {name: metrics} of the finished ones, which are kept unless OVERWRITE), among
+    `candidates` (default: selected_runs)."""
     from training import run_dirs, should_train
     runs, finished = [], {}
-    for run in selected_runs(cfg):
+    for run in selected_runs(cfg) if candidates is None else candidates:
         run.dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name)
         if should_train(*run.dirs[:2], OVERWRITE, run_settings(run, cfg, teacher)):
             runs.append(run)
@@ -754,6 +763,11 @@ def student_data(run: Run, tok, data, pool: list[str], logits):
     return train, val
 
 
+def student_source(spec: dict) -> str:
+    """What a STUDENTS entry is made from, e.g. `distilroberta-base`, `teacher layers [0, 2, 4]`."""
+    return " ".join(filter(None, [spec.get("model") or "teacher", spec.get("layers") and f"layers {spec['layers']}"]))
+
+
 def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str], logits, stats, teacher: Teacher) -> dict:
     """Build, train and save one student (distilled or baseline); its metrics."""
     from transformers import set_seed
@@ -764,7 +778,7 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
     steps = matched_steps(run, len(data.train), len(data.transfer))
     every = evaluation_steps(run, len(data.train), len(data.transfer))
     model, tok = build_student(run.spec, teacher.where, st["seed"], labels)
-    source = " ".join(filter(None, [run.spec.get("model") or "teacher", run.spec.get("layers") and f"layers {run.spec['layers']}"]))
+    source = student_source(run.spec)
     log.info("student %s (%s): %.1fM parameters, %s, alpha=%s T=%s transfer=%d seed=%d%s%s", run.name, source,
              count_parameters(model) / 1e6, "distilled" if run.distilled else "labels-only baseline", st["alpha"],
              st["temperature"], st["transfer_size"], st["seed"], f", {steps} steps as its distilled twin" if steps > 0 else "",
@@ -802,34 +816,136 @@ def name_card_baseline(run: Run, runs: list[Run]) -> None:
         write_card(twin.dirs[0], twin.name)
 
 
-def main(argv=None) -> dict:
-    cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
-    teacher = find_teacher()
-    # 1. what is left to train (finished students are kept), and the published soft labels
-    runs, results = pending_runs(cfg, teacher)
+# ----------------------------------------------------------------------------------------------
+# a study's second phase (BEST_SEEDS): the entry of each student chosen on validation, at more seeds
+# ----------------------------------------------------------------------------------------------
+def validation_rows(runs: list[Run]) -> list[dict] | None:
+    """Each run's validation result in evaluate_models' row form (model, kind, student, settings, max_length, seed,
+    steps; accuracy = its val_accuracy), from its saved model folder; None while one is unfinished."""
+    rows = []
+    for run in runs:
+        if not is_finished(run.dirs[0]):
+            return None
+        kd = read_json(run.dirs[0] / "config.json").get("sentiment_kd", {})
+        metrics = read_json(run.dirs[0] / "metrics.json")
+        rows.append({"model": run.name, "kind": "distilled" if run.distilled else "baseline", "student": kd.get("student"),
+                     "settings": kd.get("settings"), "max_length": kd.get("max_length"),
+                     "seed": (kd.get("settings") or {}).get("seed"), "steps": metrics.get("optimizer_steps"),
+                     "accuracy": metrics["val_accuracy"]})
+    return rows
+
+
+def choose_best(rows: list[dict]) -> list[dict]:
+    """Per student (model + layers, in order of first appearance): each distilled row that has a matched baseline
+    (the baseline row with its models.student_key: the same student, seed, optimizer steps and training settings)
+    is a candidate, gain = accuracy - baseline accuracy; the chosen one has the largest gain (rounded to 1e-9),
+    ties going to the higher accuracy, then to the first. Rows without a matched baseline are not candidates.
+    rows: validation_rows(). Returns [{student, candidates: [{model, accuracy, baseline, baseline_accuracy, gain}],
+    chosen}]."""
+    baselines = {}
+    for r in rows:
+        if r["kind"] == "baseline":
+            baselines.setdefault(student_key(r), r)
+    students: dict[str, list] = {}
+    for r in rows:
+        b = baselines.get(student_key(r))
+        if r["kind"] == "distilled" and b is not None:
+            students.setdefault(student_source(r["student"] or {}), []).append(
+                {"model": r["model"], "accuracy": r["accuracy"], "baseline": b["model"], "baseline_accuracy": b["accuracy"],
+                 "gain": round(r["accuracy"] - b["accuracy"], 9)})
+    return [{"student": k, "candidates": c, "chosen": max(c, key=lambda x: (x["gain"], x["accuracy"]))["model"]}
+            for k, c in students.items()]
+
+
+def seed_entries(spec: dict, seed: int, n: int) -> list[dict]:
+    """The STUDENTS entry `spec`, trained at `seed`, again at seeds seed+1 .. seed+n-1: the same entry but for its
+    name, <label>-s<seed> (label: its name less a -s<seed> suffix, as models.recipe groups seeds), and seed."""
+    label = recipe({"model": spec["name"], "student": spec | {"seed": seed}})[0]
+    return [spec | {"name": f"{label}-s{s}", "seed": s} for s in range(seed + 1, seed + n)]
+
+
+def best_seed_runs(cfg: dict) -> list[Run]:
+    """With BEST_SEEDS > 1 and every selected run finished: the entry chosen per student (choose_best, on
+    validation), recorded with the candidates in OUTPUT_DIR/EXPERIMENT/chosen.json, as runs at its further seeds,
+    each followed by its labels-only baseline (also for an entry that had none: its gain needs one per seed)."""
+    from configurator import is_main_process
+    from training import run_dirs
+    if BEST_SEEDS <= 1:
+        return []
+    runs = selected_runs(cfg)
+    for run in runs:
+        run.dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name)
+    rows = validation_rows(runs)
+    if rows is None:
+        log.warning("--best_seeds=%d: some students are unfinished; no recipe chosen", BEST_SEEDS)
+        return []
+    specs, seeds, more = {r.name: r.spec for r in runs}, {r["model"]: r["seed"] for r in rows}, []
+    chosen = choose_best(rows)
+    for c in chosen:
+        entries = seed_entries(specs[c["chosen"]], seeds[c["chosen"]], BEST_SEEDS)
+        first = next(x for x in c["candidates"] if x["model"] == c["chosen"])
+        c |= {"models": [c["chosen"]] + [e["name"] for e in entries],
+              "baselines": [first["baseline"]] + [f"{e['name']}-baseline" for e in entries], "entries": entries}
+        log.info("best_seeds: %s: %s chosen on validation (gain %+.4f over %s), at seeds %s", c["student"], c["chosen"],
+                 first["gain"], first["baseline"], [seeds[c["chosen"]]] + [e["seed"] for e in entries])
+        for e in entries:
+            settings = student_settings(e, cfg) | {"baseline": True}
+            more += [Run(e["name"], e, True, settings), Run(f"{e['name']}-baseline", e, False, settings)]
+    unpaired = sorted({student_source(r["student"] or {}) for r in rows} - {c["student"] for c in chosen})
+    if unpaired:
+        log.warning("best_seeds: no distilled entry of %s has a matched baseline; none chosen for it", ", ".join(unpaired))
+    if is_main_process():
+        write_json(Path(OUTPUT_DIR) / EXPERIMENT / "chosen.json",
+                   {"by": "validation accuracy of each distilled entry minus its matched baseline's (same student, seed, "
+                          "optimizer steps and training settings); no test review read", "best_seeds": BEST_SEEDS,
+                    "students": chosen})
+    return more
+
+
+def train_runs(runs: list[Run], cfg: dict, teacher: Teacher, results: dict) -> dict | None:
+    """Train and save `runs` (each one's metrics into results): the teacher's split, labels and transfer pool,
+    the teacher's logits for their texts once, then each run in order. The logits' stats; None if no run."""
+    if not runs:
+        return None
+    data, pool, labels = load_data(cfg, runs, teacher)
+    logits, stats = teacher_pass(runs, list(data.train["text"]), pool, teacher)
+    if logits is not None:
+        log.info("teacher accuracy on the distillation train split: %.4f",
+                 (logits[:len(data.train)].argmax(-1) == np.array(data.train["label"])).mean())
+    for run in runs:
+        results[run.name] = train_student(run, cfg, data, pool, labels, logits, stats, teacher)
+        name_card_baseline(run, runs)
+    return stats
+
+
+def publish_requested_soft_labels(teacher: Teacher) -> None:
+    """SOFT_LABEL_SPLITS: the teacher's logits for every review of those splits, into OUTPUT_DIR/EXPERIMENT/soft_labels/."""
     if soft_label_splits():
         from training import process_state
         with process_state().main_process_first():    # rank 0 writes; under torchrun the others then find it all
             publish_soft_labels(soft_label_splits(), teacher.where, Path(OUTPUT_DIR) / EXPERIMENT / "soft_labels",
                                 TEACHER_BATCH_SIZE, SOFT_LABEL_ROWS)
-    if not runs:
+
+
+def main(argv=None) -> dict:
+    cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
+    teacher = find_teacher()
+    # 1. what is left to train (finished students are kept), and the published soft labels
+    runs, results = pending_runs(cfg, teacher)
+    publish_requested_soft_labels(teacher)
+
+    # 2. the teacher's logits once, then each student (distilled, then its labels-only baseline)
+    stats = train_runs(runs, cfg, teacher, results)
+
+    # 3. BEST_SEEDS: the entry of each student chosen on validation, at more seeds, each beside a baseline
+    more, kept = pending_runs(cfg, teacher, best_seed_runs(cfg))
+    results |= kept
+    stats = train_runs(more, cfg, teacher, results) or stats
+    if not runs and not more:
         log.info("every student is finished; nothing to train" if results else "no students to train (STUDENTS is empty)")
-        return {"students": results, "teacher_logits": None}
-
-    # 2. the teacher's split, its labels and the transfer pool
-    data, pool, labels = load_data(cfg, runs, teacher)
-
-    # 3. the teacher's logits for the train texts and the pool, once
-    logits, stats = teacher_pass(runs, list(data.train["text"]), pool, teacher)
-    if logits is not None:
-        log.info("teacher accuracy on the distillation train split: %.4f",
-                 (logits[:len(data.train)].argmax(-1) == np.array(data.train["label"])).mean())
-
-    # 4. train and save each student (distilled, then its labels-only baseline)
-    for run in runs:
-        results[run.name] = train_student(run, cfg, data, pool, labels, logits, stats, teacher)
-        name_card_baseline(run, runs)
-    log.info("students: %s", {n: {"val_accuracy": m["val_accuracy"], "train_time_s": m["train_time_s"]} for n, m in results.items()})
+    else:
+        log.info("students: %s", {n: {"val_accuracy": m["val_accuracy"], "train_time_s": m["train_time_s"]}
+                                  for n, m in results.items()})
     return {"students": results, "teacher_logits": stats}
 
 

@@ -52,8 +52,8 @@ from data_utils import (DataSpec, atomic_path, check_data, check_digests, classe
                         is_path_setting, load_splits, located, moved_copy, per_class_metrics, percentile, portable,
                         read_json, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
-                    logits_in_order, model_config, run_fingerprint, teacher_folder, teacher_retrained_since,
-                    teacher_run_of, truncation_settings)
+                    logits_in_order, model_config, recipe, run_fingerprint, student_key, teacher_folder,
+                    teacher_retrained_since, teacher_run_of, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -62,7 +62,8 @@ TEACHER_DIR: str = ""             # the teacher (the reference row); "" = OUTPUT
 TEACHER_RESULTS: str = ""         # instead of a teacher folder (students of published soft labels): a results.json whose
                                   # fp32 teacher row is the reference (same data, split and texts; no agreement figure)
 MODELS: list = [""]               # only these model names (teacher, student names; a distilled student brings its
-                                  # <name>-baseline); [""] = all
+                                  # <name>-baseline); "chosen" = the recipes distill_student.py chose on validation
+                                  # (BEST_SEEDS: chosen.json), at each seed, with their baselines; [""] = all
 # --- data: the teacher's (its saved data and split settings); every model must have its labels -----
 DATA: str = ""                    # where the teacher's data file or folder lies now, if no longer where its record
                                   # says (checked against its record of the splits); "" = where that says
@@ -328,23 +329,6 @@ def to_half(model, device: str):
 # ----------------------------------------------------------------------------------------------
 # distilled vs baseline, over seeds
 # ----------------------------------------------------------------------------------------------
-def student_key(row: dict) -> tuple:
-    """What a distilled student and its baseline share: the student (model, layers), its seed, its
-    optimizer steps, and the settings of its training (learning rate, batch size, max_length)."""
-    spec, st = row.get("student") or {}, row.get("settings") or {}
-    return (json.dumps([spec.get("model"), spec.get("layers"), st.get("learning_rate"), st.get("batch_size"),
-                        row.get("max_length")]), row.get("seed"), row.get("steps"))
-
-
-def recipe(row: dict) -> tuple[str, str]:
-    """(label, key) of a student's recipe: its spec without name and seed; the label is the name
-    without a `-s<seed>` suffix."""
-    spec = dict(row.get("student") or {})
-    name, seed = spec.pop("name", row["model"]), spec.pop("seed", None)
-    label = name[:-len(f"-s{seed}")] if seed is not None and name.endswith(f"-s{seed}") else name
-    return label, json.dumps(spec, sort_keys=True)
-
-
 def spread(values: list[float]) -> dict:
     """mean and sample standard deviation (0 for one value) of accuracies, and the values."""
     v = np.asarray(values, dtype=float)
@@ -659,7 +643,7 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights); run fine_tuning_teacher.py "
                          f"(and distill_student.py) with --experiment={EXPERIMENT} first, or set --teacher_dir (students "
                          f"of published soft labels: --teacher_results=outputs/<exp>/results.json)")
-    wanted = [m for m in MODELS if m]
+    wanted = chosen_models(root, {n for n, _ in models}) if [m for m in MODELS if m] == ["chosen"] else [m for m in MODELS if m]
     if wanted:
         unknown = set(wanted) - {n for n, _ in models}
         if unknown:
@@ -680,6 +664,20 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
     if models[0][0] == "teacher":
         check_teachers(models)
     return models
+
+
+def chosen_models(root: Path, finished: set[str]) -> list[str]:
+    """--models=chosen: the names in root/chosen.json (distill_student.py, BEST_SEEDS): each chosen recipe at each
+    seed, and their matched baselines; those not finished yet (a stopped run) are left out with a warning."""
+    if not (root / "chosen.json").is_file():
+        raise UsageError(f"--models=chosen: no {root / 'chosen.json'}; run distill_student.py with --best_seeds=3 (or "
+                         f"more) first, or name the models")
+    students = read_json(root / "chosen.json")["students"]
+    log.info("--models=chosen: %s", "; ".join(f"{c['student']}: {', '.join(c['models'])}" for c in students))
+    names = [m for c in students for m in c["models"] + c["baselines"]]
+    if set(names) - finished:
+        log.warning("--models=chosen: %s not finished yet; evaluating the others", ", ".join(n for n in names if n not in finished))
+    return [n for n in names if n in finished]
 
 
 def check_teachers(models: list[tuple[str, Path]]) -> None:

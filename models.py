@@ -9,6 +9,8 @@ Nothing here runs on its own; the scripts import it. What it provides:
   tokenizes; `is_finished`: a saved model with its metrics (a finished run).
 - `logits_in_order` / `batched_logits`: the one batched forward (sort by length, pad, forward, put the
   rows back in input order) behind the teacher-logit pass, evaluation and inference; `PadCollator`.
+- `student_key` / `recipe`: which runs are the same student (a distilled one and its matched baseline) and
+  the same recipe (seeds of one entry), for evaluation's pairing and distillation's choice of the best recipe.
 """
 from __future__ import annotations
 
@@ -425,3 +427,23 @@ class PadCollator:
             if col in rows[0]:
                 batch[col] = torch.tensor([r[col] for r in rows], dtype=torch.float32)
         return batch
+
+
+# ----------------------------------------------------------------------------------------------
+# students: which runs are the same student, and the same recipe
+# ----------------------------------------------------------------------------------------------
+def student_key(row: dict) -> tuple:
+    """What a distilled student and its baseline share: the student (model, layers), its seed, its
+    optimizer steps, and the settings of its training (learning rate, batch size, max_length)."""
+    spec, st = row.get("student") or {}, row.get("settings") or {}
+    return (json.dumps([spec.get("model"), spec.get("layers"), st.get("learning_rate"), st.get("batch_size"),
+                        row.get("max_length")]), row.get("seed"), row.get("steps"))
+
+
+def recipe(row: dict) -> tuple[str, str]:
+    """(label, key) of a student's recipe: its spec without name and seed; the label is the name
+    without a `-s<seed>` suffix."""
+    spec = dict(row.get("student") or {})
+    name, seed = spec.pop("name", row["model"]), spec.pop("seed", None)
+    label = name[:-len(f"-s{seed}")] if seed is not None and name.endswith(f"-s{seed}") else name
+    return label, json.dumps(spec, sort_keys=True)

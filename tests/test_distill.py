@@ -293,6 +293,79 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     assert set(again["students"]) == {"cut", "cut-baseline"}
 
 
+def test_the_best_entry_of_each_student_is_chosen_by_its_gain_over_its_matched_baseline():
+    def row(name, kind, acc, steps, layers=None, seed=1):
+        return {"model": name, "kind": kind, "accuracy": acc, "steps": steps, "seed": seed, "max_length": 64,
+                "student": {"name": name.removesuffix("-baseline"), "model": "m", **({"layers": layers} if layers else {})},
+                "settings": {"learning_rate": 0.1, "batch_size": 8, "seed": seed}}
+    rows = [row("L6-t0", "distilled", 0.80, 10), row("L6-t0-baseline", "baseline", 0.78, 10),            # +0.02
+            row("L6-t20", "distilled", 0.83, 20), row("L6-t20-baseline", "baseline", 0.80, 20),          # +0.03
+            row("L6-t20-T4", "distilled", 0.84, 20),          # no baseline of its own: t20's has its steps, +0.04
+            row("L3-a", "distilled", 0.70, 10, [0, 2]), row("L3-a-baseline", "baseline", 0.70, 10, [0, 2]),   # 0
+            row("L3-b", "distilled", 0.72, 20, [0, 2]), row("L3-b-baseline", "baseline", 0.72, 20, [0, 2]),   # 0, higher
+            row("L3-c", "distilled", 0.99, 30, [0, 2]),       # no baseline at its steps: not a candidate
+            row("L3-d", "distilled", 0.99, 20, [0, 2], seed=2)]    # nor at its seed
+    chosen = ds.choose_best(rows)
+    assert [(c["student"], c["chosen"]) for c in chosen] == [("m", "L6-t20-T4"), ("m layers [0, 2]", "L3-b")]
+    assert [(x["model"], x["baseline"], x["gain"]) for x in chosen[0]["candidates"]] == \
+        [("L6-t0", "L6-t0-baseline", 0.02), ("L6-t20", "L6-t20-baseline", 0.03), ("L6-t20-T4", "L6-t20-baseline", 0.04)]
+    assert [x["model"] for x in chosen[1]["candidates"]] == ["L3-a", "L3-b"]
+    rows[4]["accuracy"] = 0.82            # now below t20's gain: t20 wins
+    assert ds.choose_best(rows)[0]["chosen"] == "L6-t20"
+
+
+def test_the_chosen_entry_is_copied_at_the_next_seeds_under_names_evaluation_groups():
+    spec = {"name": "L6-t20k-s1", "model": "m", "transfer_size": 20, "baseline": False, "seed": 1}
+    assert ds.seed_entries(spec, 1, 3) == [spec | {"name": "L6-t20k-s2", "seed": 2}, spec | {"name": "L6-t20k-s3", "seed": 3}]
+    assert [e["name"] for e in ds.seed_entries({"name": "L6", "model": "m"}, 42, 2)] == ["L6-s43"]
+    assert ds.seed_entries(spec, 1, 1) == []
+
+
+def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run, imdb_parquet, monkeypatch):
+    import evaluate_models as ev
+    from models import recipe
+    students = ('[{name = "A-s1", layers = [1], transfer_size = 0, seed = 1}, '
+                '{name = "B-s1", layers = [1], transfer_size = 4, seed = 1}, '
+                '{name = "C-s1", layers = [1], transfer_size = 4, temperature = 4.0, baseline = false, seed = 1}]')
+    args = tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher", "--epochs=1",
+                     f"--students={students}", "--best_seeds=2")
+    result = ds.main(args)
+    root = tiny_run / "best"
+    val = {n: m["val_accuracy"] for n, m in result["students"].items()}
+    gains = {"A-s1": val["A-s1"] - val["A-s1-baseline"], "B-s1": val["B-s1"] - val["B-s1-baseline"],
+             "C-s1": val["C-s1"] - val["B-s1-baseline"]}             # C shares B's baseline: same student, seed, steps
+    best = max(gains, key=lambda n: (round(gains[n], 9), val[n]))
+    chosen = json.loads((root / "chosen.json").read_text())
+    assert chosen["best_seeds"] == 2 and [c["chosen"] for c in chosen["students"]] == [best]
+    c = chosen["students"][0]
+    assert {x["model"]: x["gain"] for x in c["candidates"]} == pytest.approx(gains)
+    label = best.removesuffix("-s1")
+    assert c["models"] == [best, f"{label}-s2"] and c["baselines"][1:] == [f"{label}-s2-baseline"]
+    assert c["baselines"][0] == ("B-s1-baseline" if best == "C-s1" else f"{best}-baseline")
+    assert set(result["students"]) == {"A-s1", "A-s1-baseline", "B-s1", "B-s1-baseline", "C-s1",
+                                       f"{label}-s2", f"{label}-s2-baseline"}
+    for name in (f"{label}-s2", f"{label}-s2-baseline"):      # the chosen recipe at seed 2, each with a baseline
+        kd = json.loads((root / "students" / name / "config.json").read_text())["sentiment_kd"]
+        assert kd["settings"]["seed"] == 2 and recipe({"model": name, "student": kd["student"]})[0] == label
+    # a re-run keeps everything; evaluation of --models=chosen measures the chosen recipe's seeds and baselines only
+    assert ds.main(args)["teacher_logits"] is None
+    rows = ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
+                             "--models=chosen", "--quantize=false", cache=False))["rows"]
+    assert [r["model"] for r in rows] == ["teacher"] + sorted(c["models"] + c["baselines"])
+    group = ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
+                              "--models=chosen", "--quantize=false", "--split=validation", cache=False))["groups"]
+    assert [(g["student"], g["gain"]["n"]) for g in group] == [(label, 2)]
+    # a chosen entry without a baseline of its own (C) brings the one it was compared with
+    # (and the seeds not trained yet, a stopped run's, are left out)
+    (root / "chosen.json").write_text(json.dumps({"students": [{"student": "x", "models": ["C-s1", "C-s7"],
+                                                                "baselines": ["B-s1-baseline", "C-s7-baseline"]}]}))
+    rows = ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
+                             "--models=chosen", "--quantize=false", "--split=validation", cache=False))["rows"]
+    assert [r["model"] for r in rows] == ["teacher", "B-s1-baseline", "C-s1"]
+    with pytest.raises(UsageError, match=r"--models=chosen: no .*chosen.json; run distill_student.py with --best_seeds=3"):
+        ev.main(tiny_args(imdb_parquet, tiny_run, "--models=chosen", cache=False))
+
+
 def test_baselines_without_matched_steps(tiny_run, imdb_parquet):
     result = ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=unmatched", f"--teacher_dir={tiny_run}/tiny/teacher",
                                "--only=cut", "--match_steps=false"))

@@ -68,6 +68,7 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
     import time
     shutil.copy(ROOT / "run_experiment.sh", tmp_path)
     (tmp_path / "configurator.py").write_text("def configure(namespace, argv): pass\ndef run_main(main): main()\n")
+    (tmp_path / "distill_student.py").write_text("OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\n")
     (tmp_path / "fine_tuning_teacher.py").write_text(
         "import signal, sys, time\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
         "def stop(*_):\n"
@@ -92,6 +93,30 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
         p.kill()
     assert p.returncode == 143 and (tmp_path / "out/stub/unwound").exists()
     assert not (tmp_path / "out/stub/timings.md").exists() and not (tmp_path / "out/stub/timings.md.new").exists()
+
+
+def test_students_of_published_soft_labels_skip_the_teacher_step(tmp_path):
+    # configs/full-study.toml: no teacher model, so nothing to fine-tune; the students, then their evaluation
+    import shutil
+    shutil.copy(ROOT / "run_experiment.sh", tmp_path)
+    (tmp_path / "configurator.py").write_text("def configure(namespace, argv): pass\ndef run_main(main): main()\n")
+    for step in ("fine_tuning_teacher", "distill_student", "evaluate_models"):
+        (tmp_path / f"{step}.py").write_text(
+            "import sys\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
+            "SOFT_LABELS = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--soft_labels=')), '')\n"
+            f"if __name__ == '__main__':\n    Path('out/stub/steps').open('a').write('{step} ' + ' '.join(sys.argv[1:]) + '\\n')\n")
+    (tmp_path / "stub.toml").write_text("")
+    def steps(*flags):
+        p = subprocess.run(["bash", "run_experiment.sh", "stub.toml", *flags], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0, p.stderr
+        return [line.split()[0] for line in (tmp_path / "out/stub/steps").read_text().splitlines()], p.stdout
+    assert steps()[0] == ["fine_tuning_teacher", "distill_student", "evaluate_models"]
+    (tmp_path / "out/stub/steps").unlink()
+    done, said = steps("--soft_labels=outputs/full/soft_labels")
+    assert done == ["distill_student", "evaluate_models"] and "no teacher to train" in said
+    assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
+        ["distill_student", "evaluate_models", "total"]
 
 
 def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_what_finished(tmp_path):

@@ -395,17 +395,18 @@ def library_versions() -> dict:
 
 def code_version(root: Path = PROJECT_DIR) -> dict | None:
     """{commit, modified} of the checkout: its commit and the tracked scripts and configs edited since (a record
-    names its config file, but a constant edited in a script would not show otherwise). None outside a git checkout
-    (a copied tree, no git)."""
+    names its config file, but a constant edited in a script would not show otherwise). Outside a git checkout (a
+    copied tree: lent_gpu.sh's, a device machine's) the JSON in $KD_CODE_VERSION, which lent_gpu.sh sets from the
+    checkout it copies (or from CODE_COMMIT where that has no git either); else None."""
     def git(*args):
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
     try:
         head = git("rev-parse", "--short=12", "HEAD")
-        if head.returncode:
-            return None
         edited = git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "*.sh", "configs")
     except (OSError, subprocess.SubprocessError):
-        return None
+        head = None
+    if head is None or head.returncode:
+        return json.loads(os.environ.get("KD_CODE_VERSION") or "null")
     return {"commit": head.stdout.strip(), "modified": sorted(line[3:] for line in edited.stdout.splitlines())}
 
 

@@ -4,8 +4,10 @@
 # H200: 15 minutes in all; README, "Full scale on a GPU"). The experiment runs in a process session of its own
 # (setsid), which the device tool lets outlive the call that started it, so it goes on through the next
 # back-to-back call: one start-up, each model loaded once, one evaluation, whatever the calls' limits.
-#   BUDGET_S=715 bash lent_gpu.sh configs/full.toml [--name=value ...]
+#   CODE_COMMIT=0123abcd BUDGET_S=715 bash lent_gpu.sh configs/full.toml [--name=value ...]
 # BUDGET_S: the device seconds left as this call starts (the previous call's reply, lease.budget_left_s).
+# CODE_COMMIT: the commit of the checkout (`git rev-parse --short=12 HEAD` where git is), for the records where the
+#   copy that travels to a device has no .git; not needed where this checkout has one.
 # Each call:
 #  1. stages the chunks of a pack carried in .devpack/cN (../shared/tools/make-device-pack; already staged ones
 #     are skipped) and points IMDB_DIR, HF_HUB_CACHE and HF_HUB_OFFLINE at /tmp/offline (where they are unset);
@@ -53,6 +55,15 @@ pack() {   # GNU tar says 1 for a file that changed while it was read (a log bei
 
 if ! going && [ "$(cat "$base/rc" 2>/dev/null)" != 0 ]; then
   rm -rf "$base/code" "$base/pid" "$base/rc" && mkdir -p "$base/code" "$RUNS"
+  # the copy has no .git: the records name the commit this checkout is at, else CODE_COMMIT (a device has no git)
+  KD_CODE_VERSION=$(python3 -c 'import json, configurator; print(json.dumps(configurator.code_version()))' 2>/dev/null ||
+                    echo null)
+  if [ "$KD_CODE_VERSION" = null ] && [ -n "${CODE_COMMIT:-}" ]; then
+    KD_CODE_VERSION="{\"commit\": \"$CODE_COMMIT\", \"modified\": \"unknown: given as CODE_COMMIT\"}"
+  elif [ "$KD_CODE_VERSION" = null ]; then
+    echo "warning: no git here and CODE_COMMIT unset: the records will name no commit (CODE_COMMIT=\$(git rev-parse --short=12 HEAD), typed where git is)" >&2
+  fi
+  export KD_CODE_VERSION
   tar -cf - --exclude=./.devpack --exclude=./.git . | tar -xf - -C "$base/code"
   case $config in /*) ;; *) config=$base/code/$config ;; esac    # a file of the checkout: the copy's
   # the wrapper traps TERM so that it outlives the run's unwinding and records its exit status

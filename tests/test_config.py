@@ -346,7 +346,7 @@ def test_local_data_paths_are_read_from_where_they_were_typed(tmp_path, monkeypa
         assert (cfg["DATA"], cfg["TRANSFER_DATA"], cfg["DATA_DIR"]) == (data, transfer, "")
 
 
-def test_records_name_the_commit_and_the_scripts_edited_since(tmp_path):
+def test_records_name_the_commit_and_the_scripts_edited_since(tmp_path, monkeypatch):
     # a constant edited in a script is part of how a model was made: the record says which files differ from the commit
     from configurator import code_version, library_versions
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -361,4 +361,8 @@ def test_records_name_the_commit_and_the_scripts_edited_since(tmp_path):
     (tmp_path / "notes.md").write_text("b\n")                           # not code: not listed
     assert code_version(tmp_path) == {"commit": head, "modified": ["train.py"]}
     assert code_version(tmp_path / "no-such-folder") is None
+    # a copy without git (lent_gpu.sh's, a device machine's) takes what the copying script found
+    monkeypatch.setenv("KD_CODE_VERSION", '{"commit": "abc", "modified": null}')
+    assert code_version(tmp_path / "no-such-folder") == {"commit": "abc", "modified": None}
+    assert code_version(tmp_path)["commit"] == head                       # git, where there is one, comes first
     assert set(library_versions()) >= {"python", "torch", "transformers", "code"}

@@ -133,7 +133,7 @@ def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_wh
     repo.mkdir()
     shutil.copy(ROOT / "lent_gpu.sh", repo)
     (repo / "run_experiment.sh").write_text(
-        'out=${2#--output_dir=}; mkdir -p "$out/exp"; echo "$1 $3" >> "$out/exp/started"\n'
+        'out=${2#--output_dir=}; mkdir -p "$out/exp"; echo "$1 $3" >> "$out/exp/started"; echo "$KD_CODE_VERSION" > "$out/exp/code"\n'
         'trap \'touch "$out/exp/unwound"; exit 143\' TERM\n'
         'if [ -n "$STUB_STEP" ]; then echo "== $STUB_STEP --config $1"; fi\n'
         'touch "$out/exp/model.safetensors"; for i in $(seq "$STUB_TICKS"); do sleep 0.1; done\n'
@@ -157,12 +157,13 @@ def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_wh
             return p, sorted(n for n in tar.getnames() if n.startswith("./exp/"))
 
     runs = tmp_path / "runs"
-    p, packed = call("a", "runs", 300, BUDGET_S="10000", CALL_S="16")         # returns at once: 30 s of work go on
+    p, packed = call("a", "runs", 300, BUDGET_S="10000", CALL_S="16", CODE_COMMIT="0123abcd")   # returns at once: 30 s of work go on
     assert p.returncode == 3 and "still running" in p.stdout and "./exp/started" in packed, p.stderr
+    assert json.loads((runs / "exp/code").read_text())["commit"] == "0123abcd"    # the copy has no git: the records name it
     assert (tmp_path / "runs.run/code/lent_gpu.sh").is_file()                  # it runs from a copy
     p, packed = call("b", "runs", 300, BUDGET_S="80", EVAL_S="20")            # no room for another call: stop, evaluate
     assert p.returncode == 0 and "stopping the run" in p.stdout and "evaluated the finished models" in p.stdout
-    assert packed == ["./exp/evaluated", "./exp/started", "./exp/unwound"]   # no weights packed
+    assert packed == ["./exp/code", "./exp/evaluated", "./exp/started", "./exp/unwound"]   # no weights packed
     assert "--config configs/x.toml --output_dir=" in (runs / "exp/evaluated").read_text()
     assert (runs / "exp/evaluated").read_text().endswith("--fp32_models=teacher --latency_samples=20")
     p, packed = call("c", "runs", 5, BUDGET_S="10000")                        # stopped: started again, finishes

@@ -35,6 +35,7 @@ deviation over the seeds (labelled by the name without a `-s<seed>` suffix).
     python evaluate_models.py --experiment=paper               # full test set
     python evaluate_models.py --config configs/quick.toml --quantize=false --models=teacher,L3
     python evaluate_models.py --config configs/mine.toml --data=/new/place/of/mine   # the teacher's data, moved since
+    python evaluate_models.py --config configs/full-study.toml   # the recipes chosen on validation (--models=chosen)
 """
 import csv
 import gc
@@ -421,6 +422,18 @@ def gains_table(groups: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def chosen_table(students: list[dict]) -> str:
+    """Markdown: each candidate of a study's choice (chosen.json, distill_student.py BEST_SEEDS) with its validation
+    accuracy, its matched baseline's and the gain, in %, the chosen one marked."""
+    lines = ["| student | candidate | validation acc (%) | matched baseline | baseline acc (%) | gain (points) | chosen |",
+             "|---|---|---|---|---|---|---|"]
+    for c in students:
+        lines += [f"| {c['student']} | {x['model']} | {100 * x['accuracy']:.2f} | {x['baseline']} | "
+                  f"{100 * x['baseline_accuracy']:.2f} | {100 * x['gain']:+.2f} | {'yes' if x['model'] == c['chosen'] else ''} |"
+                  for x in c["candidates"]]
+    return "\n".join(lines)
+
+
 def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     """results.json / .csv / .md (prefix `validation-` for the validation split), written atomically."""
     rows = result["rows"]
@@ -433,6 +446,10 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
              "paired by seed.") if result["groups"] else ""
+    if result.get("chosen"):
+        gains += ("\n\n## How the recipes were chosen: on validation, before any test review was read\n\n"
+                  + chosen_table(result["chosen"]["students"]) + f"\n\nEach chosen entry was then trained at "
+                  f"{result['chosen']['best_seeds']} seeds in all, each beside its own baseline (chosen.json).")
     noun = text_noun(result["data"])
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
             f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun) + gains + "\n\n"
@@ -892,6 +909,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
               "labels": split["names"], "texts_digest": split["digest"], "teacher_run": teacher_run, "hardware": hw,
               "config": public_config(cfg), "rows": rows, "groups": groups}
+    if [m for m in MODELS if m] == ["chosen"]:      # the study's choice, made on validation, beside its test results
+        result["chosen"] = read_json(root / "chosen.json")
     write_reports(root, result, prefix)
     if predictions is not None:
         replace_dir(predictions, predictions.with_name(predictions.name.removesuffix(".partial")))

@@ -17,9 +17,10 @@
 #  3. waits until the run ends or the call must return: CALL_S less 15 s, and BUDGET_S less MARGIN_S for the
 #     transfers, whichever comes first;
 #  4. on the last call the budget leaves room for (another would get under a minute), a run still training
-#     EVAL_S + 30 s before that is stopped (SIGTERM to its process group: each script unwinds and releases the
-#     experiment's lock) and evaluate_models.py measures the finished models in what is left, with fp32 rows for
-#     the teacher only and 20 latency samples; a run already in its evaluation is left to finish instead;
+#     EVAL_S + 40 s before that (30 s to unwind, 10 s to pack) is stopped (SIGTERM to its process group: each
+#     script unwinds and releases the experiment's lock) and evaluate_models.py measures the finished models in
+#     what is left, with fp32 rows for the teacher only and 20 latency samples (a study's config evaluates its
+#     chosen recipes' finished seeds); a run already in its evaluation is left to finish instead;
 #  5. packs the small results of $RUNS (no weights, checkpoints, logit caches or predictions) into
 #     $OUT/runs.tgz and the run's log into $OUT/run.log.
 # Exit status: 0 once the run has finished or its finished models were evaluated, 3 while it still runs,

@@ -352,13 +352,17 @@ def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run
     rows = ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
                              "--models=chosen", "--quantize=false", cache=False))["rows"]
     assert [r["model"] for r in rows] == ["teacher"] + sorted(c["models"] + c["baselines"])
+    report = (root / "results.md").read_text()                 # the choice, on validation, beside the test results
+    x = next(x for x in c["candidates"] if x["model"] == best)
+    assert f"| {best} | {100 * x['accuracy']:.2f} | {x['baseline']} | {100 * x['baseline_accuracy']:.2f} | " \
+           f"{100 * x['gain']:+.2f} | yes |" in report and report.count("| yes |") == 1
     group = ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
                               "--models=chosen", "--quantize=false", "--split=validation", cache=False))["groups"]
     assert [(g["student"], g["gain"]["n"]) for g in group] == [(label, 2)]
     # a chosen entry without a baseline of its own (C) brings the one it was compared with
     # (and the seeds not trained yet, a stopped run's, are left out)
-    (root / "chosen.json").write_text(json.dumps({"students": [{"student": "x", "models": ["C-s1", "C-s7"],
-                                                                "baselines": ["B-s1-baseline", "C-s7-baseline"]}]}))
+    (root / "chosen.json").write_text(json.dumps({"best_seeds": 2, "students": [
+        {"student": "x", "candidates": [], "chosen": "C-s1", "models": ["C-s1", "C-s7"], "baselines": ["B-s1-baseline", "C-s7-baseline"]}]}))
     rows = ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
                              "--models=chosen", "--quantize=false", "--split=validation", cache=False))["rows"]
     assert [r["model"] for r in rows] == ["teacher", "B-s1-baseline", "C-s1"]

@@ -406,7 +406,11 @@ def code_version(root: Path = PROJECT_DIR) -> dict | None:
     except (OSError, subprocess.SubprocessError):
         head = None
     if head is None or head.returncode:
-        return json.loads(os.environ.get("KD_CODE_VERSION") or "null")
+        try:
+            return json.loads(os.environ.get("KD_CODE_VERSION") or "null")
+        except ValueError:
+            log.warning("KD_CODE_VERSION is not JSON (%r): the records name no commit", os.environ["KD_CODE_VERSION"][:80])
+            return None
     return {"commit": head.stdout.strip(), "modified": sorted(line[3:] for line in edited.stdout.splitlines())}
 
 

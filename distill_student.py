@@ -98,11 +98,12 @@ BASELINE: bool = True             # also train each student on labels alone (ALP
 MATCH_STEPS: bool = True          # a baseline trains as many optimizer steps as its distilled twin (more
                                   # epochs over the labels when the twin adds transfer reviews)
 MIN_TEACHER_ACCURACY: float = 0.80  # refuse to distil a teacher below this validation accuracy
-BEST_SEEDS: int = 0               # a study's second phase: once every student has finished, the distilled entry of each
-                                  # student (model + layers) whose validation accuracy beats its matched baseline's most
-                                  # is trained at this many seeds in all, each beside a baseline (its own seed, then the
-                                  # next ones; names <name>-s<seed>); the choice goes to OUTPUT_DIR/EXPERIMENT/chosen.json,
-                                  # which `evaluate_models.py --models=chosen` evaluates; 0 or 1 = off
+BEST_SEEDS: int = 0               # a study's second phase: once every entry of STUDENTS has finished, the distilled entry
+                                  # of each student (model + layers) whose validation accuracy beats its matched baseline's
+                                  # most is trained at this many seeds in all, each beside a baseline (its own seed, then
+                                  # the next ones; names <name>-s<seed>); the choice goes to OUTPUT_DIR/EXPERIMENT/
+                                  # chosen.json, which `evaluate_models.py --models=chosen` evaluates; 0 or 1 = off; not
+                                  # with --only (a choice among some entries would not be the study's)
 # --- training ----------------------------------------------------------------------------------
 EPOCHS: float = 3.0
 BATCH_SIZE: int = 32              # per device
@@ -573,6 +574,7 @@ def check_config(cfg: dict) -> None:
     to_train = {r.spec["name"] for r in runs             # one kept as it is needs no base model (offline: none at hand)
                 if not kept_as_is(wanted[r.name][0][0], wanted[r.name][1], OVERWRITE)}
     check_student_models([s for s in STUDENTS if s["name"] in to_train], cfg, teacher.where if teacher.has_model else None)
+    check_best_seeds(runs, cfg, teacher)
     transfer = reads_transfer(runs)
     soft = soft_label_splits()
     if soft and not ours.is_imdb:
@@ -864,13 +866,56 @@ def seed_entries(spec: dict, seed: int, n: int) -> list[dict]:
     return [spec | {"name": f"{label}-s{s}", "seed": s} for s in range(seed + 1, seed + n)]
 
 
-def best_seed_runs(cfg: dict) -> list[Run]:
-    """With BEST_SEEDS > 1 and every selected run finished: the entry chosen per student (choose_best, on
-    validation), recorded with the candidates in OUTPUT_DIR/EXPERIMENT/chosen.json, as runs at its further seeds,
-    each followed by its labels-only baseline (also for an entry that had none: its gain needs one per seed)."""
-    from configurator import is_main_process
+def choosing() -> bool:
+    """Whether this run makes a study's choice: BEST_SEEDS > 1 over the whole of STUDENTS (no --only)."""
+    return BEST_SEEDS > 1 and not [n for n in ONLY if n]
+
+
+def check_best_seeds(runs: list[Run], cfg: dict, teacher: Teacher) -> None:
+    """With BEST_SEEDS, before anything is trained: the choice needs baselines; the seeds it adds need names of their
+    own (not another STUDENTS entry's, not one two entries would both take); and any entry may be chosen and trained
+    again, so the base model of each whose added seeds are not all finished must be at hand."""
     from training import run_dirs
-    if BEST_SEEDS <= 1:
+    if not choosing():
+        return
+    if all(r.distilled for r in runs):
+        raise UsageError(f"--best_seeds={BEST_SEEDS}: no student has a labels-only baseline to be chosen by; set "
+                         f"baseline = true (or --best_seeds=0)")
+    specs, taken, unfinished = {s["name"]: s for s in STUDENTS}, {}, []
+    for r in (r for r in runs if r.distilled):
+        entries = seed_entries(r.spec, r.settings["seed"], BEST_SEEDS)
+        for e in entries:
+            if specs.get(e["name"], e) != e:
+                raise UsageError(f"--best_seeds={BEST_SEEDS}: {r.name} would be trained again as {e['name']}, a name "
+                                 f"STUDENTS gives another entry; rename one of them")
+            if taken.setdefault(e["name"], r.name) != r.name:
+                raise UsageError(f"--best_seeds={BEST_SEEDS}: {taken[e['name']]} and {r.name} would both be trained "
+                                 f"again as {e['name']}; rename one of them")
+        if not all(is_finished(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", e["name"])[0]) for e in entries):
+            unfinished.append(r.spec)
+    check_student_models(unfinished, cfg, teacher.where if teacher.has_model else None)
+
+
+def forget_choice(runs: list[Run]) -> None:
+    """Before a sweep with entries left to train: the choice made without them (chosen.json) is removed, so that
+    nothing evaluates it as the study's; the sweep's end makes the choice again."""
+    from configurator import is_main_process
+    path = Path(OUTPUT_DIR) / EXPERIMENT / "chosen.json"
+    if choosing() and runs and path.is_file() and is_main_process():
+        path.unlink()
+        log.info("best_seeds: %s removed: entries of the sweep are left to train; its end chooses again", path)
+
+
+def best_seed_runs(cfg: dict, teacher: Teacher) -> list[Run]:
+    """With BEST_SEEDS > 1 and every run of STUDENTS finished: the entry chosen per student (choose_best, on
+    validation), recorded with the candidates in OUTPUT_DIR/EXPERIMENT/chosen.json, as runs at its further seeds,
+    each followed by its labels-only baseline (also for an entry that had none: its gain needs one per seed);
+    each checked like the sweep's (training.check_resume: a kept or resumed run of other settings is refused)."""
+    from configurator import is_main_process
+    from training import check_resume, run_dirs
+    if BEST_SEEDS > 1 and not choosing():
+        log.info("--best_seeds=%d with --only: no recipe chosen among some entries (run without --only to choose)", BEST_SEEDS)
+    if not choosing():
         return []
     runs = selected_runs(cfg)
     for run in runs:
@@ -891,6 +936,8 @@ def best_seed_runs(cfg: dict) -> list[Run]:
         for e in entries:
             settings = student_settings(e, cfg) | {"baseline": True}
             more += [Run(e["name"], e, True, settings), Run(f"{e['name']}-baseline", e, False, settings)]
+    for run in more:
+        check_resume(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name), run_settings(run, cfg, teacher), OVERWRITE)
     unpaired = sorted({student_source(r["student"] or {}) for r in rows} - {c["student"] for c in chosen})
     if unpaired:
         log.warning("best_seeds: no distilled entry of %s has a matched baseline; none chosen for it", ", ".join(unpaired))
@@ -933,12 +980,13 @@ def main(argv=None) -> dict:
     # 1. what is left to train (finished students are kept), and the published soft labels
     runs, results = pending_runs(cfg, teacher)
     publish_requested_soft_labels(teacher)
+    forget_choice(runs)
 
     # 2. the teacher's logits once, then each student (distilled, then its labels-only baseline)
     stats = train_runs(runs, cfg, teacher, results)
 
     # 3. BEST_SEEDS: the entry of each student chosen on validation, at more seeds, each beside a baseline
-    more, kept = pending_runs(cfg, teacher, best_seed_runs(cfg))
+    more, kept = pending_runs(cfg, teacher, best_seed_runs(cfg, teacher))
     results |= kept
     stats = train_runs(more, cfg, teacher, results) or stats
     if not runs and not more:

@@ -660,7 +660,7 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights); run fine_tuning_teacher.py "
                          f"(and distill_student.py) with --experiment={EXPERIMENT} first, or set --teacher_dir (students "
                          f"of published soft labels: --teacher_results=outputs/<exp>/results.json)")
-    wanted = chosen_models(root, {n for n, _ in models}) if [m for m in MODELS if m] == ["chosen"] else [m for m in MODELS if m]
+    wanted = [n for m in MODELS if m for n in (chosen_models(root, {n for n, _ in models}) if m == "chosen" else [m])]
     if wanted:
         unknown = set(wanted) - {n for n, _ in models}
         if unknown:
@@ -686,14 +686,18 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
 def chosen_models(root: Path, finished: set[str]) -> list[str]:
     """--models=chosen: the names in root/chosen.json (distill_student.py, BEST_SEEDS): each chosen recipe at each
     seed, and their matched baselines; those not finished yet (a stopped run) are left out with a warning."""
-    if not (root / "chosen.json").is_file():
-        raise UsageError(f"--models=chosen: no {root / 'chosen.json'}; run distill_student.py with --best_seeds=3 (or "
-                         f"more) first, or name the models")
-    students = read_json(root / "chosen.json")["students"]
+    path = root / "chosen.json"
+    if not path.is_file():
+        raise UsageError(f"--models=chosen: no {path}: distill_student.py with --best_seeds=3 (or more) writes it once "
+                         f"every entry of its sweep has finished; or name the models")
+    students = read_json(path)["students"]
     log.info("--models=chosen: %s", "; ".join(f"{c['student']}: {', '.join(c['models'])}" for c in students))
     names = [m for c in students for m in c["models"] + c["baselines"]]
     if set(names) - finished:
         log.warning("--models=chosen: %s not finished yet; evaluating the others", ", ".join(n for n in names if n not in finished))
+    if not set(names) & finished:
+        raise UsageError(f"--models=chosen: {path} names no finished model" + ("" if names else " (no entry of the sweep "
+                         "had a matched baseline to be chosen by)") + "; run distill_student.py again, or name the models")
     return [n for n in names if n in finished]
 
 
@@ -909,7 +913,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
               "labels": split["names"], "texts_digest": split["digest"], "teacher_run": teacher_run, "hardware": hw,
               "config": public_config(cfg), "rows": rows, "groups": groups}
-    if [m for m in MODELS if m] == ["chosen"]:      # the study's choice, made on validation, beside its test results
+    if "chosen" in MODELS:                          # the study's choice, made on validation, beside its test results
         result["chosen"] = read_json(root / "chosen.json")
     write_reports(root, result, prefix)
     if predictions is not None:

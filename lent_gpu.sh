@@ -56,15 +56,21 @@ pack() {   # GNU tar says 1 for a file that changed while it was read (a log bei
 
 if ! going && [ "$(cat "$base/rc" 2>/dev/null)" != 0 ]; then
   rm -rf "$base/code" "$base/pid" "$base/rc" && mkdir -p "$base/code" "$RUNS"
-  # the copy has no .git: the records name the commit this checkout is at, else CODE_COMMIT (a device has no git)
-  KD_CODE_VERSION=$(python3 -c 'import json, configurator; print(json.dumps(configurator.code_version()))' 2>/dev/null ||
-                    echo null)
-  if [ "$KD_CODE_VERSION" = null ] && [ -n "${CODE_COMMIT:-}" ]; then
-    KD_CODE_VERSION="{\"commit\": \"$CODE_COMMIT\", \"modified\": \"unknown: given as CODE_COMMIT\"}"
-  elif [ "$KD_CODE_VERSION" = null ]; then
-    echo "warning: no git here and CODE_COMMIT unset: the records will name no commit (CODE_COMMIT=\$(git rev-parse --short=12 HEAD), typed where git is)" >&2
+  # the copy has no .git: its records name the commit this checkout is at, else CODE_COMMIT (a device has no git)
+  python3 -c 'import json, os
+try:
+    import configurator
+    v = configurator.code_version()
+except Exception:
+    v = None
+c = os.environ.get("CODE_COMMIT")
+print(json.dumps(v if v is not None or not c else {"commit": c, "modified": None, "given": "CODE_COMMIT"}))' \
+    > "$base/code_version" 2>/dev/null || echo null > "$base/code_version"
+  if [ "$(cat "$base/code_version")" = null ]; then
+    echo "warning: no git here and CODE_COMMIT unset: the records will name no commit" \
+         "(give CODE_COMMIT=<git rev-parse --short=12 HEAD, run where git is>)" >&2
   fi
-  export KD_CODE_VERSION
+  export KD_CODE_VERSION; KD_CODE_VERSION=$(cat "$base/code_version")
   tar -cf - --exclude=./.devpack --exclude=./.git . | tar -xf - -C "$base/code"
   case $config in /*) ;; *) config=$base/code/$config ;; esac    # a file of the checkout: the copy's
   # the wrapper traps TERM so that it outlives the run's unwinding and records its exit status
@@ -74,6 +80,7 @@ if ! going && [ "$(cat "$base/rc" 2>/dev/null)" != 0 ]; then
   for _ in $(seq 100); do [ -s "$base/pid" ] && break; sleep 0.1; done
   echo "started $(cat "$base/pid"): run_experiment.sh $config --output_dir=$RUNS $* (log: $base/log)"
 fi
+export KD_CODE_VERSION; KD_CODE_VERSION=$(cat "$base/code_version" 2>/dev/null || echo null)   # a later call's steps too
 echo "this call returns by ${end}s; $([ "$last" = 1 ] && echo "the last one the budget leaves room for" || echo "another can follow")"
 stop_at=$(( last ? end - 10 - EVAL_S - 30 : end - 10 ))
 while going && [ "$SECONDS" -lt "$stop_at" ]; do sleep 2; done

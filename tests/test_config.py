@@ -365,4 +365,6 @@ def test_records_name_the_commit_and_the_scripts_edited_since(tmp_path, monkeypa
     monkeypatch.setenv("KD_CODE_VERSION", '{"commit": "abc", "modified": null}')
     assert code_version(tmp_path / "no-such-folder") == {"commit": "abc", "modified": None}
     assert code_version(tmp_path)["commit"] == head                       # git, where there is one, comes first
+    monkeypatch.setenv("KD_CODE_VERSION", '{"commit": "a"b"}')             # not JSON: no commit named, no traceback
+    assert code_version(tmp_path / "no-such-folder") is None
     assert set(library_versions()) >= {"python", "torch", "transformers", "code"}

@@ -347,10 +347,22 @@ def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run
     for name in (f"{label}-s2", f"{label}-s2-baseline"):      # the chosen recipe at seed 2, each with a baseline
         kd = json.loads((root / "students" / name / "config.json").read_text())["sentiment_kd"]
         assert kd["settings"]["seed"] == 2 and recipe({"model": name, "student": kd["student"]})[0] == label
-    # a re-run keeps everything; evaluation of --models=chosen measures the chosen recipe's seeds and baselines only
-    assert ds.main(args)["teacher_logits"] is None
+    # a re-run keeps everything, and --only makes no choice among a few entries (the sweep's stays)
+    before = (root / "chosen.json").read_text()
+    assert ds.main(args)["teacher_logits"] is None and ds.main(args + ["--only=A-s1"])["teacher_logits"] is None
+    assert (root / "chosen.json").read_text() == before
+    # an added seed is checked like every run: one kept with other settings is refused
+    added = root / "students" / f"{label}-s2" / "config.json"
+    saved = added.read_text()
+    edited = json.loads(saved)
+    edited["sentiment_kd"]["training_settings"]["learning_rate"] = 9.9
+    added.write_text(json.dumps(edited))
+    with pytest.raises(UsageError, match=rf"{label}-s2 holds a finished run made with learning_rate = 9.9"):
+        ds.main(args)
+    added.write_text(saved)
+    # evaluation of --models=chosen measures the chosen recipe's seeds and baselines only
     rows = ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
-                             "--models=chosen", "--quantize=false", cache=False))["rows"]
+                             "--models=chosen,teacher", "--quantize=false", cache=False))["rows"]
     assert [r["model"] for r in rows] == ["teacher"] + sorted(c["models"] + c["baselines"])
     report = (root / "results.md").read_text()                 # the choice, on validation, beside the test results
     x = next(x for x in c["candidates"] if x["model"] == best)
@@ -366,8 +378,33 @@ def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run
     rows = ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
                              "--models=chosen", "--quantize=false", "--split=validation", cache=False))["rows"]
     assert [r["model"] for r in rows] == ["teacher", "B-s1-baseline", "C-s1"]
-    with pytest.raises(UsageError, match=r"--models=chosen: no .*chosen.json; run distill_student.py with --best_seeds=3"):
+    (root / "chosen.json").write_text(json.dumps({"best_seeds": 2, "students": []}))
+    with pytest.raises(UsageError, match=r"names no finished model \(no entry of the sweep had a matched baseline"):
+        ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
+                          "--models=chosen", cache=False))
+    with pytest.raises(UsageError, match=r"--models=chosen: no .*chosen.json: distill_student.py with --best_seeds=3"):
         ev.main(tiny_args(imdb_parquet, tiny_run, "--models=chosen", cache=False))
+    # a sweep with entries left to train removes the choice made without them (its end chooses again)
+    from configurator import configure
+    cfg = configure(vars(ds), args)
+    ds.forget_choice([])
+    assert (root / "chosen.json").is_file()
+    ds.forget_choice(ds.selected_runs(cfg)[:1])
+    assert not (root / "chosen.json").exists()
+
+
+def test_best_seeds_refuses_what_it_could_not_choose_or_name(tiny_run, imdb_parquet, tmp_path):
+    def refused(students, *flags):
+        return tiny_args(imdb_parquet, tmp_path, "--experiment=refused", f"--teacher_dir={tiny_run}/tiny/teacher",
+                         f"--students={students}", "--best_seeds=3", *flags)
+    a = '{name = "A-s1", layers = [1], seed = 1}'
+    with pytest.raises(UsageError, match=r"A-s1 would be trained again as A-s2, a name STUDENTS gives another entry"):
+        ds.main(refused(f'[{a}, {{name = "A-s2", layers = [1], transfer_size = 4, seed = 2}}]'))
+    with pytest.raises(UsageError, match=r"A-s1 and A would both be trained again as A-s2"):
+        ds.main(refused(f'[{a}, {{name = "A", layers = [1], transfer_size = 4, seed = 1}}]'))
+    with pytest.raises(UsageError, match=r"no student has a labels-only baseline to be chosen by"):
+        ds.main(refused(f'[{a}]', "--baseline=false"))
+    assert not (tmp_path / "refused").exists()
 
 
 def test_baselines_without_matched_steps(tiny_run, imdb_parquet):

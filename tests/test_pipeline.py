@@ -140,7 +140,8 @@ def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_wh
         'echo finished > "$out/exp/results.md"\n')
     (repo / "evaluate_models.py").write_text(
         "import sys, pathlib\nout = next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--output_dir='))\n"
-        "pathlib.Path(out, 'exp', 'evaluated').write_text(' '.join(sys.argv[1:]))\n")
+        "pathlib.Path(out, 'exp', 'evaluated').write_text(' '.join(sys.argv[1:]))\n"
+        "import os; pathlib.Path(out, 'exp', 'evaluated-code').write_text(os.environ['KD_CODE_VERSION'])\n")
 
     def call(name, runs, ticks, **env):
         (tmp_path / name).mkdir()
@@ -163,7 +164,8 @@ def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_wh
     assert (tmp_path / "runs.run/code/lent_gpu.sh").is_file()                  # it runs from a copy
     p, packed = call("b", "runs", 300, BUDGET_S="80", EVAL_S="20")            # no room for another call: stop, evaluate
     assert p.returncode == 0 and "stopping the run" in p.stdout and "evaluated the finished models" in p.stdout
-    assert packed == ["./exp/code", "./exp/evaluated", "./exp/started", "./exp/unwound"]   # no weights packed
+    assert packed == ["./exp/code", "./exp/evaluated", "./exp/evaluated-code", "./exp/started", "./exp/unwound"]   # no weights
+    assert json.loads((runs / "exp/evaluated-code").read_text())["commit"] == "0123abcd"   # a later call's steps name it too
     assert "--config configs/x.toml --output_dir=" in (runs / "exp/evaluated").read_text()
     assert (runs / "exp/evaluated").read_text().endswith("--fp32_models=teacher --latency_samples=20")
     p, packed = call("c", "runs", 5, BUDGET_S="10000")                        # stopped: started again, finishes

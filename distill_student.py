@@ -53,8 +53,8 @@ from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
-                    label_names, load_classifier, load_tokenizer, model_config, recipe, run_fingerprint, student_key,
-                    teacher_folder, tokenize_dataset, truncation_settings)
+                    label_names, load_classifier, load_tokenizer, model_config, recipe, run_fingerprint, student_fields,
+                    student_key, teacher_folder, tokenize_dataset, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -830,10 +830,8 @@ def validation_rows(runs: list[Run]) -> list[dict] | None:
             return None
         kd = read_json(run.dirs[0] / "config.json").get("sentiment_kd", {})
         metrics = read_json(run.dirs[0] / "metrics.json")
-        rows.append({"model": run.name, "kind": "distilled" if run.distilled else "baseline", "student": kd.get("student"),
-                     "settings": kd.get("settings"), "max_length": kd.get("max_length"),
-                     "seed": (kd.get("settings") or {}).get("seed"), "steps": metrics.get("optimizer_steps"),
-                     "accuracy": metrics["val_accuracy"]})
+        rows.append({"model": run.name, "kind": "distilled" if run.distilled else "baseline",
+                     "accuracy": metrics["val_accuracy"]} | student_fields(kd, metrics))
     return rows
 
 

@@ -53,8 +53,8 @@ from data_utils import (DataSpec, atomic_path, check_data, check_digests, classe
                         is_path_setting, load_splits, located, moved_copy, per_class_metrics, percentile, portable,
                         read_json, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
-                    logits_in_order, model_config, recipe, run_fingerprint, student_key, teacher_folder,
-                    teacher_retrained_since, teacher_run_of, truncation_settings)
+                    logits_in_order, model_config, recipe, run_fingerprint, student_fields, student_key,
+                    teacher_folder, teacher_retrained_since, teacher_run_of, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -749,10 +749,8 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
                      "latency_mean_ms": r["mean_ms"], "throughput": r["throughput"],
                      "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
                      "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": metrics.get("val_accuracy"),
-                     "batch": EVAL_BATCH_SIZE, "device": device, "seed": (kd.get("settings") or {}).get("seed"),
-                     "steps": metrics.get("optimizer_steps"), "student": kd.get("student"), "settings": kd.get("settings"),
-                     "max_length": kd.get("max_length"), "folder": str(folder), "other_cores_busy": others,
-                     **per_class_metrics(pred, split["labels"], names), "pred": pred})
+                     "batch": EVAL_BATCH_SIZE, "device": device, **student_fields(kd, metrics), "folder": str(folder),
+                     "other_cores_busy": others, **per_class_metrics(pred, split["labels"], names), "pred": pred})
         write_predictions(preds_dir / f"{name if precision == 'fp32' else f'{name}-{precision}'}.csv",
                           split["labels"], pred, probs, names)
         log.info("%s %s: accuracy %.4f, p50 %.1f ms, %.0f texts/s", name, precision, scores["accuracy"],

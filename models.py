@@ -9,7 +9,7 @@ Nothing here runs on its own; the scripts import it. What it provides:
   tokenizes; `is_finished`: a saved model with its metrics (a finished run).
 - `logits_in_order` / `batched_logits`: the one batched forward (sort by length, pad, forward, put the
   rows back in input order) behind the teacher-logit pass, evaluation and inference; `PadCollator`.
-- `student_key` / `recipe`: which runs are the same student (a distilled one and its matched baseline) and
+- `student_fields` / `student_key` / `recipe`: what a saved student's record says of it, which runs are the same student (a distilled one and its matched baseline) and
   the same recipe (seeds of one entry), for evaluation's pairing and distillation's choice of the best recipe.
 """
 from __future__ import annotations
@@ -432,6 +432,13 @@ class PadCollator:
 # ----------------------------------------------------------------------------------------------
 # students: which runs are the same student, and the same recipe
 # ----------------------------------------------------------------------------------------------
+def student_fields(kd: dict, metrics: dict) -> dict:
+    """What student_key and recipe read of a saved student, from its record (config.json's sentiment_kd) and its
+    metrics.json: its STUDENTS entry, training settings, max_length, seed and optimizer steps."""
+    return {"student": kd.get("student"), "settings": kd.get("settings"), "max_length": kd.get("max_length"),
+            "seed": (kd.get("settings") or {}).get("seed"), "steps": metrics.get("optimizer_steps")}
+
+
 def student_key(row: dict) -> tuple:
     """What a distilled student and its baseline share: the student (model, layers), its seed, its
     optimizer steps, and the settings of its training (learning rate, batch size, max_length)."""

@@ -314,6 +314,16 @@ def test_the_best_entry_of_each_student_is_chosen_by_its_gain_over_its_matched_b
     assert ds.choose_best(rows)[0]["chosen"] == "L6-t20"
 
 
+def test_a_saved_students_record_gives_what_pairs_it_with_its_baseline():
+    # the one reading of a saved student that distillation's choice and evaluation's pairing share (models.student_key)
+    from models import student_fields, student_key
+    kd = {"student": {"name": "L3-s2", "layers": [0, 2]}, "settings": {"seed": 2, "learning_rate": 0.1, "batch_size": 8},
+          "max_length": 64, "kind": "distilled"}
+    fields = student_fields(kd, {"optimizer_steps": 7, "val_accuracy": 0.9})
+    assert fields == {"student": kd["student"], "settings": kd["settings"], "max_length": 64, "seed": 2, "steps": 7}
+    assert student_key(fields) != student_key(student_fields(kd, {"optimizer_steps": 8}))   # other steps: not its twin
+
+
 def test_the_chosen_entry_is_copied_at_the_next_seeds_under_names_evaluation_groups():
     spec = {"name": "L6-t20k-s1", "model": "m", "transfer_size": 20, "baseline": False, "seed": 1}
     assert ds.seed_entries(spec, 1, 3) == [spec | {"name": "L6-t20k-s2", "seed": 2}, spec | {"name": "L6-t20k-s3", "seed": 3}]

@@ -9,8 +9,9 @@ Nothing here runs on its own; the scripts import it. What it provides:
   tokenizes; `is_finished`: a saved model with its metrics (a finished run).
 - `logits_in_order` / `batched_logits`: the one batched forward (sort by length, pad, forward, put the
   rows back in input order) behind the teacher-logit pass, evaluation and inference; `PadCollator`.
-- `student_fields` / `student_key` / `recipe`: what a saved student's record says of it, which runs are the same student (a distilled one and its matched baseline) and
-  the same recipe (seeds of one entry), for evaluation's pairing and distillation's choice of the best recipe.
+- `student_fields` / `student_key` / `recipe`: what a saved student's record says of it, which runs are the
+  same student (a distilled one and its matched baseline) and the same recipe (seeds of one entry), for
+  evaluation's pairing and distillation's choice of the best recipe.
 """
 from __future__ import annotations
 

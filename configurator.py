@@ -309,12 +309,21 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
         ({"_config_file": config_path} if config_path else {})
 
 
+def annotations(namespace: dict) -> dict:
+    """A module namespace's annotations {name: type}: its __annotations__, or, from Python 3.14 on (PEP 649: a
+    module's annotations are evaluated on demand, so its globals hold only __annotate__), __annotate__'s values."""
+    if "__annotations__" in namespace:
+        return namespace["__annotations__"]
+    annotate = namespace.get("__annotate__")
+    return annotate(1) if callable(annotate) else {}     # 1: annotationlib.Format.VALUE
+
+
 def script_defaults(namespace: dict, script: str) -> dict:
     """A script's settings as its constants block defines them: {NAME: value} for its UPPER_CASE globals of a
     plain type (CONFIG_TYPES) or annotated with one. An annotation (`EPOCHS: float = 2.0`) is the setting's type,
     which flags and files are read as: a value edited in the file to another type is one line naming it (an
     int where a float is declared is taken as the float)."""
-    declared = {k: CONFIG_TYPE_NAMES.get(t, t) for k, t in namespace.get("__annotations__", {}).items()}  # str: postponed
+    declared = {k: CONFIG_TYPE_NAMES.get(t, t) for k, t in annotations(namespace).items()}  # str: postponed
     values = {}
     for name, value in namespace.items():
         kind = declared.get(name)

@@ -182,6 +182,12 @@ def test_a_constant_edited_in_a_script_keeps_the_type_its_annotation_declares(tm
     assert configure(ns, [], "fine_tuning_teacher")["EPOCHS"] == 1.0 and isinstance(ns["EPOCHS"], float)
     assert configure(ns, ["--config", str(tmp_path / "x.toml")], "fine_tuning_teacher")["EPOCHS"] == 1.5
     assert configure(ns, ["--epochs=0.5"], "fine_tuning_teacher")["EPOCHS"] == 0.5
+    # Python 3.14 (PEP 649): a module's globals hold __annotate__, not __annotations__, until someone asks for them
+    lazy = {k: v for k, v in vars(ft).items() if k != "__annotations__"} | {"EPOCHS": 1, "MAX_LENGTH": 256.0}
+    lazy["__annotate__"] = lambda fmt: dict(vars(ft)["__annotations__"]) if fmt == 1 else NotImplemented
+    with pytest.raises(UsageError, match=r"^MAX_LENGTH = 256.0 in fine_tuning_teacher.py: expected int"):
+        configure(lazy, [], "fine_tuning_teacher")
+    assert configure(lazy | {"MAX_LENGTH": 256}, [], "fine_tuning_teacher")["EPOCHS"] == 1.0
 
 
 def test_help_shows_values_as_a_flag_reads_them_back():

@@ -13,23 +13,30 @@ warm-up:
                          (N parameters outside the embeddings, l the review's real tokens, d the hidden
                          size: forward + backward of the matmuls and of attention, PaLM's count); the peak
                          is PEAK_TFLOPS, else the dense bf16/fp16 peak of a known GPU; none on CPUs.
-Reads  IMDb (IMDB_DIR / --data_dir, else the hub) and the model (hub id, folder or tiny:bert).
-Writes OUTPUT_DIR/EXPERIMENT/<LABEL>.json (outputs/bench/ by default; with --config, that experiment's
-       folder): settings, device, the attention kernel actually used, figures; and one line on stdout;
-       OUTPUT_DIR/EXPERIMENT/levers.md: every measurement of that folder in one table per model (fastest
-       first), so a series of runs that each change one lever reads as before and after.
+A series (MODELS x LEVERS) runs in this one process, each measurement with the model loaded afresh and its own
+warm-up steps, so that a lever series pays Python's, torch's and CUDA's start-up once (about 15 s a process on a
+CPU, more on a GPU machine) rather than per lever; one measurement stopped midway loses only itself, and the same
+command again keeps those saved (OVERWRITE measures them again) and goes on.
+Reads  IMDb (IMDB_DIR / --data_dir, else the hub) and the models (hub ids, folders or tiny:bert).
+Writes FOLDER/<label>.json per measurement: settings, device, the attention kernel actually used, figures, and the
+       series' first measurement of the model ("base"); and one line on stdout;
+       FOLDER/levers.md: every measurement of that folder in one table per model (fastest first), each with its
+       speed-up over its base, so that a series changing one lever at a time reads as before and after.
+       FOLDER is OUTPUT_DIR/EXPERIMENT (outputs/bench/ by default); with --config, that experiment's bench/
+       subfolder (configs/full-study.toml's [bench]: run_experiment.sh runs it after the study's evaluation).
 MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere give --peak_tflops.
 
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=32 --max_length=512
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=64 --compile=true --label=compile
-    python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --optimizer=adamw_torch   # unfused AdamW
+    python bench.py --models=sentence-transformers/all-MiniLM-L6-v2 \
+        --levers='[{}, {batch_size = 64}, {optimizer = "adamw_torch"}, {group_by_length = false}]'   # one series
     python bench.py --model_name=tiny:bert --steps=5 --max_length=64 --head_tokens=16   # a smoke run, CPU
 """
 from pathlib import Path
 
 import numpy as np
 
-from configurator import log, public_config, run_main, start_run
+from configurator import UsageError, log, public_config, run_main, start_run
 from data_utils import atomic_path, imdb_sources, load_imdb, read_json, stratified_indices, write_json
 from models import PadCollator, count_parameters, default_device, load_classifier, tokenize_dataset
 
@@ -57,6 +64,12 @@ OPTIMIZER: str = "adamw_torch_fused"  # adamw_torch_fused (as the training scrip
 NUM_WORKERS: int = 0              # data-loader worker processes
 PIN_MEMORY: bool = True           # pinned host memory for batches (GPUs only)
 PEAK_TFLOPS: float = 0.0          # the device's peak for MFU; 0 = a known GPU's dense bf16 peak, none on CPUs
+# --- a series: one process, each lever change in turn (no start-up, import or CUDA set-up paid per measurement) -----
+MODELS: list = [""]               # measure each of these models ([""] = MODEL_NAME alone)
+LEVERS: list = [{}]               # for each model, one measurement per entry: the settings above with these changed, e.g.
+                                  # [{}, {batch_size = 64}, {compile = true}]; each saved as it ends ([{}] = as they are)
+MAX_SECONDS: float = 0.0          # start no measurement after this many seconds (0 = no limit); the rest are listed
+OVERWRITE: bool = False           # measure again what a saved measurement of the same label holds
 # --- system ------------------------------------------------------------------------------------
 SEED: int = 42
 THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores; fewer on a shared CPU)
@@ -100,6 +113,58 @@ def counting_trainer(**kwargs):
     trainer = Counting(**kwargs)
     trainer.batches = []
     return trainer
+
+
+# the settings a LEVERS entry may change, and those that make two measurements the same (with the device)
+LEVER_NAMES = ("MODEL_NAME", "ATTENTION", "BATCH_SIZE", "STEPS", "WARMUP_STEPS", "GROUP_BY_LENGTH", "COMPILE",
+               "OPTIMIZER", "NUM_WORKERS", "PIN_MEMORY", "MAX_LENGTH", "TRUNCATION", "HEAD_TOKENS", "LABEL")
+MEASURED = tuple(n for n in LEVER_NAMES if n != "LABEL") + ("SEED", "THREADS", "DATASET_NAME")
+
+
+def lever_settings(entry: dict, i: int, cfg: dict) -> dict:
+    """Entry i of LEVERS as {NAME: value}, typed as the constants are and in their ranges; UsageError naming the
+    entry otherwise."""
+    from configurator import check_setting_values, coerce, toml_inline
+    where = f"levers entry {i + 1} ({toml_inline(entry)})"
+    unknown = [k for k in entry if k.upper() not in LEVER_NAMES]
+    if unknown:
+        raise UsageError(f"{where}: {unknown[0]!r} is not a lever; the levers are {', '.join(n.lower() for n in LEVER_NAMES)}")
+    values = {k.upper(): coerce(k.upper(), v, cfg[k.upper()], where) for k, v in entry.items()}
+    check_setting_values({k: v for k, v in cfg.items() if k in LEVER_NAMES} | values,
+                         lambda n, v: f"{n.lower()} = {v!r}" + (f" in {where}" if n in values else ""))
+    return values
+
+
+def series(cfg: dict) -> list[tuple[dict, str]]:
+    """The measurements, in order: each model of MODELS (or MODEL_NAME) with each entry of LEVERS applied, as
+    [(the full lever settings {NAME: value for NAME in LEVER_NAMES}, "model {entry}" for messages)]."""
+    from configurator import toml_inline
+    base = {n: cfg[n] for n in LEVER_NAMES}
+    changes = [(lever_settings(entry, i, cfg), toml_inline(entry)) for i, entry in enumerate(LEVERS or [{}])]
+    return [(base | {"MODEL_NAME": m} | change, f"{m} {text}") for m in [m for m in MODELS if m] or [MODEL_NAME]
+            for change, text in changes]
+
+
+def check_config(cfg: dict) -> None:
+    """Before anything is written: the data is there, every LEVERS entry is valid, every model's config loads, and a
+    LABEL names one measurement only."""
+    from models import model_config
+    imdb_sources(("train",), DATA_DIR)
+    runs = series(cfg)
+    labels = [r["LABEL"] for r, _ in runs if r["LABEL"]]
+    twice = next((label for label in labels if labels.count(label) > 1), None)
+    if twice:
+        raise UsageError(f"label {twice!r} would name {labels.count(twice)} measurements of this series (MODELS x LEVERS); "
+                         f"leave it out (each is then named by its levers) or give each LEVERS entry its own")
+    for name in dict.fromkeys(r["MODEL_NAME"] for r, _ in runs):
+        model_config(name)
+
+
+def bench_folder(cfg: dict) -> Path:
+    """Where measurements go: OUTPUT_DIR/EXPERIMENT; with --config, that experiment's bench/ subfolder, apart from the
+    files of its models (results.json, chosen.json, ...)."""
+    root = Path(OUTPUT_DIR) / EXPERIMENT
+    return root / "bench" if cfg.get("_config_file") else root
 
 
 def bench_label(attention: str) -> str:
@@ -157,7 +222,7 @@ def figures(trainer, timer, clock, model, device: str, device_name: str) -> dict
             "mfu": flops / seconds / 1e12 / peak if peak else None, "flops_formula": "sum_i 6 N l_i + 12 n_layers d l_i^2"}
 
 
-LEVER_COLUMNS = (("label", "{}"), ("device_name", "{}"), ("precision", "{}"), ("batch_size", "{}"), ("attention", "{}"),
+LEVER_COLUMNS = (("label", "{}"), ("vs base", "{:.2f}x"), ("device_name", "{}"), ("precision", "{}"), ("batch_size", "{}"), ("attention", "{}"),
                  ("compile", "{}"), ("optimizer", "{}"), ("num_workers", "{}"), ("group_by_length", "{}"),
                  ("reviews_per_s", "{:.1f}"), ("tokens_per_s", "{:,.0f}"), ("padding_fraction", "{:.1%}"),
                  ("step_s_median", "{:.4f}"), ("mfu", "{:.1%}"), ("torch_threads", "{}"),
@@ -166,10 +231,12 @@ LEVER_COLUMNS = (("label", "{}"), ("device_name", "{}"), ("precision", "{}"), ("
 
 def lever_table(folder: Path) -> str:
     """Markdown: every measurement saved in `folder` (<label>.json), one row each, grouped by model and sorted by
-    throughput, so that each lever's before and after stand side by side."""
-    runs = [read_json(p) for p in sorted(folder.glob("*.json"))]
+    throughput, so that each lever's before and after stand side by side; "vs base": reviews/s over those of the
+    first measurement of its series (its "base"), where that is in the folder too."""
+    runs = {r["label"]: r for r in map(read_json, sorted(folder.glob("*.json"))) if "reviews_per_s" in r}
+    speedup = {label: r["reviews_per_s"] / runs[r["base"]]["reviews_per_s"] for label, r in runs.items() if r.get("base") in runs}
     runs = sorted((r | {k: r["config"].get(k) for k in ("batch_size", "compile", "optimizer", "num_workers", "group_by_length")}
-                   for r in runs if "reviews_per_s" in r), key=lambda r: (r["model"], -r["reviews_per_s"]))
+                   | {"vs base": speedup.get(r["label"])} for r in runs.values()), key=lambda r: (r["model"], -r["reviews_per_s"]))
     lines = []
     for model in dict.fromkeys(r["model"] for r in runs):
         lines += [f"\n### {model}\n", "| " + " | ".join(k for k, _ in LEVER_COLUMNS) + " |", "|" + "---|" * len(LEVER_COLUMNS)]
@@ -178,40 +245,101 @@ def lever_table(folder: Path) -> str:
     return f"# Training speed, lever by lever (bench.py; {len(runs)} measurements in {folder})\n" + "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> dict:
-    cfg = start_run(globals(), argv, "bench", "bench.log", check=lambda _: imdb_sources(("train",), DATA_DIR))
-    import torch
-    from transformers import set_seed
-    set_seed(SEED)
-    device = default_device()
-    device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+def kept_measurement(path: Path, settings: dict, device_name: str) -> bool:
+    """Whether `path` holds a measurement of these settings on this device (kept, unless OVERWRITE: a series that
+    was stopped goes on where it stopped); UsageError when it holds one of other settings or another device, so
+    that no measurement is replaced silently."""
+    if OVERWRITE or not path.is_file():
+        return False
+    old = read_json(path)
+    was = {n: old.get("config", {}).get(n.lower()) for n in MEASURED} | {"device": old.get("device_name")}
+    now = {n: settings.get(n, globals()[n]) for n in MEASURED} | {"device": device_name}
+    changed = [f"{n.lower()} {was[n]!r}, now {now[n]!r}" for n in now if was[n] != now[n]]
+    if changed:
+        raise UsageError(f"{path} holds a measurement of other settings ({'; '.join(changed)}); --overwrite=true "
+                         f"replaces it, or give this one another --label")
+    return True
 
-    # 1. the model (with the ATTENTION asked for) and its tokenized reviews
+
+def measure(cfg: dict, settings: dict, device: str, device_name: str, folder: Path, seen: set, base: str | None):
+    """One measurement of the series: `settings` (LEVER_NAMES) applied to this module's constants, the model loaded
+    afresh (ATTENTION asked for), trained, its figures saved as <label>.json with `base` (the label of its model's
+    first measurement in the series, which levers.md compares it with; None: this is the first); the figures, or
+    those kept from an earlier run; None when it is the same as one measured earlier in this series (seen: labels)."""
+    globals().update(settings)
     model, tok = load_classifier(MODEL_NAME, SEED)
     model.set_attn_implementation(ATTENTION)     # a model without SDPA support stays eager (recorded below)
     attention = model.config._attn_implementation
-    data = bench_data(tok)
-
-    # 2. train WARMUP_STEPS + STEPS steps, recording the real and padded tokens of every batch
-    trainer, timer, clock = run_steps(model, tok, data, device)
-
-    # 3. figures over the measured steps, saved
     label = bench_label(attention)
-    result = {"label": label, "attention": attention} | figures(trainer, timer, clock, model, device, device_name) | \
-        {"config": public_config(cfg)}
-    folder = Path(OUTPUT_DIR) / EXPERIMENT
+    if label in seen:
+        log.info("%s: the same measurement as an earlier one of this series (%s attention), not repeated", label, attention)
+        return None
+    if kept_measurement(folder / f"{label}.json", settings, device_name):
+        log.info("%s: measured already in %s, kept (--overwrite=true measures it again)", label, folder / f"{label}.json")
+        return read_json(folder / f"{label}.json")
+    data = bench_data(tok)
+    trainer, timer, clock = run_steps(model, tok, data, device)
+    result = {"label": label, "attention": attention, "base": base or label} | figures(trainer, timer, clock, model, device, device_name) | \
+        {"config": public_config(cfg | settings)}
     from training import warn_if_cpu_shared
     warn_if_cpu_shared(folder / label, result["other_cores_busy"])      # a shared CPU's figures are not the machine's
     write_json(folder / f"{label}.json", result)
-    with atomic_path(folder / "levers.md") as tmp:    # every measurement of the folder side by side
-        tmp.write_text(lever_table(folder))
+    return result
+
+
+def release(compiled: bool) -> None:
+    """Free what the last measurement held (its Trainer and model, compiled graphs, cached GPU memory) so that it
+    does not slow or crowd the next."""
+    import gc
+
+    import torch
+    gc.collect()
+    if compiled:
+        torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def report(result: dict) -> None:
+    """One line per measurement, in the log and on stdout."""
     mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a (no peak for this device)"
-    line = (f"{label} on {device_name} ({result['precision']}): {result['reviews_per_s']:.1f} reviews/s, "
+    line = (f"{result['label']} on {result['device_name']} ({result['precision']}): {result['reviews_per_s']:.1f} reviews/s, "
             f"{result['tokens_per_s']:,.0f} tokens/s, padding {100 * result['padding_fraction']:.1f}%, "
             f"{result['model_tflops_per_s']:.2f} TFLOP/s, MFU {mfu}")
     log.info("%s", line)
-    print(line)
-    return result
+    print(line, flush=True)
+
+
+def main(argv=None) -> list[dict]:
+    cfg = start_run(globals(), argv, "bench", "bench.log", check=check_config)
+    import time
+
+    import torch
+    from transformers import set_seed
+    device = default_device()
+    device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    folder, runs, start = bench_folder(cfg), series(cfg), time.monotonic()
+
+    # 1. each measurement in turn (MODELS x LEVERS), each saved as it ends; none started after MAX_SECONDS
+    results, bases = [], {}
+    for i, (settings, _) in enumerate(runs):
+        if MAX_SECONDS and time.monotonic() - start > MAX_SECONDS:
+            log.warning("MAX_SECONDS = %g reached after %d of %d measurements; not measured: %s", MAX_SECONDS, i, len(runs),
+                        "; ".join(text for _, text in runs[i:]))
+            break
+        set_seed(SEED)
+        result = measure(cfg, settings, device, device_name, folder, {r["label"] for r in results},
+                         bases.get(settings["MODEL_NAME"]))
+        release(settings["COMPILE"])
+        if result is not None:
+            bases.setdefault(settings["MODEL_NAME"], result["label"])
+            results.append(result)
+            report(result)
+
+    # 2. every measurement of the folder side by side, each beside the first of its model in this series
+    with atomic_path(folder / "levers.md") as tmp:
+        tmp.write_text(lever_table(folder))
+    return results
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json
 import pytest
 
 import bench
+from configurator import UsageError
 from conftest import tiny_args
 
 
@@ -22,31 +23,55 @@ def test_peak_lookup():
     assert bench.peak_tflops("NVIDIA A10G") is None and bench.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
 
 
-def test_bench_tiny_run(imdb_parquet, tmp_path, monkeypatch):
+def test_bench_tiny_series(imdb_parquet, tmp_path, monkeypatch):
+    # one process, two measurements (length-grouped, then random batches), each saved as it ends
     args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", "--batch_size=8", "--steps=3", "--warmup_steps=1")
+    levers = '--levers=[{label = "grouped"}, {label = "random", group_by_length = false}]'
     import torch
     threads = torch.get_num_threads()
     try:
-        grouped = bench.main(args + ["--peak_tflops=0.001", "--label=grouped", f"--threads={threads + 1}"])
+        grouped, shuffled = bench.main(args + [levers, "--peak_tflops=0.001", f"--threads={threads + 1}"])
     finally:
         torch.set_num_threads(threads)
-    shuffled = bench.main(args + ["--group_by_length=false", "--label=random"])
-    assert (grouped["torch_threads"], shuffled["torch_threads"]) == (threads + 1, threads)   # --threads: a shared CPU
+    assert (grouped["torch_threads"], shuffled["torch_threads"]) == (threads + 1, threads + 1)   # --threads: a shared CPU
     for r in (grouped, shuffled):
         assert r["steps_measured"] == 3 and r["reviews_per_s"] == pytest.approx(3 * 8 / r["seconds"], rel=0.02)   # full batches; seconds rounded to ms
         assert r["tokens_per_s"] / r["reviews_per_s"] == pytest.approx(r["mean_tokens"]) and 5 < r["mean_tokens"] <= 64
         assert 0 < r["seconds"] <= r["wall_s"] + 0.05 and 0 < r["step_s_median"] <= r["seconds"]
         assert 0 <= r["padding_fraction"] < 1 and (r["other_cores_busy"] is None or r["other_cores_busy"] >= 0)
+        assert r["mfu"] == pytest.approx(r["model_tflops_per_s"] / 0.001) and r["base"] == "grouped"   # the series' first
     assert grouped["padding_fraction"] < shuffled["padding_fraction"]      # length grouping pads less
-    assert grouped["mfu"] == pytest.approx(grouped["model_tflops_per_s"] / 0.001) and shuffled["mfu"] is None
-    saved = json.loads((tmp_path / "tiny" / "grouped.json").read_text())    # tiny.toml names the experiment
+    folder = tmp_path / "tiny" / "bench"                                     # a config's experiment: its bench/ subfolder
+    saved = json.loads((folder / "grouped.json").read_text())
     assert saved["flops_formula"] == "sum_i 6 N l_i + 12 n_layers d l_i^2" and saved["device"] == "cpu"
-    table = (tmp_path / "tiny" / "levers.md").read_text().splitlines()    # both measurements, side by side
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table if line.startswith("| ") and "label" not in line}
-    assert set(rows) == {"grouped", "random"} and "### tiny:bert" in table
-    assert rows["grouped"][8] == "True" and rows["random"][8] == "False"                   # group_by_length
-    assert rows["grouped"][9] == f"{grouped['reviews_per_s']:.1f}" and rows["grouped"][13].startswith(f"{100 * grouped['mfu']:.1f}")
-    assert rows["grouped"][14] == str(threads + 1) and rows["random"][14] == str(threads)          # torch threads
+    assert json.loads((folder / "random.json").read_text())["config"]["group_by_length"] is False
+    rows = lever_rows(folder)                                                # both measurements, side by side
+    assert set(rows) == {"grouped", "random"} and "### tiny:bert" in (folder / "levers.md").read_text()
+    assert rows["grouped"][9] == "True" and rows["random"][9] == "False"                   # group_by_length
+    assert rows["grouped"][1] == "1.00x" and rows["random"][1] == f"{shuffled['reviews_per_s'] / grouped['reviews_per_s']:.2f}x"
+    assert rows["grouped"][10] == f"{grouped['reviews_per_s']:.1f}" and rows["grouped"][14].startswith(f"{100 * grouped['mfu']:.1f}")
+    assert rows["grouped"][15] == str(threads + 1)                                          # torch threads
+
+    # the same command again: both kept, nothing trained; one of other settings under a saved label is refused
+    stamps = {f.name: f.stat().st_mtime_ns for f in folder.glob("*.json")}
+    again = bench.main(args + [levers, "--peak_tflops=0.001", f"--threads={threads + 1}"])
+    torch.set_num_threads(threads)
+    assert [r["reviews_per_s"] for r in again] == [grouped["reviews_per_s"], shuffled["reviews_per_s"]]
+    assert {f.name: f.stat().st_mtime_ns for f in folder.glob("*.json")} == stamps
+    with pytest.raises(UsageError, match=r"grouped.json holds a measurement of other settings \(batch_size 8, now 4; "
+                                         r"threads \d+, now 0\); --overwrite=true replaces it"):
+        bench.main(args + ["--label=grouped", "--batch_size=4"])
+
+    # the same settings twice in a series (sdpa is the default) are measured once; none is started past MAX_SECONDS
+    once = bench.main(args + ['--levers=[{}, {attention = "sdpa"}]'])
+    assert [r["label"] for r in once] == ["tiny-bert-bs8-len64-sdpa"] and once[0]["mfu"] is None     # no peak on a CPU
+    assert "tiny-bert-bs8-len64-sdpa: the same measurement as an earlier one of this series (sdpa attention)" in \
+        (tmp_path / "tiny" / "logs" / "bench.log").read_text()
+    assert [r["label"] for r in bench.main(args + ["--levers=[{batch_size = 4}, {batch_size = 2}]", "--max_seconds=0.5"])] \
+        == ["tiny-bert-bs4-len64-sdpa"]
+    assert "MAX_SECONDS = 0.5 reached after 1 of 2 measurements; not measured: tiny:bert {batch_size = 2}" in \
+        (tmp_path / "tiny" / "logs" / "bench.log").read_text()
+
     # measured beside other work: said in the log, and in the table's last column
     import training
     monkeypatch.setattr(training.TrainTime, "others", lambda self, world_size=1: 1.5)
@@ -54,7 +79,28 @@ def test_bench_tiny_run(imdb_parquet, tmp_path, monkeypatch):
     bench.main(args + ["--label=busy"])
     assert "busy: other processes kept 1.5 of 2 cores busy on average while it trained" in \
         (tmp_path / "tiny" / "logs" / "bench.log").read_text()
-    assert "| busy |" in (tmp_path / "tiny" / "levers.md").read_text() and " | 1.50 |" in (tmp_path / "tiny" / "levers.md").read_text()
+    assert lever_rows(folder)["busy"][-1] == "1.50" and lever_rows(folder)["busy"][1] == "1.00x"   # its own base
+
+
+def lever_rows(folder):
+    """levers.md's rows by label, each a list of its cells."""
+    table = (folder / "levers.md").read_text().splitlines()
+    return {line.split(" | ")[0].strip("| "): [c.strip() for c in line.strip("| ").split(" | ")]
+            for line in table if line.startswith("| ") and "label" not in line}
+
+
+@pytest.mark.parametrize("levers, message", [
+    ("[{epochs = 2}]", "levers entry 1 ({epochs = 2}): 'epochs' is not a lever; the levers are model_name, attention,"),
+    ("[{}, {batch_size = 0}]", "batch_size = 0 in levers entry 2 ({batch_size = 0}): must be >= 1"),
+    ('[{compile = "yes"}]', "compile = 'yes' in levers entry 1 ({compile = \"yes\"}): expected bool, got str"),
+    ("[{}, {batch_size = 4}]", "label 'x' would name 2 measurements of this series (MODELS x LEVERS)"),
+    ("[5]", "--levers='[5]': expected list of dict, got 5"),
+])
+def test_a_bad_series_is_one_line_before_anything_runs(imdb_parquet, tmp_path, levers, message):
+    args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", f"--levers={levers}", "--label=x" if "label" in message else "--steps=1")
+    with pytest.raises(UsageError) as e:
+        bench.main(args)
+    assert message in str(e.value) and not (tmp_path / "tiny").exists()
 
 
 def test_bench_defaults_are_what_the_training_scripts_use(tmp_path):

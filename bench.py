@@ -13,7 +13,7 @@ warm-up:
                          (N parameters outside the embeddings, l the review's real tokens, d the hidden
                          size: forward + backward of the matmuls and of attention, PaLM's count); the peak
                          is PEAK_TFLOPS, else the dense bf16/fp16 peak of a known GPU; none on CPUs.
-A series (MODELS x LEVERS) runs in this one process, each measurement with the model loaded afresh and its own
+A series (MODEL_NAMES x LEVERS) runs in this one process, each measurement with the model loaded afresh and its own
 warm-up steps, so that a lever series pays Python's, torch's and CUDA's start-up once (about 15 s a process on a
 CPU, more on a GPU machine) rather than per lever; one measurement stopped midway loses only itself, and the same
 command again keeps those saved (OVERWRITE measures them again) and goes on.
@@ -28,7 +28,7 @@ MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere giv
 
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=32 --max_length=512
     python bench.py --model_name=sentence-transformers/all-mpnet-base-v2 --batch_size=64 --compile=true --label=compile
-    python bench.py --models=sentence-transformers/all-MiniLM-L6-v2 \
+    python bench.py --model_names=sentence-transformers/all-MiniLM-L6-v2 \
         --levers='[{}, {batch_size = 64}, {optimizer = "adamw_torch"}, {group_by_length = false}]'   # one series
     python bench.py --model_name=tiny:bert --steps=5 --max_length=64 --head_tokens=16   # a smoke run, CPU
 """
@@ -65,7 +65,7 @@ NUM_WORKERS: int = 0              # data-loader worker processes
 PIN_MEMORY: bool = True           # pinned host memory for batches (GPUs only)
 PEAK_TFLOPS: float = 0.0          # the device's peak for MFU; 0 = a known GPU's dense bf16 peak, none on CPUs
 # --- a series: one process, each lever change in turn (no start-up, import or CUDA set-up paid per measurement) -----
-MODELS: list = [""]               # measure each of these models ([""] = MODEL_NAME alone)
+MODEL_NAMES: list = [""]          # measure each of these models ([""] = MODEL_NAME alone)
 LEVERS: list = [{}]               # for each model, one measurement per entry: the settings above with these changed, e.g.
                                   # [{}, {batch_size = 64}, {compile = true}]; each saved as it ends ([{}] = as they are)
 MAX_SECONDS: float = 0.0          # start no measurement after this many seconds (0 = no limit); the rest are listed
@@ -136,12 +136,12 @@ def lever_settings(entry: dict, i: int, cfg: dict) -> dict:
 
 
 def series(cfg: dict) -> list[tuple[dict, str]]:
-    """The measurements, in order: each model of MODELS (or MODEL_NAME) with each entry of LEVERS applied, as
+    """The measurements, in order: each model of MODEL_NAMES (or MODEL_NAME) with each entry of LEVERS applied, as
     [(the full lever settings {NAME: value for NAME in LEVER_NAMES}, "model {entry}" for messages)]."""
     from configurator import toml_inline
     base = {n: cfg[n] for n in LEVER_NAMES}
     changes = [(lever_settings(entry, i, cfg), toml_inline(entry)) for i, entry in enumerate(LEVERS or [{}])]
-    return [(base | {"MODEL_NAME": m} | change, f"{m} {text}") for m in [m for m in MODELS if m] or [MODEL_NAME]
+    return [(base | {"MODEL_NAME": m} | change, f"{m} {text}") for m in [m for m in MODEL_NAMES if m] or [MODEL_NAME]
             for change, text in changes]
 
 
@@ -154,7 +154,7 @@ def check_config(cfg: dict) -> None:
     labels = [r["LABEL"] for r, _ in runs if r["LABEL"]]
     twice = next((label for label in labels if labels.count(label) > 1), None)
     if twice:
-        raise UsageError(f"label {twice!r} would name {labels.count(twice)} measurements of this series (MODELS x LEVERS); "
+        raise UsageError(f"label {twice!r} would name {labels.count(twice)} measurements of this series (MODEL_NAMES x LEVERS); "
                          f"leave it out (each is then named by its levers) or give each LEVERS entry its own")
     for name in dict.fromkeys(r["MODEL_NAME"] for r, _ in runs):
         model_config(name)
@@ -320,7 +320,7 @@ def main(argv=None) -> list[dict]:
     device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     folder, runs, start = bench_folder(cfg), series(cfg), time.monotonic()
 
-    # 1. each measurement in turn (MODELS x LEVERS), each saved as it ends; none started after MAX_SECONDS
+    # 1. each measurement in turn (MODEL_NAMES x LEVERS), each saved as it ends; none started after MAX_SECONDS
     results, bases = [], {}
     for i, (settings, _) in enumerate(runs):
         if MAX_SECONDS and time.monotonic() - start > MAX_SECONDS:

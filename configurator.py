@@ -93,7 +93,7 @@ SETTING_RULES = {
     "WARMUP": _at_least(0), "THREADS": _at_least(0), "SEED": _at_least(0), "BEST_SEEDS": _at_least(0), "HEAD_TOKENS": _at_least(0),
     "MAX_LENGTH": _at_least(8), "TRUNCATION": _one_of(*TRUNCATIONS), "DEVICE": _one_of("auto", "cpu", "cuda"),
     "SPLIT": _one_of("test", "validation"), "HALF_PRECISION": _one_of("auto", "always", "never"),
-    "GPU_WARMUP_S": _at_least(0), "STEPS": _at_least(1), "WARMUP_STEPS": _at_least(1), "PEAK_TFLOPS": _at_least(0),
+    "GPU_WARMUP_S": _at_least(0), "STEPS": _at_least(1), "WARMUP_STEPS": _at_least(1), "PEAK_TFLOPS": _at_least(0), "MAX_SECONDS": _at_least(0),
     "ATTENTION": _one_of("sdpa", "eager"), "REPORT_TO": _one_of("none", "tensorboard"), "OPTIMIZER": _one_of("adamw_torch", "adamw_torch_fused"),
 }
 

@@ -20,10 +20,12 @@
 #     EVAL_S + 40 s before that (30 s to unwind, 10 s to pack) is stopped (SIGTERM to its process group: each
 #     script unwinds and releases the experiment's lock) and evaluate_models.py measures the finished models in
 #     what is left, with fp32 rows for the teacher only and 20 latency samples (a study's config evaluates its
-#     chosen recipes' finished seeds); a run already in its evaluation is left to finish instead;
+#     chosen recipes' finished seeds); a run already in its evaluation is left to finish instead, and one in its
+#     bench step (a config's [bench]: after the evaluation) is stopped 10 s before the end, its measurements kept;
 #  5. packs the small results of $RUNS (no weights, checkpoints, logit caches or predictions) into
 #     $OUT/runs.tgz and the run's log into $OUT/run.log.
-# Exit status: 0 once the run has finished or its finished models were evaluated, 3 while it still runs,
+# Exit status: 0 once the run has finished, its finished models were evaluated or only its bench was cut short,
+# 3 while it still runs,
 # 2 when nothing is staged, else the run's.
 set -euo pipefail
 config=${1:?usage: BUDGET_S=SECONDS bash lent_gpu.sh configs/NAME.toml [--name=value ...]}
@@ -84,10 +86,16 @@ export KD_CODE_VERSION; KD_CODE_VERSION=$(cat "$base/code_version" 2>/dev/null |
 echo "this call returns by ${end}s; $([ "$last" = 1 ] && echo "the last one the budget leaves room for" || echo "another can follow")"
 stop_at=$(( last ? end - 10 - EVAL_S - 30 : end - 10 ))
 while going && [ "$SECONDS" -lt "$stop_at" ]; do sleep 2; done
-evaluated=0
+complete=0    # the run's results are complete: finished, or its finished models evaluated, or only its bench cut short
 if going && [ "$last" = 1 ]; then
-  if [ "$(step)" = evaluate_models ]; then       # stopping it to evaluate again would waste what it has done
+  if [ "$(step)" = evaluate_models ] || [ "$(step)" = bench ]; then   # stopping it to evaluate again would waste it
     while going && [ "$SECONDS" -lt $(( end - 10 )) ]; do sleep 2; done
+    if going && [ "$(step)" = bench ]; then      # each measurement is saved as it ends: the next lease goes on
+      echo "stopping bench.py after ${SECONDS}s: the experiment's results are complete, its measurements so far saved"
+      kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
+      for _ in $(seq 5); do going || break; sleep 1; done
+      complete=1
+    fi
   else
     echo "stopping the run after ${SECONDS}s, in $(step); evaluating the finished models by $(( end - 10 ))s"
     kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
@@ -96,7 +104,7 @@ if going && [ "$last" = 1 ]; then
     left=$(( end - 10 - SECONDS ))
     if [ "$left" -ge 20 ] && (cd "$base/code" && KD_ALL_STEPS=1 timeout -k 5 "$left" python3 evaluate_models.py \
          --config "$config" --output_dir="$RUNS" "$@" --fp32_models=teacher --latency_samples=20) >> "$base/log" 2>&1
-    then evaluated=1; echo "evaluated the finished models"
+    then complete=1; echo "evaluated the finished models"
     else echo "the evaluation of the finished models failed or ran out of time: see run.log"; fi
   fi
 fi
@@ -104,5 +112,5 @@ pack
 tail -n 12 "$base/log"
 if going; then echo "still running after ${SECONDS}s: call again at once to wait for it"; exit 3; fi
 rc=$(cat "$base/rc" 2>/dev/null || echo 1)
-if [ "$rc" = 0 ] || [ "$evaluated" = 1 ]; then exit 0; fi
+if [ "$rc" = 0 ] || [ "$complete" = 1 ]; then exit 0; fi
 exit "$rc"

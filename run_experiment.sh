@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run one experiment end to end: teacher -> students -> evaluation, timing each step (students of published soft
-# labels, SOFT_LABELS: students -> evaluation).
+# labels, SOFT_LABELS: students -> evaluation), then bench.py where the config file has a [bench] table.
 #   bash run_experiment.sh configs/quick.toml [--overwrite=true ...]
 # Extra --name=value flags go to every step; a step ignores the names only other steps have.
 # The steps run in this checkout's folder: the config file may be given from anywhere, but relative paths in it
@@ -18,17 +18,20 @@ export KD_ALL_STEPS=1    # each step logs the flags it leaves to the others as i
 if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies beside the checkout
   export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 fi
-# the experiment folder, as the scripts will resolve it (file and flags applied), and the soft labels the students
-# learn from instead of a teacher model (configs/full-study.toml: no teacher to train)
-settings=$(python3 -c 'import sys, distill_student as d; from configurator import configure, run_main
-run_main(lambda: configure(vars(d), ["--config", *sys.argv[1:]])); print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}\n{d.SOFT_LABELS}")' \
+# the experiment folder, as the scripts will resolve it (file and flags applied), the soft labels the students
+# learn from instead of a teacher model (configs/full-study.toml: no teacher to train), and whether the file has a
+# [bench] table (a training-speed series, run last: the experiment's results come first)
+settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configurator import configure, run_main
+run_main(lambda: configure(vars(d), ["--config", *sys.argv[1:]]))
+print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, int("bench" in tomllib.load(open(sys.argv[1], "rb"))), sep="\n")' \
   "$config" "$@")
-out=$(head -n 1 <<< "$settings") soft=$(tail -n +2 <<< "$settings")
+out=$(sed -n 1p <<< "$settings") soft=$(sed -n 2p <<< "$settings") bench=$(sed -n 3p <<< "$settings")
 steps="fine_tuning_teacher distill_student evaluate_models"
 if [ -n "$soft" ]; then
   steps="distill_student evaluate_models"
   echo "(no teacher to train: the students learn from the soft labels in $soft)"
 fi
+if [ "$bench" = 1 ]; then steps="$steps bench"; fi
 mkdir -p "$out"
 trap 'rm -f "$out/timings.md.new" "$out/.step-start"' EXIT    # a failed step leaves no half-written timings behind
 # SIGTERM (`timeout`, a scheduler: the whole process group) reaches the running step too; with a trap, bash waits for

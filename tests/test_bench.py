@@ -93,7 +93,7 @@ def lever_rows(folder):
     ("[{epochs = 2}]", "levers entry 1 ({epochs = 2}): 'epochs' is not a lever; the levers are model_name, attention,"),
     ("[{}, {batch_size = 0}]", "batch_size = 0 in levers entry 2 ({batch_size = 0}): must be >= 1"),
     ('[{compile = "yes"}]', "compile = 'yes' in levers entry 1 ({compile = \"yes\"}): expected bool, got str"),
-    ("[{}, {batch_size = 4}]", "label 'x' would name 2 measurements of this series (MODELS x LEVERS)"),
+    ("[{}, {batch_size = 4}]", "label 'x' would name 2 measurements of this series (MODEL_NAMES x LEVERS)"),
     ("[5]", "--levers='[5]': expected list of dict, got 5"),
 ])
 def test_a_bad_series_is_one_line_before_anything_runs(imdb_parquet, tmp_path, levers, message):

@@ -95,12 +95,13 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
     assert not (tmp_path / "out/stub/timings.md").exists() and not (tmp_path / "out/stub/timings.md.new").exists()
 
 
-def test_students_of_published_soft_labels_skip_the_teacher_step(tmp_path):
-    # configs/full-study.toml: no teacher model, so nothing to fine-tune; the students, then their evaluation
+def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_table_runs_last(tmp_path):
+    # configs/full-study.toml: no teacher model, so nothing to fine-tune; the students, then their evaluation, then
+    # the training-speed series of its [bench] table
     import shutil
     shutil.copy(ROOT / "run_experiment.sh", tmp_path)
     (tmp_path / "configurator.py").write_text("def configure(namespace, argv): pass\ndef run_main(main): main()\n")
-    for step in ("fine_tuning_teacher", "distill_student", "evaluate_models"):
+    for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench"):
         (tmp_path / f"{step}.py").write_text(
             "import sys\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
             "SOFT_LABELS = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--soft_labels=')), '')\n"
@@ -117,6 +118,12 @@ def test_students_of_published_soft_labels_skip_the_teacher_step(tmp_path):
     assert done == ["distill_student", "evaluate_models"] and "no teacher to train" in said
     assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
         ["distill_student", "evaluate_models", "total"]
+    (tmp_path / "out/stub/steps").unlink()
+    (tmp_path / "stub.toml").write_text('experiment = "stub"\n[bench]\nlevers = [{}, {batch_size = 64}]\n')
+    done, said = steps("--soft_labels=outputs/full/soft_labels")
+    assert done == ["distill_student", "evaluate_models", "bench"]
+    assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
+        ["distill_student", "evaluate_models", "bench", "total"]
 
 
 def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_what_finished(tmp_path):
@@ -179,6 +186,10 @@ def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_wh
     time.sleep(0.5)
     p, packed = call("e2", "runs2", 50, BUDGET_S="80", EVAL_S="20", STUB_STEP="evaluate_models")
     assert p.returncode == 0 and "stopping" not in p.stdout and "./exp/results.md" in packed
+    # the last call finds the run in its bench step, after the evaluation: bench is stopped, the run's results stand
+    p, packed = call("h", "runs5", 300, BUDGET_S="45", STUB_STEP="bench")
+    assert p.returncode == 0 and "stopping bench.py" in p.stdout and "evaluat" not in p.stdout, p.stdout
+    assert "./exp/unwound" in packed and "./exp/evaluated" not in packed
     p, packed = call("f", "runs3", 5, BUDGET_S="LEFT")                        # a budget that is not a number
     assert p.returncode == 2 and "BUDGET_S=LEFT: give whole seconds" in p.stderr and packed is None
     if not Path("/tmp/offline/imdb").exists():                                # no data: no run without it

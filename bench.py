@@ -145,10 +145,22 @@ def series(cfg: dict) -> list[tuple[dict, str]]:
             for change, text in changes]
 
 
-def check_config(cfg: dict) -> None:
-    """Before anything is written: the data is there, every LEVERS entry is valid, every model's config loads, and a
-    LABEL names one measurement only."""
+def at_hand(runs: list) -> tuple[list, list[str]]:
+    """(the measurements of `runs` whose model's config loads, one line for each model that does not): a series
+    measures the models at hand (say, the teacher not staged on a lent GPU) and names the others."""
     from models import model_config
+    missing = {}
+    for name in dict.fromkeys(r["MODEL_NAME"] for r, _ in runs):
+        try:
+            model_config(name)
+        except UsageError as e:
+            missing[name] = str(e)
+    return [(r, text) for r, text in runs if r["MODEL_NAME"] not in missing], list(missing.values())
+
+
+def check_config(cfg: dict) -> None:
+    """Before anything is written: the data is there, every LEVERS entry is valid, a LABEL names one measurement
+    only, and some model of the series loads (the first one that does not is the error when none does)."""
     imdb_sources(("train",), DATA_DIR)
     runs = series(cfg)
     labels = [r["LABEL"] for r, _ in runs if r["LABEL"]]
@@ -156,8 +168,9 @@ def check_config(cfg: dict) -> None:
     if twice:
         raise UsageError(f"label {twice!r} would name {labels.count(twice)} measurements of this series (MODEL_NAMES x LEVERS); "
                          f"leave it out (each is then named by its levers) or give each LEVERS entry its own")
-    for name in dict.fromkeys(r["MODEL_NAME"] for r, _ in runs):
-        model_config(name)
+    measurable, missing = at_hand(runs)
+    if not measurable:
+        raise UsageError(missing[0])
 
 
 def bench_folder(cfg: dict) -> Path:
@@ -318,7 +331,9 @@ def main(argv=None) -> list[dict]:
     from transformers import set_seed
     device = default_device()
     device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-    folder, runs, start = bench_folder(cfg), series(cfg), time.monotonic()
+    folder, (runs, missing), start = bench_folder(cfg), at_hand(series(cfg)), time.monotonic()
+    for line in missing:
+        log.warning("not measured: %s", line)
 
     # 1. each measurement in turn (MODEL_NAMES x LEVERS), each saved as it ends; none started after MAX_SECONDS
     results, bases = [], {}

@@ -63,10 +63,12 @@ def test_bench_tiny_series(imdb_parquet, tmp_path, monkeypatch):
         bench.main(args + ["--label=grouped", "--batch_size=4"])
 
     # the same settings twice in a series (sdpa is the default) are measured once; none is started past MAX_SECONDS
-    once = bench.main(args + ['--levers=[{}, {attention = "sdpa"}]'])
+    # and a model not at hand (the teacher not staged) is named, the others measured
+    once = bench.main(args + ['--levers=[{}, {attention = "sdpa"}]', f"--model_names=tiny:bert,{tmp_path}/not-staged"])
     assert [r["label"] for r in once] == ["tiny-bert-bs8-len64-sdpa"] and once[0]["mfu"] is None     # no peak on a CPU
-    assert "tiny-bert-bs8-len64-sdpa: the same measurement as an earlier one of this series (sdpa attention)" in \
-        (tmp_path / "tiny" / "logs" / "bench.log").read_text()
+    log = (tmp_path / "tiny" / "logs" / "bench.log").read_text()
+    assert "tiny-bert-bs8-len64-sdpa: the same measurement as an earlier one of this series (sdpa attention)" in log
+    assert f"WARNING not measured: cannot load model '{tmp_path}/not-staged'" in log
     assert [r["label"] for r in bench.main(args + ["--levers=[{batch_size = 4}, {batch_size = 2}]", "--max_seconds=0.5"])] \
         == ["tiny-bert-bs4-len64-sdpa"]
     assert "MAX_SECONDS = 0.5 reached after 1 of 2 measurements; not measured: tiny:bert {batch_size = 2}" in \
@@ -95,6 +97,7 @@ def lever_rows(folder):
     ('[{compile = "yes"}]', "compile = 'yes' in levers entry 1 ({compile = \"yes\"}): expected bool, got str"),
     ("[{}, {batch_size = 4}]", "label 'x' would name 2 measurements of this series (MODEL_NAMES x LEVERS)"),
     ("[5]", "--levers='[5]': expected list of dict, got 5"),
+    ("[{model_name = \"not-staged\"}]", "cannot load model 'not-staged'"),     # no model of the series at hand
 ])
 def test_a_bad_series_is_one_line_before_anything_runs(imdb_parquet, tmp_path, levers, message):
     args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", f"--levers={levers}", "--label=x" if "label" in message else "--steps=1")

@@ -39,7 +39,6 @@ from the teacher's soft targets alone; texts also in validation or test are neve
 """
 import functools
 import gc
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -547,13 +546,6 @@ def check_student_models(students: list, cfg: dict, teacher_dir: Path | None) ->
                                  f"({config.num_attention_heads} vs {teacher_config.num_attention_heads}); set it to 0")
 
 
-def optimizer_steps(n_examples: int, epochs: float, batch_size: int, grad_accum: int, world_size: int = 1) -> int:
-    """Optimizer steps the Trainer takes for `epochs` passes over n_examples (its own arithmetic:
-    ceil(epochs * ceil(batches per process / grad_accum)), batches = ceil(n / batch_size))."""
-    batches = math.ceil(math.ceil(n_examples / batch_size) / world_size)
-    return math.ceil(epochs * max(math.ceil(batches / grad_accum), 1))
-
-
 # ----------------------------------------------------------------------------------------------
 def check_config(cfg: dict) -> None:
     """Checks run before anything is written: the students, --only, the teacher (or its soft labels) and
@@ -729,7 +721,7 @@ def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teach
 def twin_steps(run: Run, n_train: int, n_unlabeled: int, epochs: float) -> int:
     """Optimizer steps of `epochs` passes over the data of the distilled run of this student (labels + its
     transfer texts), each step a batch on every device (a lone process on several GPUs: DataParallel's batch)."""
-    from training import devices_per_process, process_state
+    from training import devices_per_process, optimizer_steps, process_state
     st = run.settings
     return optimizer_steps(n_train + min(st["transfer_size"], n_unlabeled), epochs, st["batch_size"] * devices_per_process(),
                            GRAD_ACCUM, process_state().num_processes)

@@ -33,36 +33,38 @@ if [ -n "$soft" ]; then
 fi
 if [ "$bench" = 1 ]; then steps="$steps bench"; fi
 mkdir -p "$out"
-trap 'rm -f "$out/timings.md.new" "$out/.step-start"' EXIT    # a failed step leaves no half-written timings behind
+# this run's own files (named by its pid: a second run of the experiment, refused by the step's lock, must not touch them)
+draft="$out/timings.md.new.$$" mark="$out/.step-start.$$"
+trap 'rm -f "$draft" "$mark"' EXIT    # a failed step leaves no half-written timings behind
 # SIGTERM (`timeout`, a scheduler: the whole process group) reaches the running step too; with a trap, bash waits for
 # that step to unwind (lock released, files closed) before it exits, so whatever runs next finds the experiment free
 trap 'exit 143' TERM
-echo "| step | wall time (s) | models trained | finished |" > "$out/timings.md.new"
-echo "|---|---|---|---|" >> "$out/timings.md.new"
+echo "| step | wall time (s) | models trained | finished |" > "$draft"
+echo "|---|---|---|---|" >> "$draft"
 # "N of M": a step's wall time is training time only for the models it trained, not for kept ones (older metrics.json)
 trained() {   # trained() FOLDER...: "N of M" finished models under the folders, N of them written by this step
   local all new   # .partial / .replaced: a save in progress, an old model being replaced
   all=$(find "$@" -maxdepth 2 -name metrics.json -not -path '*.partial/*' -not -path '*.replaced/*' 2>/dev/null | wc -l)
   new=$(find "$@" -maxdepth 2 -name metrics.json -not -path '*.partial/*' -not -path '*.replaced/*' \
-        -newer "$out/.step-start" 2>/dev/null | wc -l)
+        -newer "$mark" 2>/dev/null | wc -l)
   if [ "$all" -gt 0 ]; then echo "$new of $all"; fi
 }
 t0=$(date +%s)
 for step in $steps; do
   echo "== $step --config $config $*"
   start=$(date +%s)
-  touch "$out/.step-start"
+  touch "$mark"
   python3 "$step.py" --config "$config" "$@"
   case $step in
     fine_tuning_teacher) did=$(trained "$out/teacher") ;;
     distill_student) did=$(trained "$out/students") ;;
     *) did="" ;;
   esac
-  echo "| $step | $(( $(date +%s) - start )) | $did | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
+  echo "| $step | $(( $(date +%s) - start )) | $did | $(date -u +%FT%TZ) |" >> "$draft"
 done
-echo "| total | $(( $(date +%s) - t0 )) | | $(date -u +%FT%TZ) |" >> "$out/timings.md.new"
+echo "| total | $(( $(date +%s) - t0 )) | | $(date -u +%FT%TZ) |" >> "$draft"
 if [ -f "$out/timings.md" ]; then   # a re-run's steps may only have kept finished models: the earlier times stay
   { echo; cat "$out/timings.md"; } >> "$out/timings-history.md"
 fi
-mv "$out/timings.md.new" "$out/timings.md"
+mv "$draft" "$out/timings.md"
 cat "$out/timings.md"

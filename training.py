@@ -514,6 +514,36 @@ def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int) -> None:
                     out_dir, seen, classes, val["eval_accuracy"])
 
 
+FEW_STEPS = 20     # optimizer steps below which a pretrained encoder barely moves from its initial head (log warning)
+
+
+def optimizer_steps(n_examples: int, epochs: float, batch_size: int, grad_accum: int, world_size: int = 1) -> int:
+    """Optimizer steps the Trainer takes for `epochs` passes over n_examples (its own arithmetic:
+    ceil(epochs * ceil(batches per process / grad_accum)), batches = ceil(n / batch_size))."""
+    batches = math.ceil(math.ceil(n_examples / batch_size) / world_size)
+    return math.ceil(epochs * max(math.ceil(batches / grad_accum), 1))
+
+
+def planned_steps(args, examples: int) -> int:
+    """The optimizer steps a Trainer with TrainingArguments `args` takes over `examples` training examples:
+    max_steps where set, else optimizer_steps."""
+    if args.max_steps > 0:
+        return args.max_steps
+    return optimizer_steps(examples, args.num_train_epochs, args.train_batch_size, args.gradient_accumulation_steps,
+                           args.world_size)
+
+
+def warn_if_few_steps(out_dir: Path, args, examples: int) -> None:
+    """A log warning, before training, when a model will take fewer than FEW_STEPS optimizer steps (a small data
+    file at the default batch size): it would learn little, which evaluation shows only at the end."""
+    steps = planned_steps(args, examples)
+    if steps < FEW_STEPS:
+        log.warning("%s: only %d optimizer steps (%d training examples, batch %d, %g epochs): too few to learn the task "
+                    "much; raise --epochs or lower --batch_size (a few hundred steps is typical)", out_dir.name, steps,
+                    examples, args.train_batch_size * args.world_size * args.gradient_accumulation_steps,
+                    args.num_train_epochs)
+
+
 def warn_if_cpu_shared(out_dir: Path, others: float | None) -> None:
     """A warning when other processes kept over a fifth of the CPU's cores busy while `out_dir` trained on it
     (others: TrainTime.others; model_card.cpu_was_busy): its train_time_s and speeds are slower than the machine's."""
@@ -539,6 +569,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     timer, clock = StepTimer(), TrainTime(TrainTime.before(resume))
     trainer.add_callback(timer)
     trainer.callback_handler.callbacks.insert(0, clock)    # first: a checkpoint records its time before anything else runs
+    warn_if_few_steps(out_dir, trainer.args, len(trainer.train_dataset))
     result = trainer.train(resume_from_checkpoint=resume)
     train_time = clock.elapsed()                 # with the parts before an interruption (up to its checkpoint)
     _TRAINED_HERE.append(str(out_dir))

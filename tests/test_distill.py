@@ -174,10 +174,18 @@ def test_teacher_logits_of_another_precision_are_another_cache(tiny_experiment, 
     assert ds.logit_precision() == "bf16" and ds.teacher_key(folder, kd) != on_cpu
 
 
-def test_optimizer_steps_matches_the_trainer_arithmetic():
-    assert ds.optimizer_steps(40, 1.0, 8, 1) == 5 and ds.optimizer_steps(44, 1.0, 8, 1) == 6
-    assert ds.optimizer_steps(44, 2.5, 8, 1) == 15 and ds.optimizer_steps(44, 1.0, 8, 4) == 2
-    assert ds.optimizer_steps(100, 1.0, 10, 1, world_size=2) == 5
+def test_optimizer_steps_matches_the_trainer_arithmetic(tmp_path, caplog):
+    assert training.optimizer_steps(40, 1.0, 8, 1) == 5 and training.optimizer_steps(44, 1.0, 8, 1) == 6
+    assert training.optimizer_steps(44, 2.5, 8, 1) == 15 and training.optimizer_steps(44, 1.0, 8, 4) == 2
+    assert training.optimizer_steps(100, 1.0, 10, 1, world_size=2) == 5
+    # a model about to take fewer than FEW_STEPS (a small file at batch 32) is warned of before training
+    args = training.training_arguments(tmp_path, epochs=2.0, batch_size=32, learning_rate=1e-4, eval_batch_size=8, seed=0)
+    assert training.planned_steps(args, 60) == 4 and training.planned_steps(args, 320) == 20
+    with caplog.at_level("WARNING", logger="kd"):
+        training.warn_if_few_steps(tmp_path / "L3", args, 60)
+        training.warn_if_few_steps(tmp_path / "L6", args, 320)
+    assert [r.getMessage() for r in caplog.records] == ["L3: only 4 optimizer steps (60 training examples, batch 32, 2 "
+        "epochs): too few to learn the task much; raise --epochs or lower --batch_size (a few hundred steps is typical)"]
 
 
 def test_a_lone_process_on_several_gpus_counts_every_gpus_batch(monkeypatch):

@@ -27,7 +27,7 @@ def test_run_experiment_runs_each_step_and_says_which_models_it_kept(imdb_parque
         [["fine_tuning_teacher", "1 of 1"], ["distill_student", "2 of 2"], ["evaluate_models", ""], ["total", ""]]
     rows = json.loads((root / "results.json").read_text())["rows"]
     assert [(r["model"], r["precision"]) for r in rows] == [("teacher", "fp32"), ("one", "fp32"), ("one-baseline", "fp32")]
-    assert not (root / "timings.md.new").exists()
+    assert not list(root.glob("timings.md.new*")) and not list(root.glob(".step-start*"))
 
     stamp = lambda: {n: (root / n / "metrics.json").stat().st_mtime_ns   # noqa: E731
                      for n in ("teacher", "students/one", "students/one-baseline")}
@@ -92,7 +92,42 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
     finally:
         p.kill()
     assert p.returncode == 143 and (tmp_path / "out/stub/unwound").exists()
-    assert not (tmp_path / "out/stub/timings.md").exists() and not (tmp_path / "out/stub/timings.md.new").exists()
+    assert not (tmp_path / "out/stub/timings.md").exists() and not list((tmp_path / "out/stub").glob("timings.md.new*"))
+
+
+def test_a_second_run_refused_by_the_lock_leaves_the_first_runs_timings_alone(tmp_path):
+    # a user starts the same experiment twice: the second is refused by the first step's lock, and its exit must not
+    # remove the files the first run is still writing its timings to
+    import shutil
+    import time
+    shutil.copy(ROOT / "run_experiment.sh", tmp_path)
+    (tmp_path / "configurator.py").write_text("def configure(namespace, argv): pass\ndef run_main(main): main()\n")
+    (tmp_path / "stub.toml").write_text("")
+    for step in ("distill_student", "evaluate_models"):
+        (tmp_path / f"{step}.py").write_text("OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\n")
+    (tmp_path / "fine_tuning_teacher.py").write_text(
+        "import sys, time\nfrom pathlib import Path\nlock, go = Path('out/stub/.lock'), Path('out/stub/go')\n"
+        "if lock.exists():\n    sys.exit('error: out/stub is in use')\n"
+        "lock.touch()\nwhile not go.exists():\n    time.sleep(0.05)\n"
+        "Path('out/stub/teacher').mkdir()\nPath('out/stub/teacher/metrics.json').write_text('{}')\nlock.unlink()\n")
+    first = subprocess.Popen(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if (tmp_path / "out/stub/.lock").exists():
+                break
+            time.sleep(0.05)
+        second = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 1 and "in use" in second.stderr
+        (tmp_path / "out/stub/go").touch()
+        assert first.wait(timeout=60) == 0
+    finally:
+        first.kill()
+    timings = (tmp_path / "out/stub/timings.md").read_text().splitlines()
+    assert timings[0].startswith("| step |") and [line.split("|")[1].strip() for line in timings[2:]] == \
+        ["fine_tuning_teacher", "distill_student", "evaluate_models", "total"]
+    assert timings[2].split("|")[3].strip() == "1 of 1"          # the teacher it trained, counted from its own mark
 
 
 def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_table_runs_last(tmp_path):

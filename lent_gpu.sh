@@ -21,7 +21,7 @@
 #     script unwinds and releases the experiment's lock) and evaluate_models.py measures the finished models in
 #     what is left, with fp32 rows for the teacher only and 20 latency samples (a study's config evaluates its
 #     chosen recipes' finished seeds); a run already in its evaluation is left to finish instead, and one in its
-#     bench step (a config's [bench]: after the evaluation) is stopped 10 s before the end, its measurements kept;
+#     bench step (a config's [bench]: after the evaluation) is stopped 25 s before the end, its measurements kept;
 #  5. packs the small results of $RUNS (no weights, checkpoints, logit caches or predictions) into
 #     $OUT/runs.tgz and the run's log into $OUT/run.log.
 # Exit status: 0 once the run has finished, its finished models were evaluated or only its bench was cut short,
@@ -89,10 +89,15 @@ while going && [ "$SECONDS" -lt "$stop_at" ]; do sleep 2; done
 complete=0    # the run's results are complete: finished, or its finished models evaluated, or only its bench cut short
 if going && [ "$last" = 1 ]; then
   if [ "$(step)" = evaluate_models ] || [ "$(step)" = bench ]; then   # stopping it to evaluate again would waste it
-    while going && [ "$SECONDS" -lt $(( end - 10 )) ]; do sleep 2; done
+    while going && [ "$SECONDS" -lt $(( end - 10 )) ]; do      # bench: 15 s more to unwind
+      if [ "$(step)" = bench ] && [ "$SECONDS" -ge $(( end - 25 )) ]; then break; fi
+      sleep 2
+    done
     if going && [ "$(step)" = bench ]; then      # each measurement is saved as it ends: the next lease goes on
       echo "stopping bench.py after ${SECONDS}s: the experiment's results are complete, its measurements so far saved"
       kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
+      for _ in $(seq 12); do going || break; sleep 1; done    # a long step (a CPU's) delays the unwinding
+      kill -KILL -- "-$(cat "$base/pid")" 2>/dev/null || true  # its lock is then taken over by the next run
       for _ in $(seq 5); do going || break; sleep 1; done
       complete=1
     fi

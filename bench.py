@@ -68,7 +68,8 @@ PEAK_TFLOPS: float = 0.0          # the device's peak for MFU; 0 = a known GPU's
 MODEL_NAMES: list = [""]          # measure each of these models ([""] = MODEL_NAME alone)
 LEVERS: list = [{}]               # for each model, one measurement per entry: the settings above with these changed, e.g.
                                   # [{}, {batch_size = 64}, {compile = true}]; each saved as it ends ([{}] = as they are)
-MAX_SECONDS: float = 0.0          # start no measurement after this many seconds (0 = no limit); the rest are listed
+MAX_SECONDS: float = 0.0          # start no measurement after this many seconds but the first (0 = no limit); the
+                                  # rest are listed
 OVERWRITE: bool = False           # measure again what a saved measurement of the same label holds
 # --- system ------------------------------------------------------------------------------------
 SEED: int = 42
@@ -119,6 +120,7 @@ def counting_trainer(**kwargs):
 LEVER_NAMES = ("MODEL_NAME", "ATTENTION", "BATCH_SIZE", "STEPS", "WARMUP_STEPS", "GROUP_BY_LENGTH", "COMPILE",
                "OPTIMIZER", "NUM_WORKERS", "PIN_MEMORY", "MAX_LENGTH", "TRUNCATION", "HEAD_TOKENS", "LABEL")
 MEASURED = tuple(n for n in LEVER_NAMES if n != "LABEL") + ("SEED", "THREADS", "DATASET_NAME")
+DEFAULT_LEVERS = {n: globals()[n] for n in LEVER_NAMES}     # as defined above (read at import, before any override)
 
 
 def lever_settings(entry: dict, i: int, cfg: dict) -> dict:
@@ -181,11 +183,14 @@ def bench_folder(cfg: dict) -> Path:
 
 
 def bench_label(attention: str) -> str:
-    """LABEL, else a name made of the model and the levers (batch, length, attention, compile, optimizer, workers,
-    sampler), so that runs changing one lever each are saved side by side."""
-    return LABEL or f"{MODEL_NAME.split('/')[-1].replace(':', '-')}-bs{BATCH_SIZE}-len{MAX_LENGTH}-{attention}" + \
-        ("-compile" if COMPILE else "") + ("" if OPTIMIZER == "adamw_torch_fused" else f"-{OPTIMIZER}") + \
-        (f"-w{NUM_WORKERS}" if NUM_WORKERS else "") + ("" if GROUP_BY_LENGTH else "-random")
+    """LABEL, else a name made of the model (its whole id or path, / as --) and its levers: batch, length and the
+    attention kernel used always, each other lever where it is not the default (DEFAULT_LEVERS), so that a series'
+    measurements are saved side by side and two of different settings never share a name."""
+    suffix = {"COMPILE": "compile", "OPTIMIZER": "{}", "NUM_WORKERS": "w{}", "GROUP_BY_LENGTH": "random",
+              "PIN_MEMORY": "unpinned", "TRUNCATION": "{}", "HEAD_TOKENS": "head{}", "STEPS": "steps{}", "WARMUP_STEPS": "warm{}"}
+    model = MODEL_NAME.strip("/").replace("/", "--").replace(":", "-")
+    return LABEL or "-".join([f"{model}-bs{BATCH_SIZE}-len{MAX_LENGTH}-{attention}"] +
+                             [text.format(globals()[n]) for n, text in suffix.items() if globals()[n] != DEFAULT_LEVERS[n]])
 
 
 def bench_data(tok):
@@ -274,26 +279,39 @@ def kept_measurement(path: Path, settings: dict, device_name: str) -> bool:
     return True
 
 
-def measure(cfg: dict, settings: dict, device: str, device_name: str, folder: Path, seen: set, base: str | None):
-    """One measurement of the series: `settings` (LEVER_NAMES) applied to this module's constants, the model loaded
-    afresh (ATTENTION asked for), trained, its figures saved as <label>.json with `base` (the label of its model's
-    first measurement in the series, which levers.md compares it with; None: this is the first); the figures, or
-    those kept from an earlier run; None when it is the same as one measured earlier in this series (seen: labels)."""
-    globals().update(settings)
+def load_model():
+    """(model with the ATTENTION asked for, tokenizer); a model without an SDPA path stays eager (as recorded)."""
     model, tok = load_classifier(MODEL_NAME, SEED)
-    model.set_attn_implementation(ATTENTION)     # a model without SDPA support stays eager (recorded below)
-    attention = model.config._attn_implementation
-    label = bench_label(attention)
-    if label in seen:
+    model.set_attn_implementation(ATTENTION)
+    return model, tok
+
+
+def measure(cfg: dict, settings: dict, where: tuple, seen: set, kernels: dict, base: str | None) -> dict | None:
+    """One measurement of the series: `settings` (LEVER_NAMES) applied to this module's constants, the model loaded
+    afresh, trained, its figures saved as <label>.json with `base` (the label of its model's first measurement in
+    the series, which levers.md compares it with; None: this is the first). where: (device, device name, folder).
+    Returns the figures, or those kept from an earlier run; None when the same settings, with the same attention
+    kernel used, were measured earlier in this series (seen: their keys). kernels: (model, attention asked) -> the
+    kernel used, learnt by loading the model once, so that a kept measurement is found without loading it."""
+    globals().update(settings)
+    device, device_name, folder = where
+    model = tok = None
+    if (MODEL_NAME, ATTENTION) not in kernels:
+        model, tok = load_model()
+        kernels[(MODEL_NAME, ATTENTION)] = model.config._attn_implementation
+    attention = kernels[(MODEL_NAME, ATTENTION)]
+    label, key = bench_label(attention), (LABEL, attention) + tuple(globals()[n] for n in MEASURED if n != "ATTENTION")
+    if key in seen:
         log.info("%s: the same measurement as an earlier one of this series (%s attention), not repeated", label, attention)
         return None
+    seen.add(key)
     if kept_measurement(folder / f"{label}.json", settings, device_name):
         log.info("%s: measured already in %s, kept (--overwrite=true measures it again)", label, folder / f"{label}.json")
         return read_json(folder / f"{label}.json")
-    data = bench_data(tok)
-    trainer, timer, clock = run_steps(model, tok, data, device)
-    result = {"label": label, "attention": attention, "base": base or label} | figures(trainer, timer, clock, model, device, device_name) | \
-        {"config": public_config(cfg | settings)}
+    model, tok = (model, tok) if model is not None else load_model()
+    trainer, timer, clock = run_steps(model, tok, bench_data(tok), device)
+    result = {"label": label, "attention": attention, "base": base or label} | \
+        figures(trainer, timer, clock, model, device, device_name) | {"config": public_config(cfg | settings)}
     from training import warn_if_cpu_shared
     warn_if_cpu_shared(folder / label, result["other_cores_busy"])      # a shared CPU's figures are not the machine's
     write_json(folder / f"{label}.json", result)
@@ -335,25 +353,23 @@ def main(argv=None) -> list[dict]:
     for line in missing:
         log.warning("not measured: %s", line)
 
-    # 1. each measurement in turn (MODEL_NAMES x LEVERS), each saved as it ends; none started after MAX_SECONDS
-    results, bases = [], {}
+    # 1. each measurement in turn (MODEL_NAMES x LEVERS), none started after MAX_SECONDS; 2. each saved as it ends,
+    # with levers.md: every measurement of the folder side by side, each beside the first of its model in this series
+    results, bases, seen, kernels = [], {}, set(), {}
     for i, (settings, _) in enumerate(runs):
-        if MAX_SECONDS and time.monotonic() - start > MAX_SECONDS:
+        if MAX_SECONDS and i and time.monotonic() - start > MAX_SECONDS:
             log.warning("MAX_SECONDS = %g reached after %d of %d measurements; not measured: %s", MAX_SECONDS, i, len(runs),
                         "; ".join(text for _, text in runs[i:]))
             break
         set_seed(SEED)
-        result = measure(cfg, settings, device, device_name, folder, {r["label"] for r in results},
-                         bases.get(settings["MODEL_NAME"]))
+        result = measure(cfg, settings, (device, device_name, folder), seen, kernels, bases.get(settings["MODEL_NAME"]))
         release(settings["COMPILE"])
         if result is not None:
             bases.setdefault(settings["MODEL_NAME"], result["label"])
             results.append(result)
             report(result)
-
-    # 2. every measurement of the folder side by side, each beside the first of its model in this series
-    with atomic_path(folder / "levers.md") as tmp:
-        tmp.write_text(lever_table(folder))
+            with atomic_path(folder / "levers.md") as tmp:
+                tmp.write_text(lever_table(folder))
     return results
 
 

@@ -6,6 +6,7 @@ import pytest
 import bench
 from configurator import UsageError
 from conftest import tiny_args
+from models import load_classifier
 
 
 def test_model_flops_by_hand():
@@ -54,24 +55,31 @@ def test_bench_tiny_series(imdb_parquet, tmp_path, monkeypatch):
 
     # the same command again: both kept, nothing trained; one of other settings under a saved label is refused
     stamps = {f.name: f.stat().st_mtime_ns for f in folder.glob("*.json")}
+    loads = []
+    monkeypatch.setattr(bench, "load_classifier", lambda *a: loads.append(a) or load_classifier(*a))
     again = bench.main(args + [levers, "--peak_tflops=0.001", f"--threads={threads + 1}"])
+    assert len(loads) == 1                  # loaded once to learn its attention kernel; each kept row then found by name
+    monkeypatch.undo()
     torch.set_num_threads(threads)
     assert [r["reviews_per_s"] for r in again] == [grouped["reviews_per_s"], shuffled["reviews_per_s"]]
     assert {f.name: f.stat().st_mtime_ns for f in folder.glob("*.json")} == stamps
     with pytest.raises(UsageError, match=r"grouped.json holds a measurement of other settings \(batch_size 8, now 4; "
                                          r"threads \d+, now 0\); --overwrite=true replaces it"):
-        bench.main(args + ["--label=grouped", "--batch_size=4"])
+        bench.main(args + ['--levers=[{label = "new"}, {label = "grouped", batch_size = 4}]'])
+    assert set(lever_rows(folder)) == {"grouped", "random", "new"}     # the table follows each measurement as it ends
 
-    # the same settings twice in a series (sdpa is the default) are measured once; none is started past MAX_SECONDS
-    # and a model not at hand (the teacher not staged) is named, the others measured
-    once = bench.main(args + ['--levers=[{}, {attention = "sdpa"}]', f"--model_names=tiny:bert,{tmp_path}/not-staged"])
-    assert [r["label"] for r in once] == ["tiny-bert-bs8-len64-sdpa"] and once[0]["mfu"] is None     # no peak on a CPU
+    # the same settings twice in a series (sdpa is the default) are measured once, another lever's are not, and a
+    # model not at hand (the teacher not staged) is named, the others measured; none is started past MAX_SECONDS
+    once = bench.main(args + ['--levers=[{}, {attention = "sdpa"}, {pin_memory = false}]',
+                              f"--model_names=tiny:bert,{tmp_path}/not-staged"])
+    base = "tiny-bert-bs8-len64-sdpa-head16-steps3-warm1"     # the levers that are not bench.py's defaults named too
+    assert [r["label"] for r in once] == [base, base.replace("-head16", "-unpinned-head16")] and once[0]["mfu"] is None
     log = (tmp_path / "tiny" / "logs" / "bench.log").read_text()
-    assert "tiny-bert-bs8-len64-sdpa: the same measurement as an earlier one of this series (sdpa attention)" in log
+    assert f"{base}: the same measurement as an earlier one of this series (sdpa attention)" in log
     assert f"WARNING not measured: cannot load model '{tmp_path}/not-staged'" in log
-    assert [r["label"] for r in bench.main(args + ["--levers=[{batch_size = 4}, {batch_size = 2}]", "--max_seconds=0.5"])] \
-        == ["tiny-bert-bs4-len64-sdpa"]
-    assert "MAX_SECONDS = 0.5 reached after 1 of 2 measurements; not measured: tiny:bert {batch_size = 2}" in \
+    assert [r["label"] for r in bench.main(args + ["--levers=[{batch_size = 4}, {batch_size = 2}]", "--max_seconds=1e-9"])] \
+        == [base.replace("bs8", "bs4")]                       # the first is always measured
+    assert "MAX_SECONDS = 1e-09 reached after 1 of 2 measurements; not measured: tiny:bert {batch_size = 2}" in \
         (tmp_path / "tiny" / "logs" / "bench.log").read_text()
 
     # measured beside other work: said in the log, and in the table's last column
@@ -82,6 +90,18 @@ def test_bench_tiny_series(imdb_parquet, tmp_path, monkeypatch):
     assert "busy: other processes kept 1.5 of 2 cores busy on average while it trained" in \
         (tmp_path / "tiny" / "logs" / "bench.log").read_text()
     assert lever_rows(folder)["busy"][-1] == "1.50" and lever_rows(folder)["busy"][1] == "1.00x"   # its own base
+
+
+def test_a_label_names_the_whole_model_and_every_lever_off_its_default(monkeypatch):
+    # two models of the same last name, or two settings of a lever the short name leaves out, never share a label
+    label = lambda **levers: [monkeypatch.setattr(bench, k, v) for k, v in levers.items()] and bench.bench_label("sdpa")  # noqa: E731
+    label(**bench.DEFAULT_LEVERS)                  # a test's bench.main leaves its settings in the module
+    first = label(MODEL_NAME="org1/bert-base", LABEL="", BATCH_SIZE=32, MAX_LENGTH=512)
+    assert first == "org1--bert-base-bs32-len512-sdpa" and label(MODEL_NAME="org2/bert-base") == "org2--bert-base-bs32-len512-sdpa"
+    assert label(MODEL_NAME="/runs/a/teacher", STEPS=60, PIN_MEMORY=False, TRUNCATION="head", HEAD_TOKENS=64,
+                 WARMUP_STEPS=10, COMPILE=True, OPTIMIZER="adamw_torch", NUM_WORKERS=2, GROUP_BY_LENGTH=False) == \
+        "runs--a--teacher-bs32-len512-sdpa-compile-adamw_torch-w2-random-unpinned-head-head64-steps60-warm10"
+    assert label(LABEL="mine") == "mine"
 
 
 def lever_rows(folder):

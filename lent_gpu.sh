@@ -52,7 +52,8 @@ going() { [ -s "$base/pid" ] && [ ! -e "$base/rc" ] && kill -0 -- "-$(cat "$base
 step() { grep -a '^== ' "$base/log" 2>/dev/null | tail -n 1 | cut -d' ' -f2; }     # the step the run is in
 pack() {   # GNU tar says 1 for a file that changed while it was read (a log being written): not a failure
   tar -czf "$OUT/runs.tgz" --warning=no-file-changed -C "$RUNS" --exclude='*.safetensors' --exclude=checkpoints \
-    --exclude=teacher_logits --exclude=predictions --exclude='*.partial' --exclude=.lock . || [ $? -eq 1 ]
+    --exclude=teacher_logits --exclude=predictions --exclude='*.partial' --exclude=.lock \
+    --exclude='timings.md.new.*' --exclude='.step-start.*' . || [ $? -eq 1 ]
   cp "$base/log" "$OUT/run.log"
 }
 
@@ -89,16 +90,16 @@ while going && [ "$SECONDS" -lt "$stop_at" ]; do sleep 2; done
 complete=0    # the run's results are complete: finished, or its finished models evaluated, or only its bench cut short
 if going && [ "$last" = 1 ]; then
   if [ "$(step)" = evaluate_models ] || [ "$(step)" = bench ]; then   # stopping it to evaluate again would waste it
-    while going && [ "$SECONDS" -lt $(( end - 10 )) ]; do      # bench: 15 s more to unwind
+    while going && [ "$SECONDS" -lt $(( end - 10 )) ]; do      # bench: stopped 25 s before the end, to unwind
       if [ "$(step)" = bench ] && [ "$SECONDS" -ge $(( end - 25 )) ]; then break; fi
       sleep 2
     done
     if going && [ "$(step)" = bench ]; then      # each measurement is saved as it ends: the next lease goes on
       echo "stopping bench.py after ${SECONDS}s: the experiment's results are complete, its measurements so far saved"
       kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
-      for _ in $(seq 12); do going || break; sleep 1; done    # a long step (a CPU's) delays the unwinding
+      while going && [ "$SECONDS" -lt $(( end - 14 )) ]; do sleep 1; done   # a long step (a CPU's) delays unwinding
       kill -KILL -- "-$(cat "$base/pid")" 2>/dev/null || true  # its lock is then taken over by the next run
-      for _ in $(seq 5); do going || break; sleep 1; done
+      for _ in 1 2 3; do going || break; sleep 1; done
       complete=1
     fi
   else

@@ -8,7 +8,8 @@
 # Each step is one of the scripts and can be run alone with the same arguments; each decides for
 # itself what is finished (a finished teacher or student is kept unless --overwrite=true). The wall
 # time of each step, and how many of its models it trained (the others were kept), is written to
-# outputs/<experiment>/timings.md (the one it replaces is appended to timings-history.md).
+# outputs/<experiment>/timings.md as each step ends, with a total row once all have (the one it replaces is appended
+# to timings-history.md).
 set -euo pipefail
 config=${1:?usage: bash run_experiment.sh configs/NAME.toml [--name=value ...]}
 shift
@@ -33,9 +34,11 @@ if [ -n "$soft" ]; then
 fi
 if [ "$bench" = 1 ]; then steps="$steps bench"; fi
 mkdir -p "$out"
-# this run's own files (named by its pid: a second run of the experiment, refused by the step's lock, must not touch them)
+# this run's own files (named by its pid: a second run of the experiment, refused by the step's lock, must not touch
+# them); those of a run that was killed are removed
+for f in "$out"/timings.md.new.* "$out"/.step-start.*; do [ -e "$f" ] && ! kill -0 "${f##*.}" 2>/dev/null && rm -f "$f"; done
 draft="$out/timings.md.new.$$" mark="$out/.step-start.$$"
-trap 'rm -f "$draft" "$mark"' EXIT    # a failed step leaves no half-written timings behind
+trap 'rm -f "$draft" "$draft.tmp" "$mark"' EXIT
 # SIGTERM (`timeout`, a scheduler: the whole process group) reaches the running step too; with a trap, bash waits for
 # that step to unwind (lock released, files closed) before it exits, so whatever runs next finds the experiment free
 trap 'exit 143' TERM
@@ -49,6 +52,13 @@ trained() {   # trained() FOLDER...: "N of M" finished models under the folders,
         -newer "$mark" 2>/dev/null | wc -l)
   if [ "$all" -gt 0 ]; then echo "$new of $all"; fi
 }
+published=0
+publish() {   # the rows so far as timings.md (a stopped run keeps its finished steps'); the first time, the previous
+              # run's table goes to timings-history.md (a re-run's steps may only have kept finished models)
+  if [ "$published" = 0 ] && [ -f "$out/timings.md" ]; then { echo; cat "$out/timings.md"; } >> "$out/timings-history.md"; fi
+  published=1
+  cp "$draft" "$draft.tmp" && mv "$draft.tmp" "$out/timings.md"
+}
 t0=$(date +%s)
 for step in $steps; do
   echo "== $step --config $config $*"
@@ -61,10 +71,8 @@ for step in $steps; do
     *) did="" ;;
   esac
   echo "| $step | $(( $(date +%s) - start )) | $did | $(date -u +%FT%TZ) |" >> "$draft"
+  publish
 done
 echo "| total | $(( $(date +%s) - t0 )) | | $(date -u +%FT%TZ) |" >> "$draft"
-if [ -f "$out/timings.md" ]; then   # a re-run's steps may only have kept finished models: the earlier times stay
-  { echo; cat "$out/timings.md"; } >> "$out/timings-history.md"
-fi
-mv "$draft" "$out/timings.md"
+publish
 cat "$out/timings.md"

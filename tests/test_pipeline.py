@@ -159,6 +159,17 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
     assert done == ["distill_student", "evaluate_models", "bench"]
     assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
         ["distill_student", "evaluate_models", "bench", "total"]
+    # a step that fails (or is stopped) keeps the rows of those before it; a killed run's own files are removed
+    (tmp_path / "out/stub/timings.md.new.999999999").write_text("left by a run that was killed")
+    (tmp_path / "bench.py").write_text("import sys\nsys.exit('error: no model at hand')\n")
+    p = subprocess.run(["bash", "run_experiment.sh", "stub.toml", "--soft_labels=x"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 1 and "no model at hand" in p.stderr
+    assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
+        ["distill_student", "evaluate_models"]
+    assert "| total |" in (tmp_path / "out/stub/timings-history.md").read_text().split("\n\n")[-1]   # the last whole run's
+    assert sorted(f.name for f in (tmp_path / "out/stub").iterdir() if f.name.startswith(("timings", ".step"))) == \
+        ["timings-history.md", "timings.md"]
 
 
 def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_what_finished(tmp_path):

@@ -1,4 +1,5 @@
 """run_experiment.sh: the three steps in order, each given only the flags it defines."""
+import functools
 import json
 import subprocess
 from pathlib import Path
@@ -172,16 +173,11 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
         ["timings-history.md", "timings.md"]
 
 
-def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_what_finished(tmp_path):
-    # lent_gpu.sh with stub steps: a run outlives the call that started it, a later call waits for it, the last call
-    # the budget leaves room for stops it and evaluates (or lets its own evaluation finish); a stopped run is started
-    # again, a finished one is not
-    import contextlib
-    import os
+def lent_gpu_stub(tmp_path):
+    """A checkout holding lent_gpu.sh and stub steps: run_experiment.sh says it is in $STUB_STEP, writes a weight file,
+    works $STUB_TICKS tenths of a second (a stop: touches `unwound`; with $STUB_STUCK it does not exit for 60 s) and
+    writes results.md; evaluate_models.py records its arguments and the commit it was given."""
     import shutil
-    import signal
-    import tarfile
-    import time
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(ROOT / "lent_gpu.sh", repo)
@@ -195,21 +191,35 @@ def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_wh
         "import sys, pathlib\nout = next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--output_dir='))\n"
         "pathlib.Path(out, 'exp', 'evaluated').write_text(' '.join(sys.argv[1:]))\n"
         "import os; pathlib.Path(out, 'exp', 'evaluated-code').write_text(os.environ['KD_CODE_VERSION'])\n")
+    return repo
 
-    def call(name, runs, ticks, **env):
-        (tmp_path / name).mkdir()
-        p = subprocess.Popen(["bash", str(repo / "lent_gpu.sh"), "configs/x.toml", "--seed=1"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             env=os.environ | {"OUT": str(tmp_path / name), "RUNS": str(tmp_path / runs),
-                                               "STUB_TICKS": str(ticks), "IMDB_DIR": "x"} | env)
-        p.stdout, p.stderr = p.communicate(timeout=120)
-        with contextlib.suppress(ProcessLookupError):     # as the device tool ends what a call leaves running
-            os.killpg(p.pid, signal.SIGKILL)
-        if not (tmp_path / name / "runs.tgz").exists():
-            return p, None
-        with tarfile.open(tmp_path / name / "runs.tgz") as tar:
-            return p, sorted(n for n in tar.getnames() if n.startswith("./exp/"))
 
+def lent_gpu_call(tmp_path, name, runs, ticks, **env):
+    """One call of the stub checkout's lent_gpu.sh, as the device tool makes it: (process, the ./exp/ files its
+    runs.tgz holds, or None without one); whatever the call leaves running is killed, as the tool does."""
+    import contextlib
+    import os
+    import signal
+    import tarfile
+    (tmp_path / name).mkdir()
+    p = subprocess.Popen(["bash", str(tmp_path / "repo" / "lent_gpu.sh"), "configs/x.toml", "--seed=1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env=os.environ | {"OUT": str(tmp_path / name), "RUNS": str(tmp_path / runs),
+                                           "STUB_TICKS": str(ticks), "IMDB_DIR": "x"} | env)
+    p.stdout, p.stderr = p.communicate(timeout=120)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(p.pid, signal.SIGKILL)
+    if not (tmp_path / name / "runs.tgz").exists():
+        return p, None
+    with tarfile.open(tmp_path / name / "runs.tgz") as tar:
+        return p, sorted(n for n in tar.getnames() if n.startswith("./exp/"))
+
+
+def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_what_finished(tmp_path):
+    # lent_gpu.sh with stub steps: a run outlives the call that started it, a later call waits for it, the last call
+    # the budget leaves room for stops it and evaluates; a stopped run is started again, a finished one is not
+    lent_gpu_stub(tmp_path)
+    call = functools.partial(lent_gpu_call, tmp_path)
     runs = tmp_path / "runs"
     p, packed = call("a", "runs", 300, BUDGET_S="10000", CALL_S="16", CODE_COMMIT="0123abcd")   # returns at once: 30 s of work go on
     assert p.returncode == 3 and "still running" in p.stdout and "./exp/started" in packed, p.stderr
@@ -226,7 +236,14 @@ def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_wh
     p, _ = call("d", "runs", 5, BUDGET_S="10000")                             # finished: not started again
     assert p.returncode == 0 and "started" not in p.stdout
     assert (runs / "exp/started").read_text().splitlines() == [f"{tmp_path / 'runs.run/code/configs/x.toml'} --seed=1"] * 2
-    # the last call finds the run in its own evaluation: it waits for it instead of evaluating again
+
+
+def test_lent_gpus_last_call_lets_an_evaluation_finish_stops_a_bench_and_refuses_bad_input(tmp_path):
+    # the last call finds the run in a later step: its own evaluation is waited for, not repeated; a bench series
+    # is stopped (killed when it does not unwind in time), the run's results standing; bad input is one line
+    import time
+    lent_gpu_stub(tmp_path)
+    call = functools.partial(lent_gpu_call, tmp_path)
     p, _ = call("e1", "runs2", 50, BUDGET_S="10000", CALL_S="16", STUB_STEP="evaluate_models")
     assert p.returncode == 3
     time.sleep(0.5)

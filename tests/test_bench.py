@@ -6,6 +6,7 @@ import pytest
 import bench
 from configurator import UsageError
 from conftest import tiny_args
+from data_utils import load_imdb
 from models import load_classifier
 
 
@@ -30,10 +31,15 @@ def test_bench_tiny_series(imdb_parquet, tmp_path, monkeypatch):
     levers = '--levers=[{label = "grouped"}, {label = "random", group_by_length = false}]'
     import torch
     threads = torch.get_num_threads()
+    reads = []
+    bench.train_reviews.cache_clear()
+    monkeypatch.setattr(bench, "load_imdb", lambda *a: reads.append(a) or load_imdb(*a))
     try:
         grouped, shuffled = bench.main(args + [levers, "--peak_tflops=0.001", f"--threads={threads + 1}"])
     finally:
         torch.set_num_threads(threads)
+        monkeypatch.undo()
+    assert len(reads) == 1                        # the reviews read once for the series, not per measurement
     assert (grouped["torch_threads"], shuffled["torch_threads"]) == (threads + 1, threads + 1)   # --threads: a shared CPU
     for r in (grouped, shuffled):
         assert r["steps_measured"] == 3 and r["reviews_per_s"] == pytest.approx(3 * 8 / r["seconds"], rel=0.02)   # full batches; seconds rounded to ms

@@ -94,7 +94,7 @@ if going && [ "$last" = 1 ]; then
       if [ "$(step)" = bench ] && [ "$SECONDS" -ge $(( end - 25 )) ]; then break; fi
       sleep 2
     done
-    if going && [ "$(step)" = bench ]; then      # each measurement is saved as it ends: the next lease goes on
+    if going && [ "$(step)" = bench ]; then      # each measurement is saved as it ends, and packed below
       echo "stopping bench.py after ${SECONDS}s: the experiment's results are complete, its measurements so far saved"
       kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
       while going && [ "$SECONDS" -lt $(( end - 14 )) ]; do sleep 1; done   # a long step (a CPU's) delays unwinding

@@ -255,10 +255,11 @@ LEVER_COLUMNS = (("label", "{}"), ("vs base", "{:.2f}x"), ("device_name", "{}"),
                  ("other_cores_busy", "{:.2f}"))
 
 
-def lever_table(folder: Path) -> str:
+def lever_table(folder: Path, failed: list[str] = ()) -> str:
     """Markdown: every measurement saved in `folder` (<label>.json), one row each, grouped by model and sorted by
     throughput, so that each lever's before and after stand side by side; "vs base": reviews/s over those of the
-    first measurement of its series (its "base"), where that is in the folder too."""
+    first measurement of its series (its "base"), where that is in the folder too; then the measurements of the
+    last series that failed (`failed`: one line each)."""
     runs = {r["label"]: r for r in map(read_json, sorted(folder.glob("*.json"))) if "reviews_per_s" in r}
     speedup = {label: r["reviews_per_s"] / runs[r["base"]]["reviews_per_s"] for label, r in runs.items() if r.get("base") in runs}
     runs = sorted((r | {k: r["config"].get(k) for k in ("batch_size", "compile", "optimizer", "num_workers", "group_by_length")}
@@ -268,6 +269,8 @@ def lever_table(folder: Path) -> str:
         lines += [f"\n### {model}\n", "| " + " | ".join(k for k, _ in LEVER_COLUMNS) + " |", "|" + "---|" * len(LEVER_COLUMNS)]
         lines += ["| " + " | ".join("" if r.get(k) is None else f.format(r[k]) for k, f in LEVER_COLUMNS) + " |"
                   for r in runs if r["model"] == model]
+    if failed:
+        lines += ["\n### Failed in the last series (not measured; tracebacks in the log)\n"] + [f"- {line}" for line in failed]
     return f"# Training speed, lever by lever (bench.py; {len(runs)} measurements in {folder})\n" + "\n".join(lines) + "\n"
 
 
@@ -326,6 +329,22 @@ def measure(cfg: dict, settings: dict, where: tuple, seen: set, kernels: dict, b
     return result
 
 
+def measure_or_fail(cfg: dict, settings: dict, where: tuple, state: tuple, base: str | None) -> dict | None:
+    """measure(), but a measurement that fails (out of GPU memory at a large batch, torch.compile failing on this
+    torch) is logged with its traceback and added to `failed` as one line, and the series goes on: one lever must not
+    cost the others. state: (seen, kernels, failed, "model {entry}" of this measurement). A full disk still ends it."""
+    from configurator import disk_full
+    seen, kernels, failed, text = state
+    try:
+        return measure(cfg, settings, where, seen, kernels, base)
+    except Exception as e:
+        if isinstance(e, UsageError) or disk_full(e):    # bad input, or nothing more can be saved
+            raise
+        failed.append(f"{text}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}")
+        log.warning("failed, the series goes on: %s", failed[-1], exc_info=True)
+        return None
+
+
 def release(compiled: bool) -> None:
     """Free what the last measurement held (its Trainer and model, compiled graphs, cached GPU memory) so that it
     does not slow or crowd the next."""
@@ -363,21 +382,25 @@ def main(argv=None) -> list[dict]:
 
     # 1. each measurement in turn (MODEL_NAMES x LEVERS), none started after MAX_SECONDS; 2. each saved as it ends,
     # with levers.md: every measurement of the folder side by side, each beside the first of its model in this series
-    results, bases, seen, kernels = [], {}, set(), {}
-    for i, (settings, _) in enumerate(runs):
+    results, failed, bases, seen, kernels = [], [], {}, set(), {}
+    for i, (settings, text) in enumerate(runs):
         if MAX_SECONDS and i and time.monotonic() - start > MAX_SECONDS:
             log.warning("MAX_SECONDS = %g reached after %d of %d measurements; not measured: %s", MAX_SECONDS, i, len(runs),
                         "; ".join(text for _, text in runs[i:]))
             break
         set_seed(SEED)
-        result = measure(cfg, settings, (device, device_name, folder), seen, kernels, bases.get(settings["MODEL_NAME"]))
+        result = measure_or_fail(cfg, settings, (device, device_name, folder), (seen, kernels, failed, text),
+                                 bases.get(settings["MODEL_NAME"]))
         release(settings["COMPILE"])
         if result is not None:
             bases.setdefault(settings["MODEL_NAME"], result["label"])
             results.append(result)
             report(result)
-            with atomic_path(folder / "levers.md") as tmp:
-                tmp.write_text(lever_table(folder))
+        with atomic_path(folder / "levers.md") as tmp:
+            tmp.write_text(lever_table(folder, failed))
+    if failed:     # the others are saved: the same command measures only these again
+        raise SystemExit(f"error: {len(failed)} of {len(runs)} measurements failed ({'; '.join(failed)}); the others "
+                         f"are saved in {folder}, and the same command measures only the failed again (tracebacks: the log)")
     return results
 
 

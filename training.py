@@ -258,7 +258,7 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
     precision = pick_precision()   # {} on CPU
     every = dict(eval_strategy="steps", save_strategy="steps", eval_steps=eval_every, save_steps=eval_every) \
         if eval_every > 0 else dict(eval_strategy="epoch", save_strategy="epoch")
-    return TrainingArguments(**{**dict(
+    args = TrainingArguments(**{**dict(
         output_dir=str(ckpt_dir), num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size, gradient_accumulation_steps=grad_accum,
         # transformers 5 folds warmup_ratio into warmup_steps: a value below 1 is a fraction of the steps
@@ -274,6 +274,21 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         logging_nan_inf_filter=False, tf32=tf32_available() or None,   # TF32 for what runs in fp32 on Ampere+
         # torchrun on CPUs: real DDP over gloo (the Trainer would otherwise run N independent copies)
         ddp_backend="gloo" if cpu_processes() else None), **overrides})
+    align_tf32_flags()
+    return args
+
+
+def align_tf32_flags() -> None:
+    """Make torch's legacy TF32 flag agree with its new per-backend one. TrainingArguments (tf32=True, or torch_compile
+    with bf16, on Ampere or newer) sets TF32 through torch >= 2.9's new API (torch.backends.fp32_precision), after which
+    the legacy getters (torch.get_float32_matmul_precision, torch.backends.cuda.matmul.allow_tf32) raise "mix of the
+    legacy and new APIs"; torch.compile's inductor still reads them on CUDA (pytorch#166387, InductorError at the first
+    matmul), so compiled training failed. The same precision set through the legacy setter makes both readable.
+    Nothing changes where the legacy getter already answers (CPUs: nothing set)."""
+    try:
+        torch.get_float32_matmul_precision()
+    except RuntimeError:
+        torch.set_float32_matmul_precision("high" if torch.backends.cuda.matmul.fp32_precision == "tf32" else "highest")
 
 
 def training_devices() -> int:

@@ -98,6 +98,35 @@ def test_bench_tiny_series(imdb_parquet, tmp_path, monkeypatch):
     assert lever_rows(folder)["busy"][-1] == "1.50" and lever_rows(folder)["busy"][1] == "1.00x"   # its own base
 
 
+def test_a_failed_measurement_is_listed_and_the_series_goes_on(imdb_parquet, tmp_path, monkeypatch):
+    # a batch too large for the GPU, or torch.compile failing on the lent GPU's torch, costs its row, not the series'
+    import torch
+    args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", "--steps=2", "--warmup_steps=1", "--threads=1",
+                     "--levers=[{batch_size = 2}, {batch_size = 4}, {batch_size = 3}]")
+    run_steps = bench.run_steps
+    def failing(*a):
+        if bench.BATCH_SIZE == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\n(more lines)")
+        return run_steps(*a)
+    monkeypatch.setattr(bench, "run_steps", failing)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit, match=r"^error: 1 of 3 measurements failed \(tiny:bert \{batch_size = 4\}: "
+                           r"OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\); the others are saved in"):
+            bench.main(args)
+        folder = tmp_path / "tiny" / "bench"
+        assert set(lever_rows(folder)) == {"tiny-bert-bs2-len64-sdpa-head16-steps2-warm1", "tiny-bert-bs3-len64-sdpa-head16-steps2-warm1"}
+        assert "### Failed in the last series (not measured; tracebacks in the log)\n\n- tiny:bert {batch_size = 4}: " \
+               "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n" in (folder / "levers.md").read_text()
+        assert "Traceback" in (tmp_path / "tiny" / "logs" / "bench.log").read_text()
+        trained = []                                              # the same command again: only the failed one runs
+        monkeypatch.setattr(bench, "run_steps", lambda *a: trained.append(bench.BATCH_SIZE) or run_steps(*a))
+        assert [r["label"] for r in bench.main(args)][1] == "tiny-bert-bs4-len64-sdpa-head16-steps2-warm1" and trained == [4]
+        assert len(lever_rows(folder)) == 3 and "Failed" not in (folder / "levers.md").read_text()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_label_names_the_whole_model_and_every_lever_off_its_default(monkeypatch):
     # two models of the same last name, or two settings of a lever the short name leaves out, never share a label
     label = lambda **levers: [monkeypatch.setattr(bench, k, v) for k, v in levers.items()] and bench.bench_label("sdpa")  # noqa: E731

@@ -174,6 +174,26 @@ def test_teacher_logits_of_another_precision_are_another_cache(tiny_experiment, 
     assert ds.logit_precision() == "bf16" and ds.teacher_key(folder, kd) != on_cpu
 
 
+def test_tf32_set_as_transformers_sets_it_stays_readable_for_torch_compile(tmp_path):
+    # on a GPU, TrainingArguments(tf32=True) sets TF32 with torch's new API; torch.compile's inductor then read the
+    # legacy flag, which raised "mix of the legacy and new APIs" (pytorch#166387): bench's compile lever failed
+    import warnings
+
+    from transformers.utils.import_utils import enable_tf32
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enable_tf32.__wrapped__(True)         # what TrainingArguments does on Ampere+ (its lru_cache bypassed)
+            with pytest.raises(RuntimeError, match="mix of the legacy and new"):
+                torch.get_float32_matmul_precision()
+            training.training_arguments(tmp_path, epochs=1, batch_size=8, learning_rate=1e-4, eval_batch_size=8, seed=0)
+            assert torch.get_float32_matmul_precision() == "high" and torch.backends.cuda.matmul.allow_tf32
+            assert torch.backends.cuda.matmul.fp32_precision == "tf32"      # TF32 kept, not undone
+    finally:                                      # as a fresh process has it, for the tests after this one
+        torch.backends.fp32_precision = "none"
+        torch.set_float32_matmul_precision("highest")
+
+
 def test_optimizer_steps_matches_the_trainer_arithmetic(tmp_path, caplog):
     assert training.optimizer_steps(40, 1.0, 8, 1) == 5 and training.optimizer_steps(44, 1.0, 8, 1) == 6
     assert training.optimizer_steps(44, 2.5, 8, 1) == 15 and training.optimizer_steps(44, 1.0, 8, 4) == 2

@@ -5,7 +5,7 @@ import pytest
 
 import bench
 from configurator import UsageError
-from conftest import tiny_args
+from conftest import tiny_args, write_parquet
 from data_utils import load_imdb
 from models import load_classifier
 
@@ -25,9 +25,10 @@ def test_peak_lookup():
     assert bench.peak_tflops("NVIDIA A10G") is None and bench.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
 
 
-def test_bench_tiny_series(imdb_parquet, tmp_path, monkeypatch):
-    # one process, two measurements (length-grouped, then random batches), each saved as it ends
-    args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", "--batch_size=8", "--steps=3", "--warmup_steps=1")
+def test_bench_tiny_series(tmp_path, monkeypatch):
+    # one process, two measurements (length-grouped, then random batches), each saved as it ends; 160 reviews: the
+    # 8 x 8 measured fill two of the sampler's mega-batches (grouping needs 4 batches' worth a mega-batch)
+    args = tiny_args(write_parquet(tmp_path / "imdb", sizes=(160, 24, 12)), tmp_path, "--model_name=tiny:bert", "--batch_size=8", "--steps=8", "--warmup_steps=1")
     levers = '--levers=[{label = "grouped"}, {label = "random", group_by_length = false}]'
     import torch
     threads = torch.get_num_threads()
@@ -42,12 +43,14 @@ def test_bench_tiny_series(imdb_parquet, tmp_path, monkeypatch):
     assert len(reads) == 1                        # the reviews read once for the series, not per measurement
     assert (grouped["torch_threads"], shuffled["torch_threads"]) == (threads + 1, threads + 1)   # --threads: a shared CPU
     for r in (grouped, shuffled):
-        assert r["steps_measured"] == 3 and r["reviews_per_s"] == pytest.approx(3 * 8 / r["seconds"], rel=0.02)   # full batches; seconds rounded to ms
+        assert r["steps_measured"] == 8 and r["reviews_per_s"] == pytest.approx(8 * 8 / r["seconds"], rel=0.02)   # full batches; seconds rounded to ms
         assert r["tokens_per_s"] / r["reviews_per_s"] == pytest.approx(r["mean_tokens"]) and 5 < r["mean_tokens"] <= 64
         assert 0 < r["seconds"] <= r["wall_s"] + 0.05 and 0 < r["step_s_median"] <= r["seconds"]
         assert 0 <= r["padding_fraction"] < 1 and (r["other_cores_busy"] is None or r["other_cores_busy"] >= 0)
         assert r["mfu"] == pytest.approx(r["model_tflops_per_s"] / 0.001) and r["base"] == "grouped"   # the series' first
     assert grouped["padding_fraction"] < shuffled["padding_fraction"]      # length grouping pads less
+    # on the same reviews: the warm-up has its own (a grouped sampler's longest batches first left shorter ones measured)
+    assert grouped["mean_tokens"] == pytest.approx(shuffled["mean_tokens"], rel=1e-9)
     folder = tmp_path / "tiny" / "bench"                                     # a config's experiment: its bench/ subfolder
     saved = json.loads((folder / "grouped.json").read_text())
     assert saved["flops_formula"] == "sum_i 6 N l_i + 12 n_layers d l_i^2" and saved["device"] == "cpu"
@@ -78,7 +81,7 @@ def test_bench_tiny_series(imdb_parquet, tmp_path, monkeypatch):
     # model not at hand (the teacher not staged) is named, the others measured; none is started past MAX_SECONDS
     once = bench.main(args + ['--levers=[{}, {attention = "sdpa"}, {pin_memory = false}]',
                               f"--model_names=tiny:bert,{tmp_path}/not-staged"])
-    base = "tiny-bert-bs8-len64-sdpa-head16-steps3-warm1"     # the levers that are not bench.py's defaults named too
+    base = "tiny-bert-bs8-len64-sdpa-head16-steps8-warm1"     # the levers that are not bench.py's defaults named too
     assert [r["label"] for r in once] == [base, base.replace("-head16", "-unpinned-head16")] and once[0]["mfu"] is None
     log = (tmp_path / "tiny" / "logs" / "bench.log").read_text()
     assert f"{base}: the same measurement as an earlier one of this series (sdpa attention)" in log

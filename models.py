@@ -223,7 +223,31 @@ def load_classifier(name_or_path: str, seed: int = 0, labels=None):
          "label2id": {n: i for i, n in enumerate(labels or IMDB_LABELS)}}
     with cannot_load(name_or_path):
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=torch.float32, **head)
+    stored = stored_float_dtypes(name_or_path) - {"F32", "F64"}
+    if stored:      # e.g. the GPU pack's copies (make-device-pack stores them in float16 to fit its chunks)
+        log.warning("%s: weights stored as %s, loaded as float32: the training starts from weights rounded to %s",
+                    name_or_path, "/".join(sorted(stored)), "/".join(sorted(stored)))
     return model, tok
+
+
+def stored_float_dtypes(name_or_path: str) -> set[str]:
+    """The safetensors dtypes ("F16", "BF16", "F32", ...) of the floating-point tensors in a model's one
+    model.safetensors (a folder's, or a hub id's cached copy), read from the file's header; empty when there is
+    no such file (sharded, not cached)."""
+    import struct
+    path = Path(name_or_path) / "model.safetensors"
+    if not path.is_file():
+        from huggingface_hub import try_to_load_from_cache
+        try:
+            cached = try_to_load_from_cache(name_or_path, "model.safetensors")
+        except ValueError:            # not a hub id (a path that is not a model folder)
+            cached = None
+        path = Path(cached) if isinstance(cached, str) else None
+    if path is None or not path.is_file():
+        return set()
+    with open(path, "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    return {t["dtype"] for k, t in header.items() if k != "__metadata__" and t["dtype"].startswith(("F", "BF"))}
 
 
 def load_tokenizer(name_or_path: str):

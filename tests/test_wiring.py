@@ -201,3 +201,19 @@ def test_a_damaged_teacher_logit_cache_is_set_aside_and_recomputed(tiny, tmp_pat
     np.testing.assert_allclose(out, ref, atol=1e-5)
     assert f"teacher-logit cache {path} is damaged" in caplog.text and path.with_name(path.name + ".damaged").exists()
     assert ds.read_logit_cache(path).keys() == set(du.text_hashes(TEXTS))        # the rewritten cache reads back
+
+
+def test_weights_stored_in_half_precision_are_named_when_loaded(tmp_path, caplog):
+    # the GPU pack stores the pretrained models in float16: a run from it starts from rounded weights, and says so
+    from models import load_classifier, stored_float_dtypes
+    model, tok = build_tiny("bert")
+    for name, dtype in (("half", torch.float16), ("full", torch.float32)):
+        model.to(dtype).save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+    assert stored_float_dtypes(str(tmp_path / "half")) == {"F16"} and stored_float_dtypes(str(tmp_path / "full")) == {"F32"}
+    with caplog.at_level("WARNING", logger="kd"):
+        half, _ = load_classifier(str(tmp_path / "half"))
+        load_classifier(str(tmp_path / "full"))
+    assert next(half.parameters()).dtype == torch.float32
+    assert [r.getMessage() for r in caplog.records if "stored as" in r.getMessage()] == \
+        [f"{tmp_path / 'half'}: weights stored as F16, loaded as float32: the training starts from weights rounded to F16"]

@@ -789,8 +789,10 @@ def write_predictions(path: Path, labels: np.ndarray, pred: np.ndarray, probs: n
 
 
 def machine(hw: dict) -> tuple:
-    """What speed figures depend on: the device and the GPU, or on a CPU the processor and the threads used."""
-    return (hw["device"], hw.get("gpu")) if hw["device"] == "cuda" else (hw["device"], hw["cpu"], hw["torch_threads"])
+    """What speed figures depend on: the device and the GPU, or on a CPU the processor and the threads used; and the
+    torch build (its kernels: a published teacher row timed under another torch is not compared)."""
+    where = (hw["device"], hw.get("gpu")) if hw["device"] == "cuda" else (hw["device"], hw["cpu"], hw["torch_threads"])
+    return where + (f"torch {hw.get('torch')}",)
 
 
 SPEED_SETTINGS = ("eval_batch_size", "latency_samples", "warmup", "gpu_warmup_s")   # how throughput and latency are measured

@@ -150,6 +150,11 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     assert [r["precision"] for r in teacher] == ["fp32"]
     assert teacher[0]["no_speedups"] == "measured with eval_batch_size = 999, here 8"
     assert ev.published_teacher(src / "results.json", split, "cpu")[0]["no_speedups"] == ""
+    other = json.loads((src / "results.json").read_text())      # the same machine under another torch build
+    other["hardware"]["torch"] = "2.11.0+cu130"
+    (tmp_path / "other-torch.json").write_text(json.dumps(other))
+    assert ev.published_teacher(tmp_path / "other-torch.json", split, "cpu")[0]["no_speedups"].endswith(
+        f"torch 2.11.0+cu130; this machine is {', '.join(map(str, ev.machine(ev.hardware('cpu'))))}")
     # the results of another training of the teacher (its run named in results.json): refused, as with its folder
     assert published["teacher_run"] == result["teacher_run"] == json.loads((src / "results.json").read_text())["teacher_run"]
     other = json.loads((src / "results.json").read_text()) | {"teacher_run": "0" * 16}

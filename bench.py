@@ -188,18 +188,25 @@ def at_hand(runs: list) -> tuple[list, list[str]]:
 
 
 def check_config(cfg: dict) -> None:
-    """Before anything is written: the data is there, every LEVERS entry is valid, a LABEL names one measurement
-    only, and some model of the series loads (the first one that does not is the error when none does)."""
+    """Before anything is written: the data is there, the series is valid (check_series), and some model of the
+    series loads (the first one that does not is the error when none does)."""
     imdb_sources(("train",), DATA_DIR)
+    measurable, missing = at_hand(check_series(cfg))
+    if not measurable:
+        raise UsageError(missing[0])
+
+
+def check_series(cfg: dict) -> list[tuple[dict, str]]:
+    """The series (series()): every LEVERS entry valid, and a LABEL naming one measurement only; UsageError
+    otherwise. run_experiment.sh checks a config's [bench] table with it before the experiment's first step, so that
+    a typo there is not found hours later."""
     runs = series(cfg)
     labels = [r["LABEL"] for r, _ in runs if r["LABEL"]]
     twice = next((label for label in labels if labels.count(label) > 1), None)
     if twice:
         raise UsageError(f"label {twice!r} would name {labels.count(twice)} measurements of this series (MODEL_NAMES x LEVERS); "
                          f"leave it out (each is then named by its levers) or give each LEVERS entry its own")
-    measurable, missing = at_hand(runs)
-    if not measurable:
-        raise UsageError(missing[0])
+    return runs
 
 
 def bench_folder(cfg: dict) -> Path:

@@ -561,7 +561,7 @@ def check_config(cfg: dict) -> None:
     check_teacher_accuracy(teacher)
     if not teacher.has_model:
         check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)
-    from training import check_resume, kept_as_is, run_dirs
+    from runs import check_resume, kept_as_is, run_dirs
     wanted = {r.name: (run_dirs(OUTPUT_DIR, EXPERIMENT, "students", r.name), run_settings(r, cfg, teacher)) for r in runs}
     to_train = {r.spec["name"] for r in runs             # one kept as it is needs no base model (offline: none at hand)
                 if not kept_as_is(wanted[r.name][0][0], wanted[r.name][1], OVERWRITE)}
@@ -599,9 +599,9 @@ def note_longer_than_teacher(runs: list, teacher: Teacher) -> None:
 
 
 def run_settings(run: "Run", cfg: dict, teacher: Teacher) -> dict:
-    """What an interrupted student run must resume with (training.resume_settings): the shared settings, its own
+    """What an interrupted student run must resume with (runs.resume_settings): the shared settings, its own
     as trained, its model and layers, and the teacher when it learns from it or is cut from it."""
-    from training import resume_settings
+    from runs import resume_settings
     shared = {k: v for k, v in cfg.items() if k.lower() not in PER_STUDENT}
     own = {k: v for k, v in run.trained_with.items() if k != "baseline"} | \
         {"model": run.spec.get("model"), "layers": run.spec.get("layers"), "distilled": run.distilled}
@@ -632,7 +632,7 @@ class Run:
     spec: dict                    # its STUDENTS entry
     distilled: bool
     settings: dict                # student_settings(spec): every PER_STUDENT key, as configured
-    dirs: tuple = ()              # (model folder, checkpoint folder, published record): training.run_dirs
+    dirs: tuple = ()              # (model folder, checkpoint folder, published record): runs.run_dirs
 
     @property
     def from_teacher(self) -> bool:
@@ -673,7 +673,7 @@ def reads_transfer(runs: list[Run]) -> bool:
 def pending_runs(cfg: dict, teacher: Teacher, candidates: list[Run] | None = None) -> tuple[list[Run], dict]:
     """(runs still to train, {name: metrics} of the finished ones, which are kept unless OVERWRITE), among
     `candidates` (default: selected_runs)."""
-    from training import run_dirs, should_train
+    from runs import run_dirs, should_train
     runs, finished = [], {}
     for run in selected_runs(cfg) if candidates is None else candidates:
         run.dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "students", run.name)
@@ -721,7 +721,8 @@ def teacher_pass(runs: list[Run], train_texts: list[str], pool: list[str], teach
 def twin_steps(run: Run, n_train: int, n_unlabeled: int, epochs: float) -> int:
     """Optimizer steps of `epochs` passes over the data of the distilled run of this student (labels + its
     transfer texts), each step a batch on every device (a lone process on several GPUs: DataParallel's batch)."""
-    from training import devices_per_process, optimizer_steps, process_state
+    from runs import devices_per_process
+    from training import optimizer_steps, process_state
     st = run.settings
     return optimizer_steps(n_train + min(st["transfer_size"], n_unlabeled), epochs, st["batch_size"] * devices_per_process(),
                            GRAD_ACCUM, process_state().num_processes)
@@ -865,7 +866,7 @@ def check_best_seeds(runs: list[Run], cfg: dict, teacher: Teacher) -> None:
     """With BEST_SEEDS, before anything is trained: the choice needs baselines; the seeds it adds need names of their
     own (not another STUDENTS entry's, not one two entries would both take); and any entry may be chosen and trained
     again, so the base model of each whose added seeds are not all finished must be at hand."""
-    from training import run_dirs
+    from runs import run_dirs
     if not choosing():
         return
     if all(r.distilled for r in runs):
@@ -900,9 +901,9 @@ def best_seed_runs(cfg: dict, teacher: Teacher) -> list[Run]:
     """With BEST_SEEDS > 1 and every run of STUDENTS finished: the entry chosen per student (choose_best, on
     validation), recorded with the candidates in OUTPUT_DIR/EXPERIMENT/chosen.json, as runs at its further seeds,
     each followed by its labels-only baseline (also for an entry that had none: its gain needs one per seed);
-    each checked like the sweep's (training.check_resume: a kept or resumed run of other settings is refused)."""
+    each checked like the sweep's (runs.check_resume: a kept or resumed run of other settings is refused)."""
     from configurator import is_main_process
-    from training import check_resume, run_dirs
+    from runs import check_resume, run_dirs
     if BEST_SEEDS > 1 and not choosing():
         log.info("--best_seeds=%d with --only: no recipe chosen among some entries (run without --only to choose)", BEST_SEEDS)
     if not choosing():

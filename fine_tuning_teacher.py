@@ -69,7 +69,7 @@ def check_config(cfg: dict) -> None:
     at hand), and that a kept or resumed run was made with these settings."""
     check_data(DataSpec.from_settings(cfg), ("train", "test"))
     load_splits(DataSpec.from_settings(cfg))
-    from training import check_resume, kept_as_is, resume_settings, run_dirs
+    from runs import check_resume, kept_as_is, resume_settings, run_dirs
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
     if not kept_as_is(dirs[0], resume_settings(cfg), OVERWRITE):
         check_max_length(model_config(MODEL_NAME), MAX_LENGTH, MODEL_NAME)
@@ -108,13 +108,13 @@ def tokenize(splits, tokenizer, args) -> dict:
 
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
-    from transformers import set_seed
-
-    from training import (MeanLossTrainer, compute_metrics, loggers, model_record, resume_settings, run_dirs,
-                          should_train, train_and_save, training_arguments)
+    from runs import resume_settings, run_dirs, should_train
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
     if not should_train(*dirs[:2], OVERWRITE, resume_settings(cfg)):
-        return kept_teacher(dirs[0])
+        return kept_teacher(dirs[0])          # decided without importing the Trainer (~10 s on a small CPU)
+    from transformers import set_seed
+
+    from training import MeanLossTrainer, compute_metrics, loggers, model_record, train_and_save, training_arguments
     set_seed(SEED)
     args = training_arguments(dirs[1], epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
                               eval_batch_size=EVAL_BATCH_SIZE, seed=SEED, grad_accum=GRAD_ACCUM,

@@ -21,10 +21,16 @@ if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies
 fi
 # the experiment folder, as the scripts will resolve it (file and flags applied), the soft labels the students
 # learn from instead of a teacher model (configs/full-study.toml: no teacher to train), and whether the file has a
-# [bench] table (a training-speed series, run last: the experiment's results come first)
+# [bench] table (a training-speed series, run last: the experiment's results come first; checked now, not hours later)
 settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configurator import configure, run_main
-run_main(lambda: configure(vars(d), ["--config", *sys.argv[1:]]))
-print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, int("bench" in tomllib.load(open(sys.argv[1], "rb"))), sep="\n")' \
+has_bench = "bench" in tomllib.load(open(sys.argv[1], "rb"))
+def check():
+    configure(vars(d), ["--config", *sys.argv[1:]])
+    if has_bench:
+        import bench
+        bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench"))
+run_main(check)
+print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, int(has_bench), sep="\n")' \
   "$config" "$@")
 out=$(sed -n 1p <<< "$settings") soft=$(sed -n 2p <<< "$settings") bench=$(sed -n 3p <<< "$settings")
 steps="fine_tuning_teacher distill_student evaluate_models"
@@ -62,13 +68,18 @@ publish() {   # the rows so far as timings.md (a stopped run keeps its finished 
 t0=$(date +%s)
 for step in $steps; do
   echo "== $step --config $config $*"
-  start=$(date +%s)
+  start=$(date +%s) did=""
   touch "$mark"
-  python3 "$step.py" --config "$config" "$@"
+  if [ "$step" = bench ]; then   # the experiment's results are complete: a failed measurement is not its failure
+    python3 bench.py --config "$config" "$@" || { did="failed (exit $?)"
+      echo "warning: bench.py $did; its measurements so far are in $out/bench/levers.md, the errors in its log" >&2; }
+  else
+    python3 "$step.py" --config "$config" "$@"
+  fi
   case $step in
     fine_tuning_teacher) did=$(trained "$out/teacher") ;;
     distill_student) did=$(trained "$out/students") ;;
-    *) did="" ;;
+    *) ;;
   esac
   echo "| $step | $(( $(date +%s) - start )) | $did | $(date -u +%FT%TZ) |" >> "$draft"
   publish

@@ -308,7 +308,7 @@ def test_threads_sets_torch_cpu_threads_and_is_not_a_training_setting(tmp_path):
     import torch
 
     from configurator import start_run
-    from training import resume_settings
+    from runs import resume_settings
     before = torch.get_num_threads()
     want = 3 if before != 3 else 2                        # not the count the tests run with (conftest: 1)
     ns = {"__file__": "fine_tuning_teacher.py", "OUTPUT_DIR": str(tmp_path), "EXPERIMENT": "x", "THREADS": 0, "EPOCHS": 2.0}

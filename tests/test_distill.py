@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import distill_student as ds
+import runs
 import fine_tuning_teacher as ft
 from conftest import ROOT, tiny_args
 import training
@@ -129,7 +130,7 @@ def test_a_students_seed_is_its_own():
 
 
 def test_a_students_resume_settings_name_what_it_learns_from(tiny_experiment, tmp_path):
-    # what an interrupted student must resume with (training.check_resume compares them): its own settings,
+    # what an interrupted student must resume with (runs.check_resume compares them): its own settings,
     # and the teacher's weights when it learns from them or is cut from them
     import dataclasses
 
@@ -214,11 +215,11 @@ def test_a_lone_process_on_several_gpus_counts_every_gpus_batch(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert training.devices_per_process() == 4
+    assert runs.devices_per_process() == 4
     monkeypatch.setenv("WORLD_SIZE", "4")                    # torchrun: a process a GPU
-    assert training.devices_per_process() == 1
+    assert runs.devices_per_process() == 1
     monkeypatch.undo()                                        # this machine again, four GPUs as twin_steps sees them
-    monkeypatch.setattr(training, "devices_per_process", lambda: 4)
+    monkeypatch.setattr(runs, "devices_per_process", lambda: 4)
     run = SimpleNamespace(settings={"transfer_size": 4, "batch_size": 8})
     assert ds.twin_steps(run, 40, 4, 1.0) == 2 and ds.twin_steps(run, 40, 4, 3.0) == 6
 
@@ -680,7 +681,7 @@ def test_report_to_tensorboard_writes_the_loss_parts_as_scalars(tiny_run, imdb_p
 
 def test_a_students_published_record_is_compared_without_its_teacher(tmp_path):
     # on a fresh clone the published teacher run is never at hand: the record is compared on the student's own settings
-    from training import check_resume, run_dirs
+    from runs import check_resume, run_dirs
     dirs = run_dirs(str(tmp_path), "exp", "students", "cut")
     dirs[2].parent.mkdir(parents=True)
     settings = {"teacher": "this-run", "epochs": 1.0, "student": {"alpha": 0.5}}

@@ -96,6 +96,34 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
     assert not (tmp_path / "out/stub/timings.md").exists() and not list((tmp_path / "out/stub").glob("timings.md.new*"))
 
 
+def test_a_failed_bench_leaves_the_experiment_finished(tmp_path):
+    # bench.py runs last; a measurement that failed there (exit 1) is no failure of the experiment's results: the
+    # run ends 0 (lent_gpu.sh would otherwise start it again, evaluation and all), its row says so
+    import shutil
+    shutil.copy(ROOT / "run_experiment.sh", tmp_path)
+    (tmp_path / "configurator.py").write_text("def configure(namespace, argv, script=None): return {}\n"
+                                              "def run_main(main): main()\n")
+    for step in ("distill_student", "evaluate_models"):
+        (tmp_path / f"{step}.py").write_text("OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', 'soft'\n")
+    (tmp_path / "bench.py").write_text("import sys\ndef check_series(cfg): return []\n"
+                                       "if __name__ == '__main__':\n    sys.exit('error: 1 of 2 measurements failed')\n")
+    (tmp_path / "stub.toml").write_text("[bench]\n")
+    p = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "warning: bench.py failed (exit 1); its measurements so far are in out/stub/bench/levers.md" in p.stderr
+    rows = [[c.strip() for c in line.split("|")[1:4:2]] for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]]
+    assert rows == [["distill_student", ""], ["evaluate_models", ""], ["bench", "failed (exit 1)"], ["total", ""]]
+
+
+def test_a_bad_bench_table_is_refused_before_the_first_step(tmp_path):
+    # a typo in [bench] would otherwise be found only after the whole experiment, when bench.py starts
+    (tmp_path / "mine.toml").write_text('experiment = "mine"\n[bench]\nlevers = [{}, {batch_sise = 64}]\n')
+    p = subprocess.run(["bash", str(ROOT / "run_experiment.sh"), str(tmp_path / "mine.toml"), f"--output_dir={tmp_path}"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "levers entry 2 ({batch_sise = 64}): 'batch_sise' is not a lever" in p.stderr, p.stderr
+    assert not (tmp_path / "mine").exists() and "== fine_tuning_teacher" not in p.stdout
+
+
 def test_a_second_run_refused_by_the_lock_leaves_the_first_runs_timings_alone(tmp_path):
     # a user starts the same experiment twice: the second is refused by the first step's lock, and its exit must not
     # remove the files the first run is still writing its timings to
@@ -136,11 +164,13 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
     # the training-speed series of its [bench] table
     import shutil
     shutil.copy(ROOT / "run_experiment.sh", tmp_path)
-    (tmp_path / "configurator.py").write_text("def configure(namespace, argv): pass\ndef run_main(main): main()\n")
+    (tmp_path / "configurator.py").write_text("def configure(namespace, argv, script=None): pass\n"
+                                              "def run_main(main): main()\n")
     for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench"):
         (tmp_path / f"{step}.py").write_text(
             "import sys\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
             "SOFT_LABELS = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--soft_labels=')), '')\n"
+            "def check_series(cfg): pass\n"
             f"if __name__ == '__main__':\n    Path('out/stub/steps').open('a').write('{step} ' + ' '.join(sys.argv[1:]) + '\\n')\n")
     (tmp_path / "stub.toml").write_text("")
     def steps(*flags):
@@ -162,12 +192,12 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
         ["distill_student", "evaluate_models", "bench", "total"]
     # a step that fails (or is stopped) keeps the rows of those before it; a killed run's own files are removed
     (tmp_path / "out/stub/timings.md.new.999999999").write_text("left by a run that was killed")
-    (tmp_path / "bench.py").write_text("import sys\nsys.exit('error: no model at hand')\n")
+    (tmp_path / "evaluate_models.py").write_text("import sys\nsys.exit('error: no model at hand')\n")
     p = subprocess.run(["bash", "run_experiment.sh", "stub.toml", "--soft_labels=x"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 1 and "no model at hand" in p.stderr
     assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
-        ["distill_student", "evaluate_models"]
+        ["distill_student"]
     assert "| total |" in (tmp_path / "out/stub/timings-history.md").read_text().split("\n\n")[-1]   # the last whole run's
     assert sorted(f.name for f in (tmp_path / "out/stub").iterdir() if f.name.startswith(("timings", ".step"))) == \
         ["timings-history.md", "timings.md"]

@@ -9,6 +9,7 @@ import torch
 
 import fine_tuning_teacher as ft
 from conftest import real_data, tiny_args
+import runs
 import training
 from configurator import UsageError
 
@@ -275,7 +276,7 @@ def test_an_interrupted_overwrite_run_goes_on_with_the_same_command(tmp_path, im
     with pytest.raises(KeyboardInterrupt):
         ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true"))
     monkeypatch.undo()
-    assert (ckpts / "checkpoint-5").is_dir() and (ckpts / training.OVERWRITING).is_file()
+    assert (ckpts / "checkpoint-5").is_dir() and (ckpts / runs.OVERWRITING).is_file()
     assert ft.main(tiny_args(imdb_parquet, tmp_path)) == first                     # kept without --overwrite
     again = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true"))
     assert again["resumed_from"].endswith("checkpoint-5") and again["optimizer_steps"] == 40
@@ -300,17 +301,17 @@ def test_resume_takes_the_newest_complete_checkpoint(tmp_path):
         for name in files:
             (folder / name).write_text("{}")
         return folder
-    assert training.last_checkpoint(tmp_path / "none") is None
+    assert runs.last_checkpoint(tmp_path / "none") is None
     checkpoint(2, "optimizer.pt", "trainer_state.json")
     checkpoint(4, "optimizer.pt", "trainer_state.json", weights=False)
     checkpoint(6, "trainer_state.json")
     checkpoint(8, "config.json", weights=False)
-    assert training.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert runs.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     assert sorted(p.name for p in tmp_path.iterdir()) == \
         ["checkpoint-2", "incomplete-checkpoint-4", "incomplete-checkpoint-6", "incomplete-checkpoint-8"]
     shutil.rmtree(tmp_path / "checkpoint-2")
     checkpoint(8, "optimizer.pt", weights=False)              # a second incomplete one of the same name
-    assert training.last_checkpoint(tmp_path) is None         # none complete: start afresh
+    assert runs.last_checkpoint(tmp_path) is None         # none complete: start afresh
     assert (tmp_path / "incomplete-checkpoint-8+").is_dir()
 
 

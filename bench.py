@@ -116,18 +116,29 @@ def counting_trainer(warmup_steps: int, **kwargs):
 
         def _get_train_sampler(self, train_dataset=None):
             data = self.train_dataset if train_dataset is None else train_dataset
-            rows = warmup_steps * self.args.train_batch_size * self.args.gradient_accumulation_steps
-            parts = np.split(np.random.default_rng(self.args.seed).permutation(len(data)), [rows])
-            return WarmupFirst([(p, super(Counting, self)._get_train_sampler(data.select(p))) for p in parts if len(p)])
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            parts = np.split(np.random.default_rng(self.args.seed).permutation(len(data)), [warmup_steps * batch])
+            return WarmupFirst([(p, self.part_order(data.select(p), batch)) for p in parts if len(p)])
+
+        def part_order(self, data, batch: int):
+            """Random batches as the Trainer draws them; grouped ones in mega-batches of up to 50 batches, as a
+            training on thousands of reviews gets them (transformers' own choice for a set this small, a quarter of
+            its batches, would pad more than the training does)."""
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(data)
+            import torch
+            from transformers.trainer_pt_utils import get_length_grouped_indices
+            return get_length_grouped_indices(data["length"], batch, mega_batch_mult=max(1, min(len(data) // batch, 50)),
+                                              generator=torch.Generator().manual_seed(self.args.seed))
     trainer = Counting(**kwargs)
     trainer.batches = []
     return trainer
 
 
 class WarmupFirst:
-    """A sampler that yields the indices of each part in turn, each part in its own sampler's order: parts =
-    [(dataset indices, a sampler over those rows)]. The warm-up reviews first, then the measured ones, each set
-    sampled as the training scripts sample theirs; over the whole set, a length-grouped sampler hands out its
+    """A sampler that yields the indices of each part in turn, each part in its own order: parts = [(dataset
+    indices, the order of those rows as positions in them)]. The warm-up reviews first, then the measured ones,
+    each set ordered as a training orders its reviews: over the whole set, a length-grouped order hands out its
     longest batch first and the rest of that mega-batch longest first, so warm-up steps taken from it left the
     measured steps shorter reviews than random batches (reviews/s about 5% high at 5 of 35 steps); now both
     measure the same reviews."""
@@ -237,7 +248,8 @@ def train_reviews(data_dir: str, dataset_name: str, n: int, seed: int):
 
 def bench_data(tok):
     """Enough stratified IMDb train reviews for every step, tokenized as the training scripts do (cached by content)."""
-    train = train_reviews(DATA_DIR, DATASET_NAME, (WARMUP_STEPS + STEPS) * BATCH_SIZE, SEED)
+    from runs import devices_per_process      # a lone process on several GPUs: each step takes a batch on each
+    train = train_reviews(DATA_DIR, DATASET_NAME, (WARMUP_STEPS + STEPS) * BATCH_SIZE * devices_per_process(), SEED)
     return tokenize_dataset(train, tok, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "bench")
 
 
@@ -308,14 +320,15 @@ def lever_table(folder: Path, failed: list[str] = ()) -> str:
 
 
 def kept_measurement(path: Path, settings: dict, device_name: str) -> bool:
-    """Whether `path` holds a measurement of these settings on this device (kept, unless OVERWRITE: a series that
-    was stopped goes on where it stopped); UsageError when it holds one of other settings or another device, so
-    that no measurement is replaced silently."""
+    """Whether `path` holds a measurement of these settings on this device and torch build (kept, unless OVERWRITE: a
+    series that was stopped goes on where it stopped); UsageError when it holds one of other settings, another device
+    or another torch, so that no measurement is replaced silently."""
+    import torch
     if OVERWRITE or not path.is_file():
         return False
     old = read_json(path)
-    was = {n: old.get("config", {}).get(n.lower()) for n in MEASURED} | {"device": old.get("device_name")}
-    now = {n: settings.get(n, globals()[n]) for n in MEASURED} | {"device": device_name}
+    was = {n: old.get("config", {}).get(n.lower()) for n in MEASURED} | {"device": old.get("device_name"), "torch": old.get("torch")}
+    now = {n: settings.get(n, globals()[n]) for n in MEASURED} | {"device": device_name, "torch": torch.__version__}
     changed = [f"{n.lower()} {was[n]!r}, now {now[n]!r}" for n in now if was[n] != now[n]]
     if changed:
         raise UsageError(f"{path} holds a measurement of other settings ({'; '.join(changed)}); --overwrite=true "
@@ -431,9 +444,10 @@ def main(argv=None) -> list[dict]:
             report(result)
         with atomic_path(folder / "levers.md") as tmp:
             tmp.write_text(lever_table(folder, failed))
-    if failed:     # the others are saved: the same command measures only these again
-        raise SystemExit(f"error: {len(failed)} of {len(runs)} measurements failed ({'; '.join(failed)}); the others "
-                         f"are saved in {folder}, and the same command measures only the failed again (tracebacks: the log)")
+    if failed:     # what was measured is saved: the same command keeps it and tries the rest again
+        raise SystemExit(f"error: {len(failed)} measurement(s) of this series failed ({'; '.join(failed)}); what was "
+                         f"measured is saved in {folder}, and the same command keeps it and tries the rest again "
+                         f"(tracebacks: the log)")
     return results
 
 

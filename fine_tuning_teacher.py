@@ -111,7 +111,7 @@ def main(argv=None) -> dict:
     from runs import resume_settings, run_dirs, should_train
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
     if not should_train(*dirs[:2], OVERWRITE, resume_settings(cfg)):
-        return kept_teacher(dirs[0])          # decided without importing the Trainer (~10 s on a small CPU)
+        return kept_teacher(dirs[0])          # decided without importing the Trainer (runs.py)
     from transformers import set_seed
 
     from training import MeanLossTrainer, compute_metrics, loggers, model_record, train_and_save, training_arguments

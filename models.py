@@ -223,10 +223,10 @@ def load_classifier(name_or_path: str, seed: int = 0, labels=None):
          "label2id": {n: i for i, n in enumerate(labels or IMDB_LABELS)}}
     with cannot_load(name_or_path):
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=torch.float32, **head)
-    stored = stored_float_dtypes(name_or_path) - {"F32", "F64"}
+    stored = "/".join(sorted(stored_float_dtypes(name_or_path) - {"F32", "F64"}))
     if stored:      # e.g. the GPU pack's copies (make-device-pack stores them in float16 to fit its chunks)
-        log.warning("%s: weights stored as %s, loaded as float32: the training starts from weights rounded to %s",
-                    name_or_path, "/".join(sorted(stored)), "/".join(sorted(stored)))
+        log.warning("%s: weights stored as %s, loaded as float32: a training from them starts from weights rounded "
+                    "to %s", name_or_path, stored, stored)
     return model, tok
 
 

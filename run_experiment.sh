@@ -23,14 +23,14 @@ fi
 # learn from instead of a teacher model (configs/full-study.toml: no teacher to train), and whether the file has a
 # [bench] table (a training-speed series, run last: the experiment's results come first; checked now, not hours later)
 settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configurator import configure, run_main
-has_bench = "bench" in tomllib.load(open(sys.argv[1], "rb"))
-def check():
+bench_table = []
+def check():    # the file is read (a missing or bad one is a one-line error) before its tables are looked at
     configure(vars(d), ["--config", *sys.argv[1:]])
-    if has_bench:
+    if "bench" in tomllib.load(open(sys.argv[1], "rb")):
         import bench
-        bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench"))
+        bench_table.append(bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench")))
 run_main(check)
-print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, int(has_bench), sep="\n")' \
+print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, len(bench_table), sep="\n")' \
   "$config" "$@")
 out=$(sed -n 1p <<< "$settings") soft=$(sed -n 2p <<< "$settings") bench=$(sed -n 3p <<< "$settings")
 steps="fine_tuning_teacher distill_student evaluate_models"
@@ -71,8 +71,9 @@ for step in $steps; do
   start=$(date +%s) did=""
   touch "$mark"
   if [ "$step" = bench ]; then   # the experiment's results are complete: a failed measurement is not its failure
-    python3 bench.py --config "$config" "$@" || { did="failed (exit $?)"
-      echo "warning: bench.py $did; its measurements so far are in $out/bench/levers.md, the errors in its log" >&2; }
+    python3 bench.py --config "$config" "$@" || { rc=$?; [ "$rc" = 1 ] || exit "$rc"   # stopped, or a usage error
+      did="failed (exit 1)"; echo "warning: bench.py: some measurements failed (listed in its levers.md and log);" \
+        "the experiment's results are complete" >&2; }
   else
     python3 "$step.py" --config "$config" "$@"
   fi

@@ -8,8 +8,8 @@ training runs on: what every training script decides before it trains, and what 
 - `resume_settings`, `check_resume`, `kept_as_is`: the settings a run is kept or resumed with, and the one-line
   refusal of a run of other settings.
 
-Imports neither torch nor transformers at the top (torch only to count GPUs): a step whose models are all kept
-decides so in a few seconds instead of the ~10 s that importing the Trainer takes on a small CPU (training.py).
+Imports neither torch nor transformers (torch only to count GPUs), so that a step whose models are all kept need
+not import the Trainer (training.py): on this project's 2-core CPU a kept teacher step took 8 s instead of 12.5 s.
 """
 from __future__ import annotations
 
@@ -198,10 +198,10 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
     """Path of the newest complete Trainer checkpoint in ckpt_dir, if any (for resuming). Incomplete
     ones (a crash or a full disk during the save) are moved aside to ckpt_dir/incomplete-<name>, so that
     they block no later run and the Trainer's checkpoint rotation does not count them."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
     if not ckpt_dir.is_dir():
         return None
-    found = sorted((p for p in ckpt_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+    # the Trainer names them checkpoint-<step> (transformers.trainer_utils.PREFIX_CHECKPOINT_DIR)
+    found = sorted((p for p in ckpt_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
                    key=lambda p: int(p.name.split("-")[-1]), reverse=True)
     for folder in found:
         problem = checkpoint_problem(folder)

@@ -26,9 +26,10 @@ def test_peak_lookup():
 
 
 def test_bench_tiny_series(tmp_path, monkeypatch):
-    # one process, two measurements (length-grouped, then random batches), each saved as it ends; 160 reviews: the
-    # 8 x 8 measured fill two of the sampler's mega-batches (grouping needs 4 batches' worth a mega-batch)
-    args = tiny_args(write_parquet(tmp_path / "imdb", sizes=(160, 24, 12)), tmp_path, "--model_name=tiny:bert", "--batch_size=8", "--steps=8", "--warmup_steps=1")
+    # one process, two measurements (length-grouped, then random batches), each saved as it ends; 160 reviews, of
+    # which 8 batches of 8 measured after one of warm-up: enough for the grouped order to put long ones first
+    args = tiny_args(write_parquet(tmp_path / "imdb", sizes=(160, 24, 12)), tmp_path, "--model_name=tiny:bert",
+                     "--batch_size=8", "--steps=8", "--warmup_steps=1")
     levers = '--levers=[{label = "grouped"}, {label = "random", group_by_length = false}]'
     import torch
     threads = torch.get_num_threads()
@@ -101,6 +102,22 @@ def test_bench_tiny_series(tmp_path, monkeypatch):
     assert lever_rows(folder)["busy"][-1] == "1.50" and lever_rows(folder)["busy"][1] == "1.00x"   # its own base
 
 
+def test_grouped_batches_are_ordered_as_a_long_training_orders_them(tmp_path):
+    # a training on thousands of reviews sorts 50 batches' worth at a time; transformers' choice for the few batches
+    # measured here (a quarter of them: 3 batches -> 1) would have sorted each batch alone and padded as random ones
+    import numpy as np
+    from datasets import Dataset
+
+    from models import build_tiny
+    from training import training_arguments
+    model, _ = build_tiny("bert")
+    args = training_arguments(tmp_path, epochs=1, batch_size=8, learning_rate=1e-4, eval_batch_size=8, seed=0,
+                              eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    lengths = np.random.default_rng(0).integers(5, 60, 24).tolist()
+    order = bench.counting_trainer(1, model=model, args=args).part_order(Dataset.from_dict({"length": lengths}), 8)
+    assert sorted(order) == list(range(24)) and [lengths[i] for i in order] == sorted(lengths, reverse=True)
+
+
 def test_a_failed_measurement_is_listed_and_the_series_goes_on(imdb_parquet, tmp_path, monkeypatch):
     # a batch too large for the GPU, or torch.compile failing on the lent GPU's torch, costs its row, not the series'
     import torch
@@ -114,8 +131,8 @@ def test_a_failed_measurement_is_listed_and_the_series_goes_on(imdb_parquet, tmp
     monkeypatch.setattr(bench, "run_steps", failing)
     threads = torch.get_num_threads()
     try:
-        with pytest.raises(SystemExit, match=r"^error: 1 of 3 measurements failed \(tiny:bert \{batch_size = 4\}: "
-                           r"OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\); the others are saved in"):
+        with pytest.raises(SystemExit, match=r"^error: 1 measurement\(s\) of this series failed \(tiny:bert \{batch_size = 4\}: "
+                           r"OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\); what was measured is saved in"):
             bench.main(args)
         folder = tmp_path / "tiny" / "bench"
         assert set(lever_rows(folder)) == {"tiny-bert-bs2-len64-sdpa-head16-steps2-warm1", "tiny-bert-bs3-len64-sdpa-head16-steps2-warm1"}

@@ -110,9 +110,13 @@ def test_a_failed_bench_leaves_the_experiment_finished(tmp_path):
     (tmp_path / "stub.toml").write_text("[bench]\n")
     p = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert "warning: bench.py failed (exit 1); its measurements so far are in out/stub/bench/levers.md" in p.stderr
+    assert "warning: bench.py: some measurements failed (listed in its levers.md and log); the experiment's results " \
+           "are complete" in p.stderr
     rows = [[c.strip() for c in line.split("|")[1:4:2]] for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]]
     assert rows == [["distill_student", ""], ["evaluate_models", ""], ["bench", "failed (exit 1)"], ["total", ""]]
+    (tmp_path / "bench.py").write_text("import sys\ndef check_series(cfg): return []\n"     # stopped, or a usage error:
+                                       "if __name__ == '__main__':\n    sys.exit(130)\n")   # the run's own exit
+    assert subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, timeout=60).returncode == 130
 
 
 def test_a_bad_bench_table_is_refused_before_the_first_step(tmp_path):
@@ -122,6 +126,9 @@ def test_a_bad_bench_table_is_refused_before_the_first_step(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "levers entry 2 ({batch_sise = 64}): 'batch_sise' is not a lever" in p.stderr, p.stderr
     assert not (tmp_path / "mine").exists() and "== fine_tuning_teacher" not in p.stdout
+    p = subprocess.run(["bash", str(ROOT / "run_experiment.sh"), str(tmp_path / "none.toml")], capture_output=True,
+                       text=True, timeout=120)                  # read before its tables are looked at: one line
+    assert p.returncode == 2 and p.stderr.startswith(f"error: --config {tmp_path / 'none.toml'}: no such file"), p.stderr
 
 
 def test_a_second_run_refused_by_the_lock_leaves_the_first_runs_timings_alone(tmp_path):

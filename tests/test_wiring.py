@@ -216,4 +216,5 @@ def test_weights_stored_in_half_precision_are_named_when_loaded(tmp_path, caplog
         load_classifier(str(tmp_path / "full"))
     assert next(half.parameters()).dtype == torch.float32
     assert [r.getMessage() for r in caplog.records if "stored as" in r.getMessage()] == \
-        [f"{tmp_path / 'half'}: weights stored as F16, loaded as float32: the training starts from weights rounded to F16"]
+        [f"{tmp_path / 'half'}: weights stored as F16, loaded as float32: a training from them starts from weights "
+         "rounded to F16"]

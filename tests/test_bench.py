@@ -78,11 +78,14 @@ def test_bench_tiny_series(tmp_path, monkeypatch):
         bench.main(args + ['--levers=[{label = "new"}, {label = "grouped", batch_size = 4}]'])
     assert set(lever_rows(folder)) == {"grouped", "random", "new"}     # the table follows each measurement as it ends
 
+
+def test_a_series_measures_each_setting_once_names_what_it_skips_and_stops_at_max_seconds(imdb_parquet, tmp_path, monkeypatch):
     # the same settings twice in a series (sdpa is the default) are measured once, another lever's are not, and a
     # model not at hand (the teacher not staged) is named, the others measured; none is started past MAX_SECONDS
+    args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", "--batch_size=8", "--steps=3", "--warmup_steps=1")
     once = bench.main(args + ['--levers=[{}, {attention = "sdpa"}, {pin_memory = false}]',
                               f"--model_names=tiny:bert,{tmp_path}/not-staged"])
-    base = "tiny-bert-bs8-len64-sdpa-head16-steps8-warm1"     # the levers that are not bench.py's defaults named too
+    base = "tiny-bert-bs8-len64-sdpa-head16-steps3-warm1"     # the levers that are not bench.py's defaults named too
     assert [r["label"] for r in once] == [base, base.replace("-head16", "-unpinned-head16")] and once[0]["mfu"] is None
     log = (tmp_path / "tiny" / "logs" / "bench.log").read_text()
     assert f"{base}: the same measurement as an earlier one of this series (sdpa attention)" in log
@@ -99,6 +102,7 @@ def test_bench_tiny_series(tmp_path, monkeypatch):
     bench.main(args + ["--label=busy"])
     assert "busy: other processes kept 1.5 of 2 cores busy on average while it trained" in \
         (tmp_path / "tiny" / "logs" / "bench.log").read_text()
+    folder = tmp_path / "tiny" / "bench"
     assert lever_rows(folder)["busy"][-1] == "1.50" and lever_rows(folder)["busy"][1] == "1.00x"   # its own base
 
 

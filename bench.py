@@ -140,8 +140,9 @@ class WarmupFirst:
     indices, the order of those rows as positions in them)]. The warm-up reviews first, then the measured ones,
     each set ordered as a training orders its reviews: over the whole set, a length-grouped order hands out its
     longest batch first and the rest of that mega-batch longest first, so warm-up steps taken from it left the
-    measured steps shorter reviews than random batches (reviews/s about 5% high at 5 of 35 steps); now both
-    measure the same reviews."""
+    measured steps shorter reviews than random batches: 4.8% shorter on average at 5 of 35 steps of 32, 64 or 128
+    (simulated with transformers' order on the MiniLM token lengths of 6,000 IMDb train reviews, 200 draws each),
+    so grouped rows' reviews/s came out too high; now both measure the same reviews."""
 
     def __init__(self, parts: list):
         self.parts = parts

@@ -32,6 +32,7 @@ MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere giv
         --levers='[{}, {batch_size = 64}, {optimizer = "adamw_torch"}, {group_by_length = false}]'   # one series
     python bench.py --model_name=tiny:bert --steps=5 --max_length=64 --head_tokens=16   # a smoke run, CPU
 """
+import contextlib
 import functools
 from pathlib import Path
 
@@ -165,11 +166,12 @@ DEFAULT_LEVERS = {n: globals()[n] for n in LEVER_NAMES}     # as defined above (
 def lever_settings(entry: dict, i: int, cfg: dict) -> dict:
     """Entry i of LEVERS as {NAME: value}, typed as the constants are and in their ranges; UsageError naming the
     entry otherwise."""
-    from configurator import check_setting_values, coerce, toml_inline
+    from configurator import check_setting_values, coerce, did_you_mean, toml_inline
     where = f"levers entry {i + 1} ({toml_inline(entry)})"
     unknown = [k for k in entry if k.upper() not in LEVER_NAMES]
     if unknown:
-        raise UsageError(f"{where}: {unknown[0]!r} is not a lever; the levers are {', '.join(n.lower() for n in LEVER_NAMES)}")
+        raise UsageError(f"{where}: {unknown[0]!r} is not a lever{did_you_mean(unknown[0], LEVER_NAMES, '')}; the levers "
+                         f"are {', '.join(n.lower() for n in LEVER_NAMES)}")
     values = {k.upper(): coerce(k.upper(), v, cfg[k.upper()], where) for k, v in entry.items()}
     check_setting_values({k: v for k, v in cfg.items() if k in LEVER_NAMES} | values,
                          lambda n, v: f"{n.lower()} = {v!r}" + (f" in {where}" if n in values else ""))
@@ -269,6 +271,8 @@ def run_steps(model, tok, data, device: str):
                                processing_class=tok, callbacks=[timer])
     clock = TrainTime()
     trainer.train()
+    with contextlib.suppress(OSError):     # the Trainer makes its output folder; bench saves nothing there (empty: gone)
+        Path(args.output_dir).rmdir()
     return trainer, timer, clock
 
 
@@ -317,7 +321,8 @@ def lever_table(folder: Path, failed: list[str] = ()) -> str:
                   for r in runs if r["model"] == model]
     if failed:
         lines += ["\n### Failed in the last series (not measured; tracebacks in the log)\n"] + [f"- {line}" for line in failed]
-    return f"# Training speed, lever by lever (bench.py; {len(runs)} measurements in {folder})\n" + "\n".join(lines) + "\n"
+    count = f"{len(runs)} measurement{'s' * (len(runs) != 1)}"
+    return f"# Training speed, lever by lever (bench.py; {count} in {folder})\n" + "\n".join(lines) + "\n"
 
 
 def kept_measurement(path: Path, settings: dict, device_name: str) -> bool:
@@ -360,7 +365,8 @@ def measure(cfg: dict, settings: dict, where: tuple, seen: set, kernels: dict, b
     attention = kernels[(MODEL_NAME, ATTENTION)]
     label, key = bench_label(attention), (LABEL, attention) + tuple(globals()[n] for n in MEASURED if n != "ATTENTION")
     if key in seen:
-        log.info("%s: the same measurement as an earlier one of this series (%s attention), not repeated", label, attention)
+        log.info("%s: the same settings as an earlier measurement of this series (attention used: %s), not repeated",
+                 label, attention)
         return None
     seen.add(key)
     if kept_measurement(folder / f"{label}.json", settings, device_name):

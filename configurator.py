@@ -244,8 +244,11 @@ def read_config_file(path: str, script: str) -> tuple[dict, set]:
     script only, on top; configure drops the names this script does not have."""
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"--config {path}: no such file; experiments are in configs/: "
-                         f"{', '.join(sorted(f.name for f in (PROJECT_DIR / 'configs').glob('*.toml')))}")
+        import difflib
+        known = sorted(f.name for f in (PROJECT_DIR / "configs").glob("*.toml"))
+        close = difflib.get_close_matches(p.name, known, n=1, cutoff=0.75)
+        raise UsageError(f"--config {path}: no such file{f'; did you mean configs/{close[0]}?' if close else ''}; "
+                         f"experiments are in configs/: {', '.join(known)}")
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:

@@ -464,7 +464,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                       for s in [slowed_rows(rows, hw["device"], hw.get("cpu_count"))] if s)
             + ". " + one_sided_note(rows, noun) +
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
-            f"{result['config']['latency_samples']} {result['split']} {noun}. Throughput: model forward at batch "
+            f"{min(result['config']['latency_samples'], result['texts'])} {result['split']} {noun}. Throughput: model forward at batch "
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
             f"fp32 teacher's{half_note(rows)}. Compression: teacher parameters / parameters. Retention: accuracy / teacher "

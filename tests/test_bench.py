@@ -53,6 +53,7 @@ def test_bench_tiny_series(tmp_path, monkeypatch):
     # on the same reviews: the warm-up has its own (a grouped sampler's longest batches first left shorter ones measured)
     assert grouped["mean_tokens"] == pytest.approx(shuffled["mean_tokens"], rel=1e-9)
     folder = tmp_path / "tiny" / "bench"                                     # a config's experiment: its bench/ subfolder
+    assert not (tmp_path / "tiny" / "checkpoints").exists()                 # nothing saved, no empty folder left
     saved = json.loads((folder / "grouped.json").read_text())
     assert saved["flops_formula"] == "sum_i 6 N l_i + 12 n_layers d l_i^2" and saved["device"] == "cpu"
     assert json.loads((folder / "random.json").read_text())["config"]["group_by_length"] is False
@@ -88,7 +89,7 @@ def test_a_series_measures_each_setting_once_names_what_it_skips_and_stops_at_ma
     base = "tiny-bert-bs8-len64-sdpa-head16-steps3-warm1"     # the levers that are not bench.py's defaults named too
     assert [r["label"] for r in once] == [base, base.replace("-head16", "-unpinned-head16")] and once[0]["mfu"] is None
     log = (tmp_path / "tiny" / "logs" / "bench.log").read_text()
-    assert f"{base}: the same measurement as an earlier one of this series (sdpa attention)" in log
+    assert f"{base}: the same settings as an earlier measurement of this series (attention used: sdpa)" in log
     assert f"WARNING not measured: cannot load model '{tmp_path}/not-staged'" in log
     assert [r["label"] for r in bench.main(args + ["--levers=[{batch_size = 4}, {batch_size = 2}]", "--max_seconds=1e-9"])] \
         == [base.replace("bs8", "bs4")]                       # the first is always measured

@@ -75,8 +75,10 @@ def test_file_errors(tmp_path):
     f.write_text('batch_size = "big"\n')
     with pytest.raises(UsageError, match=r"expected int, got str"):
         configure(namespace(), ["--config", str(f)], "fine_tuning_teacher")
-    with pytest.raises(UsageError, match=r"no such file"):
+    with pytest.raises(UsageError, match=r"no such file; experiments are in configs/: bert.toml"):
         configure(namespace(), ["--config", str(tmp_path / "missing.toml")], "fine_tuning_teacher")
+    with pytest.raises(UsageError, match=r"^--config configs/qiuck.toml: no such file; did you mean configs/quick.toml\?; "):
+        configure(namespace(), ["--config", "configs/qiuck.toml"], "fine_tuning_teacher")
 
 
 def test_second_call_starts_from_the_defaults():

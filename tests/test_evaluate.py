@@ -255,9 +255,10 @@ def test_rows_timed_while_others_ran_are_named(caplog, tmp_path, monkeypatch):
     hw = {"cpu": "x", "torch_threads": 2, "device": "cpu", "torch": "2", "cpu_count": 2, "other_cores_busy": 0.3}
     ev.write_reports(tmp_path, {"rows": [dict.fromkeys(k for k, _ in ev._COLUMNS) | r for r in rows], "hardware": hw, "groups": [],
                                 "experiment": "e", "texts": 3, "data": "imdb", "split": "test", "labels": ["a", "b"],
-                                "config": {"warmup": 1, "latency_samples": 3, "eval_batch_size": 4}})
+                                "config": {"warmup": 1, "latency_samples": 100, "eval_batch_size": 4}})
     assert ("other processes kept 0.3 of its 2 cores busy while measuring (over a fifth while timing cut int8 (0.9): their "
             "speed figures are slow)") in (tmp_path / "results.md").read_text()
+    assert "over 3 test texts" in (tmp_path / "results.md").read_text()    # as many as there are, not LATENCY_SAMPLES
     caplog.clear()
     with caplog.at_level("WARNING"):
         ev.warn_if_shared("cuda", rows)

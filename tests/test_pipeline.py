@@ -124,7 +124,7 @@ def test_a_bad_bench_table_is_refused_before_the_first_step(tmp_path):
     (tmp_path / "mine.toml").write_text('experiment = "mine"\n[bench]\nlevers = [{}, {batch_sise = 64}]\n')
     p = subprocess.run(["bash", str(ROOT / "run_experiment.sh"), str(tmp_path / "mine.toml"), f"--output_dir={tmp_path}"],
                        capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and "levers entry 2 ({batch_sise = 64}): 'batch_sise' is not a lever" in p.stderr, p.stderr
+    assert p.returncode == 2 and "levers entry 2 ({batch_sise = 64}): 'batch_sise' is not a lever; did you mean batch_size?" in p.stderr, p.stderr
     assert not (tmp_path / "mine").exists() and "== fine_tuning_teacher" not in p.stdout
     p = subprocess.run(["bash", str(ROOT / "run_experiment.sh"), str(tmp_path / "none.toml")], capture_output=True,
                        text=True, timeout=120)                  # read before its tables are looked at: one line

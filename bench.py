@@ -412,12 +412,13 @@ def release(compiled: bool) -> None:
 
 
 def report(result: dict) -> None:
-    """One line per measurement, in the log and on stdout."""
+    """One line per measurement, in the log file and on stdout (once on a terminal: not also the console log)."""
+    import logging
     mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a (no peak for this device)"
     line = (f"{result['label']} on {result['device_name']} ({result['precision']}): {result['reviews_per_s']:.1f} reviews/s, "
             f"{result['tokens_per_s']:,.0f} tokens/s, padding {100 * result['padding_fraction']:.1f}%, "
             f"{result['model_tflops_per_s']:.2f} TFLOP/s, MFU {mfu}")
-    log.info("%s", line)
+    logging.getLogger("kd.file").info("%s", line)
     print(line, flush=True)
 
 

@@ -25,7 +25,7 @@ def test_peak_lookup():
     assert bench.peak_tflops("NVIDIA A10G") is None and bench.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
 
 
-def test_bench_tiny_series(tmp_path, monkeypatch):
+def test_bench_tiny_series(tmp_path, monkeypatch, capsys):
     # one process, two measurements (length-grouped, then random batches), each saved as it ends; 160 reviews, of
     # which 8 batches of 8 measured after one of warm-up: enough for the grouped order to put long ones first
     args = tiny_args(write_parquet(tmp_path / "imdb", sizes=(160, 24, 12)), tmp_path, "--model_name=tiny:bert",
@@ -42,6 +42,9 @@ def test_bench_tiny_series(tmp_path, monkeypatch):
         torch.set_num_threads(threads)
         monkeypatch.undo()
     assert len(reads) == 1                        # the reviews read once for the series, not per measurement
+    out, err = capsys.readouterr()                # each result line once on a terminal (stdout), and in the log file
+    assert out.count(" reviews/s, ") == 2 and " reviews/s, " not in err
+    assert "INFO grouped on cpu (fp32): " in (tmp_path / "tiny" / "logs" / "bench.log").read_text()
     assert (grouped["torch_threads"], shuffled["torch_threads"]) == (threads + 1, threads + 1)   # --threads: a shared CPU
     for r in (grouped, shuffled):
         assert r["steps_measured"] == 8 and r["reviews_per_s"] == pytest.approx(8 * 8 / r["seconds"], rel=0.02)   # full batches; seconds rounded to ms

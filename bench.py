@@ -14,8 +14,8 @@ warm-up:
                          size: forward + backward of the matmuls and of attention, PaLM's count); the peak
                          is PEAK_TFLOPS, else the dense bf16/fp16 peak of a known GPU; none on CPUs.
 A series (MODEL_NAMES x LEVERS) runs in this one process, each measurement with the model loaded afresh and its own
-warm-up steps, so that a lever series pays Python's, torch's and CUDA's start-up once (about 15 s a process on a
-CPU, more on a GPU machine) rather than per lever; one measurement stopped midway loses only itself, and the same
+warm-up steps, so that a lever series pays Python's, torch's and CUDA's start-up once (importing torch and transformers' Trainer
+took 11-12 s a process on a 2-core CPU) rather than per lever; one measurement stopped midway loses only itself, and the same
 command again keeps those saved (OVERWRITE measures them again) and goes on.
 Reads  IMDb (IMDB_DIR / --data_dir, else the hub) and the models (hub ids, folders or tiny:bert).
 Writes FOLDER/<label>.json per measurement: settings, device, the attention kernel actually used, figures, and the
@@ -191,14 +191,20 @@ def series(cfg: dict) -> list[tuple[dict, str]]:
 def at_hand(runs: list) -> tuple[list, list[str]]:
     """(the measurements of `runs` whose model's config loads, one line for each model that does not): a series
     measures the models at hand (say, the teacher not staged on a lent GPU) and names the others."""
-    from models import model_config
-    missing = {}
-    for name in dict.fromkeys(r["MODEL_NAME"] for r, _ in runs):
-        try:
-            model_config(name)
-        except UsageError as e:
-            missing[name] = str(e)
+    missing = {name: why for name in dict.fromkeys(r["MODEL_NAME"] for r, _ in runs) if (why := not_at_hand(name))}
     return [(r, text) for r, text in runs if r["MODEL_NAME"] not in missing], list(missing.values())
+
+
+@functools.cache
+def not_at_hand(name: str) -> str | None:
+    """Why model `name`'s config does not load (its one-line UsageError), or None; asked once per process (the
+    check before the series and the series itself)."""
+    from models import model_config
+    try:
+        model_config(name)
+    except UsageError as e:
+        return str(e)
+    return None
 
 
 def check_config(cfg: dict) -> None:

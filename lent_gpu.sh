@@ -53,7 +53,7 @@ step() { grep -a '^== ' "$base/log" 2>/dev/null | tail -n 1 | cut -d' ' -f2; }  
 pack() {   # GNU tar says 1 for a file that changed while it was read (a log being written): not a failure
   tar -czf "$OUT/runs.tgz" --warning=no-file-changed -C "$RUNS" --exclude='*.safetensors' --exclude=checkpoints \
     --exclude=teacher_logits --exclude=predictions --exclude='*.partial' --exclude=.lock \
-    --exclude='timings.md.new.*' --exclude='.step-start.*' . || [ $? -eq 1 ]
+    --exclude='timings.md.new.*' --exclude='timings.md.tmp.*' --exclude='.step-start.*' . || [ $? -eq 1 ]
   cp "$base/log" "$OUT/run.log"
 }
 

@@ -234,7 +234,6 @@ def stored_float_dtypes(name_or_path: str) -> set[str]:
     """The safetensors dtypes ("F16", "BF16", "F32", ...) of the floating-point tensors in a model's one
     model.safetensors (a folder's, or a hub id's cached copy), read from the file's header; empty when there is
     no such file (sharded, not cached)."""
-    import struct
     path = Path(name_or_path) / "model.safetensors"
     if not path.is_file():
         from huggingface_hub import try_to_load_from_cache
@@ -245,9 +244,19 @@ def stored_float_dtypes(name_or_path: str) -> set[str]:
         path = Path(cached) if isinstance(cached, str) else None
     if path is None or not path.is_file():
         return set()
+    header, _ = safetensors_header(path)
+    return {t["dtype"] for t in header.values() if t["dtype"].startswith(("F", "BF"))}
+
+
+def safetensors_header(path: Path) -> tuple[dict, int]:
+    """({tensor name: {dtype, shape, data_offsets}} without __metadata__, the file size its header implies) of a
+    safetensors file: an 8-byte little-endian header length, the JSON header, then the tensors' bytes. Raises
+    OSError / ValueError / KeyError on a file that is not one."""
     with open(path, "rb") as f:
-        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-    return {t["dtype"] for k, t in header.items() if k != "__metadata__" and t["dtype"].startswith(("F", "BF"))}
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return header, 8 + n + max((t["data_offsets"][1] for t in header.values()), default=0)
 
 
 def load_tokenizer(name_or_path: str):

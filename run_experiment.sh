@@ -23,14 +23,16 @@ fi
 # learn from instead of a teacher model (configs/full-study.toml: no teacher to train), and whether the file has a
 # [bench] table (a training-speed series, run last: the experiment's results come first; checked now, not hours later)
 settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configurator import configure, run_main
-bench_table = []
+has_bench = 0
 def check():    # the file is read (a missing or bad one is a one-line error) before its tables are looked at
+    global has_bench
     configure(vars(d), ["--config", *sys.argv[1:]])
     if "bench" in tomllib.load(open(sys.argv[1], "rb")):
         import bench
-        bench_table.append(bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench")))
+        bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench"))
+        has_bench = 1
 run_main(check)
-print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, len(bench_table), sep="\n")' \
+print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, has_bench, sep="\n")' \
   "$config" "$@")
 out=$(sed -n 1p <<< "$settings") soft=$(sed -n 2p <<< "$settings") bench=$(sed -n 3p <<< "$settings")
 steps="fine_tuning_teacher distill_student evaluate_models"
@@ -42,9 +44,11 @@ if [ "$bench" = 1 ]; then steps="$steps bench"; fi
 mkdir -p "$out"
 # this run's own files (named by its pid: a second run of the experiment, refused by the step's lock, must not touch
 # them); those of a run that was killed are removed
-for f in "$out"/timings.md.new.* "$out"/.step-start.*; do [ -e "$f" ] && ! kill -0 "${f##*.}" 2>/dev/null && rm -f "$f"; done
-draft="$out/timings.md.new.$$" mark="$out/.step-start.$$"
-trap 'rm -f "$draft" "$draft.tmp" "$mark"' EXIT
+for f in "$out"/timings.md.new.* "$out"/timings.md.tmp.* "$out"/.step-start.*; do   # each name ends in its run's pid
+  [ -e "$f" ] && ! kill -0 "${f##*.}" 2>/dev/null && rm -f "$f"
+done
+draft="$out/timings.md.new.$$" copy="$out/timings.md.tmp.$$" mark="$out/.step-start.$$"
+trap 'rm -f "$draft" "$copy" "$mark"' EXIT
 # SIGTERM (`timeout`, a scheduler: the whole process group) reaches the running step too; with a trap, bash waits for
 # that step to unwind (lock released, files closed) before it exits, so whatever runs next finds the experiment free
 trap 'exit 143' TERM
@@ -63,7 +67,7 @@ publish() {   # the rows so far as timings.md (a stopped run keeps its finished 
               # run's table goes to timings-history.md (a re-run's steps may only have kept finished models)
   if [ "$published" = 0 ] && [ -f "$out/timings.md" ]; then { echo; cat "$out/timings.md"; } >> "$out/timings-history.md"; fi
   published=1
-  cp "$draft" "$draft.tmp" && mv "$draft.tmp" "$out/timings.md"
+  cp "$draft" "$copy" && mv "$copy" "$out/timings.md"
 }
 t0=$(date +%s)
 for step in $steps; do
@@ -80,7 +84,6 @@ for step in $steps; do
   case $step in
     fine_tuning_teacher) did=$(trained "$out/teacher") ;;
     distill_student) did=$(trained "$out/students") ;;
-    *) ;;
   esac
   echo "| $step | $(( $(date +%s) - start )) | $did | $(date -u +%FT%TZ) |" >> "$draft"
   publish

@@ -172,7 +172,7 @@ def interrupted_overwrite(ckpt_dir: Path, settings: dict | None) -> bool:
 def checkpoint_problem(folder: Path) -> str | None:
     """Why a Trainer checkpoint cannot be resumed from, or None when it is complete: weights (a
     safetensors file whose header matches its size), optimizer.pt and trainer_state.json (written last)."""
-    from models import WEIGHT_FILES
+    from models import WEIGHT_FILES, safetensors_header
     try:
         json.loads((folder / "trainer_state.json").read_text())
     except (OSError, ValueError):
@@ -181,12 +181,8 @@ def checkpoint_problem(folder: Path) -> str | None:
         return "no optimizer.pt"
     weights = folder / "model.safetensors"
     if weights.is_file():
-        try:   # a safetensors file: 8-byte header length, JSON header, then the tensors' bytes
-            with open(weights, "rb") as f:
-                n = int.from_bytes(f.read(8), "little")
-                header = json.loads(f.read(n))
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-            return None if weights.stat().st_size == 8 + n + end else "model.safetensors is truncated"
+        try:
+            return None if weights.stat().st_size == safetensors_header(weights)[1] else "model.safetensors is truncated"
         except (OSError, ValueError, KeyError, MemoryError):
             return "model.safetensors is unreadable"
     if any((folder / w).is_file() for w in WEIGHT_FILES):

@@ -86,9 +86,14 @@ def test_bench_tiny_series(tmp_path, monkeypatch, capsys):
 def test_a_series_measures_each_setting_once_names_what_it_skips_and_stops_at_max_seconds(imdb_parquet, tmp_path, monkeypatch):
     # the same settings twice in a series (sdpa is the default) are measured once, another lever's are not, and a
     # model not at hand (the teacher not staged) is named, the others measured; none is started past MAX_SECONDS
+    import models
     args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", "--batch_size=8", "--steps=3", "--warmup_steps=1")
+    asked, model_config = [], models.model_config
+    monkeypatch.setattr(models, "model_config", lambda name: asked.append(name) or model_config(name))
+    bench.not_at_hand.cache_clear()
     once = bench.main(args + ['--levers=[{}, {attention = "sdpa"}, {pin_memory = false}]',
                               f"--model_names=tiny:bert,{tmp_path}/not-staged"])
+    assert asked == ["tiny:bert", f"{tmp_path}/not-staged"]      # each model looked for once: the check, then the series
     base = "tiny-bert-bs8-len64-sdpa-head16-steps3-warm1"     # the levers that are not bench.py's defaults named too
     assert [r["label"] for r in once] == [base, base.replace("-head16", "-unpinned-head16")] and once[0]["mfu"] is None
     log = (tmp_path / "tiny" / "logs" / "bench.log").read_text()

@@ -199,6 +199,7 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
         ["distill_student", "evaluate_models", "bench", "total"]
     # a step that fails (or is stopped) keeps the rows of those before it; a killed run's own files are removed
     (tmp_path / "out/stub/timings.md.new.999999999").write_text("left by a run that was killed")
+    (tmp_path / "out/stub/timings.md.tmp.999999999").write_text("its copy on the way to timings.md")
     (tmp_path / "evaluate_models.py").write_text("import sys\nsys.exit('error: no model at hand')\n")
     p = subprocess.run(["bash", "run_experiment.sh", "stub.toml", "--soft_labels=x"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=60)
@@ -228,7 +229,6 @@ def lent_gpu_stub(tmp_path):
         "import sys, pathlib\nout = next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--output_dir='))\n"
         "pathlib.Path(out, 'exp', 'evaluated').write_text(' '.join(sys.argv[1:]))\n"
         "import os; pathlib.Path(out, 'exp', 'evaluated-code').write_text(os.environ['KD_CODE_VERSION'])\n")
-    return repo
 
 
 def lent_gpu_call(tmp_path, name, runs, ticks, **env):

@@ -706,10 +706,11 @@ def decode_escapes(text: str) -> str:
     return _ESCAPE.sub(_unescape, text) if "\\u" in text else text
 
 
-def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict]:
-    """(label names in id order, {split: int ids}) of the labelled splits. Ids follow the sorted label
-    values of train (strings as they are, integers by value); names are the strings, else spec.label_names
-    (one per value), else the numbers (IMDb: negative, positive)."""
+def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, list[int]]:
+    """(label names in id order, {split: rank of each row's label}, [id of each rank]) of the labelled splits.
+    Ranks follow the sorted label values of train (strings as they are, integers by value), so the splits carved
+    by them do not move when --label_names reorders the ids; ids follow the order of spec.label_names for string
+    labels, else the ranks. Names are spec.label_names, else the strings, else the numbers (IMDb: negative, positive)."""
     values = {s: list(d["label"]) for s, d in raw.items() if s != "unsupervised"}
     kinds = {type(v).__name__ for vs in values.values() for v in vs}
     if kinds == {"float"} and all(float(v).is_integer() for vs in values.values() for v in vs):
@@ -745,13 +746,14 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict]:
         if sorted(names) != found:
             raise UsageError(f"--label_names={','.join(names)}: the data's labels are {', '.join(found)}; list exactly those "
                              f"(their order sets the ids) or leave it empty")
-        order = {v: names.index(v) for v in found}
+        to_id = [names.index(v) for v in found]
     else:
         if len(names) != len(found):
             raise UsageError(f"--label_names={','.join(names)}: {len(names)} names for the {len(found)} label values "
                              f"{', '.join(map(str, found))} of {where['train']}; give one name per value, in sorted order")
-        order = {v: i for i, v in enumerate(found)}
-    return names, {s: [order[v] for v in vs] for s, vs in values.items()}
+        to_id = list(range(len(found)))
+    rank = {v: i for i, v in enumerate(found)}
+    return names, {s: [rank[v] for v in vs] for s, vs in values.items()}, to_id
 
 
 def _mixed(values: dict) -> bool:
@@ -774,11 +776,13 @@ def load_splits(spec: DataSpec, transfer: bool = False) -> Splits:
     raw, where = read_raw(spec, transfer)
     if "train" not in raw:
         raise UsageError(f"--data={spec.data}: no train split (found {', '.join(raw)}); name a file train.*")
-    names, ids = label_ids(raw, spec, where)
-    table = {s: Dataset.from_dict({"text": list(raw[s]["text"]), "label": ids[s]}) for s in ids}
+    names, ranks, to_id = label_ids(raw, spec, where)
+    table = {s: Dataset.from_dict({"text": list(raw[s]["text"]), "label": ranks[s]}) for s in ranks}
     rest = "validation" if transfer and spec.transfer_data == "validation" else ""
-    parts = carve(table, spec, rest, names)
+    parts = carve(table, spec, rest, [names[i] for i in to_id])
     pool = transfer_texts(spec, raw, parts.pop("rest", []), where) if transfer else []
+    if to_id != sorted(to_id):      # carved by rank; the model's ids follow --label_names
+        parts = {s: Dataset.from_dict({"text": d["text"], "label": [to_id[r] for r in d["label"]]}) for s, d in parts.items()}
     report, train, validation, pool = leaks(parts["train"], parts["validation"], parts["test"], pool, spec.drop_leaks)
     return Splits(train, validation, parts["test"], tuple(pool), tuple(names), report)
 

@@ -95,6 +95,20 @@ def test_integer_labels_take_names_in_sorted_order(tmp_path):
     assert du.load_splits(spec(tmp_path, val_size=9)).label_names == ("4", "7", "9")
 
 
+def test_label_names_reorder_the_ids_not_the_splits(tmp_path):
+    """--label_names in another order gives other ids, but the same rows in each carved split (results stay comparable)."""
+    write(tmp_path, "csv", {"reviews": SPLITS["train"] + tweets(30, 4)})
+    plain = du.load_splits(spec(tmp_path / "reviews.csv", val_size=9, train_size=30))
+    order = ("positive", "negative", "neutral")
+    mine = du.load_splits(spec(tmp_path / "reviews.csv", val_size=9, train_size=30, label_names=order))
+    assert plain.label_names == ("negative", "neutral", "positive") and mine.label_names == order
+    for split in ("train", "validation", "test"):
+        a, b = getattr(plain, split), getattr(mine, split)
+        assert list(a["text"]) == list(b["text"])
+        assert [order[y] for y in b["label"]] == [plain.label_names[y] for y in a["label"]]
+    assert mine.test["label"][0] == order.index(plain.label_names[plain.test["label"][0]])
+
+
 def test_leaks_are_counted_and_dropped(tmp_path):
     train = SPLITS["train"] + [SPLITS["test"][0], SPLITS["validation"][0], SPLITS["train"][0]]
     validation = SPLITS["validation"] + [SPLITS["test"][1]]          # would choose checkpoints by a test text

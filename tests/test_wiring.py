@@ -93,6 +93,27 @@ def test_teacher_logit_cache_keeps_rows_after_a_partial_hit(tiny, tmp_path):
     np.testing.assert_allclose(out, np.concatenate([ref[::-1], ref[1:2]]), atol=1e-5)
 
 
+def test_teacher_logit_cache_keeps_rows_another_run_wrote_meanwhile(tiny, tmp_path, monkeypatch):
+    """Two runs of one teacher computing different reviews at once: the later write keeps the earlier one's rows."""
+    model, tok, _ = tiny
+    teacher_dir = tmp_path / "teacher"
+    model.config.sentiment_kd = {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}
+    model.save_pretrained(teacher_dir)
+    tok.save_pretrained(teacher_dir)
+    predict = ds.predict_logits
+
+    def other_run_writes_first(*a, **kw):
+        monkeypatch.setattr(ds, "predict_logits", predict)
+        ds.cached_teacher_logits(TEXTS[1::2], teacher_dir, tmp_path / "cache", batch_size=2)
+        return predict(*a, **kw)
+
+    monkeypatch.setattr(ds, "predict_logits", other_run_writes_first)
+    ds.cached_teacher_logits(TEXTS[::2], teacher_dir, tmp_path / "cache", batch_size=2)
+    out, stats = ds.cached_teacher_logits(TEXTS, teacher_dir, tmp_path / "cache", batch_size=2)
+    assert stats["computed"] == 0 and stats["reused"] == len(TEXTS)
+    np.testing.assert_allclose(out, one_by_one(*varied_tiny(), TEXTS), atol=1e-5)
+
+
 def test_evaluation_probabilities_come_back_in_input_order(tiny):
     model, tok, ref = tiny
     r = ev.measure(model, tok, TEXTS, {"max_length": 32, "truncation": "head+tail", "head_tokens": 8}, "cpu",

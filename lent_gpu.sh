@@ -49,6 +49,12 @@ elif [ -z "${IMDB_DIR:-}" ] && [ ! -f "$base/pid" ]; then
 fi
 export PYTHONUNBUFFERED=1
 going() { [ -s "$base/pid" ] && [ ! -e "$base/rc" ] && kill -0 -- "-$(cat "$base/pid")" 2>/dev/null; }
+stop_run() {   # SIGTERM to the run's process group (each script unwinds), SIGKILL if still going at second $1
+  kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
+  while going && [ "$SECONDS" -lt "$1" ]; do sleep 1; done
+  kill -KILL -- "-$(cat "$base/pid")" 2>/dev/null || true   # its lock is then taken over by the next run
+  for _ in 1 2 3; do going || break; sleep 1; done
+}
 step() { grep -a '^== ' "$base/log" 2>/dev/null | tail -n 1 | cut -d' ' -f2; }     # the step the run is in
 pack() {   # GNU tar says 1 for a file that changed while it was read (a log being written): not a failure
   tar -czf "$OUT/runs.tgz" --warning=no-file-changed -C "$RUNS" --exclude='*.safetensors' --exclude=checkpoints \
@@ -96,17 +102,12 @@ if going && [ "$last" = 1 ]; then
     done
     if going && [ "$(step)" = bench ]; then      # each measurement is saved as it ends, and packed below
       echo "stopping bench.py after ${SECONDS}s: the experiment's results are complete, its measurements so far saved"
-      kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
-      while going && [ "$SECONDS" -lt $(( end - 14 )) ]; do sleep 1; done   # a long step (a CPU's) delays unwinding
-      kill -KILL -- "-$(cat "$base/pid")" 2>/dev/null || true  # its lock is then taken over by the next run
-      for _ in 1 2 3; do going || break; sleep 1; done
+      stop_run $(( end - 14 ))          # a long step (a CPU's) delays unwinding
       complete=1
     fi
   else
     echo "stopping the run after ${SECONDS}s, in $(step); evaluating the finished models by $(( end - 10 ))s"
-    kill -TERM -- "-$(cat "$base/pid")" 2>/dev/null || true
-    for _ in $(seq 30); do going || break; sleep 1; done
-    kill -KILL -- "-$(cat "$base/pid")" 2>/dev/null || true
+    stop_run $(( SECONDS + 30 ))
     left=$(( end - 10 - SECONDS ))
     if [ "$left" -ge 20 ] && (cd "$base/code" && KD_ALL_STEPS=1 timeout -k 5 "$left" python3 evaluate_models.py \
          --config "$config" --output_dir="$RUNS" "$@" --fp32_models=teacher --latency_samples=20) >> "$base/log" 2>&1

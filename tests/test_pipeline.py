@@ -12,6 +12,22 @@ def run_script(*args):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+STEP_STUB = "OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\n"   # a step whose run does nothing
+
+
+def stub_checkout(folder: Path, config: str = "", **steps: str) -> None:
+    """run_experiment.sh copied into `folder` beside stub steps that write to out/stub: a configurator that configures
+    nothing, stub.toml holding `config`, and each step's script from `steps` (its source), else STEP_STUB; bench.py
+    only when given (distill_student.py's SOFT_LABELS, read by run_experiment.sh, decides whether a teacher is trained)."""
+    import shutil
+    shutil.copy(ROOT / "run_experiment.sh", folder)
+    (folder / "configurator.py").write_text("def configure(namespace, argv, script=None): return {}\n"
+                                            "def run_main(main): main()\n")
+    (folder / "stub.toml").write_text(config)
+    for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", *(["bench"] if "bench" in steps else [])):
+        (folder / f"{step}.py").write_text(steps.get(step, STEP_STUB))
+
+
 def test_run_experiment_runs_each_step_and_says_which_models_it_kept(imdb_parquet, tmp_path):
     # one pipeline twice (each run pays four process start-ups, so the checks share them):
     # 1. every step, in order; --overwrite (in another spelling) and --cache_dir are not evaluate_models.py
@@ -64,14 +80,10 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
     # `timeout` signals the whole process group; whatever runs next (the README's fallback evaluation) must find
     # the experiment's lock released, so run_experiment.sh waits for the step's unwinding before it exits
     import os
-    import shutil
     import signal
     import time
-    shutil.copy(ROOT / "run_experiment.sh", tmp_path)
-    (tmp_path / "configurator.py").write_text("def configure(namespace, argv): pass\ndef run_main(main): main()\n")
-    (tmp_path / "distill_student.py").write_text("OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\n")
-    (tmp_path / "fine_tuning_teacher.py").write_text(
-        "import signal, sys, time\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
+    stub_checkout(tmp_path, fine_tuning_teacher=(
+        "import signal, sys, time\nfrom pathlib import Path\n"
         "def stop(*_):\n"
         "    time.sleep(1.5)                                  # an unwinding that takes a while\n"
         "    Path('out/stub/unwound').touch()\n"
@@ -79,8 +91,7 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
         "if __name__ == '__main__':\n"
         "    signal.signal(signal.SIGTERM, stop)\n"
         "    Path('out/stub/started').touch()\n"
-        "    time.sleep(60)\n")
-    (tmp_path / "stub.toml").write_text("")
+        "    time.sleep(60)\n"))
     p = subprocess.Popen(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -99,15 +110,9 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
 def test_a_failed_bench_leaves_the_experiment_finished(tmp_path):
     # bench.py runs last; a measurement that failed there (exit 1) is no failure of the experiment's results: the
     # run ends 0 (lent_gpu.sh would otherwise start it again, evaluation and all), its row says so
-    import shutil
-    shutil.copy(ROOT / "run_experiment.sh", tmp_path)
-    (tmp_path / "configurator.py").write_text("def configure(namespace, argv, script=None): return {}\n"
-                                              "def run_main(main): main()\n")
-    for step in ("distill_student", "evaluate_models"):
-        (tmp_path / f"{step}.py").write_text("OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', 'soft'\n")
-    (tmp_path / "bench.py").write_text("import sys\ndef check_series(cfg): return []\n"
-                                       "if __name__ == '__main__':\n    sys.exit('error: 1 of 2 measurements failed')\n")
-    (tmp_path / "stub.toml").write_text("[bench]\n")
+    stub_checkout(tmp_path, "[bench]\n", distill_student=STEP_STUB.replace("''", "'soft'"),   # no teacher step
+                  bench="import sys\ndef check_series(cfg): return []\n"
+                        "if __name__ == '__main__':\n    sys.exit('error: 1 of 2 measurements failed')\n")
     p = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "warning: bench.py: some measurements failed (listed in its levers.md and log); the experiment's results " \
@@ -134,18 +139,12 @@ def test_a_bad_bench_table_is_refused_before_the_first_step(tmp_path):
 def test_a_second_run_refused_by_the_lock_leaves_the_first_runs_timings_alone(tmp_path):
     # a user starts the same experiment twice: the second is refused by the first step's lock, and its exit must not
     # remove the files the first run is still writing its timings to
-    import shutil
     import time
-    shutil.copy(ROOT / "run_experiment.sh", tmp_path)
-    (tmp_path / "configurator.py").write_text("def configure(namespace, argv): pass\ndef run_main(main): main()\n")
-    (tmp_path / "stub.toml").write_text("")
-    for step in ("distill_student", "evaluate_models"):
-        (tmp_path / f"{step}.py").write_text("OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\n")
-    (tmp_path / "fine_tuning_teacher.py").write_text(
+    stub_checkout(tmp_path, fine_tuning_teacher=(
         "import sys, time\nfrom pathlib import Path\nlock, go = Path('out/stub/.lock'), Path('out/stub/go')\n"
         "if lock.exists():\n    sys.exit('error: out/stub is in use')\n"
         "lock.touch()\nwhile not go.exists():\n    time.sleep(0.05)\n"
-        "Path('out/stub/teacher').mkdir()\nPath('out/stub/teacher/metrics.json').write_text('{}')\nlock.unlink()\n")
+        "Path('out/stub/teacher').mkdir()\nPath('out/stub/teacher/metrics.json').write_text('{}')\nlock.unlink()\n"))
     first = subprocess.Popen(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
@@ -169,17 +168,12 @@ def test_a_second_run_refused_by_the_lock_leaves_the_first_runs_timings_alone(tm
 def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_table_runs_last(tmp_path):
     # configs/full-study.toml: no teacher model, so nothing to fine-tune; the students, then their evaluation, then
     # the training-speed series of its [bench] table
-    import shutil
-    shutil.copy(ROOT / "run_experiment.sh", tmp_path)
-    (tmp_path / "configurator.py").write_text("def configure(namespace, argv, script=None): pass\n"
-                                              "def run_main(main): main()\n")
-    for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench"):
-        (tmp_path / f"{step}.py").write_text(
-            "import sys\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
-            "SOFT_LABELS = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--soft_labels=')), '')\n"
-            "def check_series(cfg): pass\n"
-            f"if __name__ == '__main__':\n    Path('out/stub/steps').open('a').write('{step} ' + ' '.join(sys.argv[1:]) + '\\n')\n")
-    (tmp_path / "stub.toml").write_text("")
+    stub_checkout(tmp_path, **{step: (   # each step records its run; SOFT_LABELS from the flag
+        "import sys\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
+        "SOFT_LABELS = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--soft_labels=')), '')\n"
+        "def check_series(cfg): pass\n"
+        f"if __name__ == '__main__':\n    Path('out/stub/steps').open('a').write('{step} ' + ' '.join(sys.argv[1:]) + '\\n')\n")
+        for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")})
     def steps(*flags):
         p = subprocess.run(["bash", "run_experiment.sh", "stub.toml", *flags], cwd=tmp_path, capture_output=True, text=True,
                            timeout=60)

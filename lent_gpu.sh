@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call of an experiment on a lent, time-limited GPU machine: each call ends after at most 10 minutes, the
 # machine keeps /tmp only while calls follow each other closely, and the whole lease is short (this project's
-# H200: 15 minutes in all; README, "Full scale on a GPU"). The experiment runs in a process session of its own
+# H200: 15 minutes in all; staging below). The experiment runs in a process session of its own
 # (setsid), which the device tool lets outlive the call that started it, so it goes on through the next
 # back-to-back call: one start-up, each model loaded once, one evaluation, whatever the calls' limits.
 #   CODE_COMMIT=0123abcd BUDGET_S=715 bash lent_gpu.sh configs/full.toml [--name=value ...]
@@ -27,6 +27,32 @@
 # Exit status: 0 once the run has finished, its finished models were evaluated or only its bench was cut short,
 # 3 while it still runs,
 # 2 when nothing is staged, else the run's.
+#
+# Staging on this project's lent H200 (15 minutes of device time in all, the machine's start included; at most 10
+# minutes a call; no network; /tmp kept only while calls follow each other closely). Build the pack here first, then
+# issue the calls back to back:
+#   ../shared/tools/fetch-mpnet ~/.cache/hub-offline
+#   ../shared/tools/make-device-pack .devpack --mpnet ~/.cache/hub-offline   # says how many chunks: six, c1..c6
+#   # on the GPU, one call each, carry [".devpack/cN"]:
+#   bash .devpack/cN/stage.sh                                     # N = 1..5: all chunks but the last
+#   CODE_COMMIT=C BUDGET_S=B bash lent_gpu.sh configs/full.toml   # carry [".devpack/c6"], the last chunk; timeout_s 600
+#   CODE_COMMIT=C BUDGET_S=B bash lent_gpu.sh configs/full.toml   # at once, while it says "still running"
+#   # B: the lease's budget_left_s in the previous call's reply (no status call in between: the machine would idle)
+#   # C: `git rev-parse --short=12 HEAD` here (the tree that travels has no .git; the records name this commit)
+#   # here: tar -xzf <files_at>/runs.tgz -C outputs   (git keeps only the published files)
+# The calls, planned: 1, the machine's start then c1 copied to /tmp/stage (60-120 s); 2-5, c2..c5, a 56 MiB piece each
+# (4 x ~15 s); 6, c6, then IMDb, the models and the wheels unpacked to /tmp/offline, the run started and waited for
+# (585 s); 7, waiting for the run to end (the rest, ~100 s). Call 6 then starts with about 720 s left, leaving call 7
+# about 105 s: the run fits if it takes no more than configs/full.toml's planned 600 s plus staging.
+# configs/full-study.toml needs no MPNet for its students: `make-device-pack .devpack` (IMDb and MiniLM only: 91 MiB in
+# 2 chunks), call 1 `bash .devpack/c1/stage.sh` (the machine's start, 60-120 s), call 2 `CODE_COMMIT=C BUDGET_S=B bash
+# lent_gpu.sh configs/full-study.toml` carrying .devpack/c2 (returns at 585 s), call 3 the same at once (150-210 s):
+# about 700-750 s for the run, against its plan's 610-870 s (planning figures, not measurements). Its [bench] series
+# times the teacher architecture too only when MPNet is staged (`--mpnet`, six chunks: about a minute more). Where the
+# study leaves no time, the series takes a lease of its own, one call after staging: `bash .devpack/c6/stage.sh &&
+# IMDB_DIR=/tmp/offline/imdb HF_HUB_CACHE=/tmp/offline/hf-cache HF_HUB_OFFLINE=1 timeout 420 python bench.py --config
+# configs/full-study.toml --output_dir=/tmp/runs; tar -czf $OUT/bench.tgz -C /tmp/runs full-study/bench
+# full-study/logs` (timeout_s 480).
 set -euo pipefail
 config=${1:?usage: BUDGET_S=SECONDS bash lent_gpu.sh configs/NAME.toml [--name=value ...]}
 shift

@@ -116,7 +116,7 @@ def replace_dir(src: Path, dst: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 # IMDb
 # ----------------------------------------------------------------------------------------------
-_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+BR_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 BOM = "\ufeff"                     # a UTF-8 byte-order mark, as some editors start a file (or a cell) with
@@ -129,7 +129,7 @@ def is_blank(text) -> bool:
 
 def clean_text(text: str) -> str:
     """Replace IMDb's HTML line breaks (`<br />`) with spaces."""
-    return _BR.sub(" ", text)
+    return BR_TAG.sub(" ", text)
 
 
 def _find_parquet(root: Path, split: str) -> list[Path]:
@@ -688,7 +688,7 @@ def prepared(texts: list[str], spec: DataSpec) -> list[str]:
 
 
 # a UTF-16 surrogate pair (an emoji written as two escapes), else one escape that is not half of a pair
-_ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
+ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
                      r"|\\u(?![dD][89a-fA-F])([0-9a-fA-F]{4})")
 
 
@@ -703,7 +703,7 @@ def decode_escapes(text: str) -> str:
     r"""Literal `\uXXXX` escapes (as some exports leave, e.g. `I\u2019m`, or `\ud83d\ude02` for 😂) turned into the
     characters they name, so that the same word is the same tokens in every split; a lone half of a surrogate
     pair names no character and stays as written."""
-    return _ESCAPE.sub(_unescape, text) if "\\u" in text else text
+    return ESCAPE.sub(_unescape, text) if "\\u" in text else text
 
 
 def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, list[int]]:

@@ -222,11 +222,18 @@ def machine_words(hardware: dict) -> str:
 
 
 def pipeline_note(kd: dict) -> str:
-    """What the transformers pipeline does otherwise than training for a text past the trained length."""
-    if kd.get("truncation") != "head+tail":
-        return ""
-    return (f" For texts longer than {kd.get('max_length')} tokens the two differ: the pipeline keeps the first "
-            f"{kd.get('max_length')} tokens, `inference.py` the first {kd.get('head_tokens')} and the last ones, as in training.")
+    """What the transformers pipeline does otherwise than training: it takes texts as they are, where training
+    prepared them (data_utils.as_trained), and the first tokens of a text past the trained length."""
+    note = ""
+    if kd.get("run_config"):
+        from data_utils import DataSpec
+        done = ("IMDb's `<br />` line breaks as spaces" if DataSpec.from_settings(kd["run_config"]).is_imdb else
+                "literal `\\uXXXX` escapes (`I\\u2019m`) decoded")
+        note = f" The pipeline takes texts as they are; training read them with {done}, as `inference.py` does: prepare yours so."
+    if kd.get("truncation") == "head+tail":
+        note += (f" For texts longer than {kd.get('max_length')} tokens the two differ: the pipeline keeps the first "
+                 f"{kd.get('max_length')} tokens, `inference.py` the first {kd.get('head_tokens')} and the last ones, as in training.")
+    return note
 
 
 def onnx_card(card: str, export: Path) -> str:
@@ -256,16 +263,41 @@ def plain_onnx_lines(export: Path) -> list[str]:
     kd = config.get("sentiment_kd", {})
     cut = (f"  # the trained length; inference.py keeps the first {kd.get('head_tokens')} tokens and the last ones"
            if kd.get("truncation") == "head+tail" else "  # the trained length")
-    return ["Without this repository (onnxruntime and tokenizers only):", "", "```python", "import numpy as np",
-            "import onnxruntime as ort", "from tokenizers import Tokenizer", "", f'folder = "{export}"',
+    prepare = prepare_lines(kd)
+    return ["Without this repository (onnxruntime and tokenizers only):", "", "```python", *(["import re"] if prepare else []),
+            "import numpy as np", "import onnxruntime as ort", "from tokenizers import Tokenizer", "", f'folder = "{export}"',
             'tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")',
             f"tokenizer.enable_truncation({kd.get('max_length') or 512}){cut}",
-            'session = ort.InferenceSession(f"{folder}/model.onnx")', f"labels = {label_names(config)!r}", "",
-            "def classify(text):", "    enc = tokenizer.encode(text)",
+            'session = ort.InferenceSession(f"{folder}/model.onnx")', f"labels = {label_names(config)!r}", "", *prepare,
+            "def classify(text):", f"    enc = tokenizer.encode({'prepare(text)' if prepare else 'text'})",
             '    feed = {"input_ids": np.array([enc.ids]), "attention_mask": np.array([enc.attention_mask])}',
             '    logits = session.run(["logits"], feed)[0][0]',
             "    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()",
             "    return labels[int(probs.argmax())], float(probs.max())", "", 'print(classify("I loved it"))', "```", ""]
+
+
+def raw(pattern: str) -> str:
+    """`pattern` as a raw string literal (as a person writes a regular expression)."""
+    assert '"' not in pattern and not pattern.endswith("\\"), pattern
+    return f'r"{pattern}"'
+
+
+def prepare_lines(kd: dict) -> list[str]:
+    """The snippet's `prepare(text)`: the preparation the model's training texts had (data_utils.as_trained), written
+    out from data_utils' own patterns; [] for a model trained elsewhere (texts as they are)."""
+    from data_utils import BR_TAG, ESCAPE, DataSpec
+    if not kd.get("run_config"):
+        return []
+    if DataSpec.from_settings(kd["run_config"]).is_imdb:
+        return [f"BR = re.compile({raw(BR_TAG.pattern)}, re.IGNORECASE)", "",
+                "def prepare(text):  # as the training reviews were: IMDb's <br /> line breaks as spaces",
+                '    return BR.sub(" ", text)', "", ""]
+    return [f"ESCAPE = re.compile({raw(ESCAPE.pattern)})", "",
+            "def unescape(m):  # one \\uXXXX escape, or two that write one character (an emoji)",
+            "    if m[3]:", "        return chr(int(m[3], 16))",
+            "    return chr(0x10000 + ((int(m[1], 16) - 0xD800) << 10) + int(m[2], 16) - 0xDC00)", "",
+            "def prepare(text):  # as the training texts were: literal \\uXXXX escapes decoded", "    return ESCAPE.sub(unescape, text)",
+            "", ""]
 
 
 def write_onnx_card(folder: Path) -> None:

@@ -82,12 +82,46 @@ def test_the_onnx_cards_plain_onnxruntime_code_predicts_as_inference_does(export
     space = {}
     exec(code, space)                               # the block as a user pastes it: it prints one prediction
     assert capsys.readouterr().out.startswith("('")
-    texts = TEXTS[1:]                              # within the trained length: the same tokens as inference.py
-    ours = inference.predict(texts, model=str(exported[name] / "onnx"))
+    texts = TEXTS[1:] + ["a great film<br /><br />the best acting"]   # within the trained length: the same tokens as
+    ours = inference.predict(texts, model=str(exported[name] / "onnx"))     # inference.py, IMDb's line breaks as spaces
     for text, r in zip(texts, ours):
         label, score = space["classify"](text)
-        assert label == r["label"] and score == pytest.approx(r["score"], abs=1e-4)
+        assert label == r["label"] and score == pytest.approx(r["score"], abs=1e-4)     # predict rounds to 4 places
+    assert_classifies_as_inference(space, exported[name] / "onnx", texts)
     assert len(space["tokenizer"].encode(TEXTS[0]).ids) == 64           # a long text is cut to the trained length
+
+
+def assert_classifies_as_inference(space: dict, folder, texts: list[str]) -> None:
+    """The snippet's classify(text) gives the label and probability of inference.py's path (texts prepared as in
+    training, then ONNX Runtime), to 1e-6: tighter than the tiny models' spread between a prepared and a raw text."""
+    from data_utils import as_trained, read_json
+    from onnx_runtime import onnx_logits
+    kd = read_json(folder / "config.json")["sentiment_kd"]
+    prepared, raw = (onnx_logits(folder, t, batch_size=1) for t in (as_trained(texts, kd), texts))
+    assert np.abs(prepared - raw).max(axis=1)[-1] > 1e-5                # the last text needs preparing: it shows
+    probs = np.exp(prepared - prepared.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    for text, p in zip(texts, probs):
+        label, score = space["classify"](text)
+        assert (label, score) == (space["labels"][int(p.argmax())], pytest.approx(float(p.max()), abs=1e-6))
+
+
+def test_the_plain_onnxruntime_code_prepares_own_data_texts_as_training_did(exported, tmp_path):
+    # a model of one's own data (literal \uXXXX escapes decoded in training): the snippet decodes them as inference.py does
+    import inference
+    from model_card import plain_onnx_lines
+    mine = shutil.copytree(exported["cut"] / "onnx", tmp_path / "onnx")
+    config = json.loads((mine / "config.json").read_text())
+    config["sentiment_kd"]["run_config"]["data"] = "mine.csv"
+    (mine / "config.json").write_text(json.dumps(config))
+    lines = plain_onnx_lines(mine)
+    space = {}
+    exec("\n".join(lines[lines.index("```python") + 1:lines.index("```", lines.index("```python"))]), space)
+    texts = ["bad", r"worst \ud83d\ude02 awful boring", r"a great film\u002c the best acting"]
+    assert space["prepare"](texts[1]) == "worst \U0001f602 awful boring"
+    for text, r in zip(texts, inference.predict(texts, model=str(mine))):
+        assert space["classify"](text)[0] == r["label"]
+    assert_classifies_as_inference(space, mine, texts)
 
 
 def test_models_picks_the_experiments_models_to_export(exported, tiny_experiment, monkeypatch):

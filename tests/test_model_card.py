@@ -30,6 +30,8 @@ def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
     cut = (root / "students" / "cut" / "README.md").read_text()
     assert "alpha" in cut and "inference.py --model" in cut
     # the pipeline keeps a long text's head, training its head and tail (tiny: 64 tokens, head 16)
+    assert "The pipeline takes texts as they are; training read them with IMDb's `<br />` line breaks as spaces, as " \
+           "`inference.py` does: prepare yours so." in cut
     assert "For texts longer than 64 tokens the two differ: the pipeline keeps the first 64 tokens, `inference.py` " \
            "the first 16 and the last ones, as in training." in cut
     baseline = (root / "students" / "cut-baseline" / "README.md").read_text()

@@ -390,6 +390,7 @@ def test_three_classes_end_to_end(three_class):
     assert header == "index,label,pred,p_negative,p_neutral,p_positive"
     card = (out / "students" / "cut" / "README.md").read_text()
     assert "negative / neutral / positive" in card and "3 labels" in card
+    assert "training read them with literal `\\uXXXX` escapes (`I\\u2019m`) decoded, as `inference.py` does" in card
     assert "\nlanguage:" not in card.split("\n---\n")[0]          # the user's data: its language is not known here
 
 

@@ -109,7 +109,8 @@ def check_model(path: str, output_dir: str) -> Path:
     """The model folder, after checking that it holds a sentiment classifier that can be used as is:
     config.json and weights, a tokenizer, and a trained classification head with named labels."""
     folder = Path(path)
-    have = lambda: ", ".join(str(p) for p in saved_models(output_dir)) or f"none under {output_dir}/"   # noqa: E731
+    have = lambda: ", ".join(f"{p}{' (and its onnx/)' if is_onnx_folder(p / 'onnx') else ''}"   # noqa: E731
+                             for p in saved_models(output_dir)) or f"none under {output_dir}/"
     if folder.is_file():      # the .onnx file, or a file of the folder: the folder is what is meant
         pick = f" --onnx_file={folder.name}" if folder.suffix == ".onnx" and folder.name != onnx_runtime.FP32_FILE else ""
         raise UsageError(f"--model={folder} is a file; give its folder: --model={folder.parent}{pick}")
@@ -117,7 +118,12 @@ def check_model(path: str, output_dir: str) -> Path:
         raise UsageError(f"model folder {folder} does not exist; saved models: {have()}")
     if is_onnx_folder(folder):
         return folder             # written by export.py from a checked model folder
-    if not (folder / "config.json").is_file() or not any((folder / w).is_file() for w in models.WEIGHT_FILES):
+    config, weights = (folder / "config.json").is_file(), any((folder / w).is_file() for w in models.WEIGHT_FILES)
+    if not config and not weights:      # an experiment's folder, its students/, or no model's at all
+        inside = [p for p in models.finished_models(experiment_of(folder)) if folder.resolve() in p.resolve().parents]
+        raise UsageError(f"{folder} is not a model folder (no config.json or model weights); " + (
+            f"the models in it: {', '.join(map(str, inside))}" if inside else f"saved models: {have()}"))
+    if not config or not weights:
         raise UsageError(f"model folder {folder} is incomplete (needs config.json and model weights); saved models: {have()}")
     if not is_saved_model(folder):
         raise UsageError(f"model folder {folder} has no tokenizer (tokenizer.json or tokenizer_config.json), so every "

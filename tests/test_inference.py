@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -84,6 +85,12 @@ def test_missing_and_incomplete_model_folders(outputs, tmp_path):
     (tmp_path / "half" / "config.json").write_text("{}")
     r = run(f"--output_dir={outputs}", "--model", str(tmp_path / "half"), "hi")
     assert r.returncode == 2 and "is incomplete" in r.stderr
+    students = Path(outputs) / "tiny" / "students"
+    r = run(f"--output_dir={outputs}", "--model", str(students), "hi")                       # a folder of models
+    assert r.returncode == 2 and r.stderr.strip().endswith(f"{students} is not a model folder (no config.json or model "
+        f"weights); the models in it: {students / 'cut'}, {students / 'cut-baseline'}, {students / 'roberta'}"), r.stderr
+    r = run(f"--output_dir={outputs}", "--model", str(tmp_path), "hi")                      # no model's at all
+    assert r.returncode == 2 and "is not a model folder (no config.json or model weights); saved models: " in r.stderr
     r = run(f"--output_dir={tmp_path}", "hi")
     assert r.returncode == 2 and "no saved model" in r.stderr
 

@@ -291,8 +291,12 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     unknown = [n for n in flags if n not in defaults and not any_script_has(n)]
     if unknown:
         text = "; a text that starts with -- goes after a lone --" if script == "inference" else ""
-        raise UsageError(f"unknown constant '--{unknown[0].lower()}' (no script has it){text}{did_you_mean(unknown[0], defaults)}; "
-                         f"valid names for {script}.py: {', '.join(sorted(n.lower() for n in defaults))}")
+        every = set().union(*map(script_constants, SCRIPTS))      # a misspelling of another script's name too
+        valid = ("each step's valid names: python <step>.py --help (fine_tuning_teacher, distill_student, evaluate_models"
+                 ", bench)" if os.environ.get("KD_ALL_STEPS")       # run_experiment.sh: one command line for every step
+                 else f"valid names for {script}.py: {', '.join(sorted(n.lower() for n in defaults))}")
+        raise UsageError(f"unknown constant '--{unknown[0].lower()}' (no script has it){text}"
+                         f"{did_you_mean(unknown[0], defaults) or did_you_mean(unknown[0], every)}; {valid}")
     file_values, exact = read_config_file(config_path, script) if config_path else ({}, set())
     if exact - set(defaults):
         bad = sorted(exact - set(defaults))[0]

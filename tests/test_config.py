@@ -48,6 +48,18 @@ def test_unknown_name_lists_valid_ones():
         configure(namespace(), ["--epoch=3"], "fine_tuning_teacher")
     with pytest.raises(UsageError, match=r"unknown constant '--zzz' \(no script has it\); valid names"):   # nothing close
         configure(namespace(), ["--zzz=3"], "fine_tuning_teacher")
+    with pytest.raises(UsageError, match=r"'--fp32_modls' \(no script has it\); did you mean --fp32_models\?; valid names "
+                                         r"for fine_tuning_teacher.py: batch_size"):       # another script's name
+        configure(namespace(), ["--fp32_modls=a"], "fine_tuning_teacher")
+
+
+def test_an_unknown_name_under_run_experiment_names_every_steps_help(monkeypatch):
+    # one command line for every step: a list of one step's names would hide the others'
+    monkeypatch.setenv("KD_ALL_STEPS", "1")
+    with pytest.raises(UsageError, match=r"'--epoch' \(no script has it\); did you mean --epochs\?; each step's valid "
+                                         r"names: python <step>.py --help \(fine_tuning_teacher, distill_student, "
+                                         r"evaluate_models, bench\)$"):
+        configure(namespace(), ["--epoch=3"], "fine_tuning_teacher")
 
 
 def test_precedence_flag_over_file_over_default(tmp_path):

@@ -689,7 +689,7 @@ def prepared(texts: list[str], spec: DataSpec) -> list[str]:
 
 # a UTF-16 surrogate pair (an emoji written as two escapes), else one escape that is not half of a pair
 ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
-                     r"|\\u(?![dD][89a-fA-F])([0-9a-fA-F]{4})")
+                    r"|\\u(?![dD][89a-fA-F])([0-9a-fA-F]{4})")
 
 
 def _unescape(m: re.Match) -> str:

@@ -38,6 +38,7 @@ import tomllib  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parent
 SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference", "bench", "export")
+STEPS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")   # run_experiment.sh's, in order
 CONFIG_TYPES = (bool, int, float, str, list)
 CONFIG_TYPE_NAMES = {t.__name__: t for t in CONFIG_TYPES}   # annotations postponed (`from __future__`) are strings
 LEVELS = {"default": 0, "file": 1, "flag": 2}   # precedence of a value's source: flag > file > default
@@ -292,8 +293,8 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     if unknown:
         text = "; a text that starts with -- goes after a lone --" if script == "inference" else ""
         every = set().union(*map(script_constants, SCRIPTS))      # a misspelling of another script's name too
-        valid = ("each step's valid names: python <step>.py --help (fine_tuning_teacher, distill_student, evaluate_models"
-                 ", bench)" if os.environ.get("KD_ALL_STEPS")       # run_experiment.sh: one command line for every step
+        valid = (f"each step's valid names: python <step>.py --help ({', '.join(STEPS)})"
+                 if os.environ.get("KD_ALL_STEPS")                  # run_experiment.sh: one command line for every step
                  else f"valid names for {script}.py: {', '.join(sorted(n.lower() for n in defaults))}")
         raise UsageError(f"unknown constant '--{unknown[0].lower()}' (no script has it){text}"
                          f"{did_you_mean(unknown[0], defaults) or did_you_mean(unknown[0], every)}; {valid}")

@@ -296,7 +296,8 @@ class DataSpec:
     dataset_name: str = "stanfordnlp/imdb"   # imdb only: the hub dataset without a local copy
     text_column: str = "text"
     label_column: str = "label"
-    label_names: tuple = ()       # names of the sorted label values; () = from the data (IMDb: negative, positive)
+    label_names: tuple = ()       # integer labels: names of the sorted values; string labels: their order sets the
+                                  # ids; () = from the data (IMDb: negative, positive)
     val_size: int = 2500          # validation rows: carved from train, or kept of the data's own validation split
     train_size: int = 0           # stratified subsample of train; 0 = all
     seed: int = 42
@@ -671,19 +672,26 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True):
     return Dataset.from_dict({"text": [decode_escapes(t) for t in texts] if decode else list(texts), "label": list(labels)})
 
 
-def as_trained(texts: list[str], kd: dict) -> list[str]:
-    """`texts` prepared as a model's training data were (kd: the `sentiment_kd` record of its config.json): IMDb's
-    `<br />` line breaks as spaces (clean_text), your own data's literal \\uXXXX escapes decoded (decode_escapes);
-    a model trained elsewhere (no record) gets them as they are."""
+def preparation(kd: dict) -> str:
+    """How a model's training texts were prepared (kd: the `sentiment_kd` record of its config.json): "imdb" (IMDb's
+    `<br />` line breaks as spaces, clean_text), "escapes" (your own data's literal \\uXXXX escapes decoded,
+    decode_escapes), or "" for a model trained elsewhere (no record: texts as they are). model_card writes the same
+    preparation out for code that runs without this repository."""
     if not kd.get("run_config"):
-        return list(texts)
-    return prepared(texts, DataSpec.from_settings(kd["run_config"]))
+        return ""
+    return "imdb" if DataSpec.from_settings(kd["run_config"]).is_imdb else "escapes"
+
+
+def as_trained(texts: list[str], kd: dict) -> list[str]:
+    """`texts` prepared as a model's training data were (preparation)."""
+    kind = preparation(kd)
+    return [PREPARE[kind](t) for t in texts] if kind else list(texts)
 
 
 def prepared(texts: list[str], spec: DataSpec) -> list[str]:
     """Texts read as written, prepared as `spec`'s data are for training: IMDb's `<br />` line breaks as spaces
     (clean_text), your own data's literal \\uXXXX escapes decoded (decode_escapes)."""
-    prepare = clean_text if spec.is_imdb else decode_escapes
+    prepare = PREPARE["imdb" if spec.is_imdb else "escapes"]
     return [prepare(t) for t in texts]
 
 
@@ -704,6 +712,9 @@ def decode_escapes(text: str) -> str:
     characters they name, so that the same word is the same tokens in every split; a lone half of a surrogate
     pair names no character and stays as written."""
     return ESCAPE.sub(_unescape, text) if "\\u" in text else text
+
+
+PREPARE = {"imdb": clean_text, "escapes": decode_escapes}    # preparation() -> the function
 
 
 def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, list[int]]:
@@ -798,7 +809,7 @@ def log_splits(splits: Splits, spec: DataSpec) -> None:
 def carve(table: dict, spec: DataSpec, rest: str = "", names=()) -> dict:
     """{train, validation, test[, rest]}: the data's own splits where present, else carved from train;
     `rest`="validation": the texts of the data's validation split beyond val_size (for transfer); `names`:
-    of the label ids, for errors."""
+    of the labels (the table's label column: ranks of the sorted values), for errors."""
     missing = [s for s in ("test", "validation") if s not in table]      # each carved from train: val_size rows
     n, v, k = len(table["train"]), spec.val_size, len(set(table["train"]["label"]))   # k classes: a row each is left
     if missing and n - v * len(missing) < k:

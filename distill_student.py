@@ -212,7 +212,9 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
             torch.cuda.empty_cache()
         known.update(zip(hashes[missing], logits))
         stats["teacher_seconds"] = round(time.time() - t0, 1)
-        known = read_logit_cache(path) | known      # rows another run wrote meanwhile (same teacher) are kept
+        # rows another experiment with this teacher wrote since the read above are kept (runs of one experiment take
+        # its lock; two writes at the same moment can still lose one's new rows: recomputed next time)
+        known = read_logit_cache(path) | known
         with atomic_path(path) as tmp:
             np.savez(tmp, hashes=np.array(list(known)), logits=np.stack(list(known.values())))
     log.info("teacher logits: %d texts, %d distinct ones computed (%.1fs), %d reused from %s", len(texts), len(missing),

@@ -224,12 +224,11 @@ def machine_words(hardware: dict) -> str:
 def pipeline_note(kd: dict) -> str:
     """What the transformers pipeline does otherwise than training: it takes texts as they are, where training
     prepared them (data_utils.as_trained), and the first tokens of a text past the trained length."""
-    note = ""
-    if kd.get("run_config"):
-        from data_utils import DataSpec
-        done = ("IMDb's `<br />` line breaks as spaces" if DataSpec.from_settings(kd["run_config"]).is_imdb else
-                "literal `\\uXXXX` escapes (`I\\u2019m`) decoded")
-        note = f" The pipeline takes texts as they are; training read them with {done}, as `inference.py` does: prepare yours so."
+    from data_utils import preparation
+    done = {"imdb": "IMDb's `<br />` line breaks as spaces", "escapes": "literal `\\uXXXX` escapes (`I\\u2019m`) decoded",
+            "": ""}[preparation(kd)]
+    note = f" The pipeline takes texts as they are; training read them with {done}, as `inference.py` does: prepare yours so." \
+        if done else ""
     if kd.get("truncation") == "head+tail":
         note += (f" For texts longer than {kd.get('max_length')} tokens the two differ: the pipeline keeps the first "
                  f"{kd.get('max_length')} tokens, `inference.py` the first {kd.get('head_tokens')} and the last ones, as in training.")
@@ -285,10 +284,11 @@ def raw(pattern: str) -> str:
 def prepare_lines(kd: dict) -> list[str]:
     """The snippet's `prepare(text)`: the preparation the model's training texts had (data_utils.as_trained), written
     out from data_utils' own patterns; [] for a model trained elsewhere (texts as they are)."""
-    from data_utils import BR_TAG, ESCAPE, DataSpec
-    if not kd.get("run_config"):
+    from data_utils import BR_TAG, ESCAPE, preparation
+    kind = preparation(kd)
+    if not kind:
         return []
-    if DataSpec.from_settings(kd["run_config"]).is_imdb:
+    if kind == "imdb":
         return [f"BR = re.compile({raw(BR_TAG.pattern)}, re.IGNORECASE)", "",
                 "def prepare(text):  # as the training reviews were: IMDb's <br /> line breaks as spaces",
                 '    return BR.sub(" ", text)', "", ""]

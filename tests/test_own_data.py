@@ -95,18 +95,22 @@ def test_integer_labels_take_names_in_sorted_order(tmp_path):
     assert du.load_splits(spec(tmp_path, val_size=9)).label_names == ("4", "7", "9")
 
 
-def test_label_names_reorder_the_ids_not_the_splits(tmp_path):
-    """--label_names in another order gives other ids, but the same rows in each carved split (results stay comparable)."""
-    write(tmp_path, "csv", {"reviews": SPLITS["train"] + tweets(30, 4)})
-    plain = du.load_splits(spec(tmp_path / "reviews.csv", val_size=9, train_size=30))
+@pytest.mark.parametrize("files", ["one file", "train and validation files"])
+def test_label_names_reorder_the_ids_not_the_splits(tmp_path, files):
+    """--label_names in another order gives other ids, but the same rows in each carved split (results stay comparable):
+    validation and test carved from one file; a validation file's subset kept, test carved from train."""
+    data = {"reviews": SPLITS["train"] + tweets(30, 4)} if files == "one file" else \
+        {"train": SPLITS["train"] + tweets(30, 4), "validation": tweets(45, 5)}
+    write(tmp_path, "csv", data)
+    where = tmp_path / "reviews.csv" if files == "one file" else tmp_path
+    plain = du.load_splits(spec(where, val_size=9, train_size=30))
     order = ("positive", "negative", "neutral")
-    mine = du.load_splits(spec(tmp_path / "reviews.csv", val_size=9, train_size=30, label_names=order))
+    mine = du.load_splits(spec(where, val_size=9, train_size=30, label_names=order))
     assert plain.label_names == ("negative", "neutral", "positive") and mine.label_names == order
     for split in ("train", "validation", "test"):
         a, b = getattr(plain, split), getattr(mine, split)
         assert list(a["text"]) == list(b["text"])
         assert [order[y] for y in b["label"]] == [plain.label_names[y] for y in a["label"]]
-    assert mine.test["label"][0] == order.index(plain.label_names[plain.test["label"][0]])
 
 
 def test_leaks_are_counted_and_dropped(tmp_path):

@@ -34,6 +34,7 @@ MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere giv
 """
 import contextlib
 import functools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ import numpy as np
 from configurator import UsageError, log, public_config, run_main, start_run
 from data_utils import atomic_path, imdb_sources, load_imdb, read_json, stratified_indices, write_json
 from models import PadCollator, count_parameters, default_device, load_classifier, tokenize_dataset
+
+_SOME_FAILED = 3     # exit status when measurements failed and the others were saved (1: a crash; 2: bad input)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "bench"         # logs to OUTPUT_DIR/EXPERIMENT/logs/, results to OUTPUT_DIR/EXPERIMENT/<LABEL>.json
@@ -459,9 +462,10 @@ def main(argv=None) -> list[dict]:
         with atomic_path(folder / "levers.md") as tmp:
             tmp.write_text(lever_table(folder, failed))
     if failed:     # what was measured is saved: the same command keeps it and tries the rest again
-        raise SystemExit(f"error: {len(failed)} measurement(s) of this series failed ({'; '.join(failed)}); what was "
-                         f"measured is saved in {folder}, and the same command keeps it and tries the rest again "
-                         f"(tracebacks: the log)")
+        print(f"error: {len(failed)} measurement(s) of this series failed ({'; '.join(failed)}); what was measured is "
+              f"saved in {folder}, and the same command keeps it and tries the rest again (tracebacks: the log)",
+              file=sys.stderr)
+        raise SystemExit(_SOME_FAILED)
     return results
 
 

@@ -75,8 +75,8 @@ for step in $steps; do
   start=$(date +%s) did=""
   touch "$mark"
   if [ "$step" = bench ]; then   # the experiment's results are complete: a failed measurement is not its failure
-    python3 bench.py --config "$config" "$@" || { rc=$?; [ "$rc" = 1 ] || exit "$rc"   # stopped, or a usage error
-      did="failed (exit 1)"; echo "warning: bench.py: some measurements failed (listed in its levers.md and log);" \
+    python3 bench.py --config "$config" "$@" || { rc=$?; [ "$rc" = 3 ] || exit "$rc"   # a crash, stopped, bad input
+      did="failed (exit 3)"; echo "warning: bench.py: some measurements failed (listed in its levers.md and log);" \
         "the experiment's results are complete" >&2; }
   else
     python3 "$step.py" --config "$config" "$@"

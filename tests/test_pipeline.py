@@ -108,20 +108,22 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
 
 
 def test_a_failed_bench_leaves_the_experiment_finished(tmp_path):
-    # bench.py runs last; a measurement that failed there (exit 1) is no failure of the experiment's results: the
+    # bench.py runs last; a measurement that failed there (exit 3) is no failure of the experiment's results: the
     # run ends 0 (lent_gpu.sh would otherwise start it again, evaluation and all), its row says so
     stub_checkout(tmp_path, "[bench]\n", distill_student=STEP_STUB.replace("''", "'soft'"),   # no teacher step
                   bench="import sys\ndef check_series(cfg): return []\n"
-                        "if __name__ == '__main__':\n    sys.exit('error: 1 of 2 measurements failed')\n")
+                        "if __name__ == '__main__':\n    sys.exit(3)\n")
     p = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "warning: bench.py: some measurements failed (listed in its levers.md and log); the experiment's results " \
            "are complete" in p.stderr
     rows = [[c.strip() for c in line.split("|")[1:4:2]] for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]]
-    assert rows == [["distill_student", ""], ["evaluate_models", ""], ["bench", "failed (exit 1)"], ["total", ""]]
-    (tmp_path / "bench.py").write_text("import sys\ndef check_series(cfg): return []\n"     # stopped, or a usage error:
-                                       "if __name__ == '__main__':\n    sys.exit(130)\n")   # the run's own exit
-    assert subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, timeout=60).returncode == 130
+    assert rows == [["distill_student", ""], ["evaluate_models", ""], ["bench", "failed (exit 3)"], ["total", ""]]
+    for code in (1, 130):       # a crash, or stopped: the run's own exit
+        (tmp_path / "bench.py").write_text("import sys\ndef check_series(cfg): return []\n"
+                                           f"if __name__ == '__main__':\n    sys.exit({code})\n")
+        assert subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True,
+                              timeout=60).returncode == code
 
 
 def test_a_bad_bench_table_is_refused_before_the_first_step(tmp_path):

@@ -70,10 +70,10 @@ def check_config(cfg: dict) -> None:
     check_data(DataSpec.from_settings(cfg), ("train", "test"))
     load_splits(DataSpec.from_settings(cfg))
     from runs import check_resume, kept_as_is, resume_settings, run_dirs
-    dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
-    if not kept_as_is(dirs[0], resume_settings(cfg), OVERWRITE):
+    dirs, settings = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher"), resume_settings(cfg)
+    if not kept_as_is(dirs[0], settings, OVERWRITE):
         check_max_length(model_config(MODEL_NAME), MAX_LENGTH, MODEL_NAME)
-    check_resume(dirs, resume_settings(cfg), OVERWRITE)
+    check_resume(dirs, settings, OVERWRITE)
 
 
 def kept_teacher(folder) -> dict:

@@ -38,7 +38,7 @@ import tomllib  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parent
 SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference", "bench", "export")
-STEPS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")   # run_experiment.sh's, in order
+STEPS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")   # what run_experiment.sh runs, in order
 CONFIG_TYPES = (bool, int, float, str, list)
 CONFIG_TYPE_NAMES = {t.__name__: t for t in CONFIG_TYPES}   # annotations postponed (`from __future__`) are strings
 LEVELS = {"default": 0, "file": 1, "flag": 2}   # precedence of a value's source: flag > file > default

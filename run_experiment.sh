@@ -21,8 +21,9 @@ if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies
 fi
 # the experiment folder, as the scripts will resolve it (file and flags applied), the soft labels the students
 # learn from instead of a teacher model (configs/full-study.toml: no teacher to train), and whether the file has a
-# [bench] table (a training-speed series, run last: the experiment's results come first; checked now, not hours later)
-settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configurator import configure, run_main
+# [bench] table (a training-speed series, run last: the experiment's results come first; checked now, not hours later),
+# hence the steps to run, in configurator.STEPS' order
+settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configurator import STEPS, configure, run_main
 has_bench = 0
 def check():    # the file is read (a missing or bad one is a one-line error) before its tables are looked at
     global has_bench
@@ -32,15 +33,11 @@ def check():    # the file is read (a missing or bad one is a one-line error) be
         bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench"))
         has_bench = 1
 run_main(check)
-print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, has_bench, sep="\n")' \
+skip = {"fine_tuning_teacher": bool(d.SOFT_LABELS), "bench": not has_bench}   # no teacher to train; no [bench] table
+print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, " ".join(s for s in STEPS if not skip.get(s)), sep="\n")' \
   "$config" "$@")
-out=$(sed -n 1p <<< "$settings") soft=$(sed -n 2p <<< "$settings") bench=$(sed -n 3p <<< "$settings")
-steps="fine_tuning_teacher distill_student evaluate_models"
-if [ -n "$soft" ]; then
-  steps="distill_student evaluate_models"
-  echo "(no teacher to train: the students learn from the soft labels in $soft)"
-fi
-if [ "$bench" = 1 ]; then steps="$steps bench"; fi
+out=$(sed -n 1p <<< "$settings") soft=$(sed -n 2p <<< "$settings") steps=$(sed -n 3p <<< "$settings")
+if [ -n "$soft" ]; then echo "(no teacher to train: the students learn from the soft labels in $soft)"; fi
 mkdir -p "$out"
 # this run's own files (named by its pid: a second run of the experiment, refused by the step's lock, must not touch
 # them); those of a run that was killed are removed

@@ -17,11 +17,12 @@ STEP_STUB = "OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\n"   # a st
 
 def stub_checkout(folder: Path, config: str = "", **steps: str) -> None:
     """run_experiment.sh copied into `folder` beside stub steps that write to out/stub: a configurator that configures
-    nothing, stub.toml holding `config`, and each step's script from `steps` (its source), else STEP_STUB; bench.py
+    nothing (its STEPS the real one's), stub.toml holding `config`, and each step's script from `steps` (its source), else STEP_STUB; bench.py
     only when given (distill_student.py's SOFT_LABELS, read by run_experiment.sh, decides whether a teacher is trained)."""
     import shutil
     shutil.copy(ROOT / "run_experiment.sh", folder)
-    (folder / "configurator.py").write_text("def configure(namespace, argv, script=None): return {}\n"
+    from configurator import STEPS
+    (folder / "configurator.py").write_text(f"STEPS = {STEPS!r}\ndef configure(namespace, argv, script=None): return {{}}\n"
                                             "def run_main(main): main()\n")
     (folder / "stub.toml").write_text(config)
     for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", *(["bench"] if "bench" in steps else [])):
@@ -193,6 +194,8 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
     assert done == ["distill_student", "evaluate_models", "bench"]
     assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
         ["distill_student", "evaluate_models", "bench", "total"]
+    (tmp_path / "out/stub/steps").unlink()
+    assert steps()[0] == ["fine_tuning_teacher", "distill_student", "evaluate_models", "bench"]    # a teacher, then bench
     # a step that fails (or is stopped) keeps the rows of those before it; a killed run's own files are removed
     (tmp_path / "out/stub/timings.md.new.999999999").write_text("left by a run that was killed")
     (tmp_path / "out/stub/timings.md.tmp.999999999").write_text("its copy on the way to timings.md")

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -303,6 +304,8 @@ class DataSpec:
     seed: int = 42
     drop_leaks: bool = True       # drop train rows / transfer texts also in validation or test, validation rows in test
     transfer_data: str = ""       # unlabeled texts: "" = the data's unsupervised split | validation | a file/folder
+                                  # (a .txt file: one text per line)
+    transfer_text_column: str = ""   # the column of a transfer_data table that holds the texts; "" = text_column
 
     @classmethod
     def from_settings(cls, settings: dict) -> "DataSpec":
@@ -372,11 +375,13 @@ def data_files(path: str, flag: str = "--data") -> dict:
     else:
         here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"        # run_experiment.sh runs in the checkout
         raise UsageError(f"{flag}={path}: no such file or folder{here}; give a CSV/TSV/JSON Lines/parquet file or folder"
-                         + (", a hub dataset id, or imdb" if flag == "--data" else ""))
+                         + {"--data": ", a hub dataset id, or imdb", "--transfer_data": ", or a .txt file (one text per "
+                            "line)"}.get(flag, ""))
     kinds = {f.suffix.lower() for fs in files.values() for f in fs}
     unknown = kinds - set(FORMATS)
     if unknown:
-        raise UsageError(f"{flag}={path}: unknown file format {sorted(unknown)[0]!r}; use one of {', '.join(FORMATS)}")
+        lines = " or .txt (one text per line)" if flag == "--transfer_data" else ""
+        raise UsageError(f"{flag}={path}: unknown file format {sorted(unknown)[0]!r}; use one of {', '.join(FORMATS)}{lines}")
     if len({str(FORMATS[k]) for k in kinds}) > 1:
         raise UsageError(f"{flag}={path}: files of several formats ({', '.join(sorted(kinds))}); keep one format per folder")
     return files
@@ -401,16 +406,41 @@ def check_data(spec: DataSpec, splits=("train",)) -> None:
         imdb_sources(tuple(splits), spec.data_dir)
     elif is_local(spec.data):
         data_files(spec.data)
-    if spec.transfer_data not in ("", "validation"):
+    lines = is_lines_file(spec.transfer_data) and Path(spec.transfer_data).expanduser().is_file()
+    if spec.transfer_data not in ("", "validation") and not lines:
         data_files(spec.transfer_data, "--transfer_data")
+
+
+def is_lines_file(path: str) -> bool:
+    """A .txt file: unlabeled texts, one per line (transfer_data; inference.py's --file)."""
+    return Path(path).suffix.lower() == ".txt"
+
+
+def read_lines(path: str, flag: str = "--file") -> list[str]:
+    """The lines of a UTF-8 text file ("-" = standard input), without a leading byte-order mark; a file that cannot
+    be read, or a line that is not UTF-8, is one UsageError naming it (`flag`: the setting that gave the path)."""
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).expanduser().read_bytes()
+    except OSError as e:
+        here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"
+        raise UsageError(f"{flag}={path}: cannot read it ({e.strerror}{here}); give a UTF-8 text file, one text per "
+                         f"line") from None
+    lines = []
+    for n, line in enumerate(raw.splitlines(), 1):
+        try:
+            lines.append(line.decode("utf-8").removeprefix(BOM))
+        except UnicodeDecodeError:
+            raise UsageError(f"{'standard input' if path == '-' else path}: line {n} is not valid UTF-8; "
+                             f"save the file as UTF-8") from None
+    return lines
 
 
 def is_local(path: str) -> bool:
     """A local file or folder (else a hub dataset id or a URL): it exists, or it looks like a path."""
     if "://" in path:
         return False
-    return Path(path).expanduser().exists() or path.startswith((".", "/", "~")) or Path(path).suffix.lower() in FORMATS \
-        or (REPO / path).exists()                                  # a record's path, relative to the checkout
+    return Path(path).expanduser().exists() or path.startswith((".", "/", "~")) or is_lines_file(path) \
+        or Path(path).suffix.lower() in FORMATS or (REPO / path).exists()     # a record's path, relative to the checkout
 
 
 REPO = Path(__file__).resolve().parent          # the checkout: relative data paths in records are relative to it
@@ -639,17 +669,19 @@ def data_row(where: str, i: int) -> str:
     return f"data row {i + 1}{header}{several}"
 
 
-def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True):
+def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True, column_flag: str = "--text_column"):
     """`ds` reduced to columns text, label (as in the data, but a ClassLabel id as its name and a string without
     the spaces around it; none for the unsupervised split), after checking the columns exist and no text or
-    label is missing or empty; with `decode`, the texts' literal escapes decoded (decode_escapes)."""
+    label is missing or empty; with `decode`, the texts' literal escapes decoded (decode_escapes). `column_flag`:
+    the setting that names the text column, in the error when it is missing."""
     cols = ds.column_names
     need = [spec.text_column] + ([spec.label_column] if split != "unsupervised" else [])
     for c in need:
         if c not in cols:
-            flag = "--text_column" if c == spec.text_column else "--label_column"
-            raise UsageError(f"{where}: no column {c!r} (found {', '.join(map(str, cols))}); set {flag} to the column "
-                             f"that holds the {'texts' if flag == '--text_column' else 'labels'}{separator_hint(cols)}")
+            texts = c == spec.text_column
+            raise UsageError(f"{where}: no column {c!r} (found {', '.join(map(str, cols))}); set "
+                             f"{column_flag if texts else '--label_column'} to the column that holds the "
+                             f"{'texts' if texts else 'labels'}{separator_hint(cols)}")
     texts = ds[spec.text_column]
     # CSV/TSV: pandas reads an empty field, and NA, N/A, null, None, nan, as missing (R writes missing values as NA)
     na = " (CSV/TSV readers take NA, null, None as missing too)" if where.lower().endswith((".csv", ".tsv")) else ""
@@ -846,20 +878,34 @@ def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> l
                              f"of unlabeled texts")
         return rest
     if spec.transfer_data:    # prepared as the data's own texts, so leaks into validation or test are found
-        return prepared(read_table(spec.transfer_data, spec.text_column, "--transfer_data")[0], spec)
+        return prepared(transfer_file_texts(spec), spec)
     if "unsupervised" not in raw:
         raise UsageError(f"transfer_size > 0 but {spec.where()} has no unsupervised split; set --transfer_data to a file "
                          f"of unlabeled texts, or to validation (its rows beyond --val_size)")
     return list(raw["unsupervised"]["text"])
 
 
-def read_table(path: str, column: str, flag: str) -> tuple[list[str], list]:
+def transfer_file_texts(spec: DataSpec) -> list[str]:
+    """The texts of spec.transfer_data as written: a .txt file's non-blank lines, or a table's transfer_text_column
+    (else text_column; labels ignored), checked as training texts are."""
+    if is_lines_file(spec.transfer_data):
+        texts = [t for t in read_lines(spec.transfer_data, "--transfer_data") if not is_blank(t)]
+        if not texts:
+            raise UsageError(f"--transfer_data={spec.transfer_data}: no text in it; give a file of unlabeled texts, one per line")
+        return texts
+    return read_table(spec.transfer_data, spec.transfer_text_column or spec.text_column, "--transfer_data",
+                      "--transfer_text_column")[0]
+
+
+def read_table(path: str, column: str, flag: str, column_flag: str = "--text_column") -> tuple[list[str], list]:
     """(the texts of `column` as written, the table's Datasets with all their columns, in the same order) of a
     local file or folder (read_files; every file, whatever split its name says), checked as training texts are
-    (columns: the column present, no text empty or missing); `flag` is the setting errors name."""
+    (columns: the column present, no text empty or missing); `flag` is the setting errors name, `column_flag` the
+    one that names the column."""
     spec = DataSpec(data=path, text_column=column, label_column="")
     found, files = read_files(path, flag)
-    texts = [t for s, ds in found.items() for t in columns(ds, spec, files[s], "unsupervised", decode=False)["text"]]
+    texts = [t for s, ds in found.items()
+             for t in columns(ds, spec, files[s], "unsupervised", decode=False, column_flag=column_flag)["text"]]
     return texts, list(found.values())
 
 

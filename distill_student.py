@@ -73,7 +73,8 @@ VAL_SIZE: int = 2500              # validation rows: carved from train, or kept 
 TRAIN_SIZE: int = 0               # stratified subsample of the remaining train rows; 0 = all
 DROP_LEAKS: bool = True           # drop train rows, transfer texts also in validation or test; validation rows in test
 TRANSFER_DATA: str = ""           # unlabeled texts: "" = the data's unsupervised split | validation (its rows beyond
-                                  # VAL_SIZE, labels dropped) | a file or folder with a TEXT_COLUMN
+                                  # VAL_SIZE, labels dropped) | a table file or folder | a .txt file (a text per line)
+TRANSFER_TEXT_COLUMN: str = ""    # the column of TRANSFER_DATA's table that holds the texts; "" = TEXT_COLUMN
 MAX_LENGTH: int = 512             # student tokens per review (per-student `max_length` overrides)
 TRUNCATION: str = "head+tail"     # head | tail | head+tail
 HEAD_TOKENS: int = 128            # head+tail: tokens kept from the start
@@ -551,14 +552,9 @@ def check_student_models(students: list, cfg: dict, teacher_dir: Path | None) ->
 
 # ----------------------------------------------------------------------------------------------
 def check_config(cfg: dict) -> None:
-    """Checks run before anything is written: the students, --only, the teacher (or its soft labels) and
-    that the data is the teacher's."""
-    check_students(STUDENTS, cfg)
-    names = {s["name"] for s in STUDENTS}
-    unknown = [n for n in ONLY if n and n not in names]
-    if unknown:
-        raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))} "
-                         f"(one trained from --students=... is named there again, or in the config's [[students]])")
+    """Checks run before anything is written: what needs no teacher (check_before_teacher), the teacher (or its
+    soft labels) and that the data is the teacher's."""
+    check_before_teacher(cfg)
     teacher, ours, runs = find_teacher(), DataSpec.from_settings(cfg), selected_runs(cfg)
     check_teacher_data(teacher, ours, cfg.get("_sources"), cfg.get("_config_file", ""))
     check_teacher_accuracy(teacher)
@@ -588,6 +584,26 @@ def check_config(cfg: dict) -> None:
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
         published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
     note_longer_than_teacher(runs, teacher)       # after the checks: a refused run says one line
+
+
+def check_before_teacher(cfg: dict) -> None:
+    """What can be checked before a teacher exists (run_experiment.sh checks it before the teacher trains): the
+    students, --only, and the transfer texts: TRANSFER_DATA that no selected student reads (TRANSFER_SIZE 0: they
+    would learn from the labels alone) is warned of; a file or folder that they read is read now, so that a wrong
+    path, format or column is one line before the teacher's hours, not after."""
+    check_students(STUDENTS, cfg)
+    names = {s["name"] for s in STUDENTS}
+    unknown = [n for n in ONLY if n and n not in names]
+    if unknown:
+        raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))} "
+                         f"(one trained from --students=... is named there again, or in the config's [[students]])")
+    if not reads_transfer(selected_runs(cfg)):
+        if TRANSFER_DATA:
+            log.warning("transfer_data = %s, but no student has transfer_size > 0, so none reads it: they learn from "
+                        "the labels alone; set transfer_size = N (under [distill_student], or per student) to add N of "
+                        "its texts", TRANSFER_DATA)
+    elif TRANSFER_DATA not in ("", "validation"):
+        data_utils.transfer_file_texts(DataSpec.from_settings(cfg))
 
 
 def note_longer_than_teacher(runs: list, teacher: Teacher) -> None:

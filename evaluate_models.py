@@ -422,6 +422,19 @@ def gains_table(groups: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def one_seed_note(groups: list[dict], texts: int) -> str:
+    """For recipes compared at one seed: the test set's own noise, the standard error of one accuracy p on n texts,
+    100 * sqrt(p (1 - p) / n) points (the largest over those recipes), and what to do about it; "" when every
+    recipe with a baseline has several seeds."""
+    single = [g["distilled"]["mean"] for g in groups if g["gain"] and g["distilled"]["n"] == 1]
+    if not single or not texts:
+        return ""
+    se = max(100 * (p * (1 - p) / texts) ** 0.5 for p in single)
+    return (f" One seed: on {texts:,} texts one accuracy's standard error is ±{se:.1f} points, and another seed moves a "
+            f"student too, so a gain below about twice that is not shown; train the recipe at more seeds (a `seed` per "
+            f"student, or distill_student.py's BEST_SEEDS) and compare the mean ± sd.")
+
+
 def chosen_table(students: list[dict]) -> str:
     """Markdown: each candidate of a study's choice (chosen.json, distill_student.py BEST_SEEDS) with its validation
     accuracy, its matched baseline's and the gain, in %, the chosen one marked."""
@@ -445,7 +458,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     hw = result["hardware"]
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
-             "paired by seed.") if result["groups"] else ""
+             "paired by seed." + one_seed_note(result["groups"], result["texts"])) if result["groups"] else ""
     if result.get("chosen"):
         gains += ("\n\n## How the recipes were chosen: on validation, before any test review was read\n\n"
                   + chosen_table(result["chosen"]["students"]) + f"\n\nEach chosen entry was then trained at "

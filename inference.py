@@ -41,7 +41,7 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import BOM as _BOM, FORMATS, as_trained, atomic_path, is_blank, read_json, read_table   # _: not a setting
+from data_utils import FORMATS, as_trained, atomic_path, is_blank, read_json, read_lines, read_table
 from models import (batched_logits, default_device, experiment_of, is_finished, is_saved_model, load_classifier, saved_models,
                     truncation_settings)
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
@@ -225,23 +225,6 @@ def labelled(probs, id2label: dict) -> list[dict]:
     """Rows of class probabilities (N, C) as [{label, score, probs: {label: probability}}]."""
     return [{"label": id2label[int(p.argmax())], "score": round(float(p.max()), 4),
              "probs": {id2label[i]: round(float(v), 4) for i, v in enumerate(p)}} for p in probs]
-
-
-def read_lines(path: str) -> list[str]:
-    """Reviews from a file, one per line ("-" = standard input), without a leading byte-order mark;
-    a non-UTF-8 line is named."""
-    try:
-        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as e:
-        raise UsageError(f"--file {path}: cannot read it ({e.strerror}); give a UTF-8 text file, one text per line") from None
-    lines = []
-    for n, line in enumerate(raw.splitlines(), 1):
-        try:
-            lines.append(line.decode("utf-8").removeprefix(_BOM))
-        except UnicodeDecodeError:
-            raise UsageError(f"{'standard input' if path == '-' else path}: line {n} is not valid UTF-8; "
-                             f"save the file as UTF-8") from None
-    return lines
 
 
 def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list[str], object]:

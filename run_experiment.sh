@@ -27,7 +27,7 @@ settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configura
 has_bench = 0
 def check():    # the file is read (a missing or bad one is a one-line error) before its tables are looked at
     global has_bench
-    configure(vars(d), ["--config", *sys.argv[1:]])
+    d.check_before_teacher(configure(vars(d), ["--config", *sys.argv[1:]]))   # the students, their transfer texts
     if "bench" in tomllib.load(open(sys.argv[1], "rb")):
         import bench
         bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench"))

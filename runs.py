@@ -42,13 +42,17 @@ NOT_TRAINING = {"experiment", "output_dir", "cache_dir", "overwrite", "data_dir"
 
 
 RESUME_ONLY = ("devices",)      # compared only to resume checkpoints: a finished model is kept on another machine
+# settings added after runs were recorded, left out at their default: a run recorded before them (a published
+# record, a finished model) was made as one of these settings makes it, and is kept as it is
+ADDED_LATER = {"transfer_text_column": ""}
 
 
 def resume_settings(cfg: dict, **extra) -> dict:
     """What an interrupted run must resume with: the effective configuration less NOT_TRAINING, plus `extra`
     (a student's own settings and teacher) and the devices it trains on (the Trainer's steps per epoch depend on
     them), as JSON reads it back (saved beside the checkpoints)."""
-    kept = {k: v for k, v in public_config(cfg).items() if k not in NOT_TRAINING} | extra | {"devices": training_devices()}
+    kept = {k: v for k, v in public_config(cfg).items() if k not in NOT_TRAINING and not (k in ADDED_LATER and
+            v == ADDED_LATER[k])} | extra | {"devices": training_devices()}
     return json.loads(json.dumps(kept, sort_keys=True, default=str))
 
 
@@ -79,7 +83,7 @@ def standing_run(dirs: tuple, settings: dict) -> tuple[dict | None, str, str]:
     out_dir, ckpt_dir, record = dirs
     if is_finished(out_dir):
         return as_kept(recorded_settings(out_dir), settings), f"{out_dir} holds a finished run", \
-            "--overwrite=true retrains it (or set --experiment to keep both)"
+            f"--overwrite=true retrains it (or set {new_experiment(out_dir, settings)} to keep both)"
     saved = ckpt_dir / "settings.json"
     if saved.is_file() and any(ckpt_dir.glob("checkpoint-*")):
         return checkpoint_settings(ckpt_dir), f"{ckpt_dir} holds checkpoints of an interrupted run", \
@@ -92,7 +96,15 @@ def standing_run(dirs: tuple, settings: dict) -> tuple[dict | None, str, str]:
     if published is not None and "teacher" in settings:
         published = published | {"teacher": settings["teacher"]}
     return as_kept(published, settings), f"{record} is the published record of a run", \
-        "set --experiment=<a new name> to keep it and its results, or --overwrite=true to replace them"
+        f"set {new_experiment(out_dir, settings)} to keep it and its results, or --overwrite=true to replace them"
+
+
+def new_experiment(out_dir: Path, settings: dict) -> str:
+    """The flags that run `settings` beside the run standing in out_dir: a new experiment, and for a student the
+    teacher folder of this one (a new experiment has none of its own) when it is at its usual place."""
+    teacher = out_dir.parents[1] / "teacher"          # out_dir: <output_dir>/<experiment>/students/<name>
+    mine = "student" in settings and teacher.is_dir()
+    return "--experiment=<a new name>" + (f" --teacher_dir={teacher}" if mine else "")
 
 
 def kept_as_is(out_dir: Path, settings: dict, overwrite: bool) -> bool:

@@ -134,7 +134,20 @@ class TrainTime(TrainerCallback):
     FILE = "train_time.json"
 
     def __init__(self, prior_s: float = 0.0):      # made just before trainer.train(): its whole call is counted
-        self.prior_s, self.t0, self.cpu = prior_s, time.time(), cpu_sample()
+        self.prior_s, self.t0, self.cpu, self.warned = prior_s, time.time(), cpu_sample(), False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """Once, at the first log 30 s or more into this part, on a CPU that other processes keep busy (cpu_was_busy):
+        a warning while there is time to act (warn_if_cpu_shared tells it again when the model is saved)."""
+        if self.warned or not state.is_world_process_zero or args.world_size > 1 or torch.cuda.is_available():
+            return
+        from model_card import cpu_was_busy
+        others = others_cores(self.cpu, cpu_sample(), min_s=30.0)
+        if cpu_was_busy({"device": "cpu", "other_cores_busy": others, "cpu_count": os.cpu_count()}):
+            self.warned = True
+            log.warning("other processes are keeping %.1f of this machine's %d cores busy: this training runs slower for "
+                        "it, on few cores several times slower (its threads and theirs take turns); free the machine, or "
+                        "stop this run (it resumes from its last checkpoint) and run it later", others, os.cpu_count())
 
     def others(self, world_size: int = 1) -> float | None:
         """Other processes' cores busy since this part began; None under torchrun, whose other ranks would count

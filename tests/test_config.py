@@ -267,6 +267,18 @@ def test_the_readmes_own_data_config_is_valid(tmp_path):
                 assert module.LEARNING_RATE == {"fine_tuning_teacher": 1e-4, "distill_student": 3e-4}[script]
         finally:
             configure(vars(module), [], script)
+    # its few-labels variant: the [distill_student] table it gives in place of the first file's
+    import distill_student
+    table = readme.split("In `configs/mine.toml`, replace `[distill_student]`:\n\n```toml\n", 1)[1].split("\n```", 1)[0]
+    f.write_text(text.split("[distill_student]", 1)[0] + table + "\n")
+    try:
+        cfg = configure(vars(distill_student), ["--config", str(f)], "distill_student")
+        assert (distill_student.TRANSFER_SIZE, cfg["TRANSFER_DATA"], distill_student.EPOCHS) == \
+            (16000, str(Path.cwd() / "data/unlabelled.txt"), 2.0)
+        assert [(s["name"], s["layers"], s["seed"]) for s in distill_student.STUDENTS] == [
+            ("L1-s1", [0], 1), ("L1-s2", [0], 2), ("L1-s3", [0], 3)]
+    finally:
+        configure(vars(distill_student), [], "distill_student")
 
 
 def test_stopped_before_a_run_started_is_one_line():
@@ -332,6 +344,16 @@ def test_threads_sets_torch_cpu_threads_and_is_not_a_training_setting(tmp_path):
         assert resume_settings(cfg) == {"epochs": 2.0, "devices": 1}   # resumed or kept with other threads: the same run
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_setting_added_later_leaves_the_runs_recorded_before_it_as_they_were():
+    # a published record or finished model made before TRANSFER_TEXT_COLUMN existed was made as its default makes a
+    # run: kept (not refused as "other settings"); a value set otherwise is another run
+    from runs import differences, resume_settings
+    recorded = {"epochs": 2.0, "devices": 1}
+    assert resume_settings({"EPOCHS": 2.0, "TRANSFER_TEXT_COLUMN": ""}) == recorded
+    assert differences(recorded, resume_settings({"EPOCHS": 2.0, "TRANSFER_TEXT_COLUMN": "body"})) == \
+        [("transfer_text_column", None, "body")]
 
 
 def test_a_stop_says_whether_the_training_will_resume(tmp_path, monkeypatch, capsys):

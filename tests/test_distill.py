@@ -718,7 +718,8 @@ def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(ti
         kept = ds.main(tiny_args(imdb_parquet, tmp_path))
     assert set(kept["students"]) == {"cut", "cut-baseline", "roberta"}
     with pytest.raises(UsageError, match=rf"^{students / 'cut'} holds a finished run made with student.alpha = 0.5, now "
-                                         r"0.9; --overwrite=true retrains it \(or set --experiment to keep both\)$"):
+                                         rf"0.9; --overwrite=true retrains it \(or set --experiment=<a new name> "
+                                         rf"--teacher_dir={tmp_path / 'tiny' / 'teacher'} to keep both\)$"):
         ds.main(tiny_args(imdb_parquet, tmp_path, "--alpha=0.9"))
     record = tmp_path / "tiny" / "models" / "cut.json"      # cut gone, record and all: it would be trained anew
     (students / "cut").rename(tmp_path / "cut")

@@ -332,6 +332,11 @@ def test_seed_groups_pair_each_seed_with_its_baseline():
     assert groups["x"]["gain"]["mean"] == pytest.approx(0.05) and groups["x-T4"]["gain"]["mean"] == pytest.approx(0.01)
     table = ev.gains_table(list(groups.values()))
     assert "| L3 | 2 | 87.00 ± 1.41 | 83.50 ± 0.71 | +3.50 ± 2.12 |" in table and "| x-a0 | 1 | 87.00 | no baseline |  |" in table
+    # x and x-T4 have one seed: the note gives the test set's noise, the larger of 100 sqrt(0.85 x 0.15 / 250) = 2.26
+    # and 100 sqrt(0.81 x 0.19 / 250) = 2.48 points
+    assert ev.one_seed_note(list(groups.values()), 250).startswith(
+        " One seed: on 250 texts one accuracy's standard error is ±2.5 points,")
+    assert ev.one_seed_note([groups["L3"], groups["x-a0"]], 250) == ""       # seeds, or no baseline to compare with
 
 
 def test_fp32_models_limits_fp32_rows_and_gains_compare_one_precision(monkeypatch):

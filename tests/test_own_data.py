@@ -225,6 +225,32 @@ def test_a_transfer_table_is_read_as_training_texts_are(tmp_path, imdb_parquet):
     assert s.report["transfer_texts_in_validation_or_test"] == 1 and list(s.transfer) == ["a film unlike any other"]
 
 
+def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path):
+    # unlabeled texts as users have them: a .txt file, one per line, or a table whose text column is not named as the
+    # labelled data's (here `tweet`): TRANSFER_TEXT_COLUMN names it, and an error names that setting, not --text_column
+    write(tmp_path / "data", "csv", {"train": tweets(60, 1)})
+    (tmp_path / "more.txt").write_bytes("\ufeffI\\u2019m in\n\n   \nplain one\r\nthird\n".encode())
+    s = du.load_splits(spec(tmp_path / "data", transfer_data=str(tmp_path / "more.txt")), transfer=True)
+    assert list(s.transfer) == ["I\u2019m in", "plain one", "third"]        # blank lines skipped; BOM off; escapes decoded
+    (tmp_path / "more.csv").write_text("id,body\n1,first\n2,second\n")
+    with pytest.raises(du.UsageError, match=r"more.csv: no column 'tweet' \(found id, body\); set --transfer_text_column to the "
+                                            r"column that holds the texts$"):
+        du.load_splits(spec(tmp_path / "data", transfer_data=str(tmp_path / "more.csv")), transfer=True)
+    s = du.load_splits(spec(tmp_path / "data", transfer_data=str(tmp_path / "more.csv"), transfer_text_column="body"),
+                       transfer=True)
+    assert list(s.transfer) == ["first", "second"]
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+blank.txt: no text in it; give a file of unlabeled texts"):
+        du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(tmp_path / "blank.txt")))
+    du.check_data(spec(tmp_path / "data", transfer_data=str(tmp_path / "more.txt")))       # there: no error
+    with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+gone.txt: no such file or folder; .*, or a .txt file"):
+        du.check_data(spec(tmp_path / "data", transfer_data=str(tmp_path / "gone.txt")))
+    (tmp_path / "more.docx").write_text("x")
+    with pytest.raises(du.UsageError, match=r"unknown file format '.docx'; use one of .csv, .tsv, .jsonl, .json, .parquet or "
+                                            r"\.txt \(one text per line\)$"):
+        du.check_data(spec(tmp_path / "data", transfer_data=str(tmp_path / "more.docx")))
+
+
 def test_a_folders_files_need_the_same_columns_and_extra_ones_are_named(tmp_path, caplog):
     import pandas as pd
     write(tmp_path, "csv", {"train": tweets(30, 1), "unlabeled": [{"tweet": r["tweet"]} for r in tweets(6, 4)]})
@@ -257,7 +283,7 @@ def test_a_semicolon_csv_gets_a_hint_and_one_line(tmp_path, capfd):
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):
     write(tmp_path, "csv", {"train": tweets(60, 1)})
     with pytest.raises(du.UsageError, match=r"^--transfer_data=nowhere.tsv: no such file or folder in .*; give a CSV/TSV/JSON Lines/"
-                                            r"parquet file or folder$"):                  # the setting that names it
+                                            r"parquet file or folder, or a .txt file \(one text per line\)$"):   # the setting
         du.check_data(spec(tmp_path, transfer_data="nowhere.tsv"))
     with pytest.raises(du.UsageError, match="transfer_data = validation, but .* has no validation split"):
         du.load_splits(spec(tmp_path, val_size=9, transfer_data="validation"), transfer=True)

@@ -12,7 +12,7 @@ def run_script(*args):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-STEP_STUB = "OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\n"   # a step whose run does nothing
+STEP_STUB = "OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\ndef check_before_teacher(cfg): pass\n"   # does nothing
 
 
 def stub_checkout(folder: Path, config: str = "", **steps: str) -> None:
@@ -139,6 +139,34 @@ def test_a_bad_bench_table_is_refused_before_the_first_step(tmp_path):
     assert p.returncode == 2 and p.stderr.startswith(f"error: --config {tmp_path / 'none.toml'}: no such file"), p.stderr
 
 
+def test_transfer_texts_are_checked_before_the_teacher_trains(imdb_parquet, tmp_path, caplog):
+    # a wrong transfer file (or a column it lacks) would otherwise be found when the students start, after the
+    # teacher's hours; one set with no student reading it (transfer_size 0) would be ignored without a word
+    (tmp_path / "more.csv").write_text("id,body\n1,a text\n")
+    def run(*flags):
+        return subprocess.run(["bash", str(ROOT / "run_experiment.sh"), "configs/tiny.toml", f"--output_dir={tmp_path}",
+                               f"--data_dir={imdb_parquet}", *flags], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = run(f"--transfer_data={tmp_path}/more.tsv")         # tiny.toml's students read 4 transfer texts each
+    assert p.returncode == 2 and f"error: --transfer_data={tmp_path}/more.tsv: no such file or folder" in p.stderr, p.stderr
+    assert not (tmp_path / "tiny").exists() and "== fine_tuning_teacher" not in p.stdout
+    p = run(f"--transfer_data={tmp_path}/more.csv")
+    assert p.returncode == 2 and "more.csv: no column 'text' (found id, body); set --transfer_text_column to the column " \
+        "that holds the texts" in p.stderr, p.stderr
+    assert not (tmp_path / "tiny").exists() and "== fine_tuning_teacher" not in p.stdout
+    import distill_student
+    from configurator import configure
+    cfg = configure(vars(distill_student), ["--config", str(ROOT / "configs/tiny.toml"), f"--transfer_data={tmp_path}/more.csv",
+                                            "--transfer_text_column=body"])
+    distill_student.check_before_teacher(cfg)                 # read: no error
+    cfg = configure(vars(distill_student), ["--config", str(ROOT / "configs/tiny.toml"), f"--transfer_data={tmp_path}/more.csv",
+                                            "--transfer_size=0", '--students=[{name = "cut", layers = [1]}]'])
+    with caplog.at_level("WARNING", logger="kd"):
+        distill_student.check_before_teacher(cfg)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"transfer_data = {tmp_path}/more.csv, but no student has transfer_size > 0, so none reads it: they learn from "
+        f"the labels alone; set transfer_size = N (under [distill_student], or per student) to add N of its texts"]
+
+
 def test_a_second_run_refused_by_the_lock_leaves_the_first_runs_timings_alone(tmp_path):
     # a user starts the same experiment twice: the second is refused by the first step's lock, and its exit must not
     # remove the files the first run is still writing its timings to
@@ -174,7 +202,7 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
     stub_checkout(tmp_path, **{step: (   # each step records its run; SOFT_LABELS from the flag
         "import sys\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
         "SOFT_LABELS = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--soft_labels=')), '')\n"
-        "def check_series(cfg): pass\n"
+        "def check_series(cfg): pass\ndef check_before_teacher(cfg): pass\n"
         f"if __name__ == '__main__':\n    Path('out/stub/steps').open('a').write('{step} ' + ' '.join(sys.argv[1:]) + '\\n')\n")
         for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")})
     def steps(*flags):

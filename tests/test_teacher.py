@@ -65,7 +65,7 @@ def test_keeps_a_finished_run(tiny_teacher, imdb_parquet, monkeypatch):
     assert again["val_accuracy"] == metrics["val_accuracy"]
     assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in folder.iterdir()} == before
     with pytest.raises(UsageError, match=rf"^{folder} holds a finished run made with learning_rate = 0.003, now 1e-05; "
-                                         r"--overwrite=true retrains it \(or set --experiment to keep both\)$"):
+                                         r"--overwrite=true retrains it \(or set --experiment=<a new name> to keep both\)$"):
         ft.main(tiny_args(imdb_parquet, folder.parent.parent, "--learning_rate=1e-5", "--logging_steps=5"))
     assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in folder.iterdir()} == before
 
@@ -246,6 +246,27 @@ def test_train_time_measures_other_processes_over_its_part(monkeypatch):
     clock = training.TrainTime()
     assert clock.others() == 1.0                    # (15 - 5) CPU s of others over 10 s
     assert clock.others(world_size=2) is None       # torchrun: the other ranks are not other work
+
+
+def test_a_busy_cpu_is_warned_of_while_training_not_only_after(monkeypatch, caplog):
+    # (wall s, machine CPU s, own CPU s): other processes idle for 40 s, then busy: 40 CPU s of others over 60 s
+    samples = iter([(0.0, 100.0, 5.0), (20.0, 140.0, 25.0), (40.0, 140.0, 45.0), (60.0, 200.0, 65.0)])
+    monkeypatch.setattr(training, "cpu_sample", lambda: next(samples))
+    monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+    from types import SimpleNamespace
+    clock = training.TrainTime()
+    state = SimpleNamespace(is_world_process_zero=True)
+    with caplog.at_level("WARNING", logger="kd"):
+        clock.on_log(SimpleNamespace(world_size=1), state, None)        # 20 s in: too soon to tell
+        clock.on_log(SimpleNamespace(world_size=1), state, None)        # 40 s: others 0 cores
+        assert caplog.records == []
+        clock.on_log(SimpleNamespace(world_size=2), state, None)        # torchrun: not measured (no sample taken)
+        clock.on_log(SimpleNamespace(world_size=1), state, None)        # 60 s: 40 / 60 = 0.67 cores > a fifth of 2
+        clock.on_log(SimpleNamespace(world_size=1), state, None)        # once only (no sample left to take)
+    assert [r.getMessage() for r in caplog.records] == [
+        "other processes are keeping 0.7 of this machine's 2 cores busy: this training runs slower for it, on few cores "
+        "several times slower (its threads and theirs take turns); free the machine, or stop this run (it resumes from "
+        "its last checkpoint) and run it later"]
 
 
 def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monkeypatch):

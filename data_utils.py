@@ -369,8 +369,9 @@ def data_files(path: str, flag: str = "--data") -> dict:
             if split:
                 files.setdefault(split, []).append(f)
         if not files:
+            lines = "; a .txt file of texts is read when given itself" if flag == "--transfer_data" else ""
             raise UsageError(f"{flag}={path}: no {'/'.join(FORMATS)} file named train, validation, test or "
-                             f"unsupervised in this folder (found {len(found)} data files); name the files by split")
+                             f"unsupervised in this folder (found {len(found)} data files); name the files by split{lines}")
         files = {s: files[s] for s in SPLIT_WORDS if s in files}      # train first: errors name it first
     else:
         here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"        # run_experiment.sh runs in the checkout
@@ -412,7 +413,7 @@ def check_data(spec: DataSpec, splits=("train",)) -> None:
 
 
 def is_lines_file(path: str) -> bool:
-    """A .txt file: unlabeled texts, one per line (transfer_data; inference.py's --file)."""
+    """A .txt file: unlabeled texts, one per line (transfer_data)."""
     return Path(path).suffix.lower() == ".txt"
 
 

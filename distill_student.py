@@ -597,13 +597,22 @@ def check_before_teacher(cfg: dict) -> None:
     if unknown:
         raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))} "
                          f"(one trained from --students=... is named there again, or in the config's [[students]])")
-    if not reads_transfer(selected_runs(cfg)):
-        if TRANSFER_DATA:
+    table = TRANSFER_DATA not in ("", "validation") and not data_utils.is_lines_file(TRANSFER_DATA)
+    if TRANSFER_TEXT_COLUMN and not table:
+        raise UsageError(f"--transfer_text_column={TRANSFER_TEXT_COLUMN} names a column of a transfer_data table, but "
+                         f"transfer_data = {TRANSFER_DATA!r} is not one; leave transfer_text_column out")
+    runs = selected_runs(cfg)
+    if not reads_transfer(runs):
+        if TRANSFER_DATA and not any(ONLY):        # --only: other students may read it
             log.warning("transfer_data = %s, but no student has transfer_size > 0, so none reads it: they learn from "
                         "the labels alone; set transfer_size = N (under [distill_student], or per student) to add N of "
                         "its texts", TRANSFER_DATA)
     elif TRANSFER_DATA not in ("", "validation"):
-        data_utils.transfer_file_texts(DataSpec.from_settings(cfg))
+        have = len(data_utils.transfer_file_texts(DataSpec.from_settings(cfg)))
+        most = max((r for r in runs if r.distilled), key=lambda r: r.settings["transfer_size"], default=None)
+        if most is not None and most.settings["transfer_size"] > have:     # leak removal may leave fewer still
+            raise UsageError(f"student {most.name!r}: transfer_size = {most.settings['transfer_size']}, but "
+                             f"--transfer_data={TRANSFER_DATA} holds {have:,} texts; set it to at most {have}")
 
 
 def note_longer_than_teacher(runs: list, teacher: Teacher) -> None:

@@ -19,8 +19,9 @@ export KD_ALL_STEPS=1    # each step logs the flags it leaves to the others as i
 if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies beside the checkout
   export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 fi
-# the experiment folder, as the scripts will resolve it (file and flags applied), the soft labels the students
-# learn from instead of a teacher model (configs/full-study.toml: no teacher to train), and whether the file has a
+# the experiment folder, as the scripts will resolve it (file and flags applied), what the students learn from when
+# it is not this experiment's teacher (soft labels, configs/full-study.toml, or another experiment's teacher,
+# --teacher_dir: no teacher to train), and whether the file has a
 # [bench] table (a training-speed series, run last: the experiment's results come first; checked now, not hours later),
 # hence the steps to run, in configurator.STEPS' order
 settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configurator import STEPS, configure, run_main
@@ -33,11 +34,12 @@ def check():    # the file is read (a missing or bad one is a one-line error) be
         bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench"))
         has_bench = 1
 run_main(check)
-skip = {"fine_tuning_teacher": bool(d.SOFT_LABELS), "bench": not has_bench}   # no teacher to train; no [bench] table
-print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", d.SOFT_LABELS, " ".join(s for s in STEPS if not skip.get(s)), sep="\n")' \
+skip = {"fine_tuning_teacher": bool(d.SOFT_LABELS or d.TEACHER_DIR), "bench": not has_bench}   # a teacher given; no [bench]
+given = f"the soft labels in {d.SOFT_LABELS}" if d.SOFT_LABELS else f"the teacher in {d.TEACHER_DIR}" if d.TEACHER_DIR else ""
+print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", given, " ".join(s for s in STEPS if not skip.get(s)), sep="\n")' \
   "$config" "$@")
-out=$(sed -n 1p <<< "$settings") soft=$(sed -n 2p <<< "$settings") steps=$(sed -n 3p <<< "$settings")
-if [ -n "$soft" ]; then echo "(no teacher to train: the students learn from the soft labels in $soft)"; fi
+out=$(sed -n 1p <<< "$settings") given=$(sed -n 2p <<< "$settings") steps=$(sed -n 3p <<< "$settings")
+if [ -n "$given" ]; then echo "(no teacher to train: the students learn from $given)"; fi
 mkdir -p "$out"
 # this run's own files (named by its pid: a second run of the experiment, refused by the step's lock, must not touch
 # them); those of a run that was killed are removed

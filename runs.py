@@ -135,9 +135,9 @@ def recorded_settings(out_dir: Path) -> dict | None:
 def differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
     """[(key, old value, new value)] of the keys whose values differ, sorted; a dict on both sides (a student's own
     settings) is compared key by key, named `student.alpha`."""
-    out = []
+    out, later = [], {} if prefix else ADDED_LATER           # a setting added later, left out: its default
     for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
+        a, b = old.get(k, later.get(k)), new.get(k, later.get(k))
         if isinstance(a, dict) and isinstance(b, dict):
             out += differences(a, b, f"{prefix}{k}.")
         elif not same_setting(k, a, b):      # a data path written another way is the same

@@ -147,7 +147,8 @@ class TrainTime(TrainerCallback):
             self.warned = True
             log.warning("other processes are keeping %.1f of this machine's %d cores busy: this training runs slower for "
                         "it, on few cores several times slower (its threads and theirs take turns); free the machine, or "
-                        "stop this run (it resumes from its last checkpoint) and run it later", others, os.cpu_count())
+                        "stop this run and run it later (it resumes from its last checkpoint, if one was saved)", others,
+                        os.cpu_count())
 
     def others(self, world_size: int = 1) -> float | None:
         """Other processes' cores busy since this part began; None under torchrun, whose other ranks would count

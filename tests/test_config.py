@@ -353,7 +353,8 @@ def test_a_setting_added_later_leaves_the_runs_recorded_before_it_as_they_were()
     recorded = {"epochs": 2.0, "devices": 1}
     assert resume_settings({"EPOCHS": 2.0, "TRANSFER_TEXT_COLUMN": ""}) == recorded
     assert differences(recorded, resume_settings({"EPOCHS": 2.0, "TRANSFER_TEXT_COLUMN": "body"})) == \
-        [("transfer_text_column", None, "body")]
+        [("transfer_text_column", "", "body")]
+    assert differences(recorded | {"transfer_text_column": "body"}, recorded) == [("transfer_text_column", "body", "")]
 
 
 def test_a_stop_says_whether_the_training_will_resume(tmp_path, monkeypatch, capsys):

@@ -12,7 +12,8 @@ def run_script(*args):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-STEP_STUB = "OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\ndef check_before_teacher(cfg): pass\n"   # does nothing
+STEP_STUB = ("OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\nTEACHER_DIR = \"\"\n"    # a step whose run does nothing
+             "def check_before_teacher(cfg): pass\n")
 
 
 def stub_checkout(folder: Path, config: str = "", **steps: str) -> None:
@@ -140,9 +141,9 @@ def test_a_bad_bench_table_is_refused_before_the_first_step(tmp_path):
 
 
 def test_transfer_texts_are_checked_before_the_teacher_trains(imdb_parquet, tmp_path, caplog):
-    # a wrong transfer file (or a column it lacks) would otherwise be found when the students start, after the
-    # teacher's hours; one set with no student reading it (transfer_size 0) would be ignored without a word
-    (tmp_path / "more.csv").write_text("id,body\n1,a text\n")
+    # a wrong transfer file (or a column it lacks, or too few texts) would otherwise be found when the students start,
+    # after the teacher's hours; one set with no student reading it (transfer_size 0) would be ignored without a word
+    (tmp_path / "more.csv").write_text("id,body\n1,a text\n2,another\n3,a third\n")
     def run(*flags):
         return subprocess.run(["bash", str(ROOT / "run_experiment.sh"), "configs/tiny.toml", f"--output_dir={tmp_path}",
                                f"--data_dir={imdb_parquet}", *flags], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -152,16 +153,29 @@ def test_transfer_texts_are_checked_before_the_teacher_trains(imdb_parquet, tmp_
     p = run(f"--transfer_data={tmp_path}/more.csv")
     assert p.returncode == 2 and "more.csv: no column 'text' (found id, body); set --transfer_text_column to the column " \
         "that holds the texts" in p.stderr, p.stderr
+    p = run(f"--transfer_data={tmp_path}/more.csv", "--transfer_text_column=body")
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == f"error: student 'cut': transfer_size = 4, but " \
+        f"--transfer_data={tmp_path}/more.csv holds 3 texts; set it to at most 3", p.stderr
     assert not (tmp_path / "tiny").exists() and "== fine_tuning_teacher" not in p.stdout
+    (tmp_path / "more.txt").write_text("one\ntwo\nthree\nfour\n")
+    p = run(f"--transfer_data={tmp_path}/more.txt", "--transfer_text_column=body")     # a text file has no columns
+    assert p.returncode == 2 and f"error: --transfer_text_column=body names a column of a transfer_data table, but " \
+        f"transfer_data = '{tmp_path}/more.txt' is not one; leave transfer_text_column out" in p.stderr, p.stderr
     import distill_student
     from configurator import configure
-    cfg = configure(vars(distill_student), ["--config", str(ROOT / "configs/tiny.toml"), f"--transfer_data={tmp_path}/more.csv",
-                                            "--transfer_text_column=body"])
-    distill_student.check_before_teacher(cfg)                 # read: no error
-    cfg = configure(vars(distill_student), ["--config", str(ROOT / "configs/tiny.toml"), f"--transfer_data={tmp_path}/more.csv",
-                                            "--transfer_size=0", '--students=[{name = "cut", layers = [1]}]'])
-    with caplog.at_level("WARNING", logger="kd"):
-        distill_student.check_before_teacher(cfg)
+    try:
+        distill_student.check_before_teacher(configure(vars(distill_student), [      # 4 lines for 4 texts: no error
+            "--config", str(ROOT / "configs/tiny.toml"), f"--transfer_data={tmp_path}/more.txt"]))
+        cfg = configure(vars(distill_student), ["--config", str(ROOT / "configs/tiny.toml"), "--transfer_size=0",
+                                                f"--transfer_data={tmp_path}/more.csv", '--students=[{name = "cut", layers = [1]}]'])
+        with caplog.at_level("WARNING", logger="kd"):
+            distill_student.check_before_teacher(cfg)
+            distill_student.check_before_teacher(configure(vars(distill_student), [   # --only: another may read it
+                "--config", str(ROOT / "configs/tiny.toml"), f"--transfer_data={tmp_path}/more.csv", "--only=roberta",
+                '--students=[{name = "cut", layers = [1], transfer_size = 2}, {name = "roberta", layers = [1]}]',
+                "--transfer_size=0", "--transfer_text_column=body"]))
+    finally:
+        configure(vars(distill_student), [], "distill_student")
     assert [r.getMessage() for r in caplog.records] == [
         f"transfer_data = {tmp_path}/more.csv, but no student has transfer_size > 0, so none reads it: they learn from "
         f"the labels alone; set transfer_size = N (under [distill_student], or per student) to add N of its texts"]
@@ -202,6 +216,7 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
     stub_checkout(tmp_path, **{step: (   # each step records its run; SOFT_LABELS from the flag
         "import sys\nfrom pathlib import Path\nOUTPUT_DIR, EXPERIMENT = 'out', 'stub'\n"
         "SOFT_LABELS = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--soft_labels=')), '')\n"
+        "TEACHER_DIR = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--teacher_dir=')), '')\n"
         "def check_series(cfg): pass\ndef check_before_teacher(cfg): pass\n"
         f"if __name__ == '__main__':\n    Path('out/stub/steps').open('a').write('{step} ' + ' '.join(sys.argv[1:]) + '\\n')\n")
         for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")})
@@ -213,7 +228,12 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
     assert steps()[0] == ["fine_tuning_teacher", "distill_student", "evaluate_models"]
     (tmp_path / "out/stub/steps").unlink()
     done, said = steps("--soft_labels=outputs/full/soft_labels")
-    assert done == ["distill_student", "evaluate_models"] and "no teacher to train" in said
+    assert done == ["distill_student", "evaluate_models"] and \
+        "(no teacher to train: the students learn from the soft labels in outputs/full/soft_labels)" in said
+    (tmp_path / "out/stub/steps").unlink()
+    done, said = steps("--teacher_dir=outputs/other/teacher")       # another experiment's teacher: none to train here
+    assert done == ["distill_student", "evaluate_models"] and \
+        "(no teacher to train: the students learn from the teacher in outputs/other/teacher)" in said
     assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
         ["distill_student", "evaluate_models", "total"]
     (tmp_path / "out/stub/steps").unlink()

@@ -253,6 +253,7 @@ def test_a_busy_cpu_is_warned_of_while_training_not_only_after(monkeypatch, capl
     samples = iter([(0.0, 100.0, 5.0), (20.0, 140.0, 25.0), (40.0, 140.0, 45.0), (60.0, 200.0, 65.0)])
     monkeypatch.setattr(training, "cpu_sample", lambda: next(samples))
     monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)     # on a GPU machine too: a CPU run
     from types import SimpleNamespace
     clock = training.TrainTime()
     state = SimpleNamespace(is_world_process_zero=True)
@@ -265,8 +266,8 @@ def test_a_busy_cpu_is_warned_of_while_training_not_only_after(monkeypatch, capl
         clock.on_log(SimpleNamespace(world_size=1), state, None)        # once only (no sample left to take)
     assert [r.getMessage() for r in caplog.records] == [
         "other processes are keeping 0.7 of this machine's 2 cores busy: this training runs slower for it, on few cores "
-        "several times slower (its threads and theirs take turns); free the machine, or stop this run (it resumes from "
-        "its last checkpoint) and run it later"]
+        "several times slower (its threads and theirs take turns); free the machine, or stop this run and run it later "
+        "(it resumes from its last checkpoint, if one was saved)"]
 
 
 def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monkeypatch):

@@ -938,6 +938,12 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else math.nan
 
 
+def accuracy_se(p: float, n: int) -> float:
+    """The standard error of an accuracy p measured on n texts, in points: 100 * sqrt(p (1 - p) / n), the test set's
+    own noise (a binomial proportion), before any seed-to-seed spread."""
+    return 100 * math.sqrt(p * (1 - p) / n)
+
+
 def classification_metrics(preds, labels) -> dict:
     """Accuracy, and macro-averaged F1, precision and recall, of integer predictions and labels (numpy arrays of
     shape (N,)). Macro: the unweighted mean over classes of each class's figure, so a rare class counts as much as a

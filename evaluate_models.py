@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run, toml_inline
-from data_utils import (DataSpec, atomic_path, check_data, check_digests, classes_missed, classification_metrics,
+from data_utils import (DataSpec, accuracy_se, atomic_path, check_data, check_digests, classes_missed, classification_metrics,
                         is_path_setting, load_splits, located, moved_copy, per_class_metrics, percentile, portable,
                         read_json, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
@@ -424,12 +424,12 @@ def gains_table(groups: list[dict]) -> str:
 
 def one_seed_note(groups: list[dict], texts: int) -> str:
     """For recipes compared at one seed: the test set's own noise, the standard error of one accuracy p on n texts,
-    100 * sqrt(p (1 - p) / n) points (the largest over those recipes), and what to do about it; "" when every
+    data_utils.accuracy_se (the largest over those recipes), and what to do about it; "" when every
     recipe with a baseline has several seeds."""
     single = [g["distilled"]["mean"] for g in groups if g["gain"] and g["distilled"]["n"] == 1]
     if not single or not texts:
         return ""
-    se = max(100 * (p * (1 - p) / texts) ** 0.5 for p in single)
+    se = max(accuracy_se(p, texts) for p in single)
     return (f" One seed: on {texts:,} texts one accuracy's standard error is ±{se:.1f} points, and another seed moves a "
             f"student too, so a gain below about twice that is not shown; train the recipe at more seeds (a `seed` per "
             f"student, or distill_student.py's BEST_SEEDS) and compare the mean ± sd.")

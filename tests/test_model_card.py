@@ -143,3 +143,18 @@ def test_a_matched_baselines_fractional_epochs_are_rounded():
     lines = recipe_lines(kd, {"labels": ["negative", "positive"], "name": "IMDb"},
                          {"train_examples": 798, "epochs": 2.6315789473684212, "optimizer_steps": 50})
     assert any("trained on 798 examples, 2.63 epochs (50 optimizer steps)" in line for line in lines), lines
+
+
+def test_a_one_seed_gap_within_the_test_sets_noise_says_so():
+    # the standard error of an accuracy p on n texts: 100 sqrt(p (1 - p) / n) points (by hand: 0.62, 250 -> 3.07)
+    from data_utils import accuracy_se
+    from model_card import result_notes
+    assert accuracy_se(0.62, 250) == pytest.approx(3.0699, abs=1e-4) and accuracy_se(0.5, 10_000) == pytest.approx(0.5)
+    def note(acc, base, n):
+        ours = {"model": "L1", "precision": "fp32", "accuracy": acc, "f1": acc, "confusion": [[n // 2, 0], [0, n - n // 2]]}
+        baseline = {"model": "L1-baseline", "precision": "fp32", "accuracy": base, "f1": base, "confusion": [[1, 0], [0, 1]]}
+        return " ".join(result_notes(ours, (ours, baseline), None))
+    assert "this model +2.80 points. On 250 texts one accuracy's standard error is ±3.1 points, so this gap, at one " \
+        "seed, is within the noise" in note(0.62, 0.592, 250)
+    assert "standard error" not in note(0.62, 0.592, 25_000)          # 0.3 points: 2.8 is past twice that
+    assert "standard error" not in note(0.70, 0.62, 250)              # 8 points: past 2 x 2.9

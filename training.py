@@ -137,8 +137,9 @@ class TrainTime(TrainerCallback):
         self.prior_s, self.t0, self.cpu, self.warned = prior_s, time.time(), cpu_sample(), False
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        """Once, at the first log 30 s or more into this part, on a CPU that other processes keep busy (cpu_was_busy):
-        a warning while there is time to act (warn_if_cpu_shared tells it again when the model is saved)."""
+        """A warning, once, at the first log (30 s or more into this part, on a CPU) by which other processes have kept
+        the CPU busy on average since it began (cpu_was_busy): while there is time to act (warn_if_cpu_shared tells
+        it again when the model is saved)."""
         if self.warned or not state.is_world_process_zero or args.world_size > 1 or torch.cuda.is_available():
             return
         from model_card import cpu_was_busy

@@ -321,6 +321,11 @@ class DataSpec:
     def is_imdb(self) -> bool:
         return self.data.lower() == "imdb"
 
+    @property
+    def preparation(self) -> str:
+        """How its texts are prepared for training (PREPARE): "imdb" (`<br />` as spaces) or "escapes" (decoded)."""
+        return "imdb" if self.is_imdb else "escapes"
+
     def where(self, split: str = "") -> str:
         """How the data is named in messages."""
         return f"IMDb {split}".strip() if self.is_imdb else f"{self.data}" + (f" ({split})" if split else "")
@@ -710,9 +715,7 @@ def preparation(kd: dict) -> str:
     `<br />` line breaks as spaces, clean_text), "escapes" (your own data's literal \\uXXXX escapes decoded,
     decode_escapes), or "" for a model trained elsewhere (no record: texts as they are). model_card writes the same
     preparation out for code that runs without this repository."""
-    if not kd.get("run_config"):
-        return ""
-    return "imdb" if DataSpec.from_settings(kd["run_config"]).is_imdb else "escapes"
+    return DataSpec.from_settings(kd["run_config"]).preparation if kd.get("run_config") else ""
 
 
 def as_trained(texts: list[str], kd: dict) -> list[str]:
@@ -724,7 +727,7 @@ def as_trained(texts: list[str], kd: dict) -> list[str]:
 def prepared(texts: list[str], spec: DataSpec) -> list[str]:
     """Texts read as written, prepared as `spec`'s data are for training: IMDb's `<br />` line breaks as spaces
     (clean_text), your own data's literal \\uXXXX escapes decoded (decode_escapes)."""
-    prepare = PREPARE["imdb" if spec.is_imdb else "escapes"]
+    prepare = PREPARE[spec.preparation]
     return [prepare(t) for t in texts]
 
 

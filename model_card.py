@@ -127,11 +127,12 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
                                                            "the labels alone here; " + ("but the baseline predicted only some of the "
                                                            "classes, so it is no model to ship either." if classes_missed(baseline)
                                                            else "consider shipping the baseline.")))
-        n = sum(map(sum, ours.get("confusion") or []))
-        if n and abs(gain) < 2 * accuracy_se(ours["accuracy"], n):
-            lines[-1] += (f" On {n:,} texts one accuracy's standard error is ±{accuracy_se(ours['accuracy'], n):.1f} "
-                          f"points, so this gap, at one seed, is within the noise (the experiment's results.md gives "
-                          f"the mean ± sd over seeds where there are several).")
+        n = sum(map(sum, ours.get("confusion") or []))       # the texts evaluated
+        se = accuracy_se(ours["accuracy"], n) if n else 0.0
+        if abs(gain) < 2 * se:
+            lines[-1] += (f" On {n:,} texts one accuracy's standard error is ±{se:.1f} points, so this gap, at one "
+                          f"seed, is within the noise (the experiment's results.md gives the mean ± sd over seeds "
+                          f"where there are several).")
     per = test.get("per_class") or {}
     if classes_missed(test):
         lines.append(f"**Warning: on test it predicted only {classes_missed(test)} classes ({test['precision']}): "

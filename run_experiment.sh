@@ -19,11 +19,11 @@ export KD_ALL_STEPS=1    # each step logs the flags it leaves to the others as i
 if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies beside the checkout
   export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 fi
-# the experiment folder, as the scripts will resolve it (file and flags applied), what the students learn from when
+# the experiment folder, as the scripts will resolve it (file and flags applied); what the students learn from when
 # it is not this experiment's teacher (soft labels, configs/full-study.toml, or another experiment's teacher,
-# --teacher_dir: no teacher to train), and whether the file has a
-# [bench] table (a training-speed series, run last: the experiment's results come first; checked now, not hours later),
-# hence the steps to run, in configurator.STEPS' order
+# --teacher_dir: no teacher to train); and the steps to run, in configurator.STEPS' order, bench.py only where the
+# file has a [bench] table (a training-speed series, run last: the experiment's results come first; checked now, not
+# hours later)
 settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configurator import STEPS, configure, run_main
 has_bench = 0
 def check():    # the file is read (a missing or bad one is a one-line error) before its tables are looked at

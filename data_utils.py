@@ -943,7 +943,9 @@ def percentile(values, q: float) -> float:
 
 def accuracy_se(p: float, n: int) -> float:
     """The standard error of an accuracy p measured on n texts, in points: 100 * sqrt(p (1 - p) / n), the test set's
-    own noise (a binomial proportion), before any seed-to-seed spread."""
+    own noise (a binomial proportion), before any seed-to-seed spread. A perfect (or null) score is taken as half a
+    text off it, p clipped to [0.5 / n, 1 - 0.5 / n]: 8 of 8 right is not a certain 100%, and its error is not 0."""
+    p = min(max(p, 0.5 / n), 1 - 0.5 / n)
     return 100 * math.sqrt(p * (1 - p) / n)
 
 

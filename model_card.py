@@ -189,7 +189,8 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     where = f"{drawn} of {facts['name']}; {machine_words(hardware)}" if hardware else ""
     body = [f"# {name}", "", *recipe_lines(kd, facts, metrics), "",
             f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (macro F1 {metrics.get('val_f1', float('nan')):.4f}"
-            + (f", {metrics['val_examples']:,} texts" if metrics.get("val_examples") else "") + "), "
+            + (f", {metrics['val_examples']:,} texts: ±{accuracy_se(metrics['val_accuracy'], metrics['val_examples']):.1f} "
+               "points standard error" if metrics.get("val_examples") else "") + "), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters.{one_sided(metrics, facts)} {compare}", "",
             "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or [], kd),
             *result_notes(test, versus, hardware), "",

@@ -11,7 +11,7 @@ def metrics_of(meta: dict) -> dict:
 
 
 def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
-    from data_utils import read_json
+    from data_utils import accuracy_se, read_json
     root = tiny_experiment / "tiny"
     folders = [root / "teacher"] + sorted(p for p in (root / "students").iterdir() if p.is_dir())
     assert len(folders) == 4
@@ -23,7 +23,7 @@ def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
         val, n = read_json(folder / "metrics.json")["val_accuracy"], read_json(folder / "metrics.json")["val_examples"]
         assert metrics_of(meta)[("validation", "accuracy")] == pytest.approx(val, abs=1e-4)
         assert n == read_json(root / "teacher" / "config.json")["sentiment_kd"]["run_config"]["val_size"]   # all held out
-        assert f"Validation accuracy {val:.4f} (macro F1 " in (text := (folder / "README.md").read_text()) and f", {n} texts), " in text
+        assert f"Validation accuracy {val:.4f} (macro F1 " in (text := (folder / "README.md").read_text()) and f", {n} texts: ±{accuracy_se(val, n):.1f} points standard error), " in text
         assert "base_model" not in meta          # tiny:bert is no hub model: not named
         card = ModelCard.load(folder / "README.md")
         assert card.data.eval_results and "## Limits" in card.text and ".partial" not in card.text
@@ -150,6 +150,7 @@ def test_a_one_seed_gap_within_the_test_sets_noise_says_so():
     from data_utils import accuracy_se
     from model_card import result_notes
     assert accuracy_se(0.62, 250) == pytest.approx(3.0699, abs=1e-4) and accuracy_se(0.5, 10_000) == pytest.approx(0.5)
+    assert accuracy_se(1.0, 8) == pytest.approx(100 * (0.9375 * 0.0625 / 8) ** 0.5) == accuracy_se(0.0, 8)   # not 0
     def note(acc, base, n):
         ours = {"model": "L1", "precision": "fp32", "accuracy": acc, "f1": acc, "confusion": [[n // 2, 0], [0, n - n // 2]]}
         baseline = {"model": "L1-baseline", "precision": "fp32", "accuracy": base, "f1": base, "confusion": [[1, 0], [0, 1]]}

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from configurator import UsageError, run_main, start_run
+from model_card import write_onnx_card
 from models import experiment_of, finished_models, is_finished, saved_models
 from onnx_runtime import export_model
 
@@ -85,7 +86,11 @@ def picked(models: list[Path]) -> list[Path]:
 
 def main(argv=None) -> list[Path]:
     start_run(globals(), argv, "export", "export.log", check=check)
-    return [export_model(folder, OVERWRITE, QUANTIZE, QUANTIZE_EXCLUDE) for folder in check()]
+    exports = []
+    for folder in check():
+        exports.append(export_model(folder, OVERWRITE, QUANTIZE, QUANTIZE_EXCLUDE))
+        write_onnx_card(folder)     # <folder>/onnx/README.md: the model's card with this folder's usage (a kept export's too)
+    return exports
 
 
 if __name__ == "__main__":

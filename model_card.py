@@ -12,6 +12,7 @@ from pathlib import Path
 
 from data_utils import accuracy_se, atomic_path, classes_missed, read_json
 from models import label_names, unpredicted_classes
+from onnx_runtime import is_onnx_folder
 
 # licenses of the base models this project names in its configs (others: left out, not guessed)
 LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-transformers/all-mpnet-base-v2": "apache-2.0",
@@ -215,7 +216,6 @@ def one_sided(metrics: dict, facts: dict) -> str:
 
 def onnx_words(folder: Path, where_used: Path) -> str:
     """How to run the model with ONNX Runtime: its export in <folder>/onnx, or how to make one."""
-    from onnx_runtime import is_onnx_folder
     if is_onnx_folder(folder / "onnx"):
         return f"its ONNX export, for ONNX Runtime without torch: `--model {where_used}/onnx`"
     return f"an ONNX export: `python export.py --model={where_used}`, then `--model {where_used}/onnx`"

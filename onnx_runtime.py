@@ -24,7 +24,6 @@ import numpy as np
 
 from configurator import UsageError, log
 from data_utils import read_json, replace_dir, write_json
-from model_card import write_onnx_card
 from models import label_names, truncate_ids
 
 FP32_FILE = "model.onnx"
@@ -228,7 +227,6 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
         raise
     write_json(tmp / "export.json", settings)          # how it was made: a later export with others is refused
     replace_dir(tmp, out)
-    write_onnx_card(folder)                             # the model card, with this folder's usage
     sizes = {f.name: round(f.stat().st_size / 1e6, 1) for f in out.glob("*.onnx")}
     log.info("exported %s: %s MB", out, sizes)
     return out

@@ -379,11 +379,15 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
         raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
     if not namespace.get("MODEL"):         # export.py --model: its experiment is known after its check
         refuse_if_busy(Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"])   # before checks that load data
-    if check is not None:
-        check(cfg)
+    with held_records() as early:
+        if check is not None:
+            check(cfg)
     root = Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"]
     _RUN_ROOT[:], _RUN_SCRIPT[:] = [root], [script]
     setup_logging(root / "logs" / log_name)
+    for record in early:                   # the files a data folder gave each split, the checks' warnings
+        if log.isEnabledFor(record.levelno):
+            log.handle(record)
     lock_experiment(root, script)
     if namespace.get("THREADS"):      # a shared CPU: fewer threads than cores (0 = torch's default, one per core)
         import torch
@@ -394,6 +398,37 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
         log.log(logging.INFO if os.environ.get("KD_ALL_STEPS") else logging.WARNING, "flags for other scripts, ignored "
                 "by %s.py: %s", script, ", ".join(f"--{n.lower()}" for n in cfg["_ignored"]))
     return cfg
+
+
+class _Held(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def held_records():
+    """The records a script's checks log (they run before its log exists: they read the data first), held as a
+    list for start_run to hand to the log once it is set up; when a check fails, the warnings among them are
+    printed to stderr, as Python prints a warning that has no handler, before the error."""
+    held, level, propagate = _Held(), log.level, log.propagate
+    log.addHandler(held)
+    log.setLevel(logging.INFO)
+    log.propagate = False          # not also to a handler an earlier run of this process set up: once, in order
+    try:
+        yield held.records
+    except BaseException:
+        for record in held.records:
+            if record.levelno >= logging.WARNING:
+                logging.lastResort.handle(record)
+        raise
+    finally:
+        log.removeHandler(held)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 def library_versions() -> dict:

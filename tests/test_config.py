@@ -413,3 +413,21 @@ def test_records_name_the_commit_and_the_scripts_edited_since(tmp_path, monkeypa
     monkeypatch.setenv("KD_CODE_VERSION", '{"commit": "a"b"}')             # not JSON: no commit named, no traceback
     assert code_version(tmp_path / "no-such-folder") is None
     assert set(library_versions()) >= {"python", "torch", "transformers", "code"}
+
+
+def test_what_the_checks_log_before_the_runs_log_exists_reaches_it_or_stderr(capsys):
+    # a script's checks read the data before start_run sets up its log: their records are held for it, and when a
+    # check fails, its warnings are printed before the error (INFO ones go with the run that did not start)
+    from configurator import held_records, log
+    with held_records() as early:
+        log.info("--data=d: train: train.csv")
+        log.warning("2 files read as its train split")
+    assert [(r.levelname, r.getMessage()) for r in early] == [("INFO", "--data=d: train: train.csv"),
+                                                              ("WARNING", "2 files read as its train split")]
+    assert capsys.readouterr().err == ""                    # held, not printed twice
+    with pytest.raises(UsageError, match="bad data"), held_records():
+        log.info("--data=d: train: a.csv")
+        log.warning("a warning before the error")
+        raise UsageError("bad data")
+    err = capsys.readouterr().err
+    assert "a warning before the error" in err and "a.csv" not in err

@@ -404,6 +404,9 @@ def test_three_classes_end_to_end(three_class):
     for name in ("cut", "cut-baseline"):
         assert json.loads((out / "students" / name / "config.json").read_text())["id2label"] == config["id2label"]
     assert three_class["teacher"]["val_accuracy"] >= 0.6                  # learned: chance is 1/3
+    for log in ("teacher.log", "distill.log"):      # the files each split was read from (read before the log existed)
+        assert "train: train.csv; validation: validation.csv; test: test.csv; unsupervised: unlabeled.csv" in \
+            (out / "logs" / log).read_text(), log
     rows = {r["model"]: r for r in three_class["result"]["rows"]}
     assert set(rows) == {"teacher", "cut", "cut-baseline"}
     t = rows["teacher"]

@@ -352,7 +352,8 @@ def check_teacher_accuracy(teacher: Teacher) -> None:
     if teacher.val_accuracy < MIN_TEACHER_ACCURACY:
         raise UsageError(f"teacher {teacher.where} has validation accuracy {teacher.val_accuracy:.4f} < "
                          f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: retrain it (fine_tuning_teacher.py with more --epochs or another "
-                         f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold")
+                         f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold "
+                         f"(it is for your data: chance with {len(teacher.labels)} classes is {1 / len(teacher.labels):.3f})")
 
 
 def check_teacher_data(teacher: Teacher, ours: DataSpec, sources: dict | None = None, config_file: str = "") -> None:

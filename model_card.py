@@ -20,6 +20,7 @@ LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-tr
             "FacebookAI/roberta-base": "mit", "distilroberta-base": "apache-2.0", "distilbert-base-uncased": "apache-2.0"}
 DATASET = "stanfordnlp/imdb"
 USAGE, LIMITS = "## How to use", "## Limits"     # the card's sections that onnx_card replaces and keeps
+RESULTS = "## Test results and speed"              # its table: onnx_card says above it whose figures they are
 
 
 def data_facts(config: dict) -> dict:
@@ -193,7 +194,7 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             + (f", {metrics['val_examples']:,} texts: ±{accuracy_se(metrics['val_accuracy'], metrics['val_examples']):.1f} "
                "points standard error" if metrics.get("val_examples") else "") + "), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters.{one_sided(metrics, facts)} {compare}", "",
-            "## Test results and speed", "", *([where, ""] if where else []), *speed_lines(rows or [], kd),
+            RESULTS, "", *([where, ""] if where else []), *speed_lines(rows or [], kd),
             *result_notes(test, versus, hardware), "",
             USAGE, "", "```python", "from transformers import pipeline",
             f'clf = pipeline("text-classification", model="{where_used}", truncation=True)', 'clf("I loved it")', "```", "",
@@ -247,16 +248,17 @@ def onnx_card(card: str, export: Path) -> str:
     figures, with the usage section telling how to run this folder (ONNX Runtime, no torch) and which rows
     of the speed table are its files."""
     head, rest = card.split(f"\n{USAGE}\n", 1)
+    whose = ("Rows onnx-fp32 / onnx-int8 are this folder's files; fp32, int8 and bf16 are the torch model's."
+             if "| onnx-fp32 |" in head or "| onnx-int8 |" in head else
+             "These files have not been evaluated yet: the figures below are the torch model's (`evaluate_models.py "
+             "--onnx=true` measures them).")
+    head = head.replace(f"\n{RESULTS}\n", f"\n{RESULTS}\n\n{whose}\n", 1)    # above the table it is about
     use = [f"This folder is the ONNX export of `{export.parent}` (`export.py`): `model.onnx` (fp32) and, when quantized, "
            f"`model_quantized.onnx` (ONNX Runtime dynamic int8), with config.json and the tokenizer; it runs without torch.", "",
            "```bash", f'python inference.py --model {export} "I loved it"', f'python inference.py --model {export} '
            f'--onnx_file=model_quantized.onnx "I loved it"   # int8', "```", "",
            f"or in Python: `from inference import predict; predict([\"I loved it\"], model=\"{export}\")`, which cuts long "
-           f"texts as training did. " + (
-               "In the table above, rows onnx-fp32 / onnx-int8 are these files; fp32, int8 and bf16 are the torch model's."
-               if "| onnx-fp32 |" in head or "| onnx-int8 |" in head else
-               "These files have not been evaluated yet (the figures above are the torch model's): "
-               "`evaluate_models.py --onnx=true` measures them."), "", *plain_onnx_lines(export)]
+           f"texts as training did.", "", *plain_onnx_lines(export)]
     return head + f"\n{USAGE}\n\n" + "\n".join(use) + f"\n{LIMITS}\n" + rest.split(f"\n{LIMITS}\n", 1)[1]
 
 

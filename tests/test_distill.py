@@ -502,7 +502,8 @@ def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_
     weak = tmp_path / "weak"                 # the tiny teacher learns its reviews: a copy that scored 0.7
     shutil.copytree(tiny_run / "tiny" / "teacher", weak)
     (weak / "metrics.json").write_text(json.dumps(json.loads((weak / "metrics.json").read_text()) | {"val_accuracy": 0.7}))
-    with pytest.raises(UsageError, match=r"validation accuracy 0.7000 < --min_teacher_accuracy=0.8"):
+    with pytest.raises(UsageError, match=r"validation accuracy 0.7000 < --min_teacher_accuracy=0.8: .* lower the threshold "
+                                         r"\(it is for your data: chance with 2 classes is 0.500\)$"):
         ds.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={weak}", "--min_teacher_accuracy=0.8"))
     # a teacher of other data (a forgotten --config) is named as that, not as too weak for this data
     with pytest.raises(UsageError, match=r"^--val_size=10, but the teacher .* was trained with val_size = 8"):

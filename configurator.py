@@ -357,13 +357,20 @@ def absolute_data_paths(cfg: dict) -> None:
             cfg[name] = os.path.abspath(os.path.expanduser(cfg[name]))
 
 
+def in_checkout(path: str) -> str:
+    """A file's path as records keep it: relative to the checkout when it lies inside (configs/x.toml, the same in any
+    clone, though run_experiment.sh passes it absolute), else as given."""
+    p = Path(path).expanduser().resolve()
+    return str(p.relative_to(PROJECT_DIR)) if p.is_relative_to(PROJECT_DIR) else path
+
+
 def public_config(cfg: dict) -> dict:
     """The effective configuration as saved to JSON: lower-case names, no private entries, local data paths as
     records keep them (data_utils.portable: relative to the checkout when beside it, so a clone reads them too)."""
     from data_utils import is_path_setting, portable
     return {k.lower(): portable(v) if is_path_setting(k, v) and os.path.isabs(v) else v
             for k, v in cfg.items() if not k.startswith("_")} | \
-        ({"config_file": cfg["_config_file"]} if "_config_file" in cfg else {}) | \
+        ({"config_file": in_checkout(cfg["_config_file"])} if "_config_file" in cfg else {}) | \
         ({"versions": cfg["_versions"]} if "_versions" in cfg else {})
 
 

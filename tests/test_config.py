@@ -391,6 +391,19 @@ def test_local_data_paths_are_read_from_where_they_were_typed(tmp_path, monkeypa
         assert (cfg["DATA"], cfg["TRANSFER_DATA"], cfg["DATA_DIR"]) == (data, transfer, "")
 
 
+def test_records_name_a_config_file_in_the_checkout_as_a_clone_would(tmp_path, monkeypatch):
+    # run_experiment.sh passes the file absolute: /work/run-l1/configs/tweets-l1.toml was recorded in published runs
+    import distill_student
+    from configurator import public_config
+    monkeypatch.chdir(tmp_path)
+    for given in (str(ROOT / "configs" / "quick.toml"), os.path.relpath(ROOT / "configs" / "quick.toml")):
+        cfg = configure(vars(distill_student), ["--config", given], "distill_student")
+        assert public_config(cfg)["config_file"] == "configs/quick.toml", given
+    (tmp_path / "mine.toml").write_text('experiment = "mine"\n')             # outside the checkout: as given
+    assert public_config(configure(vars(distill_student), ["--config", "mine.toml"], "distill_student"))["config_file"] == "mine.toml"
+    configure(vars(distill_student), [], "distill_student")
+
+
 def test_records_name_the_commit_and_the_scripts_edited_since(tmp_path, monkeypatch):
     # a constant edited in a script is part of how a model was made: the record says which files differ from the commit
     from configurator import code_version, library_versions

@@ -536,7 +536,10 @@ def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None
     y = np.arange(len(groups))
     gain = [100 * g["gain"]["mean"] for g in groups]
     err = [100 * g["gain"]["std"] for g in groups]
-    ax.barh(y, gain, xerr=err, color=["#1f77b4" if v >= 0 else "#d62728" for v in gain], capsize=4)
+    ax.barh(y, gain, color=["#1f77b4" if v >= 0 else "#d62728" for v in gain])
+    seeds = [i for i, g in enumerate(groups) if g["gain"]["n"] > 1]       # one seed has no spread: no error bar
+    if seeds:
+        ax.errorbar([gain[i] for i in seeds], y[seeds], xerr=[err[i] for i in seeds], fmt="none", ecolor="black", capsize=4)
     for i, g in enumerate(groups):
         ax.text(max(gain[i], 0) + err[i], i, f"  {gain[i]:+.2f}" + (f" ± {err[i]:.2f} ({g['gain']['n']} seeds)"
                                                                    if g["gain"]["n"] > 1 else ""), va="center", fontsize=8)

@@ -416,6 +416,20 @@ def test_gain_lines_follow_one_lever():
         "m layers=[0, 1]": [(0, "y0"), (8000, "y8000")]}
 
 
+def test_the_gains_plot_draws_spread_only_over_seeds(tmp_path, monkeypatch):
+    # one seed has no standard deviation: its bar gets no error bar (a zero-width one drew a tick read as a spread)
+    figures = []
+    monkeypatch.setattr(ev, "save_figure", lambda fig, path: figures.append(fig))
+    groups = [{"student": "one", "gain": {"mean": 0.013, "std": 0.0, "n": 1}},
+              {"student": "three", "gain": {"mean": 0.008, "std": 0.0045, "n": 3}}]
+    ev.plot_gains(groups, tmp_path / "gains.png", "t")
+    bars = [c for c in figures[0].axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 1 and len(bars[0].lines[2][0].get_segments()) == 1         # one spread, the 3 seeds'
+    assert np.allclose(bars[0].lines[2][0].get_segments()[0], [[0.8 - 0.45, 1], [0.8 + 0.45, 1]])
+    ev.plot_gains(groups[:1], tmp_path / "gains.png", "t")
+    assert not [c for c in figures[1].axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+
+
 class Contrary(torch.nn.Module):
     """Stands in for an int8 copy: always the wrong class on the tiny reviews (their label is carried by the
     words of conftest.POS), so its accuracy is 0 whatever the fp32 model scores."""

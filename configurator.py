@@ -408,6 +408,8 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
 
 
 class _Held(logging.Handler):
+    """A handler that keeps the records it gets (held_records)."""
+
     def __init__(self):
         super().__init__(logging.INFO)
         self.records: list[logging.LogRecord] = []

@@ -358,10 +358,11 @@ def absolute_data_paths(cfg: dict) -> None:
 
 
 def in_checkout(path: str) -> str:
-    """A file's path as records keep it: relative to the checkout when it lies inside (configs/x.toml, the same in any
-    clone, though run_experiment.sh passes it absolute), else as given."""
-    p = Path(path).expanduser().resolve()
-    return str(p.relative_to(PROJECT_DIR)) if p.is_relative_to(PROJECT_DIR) else path
+    """A config file's path as records keep it: as data paths are (data_utils.portable), but configs/x.toml rather
+    than ./configs/x.toml inside the checkout (run_experiment.sh passes it absolute: a clone's records match)."""
+    from data_utils import portable
+    kept = portable(os.path.abspath(os.path.expanduser(path)))
+    return kept.removeprefix(os.curdir + os.sep)
 
 
 def public_config(cfg: dict) -> dict:
@@ -389,9 +390,9 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
     with held_records() as early:
         if check is not None:
             check(cfg)
-    root = Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"]
-    _RUN_ROOT[:], _RUN_SCRIPT[:] = [root], [script]
-    setup_logging(root / "logs" / log_name)
+        root = Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"]
+        _RUN_ROOT[:], _RUN_SCRIPT[:] = [root], [script]
+        setup_logging(root / "logs" / log_name)       # a folder it cannot write is an error after the held warnings
     for record in early:                   # the files a data folder gave each split, the checks' warnings
         if log.isEnabledFor(record.levelno):
             log.handle(record)
@@ -415,6 +416,7 @@ class _Held(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record):
+        record.msg, record.args = record.getMessage(), None     # as it read when logged, whatever changes later
         self.records.append(record)
 
 
@@ -432,7 +434,7 @@ def held_records():
     except BaseException:
         for record in held.records:
             if record.levelno >= logging.WARNING:
-                logging.lastResort.handle(record)
+                (logging.lastResort or logging.StreamHandler()).handle(record)
         raise
     finally:
         log.removeHandler(held)

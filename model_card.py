@@ -192,7 +192,8 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     body = [f"# {name}", "", *recipe_lines(kd, facts, metrics), "",
             f"Validation accuracy {metrics.get('val_accuracy', float('nan')):.4f} (macro F1 {metrics.get('val_f1', float('nan')):.4f}"
             + (f", {metrics['val_examples']:,} texts: ±{accuracy_se(metrics['val_accuracy'], metrics['val_examples']):.1f} "
-               "points standard error" if metrics.get("val_examples") else "") + "), "
+               "points standard error" if metrics.get("val_examples") and metrics.get("val_accuracy") is not None else "")
+            + "), "
             f"{metrics.get('parameters', 0) / 1e6:.1f}M parameters.{one_sided(metrics, facts)} {compare}", "",
             RESULTS, "", *([where, ""] if where else []), *speed_lines(rows or [], kd),
             *result_notes(test, versus, hardware), "",
@@ -245,14 +246,18 @@ def pipeline_note(kd: dict) -> str:
 
 def onnx_card(card: str, export: Path) -> str:
     """The card of an ONNX export (export: its folder) from its model's card: the same metadata, recipe and
-    figures, with the usage section telling how to run this folder (ONNX Runtime, no torch) and which rows
-    of the speed table are its files."""
+    figures, a line above the speed table saying which of its rows are this folder's files, and the usage section
+    telling how to run this folder (ONNX Runtime, no torch)."""
     head, rest = card.split(f"\n{USAGE}\n", 1)
     whose = ("Rows onnx-fp32 / onnx-int8 are this folder's files; fp32, int8 and bf16 are the torch model's."
              if "| onnx-fp32 |" in head or "| onnx-int8 |" in head else
              "These files have not been evaluated yet: the figures below are the torch model's (`evaluate_models.py "
-             "--onnx=true` measures them).")
-    head = head.replace(f"\n{RESULTS}\n", f"\n{RESULTS}\n\n{whose}\n", 1)    # above the table it is about
+             "--onnx=true` measures them)." if "| precision |" in head else
+             "Add `--onnx=true` to the evaluation below to measure this folder's files beside the torch model.")
+    if f"\n{RESULTS}\n" in head:                    # above the table it is about (a card edited by hand: at the end)
+        head = head.replace(f"\n{RESULTS}\n", f"\n{RESULTS}\n\n{whose}\n", 1)
+    else:
+        head = head.rstrip("\n") + f"\n\n{whose}\n"
     use = [f"This folder is the ONNX export of `{export.parent}` (`export.py`): `model.onnx` (fp32) and, when quantized, "
            f"`model_quantized.onnx` (ONNX Runtime dynamic int8), with config.json and the tokenizer; it runs without torch.", "",
            "```bash", f'python inference.py --model {export} "I loved it"', f'python inference.py --model {export} '

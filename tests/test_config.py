@@ -399,8 +399,9 @@ def test_records_name_a_config_file_in_the_checkout_as_a_clone_would(tmp_path, m
     for given in (str(ROOT / "configs" / "quick.toml"), os.path.relpath(ROOT / "configs" / "quick.toml")):
         cfg = configure(vars(distill_student), ["--config", given], "distill_student")
         assert public_config(cfg)["config_file"] == "configs/quick.toml", given
-    (tmp_path / "mine.toml").write_text('experiment = "mine"\n')             # outside the checkout: as given
-    assert public_config(configure(vars(distill_student), ["--config", "mine.toml"], "distill_student"))["config_file"] == "mine.toml"
+    (tmp_path / "mine.toml").write_text('experiment = "mine"\n')     # far from the checkout: absolute, as data paths
+    assert public_config(configure(vars(distill_student), ["--config", "mine.toml"], "distill_student"))["config_file"] \
+        == str(tmp_path / "mine.toml")
     configure(vars(distill_student), [], "distill_student")
 
 
@@ -437,10 +438,26 @@ def test_what_the_checks_log_before_the_runs_log_exists_reaches_it_or_stderr(cap
         log.warning("2 files read as its train split")
     assert [(r.levelname, r.getMessage()) for r in early] == [("INFO", "--data=d: train: train.csv"),
                                                               ("WARNING", "2 files read as its train split")]
-    assert capsys.readouterr().err == ""                    # held, not printed twice
+    assert capsys.readouterr().err == ""                    # held, not printed as well
     with pytest.raises(UsageError, match="bad data"), held_records():
         log.info("--data=d: train: a.csv")
         log.warning("a warning before the error")
         raise UsageError("bad data")
     err = capsys.readouterr().err
     assert "a warning before the error" in err and "a.csv" not in err
+
+
+def test_a_runs_log_has_what_its_checks_logged_once_in_order_before_its_config(tmp_path):
+    from configurator import log, start_run
+
+    def check(cfg):
+        seen = {"files": ["train.csv"]}
+        log.info("--data=d: train: %s", seen["files"])
+        seen["files"].append("later.csv")             # logged as it read then
+        log.warning("2 files read as its train split")
+    ns = {"__file__": "fine_tuning_teacher.py", "OUTPUT_DIR": str(tmp_path), "EXPERIMENT": "x", "EPOCHS": 2.0}
+    start_run(ns, [], "fine_tuning_teacher", "t.log", check=check)
+    lines = (tmp_path / "x" / "logs" / "t.log").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines[:2]] == ["INFO --data=d: train: ['train.csv']",
+                                                           "WARNING 2 files read as its train split"]
+    assert lines[2].split(" ", 1)[1].startswith("INFO config: ") and len(lines) == 3

@@ -281,6 +281,16 @@ def test_an_onnx_file_the_folder_lacks_or_a_torch_folder_is_one_line(exported, c
         inference.predict(TEXTS, model=str(folder / "config.json"))
 
 
+def test_an_export_made_by_evaluation_has_its_card_at_once(tiny_experiment, tmp_path):
+    # a validation run, or one stopped before its test results, otherwise left an onnx/ folder without a card
+    import evaluate_models as ev
+    folder = shutil.copytree(tiny_experiment / "tiny" / "students" / "cut", tmp_path / "cut",
+                             ignore=shutil.ignore_patterns("onnx"))
+    ev.onnx_variant(folder, None, "onnx-fp32")
+    card = (folder / "onnx" / "README.md").read_text()
+    assert f"python inference.py --model {folder / 'onnx'}" in card and "## Test results and speed" in card
+
+
 def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     import evaluate_models as ev
     result = ev.main(tiny_args(imdb_parquet, tiny_experiment, "--onnx=true", '--onnx_kinds=["distilled"]',

@@ -136,6 +136,11 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     assert unmeasured.startswith("These files have not been evaluated yet: the figures below are the torch model's")
     measured = onnx_card(text.replace("| fp32 |", "| onnx-int8 |"), folder / "onnx").split("## Test results and speed\n\n", 1)[1]
     assert measured.startswith("Rows onnx-fp32 / onnx-int8 are this folder's files; fp32, int8 and bf16 are the torch model's.")
+    bare = onnx_card(write_card(folder, "cut").read_text(), folder / "onnx").split("## Test results and speed\n\n", 1)[1]
+    assert bare.startswith("Add `--onnx=true` to the evaluation below to measure this folder's files beside the torch "
+                           "model.\n\nNot evaluated yet: `python evaluate_models.py --config ")
+    edited = onnx_card(text.replace("## Test results and speed", "## Figures"), folder / "onnx")      # a hand-edited card
+    assert "torch model's (`evaluate_models.py --onnx=true` measures them).\n\n## How to use" in edited
 
 
 def test_a_matched_baselines_fractional_epochs_are_rounded():

@@ -976,6 +976,22 @@ def classes_missed(row: dict) -> str:
     return f"{k} of {len(confusion)}" if confusion and k < len(confusion) else ""
 
 
+def classes_neglected(row: dict, floor: float = 0.05, min_support: int = 20) -> dict:
+    """{class name: recall} of the classes an evaluation row's model recalls under `floor` (0.05: fewer than 1 in 20
+    of that class's texts) though it does predict them (a class never predicted is classes_missed's), each with at
+    least `min_support` texts (so that one or two texts of a rare class are not read as a pattern), from its
+    per_class figures: a model that has all but given up on a class, whatever its accuracy."""
+    confusion = row.get("confusion") or []
+    predicted = [sum(column) > 0 for column in zip(*confusion)]
+    return {name: c["recall"] for i, (name, c) in enumerate((row.get("per_class") or {}).items())
+            if c["support"] >= min_support and c["recall"] < floor and (i >= len(predicted) or predicted[i])}
+
+
+def recalled(classes: dict) -> str:
+    """"class '9' recall 0.0100, ..." for classes_neglected's {name: recall}."""
+    return ", ".join(f"class '{name}' recall {r:.4f}" for name, r in classes.items())
+
+
 def per_class_metrics(preds, labels, names: list[str]) -> dict:
     """{name: {precision, recall, f1, support}} per class, and the confusion matrix (rows: true class,
     columns: predicted class, counts) as `confusion`."""

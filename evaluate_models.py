@@ -49,9 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run, toml_inline
-from data_utils import (DataSpec, accuracy_se, atomic_path, check_data, check_digests, classes_missed, classification_metrics,
-                        is_path_setting, load_splits, located, moved_copy, per_class_metrics, percentile, portable,
-                        read_json, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
+from data_utils import (DataSpec, accuracy_se, atomic_path, check_data, check_digests, classes_missed, classes_neglected,
+                        classification_metrics, is_path_setting, load_splits, located, moved_copy, per_class_metrics, percentile, portable,
+                        read_json, recalled, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, recipe, run_fingerprint, student_fields, student_key,
                     teacher_folder, teacher_retrained_since, teacher_run_of, truncation_settings)
@@ -493,12 +493,15 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
 
 def one_sided_note(rows: list[dict], noun: str) -> str:
     """A warning naming the rows that predicted only some of the classes on these texts (a model that has not
-    learned: its accuracy is the share of the classes it predicts), else ""."""
+    learned: its accuracy is the share of the classes it predicts), and one naming those that all but never
+    recognised a class they do predict (classes_neglected), else ""."""
     some = [f"{r['model']} ({r['precision']}: {classes_missed(r)})" for r in rows if classes_missed(r)]
-    if not some:
-        return ""
-    return (f"**Warning: {', '.join(some)} predicted only some of the classes on these {noun}**: such a model has not "
-            f"learned; give it more steps (README, *Your own data*). ")
+    few = [f"{r['model']} ({r['precision']}: {recalled(classes_neglected(r))})" for r in rows
+           if classes_neglected(r)]
+    return ((f"**Warning: {', '.join(some)} predicted only some of the classes on these {noun}**: such a model has not "
+             f"learned; give it more steps (README, *Your own data*). " if some else "")
+            + (f"**Warning: {', '.join(few)} all but never recognised a class on these {noun}** (recall under 5%): look "
+               f"at its confusion matrix (results.json) before shipping it. " if few else ""))
 
 
 def half_note(rows: list[dict], what: str = "") -> str:
@@ -776,6 +779,9 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
         missed = classes_missed(rows[-1])
         if missed:
             log.warning("%s %s predicted only %s classes: it has not learned", name, precision, missed)
+        if classes_neglected(rows[-1]):
+            log.warning("%s %s all but never recognised a class (%s)", name, precision,
+                        recalled(classes_neglected(rows[-1])))
         del m
     del model
     gc.collect()

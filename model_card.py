@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_utils import accuracy_se, atomic_path, classes_missed, read_json
+from data_utils import accuracy_se, atomic_path, classes_missed, classes_neglected, read_json, recalled
 from models import label_names, unpredicted_classes
 from onnx_runtime import is_onnx_folder
 
@@ -139,6 +139,9 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
     if classes_missed(test):
         lines.append(f"**Warning: on test it predicted only {classes_missed(test)} classes ({test['precision']}): "
                      f"it has not learned; do not ship it.**")
+    elif classes_neglected(test):
+        lines.append(f"**Warning: on test it all but never recognised {recalled(classes_neglected(test))} "
+                     f"({test['precision']}): look at its confusion matrix before shipping it.**")
     if per:
         lines.append(f"Test recall per class ({test['precision']}): "
                      + ", ".join(f"{n} {c['recall']:.4f}" for n, c in per.items()) + ".")

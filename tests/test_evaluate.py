@@ -291,6 +291,31 @@ def test_a_model_that_predicts_only_some_classes_is_flagged_in_results_and_its_c
         "predicted only some of the classes, so it is no model to ship either." in " ".join(result_notes(versus[0], versus, None))
 
 
+def test_a_model_that_all_but_never_predicts_a_class_is_flagged_in_results_and_its_card(tmp_path):
+    from data_utils import classes_neglected, per_class_metrics
+    from model_card import result_notes
+    # 3 classes of 40 texts; the model predicts class 'c' once, rightly (recall 1/40 = 0.025), and class 'b' for
+    # 2 of its 40 (0.05: not under the floor); class 'a' is recalled in full. A class predicted but never right
+    # (recall 0) is flagged too: the model does not recognise it
+    labels = [0] * 40 + [1] * 40 + [2] * 40
+    preds = [0] * 40 + [1] * 2 + [0] * 38 + [2] + [0] * 39
+    row = {"model": "L1", "precision": "fp32"} | per_class_metrics(preds, labels, ["a", "b", "c"])
+    assert classes_neglected(row) == {"c": 0.025}
+    assert classes_neglected(row, floor=0.06) == {"b": 0.05, "c": 0.025}
+    assert classes_neglected(row, min_support=41) == {}
+    never = {"model": "L1", "precision": "fp32"} | per_class_metrics([0] * 40 + [1] * 40 + [0] * 40, labels, ["a", "b", "c"])
+    assert classes_neglected(never) == {}                 # never predicted: classes_missed's, not this one's
+    wrong = {"model": "L1", "precision": "fp32"} | per_class_metrics([0] * 80 + [1] * 40, labels, ["a", "b", "c"])
+    assert classes_neglected(wrong) == {"b": 0.0}         # 'b' predicted 40 times, never rightly; 'c' never predicted
+    assert ev.one_sided_note([row], "tweets") == ("**Warning: L1 (fp32: class 'c' recall 0.0250) all but never "
+                                                  "recognised a class on these tweets** (recall under 5%): look at its confusion "
+                                                  "matrix (results.json) before shipping it. ")
+    card = " ".join(result_notes(row, None, None))
+    assert ("**Warning: on test it all but never recognised class 'c' recall 0.0250 (fp32): look at its confusion matrix "
+            "before shipping it.**") in card
+    assert "all but never" not in " ".join(result_notes(never, None, None))   # the stronger warning only
+
+
 def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
     with pytest.raises(UsageError, match="no model 'nope'"):
         ev.main(tiny_args(imdb_parquet, tiny_experiment, "--models=nope", cache=False))

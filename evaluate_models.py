@@ -40,6 +40,7 @@ deviation over the seeds (labelled by the name without a `-s<seed>` suffix).
 import csv
 import gc
 import json
+import math
 import os
 import platform
 import shutil
@@ -641,13 +642,11 @@ def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test"
     bars(axes[1, 0], "latency_p50_ms", "latency, batch 1, p50 (ms)", lambda r: f"{r['latency_p50_ms']:.1f} ms")
     axes[1, 0].set_title("Latency (lower is better)")
     ax = axes[1, 1]
-    for r, lab, c, a in zip(rows, labels, color, alpha):
+    for r, c, a in zip(rows, color, alpha):
         ax.scatter(r["throughput"], r["accuracy"], s=60, color=c, alpha=a,
                    marker="*" if r["kind"] == "teacher" else ("s" if r["kind"] == "baseline" else "o"))
-        below = r["kind"] == "baseline"   # a baseline often sits right next to its distilled twin
-        ax.annotate(lab, (r["throughput"], r["accuracy"]), fontsize=8, xytext=(4, -10 if below else 3),
-                    textcoords="offset points")
     ax.set_xscale("log")
+    ax.margins(y=0.1)                                       # room for the labels of the top and bottom points
     ax.set_xlabel(f"throughput ({noun}/s, batch {rows[0].get('batch', '')}, log scale)")
     ax.set_ylabel(f"{split} accuracy")
     ax.set_title("Accuracy vs speed (up and right is better)")
@@ -658,8 +657,60 @@ def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test"
                         Patch(facecolor=colors["baseline"], hatch="//", label="labels-only baseline"),
                         Patch(color="#888888", alpha=0.45, label="int8 / ONNX / bf16 (lighter)")], loc="lower center", ncol=4, frameon=False)
     fig.suptitle(title, fontsize=13)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.98))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.98))       # first: the labels are placed in the axes' final size
+    label_points(ax, [(r["throughput"], r["accuracy"]) for r in rows], labels,
+                 [r["kind"] == "baseline" for r in rows])   # a baseline often sits right next to its distilled twin
     save_figure(fig, path)
+
+
+def label_points(ax, points: list[tuple], labels: list[str], below: list[bool], size: float = 8) -> None:
+    """Label each scattered point (x, y in data units) beside it (to its right, or to its left where the label would
+    leave the axes), a baseline's (`below`) under its point, the others over it, and no two labels on top of each
+    other: labels whose spans across overlap (about 0.6 `size` points wide a character) are moved apart in height by
+    spread_labels (in points on the page), a label moved off its point joined to it by a thin line."""
+    to_points = 72 / ax.figure.dpi
+    xy = ax.transData.transform(np.asarray(points, dtype=float)) * to_points         # (N, 2) points on the page
+    right_edge = ax.get_window_extent().x1 * to_points
+    width = np.array([0.6 * size * len(lab) for lab in labels])
+    left = xy[:, 0] + 5 + width > right_edge                     # 5 points: clear of the marker (s=60: ~8 across)
+    start = np.where(left, xy[:, 0] - 5 - width, xy[:, 0] + 5)
+    wanted = xy[:, 1] + np.where(below, -size - 2, 3)             # where each label's baseline would sit
+    height = wanted.copy()
+    for group in overlapping_spans(list(zip(start, start + width))):
+        height[group] = spread_labels(wanted[group], gap=size + 2)
+    for (px, py), y, lab, h, w, moved, on_left in zip(points, xy[:, 1], labels, height, wanted, abs(height - wanted),
+                                                      left):
+        ax.annotate(lab, (px, py), fontsize=size, xytext=(-5 if on_left else 5, h - y), textcoords="offset points",
+                    ha="right" if on_left else "left", va="baseline",
+                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5, shrinkA=0, shrinkB=4) if moved > size / 2 else None)
+
+
+def overlapping_spans(spans: list[tuple]) -> list[list[int]]:
+    """The indices of `spans` ((start, end) pairs) grouped by overlap: spans that overlap, directly or through
+    others, share a group; each group in start order, the groups by their first start."""
+    order = sorted(range(len(spans)), key=lambda i: spans[i][0])
+    groups, end = [], -math.inf
+    for i in order:
+        start, stop = spans[i]
+        if start > end:             # clear of every span so far: a new group
+            groups.append([])
+        groups[-1].append(i)
+        end = stop if start > end else max(end, stop)
+    return groups
+
+
+def spread_labels(y, gap: float) -> np.ndarray:
+    """Heights (N,) for labels wanted at heights y (N,), each at least `gap` from the next in height order and as
+    near its own y as that allows: min sum (h_i - y_i)^2 subject to h_(i+1) - h_(i) >= gap (ranked by y). With q_i =
+    h_(i) - i * gap the constraint is q nondecreasing, so q is the isotonic regression of y_(i) - i * gap (labels that
+    crowd share their mean: two labels at 0, gap 10, go to -5 and 5)."""
+    from sklearn.isotonic import isotonic_regression
+    y = np.asarray(y, dtype=float)
+    order = np.argsort(y, kind="stable")
+    steps = gap * np.arange(len(y))
+    heights = np.empty_like(y)
+    heights[order] = isotonic_regression(y[order] - steps) + steps
+    return heights
 
 
 # ----------------------------------------------------------------------------------------------

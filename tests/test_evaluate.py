@@ -316,6 +316,39 @@ def test_a_model_that_all_but_never_predicts_a_class_is_flagged_in_results_and_i
     assert "all but never" not in " ".join(result_notes(never, None, None))   # the stronger warning only
 
 
+def test_spread_labels_keeps_the_gap_and_moves_crowded_labels_least():
+    assert ev.spread_labels([0, 0], gap=10).tolist() == [-5, 5]                  # two at one spot: centred on it
+    assert ev.spread_labels([0, 100], gap=10).tolist() == [0, 100]               # apart already: unmoved
+    assert ev.spread_labels([5, 0, 0], gap=10) == pytest.approx([35 / 3, -25 / 3, 5 / 3])   # the mean 5/3 kept
+    assert ev.spread_labels([0, 0, 50], gap=10).tolist() == [-5, 5, 50]          # a crowd of two, one clear of it
+    y = np.random.default_rng(0).normal(0, 5, 30)
+    h = ev.spread_labels(y, gap=10)
+    assert np.diff(h[np.argsort(y, kind="stable")]).min() >= 10 - 1e-9 and h.mean() == pytest.approx(y.mean())
+    assert ev.overlapping_spans([(0, 10), (20, 30), (5, 21), (40, 50), (45, 46)]) == [[0, 2, 1], [3, 4]]
+    assert ev.overlapping_spans([(0, 1)]) == [[0]] and ev.overlapping_spans([]) == []
+
+
+def test_scatter_labels_do_not_overlap_and_stay_inside_the_axes():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+    fig, ax = plt.subplots(figsize=(6, 4))
+    points = [(100, 0.80), (101, 0.8001), (102, 0.8002), (300, 0.70), (990, 0.75)]
+    ax.scatter(*zip(*points))
+    ax.set_xlim(90, 1000)
+    labels = ["L1", "L1 (int8)", "L1-baseline", "far", "at the right edge"]
+    ev.label_points(ax, points, labels, [False, False, True, False, False])
+    texts = {t.get_text(): t for t in ax.texts}
+    fig.canvas.draw()
+    boxes = {k: Text.get_window_extent(t) for k, t in texts.items()}     # the text alone, without its line
+    assert not any(boxes[a].overlaps(boxes[b]) for i, a in enumerate(labels) for b in labels[i + 1:])
+    assert texts["far"].xyann == (5, 3) and texts["far"].arrow_patch is None       # alone: just above-right, no line
+    assert texts["at the right edge"].get_ha() == "right" and boxes["at the right edge"].x1 <= ax.get_window_extent().x1
+    assert sum(texts[k].arrow_patch is not None for k in labels[:3]) >= 2          # moved ones joined to their points
+    plt.close(fig)
+
+
 def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
     with pytest.raises(UsageError, match="no model 'nope'"):
         ev.main(tiny_args(imdb_parquet, tiny_experiment, "--models=nope", cache=False))

@@ -51,8 +51,8 @@ import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run, toml_inline
 from data_utils import (DataSpec, accuracy_se, atomic_path, check_data, check_digests, classes_missed, classes_neglected,
-                        classification_metrics, is_path_setting, load_splits, located, moved_copy, per_class_metrics, percentile, portable,
-                        read_json, recalled, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
+                        classification_metrics, is_path_setting, load_splits, located, moved_copy, per_class_metrics,
+                        percentile, portable, read_json, recalled, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, recipe, run_fingerprint, student_fields, student_key,
                     teacher_folder, teacher_retrained_since, teacher_run_of, truncation_settings)
@@ -678,11 +678,10 @@ def label_points(ax, points: list[tuple], labels: list[str], below: list[bool], 
     height = wanted.copy()
     for group in overlapping_spans(list(zip(start, start + width))):
         height[group] = spread_labels(wanted[group], gap=size + 2)
-    for (px, py), y, lab, h, w, moved, on_left in zip(points, xy[:, 1], labels, height, wanted, abs(height - wanted),
-                                                      left):
-        ax.annotate(lab, (px, py), fontsize=size, xytext=(-5 if on_left else 5, h - y), textcoords="offset points",
-                    ha="right" if on_left else "left", va="baseline",
-                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5, shrinkA=0, shrinkB=4) if moved > size / 2 else None)
+    line = dict(arrowstyle="-", color="0.6", lw=0.5, shrinkA=0, shrinkB=4)
+    for point, y, lab, h, moved, on_left in zip(points, xy[:, 1], labels, height, abs(height - wanted), left):
+        ax.annotate(lab, point, fontsize=size, xytext=(-5 if on_left else 5, h - y), textcoords="offset points",
+                    ha="right" if on_left else "left", va="baseline", arrowprops=line if moved > size / 2 else None)
 
 
 def overlapping_spans(spans: list[tuple]) -> list[list[int]]:

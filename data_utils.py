@@ -962,6 +962,25 @@ def classification_metrics(preds, labels) -> dict:
             "precision": float(p), "recall": float(r)}
 
 
+def class_shares(labels, n: int) -> list[float]:
+    """The share of each class id 0..n-1 among integer labels (N,): counts / N, summing to 1."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n)[:n]
+    return (counts / max(counts.sum(), 1)).tolist()
+
+
+def shift_note(names: list[str], validation: list[float], test: list[float], noun: str = "texts",
+               min_gap: float = 0.10) -> str:
+    """A warning when the test texts' class shares differ from validation's by `min_gap` (0.10: 10 points) or more
+    for some class, naming each class's two shares, else "": validation accuracy, and the choices made on it, then
+    say less about test (SemEval-2017's test tweets are a third negative, its train and validation a sixth)."""
+    if max(abs(a - b) for a, b in zip(validation, test)) < min_gap:
+        return ""
+    shares = ", ".join(f"{n} {100 * t:.1f}% / {100 * v:.1f}%" for n, v, t in zip(names, validation, test))
+    return (f"**The test {noun}' classes are not in validation's proportions** (test / validation: {shares}): "
+            f"validation accuracy, and any choice made on it (checkpoints, recipes), may not carry over to test; macro "
+            f"recall weighs each class equally. ")
+
+
 def classes_predicted(confusion: list[list[int]]) -> int:
     """How many classes a confusion matrix (C x C counts; rows: true class, columns: predicted) has predictions of:
     the columns with a nonzero sum."""

@@ -50,9 +50,10 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run, toml_inline
-from data_utils import (DataSpec, accuracy_se, atomic_path, check_data, check_digests, classes_missed, classes_neglected,
-                        classification_metrics, is_path_setting, load_splits, located, moved_copy, per_class_metrics,
-                        percentile, portable, read_json, recalled, replace_dir, same_setting, stratified_indices, texts_digest, write_json)
+from data_utils import (DataSpec, accuracy_se, atomic_path, check_data, check_digests, class_shares, classes_missed,
+                        classes_neglected, classification_metrics, is_path_setting, load_splits, located, moved_copy,
+                        per_class_metrics, percentile, portable, read_json, recalled, replace_dir, same_setting,
+                        shift_note, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, recipe, run_fingerprint, student_fields, student_key,
                     teacher_folder, teacher_retrained_since, teacher_run_of, truncation_settings)
@@ -478,7 +479,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                if hw.get("other_cores_busy") is not None else "")
             + "".join(f" (over a fifth while timing {', '.join(s)}: their speed figures are slow)"
                       for s in [slowed_rows(rows, hw["device"], hw.get("cpu_count"))] if s)
-            + ". " + one_sided_note(rows, noun) +
+            + ". " + one_sided_note(rows, noun) + result_shift_note(result, noun) +
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
             f"{min(result['config']['latency_samples'], result['texts'])} {result['split']} {noun}. Throughput: model forward at batch "
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
@@ -490,6 +491,12 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                       + "; no agreement figures without its predictions).\n" for r in rows[:1] if r.get("published")))
     with atomic_path(root / f"{prefix}results.md") as tmp:
         tmp.write_text(text)
+
+
+def result_shift_note(result: dict, noun: str) -> str:
+    """shift_note for a test evaluation's result (its class_shares; none in results written before they were)."""
+    shares = result.get("class_shares") or {}
+    return shift_note(result["labels"], shares["validation"], shares["test"], noun) if "test" in shares else ""
 
 
 def one_sided_note(rows: list[dict], noun: str) -> str:
@@ -986,7 +993,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
         read_json(Path(TEACHER_RESULTS)).get("teacher_run")             # the training run its teacher rows are of
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
               "labels": split["names"], "texts_digest": split["digest"], "teacher_run": teacher_run, "hardware": hw,
-              "config": public_config(cfg), "rows": rows, "groups": groups}
+              "config": public_config(cfg), "rows": rows, "groups": groups, "class_shares": split["class_shares"]}
     if "chosen" in MODELS:                          # the study's choice, made on validation, beside its test results
         result["chosen"] = read_json(root / "chosen.json")
     write_reports(root, result, prefix)
@@ -1046,8 +1053,10 @@ def data_spec(kd: dict) -> DataSpec:
 
 def load_split(teacher_dir: Path) -> dict:
     """What is evaluated: {texts, of (the size of the split they are drawn from), labels (ids), names (label names),
-    digest (of texts and labels), data (its name), latency_idx (the texts timed at batch 1)}: the test split (a fixed stratified subset with TEST_SIZE), or the validation split
-    the teacher was trained beside (its data, val_size, train_size and seed)."""
+    digest (of texts and labels), data (its name), latency_idx (the texts timed at batch 1), class_shares (of
+    validation and of what is evaluated; a warning when test's differ, shift_note)}: the test split (a fixed
+    stratified subset with TEST_SIZE), or the validation split the teacher was trained beside (its data, val_size,
+    train_size and seed)."""
     spec = data_spec(read_json(teacher_dir / "config.json").get("sentiment_kd", {}))
     data = load_splits(spec)                       # cached: the checks (selected_models) loaded it
     if SPLIT == "test" and TEST_SIZE > len(data.test):
@@ -1055,10 +1064,16 @@ def load_split(teacher_dir: Path) -> dict:
     part = data.test.select(stratified_indices(data.test["label"], TEST_SIZE, SEED, "--test_size", data.label_names)) \
         if SPLIT == "test" else data.validation
     texts = list(part["text"])
+    shares = {"validation": class_shares(data.validation["label"], len(data.label_names)),
+              SPLIT: class_shares(part["label"], len(data.label_names))}
+    data_name = "IMDb" if spec.is_imdb else portable(spec.data) if is_path_setting("data", spec.data) else spec.data
+    note = shift_note(data.label_names, shares["validation"], shares["test"], text_noun(data_name)) if SPLIT == "test" else ""
+    if note:
+        log.warning(note.replace("**", ""))
     return {"texts": texts, "of": len(data.test if SPLIT == "test" else data.validation),
             "labels": np.array(part["label"]), "names": list(data.label_names),
             "digest": texts_digest(texts, part["label"]),
-            "data": "IMDb" if spec.is_imdb else portable(spec.data) if is_path_setting("data", spec.data) else spec.data,
+            "data": data_name, "class_shares": shares,
             "latency_idx": np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)}
 
 

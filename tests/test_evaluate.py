@@ -316,6 +316,32 @@ def test_a_model_that_all_but_never_predicts_a_class_is_flagged_in_results_and_i
     assert "all but never" not in " ".join(result_notes(never, None, None))   # the stronger warning only
 
 
+def test_test_classes_in_other_proportions_than_validation_are_flagged(tmp_path):
+    from data_utils import class_shares, shift_note
+    assert class_shares([0, 0, 1, 2], 3) == [0.5, 0.25, 0.25] and class_shares([1, 1], 3) == [0, 1, 0]
+    names, validation, test = ["negative", "neutral", "positive"], [0.157, 0.501, 0.342], [0.323, 0.483, 0.194]
+    note = shift_note(names, validation, test, "tweets")
+    assert note == ("**The test tweets' classes are not in validation's proportions** (test / validation: negative "
+                    "32.3% / 15.7%, neutral 48.3% / 50.1%, positive 19.4% / 34.2%): validation accuracy, and any choice "
+                    "made on it (checkpoints, recipes), may not carry over to test; macro recall weighs each class "
+                    "equally. ")
+    assert shift_note(names, validation, [0.157 + 0.099, 0.501 - 0.099, 0.342]) == ""      # under 10 points apart
+    assert shift_note(["a", "b"], [0.5, 0.5], [0.5, 0.5]) == ""
+    rows = [{"model": "teacher", "precision": "fp32", "confusion": [[5, 1], [2, 4]]}]
+    result = {"rows": [dict.fromkeys(k for k, _ in ev._COLUMNS) | r for r in rows], "groups": [], "experiment": "e",
+              "hardware": {"cpu": "x", "torch_threads": 2, "device": "cpu", "torch": "2"}, "texts": 12, "data": "tweets.csv",
+              "split": "test", "labels": names, "config": {"warmup": 1, "latency_samples": 3, "eval_batch_size": 4},
+              "class_shares": {"validation": validation, "test": test}}
+    ev.write_reports(tmp_path, result)
+    assert "**The test texts' classes are not in validation's proportions** (test / validation: negative 32.3%" in \
+        (tmp_path / "results.md").read_text()
+    ev.write_reports(tmp_path, result | {"class_shares": {"validation": validation, "test": validation}})
+    assert "proportions" not in (tmp_path / "results.md").read_text()
+    del result["class_shares"]                      # a results.json written before the shares were recorded
+    ev.write_reports(tmp_path, result)
+    assert "proportions" not in (tmp_path / "results.md").read_text()
+
+
 def test_spread_labels_keeps_the_gap_and_moves_crowded_labels_least():
     assert ev.spread_labels([0, 0], gap=10).tolist() == [-5, 5]                  # two at one spot: centred on it
     assert ev.spread_labels([0, 100], gap=10).tolist() == [0, 100]               # apart already: unmoved

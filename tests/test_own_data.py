@@ -414,6 +414,9 @@ def test_three_classes_end_to_end(three_class):
     assert set(t["per_class"]) == {"negative", "neutral", "positive"}
     assert t["recall_macro"] == pytest.approx(np.mean([c["recall"] for c in t["per_class"].values()]))
     assert three_class["result"]["labels"] == ["negative", "neutral", "positive"]
+    truth = np.array(t["confusion"]).sum(axis=1)                       # each class's test texts
+    assert three_class["result"]["class_shares"]["test"] == pytest.approx(truth / truth.sum())
+    assert sum(three_class["result"]["class_shares"]["validation"]) == pytest.approx(1)
     table = (out / "results.md").read_text()
     assert "| texts/s |" in table and "reviews/s" not in table                      # tweets are not reviews
     assert three_class["figures"][0].axes[3].get_xlabel().startswith("throughput (texts/s, batch 8")   # the dashboard's too

@@ -72,7 +72,8 @@ _LOADED: dict = {}
 def default_model(output_dir: str, experiment: str = "") -> Path:
     """The model used without --model: in `experiment` ("" = the one trained most recently), the distilled
     student with the best validation accuracy (what the experiment is about, not its labels-only baselines),
-    else the best of its other students, else its teacher."""
+    else the best of its other students, else its teacher; of the models that learned (not_learned: each predicted
+    every class on validation) where any did."""
     found = saved_models(output_dir)
     models = [p for p in found if experiment_of(p) == Path(output_dir) / experiment] if experiment else found
     if not models:
@@ -83,6 +84,7 @@ def default_model(output_dir: str, experiment: str = "") -> Path:
                          (f"; experiments with saved models: {', '.join(there)}" if there else ""))
     newest = experiment_of(max(models, key=lambda p: (p / "metrics.json").stat().st_mtime))
     mine = [p for p in models if experiment_of(p) == newest]
+    mine = [p for p in mine if not not_learned(p)] or mine
     students = [p for p in mine if p.name != "teacher"]
     kind = lambda p: read_json(p / "config.json").get("sentiment_kd", {}).get("kind")   # noqa: E731
     distilled = [p for p in students if kind(p) == "distilled"]
@@ -94,15 +96,27 @@ def default_reason(folder: Path, experiment: str = "") -> str:
     its labels-only baseline did better on validation, that one's folder."""
     kind = read_json(folder / "config.json").get("sentiment_kd", {}).get("kind")
     of = f"experiment {experiment}" if experiment else "the newest experiment"
+    skipped = {p: why for p in models.finished_models(experiment_of(folder)) if p != folder and (why := not_learned(p))}
+    passed = ("; passed over, as they did not learn: " + "; ".join(f"{p.name} ({why})" for p, why in skipped.items())
+              if skipped and not not_learned(folder) else "")
+    learned = " that learned" if passed else ""
     if kind == "distilled":
         twin = folder.with_name(f"{folder.name}-baseline")
         ours, theirs = (read_json(f / "metrics.json").get("val_accuracy", 0) if is_finished(f) else 0 for f in (folder, twin))
         better = f"; its labels-only baseline did better on validation ({theirs:.4f} against {ours:.4f}): " \
                  f"--model={twin} takes it" if theirs > ours else ""
-        return f"the best distilled student of {of}{better}"
+        return f"the best distilled student of {of}{learned}{better}{passed}"
     if folder.name != "teacher":
-        return f"the best student of {of}, which has no distilled one"
-    return f"the teacher of {of}, which has no finished student"
+        return f"the best student of {of}, which has no distilled one{learned}{passed}"
+    return f"the teacher of {of}, which has no finished student{learned}{passed}"
+
+
+def not_learned(folder: Path) -> str:
+    """What a finished model's metrics.json says of the classes it never predicted on validation
+    (models.unpredicted_classes: "it predicted one class for every validation text", ...), or "" for a model that
+    predicted them all."""
+    m, classes = read_json(folder / "metrics.json"), len(models.label_names(read_json(folder / "config.json")))
+    return models.unpredicted_classes(m, classes)
 
 
 def check_model(path: str, output_dir: str) -> Path:
@@ -163,9 +177,9 @@ def validation_accuracy(folder: Path, onnx_file: str = onnx_runtime.FP32_FILE) -
         found = validation_accuracy(folder.parent)
         return f"ONNX Runtime, {onnx_file}" + (f"; exported from a model of {found}" if found else "")
     if (folder / "metrics.json").is_file():
-        m, classes = read_json(folder / "metrics.json"), len(models.label_names(read_json(folder / "config.json")))
-        warn = models.unpredicted_classes(m, classes)
-        return f"validation accuracy {m.get('val_accuracy', float('nan')):.4f}" + (f"; WARNING: {warn}" if warn else "")
+        warn = not_learned(folder)
+        return f"validation accuracy {read_json(folder / 'metrics.json').get('val_accuracy', float('nan')):.4f}" + (
+            f"; WARNING: {warn}" if warn else "")
     return ""
 
 

@@ -186,6 +186,26 @@ def test_inference_default_is_the_best_distilled_student_of_the_newest_experimen
     assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment; its " \
         f"labels-only baseline did better on validation (0.9300 against 0.9000): --model={twin} takes it"
     shutil.rmtree(twin)
+    # a model that predicted one class on validation has not learned: passed over while another has, and said so
+    one_class = lambda n: (tmp_path / "new" / "students" / n / "metrics.json").write_text(       # noqa: E731
+        json.dumps({"val_accuracy": 0.9, "val_classes_predicted": 1}))
+    one_class("best")
+    assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "mid"
+    assert reason(tmp_path / "new" / "students" / "mid") == "the best distilled student of the newest experiment that " \
+        "learned; passed over, as they did not learn: best (it predicted one class for every validation text)"
+    for name in ("low", "mid"):
+        one_class(name)
+    assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "base"
+    assert reason(tmp_path / "new" / "students" / "base").startswith("the best student of the newest experiment, which "
+                                                                      "has no distilled one that learned; passed over")
+    (tmp_path / "new" / "teacher" / "metrics.json").write_text(json.dumps({"val_accuracy": 0.5, "val_classes_predicted": 1}))
+    one_class("base")                                  # none learned: the choice as before, and its own warning
+    assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "best"
+    assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment"
+    assert "WARNING: it predicted one class" in inference.validation_accuracy(tmp_path / "new" / "students" / "best")
+    for name, acc in (("low", 0.6), ("best", 0.9), ("mid", 0.7), ("base", 0.95)):
+        (tmp_path / "new" / "students" / name / "metrics.json").write_text(json.dumps({"val_accuracy": acc}))
+    (tmp_path / "new" / "teacher" / "metrics.json").write_text(json.dumps({"val_accuracy": 0.97}))
     # an experiment named (--experiment, or the one --config names): its models, not the newest experiment's
     assert inference.default_model(str(tmp_path), "old") == tmp_path / "old" / "students" / "s"
     assert reason(tmp_path / "old" / "students" / "s", "old") == "the best distilled student of experiment old"

@@ -1,7 +1,7 @@
 """Evaluate the teacher and every student of an experiment side by side on the test split (IMDb or your data).
 
-Reads  outputs/<EXPERIMENT>/teacher/ (or, for students of published soft labels, the teacher row of a published
-       results.json: TEACHER_RESULTS) and outputs/<EXPERIMENT>/students/*/ (each model with its own
+Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; without either, the teacher its students were distilled
+       from; for students of published soft labels, the teacher row of a published results.json: TEACHER_RESULTS) and outputs/<EXPERIMENT>/students/*/ (each model with its own
        tokenizer and the truncation settings it was trained with, from its config.json), and the test split
        of the teacher's data (as saved with the teacher, or from DATA when it has moved; IMDb: all 25,000
        reviews), or a fixed stratified seeded subset of TEST_SIZE; with SPLIT=validation the teacher's
@@ -61,7 +61,8 @@ from models import (PadCollator, count_parameters, default_device, encode, finis
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
 OUTPUT_DIR: str = "outputs"
-TEACHER_DIR: str = ""             # the teacher (the reference row); "" = OUTPUT_DIR/EXPERIMENT/teacher
+TEACHER_DIR: str = ""             # the teacher (the reference row); "" = OUTPUT_DIR/EXPERIMENT/teacher, else the one
+                                  # its students were distilled from (distill_student.py's TEACHER_DIR)
 TEACHER_RESULTS: str = ""         # instead of a teacher folder (students of published soft labels): a results.json whose
                                   # fp32 teacher row is the reference (same data, split and texts; no agreement figure)
 MODELS: list = [""]               # only these model names (teacher, student names; a distilled student brings its
@@ -125,6 +126,16 @@ def find_models(root: Path, teacher_dir: Path | None) -> list[tuple[str, Path]]:
     teacher first (models.is_finished: not a save in progress)."""
     found = [("teacher", teacher_dir)] if teacher_dir and is_finished(teacher_dir) else []
     return found + [(p.name, p) for p in finished_models(root) if p != root / "teacher"]
+
+
+def students_teacher(root: Path) -> Path | None:
+    """The teacher folder that every finished student of the experiment `root` was distilled from (the teacher each
+    one's config.json records: distill_student.py's TEACHER_DIR, or its experiment's own), when they name one and it
+    is finished; else None (no students, students of published soft labels, or of several teachers)."""
+    named = {read_json(p / "config.json").get("sentiment_kd", {}).get("teacher") for p in finished_models(root)
+             if p != root / "teacher"}
+    folder = Path(named.pop()) if len(named) == 1 and None not in named else None
+    return folder if folder is not None and is_finished(folder) else None
 
 
 def hardware(device: str) -> dict:
@@ -730,6 +741,10 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         if bad:
             raise UsageError(f"--{name}: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
     teacher_dir = None if TEACHER_RESULTS else teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
+    if teacher_dir and not TEACHER_DIR and not is_finished(teacher_dir) and students_teacher(root):
+        teacher_dir = students_teacher(root)      # students of another experiment's teacher (distilled with teacher_dir)
+        log.info("teacher: %s, the one the students of %s were distilled from (%s has none; --teacher_dir picks "
+                 "another)", teacher_dir, root, root)
     models = find_models(root, teacher_dir)
     if TEACHER_RESULTS and not Path(TEACHER_RESULTS).is_file():
         raise UsageError(f"--teacher_results={TEACHER_RESULTS}: no such file; give a published results.json (e.g. "

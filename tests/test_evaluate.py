@@ -382,6 +382,27 @@ def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
         ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))
 
 
+def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_experiment, imdb_parquet, tmp_path):
+    # distilled with --teacher_dir into an experiment of their own: evaluation takes the teacher they name
+    import shutil
+    teacher = tiny_experiment / "tiny" / "teacher"
+    shutil.copytree(tiny_experiment / "tiny" / "students", tmp_path / "tiny" / "students")
+    assert ev.students_teacher(tmp_path / "tiny") == teacher
+    result = ev.main(tiny_args(imdb_parquet, tmp_path, "--models=cut", "--quantize=false", cache=False))
+    assert [(r["model"], r["folder"]) for r in result["rows"]][0] == ("teacher", str(teacher))
+    assert f"teacher: {teacher}, the one the students of {tmp_path / 'tiny'} were distilled from" in \
+        (tmp_path / "tiny" / "logs" / "evaluate.log").read_text()
+    config = tmp_path / "tiny" / "students" / "cut-baseline" / "config.json"      # two teachers named: none is taken
+    shutil.copytree(teacher, tmp_path / "elsewhere" / "teacher")
+    kd = json.loads(config.read_text())
+    kd["sentiment_kd"]["teacher"] = str(tmp_path / "elsewhere" / "teacher")
+    config.write_text(json.dumps(kd))
+    assert ev.students_teacher(tmp_path / "tiny") is None
+    with pytest.raises(UsageError, match="no finished teacher"):
+        ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))
+    assert ev.students_teacher(tmp_path / "nothing") is None
+
+
 def test_quantize_kinds_picks_the_int8_rows(tiny_experiment, imdb_parquet):
     result = ev.main(tiny_args(imdb_parquet, tiny_experiment, '--quantize_kinds=["distilled"]',
                                "--models=cut,cut-baseline", cache=False))

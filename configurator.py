@@ -111,7 +111,8 @@ def check_setting_values(values: dict, where) -> None:
     if v.get("TRUNCATION", (0, ""))[1] == "head+tail" and "HEAD_TOKENS" in v and "MAX_LENGTH" in v \
             and v["HEAD_TOKENS"][1] >= v["MAX_LENGTH"][1] - 2:
         raise UsageError(f"{where(*v['HEAD_TOKENS'])}: must be below {where(*v['MAX_LENGTH'])} minus the special "
-                         f"tokens (head+tail keeps that many tokens from the start, the rest from the end)")
+                         f"tokens (head+tail keeps that many tokens from the start, the rest from the end); a quarter "
+                         f"of it, {v['MAX_LENGTH'][1] // 4}, is what configs/ use")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,7 +310,7 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     for name in set(flags) & set(defaults):
         cfg[name], sources[name] = coerce(name, flags[name], defaults[name]), "flag"
     where = {"flag": lambda n, v: f"--{n.lower()}={v!r}", "file": lambda n, v: f"{n.lower()} = {v!r} in {config_path}",
-             "default": lambda n, v: f"{n} = {v!r} (the default in {script}.py)"}
+             "default": lambda n, v: f"{n} = {v!r} (at the top of {script}.py)"}
     check_setting_values(cfg, lambda n, v: where[sources[n]](n, v))
     absolute_data_paths(cfg)
     namespace.update(cfg)

@@ -31,6 +31,16 @@ def test_types_are_checked_and_converted():
             configure(namespace(), [bad], "fine_tuning_teacher")
 
 
+def test_a_value_left_at_the_top_of_the_file_is_named_so_and_head_tokens_gets_a_value_to_try():
+    # MAX_LENGTH lowered on the command line (or edited at the top of the file), HEAD_TOKENS left as it was
+    ns = {"__file__": "x.py", "MAX_LENGTH": 512, "HEAD_TOKENS": 128, "TRUNCATION": "head+tail"}
+    with pytest.raises(UsageError) as e:
+        configure(ns, ["--max_length=128"], "fine_tuning_teacher")
+    assert str(e.value) == ("HEAD_TOKENS = 128 (at the top of fine_tuning_teacher.py): must be below --max_length=128 "
+                            "minus the special tokens (head+tail keeps that many tokens from the start, the rest from "
+                            "the end); a quarter of it, 32, is what configs/ use")
+
+
 def test_an_empty_list_is_the_none_default_and_values_print_as_typed():
     from configurator import coerce, flag_text, parse_list
     # `--label_names=` and `label_names = []` mean the default [""] ("none"): a run kept with it is not "changed"

@@ -584,7 +584,7 @@ def check_config(cfg: dict) -> None:
         check_resume(dirs, settings, OVERWRITE)
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
         published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
-    note_longer_than_teacher(runs, teacher)       # after the checks: a refused run says one line
+    check_length_against_teacher(runs, teacher, to_train, cfg)
 
 
 def check_before_teacher(cfg: dict) -> None:
@@ -616,11 +616,24 @@ def check_before_teacher(cfg: dict) -> None:
                              f"--transfer_data={TRANSFER_DATA} holds {have:,} texts; set it to at most {have}")
 
 
-def note_longer_than_teacher(runs: list, teacher: Teacher) -> None:
-    """Warn of students that read more tokens than the teacher was trained on (MAX_LENGTH is each script's own
-    constant; a config file's top-level max_length sets both): they train and predict slower than at its length."""
+def check_length_against_teacher(runs: list, teacher: Teacher, to_train: set, cfg: dict) -> None:
+    """Students that would read more tokens than the teacher was trained on: refused when they take MAX_LENGTH (each
+    script's own constant: edited in one file and not the other, the students would train and predict slower, on text
+    the teacher never read; a config file's top-level max_length sets both), warned of when their STUDENTS entry
+    gives a max_length of its own (meant). Only students to train (`to_train`, names): a kept one is as it was."""
     theirs = teacher.trained.get("max_length")
     longer = {r.spec["name"]: r.settings["max_length"] for r in runs if theirs and r.settings["max_length"] > theirs}
+    own = {r.spec["name"] for r in runs if "max_length" in r.spec}        # a student's own max_length: meant
+    unmeant = [n for n in longer if n in to_train and n not in own]
+    if unmeant:
+        set_as = {"flag": f"--max_length={MAX_LENGTH}",
+                  "file": f"max_length = {MAX_LENGTH} in {cfg.get('_config_file')}"}.get(
+            (cfg.get("_sources") or {}).get("MAX_LENGTH"), f"MAX_LENGTH = {MAX_LENGTH} (at the top of distill_student.py)")
+        raise UsageError(f"{set_as}, but the teacher {teacher.where} was trained on {theirs} tokens: student"
+                         f"{'s' * (len(unmeant) > 1)} {', '.join(unmeant)} would read {MAX_LENGTH}, training and "
+                         f"predicting slower on text the teacher never read; set it to {theirs} (--max_length={theirs}; "
+                         f"a config file's top-level max_length sets every script's), or give a student a max_length "
+                         f"of its own in STUDENTS to mean it")
     if longer:
         log.warning("students read more tokens than the teacher %s was trained on (%d): %s; they train and predict "
                     "slower for it (--max_length=%d, or max_length at the top of the config, gives them its length)",

@@ -463,17 +463,28 @@ def test_the_checks_and_the_training_load_the_data_once(tiny_run, imdb_parquet):
     assert du.load_splits.cache_info().misses == 1
 
 
-def test_students_that_read_more_tokens_than_the_teacher_are_named(caplog):
+def test_students_that_read_more_tokens_than_the_teacher_are_refused_unless_they_ask_for_it(caplog, monkeypatch):
     # MAX_LENGTH edited in fine_tuning_teacher.py only: the students would read 512 tokens to its 64, slower
     from types import SimpleNamespace
-    runs = [SimpleNamespace(spec={"name": n}, settings={"max_length": m}) for n, m in [("L2", 512), ("L1", 64)]]
+    monkeypatch.setattr(ds, "MAX_LENGTH", 512)
+    run = lambda spec, m: SimpleNamespace(spec=spec, settings={"max_length": m})      # noqa: E731
+    meant, short, unmeant = run({"name": "L2", "max_length": 512}, 512), run({"name": "L1"}, 64), run({"name": "X"}, 512)
     teacher = ds.Teacher(Path("t"), ("negative", "positive"), 0.9, None, {"max_length": 64}, True)
     with caplog.at_level("WARNING", logger="kd"):
-        ds.note_longer_than_teacher(runs, teacher)
+        ds.check_length_against_teacher([meant, short], teacher, {"L2", "L1"}, {})        # its own max_length: meant
     assert "was trained on (64): L2 512; they train" in caplog.text and "L1" not in caplog.text
     caplog.clear()
-    ds.note_longer_than_teacher(runs[1:], teacher)
+    ds.check_length_against_teacher([short], teacher, {"L1"}, {})
     assert caplog.text == ""
+    with pytest.raises(UsageError) as e:
+        ds.check_length_against_teacher([meant, short, unmeant], teacher, {"L2", "L1", "X"}, {"_sources": {}})
+    assert str(e.value) == ("MAX_LENGTH = 512 (at the top of distill_student.py), but the teacher t was trained on 64 "
+                            "tokens: student X would read 512, training and predicting slower on text the teacher never "
+                            "read; set it to 64 (--max_length=64; a config file's top-level max_length sets every "
+                            "script's), or give a student a max_length of its own in STUDENTS to mean it")
+    with pytest.raises(UsageError, match=r"^--max_length=512, but"):
+        ds.check_length_against_teacher([unmeant], teacher, {"X"}, {"_sources": {"MAX_LENGTH": "flag"}})
+    ds.check_length_against_teacher([unmeant], teacher, set(), {})      # finished and kept: as it was trained
 
 
 def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet, tmp_path):

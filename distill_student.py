@@ -10,7 +10,8 @@ extra steps are not mistaken for what distillation adds.
 Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; from fine_tuning_teacher.py), or instead the soft labels
        a teacher published (SOFT_LABELS: soft_labels/<split>.npz + .json, IMDb), and the teacher's data
        (DATA: IMDb from IMDB_DIR or the hub, or your own files). The data and split settings (DATA, columns,
-       LABEL_NAMES, VAL_SIZE, SEED, DROP_LEAKS) must be the teacher's; students get the teacher's labels.
+       LABEL_NAMES, VAL_SIZE, TRAIN_SIZE, SEED, DROP_LEAKS: DATA_KEYS) must be the teacher's, and MAX_LENGTH no
+       longer than its (a student's own max_length excepted); students get the teacher's labels.
 Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits per review, computed once
          (batched by length, inference_mode) and reused by every student and every re-run;
        outputs/<EXPERIMENT>/students/<name>/ and, with BASELINE, students/<name>-baseline/ (the same

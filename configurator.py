@@ -156,6 +156,16 @@ def flag_text(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def where_set(name: str, value, source: str, config_file: str = "", script: str = "") -> str:
+    """How a setting was given, for a message that names it: `--name=value` (source "flag"), `name = value in FILE`
+    ("file"), or `NAME = value (at the top of SCRIPT.py)` (the script's own constant, "default")."""
+    if source == "flag":
+        return f"--{name.lower()}={flag_text(value)}"
+    if source == "file":
+        return f"{name.lower()} = {toml_inline(value)} in {config_file}"
+    return f"{name.upper()} = {value!r} (at the top of {script}.py)"
+
+
 def coerce(name: str, value, default, source: str = ""):
     """`value` as the type of `default`, or UsageError naming the setting and where it was set.
 

@@ -1003,7 +1003,7 @@ def classes_neglected(row: dict, floor: float = 0.05, min_support: int = 20) -> 
     confusion = row.get("confusion") or []
     predicted = [sum(column) > 0 for column in zip(*confusion)]
     return {name: c["recall"] for i, (name, c) in enumerate((row.get("per_class") or {}).items())
-            if c["support"] >= min_support and c["recall"] < floor and (i >= len(predicted) or predicted[i])}
+            if c.get("support", 0) >= min_support and c["recall"] < floor and (i >= len(predicted) or predicted[i])}
 
 
 def recalled(classes: dict) -> str:

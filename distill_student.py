@@ -49,7 +49,7 @@ import numpy as np
 
 import data_utils
 from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, flag_text, log, public_config,
-                          run_main, start_run, toml_inline)
+                          run_main, start_run, where_set)
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
@@ -370,11 +370,10 @@ def check_teacher_data(teacher: Teacher, ours: DataSpec, sources: dict | None = 
             log.info("the teacher was trained with data = %s; reading it from %s, checked against the teacher's record of "
                      "its splits", theirs.data, ours.data)
         else:
-            was, now = flag_text(getattr(theirs, key)), flag_text(getattr(ours, key))
+            was = flag_text(getattr(theirs, key))
             as_it_had = f"--{key}={was}" if was else f"leave --{key} out"
-            ours_set = {"file": f"{key} = {toml_inline(getattr(ours, key))} in {config_file}",
-                        "default": f"{key.upper()} = {getattr(ours, key)!r} in distill_student.py"}.get(
-                (sources or {}).get(key.upper()), f"--{key}={now}")
+            ours_set = where_set(key, getattr(ours, key), (sources or {}).get(key.upper(), "flag"), config_file,
+                                 "distill_student")
             raise UsageError(f"{ours_set}, but the teacher {teacher.where} was trained with {key} = {was or '(none)'}: "
                              f"the students would see other data or labels, or validation rows the teacher trained on; "
                              f"give it as the teacher had it ({as_it_had}: the teacher's --config with the same flags)")
@@ -624,12 +623,11 @@ def check_length_against_teacher(runs: list, teacher: Teacher, to_train: set, cf
     gives a max_length of its own (meant). Only students to train (`to_train`, names): a kept one is as it was."""
     theirs = teacher.trained.get("max_length")
     longer = {r.spec["name"]: r.settings["max_length"] for r in runs if theirs and r.settings["max_length"] > theirs}
-    own = {r.spec["name"] for r in runs if "max_length" in r.spec}        # a student's own max_length: meant
+    own = {r.spec["name"] for r in runs if r.spec.get("max_length") == r.settings["max_length"]}   # its own: meant
     unmeant = [n for n in longer if n in to_train and n not in own]
     if unmeant:
-        set_as = {"flag": f"--max_length={MAX_LENGTH}",
-                  "file": f"max_length = {MAX_LENGTH} in {cfg.get('_config_file')}"}.get(
-            (cfg.get("_sources") or {}).get("MAX_LENGTH"), f"MAX_LENGTH = {MAX_LENGTH} (at the top of distill_student.py)")
+        set_as = where_set("max_length", MAX_LENGTH, (cfg.get("_sources") or {}).get("MAX_LENGTH", "default"),
+                           cfg.get("_config_file", ""), "distill_student")
         raise UsageError(f"{set_as}, but the teacher {teacher.where} was trained on {theirs} tokens: student"
                          f"{'s' * (len(unmeant) > 1)} {', '.join(unmeant)} would read {MAX_LENGTH}, training and "
                          f"predicting slower on text the teacher never read; set it to {theirs} (--max_length={theirs}; "

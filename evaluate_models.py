@@ -1,8 +1,9 @@
 """Evaluate the teacher and every student of an experiment side by side on the test split (IMDb or your data).
 
 Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; without either, the teacher its students were distilled
-       from; for students of published soft labels, the teacher row of a published results.json: TEACHER_RESULTS) and outputs/<EXPERIMENT>/students/*/ (each model with its own
-       tokenizer and the truncation settings it was trained with, from its config.json), and the test split
+       from; for students of published soft labels, the teacher row of a published results.json: TEACHER_RESULTS)
+       and outputs/<EXPERIMENT>/students/*/ (each model with its own tokenizer and the truncation settings it was
+       trained with, from its config.json), and the test split
        of the teacher's data (as saved with the teacher, or from DATA when it has moved; IMDb: all 25,000
        reviews), or a fixed stratified seeded subset of TEST_SIZE; with SPLIT=validation the teacher's
        validation split instead, for choosing settings without touching the test set.
@@ -132,10 +133,11 @@ def students_teacher(root: Path) -> Path | None:
     """The teacher folder that every finished student of the experiment `root` was distilled from (the teacher each
     one's config.json records: distill_student.py's TEACHER_DIR, or its experiment's own), when they name one and it
     is finished; else None (no students, students of published soft labels, or of several teachers)."""
-    named = {read_json(p / "config.json").get("sentiment_kd", {}).get("teacher") for p in finished_models(root)
-             if p != root / "teacher"}
-    folder = Path(named.pop()) if len(named) == 1 and None not in named else None
-    return folder if folder is not None and is_finished(folder) else None
+    named = [read_json(p / "config.json").get("sentiment_kd", {}).get("teacher") for p in finished_models(root)
+             if p != root / "teacher"]
+    if not named or None in named or len({Path(t).resolve() for t in named}) > 1:   # one folder, however written
+        return None
+    return Path(named[0]) if is_finished(Path(named[0])) else None
 
 
 def hardware(device: str) -> dict:
@@ -687,6 +689,7 @@ def label_points(ax, points: list[tuple], labels: list[str], below: list[bool], 
     other: labels whose spans across overlap (about 0.6 `size` points wide a character) are moved apart in height by
     spread_labels (in points on the page), a label moved off its point joined to it by a thin line."""
     to_points = 72 / ax.figure.dpi
+    ax.get_xlim(), ax.get_ylim()                    # settles a pending autoscale: the limits the labels are placed in
     xy = ax.transData.transform(np.asarray(points, dtype=float)) * to_points         # (N, 2) points on the page
     right_edge = ax.get_window_extent().x1 * to_points
     width = np.array([0.6 * size * len(lab) for lab in labels])
@@ -741,10 +744,12 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         if bad:
             raise UsageError(f"--{name}: unknown kind {sorted(bad)[0]!r}; use some of {', '.join(sorted(_KINDS))}")
     teacher_dir = None if TEACHER_RESULTS else teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
-    if teacher_dir and not TEACHER_DIR and not is_finished(teacher_dir) and students_teacher(root):
-        teacher_dir = students_teacher(root)      # students of another experiment's teacher (distilled with teacher_dir)
-        log.info("teacher: %s, the one the students of %s were distilled from (%s has none; --teacher_dir picks "
-                 "another)", teacher_dir, root, root)
+    theirs = students_teacher(root) if teacher_dir and not TEACHER_DIR and not is_finished(teacher_dir) else None
+    if theirs:          # students of another experiment's teacher (distilled with --teacher_dir)
+        teacher_dir = theirs
+        if cfg is not None:     # said once: the check's lines reach the log, then main() calls this again
+            log.info("teacher: %s, the one the students of %s were distilled from (%s has none; --teacher_dir picks "
+                     "another)", teacher_dir, root, root)
     models = find_models(root, teacher_dir)
     if TEACHER_RESULTS and not Path(TEACHER_RESULTS).is_file():
         raise UsageError(f"--teacher_results={TEACHER_RESULTS}: no such file; give a published results.json (e.g. "
@@ -851,9 +856,9 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
         missed = classes_missed(rows[-1])
         if missed:
             log.warning("%s %s predicted only %s classes: it has not learned", name, precision, missed)
-        if classes_neglected(rows[-1]):
-            log.warning("%s %s all but never recognised a class (%s)", name, precision,
-                        recalled(classes_neglected(rows[-1])))
+        neglected = classes_neglected(rows[-1])
+        if neglected:
+            log.warning("%s %s all but never recognised a class (%s)", name, precision, recalled(neglected))
         del m
     del model
     gc.collect()
@@ -1082,7 +1087,8 @@ def load_split(teacher_dir: Path) -> dict:
     shares = {"validation": class_shares(data.validation["label"], len(data.label_names)),
               SPLIT: class_shares(part["label"], len(data.label_names))}
     data_name = "IMDb" if spec.is_imdb else portable(spec.data) if is_path_setting("data", spec.data) else spec.data
-    note = shift_note(data.label_names, shares["validation"], shares["test"], text_noun(data_name)) if SPLIT == "test" else ""
+    note = shift_note(data.label_names, shares["validation"], shares["test"], text_noun(data_name)) \
+        if SPLIT == "test" else ""
     if note:
         log.warning(note.replace("**", ""))
     return {"texts": texts, "of": len(data.test if SPLIT == "test" else data.validation),

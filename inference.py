@@ -84,27 +84,33 @@ def default_model(output_dir: str, experiment: str = "") -> Path:
                          (f"; experiments with saved models: {', '.join(there)}" if there else ""))
     newest = experiment_of(max(models, key=lambda p: (p / "metrics.json").stat().st_mtime))
     mine = [p for p in models if experiment_of(p) == newest]
-    mine = [p for p in mine if not not_learned(p)] or mine
-    students = [p for p in mine if p.name != "teacher"]
-    kind = lambda p: read_json(p / "config.json").get("sentiment_kd", {}).get("kind")   # noqa: E731
-    distilled = [p for p in students if kind(p) == "distilled"]
-    return max(distilled or students or mine, key=lambda p: read_json(p / "metrics.json").get("val_accuracy", 0))
+    return max([p for p in mine if not not_learned(p)] or mine, key=preference)
+
+
+def preference(folder: Path) -> tuple:
+    """How default_model ranks an experiment's models: distilled students first (what the experiment is about),
+    then other students (labels-only baselines), then the teacher; within each, by validation accuracy."""
+    kind = read_json(folder / "config.json").get("sentiment_kd", {}).get("kind")
+    rank = 2 if kind == "distilled" else 0 if folder.name == "teacher" else 1
+    return rank, read_json(folder / "metrics.json").get("val_accuracy", 0)
 
 
 def default_reason(folder: Path, experiment: str = "") -> str:
-    """Why default_model picked `folder` (from `experiment`, "" = the newest), for the line that names it; and, when
-    its labels-only baseline did better on validation, that one's folder."""
+    """Why default_model picked `folder` (from `experiment`, "" = the newest), for the line that names it: the
+    models ranked above it that it passed over for not learning, and, when its labels-only baseline did better on
+    validation (and learned), that one's folder."""
     kind = read_json(folder / "config.json").get("sentiment_kd", {}).get("kind")
     of = f"experiment {experiment}" if experiment else "the newest experiment"
-    skipped = {p: why for p in models.finished_models(experiment_of(folder)) if p != folder and (why := not_learned(p))}
-    passed = ("; passed over, as they did not learn: " + "; ".join(f"{p.name} ({why})" for p, why in skipped.items())
-              if skipped and not not_learned(folder) else "")
+    above = [p for p in models.finished_models(experiment_of(folder)) if preference(p) > preference(folder)]
+    skipped = {p: why for p in above if (why := not_learned(p))} if not not_learned(folder) else {}
+    passed = "; passed over, as they did not learn: " + "; ".join(f"{p.name} ({why})" for p, why in skipped.items()) \
+        if skipped else ""
     learned = " that learned" if passed else ""
     if kind == "distilled":
         twin = folder.with_name(f"{folder.name}-baseline")
         ours, theirs = (read_json(f / "metrics.json").get("val_accuracy", 0) if is_finished(f) else 0 for f in (folder, twin))
         better = f"; its labels-only baseline did better on validation ({theirs:.4f} against {ours:.4f}): " \
-                 f"--model={twin} takes it" if theirs > ours else ""
+                 f"--model={twin} takes it" if theirs > ours and not not_learned(twin) else ""
         return f"the best distilled student of {of}{learned}{better}{passed}"
     if folder.name != "teacher":
         return f"the best student of {of}, which has no distilled one{learned}{passed}"

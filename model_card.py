@@ -139,8 +139,8 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
     if classes_missed(test):
         lines.append(f"**Warning: on test it predicted only {classes_missed(test)} classes ({test['precision']}): "
                      f"it has not learned; do not ship it.**")
-    elif classes_neglected(test):
-        lines.append(f"**Warning: on test it all but never recognised {recalled(classes_neglected(test))} "
+    elif neglected := classes_neglected(test):
+        lines.append(f"**Warning: on test it all but never recognised {recalled(neglected)} "
                      f"({test['precision']}): look at its confusion matrix before shipping it.**")
     if per:
         lines.append(f"Test recall per class ({test['precision']}): "

@@ -485,6 +485,9 @@ def test_students_that_read_more_tokens_than_the_teacher_are_refused_unless_they
     with pytest.raises(UsageError, match=r"^--max_length=512, but"):
         ds.check_length_against_teacher([unmeant], teacher, {"X"}, {"_sources": {"MAX_LENGTH": "flag"}})
     ds.check_length_against_teacher([unmeant], teacher, set(), {})      # finished and kept: as it was trained
+    overruled = run({"name": "Y", "max_length": 64}, 512)          # its own 64, beaten by --max_length=512
+    with pytest.raises(UsageError, match=r"^--max_length=512, but .* student Y would read 512"):
+        ds.check_length_against_teacher([overruled], teacher, {"Y"}, {"_sources": {"MAX_LENGTH": "flag"}})
 
 
 def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet, tmp_path):
@@ -502,7 +505,7 @@ def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet, tmp_
         ds.main(["--config", str(mine), *tiny_args(imdb_parquet, tiny_run)[2:]])
     trained = json.loads((tiny_run / "tiny/teacher/config.json").read_text())["sentiment_kd"]["run_config"]
     teacher = ds.Teacher(tiny_run / "tiny/teacher", ("negative", "positive"), 1.0, None, trained, True)
-    with pytest.raises(UsageError, match=r"^VAL_SIZE = 10 in distill_student.py, but the teacher .* val_size = 8"):
+    with pytest.raises(UsageError, match=r"^VAL_SIZE = 10 \(at the top of distill_student.py\), but the teacher .* val_size = 8"):
         ds.check_teacher_data(teacher, ds.DataSpec.from_settings(trained | {"val_size": 10}), {"VAL_SIZE": "default"})
     # a subsample of the teacher's train split is another train split, not changed data
     with pytest.raises(UsageError, match=r"^--train_size=20, but the teacher .* was trained with train_size = (none|0)"):

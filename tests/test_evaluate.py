@@ -103,6 +103,10 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     published = ev.main(tiny_args(imdb_parquet, tiny_experiment, "--quantize=false", cache=False))
     for name in ("cut", "cut-baseline"):
         shutil.copytree(src / "students" / name, tmp_path / "soft" / "students" / name)
+        config = tmp_path / "soft" / "students" / name / "config.json"      # as students of soft labels record it
+        kd = json.loads(config.read_text())
+        kd["sentiment_kd"]["teacher"] = str(tmp_path / "published" / "soft_labels")
+        config.write_text(json.dumps(kd))
     with pytest.raises(UsageError, match=r"no finished teacher .*--teacher_results="):
         ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", cache=False))
     result = ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
@@ -388,6 +392,11 @@ def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_ex
     teacher = tiny_experiment / "tiny" / "teacher"
     shutil.copytree(tiny_experiment / "tiny" / "students", tmp_path / "tiny" / "students")
     assert ev.students_teacher(tmp_path / "tiny") == teacher
+    config = tmp_path / "tiny" / "students" / "cut-baseline" / "config.json"      # the same folder written another way
+    kd = json.loads(config.read_text())
+    kd["sentiment_kd"]["teacher"] = str(teacher / ".." / "teacher")
+    config.write_text(json.dumps(kd))
+    assert ev.students_teacher(tmp_path / "tiny") in (teacher, teacher / ".." / "teacher")
     result = ev.main(tiny_args(imdb_parquet, tmp_path, "--models=cut", "--quantize=false", cache=False))
     assert [(r["model"], r["folder"]) for r in result["rows"]][0] == ("teacher", str(teacher))
     assert f"teacher: {teacher}, the one the students of {tmp_path / 'tiny'} were distilled from" in \

@@ -185,14 +185,20 @@ def test_inference_default_is_the_best_distilled_student_of_the_newest_experimen
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "best"
     assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment; its " \
         f"labels-only baseline did better on validation (0.9300 against 0.9000): --model={twin} takes it"
-    shutil.rmtree(twin)
+    (twin / "metrics.json").write_text(json.dumps({"val_accuracy": 0.93, "val_classes_predicted": 1}))
+    assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment"
+    shutil.rmtree(twin)                                  # a baseline that did not learn is not offered
     # a model that predicted one class on validation has not learned: passed over while another has, and said so
     one_class = lambda n: (tmp_path / "new" / "students" / n / "metrics.json").write_text(       # noqa: E731
         json.dumps({"val_accuracy": 0.9, "val_classes_predicted": 1}))
+    (tmp_path / "new" / "students" / "low" / "metrics.json").write_text(     # ranked below the pick anyway: not named
+        json.dumps({"val_accuracy": 0.6, "val_classes_predicted": 1}))
+    assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment"
     one_class("best")
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "mid"
     assert reason(tmp_path / "new" / "students" / "mid") == "the best distilled student of the newest experiment that " \
         "learned; passed over, as they did not learn: best (it predicted one class for every validation text)"
+    (tmp_path / "new" / "students" / "low" / "metrics.json").write_text(json.dumps({"val_accuracy": 0.6}))
     for name in ("low", "mid"):
         one_class(name)
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "base"

@@ -319,9 +319,7 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
         cfg[name], sources[name] = coerce(name, file_values[name], defaults[name], source=config_path), "file"
     for name in set(flags) & set(defaults):
         cfg[name], sources[name] = coerce(name, flags[name], defaults[name]), "flag"
-    where = {"flag": lambda n, v: f"--{n.lower()}={v!r}", "file": lambda n, v: f"{n.lower()} = {v!r} in {config_path}",
-             "default": lambda n, v: f"{n} = {v!r} (at the top of {script}.py)"}
-    check_setting_values(cfg, lambda n, v: where[sources[n]](n, v))
+    check_setting_values(cfg, lambda n, v: where_set(n, v, sources[n], config_path, script))
     absolute_data_paths(cfg)
     namespace.update(cfg)
     return cfg | {"_args": positional, "_sources": sources, "_ignored": sorted(set(flags) - set(defaults))} | \

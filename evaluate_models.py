@@ -517,8 +517,7 @@ def one_sided_note(rows: list[dict], noun: str) -> str:
     learned: its accuracy is the share of the classes it predicts), and one naming those that all but never
     recognised a class they do predict (classes_neglected), else ""."""
     some = [f"{r['model']} ({r['precision']}: {classes_missed(r)})" for r in rows if classes_missed(r)]
-    few = [f"{r['model']} ({r['precision']}: {recalled(classes_neglected(r))})" for r in rows
-           if classes_neglected(r)]
+    few = [f"{r['model']} ({r['precision']}: {recalled(neglected)})" for r in rows if (neglected := classes_neglected(r))]
     return ((f"**Warning: {', '.join(some)} predicted only some of the classes on these {noun}**: such a model has not "
              f"learned; give it more steps (README, *Your own data*). " if some else "")
             + (f"**Warning: {', '.join(few)} all but never recognised a class on these {noun}** (recall under 5%): look "

@@ -101,7 +101,8 @@ def default_reason(folder: Path, experiment: str = "") -> str:
     validation (and learned), that one's folder."""
     kind = read_json(folder / "config.json").get("sentiment_kd", {}).get("kind")
     of = f"experiment {experiment}" if experiment else "the newest experiment"
-    above = [p for p in models.finished_models(experiment_of(folder)) if preference(p) > preference(folder)]
+    rank = preference(folder)
+    above = [p for p in models.finished_models(experiment_of(folder)) if preference(p) > rank]
     skipped = {p: why for p in above if (why := not_learned(p))} if not not_learned(folder) else {}
     passed = "; passed over, as they did not learn: " + "; ".join(f"{p.name} ({why})" for p, why in skipped.items()) \
         if skipped else ""

@@ -39,7 +39,7 @@ def assert_one_line_error(r, *fragments):
     ("fine_tuning_teacher.py", ["--max_length=4"], "--max_length=4: must be >= 8"),
     ("fine_tuning_teacher.py", ["--val_size=0"], "--val_size=0: must be >= 1"),
     ("fine_tuning_teacher.py", ["--train_size=-5"], "--train_size=-5: must be >= 0"),
-    ("fine_tuning_teacher.py", ["--truncation=middle"], "--truncation='middle': must be one of head, tail, head+tail"),
+    ("fine_tuning_teacher.py", ["--truncation=middle"], "--truncation=middle: must be one of head, tail, head+tail"),
     ("fine_tuning_teacher.py", ["--head_tokens=63"], "--head_tokens=63: must be below max_length = 64 in"),
     ("distill_student.py", ["--alpha=1.5"], "--alpha=1.5: must be between 0 and 1"),
     ("distill_student.py", ["--transfer_size=-1"], "--transfer_size=-1: must be >= 0"),
@@ -61,7 +61,7 @@ def assert_one_line_error(r, *fragments):
     ("fine_tuning_teacher.py", ["--warmup_ratio=1.0"], "--warmup_ratio=1.0: must be at least 0 and below 1"),
     ("evaluate_models.py", ["--test_size=-1"], "--test_size=-1: must be >= 0"),
     ("export.py", ["--model=no/such/folder"], "--model no/such/folder: no such folder; finished models in "),
-    ("evaluate_models.py", ["--device=tpu"], "--device='tpu': must be one of auto, cpu, cuda"),
+    ("evaluate_models.py", ["--device=tpu"], "--device=tpu: must be one of auto, cpu, cuda"),
 ])
 def test_bad_settings_change_nothing(tiny_experiment, imdb_parquet, script, args, message, capsys):
     # in this process, as `python script ...` runs it (run_main): a new process would spend ~8 s importing

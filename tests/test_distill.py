@@ -691,7 +691,7 @@ def test_report_to_tensorboard_writes_the_loss_parts_as_scalars(tiny_run, imdb_p
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/loss_ce", "train/loss_kl", "eval/accuracy"} <= tags
     assert len(events.Scalars("train/loss_kl")) >= 2 and all(s.value >= 0 for s in events.Scalars("train/loss_kl"))
-    with pytest.raises(UsageError, match="--report_to='wandb': must be one of none, tensorboard"):
+    with pytest.raises(UsageError, match="--report_to=wandb: must be one of none, tensorboard"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--report_to=wandb"))
 
 

@@ -410,7 +410,7 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
         import torch
         torch.set_num_threads(namespace["THREADS"])
     cfg["_versions"] = library_versions()
-    log.info("config: %s", public_config(cfg))
+    log.info("config: %s", {k: [] if v == [""] else v for k, v in public_config(cfg).items()})   # [""]: a list left unset
     if cfg["_ignored"]:   # expected under run_experiment.sh (KD_ALL_STEPS: one command line for every step), else a warning
         log.log(logging.INFO if os.environ.get("KD_ALL_STEPS") else logging.WARNING, "flags for other scripts, ignored "
                 "by %s.py: %s", script, ", ".join(f"--{n.lower()}" for n in cfg["_ignored"]))

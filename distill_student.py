@@ -584,7 +584,8 @@ def check_config(cfg: dict) -> None:
         check_resume(dirs, settings, OVERWRITE)
     if not teacher.has_model:     # every text to learn from has published logits (the selected runs: a superset)
         published_logits(list(data.train["text"]) + transfer_pool(data, runs), teacher.where)
-    check_length_against_teacher(runs, teacher, to_train, cfg)
+    check_length_against_teacher(runs, teacher.trained.get("max_length"), f"the teacher {teacher.where} was trained on",
+                                 to_train, cfg)
 
 
 def check_before_teacher(cfg: dict) -> None:
@@ -616,27 +617,43 @@ def check_before_teacher(cfg: dict) -> None:
                              f"--transfer_data={TRANSFER_DATA} holds {have:,} texts; set it to at most {have}")
 
 
-def check_length_against_teacher(runs: list, teacher: Teacher, to_train: set, cfg: dict) -> None:
-    """Students that would read more tokens than the teacher was trained on: refused when they take MAX_LENGTH (each
-    script's own constant: edited in one file and not the other, the students would train and predict slower, on text
-    the teacher never read; a config file's top-level max_length sets both), warned of when their STUDENTS entry
-    gives a max_length of its own (meant). Only students to train (`to_train`, names): a kept one is as it was."""
-    theirs = teacher.trained.get("max_length")
+def check_length_against_teacher(runs: list, theirs: int | None, teacher_text: str, to_train: set, cfg: dict,
+                                 warn: bool = True) -> None:
+    """Students that would read more tokens than the teacher reads (`theirs`; `teacher_text` names it, e.g. "the
+    teacher T was trained on"): refused when they take MAX_LENGTH (each script's own constant: edited in one file and
+    not the other, the students would train and predict slower, on text the teacher never read; a config file's
+    top-level max_length sets both), warned of (`warn`) when their STUDENTS entry gives a max_length of its own
+    (meant). Only students to train (`to_train`, names): a kept one is as it was."""
     longer = {r.spec["name"]: r.settings["max_length"] for r in runs if theirs and r.settings["max_length"] > theirs}
     own = {r.spec["name"] for r in runs if r.spec.get("max_length") == r.settings["max_length"]}   # its own: meant
     unmeant = [n for n in longer if n in to_train and n not in own]
     if unmeant:
         set_as = where_set("max_length", MAX_LENGTH, (cfg.get("_sources") or {}).get("MAX_LENGTH", "default"),
                            cfg.get("_config_file", ""), "distill_student")
-        raise UsageError(f"{set_as}, but the teacher {teacher.where} was trained on {theirs} tokens: student"
+        raise UsageError(f"{set_as}, but {teacher_text} {theirs} tokens: student"
                          f"{'s' * (len(unmeant) > 1)} {', '.join(unmeant)} would read {MAX_LENGTH}, training and "
                          f"predicting slower on text the teacher never read; set it to {theirs} (--max_length={theirs}; "
                          f"a config file's top-level max_length sets every script's), or give a student a max_length "
                          f"of its own in STUDENTS to mean it")
-    if longer:
-        log.warning("students read more tokens than the teacher %s was trained on (%d): %s; they train and predict "
-                    "slower for it (--max_length=%d, or max_length at the top of the config, gives them its length)",
-                    teacher.where, theirs, ", ".join(f"{n} {m}" for n, m in longer.items()), theirs)
+    if longer and warn:
+        log.warning("students read more tokens than %s (%d): %s; they train and predict slower for it (--max_length=%d, "
+                    "or max_length at the top of the config, gives them its length)",
+                    teacher_text, theirs, ", ".join(f"{n} {m}" for n, m in longer.items()), theirs)
+
+
+def check_length_before_teacher(cfg: dict, teacher_cfg: dict) -> None:
+    """check_length_against_teacher for a teacher still to train (run_experiment.sh, its configuration
+    `teacher_cfg`: fine_tuning_teacher.py's constants under the same file and flags), so that the refusal comes
+    before its hours, not after. A finished teacher that is kept is checked at distill_student.py's start instead
+    (its recorded length)."""
+    theirs = teacher_cfg.get("MAX_LENGTH")
+    if not theirs or (is_finished(teacher_folder(OUTPUT_DIR, EXPERIMENT, "")) and not teacher_cfg.get("OVERWRITE")):
+        return
+    set_as = where_set("max_length", theirs, (teacher_cfg.get("_sources") or {}).get("MAX_LENGTH", "default"),
+                       teacher_cfg.get("_config_file", ""), "fine_tuning_teacher")
+    runs = selected_runs(cfg)
+    check_length_against_teacher(runs, theirs, f"the teacher to train ({set_as}) reads", {r.spec["name"] for r in runs},
+                                 cfg, warn=False)
 
 
 def run_settings(run: "Run", cfg: dict, teacher: Teacher) -> dict:

@@ -28,7 +28,11 @@ settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configura
 has_bench = 0
 def check():    # the file is read (a missing or bad one is a one-line error) before its tables are looked at
     global has_bench
-    d.check_before_teacher(configure(vars(d), ["--config", *sys.argv[1:]]))   # the students, their transfer texts
+    cfg = configure(vars(d), ["--config", *sys.argv[1:]])
+    d.check_before_teacher(cfg)                          # the students, their transfer texts
+    if not (d.SOFT_LABELS or d.TEACHER_DIR):             # a teacher to train: the length the students will read too
+        import fine_tuning_teacher as t
+        d.check_length_before_teacher(cfg, configure(vars(t), ["--config", *sys.argv[1:]], "fine_tuning_teacher"))
     if "bench" in tomllib.load(open(sys.argv[1], "rb")):
         import bench
         bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench"))

@@ -465,9 +465,11 @@ def test_a_runs_log_has_what_its_checks_logged_once_in_order_before_its_config(t
         log.info("--data=d: train: %s", seen["files"])
         seen["files"].append("later.csv")             # logged as it read then
         log.warning("2 files read as its train split")
-    ns = {"__file__": "fine_tuning_teacher.py", "OUTPUT_DIR": str(tmp_path), "EXPERIMENT": "x", "EPOCHS": 2.0}
+    ns = {"__file__": "fine_tuning_teacher.py", "OUTPUT_DIR": str(tmp_path), "EXPERIMENT": "x", "EPOCHS": 2.0,
+          "LABEL_NAMES": [""]}
     start_run(ns, [], "fine_tuning_teacher", "t.log", check=check)
     lines = (tmp_path / "x" / "logs" / "t.log").read_text().splitlines()
     assert [line.split(" ", 1)[1] for line in lines[:2]] == ["INFO --data=d: train: ['train.csv']",
                                                            "WARNING 2 files read as its train split"]
     assert lines[2].split(" ", 1)[1].startswith("INFO config: ") and len(lines) == 3
+    assert "'epochs': 2.0, 'label_names': []," in lines[2]          # a list left unset reads as one

@@ -469,25 +469,25 @@ def test_students_that_read_more_tokens_than_the_teacher_are_refused_unless_they
     monkeypatch.setattr(ds, "MAX_LENGTH", 512)
     run = lambda spec, m: SimpleNamespace(spec=spec, settings={"max_length": m})      # noqa: E731
     meant, short, unmeant = run({"name": "L2", "max_length": 512}, 512), run({"name": "L1"}, 64), run({"name": "X"}, 512)
-    teacher = ds.Teacher(Path("t"), ("negative", "positive"), 0.9, None, {"max_length": 64}, True)
+    teacher = 64, "the teacher t was trained on"
     with caplog.at_level("WARNING", logger="kd"):
-        ds.check_length_against_teacher([meant, short], teacher, {"L2", "L1"}, {})        # its own max_length: meant
+        ds.check_length_against_teacher([meant, short], *teacher, {"L2", "L1"}, {})        # its own max_length: meant
     assert "was trained on (64): L2 512; they train" in caplog.text and "L1" not in caplog.text
     caplog.clear()
-    ds.check_length_against_teacher([short], teacher, {"L1"}, {})
+    ds.check_length_against_teacher([short], *teacher, {"L1"}, {})
     assert caplog.text == ""
     with pytest.raises(UsageError) as e:
-        ds.check_length_against_teacher([meant, short, unmeant], teacher, {"L2", "L1", "X"}, {"_sources": {}})
+        ds.check_length_against_teacher([meant, short, unmeant], *teacher, {"L2", "L1", "X"}, {"_sources": {}})
     assert str(e.value) == ("MAX_LENGTH = 512 (at the top of distill_student.py), but the teacher t was trained on 64 "
                             "tokens: student X would read 512, training and predicting slower on text the teacher never "
                             "read; set it to 64 (--max_length=64; a config file's top-level max_length sets every "
                             "script's), or give a student a max_length of its own in STUDENTS to mean it")
     with pytest.raises(UsageError, match=r"^--max_length=512, but"):
-        ds.check_length_against_teacher([unmeant], teacher, {"X"}, {"_sources": {"MAX_LENGTH": "flag"}})
-    ds.check_length_against_teacher([unmeant], teacher, set(), {})      # finished and kept: as it was trained
+        ds.check_length_against_teacher([unmeant], *teacher, {"X"}, {"_sources": {"MAX_LENGTH": "flag"}})
+    ds.check_length_against_teacher([unmeant], *teacher, set(), {})      # finished and kept: as it was trained
     overruled = run({"name": "Y", "max_length": 64}, 512)          # its own 64, beaten by --max_length=512
     with pytest.raises(UsageError, match=r"^--max_length=512, but .* student Y would read 512"):
-        ds.check_length_against_teacher([overruled], teacher, {"Y"}, {"_sources": {"MAX_LENGTH": "flag"}})
+        ds.check_length_against_teacher([overruled], *teacher, {"Y"}, {"_sources": {"MAX_LENGTH": "flag"}})
 
 
 def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet, tmp_path):

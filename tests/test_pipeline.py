@@ -13,7 +13,7 @@ def run_script(*args):
 
 
 STEP_STUB = ("OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\nTEACHER_DIR = \"\"\n"    # a step whose run does nothing
-             "def check_before_teacher(cfg): pass\n")
+             "def check_before_teacher(cfg): pass\ndef check_length_before_teacher(cfg, teacher_cfg): pass\n")
 
 
 def stub_checkout(folder: Path, config: str = "", **steps: str) -> None:
@@ -140,6 +140,20 @@ def test_a_bad_bench_table_is_refused_before_the_first_step(tmp_path):
     assert p.returncode == 2 and p.stderr.startswith(f"error: --config {tmp_path / 'none.toml'}: no such file"), p.stderr
 
 
+def test_students_longer_than_the_teacher_to_train_are_refused_before_it_trains(imdb_parquet, tmp_path):
+    # max_length edited for the teacher only: distill_student.py would refuse its students after the teacher's hours
+    (tmp_path / "mine.toml").write_text((ROOT / "configs/tiny.toml").read_text() .replace(
+        '[fine_tuning_teacher]\n', '[fine_tuning_teacher]\nmax_length = 32\n'))
+    p = subprocess.run(["bash", str(ROOT / "run_experiment.sh"), str(tmp_path / "mine.toml"), f"--output_dir={tmp_path}",
+                        f"--data_dir={imdb_parquet}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+        f"error: max_length = 64 in {tmp_path}/mine.toml, but the teacher to train (max_length = 32 in {tmp_path}/mine.toml) "
+        f"reads 32 tokens: students cut, roberta would read 64, training and predicting slower on text the teacher never "
+        f"read; set it to 32 (--max_length=32; a config file's top-level max_length sets every script's), or give a "
+        f"student a max_length of its own in STUDENTS to mean it"), p.stderr
+    assert not (tmp_path / "tiny").exists() and "== fine_tuning_teacher" not in p.stdout
+
+
 def test_transfer_texts_are_checked_before_the_teacher_trains(imdb_parquet, tmp_path, caplog):
     # a wrong transfer file (or a column it lacks, or too few texts) would otherwise be found when the students start,
     # after the teacher's hours; one set with no student reading it (transfer_size 0) would be ignored without a word
@@ -187,9 +201,11 @@ def test_a_second_run_refused_by_the_lock_leaves_the_first_runs_timings_alone(tm
     import time
     stub_checkout(tmp_path, fine_tuning_teacher=(
         "import sys, time\nfrom pathlib import Path\nlock, go = Path('out/stub/.lock'), Path('out/stub/go')\n"
-        "if lock.exists():\n    sys.exit('error: out/stub is in use')\n"
-        "lock.touch()\nwhile not go.exists():\n    time.sleep(0.05)\n"
-        "Path('out/stub/teacher').mkdir()\nPath('out/stub/teacher/metrics.json').write_text('{}')\nlock.unlink()\n"))
+        "if __name__ == '__main__':\n"
+        "    if lock.exists():\n        sys.exit('error: out/stub is in use')\n"
+        "    lock.touch()\n    while not go.exists():\n        time.sleep(0.05)\n"
+        "    Path('out/stub/teacher').mkdir()\n    Path('out/stub/teacher/metrics.json').write_text('{}')\n"
+        "    lock.unlink()\n"))
     first = subprocess.Popen(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
@@ -218,6 +234,7 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
         "SOFT_LABELS = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--soft_labels=')), '')\n"
         "TEACHER_DIR = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--teacher_dir=')), '')\n"
         "def check_series(cfg): pass\ndef check_before_teacher(cfg): pass\n"
+        "def check_length_before_teacher(cfg, teacher_cfg): pass\n"
         f"if __name__ == '__main__':\n    Path('out/stub/steps').open('a').write('{step} ' + ' '.join(sys.argv[1:]) + '\\n')\n")
         for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")})
     def steps(*flags):

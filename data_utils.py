@@ -374,15 +374,15 @@ def data_files(path: str, flag: str = "--data") -> dict:
             if split:
                 files.setdefault(split, []).append(f)
         if not files:
-            lines = "; a .txt file of texts is read when given itself" if flag == "--transfer_data" else ""
+            lines = "; or hold only .txt files of texts (one per line)" if flag == "--transfer_data" else ""
             raise UsageError(f"{flag}={path}: no {'/'.join(FORMATS)} file named train, validation, test or "
                              f"unsupervised in this folder (found {len(found)} data files); name the files by split{lines}")
         files = {s: files[s] for s in SPLIT_WORDS if s in files}      # train first: errors name it first
     else:
         here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"        # run_experiment.sh runs in the checkout
         raise UsageError(f"{flag}={path}: no such file or folder{here}; give a CSV/TSV/JSON Lines/parquet file or folder"
-                         + {"--data": ", a hub dataset id, or imdb", "--transfer_data": ", or a .txt file (one text per "
-                            "line)"}.get(flag, ""))
+                         + {"--data": ", a hub dataset id, or imdb", "--transfer_data": ", or a .txt file or folder of them (one "
+                            "text per line)"}.get(flag, ""))
     kinds = {f.suffix.lower() for fs in files.values() for f in fs}
     unknown = kinds - set(FORMATS)
     if unknown:
@@ -412,14 +412,27 @@ def check_data(spec: DataSpec, splits=("train",)) -> None:
         imdb_sources(tuple(splits), spec.data_dir)
     elif is_local(spec.data):
         data_files(spec.data)
-    lines = is_lines_file(spec.transfer_data) and Path(spec.transfer_data).expanduser().is_file()
+    lines = is_lines_file(spec.transfer_data) and Path(spec.transfer_data).expanduser().exists()
     if spec.transfer_data not in ("", "validation") and not lines:
         data_files(spec.transfer_data, "--transfer_data")
 
 
 def is_lines_file(path: str) -> bool:
-    """A .txt file: unlabeled texts, one per line (transfer_data)."""
-    return Path(path).suffix.lower() == ".txt"
+    """A .txt file, or a folder of them (lines_files): unlabeled texts, one per line (transfer_data)."""
+    return bool(lines_files(path))
+
+
+def lines_files(path: str) -> list[Path]:
+    """The .txt files of transfer_data: the file itself (whether there or not: reading it names a missing one), or
+    every .txt file under a folder that holds no table (IMDb's aclImdb/train/unsup: a review per file), in name
+    order, hidden ones left out; [] for anything else."""
+    p = Path(path).expanduser()
+    if p.suffix.lower() == ".txt" or not p.is_dir():
+        return [p] if p.suffix.lower() == ".txt" else []
+    found = [f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+    if any(f.suffix.lower() in FORMATS for f in found):        # a folder of tables: its .txt files are notes
+        return []
+    return sorted(f for f in found if f.suffix.lower() == ".txt")
 
 
 def read_lines(path: str, flag: str = "--file") -> list[str]:
@@ -890,12 +903,17 @@ def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> l
 
 
 def transfer_file_texts(spec: DataSpec) -> list[str]:
-    """The texts of spec.transfer_data as written: a .txt file's non-blank lines, or a table's transfer_text_column
-    (else text_column; labels ignored), checked as training texts are."""
-    if is_lines_file(spec.transfer_data):
-        texts = [t for t in read_lines(spec.transfer_data, "--transfer_data") if not is_blank(t)]
+    """The texts of spec.transfer_data as written: the non-blank lines of a .txt file or of a folder's .txt files
+    (lines_files, in name order), or a table's transfer_text_column (else text_column; labels ignored), checked as
+    training texts are."""
+    files = lines_files(spec.transfer_data)
+    if files:
+        texts = [t for f in files for t in read_lines(str(f), "--transfer_data") if not is_blank(t)]
         if not texts:
             raise UsageError(f"--transfer_data={spec.transfer_data}: no text in it; give a file of unlabeled texts, one per line")
+        if Path(spec.transfer_data).expanduser().is_dir():
+            log.info("--transfer_data=%s: %d .txt files, %d texts (each non-blank line one)", spec.transfer_data,
+                     len(files), len(texts))
         return texts
     return read_table(spec.transfer_data, spec.transfer_text_column or spec.text_column, "--transfer_data",
                       "--transfer_text_column")[0]

@@ -75,6 +75,7 @@ TRAIN_SIZE: int = 0               # stratified subsample of the remaining train 
 DROP_LEAKS: bool = True           # drop train rows, transfer texts also in validation or test; validation rows in test
 TRANSFER_DATA: str = ""           # unlabeled texts: "" = the data's unsupervised split | validation (its rows beyond
                                   # VAL_SIZE, labels dropped) | a table file or folder | a .txt file (a text per line)
+                                  # or a folder of them (aclImdb/train/unsup: a review per file)
 TRANSFER_TEXT_COLUMN: str = ""    # the column of TRANSFER_DATA's table that holds the texts; "" = TEXT_COLUMN
 MAX_LENGTH: int = 512             # student tokens per review (per-student `max_length` overrides)
 TRUNCATION: str = "head+tail"     # head | tail | head+tail

@@ -225,7 +225,7 @@ def test_a_transfer_table_is_read_as_training_texts_are(tmp_path, imdb_parquet):
     assert s.report["transfer_texts_in_validation_or_test"] == 1 and list(s.transfer) == ["a film unlike any other"]
 
 
-def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path):
+def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path, caplog):
     # unlabeled texts as users have them: a .txt file, one per line, or a table whose text column is not named as the
     # labelled data's (here `tweet`): TRANSFER_TEXT_COLUMN names it, and an error names that setting, not --text_column
     write(tmp_path / "data", "csv", {"train": tweets(60, 1)})
@@ -243,6 +243,20 @@ def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path
     with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+blank.txt: no text in it; give a file of unlabeled texts"):
         du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(tmp_path / "blank.txt")))
     du.check_data(spec(tmp_path / "data", transfer_data=str(tmp_path / "more.txt")))       # there: no error
+    unsup = tmp_path / "unsup"                   # aclImdb/train/unsup: a review per file; or files of lines
+    (unsup / "b").mkdir(parents=True)
+    for name in ("10_0", "2_0", "7_3", "1_9"):
+        (unsup / f"{name}.txt").write_text(f"review {name}\n")
+    (unsup / "b" / "0_0.txt").write_text("nested one\n\nnested two\n")
+    (unsup / ".~2_0.txt").write_text("an editor's copy")
+    (unsup / "README.md").write_text("where these came from")
+    du.check_data(spec(tmp_path / "data", transfer_data=str(unsup)))
+    with caplog.at_level("INFO", logger="kd"):
+        assert du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(unsup))) == \
+            ["review 10_0", "review 1_9", "review 2_0", "review 7_3", "nested one", "nested two"]   # name order, not hidden
+    assert f"--transfer_data={unsup}: 5 .txt files, 6 texts (each non-blank line one)" in caplog.text
+    (unsup / "train.csv").write_text("tweet\na table\n")                # a folder of tables: its .txt files are notes
+    assert du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(unsup))) == ["a table"]
     with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+gone.txt: no such file or folder; .*, or a .txt file"):
         du.check_data(spec(tmp_path / "data", transfer_data=str(tmp_path / "gone.txt")))
     (tmp_path / "more.docx").write_text("x")
@@ -283,7 +297,7 @@ def test_a_semicolon_csv_gets_a_hint_and_one_line(tmp_path, capfd):
 def test_transfer_from_validation_needs_a_validation_file(tmp_path):
     write(tmp_path, "csv", {"train": tweets(60, 1)})
     with pytest.raises(du.UsageError, match=r"^--transfer_data=nowhere.tsv: no such file or folder in .*; give a CSV/TSV/JSON Lines/"
-                                            r"parquet file or folder, or a .txt file \(one text per line\)$"):   # the setting
+                                            r"parquet file or folder, or a .txt file or folder of them \(one text per line\)$"):   # the setting
         du.check_data(spec(tmp_path, transfer_data="nowhere.tsv"))
     with pytest.raises(du.UsageError, match="transfer_data = validation, but .* has no validation split"):
         du.load_splits(spec(tmp_path, val_size=9, transfer_data="validation"), transfer=True)

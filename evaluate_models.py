@@ -991,6 +991,17 @@ def write_cards(models: list, rows: list[dict], pairs: list[tuple], hw: dict, te
         write_onnx_card(folder)
 
 
+def own_models(models: list, root: Path) -> list:
+    """The (name, folder) of `models` inside the experiment `root`: another experiment's teacher (TEACHER_DIR, or the
+    one the students were distilled from) keeps the card its own evaluation wrote (its test set, its baselines)."""
+    ours = [(n, f) for n, f in models if Path(f).resolve().is_relative_to(root.resolve())]
+    for name, folder in models:
+        if (name, folder) not in ours:
+            log.info("%s: %s is another experiment's; its model card is left as that experiment's evaluation wrote it",
+                     name, folder)
+    return ours
+
+
 def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str, load: dict | None = None,
             predictions: Path | None = None) -> dict:
     """Write results.{json,csv,md}, dashboard.png and gains.png (validation-* for the validation split)
@@ -1002,7 +1013,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     pairs = paired_rows(rows)
     groups, hw = seed_groups(rows, pairs), hardware(device) | (load or {})
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
-        write_cards(models, rows, pairs, hw, len(split["texts"]), split["of"])
+        write_cards(own_models(models, root), rows, pairs, hw, len(split["texts"]), split["of"])
     previous = root / f"{prefix}results.json"
     dropped = sorted({r["model"] for r in read_json(previous)["rows"]} - {r["model"] for r in rows}) if previous.is_file() else []
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on

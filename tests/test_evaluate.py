@@ -397,8 +397,11 @@ def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_ex
     kd["sentiment_kd"]["teacher"] = str(teacher / ".." / "teacher")
     config.write_text(json.dumps(kd))
     assert ev.students_teacher(tmp_path / "tiny") in (teacher, teacher / ".." / "teacher")
-    result = ev.main(tiny_args(imdb_parquet, tmp_path, "--models=cut", "--quantize=false", cache=False))
+    card = (teacher / "README.md").read_text()
+    result = ev.main(tiny_args(imdb_parquet, tmp_path, "--models=cut", "--quantize=false", "--test_size=12", cache=False))
     assert [(r["model"], r["folder"]) for r in result["rows"]][0] == ("teacher", str(teacher))
+    assert (teacher / "README.md").read_text() == card               # its own experiment's card, not this evaluation's
+    assert "stratified 12 of 24 test texts" in (tmp_path / "tiny" / "students" / "cut" / "README.md").read_text()
     assert (tmp_path / "tiny" / "logs" / "evaluate.log").read_text().count(
         f"teacher: {teacher}, the one the students of {tmp_path / 'tiny'} were distilled from") == 1
     config = tmp_path / "tiny" / "students" / "cut-baseline" / "config.json"      # two teachers named: none is taken

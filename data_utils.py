@@ -304,7 +304,7 @@ class DataSpec:
     seed: int = 42
     drop_leaks: bool = True       # drop train rows / transfer texts also in validation or test, validation rows in test
     transfer_data: str = ""       # unlabeled texts: "" = the data's unsupervised split | validation | a file/folder
-                                  # (a .txt file: one text per line)
+                                  # (a .txt file or folder of them: one text per line)
     transfer_text_column: str = ""   # the column of a transfer_data table that holds the texts; "" = text_column
 
     @classmethod

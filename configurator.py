@@ -156,14 +156,21 @@ def flag_text(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def where_set(name: str, value, source: str, config_file: str = "", script: str = "") -> str:
+def where_set(name: str, value, source: str, config_file: str = "", script: str = "", table: bool = False) -> str:
     """How a setting was given, for a message that names it: `--name=value` (source "flag"), `name = value in FILE`
-    ("file"), or `NAME = value (at the top of SCRIPT.py)` (the script's own constant, "default")."""
+    ("file"; `table`: set in the file's [SCRIPT] table, `name = value in [SCRIPT] of FILE`), or `NAME = value (at the
+    top of SCRIPT.py)` (the script's own constant, "default")."""
     if source == "flag":
         return f"--{name.lower()}={flag_text(value)}"
     if source == "file":
-        return f"{name.lower()} = {toml_inline(value)} in {config_file}"
+        return f"{name.lower()} = {toml_inline(value)} in {f'[{script}] of ' if table else ''}{config_file}"
     return f"{name.upper()} = {value!r} (at the top of {script}.py)"
+
+
+def where_in(cfg: dict, name: str, value, script: str) -> str:
+    """where_set for a setting of configure()'s result `cfg` (its _sources, _config_file and _tables)."""
+    source = (cfg.get("_sources") or {}).get(name.upper(), "default")
+    return where_set(name, value, source, cfg.get("_config_file", ""), script, name.upper() in cfg.get("_tables", ()))
 
 
 def coerce(name: str, value, default, source: str = ""):
@@ -290,7 +297,7 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     A name that only another script has (a shared config file, run_experiment.sh's flags) is ignored;
     a name no script has is an error listing the valid ones. Values are type- and range-checked.
     Returns {NAME: value} plus `_args` (positional arguments), `_sources` ({NAME: "default" | "file" |
-    "flag"}), `_ignored` (flags of other scripts) and `_config_file`.
+    "flag"}), `_ignored` (flags of other scripts), `_tables` (names the file's [script] table set) and `_config_file`.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     script = script or Path(namespace.get("__file__", "script")).stem
@@ -319,10 +326,11 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
         cfg[name], sources[name] = coerce(name, file_values[name], defaults[name], source=config_path), "file"
     for name in set(flags) & set(defaults):
         cfg[name], sources[name] = coerce(name, flags[name], defaults[name]), "flag"
-    check_setting_values(cfg, lambda n, v: where_set(n, v, sources[n], config_path, script))
+    check_setting_values(cfg, lambda n, v: where_set(n, v, sources[n], config_path, script, n in exact))
     absolute_data_paths(cfg)
     namespace.update(cfg)
-    return cfg | {"_args": positional, "_sources": sources, "_ignored": sorted(set(flags) - set(defaults))} | \
+    return cfg | {"_args": positional, "_sources": sources, "_ignored": sorted(set(flags) - set(defaults)),
+                  "_tables": sorted(exact & set(defaults) - set(flags))} | \
         ({"_config_file": config_path} if config_path else {})
 
 

@@ -366,17 +366,16 @@ def data_files(path: str, flag: str = "--data") -> dict:
     if p.is_file():
         files = {"train": [p]}
     elif p.is_dir():
-        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS    # not hidden ones:
-                       and not any(part.startswith(".") for part in f.relative_to(p).parts))  # ._train.csv, .cache/
+        found = [f for f in visible_files(p) if f.suffix.lower() in FORMATS]
         files = {}
         for f in found:
             split = file_split(f)
             if split:
                 files.setdefault(split, []).append(f)
         if not files:
-            lines = "; or hold only .txt files of texts (one per line)" if flag == "--transfer_data" else ""
+            lines = "; or put .txt files of texts in it (one per line) and no table" if flag == "--transfer_data" else ""
             raise UsageError(f"{flag}={path}: no {'/'.join(FORMATS)} file named train, validation, test or "
-                             f"unsupervised in this folder (found {len(found)} data files); name the files by split{lines}")
+                             f"unlabeled in this folder (found {len(found)} data files); name the files by split{lines}")
         files = {s: files[s] for s in SPLIT_WORDS if s in files}      # train first: errors name it first
     else:
         here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"        # run_experiment.sh runs in the checkout
@@ -391,6 +390,12 @@ def data_files(path: str, flag: str = "--data") -> dict:
     if len({str(FORMATS[k]) for k in kinds}) > 1:
         raise UsageError(f"{flag}={path}: files of several formats ({', '.join(sorted(kinds))}); keep one format per folder")
     return files
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """The files under `folder`, in name order, hidden ones left out (._train.csv, .cache/, an editor's .~copy)."""
+    return sorted(f for f in folder.rglob("*") if f.is_file()
+                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
 
 
 def file_split(f: Path) -> str | None:
@@ -429,10 +434,10 @@ def lines_files(path: str) -> list[Path]:
     p = Path(path).expanduser()
     if p.suffix.lower() == ".txt" or not p.is_dir():
         return [p] if p.suffix.lower() == ".txt" else []
-    found = [f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+    found = visible_files(p)
     if any(f.suffix.lower() in FORMATS for f in found):        # a folder of tables: its .txt files are notes
         return []
-    return sorted(f for f in found if f.suffix.lower() == ".txt")
+    return [f for f in found if f.suffix.lower() == ".txt"]
 
 
 def read_lines(path: str, flag: str = "--file") -> list[str]:
@@ -657,6 +662,12 @@ def log_files(path: str, files: dict, flag: str) -> None:
     if not Path(path).expanduser().is_dir():
         return
     log.info("%s=%s: %s", flag, path, "; ".join(f"{s}: {', '.join(f.name for f in fs)}" for s, fs in files.items()))
+    folder, read = Path(path).expanduser(), {f for fs in files.values() for f in fs}
+    unread = [f for f in visible_files(folder) if f.suffix.lower() in FORMATS and f not in read]
+    if unread:          # e.g. mytest.csv beside train.csv: the test rows would be carved from train instead
+        log.warning("%s=%s: not read, as no split is in the name: %s; name a file after its split (train, validation, "
+                    "test or unlabeled: test.csv, my_test.csv) to read it", flag, path,
+                    ", ".join(str(f.relative_to(folder)) for f in unread))
     for split, fs in files.items():
         if len(fs) > 1 and not all(re.search(r"-\d+-of-\d+$", f.stem) for f in fs):
             log.warning("%s=%s: %d files read as its %s split (%s); move any that are not %s data out of the folder",
@@ -850,8 +861,9 @@ def load_splits(spec: DataSpec, transfer: bool = False) -> Splits:
 def log_splits(splits: Splits, spec: DataSpec) -> None:
     """Log the split sizes, labels and duplicate counts (the scripts call it once logging is set up: their
     checks load the data before that)."""
-    log.info("data %s: train %d, validation %d, test %d, transfer %d; labels %s", spec.where(), len(splits.train),
-             len(splits.validation), len(splits.test), len(splits.transfer), ", ".join(splits.label_names))
+    transfer = f", transfer {len(splits.transfer)}" if splits.transfer else ""     # loaded only for distillation
+    log.info("data %s: train %d, validation %d, test %d%s; labels %s", spec.where(), len(splits.train),
+             len(splits.validation), len(splits.test), transfer, ", ".join(splits.label_names))
     log.info("duplicates: %s", splits.report)
 
 
@@ -895,23 +907,23 @@ def transfer_texts(spec: DataSpec, raw: dict, rest: list[str], where: dict) -> l
                              f"of unlabeled texts")
         return rest
     if spec.transfer_data:    # prepared as the data's own texts, so leaks into validation or test are found
-        return prepared(transfer_file_texts(spec), spec)
+        return prepared(transfer_file_texts(spec, say=True), spec)
     if "unsupervised" not in raw:
         raise UsageError(f"transfer_size > 0 but {spec.where()} has no unsupervised split; set --transfer_data to a file "
                          f"of unlabeled texts, or to validation (its rows beyond --val_size)")
     return list(raw["unsupervised"]["text"])
 
 
-def transfer_file_texts(spec: DataSpec) -> list[str]:
+def transfer_file_texts(spec: DataSpec, say: bool = False) -> list[str]:
     """The texts of spec.transfer_data as written: the non-blank lines of a .txt file or of a folder's .txt files
-    (lines_files, in name order), or a table's transfer_text_column (else text_column; labels ignored), checked as
-    training texts are."""
+    (lines_files, in name order; `say`: log how many, once per load rather than per check), or a table's
+    transfer_text_column (else text_column; labels ignored), checked as training texts are."""
     files = lines_files(spec.transfer_data)
     if files:
         texts = [t for f in files for t in read_lines(str(f), "--transfer_data") if not is_blank(t)]
         if not texts:
             raise UsageError(f"--transfer_data={spec.transfer_data}: no text in it; give a file of unlabeled texts, one per line")
-        if Path(spec.transfer_data).expanduser().is_dir():
+        if say and Path(spec.transfer_data).expanduser().is_dir():
             log.info("--transfer_data=%s: %d .txt files, %d texts (each non-blank line one)", spec.transfer_data,
                      len(files), len(texts))
         return texts

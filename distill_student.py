@@ -49,7 +49,7 @@ import numpy as np
 
 import data_utils
 from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, flag_text, log, public_config,
-                          run_main, start_run, where_set)
+                          run_main, start_run, where_in, where_set)
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
@@ -629,8 +629,7 @@ def check_length_against_teacher(runs: list, theirs: int | None, teacher_text: s
     own = {r.spec["name"] for r in runs if r.spec.get("max_length") == r.settings["max_length"]}   # its own: meant
     unmeant = [n for n in longer if n in to_train and n not in own]
     if unmeant:
-        set_as = where_set("max_length", MAX_LENGTH, (cfg.get("_sources") or {}).get("MAX_LENGTH", "default"),
-                           cfg.get("_config_file", ""), "distill_student")
+        set_as = where_in(cfg, "max_length", MAX_LENGTH, "distill_student")
         raise UsageError(f"{set_as}, but {teacher_text} {theirs} tokens: student"
                          f"{'s' * (len(unmeant) > 1)} {', '.join(unmeant)} would read {MAX_LENGTH}, training and "
                          f"predicting slower on text the teacher never read; set it to {theirs} (--max_length={theirs}; "
@@ -650,8 +649,7 @@ def check_length_before_teacher(cfg: dict, teacher_cfg: dict) -> None:
     theirs = teacher_cfg.get("MAX_LENGTH")
     if not theirs or (is_finished(teacher_folder(OUTPUT_DIR, EXPERIMENT, "")) and not teacher_cfg.get("OVERWRITE")):
         return
-    set_as = where_set("max_length", theirs, (teacher_cfg.get("_sources") or {}).get("MAX_LENGTH", "default"),
-                       teacher_cfg.get("_config_file", ""), "fine_tuning_teacher")
+    set_as = where_in(teacher_cfg, "max_length", theirs, "fine_tuning_teacher")
     runs = selected_runs(cfg)
     check_length_against_teacher(runs, theirs, f"the teacher to train ({set_as}) reads", {r.spec["name"] for r in runs},
                                  cfg, warn=False)

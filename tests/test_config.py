@@ -41,6 +41,17 @@ def test_a_value_left_at_the_top_of_the_file_is_named_so_and_head_tokens_gets_a_
                             "the end); a quarter of it, 32, is what configs/ use")
 
 
+def test_a_value_from_a_scripts_table_is_named_with_its_table(tmp_path):
+    # a top-level key and a [script] table of one file: the message says which one set the value
+    (tmp_path / "x.toml").write_text("max_length = 128\n[fine_tuning_teacher]\nhead_tokens = 200\n")
+    ns = {"__file__": "x.py", "MAX_LENGTH": 512, "HEAD_TOKENS": 128, "TRUNCATION": "head+tail"}
+    with pytest.raises(UsageError, match=rf"^head_tokens = 200 in \[fine_tuning_teacher\] of {tmp_path}/x.toml: must be "
+                                         rf"below max_length = 128 in {tmp_path}/x.toml minus"):
+        configure(ns, ["--config", str(tmp_path / "x.toml")], "fine_tuning_teacher")
+    cfg = configure(ns, ["--config", str(tmp_path / "x.toml"), "--head_tokens=32"], "fine_tuning_teacher")
+    assert cfg["_tables"] == []                                         # the flag beat the table
+
+
 def test_an_empty_list_is_the_none_default_and_values_print_as_typed():
     from configurator import coerce, flag_text, parse_list
     # `--label_names=` and `label_names = []` mean the default [""] ("none"): a run kept with it is not "changed"

@@ -251,10 +251,11 @@ def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path
     (unsup / ".~2_0.txt").write_text("an editor's copy")
     (unsup / "README.md").write_text("where these came from")
     du.check_data(spec(tmp_path / "data", transfer_data=str(unsup)))
+    texts = ["review 10_0", "review 1_9", "review 2_0", "review 7_3", "nested one", "nested two"]   # name order, not hidden
     with caplog.at_level("INFO", logger="kd"):
-        assert du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(unsup))) == \
-            ["review 10_0", "review 1_9", "review 2_0", "review 7_3", "nested one", "nested two"]   # name order, not hidden
-    assert f"--transfer_data={unsup}: 5 .txt files, 6 texts (each non-blank line one)" in caplog.text
+        assert du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(unsup))) == texts    # a check: quiet
+        assert list(du.load_splits(spec(tmp_path / "data", transfer_data=str(unsup)), transfer=True).transfer) == texts
+    assert caplog.text.count(f"--transfer_data={unsup}: 5 .txt files, 6 texts (each non-blank line one)") == 1
     (unsup / "train.csv").write_text("tweet\na table\n")                # a folder of tables: its .txt files are notes
     assert du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(unsup))) == ["a table"]
     with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+gone.txt: no such file or folder; .*, or a .txt file"):
@@ -277,6 +278,13 @@ def test_a_folders_files_need_the_same_columns_and_extra_ones_are_named(tmp_path
         raw, _ = du.read_files(str(tmp_path), "--data")
     assert len(raw["train"]) == 42 and "train: train.csv, train_backup.csv; test: test.csv; unsupervised: unlabeled.csv" in caplog.text
     assert "2 files read as its train split (train.csv, train_backup.csv); move any that are not train data out" in caplog.text
+    assert "not read" not in caplog.text
+    write(tmp_path / "more", "csv", {"mytest": tweets(6, 3)})           # a name that says no split: not read, but said
+    caplog.clear()
+    with caplog.at_level("INFO", logger="kd"):
+        assert set(du.read_files(str(tmp_path), "--data")[0]) == {"train", "test", "unsupervised"}
+    assert f"--data={tmp_path}: not read, as no split is in the name: more/mytest.csv; name a file after its split " \
+        f"(train, validation, test or unlabeled: test.csv, my_test.csv) to read it" in caplog.text
 
 
 def test_a_semicolon_csv_gets_a_hint_and_one_line(tmp_path, capfd):

@@ -147,7 +147,8 @@ def test_students_longer_than_the_teacher_to_train_are_refused_before_it_trains(
     p = subprocess.run(["bash", str(ROOT / "run_experiment.sh"), str(tmp_path / "mine.toml"), f"--output_dir={tmp_path}",
                         f"--data_dir={imdb_parquet}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
-        f"error: max_length = 64 in {tmp_path}/mine.toml, but the teacher to train (max_length = 32 in {tmp_path}/mine.toml) "
+        f"error: max_length = 64 in {tmp_path}/mine.toml, but the teacher to train (max_length = 32 in [fine_tuning_teacher] "
+        f"of {tmp_path}/mine.toml) "
         f"reads 32 tokens: students cut, roberta would read 64, training and predicting slower on text the teacher never "
         f"read; set it to 32 (--max_length=32; a config file's top-level max_length sets every script's), or give a "
         f"student a max_length of its own in STUDENTS to mean it"), p.stderr

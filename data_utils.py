@@ -16,6 +16,7 @@ Offline use: `export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cach
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -393,9 +394,13 @@ def data_files(path: str, flag: str = "--data") -> dict:
 
 
 def visible_files(folder: Path) -> list[Path]:
-    """The files under `folder`, in name order, hidden ones left out (._train.csv, .cache/, an editor's .~copy)."""
-    return sorted(f for f in folder.rglob("*") if f.is_file()
-                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+    """The files under `folder`, in name order, hidden ones left out (._train.csv, an editor's .~copy) and hidden
+    folders not walked (.git, .venv, .ipynb_checkpoints)."""
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(top) / f for f in files if not f.startswith(".")]
+    return sorted(found)
 
 
 def file_split(f: Path) -> str | None:
@@ -417,8 +422,8 @@ def check_data(spec: DataSpec, splits=("train",)) -> None:
         imdb_sources(tuple(splits), spec.data_dir)
     elif is_local(spec.data):
         data_files(spec.data)
-    lines = is_lines_file(spec.transfer_data) and Path(spec.transfer_data).expanduser().exists()
-    if spec.transfer_data not in ("", "validation") and not lines:
+    if spec.transfer_data not in ("", "validation") and not (
+            is_lines_file(spec.transfer_data) and Path(spec.transfer_data).expanduser().exists()):
         data_files(spec.transfer_data, "--transfer_data")
 
 
@@ -431,8 +436,10 @@ def lines_files(path: str) -> list[Path]:
     """The .txt files of transfer_data: the file itself (whether there or not: reading it names a missing one), or
     every .txt file under a folder that holds no table (IMDb's aclImdb/train/unsup: a review per file), in name
     order, hidden ones left out; [] for anything else."""
+    if path in ("", "validation"):         # the data's own splits: no files of texts (and "" must not walk ".")
+        return []
     p = Path(path).expanduser()
-    if p.suffix.lower() == ".txt" or not p.is_dir():
+    if not p.is_dir():
         return [p] if p.suffix.lower() == ".txt" else []
     found = visible_files(p)
     if any(f.suffix.lower() in FORMATS for f in found):        # a folder of tables: its .txt files are notes
@@ -663,11 +670,12 @@ def log_files(path: str, files: dict, flag: str) -> None:
         return
     log.info("%s=%s: %s", flag, path, "; ".join(f"{s}: {', '.join(f.name for f in fs)}" for s, fs in files.items()))
     folder, read = Path(path).expanduser(), {f for fs in files.values() for f in fs}
-    unread = [f for f in visible_files(folder) if f.suffix.lower() in FORMATS and f not in read]
+    kinds = {f.suffix.lower() for f in read}        # of the data's own format: not a dataset_info.json beside CSVs
+    unread = [str(f.relative_to(folder)) for f in visible_files(folder) if f.suffix.lower() in kinds and f not in read]
     if unread:          # e.g. mytest.csv beside train.csv: the test rows would be carved from train instead
         log.warning("%s=%s: not read, as no split is in the name: %s; name a file after its split (train, validation, "
                     "test or unlabeled: test.csv, my_test.csv) to read it", flag, path,
-                    ", ".join(str(f.relative_to(folder)) for f in unread))
+                    ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else ""))
     for split, fs in files.items():
         if len(fs) > 1 and not all(re.search(r"-\d+-of-\d+$", f.stem) for f in fs):
             log.warning("%s=%s: %d files read as its %s split (%s); move any that are not %s data out of the folder",
@@ -923,9 +931,12 @@ def transfer_file_texts(spec: DataSpec, say: bool = False) -> list[str]:
         texts = [t for f in files for t in read_lines(str(f), "--transfer_data") if not is_blank(t)]
         if not texts:
             raise UsageError(f"--transfer_data={spec.transfer_data}: no text in it; give a file of unlabeled texts, one per line")
-        if say and Path(spec.transfer_data).expanduser().is_dir():
-            log.info("--transfer_data=%s: %d .txt files, %d texts (each non-blank line one)", spec.transfer_data,
-                     len(files), len(texts))
+        root = Path(spec.transfer_data).expanduser()
+        if say and root.is_dir():    # by sub-folder: aclImdb/train rather than train/unsup would show pos/ and neg/
+            folders = collections.Counter(str(f.parent.relative_to(root)) for f in files)
+            log.info("--transfer_data=%s: %d .txt files, %d texts (each non-blank line one)%s", spec.transfer_data,
+                     len(files), len(texts), "; files by folder: " + ", ".join(f"{d}/ {n}" for d, n in
+                                                                              sorted(folders.items())) if len(folders) > 1 else "")
         return texts
     return read_table(spec.transfer_data, spec.transfer_text_column or spec.text_column, "--transfer_data",
                       "--transfer_text_column")[0]

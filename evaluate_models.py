@@ -994,7 +994,8 @@ def write_cards(models: list, rows: list[dict], pairs: list[tuple], hw: dict, te
 def own_models(models: list, root: Path) -> list:
     """The (name, folder) of `models` inside the experiment `root`: another experiment's teacher (TEACHER_DIR, or the
     one the students were distilled from) keeps the card its own evaluation wrote (its test set, its baselines)."""
-    ours = [(n, f) for n, f in models if Path(f).resolve().is_relative_to(root.resolve())]
+    ours = [(n, f) for n, f in models     # as written, not resolved: a teacher/ linked to scratch storage is ours
+            if Path(os.path.abspath(f)).is_relative_to(os.path.abspath(root))]
     for name, folder in models:
         if (name, folder) not in ours:
             log.info("%s: %s is another experiment's; its model card is left as that experiment's evaluation wrote it",

@@ -490,6 +490,26 @@ def test_students_that_read_more_tokens_than_the_teacher_are_refused_unless_they
         ds.check_length_against_teacher([overruled], *teacher, {"Y"}, {"_sources": {"MAX_LENGTH": "flag"}})
 
 
+def test_the_length_check_before_the_teacher_skips_a_teacher_that_is_kept(monkeypatch):
+    # run_experiment.sh's pre-check: a finished teacher that is kept was trained already (distill checks its recorded
+    # length at its start); one about to train, or to train again (--overwrite), is checked now
+    from configurator import configure
+    try:
+        cfg = configure(vars(ds), ["--config", str(ROOT / "configs/tiny.toml")], "distill_student")     # 64 tokens
+        for finished, overwrite, refused in ((False, False, True), (True, False, False), (True, True, True)):
+            monkeypatch.setattr(ds, "is_finished", lambda folder, f=finished: f)
+            teacher_cfg = {"MAX_LENGTH": 32, "OVERWRITE": overwrite, "_sources": {"MAX_LENGTH": "flag"}}
+            if refused:
+                with pytest.raises(UsageError, match=r"^max_length = 64 in \S+tiny.toml, but the teacher to train "
+                                                     r"\(--max_length=32\) reads 32 tokens: students cut, roberta"):
+                    ds.check_length_before_teacher(cfg, teacher_cfg)
+            else:
+                ds.check_length_before_teacher(cfg, teacher_cfg)
+        ds.check_length_before_teacher(cfg, {"MAX_LENGTH": 64})                 # the same length: nothing to say
+    finally:
+        configure(vars(ds), [], "distill_student")
+
+
 def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet, tmp_path):
     with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .* was trained with val_size = 8: .*; give it as the "
                                          r"teacher had it \(--val_size=8: the teacher.s --config with the same flags\)$"):
@@ -502,6 +522,9 @@ def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet, tmp_
     mine = tmp_path / "mine.toml"
     mine.write_text((ROOT / "configs" / "tiny.toml").read_text().replace("val_size = 8", "val_size = 10"))
     with pytest.raises(UsageError, match=rf"^val_size = 10 in {re.escape(str(mine))}, but the teacher .* val_size = 8"):
+        ds.main(["--config", str(mine), *tiny_args(imdb_parquet, tiny_run)[2:]])
+    mine.write_text((ROOT / "configs" / "tiny.toml").read_text().replace("[distill_student]\n", "[distill_student]\nval_size = 10\n"))
+    with pytest.raises(UsageError, match=rf"^val_size = 10 in \[distill_student\] of {re.escape(str(mine))}, but the teacher"):
         ds.main(["--config", str(mine), *tiny_args(imdb_parquet, tiny_run)[2:]])
     trained = json.loads((tiny_run / "tiny/teacher/config.json").read_text())["sentiment_kd"]["run_config"]
     teacher = ds.Teacher(tiny_run / "tiny/teacher", ("negative", "positive"), 1.0, None, trained, True)

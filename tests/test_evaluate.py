@@ -386,6 +386,17 @@ def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
         ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))
 
 
+def test_only_the_experiments_own_models_get_their_cards_written(tmp_path):
+    # another experiment's teacher keeps its card; a teacher/ folder linked to scratch storage is still this one's
+    root, scratch = tmp_path / "exp", tmp_path / "scratch"
+    (root / "students" / "s").mkdir(parents=True)
+    scratch.mkdir()
+    (root / "teacher").symlink_to(scratch)
+    models = [("teacher", str(root / "teacher")), ("s", str(root / "students" / "s")),
+              ("teacher", str(tmp_path / "other" / "teacher"))]
+    assert ev.own_models(models, root) == models[:2]
+
+
 def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_experiment, imdb_parquet, tmp_path):
     # distilled with --teacher_dir into an experiment of their own: evaluation takes the teacher they name
     import shutil

@@ -225,7 +225,7 @@ def test_a_transfer_table_is_read_as_training_texts_are(tmp_path, imdb_parquet):
     assert s.report["transfer_texts_in_validation_or_test"] == 1 and list(s.transfer) == ["a film unlike any other"]
 
 
-def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path, caplog):
+def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path, caplog, monkeypatch):
     # unlabeled texts as users have them: a .txt file, one per line, or a table whose text column is not named as the
     # labelled data's (here `tweet`): TRANSFER_TEXT_COLUMN names it, and an error names that setting, not --text_column
     write(tmp_path / "data", "csv", {"train": tweets(60, 1)})
@@ -255,7 +255,8 @@ def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path
     with caplog.at_level("INFO", logger="kd"):
         assert du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(unsup))) == texts    # a check: quiet
         assert list(du.load_splits(spec(tmp_path / "data", transfer_data=str(unsup)), transfer=True).transfer) == texts
-    assert caplog.text.count(f"--transfer_data={unsup}: 5 .txt files, 6 texts (each non-blank line one)") == 1
+    assert caplog.text.count(f"--transfer_data={unsup}: 5 .txt files, 6 texts (each non-blank line one); files by "
+                             f"folder: ./ 4, b/ 1") == 1
     (unsup / "train.csv").write_text("tweet\na table\n")                # a folder of tables: its .txt files are notes
     assert du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(unsup))) == ["a table"]
     with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+gone.txt: no such file or folder; .*, or a .txt file"):
@@ -264,6 +265,18 @@ def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path
     with pytest.raises(du.UsageError, match=r"unknown file format '.docx'; use one of .csv, .tsv, .jsonl, .json, .parquet or "
                                             r"\.txt \(one text per line\)$"):
         du.check_data(spec(tmp_path / "data", transfer_data=str(tmp_path / "more.docx")))
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "nothing" / "NOTES.md").write_text("no texts here")
+    with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+nothing: no .csv/.tsv/.jsonl/.json/.parquet file named "
+                                            r"train, validation, test or unlabeled in this folder \(found 0 data files\); "
+                                            r"name the files by split; or put .txt files of texts in it \(one per line\) "
+                                            r"and no table$"):
+        du.check_data(spec(tmp_path / "data", transfer_data=str(tmp_path / "nothing")))
+    (tmp_path / "folder.txt").mkdir()                                   # a folder, whatever its name
+    (tmp_path / "folder.txt" / "a.txt").write_text("in a folder\n")
+    assert du.lines_files(str(tmp_path / "folder.txt")) == [tmp_path / "folder.txt" / "a.txt"]
+    monkeypatch.setattr(du, "visible_files", lambda folder: pytest.fail(f"walked {folder}"))
+    assert du.lines_files("") == [] and du.lines_files("validation") == []      # the data's own splits: no walk of "."
 
 
 def test_a_folders_files_need_the_same_columns_and_extra_ones_are_named(tmp_path, caplog):
@@ -280,6 +293,7 @@ def test_a_folders_files_need_the_same_columns_and_extra_ones_are_named(tmp_path
     assert "2 files read as its train split (train.csv, train_backup.csv); move any that are not train data out" in caplog.text
     assert "not read" not in caplog.text
     write(tmp_path / "more", "csv", {"mytest": tweets(6, 3)})           # a name that says no split: not read, but said
+    (tmp_path / "dataset_info.json").write_text("{}")                     # another format: metadata, not named
     caplog.clear()
     with caplog.at_level("INFO", logger="kd"):
         assert set(du.read_files(str(tmp_path), "--data")[0]) == {"train", "test", "unsupervised"}

@@ -221,13 +221,49 @@ def load_classifier(name_or_path: str, seed: int = 0, labels=None):
     head = {} if labels is None and is_saved_model(Path(name_or_path)) else \
         {"num_labels": len(labels or IMDB_LABELS), "id2label": dict(enumerate(labels or IMDB_LABELS)),
          "label2id": {n: i for i, n in enumerate(labels or IMDB_LABELS)}}
-    with cannot_load(name_or_path):
-        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=torch.float32, **head)
+    with cannot_load(name_or_path), quiet_transformers():   # its LOAD REPORT table: said by report_loading instead
+        model, info = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=torch.float32,
+                                                                         output_loading_info=True, **head)
+    report_loading(name_or_path, model, info)
     stored = "/".join(sorted(stored_float_dtypes(name_or_path) - {"F32", "F64"}))
     if stored:      # e.g. the GPU pack's copies (make-device-pack stores them in float16 to fit its chunks)
         log.warning("%s: weights stored as %s, loaded as float32: a training from them starts from weights rounded "
                     "to %s", name_or_path, stored, stored)
     return model, tok
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' own warnings off for a block (restored after)."""
+    from transformers.utils import logging as hf_logging
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def report_loading(name_or_path: str, model, info: dict) -> None:
+    """One line for what from_pretrained's `info` (output_loading_info) says, in place of transformers' LOAD REPORT
+    table, which reads as an error to a newcomer when it only lists the new classification head: the head (weights
+    outside the encoder, model.base_model_prefix) as information; checkpoint weights a classifier does not use
+    (pre-training heads) as information; encoder weights missing from the checkpoint, newly initialized, as a
+    warning (another architecture, a damaged or partial checkpoint)."""
+    prefix = f"{model.base_model_prefix}."
+    missing = sorted(info.get("missing_keys") or ())
+    body = [k for k in missing if k.startswith(prefix)]
+    head = [k for k in missing if not k.startswith(prefix)]
+    if head:
+        log.info("%s: a new classification head (%s), trained here", name_or_path, ", ".join(head))
+    unused = sorted(info.get("unexpected_keys") or ())
+    if unused:
+        log.info("%s: %d checkpoint weights a classifier does not use (%s%s)", name_or_path, len(unused),
+                 ", ".join(unused[:3]), ", ..." if len(unused) > 3 else "")
+    if body:
+        log.warning("%s: %d encoder weights are not in the checkpoint and start random (%s%s): a checkpoint of "
+                    "another architecture, or a damaged one? It will train poorly", name_or_path, len(body),
+                    ", ".join(body[:3]), ", ..." if len(body) > 3 else "")
 
 
 def stored_float_dtypes(name_or_path: str) -> set[str]:

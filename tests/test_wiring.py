@@ -265,3 +265,38 @@ def test_weights_stored_in_half_precision_are_named_when_loaded(tmp_path, caplog
     assert [r.getMessage() for r in caplog.records if "stored as" in r.getMessage()] == \
         [f"{tmp_path / 'half'}: weights stored as F16, loaded as float32: a training from them starts from weights "
          "rounded to F16"]
+
+
+def test_a_new_head_is_one_line_and_missing_encoder_weights_a_warning(tmp_path, caplog):
+    # transformers' LOAD REPORT table ("classifier MISSING") reads as an error to a newcomer when it only lists the new
+    # head every fine-tuning starts with; weights missing from the encoder are the real trouble
+    import json
+    from transformers import BertModel
+    from models import load_classifier
+    model, tok = build_tiny("bert")
+    BertModel(model.config, add_pooling_layer=True).save_pretrained(tmp_path / "encoder")   # a pretrained encoder, no head
+    tok.save_pretrained(tmp_path / "encoder")
+    config = json.loads((tmp_path / "encoder" / "config.json").read_text())
+    (tmp_path / "deeper").mkdir()
+    for f in (tmp_path / "encoder").iterdir():
+        (tmp_path / "deeper" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "deeper" / "config.json").write_text(json.dumps(config | {"num_hidden_layers": 3}))  # layer 2: absent
+    import logging
+    theirs = []                           # transformers' own records (its library logger does not propagate)
+    keep = logging.Handler()
+    keep.emit = lambda record: theirs.append(record.getMessage())
+    logging.getLogger("transformers").addHandler(keep)
+    try:
+        with caplog.at_level("INFO", logger="kd"):
+            load_classifier(str(tmp_path / "encoder"), labels=["a", "b", "c"])
+            load_classifier(str(tmp_path / "deeper"), labels=["a", "b"])
+    finally:
+        logging.getLogger("transformers").removeHandler(keep)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "head" in r.getMessage() or "encoder" in r.getMessage()]
+    assert said[:2] == [("INFO", f"{tmp_path / 'encoder'}: a new classification head (classifier.bias, classifier.weight), "
+                                 "trained here"),
+                        ("INFO", f"{tmp_path / 'deeper'}: a new classification head (classifier.bias, classifier.weight), "
+                                 "trained here")]
+    assert said[2][0] == "WARNING" and said[2][1].startswith(f"{tmp_path / 'deeper'}: 16 encoder weights are not in the "
+                                                              "checkpoint and start random (bert.encoder.layer.2.")
+    assert not [m for m in theirs if "LOAD REPORT" in m]

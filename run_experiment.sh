@@ -43,6 +43,7 @@ given = f"the soft labels in {d.SOFT_LABELS}" if d.SOFT_LABELS else f"the teache
 print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", given, " ".join(s for s in STEPS if not skip.get(s)), sep="\n")' \
   "$config" "$@")
 out=$(sed -n 1p <<< "$settings") given=$(sed -n 2p <<< "$settings") steps=$(sed -n 3p <<< "$settings")
+echo "checked before the first step: the settings, the students, their transfer texts and token lengths"
 if [ -n "$given" ]; then echo "(no teacher to train: the students learn from $given)"; fi
 mkdir -p "$out"
 # this run's own files (named by its pid: a second run of the experiment, refused by the step's lock, must not touch

@@ -49,7 +49,7 @@ import numpy as np
 
 import data_utils
 from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, flag_text, log, public_config,
-                          run_main, start_run, where_in, where_set)
+                          run_main, start_run, where_in)
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
@@ -358,11 +358,10 @@ def check_teacher_accuracy(teacher: Teacher) -> None:
                          f"(it is for your data: chance with {len(teacher.labels)} classes is {1 / len(teacher.labels):.3f})")
 
 
-def check_teacher_data(teacher: Teacher, ours: DataSpec, sources: dict | None = None, config_file: str = "",
-                       tables=()) -> None:
+def check_teacher_data(teacher: Teacher, ours: DataSpec, cfg: dict) -> None:
     """UsageError unless the students read the data, labels and split the teacher was trained with (older
-    teachers lack some keys: those are not compared), naming where ours was set (`sources`, `tables`: configure's
-    `_sources`, `_tables`).
+    teachers lack some keys: those are not compared), naming where ours was set (configurator.where_in: `cfg` is
+    configure()'s result).
     Its data at another path, when the recorded one is gone (moved, or another machine), is read if the teacher
     recorded its splits' digests (data_utils.moved_copy; check_config compares them)."""
     theirs = DataSpec.from_settings(teacher.trained)
@@ -375,8 +374,7 @@ def check_teacher_data(teacher: Teacher, ours: DataSpec, sources: dict | None = 
         else:
             was = flag_text(getattr(theirs, key))
             as_it_had = f"--{key}={was}" if was else f"leave --{key} out"
-            ours_set = where_set(key, getattr(ours, key), (sources or {}).get(key.upper(), "flag"), config_file,
-                                 "distill_student", key.upper() in tables)
+            ours_set = where_in(cfg, key, getattr(ours, key), "distill_student")
             raise UsageError(f"{ours_set}, but the teacher {teacher.where} was trained with {key} = {was or '(none)'}: "
                              f"the students would see other data or labels, or validation rows the teacher trained on; "
                              f"give it as the teacher had it ({as_it_had}: the teacher's --config with the same flags)")
@@ -560,7 +558,7 @@ def check_config(cfg: dict) -> None:
     soft labels) and that the data is the teacher's."""
     check_before_teacher(cfg)
     teacher, ours, runs = find_teacher(), DataSpec.from_settings(cfg), selected_runs(cfg)
-    check_teacher_data(teacher, ours, cfg.get("_sources"), cfg.get("_config_file", ""), cfg.get("_tables", ()))
+    check_teacher_data(teacher, ours, cfg)
     check_teacher_accuracy(teacher)
     if not teacher.has_model:
         check_without_model(list({r.spec["name"]: r.spec for r in runs}.values()), cfg, ours)

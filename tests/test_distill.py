@@ -529,7 +529,7 @@ def test_a_split_other_than_the_teachers_is_refused(tiny_run, imdb_parquet, tmp_
     trained = json.loads((tiny_run / "tiny/teacher/config.json").read_text())["sentiment_kd"]["run_config"]
     teacher = ds.Teacher(tiny_run / "tiny/teacher", ("negative", "positive"), 1.0, None, trained, True)
     with pytest.raises(UsageError, match=r"^VAL_SIZE = 10 \(at the top of distill_student.py\), but the teacher .* val_size = 8"):
-        ds.check_teacher_data(teacher, ds.DataSpec.from_settings(trained | {"val_size": 10}), {"VAL_SIZE": "default"})
+        ds.check_teacher_data(teacher, ds.DataSpec.from_settings(trained | {"val_size": 10}), {"_sources": {"VAL_SIZE": "default"}})
     # a subsample of the teacher's train split is another train split, not changed data
     with pytest.raises(UsageError, match=r"^--train_size=20, but the teacher .* was trained with train_size = (none|0)"):
         ds.main(tiny_args(imdb_parquet, tiny_run, "--train_size=20"))

@@ -1,7 +1,8 @@
 """Fine-tune the teacher: a sequence classifier on IMDb sentiment (or your own data) with the Hugging Face Trainer.
 
 Reads  the data (DATA: IMDb from IMDB_DIR / --data_dir, else the hub; or your own CSV/TSV/JSON Lines/
-       parquet file or folder, or a hub dataset, with any number of classes) and a pretrained encoder (MODEL_NAME).
+       parquet file or folder, or a hub dataset, with any number of classes) and a pretrained encoder (MODEL_NAME),
+       or a classifier already fine-tuned for the data's classes, taken as it is with FINE_TUNE off.
 Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label names, truncation
        settings and the run's effective configuration under `sentiment_kd`) and metrics.json
        (validation accuracy/F1, train time, examples/s). Reload with from_pretrained or
@@ -16,13 +17,16 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
     python fine_tuning_teacher.py --config configs/quick.toml      # MiniLM-L6 on 1,600 reviews, CPU
     python fine_tuning_teacher.py --config configs/quick.toml --learning_rate=5e-5 --overwrite=true
     python fine_tuning_teacher.py --config configs/tweets.toml     # 3-class tweets (your own data: README)
+    python fine_tuning_teacher.py --config configs/mine.toml --model_name=MY_CLASSIFIER --fine_tune=false
+                                   # a classifier fine-tuned elsewhere, taken as the teacher as it is (evaluated only)
     torchrun --nproc_per_node 4 fine_tuning_teacher.py --config configs/bert.toml   # multi-GPU (DDP)
 
 Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 """
-from configurator import log, public_config, run_main, start_run
+from configurator import UsageError, log, public_config, run_main, start_run
 from data_utils import DataSpec, check_data, load_splits, log_splits, read_json, split_digests
-from models import PadCollator, check_max_length, count_parameters, load_classifier, model_config, tokenize_dataset
+from models import (PadCollator, check_max_length, count_parameters, head_plan, label_names, load_classifier, model_config,
+                    tokenize_dataset)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
@@ -46,6 +50,8 @@ HEAD_TOKENS: int = 128            # head+tail: tokens kept from the start (the r
 # --- model -------------------------------------------------------------------------------------
 MODEL_NAME: str = "roberta-large"  # hub id, local folder, or tiny:bert / tiny:roberta (tests)
 # --- training ----------------------------------------------------------------------------------
+FINE_TUNE: bool = True            # False = take MODEL_NAME as it is, a classifier already fine-tuned for the data's
+                                  # classes (yours, or a hub sentiment model): evaluated on validation, saved, untrained
 EPOCHS: float = 2.0               # passes over the train split
 BATCH_SIZE: int = 16              # per device
 GRAD_ACCUM: int = 1               # gradient accumulation steps (effective batch = BATCH_SIZE * this * GPUs)
@@ -68,12 +74,29 @@ def check_config(cfg: dict) -> None:
     position limit (unless a finished teacher is kept as it is: it needs no base model, which offline may not be
     at hand), and that a kept or resumed run was made with these settings."""
     check_data(DataSpec.from_settings(cfg), ("train", "test"))
-    load_splits(DataSpec.from_settings(cfg))
+    splits = load_splits(DataSpec.from_settings(cfg))
     from runs import check_resume, kept_as_is, resume_settings, run_dirs
     dirs, settings = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher"), resume_settings(cfg)
     if not kept_as_is(dirs[0], settings, OVERWRITE):
         check_max_length(model_config(MODEL_NAME), MAX_LENGTH, MODEL_NAME)
+        if not FINE_TUNE:
+            check_adoptable(splits.label_names)
     check_resume(dirs, settings, OVERWRITE)
+
+
+def check_adoptable(labels) -> None:
+    """With FINE_TUNE off: UsageError unless MODEL_NAME is a classifier of the data's classes (models.head_plan: the
+    same names in any case and order, or as many unnamed LABEL_0, LABEL_1, ...)."""
+    kind, _ = head_plan(model_config(MODEL_NAME), labels)
+    if kind in ("same", "unnamed"):
+        return
+    config = model_config(MODEL_NAME)
+    has = f"a classifier of the classes {', '.join(label_names(config.to_dict()))}" if kind == "other" else \
+        f"a classifier of {config.num_labels} classes" if any(a.endswith("ForSequenceClassification") for a in
+                                                             config.architectures or ()) else "no classifier"
+    raise UsageError(f"--fine_tune=false takes {MODEL_NAME} as the teacher as it is, but it is {has}, and the data's "
+                     f"classes are {', '.join(labels)}; fine-tune it (--fine_tune=true), or give a classifier of these "
+                     f"classes (its config.json id2label naming them)")
 
 
 def kept_teacher(folder) -> dict:
@@ -100,10 +123,11 @@ def load_model(labels) -> tuple:
 
 
 def tokenize(splits, tokenizer, args) -> dict:
-    """{train, validation} tokenized once (cached by content; rank 0 first under torchrun)."""
+    """{train, validation} tokenized once (cached by content; rank 0 first under torchrun); validation alone for a
+    teacher taken as it is (FINE_TUNE off)."""
     with args.main_process_first(desc="tokenize"):
         return {s: tokenize_dataset(getattr(splits, s), tokenizer, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, s)
-                for s in ("train", "validation")}
+                for s in ("train", "validation") if FINE_TUNE or s == "validation"}
 
 
 def main(argv=None) -> dict:
@@ -114,7 +138,8 @@ def main(argv=None) -> dict:
         return kept_teacher(dirs[0])          # decided without importing the Trainer (runs.py)
     from transformers import set_seed
 
-    from training import MeanLossTrainer, compute_metrics, loggers, model_record, train_and_save, training_arguments
+    from training import (MeanLossTrainer, compute_metrics, loggers, model_record, save_untrained, train_and_save,
+                          training_arguments)
     set_seed(SEED)
     args = training_arguments(dirs[1], epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
                               eval_batch_size=EVAL_BATCH_SIZE, seed=SEED, grad_accum=GRAD_ACCUM,
@@ -125,13 +150,15 @@ def main(argv=None) -> dict:
     # 2. the model, with a head for the data's labels, and the splits tokenized for it
     model, tokenizer = load_model(splits.label_names)
     data = tokenize(splits, tokenizer, args)
-    # 3. train, keeping the best epoch by validation accuracy
-    trainer = MeanLossTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
+    # 3. train, keeping the best epoch by validation accuracy (or, FINE_TUNE off, only evaluate it)
+    trainer = MeanLossTrainer(model=model, args=args, train_dataset=data.get("train"), eval_dataset=data["validation"],
                       data_collator=PadCollator(tokenizer), processing_class=tokenizer,
                       compute_metrics=compute_metrics, callbacks=loggers(REPORT_TO, dirs[0].parent / "runs" / "teacher"))
     # 4. save model, tokenizer, config.json, metrics.json and the published record
     record = model_record("teacher", base_model=MODEL_NAME, max_length=MAX_LENGTH, truncation=TRUNCATION,
                           head_tokens=HEAD_TOKENS, run_config=public_config(cfg), data_digests=split_digests(splits))
+    if not FINE_TUNE:
+        return save_untrained(trainer, tokenizer, dirs, record, resume_settings(cfg))
     return train_and_save(trainer, tokenizer, dirs, record, {}, KEEP_CHECKPOINTS, resume_settings(cfg))
 
 

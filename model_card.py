@@ -83,6 +83,11 @@ def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
     trained = (f"- trained on {metrics.get('train_examples', 0):,} examples, {round(metrics.get('epochs', how.get('epochs')) or 0, 2):g} "
                f"epochs ({metrics.get('optimizer_steps')} optimizer steps), learning rate {how.get('learning_rate')}, "
                f"batch size {how.get('batch_size')}, seed {how.get('seed')}")
+    if kd.get("role") == "teacher" and metrics.get("untrained"):     # fine_tuning_teacher.py --fine_tune=false
+        return [f"The sentiment classifier `{kd.get('base_model')}` ({labels}), fine-tuned elsewhere and taken as it is "
+                f"(not trained here) as the teacher of this experiment's distilled students on {facts['name']}.", "",
+                "- its training data is not known here: if it included these validation or test texts, its figures "
+                "below read high"]
     if kd.get("role") == "teacher":
         return [f"A sentiment classifier ({labels}) fine-tuned from `{kd.get('base_model')}` on {facts['name']}; "
                 f"the teacher of this experiment's distilled students.", "", trained]

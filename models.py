@@ -210,26 +210,85 @@ def build_tiny(kind: str, seed: int = 0, labels=IMDB_LABELS):
 def load_classifier(name_or_path: str, seed: int = 0, labels=None):
     """(model in float32, tokenizer) for a hub id, a saved folder, or `tiny:bert` / `tiny:roberta`.
 
-    labels: the label names in id order, set in the model config (a new head of that many classes) so
-    every later tool shows them; None keeps a saved classifier's own (a fresh model gets IMDb's two).
+    labels: the label names in id order, set in the model config so every later tool shows them; the head is the
+    checkpoint's where head_plan keeps it (a classifier fine-tuned for these classes: its rows put in this order),
+    else a new one of that many classes. None keeps a saved classifier's own (a fresh model gets IMDb's two).
     """
     if name_or_path.startswith("tiny:"):
         return build_tiny(name_or_path[5:], seed, labels or IMDB_LABELS)
     import torch
     from transformers import AutoModelForSequenceClassification
     tok = load_tokenizer(name_or_path)
-    head = {} if labels is None and is_saved_model(Path(name_or_path)) else \
-        {"num_labels": len(labels or IMDB_LABELS), "id2label": dict(enumerate(labels or IMDB_LABELS)),
-         "label2id": {n: i for i, n in enumerate(labels or IMDB_LABELS)}}
+    kind, order = ("own", None) if labels is None and is_saved_model(Path(name_or_path)) else \
+        head_plan(model_config(name_or_path), labels or IMDB_LABELS)
+    names = list(labels or IMDB_LABELS)
+    head = {} if kind != "new" else {"num_labels": len(names), "id2label": dict(enumerate(names)),
+                                     "label2id": {n: i for i, n in enumerate(names)}, "ignore_mismatched_sizes": True}
     with cannot_load(name_or_path), quiet_transformers():   # its LOAD REPORT table: said by report_loading instead
         model, info = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=torch.float32,
                                                                          output_loading_info=True, **head)
     report_loading(name_or_path, model, info)
+    if order is not None:
+        reorder_head(model, order)
+        model.config.id2label, model.config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+        say_head(name_or_path, kind, label_names(model_config(name_or_path).to_dict()), names)
     stored = "/".join(sorted(stored_float_dtypes(name_or_path) - {"F32", "F64"}))
     if stored:      # e.g. the GPU pack's copies (make-device-pack stores them in float16 to fit its chunks)
         log.warning("%s: weights stored as %s, loaded as float32: a training from them starts from weights rounded "
                     "to %s", name_or_path, stored, stored)
     return model, tok
+
+
+def head_plan(config, labels) -> tuple[str, list[int] | None]:
+    """How a checkpoint (config: its transformers config) serves the data's `labels` (names in id order): (kind,
+    order), order[i] being the checkpoint's class for the data's class i, its head kept; None: a new head.
+    kind: "new" (a pretrained encoder, or a classifier of another number of classes), "same" (a classifier of the
+    data's classes, whatever their case and order: NEGATIVE / POSITIVE serve negative / positive), "unnamed" (of
+    as many classes named LABEL_0, LABEL_1, ...: taken in id order) or "other" (as many classes of other names:
+    its head is kept in id order, to be trained further)."""
+    theirs = label_names(config.to_dict())
+    classifier = any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or ())
+    if not classifier or len(theirs) != len(labels):
+        return "new", None
+    folded = [n.lower() for n in theirs]
+    if sorted(folded) == sorted(n.lower() for n in labels) and len(set(folded)) == len(folded):
+        return "same", [folded.index(n.lower()) for n in labels]
+    if theirs == [f"LABEL_{i}" for i in range(len(theirs))]:
+        return "unnamed", list(range(len(labels)))
+    return "other", list(range(len(labels)))
+
+
+def say_head(name_or_path: str, kind: str, theirs: list[str], labels: list[str]) -> None:
+    """One line for a checkpoint's classification head kept for the data's labels (head_plan's kind)."""
+    if kind == "same":
+        moved = "" if [n.lower() for n in theirs] == [n.lower() for n in labels] else ", its classes put in the data's order"
+        log.info("%s: its classification head (%s) serves the data's labels (%s)%s", name_or_path, ", ".join(theirs),
+                 ", ".join(labels), moved)
+    elif kind == "unnamed":
+        log.info("%s: its classes are unnamed (%s): taken in id order as the data's %s", name_or_path,
+                 ", ".join(theirs), ", ".join(labels))
+    else:
+        log.info("%s: its classification head is for other classes (%s): trained further as the data's %s, in id order",
+                 name_or_path, ", ".join(theirs), ", ".join(labels))
+
+
+def reorder_head(model, order: list[int]) -> None:
+    """Put a classifier's output classes in `order` (order[i]: the class now at index i, C = len(order)): the rows
+    of its last C-output linear layer outside the encoder (BERT's classifier, RoBERTa's classifier.out_proj), so
+    that logits_new[:, i] = logits_old[:, order[i]]."""
+    import torch
+    if order == sorted(order):
+        return
+    inside = f"{model.base_model_prefix}."
+    outs = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.startswith(inside)
+            and m.out_features == len(order)]
+    if not outs:
+        raise UsageError(f"{type(model).__name__}: no classification layer of {len(order)} outputs found to put its "
+                         f"classes in the data's order; save the model with id2label in the data's order")
+    with torch.no_grad():
+        outs[-1].weight.copy_(outs[-1].weight[order])
+        if outs[-1].bias is not None:
+            outs[-1].bias.copy_(outs[-1].bias[order])
 
 
 @contextlib.contextmanager
@@ -254,8 +313,12 @@ def report_loading(name_or_path: str, model, info: dict) -> None:
     missing = sorted(info.get("missing_keys") or ())
     body = [k for k in missing if k.startswith(prefix)]
     head = [k for k in missing if not k.startswith(prefix)]
+    resized = sorted(k[0] for k in info.get("mismatched_keys") or ())     # (name, its shape, the model's): a head
     if head:
         log.info("%s: a new classification head (%s), trained here", name_or_path, ", ".join(head))
+    if resized:     # of another number of classes (head_plan: "new")
+        log.info("%s: a new classification head (%s) in place of its own for %d classes, trained here", name_or_path,
+                 ", ".join(resized), len(label_names(model_config(name_or_path).to_dict())))
     unused = sorted(info.get("unexpected_keys") or ())
     if unused:
         log.info("%s: %d checkpoint weights a classifier does not use (%s%s)", name_or_path, len(unused),

@@ -419,6 +419,27 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     return metrics
 
 
+def save_untrained(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict, settings: dict) -> dict:
+    """A classifier taken as it is (fine_tuning_teacher.py --fine_tune=false: fine-tuned elsewhere), evaluated on
+    validation and saved as train_and_save saves a trained one, with no training in its metrics (`untrained`)."""
+    out_dir, ckpt_dir, record = dirs
+    log.warning("%s was fine-tuned elsewhere, on data this run does not know: if its training texts included this "
+                "data's validation or test texts, its accuracy here reads high, and the students' retention of it",
+                info["base_model"])
+    val = trainer.evaluate()
+    warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels)
+    metrics = {"val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
+               "val_classes_predicted": val["eval_classes_predicted"], "val_examples": len(trainer.eval_dataset),
+               "untrained": True, "train_time_s": 0.0, "train_examples": 0, "epochs": 0, "optimizer_steps": 0,
+               "parameters": count_parameters(trainer.model)}
+    save_finished(trainer, tokenizer, out_dir, record, metrics, info | {"training_settings": settings})
+    if trainer.is_world_process_zero():      # no checkpoints: the folder the Trainer made for them goes
+        (ckpt_dir / OVERWRITING).unlink(missing_ok=True)
+        if ckpt_dir.is_dir() and not any(ckpt_dir.iterdir()):
+            ckpt_dir.rmdir()
+    return metrics
+
+
 # ----------------------------------------------------------------------------------------------
 # distillation
 # ----------------------------------------------------------------------------------------------

@@ -432,3 +432,67 @@ def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):
         "validation accuracy 0.6100; WARNING: it predicted only 3 of its 4 classes on validation"
     (folder / "metrics.json").write_text(json.dumps({"val_accuracy": 0.61}))          # recorded before it was counted
     assert inference.validation_accuracy(folder) == "validation accuracy 0.6100"
+
+
+def elsewhere_copy(folder, dest, id2label: dict, order: list[int]):
+    """`folder`'s classifier saved as if fine-tuned elsewhere: no record of this project, its classes named
+    `id2label` and stored in another order (the class at new index i is the old order[i])."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight[order])
+        model.classifier.bias.copy_(model.classifier.bias[order])
+    model.config.id2label, model.config.label2id = id2label, {n: i for i, n in id2label.items()}
+    del model.config.sentiment_kd
+    model.save_pretrained(dest)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(dest)
+    return dest
+
+
+def test_a_classifier_fine_tuned_elsewhere_is_taken_as_it_is(tiny_teacher, imdb_parquet, tmp_path):
+    # --fine_tune=false: a user's own fine-tuned model (its classes upper-case and in the other order) becomes the
+    # teacher as it is: the same predictions, measured on validation, saved with this project's record
+    import distill_student
+    from models import load_classifier
+    folder, metrics = tiny_teacher
+    theirs = elsewhere_copy(folder, tmp_path / "mine", {0: "POSITIVE", 1: "NEGATIVE"}, [1, 0])
+    adopted = ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={theirs}", "--fine_tune=false"))
+    said = (tmp_path / "runs" / "tiny" / "logs" / "teacher.log").read_text()
+    assert "its classification head (POSITIVE, NEGATIVE) serves the data's labels (negative, positive), its classes " \
+           "put in the data's order" in said
+    assert "fine-tuned elsewhere, on data this run does not know" in said
+    assert adopted["val_accuracy"] == metrics["val_accuracy"] and adopted["untrained"] is True
+    assert adopted["optimizer_steps"] == 0 and adopted["val_examples"] == 8
+    ours = tmp_path / "runs" / "tiny" / "teacher"
+    config = json.loads((ours / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"} and config["sentiment_kd"]["base_model"] == str(theirs)
+    assert config["sentiment_kd"]["training_settings"]["fine_tune"] is False
+    # a teacher fine-tuned here records no fine_tune (runs.ADDED_LATER): those recorded before it existed are kept
+    assert "fine_tune" not in json.loads((folder / "config.json").read_text())["sentiment_kd"]["training_settings"]
+    assert "fine-tuned elsewhere and taken as it is" in (ours / "README.md").read_text()
+    a, tok = load_classifier(str(folder))
+    b, _ = load_classifier(str(ours))
+    batch = tok(["a great film", "the worst movie", "loved it"], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        torch.testing.assert_close(b(**batch).logits, a(**batch).logits)
+    assert not (tmp_path / "runs" / "tiny" / "checkpoints" / "teacher").exists()
+    student = distill_student.main(tiny_args(imdb_parquet, tmp_path / "runs", "--only=cut"))   # the next step takes it
+    assert set(student["students"]) == {"cut", "cut-baseline"}
+
+
+def test_taking_a_model_as_it_is_needs_a_classifier_of_the_data_classes(tiny_teacher, imdb_parquet, tmp_path):
+    from transformers import AutoTokenizer, BertModel
+    folder, _ = tiny_teacher
+    other = elsewhere_copy(folder, tmp_path / "other", {0: "sad", 1: "happy"}, [0, 1])
+    encoder = tmp_path / "encoder"
+    BertModel.from_pretrained(folder).save_pretrained(encoder)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(encoder)
+    for model, has in ((other, "a classifier of the classes sad, happy"), (encoder, "no classifier")):
+        with pytest.raises(UsageError) as e:
+            ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={model}", "--fine_tune=false"))
+        assert str(e.value) == (f"--fine_tune=false takes {model} as the teacher as it is, but it is {has}, and the "
+                                f"data's classes are negative, positive; fine-tune it (--fine_tune=true), or give a "
+                                f"classifier of these classes (its config.json id2label naming them)")
+    assert not (tmp_path / "runs" / "tiny" / "teacher").exists()
+    unnamed = elsewhere_copy(folder, tmp_path / "unnamed", {0: "LABEL_0", 1: "LABEL_1"}, [0, 1])
+    assert ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={unnamed}", "--fine_tune=false"))["untrained"]

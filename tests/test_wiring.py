@@ -300,3 +300,34 @@ def test_a_new_head_is_one_line_and_missing_encoder_weights_a_warning(tmp_path, 
     assert said[2][0] == "WARNING" and said[2][1].startswith(f"{tmp_path / 'deeper'}: 16 encoder weights are not in the "
                                                               "checkpoint and start random (bert.encoder.layer.2.")
     assert not [m for m in theirs if "LOAD REPORT" in m]
+
+
+def test_head_plan_keeps_a_head_of_the_data_classes_in_any_case_and_order():
+    from transformers import BertConfig
+    from models import head_plan
+
+    def config(names, arch="BertForSequenceClassification"):
+        return BertConfig(id2label=dict(enumerate(names)), architectures=[arch] if arch else None)
+    data = ["negative", "neutral", "positive"]
+    assert head_plan(config(["POSITIVE", "Negative", "neutral"]), data) == ("same", [1, 2, 0])
+    assert head_plan(config(data), data) == ("same", [0, 1, 2])
+    assert head_plan(config(["LABEL_0", "LABEL_1", "LABEL_2"]), data) == ("unnamed", [0, 1, 2])
+    assert head_plan(config(["sad", "meh", "happy"]), data) == ("other", [0, 1, 2])
+    assert head_plan(config(["negative", "positive"]), data) == ("new", None)             # another number of classes
+    assert head_plan(config(data, arch="BertModel"), data) == ("new", None)                # an encoder: no head
+    assert head_plan(config(data, arch=None), data) == ("new", None)
+    assert head_plan(config(["pos", "POS", "neg"]), ["pos", "neg", "x"]) == ("other", [0, 1, 2])   # not one to one
+
+
+def test_a_classifier_of_other_classes_gets_a_new_head_not_a_crash(tmp_path, caplog):
+    # fine-tuning a 2-class sentiment model on 3-class data: transformers raises on the head's size unless told
+    from models import load_classifier
+    model, tok = build_tiny("bert")
+    model.save_pretrained(tmp_path / "two")
+    tok.save_pretrained(tmp_path / "two")
+    with caplog.at_level("INFO", logger="kd"):
+        three, _ = load_classifier(str(tmp_path / "two"), labels=["negative", "neutral", "positive"])
+    assert three.classifier.weight.shape == (3, 32) and three.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    torch.testing.assert_close(three.bert.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
+    assert f"{tmp_path / 'two'}: a new classification head (classifier.bias, classifier.weight) in place of its own for " \
+           "2 classes, trained here" in caplog.text

@@ -37,6 +37,7 @@ deviation over the seeds (labelled by the name without a `-s<seed>` suffix).
     python evaluate_models.py --config configs/quick.toml --quantize=false --models=teacher,L3
     python evaluate_models.py --config configs/mine.toml --data=/new/place/of/mine   # the teacher's data, moved since
     python evaluate_models.py --config configs/full-study.toml   # the recipes chosen on validation (--models=chosen)
+    python evaluate_models.py --config configs/quick.toml --redraw=true   # the figures again, from results.json
 """
 import csv
 import gc
@@ -51,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run, toml_inline
-from data_utils import (DataSpec, accuracy_se, atomic_path, check_data, check_digests, class_shares, classes_missed,
+from data_utils import (IMDB_LABELS, DataSpec, accuracy_se, atomic_path, check_data, check_digests, class_shares, classes_missed,
                         classes_neglected, classification_metrics, is_path_setting, load_splits, located, moved_copy,
                         per_class_metrics, percentile, portable, read_json, recalled, replace_dir, same_setting,
                         shift_note, stratified_indices, texts_digest, write_json)
@@ -86,6 +87,8 @@ HALF_PRECISION: str = "auto"      # bf16 rows (fp16 if bf16 is unsupported): aut
 FP32_MODELS: list = [""]          # models that also get an fp32 row when they get a bf16 one ([""] = all; the
                                   # teacher always does); the others are compared by their bf16 rows
 GAIN_PLOT_BY: str = ""            # a student setting (e.g. transfer_size): gains.png also plots the gain against it
+REDRAW: bool = False              # only draw dashboard.png and gains.png again from the experiment's results.json
+                                  # (SPLIT=validation: validation-*), loading no model and measuring nothing
 QUANTIZE_KINDS: list = ["teacher", "distilled", "baseline", "student"]  # which models get an int8 row (student: not from distill_student.py)
 ONNX: bool = False                # add ONNX Runtime rows onnx-fp32 / onnx-int8 (CPU; exports to <model>/onnx/ where missing)
 ONNX_KINDS: list = ["teacher", "distilled", "baseline", "student"]  # which models get the ONNX rows
@@ -635,8 +638,9 @@ def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test"
     color = [colors.get(r["kind"], "#2ca02c") for r in rows]
     alpha = [0.45 if r["precision"] != "fp32" else 1.0 for r in rows]
     y = np.arange(len(rows))
-    fig = plt.figure(figsize=(15, 4 + 0.45 * len(rows) + 3.6))
-    grid = fig.add_gridspec(3, 6, height_ratios=[4 + 0.45 * len(rows)] * 2 + [7.2])
+    matrices = any(r.get("confusion") for r in confusion_rows(rows))   # none in results.json before they were kept
+    fig = plt.figure(figsize=(15, 4 + 0.45 * len(rows) + 3.6 * matrices))
+    grid = fig.add_gridspec(2 + matrices, 6, height_ratios=[4 + 0.45 * len(rows)] * 2 + [7.2] * matrices)
     axes = np.array([[fig.add_subplot(grid[i, 0:3]), fig.add_subplot(grid[i, 3:6])] for i in range(2)])
     teacher = next(r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32")
 
@@ -670,7 +674,8 @@ def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test"
     ax.set_ylabel(f"{split} accuracy")
     ax.set_title("Accuracy vs speed (up and right is better)")
     ax.grid(alpha=0.3)
-    plot_confusions([fig.add_subplot(grid[2, 2 * i:2 * i + 2]) for i in range(3)], rows, names)
+    if matrices:
+        plot_confusions([fig.add_subplot(grid[2, 2 * i:2 * i + 2]) for i in range(3)], rows, names)
     from matplotlib.patches import Patch
     fig.legend(handles=[Patch(color=colors["teacher"], label="teacher"), Patch(color=colors["distilled"], label="distilled student"),
                         Patch(facecolor=colors["baseline"], hatch="//", label="labels-only baseline"),
@@ -969,12 +974,48 @@ def relative_figures(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def figure_where(split: dict, device: str, hw: dict) -> str:
-    """The figures' subtitle: how many texts of which data and split, on which device, and a note when other work
-    shared the CPU while timing (model_card.cpu_was_busy: the speed panels are slow then)."""
+def draw_figures(root: Path, result: dict, prefix: str = "") -> None:
+    """<prefix>dashboard.png and gains.png of a result (publish's, or its results.json read back: REDRAW), titled
+    with how many texts of which data and split, on which device, and a note when other work shared the CPU while
+    timing (model_card.cpu_was_busy: the speed panels are slow then)."""
     from model_card import cpu_was_busy
-    return f"{len(split['texts']):,} {split['data']} {SPLIT} {text_noun(split['data'])}, {device}" + \
+    hw, noun = result["hardware"], text_noun(result["data"])
+    where = f"{result['texts']:,} {result['data']} {result['split']} {noun}, {hw['device']}" + \
         (" (CPU shared with other work: speed figures slow)" if cpu_was_busy(hw) else "")
+    plot_dashboard(result["rows"], root / f"{prefix}dashboard.png", f"{result['experiment']}: teacher vs students, {where}",
+                   result["split"], result["labels"], noun)
+    plot_gains(result["groups"], root / f"{prefix}gains.png", f"{result['experiment']}: what distillation adds, {where}",
+               GAIN_PLOT_BY)
+
+
+def redraw() -> dict:
+    """REDRAW: the figures of the experiment's results.json (validation-results.json for SPLIT=validation) drawn
+    again with this code, the tables left as they are; the result."""
+    root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, "" if SPLIT == "test" else "validation-"
+    result = as_current(read_json(results_to_redraw()))
+    draw_figures(root, result, prefix)
+    log.info("drew %s/%sdashboard.png and %sgains.png again from %sresults.json", root, prefix, prefix, prefix)
+    return result
+
+
+def as_current(result: dict) -> dict:
+    """A results.json as this code writes it, from one written before it recorded its data, split, texts and labels
+    (all IMDb then: its test_size texts, negative / positive) or grouped seeds (groups)."""
+    return {"data": "IMDb", "split": "test", "texts": result.get("test_size"), "labels": list(IMDB_LABELS),
+            "groups": []} | result
+
+
+def results_to_redraw() -> Path:
+    """The results.json that REDRAW draws from, after checking it is there."""
+    path = Path(OUTPUT_DIR) / EXPERIMENT / f"{'' if SPLIT == 'test' else 'validation-'}results.json"
+    if not path.is_file():
+        raise UsageError(f"--redraw=true: no {path} to draw from; evaluate the experiment first (without --redraw)")
+    return path
+
+
+def check_run(cfg: dict):
+    """What is checked before anything is written: the results to redraw (REDRAW), else the models to evaluate."""
+    return results_to_redraw() if REDRAW else selected_models(cfg)
 
 
 def write_cards(models: list, rows: list[dict], pairs: list[tuple], hw: dict, test_size: int, test_of: int) -> None:
@@ -1030,17 +1071,16 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     write_reports(root, result, prefix)
     if predictions is not None:
         replace_dir(predictions, predictions.with_name(predictions.name.removesuffix(".partial")))
-    where = figure_where(split, device, hw)
-    plot_dashboard(rows, root / f"{prefix}dashboard.png", f"{EXPERIMENT}: teacher vs students, {where}", SPLIT, split["names"],
-                   text_noun(split["data"]))
-    plot_gains(groups, root / f"{prefix}gains.png", f"{EXPERIMENT}: what distillation adds, {where}", GAIN_PLOT_BY)
+    draw_figures(root, result, prefix)
     log.info("wrote %s/%sresults.{json,csv,md}, %sdashboard.png and %sgains.png\n%s", root, prefix, prefix, prefix,
              markdown_table(rows, text_noun(split["data"])))
     return result
 
 
 def main(argv=None) -> dict:
-    cfg = start_run(globals(), argv, "evaluate_models", "evaluate.log", check=selected_models)
+    cfg = start_run(globals(), argv, "evaluate_models", "evaluate.log", check=check_run)
+    if REDRAW:
+        return redraw()
     device = default_device(DEVICE)
     models = selected_models()
 

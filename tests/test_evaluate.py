@@ -641,3 +641,35 @@ def test_a_stopped_evaluation_leaves_predictions_and_results_of_the_same_one(tin
         ev.main(tiny_args(imdb_parquet, tmp_path, "--quantize=false", "--test_size=10", cache=False))   # other texts
     after = {p.name: p.read_bytes() for p in (root / "predictions").iterdir()} | {"results": (root / "results.json").read_bytes()}
     assert after == before
+
+
+def test_redraw_draws_the_figures_of_a_published_results_json_and_loads_no_model(tmp_path, monkeypatch):
+    # a fresh clone holds results.json but no model: --redraw=true draws its figures again with today's code
+    from conftest import ROOT
+    (tmp_path / "quick").mkdir()
+    shutil.copy(ROOT / "outputs" / "quick" / "results.json", tmp_path / "quick")
+    before = (tmp_path / "quick" / "results.json").read_bytes()
+    args = ["--config", str(ROOT / "configs" / "quick.toml"), f"--output_dir={tmp_path}", "--redraw=true"]
+    monkeypatch.setattr(ev, "load_classifier", lambda *a, **k: pytest.fail("loaded a model"))
+    drawn = []
+    plot = ev.plot_dashboard
+    monkeypatch.setattr(ev, "plot_dashboard", lambda rows, path, title, *a: drawn.append((len(rows), title)) or
+                        plot(rows, path, title, *a))
+    result = ev.main(args)
+    saved = json.loads(before)
+    assert drawn == [(len(saved["rows"]), "quick: teacher vs students, 5,000 IMDb test reviews, cpu")]
+    assert result["rows"] == saved["rows"] and (tmp_path / "quick" / "results.json").read_bytes() == before
+    assert {p.name for p in (tmp_path / "quick").iterdir()} - {".lock"} == {"results.json", "dashboard.png", "gains.png", "logs"}
+    from PIL import Image
+    assert Image.open(tmp_path / "quick" / "dashboard.png").size[0] > 1000
+    # one written before results recorded their data, texts, labels and confusion matrices (IMDb, no matrix panel)
+    (tmp_path / "scarce").mkdir()
+    shutil.copy(ROOT / "outputs" / "scarce" / "results.json", tmp_path / "scarce")
+    assert "confusion" not in json.loads((tmp_path / "scarce" / "results.json").read_text())["rows"][0]
+    ev.main([*args, "--experiment=scarce"])
+    assert drawn[-1] == (13, "scarce: teacher vs students, 5,000 IMDb test reviews, cpu")
+    assert abs(Image.open(tmp_path / "scarce" / "dashboard.png").size[1] - 110 * (4 + 0.45 * 13)) <= 1   # 110 dpi, no matrices
+    with pytest.raises(UsageError, match=r"^--redraw=true: no \S+/other/results.json to draw from; evaluate the "
+                                         r"experiment first \(without --redraw\)$"):
+        ev.main([*args, "--experiment=other"])
+    assert not (tmp_path / "other").exists()           # refused before its log was written

@@ -974,14 +974,18 @@ def relative_figures(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def draw_figures(root: Path, result: dict, prefix: str = "") -> None:
-    """<prefix>dashboard.png and gains.png of a result (publish's, or its results.json read back: REDRAW), titled
-    with how many texts of which data and split, on which device, and a note when other work shared the CPU while
-    timing (model_card.cpu_was_busy: the speed panels are slow then)."""
+def figure_where(result: dict) -> str:
+    """The figures' subtitle: how many texts of which data and split, on which device, and a note when other work
+    shared the CPU while timing (model_card.cpu_was_busy: the speed panels are slow then)."""
     from model_card import cpu_was_busy
-    hw, noun = result["hardware"], text_noun(result["data"])
-    where = f"{result['texts']:,} {result['data']} {result['split']} {noun}, {hw['device']}" + \
+    hw = result["hardware"]
+    return f"{result['texts']:,} {result['data']} {result['split']} {text_noun(result['data'])}, {hw['device']}" + \
         (" (CPU shared with other work: speed figures slow)" if cpu_was_busy(hw) else "")
+
+
+def draw_figures(root: Path, result: dict, prefix: str = "") -> None:
+    """<prefix>dashboard.png and gains.png of a result (publish's, or its results.json read back: REDRAW)."""
+    noun, where = text_noun(result["data"]), figure_where(result)
     plot_dashboard(result["rows"], root / f"{prefix}dashboard.png", f"{result['experiment']}: teacher vs students, {where}",
                    result["split"], result["labels"], noun)
     plot_gains(result["groups"], root / f"{prefix}gains.png", f"{result['experiment']}: what distillation adds, {where}",

@@ -25,8 +25,8 @@ Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_
 """
 from configurator import UsageError, log, public_config, run_main, start_run
 from data_utils import DataSpec, check_data, load_splits, log_splits, read_json, split_digests
-from models import (PadCollator, check_max_length, count_parameters, head_plan, label_names, load_classifier, model_config,
-                    tokenize_dataset)
+from models import (PadCollator, check_max_length, count_parameters, head_plan, is_classifier, label_names, load_classifier,
+                    model_config, tokenize_dataset)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # run name: everything goes to OUTPUT_DIR/EXPERIMENT/
@@ -92,8 +92,7 @@ def check_adoptable(labels) -> None:
         return
     config = model_config(MODEL_NAME)
     has = f"a classifier of the classes {', '.join(label_names(config.to_dict()))}" if kind == "other" else \
-        f"a classifier of {config.num_labels} classes" if any(a.endswith("ForSequenceClassification") for a in
-                                                             config.architectures or ()) else "no classifier"
+        f"a classifier of {config.num_labels} classes" if is_classifier(config) else "no classifier"
     raise UsageError(f"--fine_tune=false takes {MODEL_NAME} as the teacher as it is, but it is {has}, and the data's "
                      f"classes are {', '.join(labels)}; fine-tune it (--fine_tune=true), or give a classifier of these "
                      f"classes (its config.json id2label naming them)")

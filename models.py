@@ -212,15 +212,17 @@ def load_classifier(name_or_path: str, seed: int = 0, labels=None):
 
     labels: the label names in id order, set in the model config so every later tool shows them; the head is the
     checkpoint's where head_plan keeps it (a classifier fine-tuned for these classes: its rows put in this order),
-    else a new one of that many classes. None keeps a saved classifier's own (a fresh model gets IMDb's two).
+    else a new one of that many classes. None keeps a classifier's own head and names (a saved folder, or a hub
+    classifier); an encoder gets a new head of IMDb's two.
     """
     if name_or_path.startswith("tiny:"):
         return build_tiny(name_or_path[5:], seed, labels or IMDB_LABELS)
     import torch
     from transformers import AutoModelForSequenceClassification
     tok = load_tokenizer(name_or_path)
-    kind, order = ("own", None) if labels is None and is_saved_model(Path(name_or_path)) else \
-        head_plan(model_config(name_or_path), labels or IMDB_LABELS)
+    config = None if labels is None and is_saved_model(Path(name_or_path)) else model_config(name_or_path)
+    kind, order = ("own", None) if labels is None and (config is None or is_classifier(config)) else \
+        head_plan(config, labels or IMDB_LABELS)
     names = list(labels or IMDB_LABELS)
     head = {} if kind != "new" else {"num_labels": len(names), "id2label": dict(enumerate(names)),
                                      "label2id": {n: i for i, n in enumerate(names)}, "ignore_mismatched_sizes": True}
@@ -247,8 +249,7 @@ def head_plan(config, labels) -> tuple[str, list[int] | None]:
     as many classes named LABEL_0, LABEL_1, ...: taken in id order) or "other" (as many classes of other names:
     its head is kept in id order, to be trained further)."""
     theirs = label_names(config.to_dict())
-    classifier = any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or ())
-    if not classifier or len(theirs) != len(labels):
+    if not is_classifier(config) or len(theirs) != len(labels):
         return "new", None
     folded = [n.lower() for n in theirs]
     if sorted(folded) == sorted(n.lower() for n in labels) and len(set(folded)) == len(folded):
@@ -256,6 +257,11 @@ def head_plan(config, labels) -> tuple[str, list[int] | None]:
     if theirs == [f"LABEL_{i}" for i in range(len(theirs))]:
         return "unnamed", list(range(len(labels)))
     return "other", list(range(len(labels)))
+
+
+def is_classifier(config) -> bool:
+    """Whether a transformers config is a sequence classifier's (a head of its own), not a bare encoder's."""
+    return any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or ())
 
 
 def say_head(name_or_path: str, kind: str, theirs: list[str], labels: list[str]) -> None:

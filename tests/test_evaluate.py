@@ -189,10 +189,11 @@ def test_a_busy_cpu_is_recorded_and_warned_about(monkeypatch, caplog):
 
 
 def test_the_figures_say_when_other_work_shared_the_cpu():
-    split = {"texts": ["a"] * 1200, "data": "IMDb"}
     busy = {"device": "cpu", "cpu_count": 2, "other_cores_busy": 0.9}
-    assert ev.figure_where(split, "cpu", busy) == "1,200 IMDb test reviews, cpu (CPU shared with other work: speed figures slow)"
-    assert ev.figure_where(split | {"data": "data/mine"}, "cpu", busy | {"other_cores_busy": 0.1}) == "1,200 data/mine test texts, cpu"
+    result = {"texts": 1200, "data": "IMDb", "split": "test", "hardware": busy}
+    assert ev.figure_where(result) == "1,200 IMDb test reviews, cpu (CPU shared with other work: speed figures slow)"
+    assert ev.figure_where(result | {"data": "data/mine", "hardware": busy | {"other_cores_busy": 0.1}}) == \
+        "1,200 data/mine test texts, cpu"
 
 
 def test_others_cores_by_hand():

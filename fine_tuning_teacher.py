@@ -87,10 +87,10 @@ def check_config(cfg: dict) -> None:
 def check_adoptable(labels) -> None:
     """With FINE_TUNE off: UsageError unless MODEL_NAME is a classifier of the data's classes (models.head_plan: the
     same names in any case and order, or as many unnamed LABEL_0, LABEL_1, ...)."""
-    kind, _ = head_plan(model_config(MODEL_NAME), labels)
+    config = model_config(MODEL_NAME)
+    kind, _ = head_plan(config, labels)
     if kind in ("same", "unnamed"):
         return
-    config = model_config(MODEL_NAME)
     has = f"a classifier of the classes {', '.join(label_names(config.to_dict()))}" if kind == "other" else \
         f"a classifier of {config.num_labels} classes" if is_classifier(config) else "no classifier"
     raise UsageError(f"--fine_tune=false takes {MODEL_NAME} as the teacher as it is, but it is {has}, and the data's "

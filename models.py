@@ -290,7 +290,8 @@ def reorder_head(model, order: list[int]) -> None:
             and m.out_features == len(order)]
     if not outs:
         raise UsageError(f"{type(model).__name__}: no classification layer of {len(order)} outputs found to put its "
-                         f"classes in the data's order; save the model with id2label in the data's order")
+                         f"classes in the data's order (a head this code does not know); save the model with its head's "
+                         f"rows and id2label in the data's order")
     with torch.no_grad():
         outs[-1].weight.copy_(outs[-1].weight[order])
         if outs[-1].bias is not None:

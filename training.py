@@ -427,7 +427,11 @@ def save_untrained(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
                 "data's validation or test texts, its accuracy here reads high, and the students' retention of it",
                 info["base_model"])
     val = trainer.evaluate()
-    warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels)
+    classes = trainer.model.config.num_labels
+    warn_if_classes_unpredicted(out_dir, val, classes)
+    if val["eval_accuracy"] < 1 / classes:       # worse than chance: most likely its classes in another order
+        log.warning("%s: validation accuracy %.4f, below chance (%.4f): are its classes the data's, in the order its "
+                    "config.json id2label names them?", info["base_model"], val["eval_accuracy"], 1 / classes)
     metrics = {"val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
                "val_classes_predicted": val["eval_classes_predicted"], "val_examples": len(trainer.eval_dataset),
                "untrained": True, "train_time_s": 0.0, "train_examples": 0, "epochs": 0, "optimizer_steps": 0,

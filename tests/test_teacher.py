@@ -482,7 +482,7 @@ def test_a_classifier_fine_tuned_elsewhere_is_taken_as_it_is(tiny_teacher, imdb_
 
 def test_taking_a_model_as_it_is_needs_a_classifier_of_the_data_classes(tiny_teacher, imdb_parquet, tmp_path):
     from transformers import AutoTokenizer, BertModel
-    folder, _ = tiny_teacher
+    folder, metrics = tiny_teacher
     other = elsewhere_copy(folder, tmp_path / "other", {0: "sad", 1: "happy"}, [0, 1])
     encoder = tmp_path / "encoder"
     BertModel.from_pretrained(folder).save_pretrained(encoder)
@@ -494,5 +494,10 @@ def test_taking_a_model_as_it_is_needs_a_classifier_of_the_data_classes(tiny_tea
                                 f"data's classes are negative, positive; fine-tune it (--fine_tune=true), or give a "
                                 f"classifier of these classes (its config.json id2label naming them)")
     assert not (tmp_path / "runs" / "tiny" / "teacher").exists()
-    unnamed = elsewhere_copy(folder, tmp_path / "unnamed", {0: "LABEL_0", 1: "LABEL_1"}, [0, 1])
-    assert ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={unnamed}", "--fine_tune=false"))["untrained"]
+    # unnamed classes are taken in id order: stored the other way round, it scores below chance, and the log says why
+    unnamed = elsewhere_copy(folder, tmp_path / "unnamed", {0: "LABEL_0", 1: "LABEL_1"}, [1, 0])
+    adopted = ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={unnamed}", "--fine_tune=false"))
+    assert adopted["val_accuracy"] == pytest.approx(1 - metrics["val_accuracy"]) and adopted["val_accuracy"] < 0.5
+    assert f"{unnamed}: validation accuracy {adopted['val_accuracy']:.4f}, below chance (0.5000): are its classes the " \
+           "data's, in the order its config.json id2label names them?" in \
+           (tmp_path / "runs" / "tiny" / "logs" / "teacher.log").read_text()

@@ -38,6 +38,13 @@ def data_facts(config: dict) -> dict:
             "domain": f"texts like those of `{shown}`", "language": None}    # the user's data: not known here
 
 
+def model_words(name: str | None) -> str:
+    """A model as a card names it: a hub id as it is, a local folder by its name alone (no path of this machine)."""
+    if name and (Path(name).is_absolute() or Path(name).exists()):
+        return f"the local model `{Path(name).name}`"
+    return f"`{name}`"
+
+
 def base_model(kd: dict) -> str | None:
     """The hub model a folder descends from: the teacher's base model, a student's own `model`, or for a
     student cut from the teacher, the teacher's base model (read from the teacher folder when present)."""
@@ -84,23 +91,23 @@ def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
                f"epochs ({metrics.get('optimizer_steps')} optimizer steps), learning rate {how.get('learning_rate')}, "
                f"batch size {how.get('batch_size')}, seed {how.get('seed')}")
     if kd.get("role") == "teacher" and metrics.get("untrained"):     # fine_tuning_teacher.py --fine_tune=false
-        return [f"The sentiment classifier `{kd.get('base_model')}` ({labels}), fine-tuned elsewhere and taken as it is "
-                f"(not trained here) as the teacher of this experiment's distilled students on {facts['name']}.", "",
+        return [f"A sentiment classifier ({labels}) fine-tuned elsewhere, {model_words(kd.get('base_model'))}, taken as it "
+                f"is (not trained here) as the teacher of this experiment's distilled students on {facts['name']}.", "",
                 "- its training data is not known here: if it included these validation or test texts, its figures "
                 "below read high"]
     if kd.get("role") == "teacher":
-        return [f"A sentiment classifier ({labels}) fine-tuned from `{kd.get('base_model')}` on {facts['name']}; "
+        return [f"A sentiment classifier ({labels}) fine-tuned from {model_words(kd.get('base_model'))} on {facts['name']}; "
                 f"the teacher of this experiment's distilled students.", "", trained]
     spec = kd.get("student") or {}
     teacher = "/".join(Path(kd.get("teacher") or "teacher").parts[-2:])    # <experiment>/teacher: no path of this machine
-    source = f"`{spec['model']}`" if spec.get("model") else f"the teacher `{teacher}`"
+    source = model_words(spec["model"]) if spec.get("model") else f"the teacher `{teacher}`"
     if kd.get("kind") == "baseline":
         return [f"A student sentiment classifier ({labels}) for {facts['name']}, trained on the labels alone, "
                 f"without the teacher (the labels-only baseline its distilled twin is measured against).", "",
                 f"- layers kept from {source}: {spec.get('layers')}", "- loss: the labels' cross-entropy alone", trained]
     return [f"A distilled student sentiment classifier ({labels}) for {facts['name']}, learned from the teacher "
             f"`{teacher}`.", "",
-            f"- layers kept from {'`' + spec['model'] + '`' if spec.get('model') else 'the teacher'}: {spec.get('layers')}",
+            f"- layers kept from {model_words(spec['model']) if spec.get('model') else 'the teacher'}: {spec.get('layers')}",
             f"- alpha (weight of the labels' cross-entropy; 1 - alpha weighs the teacher's soft labels): "
             f"{st.get('alpha')}, temperature T: {st.get('temperature')}",
             f"- unlabeled transfer texts: {st.get('transfer_size', 0)}", trained]
@@ -213,8 +220,9 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             f"{facts['domain'][0].upper() + facts['domain'][1:]} only; {len(facts['labels'])} labels. Trained on at most {kd.get('max_length')} tokens "
             f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
             f"`inference.py` cuts longer texts the same way. Not evaluated on other domains or languages.", "",
-            f"The license above is the base model's{'' if data.license else ' (unknown here)'}; add the terms of the "
-            f"training data ({facts['name']}) before publishing.", ""]
+            ("The license above is the base model's; add the terms of the " if data.license else
+             "No license is set above: the base model's is unknown here; add it and the terms of the ")
+            + f"training data ({facts['name']}) before publishing.", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
 
 

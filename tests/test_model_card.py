@@ -39,8 +39,8 @@ def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
             "without the teacher (the labels-only baseline its distilled twin is measured against).") in baseline
     assert "- layers kept from the teacher `tiny/teacher`: [1]\n- loss: the labels' cross-entropy alone\n" in baseline
     assert str(root) not in baseline.split("## How to use")[0]        # no path of this machine above the usage lines
-    assert "The license above is the base model's (unknown here); add the terms of the training data (IMDb movie " \
-        "reviews) before publishing." in baseline
+    assert "No license is set above: the base model's is unknown here; add it and the terms of the training data " \
+        "(IMDb movie reviews) before publishing." in baseline
     assert "temperature" not in baseline and "alpha" not in baseline       # no teacher, no soft labels
     from model_card import write_card
     unevaluated = write_card(root / "students" / "cut", "cut").read_text()

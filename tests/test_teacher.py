@@ -469,7 +469,9 @@ def test_a_classifier_fine_tuned_elsewhere_is_taken_as_it_is(tiny_teacher, imdb_
     assert config["sentiment_kd"]["training_settings"]["fine_tune"] is False
     # a teacher fine-tuned here records no fine_tune (runs.ADDED_LATER): those recorded before it existed are kept
     assert "fine_tune" not in json.loads((folder / "config.json").read_text())["sentiment_kd"]["training_settings"]
-    assert "fine-tuned elsewhere and taken as it is" in (ours / "README.md").read_text()
+    card = (ours / "README.md").read_text()
+    assert "A sentiment classifier (negative / positive) fine-tuned elsewhere, the local model `mine`, taken as it is " \
+           "(not trained here)" in card and str(tmp_path) not in card.split("## How to use")[0]    # no path of this machine
     a, tok = load_classifier(str(folder))
     b, _ = load_classifier(str(ours))
     batch = tok(["a great film", "the worst movie", "loved it"], return_tensors="pt", padding=True)

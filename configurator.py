@@ -36,6 +36,12 @@ if sys.version_info < (3, 11):   # every script imports this module first: one l
              f"{sys.version.split()[0]}")
 import tomllib  # noqa: E402
 
+# stderr to a file (nohup, a scheduler, `> log 2>&1`): no progress bars (tqdm's, so the Trainer's, transformers' and
+# datasets' too), each of whose updates would be one more stretch of the file; the log lines say how a run goes.
+# Set here, as every script imports this module first: tqdm reads TQDM_* when it is imported. TQDM_DISABLE= keeps them.
+if not sys.stderr.isatty():
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
 PROJECT_DIR = Path(__file__).resolve().parent
 SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference", "bench", "export")
 STEPS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")   # what run_experiment.sh runs, in order

@@ -484,3 +484,15 @@ def test_a_runs_log_has_what_its_checks_logged_once_in_order_before_its_config(t
                                                            "WARNING 2 files read as its train split"]
     assert lines[2].split(" ", 1)[1].startswith("INFO config: ") and len(lines) == 3
     assert "'epochs': 2.0, 'label_names': []," in lines[2]          # a list left unset reads as one
+
+
+def test_no_progress_bars_when_stderr_is_a_file(tmp_path):
+    # nohup / `> log 2>&1`: tqdm's bars would fill the file; on a terminal (or with TQDM_DISABLE= set empty) they stay
+    code = "import configurator, tqdm; print(tqdm.tqdm(range(3)).disable)"
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    with open(tmp_path / "err", "w") as err:
+        shown = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, text=True, env=env,
+                               cwd=ROOT)
+        kept = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, text=True,
+                              env=env | {"TQDM_DISABLE": ""}, cwd=ROOT)
+    assert shown.stdout.strip() == "True" and kept.stdout.strip() == "False"

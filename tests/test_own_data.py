@@ -113,7 +113,7 @@ def test_label_names_reorder_the_ids_not_the_splits(tmp_path, files):
         assert [order[y] for y in b["label"]] == [plain.label_names[y] for y in a["label"]]
 
 
-def test_leaks_are_counted_and_dropped(tmp_path):
+def test_leaks_are_counted_and_dropped(tmp_path, caplog):
     train = SPLITS["train"] + [SPLITS["test"][0], SPLITS["validation"][0], SPLITS["train"][0]]
     validation = SPLITS["validation"] + [SPLITS["test"][1]]          # would choose checkpoints by a test text
     write(tmp_path, "csv", {"train": train, "validation": validation, "test": SPLITS["test"]})
@@ -125,6 +125,15 @@ def test_leaks_are_counted_and_dropped(tmp_path):
     dropped = du.load_splits(spec(tmp_path, val_size=16))
     assert len(dropped.train) == 61 and not set(dropped.train["text"]) & set(dropped.test["text"])
     assert list(dropped.validation["text"]) == [r["tweet"] for r in SPLITS["validation"]]
+    # the sizes logged say why they are smaller than asked for; with nothing dropped they say nothing of it
+    with caplog.at_level("INFO", logger="kd"):
+        du.log_splits(dropped, spec(tmp_path, val_size=16))
+        du.log_splits(kept, spec(tmp_path, drop_leaks=False, val_size=16))
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith("data ") and said[0].endswith(
+        ": train 61, validation 15, test 15 (after dropping the rows whose text is also in a later split: duplicates "
+        "below; --drop_leaks=false keeps them); labels negative, neutral, positive")
+    assert said[2].endswith(": train 63, validation 16, test 15; labels negative, neutral, positive")
 
 
 def test_transfer_texts_from_the_rest_of_validation_skip_held_out_texts(tmp_path):

@@ -14,6 +14,7 @@ from conftest import ROOT, tiny_args
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_teacher_and_students_under_torchrun(tmp_path, imdb_parquet):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["TQDM_DISABLE"] = ""      # progress bars kept in the captured output: rank 0's alone must show
     runs = {}
     for script in ("fine_tuning_teacher.py", "distill_student.py"):
         r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",

@@ -36,14 +36,15 @@ if sys.version_info < (3, 11):   # every script imports this module first: one l
              f"{sys.version.split()[0]}")
 import tomllib  # noqa: E402
 
-# stderr to a file (nohup, a scheduler, `> log 2>&1`): no progress bars (tqdm's, so the Trainer's, transformers' and
-# datasets' too), each of whose updates would be one more stretch of the file; the log lines say how a run goes.
-# Set here, as every script imports this module first: tqdm reads TQDM_* when it is imported. TQDM_DISABLE= keeps them.
-if not sys.stderr.isatty():
-    os.environ.setdefault("TQDM_DISABLE", "1")
-
 PROJECT_DIR = Path(__file__).resolve().parent
 SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inference", "bench", "export")
+
+# A script run with stderr to a file (nohup, a scheduler, `> log 2>&1`): no progress bars (tqdm's, so the Trainer's,
+# transformers' and datasets' too), each of whose updates would be one more stretch of the file; the log lines say how
+# a run goes. Set here, as every script imports this module first: tqdm reads TQDM_* when it is imported. Only for
+# the scripts: a notebook importing `inference` keeps its own bars. TQDM_DISABLE= (set empty) keeps them.
+if Path(sys.argv[0] if sys.argv else "").stem in SCRIPTS and not sys.stderr.isatty():
+    os.environ.setdefault("TQDM_DISABLE", "1")
 STEPS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")   # what run_experiment.sh runs, in order
 CONFIG_TYPES = (bool, int, float, str, list)
 CONFIG_TYPE_NAMES = {t.__name__: t for t in CONFIG_TYPES}   # annotations postponed (`from __future__`) are strings

@@ -402,10 +402,11 @@ def public_config(cfg: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # starting a run: logging, the experiment lock, one-line errors
 # ----------------------------------------------------------------------------------------------
-def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: str, check=None) -> dict:
+def start_run(namespace: dict, argv: list[str] | None, script: str, log_name, check=None) -> dict:
     """The opening of a training/evaluation script: apply overrides (no positional arguments allowed),
     run the script's own checks `check(cfg)` (before anything is written: a bad input changes nothing
-    on disk), then log to OUTPUT_DIR/EXPERIMENT/logs/<log_name> and log the effective configuration."""
+    on disk), then log to OUTPUT_DIR/EXPERIMENT/logs/<log_name> (a name, or a function of the configured
+    namespace giving one) and log the effective configuration."""
     cfg = configure(namespace, argv, script)
     if cfg["_args"]:
         raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
@@ -416,7 +417,8 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name: st
             check(cfg)
         root = Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"]
         _RUN_ROOT[:], _RUN_SCRIPT[:] = [root], [script]
-        setup_logging(root / "logs" / log_name)       # a folder it cannot write is an error after the held warnings
+        name = log_name(namespace) if callable(log_name) else log_name
+        setup_logging(root / "logs" / name)           # a folder it cannot write is an error after the held warnings
     for record in early:                   # the files a data folder gave each split, the checks' warnings
         if log.isEnabledFor(record.levelno):
             log.handle(record)

@@ -89,6 +89,7 @@ FP32_MODELS: list = [""]          # models that also get an fp32 row when they g
 GAIN_PLOT_BY: str = ""            # a student setting (e.g. transfer_size): gains.png also plots the gain against it
 REDRAW: bool = False              # only draw dashboard.png and gains.png again from the experiment's results.json
                                   # (SPLIT=validation: validation-*), loading no model and measuring nothing
+                                  # (logged to logs/redraw.log: evaluate.log stays the evaluation's)
 QUANTIZE_KINDS: list = ["teacher", "distilled", "baseline", "student"]  # which models get an int8 row (student: not from distill_student.py)
 ONNX: bool = False                # add ONNX Runtime rows onnx-fp32 / onnx-int8 (CPU; exports to <model>/onnx/ where missing)
 ONNX_KINDS: list = ["teacher", "distilled", "baseline", "student"]  # which models get the ONNX rows
@@ -989,7 +990,7 @@ def draw_figures(root: Path, result: dict, prefix: str = "") -> None:
     plot_dashboard(result["rows"], root / f"{prefix}dashboard.png", f"{result['experiment']}: teacher vs students, {where}",
                    result["split"], result["labels"], noun)
     plot_gains(result["groups"], root / f"{prefix}gains.png", f"{result['experiment']}: what distillation adds, {where}",
-               GAIN_PLOT_BY)
+               GAIN_PLOT_BY or result["config"].get("gain_plot_by", ""))    # a redraw: as the evaluation had it
 
 
 def redraw() -> dict:
@@ -1082,7 +1083,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
 
 
 def main(argv=None) -> dict:
-    cfg = start_run(globals(), argv, "evaluate_models", "evaluate.log", check=check_run)
+    cfg = start_run(globals(), argv, "evaluate_models", lambda ns: "redraw.log" if ns["REDRAW"] else "evaluate.log",
+                    check=check_run)     # evaluate.log stays the record of the evaluation
     if REDRAW:
         return redraw()
     device = default_device(DEVICE)

@@ -68,20 +68,32 @@ KEEP_CHECKPOINTS: bool = False    # keep outputs/<EXPERIMENT>/checkpoints/teache
 REPORT_TO: str = "none"           # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 
 
+TRAINING_ONLY = ("epochs", "batch_size", "grad_accum", "learning_rate", "weight_decay", "warmup_ratio")   # run_settings
+
+
 # ----------------------------------------------------------------------------------------------
 def check_config(cfg: dict) -> None:
     """What can be checked before anything is written: the data (loaded: columns, labels, splits), the model's
-    position limit (unless a finished teacher is kept as it is: it needs no base model, which offline may not be
-    at hand), and that a kept or resumed run was made with these settings."""
+    position limit and, FINE_TUNE off, its classes (unless a finished teacher is kept as it is: it needs no base
+    model, which offline may not be at hand), and that a kept or resumed run was made with these settings."""
     check_data(DataSpec.from_settings(cfg), ("train", "test"))
     splits = load_splits(DataSpec.from_settings(cfg))
-    from runs import check_resume, kept_as_is, resume_settings, run_dirs
-    dirs, settings = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher"), resume_settings(cfg)
+    from runs import check_resume, kept_as_is, run_dirs
+    dirs, settings = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher"), run_settings(cfg)
     if not kept_as_is(dirs[0], settings, OVERWRITE):
         check_max_length(model_config(MODEL_NAME), MAX_LENGTH, MODEL_NAME)
         if not FINE_TUNE:
             check_adoptable(splits.label_names)
     check_resume(dirs, settings, OVERWRITE)
+
+
+def run_settings(cfg: dict) -> dict:
+    """What the teacher is recorded, kept and resumed as made with (runs.resume_settings); one taken as it is
+    (FINE_TUNE off) was not trained here, so the training settings (TRAINING_ONLY) are not part of it: a flag meant
+    for the students (`run_experiment.sh ... --epochs=5`) keeps it."""
+    from runs import resume_settings
+    settings = resume_settings(cfg)
+    return settings if FINE_TUNE else {k: v for k, v in settings.items() if k not in TRAINING_ONLY}
 
 
 def check_adoptable(labels) -> None:
@@ -131,9 +143,9 @@ def tokenize(splits, tokenizer, args) -> dict:
 
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
-    from runs import resume_settings, run_dirs, should_train
+    from runs import run_dirs, should_train
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
-    if not should_train(*dirs[:2], OVERWRITE, resume_settings(cfg)):
+    if not should_train(*dirs[:2], OVERWRITE, run_settings(cfg)):
         return kept_teacher(dirs[0])          # decided without importing the Trainer (runs.py)
     from transformers import set_seed
 
@@ -157,8 +169,8 @@ def main(argv=None) -> dict:
     record = model_record("teacher", base_model=MODEL_NAME, max_length=MAX_LENGTH, truncation=TRUNCATION,
                           head_tokens=HEAD_TOKENS, run_config=public_config(cfg), data_digests=split_digests(splits))
     if not FINE_TUNE:
-        return save_untrained(trainer, tokenizer, dirs, record, resume_settings(cfg))
-    return train_and_save(trainer, tokenizer, dirs, record, {}, KEEP_CHECKPOINTS, resume_settings(cfg))
+        return save_untrained(trainer, tokenizer, dirs, record, run_settings(cfg))
+    return train_and_save(trainer, tokenizer, dirs, record, {}, KEEP_CHECKPOINTS, run_settings(cfg))
 
 
 if __name__ == "__main__":

@@ -38,9 +38,14 @@ def data_facts(config: dict) -> dict:
             "domain": f"texts like those of `{shown}`", "language": None}    # the user's data: not known here
 
 
+def is_local_model(name: str) -> bool:
+    """A model given as a local folder, not a hub id: it exists here, or it looks like a path (/, ./, ../, ~)."""
+    return Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+
+
 def model_words(name: str | None) -> str:
     """A model as a card names it: a hub id as it is, a local folder by its name alone (no path of this machine)."""
-    if name and (Path(name).is_absolute() or Path(name).exists()):
+    if name and is_local_model(name):
         return f"the local model `{Path(name).name}`"
     return f"`{name}`"
 
@@ -51,7 +56,7 @@ def base_model(kd: dict) -> str | None:
     name = kd.get("base_model") or (kd.get("student") or {}).get("model")
     if not name and kd.get("teacher") and (Path(kd["teacher"]) / "config.json").is_file():
         name = read_json(Path(kd["teacher"]) / "config.json").get("sentiment_kd", {}).get("base_model")
-    return name if name and not name.startswith("tiny:") and not Path(name).exists() else None
+    return name if name and not name.startswith("tiny:") and not is_local_model(name) else None
 
 
 METRIC_NAMES = {"accuracy": "Accuracy", "f1": "Macro F1", "recall_macro": "Macro recall"}
@@ -217,7 +222,8 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             f"or `python inference.py --model {where_used} \"I loved it\"` ({onnx_words(folder, where_used)})."
             f"{pipeline_note(kd)}", "",
             LIMITS, "",
-            f"{facts['domain'][0].upper() + facts['domain'][1:]} only; {len(facts['labels'])} labels. Trained on at most {kd.get('max_length')} tokens "
+            f"{facts['domain'][0].upper() + facts['domain'][1:]} only; {len(facts['labels'])} labels. "
+            f"{'Evaluated here' if metrics.get('untrained') else 'Trained'} on at most {kd.get('max_length')} tokens "
             f"({kd.get('truncation')} truncation{', head ' + str(kd.get('head_tokens')) if kd.get('truncation') == 'head+tail' else ''}): "
             f"`inference.py` cuts longer texts the same way. Not evaluated on other domains or languages.", "",
             ("The license above is the base model's; add the terms of the " if data.license else

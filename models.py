@@ -212,17 +212,16 @@ def load_classifier(name_or_path: str, seed: int = 0, labels=None):
 
     labels: the label names in id order, set in the model config so every later tool shows them; the head is the
     checkpoint's where head_plan keeps it (a classifier fine-tuned for these classes: its rows put in this order),
-    else a new one of that many classes. None keeps a classifier's own head and names (a saved folder, or a hub
-    classifier); an encoder gets a new head of IMDb's two.
+    else a new one of that many classes. None keeps a classifier's own head and names (a saved folder or a hub
+    id); an encoder gets a new head of IMDb's two.
     """
     if name_or_path.startswith("tiny:"):
         return build_tiny(name_or_path[5:], seed, labels or IMDB_LABELS)
     import torch
     from transformers import AutoModelForSequenceClassification
     tok = load_tokenizer(name_or_path)
-    config = None if labels is None and is_saved_model(Path(name_or_path)) else model_config(name_or_path)
-    kind, order = ("own", None) if labels is None and (config is None or is_classifier(config)) else \
-        head_plan(config, labels or IMDB_LABELS)
+    config = model_config(name_or_path)
+    kind, order = ("own", None) if labels is None and is_classifier(config) else head_plan(config, labels or IMDB_LABELS)
     names = list(labels or IMDB_LABELS)
     head = {} if kind != "new" else {"num_labels": len(names), "id2label": dict(enumerate(names)),
                                      "label2id": {n: i for i, n in enumerate(names)}, "ignore_mismatched_sizes": True}
@@ -233,7 +232,8 @@ def load_classifier(name_or_path: str, seed: int = 0, labels=None):
     if order is not None:
         reorder_head(model, order)
         model.config.id2label, model.config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
-        say_head(name_or_path, kind, label_names(model_config(name_or_path).to_dict()), names)
+        model.config.problem_type = "single_label_classification"   # one class per text (a multi-label head's loss is another)
+        say_head(name_or_path, kind, label_names(config.to_dict()), names)
     stored = "/".join(sorted(stored_float_dtypes(name_or_path) - {"F32", "F64"}))
     if stored:      # e.g. the GPU pack's copies (make-device-pack stores them in float16 to fit its chunks)
         log.warning("%s: weights stored as %s, loaded as float32: a training from them starts from weights rounded "

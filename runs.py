@@ -67,7 +67,9 @@ def check_resume(dirs: tuple, settings: dict, overwrite: bool) -> None:
     if overwrite:
         return
     old, what, fix = standing_run(dirs, settings)
-    changed = sorted(differences(old, settings), key=lambda c: c[0] != "teacher") if old is not None else []   # teacher first
+    first = ("teacher", "fine_tune")             # what says most of why: named first (a stable sort keeps the rest's order)
+    changed = sorted(differences(old, settings), key=lambda c: first.index(c[0]) if c[0] in first else len(first)) \
+        if old is not None else []
     if changed:
         k, was, now = changed[0]
         more = f"; {len(changed) - 1} more: {', '.join(c[0] for c in changed[1:])}" if len(changed) > 1 else ""

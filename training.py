@@ -435,7 +435,8 @@ def save_untrained(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     metrics = {"val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
                "val_classes_predicted": val["eval_classes_predicted"], "val_examples": len(trainer.eval_dataset),
                "untrained": True, "train_time_s": 0.0, "train_examples": 0, "epochs": 0, "optimizer_steps": 0,
-               "parameters": count_parameters(trainer.model)}
+               "parameters": count_parameters(trainer.model),
+               "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}   # models.run_fingerprint tells two apart
     save_finished(trainer, tokenizer, out_dir, record, metrics, info | {"training_settings": settings})
     if trainer.is_world_process_zero():      # no checkpoints: the folder the Trainer made for them goes
         (ckpt_dir / OVERWRITING).unlink(missing_ok=True)

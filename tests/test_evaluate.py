@@ -661,6 +661,7 @@ def test_redraw_draws_the_figures_of_a_published_results_json_and_loads_no_model
     assert drawn == [(len(saved["rows"]), "quick: teacher vs students, 5,000 IMDb test reviews, cpu")]
     assert result["rows"] == saved["rows"] and (tmp_path / "quick" / "results.json").read_bytes() == before
     assert {p.name for p in (tmp_path / "quick").iterdir()} - {".lock"} == {"results.json", "dashboard.png", "gains.png", "logs"}
+    assert [p.name for p in (tmp_path / "quick" / "logs").iterdir()] == ["redraw.log"]   # evaluate.log: the evaluation's
     from PIL import Image
     assert Image.open(tmp_path / "quick" / "dashboard.png").size[0] > 1000
     # one written before results recorded their data, texts, labels and confusion matrices (IMDb, no matrix panel)

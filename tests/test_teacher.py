@@ -479,6 +479,11 @@ def test_a_classifier_fine_tuned_elsewhere_is_taken_as_it_is(tiny_teacher, imdb_
         torch.testing.assert_close(b(**batch).logits, a(**batch).logits)
     assert not (tmp_path / "runs" / "tiny" / "checkpoints" / "teacher").exists()
     student = distill_student.main(tiny_args(imdb_parquet, tmp_path / "runs", "--only=cut"))   # the next step takes it
+    # not trained here: a training setting meant for the students keeps it; fine-tuning it instead is named as such
+    again = ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={theirs}", "--fine_tune=false", "--epochs=5"))
+    assert again["taken_at"] == adopted["taken_at"]
+    with pytest.raises(UsageError, match=r"made with fine_tune = False, now True; \d more: "):
+        ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={theirs}"))
     assert set(student["students"]) == {"cut", "cut-baseline"}
 
 

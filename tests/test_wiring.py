@@ -331,3 +331,17 @@ def test_a_classifier_of_other_classes_gets_a_new_head_not_a_crash(tmp_path, cap
     torch.testing.assert_close(three.bert.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
     assert f"{tmp_path / 'two'}: a new classification head (classifier.bias, classifier.weight) in place of its own for " \
            "2 classes, trained here" in caplog.text
+
+
+def test_reorder_head_permutes_the_last_layer_of_a_roberta_head():
+    # RoBERTa's head is classifier.dense (hidden -> hidden) then classifier.out_proj (hidden -> classes): only the
+    # second's rows are the classes
+    from models import reorder_head
+    model, tok = build_tiny("roberta", labels=("a", "b", "c"))
+    model.eval()
+    batch = tok(["a great film", "the worst movie"], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        before = model(**batch).logits
+    reorder_head(model, [2, 0, 1])
+    with torch.inference_mode():
+        torch.testing.assert_close(model(**batch).logits, before[:, [2, 0, 1]])

@@ -996,7 +996,7 @@ def draw_figures(root: Path, result: dict, prefix: str = "") -> None:
 def redraw() -> dict:
     """REDRAW: the figures of the experiment's results.json (validation-results.json for SPLIT=validation) drawn
     again with this code, the tables left as they are; the result."""
-    root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, "" if SPLIT == "test" else "validation-"
+    root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, split_prefix()
     result = as_current(read_json(results_to_redraw()))
     draw_figures(root, result, prefix)
     log.info("drew %s/%sdashboard.png and %sgains.png again from %sresults.json", root, prefix, prefix, prefix)
@@ -1012,10 +1012,15 @@ def as_current(result: dict) -> dict:
 
 def results_to_redraw() -> Path:
     """The results.json that REDRAW draws from, after checking it is there."""
-    path = Path(OUTPUT_DIR) / EXPERIMENT / f"{'' if SPLIT == 'test' else 'validation-'}results.json"
+    path = Path(OUTPUT_DIR) / EXPERIMENT / f"{split_prefix()}results.json"
     if not path.is_file():
         raise UsageError(f"--redraw=true: no {path} to draw from; evaluate the experiment first (without --redraw)")
     return path
+
+
+def split_prefix() -> str:
+    """How this SPLIT's result files begin: "" for test (results.json, dashboard.png), "validation-" for validation."""
+    return "" if SPLIT == "test" else "validation-"
 
 
 def check_run(cfg: dict):
@@ -1056,7 +1061,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     {load_average_1min (machine_load() when measuring began), other_cores_busy (others_cores over all of it)}.
     predictions: the folder this evaluation wrote its predictions to (<name>.partial), moved into place right
     after results.json, so that the two always describe the same evaluation."""
-    root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, "" if SPLIT == "test" else "validation-"
+    root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, split_prefix()
     pairs = paired_rows(rows)
     groups, hw = seed_groups(rows, pairs), hardware(device) | (load or {})
     if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed

@@ -228,7 +228,7 @@ def load_classifier(name_or_path: str, seed: int = 0, labels=None):
     with cannot_load(name_or_path), quiet_transformers():   # its LOAD REPORT table: said by report_loading instead
         model, info = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=torch.float32,
                                                                          output_loading_info=True, **head)
-    report_loading(name_or_path, model, info)
+    report_loading(name_or_path, model, info, config)
     if order is not None:
         reorder_head(model, order)
         model.config.id2label, model.config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
@@ -310,12 +310,12 @@ def quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
-def report_loading(name_or_path: str, model, info: dict) -> None:
+def report_loading(name_or_path: str, model, info: dict, config) -> None:
     """One line for what from_pretrained's `info` (output_loading_info) says, in place of transformers' LOAD REPORT
     table, which reads as an error to a newcomer when it only lists the new classification head: the head (weights
     outside the encoder, model.base_model_prefix) as information; checkpoint weights a classifier does not use
     (pre-training heads) as information; encoder weights missing from the checkpoint, newly initialized, as a
-    warning (another architecture, a damaged or partial checkpoint)."""
+    warning (another architecture, a damaged or partial checkpoint). config: the checkpoint's (its own classes)."""
     prefix = f"{model.base_model_prefix}."
     missing = sorted(info.get("missing_keys") or ())
     body = [k for k in missing if k.startswith(prefix)]
@@ -325,7 +325,7 @@ def report_loading(name_or_path: str, model, info: dict) -> None:
         log.info("%s: a new classification head (%s), trained here", name_or_path, ", ".join(head))
     if resized:     # of another number of classes (head_plan: "new")
         log.info("%s: a new classification head (%s) in place of its own for %d classes, trained here", name_or_path,
-                 ", ".join(resized), len(label_names(model_config(name_or_path).to_dict())))
+                 ", ".join(resized), len(label_names(config.to_dict())))
     unused = sorted(info.get("unexpected_keys") or ())
     if unused:
         log.info("%s: %d checkpoint weights a classifier does not use (%s%s)", name_or_path, len(unused),

@@ -871,9 +871,9 @@ def log_splits(splits: Splits, spec: DataSpec) -> None:
     checks load the data before that)."""
     transfer = f", transfer {len(splits.transfer)}" if splits.transfer else ""     # loaded only for distillation
     r = splits.report
-    fewer = " (after dropping the rows whose text is also in a later split: duplicates below; --drop_leaks=false " \
-        "keeps them)" if r.get("dropped") and (r["train_rows_in_validation"] or r["train_rows_in_test"] or
-                                               r["validation_texts_in_test"]) else ""
+    fewer = " (after dropping the texts also in a later split: duplicates below; --drop_leaks=false keeps them)" \
+        if r.get("dropped") and (r["train_rows_in_validation"] or r["train_rows_in_test"] or r["validation_texts_in_test"]
+                                 or r.get("transfer_texts_in_validation_or_test")) else ""
     log.info("data %s: train %d, validation %d, test %d%s%s; labels %s", spec.where(), len(splits.train),
              len(splits.validation), len(splits.test), transfer, fewer, ", ".join(splits.label_names))
     log.info("duplicates: %s", splits.report)

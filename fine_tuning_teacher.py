@@ -127,10 +127,17 @@ def load_data(cfg: dict):
 
 
 def load_model(labels) -> tuple:
-    """(model with a head for the data's labels, its tokenizer)."""
+    """(model with a head for the data's labels, its tokenizer, whether MODEL_NAME is a classifier fine-tuned
+    elsewhere: its training data unknown here, said in the log now and in the teacher's card)."""
     model, tokenizer = load_classifier(MODEL_NAME, SEED, labels)
     log.info("teacher %s: %.1fM parameters", MODEL_NAME, count_parameters(model) / 1e6)
-    return model, tokenizer
+    config = model_config(MODEL_NAME)
+    elsewhere = is_classifier(config) and not getattr(config, "sentiment_kd", None)   # not a model made here (recorded)
+    if elsewhere:
+        log.warning("%s was fine-tuned elsewhere, on data this run does not know: if its training texts included this "
+                    "data's validation or test texts, the teacher's accuracy here reads high, and the students' "
+                    "retention of it", MODEL_NAME)
+    return model, tokenizer, elsewhere
 
 
 def tokenize(splits, tokenizer, args) -> dict:
@@ -159,7 +166,7 @@ def main(argv=None) -> dict:
     # 1. the data: its validation split or one carved from train; test is left to evaluate_models.py
     splits = load_data(cfg)
     # 2. the model, with a head for the data's labels, and the splits tokenized for it
-    model, tokenizer = load_model(splits.label_names)
+    model, tokenizer, elsewhere = load_model(splits.label_names)
     data = tokenize(splits, tokenizer, args)
     # 3. train, keeping the best epoch by validation accuracy (or, FINE_TUNE off, only evaluate it)
     trainer = MeanLossTrainer(model=model, args=args, train_dataset=data.get("train"), eval_dataset=data["validation"],
@@ -167,7 +174,8 @@ def main(argv=None) -> dict:
                       compute_metrics=compute_metrics, callbacks=loggers(REPORT_TO, dirs[0].parent / "runs" / "teacher"))
     # 4. save model, tokenizer, config.json, metrics.json and the published record
     record = model_record("teacher", base_model=MODEL_NAME, max_length=MAX_LENGTH, truncation=TRUNCATION,
-                          head_tokens=HEAD_TOKENS, run_config=public_config(cfg), data_digests=split_digests(splits))
+                          head_tokens=HEAD_TOKENS, run_config=public_config(cfg), data_digests=split_digests(splits),
+                          base_classifier=elsewhere)
     if not FINE_TUNE:
         return save_untrained(trainer, tokenizer, dirs, record, run_settings(cfg))
     return train_and_save(trainer, tokenizer, dirs, record, {}, KEEP_CHECKPOINTS, run_settings(cfg))

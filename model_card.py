@@ -102,7 +102,9 @@ def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
                 "below read high"]
     if kd.get("role") == "teacher":
         return [f"A sentiment classifier ({labels}) fine-tuned from {model_words(kd.get('base_model'))} on {facts['name']}; "
-                f"the teacher of this experiment's distilled students.", "", trained]
+                f"the teacher of this experiment's distilled students.", "", trained] + \
+            (["- its base model is a classifier fine-tuned elsewhere, on data not known here: if that included these "
+              "validation or test texts, its figures below read high"] if kd.get("base_classifier") else [])
     spec = kd.get("student") or {}
     teacher = "/".join(Path(kd.get("teacher") or "teacher").parts[-2:])    # <experiment>/teacher: no path of this machine
     source = model_words(spec["model"]) if spec.get("model") else f"the teacher `{teacher}`"

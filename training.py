@@ -268,16 +268,19 @@ def process_state():
 def model_record(role: str, *, max_length: int, truncation: str, head_tokens: int, run_config: dict,
                  base_model: str | None = None, kind: str | None = None, student: dict | None = None,
                  teacher: str | None = None, settings: dict | None = None, layer_map: list | None = None,
-                 data_digests: dict | None = None) -> dict:
+                 data_digests: dict | None = None, base_classifier: bool = False) -> dict:
     """The one record of how a model was made, saved in its config.json as `sentiment_kd` (and so in the
     published outputs/<exp>/models/<name>.json); every reader (evaluation, inference, cards) uses it.
 
     role: teacher | student; kind: distilled | baseline (students); tokenization: max_length, truncation,
     head_tokens (how to tokenize its inputs); student: its STUDENTS entry; settings: what it trained with
     (a baseline's alpha 1.0 and transfer_size 0 included); run_config: the script's effective configuration;
-    data_digests: the teacher's splits (data_utils.split_digests), which the later steps check."""
+    data_digests: the teacher's splits (data_utils.split_digests), which the later steps check; base_classifier: the
+    teacher's base model was a classifier fine-tuned elsewhere (its training data unknown; recorded only when so)."""
     record = {"role": role, "kind": kind or role, "base_model": base_model, "max_length": max_length,
               "truncation": truncation, "head_tokens": head_tokens}
+    if base_classifier:
+        record["base_classifier"] = True
     if data_digests:
         record["data_digests"] = data_digests
     if role == "student":
@@ -423,9 +426,6 @@ def save_untrained(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     """A classifier taken as it is (fine_tuning_teacher.py --fine_tune=false: fine-tuned elsewhere), evaluated on
     validation and saved as train_and_save saves a trained one, with no training in its metrics (`untrained`)."""
     out_dir, ckpt_dir, record = dirs
-    log.warning("%s was fine-tuned elsewhere, on data this run does not know: if its training texts included this "
-                "data's validation or test texts, its accuracy here reads high, and the students' retention of it",
-                info["base_model"])
     val = trainer.evaluate()
     classes = trainer.model.config.num_labels
     warn_if_classes_unpredicted(out_dir, val, classes)

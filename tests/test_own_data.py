@@ -131,8 +131,8 @@ def test_leaks_are_counted_and_dropped(tmp_path, caplog):
         du.log_splits(kept, spec(tmp_path, drop_leaks=False, val_size=16))
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("data ", "duplicates"))]
     assert said[0].startswith("data ") and said[0].endswith(
-        ": train 61, validation 15, test 15 (after dropping the rows whose text is also in a later split: duplicates "
-        "below; --drop_leaks=false keeps them); labels negative, neutral, positive")
+        ": train 61, validation 15, test 15 (after dropping the texts also in a later split: duplicates below; "
+        "--drop_leaks=false keeps them); labels negative, neutral, positive")
     assert said[2].endswith(": train 63, validation 16, test 15; labels negative, neutral, positive")
 
 
@@ -218,7 +218,7 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
         du.read_files(str(tmp_path / "unlabeled.tsv"), "--transfer_data")
 
 
-def test_a_transfer_table_is_read_as_training_texts_are(tmp_path, imdb_parquet):
+def test_a_transfer_table_is_read_as_training_texts_are(tmp_path, imdb_parquet, caplog):
     # prepared as the data's own texts (du.prepared); read_table gives them as written (inference prepares per model)
     (tmp_path / "unlabeled.csv").write_text("id,text\n1,I\\u2019m in\n2,plain\n")
     own = du.DataSpec(data=str(tmp_path / "train.csv"), val_size=2, transfer_data=str(tmp_path / "unlabeled.csv"))
@@ -232,6 +232,10 @@ def test_a_transfer_table_is_read_as_training_texts_are(tmp_path, imdb_parquet):
     pd.DataFrame({"text": [review, "a film<br />unlike any other"]}).to_csv(tmp_path / "reviews.csv", index=False)
     s = du.load_splits(du.DataSpec(data_dir=str(imdb_parquet), val_size=8, transfer_data=str(tmp_path / "reviews.csv")), transfer=True)
     assert s.report["transfer_texts_in_validation_or_test"] == 1 and list(s.transfer) == ["a film unlike any other"]
+    with caplog.at_level("INFO", logger="kd"):     # the one dropped is said where the sizes are
+        du.log_splits(s, du.DataSpec(data_dir=str(imdb_parquet)))
+    assert ", transfer 1 (after dropping the texts also in a later split: duplicates below; --drop_leaks=false keeps " \
+           "them); labels negative, positive" in caplog.text
 
 
 def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path, caplog, monkeypatch):

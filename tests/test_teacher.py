@@ -485,6 +485,17 @@ def test_a_classifier_fine_tuned_elsewhere_is_taken_as_it_is(tiny_teacher, imdb_
     with pytest.raises(UsageError, match=r"made with fine_tune = False, now True; \d more: "):
         ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={theirs}"))
     assert set(student["students"]) == {"cut", "cut-baseline"}
+    # fine-tuned here from it: its earlier training data is still unknown, said in the log and in the teacher's card
+    ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={theirs}", "--overwrite=true"))
+    assert said.count("does not know") == 1 and "does not know" in (tmp_path / "runs" / "tiny" / "logs" / "teacher.log").read_text()[len(said):]
+    assert json.loads((ours / "config.json").read_text())["sentiment_kd"]["base_classifier"] is True
+    assert "- its base model is a classifier fine-tuned elsewhere, on data not known here: if that included these " \
+           "validation or test texts, its figures below read high" in (ours / "README.md").read_text()
+    assert "base_classifier" not in json.loads((folder / "config.json").read_text())["sentiment_kd"]   # from an encoder
+    # a teacher made here (its data recorded) fine-tuned further is not "trained elsewhere"
+    ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={folder}", "--experiment=again"))
+    assert "base_classifier" not in json.loads((tmp_path / "runs" / "again" / "teacher" / "config.json").read_text())["sentiment_kd"]
+    assert "does not know" not in (tmp_path / "runs" / "again" / "logs" / "teacher.log").read_text()
 
 
 def test_taking_a_model_as_it_is_needs_a_classifier_of_the_data_classes(tiny_teacher, imdb_parquet, tmp_path):

@@ -42,8 +42,9 @@ SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inferen
 # A script run with stderr to a file (nohup, a scheduler, `> log 2>&1`): no progress bars (tqdm's, so the Trainer's,
 # transformers' and datasets' too), each of whose updates would be one more stretch of the file; the log lines say how
 # a run goes. Set here, as every script imports this module first: tqdm reads TQDM_* when it is imported. Only for
-# the scripts: a notebook importing `inference` keeps its own bars. TQDM_DISABLE= (set empty) keeps them.
-if Path(sys.argv[0] if sys.argv else "").stem in SCRIPTS and not sys.stderr.isatty():
+# the scripts: a notebook importing `inference`, or running a script with %run (its argv[0] the script's, in the
+# kernel's process: the setting would outlive it), keeps its own bars. TQDM_DISABLE= (set empty) keeps them.
+if Path(sys.argv[0] if sys.argv else "").stem in SCRIPTS and not sys.stderr.isatty() and "ipykernel" not in sys.modules:
     os.environ.setdefault("TQDM_DISABLE", "1")
 STEPS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")   # what run_experiment.sh runs, in order
 CONFIG_TYPES = (bool, int, float, str, list)

@@ -489,8 +489,8 @@ def test_a_runs_log_has_what_its_checks_logged_once_in_order_before_its_config(t
 def test_no_progress_bars_when_stderr_is_a_file(tmp_path):
     # nohup / `> log 2>&1`: tqdm's bars would fill the file; on a terminal (or with TQDM_DISABLE= set empty) they stay
     # (a script's process, as its sys.argv[0] says; a notebook importing inference keeps its bars)
-    def disabled(program: str, **extra) -> str:
-        code = f"import sys; sys.argv[0] = {program!r}; import configurator, tqdm; print(tqdm.tqdm(range(3)).disable)"
+    def disabled(program: str, prelude: str = "", **extra) -> str:
+        code = f"{prelude}import sys; sys.argv[0] = {program!r}; import configurator, tqdm; print(tqdm.tqdm(range(3)).disable)"
         env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"} | extra
         with open(tmp_path / "err", "w") as err:
             return subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, text=True, env=env,
@@ -498,3 +498,5 @@ def test_no_progress_bars_when_stderr_is_a_file(tmp_path):
     assert disabled("distill_student.py") == "True" and disabled("/x/evaluate_models.py") == "True"
     assert disabled("distill_student.py", TQDM_DISABLE="") == "False"
     assert disabled("ipykernel_launcher.py") == "False"
+    kernel = "import sys, types; sys.modules['ipykernel'] = types.ModuleType('ipykernel'); "   # %run in a notebook
+    assert disabled("distill_student.py", prelude=kernel) == "False"

@@ -66,7 +66,7 @@ EXAMPLES = (
     "The first half drags, but the ending more than makes up for it.",
     "Not bad, not great either. The lead tries hard but the script gives her nothing.",
 )
-_LOADED: dict = {}
+_LOADED: dict = {}   # {(folder, device): (its files' stamps, (model, tokenizer, truncation settings))}
 
 
 def default_model(output_dir: str, experiment: str = "") -> Path:
@@ -191,15 +191,22 @@ def validation_accuracy(folder: Path, onnx_file: str = onnx_runtime.FP32_FILE) -
 
 
 def load(folder: Path, device: str):
-    """(model, tokenizer, truncation settings) of a saved model (models.load_classifier), cached per folder and device."""
-    key = (str(folder.resolve()), device)
-    if key not in _LOADED:
+    """(model, tokenizer, truncation settings) of a saved model (models.load_classifier), cached per folder and device
+    (predict() in a loop loads it once) and read again when its files change (a model retrained or replaced in place:
+    the modification times of its files)."""
+    key, stamps = (str(folder.resolve()), device), file_stamps(folder)
+    if key not in _LOADED or _LOADED[key][0] != stamps:
         from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()      # keep the terminal output to the predictions
         model, tok = load_classifier(str(folder))
         kd = read_json(folder / "config.json").get("sentiment_kd", {})
-        _LOADED[key] = (model.to(device).eval(), tok, truncation_settings(kd, tok))
-    return _LOADED[key]
+        _LOADED[key] = (stamps, (model.to(device).eval(), tok, truncation_settings(kd, tok)))
+    return _LOADED[key][1]
+
+
+def file_stamps(folder: Path) -> tuple:
+    """(name, modification time in ns) of each file of a model folder, by name: what load() reads."""
+    return tuple(sorted((f.name, f.stat().st_mtime_ns) for f in folder.resolve().iterdir() if f.is_file()))
 
 
 def predict(texts: str | list[str], model: str = "", batch_size: int = 32, device: str = "auto",

@@ -149,6 +149,22 @@ def test_predict_importable(outputs):
     assert len(default) == 2
 
 
+def test_predict_reads_a_model_replaced_in_place_again(outputs, tmp_path):
+    # predict() keeps a loaded model for the next call, but one retrained in place (--overwrite=true) is read afresh
+    import shutil
+
+    from inference import predict
+    texts = ["a great film", "awful", "not bad at all"]
+    folder = tmp_path / "model"
+    shutil.copytree(f"{outputs}/tiny/students/cut", folder, copy_function=shutil.copy)
+    before = predict(texts, model=str(folder))
+    assert predict(texts, model=str(folder)) == before
+    shutil.rmtree(folder)
+    shutil.copytree(f"{outputs}/tiny/teacher", folder, copy_function=shutil.copy)
+    after, teacher = predict(texts, model=str(folder)), predict(texts, model=f"{outputs}/tiny/teacher")
+    assert after == teacher and after != before
+
+
 def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypatch):
     import pandas as pd
 

@@ -997,12 +997,14 @@ def accuracy_se(p: float, n: int) -> float:
 def classification_metrics(preds, labels) -> dict:
     """Accuracy, and macro-averaged F1, precision and recall, of integer predictions and labels (numpy arrays of
     shape (N,)). Macro: the unweighted mean over classes of each class's figure, so a rare class counts as much as a
-    common one (macro recall is SemEval-2017's metric); over the classes in the labels or the predictions: a class
-    missing from both (a small validation or test file without it) has no figure, not 0, while one never
-    predicted counts 0."""
-    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+    common one (macro recall is SemEval-2017's metric). A class missing from a split's labels (a small validation or
+    test file without it) has no recall there, so macro recall is over the classes in the labels (SemEval's AvgRec);
+    F1 and precision are over the classes in the labels or the predictions, so predicting a class that is not there
+    counts its 0. A class never predicted counts 0 in all three."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, recall_score
     preds, labels = np.asarray(preds), np.asarray(labels)
-    p, r, f1, _ = precision_recall_fscore_support(labels, preds, average="macro", zero_division=0)
+    p, _, f1, _ = precision_recall_fscore_support(labels, preds, average="macro", zero_division=0)
+    r = recall_score(labels, preds, labels=np.unique(labels), average="macro", zero_division=0)
     return {"accuracy": float(accuracy_score(labels, preds)), "f1": float(f1),
             "precision": float(p), "recall": float(r)}
 

@@ -412,6 +412,10 @@ def test_macro_metrics_and_confusion_by_hand():
     # one never predicted counts 0: recall 1, 0, 1 -> 2/3; precision 1/2 (class 0 also took the 1), 0, 1 -> 1/2
     m = du.classification_metrics(np.array([0, 0, 2]), np.array([0, 1, 2]))
     assert m["recall"] == pytest.approx(2 / 3) and m["precision"] == pytest.approx(1 / 2)
+    # one predicted but not in the labels: no recall of its own (recall 1, 1/2 over classes 0 and 1 -> 3/4), and
+    # its precision 0 (precision 1, 1, 0 -> 2/3; F1 1, 2/3, 0 -> 5/9)
+    m = du.classification_metrics(np.array([0, 0, 1, 2]), np.array([0, 0, 1, 1]))
+    assert (m["recall"], m["precision"], m["f1"]) == pytest.approx((3 / 4, 2 / 3, 5 / 9))
     per = du.per_class_metrics(preds, labels, ["neg", "neu", "pos"])
     assert per["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert per["per_class"]["neu"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})

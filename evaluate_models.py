@@ -388,7 +388,7 @@ def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict
     groups: dict[str, dict] = {}
     for r, b in paired_rows(rows) if pairs is None else pairs:
         label, key = recipe(r)
-        g = groups.setdefault(key, {"student": label, "spec": json.loads(key), "settings": r.get("settings") or {},
+        g = groups.setdefault(key, {"student": label, "spec": json.loads(key).get("entry"), "settings": r.get("settings") or {},
                                     "models": [], "seeds": [], "distilled": [], "baseline": [], "baselines": [], "gain": []})
         g["models"].append(r["model"])
         g["seeds"].append(r.get("seed"))
@@ -399,6 +399,9 @@ def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict
             g["gain"].append(r["accuracy"] - b["accuracy"])
     out = []
     for g in groups.values():
+        for seed in sorted({s for s in g["seeds"] if s is not None and g["seeds"].count(s) > 1}):   # one measurement twice
+            log.warning("%s: %s trained with the same recipe and seed (%s); the spread over seeds counts them as two",
+                        g["student"], ", ".join(m for m, s in zip(g["models"], g["seeds"]) if s == seed), seed)
         paired = len(g["gain"]) == len(g["distilled"])
         out.append(g | {"distilled": spread(g["distilled"]),
                         "baseline": spread(g["baseline"]) if paired else None,

@@ -587,10 +587,20 @@ def student_key(row: dict) -> tuple:
                         row.get("max_length")]), row.get("seed"), row.get("steps"))
 
 
+# What a distilled student's recipe is beyond its STUDENTS entry: the settings it trained with (its record's
+# `settings`, where the config file's top-level keys and the flags of its run land), with the value of one recorded
+# before the setting existed
+RECIPE_SETTINGS = {"learning_rate": None, "epochs": None, "batch_size": None, "alpha": None, "temperature": None,
+                   "transfer_size": 0, "hidden_weight": 0.0, "attention_weight": 0.0}
+
+
 def recipe(row: dict) -> tuple[str, str]:
-    """(label, key) of a student's recipe: its spec without name and seed; the label is the name
-    without a `-s<seed>` suffix."""
+    """(label, key) of a student's recipe: its spec without name and seed (the key's `entry`), and the settings it trained with
+    (RECIPE_SETTINGS, max_length): students of one entry trained in runs of other settings (`--alpha=0.2`, then
+    `--alpha=0.8`) are two recipes, not two seeds of one; the label is the name without a `-s<seed>` suffix."""
     spec = dict(row.get("student") or {})
     name, seed = spec.pop("name", row["model"]), spec.pop("seed", None)
     label = name[:-len(f"-s{seed}")] if seed is not None and name.endswith(f"-s{seed}") else name
-    return label, json.dumps(spec, sort_keys=True)
+    st = row.get("settings") or {}
+    trained = {k: st.get(k, default) for k, default in RECIPE_SETTINGS.items()} | {"max_length": row.get("max_length")}
+    return label, json.dumps({"entry": spec, "trained": trained if st else None}, sort_keys=True)

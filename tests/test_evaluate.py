@@ -468,6 +468,23 @@ def test_seed_groups_pair_each_seed_with_its_baseline():
     assert ev.one_seed_note([groups["L3"], groups["x-a0"]], 250) == ""       # seeds, or no baseline to compare with
 
 
+def test_one_entry_trained_with_other_settings_is_two_recipes(caplog):
+    # the same STUDENTS entry in two runs of other global settings (--alpha=0.2, then --alpha=0.8): not seeds of one
+    def trained(model, acc, seed, alpha, **settings):
+        st = {"alpha": alpha, "temperature": 2.0, "seed": seed, "epochs": 1.0} | settings
+        return row(model, "distilled", acc, seed, name=model) | {"settings": st, "max_length": 64}
+    rows = [trained("a02", 0.80, 42, 0.2), trained("a08", 0.85, 42, 0.8),
+            trained("a08-s1", 0.84, 1, 0.8), trained("old", 0.83, 7, 0.8, hidden_weight=0.0)]   # recorded before: 0.0
+    groups = ev.seed_groups(rows)
+    assert [g["models"] for g in groups] == [["a02"], ["a08", "a08-s1", "old"]]
+    assert groups[1]["spec"] == {"layers": [0]}                  # the entry, as gain_lines reads it
+    with caplog.at_level("WARNING", logger="kd"):              # one recipe and seed twice: named, not hidden in a spread
+        twice = ev.seed_groups(rows + [trained("again", 0.86, 1, 0.8)])
+    assert twice[1]["models"][-1] == "again" and \
+        "a08: a08-s1, again trained with the same recipe and seed (1); the spread over seeds counts them as two" \
+        in caplog.text
+
+
 def test_fp32_models_limits_fp32_rows_and_gains_compare_one_precision(monkeypatch):
     monkeypatch.setattr(ev, "HALF_PRECISION", "auto")
     monkeypatch.setattr(ev, "FP32_MODELS", ["L3"])

@@ -723,6 +723,11 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True, col
     texts = ds[spec.text_column]
     # CSV/TSV: pandas reads an empty field, and NA, N/A, null, None, nan, as missing (R writes missing values as NA)
     na = " (CSV/TSV readers take NA, null, None as missing too)" if where.lower().endswith((".csv", ".tsv")) else ""
+    numbers = [i for i, t in enumerate(texts) if isinstance(t, (int, float, bool)) and not (isinstance(t, float) and math.isnan(t))]
+    if numbers:      # a reader took the column for numbers: most likely another column (an id) named as the texts'
+        raise UsageError(f"{where}: column {spec.text_column!r} holds numbers, not texts ({texts[numbers[0]]!r} at "
+                         f"{data_row(where, numbers[0])}); set {column_flag} to the column that holds the texts "
+                         f"(found {', '.join(map(str, cols))})")
     bad = [i for i, t in enumerate(texts) if is_blank(t)]
     if bad:
         raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at "

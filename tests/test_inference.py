@@ -178,6 +178,10 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypat
         inference.gather_texts([], str(table), "text")
     with pytest.raises(UsageError, match=r"^--file=.*old.csv: no such file or folder"):
         inference.gather_texts([], str(tmp_path / "old.csv"), "review")
+    with pytest.raises(UsageError, match=r"new.csv: column 'id' holds numbers, not texts \(1 at data row 1, a header "
+                                         r"line not counted\); set --text_column to the column that holds the texts "
+                                         r"\(found id, review\)$"):    # the id column named as the texts'
+        inference.gather_texts([], str(table), "id")
     pd.DataFrame({"review": ["ok", None]}).to_csv(tmp_path / "gap.csv", index=False)   # rows stay the table's: refused
     with pytest.raises(UsageError, match=r"gap.csv: column 'review' has 1 empty or missing text\(s\) \(first at data row 2"):
         inference.gather_texts([], str(tmp_path / "gap.csv"), "review")

@@ -58,7 +58,7 @@ from data_utils import (IMDB_LABELS, DataSpec, accuracy_se, atomic_path, check_d
                         shift_note, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, recipe, run_fingerprint, student_fields, student_key,
-                    teacher_folder, teacher_retrained_since, teacher_run_of, truncation_settings)
+                    learned_from_elsewhere, teacher_folder, teacher_retrained_since, teacher_run_of, truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -812,6 +812,10 @@ def check_teachers(models: list[tuple[str, Path]]) -> None:
     it (retrained since: models.run_fingerprint): its retention and agreement would be against a teacher it never
     saw. Students of older runs record no teacher and are not checked."""
     for name, folder in models[1:]:
+        other = learned_from_elsewhere(folder, models[0][1])
+        if other and teacher_retrained_since(folder, models[0][1]):
+            raise UsageError(f"student {name} ({folder}) learned from the teacher {other}, not {models[0][1]}: "
+                             f"--teacher_dir={other} evaluates it beside its own teacher; or leave it out (--models)")
         if teacher_retrained_since(folder, models[0][1]):
             spec = read_json(folder / "config.json").get("sentiment_kd", {}).get("student") or {"name": name}
             raise UsageError(f"student {name} ({folder}) learned from another training of the teacher than {models[0][1]} "

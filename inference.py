@@ -326,8 +326,10 @@ def print_model_line(folder: Path) -> None:
     why = "" if MODEL else f"the default: {default_reason(folder, EXPERIMENT)}; --model=PATH picks another"
     trained = folder.parent if is_onnx_folder(folder) else folder       # an export: the model it was exported from
     beside = (trained / "config.json").is_file()                          # (unless the export was shipped alone)
+    teacher = experiment_of(trained) / "teacher"    # (one distilled from another experiment's is not compared with it)
     stale = "WARNING: it learned from an earlier training of the teacher beside it (retrained since; evaluate_models.py " \
-        "refuses it until it is retrained)" if beside and models.teacher_retrained_since(trained, experiment_of(trained) / "teacher") else ""
+        "refuses it until it is retrained)" if beside and not models.learned_from_elsewhere(trained, teacher) and \
+        models.teacher_retrained_since(trained, teacher) else ""
     about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), stale, why]))
     print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
 

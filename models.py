@@ -451,6 +451,15 @@ def teacher_retrained_since(student: Path, teacher: Path) -> bool:
     return bool(theirs) and is_finished(Path(teacher)) and theirs != run_fingerprint(teacher)
 
 
+def learned_from_elsewhere(student: Path, teacher: Path) -> str:
+    """The teacher folder `student`'s record names when it is not `teacher` (another experiment's, distilled with
+    --teacher_dir), else "". Records write it as the run named it (relative to the checkout, or absolute), so a
+    folder is told by its last two parts (<experiment>/teacher), as in a copied or moved experiment."""
+    kd = read_json(Path(student) / "config.json").get("sentiment_kd", {})
+    theirs = None if (kd.get("run_config") or {}).get("soft_labels") else kd.get("teacher")   # soft labels: no folder
+    return theirs if theirs and Path(theirs).parts[-2:] != Path(teacher).parts[-2:] else ""
+
+
 def teacher_run_of(student: Path) -> str | None:
     """The training run (run_fingerprint) of the teacher `student` learned from or was cut from: its record's, or,
     for a student of published soft labels, the teacher run those record; None when not recorded (older runs, a

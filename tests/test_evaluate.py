@@ -398,7 +398,7 @@ def test_only_the_experiments_own_models_get_their_cards_written(tmp_path):
     assert ev.own_models(models, root) == models[:2]
 
 
-def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_experiment, imdb_parquet, tmp_path):
+def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_experiment, imdb_parquet, tmp_path, capsys):
     # distilled with --teacher_dir into an experiment of their own: evaluation takes the teacher they name
     import shutil
     teacher = tiny_experiment / "tiny" / "teacher"
@@ -425,6 +425,20 @@ def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_ex
     with pytest.raises(UsageError, match="no finished teacher"):
         ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))
     assert ev.students_teacher(tmp_path / "nothing") is None
+    # an experiment holding a teacher of its own (another training) and a student distilled from the first one:
+    # refused as a student of another teacher, naming it, not as one of a teacher retrained since; no warning either
+    # from inference.py, which compares a student with the teacher beside it
+    shutil.copytree(teacher, tmp_path / "mine" / "teacher")
+    metrics = json.loads((teacher / "metrics.json").read_text())
+    (tmp_path / "mine" / "teacher" / "metrics.json").write_text(json.dumps(metrics | {"train_time_s": 1e6}))
+    shutil.copytree(tiny_experiment / "tiny" / "students" / "cut", tmp_path / "mine" / "students" / "cut")
+    with pytest.raises(UsageError, match=rf"^student cut \(.*mine/students/cut\) learned from the teacher {teacher}, not "
+                                         rf".*mine/teacher: --teacher_dir={teacher} evaluates it beside its own teacher; "
+                                         r"or leave it out \(--models\)$"):
+        ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=mine", cache=False))
+    import inference
+    inference.print_model_line(tmp_path / "mine" / "students" / "cut")
+    assert "retrained since" not in capsys.readouterr().err
 
 
 def test_quantize_kinds_picks_the_int8_rows(tiny_experiment, imdb_parquet):

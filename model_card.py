@@ -293,21 +293,30 @@ def onnx_card(card: str, export: Path) -> str:
 
 def plain_onnx_lines(export: Path) -> list[str]:
     """How to run the export with onnxruntime and tokenizers alone (no torch, transformers or this repository), as
-    a tested Python block: the trained length as head truncation, one text at a time (no padding)."""
+    a tested Python block: texts prepared and cut to the trained length as training did (head, tail or head+tail:
+    models.truncate_ids, written out), one text at a time (no padding)."""
     if not (export / "config.json").is_file():
         return []
-    config = read_json(export / "config.json")
+    from onnx_runtime import OnnxTokenizer
+    config, tok = read_json(export / "config.json"), OnnxTokenizer(export)
     kd = config.get("sentiment_kd", {})
-    cut = (f"  # the trained length; inference.py keeps the first {kd.get('head_tokens')} tokens and the last ones"
-           if kd.get("truncation") == "head+tail" else "  # the trained length")
     prepare = prepare_lines(kd)
+    cut = {"head": ["        ids = ids[:budget]"], "tail": ["        ids = ids[len(ids) - budget:]"],
+           "head+tail": ["        ids = ids[:HEAD] + ids[len(ids) - (budget - HEAD):]"]}[tok.truncation]
+    what = {"head": "its first tokens", "tail": "its last tokens",
+            "head+tail": f"its first {tok.head_tokens} tokens and its last ones"}[tok.truncation]
     return ["Without this repository (onnxruntime and tokenizers only):", "", "```python", *(["import re"] if prepare else []),
             "import numpy as np", "import onnxruntime as ort", "from tokenizers import Tokenizer", "", f'folder = "{export}"',
-            'tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")',
-            f"tokenizer.enable_truncation({kd.get('max_length') or 512}){cut}",
-            'session = ort.InferenceSession(f"{folder}/model.onnx")', f"labels = {label_names(config)!r}", "", *prepare,
-            "def classify(text):", f"    enc = tokenizer.encode({'prepare(text)' if prepare else 'text'})",
-            '    feed = {"input_ids": np.array([enc.ids]), "attention_mask": np.array([enc.attention_mask])}',
+            'tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")', "tokenizer.no_truncation()",
+            'session = ort.InferenceSession(f"{folder}/model.onnx")', f"labels = {label_names(config)!r}",
+            f"MAX_LENGTH = {tok.max_length}  # tokens, special ones included, as trained: a longer text keeps {what}",
+            *([f"HEAD = {min(tok.head_tokens, tok.max_length)}"] if tok.truncation == "head+tail" else []),
+            f"PREFIX, SUFFIX = {tok.prefix}, {tok.suffix}  # the special tokens around a text", "", *prepare,
+            "def token_ids(text):", f"    ids = tokenizer.encode({'prepare(text)' if prepare else 'text'}, add_special_tokens=False).ids",
+            "    budget = MAX_LENGTH - len(PREFIX) - len(SUFFIX)", "    if len(ids) > budget:", *cut,
+            "    return PREFIX + ids + SUFFIX", "", "",
+            "def classify(text):", "    ids = token_ids(text)",
+            '    feed = {"input_ids": np.array([ids], dtype=np.int64), "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}',
             '    logits = session.run(["logits"], feed)[0][0]',
             "    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()",
             "    return labels[int(probs.argmax())], float(probs.max())", "", 'print(classify("I loved it"))', "```", ""]

@@ -82,13 +82,15 @@ def test_the_onnx_cards_plain_onnxruntime_code_predicts_as_inference_does(export
     space = {}
     exec(code, space)                               # the block as a user pastes it: it prints one prediction
     assert capsys.readouterr().out.startswith("('")
-    texts = TEXTS[1:] + ["a great film<br /><br />the best acting"]   # within the trained length: the same tokens as
-    ours = inference.predict(texts, model=str(exported[name] / "onnx"))     # inference.py, IMDb's line breaks as spaces
+    texts = TEXTS + ["a great film<br /><br />the best acting"]      # the same tokens as inference.py, the long
+    ours = inference.predict(texts, model=str(exported[name] / "onnx"))     # one cut as trained, IMDb's breaks as spaces
     for text, r in zip(texts, ours):
         label, score = space["classify"](text)
         assert label == r["label"] and score == pytest.approx(r["score"], abs=1e-4)     # predict rounds to 4 places
     assert_classifies_as_inference(space, exported[name] / "onnx", texts)
-    assert len(space["tokenizer"].encode(TEXTS[0]).ids) == 64           # a long text is cut to the trained length
+    from onnx_runtime import OnnxTokenizer
+    assert space["token_ids"](TEXTS[0]) == OnnxTokenizer(exported[name] / "onnx").encode(TEXTS[:1])[0]   # head+tail
+    assert len(space["token_ids"](TEXTS[0])) == 64                       # a long text is cut to the trained length
 
 
 def assert_classifies_as_inference(space: dict, folder, texts: list[str]) -> None:

@@ -432,6 +432,9 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name, ch
     if cfg["_ignored"]:   # expected under run_experiment.sh (KD_ALL_STEPS: one command line for every step), else a warning
         log.log(logging.INFO if os.environ.get("KD_ALL_STEPS") else logging.WARNING, "flags for other scripts, ignored "
                 "by %s.py: %s", script, ", ".join(f"--{n.lower()}" for n in cfg["_ignored"]))
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:   # a shell without job control leaves `cmd &` so
+        log.info("Ctrl-C and kill -INT are ignored in this process (started with & by a shell without job control); "
+                 "kill PID (SIGTERM) stops it as cleanly")
     return cfg
 
 

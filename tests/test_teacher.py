@@ -64,6 +64,17 @@ def test_keeps_a_finished_run(tiny_teacher, imdb_parquet, monkeypatch):
     assert "holds a finished teacher" in log and "kept; --overwrite=true retrains it" in log
     assert again["val_accuracy"] == metrics["val_accuracy"]
     assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in folder.iterdir()} == before
+    # started with & by a shell without job control, Ctrl-C is ignored (as Python found it): the log says how to stop it
+    import signal
+    said = (folder.parent / "logs" / "teacher.log").read_text()
+    assert "are ignored in this process" not in said
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ft.main(tiny_args(imdb_parquet, folder.parent.parent))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "Ctrl-C and kill -INT are ignored in this process (started with & by a shell without job control); kill PID " \
+           "(SIGTERM) stops it as cleanly" in (folder.parent / "logs" / "teacher.log").read_text()[len(said):]
     with pytest.raises(UsageError, match=rf"^{folder} holds a finished run made with learning_rate = 0.003, now 1e-05; "
                                          r"--overwrite=true retrains it \(or set --experiment=<a new name> to keep both\)$"):
         ft.main(tiny_args(imdb_parquet, folder.parent.parent, "--learning_rate=1e-5", "--logging_steps=5"))

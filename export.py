@@ -27,7 +27,7 @@ from pathlib import Path
 from configurator import UsageError, run_main, start_run
 from model_card import write_onnx_card
 from models import experiment_of, finished_models, is_finished, saved_models
-from onnx_runtime import export_model
+from onnx_runtime import export_model, is_onnx_folder
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # exports OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -55,12 +55,15 @@ def check(cfg: dict | None = None) -> list[Path]:
                          f"the experiment's models with --models")
     if MODEL:
         root = experiment_of(Path(MODEL).resolve())
+        if is_onnx_folder(Path(MODEL)) and is_finished(Path(MODEL).parent):
+            raise UsageError(f"--model {MODEL} is already an ONNX export, of {Path(MODEL).parent}; --model="
+                             f"{Path(MODEL).parent} --overwrite=true exports that model again")
         if not is_finished(Path(MODEL)):
             what = "not a finished model folder (config.json, weights, tokenizer, metrics.json)" if Path(MODEL).is_dir() \
                 else "no such folder"
-            near = root if finished_models(root) else Path(OUTPUT_DIR) / EXPERIMENT   # an experiment's folders, or the default
-            have = ", ".join(map(str, finished_models(near))) or "none"
-            raise UsageError(f"--model {MODEL}: {what}; finished models in {near}: {have}")
+            near = nearest_experiment(Path(MODEL))
+            have = ", ".join(str(shown(m)) for m in finished_models(near)) or "none"
+            raise UsageError(f"--model {MODEL}: {what}; finished models in {shown(near)}: {have}")
         OUTPUT_DIR, EXPERIMENT = str(root.parent), root.name      # start_run logs and locks there
         if cfg is not None:
             cfg.update(OUTPUT_DIR=OUTPUT_DIR, EXPERIMENT=EXPERIMENT)   # and logs them as the run's settings
@@ -72,6 +75,23 @@ def check(cfg: dict | None = None) -> list[Path]:
                          (f", or name one of the experiments with finished models ({', '.join(there)}) with "
                           f"--config=configs/<it>.toml or --experiment=<it>, or one model with --model=PATH" if there else ""))
     return picked(models)
+
+
+def nearest_experiment(path: Path) -> Path:
+    """The experiment folder holding finished models that `path` lies in or under (its own experiment, for a
+    folder such as <exp>/teacher_logits), else the default one (OUTPUT_DIR/EXPERIMENT)."""
+    for p in [path.resolve(), *path.resolve().parents][:4]:
+        if finished_models(experiment_of(p)):
+            return experiment_of(p)
+    return Path(OUTPUT_DIR) / EXPERIMENT
+
+
+def shown(path: Path) -> Path:
+    """`path` relative to the current folder where it lies under it (as the user typed theirs), else as it is."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd())
+    except ValueError:
+        return Path(path)
 
 
 def picked(models: list[Path]) -> list[Path]:

@@ -158,6 +158,12 @@ def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, t
     for folder in (exported["cut"].parent, exported["cut"].parent.parent):     # students/, or the experiment itself
         with pytest.raises(UsageError, match=rf"not a finished model folder .*; finished models in {tiny_experiment / 'tiny'}: "):
             export.main([f"--model={folder}"])
+    with pytest.raises(UsageError, match=rf"not a finished model folder .*; finished models in {tiny_experiment / 'tiny'}: "):
+        export.main([f"--model={tiny_experiment / 'tiny' / 'logs'}"])        # a folder of the experiment's, no model
+    with pytest.raises(UsageError, match=rf"^--model {exported['cut'] / 'onnx'} is already an ONNX export, of "
+                                         rf"{exported['cut']}; --model={exported['cut']} --overwrite=true exports that "
+                                         r"model again$"):
+        export.main([f"--model={exported['cut'] / 'onnx'}"])
     # no flag: the default experiment (paper) has nothing; the ones that do are named, with how to pick one
     with pytest.raises(UsageError, match=rf"^no finished model under {tiny_experiment}/paper/; train first "
                                          r"\(run_experiment.sh\), or name one of the experiments with finished models "

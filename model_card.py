@@ -133,6 +133,21 @@ def cpu_was_busy(hardware: dict) -> bool:
     return load is not None and load > 1.5 * cores
 
 
+def ship_advice(ours: dict, baseline: dict) -> str:
+    """Which of a distilled student and its baseline to ship when the baseline did as well on test: the one better on
+    validation (where inference.py's default, and every choice here, is made; test is for reporting), unless the
+    baseline predicted only some classes. ours, baseline: their result rows (val_accuracy: their metrics.json's)."""
+    if classes_missed(baseline):
+        return "but the baseline predicted only some of the classes, so it is no model to ship either."
+    a, b = ours.get("val_accuracy"), baseline.get("val_accuracy")
+    if a is None or b is None:
+        return "consider shipping the baseline."
+    if b > a:
+        return f"it also did better on validation ({b:.4f} against {a:.4f}): consider shipping the baseline."
+    return (f"on validation, where the choice is made, this model did {'as well' if a == b else 'better'} ({a:.4f} "
+            f"against {b:.4f}), so it stays the one to ship unless more seeds say otherwise.")
+
+
 def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None) -> list[str]:
     """Below the test table: a distilled student's test accuracy beside its labels-only baseline's (versus: their
     rows in one precision), the recall of each class, and a warning when the CPU was busy while timing."""
@@ -145,9 +160,7 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
         lines.append(f"Its labels-only baseline `{baseline['model']}` (same student, seed and optimizer steps) on the same "
                      f"test texts ({baseline['precision']}): accuracy {baseline['accuracy']:.4f}, macro F1 {baseline['f1']:.4f}; "
                      f"this model {gain:+.2f} points" + ("." if gain > 0 else ": distillation did not beat training on "
-                                                           "the labels alone here; " + ("but the baseline predicted only some of the "
-                                                           "classes, so it is no model to ship either." if classes_missed(baseline)
-                                                           else "consider shipping the baseline.")))
+                                                           "the labels alone here; " + ship_advice(ours, baseline)))
         n = sum(map(sum, ours.get("confusion") or []))       # the texts evaluated
         se = accuracy_se(ours["accuracy"], n) if n else 0.0
         if abs(gain) < 2 * se:

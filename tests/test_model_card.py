@@ -118,7 +118,16 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     text = write_card(folder, "cut", rows=[ours], hardware=busy, test_size=24, versus=(ours, theirs)).read_text()
     assert ("Its labels-only baseline `cut-baseline` (same student, seed and optimizer steps) on the same test texts "
             "(fp32): accuracy 0.6450, macro F1 0.6350; this model -1.90 points: distillation did not beat training on "
-            "the labels alone here; consider shipping the baseline.") in text
+            "the labels alone here; consider shipping the baseline.") in text           # no validation figures
+    # which to ship follows validation, where the choice is made (inference.py's default too), not test
+    ahead = write_card(folder, "cut", rows=[ours], hardware=busy, test_size=24, versus=(
+        ours | {"val_accuracy": 0.875}, theirs | {"val_accuracy": 0.75})).read_text()
+    assert ("this model -1.90 points: distillation did not beat training on the labels alone here; on validation, "
+            "where the choice is made, this model did better (0.8750 against 0.7500), so it stays the one to ship unless "
+            "more seeds say otherwise.") in ahead
+    behind = write_card(folder, "cut", rows=[ours], hardware=busy, test_size=24, versus=(
+        ours | {"val_accuracy": 0.75}, theirs | {"val_accuracy": 0.875})).read_text()
+    assert "it also did better on validation (0.8750 against 0.7500): consider shipping the baseline." in behind
     assert "Test recall per class (fp32): negative 0.4100, positive 0.8000." in text
     assert "load average 3.6 on 2 cores): latency and throughput are slower than on a quiet machine" in text
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -289,7 +289,7 @@ def main(argv=None) -> list[dict]:
     folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR, EXPERIMENT)
     column = TEXT_COLUMN or trained_text_column(folder)
     texts, table = gather_texts(cfg["_args"], FILE, column)
-    texts = nonblank(texts)
+    texts = nonblank(texts, FILE or ("-" if cfg["_args"] == ["-"] else ""))
     names = output_columns(table, models.label_names(read_json(folder / "config.json"))) if OUTPUT else []
     # 3. predict, 4. print them (and write them to OUTPUT)
     results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
@@ -309,13 +309,17 @@ def trained_text_column(folder: Path) -> str:
     return read_json(folder / "config.json").get("sentiment_kd", {}).get("run_config", {}).get("text_column") or "text"
 
 
-def nonblank(texts: list[str]) -> list[str]:
-    """`texts` without the blank ones (a note on stderr names them); a UsageError if none is left."""
+def nonblank(texts: list[str], source: str = "") -> list[str]:
+    """`texts` without the blank ones (a note on stderr names them); a UsageError if none is left, naming `source`
+    (--file's path, or "-" for standard input) when they came from there."""
     keep = [t for t in texts if not is_blank(t)]
-    if len(keep) < len(texts):
+    if keep and len(keep) < len(texts):
         skipped = [str(i + 1) for i, t in enumerate(texts) if is_blank(t)]
         print(f"note: skipped {len(skipped)} empty text(s) (#{', #'.join(skipped[:10])})", file=sys.stderr)
     if not keep:
+        if source:
+            raise UsageError(f"{'standard input' if source == '-' else source} holds no text to predict (empty, or "
+                             f"blank lines only); give it one text per line")
         raise UsageError("no non-empty text to predict; pass texts, --file=PATH or - for standard input")
     return keep
 

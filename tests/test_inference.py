@@ -68,12 +68,18 @@ def test_builtin_examples_without_input(outputs):
     assert r.returncode == 0 and len(lines(r)) == 4
 
 
-def test_blank_texts_skipped_with_a_note(outputs):
+def test_blank_texts_skipped_with_a_note(outputs, tmp_path):
     r = run(f"--output_dir={outputs}", "good", "   ", "", "bad")
     assert r.returncode == 0 and len(lines(r)) == 2
     assert "skipped 2 empty text(s) (#2, #3)" in r.stderr
     r = run(f"--output_dir={outputs}", " ")
     assert r.returncode == 2 and "no non-empty text" in r.stderr
+    (tmp_path / "empty.txt").write_text("\n  \n")        # a file, or standard input, of nothing: named
+    r = run(f"--output_dir={outputs}", f"--file={tmp_path / 'empty.txt'}")
+    assert r.returncode == 2 and r.stderr == f"error: {tmp_path / 'empty.txt'} holds no text to predict (empty, or blank " \
+        "lines only); give it one text per line\n"
+    r = run(f"--output_dir={outputs}", "-", stdin=b"")
+    assert r.returncode == 2 and r.stderr.startswith("error: standard input holds no text to predict")
 
 
 def test_missing_and_incomplete_model_folders(outputs, tmp_path):

@@ -228,7 +228,8 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
     write_json(tmp / "export.json", settings)          # how it was made: a later export with others is refused
     replace_dir(tmp, out)
     sizes = {f.name: round(f.stat().st_size / 1e6, 1) for f in out.glob("*.onnx")}
-    log.info("exported %s: %s MB", out, sizes)
+    log.info("exported %s: %s MB; its fp32 logits within %.1e of the torch model's (of %s allowed)", out, sizes,
+             settings["max_abs_logit_diff"], PARITY_ATOL)
     return out
 
 

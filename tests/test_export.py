@@ -56,6 +56,9 @@ def test_an_export_is_checked_against_torch(exported, tmp_path, monkeypatch):
     import onnx_runtime
     from configurator import UsageError
     assert 0 <= json.loads((exported["cut"] / "onnx" / "export.json").read_text())["max_abs_logit_diff"] < 1e-4
+    diff = json.loads((exported["cut"] / "onnx" / "export.json").read_text())["max_abs_logit_diff"]
+    assert f"its fp32 logits within {diff:.1e} of the torch model's (of 0.001 allowed)" in \
+        (exported["cut"].parent.parent / "logs" / "export.log").read_text()           # said, not only recorded
     copy = tmp_path / "cut"
     shutil.copytree(exported["cut"], copy, ignore=shutil.ignore_patterns("onnx"))
     real = onnx_runtime.onnx_logits

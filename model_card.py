@@ -167,6 +167,10 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
             lines[-1] += (f" On {n:,} texts one accuracy's standard error is ±{se:.1f} points, so this gap, at one "
                           f"seed, is within the noise (the experiment's results.md gives the mean ± sd over seeds "
                           f"where there are several).")
+    if test.get("kind") in ("distilled", "baseline") and test.get("retention"):   # a student beside its teacher
+        lines.append(f"Beside the teacher on the same test texts: {test['retention']:.1f}% of its accuracy (teacher "
+                     f"{test['accuracy'] / (test['retention'] / 100):.4f})" + (
+                         f", at {test['speedup']:.1f}x its throughput ({test['precision']})." if test.get("speedup") else "."))
     per = test.get("per_class") or {}
     if classes_missed(test):
         lines.append(f"**Warning: on test it predicted only {classes_missed(test)} classes ({test['precision']}): "
@@ -233,7 +237,8 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             RESULTS, "", *([where, ""] if where else []), *speed_lines(rows or [], kd),
             *result_notes(test, versus, hardware), "",
             USAGE, "", "```python", "from transformers import pipeline",
-            f'clf = pipeline("text-classification", model="{where_used}", truncation=True)', 'clf("I loved it")', "```", "",
+            f'clf = pipeline("text-classification", model="{where_used}", truncation=True)  # or its hub id, once pushed',
+            'clf("I loved it")', "```", "",
             f"or `python inference.py --model {where_used} \"I loved it\"` ({onnx_words(folder, where_used)})."
             f"{pipeline_note(kd)}", "",
             LIMITS, "",

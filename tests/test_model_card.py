@@ -128,6 +128,11 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     behind = write_card(folder, "cut", rows=[ours], hardware=busy, test_size=24, versus=(
         ours | {"val_accuracy": 0.75}, theirs | {"val_accuracy": 0.875})).read_text()
     assert "it also did better on validation (0.8750 against 0.7500): consider shipping the baseline." in behind
+    assert "Beside the teacher" not in behind                      # rows of results made before retention was kept
+    beside = write_card(folder, "cut", rows=[ours | {"kind": "distilled", "retention": 97.5, "speedup": 3.14}],
+                        hardware=busy, test_size=24).read_text()
+    assert "Beside the teacher on the same test texts: 97.5% of its accuracy (teacher 0.6421), at 3.1x its throughput " \
+           "(fp32)." in beside                                      # 0.626 / 0.975
     assert "Test recall per class (fp32): negative 0.4100, positive 0.8000." in text
     assert "load average 3.6 on 2 cores): latency and throughput are slower than on a quiet machine" in text
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -8,8 +8,8 @@
 # Each step is one of the scripts and can be run alone with the same arguments; each decides for
 # itself what is finished (a finished teacher or student is kept unless --overwrite=true). The wall
 # time of each step, and how many of its models it trained (the others were kept), is written to
-# outputs/<experiment>/timings.md as each step ends, with a total row once all have (the one it replaces is appended
-# to timings-history.md).
+# outputs/<experiment>/timings.md as each step ends (one stopped or failed too: "not finished: exit N"), with a total
+# row once all have (the one it replaces is appended to timings-history.md).
 set -euo pipefail
 config=${1:?usage: bash run_experiment.sh configs/NAME.toml [--name=value ...]}
 shift
@@ -54,8 +54,10 @@ done
 draft="$out/timings.md.new.$$" copy="$out/timings.md.tmp.$$" mark="$out/.step-start.$$"
 trap 'rm -f "$draft" "$copy" "$mark"' EXIT
 # SIGTERM (`timeout`, a scheduler: the whole process group) reaches the running step too; with a trap, bash waits for
-# that step to unwind (lock released, files closed) before it exits, so whatever runs next finds the experiment free
-trap 'exit 143' TERM
+# that step to unwind (lock released, files closed), records its row, and exits, so whatever runs next finds the
+# experiment free (and a GPU's time spent on a stopped step is still counted)
+stop=""
+trap 'stop=143' TERM
 echo "| step | wall time (s) | models trained | finished |" > "$draft"
 echo "|---|---|---|---|" >> "$draft"
 # "N of M": a step's wall time is training time only for the models it trained, not for kept ones (older metrics.json)
@@ -74,23 +76,31 @@ publish() {   # the rows so far as timings.md (a stopped run keeps its finished 
   cp "$draft" "$copy" && mv "$copy" "$out/timings.md"
 }
 t0=$(date +%s)
+ended() {   # ended STEP START DID [WHY]: the step's row (WHY: how it stopped, for one that did not finish)
+  echo "| $1 | $(( $(date +%s) - $2 )) | $3 | ${4:+$4 at }$(date -u +%FT%TZ) |" >> "$draft"
+  publish
+}
+counted() {   # counted STEP: "N of M" models of the step, N trained by it (teacher and students)
+  case $1 in
+    fine_tuning_teacher) trained "$out/teacher" ;;
+    distill_student) trained "$out/students" ;;
+  esac
+}
 for step in $steps; do
   echo "== $step --config $config $*"
   start=$(date +%s) did=""
   touch "$mark"
-  if [ "$step" = bench ]; then   # the experiment's results are complete: a failed measurement is not its failure
-    python3 bench.py --config "$config" "$@" || { rc=$?; [ "$rc" = 3 ] || exit "$rc"   # a crash, stopped, bad input
-      did="failed (exit 3)"; echo "warning: bench.py: some measurements failed (listed in its levers.md and log);" \
-        "the experiment's results are complete" >&2; }
-  else
-    python3 "$step.py" --config "$config" "$@"
+  rc=0
+  python3 "$step.py" --config "$config" "$@" || rc=$?
+  if [ "$rc" = 3 ] && [ "$step" = bench ]; then   # the experiment's results are complete: a failed measurement is not its failure
+    did="failed (exit 3)"; echo "warning: bench.py: some measurements failed (listed in its levers.md and log);" \
+      "the experiment's results are complete" >&2
+  elif [ "$rc" != 0 ]; then     # stopped (SIGTERM 143, Ctrl-C 130), a bad input (2) or a crash: its row says so
+    ended "$step" "$start" "$(counted "$step")" "not finished: exit $rc"
+    exit "$rc"
   fi
-  case $step in
-    fine_tuning_teacher) did=$(trained "$out/teacher") ;;
-    distill_student) did=$(trained "$out/students") ;;
-  esac
-  echo "| $step | $(( $(date +%s) - start )) | $did | $(date -u +%FT%TZ) |" >> "$draft"
-  publish
+  ended "$step" "$start" "${did:-$(counted "$step")}"
+  if [ -n "$stop" ]; then exit "$stop"; fi       # SIGTERM as a step ended on its own
 done
 echo "| total | $(( $(date +%s) - t0 )) | | $(date -u +%FT%TZ) |" >> "$draft"
 publish

@@ -106,7 +106,10 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
     finally:
         p.kill()
     assert p.returncode == 143 and (tmp_path / "out/stub/unwound").exists()
-    assert not (tmp_path / "out/stub/timings.md").exists() and not list((tmp_path / "out/stub").glob("timings.md.new*"))
+    # the stopped step's time is kept (on a lent GPU, time spent), its row saying it did not finish; no total
+    rows = [[c.strip() for c in line.split("|")[1:5]] for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]]
+    assert len(rows) == 1 and rows[0][0] == "fine_tuning_teacher" and int(rows[0][1]) >= 1 and rows[0][2] == ""
+    assert rows[0][3].startswith("not finished: exit 143 at 20") and not list((tmp_path / "out/stub").glob("timings.md.new*"))
 
 
 def test_a_failed_bench_leaves_the_experiment_finished(tmp_path):
@@ -270,8 +273,10 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
     p = subprocess.run(["bash", "run_experiment.sh", "stub.toml", "--soft_labels=x"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 1 and "no model at hand" in p.stderr
-    assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
-        ["distill_student"]
+    assert [[c.strip() for c in line.split("|")[1:4:2]] for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
+        [["distill_student", ""], ["evaluate_models", ""]]
+    assert (tmp_path / "out/stub/timings.md").read_text().splitlines()[-1].split("|")[4].strip().startswith(
+        "not finished: exit 1 at ")
     assert "| total |" in (tmp_path / "out/stub/timings-history.md").read_text().split("\n\n")[-1]   # the last whole run's
     assert sorted(f.name for f in (tmp_path / "out/stub").iterdir() if f.name.startswith(("timings", ".step"))) == \
         ["timings-history.md", "timings.md"]

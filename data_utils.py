@@ -40,16 +40,28 @@ UNLABELED = -1  # label of IMDb's `unsupervised` split
 # files
 # ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def atomic_path(path: Path):
+def atomic_path(path: Path, replace: bool = True):
     """Yield a temporary file name beside `path` to write to (with the same suffix, so savefig and np.savez keep
     the format); when the block ends without an error it replaces `path` in one step. A reader never sees half
-    a file, and a crash leaves the old one (and no temporary file)."""
+    a file, and a crash leaves the old one (and no temporary file). replace=False: FileExistsError rather than
+    replace a `path` that appeared meanwhile (a hard link, which fails on an existing name, where the file system
+    has them)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise
+            except OSError:          # no hard links here: checked, then replaced (a race left open)
+                if path.exists():
+                    raise FileExistsError(path) from None
+                os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -389,8 +389,12 @@ def write_predictions(path: Path, texts: list[str], results: list[dict], table, 
     values = [[r["label"] for r in results], [r["score"] for r in results],
               *([r["probs"][n] for r in results] for n in results[0]["probs"])]
     table = table.assign(**dict(zip(names, values, strict=True)))
-    with atomic_path(path) as tmp:
-        WRITERS[path.suffix.lower()](table, tmp)
+    try:
+        with atomic_path(path, replace=False) as tmp:
+            WRITERS[path.suffix.lower()](table, tmp)
+    except FileExistsError:        # checked at the start; made since by another command
+        raise UsageError(f"--output={path} appeared while predicting (another command writing it?); not written "
+                         f"over: remove it or give another path") from None
 
 
 if __name__ == "__main__":

@@ -186,6 +186,15 @@ def test_atomic_path_replaces_whole_or_keeps_the_old_file(tmp_path):
         assert tmp.suffix == ".png" and tmp.parent == tmp_path   # the format follows the suffix (savefig, np.savez)
         tmp.write_bytes(b"png")
     assert (tmp_path / "plot.png").read_bytes() == b"png" and not tmp.exists()
+    # replace=False (inference.py --output): a file made meanwhile by another command is not written over
+    with du.atomic_path(tmp_path / "new.csv", replace=False) as tmp:
+        tmp.write_text("ours")
+    assert (tmp_path / "new.csv").read_text() == "ours" and not tmp.exists()
+    with pytest.raises(FileExistsError):
+        with du.atomic_path(tmp_path / "taken.csv", replace=False) as tmp:
+            tmp.write_text("ours")
+            (tmp_path / "taken.csv").write_text("theirs")
+    assert (tmp_path / "taken.csv").read_text() == "theirs" and not tmp.exists()
 
 
 def test_default_device():

@@ -8,7 +8,8 @@
 # Each step is one of the scripts and can be run alone with the same arguments; each decides for
 # itself what is finished (a finished teacher or student is kept unless --overwrite=true). The wall
 # time of each step, and how many of its models it trained (the others were kept), is written to
-# outputs/<experiment>/timings.md as each step ends (one stopped or failed too: "not finished: exit N"), with a total
+# outputs/<experiment>/timings.md as each step ends (one stopped or crashed too: "not finished: exit N"; one refused,
+# exit 2, writes nothing), with a total
 # row once all have (the one it replaces is appended to timings-history.md).
 set -euo pipefail
 config=${1:?usage: bash run_experiment.sh configs/NAME.toml [--name=value ...]}
@@ -56,8 +57,8 @@ trap 'rm -f "$draft" "$copy" "$mark"' EXIT
 # SIGTERM (`timeout`, a scheduler: the whole process group) reaches the running step too; with a trap, bash waits for
 # that step to unwind (lock released, files closed), records its row, and exits, so whatever runs next finds the
 # experiment free (and a GPU's time spent on a stopped step is still counted)
-stop=""
-trap 'stop=143' TERM
+stop="" running=""
+trap 'if [ -n "$running" ]; then stop=143; else exit 143; fi' TERM   # between steps (no row pending): at once
 echo "| step | wall time (s) | models trained | finished |" > "$draft"
 echo "|---|---|---|---|" >> "$draft"
 # "N of M": a step's wall time is training time only for the models it trained, not for kept ones (older metrics.json)
@@ -90,16 +91,18 @@ for step in $steps; do
   echo "== $step --config $config $*"
   start=$(date +%s) did=""
   touch "$mark"
-  rc=0
+  rc=0 running=1
   python3 "$step.py" --config "$config" "$@" || rc=$?
+  if [ "$rc" = 2 ]; then exit 2; fi        # refused (a bad input, a lock held, other settings): nothing was done
   if [ "$rc" = 3 ] && [ "$step" = bench ]; then   # the experiment's results are complete: a failed measurement is not its failure
     did="failed (exit 3)"; echo "warning: bench.py: some measurements failed (listed in its levers.md and log);" \
       "the experiment's results are complete" >&2
-  elif [ "$rc" != 0 ]; then     # stopped (SIGTERM 143, Ctrl-C 130), a bad input (2) or a crash: its row says so
+  elif [ "$rc" != 0 ]; then     # stopped (SIGTERM 143, Ctrl-C 130) or a crash: its row says so
     ended "$step" "$start" "$(counted "$step")" "not finished: exit $rc"
     exit "$rc"
   fi
   ended "$step" "$start" "${did:-$(counted "$step")}"
+  running=""                                     # its row written: a SIGTERM from here on exits at once
   if [ -n "$stop" ]; then exit "$stop"; fi       # SIGTERM as a step ended on its own
 done
 echo "| total | $(( $(date +%s) - t0 )) | | $(date -u +%FT%TZ) |" >> "$draft"

@@ -112,6 +112,32 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
     assert rows[0][3].startswith("not finished: exit 143 at 20") and not list((tmp_path / "out/stub").glob("timings.md.new*"))
 
 
+def test_a_refused_step_leaves_the_timings_alone_and_a_sigterm_in_a_step_that_ends_well_stops_after_it(tmp_path):
+    # exit 2 (a bad input, the lock held by another run, settings that differ from a published record) did nothing:
+    # the published timings.md is not replaced by a row of it; a SIGTERM while a step runs, the step ending well,
+    # keeps that step's row and runs no further step
+    stub_checkout(tmp_path, distill_student=STEP_STUB + "import sys\nif __name__ == '__main__':\n    sys.exit(2)\n")
+    (tmp_path / "out/stub").mkdir(parents=True)
+    published = "| step | wall time (s) | models trained | finished |\n|---|---|---|---|\n| total | 9 | | x |\n"
+    (tmp_path / "out/stub/timings.md").write_text(published)
+    p = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and (tmp_path / "out/stub/timings.md").read_text() != published   # the teacher step ran
+    (tmp_path / "out/stub/timings.md").write_text(published)
+    (tmp_path / "out/stub/timings-history.md").unlink()
+    stub_checkout(tmp_path, fine_tuning_teacher=STEP_STUB + "import sys\nif __name__ == '__main__':\n    sys.exit(2)\n")
+    p = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and (tmp_path / "out/stub/timings.md").read_text() == published
+    assert not (tmp_path / "out/stub/timings-history.md").exists()
+    stub_checkout(tmp_path, fine_tuning_teacher=STEP_STUB + (
+        "import os, signal\nif __name__ == '__main__':\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "    os.killpg(os.getpgrp(), signal.SIGTERM)\n"))                 # the whole group, as `timeout` does
+    p = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60, start_new_session=True)
+    assert p.returncode == 143 and "== distill_student" not in p.stdout
+    assert [line.split("|")[1].strip() for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]] == \
+        ["fine_tuning_teacher"]
+
+
 def test_a_failed_bench_leaves_the_experiment_finished(tmp_path):
     # bench.py runs last; a measurement that failed there (exit 3) is no failure of the experiment's results: the
     # run ends 0 (lent_gpu.sh would otherwise start it again, evaluation and all), its row says so

@@ -452,11 +452,12 @@ def teacher_retrained_since(student: Path, teacher: Path) -> bool:
 
 
 def learned_from_elsewhere(student: Path, teacher: Path) -> str:
-    """The teacher folder `student`'s record names when it is not `teacher` (another experiment's, distilled with
-    --teacher_dir), else "". Records write it as the run named it (relative to the checkout, or absolute), so a
-    folder is told by its last two parts (<experiment>/teacher), as in a copied or moved experiment."""
-    kd = read_json(Path(student) / "config.json").get("sentiment_kd", {})
-    theirs = None if (kd.get("run_config") or {}).get("soft_labels") else kd.get("teacher")   # soft labels: no folder
+    """The teacher folder `student` was distilled from with --teacher_dir (its run configuration's), when that is not
+    `teacher`, else "": a student of its own experiment's teacher records none, whatever the experiment has been
+    renamed or moved to since. Paths as the run wrote them (relative to the checkout, or absolute), so a folder is
+    told by its last two parts (<experiment>/teacher)."""
+    rc = read_json(Path(student) / "config.json").get("sentiment_kd", {}).get("run_config") or {}
+    theirs = "" if rc.get("soft_labels") else rc.get("teacher_dir") or ""      # soft labels: no teacher folder
     return theirs if theirs and Path(theirs).parts[-2:] != Path(teacher).parts[-2:] else ""
 
 

@@ -432,6 +432,10 @@ def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_ex
     metrics = json.loads((teacher / "metrics.json").read_text())
     (tmp_path / "mine" / "teacher" / "metrics.json").write_text(json.dumps(metrics | {"train_time_s": 1e6}))
     shutil.copytree(tiny_experiment / "tiny" / "students" / "cut", tmp_path / "mine" / "students" / "cut")
+    config = tmp_path / "mine" / "students" / "cut" / "config.json"              # as distilled with --teacher_dir
+    kd = json.loads(config.read_text())
+    kd["sentiment_kd"]["run_config"]["teacher_dir"] = str(teacher)
+    config.write_text(json.dumps(kd))
     with pytest.raises(UsageError, match=rf"^student cut \(.*mine/students/cut\) learned from the teacher {teacher}, not "
                                          rf".*mine/teacher: --teacher_dir={teacher} evaluates it beside its own teacher; "
                                          r"or leave it out \(--models\)$"):
@@ -439,6 +443,15 @@ def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_ex
     import inference
     inference.print_model_line(tmp_path / "mine" / "students" / "cut")
     assert "retrained since" not in capsys.readouterr().err
+    # a student of its own experiment's teacher, the experiment renamed since (scarce-matched's records name
+    # /work/study2/scarce/teacher): a teacher retrained since, whatever the folder's name now
+    kd["sentiment_kd"]["run_config"]["teacher_dir"] = ""
+    kd["sentiment_kd"]["teacher"] = "/elsewhere/scarce/teacher"
+    config.write_text(json.dumps(kd))
+    with pytest.raises(UsageError, match=r"^student cut \(.*\) learned from another training of the teacher than "):
+        ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=mine", cache=False))
+    inference.print_model_line(tmp_path / "mine" / "students" / "cut")
+    assert "retrained since" in capsys.readouterr().err
 
 
 def test_quantize_kinds_picks_the_int8_rows(tiny_experiment, imdb_parquet):

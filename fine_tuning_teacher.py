@@ -132,7 +132,8 @@ def load_model(labels) -> tuple:
     model, tokenizer = load_classifier(MODEL_NAME, SEED, labels)
     log.info("teacher %s: %.1fM parameters", MODEL_NAME, count_parameters(model) / 1e6)
     config = model_config(MODEL_NAME)
-    elsewhere = is_classifier(config) and not getattr(config, "sentiment_kd", None)   # not a model made here (recorded)
+    kd = getattr(config, "sentiment_kd", None) or {}      # a model made here records its data, and whether it had one
+    elsewhere = is_classifier(config) and (not kd or bool(kd.get("base_classifier")))
     if elsewhere:
         log.warning("%s was fine-tuned elsewhere, on data this run does not know: if its training texts included this "
                     "data's validation or test texts, the teacher's accuracy here reads high, and the students' "

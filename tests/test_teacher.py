@@ -507,6 +507,10 @@ def test_a_classifier_fine_tuned_elsewhere_is_taken_as_it_is(tiny_teacher, imdb_
     ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={folder}", "--experiment=again"))
     assert "base_classifier" not in json.loads((tmp_path / "runs" / "again" / "teacher" / "config.json").read_text())["sentiment_kd"]
     assert "does not know" not in (tmp_path / "runs" / "again" / "logs" / "teacher.log").read_text()
+    # but one made here from a classifier trained elsewhere passes that on
+    ft.main(tiny_args(imdb_parquet, tmp_path / "runs", f"--model_name={ours}", "--experiment=chain"))
+    assert json.loads((tmp_path / "runs" / "chain" / "teacher" / "config.json").read_text())["sentiment_kd"]["base_classifier"]
+    assert "does not know" in (tmp_path / "runs" / "chain" / "logs" / "teacher.log").read_text()
 
 
 def test_taking_a_model_as_it_is_needs_a_classifier_of_the_data_classes(tiny_teacher, imdb_parquet, tmp_path):

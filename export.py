@@ -22,6 +22,7 @@ is refused.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from configurator import UsageError, run_main, start_run
@@ -62,8 +63,8 @@ def check(cfg: dict | None = None) -> list[Path]:
             what = "not a finished model folder (config.json, weights, tokenizer, metrics.json)" if Path(MODEL).is_dir() \
                 else "no such folder"
             near = nearest_experiment(Path(MODEL))
-            have = ", ".join(str(shown(m)) for m in finished_models(near)) or "none"
-            raise UsageError(f"--model {MODEL}: {what}; finished models in {shown(near)}: {have}")
+            have = ", ".join(str(shown(m, MODEL)) for m in finished_models(near)) or "none"
+            raise UsageError(f"--model {MODEL}: {what}; finished models in {shown(near, MODEL)}: {have}")
         OUTPUT_DIR, EXPERIMENT = str(root.parent), root.name      # start_run logs and locks there
         if cfg is not None:
             cfg.update(OUTPUT_DIR=OUTPUT_DIR, EXPERIMENT=EXPERIMENT)   # and logs them as the run's settings
@@ -86,12 +87,9 @@ def nearest_experiment(path: Path) -> Path:
     return Path(OUTPUT_DIR) / EXPERIMENT
 
 
-def shown(path: Path) -> Path:
-    """`path` relative to the current folder where it lies under it (as the user typed theirs), else as it is."""
-    try:
-        return Path(path).resolve().relative_to(Path.cwd())
-    except ValueError:
-        return Path(path)
+def shown(path: Path, typed: str) -> Path:
+    """`path` written as the user wrote `typed`: relative to the current folder, or absolute."""
+    return Path(path).resolve() if Path(typed).is_absolute() else Path(os.path.relpath(Path(path).resolve()))
 
 
 def picked(models: list[Path]) -> list[Path]:

@@ -163,6 +163,11 @@ def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, t
             export.main([f"--model={folder}"])
     with pytest.raises(UsageError, match=rf"not a finished model folder .*; finished models in {tiny_experiment / 'tiny'}: "):
         export.main([f"--model={tiny_experiment / 'tiny' / 'logs'}"])        # a folder of the experiment's, no model
+    monkeypatch.chdir(tiny_experiment / "tiny" / "logs")                    # typed relative: listed relative
+    with pytest.raises(UsageError, match=r"not a finished model folder .*; finished models in \.\.: \.\./teacher, "
+                                         r"\.\./students/cut, "):
+        export.main(["--model=."])
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError, match=rf"^--model {exported['cut'] / 'onnx'} is already an ONNX export, of "
                                          rf"{exported['cut']}; --model={exported['cut']} --overwrite=true exports that "
                                          r"model again$"):

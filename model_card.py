@@ -313,7 +313,7 @@ def plain_onnx_lines(export: Path) -> list[str]:
     """How to run the export with onnxruntime and tokenizers alone (no torch, transformers or this repository), as
     a tested Python block: texts prepared and cut to the trained length as training did (head, tail or head+tail:
     models.truncate_ids, written out), one text at a time (no padding)."""
-    if not (export / "config.json").is_file():
+    if not ((export / "config.json").is_file() and (export / "tokenizer.json").is_file()):
         return []
     from onnx_runtime import OnnxTokenizer
     config, tok = read_json(export / "config.json"), OnnxTokenizer(export)
@@ -326,9 +326,11 @@ def plain_onnx_lines(export: Path) -> list[str]:
     return ["Without this repository (onnxruntime and tokenizers only):", "", "```python", *(["import re"] if prepare else []),
             "import numpy as np", "import onnxruntime as ort", "from tokenizers import Tokenizer", "", f'folder = "{export}"',
             'tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")', "tokenizer.no_truncation()",
+            "tokenizer.no_padding()",
             'session = ort.InferenceSession(f"{folder}/model.onnx")', f"labels = {label_names(config)!r}",
             f"MAX_LENGTH = {tok.max_length}  # tokens, special ones included, as trained: a longer text keeps {what}",
-            *([f"HEAD = {min(tok.head_tokens, tok.max_length)}"] if tok.truncation == "head+tail" else []),
+            *([f"HEAD = {min(tok.head_tokens, tok.max_length - len(tok.prefix) - len(tok.suffix))}"]
+              if tok.truncation == "head+tail" else []),
             f"PREFIX, SUFFIX = {tok.prefix}, {tok.suffix}  # the special tokens around a text", "", *prepare,
             "def token_ids(text):", f"    ids = tokenizer.encode({'prepare(text)' if prepare else 'text'}, add_special_tokens=False).ids",
             "    budget = MAX_LENGTH - len(PREFIX) - len(SUFFIX)", "    if len(ids) > budget:", *cut,

@@ -127,6 +127,14 @@ def test_the_plain_onnxruntime_code_prepares_own_data_texts_as_training_did(expo
     for text, r in zip(texts, inference.predict(texts, model=str(mine))):
         assert space["classify"](text)[0] == r["label"]
     assert_classifies_as_inference(space, mine, texts)
+    # a head as long as the whole budget (an older record): the block cuts as the runtime does, to the trained length
+    from onnx_runtime import OnnxTokenizer
+    config["sentiment_kd"]["head_tokens"] = 63
+    (mine / "config.json").write_text(json.dumps(config))
+    lines, space = plain_onnx_lines(mine), {}
+    exec("\n".join(lines[lines.index("```python") + 1:lines.index("```", lines.index("```python"))]), space)
+    assert space["token_ids"](TEXTS[0]) == OnnxTokenizer(mine).encode(TEXTS[:1])[0] and len(space["token_ids"](TEXTS[0])) == 64
+    assert plain_onnx_lines(tmp_path) == []                              # no export there: no block
 
 
 def test_models_picks_the_experiments_models_to_export(exported, tiny_experiment, monkeypatch):

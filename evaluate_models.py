@@ -573,10 +573,11 @@ def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None
     if seeds:
         ax.errorbar([gain[i] for i in seeds], y[seeds], xerr=[err[i] for i in seeds], fmt="none", ecolor="black", capsize=4)
     for i, g in enumerate(groups):
-        ax.text(max(gain[i], 0) + err[i], i, f"  {gain[i]:+.2f}" + (f" ± {err[i]:.2f} ({g['gain']['n']} seeds)"
+        ax.text(max(gain[i] + err[i], 0), i, f"  {gain[i]:+.2f}" + (f" ± {err[i]:.2f} ({g['gain']['n']} seeds)"
                                                                    if g["gain"]["n"] > 1 else ""), va="center", fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlim(min(0, min(gain) * 1.2), max(max(g + e for g, e in zip(gain, err)), 0.5) * 1.45)
+    low = min(0, min(gain) * 1.2, min(gain[i] - err[i] for i in seeds) * 1.1 if seeds else 0)   # whole error bars
+    ax.set_xlim(low, max(max(g + e for g, e in zip(gain, err)), 0.5) * 1.45)
     ax.set_yticks(y, [g["student"] for g in groups])
     ax.invert_yaxis()
     ax.set_xlabel("distilled - labels-only baseline (accuracy points; same student, seed and optimizer steps)")

@@ -601,6 +601,9 @@ def test_the_gains_plot_draws_spread_only_over_seeds(tmp_path, monkeypatch):
     assert np.allclose(bars[0].lines[2][0].get_segments()[0], [[0.8 - 0.45, 1], [0.8 + 0.45, 1]])
     ev.plot_gains(groups[:1], tmp_path / "gains.png", "t")
     assert not [c for c in figures[1].axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+    # a gain whose spread crosses 0 (+0.33 ± 2.52): the whole bar is in view, its negative end too
+    ev.plot_gains([{"student": "x", "gain": {"mean": 0.0033, "std": 0.0252, "n": 3}}], tmp_path / "gains.png", "t")
+    assert figures[2].axes[0].get_xlim()[0] <= 0.33 - 2.52
 
 
 class Contrary(torch.nn.Module):

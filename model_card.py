@@ -135,10 +135,12 @@ def cpu_was_busy(hardware: dict) -> bool:
 
 def ship_advice(ours: dict, baseline: dict) -> str:
     """Which of a distilled student and its baseline to ship when the baseline did as well on test: the one better on
-    validation (where inference.py's default, and every choice here, is made; test is for reporting), unless the
-    baseline predicted only some classes. ours, baseline: their result rows (val_accuracy: their metrics.json's)."""
+    validation (where inference.py's default, and every choice here, is made; test is for reporting), unless one of
+    them predicted only some classes on test. ours, baseline: their result rows (val_accuracy: their metrics.json's)."""
     if classes_missed(baseline):
         return "but the baseline predicted only some of the classes, so it is no model to ship either."
+    if classes_missed(ours):       # whatever validation said: the warning below rules it out
+        return "and this model predicted only some of the classes on test (below): consider shipping the baseline."
     a, b = ours.get("val_accuracy"), baseline.get("val_accuracy")
     if a is None or b is None:
         return "consider shipping the baseline."

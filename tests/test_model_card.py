@@ -128,6 +128,11 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     behind = write_card(folder, "cut", rows=[ours], hardware=busy, test_size=24, versus=(
         ours | {"val_accuracy": 0.75}, theirs | {"val_accuracy": 0.875})).read_text()
     assert "it also did better on validation (0.8750 against 0.7500): consider shipping the baseline." in behind
+    one_class = {"confusion": [[5, 0], [5, 0]]}                 # ours predicted one class on test: not "keep it"
+    lost = write_card(folder, "cut", rows=[ours | one_class], hardware=busy, test_size=24, versus=(
+        ours | one_class | {"val_accuracy": 0.875}, theirs | {"val_accuracy": 0.75, "confusion": [[4, 1], [1, 4]]})).read_text()
+    assert "the labels alone here; and this model predicted only some of the classes on test (below): consider " \
+           "shipping the baseline." in lost and "stays the one to ship" not in lost
     assert "Beside the teacher" not in behind                      # rows of results made before retention was kept
     beside = write_card(folder, "cut", rows=[ours | {"kind": "distilled", "retention": 97.5, "speedup": 3.14}],
                         hardware=busy, test_size=24).read_text()

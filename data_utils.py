@@ -883,6 +883,15 @@ def load_splits(spec: DataSpec, transfer: bool = False) -> Splits:
     return Splits(train, validation, parts["test"], tuple(pool), tuple(names), report)
 
 
+def alike_labels(counts: dict[str, int], min_ratio: float = 0.75, rare: int = 20) -> list[tuple[str, str]]:
+    """(rare, common) label pairs that look like one label mistyped: names alike (difflib's similarity of the
+    lower-cased names >= min_ratio: grate / great 0.8, netural / neutral 0.86) and one at most 1/`rare` as frequent
+    as the other (counts: {label: train rows}); two real classes of alike names are seldom that lopsided."""
+    from difflib import SequenceMatcher
+    return [(a, b) for a in counts for b in counts if a != b and counts[a] * rare <= counts[b]
+            and SequenceMatcher(None, a.lower(), b.lower()).ratio() >= min_ratio]
+
+
 def log_splits(splits: Splits, spec: DataSpec) -> None:
     """Log the split sizes, labels and duplicate counts (the scripts call it once logging is set up: their
     checks load the data before that)."""
@@ -894,6 +903,10 @@ def log_splits(splits: Splits, spec: DataSpec) -> None:
     log.info("data %s: train %d, validation %d, test %d%s%s; labels %s", spec.where(), len(splits.train),
              len(splits.validation), len(splits.test), transfer, fewer, ", ".join(splits.label_names))
     log.info("duplicates: %s", splits.report)
+    counts = dict(zip(splits.label_names, class_counts(splits.train["label"], len(splits.label_names))))
+    for rare, common in alike_labels(counts):
+        log.warning("label %r (%d train rows) looks like %r (%d) mistyped: a class of its own here; fix those rows if it "
+                    "is a typo", rare, counts[rare], common, counts[common])
 
 
 def carve(table: dict, spec: DataSpec, rest: str = "", names=()) -> dict:
@@ -1024,6 +1037,11 @@ def classification_metrics(preds, labels) -> dict:
     r = recall_score(labels, preds, labels=np.unique(labels), average="macro", zero_division=0)
     return {"accuracy": float(accuracy_score(labels, preds)), "f1": float(f1),
             "precision": float(p), "recall": float(r)}
+
+
+def class_counts(labels, n: int) -> list[int]:
+    """How many of integer labels (N,) are each class id 0..n-1."""
+    return np.bincount(np.asarray(labels, dtype=int), minlength=n)[:n].tolist()
 
 
 def class_shares(labels, n: int) -> list[float]:

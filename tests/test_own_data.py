@@ -136,6 +136,24 @@ def test_leaks_are_counted_and_dropped(tmp_path, caplog):
     assert said[2].endswith(": train 63, validation 16, test 15; labels negative, neutral, positive")
 
 
+def test_a_label_that_looks_mistyped_is_warned_of(tmp_path, caplog):
+    # "grate" on 1 row beside 40 "great": a class of its own, as written, but most likely a typo: said once loaded
+    assert du.alike_labels({"bad": 40, "ok": 40, "great": 40, "grate": 2}) == [("grate", "great")]
+    assert du.alike_labels({"bad": 40, "ok": 40, "great": 40, "grate": 3}) == []          # not that lopsided
+    assert du.alike_labels({"LABEL_0": 40, "LABEL_1": 1}) == [("LABEL_1", "LABEL_0")]
+    assert du.alike_labels({"negative": 40, "neutral": 40, "positive": 1}) == []          # names not alike
+    names = {"negative": "bad", "neutral": "ok", "positive": "great"}
+    rows = [r | {"sentiment": names[r["sentiment"]]} for r in tweets(270, 1)]
+    for i in (2, 5, 8):
+        rows[i]["sentiment"] = "grate"
+    write(tmp_path, "csv", {"train": rows, "test": [r | {"sentiment": names[r["sentiment"]]} for r in tweets(15, 3)]})
+    s = du.load_splits(spec(tmp_path, val_size=10))
+    with caplog.at_level("INFO", logger="kd"):
+        du.log_splits(s, spec(tmp_path, val_size=10))
+    assert "label 'grate' (3 train rows) looks like 'great' (84) mistyped" in caplog.text and \
+        ") mistyped: a class of its own here; fix those rows if it is a typo" in caplog.text
+
+
 def test_transfer_texts_from_the_rest_of_validation_skip_held_out_texts(tmp_path):
     val = tweets(30, 2)
     test = SPLITS["test"] + val[20:]                                  # ten validation texts are also test texts

@@ -53,7 +53,7 @@ for f in "$out"/timings.md.new.* "$out"/timings.md.tmp.* "$out"/.step-start.*; d
   [ -e "$f" ] && ! kill -0 "${f##*.}" 2>/dev/null && rm -f "$f"
 done
 draft="$out/timings.md.new.$$" copy="$out/timings.md.tmp.$$" mark="$out/.step-start.$$"
-trap 'rm -f "$draft" "$copy" "$mark"' EXIT
+trap 'rm -f "$draft" "$copy" "$mark"; rmdir "$out" 2>/dev/null || true' EXIT   # a run refused at once leaves no folder
 # SIGTERM (`timeout`, a scheduler: the whole process group) reaches the running step too; with a trap, bash waits for
 # that step to unwind (lock released, files closed), records its row, and exits, so whatever runs next finds the
 # experiment free (and a GPU's time spent on a stopped step is still counted)

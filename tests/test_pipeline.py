@@ -1,6 +1,7 @@
 """run_experiment.sh: the three steps in order, each given only the flags it defines."""
 import functools
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -128,6 +129,9 @@ def test_a_refused_step_leaves_the_timings_alone_and_a_sigterm_in_a_step_that_en
     p = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and (tmp_path / "out/stub/timings.md").read_text() == published
     assert not (tmp_path / "out/stub/timings-history.md").exists()
+    shutil.rmtree(tmp_path / "out/stub")                     # refused at once in a new experiment: no folder left
+    p = subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and not (tmp_path / "out/stub").exists()
     stub_checkout(tmp_path, fine_tuning_teacher=STEP_STUB + (
         "import os, signal\nif __name__ == '__main__':\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         "    os.killpg(os.getpgrp(), signal.SIGTERM)\n"))                 # the whole group, as `timeout` does

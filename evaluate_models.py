@@ -459,6 +459,20 @@ def one_seed_note(groups: list[dict], texts: int) -> str:
             f"student, or distill_student.py's BEST_SEEDS) and compare the mean ± sd.")
 
 
+def seeds_note(groups: list[dict]) -> str:
+    """For recipes compared at several seeds: whether each gain is shown, by the rule the README states (the mean
+    more than twice the standard deviation of the paired gains, its sign then said), else that it is within its
+    spread; "" when none has several seeds."""
+    said = []
+    for g in groups:
+        if not g["gain"] or g["gain"]["n"] < 2:
+            continue
+        m, sd = 100 * g["gain"]["mean"], 100 * g["gain"]["std"]
+        said.append(f"{g['student']} {m:+.2f} ± {sd:.2f}: " + (
+            ("distillation helps" if m > 0 else "distillation hurts") if abs(m) > 2 * sd else "within its spread, not shown"))
+    return f" Over seeds (a gain is shown when its mean is more than twice its sd): {'; '.join(said)}." if said else ""
+
+
 def chosen_table(students: list[dict]) -> str:
     """Markdown: each candidate of a study's choice (chosen.json, distill_student.py BEST_SEEDS) with its validation
     accuracy, its matched baseline's and the gain, in %, the chosen one marked."""
@@ -482,7 +496,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     hw = result["hardware"]
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
-             "paired by seed." + one_seed_note(result["groups"], result["texts"])) if result["groups"] else ""
+             "paired by seed." + seeds_note(result["groups"]) + one_seed_note(result["groups"], result["texts"])) \
+        if result["groups"] else ""
     if result.get("chosen"):
         gains += ("\n\n## How the recipes were chosen: on validation, before any test review was read\n\n"
                   + chosen_table(result["chosen"]["students"]) + f"\n\nEach chosen entry was then trained at "

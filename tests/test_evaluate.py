@@ -493,6 +493,13 @@ def test_seed_groups_pair_each_seed_with_its_baseline():
     assert ev.one_seed_note(list(groups.values()), 250).startswith(
         " One seed: on 250 texts one accuracy's standard error is ±2.5 points,")
     assert ev.one_seed_note([groups["L3"], groups["x-a0"]], 250) == ""       # seeds, or no baseline to compare with
+    # several seeds: each gain judged by the README's rule (mean > 2 sd): L3's +3.50 ± 2.12 is within its spread
+    assert ev.seeds_note([groups["L3"], groups["x"]]) == \
+        " Over seeds (a gain is shown when its mean is more than twice its sd): L3 +3.50 ± 2.12: within its spread, not shown."
+    sure = groups["L3"] | {"gain": groups["L3"]["gain"] | {"std": 0.01}}
+    worse = groups["L3"] | {"student": "L1", "gain": {"mean": -0.05, "std": 0.01, "n": 3}}
+    assert ev.seeds_note([sure, worse]).endswith("L3 +3.50 ± 1.00: distillation helps; L1 -5.00 ± 1.00: distillation hurts.")
+    assert ev.seeds_note([groups["x"], groups["x-a0"]]) == ""               # one seed, or no baseline
 
 
 def test_one_entry_trained_with_other_settings_is_two_recipes(caplog):

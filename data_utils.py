@@ -1046,7 +1046,7 @@ def class_counts(labels, n: int) -> list[int]:
 
 def class_shares(labels, n: int) -> list[float]:
     """The share of each class id 0..n-1 among integer labels (N,): counts / N, summing to 1."""
-    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n)[:n]
+    counts = np.asarray(class_counts(labels, n))
     return (counts / max(counts.sum(), 1)).tolist()
 
 

@@ -72,6 +72,12 @@ def write_json(path: Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def file_stamps(folder: Path) -> tuple:
+    """(name, modification time in ns) of each file of a folder, by name: a model folder's, to tell when a model
+    kept loaded (inference.load, onnx_runtime.runner) was replaced since."""
+    return tuple(sorted((f.name, f.stat().st_mtime_ns) for f in Path(folder).resolve().iterdir() if f.is_file()))
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
 

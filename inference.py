@@ -41,7 +41,7 @@ from pathlib import Path
 import models
 import onnx_runtime
 from configurator import UsageError, configure, run_main
-from data_utils import FORMATS, as_trained, atomic_path, is_blank, read_json, read_lines, read_table
+from data_utils import FORMATS, as_trained, atomic_path, file_stamps, is_blank, read_json, read_lines, read_table
 from models import (batched_logits, default_device, experiment_of, is_finished, is_saved_model, load_classifier, saved_models,
                     truncation_settings)
 from onnx_runtime import is_onnx_folder, onnx_logits, softmax
@@ -202,11 +202,6 @@ def load(folder: Path, device: str):
         kd = read_json(folder / "config.json").get("sentiment_kd", {})
         _LOADED[key] = (stamps, (model.to(device).eval(), tok, truncation_settings(kd, tok)))
     return _LOADED[key][1]
-
-
-def file_stamps(folder: Path) -> tuple:
-    """(name, modification time in ns) of each file of a model folder, by name: what load() reads."""
-    return tuple(sorted((f.name, f.stat().st_mtime_ns) for f in folder.resolve().iterdir() if f.is_file()))
 
 
 def predict(texts: str | list[str], model: str = "", batch_size: int = 32, device: str = "auto",

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, log
-from data_utils import read_json, replace_dir, write_json
+from data_utils import file_stamps, read_json, replace_dir, write_json
 from models import label_names, truncate_ids
 
 FP32_FILE = "model.onnx"
@@ -88,7 +88,7 @@ def session(path: Path, threads: int = 0):
 @functools.lru_cache(maxsize=4)
 def runner(folder: Path, file: str, stamps: tuple, threads: int = 0) -> tuple[OnnxTokenizer, object]:
     """(tokenizer, session) of an export's .onnx file, kept for the next call (predict() in a loop pays the
-    session's start-up once); stamps, the modification times of the files read, make a re-export read afresh."""
+    session's start-up once); stamps, the folder's files' modification times (file_stamps), make a re-export read afresh."""
     return OnnxTokenizer(folder), session(folder / file, threads)
 
 
@@ -104,8 +104,7 @@ def onnx_logits(folder: Path, texts: list[str], batch_size: int = 32, file: str 
     """Logits (N, C) float32 for texts (C: the model's labels), in input order (batches sorted by length, as
     logits_in_order)."""
     folder = Path(folder).absolute()
-    stamps = tuple((folder / f).stat().st_mtime_ns for f in (file, "config.json", "tokenizer.json"))
-    tok, sess = runner(folder, file, stamps, threads)
+    tok, sess = runner(folder, file, file_stamps(folder), threads)
     ids = tok.encode(texts)
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.zeros((len(ids), len(label_names(read_json(Path(folder) / "config.json")))), dtype=np.float32)

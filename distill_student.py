@@ -54,7 +54,7 @@ from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
                     label_names, load_classifier, load_tokenizer, model_config, recipe, run_fingerprint, student_fields,
-                    student_key, teacher_folder, tokenize_dataset, truncation_settings)
+                    student_key, teacher_folder, tokenize_dataset, truncation_settings, unpredicted_classes)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -236,7 +236,7 @@ def soft_label_teacher(teacher_dir: Path) -> dict:
     trained = kd.get("run_config", {})
     return {"teacher_key": teacher_key(teacher_dir, kd), "teacher": str(teacher_dir), "teacher_run": run_fingerprint(teacher_dir),
             "teacher_model": trained.get("model_name"), "teacher_val_accuracy": metrics["val_accuracy"],
-            "teacher_parameters": metrics.get("parameters"),
+            "teacher_parameters": metrics.get("parameters"), "teacher_val_classes_predicted": metrics.get("val_classes_predicted"),
             "data": {k: trained[k] for k in DATA_KEYS if k in trained},    # what the teacher was trained on
             "id2label": {str(i): n for i, n in enumerate(label_names(config))}, "truncation": truncation_settings(kd),
             "logits": f"float32 (rows, classes), computed in {logit_precision()}, row i = review i of the split in "
@@ -323,6 +323,7 @@ class Teacher:
     trained: dict                 # the data settings it was trained with (run_config keys)
     has_model: bool               # False for soft labels: no students cut from it, no intermediate losses
     digests: dict | None = None   # its train / validation / test splits (data_utils.split_digests); older: none
+    classes_predicted: int | None = None   # how many of its classes it predicted on validation; older: not recorded
 
 
 def find_teacher() -> Teacher:
@@ -334,8 +335,8 @@ def find_teacher() -> Teacher:
             raise UsageError(f"--soft_labels={folder}: no published soft labels there (train.json, train.npz); give the "
                              f"soft_labels/ folder of a run made with --soft_label_splits=train,unsupervised")
         meta = read_json(folder / "train.json")
-        config, metrics, trained = meta, {"val_accuracy": meta["teacher_val_accuracy"],
-                                          "parameters": meta.get("teacher_parameters")}, meta.get("data", {})
+        config, metrics, trained = meta, {"val_accuracy": meta["teacher_val_accuracy"], "parameters": meta.get("teacher_parameters"),
+                                          "val_classes_predicted": meta.get("teacher_val_classes_predicted")}, meta.get("data", {})
     else:
         folder = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
         if not is_finished(folder):
@@ -344,8 +345,8 @@ def find_teacher() -> Teacher:
         config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
         trained = config.get("sentiment_kd", {}).get("run_config", {})
         digests = config.get("sentiment_kd", {}).get("data_digests") or {}
-    return Teacher(folder, tuple(label_names(config)), metrics["val_accuracy"],
-                   metrics.get("parameters"), trained, not SOFT_LABELS, {} if SOFT_LABELS else digests)
+    return Teacher(folder, tuple(label_names(config)), metrics["val_accuracy"], metrics.get("parameters"), trained,
+                   not SOFT_LABELS, {} if SOFT_LABELS else digests, metrics.get("val_classes_predicted"))
 
 
 def check_teacher_accuracy(teacher: Teacher) -> None:
@@ -356,6 +357,12 @@ def check_teacher_accuracy(teacher: Teacher) -> None:
                          f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: retrain it (fine_tuning_teacher.py with more --epochs or another "
                          f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold "
                          f"(it is for your data: chance with {len(teacher.labels)} classes is {1 / len(teacher.labels):.3f})")
+    missed = unpredicted_classes({"val_classes_predicted": teacher.classes_predicted}, len(teacher.labels))
+    if missed:      # above the accuracy floor, yet blind to a class: its students learn the blindness from it
+        log.warning("the teacher %s: %s (accuracy %.4f); students distilled from it learn to miss the same classes, "
+                    "and their accuracy gain over a baseline can hide it (compare macro F1 in results.md); retrain the "
+                    "teacher first (more --epochs, another --learning_rate, more examples of the missed classes)",
+                    teacher.where, missed, teacher.val_accuracy)
 
 
 def check_teacher_data(teacher: Teacher, ours: DataSpec, cfg: dict) -> None:

@@ -384,12 +384,14 @@ def paired_rows(rows: list[dict]) -> list[tuple[dict, dict | None]]:
 
 def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict]:
     """One entry per distilled recipe: its accuracy over seeds, its baselines' and the paired gain distilled -
-    baseline per seed, as spread()s (pairs: paired_rows(rows), computed here unless given)."""
+    baseline per seed, and the paired gain in macro F1 (f1_gain), as spread()s (pairs: paired_rows(rows), computed
+    here unless given)."""
     groups: dict[str, dict] = {}
     for r, b in paired_rows(rows) if pairs is None else pairs:
         label, key = recipe(r)
         g = groups.setdefault(key, {"student": label, "spec": json.loads(key).get("entry"), "settings": r.get("settings") or {},
-                                    "models": [], "seeds": [], "distilled": [], "baseline": [], "baselines": [], "gain": []})
+                                    "models": [], "seeds": [], "distilled": [], "baseline": [], "baselines": [], "gain": [],
+                                    "f1_gain": []})
         g["models"].append(r["model"])
         g["seeds"].append(r.get("seed"))
         g["distilled"].append(r["accuracy"])
@@ -397,6 +399,8 @@ def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict
             g["baselines"].append(b["model"])
             g["baseline"].append(b["accuracy"])
             g["gain"].append(r["accuracy"] - b["accuracy"])
+            if r.get("f1") is not None and b.get("f1") is not None:
+                g["f1_gain"].append(r["f1"] - b["f1"])
     out = []
     for g in groups.values():
         for seed in sorted({s for s in g["seeds"] if s is not None and g["seeds"].count(s) > 1}):   # one measurement twice
@@ -405,7 +409,8 @@ def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict
         paired = len(g["gain"]) == len(g["distilled"])
         out.append(g | {"distilled": spread(g["distilled"]),
                         "baseline": spread(g["baseline"]) if paired else None,
-                        "gain": spread(g["gain"]) if paired else None})
+                        "gain": spread(g["gain"]) if paired else None,
+                        "f1_gain": spread(g["f1_gain"]) if paired and len(g["f1_gain"]) == len(g["gain"]) else None})
     return out
 
 
@@ -435,15 +440,29 @@ def markdown_table(rows: list[dict], noun: str = "reviews") -> str:
 
 
 def gains_table(groups: list[dict]) -> str:
-    """Markdown: each distilled recipe against its labels-only baseline, accuracy in %, mean ± sd."""
+    """Markdown: each distilled recipe against its labels-only baseline, accuracy in %, mean ± sd, and the gain in
+    macro F1 points (each class weighed equally: on unbalanced classes an accuracy gain can be a loss there)."""
     pm = lambda s: f"{100 * s['mean']:.2f}" + (f" ± {100 * s['std']:.2f}" if s["n"] > 1 else "")   # noqa: E731
-    lines = ["| student | seeds | distilled acc (%) | baseline acc (%) | distilled - baseline (points) |",
-             "|---|---|---|---|---|"]
+    signed = lambda s: ("+" if s["mean"] >= 0 else "") + pm(s) if s else ""                          # noqa: E731
+    lines = ["| student | seeds | distilled acc (%) | baseline acc (%) | distilled - baseline (points) | "
+             "macro F1: distilled - baseline (points) |", "|---|---|---|---|---|---|"]
     for g in groups:
         lines.append(f"| {g['student']} | {g['distilled']['n']} | {pm(g['distilled'])} | "
-                     f"{pm(g['baseline']) if g['baseline'] else 'no baseline'} | "
-                     f"{('+' if g['gain']['mean'] >= 0 else '') + pm(g['gain']) if g['gain'] else ''} |")
+                     f"{pm(g['baseline']) if g['baseline'] else 'no baseline'} | {signed(g['gain'])} | "
+                     f"{signed(g.get('f1_gain'))} |")
     return "\n".join(lines)
+
+
+def f1_gain_note(groups: list[dict], floor: float = 0.005) -> str:
+    """A warning naming the recipes whose accuracy gain and macro-F1 gain have opposite signs, the F1 one at least
+    `floor` (0.005: half a point): such a gain comes from the common classes at a rare one's cost (a student that
+    copies a teacher blind to a class), else ""."""
+    said = [f"{g['student']} (accuracy {100 * g['gain']['mean']:+.2f}, macro F1 {100 * g['f1_gain']['mean']:+.2f})"
+            for g in groups if g["gain"] and g.get("f1_gain") and abs(g["f1_gain"]["mean"]) >= floor
+            and (g["gain"]["mean"] > 0) != (g["f1_gain"]["mean"] > 0)]
+    return (f" **Accuracy and macro F1 disagree on {', '.join(said)}**: the accuracy gain or loss comes from the common "
+            f"classes, the other way on a rarer one (a student copies its teacher's neglect of a class: see the teacher's "
+            f"per-class recall in results.json); judge by macro F1 when the classes are not balanced." if said else "")
 
 
 def one_seed_note(groups: list[dict], texts: int) -> str:
@@ -496,7 +515,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     hw = result["hardware"]
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
-             "paired by seed." + seeds_note(result["groups"]) + one_seed_note(result["groups"], result["texts"])) \
+             "paired by seed." + seeds_note(result["groups"]) + one_seed_note(result["groups"], result["texts"])
+             + f1_gain_note(result["groups"])) \
         if result["groups"] else ""
     if result.get("chosen"):
         gains += ("\n\n## How the recipes were chosen: on validation, before any test review was read\n\n"
@@ -536,12 +556,15 @@ def result_shift_note(result: dict, noun: str) -> str:
 
 def one_sided_note(rows: list[dict], noun: str) -> str:
     """A warning naming the rows that predicted only some of the classes on these texts (a model that has not
-    learned: its accuracy is the share of the classes it predicts), and one naming those that all but never
-    recognised a class they do predict (classes_neglected), else ""."""
+    learned: its accuracy is the share of the classes it predicts; the teacher's first when it is one of them), and
+    one naming those that all but never recognised a class they do predict (classes_neglected), else ""."""
     some = [f"{r['model']} ({r['precision']}: {classes_missed(r)})" for r in rows if classes_missed(r)]
     few = [f"{r['model']} ({r['precision']}: {recalled(neglected)})" for r in rows if (neglected := classes_neglected(r))]
+    blind = any(r.get("kind") == "teacher" and classes_missed(r) for r in rows)
     return ((f"**Warning: {', '.join(some)} predicted only some of the classes on these {noun}**: such a model has not "
-             f"learned; give it more steps (README, *Your own data*). " if some else "")
+             f"learned; give it more steps (README, *Your own data*)" + (
+                 ", the teacher first: students distilled from it learn to miss the classes it misses" if blind else "")
+             + ". " if some else "")
             + (f"**Warning: {', '.join(few)} all but never recognised a class on these {noun}** (recall under 5%): look "
                f"at its confusion matrix (results.json) before shipping it. " if few else ""))
 

@@ -549,6 +549,21 @@ def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_
         ds.main(tiny_args(imdb_parquet, tmp_path))
 
 
+def test_a_teacher_blind_to_a_class_is_warned_of_before_it_teaches(caplog, monkeypatch):
+    monkeypatch.setattr(ds, "MIN_TEACHER_ACCURACY", 0.6)
+    labels = ("bad", "great", "ok")
+    with caplog.at_level("WARNING", logger="kd"):
+        ds.check_teacher_accuracy(ds.Teacher(Path("t"), labels, 0.8, None, {}, True, None, 2))
+    assert caplog.text.count("WARNING") == 1
+    assert ("the teacher t: it predicted only 2 of its 3 classes on validation (accuracy 0.8000); students distilled "
+            "from it learn to miss the same classes") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kd"):     # every class predicted, or not recorded (an older teacher)
+        ds.check_teacher_accuracy(ds.Teacher(Path("t"), labels, 0.8, None, {}, True, None, 3))
+        ds.check_teacher_accuracy(ds.Teacher(Path("t"), labels, 0.8, None, {}, True, None, None))
+    assert caplog.text == ""
+
+
 def test_non_finite_loss_stops_with_a_clear_error(tiny_run, imdb_parquet, monkeypatch):
     monkeypatch.setattr(training, "distillation_loss",
                         lambda s, t, y, a, T: (s.sum() * float("nan"), {"ce": s.sum(), "kl": s.sum()}))
@@ -669,6 +684,7 @@ def test_students_learn_from_published_soft_labels_without_the_teacher(tiny_run,
     ds.publish_soft_labels(["train", "unsupervised"], teacher, folder, 4)
     meta = json.loads((folder / "train.json").read_text())
     assert meta["data"]["val_size"] == 8 and meta["teacher_parameters"] > 0      # what the teacher was trained on
+    assert meta["teacher_val_classes_predicted"] == 2
     # a text's logits are found wherever it sits in the published split
     texts = list(load_imdb(("train",), str(imdb_parquet))["train"]["text"])
     got, stats = ds.published_logits([texts[i] for i in (7, 3, 0)], folder)

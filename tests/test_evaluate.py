@@ -283,6 +283,11 @@ def test_a_model_that_predicts_only_some_classes_is_flagged_in_results_and_its_c
                                                 "the classes on these texts**: such a model has not learned; give it more "
                                                 "steps (README, *Your own data*). ")
     assert ev.one_sided_note(rows[:1], "texts") == ""
+    blind = [rows[0] | {"kind": "teacher", "confusion": [[6, 0], [6, 0]]}, rows[1] | {"kind": "distilled"}]
+    assert ev.one_sided_note(blind, "texts") == ("**Warning: teacher (fp32: 1 of 2), L1 (fp32: 1 of 2) predicted only "
+                                                 "some of the classes on these texts**: such a model has not learned; give "
+                                                 "it more steps (README, *Your own data*), the teacher first: students "
+                                                 "distilled from it learn to miss the classes it misses. ")
     hw = {"cpu": "x", "torch_threads": 2, "device": "cpu", "torch": "2"}
     ev.write_reports(tmp_path, {"rows": [dict.fromkeys(k for k, _ in ev._COLUMNS) | r for r in rows], "hardware": hw, "groups": [],
                                 "experiment": "e", "texts": 12, "data": "imdb", "split": "test", "labels": ["a", "b"],
@@ -500,6 +505,29 @@ def test_seed_groups_pair_each_seed_with_its_baseline():
     worse = groups["L3"] | {"student": "L1", "gain": {"mean": -0.05, "std": 0.01, "n": 3}}
     assert ev.seeds_note([sure, worse]).endswith("L3 +3.50 ± 1.00: distillation helps; L1 -5.00 ± 1.00: distillation hurts.")
     assert ev.seeds_note([groups["x"], groups["x-a0"]]) == ""               # one seed, or no baseline
+    assert groups["L3"]["f1_gain"] is None and ev.f1_gain_note(list(groups.values())) == ""    # rows without macro F1
+
+
+def test_a_gain_in_accuracy_that_is_a_loss_in_macro_f1_is_said():
+    # a student copying a teacher blind to a rare class: more of the common class right (accuracy +0.33 points),
+    # the rare class lost (macro F1 -8.10 points); per seed: F1 gains -0.080 and -0.082, mean -0.081
+    rows = [row("L1-s1", "distilled", 0.8033, 1) | {"f1": 0.410}, row("L1-s1-baseline", "baseline", 0.8000, 1, name="L1-s1") | {"f1": 0.490},
+            row("L1-s2", "distilled", 0.8033, 2) | {"f1": 0.408}, row("L1-s2-baseline", "baseline", 0.8000, 2, name="L1-s2") | {"f1": 0.490},
+            row("L3", "distilled", 0.85, None, layers=(0, 1, 2)) | {"f1": 0.84},
+            row("L3-baseline", "baseline", 0.83, None, layers=(0, 1, 2), name="L3") | {"f1": 0.835}]
+    groups = {g["student"]: g for g in ev.seed_groups(rows)}
+    assert groups["L1"]["f1_gain"]["values"] == pytest.approx([-0.080, -0.082])
+    assert groups["L1"]["f1_gain"]["mean"] == pytest.approx(-0.081) and groups["L3"]["f1_gain"]["mean"] == pytest.approx(0.005)
+    table = ev.gains_table(list(groups.values()))
+    assert table.splitlines()[0].endswith("| distilled - baseline (points) | macro F1: distilled - baseline (points) |")
+    assert "| L1 | 2 | 80.33 ± 0.00 | 80.00 ± 0.00 | +0.33 ± 0.00 | -8.10 ± 0.14 |" in table
+    assert "| L3 | 1 | 85.00 | 83.00 | +2.00 | +0.50 |" in table
+    assert ev.f1_gain_note(list(groups.values())) == (
+        " **Accuracy and macro F1 disagree on L1 (accuracy +0.33, macro F1 -8.10)**: the accuracy gain or loss comes "
+        "from the common classes, the other way on a rarer one (a student copies its teacher's neglect of a class: see "
+        "the teacher's per-class recall in results.json); judge by macro F1 when the classes are not balanced.")
+    small = groups["L1"] | {"f1_gain": groups["L1"]["f1_gain"] | {"mean": -0.004}}     # under half a point: noise
+    assert ev.f1_gain_note([small, groups["L3"]]) == ""
 
 
 def test_one_entry_trained_with_other_settings_is_two_recipes(caplog):

@@ -898,6 +898,15 @@ def alike_labels(counts: dict[str, int], min_ratio: float = 0.75, rare: int = 20
             and SequenceMatcher(None, a.lower(), b.lower()).ratio() >= min_ratio]
 
 
+def conflicting_labels(texts, labels) -> dict[str, list[int]]:
+    """{text: its label ids, sorted} for each text that appears more than once with different labels (N texts, N
+    integer labels): rows a model cannot get all right, most often a labelling slip or annotators who disagree."""
+    seen: dict[str, set] = collections.defaultdict(set)
+    for t, y in zip(texts, labels):
+        seen[t].add(int(y))
+    return {t: sorted(ys) for t, ys in seen.items() if len(ys) > 1}
+
+
 def log_splits(splits: Splits, spec: DataSpec) -> None:
     """Log the split sizes, labels and duplicate counts (the scripts call it once logging is set up: their
     checks load the data before that)."""
@@ -910,6 +919,12 @@ def log_splits(splits: Splits, spec: DataSpec) -> None:
              len(splits.validation), len(splits.test), transfer, fewer, ", ".join(splits.label_names))
     log.info("duplicates: %s", splits.report)
     counts = dict(zip(splits.label_names, class_counts(splits.train["label"], len(splits.label_names))))
+    both = conflicting_labels(splits.train["text"], splits.train["label"])
+    if both:        # kept (annotators may disagree): the model is trained towards both, and can be right on one only
+        shown = "; ".join(f"{t[:60]!r}{'...' if len(t) > 60 else ''} as {' and '.join(splits.label_names[y] for y in ys)}"
+                          for t, ys in list(both.items())[:2])
+        log.warning("%d train text%s appear%s with different labels (%s%s): fix those rows if they are slips", len(both),
+                    "s" if len(both) > 1 else "", "" if len(both) > 1 else "s", shown, "; ..." if len(both) > 2 else "")
     for rare, common in alike_labels(counts):
         log.warning("label %r (%d train rows) looks like %r (%d) mistyped: a class of its own here; fix those rows if it "
                     "is a typo", rare, counts[rare], common, counts[common])

@@ -113,6 +113,23 @@ def test_label_names_reorder_the_ids_not_the_splits(tmp_path, files):
         assert [order[y] for y in b["label"]] == [plain.label_names[y] for y in a["label"]]
 
 
+def test_a_text_labelled_two_ways_in_train_is_named(tmp_path, caplog):
+    assert du.conflicting_labels(["a", "b", "a", "c", "b", "a"], [0, 1, 2, 1, 1, 0]) == {"a": [0, 2]}
+    first = SPLITS["train"][0]
+    other = next(lab for lab in ("negative", "neutral", "positive") if lab != first["sentiment"])
+    long = {"tweet": "x" * 70, "sentiment": "neutral"}
+    train = SPLITS["train"] + [first | {"sentiment": other}, SPLITS["train"][1], long, long | {"sentiment": "positive"}]
+    write(tmp_path, "csv", {"train": train, "validation": SPLITS["validation"], "test": SPLITS["test"]})
+    splits = du.load_splits(spec(tmp_path, val_size=16))
+    with caplog.at_level("WARNING", logger="kd"):
+        du.log_splits(splits, spec(tmp_path, val_size=16))
+    both = " and ".join(sorted([first["sentiment"], other]))
+    assert caplog.text.count("WARNING") == 1 and (
+        f"2 train texts appear with different labels ({first['tweet'][:60]!r}" in caplog.text)
+    assert f"as {both}; '{'x' * 60}'... as neutral and positive): fix those rows if they are slips" in caplog.text
+    assert len(splits.train) == len(train)          # kept: a duplicate with one label (train[1]) is not named
+
+
 def test_leaks_are_counted_and_dropped(tmp_path, caplog):
     train = SPLITS["train"] + [SPLITS["test"][0], SPLITS["validation"][0], SPLITS["train"][0]]
     validation = SPLITS["validation"] + [SPLITS["test"][1]]          # would choose checkpoints by a test text

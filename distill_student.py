@@ -508,6 +508,9 @@ def student_settings(spec: dict, cfg: dict) -> dict:
     return {k: own.get(k, cfg[const]) for k, const in PER_STUDENT.items()}
 
 
+TAKEN_SUFFIXES = ("-baseline", "-int8", "-bf16", "-fp16", "-onnx-fp32", "-onnx-int8")   # what names derive from a student's
+
+
 def check_students(students: list, cfg: dict) -> list[dict]:
     """Validate the STUDENTS list: each a table with a unique name, a model and/or layers, known keys,
     and per-student values in range (the error names the student, or the global flag that set it)."""
@@ -529,6 +532,9 @@ def check_students(students: list, cfg: dict) -> list[dict]:
         if s["name"] in ("teacher", "texts") or not str(s["name"]).replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise UsageError(f"student name {s['name']!r}: use letters, digits, '-', '_' or '.', and not 'teacher' or "
                              f"'texts' (the evaluation's predictions/texts.csv)")
+        if str(s["name"]).endswith(TAKEN_SUFFIXES):
+            raise UsageError(f"student name {s['name']!r}: a name may not end in {', '.join(TAKEN_SUFFIXES)} (a "
+                             f"baseline's folder, and the evaluation's predictions/<name>-<precision>.csv, would clash)")
         settings = student_settings(s, cfg)
         check_setting_values({"max_length": settings["max_length"], "head_tokens": cfg["HEAD_TOKENS"],
                               "truncation": cfg["TRUNCATION"]}, lambda k, v: f"student '{s['name']}': {k} = {v!r}")

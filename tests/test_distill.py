@@ -247,6 +247,10 @@ def test_student_list_is_validated():
     for name in ("teacher", "texts", "a/b"):      # the teacher's row and folder, evaluation's texts.csv, a path
         with pytest.raises(UsageError, match=rf"^student name '{name}': use letters, digits, .* and not 'teacher' or 'texts'"):
             ds.check_students([{"name": name, "layers": [0]}], cfg)
+    for name in ("L1-baseline", "L1-int8", "L1-onnx-fp32"):  # L1's baseline, predictions/L1-int8.csv of L1's int8 row
+        with pytest.raises(UsageError, match=rf"^student name '{name}': a name may not end in -baseline, -int8, .* would clash\)$"):
+            ds.check_students([{"name": name, "layers": [0]}], cfg)
+    assert ds.check_students([{"name": "L1-int8x", "layers": [0]}], cfg)       # only the suffix is taken
 
 
 # ---------------------------------------------------------------------------------------------- end to end

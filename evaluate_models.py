@@ -1110,8 +1110,6 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, split_prefix()
     pairs = paired_rows(rows)
     groups, hw = seed_groups(rows, pairs), hardware(device) | (load or {})
-    if SPLIT == "test":                          # each model's card (README.md) gets its test metrics and speed
-        write_cards(own_models(models, root), rows, pairs, hw, len(split["texts"]), split["of"])
     previous = root / f"{prefix}results.json"
     dropped = sorted({r["model"] for r in read_json(previous)["rows"]} - {r["model"] for r in rows}) if previous.is_file() else []
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
@@ -1127,6 +1125,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     write_reports(root, result, prefix)
     if predictions is not None:
         replace_dir(predictions, predictions.with_name(predictions.name.removesuffix(".partial")))
+    if SPLIT == "test":      # each model's card (README.md) gets its test metrics and speed, once results.json has them
+        write_cards(own_models(models, root), rows, pairs, hw, len(split["texts"]), split["of"])
     draw_figures(root, result, prefix)
     log.info("wrote %s/%sresults.{json,csv,md}, %sdashboard.png and %sgains.png\n%s", root, prefix, prefix, prefix,
              markdown_table(rows, text_noun(split["data"])))

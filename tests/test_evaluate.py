@@ -403,7 +403,8 @@ def test_only_the_experiments_own_models_get_their_cards_written(tmp_path):
     assert ev.own_models(models, root) == models[:2]
 
 
-def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_experiment, imdb_parquet, tmp_path, capsys):
+def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_experiment, imdb_parquet, tmp_path, capsys,
+                                                                         monkeypatch):
     # distilled with --teacher_dir into an experiment of their own: evaluation takes the teacher they name
     import shutil
     teacher = tiny_experiment / "tiny" / "teacher"
@@ -415,7 +416,14 @@ def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_ex
     config.write_text(json.dumps(kd))
     assert ev.students_teacher(tmp_path / "tiny") in (teacher, teacher / ".." / "teacher")
     card = (teacher / "README.md").read_text()
+    written, real = [], ev.write_cards
+
+    def cards_after_results(*args, **kwargs):      # a crash between the two leaves old cards, not cards ahead of results
+        written.append(json.loads((tmp_path / "tiny" / "results.json").read_text())["texts"])
+        real(*args, **kwargs)
+    monkeypatch.setattr(ev, "write_cards", cards_after_results)
     result = ev.main(tiny_args(imdb_parquet, tmp_path, "--models=cut", "--quantize=false", "--test_size=12", cache=False))
+    assert written == [12]
     assert [(r["model"], r["folder"]) for r in result["rows"]][0] == ("teacher", str(teacher))
     assert (teacher / "README.md").read_text() == card               # its own experiment's card, not this evaluation's
     assert "stratified 12 of 24 test texts" in (tmp_path / "tiny" / "students" / "cut" / "README.md").read_text()

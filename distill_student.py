@@ -472,9 +472,9 @@ def layer_map(spec: dict, n_student: int, n_teacher: int) -> list[int]:
 def intermediate_setup(student, teacher_dir: Path, spec: dict, st: dict, name: str) -> dict:
     """DistillTrainer arguments for the hidden-state / attention losses of one student: the frozen
     teacher (on the student's device later), the layer map and, for a narrower student, learned
-    projections attached to the student as `kd_projections` (check_student_models has checked that the
+    projections attached to the student (training.attach_projections; check_student_models has checked that the
     two can be compared)."""
-    import torch.nn as nn
+    from training import attach_projections
     teacher, _ = load_classifier(str(teacher_dir))    # tokenizer and head counts: check_student_models
     n_s, n_t = student.config.num_hidden_layers, teacher.config.num_hidden_layers
     mapping = layer_map(spec, n_s, n_t)
@@ -483,7 +483,7 @@ def intermediate_setup(student, teacher_dir: Path, spec: dict, st: dict, name: s
             m.set_attn_implementation("eager")     # SDPA returns no attention weights
     hs, ht = student.config.hidden_size, teacher.config.hidden_size
     if st["hidden_weight"] > 0 and hs != ht:
-        student.kd_projections = nn.ModuleList(nn.Linear(hs, ht) for _ in mapping)
+        attach_projections(student, len(mapping), ht)
     for p in teacher.parameters():
         p.requires_grad_(False)
     log.info("student %s: intermediate losses against teacher layers %s (hidden x%s, attention x%s)%s", name, mapping,

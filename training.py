@@ -75,8 +75,9 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         optim="adamw_torch_fused",            # one kernel for all parameters (CPU and GPU, torch >= 2.4)
         # no per-step host-device sync: DistillTrainer checks the loss for NaN/inf when it logs
         logging_nan_inf_filter=False, tf32=tf32_available() or None,   # TF32 for what runs in fp32 on Ampere+
-        # torchrun on CPUs: real DDP over gloo (the Trainer would otherwise run N independent copies)
-        ddp_backend="gloo" if cpu_processes() else None), **overrides})
+        # torchrun on CPUs: real DDP over gloo; without use_cpu, transformers 5 / accelerate 1.15 set up no
+        # distributed state there (DistributedType.NO) and the processes trained N independent copies, unsynchronised
+        ddp_backend="gloo" if cpu_processes() else None, use_cpu=cpu_processes()), **overrides})
     align_tf32_flags()
     return args
 
@@ -487,6 +488,26 @@ def hidden_state_loss(student_states, teacher_states, mask, projections=None):
     return total / len(student_states)
 
 
+def attach_projections(student, layers: int, teacher_width: int) -> None:
+    """Learned linear maps of a narrower student's first `layers` layers' hidden states to the teacher's width,
+    attached as `student.kd_projections` (trained with it; save_finished removes them) and applied in its forward
+    (a hook) while it trains: its outputs.hidden_states[1:layers + 1] come projected, (B, L, teacher_width) each.
+    In the forward, so that DDP (find_unused_parameters) and DataParallel's replicas see the projections used and
+    their gradients synchronised: applied to the wrapped model's outputs outside it, DDP failed ("marked ready
+    twice") and DataParallel's replicas had none. In place of the hidden states, not beside them under a key of
+    their own: DDP rebuilds the output as its class, which takes its own fields only."""
+    import torch.nn as nn
+    student.kd_projections = nn.ModuleList(nn.Linear(student.config.hidden_size, teacher_width) for _ in range(layers))
+
+    def project(module, args, outputs):
+        proj = getattr(module, "kd_projections", None)
+        states = getattr(outputs, "hidden_states", None)
+        if proj is not None and module.training and states is not None:
+            outputs["hidden_states"] = (states[0], *(p(h) for p, h in zip(proj, states[1:])), *states[1 + len(proj):])
+        return outputs
+    student.register_forward_hook(project)
+
+
 def attention_loss(student_attentions, teacher_attentions, mask):
     """KL(teacher || student) between attention distributions (TinyBERT), for layers whose head
     counts match.
@@ -521,7 +542,17 @@ class MeanLossTrainer(Trainer):
         if type(sampler) is LengthGroupedSampler:
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             sampler = EpochSeededLengthSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
+            self._epoch_sampler = sampler
         return sampler
+
+    def _run_epoch(self, *args, **kwargs):
+        """The Trainer's epoch, its sampler told the epoch first: under torchrun accelerate wraps the batch sampler
+        in BatchSamplerShard, and a resumed run's in SkipBatchSampler too, which pass no set_epoch on, so a run
+        resumed in epoch 1 or later would draw epoch 0's order (the Trainer's own call reaches one wrapper deep)."""
+        sampler = getattr(self, "_epoch_sampler", None)
+        if sampler is not None and "epoch" in kwargs:
+            sampler.set_epoch(kwargs["epoch"])
+        return super()._run_epoch(*args, **kwargs)
 
 
 class EpochSeededLengthSampler(LengthGroupedSampler):
@@ -552,7 +583,7 @@ class DistillTrainer(MeanLossTrainer):
     With `teacher` (a frozen model with the student's tokenizer) and hidden_weight / attention_weight
     > 0, the teacher also runs on each batch and `hidden_weight * hidden_state_loss + attention_weight
     * attention_loss` is added, student layer k matched to teacher layer layer_map[k]. Projections for
-    a narrower student are the student's `kd_projections` module (trained with it, not saved with it).
+    a narrower student are applied in its forward (attach_projections; trained with it, not saved).
     """
 
     def __init__(self, *args, alpha: float, temperature: float, teacher=None, hidden_weight: float = 0.0,
@@ -585,10 +616,9 @@ class DistillTrainer(MeanLossTrainer):
                 t_out = self.teacher(**inputs, output_hidden_states=True, output_attentions=attend or None)
             if self.hidden_weight > 0:
                 # hidden_states[0] is the embedding output: student layer k is hidden_states[k + 1]
-                s_states = [outputs.hidden_states[k + 1] for k in range(len(self.layer_map))]
+                s_states = [outputs.hidden_states[k + 1] for k in range(len(self.layer_map))]   # attach_projections' maps applied
                 t_states = [t_out.hidden_states[j + 1] for j in self.layer_map]
-                hidden = hidden_state_loss(s_states, t_states, inputs["attention_mask"],
-                                           getattr(model, "kd_projections", None))
+                hidden = hidden_state_loss(s_states, t_states, inputs["attention_mask"])
                 loss, parts["hidden"] = loss + self.hidden_weight * hidden, hidden.detach()
             if attend:
                 att = attention_loss(list(outputs.attentions), [t_out.attentions[j] for j in self.layer_map],

@@ -829,3 +829,32 @@ def test_a_baseline_resumed_mid_epoch_trains_the_uninterrupted_runs_batches(tiny
         return {h["step"]: h["loss"] for h in history if "loss" in h and h["step"] > 6}
     whole = losses_after_6("whole")
     assert list(whole) == [8, 10, 12, 14, 16, 18] and losses_after_6("resumed") == pytest.approx(whole, rel=1e-5)
+
+
+def test_a_run_resumed_under_torchrun_draws_the_resumed_epochs_order(tmp_path, monkeypatch):
+    # under torchrun accelerate wraps the batch sampler (BatchSamplerShard; a resumed run's in SkipBatchSampler too),
+    # and neither passes set_epoch on: the trainer tells its sampler the epoch itself (MeanLossTrainer._run_epoch)
+    from accelerate.data_loader import prepare_data_loader, skip_first_batches
+    from datasets import Dataset
+    from torch.utils.data import DataLoader
+    from transformers import Trainer
+
+    from models import build_tiny
+    model, _ = build_tiny("bert")
+    rows = Dataset.from_dict({"input_ids": [[1] * n for n in range(3, 43)], "label": [0] * 40, "length": list(range(3, 43))})
+    args = training.training_arguments(tmp_path, epochs=3, batch_size=4, learning_rate=1e-3, eval_batch_size=4, seed=7)
+    trainer = training.MeanLossTrainer(model=model, args=args, train_dataset=rows, eval_dataset=rows)
+    sampler = trainer._get_train_sampler()
+
+    def shard(s, skip=0):        # process 0 of 2, as accelerate prepares a torchrun process's loader
+        dl = prepare_data_loader(DataLoader(list(range(40)), batch_size=2, sampler=s), num_processes=2, process_index=0,
+                                 put_on_device=False)
+        return skip_first_batches(dl, skip) if skip else dl
+    fresh = shard(training.EpochSeededLengthSampler(4, lengths=list(range(3, 43)), seed=7))
+    first = [b.tolist() for b in fresh]
+    fresh.set_epoch(1)           # as the Trainer does: an epoch not resumed reaches its sampler through the loader
+    expected = [b.tolist() for b in fresh]
+    assert expected != first
+    monkeypatch.setattr(Trainer, "_run_epoch", lambda self, **kw: [b.tolist() for b in kw["train_dataloader"]])
+    resumed = trainer._run_epoch(model=model, epoch=1, train_dataloader=shard(sampler, skip=2))
+    assert sampler.epoch == 1 and resumed == expected[2:]

@@ -23,8 +23,32 @@ def test_teacher_and_students_under_torchrun(tmp_path, imdb_parquet):
         assert r.returncode == 0, r.stderr[-2000:]
         runs[script] = r.stderr
     root = tmp_path / "tiny"
-    assert json.loads((root / "teacher" / "metrics.json").read_text())["train_examples"] == 40
+    teacher = json.loads((root / "teacher" / "metrics.json").read_text())
+    # each process takes half of an epoch's 5 batches (40 reviews, batch 8): 3 steps an epoch, 24 in 8 epochs; one
+    # model, its gradients averaged over the two (DDP over gloo). Without a distributed state (transformers warns, as
+    # below) the steps were the same but each process trained a copy of its own, unsynchronised, rank 0's saved
+    assert teacher["train_examples"] == 40 and teacher["optimizer_steps"] == 24
+    assert "parallel_mode != ParallelMode.DISTRIBUTED" not in runs["fine_tuning_teacher.py"]
     assert runs["distill_student.py"].count("teacher logits: 100%") == 1        # rank 0 only; rank 1 read the cache
     for name in ("cut", "cut-baseline", "roberta"):
         assert (root / "students" / name / "model.safetensors").exists()
     assert not list(root.glob("*.partial")) and not list((root / "students").glob("*.partial"))
+    # a narrower student's hidden-state projections, applied in its forward, train under DDP (applied to the
+    # wrapped model's outputs outside it, they were none there, then "marked ready twice" once found)
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from models import build_tiny
+    _, tok = build_tiny("bert")
+    narrow = tmp_path / "narrow"
+    BertForSequenceClassification(BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32, num_labels=2,
+                                             id2label={0: "negative", 1: "positive"},
+                                             label2id={"negative": 0, "positive": 1})).save_pretrained(narrow)
+    tok.save_pretrained(narrow)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "distill_student.py"),
+                        *tiny_args(imdb_parquet, tmp_path, f'--students=[{{name = "narrow", model = "{narrow}"}}]',
+                                   "--hidden_weight=0.5", "--baseline=false", "--epochs=1")],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    history = json.loads((root / "students" / "narrow" / "metrics.json").read_text())["log_history"]
+    assert [h for h in history if "loss_hidden" in h] and all(h["loss_hidden"] > 0 for h in history if "loss_hidden" in h)

@@ -73,7 +73,7 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         remove_unused_columns=False, dataloader_num_workers=num_workers, report_to="none",
         dataloader_pin_memory=bool(precision), **precision,   # pinning only helps GPUs
         optim="adamw_torch_fused",            # one kernel for all parameters (CPU and GPU, torch >= 2.4)
-        # no per-step host-device sync: DistillTrainer checks the loss for NaN/inf when it logs
+        # no per-step host-device sync: MeanLossTrainer checks the loss for NaN/inf when it logs and checkpoints
         logging_nan_inf_filter=False, tf32=tf32_available() or None,   # TF32 for what runs in fp32 on Ampere+
         # torchrun on CPUs: real DDP over gloo; without use_cpu, transformers 5 / accelerate 1.15 set up no
         # distributed state there (DistributedType.NO) and the processes trained N independent copies, unsynchronised
@@ -536,6 +536,20 @@ class MeanLossTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
+
+    def log(self, logs, *args, **kwargs):
+        """The Trainer's log, after stopping on a non-finite training loss (its mean since the last log: read from
+        the device then anyway, so no step waits for the check; logging_nan_inf_filter, which would, is off)."""
+        if "loss" in logs and not math.isfinite(logs["loss"]):
+            raise FloatingPointError(f"non-finite training loss by step {self.state.global_step} ({logs['loss']}); lower "
+                                     f"the learning rate (--learning_rate), or train in fp32 if this ran in fp16")
+        super().log(logs, *args, **kwargs)
+
+    def _save_checkpoint(self, *args, **kwargs):
+        if not torch.isfinite(getattr(self, "_tr_loss", torch.tensor(0.0))):   # never checkpoint weights it touched
+            raise FloatingPointError(f"non-finite training loss by step {self.state.global_step}; lower the learning "
+                                     f"rate (--learning_rate), or train in fp32 if this ran in fp16")
+        super()._save_checkpoint(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)

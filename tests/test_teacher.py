@@ -416,6 +416,24 @@ def test_gradient_accumulation_leaves_the_loss_a_mean(tiny_teacher, imdb_parquet
     assert accumulated["optimizer_steps"] == plain["optimizer_steps"] / 8      # 8 epochs of 8 rows a step there
 
 
+def test_a_teacher_whose_loss_turns_non_finite_stops_and_saves_nothing(imdb_parquet, tmp_path, monkeypatch):
+    # no per-step check (logging_nan_inf_filter would sync every step): the logged mean is checked, and the
+    # accumulator before a checkpoint; unchecked, a NaN teacher trained on and was saved, refused only for accuracy
+    real = training.MeanLossTrainer.compute_loss
+
+    def nan_from_step_3(self, model, inputs, *args, **kwargs):
+        loss = real(self, model, inputs, *args, **kwargs)
+        return loss * float("nan") if self.state.global_step >= 3 else loss
+    monkeypatch.setattr(training.MeanLossTrainer, "compute_loss", nan_from_step_3)
+    with pytest.raises(FloatingPointError, match=r"^non-finite training loss by step 4 \(nan\); lower the learning rate"):
+        ft.main(tiny_args(imdb_parquet, tmp_path))          # logging_steps = 2: the log of step 4
+    assert not (tmp_path / "tiny" / "teacher").exists() and not list((tmp_path / "tiny" / "checkpoints").glob("*/checkpoint-*"))
+    trainer = training.MeanLossTrainer.__new__(training.MeanLossTrainer)
+    trainer.state, trainer._tr_loss = type("S", (), {"global_step": 5})(), torch.tensor(float("inf"))
+    with pytest.raises(FloatingPointError, match="^non-finite training loss by step 5; "):
+        trainer._save_checkpoint(None, None)                 # between logs: the accumulator since the last one
+
+
 def test_a_model_that_predicts_one_class_is_flagged(imdb_parquet, tmp_path):
     # a user's under-trained student answered "positive" for every text, chosen as inference's default, unflagged
     import inference

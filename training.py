@@ -641,17 +641,22 @@ class DistillTrainer(MeanLossTrainer):
         if model.training:
             if not self._steps_since_log:
                 self._first_unchecked = self.state.global_step      # also right after a resume
-            for k, v in {**parts, "total": loss.detach()}.items():
+            rows = (labels != UNLABELED).sum()       # ce is a mean over a batch's labeled rows: summed over rows
+            for k, v in {**parts, "ce": parts["ce"] * rows, "labeled": rows, "total": loss.detach()}.items():
                 self._parts[k] = self._parts.get(k, 0.0) + v.float()
             self._steps_since_log += 1
         return (loss, outputs) if return_outputs else loss
 
     def _mean_parts(self) -> dict[str, float]:
-        """The loss parts averaged since the last log, read from the device in one transfer; a
-        non-finite one stops training (checked here, at logging and before each checkpoint, not per step)."""
+        """The loss parts averaged since the last log, read from the device in one transfer: each over its steps,
+        the cross-entropy over the labeled rows (a batch of transfer texts alone has none: averaged as a 0 over
+        batches, it read low); a non-finite one stops training (checked here, at logging and before each
+        checkpoint, not per step)."""
         if not self._parts:
             return {}
-        means = dict(zip(self._parts, (torch.stack(list(self._parts.values())) / self._steps_since_log).tolist()))
+        sums = dict(zip(self._parts, torch.stack(list(self._parts.values())).tolist()))
+        rows = sums.pop("labeled")
+        means = {k: v / (max(rows, 1) if k == "ce" else self._steps_since_log) for k, v in sums.items()}
         if not all(math.isfinite(v) for v in means.values()):
             raise FloatingPointError(f"non-finite loss between steps {self._first_unchecked} and {self.state.global_step} "
                                      f"(mean parts {means}); lower the learning rate or the temperature")

@@ -568,6 +568,28 @@ def test_a_teacher_blind_to_a_class_is_warned_of_before_it_teaches(caplog, monke
     assert caplog.text == ""
 
 
+def test_the_logged_cross_entropy_is_a_mean_over_labeled_rows_not_over_batches():
+    # with many transfer texts, some batches hold no labeled row: their "0" pulled the logged loss_ce down
+    from types import SimpleNamespace
+
+    class Logits(torch.nn.Module):
+        def forward(self, logits, **kwargs):
+            return SimpleNamespace(logits=logits)
+    trainer = training.DistillTrainer.__new__(training.DistillTrainer)
+    trainer.alpha, trainer.temperature, trainer.teacher = 0.5, 2.0, None
+    trainer.state = SimpleNamespace(global_step=0)
+    trainer._reset_parts()
+    student = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    batches = [(student, torch.tensor([0, 1, -1])), (student, torch.tensor([-1, -1, -1]))]
+    for logits, labels in batches:
+        trainer.compute_loss(Logits().train(), {"logits": logits, "labels": labels, "teacher_logits": logits.flip(-1)})
+    ce = (F.cross_entropy(student[:1], torch.tensor([0])) + F.cross_entropy(student[1:2], torch.tensor([1]))) / 2
+    parts = trainer._mean_parts()
+    assert parts["ce"] == pytest.approx(ce.item(), rel=1e-6) and "labeled" not in parts     # not ce / 2
+    kl = [training.distillation_loss(lg, lg.flip(-1), y, 0.5, 2.0)[1]["kl"].item() for lg, y in batches]
+    assert parts["kl"] == pytest.approx(sum(kl) / 2, rel=1e-6)                                # per step, as before
+
+
 def test_non_finite_loss_stops_with_a_clear_error(tiny_run, imdb_parquet, monkeypatch):
     monkeypatch.setattr(training, "distillation_loss",
                         lambda s, t, y, a, T: (s.sum() * float("nan"), {"ce": s.sum(), "kl": s.sum()}))

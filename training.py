@@ -258,6 +258,11 @@ def process_snapshot() -> dict:
 # ----------------------------------------------------------------------------------------------
 # train and save
 # ----------------------------------------------------------------------------------------------
+def resumed_at(checkpoint: str | None) -> int:
+    """The optimizer step a run resumed from `checkpoint` (a folder named checkpoint-<step>) began at; 0 for none."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+
+
 def process_state():
     """accelerate's PartialState set up as the Trainer's arguments set it up (training_arguments: on CPUs under
     torchrun `cpu=True` and gloo; PartialState() alone would see one process there), for main_process_first and
@@ -405,8 +410,10 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
         "optimizer_steps": trainer.state.max_steps,
         "train_examples_per_s": per_s,
-        "train_loss": result.metrics.get("train_loss"),     # the Trainer's mean over this part's steps only, so:
-        "train_loss_from_step": int(Path(resume).name.rsplit("-", 1)[1]) if resume else 0,
+        # the Trainer's mean over this part's steps only, so the step it began at; none trained (resumed from the
+        # last checkpoint): None, not the Trainer's 0.0
+        "train_loss": result.metrics.get("train_loss") if trainer.state.global_step > resumed_at(resume) else None,
+        "train_loss_from_step": resumed_at(resume),
         "other_cores_busy": others,
         "process_at_start": at_start,
         **timer.summary(per_step),   # the Trainer's examples/s above counts evaluation and start-up too

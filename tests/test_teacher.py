@@ -281,6 +281,24 @@ def test_a_busy_cpu_is_warned_of_while_training_not_only_after(monkeypatch, capl
         "(it resumes from its last checkpoint, if one was saved)"]
 
 
+def test_a_run_stopped_after_its_last_checkpoint_records_no_loss_for_its_empty_second_part(tmp_path, imdb_parquet,
+                                                                                          monkeypatch):
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == state.max_steps:
+                raise KeyboardInterrupt("simulated crash after the last checkpoint")
+    monkeypatch.setattr(training, "LogToFile", Crash)
+    with pytest.raises(KeyboardInterrupt):
+        ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1"))
+    monkeypatch.undo()
+    metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1"))
+    assert metrics["resumed_from"].endswith("checkpoint-5") and metrics["train_loss_from_step"] == 5
+    assert metrics["train_loss"] is None                  # no step trained here: not the Trainer's 0.0
+    assert training.resumed_at(None) == 0 and training.resumed_at("/x/checkpoint-12") == 12
+
+
 def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monkeypatch):
     crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite"))

@@ -34,6 +34,7 @@ MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere giv
 """
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -97,13 +98,17 @@ def non_embedding_parameters(model) -> int:
     return count_parameters(model) - sum(p.numel() for n, p in model.named_parameters() if ".embeddings." in f".{n}")
 
 
-def peak_tflops(device_name: str) -> float | None:
+def peak_tflops(device_name: str, devices: int = 1) -> float | None:
     """PEAK_TFLOPS, else the listed peak of the GPU whose name holds a GPU_PEAKS key as whole words (an L40 is
-    not an L4, nor an A10G an A10), else None."""
+    not an L4, nor an A10G an A10) times `devices` (a lone process training on several GPUs: its steps' FLOPs are
+    every GPU's), else None; None for a MIG slice too (its share of the GPU's peak is not in its name's table)."""
     import re
     if PEAK_TFLOPS:
         return PEAK_TFLOPS
-    return next((peak for key, peak in GPU_PEAKS if re.search(rf"\b{re.escape(key)}\b", device_name)), None)
+    if re.search(r"\bMIG\b", device_name):
+        return None
+    one = next((peak for key, peak in GPU_PEAKS if re.search(rf"\b{re.escape(key)}\b", device_name)), None)
+    return one * devices if one else None
 
 
 def counting_trainer(warmup_steps: int, **kwargs):
@@ -223,6 +228,12 @@ def check_series(cfg: dict) -> list[tuple[dict, str]]:
     """The series (series()): every LEVERS entry valid, and a LABEL naming one measurement only; UsageError
     otherwise. run_experiment.sh checks a config's [bench] table with it before the experiment's first step, so that
     a typo there is not found hours later."""
+    names = [m for m in MODEL_NAMES if m]
+    if names and cfg.get("_sources", {}).get("MODEL_NAME") == "flag":    # the series measures model_names, not it
+        if not os.environ.get("KD_ALL_STEPS"):
+            raise UsageError(f"--model_name={MODEL_NAME}, but model_names = {names} (the models this series measures) "
+                             f"is set too; give --model_names={MODEL_NAME} to measure that model alone")
+        log.info("bench measures model_names (%s), not --model_name=%s (the teacher's)", ", ".join(names), MODEL_NAME)
     runs = series(cfg)
     labels = [r["LABEL"] for r, _ in runs if r["LABEL"]]
     twice = next((label for label in labels if labels.count(label) > 1), None)
@@ -296,7 +307,8 @@ def figures(trainer, timer, clock, model, device: str, device_name: str) -> dict
     real, padded = sum(lengths), sum(n for _, n in measured)
     n_params = non_embedding_parameters(model)
     flops = model_flops(lengths, n_params, model.config.num_hidden_layers, model.config.hidden_size)
-    peak = peak_tflops(device_name)
+    from runs import devices_per_process
+    peak = peak_tflops(device_name, devices_per_process() if device == "cuda" else 1)
     return {"model": MODEL_NAME, "device": device, "device_name": device_name,
             "precision": next(iter(pick_precision()), "fp32"), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(clock.elapsed(), 1),

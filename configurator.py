@@ -21,6 +21,7 @@ import copy
 import functools
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -113,6 +114,8 @@ def check_setting_values(values: dict, where) -> None:
     `--epochs=-1` or `epochs = -1 in configs/x.toml`."""
     for name, value in values.items():
         rule = SETTING_RULES.get(name.upper())
+        if isinstance(value, float) and not math.isfinite(value):     # inf passes "above 0", nan every comparison's no
+            raise UsageError(f"{where(name, value)}: must be a finite number")
         if rule is not None and not rule[1](value):
             raise UsageError(f"{where(name, value)}: must be {rule[0]}")
     v = {k.upper(): (k, x) for k, x in values.items()}
@@ -210,12 +213,13 @@ def coerce(name: str, value, default, source: str = ""):
 # ----------------------------------------------------------------------------------------------
 @functools.cache
 def script_constants(script: str) -> frozenset[str]:
-    """The UPPER_CASE names a project script assigns at its top level, read from its source (the scripts
-    sit above this module, so it does not import them): a name any script has is a valid key anywhere."""
+    """The settings a project script declares at its top level, its annotated UPPER_CASE names (`EPOCHS: float =
+    2.0`: script_defaults' settings), read from its source (the scripts sit above this module, so it does not import
+    them): a name any script has is a valid key anywhere. Its other constants (bench.py's GPU_PEAKS, ...) are not
+    settings: given as flags they were taken as another script's and silently ignored."""
     path = PROJECT_DIR / f"{script}.py"
     body = ast.parse(path.read_text()).body if path.is_file() else []
-    targets = [t for node in body for t in (node.targets if isinstance(node, ast.Assign) else
-                                            [node.target] if isinstance(node, ast.AnnAssign) else [])]
+    targets = [node.target for node in body if isinstance(node, ast.AnnAssign)]
     return frozenset(t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_"))
 
 
@@ -246,6 +250,8 @@ def parse_argv(argv: list[str], defaults: dict) -> tuple[dict, list[str], str | 
         elif not eq and key in defaults:
             raise UsageError(f"--{name} needs a value: --{name}=VALUE")
         if name == "config":
+            if not value:
+                raise UsageError("--config needs a file: --config configs/NAME.toml (or --config=configs/NAME.toml)")
             config_path = value
         else:
             flags[key] = value

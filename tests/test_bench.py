@@ -24,6 +24,8 @@ def test_peak_lookup():
     assert bench.peak_tflops("NVIDIA H200 NVL") == 835.0
     assert bench.peak_tflops("NVIDIA L40") == 181.0 and bench.peak_tflops("NVIDIA L4") == 121.0
     assert bench.peak_tflops("NVIDIA A10G") is None and bench.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert bench.peak_tflops("NVIDIA H100 80GB HBM3", devices=4) == 4 * 989.4     # DataParallel: every GPU's FLOPs
+    assert bench.peak_tflops("NVIDIA H100 80GB HBM3 MIG 1g.10gb") is None          # a slice: its peak is not listed
 
 
 def test_bench_tiny_series(tmp_path, monkeypatch, capsys):
@@ -196,6 +198,21 @@ def test_a_bad_series_is_one_line_before_anything_runs(imdb_parquet, tmp_path, l
     with pytest.raises(UsageError) as e:
         bench.main(args)
     assert message in str(e.value) and not (tmp_path / "tiny").exists()
+
+
+def test_a_model_name_flag_beside_a_series_of_model_names_is_refused_not_ignored(imdb_parquet, tmp_path, monkeypatch):
+    args = tiny_args(imdb_parquet, tmp_path, '--model_names=["tiny:roberta"]', "--model_name=tiny:bert", "--steps=1")
+    with pytest.raises(UsageError, match=r"^--model_name=tiny:bert, but model_names = \['tiny:roberta'\] .* give "
+                                         r"--model_names=tiny:bert to measure that model alone$"):
+        bench.main(args)
+    assert not (tmp_path / "tiny").exists()
+    from configurator import configure
+    monkeypatch.setenv("KD_ALL_STEPS", "1")          # run_experiment.sh: --model_name is the teacher's, said, not refused
+    try:
+        cfg = configure(vars(bench), args, "bench")
+        assert [r["MODEL_NAME"] for r, _ in bench.check_series(cfg)] == ["tiny:roberta"]
+    finally:
+        configure(vars(bench), [], "bench")
 
 
 def test_bench_defaults_are_what_the_training_scripts_use(tmp_path):

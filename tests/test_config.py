@@ -186,6 +186,23 @@ def test_flags_of_other_scripts_are_ignored_and_unknown_ones_refused():
         configure(vars(ev), [], "evaluate_models")
 
 
+def test_a_scripts_internal_constant_a_missing_config_file_and_infinity_are_refused():
+    from configurator import script_constants
+    assert "GPU_PEAKS" not in script_constants("bench") and "PEAK_TFLOPS" in script_constants("bench")
+    try:
+        # not a setting of any script (bench.py's table of GPUs): it was taken as another step's flag, ignored
+        with pytest.raises(UsageError, match=r"^unknown constant '--gpu_peaks' \(no script has it\)"):
+            configure(vars(ds_module()), ["--gpu_peaks=1"], "distill_student")
+        for argv in (["--config"], ["--config="], ["--config", "--epochs=1"]):     # it read the defaults, silently
+            with pytest.raises(UsageError, match=r"^--config needs a file: --config configs/NAME.toml"):
+                configure(vars(ds_module()), argv, "distill_student")
+        for bad in ("--learning_rate=inf", "--epochs=1e309", "--alpha=nan"):       # inf passed "above 0"
+            with pytest.raises(UsageError, match=rf"^--{bad[2:].split('=')[0]}=\S+: must be a finite number$"):
+                configure(vars(ds_module()), [bad], "distill_student")
+    finally:
+        configure(vars(ds_module()), [], "distill_student")
+
+
 def ds_module():
     import distill_student
     return distill_student

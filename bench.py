@@ -229,7 +229,7 @@ def check_series(cfg: dict) -> list[tuple[dict, str]]:
     otherwise. run_experiment.sh checks a config's [bench] table with it before the experiment's first step, so that
     a typo there is not found hours later."""
     names = [m for m in MODEL_NAMES if m]
-    if names and cfg.get("_sources", {}).get("MODEL_NAME") == "flag":    # the series measures model_names, not it
+    if names and cfg.get("_sources", {}).get("MODEL_NAME") == "flag" and MODEL_NAME not in names:   # not measured
         if not os.environ.get("KD_ALL_STEPS"):
             raise UsageError(f"--model_name={MODEL_NAME}, but model_names = {names} (the models this series measures) "
                              f"is set too; give --model_names={MODEL_NAME} to measure that model alone")

@@ -201,7 +201,9 @@ def coerce(name: str, value, default, source: str = ""):
     if kind is list and value == [] and default == [""]:
         value = [""]                   # `--label_names=` or `[]`: the default "none", recorded one way
     if type(value) is not kind:
-        raise UsageError(f"{where}: expected {kind.__name__}, got {type(value).__name__}")
+        as_list = f"; a list is written in brackets: {name.lower()} = {[x.strip() for x in value.split(',')]}".replace(
+            "'", '"') if kind is list and isinstance(value, str) else ""      # "a,b" in a file: the flag's form
+        raise UsageError(f"{where}: expected {kind.__name__}, got {type(value).__name__}{as_list}")
     bad = [x for x in value if default and type(x) is not type(default[0])] if kind is list else []
     if bad:
         raise UsageError(f"{where}: expected list of {type(default[0]).__name__}, got {bad[0]!r}")

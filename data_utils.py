@@ -851,8 +851,15 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, 
         to_id = [names.index(v) for v in found]
     else:
         if len(names) != len(found):
-            raise UsageError(f"--label_names={','.join(names)}: {len(names)} names for the {len(found)} label values "
-                             f"{', '.join(map(str, found))} of {where['train']}; give one name per value, in sorted order")
+            counts = collections.Counter(values["train"])
+            stray = [v for v in found if counts[v] <= 3] if len(found) > len(names) else []   # a slip in the data?
+            said = "; ".join(f"{v!r} is on {counts[v]} train row{'s' if counts[v] > 1 else ''} only "
+                             f"({data_row(where['train'], values['train'].index(v))}{', ...' if counts[v] > 1 else ''})"
+                             for v in stray)
+            raise UsageError(f"label_names = {names}: {len(names)} names for the {len(found)} label values "
+                             f"{', '.join(map(str, found))} of {where['train']}; "
+                             + (f"{said}: fix such rows if they are slips, else give" if said else "give")
+                             + " one name per value, in sorted order")
         to_id = list(range(len(found)))
     rank = {v: i for i, v in enumerate(found)}
     return names, {s: [rank[v] for v in vs] for s, vs in values.items()}, to_id

@@ -106,8 +106,14 @@ def test_file_errors(tmp_path):
     with pytest.raises(UsageError, match=r"unknown key 'lable_column' .*; did you mean label_column\?$"):
         configure(namespace(), ["--config", str(f)], "fine_tuning_teacher")
     f.write_text('batch_size = "big"\n')
-    with pytest.raises(UsageError, match=r"expected int, got str"):
+    with pytest.raises(UsageError, match=r"expected int, got str$"):
         configure(namespace(), ["--config", str(f)], "fine_tuning_teacher")
+    import fine_tuning_teacher as ft
+    f.write_text('label_names = "bad, good"\n')    # the flag's form (--label_names=bad,good) in a file: the file's said
+    with pytest.raises(UsageError, match=r"^label_names = 'bad, good' in \S+bad.toml: expected list, got str; a list is "
+                                         r'written in brackets: label_names = \["bad", "good"\]$'):
+        configure(vars(ft), ["--config", str(f)], "fine_tuning_teacher")
+    configure(vars(ft), [], "fine_tuning_teacher")
     with pytest.raises(UsageError, match=r"no such file; experiments are in configs/: bert.toml"):
         configure(namespace(), ["--config", str(tmp_path / "missing.toml")], "fine_tuning_teacher")
     with pytest.raises(UsageError, match=r"^--config configs/qiuck.toml: no such file; did you mean configs/quick.toml\?; "):
@@ -305,8 +311,16 @@ def test_the_readmes_own_data_config_is_valid(tmp_path):
                 assert module.LEARNING_RATE == {"fine_tuning_teacher": 1e-4, "distill_student": 3e-4}[script]
         finally:
             configure(vars(module), [], script)
-    # its few-labels variant: the [distill_student] table it gives in place of the first file's
+    # its integer-labels line, uncommented
     import distill_student
+    import fine_tuning_teacher
+    f.write_text(text.replace("# label_names = ", "label_names = "))
+    try:
+        configure(vars(fine_tuning_teacher), ["--config", str(f)], "fine_tuning_teacher")
+        assert fine_tuning_teacher.LABEL_NAMES == ["negative", "positive"]
+    finally:
+        configure(vars(fine_tuning_teacher), [], "fine_tuning_teacher")
+    # its few-labels variant: the [distill_student] table it gives in place of the first file's
     table = readme.split("In `configs/mine.toml`, replace `[distill_student]`:\n\n```toml\n", 1)[1].split("\n```", 1)[0]
     f.write_text(text.split("[distill_student]", 1)[0] + table + "\n")
     try:

@@ -93,6 +93,16 @@ def test_integer_labels_take_names_in_sorted_order(tmp_path):
     i = list(s.test["text"]).index(first)
     assert s.test["label"][i] == 0                                    # 4 -> id 0 -> "neg"
     assert du.load_splits(spec(tmp_path, val_size=9)).label_names == ("4", "7", "9")
+    # a name too few: said as such; a value on a row or two beside the common ones is named, with its row (a slip?)
+    with pytest.raises(du.UsageError, match=r"^label_names = \['neg', 'neu'\]: 2 names for the 3 label values 4, 7, 9 of "
+                                         r"\S+train.jsonl; give one name per value, in sorted order$"):
+        du.load_splits(spec(tmp_path, val_size=9, label_names=("neg", "neu")))
+    slip = rows[:20] + [rows[20] | {"sentiment": 8}] + rows[21:]
+    write(tmp_path / "slip", "jsonl", {"train": slip, "test": rows[:9]})
+    with pytest.raises(du.UsageError, match=r"^label_names = \['neg', 'neu', 'pos'\]: 3 names for the 4 label values 4, 7, 8, 9 "
+                                         r"of \S+train.jsonl; 8 is on 1 train row only \(data row 21\): fix such rows if "
+                                         r"they are slips, else give one name per value, in sorted order$"):
+        du.load_splits(spec(tmp_path / "slip", val_size=9, label_names=("neg", "neu", "pos")))
 
 
 @pytest.mark.parametrize("files", ["one file", "train and validation files"])

@@ -69,7 +69,7 @@ COMPILE: bool = False             # torch.compile the model
 OPTIMIZER: str = "adamw_torch_fused"  # adamw_torch_fused (as the training scripts) | adamw_torch (unfused: the lever's before)
 NUM_WORKERS: int = 0              # data-loader worker processes
 PIN_MEMORY: bool = True           # pinned host memory for batches (GPUs only)
-PEAK_TFLOPS: float = 0.0          # the device's peak for MFU; 0 = a known GPU's dense bf16 peak, none on CPUs
+PEAK_TFLOPS: float = 0.0          # one device's peak (TFLOP/s) for MFU; 0 = a known GPU's dense bf16 peak, none on CPUs
 # --- a series: one process, each lever change in turn (no start-up, import or CUDA set-up paid per measurement) -----
 MODEL_NAMES: list = [""]          # measure each of these models ([""] = MODEL_NAME alone)
 LEVERS: list = [{}]               # for each model, one measurement per entry: the settings above with these changed, e.g.
@@ -99,12 +99,12 @@ def non_embedding_parameters(model) -> int:
 
 
 def peak_tflops(device_name: str, devices: int = 1) -> float | None:
-    """PEAK_TFLOPS, else the listed peak of the GPU whose name holds a GPU_PEAKS key as whole words (an L40 is
-    not an L4, nor an A10G an A10) times `devices` (a lone process training on several GPUs: its steps' FLOPs are
+    """PEAK_TFLOPS (one device's), else the listed peak of the GPU whose name holds a GPU_PEAKS key as whole words
+    (an L40 is not an L4, nor an A10G an A10), times `devices` (a lone process training on several GPUs: its steps' FLOPs are
     every GPU's), else None; None for a MIG slice too (its share of the GPU's peak is not in its name's table)."""
     import re
     if PEAK_TFLOPS:
-        return PEAK_TFLOPS
+        return PEAK_TFLOPS * devices
     if re.search(r"\bMIG\b", device_name):
         return None
     one = next((peak for key, peak in GPU_PEAKS if re.search(rf"\b{re.escape(key)}\b", device_name)), None)

@@ -201,8 +201,9 @@ def coerce(name: str, value, default, source: str = ""):
     if kind is list and value == [] and default == [""]:
         value = [""]                   # `--label_names=` or `[]`: the default "none", recorded one way
     if type(value) is not kind:
-        as_list = f"; a list is written in brackets: {name.lower()} = {[x.strip() for x in value.split(',')]}".replace(
-            "'", '"') if kind is list and isinstance(value, str) else ""      # "a,b" in a file: the flag's form
+        plain = kind is list and isinstance(value, str) and not set(value) & set("[]{}\"'=")   # "a,b": the flag's form
+        as_list = f"; a list is written in brackets: {name.lower()} = {json.dumps([x.strip() for x in value.split(',')])}" \
+            if plain else ""
         raise UsageError(f"{where}: expected {kind.__name__}, got {type(value).__name__}{as_list}")
     bad = [x for x in value if default and type(x) is not type(default[0])] if kind is list else []
     if bad:

@@ -846,7 +846,7 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, 
     names = list(spec.label_names) or (list(IMDB_LABELS) if spec.is_imdb else [str(v) for v in found])
     if kinds == {"str"} and spec.label_names:
         if sorted(names) != found:
-            raise UsageError(f"--label_names={','.join(names)}: the data's labels are {', '.join(found)}; list exactly those "
+            raise UsageError(f"label_names = {names}: the data's labels are {', '.join(found)}; list exactly those "
                              f"(their order sets the ids) or leave it empty")
         to_id = [names.index(v) for v in found]
     else:

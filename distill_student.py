@@ -361,8 +361,8 @@ def check_teacher_accuracy(teacher: Teacher) -> None:
     if missed:      # above the accuracy floor, yet blind to a class: its students learn the blindness from it
         log.warning("the teacher %s: %s (accuracy %.4f); students distilled from it learn to miss the same classes, "
                     "and their accuracy gain over a baseline can hide it (compare macro F1 in results.md); retrain the "
-                    "teacher first (more --epochs, another --learning_rate, more examples of the missed classes)",
-                    teacher.where, missed, teacher.val_accuracy)
+                    "teacher first (fine_tuning_teacher.py with more --epochs, another --learning_rate or more examples "
+                    "of the missed classes, and --overwrite=true)", teacher.where, missed, teacher.val_accuracy)
 
 
 def check_teacher_data(teacher: Teacher, ours: DataSpec, cfg: dict) -> None:

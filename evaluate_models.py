@@ -459,7 +459,7 @@ def f1_gain_note(groups: list[dict], floor: float = 0.005) -> str:
     copies a teacher blind to a class), else ""."""
     said = [f"{g['student']} (accuracy {100 * g['gain']['mean']:+.2f}, macro F1 {100 * g['f1_gain']['mean']:+.2f})"
             for g in groups if g["gain"] and g.get("f1_gain") and abs(g["f1_gain"]["mean"]) >= floor
-            and (g["gain"]["mean"] > 0) != (g["f1_gain"]["mean"] > 0)]
+            and g["gain"]["mean"] * g["f1_gain"]["mean"] < 0]
     return (f" **Accuracy and macro F1 disagree on {', '.join(said)}**: the accuracy gain or loss comes from the common "
             f"classes, the other way on a rarer one (a student copies its teacher's neglect of a class: see the teacher's "
             f"per-class recall in results.json); judge by macro F1 when the classes are not balanced." if said else "")

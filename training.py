@@ -657,13 +657,13 @@ class DistillTrainer(MeanLossTrainer):
     def _mean_parts(self) -> dict[str, float]:
         """The loss parts averaged since the last log, read from the device in one transfer: each over its steps,
         the cross-entropy over the labeled rows (a batch of transfer texts alone has none: averaged as a 0 over
-        batches, it read low); a non-finite one stops training (checked here, at logging and before each
+        batches, it read low; none since the last log: no loss_ce in that log); a non-finite one stops training (checked here, at logging and before each
         checkpoint, not per step)."""
         if not self._parts:
             return {}
         sums = dict(zip(self._parts, torch.stack(list(self._parts.values())).tolist()))
         rows = sums.pop("labeled")
-        means = {k: v / (max(rows, 1) if k == "ce" else self._steps_since_log) for k, v in sums.items()}
+        means = {k: v / (rows if k == "ce" else self._steps_since_log) for k, v in sums.items() if k != "ce" or rows}
         if not all(math.isfinite(v) for v in means.values()):
             raise FloatingPointError(f"non-finite loss between steps {self._first_unchecked} and {self.state.global_step} "
                                      f"(mean parts {means}); lower the learning rate or the temperature")

@@ -28,6 +28,11 @@ def test_peak_lookup():
     assert bench.peak_tflops("NVIDIA H100 80GB HBM3 MIG 1g.10gb") is None          # a slice: its peak is not listed
 
 
+def test_a_peak_given_is_one_devices(monkeypatch):
+    monkeypatch.setattr(bench, "PEAK_TFLOPS", 100.0)
+    assert bench.peak_tflops("cpu") == 100.0 and bench.peak_tflops("NVIDIA H100 80GB HBM3", devices=2) == 200.0
+
+
 def test_bench_tiny_series(tmp_path, monkeypatch, capsys):
     # one process, two measurements (length-grouped, then random batches), each saved as it ends; 160 reviews, of
     # which 8 batches of 8 measured after one of warm-up: enough for the grouped order to put long ones first

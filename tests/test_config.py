@@ -113,6 +113,9 @@ def test_file_errors(tmp_path):
     with pytest.raises(UsageError, match=r"^label_names = 'bad, good' in \S+bad.toml: expected list, got str; a list is "
                                          r'written in brackets: label_names = \["bad", "good"\]$'):
         configure(vars(ft), ["--config", str(f)], "fine_tuning_teacher")
+    f.write_text('label_names = "don\'t, [x]"\n')     # not a plain list of words: no form to offer
+    with pytest.raises(UsageError, match=r"expected list, got str$"):
+        configure(vars(ft), ["--config", str(f)], "fine_tuning_teacher")
     configure(vars(ft), [], "fine_tuning_teacher")
     with pytest.raises(UsageError, match=r"no such file; experiments are in configs/: bert.toml"):
         configure(namespace(), ["--config", str(tmp_path / "missing.toml")], "fine_tuning_teacher")

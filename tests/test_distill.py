@@ -588,6 +588,9 @@ def test_the_logged_cross_entropy_is_a_mean_over_labeled_rows_not_over_batches()
     assert parts["ce"] == pytest.approx(ce.item(), rel=1e-6) and "labeled" not in parts     # not ce / 2
     kl = [training.distillation_loss(lg, lg.flip(-1), y, 0.5, 2.0)[1]["kl"].item() for lg, y in batches]
     assert parts["kl"] == pytest.approx(sum(kl) / 2, rel=1e-6)                                # per step, as before
+    trainer._reset_parts()                  # no labeled row since the last log: no loss_ce then, not a false 0
+    trainer.compute_loss(Logits().train(), {"logits": student, "labels": batches[1][1], "teacher_logits": student.flip(-1)})
+    assert set(trainer._mean_parts()) == {"kl", "total"}
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tiny_run, imdb_parquet, monkeypatch):

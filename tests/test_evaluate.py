@@ -536,6 +536,8 @@ def test_a_gain_in_accuracy_that_is_a_loss_in_macro_f1_is_said():
         "the teacher's per-class recall in results.json); judge by macro F1 when the classes are not balanced.")
     small = groups["L1"] | {"f1_gain": groups["L1"]["f1_gain"] | {"mean": -0.004}}     # under half a point: noise
     assert ev.f1_gain_note([small, groups["L3"]]) == ""
+    even = groups["L3"] | {"gain": groups["L3"]["gain"] | {"mean": 0.0}, "f1_gain": groups["L3"]["f1_gain"] | {"mean": 0.01}}
+    assert ev.f1_gain_note([even]) == ev.f1_gain_note([even | {"f1_gain": even["f1_gain"] | {"mean": -0.01}}]) == ""
 
 
 def test_one_entry_trained_with_other_settings_is_two_recipes(caplog):

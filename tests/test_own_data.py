@@ -694,7 +694,7 @@ def bad(tmp_path, name: str):
     ("mixed", [], ["mixes label types", "numbers written as text"]),
     ("case", [], ["differ only in case, so they would be two classes; write them the same way"]),
     ("id-column", [], ["train.csv: column 'sentiment' has 30 different values in 30 rows, too many to be labels; set --label_column"]),
-    ("names", ["--label_names=bad,good"], ["--label_names=bad,good: the data's labels are negative, neutral, positive"]),
+    ("names", ["--label_names=bad,good"], ["label_names = ['bad', 'good']: the data's labels are negative, neutral, positive"]),
     ("missing", [], ["no such file or folder"]),
 ])
 def test_bad_data_is_one_line_and_writes_nothing(tmp_path, case, flags, fragments):

@@ -376,12 +376,25 @@ def warn_if_cpu_shared(out_dir: Path, others: float | None) -> None:
                     "speed figures are slower than this machine's", out_dir, others, os.cpu_count())
 
 
+def check_distributed(trainer) -> None:
+    """RuntimeError when torchrun started several processes (WORLD_SIZE) but the Trainer's accelerator set up
+    no distributed training: each process would train a copy of its own, unsynchronised, and one of them be saved (transformers 5 on
+    CPUs without use_cpu did so silently: training_arguments)."""
+    from accelerate.utils import DistributedType
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and trainer.accelerator.distributed_type == DistributedType.NO:   # num_processes still says `world`
+        raise RuntimeError(f"torchrun started {world} processes, but the Trainer set up no distributed training "
+                           f"(DistributedType.NO): each would train its own copy of the model; run one process "
+                           f"(python script.py), or report this with your transformers/accelerate versions")
+
+
 def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict, extra_metrics: dict,
                    keep_checkpoints: bool, settings: dict) -> dict:
     """Train (resuming from the newest checkpoint), evaluate the best model on validation, save it.
     dirs: (model folder, checkpoint folder, record) from run_dirs; settings: resume_settings, saved beside
     the checkpoints of a fresh start (check_resume compares them before a resume)."""
     out_dir, ckpt_dir, record = dirs
+    check_distributed(trainer)
     resume = last_checkpoint(ckpt_dir)
     if resume:
         log.info("resuming from %s", resume)

@@ -52,3 +52,20 @@ def test_teacher_and_students_under_torchrun(tmp_path, imdb_parquet):
     assert r.returncode == 0, r.stderr[-2000:]
     history = json.loads((root / "students" / "narrow" / "metrics.json").read_text())["log_history"]
     assert [h for h in history if "loss_hidden" in h] and all(h["loss_hidden"] > 0 for h in history if "loss_hidden" in h)
+
+
+def test_processes_the_trainer_did_not_join_are_refused(monkeypatch):
+    # the check that stops a run whose processes would each train a copy of their own (transformers 5 on CPUs
+    # without use_cpu: DistributedType.NO, though num_processes said 2)
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    import training
+    alone = SimpleNamespace(accelerator=SimpleNamespace(num_processes=2, distributed_type=DistributedType.NO))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match=r"^torchrun started 2 processes, but the Trainer set up no distributed training"):
+        training.check_distributed(alone)
+    training.check_distributed(SimpleNamespace(accelerator=SimpleNamespace(distributed_type=DistributedType.MULTI_CPU)))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    training.check_distributed(alone)

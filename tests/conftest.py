@@ -77,6 +77,21 @@ def no_imdb_env(monkeypatch):
     monkeypatch.delenv("IMDB_DIR", raising=False)
 
 
+def narrow_student(folder: Path) -> Path:
+    """A 1-layer BERT classifier narrower than the tiny teacher (hidden 16 vs 32) with its tokenizer, saved in
+    `folder`: a student whose hidden-state loss needs projections."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from models import build_tiny
+    _, tok = build_tiny("bert")
+    BertForSequenceClassification(BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32, num_labels=2,
+                                             id2label={0: "negative", 1: "positive"},
+                                             label2id={"negative": 0, "positive": 1})).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
 def tiny_args(data_dir, out_dir, *extra, cache=True):
     """Command-line arguments that run a script on the tiny experiment in a temporary folder."""
     return ["--config", str(ROOT / "configs" / "tiny.toml"), f"--data_dir={data_dir}",

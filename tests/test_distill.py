@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import distill_student as ds
 import runs
 import fine_tuning_teacher as ft
-from conftest import ROOT, tiny_args
+from conftest import ROOT, narrow_student, tiny_args
 import training
 from configurator import UsageError
 from models import load_classifier
@@ -635,17 +635,9 @@ def test_layer_map():
 
 
 def test_intermediate_losses_train_and_leave_no_projection_behind(tiny_run, imdb_parquet, tmp_path):
-    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
-    from models import build_tiny
-    # a narrower student (hidden 16 vs the teacher's 32) with the teacher's tokenizer: projections needed
-    _, tok = build_tiny("bert")
-    narrow = tmp_path / "narrow"
-    BertForSequenceClassification(BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=16, num_hidden_layers=1,
-                                             num_attention_heads=2, intermediate_size=32, num_labels=2,
-                                             id2label={0: "negative", 1: "positive"},
-                                             label2id={"negative": 0, "positive": 1})).save_pretrained(narrow)
-    tok.save_pretrained(narrow)
+    narrow = narrow_student(tmp_path / "narrow")   # hidden 16 vs the teacher's 32, its tokenizer: projections needed
     students = f'[{{name = "inner", layers = [1], attention_weight = 1.0}}, {{name = "narrow", model = "{narrow}"}}]'
     result = ds.main(tiny_args(imdb_parquet, tiny_run, "--experiment=inner", f"--teacher_dir={tiny_run}/tiny/teacher",
                                f"--students={students}", "--hidden_weight=0.5", "--baseline=false"))

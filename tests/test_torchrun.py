@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, tiny_args
+from conftest import ROOT, narrow_student, tiny_args
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
@@ -35,16 +35,7 @@ def test_teacher_and_students_under_torchrun(tmp_path, imdb_parquet):
     assert not list(root.glob("*.partial")) and not list((root / "students").glob("*.partial"))
     # a narrower student's hidden-state projections, applied in its forward, train under DDP (applied to the
     # wrapped model's outputs outside it, they were none there, then "marked ready twice" once found)
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from models import build_tiny
-    _, tok = build_tiny("bert")
-    narrow = tmp_path / "narrow"
-    BertForSequenceClassification(BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=16, num_hidden_layers=1,
-                                             num_attention_heads=2, intermediate_size=32, num_labels=2,
-                                             id2label={0: "negative", 1: "positive"},
-                                             label2id={"negative": 0, "positive": 1})).save_pretrained(narrow)
-    tok.save_pretrained(narrow)
+    narrow = narrow_student(tmp_path / "narrow")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "distill_student.py"),
                         *tiny_args(imdb_parquet, tmp_path, f'--students=[{{name = "narrow", model = "{narrow}"}}]',
                                    "--hidden_weight=0.5", "--baseline=false", "--epochs=1")],

@@ -236,7 +236,8 @@ def soft_label_teacher(teacher_dir: Path) -> dict:
     trained = kd.get("run_config", {})
     return {"teacher_key": teacher_key(teacher_dir, kd), "teacher": str(teacher_dir), "teacher_run": run_fingerprint(teacher_dir),
             "teacher_model": trained.get("model_name"), "teacher_val_accuracy": metrics["val_accuracy"],
-            "teacher_parameters": metrics.get("parameters"), "teacher_val_classes_predicted": metrics.get("val_classes_predicted"),
+            "teacher_parameters": metrics.get("parameters"),
+            "teacher_val_classes_predicted": metrics.get("val_classes_predicted"),
             "data": {k: trained[k] for k in DATA_KEYS if k in trained},    # what the teacher was trained on
             "id2label": {str(i): n for i, n in enumerate(label_names(config))}, "truncation": truncation_settings(kd),
             "logits": f"float32 (rows, classes), computed in {logit_precision()}, row i = review i of the split in "
@@ -335,8 +336,9 @@ def find_teacher() -> Teacher:
             raise UsageError(f"--soft_labels={folder}: no published soft labels there (train.json, train.npz); give the "
                              f"soft_labels/ folder of a run made with --soft_label_splits=train,unsupervised")
         meta = read_json(folder / "train.json")
-        config, metrics, trained = meta, {"val_accuracy": meta["teacher_val_accuracy"], "parameters": meta.get("teacher_parameters"),
-                                          "val_classes_predicted": meta.get("teacher_val_classes_predicted")}, meta.get("data", {})
+        metrics = {"val_accuracy": meta["teacher_val_accuracy"], "parameters": meta.get("teacher_parameters"),
+                   "val_classes_predicted": meta.get("teacher_val_classes_predicted")}
+        config, trained = meta, meta.get("data", {})
     else:
         folder = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
         if not is_finished(folder):
@@ -351,7 +353,7 @@ def find_teacher() -> Teacher:
 
 def check_teacher_accuracy(teacher: Teacher) -> None:
     """UsageError for a teacher below MIN_TEACHER_ACCURACY on validation (checked after its data: a teacher of other
-    data, e.g. a forgotten --config, is named as that)."""
+    data, e.g. a forgotten --config, is named as that); a warning for one that predicted only some of its classes."""
     if teacher.val_accuracy < MIN_TEACHER_ACCURACY:
         raise UsageError(f"teacher {teacher.where} has validation accuracy {teacher.val_accuracy:.4f} < "
                          f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: retrain it (fine_tuning_teacher.py with more --epochs or another "

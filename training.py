@@ -490,20 +490,18 @@ def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temp
     return loss, {"ce": ce.detach(), "kl": kl_rows.mean().detach()}
 
 
-def hidden_state_loss(student_states, teacher_states, mask, projections=None):
+def hidden_state_loss(student_states, teacher_states, mask):
     """Intermediate-layer loss of TinyBERT (Jiao et al. 2020): mean squared error between student
     hidden states (projected to the teacher's width) and the teacher hidden states they are mapped to.
 
-    student_states: K tensors (B, L, Hs); teacher_states: K tensors (B, L, Ht), same tokens;
-    mask: (B, L), 1 = real token, 0 = padding; projections: K callables (B, L, Hs) -> (B, L, Ht)
-    (learned linear maps), or None when Hs == Ht.
-        loss = 1/K sum_k  sum_{b,l} mask_bl ||P_k(s_kbl) - t_kbl||^2 / (Ht * sum_{b,l} mask_bl)
+    student_states: K tensors (B, L, H); teacher_states: K tensors (B, L, H), same tokens (a narrower student's
+    states come projected to the teacher's width H: attach_projections); mask: (B, L), 1 = real token, 0 = padding.
+        loss = 1/K sum_k  sum_{b,l} mask_bl ||s_kbl - t_kbl||^2 / (H * sum_{b,l} mask_bl)
     i.e. the MSE per hidden unit over real tokens, averaged over the K layer pairs; float32.
     """
     m = mask.float().unsqueeze(-1)                                          # (B, L, 1)
     total = 0.0
-    for k, (s, t) in enumerate(zip(student_states, teacher_states)):
-        s = projections[k](s) if projections is not None else s
+    for s, t in zip(student_states, teacher_states):
         total = total + (((s.float() - t.float()) ** 2) * m).sum() / (m.sum().clamp(min=1) * t.shape[-1])
     return total / len(student_states)
 
@@ -561,15 +559,17 @@ class MeanLossTrainer(Trainer):
         """The Trainer's log, after stopping on a non-finite training loss (its mean since the last log: read from
         the device then anyway, so no step waits for the check; logging_nan_inf_filter, which would, is off)."""
         if "loss" in logs and not math.isfinite(logs["loss"]):
-            raise FloatingPointError(f"non-finite training loss by step {self.state.global_step} ({logs['loss']}); lower "
-                                     f"the learning rate (--learning_rate), or train in fp32 if this ran in fp16")
+            self._stop_non_finite(f" ({logs['loss']})")
         super().log(logs, *args, **kwargs)
 
     def _save_checkpoint(self, *args, **kwargs):
         if not torch.isfinite(getattr(self, "_tr_loss", torch.tensor(0.0))):   # never checkpoint weights it touched
-            raise FloatingPointError(f"non-finite training loss by step {self.state.global_step}; lower the learning "
-                                     f"rate (--learning_rate), or train in fp32 if this ran in fp16")
+            self._stop_non_finite()
         super()._save_checkpoint(*args, **kwargs)
+
+    def _stop_non_finite(self, value: str = ""):
+        raise FloatingPointError(f"non-finite training loss by step {self.state.global_step}{value}; lower the "
+                                 f"learning rate (--learning_rate), or train in fp32 if this ran in fp16")
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
@@ -670,8 +670,8 @@ class DistillTrainer(MeanLossTrainer):
     def _mean_parts(self) -> dict[str, float]:
         """The loss parts averaged since the last log, read from the device in one transfer: each over its steps,
         the cross-entropy over the labeled rows (a batch of transfer texts alone has none: averaged as a 0 over
-        batches, it read low; none since the last log: no loss_ce in that log); a non-finite one stops training (checked here, at logging and before each
-        checkpoint, not per step)."""
+        batches, it read low; none since the last log: no loss_ce in that log); a non-finite one stops training
+        (checked here, at logging and before each checkpoint, not per step)."""
         if not self._parts:
             return {}
         sums = dict(zip(self._parts, torch.stack(list(self._parts.values())).tolist()))

@@ -608,13 +608,27 @@ def test_hidden_state_loss_by_hand():
     assert training.hidden_state_loss([s1], [t1], mask).item() == pytest.approx((0 + 4) / 2)
     s2, t2 = torch.zeros(1, 2, 2), torch.ones(1, 2, 2)         # a second layer pair: MSE 1
     assert training.hidden_state_loss([s1, s2], [t1, t2], mask).item() == pytest.approx((2 + 1) / 2)
-    # a projection to a wider teacher (2 -> 3): P(s) = s @ W^T + b
-    proj = torch.nn.Linear(2, 3)
+    # a narrower student (width 2) projected to a wider teacher (3) in its forward: P(s) = s @ W^T + b
+    from types import SimpleNamespace
+
+    from transformers.modeling_outputs import BaseModelOutput
+
+    class Student(torch.nn.Module):
+        config = SimpleNamespace(hidden_size=2)
+
+        def forward(self, x):
+            return BaseModelOutput(last_hidden_state=x, hidden_states=(x, x))
+    student = Student()
+    training.attach_projections(student, 1, 3)
     with torch.no_grad():
-        proj.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
-        proj.bias.zero_()
+        student.kd_projections[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        student.kd_projections[0].bias.zero_()
     t3 = torch.tensor([[[1.0, 2.0, 0.0], [0.0, 0.0, 0.0]]])     # P(s1[0]) = [1, 2, 3]: only the third unit differs
-    assert training.hidden_state_loss([s1], [t3], mask, [proj]).item() == pytest.approx(9 / 3)
+    projected = student.train()(s1).hidden_states
+    assert torch.equal(projected[0], s1) and training.hidden_state_loss([projected[1]], [t3], mask).item() == pytest.approx(9 / 3)
+    assert torch.equal(student.eval()(s1).hidden_states[1], s1)            # evaluation: the student's own states
+    del student.kd_projections                                              # as save_finished leaves it: the hook idle
+    assert torch.equal(student.train()(s1).hidden_states[1], s1)
 
 
 def test_attention_loss_by_hand():

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from configurator import UsageError, log, public_config, run_main, start_run
-from data_utils import atomic_path, imdb_sources, load_imdb, read_json, stratified_indices, write_json
+from data_utils import atomic_path, imdb_sources, load_imdb, read_json, write_json
 from models import PadCollator, count_parameters, default_device, load_classifier, tokenize_dataset
 
 _SOME_FAILED = 3     # exit status when measurements failed and the others were saved (1: a crash; 2: bad input)
@@ -126,7 +126,10 @@ def counting_trainer(warmup_steps: int, **kwargs):
         def _get_train_sampler(self, train_dataset=None):
             data = self.train_dataset if train_dataset is None else train_dataset
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            parts = np.split(np.random.default_rng(self.args.seed).permutation(len(data)), [warmup_steps * batch])
+            # the warm-up on the last rows, the measured steps on the first: the rows are a prefix of one seeded
+            # order of the reviews (train_reviews), so a larger batch measures the smaller one's reviews and more
+            warm = len(data) - warmup_steps * batch
+            parts = [np.arange(warm, len(data)), np.arange(warm)]
             return WarmupFirst([(p, self.part_order(data.select(p), batch)) for p in parts if len(p)])
 
         def part_order(self, data, batch: int):
@@ -263,14 +266,16 @@ def bench_label(attention: str) -> str:
 
 @functools.cache
 def train_reviews(data_dir: str, dataset_name: str, n: int, seed: int):
-    """n stratified IMDb train reviews, read once per process: a series asks for the same ones at most levers (each
-    read of the 25,000 and their stratification took about 1 s on a 2-core CPU)."""
+    """The first n IMDb train reviews of one seeded order, read once per process: a series asks for the same ones at
+    most levers (each read of the 25,000 took about 1 s on a 2-core CPU), and a larger n holds a smaller n's reviews
+    (a prefix), so that a batch-size lever measures the same reviews and more, not another sample's lengths (the
+    stratified sample this replaced drew each size anew). Labels need no stratifying: speed does not read them."""
     train = load_imdb(("train",), data_dir, dataset_name)["train"]
-    return train.select(stratified_indices(train["label"], n, seed))
+    return train.select(np.random.default_rng(seed).permutation(len(train))[:n])
 
 
 def bench_data(tok):
-    """Enough stratified IMDb train reviews for every step, tokenized as the training scripts do (cached by content)."""
+    """Enough IMDb train reviews for every step (train_reviews), tokenized as the training scripts do (cached by content)."""
     from runs import devices_per_process      # a lone process on several GPUs: each step takes a batch on each
     train = train_reviews(DATA_DIR, DATASET_NAME, (WARMUP_STEPS + STEPS) * BATCH_SIZE * devices_per_process(), SEED)
     return tokenize_dataset(train, tok, MAX_LENGTH, TRUNCATION, HEAD_TOKENS, CACHE_DIR, "bench")
@@ -321,7 +326,8 @@ def figures(trainer, timer, clock, model, device: str, device_name: str) -> dict
 
 LEVER_COLUMNS = (("label", "{}"), ("vs base", "{:.2f}x"), ("device_name", "{}"), ("precision", "{}"), ("batch_size", "{}"), ("attention", "{}"),
                  ("compile", "{}"), ("optimizer", "{}"), ("num_workers", "{}"), ("group_by_length", "{}"),
-                 ("reviews_per_s", "{:.1f}"), ("tokens_per_s", "{:,.0f}"), ("padding_fraction", "{:.1%}"),
+                 ("max_length", "{}"), ("truncation", "{}"), ("reviews_per_s", "{:.1f}"), ("tokens_per_s", "{:,.0f}"),
+                 ("mean_tokens", "{:.0f}"), ("padding_fraction", "{:.1%}"),
                  ("step_s_median", "{:.4f}"), ("mfu", "{:.1%}"), ("torch_threads", "{}"),
                  ("other_cores_busy", "{:.2f}"))
 
@@ -333,7 +339,8 @@ def lever_table(folder: Path, failed: list[str] = ()) -> str:
     last series that failed (`failed`: one line each)."""
     runs = {r["label"]: r for r in map(read_json, sorted(folder.glob("*.json"))) if "reviews_per_s" in r}
     speedup = {label: r["reviews_per_s"] / runs[r["base"]]["reviews_per_s"] for label, r in runs.items() if r.get("base") in runs}
-    runs = sorted((r | {k: r["config"].get(k) for k in ("batch_size", "compile", "optimizer", "num_workers", "group_by_length")}
+    runs = sorted((r | {k: r["config"].get(k) for k in ("batch_size", "compile", "optimizer", "num_workers", "group_by_length",
+                                                             "max_length", "truncation")}
                    | {"vs base": speedup.get(r["label"])} for r in runs.values()), key=lambda r: (r["model"], -r["reviews_per_s"]))
     lines = []
     for model in dict.fromkeys(r["model"] for r in runs):

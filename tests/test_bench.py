@@ -72,8 +72,10 @@ def test_bench_tiny_series(tmp_path, monkeypatch, capsys):
     assert set(rows) == {"grouped", "random"} and "### tiny:bert" in (folder / "levers.md").read_text()
     assert rows["grouped"][9] == "True" and rows["random"][9] == "False"                   # group_by_length
     assert rows["grouped"][1] == "1.00x" and rows["random"][1] == f"{shuffled['reviews_per_s'] / grouped['reviews_per_s']:.2f}x"
-    assert rows["grouped"][10] == f"{grouped['reviews_per_s']:.1f}" and rows["grouped"][14].startswith(f"{100 * grouped['mfu']:.1f}")
-    assert rows["grouped"][15] == str(threads + 1)                                          # torch threads
+    assert rows["grouped"][10:12] == ["64", "head+tail"]                                    # max_length, truncation
+    assert rows["grouped"][12] == f"{grouped['reviews_per_s']:.1f}" and rows["grouped"][17].startswith(f"{100 * grouped['mfu']:.1f}")
+    assert rows["grouped"][14] == f"{grouped['mean_tokens']:.0f}"                           # the reviews' mean length
+    assert rows["grouped"][18] == str(threads + 1)                                          # torch threads
 
     # the same command again: both kept, nothing trained; one of other settings under a saved label is refused
     stamps = {f.name: f.stat().st_mtime_ns for f in folder.glob("*.json")}
@@ -137,6 +139,27 @@ def test_grouped_batches_are_ordered_as_a_long_training_orders_them(tmp_path):
     lengths = np.random.default_rng(0).integers(5, 60, 24).tolist()
     order = bench.counting_trainer(1, model=model, args=args).part_order(Dataset.from_dict({"length": lengths}), 8)
     assert sorted(order) == list(range(24)) and [lengths[i] for i in order] == sorted(lengths, reverse=True)
+
+
+def test_a_larger_batch_measures_the_smaller_ones_reviews_and_more(imdb_parquet, tmp_path):
+    # a batch-size lever compares the same reviews (and more), not two samples of other lengths: the reviews are a
+    # prefix of one seeded order, the measured steps take the first rows and the warm-up the last
+    import numpy as np
+    from datasets import Dataset
+
+    from models import build_tiny
+    from training import training_arguments
+    bench.train_reviews.cache_clear()
+    small, large = (list(bench.train_reviews(str(imdb_parquet), "", n, 42)["text"]) for n in (20, 40))
+    assert large[:20] == small and len(set(large)) == 40
+    assert list(bench.train_reviews(str(imdb_parquet), "", 20, 7)["text"]) != small           # the seed draws the order
+    model, _ = build_tiny("bert")
+    args = training_arguments(tmp_path, epochs=1, batch_size=4, learning_rate=1e-4, eval_batch_size=4, seed=0,
+                              eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                              train_sampling_strategy="random")
+    data = Dataset.from_dict({"length": np.arange(5, 25).tolist()})
+    order = list(bench.counting_trainer(2, model=model, args=args, train_dataset=data)._get_train_sampler())
+    assert sorted(order[:8]) == list(range(12, 20)) and sorted(order[8:]) == list(range(12))
 
 
 def test_a_failed_measurement_is_listed_and_the_series_goes_on(imdb_parquet, tmp_path, monkeypatch, capsys):

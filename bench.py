@@ -9,9 +9,10 @@ warm-up:
   reviews/s, tokens/s    real (non-padding) tokens per second
   padding fraction       padding tokens / all tokens of the padded batches
   MFU                    model FLOPs per second / the device's peak, with
-                         model FLOPs per step = sum over its reviews of 6 N l + 12 n_layers d l^2
-                         (N parameters outside the embeddings, l the review's real tokens, d the hidden
-                         size: forward + backward of the matmuls and of attention, PaLM's count); the peak
+                         model FLOPs per step = sum over its reviews of 6 N l + 12 n_layers d l^2 + 6 H
+                         (N parameters of the encoder's layers, l the review's real tokens, d the hidden
+                         size, H those of the pooler and classifier, run on one token of each review:
+                         forward + backward of the matmuls and of attention, PaLM's count); the peak
                          is PEAK_TFLOPS, else the dense bf16/fp16 peak of a known GPU; none on CPUs.
 A series (MODEL_NAMES x LEVERS) runs in this one process, each measurement with the model loaded afresh and its own
 warm-up steps, so that a lever series pays Python's, torch's and CUDA's start-up once (importing torch and transformers' Trainer
@@ -86,16 +87,23 @@ GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200
              ("H200", 989.4), ("A100", 312.0), ("L40S", 362.1), ("L40", 181.0), ("L4", 121.0), ("A10", 125.0))
 
 
-def model_flops(lengths, n_params: int, n_layers: int, hidden: int) -> float:
+def model_flops(lengths, n_params: int, n_layers: int, hidden: int, head_params: int = 0) -> float:
     """Training FLOPs (forward + backward) of one pass over reviews of real lengths `lengths`:
-    sum_i 6 N l_i + 12 n_layers d l_i^2 (PaLM, Chowdhery et al. 2022, appendix B)."""
+    sum_i 6 N l_i + 12 n_layers d l_i^2 + 6 H (PaLM, Chowdhery et al. 2022, appendix B), N = n_params applied to
+    every token, H = head_params to one token a review (the pooler and classifier read the first)."""
     lengths = np.asarray(lengths, dtype=np.float64)
-    return float((6 * n_params * lengths + 12 * n_layers * hidden * lengths ** 2).sum())
+    return float((6 * n_params * lengths + 12 * n_layers * hidden * lengths ** 2 + 6 * head_params).sum())
 
 
-def non_embedding_parameters(model) -> int:
-    """Parameters outside the embedding tables (lookups, not matmuls)."""
-    return count_parameters(model) - sum(p.numel() for n, p in model.named_parameters() if ".embeddings." in f".{n}")
+HEAD_MODULES = {"pooler", "classifier", "pre_classifier"}   # run on the first token only (BERT, RoBERTa, MPNet, DistilBERT)
+
+
+def matmul_parameters(model) -> tuple[int, int]:
+    """(parameters applied to every token: outside the embedding tables, which are lookups, and the head; those of
+    the head: HEAD_MODULES, applied to one token a review)."""
+    head = sum(p.numel() for n, p in model.named_parameters() if HEAD_MODULES & set(n.split(".")))
+    embeddings = sum(p.numel() for n, p in model.named_parameters() if ".embeddings." in f".{n}")
+    return count_parameters(model) - embeddings - head, head
 
 
 def peak_tflops(device_name: str, devices: int = 1) -> float | None:
@@ -310,8 +318,8 @@ def figures(trainer, timer, clock, model, device: str, device_name: str) -> dict
     seconds = float(np.sum(step_s))
     lengths = [l for ls, _ in measured for l in ls.tolist()]
     real, padded = sum(lengths), sum(n for _, n in measured)
-    n_params = non_embedding_parameters(model)
-    flops = model_flops(lengths, n_params, model.config.num_hidden_layers, model.config.hidden_size)
+    n_params, head_params = matmul_parameters(model)
+    flops = model_flops(lengths, n_params, model.config.num_hidden_layers, model.config.hidden_size, head_params)
     from runs import devices_per_process
     peak = peak_tflops(device_name, devices_per_process() if device == "cuda" else 1)
     return {"model": MODEL_NAME, "device": device, "device_name": device_name,
@@ -319,9 +327,9 @@ def figures(trainer, timer, clock, model, device: str, device_name: str) -> dict
             "steps_measured": len(step_s), "seconds": round(seconds, 3), "wall_s": round(clock.elapsed(), 1),
             "first_step_s": timer.first, "step_s_median": float(np.median(step_s)), "other_cores_busy": clock.others(trainer.args.world_size),
             "reviews_per_s": len(lengths) / seconds, "tokens_per_s": real / seconds, "padding_fraction": 1 - real / padded,
-            "mean_tokens": real / len(lengths), "non_embedding_parameters": n_params,
+            "mean_tokens": real / len(lengths), "per_token_parameters": n_params, "head_parameters": head_params,
             "model_tflops_per_s": flops / seconds / 1e12, "peak_tflops": peak,
-            "mfu": flops / seconds / 1e12 / peak if peak else None, "flops_formula": "sum_i 6 N l_i + 12 n_layers d l_i^2"}
+            "mfu": flops / seconds / 1e12 / peak if peak else None, "flops_formula": "sum_i 6 N l_i + 12 n_layers d l_i^2 + 6 H"}
 
 
 LEVER_COLUMNS = (("label", "{}"), ("vs base", "{:.2f}x"), ("device_name", "{}"), ("precision", "{}"), ("batch_size", "{}"), ("attention", "{}"),

@@ -15,6 +15,19 @@ def test_model_flops_by_hand():
     # two reviews of 3 and 5 tokens, N = 100, 2 layers of width 8:
     # 6*100*(3+5) + 12*2*8*(9+25) = 4800 + 6528
     assert bench.model_flops([3, 5], 100, 2, 8) == pytest.approx(4800 + 6528)
+    # and a head of 10 parameters on one token of each: + 6*10*2
+    assert bench.model_flops([3, 5], 100, 2, 8, 10) == pytest.approx(4800 + 6528 + 120)
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_the_head_is_counted_once_a_review_and_the_embeddings_not_at_all(kind):
+    from models import build_tiny
+    model, _ = build_tiny(kind, labels=["neg", "neu", "pos"])
+    d = model.config.hidden_size
+    head = d * d + d + d * 3 + 3                       # BERT: pooler + classifier; RoBERTa: its head's dense + out_proj
+    encoder = model.config.num_hidden_layers * (4 * d * d + 4 * d + 2 * d * model.config.intermediate_size
+                                                + model.config.intermediate_size + d + 2 * 2 * d)   # + 2 layer norms
+    assert bench.matmul_parameters(model) == (encoder, head)
 
 
 def test_peak_lookup():
@@ -66,7 +79,7 @@ def test_bench_tiny_series(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "tiny" / "bench"                                     # a config's experiment: its bench/ subfolder
     assert not (tmp_path / "tiny" / "checkpoints").exists()                 # nothing saved, no empty folder left
     saved = json.loads((folder / "grouped.json").read_text())
-    assert saved["flops_formula"] == "sum_i 6 N l_i + 12 n_layers d l_i^2" and saved["device"] == "cpu"
+    assert saved["flops_formula"] == "sum_i 6 N l_i + 12 n_layers d l_i^2 + 6 H" and saved["device"] == "cpu"
     assert json.loads((folder / "random.json").read_text())["config"]["group_by_length"] is False
     rows = lever_rows(folder)                                                # both measurements, side by side
     assert set(rows) == {"grouped", "random"} and "### tiny:bert" in (folder / "levers.md").read_text()

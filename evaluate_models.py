@@ -669,6 +669,13 @@ def plot_confusions(axes, rows: list[dict], names: list[str] | None) -> None:
         ax.axis("off")
 
 
+def accuracy_label(row: dict) -> str:
+    """A dashboard accuracy bar's label: accuracy (retention %), and a model that predicted only some of its classes
+    said so (results.md's warning, on the picture people share without the table)."""
+    missed = classes_missed(row)
+    return f"{row['accuracy']:.4f} ({row['retention']:.2f}%)" + (f", predicts only {missed} classes!" if missed else "")
+
+
 def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test", names: list[str] | None = None,
                    noun: str = "reviews") -> None:
     """Panels: accuracy, size, batch-1 latency per model, accuracy vs throughput (`noun`/s: the data's texts), and
@@ -699,7 +706,7 @@ def plot_dashboard(rows: list[dict], path: Path, title: str, split: str = "test"
         ax.grid(axis="x", alpha=0.3)
 
     acc = [r["accuracy"] for r in rows]
-    bars(axes[0, 0], "accuracy", f"{split} accuracy", lambda r: f"{r['accuracy']:.4f} ({r['retention']:.2f}%)")
+    bars(axes[0, 0], "accuracy", f"{split} accuracy", accuracy_label)
     axes[0, 0].set_xlim(max(0, min(acc) - 0.05), min(1, max(acc) + 0.03))
     axes[0, 0].axvline(teacher["accuracy"], color=colors["teacher"], ls="--", lw=1)
     axes[0, 0].set_title("Accuracy (retention of the teacher's)")

@@ -283,6 +283,9 @@ def test_a_model_that_predicts_only_some_classes_is_flagged_in_results_and_its_c
                                                 "the classes on these texts**: such a model has not learned; give it more "
                                                 "steps (README, *Your own data*). ")
     assert ev.one_sided_note(rows[:1], "texts") == ""
+    figures = {"accuracy": 0.5, "retention": 62.5}                        # and on the dashboard's accuracy bar
+    assert ev.accuracy_label(rows[1] | figures) == "0.5000 (62.50%), predicts only 1 of 2 classes!"
+    assert ev.accuracy_label(rows[0] | figures) == "0.5000 (62.50%)"
     blind = [rows[0] | {"kind": "teacher", "confusion": [[6, 0], [6, 0]]}, rows[1] | {"kind": "distilled"}]
     assert ev.one_sided_note(blind, "texts") == ("**Warning: teacher (fp32: 1 of 2), L1 (fp32: 1 of 2) predicted only "
                                                  "some of the classes on these texts**: such a model has not learned; give "

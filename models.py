@@ -366,12 +366,16 @@ def safetensors_header(path: Path) -> tuple[dict, int]:
 
 
 def load_tokenizer(name_or_path: str):
-    """The tokenizer of a hub id, a saved folder or tiny:bert / tiny:roberta."""
+    """The tokenizer of a hub id, a saved folder or tiny:bert / tiny:roberta, padding on the right whatever it was
+    saved with: BERT-style encoders number positions from the first token, so a left-padded text would read other
+    positions in a batch than alone (and than the ONNX path, which pads on the right)."""
     if name_or_path.startswith("tiny:"):
         return build_tiny(name_or_path[5:])[1]
     from transformers import AutoTokenizer
     with cannot_load(name_or_path):
-        return AutoTokenizer.from_pretrained(name_or_path)
+        tok = AutoTokenizer.from_pretrained(name_or_path)
+    tok.padding_side = "right"
+    return tok
 
 
 @contextlib.contextmanager

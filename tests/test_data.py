@@ -122,6 +122,22 @@ def test_pad_collator_pads_as_the_tokenizer_does(side):
     assert ours["input_ids"].dtype == torch.long and ours["teacher_logits"].tolist() == [[0.5, -1.0], [2.0, 3.0]]
 
 
+def test_a_tokenizer_saved_to_pad_on_the_left_pads_on_the_right(tmp_path):
+    # a BERT model numbers positions from the first token: left padding would change a text's logits with its batch
+    import json
+    model, tok = models.build_tiny("bert")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())      # as a hub model may say
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config | {"padding_side": "left"}))
+    from transformers import AutoTokenizer
+    assert AutoTokenizer.from_pretrained(tmp_path).padding_side == "left"
+    _, loaded = models.load_classifier(str(tmp_path))
+    assert loaded.padding_side == "right"
+    batch = models.PadCollator(loaded)([{"input_ids": [2, 50, 51, 3]}, {"input_ids": [2, 50, 3]}])
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+
+
 def test_classification_metrics_by_hand():
     m = du.classification_metrics(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]))
     assert m["accuracy"] == 0.75

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 from configurator import UsageError, run_main, start_run
-from model_card import write_onnx_card
+from model_card import card_after_export
 from models import experiment_of, finished_models, is_finished, saved_models
 from onnx_runtime import export_model, is_onnx_folder
 
@@ -106,8 +106,12 @@ def main(argv=None) -> list[Path]:
     start_run(globals(), argv, "export", "export.log", check=check)
     exports = []
     for folder in check():
+        record = folder / "onnx" / "export.json"
+        before = record.stat().st_mtime_ns if record.is_file() else None
         exports.append(export_model(folder, OVERWRITE, QUANTIZE, QUANTIZE_EXCLUDE))
-        write_onnx_card(folder)     # <folder>/onnx/README.md: the model's card with this folder's usage (a kept export's too)
+        # the model's card names its export; <folder>/onnx/README.md: that card with this folder's usage (a kept
+        # export's too); a new export's old ONNX figures dropped from both
+        card_after_export(folder, fresh=record.is_file() and record.stat().st_mtime_ns != before)
     return exports
 
 

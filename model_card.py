@@ -12,7 +12,7 @@ from pathlib import Path
 
 from data_utils import accuracy_se, atomic_path, classes_missed, classes_neglected, read_json, recalled
 from models import label_names, unpredicted_classes
-from onnx_runtime import is_onnx_folder
+from onnx_runtime import INT8_FILE, is_onnx_folder
 
 # licenses of the base models this project names in its configs (others: left out, not guessed)
 LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-transformers/all-mpnet-base-v2": "apache-2.0",
@@ -302,10 +302,12 @@ def onnx_card(card: str, export: Path) -> str:
         head = head.replace(f"\n{RESULTS}\n", f"\n{RESULTS}\n\n{whose}\n", 1)
     else:
         head = head.rstrip("\n") + f"\n\n{whose}\n"
-    use = [f"This folder is the ONNX export of `{export.parent}` (`export.py`): `model.onnx` (fp32) and, when quantized, "
-           f"`model_quantized.onnx` (ONNX Runtime dynamic int8), with config.json and the tokenizer; it runs without torch.", "",
-           "```bash", f'python inference.py --model {export} "I loved it"', f'python inference.py --model {export} '
-           f'--onnx_file=model_quantized.onnx "I loved it"   # int8', "```", "",
+    int8 = (export / INT8_FILE).is_file()           # --quantize=false exports fp32 alone
+    use = [f"This folder is the ONNX export of `{export.parent}` (`export.py`): `model.onnx` (fp32)"
+           + (f" and `{INT8_FILE}` (ONNX Runtime dynamic int8)" if int8 else "")
+           + ", with config.json and the tokenizer; it runs without torch.", "",
+           "```bash", f'python inference.py --model {export} "I loved it"',
+           *([f'python inference.py --model {export} --onnx_file={INT8_FILE} "I loved it"   # int8'] if int8 else []), "```", "",
            f"or in Python: `from inference import predict; predict([\"I loved it\"], model=\"{export}\")`, which cuts long "
            f"texts as training did.", "", *plain_onnx_lines(export)]
     return head + f"\n{USAGE}\n\n" + "\n".join(use) + f"\n{LIMITS}\n" + rest.split(f"\n{LIMITS}\n", 1)[1]
@@ -367,6 +369,25 @@ def prepare_lines(kd: dict) -> list[str]:
             "    return chr(0x10000 + ((int(m[1], 16) - 0xD800) << 10) + int(m[2], 16) - 0xDC00)", "",
             "def prepare(text):  # as the training texts were: literal \\uXXXX escapes decoded", "    return ESCAPE.sub(unescape, text)",
             "", ""]
+
+
+def card_after_export(folder: Path, fresh: bool) -> None:
+    """After export.py: <folder>/README.md (atomically) names its export in the usage line, not how to make one; a
+    fresh export (written now, over files that may have been evaluated) drops the card's onnx-fp32 / onnx-int8 rows,
+    which measured the files it replaced (`evaluate_models.py --onnx=true` measures the new ones); then the
+    export's own card (write_onnx_card)."""
+    import re
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        return
+    text = re.sub(r"an ONNX export: `python export\.py --model=([^`]+)`, then `--model \1/onnx`",
+                  r"its ONNX export, for ONNX Runtime without torch: `--model \1/onnx`", path.read_text())
+    if fresh:
+        text = "".join(line for line in text.splitlines(keepends=True) if not re.match(r"\| onnx-(fp32|int8) \|", line))
+    if text != path.read_text():
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    write_onnx_card(folder)
 
 
 def write_onnx_card(folder: Path) -> None:

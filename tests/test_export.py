@@ -348,6 +348,39 @@ def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     assert "onnx-int8" in (exported["cut"] / "README.md").read_text()
 
 
+def test_a_new_export_drops_the_figures_of_the_files_it_replaced(exported, tmp_path):
+    # the model's card names its export once there is one; figures measured on replaced ONNX files are dropped, not
+    # shown as the new files'; an fp32-only export's card offers no int8 file
+    import export
+    from model_card import write_card
+    root = shutil.copytree(exported["cut"].parent.parent, tmp_path / "tiny")
+    folder = root / "students" / "cut"
+    shutil.rmtree(folder / "onnx")
+    row = {"model": "cut", "precision": "fp32", "accuracy": 0.6, "f1": 0.6, "agreement": 0.9, "size_mb": 0.1,
+           "latency_p50_ms": 2.0, "throughput": 500.0}
+    rows, hw = [row, row | {"precision": "onnx-int8", "accuracy": 0.55}], {"device": "cpu", "cpu": "x", "torch_threads": 2}
+
+    def card_with_onnx_rows():
+        write_card(folder, "cut", rows=rows, hardware=hw, test_size=24)
+        return (folder / "README.md").read_text()
+
+    assert f"an ONNX export: `python export.py --model={folder}`, then `--model {folder}/onnx`" in card_with_onnx_rows()
+    export.main([f"--model={folder}", "--quantize=false"])
+    card, onnx_card = (folder / "README.md").read_text(), (folder / "onnx" / "README.md").read_text()
+    assert f"(its ONNX export, for ONNX Runtime without torch: `--model {folder / 'onnx'}`)" in card
+    assert "python export.py" not in card and "| onnx-int8 |" not in card and "| fp32 | 0.6000 |" in card
+    assert "These files have not been evaluated yet: the figures below are the torch model's" in onnx_card
+    assert "model_quantized.onnx" not in onnx_card and "`model.onnx` (fp32), with config.json" in onnx_card
+    card_with_onnx_rows()
+    export.main([f"--model={folder}", "--quantize=false"])                 # kept: its figures are still its files'
+    assert "| onnx-int8 | 0.5500 |" in (folder / "README.md").read_text()
+    assert "Rows onnx-fp32 / onnx-int8 are this folder's files" in (folder / "onnx" / "README.md").read_text()
+    export.main([f"--model={folder}", "--overwrite=true"])                 # new files: the old figures go
+    card, onnx_card = (folder / "README.md").read_text(), (folder / "onnx" / "README.md").read_text()
+    assert "| onnx-int8 |" not in card and "| onnx-int8 |" not in onnx_card
+    assert f"python inference.py --model {folder / 'onnx'} --onnx_file=model_quantized.onnx" in onnx_card
+
+
 def test_the_exporters_chatter_is_held_back_while_exporting():
     # hundreds of INFO lines per model, and four "torchvision is not installed" warnings, told nothing to act on
     import logging

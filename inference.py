@@ -165,10 +165,13 @@ def check_model(path: str, output_dir: str) -> Path:
     return folder
 
 
-def check_onnx_file(folder: Path, onnx_file: str) -> None:
-    """UsageError for an ONNX file the folder does not hold, or one asked of a torch model folder (it would run
-    the torch model while the user believes the ONNX one ran)."""
+def check_onnx_file(folder: Path, onnx_file: str, device: str = "auto") -> None:
+    """UsageError for an ONNX file the folder does not hold, one asked of a torch model folder (it would run
+    the torch model while the user believes the ONNX one ran), or a GPU asked of an ONNX folder (it runs on the CPU)."""
     if is_onnx_folder(folder):
+        if device == "cuda":
+            raise UsageError(f"--device=cuda: {folder} is an ONNX export, which runs on the CPU here (ONNX Runtime's CPU "
+                             f"provider); leave --device out, or pass --model={folder.parent} to run the torch model on the GPU")
         if not (folder / onnx_file).is_file():
             have = ", ".join(sorted(p.name for p in folder.glob("*.onnx"))) or "none"
             raise UsageError(f"--onnx_file={onnx_file}: no such file in {folder} (it holds {have})")
@@ -231,7 +234,7 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
         import warnings
         warnings.warn(f"predict(): no model given, so {folder} ({default_reason(folder, experiment)}); pass model=... "
                       f"to choose", stacklevel=2)
-    check_onnx_file(folder, onnx_file)
+    check_onnx_file(folder, onnx_file, device)
     config = read_json(folder / "config.json")
     texts = as_trained(texts, config.get("sentiment_kd", {}))
     if is_onnx_folder(folder):

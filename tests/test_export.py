@@ -293,6 +293,9 @@ def test_an_onnx_file_the_folder_lacks_or_a_torch_folder_is_one_line(exported, c
     with pytest.raises(UsageError, match=rf"^--onnx_file=model_quantized.onnx picks a file of an ONNX export, but "
                                          rf"{folder} is a torch model folder; pass --model={folder / 'onnx'}"):
         inference.predict(TEXTS, model=str(folder), onnx_file="model_quantized.onnx")     # torch ran, silently
+    with pytest.raises(UsageError, match=rf"^--device=cuda: {folder / 'onnx'} is an ONNX export, which runs on the CPU "
+                                         rf"here .*; leave --device out, or pass --model={folder} to run the torch model"):
+        inference.predict(TEXTS, model=str(folder / "onnx"), device="cuda")               # the CPU ran, silently
     inference.main([f"--model={folder / 'onnx'}", "--onnx_file=model_quantized.onnx", TEXTS[0]])
     accuracy = json.loads((folder / "metrics.json").read_text())["val_accuracy"]
     assert capsys.readouterr().err.strip() == \

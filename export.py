@@ -17,8 +17,8 @@ Why torch.onnx.export and not optimum: optimum-onnx (0.1.0, the newest on the pa
 transformers < 4.58 and this project uses transformers 5, so the maintained exporter of torch itself is
 used (torch.export-based, `dynamo=True`; the TorchScript one is deprecated), and int8 quantization is
 onnxruntime.quantization.quantize_dynamic, which is what optimum's ORTQuantizer runs underneath.
-A finished export (both files) is kept unless OVERWRITE; one made with another QUANTIZE_EXCLUDE (its export.json)
-is refused.
+A finished export (both files) is kept unless OVERWRITE; one whose int8 file was made with other QUANTIZE_* settings
+(its export.json) is refused.
 """
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ OVERWRITE: bool = False           # export again even where <model>/onnx/ is com
 # --- quantization ------------------------------------------------------------------------------
 QUANTIZE: bool = True             # also write the int8 model (ONNX Runtime dynamic quantization)
 QUANTIZE_EXCLUDE: list = [""]     # ONNX operator types left in fp32 (e.g. Gather: the embedding table); [""] = none
+QUANTIZE_PER_CHANNEL: bool = True # int8 weights with a scale per output channel (false: one per tensor)
+QUANTIZE_REDUCE_RANGE: bool = True  # int8 weights in 7 bits (no overflow on CPUs without VNNI; README, Deployment)
 
 
 def check(cfg: dict | None = None) -> list[Path]:
@@ -108,7 +110,7 @@ def main(argv=None) -> list[Path]:
     for folder in check():
         record = folder / "onnx" / "export.json"
         before = record.stat().st_mtime_ns if record.is_file() else None
-        exports.append(export_model(folder, OVERWRITE, QUANTIZE, QUANTIZE_EXCLUDE))
+        exports.append(export_model(folder, OVERWRITE, QUANTIZE, QUANTIZE_EXCLUDE, QUANTIZE_PER_CHANNEL, QUANTIZE_REDUCE_RANGE))
         # the model's card names its export; <folder>/onnx/README.md: that card with this folder's usage (a kept
         # export's too); a new export's old ONNX figures dropped from both
         card_after_export(folder, fresh=record.is_file() and record.stat().st_mtime_ns != before)

@@ -140,8 +140,9 @@ def export_fp32(model, tokenizer, path: Path) -> None:
     program.save(str(path))
 
 
-def quantize_int8(src: Path, dst: Path, exclude: list[str]) -> None:
-    """ONNX Runtime dynamic quantization: MatMul/Gather weights to int8 (per tensor), activations uint8 at run time."""
+def quantize_int8(src: Path, dst: Path, exclude: list[str], per_channel: bool = True, reduce_range: bool = True) -> None:
+    """ONNX Runtime dynamic quantization: MatMul/Gather weights to int8 (a scale per output channel with `per_channel`,
+    7 bits with `reduce_range`: no overflow in the 16-bit sums of CPUs without VNNI), activations uint8 at run time."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
     prepared = dst.with_name("prepared.onnx")
@@ -155,7 +156,8 @@ def quantize_int8(src: Path, dst: Path, exclude: list[str]) -> None:
             prepared.unlink()
             raise UsageError(f"--quantize_exclude={','.join(exclude)} leaves no operator of {src} to quantize; "
                              f"exclude fewer, or set --quantize=false for no int8 model")
-    quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=ops)
+    quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=ops,
+                     per_channel=per_channel, reduce_range=reduce_range)
     prepared.unlink()
 
 
@@ -197,16 +199,25 @@ def check_parity(model, tok, export: Path, folder: Path) -> float:
     return round(diff, 8)
 
 
-def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, exclude: list[str] = ()) -> Path:
-    """Export one finished model folder to <folder>/onnx/ (atomically: written to onnx.partial first)."""
+INT8_SETTINGS = ("quantize_exclude", "per_channel", "reduce_range")   # export.json: how its int8 file was made
+OLD_INT8 = {"per_channel": False, "reduce_range": False}              # exports before these were recorded: per tensor
+
+
+def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, exclude: list[str] = (),
+                 per_channel: bool = True, reduce_range: bool = True) -> Path:
+    """Export one finished model folder to <folder>/onnx/ (atomically: written to onnx.partial first); a finished
+    export is kept unless `overwrite`, and one whose int8 file was made otherwise (INT8_SETTINGS) is refused."""
     from models import load_classifier
     folder, out = Path(folder), onnx_dir(folder)
-    settings = {"quantize": quantize, "quantize_exclude": sorted(e for e in exclude if e)}
+    settings = {"quantize": quantize, "quantize_exclude": sorted(e for e in exclude if e), "per_channel": per_channel,
+                "reduce_range": reduce_range}
     if is_exported(folder, quantize) and not overwrite:
         old = read_json(out / "export.json") if (out / "export.json").is_file() else None   # older exports: none
-        if quantize and old and old["quantize"] and old["quantize_exclude"] != settings["quantize_exclude"]:
-            raise UsageError(f"{out} was exported with quantize_exclude = {','.join(old['quantize_exclude']) or 'none'}, "
-                             f"now {','.join(settings['quantize_exclude']) or 'none'}; --overwrite=true exports it again")
+        changed = [k for k in INT8_SETTINGS if quantize and old and old["quantize"] and (OLD_INT8 | old)[k] != settings[k]]
+        if changed:
+            said = lambda v: ",".join(v) or "none" if isinstance(v, list) else str(v).lower()   # noqa: E731
+            raise UsageError(f"{out} was exported with {changed[0]} = {said((OLD_INT8 | old)[changed[0]])}, now "
+                             f"{said(settings[changed[0]])}; --overwrite=true exports it again")
         log.info("kept %s (exported already; --overwrite=true exports again)", out)
         return out
     model, tok = load_classifier(str(folder))
@@ -216,7 +227,7 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
     with quiet_exporters():
         export_fp32(model, tok, tmp / FP32_FILE)
         if quantize:
-            quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, [e for e in exclude if e])
+            quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, [e for e in exclude if e], per_channel, reduce_range)
     model.config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     try:

@@ -197,11 +197,19 @@ def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path, mon
         export.main([f"--model={exported['cut']}", "--quantize_exclude=Gathr", "--overwrite=true"])
     # the export there was made without exclusions (its export.json): kept, it would pass for one made with them
     made = json.loads((exported["cut"] / "onnx" / "export.json").read_text())
-    assert (made["quantize"], made["quantize_exclude"]) == (True, [])
+    assert made == {"quantize": True, "quantize_exclude": [], "per_channel": True, "reduce_range": True} | \
+        {"max_abs_logit_diff": made["max_abs_logit_diff"]}
     before = (exported["cut"] / "onnx" / "model_quantized.onnx").stat().st_mtime_ns
     with pytest.raises(UsageError, match=r"onnx was exported with quantize_exclude = none, now Gather; --overwrite=true"):
         export.main([f"--model={exported['cut']}", "--quantize_exclude=Gather"])
+    with pytest.raises(UsageError, match=r"onnx was exported with per_channel = true, now false; --overwrite=true"):
+        export.main([f"--model={exported['cut']}", "--quantize_per_channel=false"])
     assert (exported["cut"] / "onnx" / "model_quantized.onnx").stat().st_mtime_ns == before
+    # a scale per output channel of each int8 matrix (the embedding tables, looked up: one per table)
+    import onnx
+    graph = onnx.load(str(exported["cut"] / "onnx" / "model_quantized.onnx")).graph
+    scales = {t.name: list(t.dims) for t in graph.initializer if t.name.endswith("_scale") and "embeddings" not in t.name}
+    assert len(scales) >= 6 and all(dims and dims[0] > 1 for dims in scales.values()), scales
     from onnx_runtime import quantize_int8
     with pytest.raises(UsageError, match="leaves no operator of .* to quantize"):   # what the graph has, whatever it has
         quantize_int8(exported["cut"] / "onnx" / "model.onnx", tmp_path / "int8.onnx", ["MatMul", "Gather", "Attention"])

@@ -1039,6 +1039,13 @@ def publish_requested_soft_labels(teacher: Teacher) -> None:
 
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
+    from runs import overwrite_run
+    with overwrite_run(Path(OUTPUT_DIR) / EXPERIMENT, OVERWRITE):   # stopped, the same command keeps what it finished
+        return distill(cfg)
+
+
+def distill(cfg: dict) -> dict:
+    """Each student not kept trained, distilled or on the labels alone; {students: metrics, teacher_logits: stats}."""
     teacher = find_teacher()
     # 1. what is left to train (finished students are kept), and the published soft labels
     runs, results = pending_runs(cfg, teacher)

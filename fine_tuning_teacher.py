@@ -23,6 +23,8 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
 
 Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 """
+from pathlib import Path
+
 from configurator import UsageError, log, public_config, run_main, start_run
 from data_utils import DataSpec, check_data, load_splits, log_splits, read_json, split_digests
 from models import (PadCollator, check_max_length, count_parameters, head_plan, is_classifier, label_names, load_classifier,
@@ -151,6 +153,13 @@ def tokenize(splits, tokenizer, args) -> dict:
 
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
+    from runs import overwrite_run
+    with overwrite_run(Path(OUTPUT_DIR) / EXPERIMENT, OVERWRITE):   # stopped, the same command keeps what it finished
+        return teach(cfg)
+
+
+def teach(cfg: dict) -> dict:
+    """The teacher kept, or trained (FINE_TUNE off: only evaluated) and saved; its metrics."""
     from runs import run_dirs, should_train
     dirs = run_dirs(OUTPUT_DIR, EXPERIMENT, "teacher")
     if not should_train(*dirs[:2], OVERWRITE, run_settings(cfg)):

@@ -105,6 +105,7 @@ for step in $steps; do
   running=""                                     # its row written: a SIGTERM from here on exits at once
   if [ -n "$stop" ]; then exit "$stop"; fi       # SIGTERM as a step ended on its own
 done
+rm -f "$out/.overwrite-run.json"   # every step finished: an --overwrite run of them has ended (runs.overwrite_run)
 echo "| total | $(( $(date +%s) - t0 )) | | $(date -u +%FT%TZ) |" >> "$draft"
 publish
 cat "$out/timings.md"

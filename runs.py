@@ -13,14 +13,16 @@ not import the Trainer (training.py): on this project's 2-core CPU a kept teache
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from configurator import UsageError, is_main_process, log, public_config
-from data_utils import read_json, same_setting
-from models import is_finished
+from data_utils import read_json, same_setting, write_json
+from models import experiment_of, is_finished
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,12 +112,44 @@ def new_experiment(out_dir: Path, settings: dict) -> str:
 
 
 def kept_as_is(out_dir: Path, settings: dict, overwrite: bool) -> bool:
-    """Whether this command keeps the finished run in out_dir as it is: no --overwrite, and made with `settings`
-    (or by an older version that recorded none). Such a run needs no base model, nor its checks."""
-    if overwrite or not is_finished(out_dir):
+    """Whether this command keeps the finished run in out_dir as it is: made with `settings` (or by an older version
+    that recorded none) and no --overwrite, or by this --overwrite command before it was stopped
+    (finished_in_overwrite). Such a run needs no base model, nor its checks."""
+    if not is_finished(out_dir):
         return False
+    if overwrite:
+        return finished_in_overwrite(out_dir, settings)
     old = recorded_settings(out_dir)
     return old is None or not differences(as_kept(old, settings), settings)
+
+
+OVERWRITE_RUN = ".overwrite-run.json"   # in an experiment folder while an --overwrite command of it is unfinished
+
+
+@contextlib.contextmanager
+def overwrite_run(exp_dir: Path, overwrite: bool):
+    """Around a training script's work: with --overwrite, the experiment is marked (OVERWRITE_RUN: when the command
+    began, unless an earlier --overwrite command that did not end marked it), so that the same command again, after a
+    stop, keeps the models it finished (finished_in_overwrite) and trains only the rest, as its stop message says;
+    the mark goes when the command ends with all its models finished (under run_experiment.sh, which gives every
+    step the same flags, when the last step has: there a stop in the students must not retrain the teacher)."""
+    mark = Path(exp_dir) / OVERWRITE_RUN
+    if overwrite and is_main_process() and not mark.is_file():
+        write_json(mark, {"started": time.time()})
+    yield                                   # not finally: a stopped or failed command leaves the mark
+    if overwrite and is_main_process() and not os.environ.get("KD_ALL_STEPS"):
+        mark.unlink(missing_ok=True)
+
+
+def finished_in_overwrite(out_dir: Path, settings: dict | None) -> bool:
+    """Whether the finished model in out_dir was finished with `settings` by the --overwrite command marked in its
+    experiment (OVERWRITE_RUN), which was stopped before it ended: its metrics.json written since the mark."""
+    mark = experiment_of(out_dir) / OVERWRITE_RUN
+    if settings is None or not mark.is_file() or not is_finished(out_dir):
+        return False
+    old = recorded_settings(out_dir)
+    return (out_dir / "metrics.json").stat().st_mtime >= read_json(mark)["started"] and old is not None \
+        and not differences(as_kept(old, settings), settings)
 
 
 def checkpoint_settings(ckpt_dir: Path) -> dict:
@@ -151,12 +185,18 @@ OVERWRITING = "overwriting"      # in a checkpoint folder: its run was started b
 
 
 def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict | None = None) -> bool:
-    """The overwrite policy of every script: False for a finished run that is to be kept; on --overwrite, the run
+    """The overwrite policy of every script: False for a finished run that is to be kept (without --overwrite, or
+    finished by this --overwrite command before it was stopped: finished_in_overwrite); on --overwrite, the run
     starts afresh (an interrupted run's checkpoints dropped), unless its checkpoints are those of an --overwrite run
     of the same `settings` (resume_settings) that was interrupted: the same command then goes on with them, as the
     stop message says; otherwise an interrupted run resumes from its checkpoints."""
+    if is_finished(out_dir) and overwrite and finished_in_overwrite(out_dir, settings):
+        log.info("%s: finished with these settings by this --overwrite command before it was stopped: kept (the "
+                 "command goes on with the rest)", out_dir)
+        return False
     if is_finished(out_dir) and not overwrite:
-        if any(ckpt_dir.glob("checkpoint-*")):   # e.g. an --overwrite run stopped before it finished
+        newer = (out_dir / "metrics.json").stat().st_mtime       # a finished run's own checkpoints (KEEP_CHECKPOINTS) are older
+        if any(c.stat().st_mtime > newer for c in ckpt_dir.glob("checkpoint-*")):   # an --overwrite run stopped before it finished
             log.warning("%s holds checkpoints of an unfinished run, left as they are: the finished model in %s is "
                         "kept (--overwrite=true goes on with them if an --overwrite run of these settings made them, "
                         "else trains afresh)", ckpt_dir, out_dir)

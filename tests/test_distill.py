@@ -889,3 +889,42 @@ def test_a_run_resumed_under_torchrun_draws_the_resumed_epochs_order(tmp_path, m
     monkeypatch.setattr(Trainer, "_run_epoch", lambda self, **kw: [b.tolist() for b in kw["train_dataloader"]])
     resumed = trainer._run_epoch(model=model, epoch=1, train_dataloader=shard(sampler, skip=2))
     assert sampler.epoch == 1 and resumed == expected[2:]
+
+
+def test_an_overwrite_run_stopped_midway_keeps_what_it_finished_when_run_again(tiny_experiment, imdb_parquet, tmp_path,
+                                                                                monkeypatch):
+    # --overwrite=true retrains finished students; stopped in the baseline, the same command again keeps the student
+    # this command finished (it retrained it before), goes on with the baseline, and a later --overwrite command
+    # retrains both; under run_experiment.sh (KD_ALL_STEPS) the mark outlives each step, so a stop in the students
+    # does not retrain the teacher either
+    from transformers import TrainerCallback
+
+    import runs
+    shutil.copytree(tiny_experiment / "tiny" / "teacher", tmp_path / "tiny" / "teacher")
+    args = tiny_args(imdb_parquet, tmp_path, "--only=cut", "--overwrite=true")
+    ds.main(tiny_args(imdb_parquet, tmp_path, "--only=cut"))
+    students, mark = tmp_path / "tiny" / "students", tmp_path / "tiny" / runs.OVERWRITE_RUN
+    stamp = lambda name: (students / name / "metrics.json").stat().st_mtime_ns   # noqa: E731
+    old = stamp("cut")
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if Path(args.output_dir).name == "cut-baseline":
+                raise KeyboardInterrupt("simulated stop in the baseline")
+    monkeypatch.setattr(training, "LogToFile", Crash)
+    with pytest.raises(KeyboardInterrupt):
+        ds.main(args)
+    monkeypatch.undo()
+    assert mark.is_file() and stamp("cut") > old                   # retrained by the stopped command
+    retrained = stamp("cut")
+    again = ds.main(args)["students"]
+    assert stamp("cut") == retrained and again["cut-baseline"]["resumed_from"].endswith("checkpoint-6")
+    assert not mark.is_file()                                      # the command ended: its mark is gone
+    assert f"{students / 'cut'}: finished with these settings by this --overwrite command before it was stopped: " \
+           "kept" in (tmp_path / "tiny" / "logs" / "distill.log").read_text()
+    ds.main(args)                                                  # a new --overwrite command retrains everything
+    assert stamp("cut") > retrained and not mark.is_file()
+    monkeypatch.setenv("KD_ALL_STEPS", "1")                        # a step of run_experiment.sh: the mark stays
+    ds.main(args)
+    newest = stamp("cut")
+    assert mark.is_file() and ds.main(args) and stamp("cut") == newest

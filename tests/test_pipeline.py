@@ -48,6 +48,7 @@ def test_run_experiment_runs_each_step_and_says_which_models_it_kept(imdb_parque
     rows = json.loads((root / "results.json").read_text())["rows"]
     assert [(r["model"], r["precision"]) for r in rows] == [("teacher", "fp32"), ("one", "fp32"), ("one-baseline", "fp32")]
     assert not list(root.glob("timings.md.new*")) and not list(root.glob(".step-start*"))
+    assert not (root / ".overwrite-run.json").exists()      # the --overwrite run ended with its last step
 
     stamp = lambda: {n: (root / n / "metrics.json").stat().st_mtime_ns   # noqa: E731
                      for n in ("teacher", "students/one", "students/one-baseline")}

@@ -329,6 +329,7 @@ def test_an_interrupted_overwrite_run_goes_on_with_the_same_command(tmp_path, im
     monkeypatch.undo()
     assert (ckpts / "checkpoint-5").is_dir() and (ckpts / runs.OVERWRITING).is_file()
     assert ft.main(tiny_args(imdb_parquet, tmp_path)) == first                     # kept without --overwrite
+    assert f"{ckpts} holds checkpoints of an unfinished run" in (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
     again = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true"))
     assert again["resumed_from"].endswith("checkpoint-5") and again["optimizer_steps"] == 40
     log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
@@ -339,6 +340,13 @@ def test_an_interrupted_overwrite_run_goes_on_with_the_same_command(tmp_path, im
     monkeypatch.undo()
     other = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true", "--learning_rate=2e-3"))
     assert other["resumed_from"] is None and not ckpts.exists()
+
+
+def test_a_finished_runs_own_kept_checkpoints_are_not_taken_for_an_unfinished_runs(tmp_path, imdb_parquet):
+    ft.main(tiny_args(imdb_parquet, tmp_path, "--keep_checkpoints=true", "--epochs=1"))
+    assert list((tmp_path / "tiny" / "checkpoints" / "teacher").glob("checkpoint-*"))
+    ft.main(tiny_args(imdb_parquet, tmp_path, "--keep_checkpoints=true", "--epochs=1"))
+    assert "holds checkpoints of an unfinished run" not in (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
 
 
 def test_resume_takes_the_newest_complete_checkpoint(tmp_path):

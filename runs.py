@@ -195,6 +195,7 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict 
                  "command goes on with the rest)", out_dir)
         return False
     if is_finished(out_dir) and not overwrite:
+        restore_record(out_dir)
         newer = (out_dir / "metrics.json").stat().st_mtime       # a finished run's own checkpoints (KEEP_CHECKPOINTS) are older
         if any(c.stat().st_mtime > newer for c in ckpt_dir.glob("checkpoint-*")):   # an --overwrite run stopped before it finished
             log.warning("%s holds checkpoints of an unfinished run, left as they are: the finished model in %s is "
@@ -214,6 +215,15 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict 
     if out_dir.exists() and not is_finished(out_dir):
         log.warning("%s holds no finished run (no weights or no metrics.json); training replaces it", out_dir)
     return True
+
+
+def restore_record(out_dir: Path) -> None:
+    """A kept model's published record (models/<name>.json, written just after its folder), written again from the
+    folder when missing: a save stopped between the two, or a record that could not be written, left none."""
+    record = experiment_of(out_dir) / "models" / f"{out_dir.name}.json"
+    if is_main_process() and not record.is_file():
+        write_json(record, {"config": read_json(out_dir / "config.json"), "metrics": read_json(out_dir / "metrics.json")})
+        log.warning("%s had no published record; written from %s", record, out_dir)
 
 
 def interrupted_overwrite(ckpt_dir: Path, settings: dict | None) -> bool:

@@ -345,8 +345,15 @@ def test_an_interrupted_overwrite_run_goes_on_with_the_same_command(tmp_path, im
 def test_a_finished_runs_own_kept_checkpoints_are_not_taken_for_an_unfinished_runs(tmp_path, imdb_parquet):
     ft.main(tiny_args(imdb_parquet, tmp_path, "--keep_checkpoints=true", "--epochs=1"))
     assert list((tmp_path / "tiny" / "checkpoints" / "teacher").glob("checkpoint-*"))
+    record = tmp_path / "tiny" / "models" / "teacher.json"
+    written = json.loads(record.read_text())
+    record.unlink()                                  # a save stopped between the model folder and its record
     ft.main(tiny_args(imdb_parquet, tmp_path, "--keep_checkpoints=true", "--epochs=1"))
-    assert "holds checkpoints of an unfinished run" not in (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
+    log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
+    assert "holds checkpoints of an unfinished run" not in log and f"{record} had no published record; written" in log
+    again = json.loads(record.read_text())                             # kept, and its record written from its folder
+    assert again["metrics"] == written["metrics"]
+    assert again["config"]["sentiment_kd"] == written["config"]["sentiment_kd"]
 
 
 def test_resume_takes_the_newest_complete_checkpoint(tmp_path):

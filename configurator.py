@@ -412,6 +412,16 @@ def public_config(cfg: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # starting a run: logging, the experiment lock, one-line errors
 # ----------------------------------------------------------------------------------------------
+def check_run_folder(output_dir: str, experiment: str) -> None:
+    """UsageError for an empty OUTPUT_DIR, or an EXPERIMENT that is not one folder name: empty (its files would lie
+    in OUTPUT_DIR itself, beside every experiment), or a path (inside another experiment, outside its lock)."""
+    if not output_dir.strip():
+        raise UsageError("--output_dir is empty; give the folder that holds the experiments (default outputs)")
+    if not experiment.strip() or experiment.strip() in (".", "..") or "/" in experiment or os.sep in experiment:
+        raise UsageError(f"--experiment={experiment!r}: must be one folder name under --output_dir ({output_dir}), "
+                         f"such as mine or quick-2; for another place give --output_dir")
+
+
 def start_run(namespace: dict, argv: list[str] | None, script: str, log_name, check=None) -> dict:
     """The opening of a training/evaluation script: apply overrides (no positional arguments allowed),
     run the script's own checks `check(cfg)` (before anything is written: a bad input changes nothing
@@ -420,6 +430,7 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name, ch
     cfg = configure(namespace, argv, script)
     if cfg["_args"]:
         raise UsageError(f"unexpected argument {cfg['_args'][0]!r}; constants are set as --name=value")
+    check_run_folder(namespace["OUTPUT_DIR"], namespace["EXPERIMENT"])
     if not namespace.get("MODEL"):         # export.py --model: its experiment is known after its check
         refuse_if_busy(Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"])   # before checks that load data
     with held_records() as early:

@@ -62,6 +62,9 @@ def assert_one_line_error(r, *fragments):
     ("evaluate_models.py", ["--test_size=-1"], "--test_size=-1: must be >= 0"),
     ("export.py", ["--model=no/such/folder"], "--model no/such/folder: no such folder; finished models in "),
     ("evaluate_models.py", ["--device=tpu"], "--device=tpu: must be one of auto, cpu, cuda"),
+    ("fine_tuning_teacher.py", ["--experiment="], "--experiment='': must be one folder name under --output_dir ("),
+    ("distill_student.py", ["--experiment=tiny/students"], "--experiment='tiny/students': must be one folder name"),
+    ("evaluate_models.py", ["--output_dir="], "--output_dir is empty; give the folder that holds the experiments"),
 ])
 def test_bad_settings_change_nothing(tiny_experiment, imdb_parquet, script, args, message, capsys):
     # in this process, as `python script ...` runs it (run_main): a new process would spend ~8 s importing

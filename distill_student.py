@@ -351,6 +351,21 @@ def find_teacher() -> Teacher:
                    not SOFT_LABELS, {} if SOFT_LABELS else digests, metrics.get("val_classes_predicted"))
 
 
+def check_published_teacher(teacher: Teacher) -> None:
+    """UsageError when the experiment's published teacher record (models/teacher.json) is of another training run
+    than the teacher these students would learn from (TEACHER_DIR): their results would be published beside
+    another teacher's, in another run's folder (a finished student of the same name is caught by its own record;
+    one of a new name was not). OVERWRITE replaces them knowingly."""
+    record = Path(OUTPUT_DIR) / EXPERIMENT / "models" / "teacher.json"
+    if OVERWRITE or not teacher.has_model or not record.is_file():
+        return
+    from data_utils import digest
+    if digest(read_json(record).get("metrics", {})) != run_fingerprint(teacher.where):
+        raise UsageError(f"{record} is the published record of experiment {EXPERIMENT}'s teacher, another run than "
+                         f"{teacher.where}, which these students would learn from; give --experiment=<a new name> to keep "
+                         f"both, or --overwrite=true to put them in {EXPERIMENT} all the same")
+
+
 def check_teacher_accuracy(teacher: Teacher) -> None:
     """UsageError for a teacher below MIN_TEACHER_ACCURACY on validation (checked after its data: a teacher of other
     data, e.g. a forgotten --config, is named as that); a warning for one that predicted only some of its classes."""
@@ -573,6 +588,7 @@ def check_config(cfg: dict) -> None:
     soft labels) and that the data is the teacher's."""
     check_before_teacher(cfg)
     teacher, ours, runs = find_teacher(), DataSpec.from_settings(cfg), selected_runs(cfg)
+    check_published_teacher(teacher)
     check_teacher_data(teacher, ours, cfg)
     check_teacher_accuracy(teacher)
     if not teacher.has_model:

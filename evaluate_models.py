@@ -1120,8 +1120,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     previous = root / f"{prefix}results.json"
     dropped = sorted({r["model"] for r in read_json(previous)["rows"]} - {r["model"] for r in rows}) if previous.is_file() else []
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
-        log.warning("%s held rows of %s, which this evaluation does not measure (--models); its tables are replaced",
-                    previous, ", ".join(dropped))
+        log.warning("%s held rows of %s, which this evaluation does not measure (%s); its tables are replaced",
+                    previous, ", ".join(dropped), "--models" if any(MODELS) else "no finished model of theirs is here")
     teacher_run = run_fingerprint(models[0][1]) if models[0][0] == "teacher" else \
         read_json(Path(TEACHER_RESULTS)).get("teacher_run")             # the training run its teacher rows are of
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),

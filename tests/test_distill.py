@@ -821,6 +821,8 @@ def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(ti
     metrics = tmp_path / "tiny" / "teacher" / "metrics.json"
     old = json.loads(metrics.read_text())
     metrics.write_text(json.dumps(old | {"train_time_s": old["train_time_s"] + 1000}))   # the teacher retrained
+    teacher_record = tmp_path / "tiny" / "models" / "teacher.json"                     # (its record, rewritten too)
+    teacher_record.write_text(json.dumps(json.loads(teacher_record.read_text()) | {"metrics": json.loads(metrics.read_text())}))
     with pytest.raises(UsageError, match=r"students/cut holds a finished run made from another training of the teacher "
                                          r"\(retrained since\); 1 more: student.transfer_size; --overwrite=true retrains it"):
         ds.main(tiny_args(imdb_parquet, tmp_path, "--transfer_size=2"))
@@ -928,3 +930,19 @@ def test_an_overwrite_run_stopped_midway_keeps_what_it_finished_when_run_again(t
     ds.main(args)
     newest = stamp("cut")
     assert mark.is_file() and ds.main(args) and stamp("cut") == newest
+
+
+def test_students_of_another_teacher_are_refused_where_the_experiment_published_its_own(tiny_experiment, imdb_parquet,
+                                                                                         tmp_path):
+    # students of new names, from another teacher, would be published beside the experiment's own teacher's results
+    from configurator import UsageError
+    record, teacher = tmp_path / "tiny" / "models" / "teacher.json", tiny_experiment / "tiny" / "teacher"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"config": {}, "metrics": {"val_accuracy": 0.9}}))      # another run's
+    args = tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={teacher}", "--only=cut")
+    with pytest.raises(UsageError, match=rf"^{record} is the published record of experiment tiny's teacher, another run "
+                                         rf"than {teacher}, which these students would learn from; give --experiment="):
+        ds.main(args)
+    assert not (tmp_path / "tiny" / "students").exists()
+    shutil.copy(tiny_experiment / "tiny" / "models" / "teacher.json", record)            # its own teacher's record
+    assert set(ds.main(args)["students"]) == {"cut", "cut-baseline"}

@@ -124,7 +124,7 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
                       "--quantize=false", "--models=cut-baseline", "--test_size=1000", cache=False))   # a subset replaces
     logged = (tmp_path / "soft" / "logs" / "evaluate.log").read_text().splitlines()          # the tables: said
-    assert "WARNING" in next(line for line in logged if "held rows of cut, which this evaluation does not measure" in line)
+    assert "WARNING" in next(line for line in logged if "held rows of cut, which this evaluation does not measure (--models)" in line)
     assert "WARNING" in next(line for line in logged if "--test_size=1000: the test split has 24 texts; all of them" in line)
     with pytest.raises(UsageError, match=r"evaluated with texts = 24, here 10"):
         ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",

@@ -670,6 +670,27 @@ def _ignore_signal(signum, frame) -> None:
     pass
 
 
+@contextlib.contextmanager
+def stops_held():
+    """Ctrl-C and SIGTERM held back while the block writes files that must describe one run together (an
+    evaluation's results, predictions, cards and figures: each written atomically, but not the set), then acted on
+    as the block ends, the set whole. Only the main thread can set signal handlers: elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    before = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    if held:
+        if held[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        _interrupt(held[0], None)
+
+
 def _insist(signum: int) -> None:
     for _ in range(30):
         time.sleep(2)

@@ -51,7 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
-from configurator import UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run, toml_inline
+from configurator import (UsageError, cpu_sample, log, others_cores, public_config, run_main, start_run, stops_held,
+                          toml_inline)
 from data_utils import (IMDB_LABELS, DataSpec, accuracy_se, atomic_path, check_data, check_digests, class_shares, classes_missed,
                         classes_neglected, classification_metrics, is_path_setting, load_splits, located, moved_copy,
                         per_class_metrics, percentile, portable, read_json, recalled, replace_dir, same_setting,
@@ -1113,7 +1114,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     and, after a test evaluation, each model's card; the result. load: the machine's load while measuring,
     {load_average_1min (machine_load() when measuring began), other_cores_busy (others_cores over all of it)}.
     predictions: the folder this evaluation wrote its predictions to (<name>.partial), moved into place right
-    after results.json, so that the two always describe the same evaluation."""
+    after results.json, so that the two always describe the same evaluation; a stop while these are written takes
+    effect after the cards and figures too (stops_held)."""
     root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, split_prefix()
     pairs = paired_rows(rows)
     groups, hw = seed_groups(rows, pairs), hardware(device) | (load or {})
@@ -1129,12 +1131,13 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
               "config": public_config(cfg), "rows": rows, "groups": groups, "class_shares": split["class_shares"]}
     if "chosen" in MODELS:                          # the study's choice, made on validation, beside its test results
         result["chosen"] = read_json(root / "chosen.json")
-    write_reports(root, result, prefix)
-    if predictions is not None:
-        replace_dir(predictions, predictions.with_name(predictions.name.removesuffix(".partial")))
-    if SPLIT == "test":      # each model's card (README.md) gets its test metrics and speed, once results.json has them
-        write_cards(own_models(models, root), rows, pairs, hw, len(split["texts"]), split["of"])
-    draw_figures(root, result, prefix)
+    with stops_held():      # a stop now takes effect once every file below is of this evaluation
+        write_reports(root, result, prefix)
+        if predictions is not None:
+            replace_dir(predictions, predictions.with_name(predictions.name.removesuffix(".partial")))
+        if SPLIT == "test":      # each model's card (README.md) gets its test metrics and speed, once results.json has them
+            write_cards(own_models(models, root), rows, pairs, hw, len(split["texts"]), split["of"])
+        draw_figures(root, result, prefix)
     log.info("wrote %s/%sresults.{json,csv,md}, %sdashboard.png and %sgains.png\n%s", root, prefix, prefix, prefix,
              markdown_table(rows, text_noun(split["data"])))
     return result

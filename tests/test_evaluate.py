@@ -737,6 +737,20 @@ def test_a_stopped_evaluation_leaves_predictions_and_results_of_the_same_one(tin
         ev.main(tiny_args(imdb_parquet, tmp_path, "--quantize=false", "--test_size=10", cache=False))   # other texts
     after = {p.name: p.read_bytes() for p in (root / "predictions").iterdir()} | {"results": (root / "results.json").read_bytes()}
     assert after == before
+    monkeypatch.undo()
+
+    # Ctrl-C while the results are written: it takes effect once the predictions, cards and figures are this evaluation's
+    import os
+    import signal
+    reports = ev.write_reports
+    monkeypatch.setattr(ev, "write_reports", lambda *a: reports(*a) or os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        ev.main(tiny_args(imdb_parquet, tmp_path, "--quantize=false", "--test_size=10", cache=False))
+    texts = json.loads((root / "results.json").read_text())["texts"]
+    assert texts == 10 and len((root / "predictions" / "texts.csv").read_text().splitlines()) == 1 + texts
+    assert "stratified 10 of 24 test texts" in (root / "students" / "cut" / "README.md").read_text()
+    assert not (root / "predictions.partial").exists()
+    assert (root / "dashboard.png").stat().st_mtime >= (root / "results.json").stat().st_mtime
 
 
 def test_redraw_draws_the_figures_of_a_published_results_json_and_loads_no_model(tmp_path, monkeypatch):

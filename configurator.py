@@ -712,7 +712,10 @@ def disk_full(error: BaseException) -> str | None:
         e = e.__cause__ or e.__context__
     full = [e for e in chain if (isinstance(e, OSError) and e.errno == errno.ENOSPC)
             or "No space left on device" in str(e) or "StorageFull" in str(e)]
-    if not full:
+    # torch.save's zip writer reports a write that fell short without the OS error ("unexpected pos N vs M"): a full
+    # disk when less is free than a save of the run takes
+    short = [e for e in chain if "unexpected pos" in str(e) and "inline_container" in str(e)]
+    if not full and not short:
         return None
     named = next((e.filename for e in full if isinstance(e, OSError) and e.filename), None)
     folder = Path(named).parent if named else (_RUN_ROOT[-1] if _RUN_ROOT else Path.cwd())
@@ -721,6 +724,8 @@ def disk_full(error: BaseException) -> str | None:
     sizes = [sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
              for d in ([*_RUN_ROOT[-1].glob("**/checkpoint-*"), *_RUN_ROOT[-1].glob("teacher"),
                         *_RUN_ROOT[-1].glob("students/*")] if _RUN_ROOT else []) if d.is_dir()]
+    if not full and not (sizes and free < max(sizes) / 1e6):
+        return None
     need = f"; a save here takes about {max(sizes) / 1e6:.0f} MB" if sizes and max(sizes) else ""
     return (f"disk full while writing to {folder} ({free:.0f} MB free{need}); free some space (or use another "
             f"--output_dir) and run the same command again: finished models are kept, an interrupted save is set aside")

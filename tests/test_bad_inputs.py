@@ -249,3 +249,23 @@ def test_an_output_folder_that_cannot_be_written(tiny_experiment, imdb_parquet, 
     # and as a user sees it, with a folder that is a file: one line, exit 2
     (tmp_path / "tiny").write_text("")
     assert_one_line_error(run("fine_tuning_teacher.py", *tiny_args(imdb_parquet, tmp_path)), "cannot write to")
+
+
+def test_torchs_short_write_is_a_full_disk_only_when_less_is_free_than_a_save(tmp_path, monkeypatch):
+    # torch.save's zip writer says "unexpected pos" with no OS error: a full disk when a save no longer fits
+    import shutil as sh
+    from collections import namedtuple
+
+    import configurator
+    save = tmp_path / "tiny" / "checkpoints" / "teacher" / "checkpoint-5"
+    save.mkdir(parents=True)
+    (save / "model.safetensors").write_bytes(b"0" * 3_000_000)
+    monkeypatch.setattr(configurator, "_RUN_ROOT", [tmp_path / "tiny"])
+    error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 203968 vs 203860")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda path: usage(10**9, 10**9, 1_000_000))
+    assert configurator.disk_full(error).startswith(f"disk full while writing to {tmp_path / 'tiny'} (1 MB free; a save "
+                                                    f"here takes about 3 MB)")
+    monkeypatch.setattr(sh, "disk_usage", lambda path: usage(10**9, 0, 10**9))
+    assert configurator.disk_full(error) is None                 # room enough: some other failure, left as it is
+    assert configurator.disk_full(RuntimeError("unexpected pos")) is None

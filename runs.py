@@ -214,7 +214,28 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict 
             (ckpt_dir / OVERWRITING).write_text("this run was started by --overwrite=true\n")
     if out_dir.exists() and not is_finished(out_dir):
         log.warning("%s holds no finished run (no weights or no metrics.json); training replaces it", out_dir)
+    if is_main_process():
+        check_writable(out_dir, ckpt_dir)
     return True
+
+
+def check_writable(out_dir: Path, ckpt_dir: Path) -> None:
+    """UsageError, before training, when the run could not save: its checkpoint folder or the folder its model goes
+    in cannot be made or written (read-only, or a file in the way), or a file stands where the model folder (or the
+    old one set aside while it is replaced, <name>.replaced) goes. Otherwise the run trains, then fails to save."""
+    for path in (out_dir, out_dir.with_name(out_dir.name + ".replaced")):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{path} is a file where the run saves its model folder; move it away and run the same "
+                             f"command again")
+    for folder in (out_dir.parent, ckpt_dir):
+        probe = folder / f".write-test.{os.getpid()}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise UsageError(f"cannot write to {folder} ({e.strerror or e}), where this run saves; make it writable "
+                             f"(or give another --output_dir) and run the same command again") from None
 
 
 def restore_record(out_dir: Path) -> None:

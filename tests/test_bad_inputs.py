@@ -269,3 +269,20 @@ def test_torchs_short_write_is_a_full_disk_only_when_less_is_free_than_a_save(tm
     monkeypatch.setattr(sh, "disk_usage", lambda path: usage(10**9, 0, 10**9))
     assert configurator.disk_full(error) is None                 # room enough: some other failure, left as it is
     assert configurator.disk_full(RuntimeError("unexpected pos")) is None
+
+
+def test_a_file_where_the_run_saves_is_refused_before_it_trains(imdb_parquet, tmp_path, monkeypatch):
+    # found before training, not when the trained model is saved (root ignores permissions: a file in the way)
+    import fine_tuning_teacher
+    import training
+    from configurator import UsageError
+    monkeypatch.setattr(training, "train_and_save", lambda *a, **k: pytest.fail("trained"))
+    ckpt = tmp_path / "tiny" / "checkpoints" / "teacher"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_text("")
+    with pytest.raises(UsageError, match=rf"^cannot write to {ckpt} \(File exists\), where this run saves; make it "):
+        fine_tuning_teacher.main(tiny_args(imdb_parquet, tmp_path))
+    ckpt.unlink()
+    (tmp_path / "tiny" / "teacher.replaced").write_text("")
+    with pytest.raises(UsageError, match=rf"^{tmp_path / 'tiny' / 'teacher.replaced'} is a file where the run saves"):
+        fine_tuning_teacher.main(tiny_args(imdb_parquet, tmp_path))

@@ -46,6 +46,8 @@ from data_utils import atomic_path, imdb_sources, load_imdb, read_json, write_js
 from models import PadCollator, count_parameters, default_device, load_classifier, tokenize_dataset
 
 _SOME_FAILED = 3     # exit status when measurements failed and the others were saved (1: a crash; 2: bad input)
+_METHOD = 2          # how reviews are drawn and FLOPs counted (2: nested reviews, the head once a review; 1 Dec 2026):
+                     # a saved measurement of another method is not kept as this one's
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "bench"         # logs to OUTPUT_DIR/EXPERIMENT/logs/, results to OUTPUT_DIR/EXPERIMENT/<LABEL>.json
@@ -369,8 +371,10 @@ def kept_measurement(path: Path, settings: dict, device_name: str) -> bool:
     if OVERWRITE or not path.is_file():
         return False
     old = read_json(path)
-    was = {n: old.get("config", {}).get(n.lower()) for n in MEASURED} | {"device": old.get("device_name"), "torch": old.get("torch")}
-    now = {n: settings.get(n, globals()[n]) for n in MEASURED} | {"device": device_name, "torch": torch.__version__}
+    was = {n: old.get("config", {}).get(n.lower()) for n in MEASURED} | {"device": old.get("device_name"), "torch": old.get("torch"),
+                                                                         "method": old.get("method", 1)}
+    now = {n: settings.get(n, globals()[n]) for n in MEASURED} | {"device": device_name, "torch": torch.__version__,
+                                                                  "method": _METHOD}
     changed = [f"{n.lower()} {was[n]!r}, now {now[n]!r}" for n in now if was[n] != now[n]]
     if changed:
         raise UsageError(f"{path} holds a measurement of other settings ({'; '.join(changed)}); --overwrite=true "
@@ -410,7 +414,7 @@ def measure(cfg: dict, settings: dict, where: tuple, seen: set, kernels: dict, b
         return read_json(folder / f"{label}.json")
     model, tok = (model, tok) if model is not None else load_model()
     trainer, timer, clock = run_steps(model, tok, bench_data(tok), device)
-    result = {"label": label, "attention": attention, "base": base or label} | \
+    result = {"label": label, "attention": attention, "base": base or label, "method": _METHOD} | \
         figures(trainer, timer, clock, model, device, device_name) | {"config": public_config(cfg | settings)}
     from training import warn_if_cpu_shared
     warn_if_cpu_shared(folder / label, result["other_cores_busy"])      # a shared CPU's figures are not the machine's

@@ -678,8 +678,9 @@ def stops_held():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = []
-    before = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    held = []        # a signal ignored (SIGINT of a `cmd &` without job control: start_run says so) stays ignored
+    before = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)
+              if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:

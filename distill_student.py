@@ -41,6 +41,7 @@ from the teacher's soft targets alone; texts also in validation or test are neve
 import functools
 import gc
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,11 +354,12 @@ def find_teacher() -> Teacher:
 
 def check_published_teacher(teacher: Teacher) -> None:
     """UsageError when the experiment's published teacher record (models/teacher.json) is of another training run
-    than the teacher these students would learn from (TEACHER_DIR): their results would be published beside
+    than the teacher elsewhere these students would learn from (TEACHER_DIR): their results would be published beside
     another teacher's, in another run's folder (a finished student of the same name is caught by its own record;
     one of a new name was not). OVERWRITE replaces them knowingly."""
-    record = Path(OUTPUT_DIR) / EXPERIMENT / "models" / "teacher.json"
-    if OVERWRITE or not teacher.has_model or not record.is_file():
+    record, root = Path(OUTPUT_DIR) / EXPERIMENT / "models" / "teacher.json", (Path(OUTPUT_DIR) / EXPERIMENT).resolve()
+    if OVERWRITE or not TEACHER_DIR or not teacher.has_model or not record.is_file() or \
+            Path(teacher.where).resolve().is_relative_to(root):     # its own teacher: a stale record is rewritten
         return
     from data_utils import digest
     if digest(read_json(record).get("metrics", {})) != run_fingerprint(teacher.where):
@@ -768,7 +770,8 @@ def pending_runs(cfg: dict, teacher: Teacher, candidates: list[Run] | None = Non
         if should_train(*run.dirs[:2], OVERWRITE, run_settings(run, cfg, teacher)):
             runs.append(run)
         else:   # kept as it is: no data, no teacher pass for it
-            log.info("student %s: finished run in %s, kept (--overwrite=true retrains it)", run.name, run.dirs[0])
+            log.info("student %s: finished run in %s, kept (%s)", run.name, run.dirs[0],
+                     "this --overwrite command finished it before it was stopped" if OVERWRITE else "--overwrite=true retrains it")
             finished[run.name] = read_json(run.dirs[0] / "metrics.json")
     return runs, finished
 
@@ -1056,7 +1059,8 @@ def publish_requested_soft_labels(teacher: Teacher) -> None:
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "distill_student", "distill.log", check=check_config)
     from runs import overwrite_run
-    with overwrite_run(Path(OUTPUT_DIR) / EXPERIMENT, OVERWRITE):   # stopped, the same command keeps what it finished
+    command = sys.argv[1:] if argv is None else argv      # stopped, the same command keeps what it finished
+    with overwrite_run(Path(OUTPUT_DIR) / EXPERIMENT, OVERWRITE, command):
         return distill(cfg)
 
 

@@ -23,6 +23,7 @@ Writes outputs/<EXPERIMENT>/teacher/: weights, tokenizer, config.json (label nam
 
 Offline: export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
 """
+import sys
 from pathlib import Path
 
 from configurator import UsageError, log, public_config, run_main, start_run
@@ -115,8 +116,8 @@ def check_adoptable(labels) -> None:
 def kept_teacher(folder) -> dict:
     """The metrics of a finished teacher that is kept (no --overwrite)."""
     metrics = read_json(folder / "metrics.json")
-    log.info("%s holds a finished teacher (validation accuracy %.4f): kept; --overwrite=true retrains it",
-             folder, metrics["val_accuracy"])
+    log.info("%s holds a finished teacher (validation accuracy %.4f): kept; %s", folder, metrics["val_accuracy"],
+             "this --overwrite command finished it before it was stopped" if OVERWRITE else "--overwrite=true retrains it")
     return metrics
 
 
@@ -154,7 +155,8 @@ def tokenize(splits, tokenizer, args) -> dict:
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "fine_tuning_teacher", "teacher.log", check=check_config)
     from runs import overwrite_run
-    with overwrite_run(Path(OUTPUT_DIR) / EXPERIMENT, OVERWRITE):   # stopped, the same command keeps what it finished
+    command = sys.argv[1:] if argv is None else argv      # stopped, the same command keeps what it finished
+    with overwrite_run(Path(OUTPUT_DIR) / EXPERIMENT, OVERWRITE, command):
         return teach(cfg)
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from configurator import UsageError, is_main_process, log, public_config
-from data_utils import read_json, same_setting, write_json
+from data_utils import digest, read_json, same_setting, write_json
 from models import experiment_of, is_finished
 
 
@@ -124,31 +124,36 @@ def kept_as_is(out_dir: Path, settings: dict, overwrite: bool) -> bool:
 
 
 OVERWRITE_RUN = ".overwrite-run.json"   # in an experiment folder while an --overwrite command of it is unfinished
+_MARK: list = []     # the mark this process honours: [its time (the file's mtime)] when it is this command's
 
 
 @contextlib.contextmanager
-def overwrite_run(exp_dir: Path, overwrite: bool):
-    """Around a training script's work: with --overwrite, the experiment is marked (OVERWRITE_RUN: when the command
-    began, unless an earlier --overwrite command that did not end marked it), so that the same command again, after a
-    stop, keeps the models it finished (finished_in_overwrite) and trains only the rest, as its stop message says;
-    the mark goes when the command ends with all its models finished (under run_experiment.sh, which gives every
-    step the same flags, when the last step has: there a stop in the students must not retrain the teacher)."""
+def overwrite_run(exp_dir: Path, overwrite: bool, command: list[str]):
+    """Around a training script's work: with --overwrite, the experiment is marked (OVERWRITE_RUN, holding the
+    command's arguments; its mtime, on the clock metrics.json files are stamped by, is when the command began), so
+    that the same command again, after a stop, keeps the models it finished (finished_in_overwrite) and trains only
+    the rest, as its stop message says; another --overwrite command marks it anew. The mark goes when a command ends
+    with all its models finished (under run_experiment.sh, which gives every step the same arguments, when the last
+    step has: there a stop in the students must not retrain the teacher). Every process reads the mark as it enters,
+    before the first one writes it (torchrun: all decide alike)."""
     mark = Path(exp_dir) / OVERWRITE_RUN
-    if overwrite and is_main_process() and not mark.is_file():
-        write_json(mark, {"started": time.time()})
+    ours = overwrite and mark.is_file() and read_json(mark).get("command") == list(command)
+    _MARK[:] = [mark.stat().st_mtime] if ours else []
+    if overwrite and is_main_process() and not ours:
+        write_json(mark, {"command": list(command)})
     yield                                   # not finally: a stopped or failed command leaves the mark
-    if overwrite and is_main_process() and not os.environ.get("KD_ALL_STEPS"):
-        mark.unlink(missing_ok=True)
+    if is_main_process() and not os.environ.get("KD_ALL_STEPS"):
+        mark.unlink(missing_ok=True)        # a command that finished (--overwrite or not): nothing is left to go on with
+    _MARK.clear()
 
 
 def finished_in_overwrite(out_dir: Path, settings: dict | None) -> bool:
-    """Whether the finished model in out_dir was finished with `settings` by the --overwrite command marked in its
-    experiment (OVERWRITE_RUN), which was stopped before it ended: its metrics.json written since the mark."""
-    mark = experiment_of(out_dir) / OVERWRITE_RUN
-    if settings is None or not mark.is_file() or not is_finished(out_dir):
+    """Whether the finished model in out_dir was finished with `settings` by this --overwrite command before it was
+    stopped (the mark this process honours: its metrics.json written since)."""
+    if settings is None or not _MARK or not is_finished(out_dir):
         return False
     old = recorded_settings(out_dir)
-    return (out_dir / "metrics.json").stat().st_mtime >= read_json(mark)["started"] and old is not None \
+    return (out_dir / "metrics.json").stat().st_mtime >= _MARK[0] and old is not None \
         and not differences(as_kept(old, settings), settings)
 
 
@@ -193,6 +198,7 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict 
     if is_finished(out_dir) and overwrite and finished_in_overwrite(out_dir, settings):
         log.info("%s: finished with these settings by this --overwrite command before it was stopped: kept (the "
                  "command goes on with the rest)", out_dir)
+        restore_record(out_dir)
         return False
     if is_finished(out_dir) and not overwrite:
         restore_record(out_dir)
@@ -202,6 +208,8 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict 
                         "kept (--overwrite=true goes on with them if an --overwrite run of these settings made them, "
                         "else trains afresh)", ckpt_dir, out_dir)
         return False
+    if is_main_process():
+        check_writable(out_dir, ckpt_dir)
     if overwrite and is_main_process():
         if interrupted_overwrite(ckpt_dir, settings):
             log.info("--overwrite: going on with the interrupted --overwrite run of these settings in %s (remove that "
@@ -214,8 +222,6 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict 
             (ckpt_dir / OVERWRITING).write_text("this run was started by --overwrite=true\n")
     if out_dir.exists() and not is_finished(out_dir):
         log.warning("%s holds no finished run (no weights or no metrics.json); training replaces it", out_dir)
-    if is_main_process():
-        check_writable(out_dir, ckpt_dir)
     return True
 
 
@@ -240,11 +246,14 @@ def check_writable(out_dir: Path, ckpt_dir: Path) -> None:
 
 def restore_record(out_dir: Path) -> None:
     """A kept model's published record (models/<name>.json, written just after its folder), written again from the
-    folder when missing: a save stopped between the two, or a record that could not be written, left none."""
+    folder when missing or of another run (its metrics not the folder's): a save stopped between the two, a record
+    that could not be written, or one checked out from git over a model retrained here."""
     record = experiment_of(out_dir) / "models" / f"{out_dir.name}.json"
-    if is_main_process() and not record.is_file():
-        write_json(record, {"config": read_json(out_dir / "config.json"), "metrics": read_json(out_dir / "metrics.json")})
-        log.warning("%s had no published record; written from %s", record, out_dir)
+    metrics = read_json(out_dir / "metrics.json")
+    if is_main_process() and (not record.is_file() or digest(read_json(record).get("metrics")) != digest(metrics)):
+        why = "was of another run" if record.is_file() else "was missing"
+        write_json(record, {"config": read_json(out_dir / "config.json"), "metrics": metrics})
+        log.warning("%s %s; written again from %s, the model kept", record, why, out_dir)
 
 
 def interrupted_overwrite(ckpt_dir: Path, settings: dict | None) -> bool:

@@ -103,6 +103,11 @@ def test_bench_tiny_series(tmp_path, monkeypatch, capsys):
     with pytest.raises(UsageError, match=r"grouped.json holds a measurement of other settings \(batch_size 8, now 4; "
                                          r"threads \d+, now 0\); --overwrite=true replaces it"):
         bench.main(args + ['--levers=[{label = "new"}, {label = "grouped", batch_size = 4}]'])
+    saved = json.loads((folder / "random.json").read_text())             # measured by an older bench.py
+    (folder / "random.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "method"}))
+    with pytest.raises(UsageError, match=r"random.json holds a measurement of other settings \(.*method 1, now 2\)"):
+        bench.main(args + [levers, "--peak_tflops=0.001", f"--threads={threads + 1}"])
+    torch.set_num_threads(threads)
     assert set(lever_rows(folder)) == {"grouped", "random", "new"}     # the table follows each measurement as it ends
 
 

@@ -534,3 +534,23 @@ def test_no_progress_bars_when_stderr_is_a_file(tmp_path):
     assert disabled("ipykernel_launcher.py") == "False"
     kernel = "import sys, types; sys.modules['ipykernel'] = types.ModuleType('ipykernel'); "   # %run in a notebook
     assert disabled("distill_student.py", prelude=kernel) == "False"
+
+
+def test_a_stop_held_while_a_set_of_files_is_written_takes_effect_after_it_unless_ignored():
+    import os
+    import signal
+
+    from configurator import stops_held
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with stops_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the rest of the block")
+    assert done == ["the rest of the block"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)       # `cmd &` without job control: Ctrl-C is not for it
+    try:
+        with stops_held():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

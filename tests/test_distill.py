@@ -930,6 +930,13 @@ def test_an_overwrite_run_stopped_midway_keeps_what_it_finished_when_run_again(t
     ds.main(args)
     newest = stamp("cut")
     assert mark.is_file() and ds.main(args) and stamp("cut") == newest
+    assert ds.main(args + ["--logging_steps=3"]) and stamp("cut") > newest   # another command: marked anew, retrained
+    monkeypatch.delenv("KD_ALL_STEPS")
+    newest = stamp("cut")
+    ds.main(tiny_args(imdb_parquet, tmp_path, "--only=cut"))       # a command without --overwrite finishes: the
+    assert not mark.is_file()                                      # stopped one is over, a later one retrains
+    ds.main(args)
+    assert stamp("cut") > newest
 
 
 def test_students_of_another_teacher_are_refused_where_the_experiment_published_its_own(tiny_experiment, imdb_parquet,
@@ -946,3 +953,8 @@ def test_students_of_another_teacher_are_refused_where_the_experiment_published_
     assert not (tmp_path / "tiny" / "students").exists()
     shutil.copy(tiny_experiment / "tiny" / "models" / "teacher.json", record)            # its own teacher's record
     assert set(ds.main(args)["students"]) == {"cut", "cut-baseline"}
+    own = tmp_path / "own"                      # the experiment's own teacher beside a stale record (git checkout): runs
+    shutil.copytree(teacher, own / "tiny" / "teacher")
+    (own / "tiny" / "models").mkdir()
+    (own / "tiny" / "models" / "teacher.json").write_text(json.dumps({"config": {}, "metrics": {"val_accuracy": 0.9}}))
+    assert ds.main(tiny_args(imdb_parquet, own, "--only=cut", "--epochs=1"))["students"]

@@ -205,6 +205,11 @@ def test_excluding_every_quantizable_operator_is_refused(exported, tmp_path, mon
     with pytest.raises(UsageError, match=r"onnx was exported with per_channel = true, now false; --overwrite=true"):
         export.main([f"--model={exported['cut']}", "--quantize_per_channel=false"])
     assert (exported["cut"] / "onnx" / "model_quantized.onnx").stat().st_mtime_ns == before
+    older = shutil.copytree(exported["cut"], tmp_path / "older")       # an export from before export.json: per tensor
+    (older / "onnx" / "export.json").unlink()
+    from onnx_runtime import export_model
+    with pytest.raises(UsageError, match=r"onnx was exported with per_channel = false, now true; --overwrite=true"):
+        export_model(older)
     # a scale per output channel of each int8 matrix (the embedding tables, looked up: one per table)
     import onnx
     graph = onnx.load(str(exported["cut"] / "onnx" / "model_quantized.onnx")).graph

@@ -350,10 +350,14 @@ def test_a_finished_runs_own_kept_checkpoints_are_not_taken_for_an_unfinished_ru
     record.unlink()                                  # a save stopped between the model folder and its record
     ft.main(tiny_args(imdb_parquet, tmp_path, "--keep_checkpoints=true", "--epochs=1"))
     log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
-    assert "holds checkpoints of an unfinished run" not in log and f"{record} had no published record; written" in log
+    assert "holds checkpoints of an unfinished run" not in log and f"{record} was missing; written again from" in log
     again = json.loads(record.read_text())                             # kept, and its record written from its folder
     assert again["metrics"] == written["metrics"]
     assert again["config"]["sentiment_kd"] == written["config"]["sentiment_kd"]
+    record.write_text(json.dumps(again | {"metrics": again["metrics"] | {"val_accuracy": 0.1}}))   # another run's
+    ft.main(tiny_args(imdb_parquet, tmp_path, "--keep_checkpoints=true", "--epochs=1"))
+    assert json.loads(record.read_text())["metrics"] == written["metrics"]
+    assert f"{record} was of another run; written again from" in (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
 
 
 def test_resume_takes_the_newest_complete_checkpoint(tmp_path):

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 from configurator import UsageError, is_main_process, log, public_config

@@ -333,11 +333,11 @@ def onnx_variant(folder: Path, config, precision: str):
     """The model's ONNX export (exported now if missing) in an ONNX Runtime session with torch's thread count."""
     import torch
 
-    from model_card import write_onnx_card
+    from model_card import card_after_export
     from onnx_runtime import FP32_FILE, INT8_FILE, OrtClassifier, export_model, is_exported, onnx_dir
     if not is_exported(folder):
-        export_model(folder)
-        write_onnx_card(folder)       # now, not only with the test results: a stopped or validation run has it too
+        export_model(folder)          # the cards now, as export.py writes them: a stopped or validation run has them too
+        card_after_export(folder, fresh=True)
     path = onnx_dir(folder) / (INT8_FILE if precision == "onnx-int8" else FP32_FILE)
     return OrtClassifier(path, config, torch.get_num_threads())
 

@@ -212,12 +212,12 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
     settings = {"quantize": quantize, "quantize_exclude": sorted(e for e in exclude if e), "per_channel": per_channel,
                 "reduce_range": reduce_range}
     if is_exported(folder, quantize) and not overwrite:
-        old = read_json(out / "export.json") if (out / "export.json").is_file() else \
-            {"quantize": True, "quantize_exclude": []}     # older exports recorded nothing: int8 per tensor, nothing excluded
-        changed = [k for k in INT8_SETTINGS if quantize and old["quantize"] and (OLD_INT8 | old)[k] != settings[k]]
+        old = OLD_INT8 | (read_json(out / "export.json") if (out / "export.json").is_file() else
+                          {"quantize": True, "quantize_exclude": []})   # older exports recorded nothing: none excluded
+        changed = [k for k in INT8_SETTINGS if quantize and old["quantize"] and old[k] != settings[k]]
         if changed:
             said = lambda v: ",".join(v) or "none" if isinstance(v, list) else str(v).lower()   # noqa: E731
-            raise UsageError(f"{out} was exported with {changed[0]} = {said((OLD_INT8 | old)[changed[0]])}, now "
+            raise UsageError(f"{out} was exported with {changed[0]} = {said(old[changed[0]])}, now "
                              f"{said(settings[changed[0]])}; --overwrite=true exports it again")
         log.info("kept %s (exported already; --overwrite=true exports again)", out)
         return out

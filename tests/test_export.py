@@ -329,6 +329,7 @@ def test_an_export_made_by_evaluation_has_its_card_at_once(tiny_experiment, tmp_
     ev.onnx_variant(folder, None, "onnx-fp32")
     card = (folder / "onnx" / "README.md").read_text()
     assert f"python inference.py --model {folder / 'onnx'}" in card and "## Test results and speed" in card
+    assert "python export.py" not in (folder / "README.md").read_text()         # the model's card: exported already
 
 
 def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):

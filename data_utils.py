@@ -352,8 +352,10 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class Splits:
-    """The data a run uses (frozen: load_splits caches it for every caller). Datasets with columns text (str)
-    and label (int id into label_names)."""
+    """The data a run uses (frozen: load_splits caches it for every caller). Datasets with columns text (str),
+    label (int id into label_names), and where the row came from: source (the data's split it was read from: test,
+    or train when test was carved from it) and row (its position there from 0, as pandas and datasets count: a
+    CSV's header not counted; through a split's several files, counted on in the order read)."""
     train: object
     validation: object
     test: object
@@ -886,12 +888,13 @@ def load_splits(spec: DataSpec, transfer: bool = False) -> Splits:
     if "train" not in raw:
         raise UsageError(f"--data={spec.data}: no train split (found {', '.join(raw)}); name a file train.*")
     names, ranks, to_id = label_ids(raw, spec, where)
-    table = {s: Dataset.from_dict({"text": list(raw[s]["text"]), "label": ranks[s]}) for s in ranks}
+    table = {s: Dataset.from_dict({"text": list(raw[s]["text"]), "label": ranks[s], "source": [s] * len(ranks[s]),
+                                   "row": list(range(len(ranks[s])))}) for s in ranks}     # where each row came from
     rest = "validation" if transfer and spec.transfer_data == "validation" else ""
     parts = carve(table, spec, rest, [names[i] for i in to_id])
     pool = transfer_texts(spec, raw, parts.pop("rest", []), where) if transfer else []
     if to_id != sorted(to_id):      # carved by rank; the model's ids follow --label_names
-        parts = {s: Dataset.from_dict({"text": d["text"], "label": [to_id[r] for r in d["label"]]}) for s, d in parts.items()}
+        parts = {s: Dataset.from_dict(d.to_dict() | {"label": [to_id[r] for r in d["label"]]}) for s, d in parts.items()}
     report, train, validation, pool = leaks(parts["train"], parts["validation"], parts["test"], pool, spec.drop_leaks)
     return Splits(train, validation, parts["test"], tuple(pool), tuple(names), report)
 

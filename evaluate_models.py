@@ -10,7 +10,8 @@ Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; without either, the teache
 Writes outputs/<EXPERIMENT>/results.json, results.csv, results.md (the tables), dashboard.png,
        gains.png (each distilled student's gain over its labels-only baseline, mean and standard
        deviation over seeds) and, for error analysis, predictions/<model>.csv (text index, label, prediction,
-       and the probability of each class) beside predictions/texts.csv (index, label, text); with
+       and the probability of each class) beside predictions/texts.csv (index, label, text, and the split and row
+       of the data it is: source, row); with
        SPLIT=validation the same files named validation-*.
 
 Per model: accuracy, macro F1/precision/recall (and per class, with the confusion matrix, in results.json),
@@ -933,11 +934,13 @@ def save_figure(fig, path: Path) -> None:
 
 
 def write_texts(path: Path, split: dict) -> None:
-    """index, true label and text of every evaluated text (atomically): what the predictions' index refers to."""
+    """index, true label, text, and where it came from (source: the data's split; row: its position there from 0)
+    of every evaluated text (atomically): what the predictions' index refers to, and the row of your data it is."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "label", "text"])
-        w.writerows([i, split["names"][y], t] for i, (y, t) in enumerate(zip(split["labels"], split["texts"])))
+        w.writerow(["index", "label", "text", "source", "row"])
+        w.writerows([i, split["names"][y], t, s, r] for i, (y, t, s, r)
+                    in enumerate(zip(split["labels"], split["texts"], split["sources"], split["rows"])))
 
 
 def write_predictions(path: Path, labels: np.ndarray, pred: np.ndarray, probs: np.ndarray, names: list[str]) -> None:
@@ -1191,7 +1194,7 @@ def data_spec(kd: dict) -> DataSpec:
 
 def load_split(teacher_dir: Path) -> dict:
     """What is evaluated: {texts, of (the size of the split they are drawn from), labels (ids), names (label names),
-    digest (of texts and labels), data (its name), latency_idx (the texts timed at batch 1), class_shares (of
+    digest (of texts and labels), sources and rows (where each text is in the data: Splits), data (its name), latency_idx (the texts timed at batch 1), class_shares (of
     validation and of what is evaluated; a warning when test's differ, shift_note)}: the test split (a fixed
     stratified subset with TEST_SIZE), or the validation split the teacher was trained beside (its data, val_size,
     train_size and seed)."""
@@ -1211,7 +1214,7 @@ def load_split(teacher_dir: Path) -> dict:
         log.warning(note.replace("**", ""))
     return {"texts": texts, "of": len(data.test if SPLIT == "test" else data.validation),
             "labels": np.array(part["label"]), "names": list(data.label_names),
-            "digest": texts_digest(texts, part["label"]),
+            "digest": texts_digest(texts, part["label"]), "sources": list(part["source"]), "rows": list(part["row"]),
             "data": data_name, "class_shares": shares,
             "latency_idx": np.random.default_rng(SEED).choice(len(texts), min(LATENCY_SAMPLES, len(texts)), replace=False)}
 

@@ -121,6 +121,14 @@ def test_label_names_reorder_the_ids_not_the_splits(tmp_path, files):
         a, b = getattr(plain, split), getattr(mine, split)
         assert list(a["text"]) == list(b["text"])
         assert [order[y] for y in b["label"]] == [plain.label_names[y] for y in a["label"]]
+    # each row says where it is in the files (what evaluation's predictions/texts.csv gives): split and position
+    read = {"train": data.get("train", data.get("reviews")), "validation": data.get("validation")}
+    for split in ("train", "validation", "test"):
+        d = getattr(mine, split)
+        assert [(read[s][r]["tweet"], read[s][r]["sentiment"]) for s, r in zip(d["source"], d["row"])] == \
+            [(t, order[y]) for t, y in zip(d["text"], d["label"])]
+    assert set(mine.test["source"]) == {"train"} and len(set(mine.test["row"])) == 9
+    assert set(mine.validation["source"]) == {"train" if files == "one file" else "validation"}
 
 
 def test_a_text_labelled_two_ways_in_train_is_named(tmp_path, caplog):
@@ -522,6 +530,10 @@ def test_three_classes_end_to_end(three_class):
     assert "teacher: recall per class" in titles and "cut (distilled): recall per class" in titles
     header = (out / "predictions" / "teacher.csv").read_text().splitlines()[0]
     assert header == "index,label,pred,p_negative,p_neutral,p_positive"
+    import pandas as pd             # the texts' rows of the user's test file, with their labels
+    texts, test = pd.read_csv(out / "predictions" / "texts.csv"), pd.read_csv(three_class["data"] / "test.csv")
+    assert list(texts.columns) == ["index", "label", "text", "source", "row"] and set(texts.source) == {"test"}
+    assert test.loc[texts.row, ["tweet", "sentiment"]].values.tolist() == texts[["text", "label"]].values.tolist()
     card = (out / "students" / "cut" / "README.md").read_text()
     assert "negative / neutral / positive" in card and "3 labels" in card
     assert "training read them with literal `\\uXXXX` escapes (`I\\u2019m`) decoded, as `inference.py` does" in card

@@ -331,7 +331,9 @@ def plain_onnx_lines(export: Path) -> list[str]:
             "import numpy as np", "import onnxruntime as ort", "from tokenizers import Tokenizer", "", f'folder = "{export}"',
             'tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")', "tokenizer.no_truncation()",
             "tokenizer.no_padding()",
-            'session = ort.InferenceSession(f"{folder}/model.onnx")', f"labels = {label_names(config)!r}",
+            '# providers named: a GPU build of onnxruntime refuses a session without them (since 1.9)',
+            'session = ort.InferenceSession(f"{folder}/model.onnx", providers=["CPUExecutionProvider"])',
+            f"labels = {label_names(config)!r}",
             f"MAX_LENGTH = {tok.max_length}  # tokens, special ones included, as trained: a longer text keeps {what}",
             *([f"HEAD = {min(tok.head_tokens, tok.max_length - len(tok.prefix) - len(tok.suffix))}"]
               if tok.truncation == "head+tail" else []),

@@ -292,7 +292,7 @@ def onnx_card(card: str, export: Path) -> str:
     """The card of an ONNX export (export: its folder) from its model's card: the same metadata, recipe and
     figures, a line above the speed table saying which of its rows are this folder's files, and the usage section
     telling how to run this folder (ONNX Runtime, no torch)."""
-    head, rest = card.split(f"\n{USAGE}\n", 1)
+    head, rest = onnx_metadata(card).split(f"\n{USAGE}\n", 1)
     whose = ("Rows onnx-fp32 / onnx-int8 are this folder's files; fp32, int8 and bf16 are the torch model's."
              if "| onnx-fp32 |" in head or "| onnx-int8 |" in head else
              "These files have not been evaluated yet: the figures below are the torch model's (`evaluate_models.py "
@@ -311,6 +311,20 @@ def onnx_card(card: str, export: Path) -> str:
            f"or in Python: `from inference import predict; predict([\"I loved it\"], model=\"{export}\")`, which cuts long "
            f"texts as training did.", "", *plain_onnx_lines(export)]
     return head + f"\n{USAGE}\n\n" + "\n".join(use) + f"\n{LIMITS}\n" + rest.split(f"\n{LIMITS}\n", 1)[1]
+
+
+def onnx_metadata(card: str) -> str:
+    """`card` with its YAML metadata made an ONNX folder's: tagged `onnx`, and no `library_name: transformers` (the
+    folder holds no weights transformers loads; the hub tells an ONNX repository by its files). A card without
+    metadata is returned as it is."""
+    import yaml
+    if not card.startswith("---\n") or "\n---\n" not in card[4:]:
+        return card
+    meta_text, body = card[4:].split("\n---\n", 1)
+    meta = yaml.safe_load(meta_text) or {}
+    meta.pop("library_name", None)
+    meta["tags"] = [*[t for t in meta.get("tags") or [] if t != "onnx"], "onnx"]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
 
 
 def plain_onnx_lines(export: Path) -> list[str]:

@@ -160,6 +160,11 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
                            "model.\n\nNot evaluated yet: `python evaluate_models.py --config ")
     edited = onnx_card(text.replace("## Test results and speed", "## Figures"), folder / "onnx")      # a hand-edited card
     assert "torch model's (`evaluate_models.py --onnx=true` measures them).\n\n## How to use" in edited
+    from huggingface_hub import ModelCard           # its metadata: the model's, tagged onnx, not a transformers library
+    torch_meta, onnx_meta = (ModelCard(card).data.to_dict() for card in (text, onnx_card(text, folder / "onnx")))
+    assert torch_meta.pop("library_name") == "transformers" and "library_name" not in onnx_meta
+    assert onnx_meta.pop("tags") == [*torch_meta.pop("tags"), "onnx"] and onnx_meta == torch_meta
+    assert torch_meta["model-index"] and torch_meta["pipeline_tag"]       # the rest kept, test results too
 
 
 def test_a_matched_baselines_fractional_epochs_are_rounded():

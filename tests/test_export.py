@@ -360,8 +360,9 @@ def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
     card, torch_card = (exported["cut"] / "onnx" / "README.md").read_text(), (exported["cut"] / "README.md").read_text()
     whose = "## Test results and speed\n\nRows onnx-fp32 / onnx-int8 are this folder's files; fp32, int8 and bf16 are " \
         "the torch model's.\n"
+    from model_card import onnx_metadata          # its metadata the model's, tagged onnx (test_model_card)
     assert "| onnx-int8 |" in card and card.split("## How to use")[0] == \
-        torch_card.split("## How to use")[0].replace("## Test results and speed\n", whose)
+        onnx_metadata(torch_card).split("## How to use")[0].replace("## Test results and speed\n", whose)
     assert f"python inference.py --model {exported['cut'] / 'onnx'} --onnx_file=model_quantized.onnx" in card
     assert "pipeline(" not in card and "pipeline(" in torch_card and card.endswith(torch_card.split("## Limits")[1])
     assert f"(its ONNX export, for ONNX Runtime without torch: `--model {exported['cut'] / 'onnx'}`)" in torch_card

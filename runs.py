@@ -136,7 +136,7 @@ def overwrite_run(exp_dir: Path, overwrite: bool, command: list[str]):
     step has: there a stop in the students must not retrain the teacher). Every process reads the mark as it enters,
     before the first one writes it (torchrun: all decide alike)."""
     mark = Path(exp_dir) / OVERWRITE_RUN
-    ours = overwrite and mark.is_file() and read_json(mark).get("command") == list(command)
+    ours = overwrite and mark.is_file() and same_command(read_json(mark).get("command") or [], command)
     _MARK[:] = [mark.stat().st_mtime] if ours else []
     if overwrite and is_main_process() and not ours:
         write_json(mark, {"command": list(command)})
@@ -144,6 +144,20 @@ def overwrite_run(exp_dir: Path, overwrite: bool, command: list[str]):
     if is_main_process() and not os.environ.get("KD_ALL_STEPS"):
         mark.unlink(missing_ok=True)        # a command that finished (--overwrite or not): nothing is left to go on with
     _MARK.clear()
+
+
+def same_command(a: list[str], b: list[str]) -> bool:
+    """Whether two command lines ask for the same thing, as the scripts read them: the same flags with the same values
+    in any order, `--name value` or `--name=value`, a name in any case or with - for _, true / yes / on (false / no /
+    off) in any case, a boolean flag alone as true, a flag given twice by its last value; the same config file (a
+    relative path from here)."""
+    from configurator import parse_argv
+    def key(argv):
+        flags, positional, config = parse_argv(list(argv), {})      # {NAME: text}: the last of a flag given twice
+        words = {"": "true", "true": "true", "yes": "true", "on": "true", "false": "false", "no": "false", "off": "false"}
+        return ({k: words.get(v.strip().lower(), v) for k, v in flags.items()}, positional,
+                str(Path(config).expanduser().resolve()) if config else None)
+    return key(a) == key(b)
 
 
 def finished_in_overwrite(out_dir: Path, settings: dict | None) -> bool:

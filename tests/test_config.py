@@ -554,3 +554,15 @@ def test_a_stop_held_while_a_set_of_files_is_written_takes_effect_after_it_unles
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_an_overwrite_command_is_told_again_by_what_it_asks_not_how_it_was_typed(tmp_path, monkeypatch):
+    from runs import same_command
+    monkeypatch.chdir(ROOT)
+    typed = ["--config", "configs/tiny.toml", "--overwrite=true", "--epochs=1", "--seed", "3"]
+    assert same_command(typed, ["--seed=3", "--OVERWRITE", "--epochs", "1", f"--config={ROOT / 'configs' / 'tiny.toml'}"])
+    assert same_command(typed, typed[:2] + ["--overwrite=yes", "--epochs=2", "--epochs=1", "--seed=3"])   # the last counts
+    assert not same_command(typed, typed[:-1] + ["4"])                          # another value
+    assert not same_command(typed, typed + ["--logging_steps=3"])               # a flag more
+    assert not same_command(typed, ["--config", "configs/quick.toml", *typed[2:]])   # another config file
+    assert not same_command(typed, typed[:2] + ["--overwrite=false", *typed[3:]])

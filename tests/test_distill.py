@@ -919,7 +919,8 @@ def test_an_overwrite_run_stopped_midway_keeps_what_it_finished_when_run_again(t
     monkeypatch.undo()
     assert mark.is_file() and stamp("cut") > old                   # retrained by the stopped command
     retrained = stamp("cut")
-    again = ds.main(args)["students"]
+    same = ["--overwrite", "yes", "--only", "cut", *args[2:5][::-1], f"--config={args[1]}"]   # typed another way
+    again = ds.main(same)["students"]
     assert stamp("cut") == retrained and again["cut-baseline"]["resumed_from"].endswith("checkpoint-6")
     assert not mark.is_file()                                      # the command ended: its mark is gone
     assert f"{students / 'cut'}: finished with these settings by this --overwrite command before it was stopped: " \

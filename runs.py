@@ -151,10 +151,11 @@ def same_command(a: list[str], b: list[str]) -> bool:
     in any order, `--name value` or `--name=value`, a name in any case or with - for _, true / yes / on (false / no /
     off) in any case, a boolean flag alone as true, a flag given twice by its last value; the same config file (a
     relative path from here)."""
-    from configurator import parse_argv
+    from configurator import BOOL_WORDS, parse_argv
+    words = {w: str(v).lower() for w, v in BOOL_WORDS.items() if w.isalpha()} | {"": "true"}   # 1 / 0 may be numbers
+
     def key(argv):
         flags, positional, config = parse_argv(list(argv), {})      # {NAME: text}: the last of a flag given twice
-        words = {"": "true", "true": "true", "yes": "true", "on": "true", "false": "false", "no": "false", "off": "false"}
         return ({k: words.get(v.strip().lower(), v) for k, v in flags.items()}, positional,
                 str(Path(config).expanduser().resolve()) if config else None)
     return key(a) == key(b)

@@ -240,14 +240,15 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict 
 
 
 def check_writable(out_dir: Path, ckpt_dir: Path) -> None:
-    """UsageError, before training, when the run could not save: its checkpoint folder or the folder its model goes
-    in cannot be made or written (read-only, or a file in the way), or a file stands where the model folder (or the
-    old one set aside while it is replaced, <name>.replaced) goes. Otherwise the run trains, then fails to save."""
+    """UsageError, before training, when the run could not save: its checkpoint folder, the folder its model goes in
+    or the experiment's models/ (its published record) cannot be made or written (read-only, or a file in the way),
+    or a file stands where the model folder (or the old one set aside while it is replaced, <name>.replaced) goes.
+    Otherwise the run trains, then fails to save."""
     for path in (out_dir, out_dir.with_name(out_dir.name + ".replaced")):
         if path.exists() and not path.is_dir():
             raise UsageError(f"{path} is a file where the run saves its model folder; move it away and run the same "
                              f"command again")
-    for folder in (out_dir.parent, ckpt_dir):
+    for folder in (out_dir.parent, ckpt_dir, experiment_of(out_dir) / "models"):
         probe = folder / f".write-test.{os.getpid()}"
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -283,6 +283,10 @@ def test_a_file_where_the_run_saves_is_refused_before_it_trains(imdb_parquet, tm
     with pytest.raises(UsageError, match=rf"^cannot write to {ckpt} \(File exists\), where this run saves; make it "):
         fine_tuning_teacher.main(tiny_args(imdb_parquet, tmp_path))
     ckpt.unlink()
+    (tmp_path / "tiny" / "models").write_text("")                # where its published record goes
+    with pytest.raises(UsageError, match=rf"^cannot write to {tmp_path / 'tiny' / 'models'} \(File exists\), where this run"):
+        fine_tuning_teacher.main(tiny_args(imdb_parquet, tmp_path))
+    (tmp_path / "tiny" / "models").unlink()
     (tmp_path / "tiny" / "teacher.replaced").write_text("")
     with pytest.raises(UsageError, match=rf"^{tmp_path / 'tiny' / 'teacher.replaced'} is a file where the run saves"):
         fine_tuning_teacher.main(tiny_args(imdb_parquet, tmp_path))

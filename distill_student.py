@@ -21,8 +21,8 @@ Writes teacher_logits/<key>.npz beside the teacher folder: the teacher's logits 
        outputs/<EXPERIMENT>/logs/distill.log; outputs/<EXPERIMENT>/models/<name>.json: the published
        record of each student (config + metrics, in git). A finished student is kept unless --overwrite=true;
        one made with other settings, or from another training of the teacher, is refused in one line.
-       With BEST_SEEDS: outputs/<EXPERIMENT>/chosen.json, each student's candidates with their validation gains
-         over their matched baselines and the entry chosen (validation only: no test review is read).
+       With BEST_SEEDS: outputs/<EXPERIMENT>/chosen.json, each student's candidates with their validation accuracy
+         and gain over their matched baselines and the entry chosen (CHOOSE_BY; validation only: no test review is read).
 
 A student is a pretrained checkpoint (`model = "distilroberta-base"`), is cut from the teacher
 (`layers = [0, 2, 4]`: keep those encoder layers, copy embeddings, pooler and classifier, the way DistilBERT
@@ -102,11 +102,14 @@ MATCH_STEPS: bool = True          # a baseline trains as many optimizer steps as
                                   # epochs over the labels when the twin adds transfer reviews)
 MIN_TEACHER_ACCURACY: float = 0.80  # refuse to distil a teacher below this validation accuracy
 BEST_SEEDS: int = 0               # a study's second phase: once every entry of STUDENTS has finished, the distilled entry
-                                  # of each student (model + layers) whose validation accuracy beats its matched baseline's
-                                  # most is trained at this many seeds in all, each beside a baseline (its own seed, then
+                                  # of each student (model + layers) chosen on validation (CHOOSE_BY) among those with a
+                                  # matched baseline is trained at this many seeds in all, each beside a baseline (its own seed, then
                                   # the next ones; names <name>-s<seed>); the choice goes to OUTPUT_DIR/EXPERIMENT/
                                   # chosen.json, which `evaluate_models.py --models=chosen` evaluates; 0 or 1 = off; not
                                   # with --only (a choice among some entries would not be the study's)
+CHOOSE_BY: str = "accuracy"       # BEST_SEEDS' choice: accuracy (the entry's own validation accuracy, ties to the larger
+                                  # gain: the student to ship; a baseline's bad luck does not win it) | gain (validation
+                                  # accuracy over its matched baseline's, ties to the higher accuracy)
 # --- training ----------------------------------------------------------------------------------
 EPOCHS: float = 3.0
 BATCH_SIZE: int = 32              # per device
@@ -919,11 +922,13 @@ def validation_rows(runs: list[Run]) -> list[dict] | None:
     return rows
 
 
-def choose_best(rows: list[dict]) -> list[dict]:
+def choose_best(rows: list[dict], by: str = "accuracy") -> list[dict]:
     """Per student (model + layers, in order of first appearance): each distilled row that has a matched baseline
     (the baseline row with its models.student_key: the same student, seed, optimizer steps and training settings)
-    is a candidate, gain = accuracy - baseline accuracy; the chosen one has the largest gain (rounded to 1e-9),
-    ties going to the higher accuracy, then to the first. Rows without a matched baseline are not candidates.
+    is a candidate, gain = accuracy - baseline accuracy (rounded to 1e-9); the chosen one has, by="accuracy", the
+    highest accuracy, ties going to the larger gain, or by="gain" the largest gain, ties going to the higher accuracy;
+    then to the first. (By gain, a baseline's low draw counts as the entry's merit: the winner's gain is biased up.)
+    Rows without a matched baseline are not candidates.
     rows: validation_rows(). Returns [{student, candidates: [{model, accuracy, baseline, baseline_accuracy, gain}],
     chosen}]."""
     baselines = {}
@@ -937,8 +942,12 @@ def choose_best(rows: list[dict]) -> list[dict]:
             students.setdefault(student_source(r["student"] or {}), []).append(
                 {"model": r["model"], "accuracy": r["accuracy"], "baseline": b["model"], "baseline_accuracy": b["accuracy"],
                  "gain": round(r["accuracy"] - b["accuracy"], 9)})
-    return [{"student": k, "candidates": c, "chosen": max(c, key=lambda x: (x["gain"], x["accuracy"]))["model"]}
-            for k, c in students.items()]
+    order = (lambda x: (x["accuracy"], x["gain"])) if by == "accuracy" else (lambda x: (x["gain"], x["accuracy"]))
+    return [{"student": k, "candidates": c, "chosen": max(c, key=order)["model"]} for k, c in students.items()]
+
+
+CHOOSE_BY_WORDS = {"accuracy": "validation accuracy of each distilled entry with a matched baseline, ties to the larger gain",
+                   "gain": "validation accuracy of each distilled entry minus its matched baseline's, ties to the higher accuracy"}
 
 
 def seed_entries(spec: dict, seed: int, n: int) -> list[dict]:
@@ -1007,14 +1016,15 @@ def best_seed_runs(cfg: dict, teacher: Teacher) -> list[Run]:
         log.warning("--best_seeds=%d: some students are unfinished; no recipe chosen", BEST_SEEDS)
         return []
     specs, seeds, more = {r.name: r.spec for r in runs}, {r["model"]: r["seed"] for r in rows}, []
-    chosen = choose_best(rows)
+    chosen = choose_best(rows, CHOOSE_BY)
     for c in chosen:
         entries = seed_entries(specs[c["chosen"]], seeds[c["chosen"]], BEST_SEEDS)
         first = next(x for x in c["candidates"] if x["model"] == c["chosen"])
         c |= {"models": [c["chosen"]] + [e["name"] for e in entries],
               "baselines": [first["baseline"]] + [f"{e['name']}-baseline" for e in entries], "entries": entries}
-        log.info("best_seeds: %s: %s chosen on validation (gain %+.4f over %s), at seeds %s", c["student"], c["chosen"],
-                 first["gain"], first["baseline"], [seeds[c["chosen"]]] + [e["seed"] for e in entries])
+        log.info("best_seeds: %s: %s chosen on validation by %s (accuracy %.4f, gain %+.4f over %s), at seeds %s",
+                 c["student"], c["chosen"], CHOOSE_BY, first["accuracy"], first["gain"], first["baseline"],
+                 [seeds[c["chosen"]]] + [e["seed"] for e in entries])
         for e in entries:
             settings = student_settings(e, cfg) | {"baseline": True}
             more += [Run(e["name"], e, True, settings), Run(f"{e['name']}-baseline", e, False, settings)]
@@ -1025,8 +1035,8 @@ def best_seed_runs(cfg: dict, teacher: Teacher) -> list[Run]:
         log.warning("best_seeds: no distilled entry of %s has a matched baseline; none chosen for it", ", ".join(unpaired))
     if is_main_process():
         write_json(Path(OUTPUT_DIR) / EXPERIMENT / "chosen.json",
-                   {"by": "validation accuracy of each distilled entry minus its matched baseline's (same student, seed, "
-                          "optimizer steps and training settings); no test review read", "best_seeds": BEST_SEEDS,
+                   {"by": CHOOSE_BY_WORDS[CHOOSE_BY] + " (matched: same student, seed, optimizer steps and training "
+                          "settings); no test review read", "choose_by": CHOOSE_BY, "best_seeds": BEST_SEEDS,
                     "students": chosen})
     return more
 

@@ -39,7 +39,7 @@ def run_dirs(output_dir: str, experiment: str, *parts: str) -> tuple[Path, Path,
 NOT_TRAINING = {"experiment", "output_dir", "cache_dir", "overwrite", "data_dir", "dataset_name", "eval_batch_size",
                 "logging_steps", "num_workers", "threads", "keep_checkpoints", "report_to", "config_file", "versions", "only",
                 "teacher_dir", "soft_labels", "teacher_batch_size", "soft_label_splits", "soft_label_rows",
-                "min_teacher_accuracy", "students"}
+                "min_teacher_accuracy", "students", "choose_by"}
 
 
 RESUME_ONLY = ("devices",)      # compared only to resume checkpoints: a finished model is kept on another machine

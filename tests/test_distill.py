@@ -327,7 +327,7 @@ def test_tiny_distillation_end_to_end(tiny_run, imdb_parquet, monkeypatch):
     assert set(again["students"]) == {"cut", "cut-baseline"}
 
 
-def test_the_best_entry_of_each_student_is_chosen_by_its_gain_over_its_matched_baseline():
+def test_the_best_entry_of_each_student_is_chosen_by_its_accuracy_or_its_gain_over_its_matched_baseline():
     def row(name, kind, acc, steps, layers=None, seed=1):
         return {"model": name, "kind": kind, "accuracy": acc, "steps": steps, "seed": seed, "max_length": 64,
                 "student": {"name": name.removesuffix("-baseline"), "model": "m", **({"layers": layers} if layers else {})},
@@ -344,8 +344,13 @@ def test_the_best_entry_of_each_student_is_chosen_by_its_gain_over_its_matched_b
     assert [(x["model"], x["baseline"], x["gain"]) for x in chosen[0]["candidates"]] == \
         [("L6-t0", "L6-t0-baseline", 0.02), ("L6-t20", "L6-t20-baseline", 0.03), ("L6-t20-T4", "L6-t20-baseline", 0.04)]
     assert [x["model"] for x in chosen[1]["candidates"]] == ["L3-a", "L3-b"]
-    rows[4]["accuracy"] = 0.82            # now below t20's gain: t20 wins
-    assert ds.choose_best(rows)[0]["chosen"] == "L6-t20"
+    assert [c["chosen"] for c in ds.choose_best(rows, "gain")] == ["L6-t20-T4", "L3-b"]      # ties: the higher accuracy
+    rows[4]["accuracy"] = 0.82            # now below t20's gain and accuracy: t20 wins either way
+    assert ds.choose_best(rows)[0]["chosen"] == ds.choose_best(rows, "gain")[0]["chosen"] == "L6-t20"
+    rows[1]["accuracy"] = 0.70            # t0's baseline drew low: the largest gain (+0.10), not the best student
+    assert ds.choose_best(rows, "gain")[0]["chosen"] == "L6-t0" and ds.choose_best(rows)[0]["chosen"] == "L6-t20"
+    rows[5]["accuracy"], rows[6]["accuracy"] = 0.72, 0.70     # L3-a as accurate as L3-b, with a gain: ties to the gain
+    assert ds.choose_best(rows)[1]["chosen"] == "L3-a"
 
 
 def test_a_saved_students_record_gives_what_pairs_it_with_its_baseline():
@@ -378,9 +383,10 @@ def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run
     val = {n: m["val_accuracy"] for n, m in result["students"].items()}
     gains = {"A-s1": val["A-s1"] - val["A-s1-baseline"], "B-s1": val["B-s1"] - val["B-s1-baseline"],
              "C-s1": val["C-s1"] - val["B-s1-baseline"]}             # C shares B's baseline: same student, seed, steps
-    best = max(gains, key=lambda n: (round(gains[n], 9), val[n]))
+    best = max(gains, key=lambda n: (val[n], round(gains[n], 9)))      # CHOOSE_BY accuracy: the best student
     chosen = json.loads((root / "chosen.json").read_text())
     assert chosen["best_seeds"] == 2 and [c["chosen"] for c in chosen["students"]] == [best]
+    assert chosen["choose_by"] == "accuracy" and chosen["by"].startswith("validation accuracy of each distilled entry with")
     c = chosen["students"][0]
     assert {x["model"]: x["gain"] for x in c["candidates"]} == pytest.approx(gains)
     label = best.removesuffix("-s1")

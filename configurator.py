@@ -216,15 +216,25 @@ def coerce(name: str, value, default, source: str = ""):
 # configure: defaults < config file < command line
 # ----------------------------------------------------------------------------------------------
 @functools.cache
-def script_constants(script: str) -> frozenset[str]:
-    """The settings a project script declares at its top level, its annotated UPPER_CASE names (`EPOCHS: float =
-    2.0`: script_defaults' settings), read from its source (the scripts sit above this module, so it does not import
-    them): a name any script has is a valid key anywhere. Its other constants (bench.py's GPU_PEAKS, ...) are not
+def script_settings(script: str) -> dict[str, str]:
+    """The settings a project script declares at its top level, its annotated UPPER_CASE names, with their type's
+    name (`EPOCHS: float = 2.0`: {"EPOCHS": "float"}; script_defaults' settings), read from its source (the scripts
+    sit above this module, so it does not import them). Its other constants (bench.py's GPU_PEAKS, ...) are not
     settings: given as flags they were taken as another script's and silently ignored."""
     path = PROJECT_DIR / f"{script}.py"
     body = ast.parse(path.read_text()).body if path.is_file() else []
-    targets = [node.target for node in body if isinstance(node, ast.AnnAssign)]
-    return frozenset(t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_"))
+    return {n.target.id: ast.unparse(n.annotation) for n in body if isinstance(n, ast.AnnAssign)
+            and isinstance(n.target, ast.Name) and n.target.id.isupper() and not n.target.id.startswith("_")}
+
+
+def script_constants(script: str) -> frozenset[str]:
+    """The names of a script's settings (script_settings): a name any script has is a valid key anywhere."""
+    return frozenset(script_settings(script))
+
+
+def boolean_settings() -> frozenset[str]:
+    """The settings some project script declares as booleans (OVERWRITE, JSON, ...)."""
+    return frozenset(n for s in SCRIPTS for n, kind in script_settings(s).items() if kind == "bool")
 
 
 def any_script_has(name: str) -> bool:
@@ -415,12 +425,16 @@ def public_config(cfg: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 def check_run_folder(output_dir: str, experiment: str) -> None:
     """UsageError for an empty OUTPUT_DIR, or an EXPERIMENT that is not one folder name: empty (its files would lie
-    in OUTPUT_DIR itself, beside every experiment), or a path (inside another experiment, outside its lock)."""
+    in OUTPUT_DIR itself, beside every experiment), a path (inside another experiment, outside its lock), or teacher
+    / students (an experiment's own folders: its models' records would be looked for in the wrong place)."""
     if not output_dir.strip():
         raise UsageError("--output_dir is empty; give the folder that holds the experiments (default outputs)")
     if not experiment.strip() or experiment.strip() in (".", "..") or "/" in experiment or os.sep in experiment:
         raise UsageError(f"--experiment={experiment!r}: must be one folder name under --output_dir ({output_dir}), "
                          f"such as mine or quick-2; for another place give --output_dir")
+    if experiment.strip() in ("teacher", "students"):     # models.experiment_of would take its teacher's parent for it
+        raise UsageError(f"--experiment={experiment}: a name an experiment's own folders use (teacher, students); "
+                         f"choose another, such as my-{experiment}")
 
 
 def start_run(namespace: dict, argv: list[str] | None, script: str, log_name, check=None) -> dict:

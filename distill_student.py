@@ -107,8 +107,8 @@ BEST_SEEDS: int = 0               # a study's second phase: once every entry of 
                                   # the next ones; names <name>-s<seed>); the choice goes to OUTPUT_DIR/EXPERIMENT/
                                   # chosen.json, which `evaluate_models.py --models=chosen` evaluates; 0 or 1 = off; not
                                   # with --only (a choice among some entries would not be the study's)
-CHOOSE_BY: str = "accuracy"       # BEST_SEEDS' choice: accuracy (the entry's own validation accuracy, ties to the larger
-                                  # gain: the student to ship; a baseline's bad luck does not win it) | gain (validation
+CHOOSE_BY: str = "accuracy"       # BEST_SEEDS' choice: accuracy (the entry's own validation accuracy, ties to its macro
+                                  # F1: the student to ship; a baseline's bad luck does not win it) | gain (validation
                                   # accuracy over its matched baseline's, ties to the higher accuracy)
 # --- training ----------------------------------------------------------------------------------
 EPOCHS: float = 3.0
@@ -918,7 +918,7 @@ def validation_rows(runs: list[Run]) -> list[dict] | None:
         kd = read_json(run.dirs[0] / "config.json").get("sentiment_kd", {})
         metrics = read_json(run.dirs[0] / "metrics.json")
         rows.append({"model": run.name, "kind": "distilled" if run.distilled else "baseline",
-                     "accuracy": metrics["val_accuracy"]} | student_fields(kd, metrics))
+                     "accuracy": metrics["val_accuracy"], "f1": metrics.get("val_f1")} | student_fields(kd, metrics))
     return rows
 
 
@@ -926,10 +926,10 @@ def choose_best(rows: list[dict], by: str = "accuracy") -> list[dict]:
     """Per student (model + layers, in order of first appearance): each distilled row that has a matched baseline
     (the baseline row with its models.student_key: the same student, seed, optimizer steps and training settings)
     is a candidate, gain = accuracy - baseline accuracy (rounded to 1e-9); the chosen one has, by="accuracy", the
-    highest accuracy, ties going to the larger gain, or by="gain" the largest gain, ties going to the higher accuracy;
-    then to the first. (By gain, a baseline's low draw counts as the entry's merit: the winner's gain is biased up.)
-    Rows without a matched baseline are not candidates.
-    rows: validation_rows(). Returns [{student, candidates: [{model, accuracy, baseline, baseline_accuracy, gain}],
+    highest accuracy, ties going to the higher macro F1 (validation's too: the baseline plays no part), or by="gain"
+    the largest gain, ties going to the higher accuracy; then to the first. (By gain, a baseline's low draw counts
+    as the entry's merit: the winner's gain is biased up.) Rows without a matched baseline are not candidates.
+    rows: validation_rows(). Returns [{student, candidates: [{model, accuracy, f1, baseline, baseline_accuracy, gain}],
     chosen}]."""
     baselines = {}
     for r in rows:
@@ -940,13 +940,14 @@ def choose_best(rows: list[dict], by: str = "accuracy") -> list[dict]:
         b = baselines.get(student_key(r))
         if r["kind"] == "distilled" and b is not None:
             students.setdefault(student_source(r["student"] or {}), []).append(
-                {"model": r["model"], "accuracy": r["accuracy"], "baseline": b["model"], "baseline_accuracy": b["accuracy"],
+                {"model": r["model"], "accuracy": r["accuracy"], "f1": r.get("f1"), "baseline": b["model"],
+                 "baseline_accuracy": b["accuracy"],
                  "gain": round(r["accuracy"] - b["accuracy"], 9)})
-    order = (lambda x: (x["accuracy"], x["gain"])) if by == "accuracy" else (lambda x: (x["gain"], x["accuracy"]))
+    order = (lambda x: (x["accuracy"], x["f1"] or 0.0)) if by == "accuracy" else (lambda x: (x["gain"], x["accuracy"]))
     return [{"student": k, "candidates": c, "chosen": max(c, key=order)["model"]} for k, c in students.items()]
 
 
-CHOOSE_BY_WORDS = {"accuracy": "validation accuracy of each distilled entry with a matched baseline, ties to the larger gain",
+CHOOSE_BY_WORDS = {"accuracy": "validation accuracy of each distilled entry with a matched baseline, ties to its macro F1",
                    "gain": "validation accuracy of each distilled entry minus its matched baseline's, ties to the higher accuracy"}
 
 
@@ -969,6 +970,12 @@ def check_best_seeds(runs: list[Run], cfg: dict, teacher: Teacher) -> None:
     from runs import run_dirs
     if not choosing():
         return
+    made = Path(OUTPUT_DIR) / EXPERIMENT / "chosen.json"
+    by = read_json(made).get("choose_by", "gain") if made.is_file() else CHOOSE_BY    # before choose_by: by gain
+    if by != CHOOSE_BY and not OVERWRITE:     # choosing again by another rule would train other seeds beside its own
+        raise UsageError(f"--choose_by={CHOOSE_BY}: this study's choice ({made}) was made by {by}; go on with "
+                         f"--choose_by={by}, or remove that file to choose again by {CHOOSE_BY} (the seeds trained "
+                         f"for the old choice stay, unused)")
     if all(r.distilled for r in runs):
         raise UsageError(f"--best_seeds={BEST_SEEDS}: no student has a labels-only baseline to be chosen by; set "
                          f"baseline = true (or --best_seeds=0)")

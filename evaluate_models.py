@@ -522,7 +522,9 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
         if result["groups"] else ""
     if result.get("chosen"):
         gains += ("\n\n## How the recipes were chosen: on validation, before any test review was read\n\n"
-                  + chosen_table(result["chosen"]["students"]) + f"\n\nEach chosen entry was then trained at "
+                  + chosen_table(result["chosen"]["students"]) + "\n\nChosen by "
+                  + result["chosen"].get("by", "validation accuracy of each distilled entry minus its matched baseline's")
+                  + f". Each chosen entry was then trained at "
                   f"{result['chosen']['best_seeds']} seeds in all, each beside its own baseline (chosen.json).")
     noun = text_noun(result["data"])
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "

@@ -316,14 +316,20 @@ def onnx_card(card: str, export: Path) -> str:
 def onnx_metadata(card: str) -> str:
     """`card` with its YAML metadata made an ONNX folder's: tagged `onnx`, and no `library_name: transformers` (the
     folder holds no weights transformers loads; the hub tells an ONNX repository by its files). A card without
-    metadata is returned as it is."""
+    metadata, or with metadata that is not valid YAML (edited by hand), is returned as it is."""
     import yaml
     if not card.startswith("---\n") or "\n---\n" not in card[4:]:
         return card
     meta_text, body = card[4:].split("\n---\n", 1)
-    meta = yaml.safe_load(meta_text) or {}
+    try:
+        meta = yaml.safe_load(meta_text) or {}
+    except yaml.YAMLError:          # a card edited by hand into invalid YAML: left as it is
+        return card
+    if not isinstance(meta, dict):
+        return card
     meta.pop("library_name", None)
-    meta["tags"] = [*[t for t in meta.get("tags") or [] if t != "onnx"], "onnx"]
+    tags = meta.get("tags") or []
+    meta["tags"] = [*[t for t in ([tags] if isinstance(tags, str) else tags) if t != "onnx"], "onnx"]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
 
 

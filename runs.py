@@ -148,16 +148,17 @@ def overwrite_run(exp_dir: Path, overwrite: bool, command: list[str]):
 
 def same_command(a: list[str], b: list[str]) -> bool:
     """Whether two command lines ask for the same thing, as the scripts read them: the same flags with the same values
-    in any order, `--name value` or `--name=value`, a name in any case or with - for _, true / yes / on (false / no /
-    off) in any case, a boolean flag alone as true, a flag given twice by its last value; the same config file (a
-    relative path from here)."""
-    from configurator import BOOL_WORDS, parse_argv
-    words = {w: str(v).lower() for w, v in BOOL_WORDS.items() if w.isalpha()} | {"": "true"}   # 1 / 0 may be numbers
+    in any order, `--name value` or `--name=value`, a name in any case or with - for _, a boolean setting's value in
+    any of BOOL_WORDS' spellings (a flag alone: true), a flag given twice by its last value; the same config file (a
+    relative path from here). Values are otherwise compared as typed (`--epochs=1` is not `--epochs=1.0`): a command
+    taken for another marks anew and retrains, never the reverse."""
+    from configurator import BOOL_WORDS, boolean_settings, parse_argv
+    booleans = {n: False for n in boolean_settings()}
 
     def key(argv):
-        flags, positional, config = parse_argv(list(argv), {})      # {NAME: text}: the last of a flag given twice
-        return ({k: words.get(v.strip().lower(), v) for k, v in flags.items()}, positional,
-                str(Path(config).expanduser().resolve()) if config else None)
+        flags, positional, config = parse_argv(list(argv), booleans)    # {NAME: text}: the last of a flag given twice
+        return ({k: str(BOOL_WORDS.get(v.strip().lower(), v)) if k in booleans else v for k, v in flags.items()},
+                positional, str(Path(config).expanduser().resolve()) if config else None)
     return key(a) == key(b)
 
 

@@ -64,6 +64,8 @@ def assert_one_line_error(r, *fragments):
     ("evaluate_models.py", ["--device=tpu"], "--device=tpu: must be one of auto, cpu, cuda"),
     ("fine_tuning_teacher.py", ["--experiment="], "--experiment='': must be one folder name under --output_dir ("),
     ("distill_student.py", ["--experiment=tiny/students"], "--experiment='tiny/students': must be one folder name"),
+    ("fine_tuning_teacher.py", ["--experiment=students"], "--experiment=students: a name an experiment's own folders use"),
+    ("distill_student.py", ["--choose_by=luck"], "--choose_by=luck: must be one of accuracy, gain"),
     ("evaluate_models.py", ["--output_dir="], "--output_dir is empty; give the folder that holds the experiments"),
 ])
 def test_bad_settings_change_nothing(tiny_experiment, imdb_parquet, script, args, message, capsys):

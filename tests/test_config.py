@@ -566,3 +566,5 @@ def test_an_overwrite_command_is_told_again_by_what_it_asks_not_how_it_was_typed
     assert not same_command(typed, typed + ["--logging_steps=3"])               # a flag more
     assert not same_command(typed, ["--config", "configs/quick.toml", *typed[2:]])   # another config file
     assert not same_command(typed, typed[:2] + ["--overwrite=false", *typed[3:]])
+    assert same_command(["--overwrite=1"], ["--overwrite=on"])                   # a boolean's spellings
+    assert not same_command(["--transfer_data="], ["--transfer_data=yes"])     # not a boolean: as typed

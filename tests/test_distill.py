@@ -349,8 +349,11 @@ def test_the_best_entry_of_each_student_is_chosen_by_its_accuracy_or_its_gain_ov
     assert ds.choose_best(rows)[0]["chosen"] == ds.choose_best(rows, "gain")[0]["chosen"] == "L6-t20"
     rows[1]["accuracy"] = 0.70            # t0's baseline drew low: the largest gain (+0.10), not the best student
     assert ds.choose_best(rows, "gain")[0]["chosen"] == "L6-t0" and ds.choose_best(rows)[0]["chosen"] == "L6-t20"
-    rows[5]["accuracy"], rows[6]["accuracy"] = 0.72, 0.70     # L3-a as accurate as L3-b, with a gain: ties to the gain
-    assert ds.choose_best(rows)[1]["chosen"] == "L3-a"
+    rows[5]["accuracy"], rows[6]["accuracy"] = 0.72, 0.70     # L3-a as accurate as L3-b and ahead of its baseline:
+    assert ds.choose_best(rows)[1]["chosen"] == "L3-a"        # no F1 recorded, the first; by gain, L3-a too
+    rows[5]["f1"], rows[7]["f1"] = 0.70, 0.71                 # ties to validation macro F1, not to the baseline
+    assert ds.choose_best(rows)[1]["chosen"] == "L3-b" and ds.choose_best(rows, "gain")[1]["chosen"] == "L3-a"
+    assert [x["f1"] for x in ds.choose_best(rows)[1]["candidates"]] == [0.70, 0.71]
 
 
 def test_a_saved_students_record_gives_what_pairs_it_with_its_baseline():
@@ -401,6 +404,13 @@ def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run
     before = (root / "chosen.json").read_text()
     assert ds.main(args)["teacher_logits"] is None and ds.main(args + ["--only=A-s1"])["teacher_logits"] is None
     assert (root / "chosen.json").read_text() == before
+    # the study goes on by the rule it chose by (one made before choose_by: by gain); another is refused before training
+    with pytest.raises(UsageError, match=r"^--choose_by=gain: this study's choice \(.*chosen.json\) was made by accuracy; go on"):
+        ds.main(args + ["--choose_by=gain"])
+    (root / "chosen.json").write_text(json.dumps({k: v for k, v in json.loads(before).items() if k != "choose_by"}))
+    with pytest.raises(UsageError, match=r"^--choose_by=accuracy: .* was made by gain; go on with --choose_by=gain, or remove"):
+        ds.main(args)
+    (root / "chosen.json").write_text(before)
     # an added seed is checked like every run: one kept with other settings is refused
     added = root / "students" / f"{label}-s2" / "config.json"
     saved = added.read_text()
@@ -419,6 +429,8 @@ def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run
     x = next(x for x in c["candidates"] if x["model"] == best)
     assert f"| {best} | {100 * x['accuracy']:.2f} | {x['baseline']} | {100 * x['baseline_accuracy']:.2f} | " \
            f"{100 * x['gain']:+.2f} | yes |" in report and report.count("| yes |") == 1
+    assert "\n\nChosen by validation accuracy of each distilled entry with a matched baseline, ties to its macro F1 " \
+           "(matched: " in report                                      # the rule it was chosen by
     # a chosen entry without a baseline of its own (C) brings the one it was compared with
     # (and the seeds not trained yet, a stopped run's, are left out)
     (root / "chosen.json").write_text(json.dumps({"best_seeds": 2, "students": [

@@ -165,6 +165,9 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     assert torch_meta.pop("library_name") == "transformers" and "library_name" not in onnx_meta
     assert onnx_meta.pop("tags") == [*torch_meta.pop("tags"), "onnx"] and onnx_meta == torch_meta
     assert torch_meta["model-index"] and torch_meta["pipeline_tag"]       # the rest kept, test results too
+    from model_card import onnx_metadata              # cards edited by hand: one tag as a string; YAML broken
+    assert "tags:\n- student\n- onnx\n" in onnx_metadata("---\ntags: student\n---\n# m\n")
+    assert onnx_metadata("---\ntags: [a\n---\n# m\n") == "---\ntags: [a\n---\n# m\n"
 
 
 def test_a_matched_baselines_fractional_epochs_are_rounded():

@@ -15,10 +15,17 @@ from conftest import ROOT, narrow_student, tiny_args
 def test_teacher_and_students_under_torchrun(tmp_path, imdb_parquet):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["TQDM_DISABLE"] = ""      # progress bars kept in the captured output: rank 0's alone must show
+    # configs/tiny.toml's students, and a narrower one whose hidden-state projections, applied in its forward, must
+    # train under DDP (applied to the wrapped model's outputs outside it, they were none there, then "marked ready
+    # twice" once found); one launch each (a launch costs two processes' transformers import)
+    narrow = narrow_student(tmp_path / "narrow")
+    students = ('[{name = "cut", layers = [1], transfer_size = 4}, {name = "roberta", model = "tiny:roberta", layers = [1], '
+                f'transfer_size = 4, baseline = false}}, {{name = "narrow", model = "{narrow}", hidden_weight = 0.5, '
+                'baseline = false, epochs = 1.0}]')
     runs = {}
-    for script in ("fine_tuning_teacher.py", "distill_student.py"):
+    for script, extra in (("fine_tuning_teacher.py", []), ("distill_student.py", [f"--students={students}"])):
         r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                            str(ROOT / script), *tiny_args(imdb_parquet, tmp_path)],
+                            str(ROOT / script), *tiny_args(imdb_parquet, tmp_path, *extra)],
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         runs[script] = r.stderr
@@ -33,14 +40,6 @@ def test_teacher_and_students_under_torchrun(tmp_path, imdb_parquet):
     for name in ("cut", "cut-baseline", "roberta"):
         assert (root / "students" / name / "model.safetensors").exists()
     assert not list(root.glob("*.partial")) and not list((root / "students").glob("*.partial"))
-    # a narrower student's hidden-state projections, applied in its forward, train under DDP (applied to the
-    # wrapped model's outputs outside it, they were none there, then "marked ready twice" once found)
-    narrow = narrow_student(tmp_path / "narrow")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "distill_student.py"),
-                        *tiny_args(imdb_parquet, tmp_path, f'--students=[{{name = "narrow", model = "{narrow}"}}]',
-                                   "--hidden_weight=0.5", "--baseline=false", "--epochs=1")],
-                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
     history = json.loads((root / "students" / "narrow" / "metrics.json").read_text())["log_history"]
     assert [h for h in history if "loss_hidden" in h] and all(h["loss_hidden"] > 0 for h in history if "loss_hidden" in h)
 

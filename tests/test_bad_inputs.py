@@ -233,13 +233,13 @@ def test_a_second_run_of_the_same_experiment_is_refused(imdb_parquet, tmp_path):
     assert (tmp_path / "tiny" / "teacher" / "metrics.json").exists() and not lock.exists()   # released on exit
 
 
-def test_an_output_folder_that_cannot_be_written(tiny_experiment, imdb_parquet, tmp_path, monkeypatch):
+def test_an_output_folder_that_cannot_be_written(tiny_experiment, imdb_parquet, tmp_path, monkeypatch, capsys):
     import errno
     import logging
 
     import distill_student
     import fine_tuning_teacher
-    from configurator import UsageError
+    from configurator import UsageError, run_main
 
     def read_only(path, *args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
@@ -248,9 +248,14 @@ def test_an_output_folder_that_cannot_be_written(tiny_experiment, imdb_parquet, 
         with pytest.raises(UsageError, match=rf"^cannot write to {tiny_experiment / 'tiny' / 'logs'}/\w+\.log "
                                              r"\(Read-only file system\); give an --output_dir you can write to"):
             main(tiny_args(imdb_parquet, tiny_experiment))
-    # and as a user sees it, with a folder that is a file: one line, exit 2
+    monkeypatch.undo()
+    # and as `python fine_tuning_teacher.py` ends (run_main, in this process: a new one spends ~8 s importing), with a
+    # folder that is a file: one line, exit 2
     (tmp_path / "tiny").write_text("")
-    assert_one_line_error(run("fine_tuning_teacher.py", *tiny_args(imdb_parquet, tmp_path)), "cannot write to")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        run_main(lambda: fine_tuning_teacher.main(tiny_args(imdb_parquet, tmp_path)))
+    assert_one_line_error(SimpleNamespace(returncode=stop.value.code, stderr=capsys.readouterr().err), "cannot write to")
 
 
 def test_torchs_short_write_is_a_full_disk_only_when_less_is_free_than_a_save(tmp_path, monkeypatch):

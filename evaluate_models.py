@@ -119,6 +119,19 @@ def efficiency_ratio(retention_pct: float, size_mb: float, teacher_size_mb: floa
     return (retention_pct / 100.0) / (size_mb / teacher_size_mb)
 
 
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar test of two models on the same texts: only_a texts only model A got right, only_b only
+    model B; under no difference each of the n = only_a + only_b discordant texts goes either way with probability
+    1/2, so p = min(1, 2 P(X <= min(only_a, only_b))) for X ~ Binomial(n, 1/2); 1.0 when n = 0. It counts the test
+    set's sampling noise for one pair (one seed), which a spread over seeds does not."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
+    top = max(logs)                 # in logs: C(n, i) / 2^n of thousands of texts is past a float's range
+    return min(1.0, 2 * math.exp(top) * sum(math.exp(x - top) for x in logs))
+
+
 def latency_stats(seconds: list[float]) -> dict:
     """{p50_ms, p95_ms, mean_ms} of per-request times given in seconds."""
     ms = np.asarray(seconds, dtype=float) * 1000
@@ -384,16 +397,28 @@ def paired_rows(rows: list[dict]) -> list[tuple[dict, dict | None]]:
     return [same_precision(r, baselines.get(student_key(r)), rows) for r in fp32 if r["kind"] == "distilled"]
 
 
+def paired_tests(rows: list[dict], labels: np.ndarray) -> None:
+    """Each distilled row paired with its baseline (paired_rows), both with predictions on the same texts, gets
+    paired_test: {baseline, only_distilled (texts only it got right), only_baseline, p (mcnemar_p)}.
+    labels: (N,) the true label ids; each row's pred: (N,) its predicted ids."""
+    for r, b in paired_rows(rows):
+        if b is not None and r.get("pred") is not None and b.get("pred") is not None:
+            right, base = r["pred"] == labels, b["pred"] == labels
+            mine, theirs = int((right & ~base).sum()), int((base & ~right).sum())
+            r["paired_test"] = {"baseline": b["model"], "only_distilled": mine, "only_baseline": theirs,
+                                "p": mcnemar_p(mine, theirs)}
+
+
 def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict]:
     """One entry per distilled recipe: its accuracy over seeds, its baselines' and the paired gain distilled -
-    baseline per seed, and the paired gain in macro F1 (f1_gain), as spread()s (pairs: paired_rows(rows), computed
-    here unless given)."""
+    baseline per seed, the paired gain in macro F1 (f1_gain), as spread()s, and each seed's per-text test p
+    (paired_tests; None where not measured) (pairs: paired_rows(rows), computed here unless given)."""
     groups: dict[str, dict] = {}
     for r, b in paired_rows(rows) if pairs is None else pairs:
         label, key = recipe(r)
         g = groups.setdefault(key, {"student": label, "spec": json.loads(key).get("entry"), "settings": r.get("settings") or {},
                                     "models": [], "seeds": [], "distilled": [], "baseline": [], "baselines": [], "gain": [],
-                                    "f1_gain": []})
+                                    "f1_gain": [], "p": []})
         g["models"].append(r["model"])
         g["seeds"].append(r.get("seed"))
         g["distilled"].append(r["accuracy"])
@@ -401,6 +426,7 @@ def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict
             g["baselines"].append(b["model"])
             g["baseline"].append(b["accuracy"])
             g["gain"].append(r["accuracy"] - b["accuracy"])
+            g["p"].append((r.get("paired_test") or {}).get("p"))
             if r.get("f1") is not None and b.get("f1") is not None:
                 g["f1_gain"].append(r["f1"] - b["f1"])
     out = []
@@ -442,16 +468,18 @@ def markdown_table(rows: list[dict], noun: str = "reviews") -> str:
 
 
 def gains_table(groups: list[dict]) -> str:
-    """Markdown: each distilled recipe against its labels-only baseline, accuracy in %, mean ± sd, and the gain in
-    macro F1 points (each class weighed equally: on unbalanced classes an accuracy gain can be a loss there)."""
+    """Markdown: each distilled recipe against its labels-only baseline, accuracy in %, mean ± sd, the gain in
+    macro F1 points (each class weighed equally: on unbalanced classes an accuracy gain can be a loss there), and
+    each seed's per-text McNemar p (the test set's own noise; results before it: empty)."""
     pm = lambda s: f"{100 * s['mean']:.2f}" + (f" ± {100 * s['std']:.2f}" if s["n"] > 1 else "")   # noqa: E731
     signed = lambda s: ("+" if s["mean"] >= 0 else "") + pm(s) if s else ""                          # noqa: E731
     lines = ["| student | seeds | distilled acc (%) | baseline acc (%) | distilled - baseline (points) | "
-             "macro F1: distilled - baseline (points) |", "|---|---|---|---|---|---|"]
+             "macro F1: distilled - baseline (points) | per-text test p, each seed |", "|---|---|---|---|---|---|---|"]
     for g in groups:
+        ps = g.get("p") or []
         lines.append(f"| {g['student']} | {g['distilled']['n']} | {pm(g['distilled'])} | "
                      f"{pm(g['baseline']) if g['baseline'] else 'no baseline'} | {signed(g['gain'])} | "
-                     f"{signed(g.get('f1_gain'))} |")
+                     f"{signed(g.get('f1_gain'))} | {' / '.join(f'{p:.2g}' for p in ps) if ps and None not in ps else ''} |")
     return "\n".join(lines)
 
 
@@ -1173,6 +1201,7 @@ def main(argv=None) -> dict:
     warn_if_shared(device, rows)
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
+    paired_tests(rows, split["labels"])            # before relative_figures drops the predictions
     return publish(cfg, relative_figures(rows), models, split, device, load, preds_dir)
 
 

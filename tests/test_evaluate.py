@@ -1,6 +1,7 @@
 """evaluate_models.py: the formulas by hand, the latency statistics, and the tiny experiment's outputs."""
 import csv
 import json
+import math
 import shutil
 from types import SimpleNamespace
 
@@ -21,6 +22,16 @@ def test_ratio_formulas_by_hand():
     # keeps 90% of the accuracy at a quarter of the size: 0.9 / 0.25
     assert ev.efficiency_ratio(90.0, 25.0, 100.0) == pytest.approx(3.6)
     assert ev.efficiency_ratio(100.0, 10.0, 10.0) == pytest.approx(1.0)
+
+
+def test_mcnemar_p_by_hand():
+    # two-sided exact: 2 P(X <= min) for X ~ Binomial(discordant texts, 1/2)
+    assert ev.mcnemar_p(5, 0) == pytest.approx(2 / 32)                        # 2 x (1/2)^5
+    assert ev.mcnemar_p(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096)     # 158 / 4096 = 0.0386
+    assert ev.mcnemar_p(2, 5) == ev.mcnemar_p(5, 2) == pytest.approx(2 * (1 + 7 + 21) / 128)
+    assert ev.mcnemar_p(0, 0) == ev.mcnemar_p(3, 3) == 1.0
+    exact = 2 * sum(math.comb(660, i) for i in range(301)) / 2 ** 660           # thousands of texts: no overflow
+    assert ev.mcnemar_p(300, 360) == pytest.approx(exact, rel=1e-9) and exact == pytest.approx(0.0216, abs=1e-4)
 
 
 def test_latency_stats_positive_and_ordered():
@@ -75,6 +86,10 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     assert len(preds) == 24 and set(preds[0]) == {"index", "label", "pred", "p_negative", "p_positive"}
     acc = np.mean([p["label"] == p["pred"] for p in preds])
     assert acc == pytest.approx(cut["accuracy"])
+    theirs = list(csv.DictReader(open(root / "predictions" / "cut-baseline.csv")))     # the per-text test of the pair
+    only = lambda a, b: sum(x["pred"] == x["label"] != y["pred"] for x, y in zip(a, b))   # noqa: E731
+    assert cut["paired_test"] == {"baseline": "cut-baseline", "only_distilled": only(preds, theirs),
+                                  "only_baseline": only(theirs, preds), "p": ev.mcnemar_p(only(preds, theirs), only(theirs, preds))}
     import pyarrow.parquet as pq                  # the predictions' index names the text it was made on
     test = pq.read_table(imdb_parquet / "test.parquet").to_pylist()
     texts = list(csv.DictReader(open(root / "predictions" / "texts.csv")))
@@ -487,8 +502,10 @@ def row(model, kind, acc, seed, steps=10, layers=(0,), name=None, precision="fp3
 
 def test_seed_groups_pair_each_seed_with_its_baseline():
     rows = [row("teacher", "teacher", 0.9, None),
-            row("L3-s1", "distilled", 0.86, 1), row("L3-s1-baseline", "baseline", 0.84, 1, name="L3-s1"),
-            row("L3-s2", "distilled", 0.88, 2), row("L3-s2-baseline", "baseline", 0.83, 2, name="L3-s2"),
+            row("L3-s1", "distilled", 0.86, 1) | {"paired_test": {"p": 0.0123}},
+            row("L3-s1-baseline", "baseline", 0.84, 1, name="L3-s1"),
+            row("L3-s2", "distilled", 0.88, 2) | {"paired_test": {"p": 0.34}},
+            row("L3-s2-baseline", "baseline", 0.83, 2, name="L3-s2"),
             row("L3-s2", "distilled", 0.10, 2, precision="int8"),                     # not an fp32 row: ignored
             row("x-a0", "distilled", 0.87, None, steps=20, alpha=0.0),                # no baseline at 20 steps
             row("x", "distilled", 0.85, None, steps=30, transfer_size=8),
@@ -503,7 +520,8 @@ def test_seed_groups_pair_each_seed_with_its_baseline():
     assert groups["x-a0"]["gain"] is None and groups["x-a0"]["baseline"] is None
     assert groups["x"]["gain"]["mean"] == pytest.approx(0.05) and groups["x-T4"]["gain"]["mean"] == pytest.approx(0.01)
     table = ev.gains_table(list(groups.values()))
-    assert "| L3 | 2 | 87.00 ± 1.41 | 83.50 ± 0.71 | +3.50 ± 2.12 |" in table and "| x-a0 | 1 | 87.00 | no baseline |  |" in table
+    assert "| L3 | 2 | 87.00 ± 1.41 | 83.50 ± 0.71 | +3.50 ± 2.12 |  | 0.012 / 0.34 |" in table
+    assert "| x-a0 | 1 | 87.00 | no baseline |  |  |  |" in table and "| x | 1 | 85.00 | 80.00 | +5.00 |  |  |" in table
     # x and x-T4 have one seed: the note gives the test set's noise, the larger of 100 sqrt(0.85 x 0.15 / 250) = 2.26
     # and 100 sqrt(0.81 x 0.19 / 250) = 2.48 points
     assert ev.one_seed_note(list(groups.values()), 250).startswith(
@@ -530,9 +548,10 @@ def test_a_gain_in_accuracy_that_is_a_loss_in_macro_f1_is_said():
     assert groups["L1"]["f1_gain"]["values"] == pytest.approx([-0.080, -0.082])
     assert groups["L1"]["f1_gain"]["mean"] == pytest.approx(-0.081) and groups["L3"]["f1_gain"]["mean"] == pytest.approx(0.005)
     table = ev.gains_table(list(groups.values()))
-    assert table.splitlines()[0].endswith("| distilled - baseline (points) | macro F1: distilled - baseline (points) |")
-    assert "| L1 | 2 | 80.33 ± 0.00 | 80.00 ± 0.00 | +0.33 ± 0.00 | -8.10 ± 0.14 |" in table
-    assert "| L3 | 1 | 85.00 | 83.00 | +2.00 | +0.50 |" in table
+    assert table.splitlines()[0].endswith("| distilled - baseline (points) | macro F1: distilled - baseline (points) | "
+                                          "per-text test p, each seed |")
+    assert "| L1 | 2 | 80.33 ± 0.00 | 80.00 ± 0.00 | +0.33 ± 0.00 | -8.10 ± 0.14 |  |" in table
+    assert "| L3 | 1 | 85.00 | 83.00 | +2.00 | +0.50 |  |" in table
     assert ev.f1_gain_note(list(groups.values())) == (
         " **Accuracy and macro F1 disagree on L1 (accuracy +0.33, macro F1 -8.10)**: the accuracy gain or loss comes "
         "from the common classes, the other way on a rarer one (a student copies its teacher's neglect of a class: see "

@@ -165,7 +165,12 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
                                                            "the labels alone here; " + ship_advice(ours, baseline)))
         n = sum(map(sum, ours.get("confusion") or []))       # the texts evaluated
         se = accuracy_se(ours["accuracy"], n) if n else 0.0
-        if abs(gain) < 2 * se:
+        t = ours.get("paired_test")                          # evaluate_models.paired_tests: the sharper judge
+        if t and t.get("baseline") == baseline["model"]:
+            lines[-1] += (f" Text by text: {t['only_distilled']:,} only this model got right, {t['only_baseline']:,} only "
+                          f"the baseline (exact McNemar p = {t['p']:.2g}" + (": within this test set's noise, at one seed)."
+                                                                             if t["p"] >= 0.05 else ")."))
+        elif abs(gain) < 2 * se:
             lines[-1] += (f" On {n:,} texts one accuracy's standard error is ±{se:.1f} points, so this gap, at one "
                           f"seed, is within the noise (the experiment's results.md gives the mean ± sd over seeds "
                           f"where there are several).")

@@ -101,6 +101,8 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     assert (f"Its labels-only baseline `cut-baseline` (same student, seed and optimizer steps) on the same test texts "
             f"(fp32): accuracy {base['accuracy']:.4f}, macro F1 {base['f1']:.4f}; this model "
             f"{100 * (cut['accuracy'] - base['accuracy']):+.2f} points") in card
+    assert f"Text by text: {cut['paired_test']['only_distilled']} only this model got right, " \
+           f"{cut['paired_test']['only_baseline']} only the baseline (exact McNemar p = {cut['paired_test']['p']:.2g}" in card
     table = (root / "results.md").read_text()
     assert "| teacher | teacher | fp32 |" in table and "cut-baseline" in table and "Hardware:" in table and "| reviews/s |" in table
     table = list(csv.DictReader(open(root / "results.csv")))

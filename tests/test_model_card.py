@@ -134,6 +134,19 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     assert "the labels alone here; and this model predicted only some of the classes on test (below): consider " \
            "shipping the baseline." in lost and "stays the one to ship" not in lost
     assert "Beside the teacher" not in behind                      # rows of results made before retention was kept
+    # evaluation's per-text test of the pair, where it has one, judges the gap instead of one accuracy's standard error
+    counted = {"confusion": [[10, 2], [3, 9]]}                     # 24 texts: one accuracy's standard error ~10 points
+    plain = write_card(folder, "cut", rows=[ours | counted], test_size=24, versus=(ours | counted, theirs)).read_text()
+    assert "On 24 texts one accuracy's standard error is" in plain and "Text by text" not in plain
+    test = {"baseline": "cut-baseline", "only_distilled": 20, "only_baseline": 26, "p": 0.4614}
+    paired = write_card(folder, "cut", rows=[ours | counted], test_size=24,
+                        versus=(ours | counted | {"paired_test": test}, theirs)).read_text()
+    assert ("consider shipping the baseline. Text by text: 20 only this model got right, 26 only the baseline (exact "
+            "McNemar p = 0.46: within this test set's noise, at one seed).") in paired and "accuracy's standard error" not in paired
+    sure = write_card(folder, "cut", rows=[ours], test_size=24, versus=(ours | {"accuracy": 0.7, "paired_test": test | {
+        "only_distilled": 40, "only_baseline": 12, "p": 0.00013}}, theirs)).read_text()
+    assert "this model +5.50 points. Text by text: 40 only this model got right, 12 only the baseline (exact McNemar " \
+           "p = 0.00013)." in sure
     beside = write_card(folder, "cut", rows=[ours | {"kind": "distilled", "retention": 97.5, "speedup": 3.14}],
                         hardware=busy, test_size=24).read_text()
     assert "Beside the teacher on the same test texts: 97.5% of its accuracy (teacher 0.6421), at 3.1x its throughput " \

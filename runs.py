@@ -210,7 +210,7 @@ def should_train(out_dir: Path, ckpt_dir: Path, overwrite: bool, settings: dict 
     starts afresh (an interrupted run's checkpoints dropped), unless its checkpoints are those of an --overwrite run
     of the same `settings` (resume_settings) that was interrupted: the same command then goes on with them, as the
     stop message says; otherwise an interrupted run resumes from its checkpoints."""
-    if is_finished(out_dir) and overwrite and finished_in_overwrite(out_dir, settings):
+    if overwrite and finished_in_overwrite(out_dir, settings):
         log.info("%s: finished with these settings by this --overwrite command before it was stopped: kept (the "
                  "command goes on with the rest)", out_dir)
         restore_record(out_dir)

@@ -77,6 +77,23 @@ def no_imdb_env(monkeypatch):
     monkeypatch.delenv("IMDB_DIR", raising=False)
 
 
+def stopped_at_save(run, when=lambda args, state: True) -> None:
+    """Call run() (a training script's main) and stop it as Ctrl-C would (KeyboardInterrupt) once a checkpoint is saved
+    for which when(args, state) holds (the Trainer's TrainingArguments and TrainerState); the stop is expected."""
+    from transformers import TrainerCallback
+
+    import training
+
+    class Stop(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if when(args, state):
+                raise KeyboardInterrupt("simulated stop after a checkpoint")
+    with pytest.MonkeyPatch.context() as mp:           # the scripts' own callback slot (training.LogToFile)
+        mp.setattr(training, "LogToFile", Stop)
+        with pytest.raises(KeyboardInterrupt):
+            run()
+
+
 def narrow_student(folder: Path) -> Path:
     """A 1-layer BERT classifier narrower than the tiny teacher (hidden 16 vs 32) with its tokenizer, saved in
     `folder`: a student whose hidden-state loss needs projections."""

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import distill_student as ds
 import runs
 import fine_tuning_teacher as ft
-from conftest import ROOT, narrow_student, tiny_args
+from conftest import ROOT, narrow_student, stopped_at_save, tiny_args
 import training
 from configurator import UsageError
 from models import load_classifier
@@ -853,10 +853,9 @@ def test_a_finished_student_made_otherwise_or_from_another_teacher_is_refused(ti
     assert {p: p.stat().st_mtime_ns for p in students.rglob("*")} == before
 
 
-def test_a_baseline_resumed_mid_epoch_trains_the_uninterrupted_runs_batches(tiny_experiment, imdb_parquet, tmp_path, monkeypatch):
+def test_a_baseline_resumed_mid_epoch_trains_the_uninterrupted_runs_batches(tiny_experiment, imdb_parquet, tmp_path):
     # a matched baseline checkpoints at its twin's epochs (44 rows: 6 steps), inside its own (40 rows: 5 steps);
     # resumed at step 6, it must skip the batches it trained and go on in the same order (EpochSeededLengthSampler)
-    from transformers import TrainerCallback
     for name in ("whole", "resumed"):
         shutil.copytree(tiny_experiment / "tiny" / "teacher", tmp_path / name / "tiny" / "teacher")
 
@@ -864,14 +863,7 @@ def test_a_baseline_resumed_mid_epoch_trains_the_uninterrupted_runs_batches(tiny
         return tiny_args(imdb_parquet, tmp_path / name, "--only=cut")      # tiny.toml: 3 epochs
     ds.main(args("whole"))
 
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if Path(args.output_dir).name == "cut-baseline":
-                raise KeyboardInterrupt("simulated crash after the baseline's first checkpoint")
-    monkeypatch.setattr(training, "LogToFile", Crash)
-    with pytest.raises(KeyboardInterrupt):
-        ds.main(args("resumed"))
-    monkeypatch.undo()
+    stopped_at_save(lambda: ds.main(args("resumed")), when=lambda a, state: Path(a.output_dir).name == "cut-baseline")
     metrics = ds.main(args("resumed"))["students"]["cut-baseline"]
     assert metrics["resumed_from"].endswith("checkpoint-6") and metrics["optimizer_steps"] == 18
 
@@ -917,7 +909,6 @@ def test_an_overwrite_run_stopped_midway_keeps_what_it_finished_when_run_again(t
     # this command finished (it retrained it before), goes on with the baseline, and a later --overwrite command
     # retrains both; under run_experiment.sh (KD_ALL_STEPS) the mark outlives each step, so a stop in the students
     # does not retrain the teacher either
-    from transformers import TrainerCallback
 
     import runs
     shutil.copytree(tiny_experiment / "tiny" / "teacher", tmp_path / "tiny" / "teacher")
@@ -927,14 +918,7 @@ def test_an_overwrite_run_stopped_midway_keeps_what_it_finished_when_run_again(t
     stamp = lambda name: (students / name / "metrics.json").stat().st_mtime_ns   # noqa: E731
     old = stamp("cut")
 
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if Path(args.output_dir).name == "cut-baseline":
-                raise KeyboardInterrupt("simulated stop in the baseline")
-    monkeypatch.setattr(training, "LogToFile", Crash)
-    with pytest.raises(KeyboardInterrupt):
-        ds.main(args)
-    monkeypatch.undo()
+    stopped_at_save(lambda: ds.main(args), when=lambda a, state: Path(a.output_dir).name == "cut-baseline")   # in the baseline
     assert mark.is_file() and stamp("cut") > old                   # retrained by the stopped command
     retrained = stamp("cut")
     same = ["--overwrite", "yes", "--only", "cut", *args[2:5][::-1], f"--config={args[1]}"]   # typed another way

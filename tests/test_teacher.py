@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fine_tuning_teacher as ft
-from conftest import real_data, tiny_args
+from conftest import real_data, stopped_at_save, tiny_args
 import runs
 import training
 from configurator import UsageError
@@ -111,21 +111,13 @@ def test_a_published_record_of_other_settings_is_not_rewritten(tiny_teacher, imd
     assert again["val_accuracy"] == metrics["val_accuracy"] and record.read_bytes() != before
 
 
-def crash_after_the_first_checkpoint(imdb_parquet, out, monkeypatch):
+def crash_after_the_first_checkpoint(imdb_parquet, out):
     """Run the tiny teacher until its first checkpoint is written, then stop it as a crash would."""
-    from transformers import TrainerCallback
-
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            raise KeyboardInterrupt("simulated crash after the first checkpoint")
-    monkeypatch.setattr(training, "LogToFile", Crash)
-    with pytest.raises(KeyboardInterrupt):
-        ft.main(tiny_args(imdb_parquet, out))
-    monkeypatch.undo()
+    stopped_at_save(lambda: ft.main(tiny_args(imdb_parquet, out)))
 
 
-def test_an_interrupted_run_resumes_only_with_its_own_settings(tmp_path, imdb_parquet, monkeypatch):
-    crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
+def test_an_interrupted_run_resumes_only_with_its_own_settings(tmp_path, imdb_parquet):
+    crash_after_the_first_checkpoint(imdb_parquet, tmp_path)
     ckpts = tmp_path / "tiny" / "checkpoints" / "teacher"
     saved = json.loads((ckpts / "settings.json").read_text())
     assert saved["learning_rate"] == 3e-3 and saved["epochs"] == 8.0 and "output_dir" not in saved
@@ -145,9 +137,9 @@ def test_an_interrupted_run_resumes_only_with_its_own_settings(tmp_path, imdb_pa
     assert not (ckpts / "settings.json").exists()                    # gone with the checkpoints once finished
 
 
-def test_checkpoints_resume_only_on_as_many_devices(tmp_path, imdb_parquet, monkeypatch):
+def test_checkpoints_resume_only_on_as_many_devices(tmp_path, imdb_parquet):
     # the Trainer's steps per epoch depend on the devices: checkpoints of 4 resume only on 4; a finished model is kept
-    crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
+    crash_after_the_first_checkpoint(imdb_parquet, tmp_path)
     ckpts = tmp_path / "tiny" / "checkpoints" / "teacher"
     saved = json.loads((ckpts / "settings.json").read_text())
     assert saved["devices"] == 1
@@ -164,7 +156,7 @@ def test_checkpoints_resume_only_on_as_many_devices(tmp_path, imdb_parquet, monk
 
 def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     from transformers import TrainerCallback
-    crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
+    crash_after_the_first_checkpoint(imdb_parquet, tmp_path)
     ckpts = list((tmp_path / "tiny" / "checkpoints" / "teacher").glob("checkpoint-*"))
     assert [c.name for c in ckpts] == ["checkpoint-5"]                   # 40 reviews / batch 8 = 5 steps
     assert not (tmp_path / "tiny" / "teacher").exists()
@@ -281,26 +273,17 @@ def test_a_busy_cpu_is_warned_of_while_training_not_only_after(monkeypatch, capl
         "(it resumes from its last checkpoint, if one was saved)"]
 
 
-def test_a_run_stopped_after_its_last_checkpoint_records_no_loss_for_its_empty_second_part(tmp_path, imdb_parquet,
-                                                                                          monkeypatch):
-    from transformers import TrainerCallback
-
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step == state.max_steps:
-                raise KeyboardInterrupt("simulated crash after the last checkpoint")
-    monkeypatch.setattr(training, "LogToFile", Crash)
-    with pytest.raises(KeyboardInterrupt):
-        ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1"))
-    monkeypatch.undo()
+def test_a_run_stopped_after_its_last_checkpoint_records_no_loss_for_its_empty_second_part(tmp_path, imdb_parquet):
+    stopped_at_save(lambda: ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1")),       # after the last checkpoint
+                    when=lambda args, state: state.global_step == state.max_steps)
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1"))
     assert metrics["resumed_from"].endswith("checkpoint-5") and metrics["train_loss_from_step"] == 5
     assert metrics["train_loss"] is None                  # no step trained here: not the Trainer's 0.0
     assert training.resumed_at(None) == 0 and training.resumed_at("/x/checkpoint-12") == 12
 
 
-def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monkeypatch):
-    crash_after_the_first_checkpoint(imdb_parquet, tmp_path, monkeypatch)
+def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet):
+    crash_after_the_first_checkpoint(imdb_parquet, tmp_path)
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite"))
     assert metrics["resumed_from"] is None and metrics["epochs"] == 8.0
     ckpts = tmp_path / "tiny" / "checkpoints" / "teacher"
@@ -312,21 +295,13 @@ def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet, monk
             f"{tmp_path / 'tiny' / 'teacher'} is kept") in log.read_text()
 
 
-def test_an_interrupted_overwrite_run_goes_on_with_the_same_command(tmp_path, imdb_parquet, monkeypatch):
+def test_an_interrupted_overwrite_run_goes_on_with_the_same_command(tmp_path, imdb_parquet):
     # retraining a finished teacher (--overwrite=true), stopped: the same command resumes it (as the stop message
     # says); with other settings it starts afresh; without --overwrite the finished model is kept
-    from transformers import TrainerCallback
     first = ft.main(tiny_args(imdb_parquet, tmp_path))
     ckpts = tmp_path / "tiny" / "checkpoints" / "teacher"
     assert not ckpts.exists()
-
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            raise KeyboardInterrupt("simulated crash after the first checkpoint")
-    monkeypatch.setattr(training, "LogToFile", Crash)
-    with pytest.raises(KeyboardInterrupt):
-        ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true"))
-    monkeypatch.undo()
+    stopped_at_save(lambda: ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true")))     # at the first checkpoint
     assert (ckpts / "checkpoint-5").is_dir() and (ckpts / runs.OVERWRITING).is_file()
     assert ft.main(tiny_args(imdb_parquet, tmp_path)) == first                     # kept without --overwrite
     assert f"{ckpts} holds checkpoints of an unfinished run" in (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
@@ -334,10 +309,7 @@ def test_an_interrupted_overwrite_run_goes_on_with_the_same_command(tmp_path, im
     assert again["resumed_from"].endswith("checkpoint-5") and again["optimizer_steps"] == 40
     log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
     assert f"--overwrite: going on with the interrupted --overwrite run of these settings in {ckpts}" in log
-    with pytest.raises(KeyboardInterrupt):                                        # stopped again, then other settings
-        monkeypatch.setattr(training, "LogToFile", Crash)
-        ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true"))
-    monkeypatch.undo()
+    stopped_at_save(lambda: ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true")))   # stopped again, then other settings
     other = ft.main(tiny_args(imdb_parquet, tmp_path, "--overwrite=true", "--learning_rate=2e-3"))
     assert other["resumed_from"] is None and not ckpts.exists()
 

@@ -21,12 +21,12 @@ size fraction), and speed: batch-1 latency p50/p95 after warm-up, throughput at 
 (model forward only, batches sorted by length), tokenization timed separately, the whole evaluation
 pipeline's throughput and its ratio to the bare forward, speedup over the teacher. Extra rows: with
 QUANTIZE an int8 dynamic-quantized copy of each model whose kind is in QUANTIZE_KINDS (Linear layers,
-CPU only); with ONNX the model's ONNX export (export.py, made here where missing) run by ONNX Runtime
-in fp32 and dynamic int8 (rows onnx-fp32 / onnx-int8, kinds in ONNX_KINDS, CPU only, as many threads as
-torch, the same reviews and tokenization); with HALF_PRECISION a
-bf16 copy (fp16 where bf16 is unsupported; on GPUs by default). On GPUs every timing is synchronised
-(batch-1 latency with CUDA events after a warm-up of at least GPU_WARMUP_S seconds). Hardware, device
-and threads are recorded with the results.
+a weight scale per output channel with QUANTIZE_PER_CHANNEL, CPU only); with ONNX the model's ONNX
+export (export.py, made here where missing) run by ONNX Runtime in fp32 and dynamic int8 (rows
+onnx-fp32 / onnx-int8, kinds in ONNX_KINDS, CPU only, as many threads as torch, the same reviews and
+tokenization); with HALF_PRECISION a bf16 copy (fp16 where bf16 is unsupported; on GPUs by default).
+On GPUs every timing is synchronised (batch-1 latency with CUDA events after a warm-up of at least
+GPU_WARMUP_S seconds). Hardware, device and threads are recorded with the results.
 
 Distilled vs baseline: each distilled student is paired with the labels-only run of the same student
 (model, layers, seed, learning rate, batch size, max_length) at the same number of optimizer steps;
@@ -85,6 +85,8 @@ LATENCY_SAMPLES: int = 100        # batch-1 requests timed for latency p50/p95 (
 WARMUP: int = 5                   # untimed batches / requests before each measurement
 GPU_WARMUP_S: float = 1.0         # GPUs: warm up each model for at least this many seconds before timing
 QUANTIZE: bool = True             # add int8 dynamic-quantized rows (CPU only)
+QUANTIZE_PER_CHANNEL: bool = True # int8 rows: a weight scale per output channel (false: one per tensor, as the
+                                  # int8 rows published before 2 Dec 2026; outputs/int8-choice says why)
 HALF_PRECISION: str = "auto"      # bf16 rows (fp16 if bf16 is unsupported): auto = on GPUs | always | never
 FP32_MODELS: list = [""]          # models that also get an fp32 row when they get a bf16 one ([""] = all; the
                                   # teacher always does); the others are compared by their bf16 rows
@@ -233,15 +235,17 @@ def size_on_disk_mb(model, folder: Path | None) -> float:
     return buf.tell() / 1e6
 
 
-def quantize(model):
-    """int8 dynamic quantization of the Linear layers (weights int8, activations quantized on the fly)."""
+def quantize(model, per_channel: bool = True):
+    """int8 dynamic quantization of the Linear layers: weights int8 with a scale per output channel (per_channel)
+    or one per tensor, activations quantized on the fly (in 7 bits: torch's x86 kernels reduce their range)."""
     import warnings
 
     import torch
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+    qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # torch marks the quantized tensor API as deprecated
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(model, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
 
 
 def time_requests(model, batches: list[dict], device: str, warmup: int, warmup_s: float = 0.0) -> list[float]:
@@ -906,7 +910,7 @@ def variant(precision: str, model, folder: Path, device: str):
     """(the model to measure for one row, its precision label): fp32 as is, int8 dynamic-quantized, an
     ONNX Runtime session, or bf16 (fp16 on GPUs without bf16; converts `model` in place, so it comes last)."""
     if precision == "int8":
-        return quantize(model), precision
+        return quantize(model, QUANTIZE_PER_CHANNEL), precision
     if precision.startswith("onnx"):
         return onnx_variant(folder, model.config, precision), precision
     if precision == "bf16":

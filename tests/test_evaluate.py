@@ -496,6 +496,30 @@ def test_quantize_kinds_picks_the_int8_rows(tiny_experiment, imdb_parquet):
         ev.main(tiny_args(imdb_parquet, tiny_experiment, '--quantize_kinds=["student-int8"]', cache=False))
 
 
+def test_int8_rows_quantize_each_output_channel_by_default(monkeypatch):
+    """A scale per output channel (QUANTIZE_PER_CHANNEL, outputs/int8-choice) keeps a small row's weights where one
+    scale for the whole tensor, set by its largest weight, rounds them to zero."""
+    model, _ = build_tiny("bert")
+    dense = model.bert.encoder.layer[0].intermediate.dense
+    with torch.no_grad():
+        dense.weight[0] *= 1e-3                 # a row 1,000x smaller than the others
+    w = dense.weight.detach().clone()
+    quantized = {True: ev.variant("int8", model, None, "cpu")[0]}             # the default
+    monkeypatch.setattr(ev, "QUANTIZE_PER_CHANNEL", False)
+    quantized[False] = ev.variant("int8", model, None, "cpu")[0]
+    for per, q in quantized.items():
+        layer = q.bert.encoder.layer[0].intermediate.dense
+        assert isinstance(layer, torch.ao.nn.quantized.dynamic.Linear)
+        got = layer.weight()
+        assert got.qscheme() == (torch.per_channel_affine if per else torch.per_tensor_affine)
+        scales = got.q_per_channel_scales() if per else torch.full((w.shape[0],), got.q_scale())
+        assert scales.shape == (64,)
+        assert (got.dequantize() - w).abs().max(1).values.le(scales / 2 + 1e-7).all()   # each weight rounds to its grid
+        small = got.dequantize()[0]
+        assert (small.abs().max() > 0) == per     # per tensor: the small row's weights are all rounded to 0
+    assert torch.equal(dense.weight, w)         # the fp32 model itself is left as it was
+
+
 def row(model, kind, acc, seed, steps=10, layers=(0,), name=None, precision="fp32", **extra):
     spec = {"name": name or model, "layers": list(layers)} | ({"seed": seed} if seed is not None else {}) | extra
     return {"model": model, "kind": kind, "precision": precision, "accuracy": acc, "seed": seed, "steps": steps,
@@ -700,7 +724,7 @@ def test_each_row_reports_its_own_model_on_the_test_split(tiny_experiment, imdb_
     config["sentiment_kd"]["training_settings"]["teacher"] = run_fingerprint(tmp_path / "tiny" / "teacher")
     (tmp_path / "tiny" / "students" / "cut" / "config.json").write_text(json.dumps(config))
     _, tok = build_tiny("bert")
-    monkeypatch.setattr(ev, "quantize", lambda model: Contrary(model, tok))
+    monkeypatch.setattr(ev, "quantize", lambda model, per_channel: Contrary(model, tok))
     figures, savefig = [], Figure.savefig
     monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), savefig(self, *a, **k))[1])
     ev.main(tiny_args(imdb_parquet, tmp_path, "--models=cut", cache=False))

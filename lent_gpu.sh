@@ -22,7 +22,7 @@
 #     what is left, with fp32 rows for the teacher only and 20 latency samples (a study's config evaluates its
 #     chosen recipes' finished seeds); a run already in its evaluation is left to finish instead, and one in its
 #     bench step (a config's [bench]: after the evaluation) is stopped 25 s before the end, its measurements kept;
-#  5. packs the small results of $RUNS (no weights, checkpoints, logit caches or predictions) into
+#  5. packs the small results of $RUNS (no weights, checkpoints, logit caches, predictions or run marks) into
 #     $OUT/runs.tgz and the run's log into $OUT/run.log.
 # Exit status: 0 once the run has finished, its finished models were evaluated or only its bench was cut short,
 # 3 while it still runs,
@@ -84,7 +84,7 @@ stop_run() {   # SIGTERM to the run's process group (each script unwinds), SIGKI
 step() { grep -a '^== ' "$base/log" 2>/dev/null | tail -n 1 | cut -d' ' -f2; }     # the step the run is in
 pack() {   # GNU tar says 1 for a file that changed while it was read (a log being written): not a failure
   tar -czf "$OUT/runs.tgz" --warning=no-file-changed -C "$RUNS" --exclude='*.safetensors' --exclude=checkpoints \
-    --exclude=teacher_logits --exclude=predictions --exclude='*.partial' --exclude=.lock \
+    --exclude=teacher_logits --exclude=predictions --exclude='*.partial' --exclude=.lock --exclude=.overwrite-run.json \
     --exclude='timings.md.new.*' --exclude='timings.md.tmp.*' --exclude='.step-start.*' . || [ $? -eq 1 ]
   cp "$base/log" "$OUT/run.log"
 }

@@ -314,8 +314,8 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
 
 
 def lent_gpu_stub(tmp_path):
-    """A checkout holding lent_gpu.sh and stub steps: run_experiment.sh says it is in $STUB_STEP, writes a weight file,
-    works $STUB_TICKS tenths of a second (a stop: touches `unwound`; with $STUB_STUCK it does not exit for 60 s) and
+    """A checkout holding lent_gpu.sh and stub steps: run_experiment.sh says it is in $STUB_STEP, writes a weight file
+    and an --overwrite command's mark (run state, neither packed), works $STUB_TICKS tenths of a second (a stop: touches `unwound`; with $STUB_STUCK it does not exit for 60 s) and
     writes results.md; evaluate_models.py records its arguments and the commit it was given."""
     import shutil
     repo = tmp_path / "repo"
@@ -325,7 +325,7 @@ def lent_gpu_stub(tmp_path):
         'out=${2#--output_dir=}; mkdir -p "$out/exp"; echo "$1 $3" >> "$out/exp/started"; echo "$KD_CODE_VERSION" > "$out/exp/code"\n'
         'trap \'touch "$out/exp/unwound"; if [ -n "$STUB_STUCK" ]; then sleep 60; fi; exit 143\' TERM\n'
         'if [ -n "$STUB_STEP" ]; then echo "== $STUB_STEP --config $1"; fi\n'
-        'touch "$out/exp/model.safetensors"; for i in $(seq "$STUB_TICKS"); do sleep 0.1; done\n'
+        'touch "$out/exp/model.safetensors" "$out/exp/.overwrite-run.json"; for i in $(seq "$STUB_TICKS"); do sleep 0.1; done\n'
         'echo finished > "$out/exp/results.md"\n')
     (repo / "evaluate_models.py").write_text(
         "import sys, pathlib\nout = next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--output_dir='))\n"

@@ -315,8 +315,9 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
 
 def lent_gpu_stub(tmp_path):
     """A checkout holding lent_gpu.sh and stub steps: run_experiment.sh says it is in $STUB_STEP, writes a weight file
-    and an --overwrite command's mark (run state, neither packed), works $STUB_TICKS tenths of a second (a stop: touches `unwound`; with $STUB_STUCK it does not exit for 60 s) and
-    writes results.md; evaluate_models.py records its arguments and the commit it was given."""
+    and an --overwrite command's mark (run state, neither packed), works $STUB_TICKS tenths of a second (a stop:
+    touches `unwound`; with $STUB_STUCK it does not exit for 60 s) and writes results.md; evaluate_models.py records
+    its arguments and the commit it was given."""
     import shutil
     repo = tmp_path / "repo"
     repo.mkdir()

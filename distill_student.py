@@ -564,6 +564,18 @@ def check_students(students: list, cfg: dict) -> list[dict]:
     return students
 
 
+def check_student_fits(s: dict, cfg: dict, teacher_config=None):
+    """A student's model (its own `model`, else the teacher's config) can be read (models.check_local_model: a
+    folder that is a saved model; a hub id cached or reachable) and has the layers and positions the student takes;
+    returns its transformers config."""
+    where = f"student '{s['name']}'"
+    config = model_config(s["model"]) if "model" in s else teacher_config
+    if "layers" in s:
+        check_layers(s["layers"], getattr(config, "num_hidden_layers", None), f"{where}: ")
+    check_max_length(config, student_settings(s, cfg)["max_length"], where)
+    return config
+
+
 def check_student_models(students: list, cfg: dict, teacher_dir: Path | None) -> None:
     """What each student's model decides, read from configs and tokenizers without loading weights:
     its layers exist, its max_length fits its positions, and the intermediate losses can compare it
@@ -573,10 +585,7 @@ def check_student_models(students: list, cfg: dict, teacher_dir: Path | None) ->
     teacher_tok = None
     for s in students:
         st, where = student_settings(s, cfg), f"student '{s['name']}'"
-        config = model_config(s["model"]) if "model" in s else teacher_config
-        if "layers" in s:
-            check_layers(s["layers"], getattr(config, "num_hidden_layers", None), f"{where}: ")
-        check_max_length(config, st["max_length"], where)
+        config = check_student_fits(s, cfg, teacher_config)
         if st["hidden_weight"] > 0 or st["attention_weight"] > 0:
             teacher_tok = teacher_tok or load_tokenizer(str(teacher_dir))
             if tokenizer_fingerprint(load_tokenizer(s.get("model") or str(teacher_dir))) != tokenizer_fingerprint(teacher_tok):
@@ -652,6 +661,18 @@ def check_before_teacher(cfg: dict) -> None:
         if most is not None and most.settings["transfer_size"] > have:     # leak removal may leave fewer still
             raise UsageError(f"student {most.name!r}: transfer_size = {most.settings['transfer_size']}, but "
                              f"--transfer_data={TRANSFER_DATA} holds {have:,} texts; set it to at most {have}")
+
+
+def check_models_before_teacher(cfg: dict) -> None:
+    """The models named by the selected students still to train (check_student_fits; run_experiment.sh checks them
+    before the teacher trains, last: every setting's typo is said first): a folder that is no saved model, or a
+    hub id neither cached nor reachable, is one line then, not after the teacher's hours. A finished student kept
+    as it is needs no base model (offline: none at hand); a student cut from the teacher is checked once it exists."""
+    from runs import run_dirs
+    fresh = [r for r in selected_runs(cfg)
+             if OVERWRITE or not is_finished(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", r.name)[0])]
+    for spec in {r.spec["name"]: r.spec for r in fresh if "model" in r.spec}.values():
+        check_student_fits(spec, cfg)
 
 
 def check_length_against_teacher(runs: list, theirs: int | None, teacher_text: str, to_train: set, cfg: dict,

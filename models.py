@@ -378,9 +378,38 @@ def load_tokenizer(name_or_path: str):
     return tok
 
 
+def check_local_model(name_or_path: str) -> None:
+    """UsageError for a model given as a local path (it exists, or looks like one: /, ./, ../, ~) that cannot be one:
+    missing, a file, a folder without config.json (an experiment's folder, say: the models in it named), a
+    config.json without model_type, or no weights. A hub id passes (from_pretrained says what is wrong with it)."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and not name_or_path.startswith((".", "/", "~")):
+        return
+    fix = "give a saved model folder (config.json and weights, e.g. outputs/<experiment>/teacher) or a hub id"
+    if not path.exists():
+        raise UsageError(f"model '{name_or_path}': no such folder; {fix}")
+    if not path.is_dir():
+        raise UsageError(f"model '{name_or_path}' is a file; " + (
+            f"give its folder: {path.parent}" if (path.parent / "config.json").is_file() else fix))
+    if not (path / "config.json").is_file():
+        inside = [str(p) for p in finished_models(experiment_of(path)) if path.resolve() in p.resolve().parents]
+        raise UsageError(f"model '{name_or_path}' is a folder without config.json, not a saved model; " + (
+            f"the models in it: {', '.join(inside)}" if inside else fix))
+    try:
+        model_type = read_json(path / "config.json").get("model_type")
+    except (ValueError, AttributeError):     # not JSON, or not an object
+        model_type = None
+    if not model_type:
+        raise UsageError(f"model '{name_or_path}': its config.json is not a transformers model's (no model_type); {fix}")
+    if not any((path / w).is_file() for w in WEIGHT_FILES):
+        raise UsageError(f"model '{name_or_path}' has no weights ({' or '.join(WEIGHT_FILES[::2])}); {fix}")
+
+
 @contextlib.contextmanager
 def cannot_load(name_or_path: str):
-    """Turn the OSError of a model that is neither a folder nor a reachable hub id into a UsageError."""
+    """Check a model given as a local path (check_local_model), then turn the OSError of one that is neither a
+    folder nor a reachable hub id into a UsageError."""
+    check_local_model(name_or_path)
     try:
         yield
     except OSError as e:

@@ -30,21 +30,26 @@ has_bench = 0
 def check():    # the file is read (a missing or bad one is a one-line error) before its tables are looked at
     global has_bench
     cfg = configure(vars(d), ["--config", *sys.argv[1:]])
-    d.check_before_teacher(cfg)                          # the students, their transfer texts
+    teacher = None                                       # the settings of every table first, then what they name
     if not (d.SOFT_LABELS or d.TEACHER_DIR):             # a teacher to train: the length the students will read too
         import fine_tuning_teacher as t
-        d.check_length_before_teacher(cfg, configure(vars(t), ["--config", *sys.argv[1:]], "fine_tuning_teacher"))
+        teacher = configure(vars(t), ["--config", *sys.argv[1:]], "fine_tuning_teacher")
     if "bench" in tomllib.load(open(sys.argv[1], "rb")):
         import bench
-        bench.check_series(configure(vars(bench), ["--config", *sys.argv[1:]], "bench"))
-        has_bench = 1
+        series, has_bench = configure(vars(bench), ["--config", *sys.argv[1:]], "bench"), 1
+    d.check_before_teacher(cfg)                          # the students, their transfer texts
+    if teacher is not None:
+        d.check_length_before_teacher(cfg, teacher)
+    if has_bench:
+        bench.check_series(series)
+    d.check_models_before_teacher(cfg)                   # last: the hub may be asked (typos are said first)
 run_main(check)
 skip = {"fine_tuning_teacher": bool(d.SOFT_LABELS or d.TEACHER_DIR), "bench": not has_bench}   # a teacher given; no [bench]
 given = f"the soft labels in {d.SOFT_LABELS}" if d.SOFT_LABELS else f"the teacher in {d.TEACHER_DIR}" if d.TEACHER_DIR else ""
 print(f"{d.OUTPUT_DIR}/{d.EXPERIMENT}", given, " ".join(s for s in STEPS if not skip.get(s)), sep="\n")' \
   "$config" "$@")
 out=$(sed -n 1p <<< "$settings") given=$(sed -n 2p <<< "$settings") steps=$(sed -n 3p <<< "$settings")
-echo "checked before the first step: the settings, the students, their transfer texts and token lengths"
+echo "checked before the first step: the settings, the students and their models, their transfer texts and token lengths"
 if [ -n "$given" ]; then echo "(no teacher to train: the students learn from $given)"; fi
 mkdir -p "$out"
 # this run's own files (named by its pid: a second run of the experiment, refused by the step's lock, must not touch

@@ -82,6 +82,36 @@ def test_bad_settings_change_nothing(tiny_experiment, imdb_parquet, script, args
     assert files_of(tiny_experiment) == before
 
 
+def test_a_model_path_that_is_no_model_is_one_line_before_anything_is_written(tiny_experiment, imdb_parquet, tmp_path,
+                                                                              capsys):
+    # a teacher's model_name or a student's model that is a folder but no saved model (an experiment's folder, its
+    # students/, config.json alone), a file, or missing: one line naming it, before a folder is made (it was a
+    # transformers traceback or the hub's repo-id error; run_experiment.sh's check before the teacher: test_pipeline)
+    import importlib
+    from configurator import run_main
+    exp = tiny_experiment / "tiny"
+    (tmp_path / "cfgonly").mkdir()
+    shutil.copy(exp / "teacher" / "config.json", tmp_path / "cfgonly")
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [(tmp_path / "nothere", "no such folder; give a saved model folder (config.json and weights"),
+             (exp, f"is a folder without config.json, not a saved model; the models in it: {exp / 'teacher'}, "),
+             (exp / "students", f"not a saved model; the models in it: {exp / 'students' / 'cut'}, "),
+             (tmp_path / "cfgonly", "has no weights (model.safetensors or pytorch_model.bin); give a saved model"),
+             (exp / "teacher" / "config.json", f"is a file; give its folder: {exp / 'teacher'}")]
+    before = files_of(tiny_experiment)
+    for path, message in cases:          # a new teacher; a new student of the finished teacher
+        for script, flag, where in (("fine_tuning_teacher", f"--model_name={path}", out),
+                                    ("distill_student", f'--students=[{{name = "x", model = "{path}"}}]', tiny_experiment)):
+            module = importlib.import_module(script)
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as stop:
+                run_main(lambda: module.main([*tiny_args(imdb_parquet, where), flag]))
+            assert_one_line_error(SimpleNamespace(returncode=stop.value.code, stderr=capsys.readouterr().err),
+                                  f"error: model '{path}'", message)
+    assert list(out.iterdir()) == [] and files_of(tiny_experiment) == before
+
+
 def test_a_bad_setting_on_the_command_line_is_one_line_and_status_2(tiny_experiment, imdb_parquet, tmp_path):
     # a copy without the lock this test process holds on the shared experiment (another process would be refused)
     shutil.copytree(tiny_experiment / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns(".lock", "cache"))

@@ -126,7 +126,7 @@ def test_a_series_measures_each_setting_once_names_what_it_skips_and_stops_at_ma
     assert [r["label"] for r in once] == [base, base.replace("-head16", "-unpinned-head16")] and once[0]["mfu"] is None
     log = (tmp_path / "tiny" / "logs" / "bench.log").read_text()
     assert f"{base}: the same settings as an earlier measurement of this series (attention used: sdpa)" in log
-    assert f"WARNING not measured: cannot load model '{tmp_path}/not-staged'" in log
+    assert f"WARNING not measured: model '{tmp_path}/not-staged': no such folder" in log
     assert [r["label"] for r in bench.main(args + ["--levers=[{batch_size = 4}, {batch_size = 2}]", "--max_seconds=1e-9"])] \
         == [base.replace("bs8", "bs4")]                       # the first is always measured
     assert "MAX_SECONDS = 1e-09 reached after 1 of 2 measurements; not measured: tiny:bert {batch_size = 2}" in \

@@ -190,8 +190,9 @@ def test_students_longer_than_the_teacher_to_train_are_refused_before_it_trains(
 
 
 def test_transfer_texts_are_checked_before_the_teacher_trains(imdb_parquet, tmp_path, caplog):
-    # a wrong transfer file (or a column it lacks, or too few texts) would otherwise be found when the students start,
-    # after the teacher's hours; one set with no student reading it (transfer_size 0) would be ignored without a word
+    # a wrong transfer file (or a column it lacks, or too few texts) or a student's model that is none would otherwise
+    # be found when the students start, after the teacher's hours; one set with no student reading it (transfer_size
+    # 0) would be ignored without a word
     (tmp_path / "more.csv").write_text("id,body\n1,a text\n2,another\n3,a third\n")
     def run(*flags):
         return subprocess.run(["bash", str(ROOT / "run_experiment.sh"), "configs/tiny.toml", f"--output_dir={tmp_path}",
@@ -210,6 +211,9 @@ def test_transfer_texts_are_checked_before_the_teacher_trains(imdb_parquet, tmp_
     p = run(f"--transfer_data={tmp_path}/more.txt", "--transfer_text_column=body")     # a text file has no columns
     assert p.returncode == 2 and f"error: --transfer_text_column=body names a column of a transfer_data table, but " \
         f"transfer_data = '{tmp_path}/more.txt' is not one; leave transfer_text_column out" in p.stderr, p.stderr
+    p = run(f'--students=[{{name = "x", model = "{tmp_path}"}}]')      # a student's model: not a model's folder
+    assert p.returncode == 2 and f"error: model '{tmp_path}' is a folder without config.json" in p.stderr, p.stderr
+    assert not (tmp_path / "tiny").exists() and "== fine_tuning_teacher" not in p.stdout
     import distill_student
     from configurator import configure
     try:
@@ -281,7 +285,7 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
     (tmp_path / "out/stub/steps").unlink()
     done, said = steps("--soft_labels=outputs/full/soft_labels")
     assert done == ["distill_student", "evaluate_models"] and said.startswith(
-        "checked before the first step: the settings, the students, their transfer texts and token lengths\n"
+        "checked before the first step: the settings, the students and their models, their transfer texts and token lengths\n"
         "(no teacher to train: the students learn from the soft labels in outputs/full/soft_labels)\n")
     (tmp_path / "out/stub/steps").unlink()
     done, said = steps("--teacher_dir=outputs/other/teacher")       # another experiment's teacher: none to train here

@@ -400,9 +400,10 @@ def data_files(path: str, flag: str = "--data") -> dict:
         files = {s: files[s] for s in SPLIT_WORDS if s in files}      # train first: errors name it first
     else:
         here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"        # run_experiment.sh runs in the checkout
-        raise UsageError(f"{flag}={path}: no such file or folder{here}; give a CSV/TSV/JSON Lines/parquet file or folder"
-                         + {"--data": ", a hub dataset id, or imdb", "--transfer_data": ", or a .txt file or folder of them (one "
-                            "text per line)"}.get(flag, ""))
+        raise UsageError(f"{flag}={path}: no such file or folder{here}; " + (
+            "give a CSV/TSV/JSON Lines/parquet file, or a text file (one text per line)" if flag == "--file" else
+            "give a CSV/TSV/JSON Lines/parquet file or folder" + {"--data": ", a hub dataset id, or imdb", "--transfer_data":
+                                                                  ", or a .txt file or folder of them (one text per line)"}.get(flag, "")))
     kinds = {f.suffix.lower() for fs in files.values() for f in fs}
     unknown = kinds - set(FORMATS)
     if unknown:

@@ -263,6 +263,9 @@ def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list
         except UnicodeEncodeError:
             raise UsageError(f"text argument #{n} is not valid UTF-8 (the terminal's encoding?); pass it in a UTF-8 "
                              f"file with --file=PATH") from None
+    if file and file != "-" and Path(file).expanduser().is_dir():
+        raise UsageError(f"--file={file} is a folder; give a file in it: a CSV/TSV/JSON Lines/parquet table, or a text "
+                         f"file (one text per line)")
     if file and Path(file).suffix.lower() in FORMATS:     # checked as training texts are; predict prepares them
         import pandas as pd
         texts, parts = read_table(file, column, "--file")

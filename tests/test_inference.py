@@ -182,8 +182,12 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypat
     assert texts == ["a great film", "Two\n\nparagraphs: the worst"] and list(rows["id"]) == [1, 2]
     with pytest.raises(UsageError, match=r"new.csv: no column 'text' \(found id, review\); set --text_column"):
         inference.gather_texts([], str(table), "text")
-    with pytest.raises(UsageError, match=r"^--file=.*old.csv: no such file or folder"):
+    with pytest.raises(UsageError, match=r"^--file=.*old.csv: no such file or folder[^;]*; give a CSV/TSV/JSON Lines/"
+                                         r"parquet file, or a text file \(one text per line\)$"):   # a folder is none
         inference.gather_texts([], str(tmp_path / "old.csv"), "review")
+    with pytest.raises(UsageError, match=rf"^--file={tmp_path} is a folder; give a file in it: a CSV/TSV/JSON Lines/"
+                                         r"parquet table, or a text file \(one text per line\)$"):
+        inference.gather_texts([], str(tmp_path), "review")
     with pytest.raises(UsageError, match=r"new.csv: column 'id' holds numbers, not texts \(1 at data row 1, a header "
                                          r"line not counted\); set --text_column to the column that holds the texts "
                                          r"\(found id, review\)$"):    # the id column named as the texts'

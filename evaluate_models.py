@@ -487,6 +487,18 @@ def gains_table(groups: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def unlearned_gain_note(groups: list[dict], rows: list[dict]) -> str:
+    """A warning beside the gains naming the recipes with a model, distilled or baseline, that predicted only some
+    of the classes (classes_missed, any precision: one_sided_note's warning under the first table): a gain over a
+    model that has not learned measures that, not distillation; else ""."""
+    missed = {r["model"] for r in rows if classes_missed(r)}
+    said = [f"{g['student']} ({', '.join(m for m in g['models'] + g['baselines'] if m in missed)})"
+            for g in groups if missed & set(g["models"] + g["baselines"])]
+    return (f" **Not a measure of distillation: {'; '.join(said)} predicted only some of the classes**, so the gain "
+            f"compares with a model that has not learned; train the students longer (README, *Your own data*) and "
+            f"evaluate again." if said else "")
+
+
 def f1_gain_note(groups: list[dict], floor: float = 0.005) -> str:
     """A warning naming the recipes whose accuracy gain and macro-F1 gain have opposite signs, the F1 one at least
     `floor` (0.005: half a point): such a gain comes from the common classes at a rare one's cost (a student that
@@ -549,8 +561,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
     hw = result["hardware"]
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
-             "paired by seed." + seeds_note(result["groups"]) + one_seed_note(result["groups"], result["texts"])
-             + f1_gain_note(result["groups"])) \
+             "paired by seed." + unlearned_gain_note(result["groups"], rows) + seeds_note(result["groups"])
+             + one_seed_note(result["groups"], result["texts"]) + f1_gain_note(result["groups"])) \
         if result["groups"] else ""
     if result.get("chosen"):
         gains += ("\n\n## How the recipes were chosen: on validation, before any test review was read\n\n"
@@ -560,7 +572,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                   f"{result['chosen']['best_seeds']} seeds in all, each beside its own baseline (chosen.json).")
     noun = text_noun(result["data"])
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
-            f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun) + gains + "\n\n"
+            f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun)
+            + "".join(f"\n\n{note.strip()}" for note in [one_sided_note(rows, noun)] if note) + gains + "\n\n"
             f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
             + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}"
             + (f", onnxruntime {hw['onnxruntime']}" if "onnxruntime" in hw else "")
@@ -570,7 +583,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                if hw.get("other_cores_busy") is not None else "")
             + "".join(f" (over a fifth while timing {', '.join(s)}: their speed figures are slow)"
                       for s in [slowed_rows(rows, hw["device"], hw.get("cpu_count"))] if s)
-            + ". " + one_sided_note(rows, noun) + result_shift_note(result, noun) +
+            + ". " + result_shift_note(result, noun) +
             f"Latency: batch 1, after {result['config']['warmup']} warm-up requests, over "
             f"{min(result['config']['latency_samples'], result['texts'])} {result['split']} {noun}. Throughput: model forward at batch "
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "

@@ -309,10 +309,24 @@ def test_a_model_that_predicts_only_some_classes_is_flagged_in_results_and_its_c
                                                  "it more steps (README, *Your own data*), the teacher first: students "
                                                  "distilled from it learn to miss the classes it misses. ")
     hw = {"cpu": "x", "torch_threads": 2, "device": "cpu", "torch": "2"}
-    ev.write_reports(tmp_path, {"rows": [dict.fromkeys(k for k, _ in ev._COLUMNS) | r for r in rows], "hardware": hw, "groups": [],
+    rows += [{"model": "L1-baseline", "precision": "fp32", "confusion": [[5, 1], [1, 5]]}]
+    rows[1]["kind"], rows[3]["kind"] = "distilled", "baseline"
+    groups = [{"student": "L1", "models": ["L1"], "baselines": ["L1-baseline"]},
+              {"student": "L2", "models": ["L2"], "baselines": ["L2-baseline"]}]
+    assert ev.unlearned_gain_note(groups, rows) == (   # a baseline that has not learned would count the same
+        " **Not a measure of distillation: L1 (L1) predicted only some of the classes**, so the gain compares with a "
+        "model that has not learned; train the students longer (README, *Your own data*) and evaluate again.")
+    assert ev.unlearned_gain_note(groups, [rows[0], rows[3]]) == ""
+    spread = {"mean": 0.5, "std": 0.0, "n": 1}
+    ev.write_reports(tmp_path, {"rows": [dict.fromkeys(k for k, _ in ev._COLUMNS) | r for r in rows], "hardware": hw,
+                                "groups": [groups[0] | {"distilled": spread, "baseline": spread, "gain": spread | {"mean": 0.0},
+                                                        "f1_gain": None, "p": [None]}],
                                 "experiment": "e", "texts": 12, "data": "imdb", "split": "test", "labels": ["a", "b"],
                                 "config": {"warmup": 1, "latency_samples": 3, "eval_batch_size": 4}})
-    assert "**Warning: L1 (fp32: 1 of 2), L1 (int8: 1 of 2) predicted only some" in (tmp_path / "results.md").read_text()
+    table, warning, gains = (tmp_path / "results.md").read_text().split("\n\n")[1:4]   # the warning under the table
+    assert table.startswith("| model |") and warning.startswith("**Warning: L1 (fp32: 1 of 2), L1 (int8: 1 of 2) predicted only")
+    assert gains.startswith("## Distilled vs labels-only baseline")
+    assert "**Not a measure of distillation: L1 (L1) predicted only some" in (tmp_path / "results.md").read_text()
     card = lambda r: " ".join(result_notes(r | {"per_class": {}}, None, None))     # noqa: E731
     assert "**Warning: on test it predicted only 1 of 2 classes (fp32): it has not learned; do not ship it.**" in card(rows[1])
     assert "Warning" not in card(rows[0])

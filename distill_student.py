@@ -668,11 +668,15 @@ def check_models_before_teacher(cfg: dict) -> None:
     before the teacher trains, last: every setting's typo is said first): a folder that is no saved model, or a
     hub id neither cached nor reachable, is one line then, not after the teacher's hours. A finished student kept
     as it is needs no base model (offline: none at hand); a student cut from the teacher is checked once it exists."""
+    from models import local_path
     from runs import run_dirs
+    teacher = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
     fresh = [r for r in selected_runs(cfg)
              if OVERWRITE or not is_finished(run_dirs(OUTPUT_DIR, EXPERIMENT, "students", r.name)[0])]
     for spec in {r.spec["name"]: r.spec for r in fresh if "model" in r.spec}.values():
-        check_student_fits(spec, cfg)
+        path = local_path(spec["model"])
+        if path is None or is_finished(teacher) or path.resolve() != teacher.resolve():   # the teacher to train: later
+            check_student_fits(spec, cfg)
 
 
 def check_length_against_teacher(runs: list, theirs: int | None, teacher_text: str, to_train: set, cfg: dict,

@@ -86,7 +86,8 @@ WARMUP: int = 5                   # untimed batches / requests before each measu
 GPU_WARMUP_S: float = 1.0         # GPUs: warm up each model for at least this many seconds before timing
 QUANTIZE: bool = True             # add int8 dynamic-quantized rows (CPU only)
 QUANTIZE_PER_CHANNEL: bool = True # int8 rows: a weight scale per output channel (false: one per tensor, as the
-                                  # int8 rows published before 2 Dec 2026; outputs/int8-choice says why)
+                                  # int8 rows published before 2 Dec 2026; outputs/int8-choice says why); the
+                                  # onnx-int8 rows measure the export's file, made as its export.json says
 HALF_PRECISION: str = "auto"      # bf16 rows (fp16 if bf16 is unsupported): auto = on GPUs | always | never
 FP32_MODELS: list = [""]          # models that also get an fp32 row when they get a bf16 one ([""] = all; the
                                   # teacher always does); the others are compared by their bf16 rows
@@ -489,9 +490,10 @@ def gains_table(groups: list[dict]) -> str:
 
 def unlearned_gain_note(groups: list[dict], rows: list[dict]) -> str:
     """A warning beside the gains naming the recipes with a model, distilled or baseline, that predicted only some
-    of the classes (classes_missed, any precision: one_sided_note's warning under the first table): a gain over a
-    model that has not learned measures that, not distillation; else ""."""
-    missed = {r["model"] for r in rows if classes_missed(r)}
+    of the classes (classes_missed) in the rows the gains compare (paired_rows: fp32, else half precision; one_sided_note
+    under the first table names any precision's): a gain over a model that has not learned measures that, not
+    distillation; else ""."""
+    missed = {x["model"] for pair in paired_rows(rows) for x in pair if x is not None and classes_missed(x)}
     said = [f"{g['student']} ({', '.join(m for m in g['models'] + g['baselines'] if m in missed)})"
             for g in groups if missed & set(g["models"] + g["baselines"])]
     return (f" **Not a measure of distillation: {'; '.join(said)} predicted only some of the classes**, so the gain "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_utils import accuracy_se, atomic_path, classes_missed, classes_neglected, read_json, recalled
-from models import label_names, unpredicted_classes
+from models import label_names, local_path, unpredicted_classes
 from onnx_runtime import INT8_FILE, is_onnx_folder
 
 # licenses of the base models this project names in its configs (others: left out, not guessed)
@@ -39,8 +39,8 @@ def data_facts(config: dict) -> dict:
 
 
 def is_local_model(name: str) -> bool:
-    """A model given as a local folder, not a hub id: it exists here, or it looks like a path (/, ./, ../, ~)."""
-    return Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+    """A model given as a local folder, not a hub id (models.local_path)."""
+    return local_path(name) is not None
 
 
 def model_words(name: str | None) -> str:

@@ -226,7 +226,7 @@ def load_classifier(name_or_path: str, seed: int = 0, labels=None):
     head = {} if kind != "new" else {"num_labels": len(names), "id2label": dict(enumerate(names)),
                                      "label2id": {n: i for i, n in enumerate(names)}, "ignore_mismatched_sizes": True}
     with cannot_load(name_or_path), quiet_transformers():   # its LOAD REPORT table: said by report_loading instead
-        model, info = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=torch.float32,
+        model, info = AutoModelForSequenceClassification.from_pretrained(loadable(name_or_path), dtype=torch.float32,
                                                                          output_loading_info=True, **head)
     report_loading(name_or_path, model, info, config)
     if order is not None:
@@ -340,7 +340,7 @@ def stored_float_dtypes(name_or_path: str) -> set[str]:
     """The safetensors dtypes ("F16", "BF16", "F32", ...) of the floating-point tensors in a model's one
     model.safetensors (a folder's, or a hub id's cached copy), read from the file's header; empty when there is
     no such file (sharded, not cached)."""
-    path = Path(name_or_path) / "model.safetensors"
+    path = Path(loadable(name_or_path)) / "model.safetensors"
     if not path.is_file():
         from huggingface_hub import try_to_load_from_cache
         try:
@@ -373,24 +373,46 @@ def load_tokenizer(name_or_path: str):
         return build_tiny(name_or_path[5:])[1]
     from transformers import AutoTokenizer
     with cannot_load(name_or_path):
-        tok = AutoTokenizer.from_pretrained(name_or_path)
+        tok = AutoTokenizer.from_pretrained(loadable(name_or_path))
     tok.padding_side = "right"
     return tok
 
 
-def check_local_model(name_or_path: str) -> None:
-    """UsageError for a model given as a local path (it exists, or looks like one: /, ./, ../, ~) that cannot be one:
-    missing, a file, a folder without config.json (an experiment's folder, say: the models in it named), a
-    config.json without model_type, or no weights. A hub id passes (from_pretrained says what is wrong with it)."""
+def local_path(name_or_path: str) -> Path | None:
+    """The path a model name means on this machine (~ expanded), or None for a hub id: a name that exists here, looks
+    like a path (/, ./, ../, ~), has more than one '/' (a hub id has at most one: owner/name), or begins with a
+    folder that exists here (outputs/...)."""
     path = Path(name_or_path).expanduser()
-    if not path.exists() and not name_or_path.startswith((".", "/", "~")):
+    if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 \
+            or ("/" in name_or_path and Path(name_or_path.split("/", 1)[0]).is_dir()):
+        return path
+    return None
+
+
+def loadable(name_or_path: str) -> str:
+    """The name from_pretrained is given: a local path with ~ expanded (transformers would take `~/m` for a hub id)."""
+    path = local_path(name_or_path)
+    return name_or_path if path is None else str(path)
+
+
+def check_local_model(name_or_path: str) -> None:
+    """UsageError for a model given as a local path (local_path) that cannot be one: missing, a file, a folder
+    without config.json (an experiment's folder, say: the models in it named; an ONNX export: its model folder),
+    a config.json without model_type, or no weights. A hub id passes (from_pretrained says what is wrong with it)."""
+    path = local_path(name_or_path)
+    if path is None:
         return
     fix = "give a saved model folder (config.json and weights, e.g. outputs/<experiment>/teacher) or a hub id"
     if not path.exists():
         raise UsageError(f"model '{name_or_path}': no such folder; {fix}")
+    from onnx_runtime import is_onnx_folder
+    if is_onnx_folder(path if path.is_dir() else path.parent):     # an export runs in ONNX Runtime, not torch
+        export = path if path.is_dir() else path.parent
+        raise UsageError(f"model '{name_or_path}' is an ONNX export, which torch does not load; give the model folder "
+                         f"it was exported from: {export.parent}")
     if not path.is_dir():
         raise UsageError(f"model '{name_or_path}' is a file; " + (
-            f"give its folder: {path.parent}" if (path.parent / "config.json").is_file() else fix))
+            f"give its folder: {path.parent}" if is_saved_model(path.parent) else fix))
     if not (path / "config.json").is_file():
         inside = [str(p) for p in finished_models(experiment_of(path)) if path.resolve() in p.resolve().parents]
         raise UsageError(f"model '{name_or_path}' is a folder without config.json, not a saved model; " + (
@@ -563,7 +585,7 @@ def model_config(name_or_path: str):
         return build_tiny(name_or_path[5:])[0].config
     from transformers import AutoConfig
     with cannot_load(name_or_path):
-        return AutoConfig.from_pretrained(name_or_path)
+        return AutoConfig.from_pretrained(loadable(name_or_path))
 
 
 def check_max_length(config, max_length: int, name: str) -> None:

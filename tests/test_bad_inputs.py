@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -110,6 +111,44 @@ def test_a_model_path_that_is_no_model_is_one_line_before_anything_is_written(ti
             assert_one_line_error(SimpleNamespace(returncode=stop.value.code, stderr=capsys.readouterr().err),
                                   f"error: model '{path}'", message)
     assert list(out.iterdir()) == [] and files_of(tiny_experiment) == before
+
+
+def test_local_model_paths_as_a_user_types_them(tiny_experiment, tmp_path, monkeypatch):
+    # ~ is expanded (neither bash inside --name=~/m nor TOML does, and transformers would take it for a hub id); a
+    # missing outputs/... path is a folder, not a hub id (which has one '/' at most); an ONNX export names its model
+    import models
+    from configurator import UsageError
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(tiny_experiment / "tiny" / "teacher", tmp_path / "m")
+    assert models.model_config("~/m").num_labels == 2 and models.load_tokenizer("~/m").padding_side == "right"
+    assert models.load_classifier("~/m")[0].config.num_labels == 2
+    monkeypatch.chdir(tmp_path)
+    for name in ("outputs/nothere/teacher", "m/nothere"):
+        with pytest.raises(UsageError, match=f"^model '{name}': no such folder; give a saved model folder"):
+            models.model_config(name)
+    assert models.local_path("sentence-transformers/all-MiniLM-L6-v2") is None and models.local_path("m") == Path("m")
+    onnx = tmp_path / "m" / "onnx"
+    onnx.mkdir()
+    for f in ("model.onnx", "config.json", "tokenizer.json"):
+        shutil.copy(tmp_path / "m" / "config.json", onnx / f)      # the three files an export holds (contents unread)
+    for name in ("m/onnx", "m/onnx/model.onnx"):
+        with pytest.raises(UsageError, match=f"^model '{name}' is an ONNX export, which torch does not load; give the "
+                                             f"model folder it was exported from: m$"):
+            models.model_config(name)
+
+
+def test_a_student_of_the_teacher_still_to_train_is_checked_once_it_exists(imdb_parquet, tmp_path):
+    # run_experiment.sh's check before the teacher trains: a student whose model is that teacher's folder (cut from it
+    # by `layers`, or the whole of it) cannot be read yet, and is not refused for it; any other folder is checked
+    import distill_student
+    from configurator import UsageError, configure
+    def check(model):
+        distill_student.check_models_before_teacher(configure(vars(distill_student), tiny_args(
+            imdb_parquet, tmp_path, f'--students=[{{name = "x", model = "{model}", layers = [0]}}]')))
+    check(tmp_path / "tiny" / "teacher")
+    with pytest.raises(UsageError, match=f"^model '{tmp_path / 'tiny' / 'other'}': no such folder"):
+        check(tmp_path / "tiny" / "other")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_bad_setting_on_the_command_line_is_one_line_and_status_2(tiny_experiment, imdb_parquet, tmp_path):

@@ -309,14 +309,17 @@ def test_a_model_that_predicts_only_some_classes_is_flagged_in_results_and_its_c
                                                  "it more steps (README, *Your own data*), the teacher first: students "
                                                  "distilled from it learn to miss the classes it misses. ")
     hw = {"cpu": "x", "torch_threads": 2, "device": "cpu", "torch": "2"}
-    rows += [{"model": "L1-baseline", "precision": "fp32", "confusion": [[5, 1], [1, 5]]}]
-    rows[1]["kind"], rows[3]["kind"] = "distilled", "baseline"
+    pairs = [row("L1", "distilled", 0.5, 1, name="L1") | {"confusion": [[0, 6], [0, 6]]},
+             row("L1", "distilled", 0.5, 1, name="L1", precision="int8") | {"confusion": [[0, 6], [0, 6]]},
+             row("L1-baseline", "baseline", 0.8, 1, name="L1") | {"confusion": [[5, 1], [1, 5]]}]
     groups = [{"student": "L1", "models": ["L1"], "baselines": ["L1-baseline"]},
               {"student": "L2", "models": ["L2"], "baselines": ["L2-baseline"]}]
-    assert ev.unlearned_gain_note(groups, rows) == (   # a baseline that has not learned would count the same
+    assert ev.unlearned_gain_note(groups, pairs) == (   # a baseline that has not learned would count the same
         " **Not a measure of distillation: L1 (L1) predicted only some of the classes**, so the gain compares with a "
         "model that has not learned; train the students longer (README, *Your own data*) and evaluate again.")
-    assert ev.unlearned_gain_note(groups, [rows[0], rows[3]]) == ""
+    pairs[0]["confusion"] = [[5, 1], [2, 4]]            # only its int8 copy: not the rows the gain compares
+    assert ev.unlearned_gain_note(groups, pairs) == ""
+    pairs[0]["confusion"], rows = [[0, 6], [0, 6]], [rows[0] | {"kind": "teacher"}, *pairs]
     spread = {"mean": 0.5, "std": 0.0, "n": 1}
     ev.write_reports(tmp_path, {"rows": [dict.fromkeys(k for k, _ in ev._COLUMNS) | r for r in rows], "hardware": hw,
                                 "groups": [groups[0] | {"distilled": spread, "baseline": spread, "gain": spread | {"mean": 0.0},

@@ -14,7 +14,8 @@ def run_script(*args):
 
 
 STEP_STUB = ("OUTPUT_DIR, EXPERIMENT, SOFT_LABELS = 'out', 'stub', ''\nTEACHER_DIR = \"\"\n"    # a step whose run does nothing
-             "def check_before_teacher(cfg): pass\ndef check_length_before_teacher(cfg, teacher_cfg): pass\n")
+             "def check_before_teacher(cfg): pass\ndef check_length_before_teacher(cfg, teacher_cfg): pass\n"
+             "def check_models_before_teacher(cfg): pass\n")
 
 
 def stub_checkout(folder: Path, config: str = "", **steps: str) -> None:
@@ -273,7 +274,7 @@ def test_students_of_published_soft_labels_skip_the_teacher_step_and_a_bench_tab
         "SOFT_LABELS = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--soft_labels=')), '')\n"
         "TEACHER_DIR = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--teacher_dir=')), '')\n"
         "def check_series(cfg): pass\ndef check_before_teacher(cfg): pass\n"
-        "def check_length_before_teacher(cfg, teacher_cfg): pass\n"
+        "def check_length_before_teacher(cfg, teacher_cfg): pass\ndef check_models_before_teacher(cfg): pass\n"
         f"if __name__ == '__main__':\n    Path('out/stub/steps').open('a').write('{step} ' + ' '.join(sys.argv[1:]) + '\\n')\n")
         for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")})
     def steps(*flags):

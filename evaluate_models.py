@@ -573,9 +573,10 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                   + f". Each chosen entry was then trained at "
                   f"{result['chosen']['best_seeds']} seeds in all, each beside its own baseline (chosen.json).")
     noun = text_noun(result["data"])
+    one_sided = one_sided_note(rows, noun).strip()       # under the table it qualifies
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
             f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun)
-            + "".join(f"\n\n{note.strip()}" for note in [one_sided_note(rows, noun)] if note) + gains + "\n\n"
+            + (f"\n\n{one_sided}" if one_sided else "") + gains + "\n\n"
             f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
             + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}"
             + (f", onnxruntime {hw['onnxruntime']}" if "onnxruntime" in hw else "")

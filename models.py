@@ -405,7 +405,7 @@ def check_local_model(name_or_path: str) -> None:
     fix = "give a saved model folder (config.json and weights, e.g. outputs/<experiment>/teacher) or a hub id"
     if not path.exists():
         raise UsageError(f"model '{name_or_path}': no such folder; {fix}")
-    from onnx_runtime import is_onnx_folder
+    from onnx_runtime import is_onnx_folder      # here: onnx_runtime imports this module
     if is_onnx_folder(path if path.is_dir() else path.parent):     # an export runs in ONNX Runtime, not torch
         export = path if path.is_dir() else path.parent
         raise UsageError(f"model '{name_or_path}' is an ONNX export, which torch does not load; give the model folder "
@@ -424,7 +424,7 @@ def check_local_model(name_or_path: str) -> None:
     if not model_type:
         raise UsageError(f"model '{name_or_path}': its config.json is not a transformers model's (no model_type); {fix}")
     if not any((path / w).is_file() for w in WEIGHT_FILES):
-        raise UsageError(f"model '{name_or_path}' has no weights ({' or '.join(WEIGHT_FILES[::2])}); {fix}")
+        raise UsageError(f"model '{name_or_path}' has no weights (model.safetensors or pytorch_model.bin); {fix}")
 
 
 @contextlib.contextmanager

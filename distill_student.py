@@ -496,20 +496,21 @@ def intermediate_setup(student, teacher_dir: Path, spec: dict, st: dict, name: s
     teacher (on the student's device later), the layer map and, for a narrower student, learned
     projections attached to the student (training.attach_projections; check_student_models has checked that the
     two can be compared)."""
-    from training import attach_projections
+    from training import attach_projections, attention_before_dropout
     teacher, _ = load_classifier(str(teacher_dir))    # tokenizer and head counts: check_student_models
     n_s, n_t = student.config.num_hidden_layers, teacher.config.num_hidden_layers
     mapping = layer_map(spec, n_s, n_t)
-    if st["attention_weight"] > 0:
-        for m in (student, teacher):
-            m.set_attn_implementation("eager")     # SDPA returns no attention weights
+    attention = ""
+    if st["attention_weight"] > 0:       # SDPA returns no attention weights; a training student's eager ones are dropped out
+        teacher.set_attn_implementation("eager")
+        attention = ", " + attention_before_dropout(student)
     hs, ht = student.config.hidden_size, teacher.config.hidden_size
     if st["hidden_weight"] > 0 and hs != ht:
         attach_projections(student, len(mapping), ht)
     for p in teacher.parameters():
         p.requires_grad_(False)
-    log.info("student %s: intermediate losses against teacher layers %s (hidden x%s, attention x%s)%s", name, mapping,
-             st["hidden_weight"], st["attention_weight"], f", projections {hs}->{ht}" if hs != ht else "")
+    log.info("student %s: intermediate losses against teacher layers %s (hidden x%s, attention x%s%s)%s", name, mapping,
+             st["hidden_weight"], st["attention_weight"], attention, f", projections {hs}->{ht}" if hs != ht else "")
     return {"teacher": teacher.eval(), "hidden_weight": st["hidden_weight"],
             "attention_weight": st["attention_weight"], "layer_map": mapping}
 

@@ -526,6 +526,46 @@ def attach_projections(student, layers: int, teacher_width: int) -> None:
     student.register_forward_hook(project)
 
 
+def kd_eager_attention(module, query, key, value, attention_mask, dropout: float = 0.0, **kwargs):
+    """The model's own eager attention (its module's eager_attention_forward), returning the attention maps
+    before dropout: (attn_output (B, L, heads, d), weights (B, heads, L, L), each row a distribution). Dropout
+    still falls on the output in training: softmax(QK^T) -> dropout -> x V, drawn as eager draws it."""
+    import sys
+    out, weights = sys.modules[type(module).__module__].eager_attention_forward(
+        module, query, key, value, attention_mask, dropout=0.0, **kwargs)
+    if dropout > 0 and module.training:
+        out = torch.matmul(F.dropout(weights, p=dropout, training=True), value).transpose(1, 2).contiguous()
+    return out, weights
+
+
+def attention_before_dropout(student) -> str:
+    """Make `student` return its attention maps before dropout, which attention_loss compares with the teacher's
+    (after dropout a share p of a row is 0 and the rest is scaled by 1/(1-p): no distribution, and a KL that
+    never reaches 0). A model whose attention goes through transformers' attention interface (BERT, RoBERTa,
+    DistilBERT, ...) gets kd_eager_attention and keeps its attention dropout; one that computes attention
+    itself (MPNet) has its attention dropout switched off. Returns which, for the log; the saved config keeps
+    the model's own attention."""
+    import sys
+    from torch import nn
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import eager_mask
+    if hasattr(sys.modules[type(student).__module__], "eager_attention_forward"):
+        AttentionInterface.register("kd_eager", kd_eager_attention)
+        AttentionMaskInterface.register("kd_eager", eager_mask)    # without it a custom name gets no additive mask
+        student.set_attn_implementation("kd_eager")
+        return "attention maps read before dropout"
+    dropouts = [m.dropout for m in student.modules()
+                if type(m).__name__.endswith("SelfAttention") and isinstance(getattr(m, "dropout", None), nn.Dropout)]
+    if not dropouts:
+        from configurator import UsageError
+        raise UsageError(f"attention_weight > 0: a {student.config.model_type} student's attention maps cannot be read "
+                         f"before dropout here; set attention_weight = 0 (hidden_weight still works)")
+    for d in dropouts:
+        d.p = 0.0
+    student.set_attn_implementation("eager")
+    return f"attention dropout off ({student.config.model_type} returns its maps after dropout)"
+
+
 def attention_loss(student_attentions, teacher_attentions, mask):
     """KL(teacher || student) between attention distributions (TinyBERT), for layers whose head
     counts match.

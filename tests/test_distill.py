@@ -659,6 +659,42 @@ def test_attention_loss_by_hand():
     assert training.attention_loss([t], [t], torch.tensor([[1, 1]])).item() == pytest.approx(0.0, abs=1e-7)
 
 
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta", "mpnet"])
+def test_a_training_students_attention_maps_are_read_before_dropout(kind, tmp_path):
+    """A student identical to its teacher, attention dropout 0.3, in training: its first layer's maps (which dropout
+    elsewhere cannot reach: hidden dropout 0) are the teacher's, so attention_loss is 0; read after dropout, 30% of
+    each row was 0 and the loss about 0.3 x 27.6 nats."""
+    import copy
+    import transformers as tr
+    configs = {"bert": (tr.BertConfig, dict(attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.0)),
+               "distilbert": (tr.DistilBertConfig, dict(attention_dropout=0.3, dropout=0.0, seq_classif_dropout=0.0, n_layers=2,
+                                                        dim=16, hidden_dim=32, n_heads=2)),
+               "roberta": (tr.RobertaConfig, dict(attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.0)),
+               "mpnet": (tr.MPNetConfig, dict(attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.0))}
+    cls, kw = configs[kind]
+    size = {} if kind == "distilbert" else dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    torch.manual_seed(0)
+    teacher = tr.AutoModelForSequenceClassification.from_config(cls(vocab_size=50, **size, **kw)).eval()
+    teacher.set_attn_implementation("eager")
+    student = copy.deepcopy(teacher).train()
+    how = training.attention_before_dropout(student)
+    ids, mask = torch.randint(3, 50, (4, 9)), torch.ones(4, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        ref = teacher(input_ids=ids, attention_mask=mask, output_attentions=True).attentions[0]
+        out = student(input_ids=ids, attention_mask=mask, output_attentions=True)
+        again = student(input_ids=ids, attention_mask=mask).logits
+    assert training.attention_loss([out.attentions[0]], [ref], mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert torch.allclose(out.attentions[0].sum(-1), torch.ones(4, out.attentions[0].shape[1], 9))
+    assert out.attentions[0][1, :, :, 6:].abs().max() == 0                 # padded keys masked as eager masks them
+    if kind == "mpnet":     # attention computed by the model itself: its attention dropout is switched off
+        assert how.startswith("attention dropout off") and torch.allclose(out.logits, again)
+    else:                   # transformers' attention interface: the output still sees dropout
+        assert how == "attention maps read before dropout" and not torch.allclose(out.logits, again)
+    student.save_pretrained(tmp_path)
+    assert "kd_eager" not in (tmp_path / "config.json").read_text()       # loaded elsewhere, it would be unknown
+
+
 def test_layer_map():
     assert ds.layer_map({"layers": [0, 2, 4]}, 3, 6) == [0, 2, 4]                     # cut from the teacher
     assert ds.layer_map({"model": "m", "layers": [0, 2, 4]}, 3, 6) == [1, 3, 5]       # uniform (TinyBERT)

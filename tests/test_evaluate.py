@@ -571,11 +571,17 @@ def test_seed_groups_pair_each_seed_with_its_baseline():
         " One seed: on 250 texts one accuracy's standard error is ±2.5 points,")
     assert ev.one_seed_note([groups["L3"], groups["x-a0"]], 250) == ""       # seeds, or no baseline to compare with
     # several seeds: each gain judged by the README's rule (mean > 2 sd): L3's +3.50 ± 2.12 is within its spread
-    assert ev.seeds_note([groups["L3"], groups["x"]]) == \
-        " Over seeds (a gain is shown when its mean is more than twice its sd): L3 +3.50 ± 2.12: within its spread, not shown."
-    sure = groups["L3"] | {"gain": groups["L3"]["gain"] | {"std": 0.01}}
-    worse = groups["L3"] | {"student": "L1", "gain": {"mean": -0.05, "std": 0.01, "n": 3}}
-    assert ev.seeds_note([sure, worse]).endswith("L3 +3.50 ± 1.00: distillation helps; L1 -5.00 ± 1.00: distillation hurts.")
+    # and its paired t-test: t = 0.035 / (0.0212132 / sqrt 2) = 2.3333 on 1 degree of freedom, p = 1 - 2 atan(t) / pi
+    assert g["gain"]["t_test_p"] == pytest.approx(1 - 2 * math.atan(0.035 / 0.015) / math.pi) == pytest.approx(0.2578, abs=1e-4)
+    assert ev.seeds_note([groups["L3"], groups["x"]]) == (
+        " Over seeds (a gain is shown when its mean is more than twice its sd; at 3 seeds that rule is a paired t-test "
+        "at p < 0.074, so the p is given): L3 +3.50 ± 2.12: within its spread, not shown (paired t-test over 2 seeds: p = 0.26).")
+    sure = groups["L3"] | {"gain": {"mean": 0.035, "std": 0.01, "n": 3, "values": [0.025, 0.035, 0.045]}}
+    worse = groups["L3"] | {"student": "L1", "gain": {"mean": -0.05, "std": 0.01, "n": 3, "values": [-0.04, -0.05, -0.06]}}
+    # t = 3.5 / (1 / sqrt 3) = 6.06 and 8.66 on 2 degrees of freedom: P(|T| > t) = 1 - t / sqrt(t^2 + 2) = 0.026, 0.013
+    assert ev.seeds_note([sure, worse]).endswith("L3 +3.50 ± 1.00: distillation helps (paired t-test over 3 seeds: p = 0.026); "
+                                                 "L1 -5.00 ± 1.00: distillation hurts (paired t-test over 3 seeds: p = 0.013).")
+    assert ev.paired_t_p([0.01]) is None and ev.paired_t_p([0.02, 0.02]) == 0.0 and ev.paired_t_p([0.0, 0.0]) == 1.0
     assert ev.seeds_note([groups["x"], groups["x-a0"]]) == ""               # one seed, or no baseline
     assert groups["L3"]["f1_gain"] is None and ev.f1_gain_note(list(groups.values())) == ""    # rows without macro F1
 

@@ -46,6 +46,9 @@ RESUME_ONLY = ("devices",)      # compared only to resume checkpoints: a finishe
 # settings added after runs were recorded, left out at their default: a run recorded before them (a published
 # record, a finished model) was made as one of these settings makes it, and is kept as it is
 ADDED_LATER = {"transfer_text_column": "", "fine_tune": True}
+# a labels-only baseline's own settings that cannot change it (it learns from no teacher): recorded as configured,
+# not compared, so that a sweep of temperatures keeps the baseline the entries share
+BASELINE_IGNORES = ("temperature", "hidden_weight", "attention_weight")
 
 
 def resume_settings(cfg: dict, **extra) -> dict:
@@ -190,9 +193,11 @@ def recorded_settings(out_dir: Path) -> dict | None:
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
     """[(key, old value, new value)] of the keys whose values differ, sorted; a dict on both sides (a student's own
-    settings) is compared key by key, named `student.alpha`."""
+    settings) is compared key by key, named `student.alpha` (a baseline's BASELINE_IGNORES not at all)."""
     out, later = [], {} if prefix else ADDED_LATER           # a setting added later, left out: its default
     for k in sorted(set(old) | set(new)):
+        if prefix == "student." and new.get("distilled") is False and k in BASELINE_IGNORES:
+            continue
         a, b = old.get(k, later.get(k)), new.get(k, later.get(k))
         if isinstance(a, dict) and isinstance(b, dict):
             out += differences(a, b, f"{prefix}{k}.")

@@ -412,6 +412,19 @@ def test_a_setting_added_later_leaves_the_runs_recorded_before_it_as_they_were()
     assert differences(recorded | {"transfer_text_column": "body"}, recorded) == [("transfer_text_column", "body", "")]
 
 
+def test_a_baseline_is_not_told_apart_by_settings_it_never_uses():
+    # a labels-only baseline learns from no teacher: a sweep of temperatures (or of intermediate losses) keeps the
+    # baseline its entries share; its alpha, steps and seed, or a distilled run's temperature, still count
+    from runs import differences
+    base = {"epochs": 2.0, "student": {"distilled": False, "alpha": 1.0, "temperature": 2.0, "hidden_weight": 0.0,
+                                       "attention_weight": 0.0, "seed": 1}}
+    other = {"temperature": 4.0, "hidden_weight": 1.0, "attention_weight": 1.0}
+    assert differences(base, base | {"student": base["student"] | other}) == []
+    assert differences(base, base | {"student": base["student"] | other | {"seed": 2}}) == [("student.seed", 1, 2)]
+    twin = base | {"student": base["student"] | {"distilled": True}}
+    assert differences(twin, twin | {"student": twin["student"] | {"temperature": 4.0}}) == [("student.temperature", 2.0, 4.0)]
+
+
 def test_a_stop_says_whether_the_training_will_resume(tmp_path, monkeypatch, capsys):
     import configurator
 

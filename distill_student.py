@@ -155,15 +155,17 @@ def teacher_stamp(folder: Path) -> list:
 
 def teacher_key(teacher_dir: Path, kd: dict) -> str:
     """What determines the teacher's logits: its weights (teacher_stamp), tokenization and precision
-    (predict_logits: bf16 on a GPU, fp32 on a CPU)."""
+    (predict_logits: logit_precision, bf16 or fp16 on a GPU, fp32 on a CPU)."""
     precision = logit_precision()
     return digest(teacher_stamp(teacher_dir) + [kd.get("max_length"), kd.get("truncation"), kd.get("head_tokens")]
                   + ([precision] if precision != "fp32" else []))      # fp32 adds nothing: CPU caches keep their key
 
 
 def logit_precision() -> str:
-    """The precision the teacher's logits are computed in: bf16 autocast on a GPU, else fp32."""
-    return "bf16" if default_device() == "cuda" else "fp32"
+    """The precision the teacher's logits are computed in: autocast on a GPU in the half precision training uses
+    there (training.pick_precision: bf16 where supported, else fp16), else fp32."""
+    from training import pick_precision
+    return next(iter(pick_precision()), "fp32") if default_device() == "cuda" else "fp32"
 
 
 def predict_logits(model, tokenizer, texts: list[str], settings: dict, batch_size: int) -> np.ndarray:
@@ -172,7 +174,8 @@ def predict_logits(model, tokenizer, texts: list[str], settings: dict, batch_siz
     import torch
     device = default_device()
     model.to(device).eval()
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=logit_precision() == "bf16"):
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(logit_precision())
+    with torch.autocast(device, dtype=half or torch.bfloat16, enabled=half is not None):
         return batched_logits(model, tokenizer, texts, settings, batch_size, device, desc="teacher logits")
 
 

@@ -172,7 +172,12 @@ def test_teacher_logits_of_another_precision_are_another_cache(tiny_experiment, 
     kd = json.loads((folder / "config.json").read_text())["sentiment_kd"]
     on_cpu = ds.teacher_key(folder, kd)
     monkeypatch.setattr(ds, "default_device", lambda device="auto": "cuda")
+    import training
+    monkeypatch.setattr(training, "pick_precision", lambda: {"bf16": True})
     assert ds.logit_precision() == "bf16" and ds.teacher_key(folder, kd) != on_cpu
+    bf16 = ds.teacher_key(folder, kd)
+    monkeypatch.setattr(training, "pick_precision", lambda: {"fp16": True})     # a GPU without bf16 (T4, V100): as it trains
+    assert ds.logit_precision() == "fp16" and ds.teacher_key(folder, kd) not in (on_cpu, bf16)
 
 
 @pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="torch < 2.9 has only the legacy TF32 flags")

@@ -485,11 +485,15 @@ def build_student(spec: dict, teacher_dir: Path, seed: int, labels: list[str]):
     return (cut_layers(model, list(spec["layers"])) if "layers" in spec else model), tok
 
 
-def layer_map(spec: dict, n_student: int, n_teacher: int) -> list[int]:
+def layer_map(spec: dict, n_student: int, n_teacher: int, teacher_dir: Path | None = None) -> list[int]:
     """Teacher layer (0-based) matched to each student layer by the intermediate-layer losses: the
-    teacher's own layers for a student cut from it, else the uniform map of TinyBERT, student layer k
-    -> teacher layer (k + 1) * n_teacher / n_student - 1 (the top of each block of teacher layers)."""
-    if "layers" in spec and "model" not in spec:
+    teacher's own layers for a student cut from it (no `model`, or `model` naming teacher_dir), else the uniform map
+    of TinyBERT, student layer k -> teacher layer (k + 1) * n_teacher / n_student - 1 (the top of each block of
+    teacher layers)."""
+    from models import local_path
+    path = local_path(spec["model"]) if "model" in spec else None
+    of_teacher = "model" not in spec or (path is not None and teacher_dir is not None and path.resolve() == Path(teacher_dir).resolve())
+    if "layers" in spec and of_teacher:
         return list(spec["layers"])
     return [round((k + 1) * n_teacher / n_student) - 1 for k in range(n_student)]
 
@@ -502,7 +506,7 @@ def intermediate_setup(student, teacher_dir: Path, spec: dict, st: dict, name: s
     from training import attach_projections, attention_before_dropout
     teacher, _ = load_classifier(str(teacher_dir))    # tokenizer and head counts: check_student_models
     n_s, n_t = student.config.num_hidden_layers, teacher.config.num_hidden_layers
-    mapping = layer_map(spec, n_s, n_t)
+    mapping = layer_map(spec, n_s, n_t, teacher_dir)
     attention = ""
     if st["attention_weight"] > 0:       # SDPA returns no attention weights; a training student's eager ones are dropped out
         teacher.set_attn_implementation("eager")

@@ -703,6 +703,7 @@ def test_a_training_students_attention_maps_are_read_before_dropout(kind, tmp_pa
 def test_layer_map():
     assert ds.layer_map({"layers": [0, 2, 4]}, 3, 6) == [0, 2, 4]                     # cut from the teacher
     assert ds.layer_map({"model": "m", "layers": [0, 2, 4]}, 3, 6) == [1, 3, 5]       # uniform (TinyBERT)
+    assert ds.layer_map({"model": "./t", "layers": [0, 2, 4]}, 3, 6, Path("t")) == [0, 2, 4]   # the teacher's folder named
     assert ds.layer_map({"model": "m"}, 6, 12) == [1, 3, 5, 7, 9, 11]
     assert ds.layer_map({"model": "m"}, 1, 2) == [1]
 

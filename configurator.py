@@ -105,7 +105,7 @@ SETTING_RULES = {
     "SPLIT": _one_of("test", "validation"), "HALF_PRECISION": _one_of("auto", "always", "never"),
     "GPU_WARMUP_S": _at_least(0), "STEPS": _at_least(1), "WARMUP_STEPS": _at_least(1), "PEAK_TFLOPS": _at_least(0), "MAX_SECONDS": _at_least(0),
     "ATTENTION": _one_of("sdpa", "eager"), "REPORT_TO": _one_of("none", "tensorboard"), "OPTIMIZER": _one_of("adamw_torch", "adamw_torch_fused"),
-    "CHOOSE_BY": _one_of("accuracy", "gain"),
+    "CHOOSE_BY": _one_of("accuracy", "gain"), "BEST_METRIC": _one_of("accuracy", "f1", "recall"),
 }
 
 

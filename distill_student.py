@@ -117,6 +117,8 @@ GRAD_ACCUM: int = 1
 LEARNING_RATE: float = 5e-5       # peak AdamW learning rate
 WEIGHT_DECAY: float = 0.01
 WARMUP_RATIO: float = 0.06
+BEST_METRIC: str = "accuracy"     # the checkpoint kept: best validation accuracy | f1 (macro) | recall (macro);
+                                  # imbalanced classes: f1 (both twins alike)
 EVAL_BATCH_SIZE: int = 64
 LOGGING_STEPS: int = 50
 # --- distillation --------------------------------------------------------------------------------
@@ -911,7 +913,8 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
     args = training_arguments(run.dirs[1], epochs=st["epochs"], batch_size=st["batch_size"], max_steps=steps,
                               learning_rate=st["learning_rate"], eval_batch_size=EVAL_BATCH_SIZE, seed=st["seed"],
                               grad_accum=GRAD_ACCUM, weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP_RATIO,
-                              logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS, eval_every=every)
+                              logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS, eval_every=every,
+                              best_metric=BEST_METRIC)
     trainer = DistillTrainer(model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=PadCollator(tok),
                              processing_class=tok, compute_metrics=compute_metrics, alpha=st["alpha"],
                              callbacks=loggers(REPORT_TO, Path(OUTPUT_DIR) / EXPERIMENT / "runs" / run.name),

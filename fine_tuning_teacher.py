@@ -61,6 +61,8 @@ GRAD_ACCUM: int = 1               # gradient accumulation steps (effective batch
 LEARNING_RATE: float = 1e-5       # peak AdamW learning rate (roberta-large likes 1e-5)
 WEIGHT_DECAY: float = 0.01
 WARMUP_RATIO: float = 0.06        # share of steps with linear warm-up, then linear decay
+BEST_METRIC: str = "accuracy"     # the checkpoint kept: best validation accuracy | f1 (macro) | recall (macro);
+                                  # imbalanced classes: f1 (the best accuracy may predict the common class alone)
 EVAL_BATCH_SIZE: int = 64         # per device
 LOGGING_STEPS: int = 50           # log the training loss every this many optimizer steps
 # --- system ------------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ KEEP_CHECKPOINTS: bool = False    # keep outputs/<EXPERIMENT>/checkpoints/teache
 REPORT_TO: str = "none"           # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 
 
-TRAINING_ONLY = ("epochs", "batch_size", "grad_accum", "learning_rate", "weight_decay", "warmup_ratio")   # run_settings
+TRAINING_ONLY = ("epochs", "batch_size", "grad_accum", "learning_rate", "weight_decay", "warmup_ratio", "best_metric")   # run_settings
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def teach(cfg: dict) -> dict:
     args = training_arguments(dirs[1], epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
                               eval_batch_size=EVAL_BATCH_SIZE, seed=SEED, grad_accum=GRAD_ACCUM,
                               weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP_RATIO,
-                              logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS)
+                              logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS, best_metric=BEST_METRIC)
     # 1. the data: its validation split or one carved from train; test is left to evaluate_models.py
     splits = load_data(cfg)
     # 2. the model, with a head for the data's labels, and the splits tokenized for it

@@ -53,9 +53,11 @@ def tf32_available() -> bool:
 def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learning_rate: float,
                        eval_batch_size: int, seed: int, grad_accum: int = 1, weight_decay: float = 0.01,
                        warmup_ratio: float = 0.06, logging_steps: int = 50, num_workers: int = 0,
-                       max_steps: int = -1, eval_every: int = 0, **overrides) -> TrainingArguments:
+                       max_steps: int = -1, eval_every: int = 0, best_metric: str = "accuracy",
+                       **overrides) -> TrainingArguments:
     """TrainingArguments for every model here: evaluate and checkpoint each epoch (every `eval_every` steps
-    when > 0, and at the last), keep the best by validation accuracy, length-grouped batches, bf16/fp16 on
+    when > 0, and at the last), keep the best by validation `best_metric` (accuracy, or macro f1 / recall:
+    compute_metrics' names), length-grouped batches, bf16/fp16 on
     GPUs, no external loggers. max_steps > 0 replaces `epochs` (a baseline matched to its distilled twin's
     optimizer steps); `overrides` replace any TrainingArguments field (bench.py's levers)."""
     precision = pick_precision()   # {} on CPU
@@ -67,7 +69,7 @@ def training_arguments(ckpt_dir: Path, *, epochs: float, batch_size: int, learni
         # transformers 5 folds warmup_ratio into warmup_steps: a value below 1 is a fraction of the steps
         learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_ratio,
         lr_scheduler_type="linear", **every, save_total_limit=2,
-        load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
+        load_best_model_at_end=True, metric_for_best_model=best_metric, greater_is_better=True,
         logging_steps=logging_steps, logging_first_step=True, seed=seed, data_seed=seed,
         train_sampling_strategy="group_by_length", length_column_name="length",
         remove_unused_columns=False, dataloader_num_workers=num_workers, report_to="none",
@@ -323,17 +325,30 @@ def save_finished(trainer, tokenizer, out_dir: Path, record: Path, metrics: dict
     trainer.accelerator.wait_for_everyone()
 
 
-def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int) -> None:
+def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int, history: list[dict] = (),
+                                best_metric: str = "accuracy") -> None:
     """A warning when the model never predicts some of its classes on validation (`val`: Trainer.evaluate's metrics):
-    it has not learned them, whatever its accuracy."""
+    it has not learned them, whatever its accuracy; when another evaluation of the run (`history`: the Trainer's
+    log_history) predicted more of them, it names that one and the setting that would have kept it (on imbalanced
+    classes the best accuracy can be the checkpoint that predicts the common class alone)."""
     seen = val["eval_classes_predicted"]
+    if seen >= classes:
+        return
+    fix = "train longer (--epochs) or at another --learning_rate" if seen == 1 else \
+        "train longer (--epochs), at another --learning_rate, or with more examples of them"
+    better = max((h for h in history if h.get("eval_classes_predicted", 0) > seen),
+                 key=lambda h: (h["eval_f1"], h["step"]), default=None)
+    if better is not None:
+        fix = (f"the evaluation at step {better['step']} predicted {better['eval_classes_predicted']} (macro F1 "
+               f"{better['eval_f1']:.4f}, this one {val['eval_f1']:.4f})" + (
+                   ": --best_metric=f1 keeps the checkpoint of the best macro F1" if best_metric == "accuracy" else
+                   f", but not the best {best_metric}") + "; or " + fix)
     if seen == 1:
         log.warning("%s predicts one class for every validation text (accuracy %.4f: that class's share); it has not "
-                    "learned the task: train longer (--epochs) or at another --learning_rate", out_dir, val["eval_accuracy"])
-    elif seen < classes:
+                    "learned the task: %s", out_dir, val["eval_accuracy"], fix)
+    else:
         log.warning("%s predicts only %d of its %d classes for the validation texts (accuracy %.4f); it has not learned "
-                    "the others: train longer (--epochs), at another --learning_rate, or with more examples of them",
-                    out_dir, seen, classes, val["eval_accuracy"])
+                    "the others: %s", out_dir, seen, classes, val["eval_accuracy"], fix)
 
 
 FEW_STEPS = 20     # optimizer steps below which a pretrained encoder barely moves from its initial head (log warning)
@@ -415,7 +430,8 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         result.metrics.get("train_samples_per_second")
     warn_if_cpu_shared(out_dir, others)
     val = trainer.evaluate()
-    warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels)
+    warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels, trainer.state.log_history,
+                                trainer.args.metric_for_best_model.removeprefix("eval_"))
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"], "val_classes_predicted": val["eval_classes_predicted"],
         "val_examples": len(trainer.eval_dataset),

@@ -454,6 +454,26 @@ def test_a_model_that_predicts_one_class_is_flagged(imdb_parquet, tmp_path):
         "validation accuracy 0.5000; WARNING: it predicted one class for every validation text"
 
 
+def test_on_imbalanced_classes_the_checkpoint_can_be_kept_by_macro_f1(tmp_path, caplog):
+    # a user's 3-class teacher (3% / 11% / 86%) kept its first epoch, which predicted the common class alone (accuracy
+    # 0.86), over a later one that predicted two (0.84, macro F1 0.405), and was told to train longer
+    history = [{"loss": 0.9, "step": 10}, {"eval_accuracy": 0.86, "eval_f1": 0.31, "eval_classes_predicted": 1, "step": 16},
+               {"eval_accuracy": 0.82, "eval_f1": 0.39, "eval_classes_predicted": 2, "step": 48},
+               {"eval_accuracy": 0.84, "eval_f1": 0.405, "eval_classes_predicted": 2, "step": 64}]
+    kept = {"eval_classes_predicted": 1, "eval_accuracy": 0.86, "eval_f1": 0.31}
+    training.warn_if_classes_unpredicted(tmp_path / "m", kept, 3, history)
+    assert caplog.text.rstrip().endswith(
+        "it has not learned the task: the evaluation at step 64 predicted 2 (macro F1 0.4050, this one 0.3100): "
+        "--best_metric=f1 keeps the checkpoint of the best macro F1; or train longer (--epochs) or at another --learning_rate")
+    assert training.training_arguments(tmp_path, epochs=1, batch_size=2, learning_rate=1e-4, eval_batch_size=2, seed=0,
+                                       best_metric="f1").metric_for_best_model == "f1"
+    with pytest.raises(UsageError, match=r"^--best_metric=loss: must be one of accuracy, f1, recall$"):
+        ft.main(["--best_metric=loss"])
+    from runs import resume_settings
+    assert "best_metric" not in resume_settings({"BEST_METRIC": "accuracy"})     # runs recorded before it: the same
+    assert resume_settings({"BEST_METRIC": "f1"})["best_metric"] == "f1"
+
+
 def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):
     # a user's 4-class teacher never predicted "neutral" (test recall 0.0000): only one predicted class was flagged
     import inference

@@ -47,6 +47,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -402,6 +403,37 @@ def paired_rows(rows: list[dict]) -> list[tuple[dict, dict | None]]:
     return [same_precision(r, baselines.get(student_key(r)), rows) for r in fp32 if r["kind"] == "distilled"]
 
 
+def unpaired_baselines(rows: list[dict], pairs: list[tuple]) -> list[str]:
+    """Why a distilled student found no baseline although `<name>-baseline` was evaluated: what of models.student_key
+    differs (the student and its training settings, the seed, the optimizer steps), as one sentence each; such a pair
+    was trained by two runs (an --overwrite stopped between the twins, a twin retrained alone)."""
+    base = {r["model"]: r for r in reference_rows(rows) if r["kind"] == "baseline"}
+    said = []
+    for r, b in pairs:
+        twin = base.get(f"{r['model']}-baseline")
+        if b is not None or twin is None:
+            continue
+        ours, theirs = student_key(r), student_key(twin)
+        what = [f"{n} {x} vs {y}" for n, x, y in zip(("student and training settings", "seed", "optimizer steps"), ours, theirs)
+                if x != y]
+        said.append(f"{twin['model']} is not the matched baseline of {r['model']} ({'; '.join(what)}): the two were "
+                    f"trained by different runs; train them again together (distill_student.py --only={r['model']} "
+                    f"--overwrite=true)")
+    return said
+
+
+def unfinished_students(config_file: str, finished: set[str]) -> list[str]:
+    """The students (and labels-only baselines) the config file's `students` lists that are not finished, so not
+    evaluated (a stopped distill_student.py; none with --models, which picks)."""
+    from configurator import read_config_file
+    if not config_file or any(MODELS):
+        return []
+    values, _ = read_config_file(config_file, "distill_student")
+    names = [n for s in values.get("STUDENTS", []) if isinstance(s, dict) and "name" in s
+             for n in [s["name"]] + ([f"{s['name']}-baseline"] if s.get("baseline", values.get("BASELINE", True)) else [])]
+    return [n for n in names if n not in finished]
+
+
 def paired_tests(rows: list[dict], labels: np.ndarray) -> None:
     """Each distilled row paired with its baseline (paired_rows), both with predictions on the same texts, gets
     paired_test: {baseline, only_distilled (texts only it got right), only_baseline, p (mcnemar_p)}.
@@ -591,7 +623,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                   + f". Each chosen entry was then trained at "
                   f"{result['chosen']['best_seeds']} seeds in all, each beside its own baseline (chosen.json).")
     noun = text_noun(result["data"])
-    one_sided = one_sided_note(rows, noun).strip()       # under the table it qualifies
+    one_sided = " ".join(x for x in [one_sided_note(rows, noun).strip(), unfinished_note(result)] if x)   # under the table
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
             f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun)
             + (f"\n\n{one_sided}" if one_sided else "") + gains + "\n\n"
@@ -616,6 +648,14 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                       + "; no agreement figures without its predictions).\n" for r in rows[:1] if r.get("published")))
     with atomic_path(root / f"{prefix}results.md") as tmp:
         tmp.write_text(text)
+
+
+def unfinished_note(result: dict) -> str:
+    """Under the first table: the configured students not finished, so missing from it, and the baselines that are not
+    their twin's matched ones (publish: unfinished_students, unpaired_baselines), else ""."""
+    missing, unpaired = result.get("not_finished") or [], result.get("unpaired") or []
+    return " ".join(([f"**Not finished, so not here**: {', '.join(missing)} (configured in the experiment's file)."]
+                     if missing else []) + [f"**Not paired**: {u}." for u in unpaired])
 
 
 def result_shift_note(result: dict, noun: str) -> str:
@@ -1195,11 +1235,17 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
         log.warning("%s held rows of %s, which this evaluation does not measure (%s); its tables are replaced",
                     previous, ", ".join(dropped), "--models" if any(MODELS) else "no finished model of theirs is here")
+    missing = unfinished_students(cfg.get("_config_file", ""), {n for n, _ in models})
+    unpaired = unpaired_baselines(rows, pairs)
+    for line in ([f"configured in {cfg['_config_file']} but not finished, so not evaluated: {', '.join(missing)} "
+                  f"(distill_student.py with the same config trains them)"] if missing else []) + unpaired:
+        log.warning("%s", line)
     teacher_run = run_fingerprint(models[0][1]) if models[0][0] == "teacher" else \
         read_json(Path(TEACHER_RESULTS)).get("teacher_run")             # the training run its teacher rows are of
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
               "labels": split["names"], "texts_digest": split["digest"], "teacher_run": teacher_run, "hardware": hw,
-              "config": public_config(cfg), "rows": rows, "groups": groups, "class_shares": split["class_shares"]}
+              "config": public_config(cfg), "rows": rows, "groups": groups, "class_shares": split["class_shares"],
+              "not_finished": missing, "unpaired": unpaired}
     if "chosen" in MODELS:                          # the study's choice, made on validation, beside its test results
         result["chosen"] = read_json(root / "chosen.json")
     with stops_held():      # a stop now takes effect once every file below is of this evaluation
@@ -1214,6 +1260,18 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     return result
 
 
+def warn_if_overwrite_unfinished(root: Path, command: list[str]) -> None:
+    """A warning when an --overwrite command of the experiment was stopped before it finished (runs.OVERWRITE_RUN
+    left behind) and this is not a step of that same command (run_experiment.sh gives its steps the same arguments):
+    the models it had not retrained yet are from before it, beside the ones it had."""
+    from runs import OVERWRITE_RUN, same_command
+    mark = root / OVERWRITE_RUN
+    if mark.is_file() and not same_command(read_json(mark).get("command") or [], command):
+        log.warning("an --overwrite command of %s was stopped before it finished (%s): the models it had not retrained "
+                    "yet are from before it; run it again to finish it (it keeps what it retrained) before reading "
+                    "these results", root, " ".join(read_json(mark).get("command") or []))
+
+
 def main(argv=None) -> dict:
     cfg = start_run(globals(), argv, "evaluate_models", lambda ns: "redraw.log" if ns["REDRAW"] else "evaluate.log",
                     check=check_run)     # evaluate.log stays the record of the evaluation
@@ -1221,6 +1279,7 @@ def main(argv=None) -> dict:
         return redraw()
     device = default_device(DEVICE)
     models = selected_models()
+    warn_if_overwrite_unfinished(Path(OUTPUT_DIR) / EXPERIMENT, sys.argv[1:] if argv is None else argv)
 
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split
     split = load_split(models[0][1])

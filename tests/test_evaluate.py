@@ -135,9 +135,14 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     assert rows["cut"]["retention"] == pytest.approx(100 * rows["cut"]["accuracy"] / before["teacher"]["accuracy"])
     assert rows["cut"]["agreement"] is None and result["groups"][0]["student"]     # the gain is still measured
     assert "The teacher row is published in" in (tmp_path / "soft" / "results.md").read_text()
+    # configs/tiny.toml's `roberta` was never distilled here: said, in the log and under the table
+    assert result["not_finished"] == ["roberta"] and result["unpaired"] == []
+    assert "**Not finished, so not here**: roberta (configured in the experiment's file)." in \
+        (tmp_path / "soft" / "results.md").read_text()
     again = ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
                               "--quantize=false", "--models=cut", cache=False))    # a distilled student brings its baseline
     assert [r["model"] for r in again["rows"]] == ["teacher", "cut", "cut-baseline"] and again["groups"][0]["gain"]
+    assert again["not_finished"] == []                                         # --models picked: nothing missing
     ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
                       "--quantize=false", "--models=cut-baseline", "--test_size=1000", cache=False))   # a subset replaces
     logged = (tmp_path / "soft" / "logs" / "evaluate.log").read_text().splitlines()          # the tables: said
@@ -541,6 +546,23 @@ def row(model, kind, acc, seed, steps=10, layers=(0,), name=None, precision="fp3
     spec = {"name": name or model, "layers": list(layers)} | ({"seed": seed} if seed is not None else {}) | extra
     return {"model": model, "kind": kind, "precision": precision, "accuracy": acc, "seed": seed, "steps": steps,
             "student": spec}
+
+
+def test_a_baseline_left_from_another_run_is_said_not_to_be_the_twin(tmp_path, caplog):
+    # a user's --overwrite run stopped after L1: the new L1 (342 steps) beside the old L1-baseline (57) showed "no
+    # baseline" without a word
+    rows = [row("teacher", "teacher", 0.9, None), row("L1", "distilled", 0.99, None, steps=342),
+            row("L1-baseline", "baseline", 0.20, None, steps=57, name="L1"),
+            row("L2", "distilled", 0.9, None, steps=10), row("L2-baseline", "baseline", 0.8, None, steps=10, name="L2")]
+    assert ev.unpaired_baselines(rows, ev.paired_rows(rows)) == [
+        "L1-baseline is not the matched baseline of L1 (optimizer steps 342 vs 57): the two were trained by different "
+        "runs; train them again together (distill_student.py --only=L1 --overwrite=true)"]
+    (tmp_path / ".overwrite-run.json").write_text(json.dumps({"command": ["--config", "configs/tiny.toml", "--overwrite=true"]}))
+    ev.warn_if_overwrite_unfinished(tmp_path, ["--overwrite", "--config", "configs/tiny.toml"])   # a step of that command
+    assert caplog.text == ""
+    ev.warn_if_overwrite_unfinished(tmp_path, ["--config", "configs/tiny.toml"])
+    assert "an --overwrite command of %s was stopped before it finished (--config configs/tiny.toml --overwrite=true)" \
+        % tmp_path in caplog.text
 
 
 def test_seed_groups_pair_each_seed_with_its_baseline():

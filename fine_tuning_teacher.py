@@ -131,10 +131,10 @@ def load_data(cfg: dict):
     return splits
 
 
-def load_model(labels) -> tuple:
+def load_model(splits) -> tuple:
     """(model with a head for the data's labels, its tokenizer, whether MODEL_NAME is a classifier fine-tuned
     elsewhere: its training data unknown here, said in the log now and in the teacher's card)."""
-    model, tokenizer = load_classifier(MODEL_NAME, SEED, labels)
+    model, tokenizer = load_classifier(MODEL_NAME, SEED, splits.label_names)
     log.info("teacher %s: %.1fM parameters", MODEL_NAME, count_parameters(model) / 1e6)
     config = model_config(MODEL_NAME)
     kd = getattr(config, "sentiment_kd", None) or {}      # a model made here records its data, and whether it had one
@@ -143,7 +143,26 @@ def load_model(labels) -> tuple:
         log.warning("%s was fine-tuned elsewhere, on data this run does not know: if its training texts included this "
                     "data's validation or test texts, the teacher's accuracy here reads high, and the students' "
                     "retention of it", MODEL_NAME)
+    elif kd.get("run_config") and is_classifier(config):
+        warn_if_trained_on_these(kd["run_config"], splits)
     return model, tokenizer, elsewhere
+
+
+def warn_if_trained_on_these(run_config: dict, splits) -> None:
+    """A classifier made here (its run_config records its data and split) whose training split holds texts of this
+    run's validation or test split (the same file split with another seed, val_size or train_size): a warning with the
+    counts, since its accuracy here then reads high. Its data not at hand (moved, another machine): nothing said."""
+    try:
+        theirs = set(load_splits(DataSpec.from_settings(run_config)).train["text"])
+    except (UsageError, OSError):
+        return
+    seen = {s: sum(t in theirs for t in getattr(splits, s)["text"]) for s in ("validation", "test")}
+    if any(seen.values()):
+        log.warning("%s was trained here on %d of this run's validation texts and %d of its test texts (its split: "
+                    "seed %s, val_size %s, train_size %s): its accuracy here reads high, and the students' retention of "
+                    "it; split as it was split (those settings), or start from a model that has not seen them",
+                    MODEL_NAME, seen["validation"], seen["test"], run_config.get("seed"), run_config.get("val_size"),
+                    run_config.get("train_size"))
 
 
 def tokenize(splits, tokenizer, args) -> dict:
@@ -180,7 +199,7 @@ def teach(cfg: dict) -> dict:
     # 1. the data: its validation split or one carved from train; test is left to evaluate_models.py
     splits = load_data(cfg)
     # 2. the model, with a head for the data's labels, and the splits tokenized for it
-    model, tokenizer, elsewhere = load_model(splits.label_names)
+    model, tokenizer, elsewhere = load_model(splits)
     data = tokenize(splits, tokenizer, args)
     # 3. train, keeping the best epoch by validation accuracy (or, FINE_TUNE off, only evaluate it)
     trainer = MeanLossTrainer(model=model, args=args, train_dataset=data.get("train"), eval_dataset=data["validation"],

@@ -2,6 +2,7 @@
 resumes an interrupted run; and, with ../shared, a few real steps of the quick teacher."""
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -505,6 +506,22 @@ def elsewhere_copy(folder, dest, id2label: dict, order: list[int]):
     model.save_pretrained(dest)
     AutoTokenizer.from_pretrained(folder).save_pretrained(dest)
     return dest
+
+
+def test_a_teacher_made_here_on_another_split_of_the_data_is_said_to_have_seen_its_texts(tiny_teacher, imdb_parquet,
+                                                                                          tmp_path):
+    # a user's teacher, taken as it is (--fine_tune=false) with another --seed: 82 of its 100 validation texts were
+    # that teacher's training texts, and it reported 1.0 without a word
+    folder, _ = tiny_teacher
+    for run, seed in (("same", []), ("other", ["--seed=5"])):
+        ft.main(tiny_args(imdb_parquet, tmp_path / run, f"--model_name={folder}", "--fine_tune=false", *seed))
+    assert "was trained here on" not in (tmp_path / "same" / "tiny" / "logs" / "teacher.log").read_text()   # its split
+    said = re.search(r"was trained here on (\d+) of this run's validation texts and (\d+) of its test texts \(its split: "
+                     r"seed 0, val_size 8, train_size 0\)", (tmp_path / "other" / "tiny" / "logs" / "teacher.log").read_text())
+    from data_utils import DataSpec, load_splits
+    ours, theirs = (load_splits(DataSpec(data_dir=str(imdb_parquet), val_size=8, seed=s)) for s in (5, 0))
+    expect = [sum(t in set(theirs.train["text"]) for t in getattr(ours, split)["text"]) for split in ("validation", "test")]
+    assert said and [int(said[1]), int(said[2])] == expect and expect[0] > 0
 
 
 def test_a_classifier_fine_tuned_elsewhere_is_taken_as_it_is(tiny_teacher, imdb_parquet, tmp_path):

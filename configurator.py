@@ -106,6 +106,7 @@ SETTING_RULES = {
     "GPU_WARMUP_S": _at_least(0), "STEPS": _at_least(1), "WARMUP_STEPS": _at_least(1), "PEAK_TFLOPS": _at_least(0), "MAX_SECONDS": _at_least(0),
     "ATTENTION": _one_of("sdpa", "eager"), "REPORT_TO": _one_of("none", "tensorboard"), "OPTIMIZER": _one_of("adamw_torch", "adamw_torch_fused"),
     "CHOOSE_BY": _one_of("accuracy", "gain"), "BEST_METRIC": _one_of("accuracy", "f1", "recall"),
+    "EVAL_STEPS": _at_least(0),
 }
 
 
@@ -644,7 +645,8 @@ def run_main(main) -> None:
         saved = _RUN_ROOT and any((_RUN_ROOT[-1] / "checkpoints").glob("**/checkpoint-*"))
         resume = (": finished models are kept and an interrupted training resumes from its last checkpoint when "
                   "the same command runs again" if saved else ": finished models are kept; the same command goes on (an "
-                  "interrupted training starts over: it had saved no checkpoint, which it does at each evaluation)") \
+                  "interrupted training starts over: it had saved no checkpoint, which it does at each evaluation: "
+                  "--eval_steps=N makes one every N steps)") \
             if _RUN_ROOT else ""
         if _RUN_ROOT and _RUN_SCRIPT and _RUN_SCRIPT[-1] not in TRAINING_SCRIPTS:     # evaluation, export, bench
             resume = ": finished models and the last results are kept; the same command runs it again"

@@ -121,6 +121,8 @@ BEST_METRIC: str = "accuracy"     # the checkpoint kept: best validation accurac
                                   # imbalanced classes: f1 (both twins alike)
 EVAL_BATCH_SIZE: int = 64
 LOGGING_STEPS: int = 50
+EVAL_STEPS: int = 0               # evaluate and checkpoint every this many optimizer steps, both twins alike (0 = each
+                                  # epoch of the distilled twin's data): what a stopped run resumes from
 # --- distillation --------------------------------------------------------------------------------
 ALPHA: float = 0.5                # weight of the label CE; 1 - ALPHA weighs the soft KL term
 TEMPERATURE: float = 2.0          # softmax temperature of the soft targets (> 0)
@@ -864,9 +866,12 @@ def matched_steps(run: Run, n_train: int, n_unlabeled: int) -> int:
 
 
 def evaluation_steps(run: Run, n_train: int, n_unlabeled: int) -> int:
-    """Steps between a student's evaluations (and checkpoints; the best by validation accuracy is kept): one epoch
-    of the distilled twin's data, for both twins. A baseline's epochs over the labels alone are shorter: evaluated
-    at each, it would be chosen among more checkpoints than its twin. 0 (each epoch) for an unmatched baseline."""
+    """Steps between a student's evaluations (and checkpoints; the best by validation BEST_METRIC is kept): EVAL_STEPS
+    when set, else one epoch of the distilled twin's data, for both twins. A baseline's epochs over the labels alone
+    are shorter: evaluated at each, it would be chosen among more checkpoints than its twin. 0 (each epoch) for an
+    unmatched baseline."""
+    if EVAL_STEPS:
+        return EVAL_STEPS
     return twin_steps(run, n_train, n_unlabeled, 1.0) if run.distilled or MATCH_STEPS else 0
 
 

@@ -65,6 +65,8 @@ BEST_METRIC: str = "accuracy"     # the checkpoint kept: best validation accurac
                                   # imbalanced classes: f1 (the best accuracy may predict the common class alone)
 EVAL_BATCH_SIZE: int = 64         # per device
 LOGGING_STEPS: int = 50           # log the training loss every this many optimizer steps
+EVAL_STEPS: int = 0               # evaluate and checkpoint every this many optimizer steps (0 = each epoch): what a
+                                  # stopped run resumes from, and the checkpoints the best is kept of
 # --- system ------------------------------------------------------------------------------------
 SEED: int = 42                    # seeds python, numpy, torch, the splits and the sampler
 NUM_WORKERS: int = 2              # dataloader worker processes (0 on small CPUs)
@@ -73,7 +75,8 @@ KEEP_CHECKPOINTS: bool = False    # keep outputs/<EXPERIMENT>/checkpoints/teache
 REPORT_TO: str = "none"           # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 
 
-TRAINING_ONLY = ("epochs", "batch_size", "grad_accum", "learning_rate", "weight_decay", "warmup_ratio", "best_metric")   # run_settings
+TRAINING_ONLY = ("epochs", "batch_size", "grad_accum", "learning_rate", "weight_decay", "warmup_ratio", "best_metric",
+                 "eval_steps")   # run_settings
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,7 +198,8 @@ def teach(cfg: dict) -> dict:
     args = training_arguments(dirs[1], epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
                               eval_batch_size=EVAL_BATCH_SIZE, seed=SEED, grad_accum=GRAD_ACCUM,
                               weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP_RATIO,
-                              logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS, best_metric=BEST_METRIC)
+                              logging_steps=LOGGING_STEPS, num_workers=NUM_WORKERS, best_metric=BEST_METRIC,
+                              eval_every=EVAL_STEPS)
     # 1. the data: its validation split or one carved from train; test is left to evaluate_models.py
     splits = load_data(cfg)
     # 2. the model, with a head for the data's labels, and the splits tokenized for it

@@ -45,7 +45,7 @@ NOT_TRAINING = {"experiment", "output_dir", "cache_dir", "overwrite", "data_dir"
 RESUME_ONLY = ("devices",)      # compared only to resume checkpoints: a finished model is kept on another machine
 # settings added after runs were recorded, left out at their default: a run recorded before them (a published
 # record, a finished model) was made as one of these settings makes it, and is kept as it is
-ADDED_LATER = {"transfer_text_column": "", "fine_tune": True, "best_metric": "accuracy"}
+ADDED_LATER = {"transfer_text_column": "", "fine_tune": True, "best_metric": "accuracy", "eval_steps": 0}
 # a labels-only baseline's own settings that cannot change it (it learns from no teacher): recorded as configured,
 # not compared, so that a sweep of temperatures keeps the baseline the entries share
 BASELINE_IGNORES = ("temperature", "hidden_weight", "attention_weight")

@@ -230,6 +230,16 @@ def test_a_lone_process_on_several_gpus_counts_every_gpus_batch(monkeypatch):
     assert ds.twin_steps(run, 40, 4, 1.0) == 2 and ds.twin_steps(run, 40, 4, 3.0) == 6
 
 
+def test_eval_steps_evaluates_and_checkpoints_both_twins_alike(monkeypatch):
+    # a user's Ctrl-C at 95% of a 1-epoch student lost it all: a checkpoint came only with each (twin) epoch
+    from types import SimpleNamespace
+    monkeypatch.setattr(runs, "devices_per_process", lambda: 1)
+    twins = [SimpleNamespace(settings={"transfer_size": 4, "batch_size": 8}, distilled=d) for d in (True, False)]
+    assert [ds.evaluation_steps(r, 40, 4) for r in twins] == [6, 6]          # each epoch of the twin's 44 texts
+    monkeypatch.setattr(ds, "EVAL_STEPS", 2)
+    assert [ds.evaluation_steps(r, 40, 4) for r in twins] == [2, 2]
+
+
 def test_student_list_is_validated():
     from configurator import configure
     cfg = configure(vars(ds), [], "distill_student")

@@ -187,6 +187,13 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     assert [h["epoch"] for h in metrics["log_history"] if "eval_accuracy" in h][:2] == [1.0, 2.0]
 
 
+def test_eval_steps_checkpoints_within_an_epoch(tmp_path, imdb_parquet):
+    metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--eval_steps=15"))      # 40 steps, 5 an epoch
+    assert [h["step"] for h in metrics["log_history"] if "eval_accuracy" in h][:3] == [15, 30, 40]   # then the kept one
+    from runs import resume_settings
+    assert "eval_steps" not in resume_settings({"EVAL_STEPS": 0})            # runs recorded before it: the same
+
+
 def test_bad_truncation_is_rejected(tmp_path, imdb_parquet):
     with pytest.raises(UsageError, match=r"--truncation=middle: must be one of head, tail, head\+tail"):
         ft.main(tiny_args(imdb_parquet, tmp_path, "--truncation=middle"))

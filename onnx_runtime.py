@@ -220,6 +220,10 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
             raise UsageError(f"{out} was exported with {changed[0]} = {said(old[changed[0]])}, now "
                              f"{said(settings[changed[0]])}; --overwrite=true exports it again")
         log.info("kept %s (exported already; --overwrite=true exports again)", out)
+        stale = out.with_name("onnx.partial")      # an --overwrite export stopped midway (the experiment's lock is ours)
+        if stale.exists():
+            shutil.rmtree(stale, ignore_errors=True)
+            log.info("removed %s, left by an export that was stopped", stale)
         return out
     model, tok = load_classifier(str(folder))
     tmp = out.with_name("onnx.partial")

@@ -165,9 +165,12 @@ def test_one_model_exports_under_its_own_experiment(exported, tiny_experiment, t
     monkeypatch.chdir(tmp_path)
     log = tiny_experiment / "tiny" / "logs" / "export.log"
     before = log.read_text()
+    (exported["cut"] / "onnx.partial").mkdir()        # an --overwrite export stopped midway: not left in the folder
+    (exported["cut"] / "onnx.partial" / "model.onnx").write_bytes(b"half")
     assert export.main([f"--model={exported['cut']}"]) == [exported["cut"] / "onnx"]
     new = log.read_text()[len(before):]
     assert "'experiment': 'tiny'" in new and f"kept {exported['cut'] / 'onnx'}" in new, new
+    assert not (exported["cut"] / "onnx.partial").exists() and "left by an export that was stopped" in new
     assert not (tmp_path / "outputs").exists()      # no outputs/paper/logs/export.log, no outputs/paper/.lock
     from configurator import UsageError
     with pytest.raises(UsageError) as e:           # a typo: the models of the experiment it points into

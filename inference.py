@@ -240,7 +240,13 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
     if is_onnx_folder(folder):
         probs = softmax(onnx_logits(folder, texts, batch_size, onnx_file))
         return labelled(probs, dict(enumerate(models.label_names(config))))
-    import torch
+    try:
+        import torch
+    except ImportError:      # a deploy machine with onnxruntime alone
+        export = folder / "onnx"
+        raise UsageError(f"{folder} is a torch model and torch is not installed here; run its ONNX export instead: "
+                         + (f"--model={export}" if is_onnx_folder(export) else
+                            f"python export.py --model={folder} where torch is, then --model={export}")) from None
     device = default_device(device)
     net, tok, settings = load(folder, device)
     probs = torch.softmax(torch.from_numpy(batched_logits(net, tok, texts, settings, batch_size, device)), -1).numpy()

@@ -155,6 +155,19 @@ def test_predict_importable(outputs):
     assert len(default) == 2
 
 
+def test_a_torch_model_where_torch_is_missing_is_one_line(outputs, monkeypatch):
+    # a deploy machine with onnxruntime alone: the torch folder gave ModuleNotFoundError's traceback
+    import sys
+    from inference import predict
+    from configurator import UsageError
+    monkeypatch.setitem(sys.modules, "torch", None)        # `import torch` fails as where it is not installed
+    folder = Path(outputs) / "tiny" / "students" / "cut"
+    with pytest.raises(UsageError, match=rf"^{folder} is a torch model and torch is not installed here; run its ONNX "
+                                         rf"export instead: python export.py --model={folder} where torch is, then "
+                                         rf"--model={folder / 'onnx'}$"):
+        predict(["a great film"], model=str(folder))
+
+
 def test_predict_reads_a_model_replaced_in_place_again(outputs, tmp_path):
     # predict() keeps a loaded model for the next call, but one retrained in place (--overwrite=true) is read afresh
     import shutil

@@ -599,7 +599,11 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         head = next(iter(files.values()))[0]
         hint = separator_hint(file_columns(head) or []) if head.suffix.lower() == ".csv" else ""
-        raise UsageError(f"{flag}={path}: cannot read it as {builder} ({first}); check the file's format{hint}") from None
+        if "EOF inside string" in first:       # pandas: a quote opened and never closed took the rest of the file
+            hint += ('; a field that opens with a " is read to the next " (line breaks included): close it, write it '
+                     'twice ("") inside a quoted field, or remove it')
+        kind = head.suffix.lower().lstrip(".").upper() if builder == "csv" else builder    # a .tsv is no "csv" to its user
+        raise UsageError(f"{flag}={path}: cannot read it as {kind} ({first}); check the file's format{hint}") from None
     finally:
         datasets_logging.set_verbosity(level)
     if kw.get("sep") == "\t":

@@ -610,19 +610,18 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
         w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))   # a published row has more
         w.writeheader()      # per_class, confusion, settings as JSON (json.loads reads them back), not Python's repr
         w.writerows({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in rows)
-    hw = result["hardware"]
+    hw, noun = result["hardware"], text_noun(result["data"])
     gains = ("\n\n## Distilled vs labels-only baseline (same student, seed and optimizer steps)\n\n"
              + gains_table(result["groups"]) + "\n\nMean ± sample standard deviation over seeds; the gain is "
              "paired by seed." + unlearned_gain_note(result["groups"], rows) + seeds_note(result["groups"])
              + one_seed_note(result["groups"], result["texts"]) + f1_gain_note(result["groups"])) \
         if result["groups"] else ""
     if result.get("chosen"):
-        gains += ("\n\n## How the recipes were chosen: on validation, before any test review was read\n\n"
+        gains += (f"\n\n## How the recipes were chosen: on validation, before any test {noun[:-1]} was read\n\n"
                   + chosen_table(result["chosen"]["students"]) + "\n\nChosen by "
                   + result["chosen"].get("by", "validation accuracy of each distilled entry minus its matched baseline's")
                   + f". Each chosen entry was then trained at "
                   f"{result['chosen']['best_seeds']} seeds in all, each beside its own baseline (chosen.json).")
-    noun = text_noun(result["data"])
     one_sided = " ".join(x for x in [one_sided_note(rows, noun).strip(), unfinished_note(result)] if x)   # under the table
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
             f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun)

@@ -31,11 +31,17 @@ def data_facts(config: dict) -> dict:
     labels = label_names(config)
     if data.lower() == "imdb":
         return {"name": "IMDb movie reviews", "hub": DATASET, "labels": labels, "domain": "English movie reviews (IMDb)",
-                "language": "en"}
+                "language": "en", "task": "sentiment"}
     from data_utils import is_local
     shown = Path(data).name if is_local(data) else data    # a card may be published: no path of this machine
     return {"name": f"`{shown}`", "hub": None if is_local(data) else data, "labels": labels,
-            "domain": f"texts like those of `{shown}`", "language": None}    # the user's data: not known here
+            "domain": f"texts like those of `{shown}`", "language": None,      # the user's data: not known here
+            "task": "sentiment" if labels and {str(n).strip().lower() for n in labels} <= SENTIMENT_LABELS else "text"}
+
+
+# label names that make a user's classifier a sentiment one (its card says so and is tagged sentiment-analysis);
+# other classes (topics, intents) make it a text classifier
+SENTIMENT_LABELS = {"negative", "positive", "neutral", "mixed", "very negative", "very positive", "neg", "pos", "neu"}
 
 
 def is_local_model(name: str) -> bool:
@@ -89,19 +95,19 @@ def subset_words(test_size: int | None, test_of: int | None) -> str:
 
 def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
     """What the model is and how it was trained, from its sentiment_kd record and metrics.json."""
-    labels = " / ".join(facts["labels"])
+    labels, task = " / ".join(facts["labels"]), facts.get("task", "sentiment")
     rc, st = kd.get("run_config") or {}, kd.get("settings") or {}
     how = st if kd.get("role") != "teacher" else rc                  # a student's own settings, the teacher's run's
     trained = (f"- trained on {metrics.get('train_examples', 0):,} examples, {round(metrics.get('epochs', how.get('epochs')) or 0, 2):g} "
                f"epochs ({metrics.get('optimizer_steps')} optimizer steps), learning rate {how.get('learning_rate')}, "
                f"batch size {how.get('batch_size')}, seed {how.get('seed')}")
     if kd.get("role") == "teacher" and metrics.get("untrained"):     # fine_tuning_teacher.py --fine_tune=false
-        return [f"A sentiment classifier ({labels}) fine-tuned elsewhere, {model_words(kd.get('base_model'))}, taken as it "
+        return [f"A {task} classifier ({labels}) fine-tuned elsewhere, {model_words(kd.get('base_model'))}, taken as it "
                 f"is (not trained here) as the teacher of this experiment's distilled students on {facts['name']}.", "",
                 "- its training data is not known here: if it included these validation or test texts, its figures "
                 "below read high"]
     if kd.get("role") == "teacher":
-        return [f"A sentiment classifier ({labels}) fine-tuned from {model_words(kd.get('base_model'))} on {facts['name']}; "
+        return [f"A {task} classifier ({labels}) fine-tuned from {model_words(kd.get('base_model'))} on {facts['name']}; "
                 f"the teacher of this experiment's distilled students.", "", trained] + \
             (["- its base model is a classifier fine-tuned elsewhere, on data not known here: if that included these "
               "validation or test texts, its figures below read high"] if kd.get("base_classifier") else [])
@@ -109,10 +115,10 @@ def recipe_lines(kd: dict, facts: dict, metrics: dict) -> list[str]:
     teacher = "/".join(Path(kd.get("teacher") or "teacher").parts[-2:])    # <experiment>/teacher: no path of this machine
     source = model_words(spec["model"]) if spec.get("model") else f"the teacher `{teacher}`"
     if kd.get("kind") == "baseline":
-        return [f"A student sentiment classifier ({labels}) for {facts['name']}, trained on the labels alone, "
+        return [f"A student {task} classifier ({labels}) for {facts['name']}, trained on the labels alone, "
                 f"without the teacher (the labels-only baseline its distilled twin is measured against).", "",
                 f"- layers kept from {source}: {spec.get('layers')}", "- loss: the labels' cross-entropy alone", trained]
-    return [f"A distilled student sentiment classifier ({labels}) for {facts['name']}, learned from the teacher "
+    return [f"A distilled student {task} classifier ({labels}) for {facts['name']}, learned from the teacher "
             f"`{teacher}`.", "",
             f"- layers kept from {model_words(spec['model']) if spec.get('model') else 'the teacher'}: {spec.get('layers')}",
             f"- alpha (weight of the labels' cross-entropy; 1 - alpha weighs the teacher's soft labels): "
@@ -227,7 +233,8 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
     data = ModelCardData(base_model=base, datasets=[facts["hub"]] if facts["hub"] else None, pipeline_tag="text-classification",
                          language=facts["language"],
                          license=LICENSES.get(base or ""), library_name="transformers", model_name=name,
-                         tags=["knowledge-distillation", "sentiment-analysis", kd.get("role", "student")],
+                         tags=["knowledge-distillation", "sentiment-analysis" if facts["task"] == "sentiment" else
+                               "text-classification", kd.get("role", "student")],
                          eval_results=eval_results(metrics, test, facts, subset) or None)
     baseline = folder.parent / f"{name}-baseline" / "metrics.json"
     compare = (f"Its labels-only baseline (same student, seed and steps): validation accuracy "

@@ -10,6 +10,16 @@ def metrics_of(meta: dict) -> dict:
     return {(r["dataset"]["split"], m["type"]): m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
 
 
+def test_a_classifier_of_other_classes_than_sentiment_is_called_a_text_classifier():
+    # a user's 5-topic student was carded "A distilled student sentiment classifier (food / music / ...)"
+    from model_card import data_facts
+    config = lambda *names: {"id2label": {str(i): n for i, n in enumerate(names)},          # noqa: E731
+                             "sentiment_kd": {"run_config": {"data": "/home/me/data/five.csv"}}}
+    assert data_facts(config("food", "music", "sports"))["task"] == "text"
+    assert data_facts(config("NEGATIVE", "Neutral", "positive"))["task"] == "sentiment"
+    assert data_facts({"id2label": {"0": "negative", "1": "positive"}})["task"] == "sentiment"           # IMDb
+
+
 def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
     from data_utils import accuracy_se, read_json
     root = tiny_experiment / "tiny"
@@ -18,6 +28,7 @@ def test_every_saved_model_has_a_card_that_parses(tiny_experiment):
     for folder in folders:
         meta = metadata_load(folder / "README.md")
         assert meta["pipeline_tag"] == "text-classification" and "knowledge-distillation" in meta["tags"]
+        assert "sentiment-analysis" in meta["tags"]
         assert meta["datasets"] == ["stanfordnlp/imdb"] and meta["model-index"][0]["name"] == folder.name
         assert meta["language"] == "en"
         val, n = read_json(folder / "metrics.json")["val_accuracy"], read_json(folder / "metrics.json")["val_examples"]

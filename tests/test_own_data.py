@@ -255,8 +255,10 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
     lines = ["tweet\tsentiment"] + [f"{r['tweet']}\t{r['sentiment']}" for r in tweets(60, 1)]
     lines[7] = '"Best film ever, and\tpositive'
     (tmp_path / "eof.tsv").write_text("\n".join(lines) + "\n")                   # no quote after it
-    with pytest.raises(du.UsageError, match=r"eof.tsv: cannot read it as csv \(Error tokenizing data. C error: EOF inside "
-                                            r"string starting at row 7\); check the file's format"):
+    with pytest.raises(du.UsageError, match=r"eof.tsv: cannot read it as TSV \(Error tokenizing data. C error: EOF inside "
+                                            r"string starting at row 7\); check the file's format; a field that opens "
+                                            r"with a \" is read to the next \" \(line breaks included\): close it, write it "
+                                            r"twice \(\"\"\) inside a quoted field, or remove it$"):
         du.read_files(str(tmp_path / "eof.tsv"), "--data")
     lines[20] = 'a "fine" film\tpositive'                                          # a quote further on
     (tmp_path / "bad.tsv").write_text("\n".join(lines) + "\n")
@@ -370,7 +372,7 @@ def test_a_folders_files_need_the_same_columns_and_extra_ones_are_named(tmp_path
 def test_a_semicolon_csv_gets_a_hint_and_one_line(tmp_path, capfd):
     # as spreadsheets save "CSV" in many locales; a comma in a text makes pandas' tokenizer fail
     (tmp_path / "a.csv").write_text("id;review;sentiment\n1;great film;positive\n2;bad, really bad;negative\n")
-    with pytest.raises(du.UsageError, match=r"cannot read it as csv \(Error tokenizing data.*; its header reads as one column "
+    with pytest.raises(du.UsageError, match=r"cannot read it as CSV \(Error tokenizing data.*; its header reads as one column "
                                             r"with ';' in it: save the file with commas, or tabs as .tsv$"):
         du.read_files(str(tmp_path / "a.csv"), "--data")
     assert "Failed to read file" not in capfd.readouterr().err                      # the reader's own line: not shown

@@ -22,6 +22,7 @@ Writes to stdout, one line per text: label, confidence, text (line breaks shown 
     python inference.py --config configs/tweets.toml "so happy today"   # that experiment's best distilled student
     python inference.py                               # a few built-in examples
     python inference.py --model outputs/quick/students/L3/onnx "I loved it"   # ONNX export (export.py)
+    python inference.py --model distilbert-base-uncased-finetuned-sst-2-english "I loved it"   # a hub classifier
 
 An ONNX folder (export.py) is run with ONNX Runtime and the `tokenizers` library only: no torch or
 transformers import, so one review answers in about a second instead of about ten; ONNX_FILE picks the
@@ -135,6 +136,12 @@ def check_model(path: str, output_dir: str) -> Path:
     if folder.is_file():      # the .onnx file, or a file of the folder: the folder is what is meant
         pick = f" --onnx_file={folder.name}" if folder.suffix == ".onnx" and folder.name != onnx_runtime.FP32_FILE else ""
         raise UsageError(f"--model={folder} is a file; give its folder: --model={folder.parent}{pick}")
+    if not folder.is_dir() and models.local_path(path) is None:     # a hub id: its files, from the cache or the hub
+        snapshot = hub_snapshot(path, have)
+        try:
+            return check_model(str(snapshot), output_dir)
+        except UsageError as e:                                      # named as the user named it
+            raise UsageError(str(e).replace(str(snapshot), path)) from None
     if not folder.is_dir():
         raise UsageError(f"model folder {folder} does not exist; saved models: {have()}")
     if is_onnx_folder(folder):
@@ -163,6 +170,19 @@ def check_model(path: str, output_dir: str) -> Path:
         raise UsageError(f"{folder} is a classifier without label names ({', '.join(labels) or 'no id2label'}), so its "
                          f"predictions cannot be read; pass a model written by this project, or set id2label in its config.json")
     return folder
+
+
+def hub_snapshot(repo_id: str, have) -> Path:
+    """The local folder of a hub model's files (huggingface_hub's cache; downloaded where the hub is reachable and the
+    model not cached), for a hub sentiment classifier given as --model; UsageError when it is neither (`have`: the
+    saved models here, for the message)."""
+    from huggingface_hub import snapshot_download
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"]))
+    except Exception as e:      # offline and not cached, no such repo, a gated one, a network error
+        reason = str(e).strip().split(". ")[0].splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UsageError(f"--model={repo_id}: no such folder here, and not a hub model at hand ({type(e).__name__}: "
+                         f"{reason}); saved models: {have()}") from None
 
 
 def check_onnx_file(folder: Path, onnx_file: str, device: str = "auto") -> None:

@@ -168,6 +168,24 @@ def test_a_torch_model_where_torch_is_missing_is_one_line(outputs, monkeypatch):
         predict(["a great film"], model=str(folder))
 
 
+def test_a_hub_classifier_is_read_from_the_hub_cache(outputs, tmp_path, monkeypatch):
+    # --model=<hub id> said "model folder ... does not exist" even with the model in the cache
+    import shutil
+    from huggingface_hub import constants
+    from inference import predict
+    from configurator import UsageError
+    snapshot = tmp_path / "hub" / "models--me--tiny-sentiment" / "snapshots" / ("0" * 40)
+    shutil.copytree(Path(outputs) / "tiny" / "students" / "cut", snapshot, ignore=shutil.ignore_patterns("onnx"))
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert predict(["a great film"], model="me/tiny-sentiment") == predict(["a great film"], model=str(snapshot))
+    with pytest.raises(UsageError, match=r"^--model=me/nothing: no such folder here, and not a hub model at hand "
+                                         r"\(LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder"):
+        predict(["a great film"], model="me/nothing")
+
+
 def test_predict_reads_a_model_replaced_in_place_again(outputs, tmp_path):
     # predict() keeps a loaded model for the next call, but one retrained in place (--overwrite=true) is read afresh
     import shutil

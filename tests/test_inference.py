@@ -155,13 +155,14 @@ def test_predict_importable(outputs):
     assert len(default) == 2
 
 
-def test_a_torch_model_where_torch_is_missing_is_one_line(outputs, monkeypatch):
+def test_a_torch_model_where_torch_is_missing_is_one_line(outputs, monkeypatch, tmp_path):
     # a deploy machine with onnxruntime alone: the torch folder gave ModuleNotFoundError's traceback
-    import sys
+    import shutil
     from inference import predict
     from configurator import UsageError
+    folder = tmp_path / "cut"                              # not exported (other tests export the shared one)
+    shutil.copytree(Path(outputs) / "tiny" / "students" / "cut", folder, ignore=shutil.ignore_patterns("onnx"))
     monkeypatch.setitem(sys.modules, "torch", None)        # `import torch` fails as where it is not installed
-    folder = Path(outputs) / "tiny" / "students" / "cut"
     with pytest.raises(UsageError, match=rf"^{folder} is a torch model and torch is not installed here; run its ONNX "
                                          rf"export instead: python export.py --model={folder} where torch is, then "
                                          rf"--model={folder / 'onnx'}$"):

@@ -645,8 +645,8 @@ def run_main(main) -> None:
         saved = _RUN_ROOT and any((_RUN_ROOT[-1] / "checkpoints").glob("**/checkpoint-*"))
         resume = (": finished models are kept and an interrupted training resumes from its last checkpoint when "
                   "the same command runs again" if saved else ": finished models are kept; the same command goes on (an "
-                  "interrupted training starts over: it had saved no checkpoint, which it does at each evaluation: "
-                  "--eval_steps=N makes one every N steps)") \
+                  "interrupted training starts over: it had saved no checkpoint, which it does at each evaluation; for "
+                  "a long epoch, set --eval_steps=N in a new experiment: a checkpoint every N steps)") \
             if _RUN_ROOT else ""
         if _RUN_ROOT and _RUN_SCRIPT and _RUN_SCRIPT[-1] not in TRAINING_SCRIPTS:     # evaluation, export, bench
             resume = ": finished models and the last results are kept; the same command runs it again"

@@ -365,7 +365,8 @@ def onnx_variant(folder: Path, config, precision: str):
 def to_half(model, device: str):
     """The model converted in place to bf16 (fp16 on GPUs without bf16): the last variant measured."""
     import torch
-    dtype = torch.float16 if device == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
+    dtype = torch.float16 if device == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False) \
+        else torch.bfloat16
     return model.to(dtype), "bf16" if dtype == torch.bfloat16 else "fp16"
 
 

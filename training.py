@@ -39,10 +39,11 @@ from runs import OVERWRITING, cpu_processes, last_checkpoint
 # the Trainer's settings and hooks
 # ----------------------------------------------------------------------------------------------
 def pick_precision() -> dict:
-    """TrainingArguments precision flags: bf16 where the GPU supports it, else fp16 on GPU, else fp32."""
+    """TrainingArguments precision flags: bf16 where the GPU has it in hardware (Ampere and newer), else fp16 on GPU
+    (a T4 or V100 only emulates bf16, which torch's is_bf16_supported() counts by default), else fp32."""
     if not torch.cuda.is_available():
         return {}
-    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    return {"bf16": True} if torch.cuda.is_bf16_supported(including_emulation=False) else {"fp16": True}
 
 
 def tf32_available() -> bool:
@@ -336,7 +337,7 @@ def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int, history:
         return
     fix = "train longer (--epochs) or at another --learning_rate" if seen == 1 else \
         "train longer (--epochs), at another --learning_rate, or with more examples of them"
-    better = max((h for h in history if h.get("eval_classes_predicted", 0) > seen),
+    better = max((h for h in history if h.get("eval_classes_predicted", 0) > seen and h.get("eval_f1", 0) > val["eval_f1"]),
                  key=lambda h: (h["eval_f1"], h["step"]), default=None)
     if better is not None:
         fix = (f"the evaluation at step {better['step']} predicted {better['eval_classes_predicted']} (macro F1 "

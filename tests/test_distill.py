@@ -166,6 +166,16 @@ def test_a_students_resume_settings_name_what_it_learns_from(tiny_experiment, tm
         configure(ns, [], "distill_student")
 
 
+def test_a_gpu_that_only_emulates_bf16_trains_in_fp16(monkeypatch):
+    # torch's is_bf16_supported() counts emulation by default: a T4 or V100 said yes, and trained in emulated bf16
+    import training
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert training.pick_precision() == {"fp16": True}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)    # Ampere and newer
+    assert training.pick_precision() == {"bf16": True}
+
+
 def test_teacher_logits_of_another_precision_are_another_cache(tiny_experiment, monkeypatch):
     # a GPU computes them under bf16 autocast: a CPU run must not reuse them as fp32 (nor the reverse)
     folder = tiny_experiment / "tiny" / "teacher"

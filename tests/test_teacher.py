@@ -473,6 +473,9 @@ def test_on_imbalanced_classes_the_checkpoint_can_be_kept_by_macro_f1(tmp_path, 
     assert caplog.text.rstrip().endswith(
         "it has not learned the task: the evaluation at step 64 predicted 2 (macro F1 0.4050, this one 0.3100): "
         "--best_metric=f1 keeps the checkpoint of the best macro F1; or train longer (--epochs) or at another --learning_rate")
+    caplog.clear()           # a checkpoint of more classes but a lower macro F1: --best_metric=f1 would keep this one
+    training.warn_if_classes_unpredicted(tmp_path / "m", kept | {"eval_f1": 0.45}, 3, history)
+    assert "best_metric" not in caplog.text and caplog.text.rstrip().endswith("train longer (--epochs) or at another --learning_rate")
     assert training.training_arguments(tmp_path, epochs=1, batch_size=2, learning_rate=1e-4, eval_batch_size=2, seed=0,
                                        best_metric="f1").metric_for_best_model == "f1"
     with pytest.raises(UsageError, match=r"^--best_metric=loss: must be one of accuracy, f1, recall$"):
@@ -516,7 +519,7 @@ def elsewhere_copy(folder, dest, id2label: dict, order: list[int]):
 
 
 def test_a_teacher_made_here_on_another_split_of_the_data_is_said_to_have_seen_its_texts(tiny_teacher, imdb_parquet,
-                                                                                          tmp_path):
+                                                                                          tmp_path, monkeypatch):
     # a user's teacher, taken as it is (--fine_tune=false) with another --seed: 82 of its 100 validation texts were
     # that teacher's training texts, and it reported 1.0 without a word
     folder, _ = tiny_teacher
@@ -529,6 +532,24 @@ def test_a_teacher_made_here_on_another_split_of_the_data_is_said_to_have_seen_i
     ours, theirs = (load_splits(DataSpec(data_dir=str(imdb_parquet), val_size=8, seed=s)) for s in (5, 0))
     expect = [sum(t in set(theirs.train["text"]) for t in getattr(ours, split)["text"]) for split in ("validation", "test")]
     assert said and [int(said[1]), int(said[2])] == expect and expect[0] > 0
+    # a split kept with drop_leaks off shares texts between train and test (IMDb repeats some): the same split is not
+    # a leak of the reused teacher's
+    from types import SimpleNamespace
+    same = SimpleNamespace(train={"text": ["a", "dup"]}, validation={"text": ["v"]}, test={"text": ["dup", "t"]})
+    monkeypatch.setattr(ft, "load_splits", lambda spec: same)
+    import logging
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("kd").addHandler(handler)         # start_run set the log up afresh: caplog no longer sees it
+    try:
+        ft.warn_if_trained_on_these({"seed": 0}, same)
+        assert said == []
+        ft.warn_if_trained_on_these({"seed": 0}, SimpleNamespace(
+            train={"text": ["b"]}, validation={"text": ["a"]}, test={"text": ["dup", "t"]}))      # another split: said
+        assert len(said) == 1 and "was trained here on 1 of this run's validation texts and 1 of its test texts" in said[0]
+    finally:
+        logging.getLogger("kd").removeHandler(handler)
 
 
 def test_a_classifier_fine_tuned_elsewhere_is_taken_as_it_is(tiny_teacher, imdb_parquet, tmp_path):

@@ -412,27 +412,34 @@ def unpaired_baselines(rows: list[dict], pairs: list[tuple]) -> list[str]:
     said = []
     for r, b in pairs:
         twin = base.get(f"{r['model']}-baseline")
-        if b is not None or twin is None:
+        if b is not None or twin is None or twin.get("match_steps") is False:     # unmatched by design: its own steps
             continue
         ours, theirs = student_key(r), student_key(twin)
         what = [f"{n} {x} vs {y}" for n, x, y in zip(("student and training settings", "seed", "optimizer steps"), ours, theirs)
                 if x != y]
         said.append(f"{twin['model']} is not the matched baseline of {r['model']} ({'; '.join(what)}): the two were "
-                    f"trained by different runs; train them again together (distill_student.py --only={r['model']} "
-                    f"--overwrite=true)")
+                    f"trained by different runs; run a stopped --overwrite command again, or train the pair anew "
+                    f"(distill_student.py with this experiment's config and flags, --only={r['model']} --overwrite=true)")
     return said
 
 
-def unfinished_students(config_file: str, finished: set[str]) -> list[str]:
-    """The students (and labels-only baselines) the config file's `students` lists that are not finished, so not
-    evaluated (a stopped distill_student.py; none with --models, which picks)."""
+def unfinished_students(models: list[tuple[str, Path]], config_file: str) -> list[str]:
+    """The students (and labels-only baselines) that the runs of the finished ones were asked for (their recorded
+    run_config: STUDENTS, ONLY, BASELINE, flags included), or, none finished yet, that the config file lists, which
+    are not finished, so not evaluated (a stopped distill_student.py); none with --models, which picks."""
     from configurator import read_config_file
-    if not config_file or any(MODELS):
+    if any(MODELS):
         return []
-    values, _ = read_config_file(config_file, "distill_student")
-    names = [n for s in values.get("STUDENTS", []) if isinstance(s, dict) and "name" in s
-             for n in [s["name"]] + ([f"{s['name']}-baseline"] if s.get("baseline", values.get("BASELINE", True)) else [])]
-    return [n for n in names if n not in finished]
+    asked = [rc for _, folder in models          # the teacher's run asked for no students
+             for rc in [read_json(folder / "config.json").get("sentiment_kd", {}).get("run_config") or {}] if "students" in rc]
+    if not asked and config_file:
+        values, _ = read_config_file(config_file, "distill_student")
+        asked = [{k.lower(): v for k, v in values.items()}]
+    names = [n for rc in asked for s in rc.get("students") or [] if isinstance(s, dict) and "name" in s
+             and (s["name"] in (rc.get("only") or [""]) or not any(rc.get("only") or []))
+             for n in [s["name"]] + ([f"{s['name']}-baseline"] if s.get("baseline", rc.get("baseline", True)) else [])]
+    finished = {n for n, _ in models}
+    return list(dict.fromkeys(n for n in names if n not in finished))
 
 
 def paired_tests(rows: list[dict], labels: np.ndarray) -> None:
@@ -1235,7 +1242,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
         log.warning("%s held rows of %s, which this evaluation does not measure (%s); its tables are replaced",
                     previous, ", ".join(dropped), "--models" if any(MODELS) else "no finished model of theirs is here")
-    missing = unfinished_students(cfg.get("_config_file", ""), {n for n, _ in models})
+    missing = unfinished_students(models, cfg.get("_config_file", ""))
     unpaired = unpaired_baselines(rows, pairs)
     for line in ([f"configured in {cfg['_config_file']} but not finished, so not evaluated: {', '.join(missing)} "
                   f"(distill_student.py with the same config trains them)"] if missing else []) + unpaired:
@@ -1260,16 +1267,21 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     return result
 
 
-def warn_if_overwrite_unfinished(root: Path, command: list[str]) -> None:
-    """A warning when an --overwrite command of the experiment was stopped before it finished (runs.OVERWRITE_RUN
-    left behind) and this is not a step of that same command (run_experiment.sh gives its steps the same arguments):
-    the models it had not retrained yet are from before it, beside the ones it had."""
+def warn_if_overwrite_unfinished(root: Path, command: list[str], models: list[tuple[str, Path]]) -> None:
+    """A warning naming the experiment's models that an --overwrite command stopped before it finished (runs.OVERWRITE_RUN
+    left behind; this not a step of that same command: run_experiment.sh gives its steps the same arguments) had not
+    retrained yet: finished before the command began, beside the ones it retrained."""
     from runs import OVERWRITE_RUN, same_command
     mark = root / OVERWRITE_RUN
-    if mark.is_file() and not same_command(read_json(mark).get("command") or [], command):
-        log.warning("an --overwrite command of %s was stopped before it finished (%s): the models it had not retrained "
-                    "yet are from before it; run it again to finish it (it keeps what it retrained) before reading "
-                    "these results", root, " ".join(read_json(mark).get("command") or []))
+    if not mark.is_file() or same_command(read_json(mark).get("command") or [], command):
+        return
+    began = mark.stat().st_mtime
+    older = [name for name, folder in models if root.resolve() in Path(folder).resolve().parents
+             and (Path(folder) / "metrics.json").stat().st_mtime < began]
+    if older:
+        log.warning("an --overwrite command of %s was stopped before it finished (%s): %s %s from before it; run it "
+                    "again to finish it (it keeps what it retrained) before reading these results", root,
+                    " ".join(read_json(mark).get("command") or []), ", ".join(older), "is" if len(older) == 1 else "are")
 
 
 def main(argv=None) -> dict:
@@ -1279,7 +1291,7 @@ def main(argv=None) -> dict:
         return redraw()
     device = default_device(DEVICE)
     models = selected_models()
-    warn_if_overwrite_unfinished(Path(OUTPUT_DIR) / EXPERIMENT, sys.argv[1:] if argv is None else argv)
+    warn_if_overwrite_unfinished(Path(OUTPUT_DIR) / EXPERIMENT, sys.argv[1:] if argv is None else argv, models)
 
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split
     split = load_split(models[0][1])

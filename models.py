@@ -639,9 +639,11 @@ class PadCollator:
 # ----------------------------------------------------------------------------------------------
 def student_fields(kd: dict, metrics: dict) -> dict:
     """What student_key and recipe read of a saved student, from its record (config.json's sentiment_kd) and its
-    metrics.json: its STUDENTS entry, training settings, max_length, seed and optimizer steps."""
+    metrics.json: its STUDENTS entry, training settings, max_length, seed, optimizer steps, and whether a baseline
+    was trained to its twin's steps (MATCH_STEPS; older records: it was)."""
     return {"student": kd.get("student"), "settings": kd.get("settings"), "max_length": kd.get("max_length"),
-            "seed": (kd.get("settings") or {}).get("seed"), "steps": metrics.get("optimizer_steps")}
+            "seed": (kd.get("settings") or {}).get("seed"), "steps": metrics.get("optimizer_steps"),
+            "match_steps": (kd.get("run_config") or {}).get("match_steps", True)}
 
 
 def student_key(row: dict) -> tuple:

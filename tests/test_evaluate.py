@@ -548,6 +548,23 @@ def row(model, kind, acc, seed, steps=10, layers=(0,), name=None, precision="fp3
             "student": spec}
 
 
+def test_the_students_not_finished_are_those_their_runs_asked_for(tmp_path):
+    # the README's `--experiment=quick-l4 --students=[L4]` run was told quick.toml's L3, L2, L1 were not finished
+    def model(name, **run_config):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"sentiment_kd": {"run_config": run_config}}))
+        return name, tmp_path / name
+    config = tmp_path / "exp.toml"
+    config.write_text('[distill_student]\nstudents = [{name = "L3", layers = [0]}, {name = "L2", layers = [0], baseline = false}]\n')
+    teacher = model("teacher", seed=0)
+    asked = {"students": [{"name": "L4", "layers": [0]}, {"name": "L5", "layers": [0]}], "only": [""], "baseline": True}
+    assert ev.unfinished_students([teacher, model("L4", **asked), model("L4-baseline", **asked)], str(config)) == \
+        ["L5", "L5-baseline"]
+    only = {"students": [{"name": "L3", "layers": [0]}, {"name": "L1", "layers": [0]}], "only": ["L3"], "baseline": False}
+    assert ev.unfinished_students([teacher, model("L3", **only)], str(config)) == []          # --only=L3 --baseline=false
+    assert ev.unfinished_students([teacher], str(config)) == ["L3", "L3-baseline", "L2"]       # none finished: the file's
+
+
 def test_a_baseline_left_from_another_run_is_said_not_to_be_the_twin(tmp_path, caplog):
     # a user's --overwrite run stopped after L1: the new L1 (342 steps) beside the old L1-baseline (57) showed "no
     # baseline" without a word
@@ -556,13 +573,28 @@ def test_a_baseline_left_from_another_run_is_said_not_to_be_the_twin(tmp_path, c
             row("L2", "distilled", 0.9, None, steps=10), row("L2-baseline", "baseline", 0.8, None, steps=10, name="L2")]
     assert ev.unpaired_baselines(rows, ev.paired_rows(rows)) == [
         "L1-baseline is not the matched baseline of L1 (optimizer steps 342 vs 57): the two were trained by different "
-        "runs; train them again together (distill_student.py --only=L1 --overwrite=true)"]
-    (tmp_path / ".overwrite-run.json").write_text(json.dumps({"command": ["--config", "configs/tiny.toml", "--overwrite=true"]}))
-    ev.warn_if_overwrite_unfinished(tmp_path, ["--overwrite", "--config", "configs/tiny.toml"])   # a step of that command
+        "runs; run a stopped --overwrite command again, or train the pair anew (distill_student.py with this "
+        "experiment's config and flags, --only=L1 --overwrite=true)"]
+    rows[2]["match_steps"] = False                          # MATCH_STEPS off: its own steps, by design
+    assert ev.unpaired_baselines(rows, ev.paired_rows(rows)) == []
+    import os
+    models = []
+    for name in ("teacher", "L1", "L1-baseline"):                # finished at 1000 s, 3000 s, 1000 s
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text("{}")
+        os.utime(tmp_path / name / "metrics.json", (3000 if name == "L1" else 1000,) * 2)
+        models.append((name, tmp_path / name))
+    mark = tmp_path / ".overwrite-run.json"                      # the command began at 2000 s
+    mark.write_text(json.dumps({"command": ["--config", "configs/tiny.toml", "--overwrite=true"]}))
+    os.utime(mark, (2000, 2000))
+    ev.warn_if_overwrite_unfinished(tmp_path, ["--overwrite", "--config", "configs/tiny.toml"], models)   # its own step
     assert caplog.text == ""
-    ev.warn_if_overwrite_unfinished(tmp_path, ["--config", "configs/tiny.toml"])
-    assert "an --overwrite command of %s was stopped before it finished (--config configs/tiny.toml --overwrite=true)" \
-        % tmp_path in caplog.text
+    ev.warn_if_overwrite_unfinished(tmp_path, ["--config", "configs/tiny.toml"], models)
+    assert f"an --overwrite command of {tmp_path} was stopped before it finished (--config configs/tiny.toml " \
+           f"--overwrite=true): teacher, L1-baseline are from before it" in caplog.text
+    caplog.clear()
+    ev.warn_if_overwrite_unfinished(tmp_path, ["--config", "configs/tiny.toml"], models[1:2])      # all retrained
+    assert caplog.text == ""
 
 
 def test_seed_groups_pair_each_seed_with_its_baseline():

@@ -606,6 +606,20 @@ def check_student_models(students: list, cfg: dict, teacher_dir: Path | None) ->
             if st["attention_weight"] > 0 and config.num_attention_heads != teacher_config.num_attention_heads:
                 raise UsageError(f"{where}: attention_weight needs as many attention heads as the teacher "
                                  f"({config.num_attention_heads} vs {teacher_config.num_attention_heads}); set it to 0")
+            if st["attention_weight"] > 0 and not readable_attention(config):
+                raise UsageError(f"{where}: attention_weight > 0, but a {config.model_type} student's attention maps "
+                                 f"cannot be read before dropout here; set it to 0 (hidden_weight still works)")
+
+
+def readable_attention(config) -> bool:
+    """Whether a student of this config can give its attention maps before dropout (training.attention_reading),
+    judged on its structure built on the meta device: no weights read, nothing allocated."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from training import attention_reading
+    with torch.device("meta"):
+        return bool(attention_reading(AutoModelForSequenceClassification.from_config(config))[0])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -562,18 +562,15 @@ def attention_before_dropout(student) -> str:
     DistilBERT, ...) gets kd_eager_attention and keeps its attention dropout; one that computes attention
     itself (MPNet) has its attention dropout switched off. Returns which, for the log; the saved config keeps
     the model's own attention."""
-    import sys
-    from torch import nn
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import eager_mask
-    if hasattr(sys.modules[type(student).__module__], "eager_attention_forward"):
+    how, dropouts = attention_reading(student)
+    if how == "interface":
         AttentionInterface.register("kd_eager", kd_eager_attention)
         AttentionMaskInterface.register("kd_eager", eager_mask)    # without it a custom name gets no additive mask
         student.set_attn_implementation("kd_eager")
         return "attention maps read before dropout"
-    dropouts = [m.dropout for m in student.modules()
-                if type(m).__name__.endswith("SelfAttention") and isinstance(getattr(m, "dropout", None), nn.Dropout)]
-    if not dropouts:
+    if how != "dropout":
         from configurator import UsageError
         raise UsageError(f"attention_weight > 0: a {student.config.model_type} student's attention maps cannot be read "
                          f"before dropout here; set attention_weight = 0 (hidden_weight still works)")
@@ -581,6 +578,20 @@ def attention_before_dropout(student) -> str:
         d.p = 0.0
     student.set_attn_implementation("eager")
     return f"attention dropout off ({student.config.model_type} returns its maps after dropout)"
+
+
+def attention_reading(model) -> tuple[str, list]:
+    """How attention_before_dropout can read `model`'s attention maps before dropout: ("interface", []) where its
+    attention goes through transformers' attention interface (its module has eager_attention_forward), ("dropout",
+    its self-attention dropout modules) where it computes attention itself with one, else ("", []). Reads the
+    structure only: a model built on the meta device will do (check_student_models)."""
+    import sys
+    from torch import nn
+    if hasattr(sys.modules[type(model).__module__], "eager_attention_forward"):
+        return "interface", []
+    dropouts = [m.dropout for m in model.modules()
+                if type(m).__name__.endswith("SelfAttention") and isinstance(getattr(m, "dropout", None), nn.Dropout)]
+    return ("dropout" if dropouts else ""), dropouts
 
 
 def attention_loss(student_attentions, teacher_attentions, mask):

@@ -720,6 +720,13 @@ def test_a_training_students_attention_maps_are_read_before_dropout(kind, tmp_pa
     assert "kd_eager" not in (tmp_path / "config.json").read_text()       # loaded elsewhere, it would be unknown
 
 
+def test_a_student_whose_attention_maps_cannot_be_read_before_dropout_is_refused_before_training():
+    # Funnel computes attention itself, with no self-attention dropout module to switch off: refused in the checks
+    import transformers as tr
+    assert ds.readable_attention(tr.BertConfig(num_hidden_layers=2)) and ds.readable_attention(tr.MPNetConfig(num_hidden_layers=2))
+    assert not ds.readable_attention(tr.FunnelConfig(block_sizes=[1, 1]))
+
+
 def test_layer_map():
     assert ds.layer_map({"layers": [0, 2, 4]}, 3, 6) == [0, 2, 4]                     # cut from the teacher
     assert ds.layer_map({"model": "m", "layers": [0, 2, 4]}, 3, 6) == [1, 3, 5]       # uniform (TinyBERT)

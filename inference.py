@@ -177,8 +177,12 @@ def hub_snapshot(repo_id: str, have) -> Path:
     model not cached), for a hub sentiment classifier given as --model; UsageError when it is neither (`have`: the
     saved models here, for the message)."""
     from huggingface_hub import snapshot_download
+    top = ["*.json", "*.txt", "*.model"]          # config, tokenizer files; the repo's top level only (no onnx/ etc.)
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"]))
+        folder = Path(snapshot_download(repo_id, allow_patterns=top + ["*.safetensors"], ignore_patterns=["*/*"]))
+        if not any(folder.glob("*.safetensors")):  # an older repo: its PyTorch weights instead
+            folder = Path(snapshot_download(repo_id, allow_patterns=top + ["*.bin"], ignore_patterns=["*/*"]))
+        return folder
     except Exception as e:      # offline and not cached, no such repo, a gated one, a network error
         reason = str(e).strip().split(". ")[0].splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UsageError(f"--model={repo_id}: no such folder here, and not a hub model at hand ({type(e).__name__}: "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from configurator import UsageError, log
+from configurator import UsageError, log, run_root
 from data_utils import file_stamps, read_json, replace_dir, write_json
 from models import label_names, truncate_ids
 
@@ -220,10 +220,12 @@ def export_model(folder: Path, overwrite: bool = False, quantize: bool = True, e
             raise UsageError(f"{out} was exported with {changed[0]} = {said(old[changed[0]])}, now "
                              f"{said(settings[changed[0]])}; --overwrite=true exports it again")
         log.info("kept %s (exported already; --overwrite=true exports again)", out)
-        stale = out.with_name("onnx.partial")      # an --overwrite export stopped midway (the experiment's lock is ours)
-        if stale.exists():
+        stale, root = out.with_name("onnx.partial"), run_root()      # an --overwrite export stopped midway
+        if stale.exists() and root is not None and root.resolve() in folder.resolve().parents:   # our lock: no writer
             shutil.rmtree(stale, ignore_errors=True)
             log.info("removed %s, left by an export that was stopped", stale)
+        elif stale.exists():       # another experiment's model (its teacher): an export of it may be running
+            log.warning("%s: left by an export that was stopped, or one running now; remove it once none runs", stale)
         return out
     model, tok = load_classifier(str(folder))
     tmp = out.with_name("onnx.partial")

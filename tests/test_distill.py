@@ -387,7 +387,9 @@ def test_a_saved_students_record_gives_what_pairs_it_with_its_baseline():
     kd = {"student": {"name": "L3-s2", "layers": [0, 2]}, "settings": {"seed": 2, "learning_rate": 0.1, "batch_size": 8},
           "max_length": 64, "kind": "distilled"}
     fields = student_fields(kd, {"optimizer_steps": 7, "val_accuracy": 0.9})
-    assert fields == {"student": kd["student"], "settings": kd["settings"], "max_length": 64, "seed": 2, "steps": 7}
+    assert fields == {"student": kd["student"], "settings": kd["settings"], "max_length": 64, "seed": 2, "steps": 7,
+                      "match_steps": True}                    # older records: a baseline was matched
+    assert student_fields(kd | {"run_config": {"match_steps": False}}, {})["match_steps"] is False
     assert student_key(fields) != student_key(student_fields(kd, {"optimizer_steps": 8}))   # other steps: not its twin
 
 

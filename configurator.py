@@ -65,12 +65,13 @@ _DEFAULTS: dict[int, tuple[dict, dict]] = {}   # id(script namespace) -> (namesp
 _RUN_ROOT: list[Path] = []   # the experiment folder of the run started last (start_run), for disk_full
 _RUN_SCRIPT: list[str] = []  # and its script: a stop's message speaks of training only for the scripts that train
 
+TRAINING_SCRIPTS = ("fine_tuning_teacher", "distill_student")
+_STOPPING: list = []         # the signal that stops this process, then "caught" once run_main has caught it
+
 
 def run_root() -> Path | None:
     """The experiment folder of the run this process started last (start_run, which holds its lock), or None."""
     return _RUN_ROOT[-1] if _RUN_ROOT else None
-TRAINING_SCRIPTS = ("fine_tuning_teacher", "distill_student")
-_STOPPING: list = []         # the signal that stops this process, then "caught" once run_main has caught it
 
 
 # ----------------------------------------------------------------------------------------------

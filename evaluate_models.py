@@ -661,7 +661,7 @@ def unfinished_note(result: dict) -> str:
     """Under the first table: the configured students not finished, so missing from it, and the baselines that are not
     their twin's matched ones (publish: unfinished_students, unpaired_baselines), else ""."""
     missing, unpaired = result.get("not_finished") or [], result.get("unpaired") or []
-    return " ".join(([f"**Not finished, so not here**: {', '.join(missing)} (configured in the experiment's file)."]
+    return " ".join(([f"**Not finished, so not here**: {', '.join(missing)} (asked for by the runs that trained the others)."]
                      if missing else []) + [f"**Not paired**: {u}." for u in unpaired])
 
 
@@ -1244,8 +1244,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
                     previous, ", ".join(dropped), "--models" if any(MODELS) else "no finished model of theirs is here")
     missing = unfinished_students(models, cfg.get("_config_file", ""))
     unpaired = unpaired_baselines(rows, pairs)
-    for line in ([f"configured in {cfg['_config_file']} but not finished, so not evaluated: {', '.join(missing)} "
-                  f"(distill_student.py with the same config trains them)"] if missing else []) + unpaired:
+    for line in ([f"asked for but not finished, so not evaluated: {', '.join(missing)} (distill_student.py with the "
+                  f"settings that trained the others trains them)"] if missing else []) + unpaired:
         log.warning("%s", line)
     teacher_run = run_fingerprint(models[0][1]) if models[0][0] == "teacher" else \
         read_json(Path(TEACHER_RESULTS)).get("teacher_run")             # the training run its teacher rows are of

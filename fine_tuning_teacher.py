@@ -156,9 +156,10 @@ def warn_if_trained_on_these(run_config: dict, splits) -> None:
     run's validation or test split (the same file split with another seed, val_size or train_size): a warning with the
     counts, since its accuracy here then reads high. Its data not at hand (moved, another machine): nothing said."""
     try:
+        # less this run's own train texts: a split kept with drop_leaks off shares some with test
         theirs = set(load_splits(DataSpec.from_settings(run_config)).train["text"]) - set(splits.train["text"])
     except (UsageError, OSError):
-        return          # less this run's own train texts: a split kept with drop_leaks off shares some with test
+        return
     seen = {s: sum(t in theirs for t in getattr(splits, s)["text"]) for s in ("validation", "test")}
     if any(seen.values()):
         log.warning("%s was trained here on %d of this run's validation texts and %d of its test texts (its split: "

@@ -137,7 +137,7 @@ def test_students_without_a_teacher_folder_are_compared_with_published_teacher_r
     assert "The teacher row is published in" in (tmp_path / "soft" / "results.md").read_text()
     # configs/tiny.toml's `roberta` was never distilled here: said, in the log and under the table
     assert result["not_finished"] == ["roberta"] and result["unpaired"] == []
-    assert "**Not finished, so not here**: roberta (configured in the experiment's file)." in \
+    assert "**Not finished, so not here**: roberta (asked for by the runs that trained the others)." in \
         (tmp_path / "soft" / "results.md").read_text()
     again = ev.main(tiny_args(imdb_parquet, tmp_path, "--experiment=soft", f"--teacher_results={src}/results.json",
                               "--quantize=false", "--models=cut", cache=False))    # a distilled student brings its baseline

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -547,7 +548,6 @@ def kd_eager_attention(module, query, key, value, attention_mask, dropout: float
     """The model's own eager attention (its module's eager_attention_forward), returning the attention maps
     before dropout: (attn_output (B, L, heads, d), weights (B, heads, L, L), each row a distribution). Dropout
     still falls on the output in training: softmax(QK^T) -> dropout -> x V, drawn as eager draws it."""
-    import sys
     out, weights = sys.modules[type(module).__module__].eager_attention_forward(
         module, query, key, value, attention_mask, dropout=0.0, **kwargs)
     if dropout > 0 and module.training:
@@ -585,12 +585,10 @@ def attention_reading(model) -> tuple[str, list]:
     attention goes through transformers' attention interface (its module has eager_attention_forward), ("dropout",
     its self-attention dropout modules) where it computes attention itself with one, else ("", []). Reads the
     structure only: a model built on the meta device will do (check_student_models)."""
-    import sys
-    from torch import nn
     if hasattr(sys.modules[type(model).__module__], "eager_attention_forward"):
         return "interface", []
-    dropouts = [m.dropout for m in model.modules()
-                if type(m).__name__.endswith("SelfAttention") and isinstance(getattr(m, "dropout", None), nn.Dropout)]
+    dropouts = [m.dropout for m in model.modules() if type(m).__name__.endswith("SelfAttention")
+                and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)]
     return ("dropout" if dropouts else ""), dropouts
 
 

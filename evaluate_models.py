@@ -423,11 +423,17 @@ def unpaired_baselines(rows: list[dict], pairs: list[tuple]) -> list[str]:
     return said
 
 
-def unfinished_students(models: list[tuple[str, Path]], config_file: str) -> list[str]:
+def unfinished_students(models: list[tuple[str, Path]], config_file: str, root: Path | None = None) -> list[str]:
     """The students (and labels-only baselines) that the runs of the finished ones were asked for (their recorded
     run_config: STUDENTS, ONLY, BASELINE, flags included), or, none finished yet, that the config file lists, which
-    are not finished, so not evaluated (a stopped distill_student.py); none with --models, which picks."""
+    are not finished, so not evaluated (a stopped distill_student.py); with --models=chosen, the chosen recipes'
+    seeds and baselines in root/chosen.json not finished (a study stopped in its second phase); none with other
+    --models, which pick."""
     from configurator import read_config_file
+    finished = {n for n, _ in models}
+    if "chosen" in MODELS and root is not None and (root / "chosen.json").is_file():
+        chosen = read_json(root / "chosen.json")["students"]
+        return [n for c in chosen for n in c["models"] + c["baselines"] if n not in finished]
     if any(MODELS):
         return []
     asked = [rc for _, folder in models          # the teacher's run asked for no students
@@ -438,7 +444,6 @@ def unfinished_students(models: list[tuple[str, Path]], config_file: str) -> lis
     names = [n for rc in asked for s in rc.get("students") or [] if isinstance(s, dict) and "name" in s
              and (s["name"] in (rc.get("only") or [""]) or not any(rc.get("only") or []))
              for n in [s["name"]] + ([f"{s['name']}-baseline"] if s.get("baseline", rc.get("baseline", True)) else [])]
-    finished = {n for n, _ in models}
     return list(dict.fromkeys(n for n in names if n not in finished))
 
 
@@ -661,7 +666,8 @@ def unfinished_note(result: dict) -> str:
     """Under the first table: the configured students not finished, so missing from it, and the baselines that are not
     their twin's matched ones (publish: unfinished_students, unpaired_baselines), else ""."""
     missing, unpaired = result.get("not_finished") or [], result.get("unpaired") or []
-    return " ".join(([f"**Not finished, so not here**: {', '.join(missing)} (asked for by the runs that trained the others)."]
+    whose = "the study's seeds in chosen.json" if "chosen" in result else "asked for by the runs that trained the others"
+    return " ".join(([f"**Not finished, so not here**: {', '.join(missing)} ({whose})."]
                      if missing else []) + [f"**Not paired**: {u}." for u in unpaired])
 
 
@@ -1242,7 +1248,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
         log.warning("%s held rows of %s, which this evaluation does not measure (%s); its tables are replaced",
                     previous, ", ".join(dropped), "--models" if any(MODELS) else "no finished model of theirs is here")
-    missing = unfinished_students(models, cfg.get("_config_file", ""))
+    missing = unfinished_students(models, cfg.get("_config_file", ""), root)
     unpaired = unpaired_baselines(rows, pairs)
     for line in ([f"asked for but not finished, so not evaluated: {', '.join(missing)} (distill_student.py with the "
                   f"settings that trained the others trains them)"] if missing else []) + unpaired:

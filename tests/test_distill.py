@@ -465,6 +465,10 @@ def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run
     rows = ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",
                              "--models=chosen", "--quantize=false", "--split=validation", cache=False))["rows"]
     assert [r["model"] for r in rows] == ["teacher", "B-s1-baseline", "C-s1"]
+    published = json.loads((root / "validation-results.json").read_text())      # and said where the results are read
+    assert published["not_finished"] == ["C-s7", "C-s7-baseline"]
+    assert "**Not finished, so not here**: C-s7, C-s7-baseline (the study's seeds in chosen.json)." in \
+        (root / "validation-results.md").read_text()
     (root / "chosen.json").write_text(json.dumps({"best_seeds": 2, "students": []}))
     with pytest.raises(UsageError, match=r"names no finished model \(no entry of the sweep had a matched baseline"):
         ev.main(tiny_args(imdb_parquet, tiny_run, "--experiment=best", f"--teacher_dir={tiny_run}/tiny/teacher",

@@ -492,14 +492,14 @@ def build_student(spec: dict, teacher_dir: Path, seed: int, labels: list[str]):
 def layer_map(spec: dict, n_student: int, n_teacher: int, teacher_dir: Path | None = None) -> list[int]:
     """Teacher layer (0-based) matched to each student layer by the intermediate-layer losses: the
     teacher's own layers for a student cut from it (no `model`, or `model` naming teacher_dir), else the uniform map
-    of TinyBERT, student layer k -> teacher layer (k + 1) * n_teacher / n_student - 1 (the top of each block of
-    teacher layers)."""
+    of TinyBERT, student layer k -> teacher layer ceil((k + 1) * n_teacher / n_student) - 1 (the top of each block of
+    teacher layers; 4 of 6: [1, 2, 4, 5])."""
     from models import local_path
     path = local_path(spec["model"]) if "model" in spec else None
     of_teacher = "model" not in spec or (path is not None and teacher_dir is not None and path.resolve() == Path(teacher_dir).resolve())
     if "layers" in spec and of_teacher:
         return list(spec["layers"])
-    return [round((k + 1) * n_teacher / n_student) - 1 for k in range(n_student)]
+    return [-(-(k + 1) * n_teacher // n_student) - 1 for k in range(n_student)]     # integer ceiling: no float error
 
 
 def intermediate_setup(student, teacher_dir: Path, spec: dict, st: dict, name: str) -> dict:

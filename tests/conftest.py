@@ -1,6 +1,7 @@
 """Shared fixtures: tiny IMDb copies (parquet and aclImdb) written by the tests themselves."""
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +14,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # split (alone on 2 cores the suite takes as long either way), and beside other work (a training run) two
 # threads spin-waiting on each other made the 3-class end-to-end test take 130 s instead of 33 s
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# pytest started in the background by a shell without job control (`pytest &`, nohup) inherits SIGINT ignored, and
+# Python then installs no KeyboardInterrupt handler: the tests of Ctrl-C (a stop held while results are written, a
+# stop mid-training) need the handler a terminal's pytest has (a test of the ignored case sets SIG_IGN itself)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 POS = ["great", "wonderful", "loved", "excellent", "best"]
 NEG = ["awful", "boring", "worst", "terrible", "waste"]

@@ -39,6 +39,11 @@ def test_a_value_left_at_the_top_of_the_file_is_named_so_and_head_tokens_gets_a_
     assert str(e.value) == ("HEAD_TOKENS = 128 (at the top of fine_tuning_teacher.py): must be below --max_length=128 "
                             "minus the special tokens (head+tail keeps that many tokens from the start, the rest from "
                             "the end); a quarter of it, 32, is what configs/ use")
+    # a BERT-style tokenizer wraps a text in 2 special tokens: a head of max_length - 2 leaves no tail
+    with pytest.raises(UsageError, match=r"^--head_tokens=126: must be below --max_length=128 minus the special"):
+        configure(ns, ["--max_length=128", "--head_tokens=126"], "fine_tuning_teacher")
+    assert configure(ns, ["--max_length=128", "--head_tokens=125"], "fine_tuning_teacher")["HEAD_TOKENS"] == 125
+    assert configure(ns, ["--max_length=128", "--truncation=head"], "fine_tuning_teacher")["HEAD_TOKENS"] == 128
 
 
 def test_a_value_from_a_scripts_table_is_named_with_its_table(tmp_path):

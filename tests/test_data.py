@@ -69,6 +69,13 @@ def test_make_splits_stratified_seeded_disjoint(imdb_parquet):
 def test_truncate_ids(strategy, expected):
     assert models.truncate_ids(list(range(10)), 6, strategy, head_tokens=2) == expected
     assert models.truncate_ids([1, 2], 6, strategy, head_tokens=2) == [1, 2]      # short: untouched
+    assert len(models.truncate_ids(list(range(10)), 4, strategy, head_tokens=6)) == 4   # never past the budget
+
+
+def test_head_and_tail_at_the_budget_keep_the_head():
+    assert models.truncate_ids(list(range(10)), 4, "head+tail", head_tokens=6) == [0, 1, 2, 3]
+    assert models.truncate_ids(list(range(10)), 4, "head+tail", head_tokens=4) == [0, 1, 2, 3]
+    assert models.truncate_ids(list(range(10)), 4, "head+tail", head_tokens=0) == [6, 7, 8, 9]
 
 
 @pytest.mark.parametrize("kind", ["bert", "roberta"])
@@ -219,3 +226,17 @@ def test_default_device():
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match=r"^--device=cuda: no GPU is visible"):
             models.default_device("cuda")
+
+
+def test_leaks_counts_and_drops_every_kind_of_overlap():
+    from datasets import Dataset
+    train = Dataset.from_dict({"text": ["a", "b", "b", "c", "v1"]})
+    validation, test = Dataset.from_dict({"text": ["v1", "v2", "t1"]}), Dataset.from_dict({"text": ["t1", "t2"]})
+    transfer = ["u1", "v2", "t2", "a"]          # one in validation, one in test, one a train text (not held out)
+    report, tr, val, kept = du.leaks(train, validation, test, transfer, drop=False)
+    assert report == {"train_duplicate_rows": 1, "train_rows_in_validation": 1, "train_rows_in_test": 0,
+                      "validation_texts_in_test": 1, "transfer_texts_in_validation_or_test": 2, "dropped": False}
+    assert (tr, val, kept) == (train, validation, transfer)                    # counted only
+    report, tr, val, kept = du.leaks(train, validation, test, transfer, drop=True)
+    assert list(tr["text"]) == ["a", "b", "b", "c"] and list(val["text"]) == ["v1", "v2"] and kept == ["u1", "a"]
+    assert report["dropped"] is True

@@ -238,6 +238,9 @@ def test_a_lone_process_on_several_gpus_counts_every_gpus_batch(monkeypatch):
     monkeypatch.setattr(runs, "devices_per_process", lambda: 4)
     run = SimpleNamespace(settings={"transfer_size": 4, "batch_size": 8})
     assert ds.twin_steps(run, 40, 4, 1.0) == 2 and ds.twin_steps(run, 40, 4, 3.0) == 6
+    # a transfer set asked larger than the unlabelled texts at hand counts the texts there are: ceil(44 / 32)
+    more = SimpleNamespace(settings={"transfer_size": 100, "batch_size": 8})
+    assert ds.twin_steps(more, 40, 4, 1.0) == 2 and ds.twin_steps(more, 40, 100, 1.0) == 5
 
 
 def test_eval_steps_evaluates_and_checkpoints_both_twins_alike(monkeypatch):
@@ -391,6 +394,11 @@ def test_a_saved_students_record_gives_what_pairs_it_with_its_baseline():
                       "match_steps": True}                    # older records: a baseline was matched
     assert student_fields(kd | {"run_config": {"match_steps": False}}, {})["match_steps"] is False
     assert student_key(fields) != student_key(student_fields(kd, {"optimizer_steps": 8}))   # other steps: not its twin
+    assert student_key(fields) != student_key(student_fields(kd | {"max_length": 128}, {"optimizer_steps": 7}))  # other length
+    assert student_key(fields) != student_key(student_fields(kd | {"settings": kd["settings"] | {"learning_rate": 0.2}},
+                                                             {"optimizer_steps": 7}))
+    assert student_key(fields) == student_key(student_fields(kd | {"student": {"name": "L3-s2-baseline", "layers": [0, 2]},
+                                                                   "kind": "baseline"}, {"optimizer_steps": 7}))   # its twin
 
 
 def test_the_chosen_entry_is_copied_at_the_next_seeds_under_names_evaluation_groups():
@@ -688,6 +696,12 @@ def test_attention_loss_by_hand():
     assert training.attention_loss([s], [t], torch.tensor([[1, 1]])).item() == pytest.approx((row1 + row2) / 2)
     assert training.attention_loss([s], [t], torch.tensor([[1, 0]])).item() == pytest.approx(row1)
     assert training.attention_loss([t], [t], torch.tensor([[1, 1]])).item() == pytest.approx(0.0, abs=1e-7)
+    # two heads, the second equal to the teacher's: the mean is over heads too (4 query rows, 2 of them 0)
+    both = torch.cat([s, t], dim=1)                             # (1, 2, 2, 2)
+    assert training.attention_loss([both], [torch.cat([t, t], dim=1)], torch.tensor([[1, 1]])).item() == \
+        pytest.approx((row1 + row2) / 4)
+    # two layers: their mean
+    assert training.attention_loss([s, t], [t, t], torch.tensor([[1, 1]])).item() == pytest.approx((row1 + row2) / 4)
 
 
 @pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta", "mpnet"])
@@ -739,6 +753,9 @@ def test_layer_map():
     assert ds.layer_map({"model": "./t", "layers": [0, 2, 4]}, 3, 6, Path("t")) == [0, 2, 4]   # the teacher's folder named
     assert ds.layer_map({"model": "m"}, 6, 12) == [1, 3, 5, 7, 9, 11]
     assert ds.layer_map({"model": "m"}, 1, 2) == [1]
+    # a ratio that is not whole: the top of each block (k + 1) * 6 / 4 = 1.5, 3, 4.5, 6 rounded up, less 1
+    assert ds.layer_map({"model": "m"}, 4, 6) == [1, 2, 4, 5]
+    assert ds.layer_map({"model": "m"}, 5, 12) == [2, 4, 7, 9, 11]     # 2.4, 4.8, 7.2, 9.6, 12
 
 
 def test_intermediate_losses_train_and_leave_no_projection_behind(tiny_run, imdb_parquet, tmp_path):

@@ -597,6 +597,17 @@ def test_a_baseline_left_from_another_run_is_said_not_to_be_the_twin(tmp_path, c
     assert caplog.text == ""
 
 
+def test_a_recipe_whose_seeds_are_not_all_paired_gets_no_gain():
+    # a seed without its baseline (a stopped run): a gain over the paired seed alone beside the mean of both would
+    # compare different sets of seeds
+    rows = [row("teacher", "teacher", 0.9, None),
+            row("y-s1", "distilled", 0.85, 1), row("y-s1-baseline", "baseline", 0.83, 1, name="y-s1"),
+            row("y-s2", "distilled", 0.80, 2)]
+    g = {g["student"]: g for g in ev.seed_groups(rows)}["y"]
+    assert g["models"] == ["y-s1", "y-s2"] and g["distilled"]["mean"] == pytest.approx(0.825)
+    assert g["gain"] is None and g["baseline"] is None and g["f1_gain"] is None
+
+
 def test_seed_groups_pair_each_seed_with_its_baseline():
     rows = [row("teacher", "teacher", 0.9, None),
             row("L3-s1", "distilled", 0.86, 1) | {"paired_test": {"p": 0.0123}},

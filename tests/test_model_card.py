@@ -139,6 +139,9 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     behind = write_card(folder, "cut", rows=[ours], hardware=busy, test_size=24, versus=(
         ours | {"val_accuracy": 0.75}, theirs | {"val_accuracy": 0.875})).read_text()
     assert "it also did better on validation (0.8750 against 0.7500): consider shipping the baseline." in behind
+    tied = write_card(folder, "cut", rows=[ours], hardware=busy, test_size=24, versus=(      # a tie: as inference.py's
+        ours | {"val_accuracy": 0.875}, theirs | {"val_accuracy": 0.875})).read_text()      # default, the distilled one
+    assert "where the choice is made, this model did as well (0.8750 against 0.8750), so it stays the one to ship" in tied
     one_class = {"confusion": [[5, 0], [5, 0]]}                 # ours predicted one class on test: not "keep it"
     lost = write_card(folder, "cut", rows=[ours | one_class], hardware=busy, test_size=24, versus=(
         ours | one_class | {"val_accuracy": 0.875}, theirs | {"val_accuracy": 0.75, "confusion": [[4, 1], [1, 4]]})).read_text()

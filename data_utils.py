@@ -885,9 +885,9 @@ def load_splits(spec: DataSpec, transfer: bool = False) -> Splits:
     Validation: the data's own split (a stratified seeded subset of val_size rows when it is larger), else
     val_size rows carved from train (stratified, seeded). Test: the data's own, else carved from train the
     same way before validation. Train: a stratified subsample of train_size rows (0 = all). With drop_leaks,
-    train rows and transfer texts that also appear in validation or test are dropped, and validation rows that
-    appear in test (IMDb: 9 of 2,500 at seed 42, so 2,491 are left); duplicates are
-    counted in `report` (and logged). IMDb keeps the splits it always had (make_splits)."""
+    train rows and transfer texts that also appear in validation or test are dropped, validation rows that
+    appear in test (IMDb: 9 of 2,500 at seed 42, so 2,491 are left), and repeated transfer texts and those that are
+    train texts (leaks); duplicates are counted in `report` (and logged). IMDb keeps the splits it always had (make_splits)."""
     from datasets import Dataset
     raw, where = read_raw(spec, transfer)
     if "train" not in raw:
@@ -929,7 +929,8 @@ def log_splits(splits: Splits, spec: DataSpec) -> None:
     r = splits.report
     fewer = " (after dropping the texts also in a later split: duplicates below; --drop_leaks=false keeps them)" \
         if r.get("dropped") and (r["train_rows_in_validation"] or r["train_rows_in_test"] or r["validation_texts_in_test"]
-                                 or r.get("transfer_texts_in_validation_or_test")) else ""
+                                 or r.get("transfer_texts_in_validation_or_test") or r.get("transfer_duplicate_texts")
+                                 or r.get("transfer_texts_in_train")) else ""
     log.info("data %s: train %d, validation %d, test %d%s%s; labels %s", spec.where(), len(splits.train),
              len(splits.validation), len(splits.test), transfer, fewer, ", ".join(splits.label_names))
     log.info("duplicates: %s", splits.report)
@@ -1026,23 +1027,28 @@ def read_table(path: str, column: str, flag: str, column_flag: str = "--text_col
 
 def leaks(train, validation, test, transfer: list[str], drop: bool) -> tuple[dict, object, object, list[str]]:
     """(counts, train, validation, transfer): duplicate texts counted (within train; train and transfer texts in
-    validation or test; validation texts in test) and, with `drop`, the train rows and transfer texts that are in
-    validation or test removed, and the validation rows that are in test (they choose checkpoints).
+    validation or test; validation texts in test; transfer texts repeated, or already train texts) and, with `drop`,
+    the train rows and transfer texts that are in validation or test removed, the validation rows that are in test
+    (they choose checkpoints), and each transfer text kept once and only when it is no train text (IMDb's unsupervised
+    split repeats 493 of its reviews and holds 371 train reviews: their soft labels would count twice).
     train, validation, test: Datasets with a text column."""
     texts, val, test = list(train["text"]), set(validation["text"]), set(test["text"])
-    held = val | test
-    report = {"train_duplicate_rows": len(texts) - len(set(texts)),
+    held, known = val | test, set(texts)
+    report = {"train_duplicate_rows": len(texts) - len(known),
               "train_rows_in_validation": sum(t in val for t in texts),
               "train_rows_in_test": sum(t in test for t in texts),
               "validation_texts_in_test": len(val & test),
               "transfer_texts_in_validation_or_test": sum(t in held for t in transfer),
+              "transfer_duplicate_texts": len(transfer) - len(set(transfer)),
+              "transfer_texts_in_train": sum(t in known for t in transfer),
               "dropped": drop}
     if not drop:
         return report, train, validation, transfer
     keep = [i for i, t in enumerate(texts) if t not in held]
     keep_val = [i for i, t in enumerate(validation["text"]) if t not in test]
     return (report, train.select(keep) if len(keep) < len(texts) else train,
-            validation.select(keep_val) if len(keep_val) < len(validation) else validation, [t for t in transfer if t not in held])
+            validation.select(keep_val) if len(keep_val) < len(validation) else validation,
+            [t for t in dict.fromkeys(transfer) if t not in held and t not in known])
 
 
 # ----------------------------------------------------------------------------------------------

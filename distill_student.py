@@ -759,8 +759,10 @@ def check_transfer_size(runs: list, data) -> None:
     have = len(data.transfer)
     for r in runs:
         if r.distilled and r.settings["transfer_size"] > have:
-            dropped = data.report["transfer_texts_in_validation_or_test"] if data.report["dropped"] else 0
-            less = f" ({dropped:,} more are in validation or test and were dropped)" if dropped else ""
+            counts = data.report if data.report["dropped"] else {}
+            why = [f"{counts[k]:,} {what}" for k, what in (("transfer_texts_in_validation_or_test", "in validation or test"),
+                   ("transfer_duplicate_texts", "repeats"), ("transfer_texts_in_train", "train texts")) if counts.get(k)]
+            less = f" (dropped: {', '.join(why)})" if why else ""
             raise UsageError(f"student {r.name!r}: transfer_size = {r.settings['transfer_size']}, but there are "
                              f"{have:,} transfer texts{less}; set it to at most {have}")
 

@@ -232,11 +232,27 @@ def test_leaks_counts_and_drops_every_kind_of_overlap():
     from datasets import Dataset
     train = Dataset.from_dict({"text": ["a", "b", "b", "c", "v1"]})
     validation, test = Dataset.from_dict({"text": ["v1", "v2", "t1"]}), Dataset.from_dict({"text": ["t1", "t2"]})
-    transfer = ["u1", "v2", "t2", "a"]          # one in validation, one in test, one a train text (not held out)
+    transfer = ["u1", "v2", "t2", "a", "u2", "u1"]     # one in validation, one in test, a train text, one twice
     report, tr, val, kept = du.leaks(train, validation, test, transfer, drop=False)
     assert report == {"train_duplicate_rows": 1, "train_rows_in_validation": 1, "train_rows_in_test": 0,
-                      "validation_texts_in_test": 1, "transfer_texts_in_validation_or_test": 2, "dropped": False}
+                      "validation_texts_in_test": 1, "transfer_texts_in_validation_or_test": 2,
+                      "transfer_duplicate_texts": 1, "transfer_texts_in_train": 1, "dropped": False}
     assert (tr, val, kept) == (train, validation, transfer)                    # counted only
     report, tr, val, kept = du.leaks(train, validation, test, transfer, drop=True)
-    assert list(tr["text"]) == ["a", "b", "b", "c"] and list(val["text"]) == ["v1", "v2"] and kept == ["u1", "a"]
+    assert list(tr["text"]) == ["a", "b", "b", "c"] and list(val["text"]) == ["v1", "v2"] and kept == ["u1", "u2"]
     assert report["dropped"] is True
+
+
+def test_a_transfer_size_past_the_texts_left_says_what_was_dropped():
+    from types import SimpleNamespace
+    import distill_student as ds
+    report = {"transfer_texts_in_validation_or_test": 296, "transfer_duplicate_texts": 493, "transfer_texts_in_train": 0,
+              "dropped": True}
+    data = SimpleNamespace(transfer=("x",) * 48_887, report=report)
+    run = SimpleNamespace(name="L6-t50k", distilled=True, settings={"transfer_size": 49_704})
+    with pytest.raises(UsageError, match=r"^student 'L6-t50k': transfer_size = 49704, but there are 48,887 transfer texts "
+                                         r"\(dropped: 296 in validation or test, 493 repeats\); set it to at most 48887$"):
+        ds.check_transfer_size([run], data)
+    ds.check_transfer_size([SimpleNamespace(name="b", distilled=False, settings={"transfer_size": 49_704})], data)  # a baseline
+    with pytest.raises(UsageError, match=r"48,887 transfer texts; set it"):          # kept with --drop_leaks=false
+        ds.check_transfer_size([run], SimpleNamespace(transfer=data.transfer, report=report | {"dropped": False}))

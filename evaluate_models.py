@@ -635,7 +635,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                   + result["chosen"].get("by", "validation accuracy of each distilled entry minus its matched baseline's")
                   + f". Each chosen entry was then trained at "
                   f"{result['chosen']['best_seeds']} seeds in all, each beside its own baseline (chosen.json).")
-    one_sided = " ".join(x for x in [one_sided_note(rows, noun).strip(), unfinished_note(result)] if x)   # under the table
+    one_sided = " ".join(x for x in [one_sided_note(rows, noun).strip(), length_note(rows).strip(), unfinished_note(result)]
+                         if x)                                                                           # under the table
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
             f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun)
             + (f"\n\n{one_sided}" if one_sided else "") + gains + "\n\n"
@@ -690,6 +691,17 @@ def one_sided_note(rows: list[dict], noun: str) -> str:
              + ". " if some else "")
             + (f"**Warning: {', '.join(few)} all but never recognised a class on these {noun}** (recall under 5%): look "
                f"at its confusion matrix (results.json) before shipping it. " if few else ""))
+
+
+def length_note(rows: list[dict]) -> str:
+    """A note naming the students that read fewer tokens than the teacher (their max_length, from their records): their
+    speedup is partly the shorter input's, not the smaller model's, and their accuracy is on less of each text; else ""."""
+    teacher = next((r.get("max_length") for r in rows if r.get("kind") == "teacher"), None)
+    short = {r["model"]: r["max_length"] for r in rows if r.get("kind") != "teacher" and teacher and r.get("max_length")
+             and r["max_length"] < teacher}
+    return (f"**Shorter inputs**: {', '.join(f'{m} ({n})' for m, n in short.items())} read at most that many tokens "
+            f"against the teacher's {teacher}: their speedups come partly from the shorter inputs, and their accuracy "
+            f"is on less of each text. " if short else "")
 
 
 def half_note(rows: list[dict], what: str = "") -> str:

@@ -597,6 +597,16 @@ def test_a_baseline_left_from_another_run_is_said_not_to_be_the_twin(tmp_path, c
     assert caplog.text == ""
 
 
+def test_students_that_read_fewer_tokens_than_the_teacher_are_named():
+    rows = [row("teacher", "teacher", 0.9, None) | {"max_length": 512},
+            row("L3", "distilled", 0.86, 1) | {"max_length": 128}, row("L3", "distilled", 0.86, 1, precision="int8") | {"max_length": 128},
+            row("L6", "distilled", 0.88, 1) | {"max_length": 512}, row("old", "baseline", 0.8, 1)]     # old: no record of it
+    assert ev.length_note(rows) == ("**Shorter inputs**: L3 (128) read at most that many tokens against the teacher's "
+                                    "512: their speedups come partly from the shorter inputs, and their accuracy is on "
+                                    "less of each text. ")
+    assert ev.length_note([r | {"max_length": 512} for r in rows]) == "" and ev.length_note(rows[1:]) == ""
+
+
 def test_a_recipe_whose_seeds_are_not_all_paired_gets_no_gain():
     # a seed without its baseline (a stopped run): a gain over the paired seed alone beside the mean of both would
     # compare different sets of seeds

@@ -176,6 +176,11 @@ def hub_snapshot(repo_id: str, have) -> Path:
     """The local folder of a hub model's files (huggingface_hub's cache; downloaded where the hub is reachable and the
     model not cached), for a hub sentiment classifier given as --model; UsageError when it is neither (`have`: the
     saved models here, for the message)."""
+    from configurator import offline_if_hub_unreachable
+    reason = offline_if_hub_unreachable()       # before huggingface_hub's retries, not after
+    if reason:
+        print(f"note: the Hugging Face hub is not reachable ({reason}): --model={repo_id} from the local cache "
+              f"(HF_HUB_OFFLINE=1 skips this check)", file=sys.stderr)
     from huggingface_hub import snapshot_download
     top = ["*.json", "*.txt", "*.model"]          # config, tokenizer files; the repo's top level only (no onnx/ etc.)
     try:

@@ -586,3 +586,36 @@ def test_an_overwrite_command_is_told_again_by_what_it_asks_not_how_it_was_typed
     assert not same_command(typed, typed[:2] + ["--overwrite=false", *typed[3:]])
     assert same_command(["--overwrite=1"], ["--overwrite=on"])                   # a boolean's spellings
     assert not same_command(["--transfer_data="], ["--transfer_data=yes"])     # not a boolean: as typed
+
+
+def test_an_unreachable_hub_turns_offline_mode_on(monkeypatch):
+    # without HF_HUB_OFFLINE, huggingface_hub retried each cached file's lookup: 95 s for one tokenizer, no network
+    import socket
+    import datasets.config
+    import huggingface_hub.constants as hub
+    import configurator
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", *configurator.PROXY_VARIABLES):
+        monkeypatch.delenv(name, raising=False)               # restored as they were when the test ends
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    calls = []
+
+    def no_network(address, timeout):
+        calls.append((address, timeout))
+        raise socket.gaierror(-2, "Name or service not known")
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert configurator.offline_if_hub_unreachable() == "huggingface.co: Name or service not known"
+    assert calls == [(("huggingface.co", 443), 3.0)]
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and hub.is_offline_mode() and datasets.config.HF_HUB_OFFLINE is True
+    assert configurator.offline_if_hub_unreachable() is None and len(calls) == 1      # set now: not checked again
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")                                         # the user's word, either way
+    assert configurator.offline_if_hub_unreachable() is None and len(calls) == 1
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")                            # a direct connection proves nothing
+    assert configurator.offline_if_hub_unreachable() is None and len(calls) == 1
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.local:8080")                     # a mirror, reachable
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: calls.append(address) or socket.socket())
+    assert configurator.offline_if_hub_unreachable() is None and calls[-1] == ("mirror.local", 8080)
+    assert "HF_HUB_OFFLINE" not in os.environ and not hub.is_offline_mode()

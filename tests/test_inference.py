@@ -169,7 +169,7 @@ def test_a_torch_model_where_torch_is_missing_is_one_line(outputs, monkeypatch, 
         predict(["a great film"], model=str(folder))
 
 
-def test_a_hub_classifier_is_read_from_the_hub_cache(outputs, tmp_path, monkeypatch):
+def test_a_hub_classifier_is_read_from_the_hub_cache(outputs, tmp_path, monkeypatch, capsys):
     # --model=<hub id> said "model folder ... does not exist" even with the model in the cache
     import shutil
     from huggingface_hub import constants
@@ -185,6 +185,16 @@ def test_a_hub_classifier_is_read_from_the_hub_cache(outputs, tmp_path, monkeypa
     with pytest.raises(UsageError, match=r"^--model=me/nothing: no such folder here, and not a hub model at hand "
                                          r"\(LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder"):
         predict(["a great film"], model="me/nothing")
+    # the offline flag left unset on a machine without network: turned on, with a note, not retried for minutes
+    import socket
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError(101, "Network is unreachable")))
+    capsys.readouterr()
+    assert predict(["a great film"], model="me/tiny-sentiment") == predict(["a great film"], model=str(snapshot))
+    assert capsys.readouterr().err == ("note: the Hugging Face hub is not reachable (huggingface.co: Network is unreachable): "
+                                       "--model=me/tiny-sentiment from the local cache (HF_HUB_OFFLINE=1 skips this check)\n")
 
 
 def test_predict_reads_a_model_replaced_in_place_again(outputs, tmp_path):

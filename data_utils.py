@@ -1030,7 +1030,7 @@ def leaks(train, validation, test, transfer: list[str], drop: bool) -> tuple[dic
     validation or test; validation texts in test; transfer texts repeated, or already train texts) and, with `drop`,
     the train rows and transfer texts that are in validation or test removed, the validation rows that are in test
     (they choose checkpoints), and each transfer text kept once and only when it is no train text (IMDb's unsupervised
-    split repeats 493 of its reviews and holds 371 train reviews: their soft labels would count twice).
+    split repeats 493 of its reviews and holds 348 of the train reviews at seed 42: their soft labels would count twice).
     train, validation, test: Datasets with a text column."""
     texts, val, test = list(train["text"]), set(validation["text"]), set(test["text"])
     held, known = val | test, set(texts)

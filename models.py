@@ -87,6 +87,9 @@ def encode(tokenizer, texts: list[str], max_length: int, strategy: str = "head",
     budget = max_length - len(prefix) - len(suffix)
     if budget <= 0:
         raise UsageError(f"--max_length={max_length}: too small for the tokenizer's special tokens")
+    if strategy == "head+tail" and head_tokens >= budget:     # the settings' check assumes 2 special tokens; some add more
+        raise UsageError(f"--head_tokens={head_tokens}: must be below {budget}, what --max_length={max_length} leaves after "
+                         f"this tokenizer's {len(prefix) + len(suffix)} special tokens (head+tail would keep no tail)")
     raw = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     ids = [prefix + truncate_ids(r, budget, strategy, head_tokens) + suffix for r in raw]
     full = np.array([len(r) + len(prefix) + len(suffix) for r in raw])

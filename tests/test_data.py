@@ -78,6 +78,16 @@ def test_head_and_tail_at_the_budget_keep_the_head():
     assert models.truncate_ids(list(range(10)), 4, "head+tail", head_tokens=0) == [6, 7, 8, 9]
 
 
+def test_a_head_that_leaves_no_tail_after_this_tokenizers_special_tokens_is_refused(monkeypatch):
+    _, tok = models.build_tiny("bert")
+    assert models.encode(tok, ["good"], max_length=12, strategy="head+tail", head_tokens=9)[0]      # 12 - 2: a tail of 1
+    monkeypatch.setattr(models, "special_tokens", lambda tokenizer: ([tok.cls_token_id, tok.cls_token_id], [tok.sep_token_id]))
+    with pytest.raises(UsageError, match=r"^--head_tokens=9: must be below 9, what --max_length=12 leaves after this "
+                                         r"tokenizer's 3 special tokens \(head\+tail would keep no tail\)$"):
+        models.encode(tok, ["good"], max_length=12, strategy="head+tail", head_tokens=9)
+    assert models.encode(tok, ["good"], max_length=12, strategy="head", head_tokens=9)[0]          # no tail asked for
+
+
 @pytest.mark.parametrize("kind", ["bert", "roberta"])
 @pytest.mark.parametrize("strategy", ["head", "tail", "head+tail"])
 def test_encode_token_by_token(kind, strategy):

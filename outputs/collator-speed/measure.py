@@ -52,7 +52,7 @@ def main():
         med, lo, hi = rate(fn, batches, len(rows))
         result["rows_per_s"][name] = {"median": round(med), "min": round(lo), "max": round(hi)}
         print(f"{name}: {med:,.0f} rows/s median (min {lo:,.0f}, max {hi:,.0f}) over 5 passes")
-    (Path(__file__).parent / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    (Path(__file__).parent / "collator-results.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

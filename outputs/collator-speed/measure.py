@@ -1,6 +1,6 @@
 """The padding collator's speed, models.PadCollator against transformers' DataCollatorWithPadding (tokenizer.pad),
 on the same rows: 1,280 IMDb train reviews tokenized by MiniLM to at most 512 tokens, in 40 batches of 32, 5 passes
-each, one process. Writes result.json beside this file.
+each, one process. Writes collator-results.json beside this file.
 
     IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1 python outputs/collator-speed/measure.py
 """

@@ -67,6 +67,7 @@ _RUN_SCRIPT: list[str] = []  # and its script: a stop's message speaks of traini
 
 TRAINING_SCRIPTS = ("fine_tuning_teacher", "distill_student")
 _STOPPING: list = []         # the signal that stops this process, then "caught" once run_main has caught it
+_INSISTING: list = []        # set by _insist just before it signals the main thread again
 
 
 def run_root() -> Path | None:
@@ -677,6 +678,8 @@ def run_main(main) -> None:
     by Ctrl-C or SIGTERM (`timeout`, a batch scheduler), it unwinds as for Ctrl-C (an atomic write in
     progress is dropped, the experiment lock released) and says how to resume, exit status 128 + signal."""
     signal.signal(signal.SIGTERM, _interrupt)
+    if os.environ.get("KD_STEP_OF_RUN") and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # run_experiment.sh's background step: Ctrl-C is for it
     try:
         main()
     except KeyboardInterrupt as e:
@@ -712,11 +715,16 @@ def run_main(main) -> None:
 def _interrupt(signum, frame) -> None:
     """SIGTERM: raise KeyboardInterrupt, which unwinds like Ctrl-C (finally blocks and atexit run, not on the bare
     signal). Raised inside a finalizer (a __del__, a weakref callback) it is only printed ("Exception ignored")
-    and the run goes on, so a thread raises it again every 2 s until run_main has caught it.
+    and the run goes on, so a thread raises it again every 2 s until run_main has caught it. Another SIGTERM meanwhile
+    (the process group's and run_experiment.sh's, passed on: one stop told twice) does nothing: raised inside the
+    unwinding's finally blocks, it would cut them short (a lock left, a write not cleaned up).
     SIGCHLD gets a handler that does nothing: a signal to the whole process group (`timeout`) ends the
     data-loader workers too, and torch's SIGCHLD handler would raise "DataLoader worker ... is killed by signal"
     over the unwinding (SIG_DFL instead: Python reports a SIGCHLD already pending as "ignored due to race")."""
     signal.signal(signal.SIGCHLD, _ignore_signal)
+    if _STOPPING and not _INSISTING:       # already unwinding, told again from outside
+        return
+    _INSISTING.clear()
     if not _STOPPING:
         _STOPPING.append(signum)
         threading.Thread(target=_insist, args=(signum,), daemon=True).start()
@@ -754,6 +762,7 @@ def _insist(signum: int) -> None:
         time.sleep(2)
         if "caught" in _STOPPING:
             return
+        _INSISTING.append(signum)
         signal.pthread_kill(threading.main_thread().ident, signum)   # to the main thread: a blocking call returns
 
 

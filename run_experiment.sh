@@ -59,11 +59,21 @@ for f in "$out"/timings.md.new.* "$out"/timings.md.tmp.* "$out"/.step-start.*; d
 done
 draft="$out/timings.md.new.$$" copy="$out/timings.md.tmp.$$" mark="$out/.step-start.$$"
 trap 'rm -f "$draft" "$copy" "$mark"; rmdir "$out" 2>/dev/null || true' EXIT   # a run refused at once leaves no folder
-# SIGTERM (`timeout`, a scheduler: the whole process group) reaches the running step too; with a trap, bash waits for
-# that step to unwind (lock released, files closed), records its row, and exits, so whatever runs next finds the
-# experiment free (and a GPU's time spent on a stopped step is still counted)
-stop="" running=""
-trap 'if [ -n "$running" ]; then stop=143; else exit 143; fi' TERM   # between steps (no row pending): at once
+# SIGTERM (`timeout`, a scheduler: the whole process group; or `kill PID` of this script alone, passed on to the step)
+# stops the running step; this script waits for that step to unwind (lock released, files closed), records its row,
+# and exits, so whatever runs next finds the experiment free (and a GPU's time spent on a stopped step is still
+# counted). Each step runs in the background only so that this script hears a signal while it runs (bash runs a trap
+# after a foreground command ends); Ctrl-C reaches the step from the terminal itself (KD_STEP_OF_RUN: the step undoes
+# the SIGINT-ignoring a background command gets), and a step told twice unwinds once.
+stop="" running="" step_pid=""
+pass_on() {   # pass_on STATUS: a signal during a step: stop it (TERM; a second one does nothing there), then its row
+  stop=$1
+  if [ -n "$step_pid" ] && [ "$1" = 143 ] && kill -TERM "$step_pid" 2>/dev/null; then
+    echo "stopping $step (pid $step_pid): it unwinds, then this run ends" >&2
+  fi
+}
+trap 'if [ -n "$running" ]; then pass_on 143; else exit 143; fi' TERM   # between steps (no row pending): at once
+trap 'if [ -n "$running" ]; then pass_on 130; else exit 130; fi' INT
 echo "| step | wall time (s) | models trained | finished |" > "$draft"
 echo "|---|---|---|---|" >> "$draft"
 # "N of M": a step's wall time is training time only for the models it trained, not for kept ones (older metrics.json)
@@ -97,7 +107,10 @@ for step in $steps; do
   start=$(date +%s) did=""
   touch "$mark"
   rc=0 running=1
-  python3 "$step.py" --config "$config" "$@" || rc=$?
+  KD_STEP_OF_RUN=1 python3 "$step.py" --config "$config" "$@" < /dev/null & step_pid=$!
+  while kill -0 "$step_pid" 2>/dev/null; do wait "$step_pid" || true; done   # a trapped signal ends a wait early
+  wait "$step_pid" || rc=$?                      # the step's own exit status (bash keeps it for $!)
+  step_pid=""
   if [ "$rc" = 2 ]; then exit 2; fi        # refused (a bad input, a lock held, other settings): nothing was done
   if [ "$rc" = 3 ] && [ "$step" = bench ]; then   # the experiment's results are complete: a failed measurement is not its failure
     did="failed (exit 3)"; echo "warning: bench.py: some measurements failed (listed in its levers.md and log);" \

@@ -619,3 +619,61 @@ def test_an_unreachable_hub_turns_offline_mode_on(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", lambda address, timeout: calls.append(address) or socket.socket())
     assert configurator.offline_if_hub_unreachable() is None and calls[-1] == ("mirror.local", 8080)
     assert "HF_HUB_OFFLINE" not in os.environ and not hub.is_offline_mode()
+
+
+def _stop_script(tmp_path, body: str) -> Path:
+    """A script whose main() runs `body` under configurator.run_main, writing 'started' first."""
+    script = tmp_path / "stopped.py"
+    script.write_text(f"import os, signal, sys, time\nfrom pathlib import Path\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      "import configurator\n\ndef main():\n    Path('started').touch()\n"
+                      + "".join(f"    {line}\n" for line in body.splitlines())
+                      + "\nconfigurator.run_main(main)\n")
+    return script
+
+
+def _wait_for(path: Path, seconds: float = 30) -> None:
+    for _ in range(int(seconds * 10)):
+        if path.exists():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_a_second_sigterm_while_unwinding_does_not_cut_the_unwinding_short(tmp_path):
+    # run_experiment.sh passes a SIGTERM on to its step, which also gets the process group's: one stop told twice
+    script = _stop_script(tmp_path, "try:\n    time.sleep(60)\nfinally:\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+                                    "    time.sleep(0.5)\n    Path('cleaned up').touch()")
+    p = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(tmp_path / "started")
+        p.send_signal(signal.SIGTERM)
+        err = p.communicate(timeout=30)[1]
+    finally:
+        p.kill()
+    assert p.returncode == 143 and (tmp_path / "cleaned up").exists(), err
+    assert err.strip() == "error: stopped by SIGTERM"
+
+
+def test_a_step_of_run_experiment_takes_ctrl_c_though_started_in_the_background(tmp_path):
+    # bash starts a background command with SIGINT ignored; run_experiment.sh runs each step so (to hear a kill meant
+    # for it while the step runs), and marks it: the terminal's Ctrl-C still stops it
+    script = _stop_script(tmp_path, "time.sleep(60)")
+    for marked in (True, False):
+        (tmp_path / "started").unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if k != "KD_STEP_OF_RUN"} | ({"KD_STEP_OF_RUN": "1"} if marked else {})
+        p = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        try:
+            _wait_for(tmp_path / "started")
+            p.send_signal(signal.SIGINT)
+            try:
+                err = p.communicate(timeout=5)[1]
+            except subprocess.TimeoutExpired:
+                err = None                                   # ignored, as for any `cmd &` of a script without job control
+        finally:
+            p.kill()
+            p.wait()
+        if marked:
+            assert p.returncode == 130 and err.strip() == "error: stopped by SIGINT", err
+        else:
+            assert err is None

@@ -115,6 +115,39 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
     assert rows[0][3].startswith("not finished: exit 143 at 20") and not list((tmp_path / "out/stub").glob("timings.md.new*"))
 
 
+def test_a_kill_of_run_experiment_alone_stops_its_running_step(tmp_path):
+    # a user's `bash run_experiment.sh ... &` then `kill $!`: the teacher trained on to its end, a minute later, and the
+    # run ended without a word; now the step is told, unwinds, and its row says it did not finish
+    import os
+    import signal
+    import time
+    stub_checkout(tmp_path, fine_tuning_teacher=(
+        "import os, signal, sys, time\nfrom pathlib import Path\n"
+        "def stop(*_):\n"
+        "    Path('out/stub/unwound').touch()\n"
+        "    sys.exit(143)\n"
+        "if __name__ == '__main__':\n"
+        "    signal.signal(signal.SIGTERM, stop)\n"
+        "    Path('out/stub/started').touch()\n"
+        "    time.sleep(60)\n"))
+    p = subprocess.Popen(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, start_new_session=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            if (tmp_path / "out/stub/started").exists():
+                break
+            time.sleep(0.1)
+        t0 = time.time()
+        os.kill(p.pid, signal.SIGTERM)                       # the script alone, not its process group
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 143 and time.time() - t0 < 10 and (tmp_path / "out/stub/unwound").exists(), err
+    assert "stopping fine_tuning_teacher (pid " in err and "== distill_student" not in out
+    rows = [[c.strip() for c in line.split("|")[1:5]] for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]]
+    assert len(rows) == 1 and rows[0][0] == "fine_tuning_teacher" and rows[0][3].startswith("not finished: exit 143 at ")
+
+
 def test_a_refused_step_leaves_the_timings_alone_and_a_sigterm_in_a_step_that_ends_well_stops_after_it(tmp_path):
     # exit 2 (a bad input, the lock held by another run, settings that differ from a published record) did nothing:
     # the published timings.md is not replaced by a row of it; a SIGTERM while a step runs, the step ending well,

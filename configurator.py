@@ -47,6 +47,15 @@ SCRIPTS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "inferen
 # kernel's process: the setting would outlive it), keeps its own bars. TQDM_DISABLE= (set empty) keeps them.
 if Path(sys.argv[0] if sys.argv else "").stem in SCRIPTS and not sys.stderr.isatty() and "ipykernel" not in sys.modules:
     os.environ.setdefault("TQDM_DISABLE", "1")
+# The offline copies beside the checkout on this project's machines (../shared: IMDb, a hub cache), found by a script
+# run on its own as run_experiment.sh finds them: where IMDB_DIR is unset, it and (each unless set) HF_HUB_CACHE and
+# HF_HUB_OFFLINE=1. Set here, before huggingface_hub is imported (it reads them then); only for the scripts.
+SHARED_DIR = PROJECT_DIR.parent / "shared"
+if Path(sys.argv[0] if sys.argv else "").stem in SCRIPTS and (SHARED_DIR / "data" / "imdb").is_dir() \
+        and not os.environ.get("IMDB_DIR"):
+    os.environ["IMDB_DIR"] = str(SHARED_DIR / "data" / "imdb")
+    os.environ.setdefault("HF_HUB_CACHE", str(SHARED_DIR / "hf-cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 STEPS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")   # what run_experiment.sh runs, in order
 CONFIG_TYPES = (bool, int, float, str, list)
 CONFIG_TYPE_NAMES = {t.__name__: t for t in CONFIG_TYPES}   # annotations postponed (`from __future__`) are strings
@@ -474,8 +483,9 @@ def offline_if_hub_unreachable(timeout_s: float = 3.0) -> str | None:
 def warn_offline(reason: str | None) -> None:
     """The log line for offline_if_hub_unreachable's decision."""
     if reason:
-        log.warning("the Hugging Face hub is not reachable (%s): working offline from the local cache (HF_HUB_CACHE) for "
-                    "this run; set HF_HUB_OFFLINE=1 to skip this check", reason)
+        from huggingface_hub import constants
+        log.warning("the Hugging Face hub is not reachable (%s): working offline from the local hub cache %s (HF_HUB_CACHE) "
+                    "for this run; set HF_HUB_OFFLINE=1 to skip this check", reason, constants.HF_HUB_CACHE)
 
 
 def start_run(namespace: dict, argv: list[str] | None, script: str, log_name, check=None) -> dict:

@@ -17,8 +17,9 @@ shift
 if [ -f "$config" ]; then config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"; fi   # from the caller's folder
 cd "$(dirname "$0")"
 export KD_ALL_STEPS=1    # each step logs the flags it leaves to the others as information, not as a warning
-if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies beside the checkout
-  export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
+if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies beside the checkout (the scripts alone
+  # find them too: configurator.SHARED_DIR); a hub cache of the user's own (fetch-mpnet's) is kept
+  export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=${HF_HUB_CACHE:-../shared/hf-cache} HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 fi
 # the experiment folder, as the scripts will resolve it (file and flags applied); what the students learn from when
 # it is not this experiment's teacher (soft labels, configs/full-study.toml, or another experiment's teacher,

@@ -2,6 +2,7 @@
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -677,3 +678,23 @@ def test_a_step_of_run_experiment_takes_ctrl_c_though_started_in_the_background(
             assert p.returncode == 130 and err.strip() == "error: stopped by SIGINT", err
         else:
             assert err is None
+
+
+def test_a_script_run_on_its_own_finds_the_offline_copies_beside_the_checkout(tmp_path):
+    # run_experiment.sh found ../shared, the same script run alone (the README's retrain command) did not: a hub error
+    checkout, shared = tmp_path / "repo", tmp_path / "shared"
+    checkout.mkdir()
+    shutil.copy(ROOT / "configurator.py", checkout)
+    probe = ("import os, sys; sys.argv[0] = {!r}; import configurator; "
+             "print(*(os.environ.get(k) for k in ('IMDB_DIR', 'HF_HUB_CACHE', 'HF_HUB_OFFLINE')))")
+    env = {k: v for k, v in os.environ.items() if k not in ("IMDB_DIR", "HF_HUB_CACHE", "HF_HUB_OFFLINE")}
+
+    def seen(script, **extra):
+        return subprocess.run([sys.executable, "-c", probe.format(script)], cwd=checkout, env=env | extra,
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert seen("fine_tuning_teacher.py") == ["None"] * 3                          # no ../shared: nothing set
+    (shared / "data" / "imdb").mkdir(parents=True)
+    assert seen("fine_tuning_teacher.py") == [str(shared / "data" / "imdb"), str(shared / "hf-cache"), "1"]
+    assert seen("distill_student.py", HF_HUB_CACHE="/mine") == [str(shared / "data" / "imdb"), "/mine", "1"]  # kept
+    assert seen("distill_student.py", IMDB_DIR="/data") == ["/data", "None", "None"]   # the user's copy: none of it
+    assert seen("notebook.py") == ["None"] * 3                                      # not a script of this project

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -732,6 +733,17 @@ def data_row(where: str, i: int) -> str:
     return f"data row {i + 1}{header}{several}"
 
 
+def near_column(name: str, cols: list, flag: str) -> str:
+    """A hint naming the column `name` was most likely meant to be: one equal to it but for case and the spaces around
+    it (a header's trailing space does not show in a list), else one spelled alike (difflib), else ""."""
+    import difflib
+    same = [c for c in map(str, cols) if c.strip().casefold() == name.strip().casefold()]
+    if same:
+        return f"; {same[0]!r} differs from it only in case or spaces: {flag}={shlex.quote(same[0])}"
+    alike = difflib.get_close_matches(name, list(map(str, cols)), n=1, cutoff=0.75)
+    return f"; did you mean {alike[0]!r}? {flag}={shlex.quote(alike[0])}" if alike else ""
+
+
 def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True, column_flag: str = "--text_column"):
     """`ds` reduced to columns text, label (as in the data, but a ClassLabel id as its name and a string without
     the spaces around it; none for the unsupervised split), after checking the columns exist and no text or
@@ -742,9 +754,10 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True, col
     for c in need:
         if c not in cols:
             texts = c == spec.text_column
-            raise UsageError(f"{where}: no column {c!r} (found {', '.join(map(str, cols))}); set "
-                             f"{column_flag if texts else '--label_column'} to the column that holds the "
-                             f"{'texts' if texts else 'labels'}{separator_hint(cols)}")
+            flag = column_flag if texts else "--label_column"
+            raise UsageError(f"{where}: no column {c!r} (found {', '.join(map(str, cols))}); set {flag} to the column "
+                             f"that holds the {'texts' if texts else 'labels'}{near_column(c, cols, flag)}"
+                             f"{separator_hint(cols)}")
     texts = ds[spec.text_column]
     # CSV/TSV: pandas reads an empty field, and NA, N/A, null, None, nan, as missing (R writes missing values as NA)
     na = " (CSV/TSV readers take NA, null, None as missing too)" if where.lower().endswith((".csv", ".tsv")) else ""

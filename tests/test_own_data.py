@@ -307,6 +307,15 @@ def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path
     s = du.load_splits(spec(tmp_path / "data", transfer_data=str(tmp_path / "more.csv"), transfer_text_column="body"),
                        transfer=True)
     assert list(s.transfer) == ["first", "second"]
+    # a header's trailing space does not show in the list: the message names the column it differs from
+    (tmp_path / "spaced.csv").write_text("id,Tweet \n1,first\n")
+    with pytest.raises(du.UsageError, match=r"spaced.csv: no column 'tweet' \(found id, Tweet \); set --transfer_text_column "
+                                            r"to the column that holds the texts; 'Tweet ' differs from it only in case or "
+                                            r"spaces: --transfer_text_column='Tweet '$"):
+        du.load_splits(spec(tmp_path / "data", transfer_data=str(tmp_path / "spaced.csv")), transfer=True)
+    (tmp_path / "typo.csv").write_text("id,tweets\n1,first\n")
+    with pytest.raises(du.UsageError, match=r"; did you mean 'tweets'\? --transfer_text_column=tweets$"):
+        du.load_splits(spec(tmp_path / "data", transfer_data=str(tmp_path / "typo.csv")), transfer=True)
     (tmp_path / "blank.txt").write_text("\n  \n")
     with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+blank.txt: no text in it; give a file of unlabeled texts"):
         du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(tmp_path / "blank.txt")))

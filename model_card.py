@@ -156,6 +156,17 @@ def ship_advice(ours: dict, baseline: dict) -> str:
             f"against {b:.4f}), so it stays the one to ship unless more seeds say otherwise.")
 
 
+def above_teacher(test: dict) -> str:
+    """For a student above the teacher on test (retention over 100%): what that most likely means, with one accuracy's
+    standard error on these texts; else ""."""
+    n = sum(map(sum, test.get("confusion") or []))
+    if test["retention"] <= 100 or not n:
+        return ""
+    return (f" Above its teacher: on {n:,} texts one accuracy's standard error is ±{accuracy_se(test['accuracy'], n):.1f} "
+            f"points, and a student seldom truly beats the teacher it learned from, so read this as noise or as a teacher "
+            f"that learned little (compare their validation accuracies) before taking retention over 100% as a gain.")
+
+
 def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None) -> list[str]:
     """Below the test table: a distilled student's test accuracy beside its labels-only baseline's (versus: their
     rows in one precision), the recall of each class, and a warning when the CPU was busy while timing."""
@@ -183,7 +194,8 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
     if test.get("kind") in ("distilled", "baseline") and test.get("retention"):   # a student beside its teacher
         lines.append(f"Beside the teacher on the same test texts: {test['retention']:.1f}% of its accuracy (teacher "
                      f"{test['accuracy'] / (test['retention'] / 100):.4f})" + (
-                         f", at {test['speedup']:.1f}x its throughput ({test['precision']})." if test.get("speedup") else "."))
+                         f", at {test['speedup']:.1f}x its throughput ({test['precision']})." if test.get("speedup") else ".")
+                     + above_teacher(test))
     per = test.get("per_class") or {}
     if classes_missed(test):
         lines.append(f"**Warning: on test it predicted only {classes_missed(test)} classes ({test['precision']}): "
@@ -192,8 +204,10 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
         lines.append(f"**Warning: on test it all but never recognised {recalled(neglected)} "
                      f"({test['precision']}): look at its confusion matrix before shipping it.**")
     if per:
-        lines.append(f"Test recall per class ({test['precision']}): "
-                     + ", ".join(f"{n} {c['recall']:.4f}" for n, c in per.items()) + ".")
+        theirs = test.get("teacher_recall") or {}
+        lines.append(f"Test recall per class ({test['precision']}" + ("; the teacher's in brackets" if theirs else "")
+                     + "): " + ", ".join(f"{n} {c['recall']:.4f}" + (f" ({theirs[n]:.4f})" if n in theirs else "")
+                                         for n, c in per.items()) + ".")
     if hardware and cpu_was_busy(hardware):
         shared = (f"other processes kept {hardware['other_cores_busy']} of its {hardware.get('cpu_count')} cores busy"
                   if hardware.get("other_cores_busy") is not None else

@@ -764,6 +764,11 @@ def test_speedups_of_bf16_rows_are_over_the_bf16_teacher():
     assert rows[4]["compression"] == 4.0 and rows[4]["retention"] == 100.0 and "pred" not in rows[4]
     # size too: a bf16-only student compares with an fp32 one (4.0 both), a deployed int8 one with the teacher as trained
     assert [r["efficiency"] for r in rows] == [1.0, 2.0, 4.0, 16.0, 4.0]
+    assert "teacher_recall" not in rows[2]                      # no recall per class measured
+    recall = {"negative": {"recall": 0.56}, "positive": {"recall": 0.74}}
+    rows = ev.relative_figures([row("teacher", "teacher", "fp32", 100, 10) | {"per_class": recall},
+                                row("s", "distilled", "fp32", 400, 4) | {"per_class": {}}])
+    assert rows[1]["teacher_recall"] == {"negative": 0.56, "positive": 0.74} and "teacher_recall" not in rows[0]
 
 
 def test_gain_lines_follow_one_lever():

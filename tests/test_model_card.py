@@ -166,6 +166,16 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     assert "Beside the teacher on the same test texts: 97.5% of its accuracy (teacher 0.6421), at 3.1x its throughput " \
            "(fp32)." in beside                                      # 0.626 / 0.975
     assert "Test recall per class (fp32): negative 0.4100, positive 0.8000." in text
+    assert "Above its teacher" not in beside
+    # a student above its teacher (a new user's 109% on 300 texts, below it on validation and on other test texts),
+    # each class's recall beside the teacher's (its 99% hid a negative recall of 0.29 against the teacher's 0.56)
+    above = write_card(folder, "cut", rows=[ours | {"kind": "distilled", "retention": 109.3, "confusion": [[100, 50], [40, 110]],
+                                                    "teacher_recall": {"negative": 0.56, "positive": 0.74}}],
+                       test_size=300).read_text()
+    assert ("(teacher 0.5727). Above its teacher: on 300 texts one accuracy's standard error is ±2.8 points, and a student "
+            "seldom truly beats the teacher it learned from, so read this as noise or as a teacher that learned little "
+            "(compare their validation accuracies) before taking retention over 100% as a gain.") in above
+    assert "Test recall per class (fp32; the teacher's in brackets): negative 0.4100 (0.5600), positive 0.8000 (0.7400)." in above
     assert "load average 3.6 on 2 cores): latency and throughput are slower than on a quiet machine" in text
     metrics = json.loads((folder / "metrics.json").read_text())
     assert (f"- trained on {metrics['train_examples']:,} examples, {round(metrics['epochs'], 2):g} epochs "

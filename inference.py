@@ -54,8 +54,8 @@ EXPERIMENT: str = ""              # with MODEL "": the experiment to take it fro
 FILE: str = ""                    # one review per line; "-" = standard input; a .csv/.tsv/.jsonl/.json/.parquet file: its TEXT_COLUMN
 TEXT_COLUMN: str = ""             # the column that holds the texts, when FILE is a table; "" = the model's training data's
 JSON: bool = False                # print JSON instead of a table
-OUTPUT: str = ""                  # also write the predictions to this file (a table's columns kept), not over an
-                                  # existing one; its suffix names the format: .csv | .tsv | .jsonl | .json (rows) | .parquet
+OUTPUT: str = ""                  # write the predictions to this file instead of printing them (a table's columns kept; --json
+                                  # still prints), not over an existing one; its suffix names the format: .csv | .tsv | .jsonl | .json (rows) | .parquet
 # --- system ------------------------------------------------------------------------------------
 BATCH_SIZE: int = 32              # texts per forward pass
 DEVICE: str = "auto"              # auto | cpu | cuda
@@ -327,12 +327,12 @@ def main(argv=None) -> list[dict]:
     texts, table = gather_texts(cfg["_args"], FILE, column)
     texts = nonblank(texts, FILE or ("-" if cfg["_args"] == ["-"] else ""))
     names = output_columns(table, models.label_names(read_json(folder / "config.json"))) if OUTPUT else []
-    # 3. predict, 4. print them (and write them to OUTPUT)
+    # 3. predict, 4. print them (JSON as asked; a table only without OUTPUT, which holds them: 25,000 rows on a terminal)
     results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
     print_model_line(folder)
     if JSON:
         print(json.dumps({"model": str(folder), "predictions": [{"text": t, **r} for t, r in zip(texts, results)]}, indent=2))
-    else:
+    elif not OUTPUT:
         print_table(texts, results)
     if OUTPUT:
         write_predictions(Path(OUTPUT), texts, results, table, column, names)

@@ -359,6 +359,7 @@ def test_a_labelled_table_keeps_its_labels_and_a_bom_only_cell_is_refused(output
     assert r.returncode == 0 and "note: the table has a column 'label', kept as it is; the predictions are written as " \
         "predicted_label, predicted_score, predicted_p_negative, predicted_p_positive" in r.stderr
     written = pd.read_csv(tmp_path / "out.csv")
+    assert "loved it" not in r.stdout and "wrote 3 predictions to" in r.stderr      # in the file, not printed as well
     assert list(written["label"]) == [1, 0, 1] and set(written["predicted_label"]) <= {"negative", "positive"}
     assert list(written.columns) == ["text", "label", "predicted_label", "predicted_score", "predicted_p_negative", "predicted_p_positive"]
     # a cell holding only a byte-order mark is an empty text, refused naming its row (it was kept, then dropped as

@@ -423,6 +423,14 @@ def unpaired_baselines(rows: list[dict], pairs: list[tuple]) -> list[str]:
     return said
 
 
+def onnx_rows_dropped(before: list[dict], rows: list[dict]) -> list[str]:
+    """The models of this evaluation that had ONNX Runtime rows (onnx-*) in the previous results (`before`: its rows)
+    and have none now (ONNX off this time)."""
+    now = {r["model"] for r in rows if r["precision"].startswith("onnx")}
+    measured = {r["model"] for r in rows}
+    return sorted({r["model"] for r in before if r.get("precision", "").startswith("onnx")} & measured - now)
+
+
 def unfinished_students(models: list[tuple[str, Path]], config_file: str, root: Path | None = None) -> list[str]:
     """The students (and labels-only baselines) that the runs of the finished ones were asked for (their recorded
     run_config: STUDENTS, ONLY, BASELINE, flags included), or, none finished yet, that the config file lists, which
@@ -1262,6 +1270,10 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     if dropped:     # e.g. --models picked a few: the tables are of this evaluation only from now on
         log.warning("%s held rows of %s, which this evaluation does not measure (%s); its tables are replaced",
                     previous, ", ".join(dropped), "--models" if any(MODELS) else "no finished model of theirs is here")
+    gone = onnx_rows_dropped(read_json(previous)["rows"] if previous.is_file() else [], rows)
+    if gone:        # an evaluation with --onnx=true, then the default one (run_experiment.sh again): said, not silent
+        log.warning("%s held ONNX Runtime rows of %s, which this evaluation does not measure (--onnx=true does); its "
+                    "tables and model cards are replaced without them", previous, ", ".join(gone))
     missing = unfinished_students(models, cfg.get("_config_file", ""), root)
     unpaired = unpaired_baselines(rows, pairs)
     for line in ([f"asked for but not finished, so not evaluated: {', '.join(missing)} (distill_student.py with the "

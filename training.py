@@ -321,6 +321,9 @@ def save_finished(trainer, tokenizer, out_dir: Path, record: Path, metrics: dict
         write_json(tmp / "metrics.json", metrics)
         from model_card import write_card
         write_card(tmp, out_dir.name, shown=out_dir)      # README.md: what it is, its recipe, validation metrics
+        if (out_dir / "onnx").is_dir():               # the model it replaces was exported: that export goes with it
+            log.info("%s/onnx, the export of the model this one replaces, is removed with it (export.py --model=%s, or "
+                     "evaluate_models.py --onnx=true, exports this one)", out_dir, out_dir)
         replace_dir(tmp, out_dir)
         write_json(record, {"config": model.config.to_dict(), "metrics": metrics})
         log.info("saved %s: %s", out_dir, {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})

@@ -607,6 +607,16 @@ def test_students_that_read_fewer_tokens_than_the_teacher_are_named():
     assert ev.length_note([r | {"max_length": 512} for r in rows]) == "" and ev.length_note(rows[1:]) == ""
 
 
+def test_onnx_rows_an_evaluation_does_not_measure_again_are_named():
+    before = [{"model": "teacher", "precision": "fp32"}, {"model": "L1", "precision": "fp32"},
+              {"model": "L1", "precision": "onnx-fp32"}, {"model": "L1", "precision": "onnx-int8"},
+              {"model": "gone", "precision": "onnx-fp32"}]                 # not evaluated now: the other warning's
+    now = [{"model": "teacher", "precision": "fp32"}, {"model": "L1", "precision": "fp32"}]
+    assert ev.onnx_rows_dropped(before, now) == ["L1"]
+    assert ev.onnx_rows_dropped(before, now + [{"model": "L1", "precision": "onnx-int8"}]) == []
+    assert ev.onnx_rows_dropped([], now) == []
+
+
 def test_a_recipe_whose_seeds_are_not_all_paired_gets_no_gain():
     # a seed without its baseline (a stopped run): a gain over the paired seed alone beside the mean of both would
     # compare different sets of seeds

@@ -575,7 +575,7 @@ def one_seed_note(groups: list[dict], texts: int) -> str:
         return ""
     se = max(accuracy_se(p, texts) for p in single)
     return (f" One seed: on {texts:,} texts one accuracy's standard error is ±{se:.1f} points, and another seed moves a "
-            f"student too, so a gain below about twice that is not shown; train the recipe at more seeds (a `seed` per "
+            f"student too, so a gain below about twice that cannot be told from noise; train the recipe at more seeds (a `seed` per "
             f"student, or distill_student.py's BEST_SEEDS) and compare the mean ± sd.")
 
 

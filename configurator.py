@@ -77,6 +77,9 @@ _RUN_SCRIPT: list[str] = []  # and its script: a stop's message speaks of traini
 TRAINING_SCRIPTS = ("fine_tuning_teacher", "distill_student")
 _STOPPING: list = []         # the signal that stops this process, then "caught" once run_main has caught it
 _INSISTING: list = []        # set by _insist just before it signals the main thread again
+_STOP_AT: list = []          # when the first SIGTERM came (time.monotonic)
+INSIST_S = 10.0              # seconds a stop's unwinding runs undisturbed before it is raised again (_insist), and within
+                             # which another SIGTERM from outside is the same stop told twice (_interrupt)
 
 
 def run_root() -> Path | None:
@@ -725,18 +728,20 @@ def run_main(main) -> None:
 def _interrupt(signum, frame) -> None:
     """SIGTERM: raise KeyboardInterrupt, which unwinds like Ctrl-C (finally blocks and atexit run, not on the bare
     signal). Raised inside a finalizer (a __del__, a weakref callback) it is only printed ("Exception ignored")
-    and the run goes on, so a thread raises it again every 2 s until run_main has caught it. Another SIGTERM meanwhile
-    (the process group's and run_experiment.sh's, passed on: one stop told twice) does nothing: raised inside the
-    unwinding's finally blocks, it would cut them short (a lock left, a write not cleaned up).
+    and the run goes on, so a thread raises it again every INSIST_S seconds until run_main has caught it. Another
+    SIGTERM within INSIST_S of the first (the process group's and run_experiment.sh's, passed on: one stop told twice)
+    does nothing: raised inside the unwinding's finally blocks, it would cut them short (a lock left, a write not
+    cleaned up); a later one raises again, as a user insisting means.
     SIGCHLD gets a handler that does nothing: a signal to the whole process group (`timeout`) ends the
     data-loader workers too, and torch's SIGCHLD handler would raise "DataLoader worker ... is killed by signal"
     over the unwinding (SIG_DFL instead: Python reports a SIGCHLD already pending as "ignored due to race")."""
     signal.signal(signal.SIGCHLD, _ignore_signal)
-    if _STOPPING and not _INSISTING:       # already unwinding, told again from outside
+    if _STOP_AT and not _INSISTING and time.monotonic() - _STOP_AT[0] < INSIST_S:   # told again from outside
         return
     _INSISTING.clear()
     if not _STOPPING:
         _STOPPING.append(signum)
+        _STOP_AT.append(time.monotonic())
         threading.Thread(target=_insist, args=(signum,), daemon=True).start()
     raise KeyboardInterrupt(signum)
 
@@ -768,8 +773,8 @@ def stops_held():
 
 
 def _insist(signum: int) -> None:
-    for _ in range(30):
-        time.sleep(2)
+    for _ in range(6):
+        time.sleep(INSIST_S)
         if "caught" in _STOPPING:
             return
         _INSISTING.append(signum)

@@ -699,3 +699,4 @@ def test_a_script_run_on_its_own_finds_the_offline_copies_beside_the_checkout(tm
     assert seen("distill_student.py", HF_HUB_CACHE="/mine") == [str(shared / "data" / "imdb"), "/mine", "1"]  # kept
     assert seen("distill_student.py", IMDB_DIR="/data") == ["/data", "None", "None"]   # the user's copy: none of it
     assert seen("notebook.py") == ["None"] * 3                                      # not a script of this project
+    assert seen("inference.py") == ["None"] * 3              # reads no IMDb; a hub classifier may be downloaded

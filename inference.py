@@ -8,7 +8,7 @@ Reads  a model folder written by fine_tuning_teacher.py or distill_student.py (d
        TEXT_COLUMN, by default the column the model was trained on) or standard input.
 Writes to stdout, one line per text: label, confidence, text (line breaks shown as spaces, cut at 70
        characters); or JSON with --json (the whole text, every class's probability); with --output, a table
-       too, in the format its suffix names (a table's own columns, e.g. its ids, then label, score, p_<label>).
+       instead, in the format its suffix names (a table's own columns, e.g. its ids, then label, score, p_<label>).
        Notes go to stderr.
        Any number of classes: the labels are the model's own (config.json id2label).
 

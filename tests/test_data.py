@@ -256,12 +256,12 @@ def test_leaks_counts_and_drops_every_kind_of_overlap():
 def test_a_transfer_size_past_the_texts_left_says_what_was_dropped():
     from types import SimpleNamespace
     import distill_student as ds
-    report = {"transfer_texts_in_validation_or_test": 296, "transfer_duplicate_texts": 493, "transfer_texts_in_train": 0,
+    report = {"transfer_texts_in_validation_or_test": 296, "transfer_duplicate_texts": 488, "transfer_texts_in_train": 0,
               "dropped": True}
     data = SimpleNamespace(transfer=("x",) * 48_887, report=report)
     run = SimpleNamespace(name="L6-t50k", distilled=True, settings={"transfer_size": 49_704})
     with pytest.raises(UsageError, match=r"^student 'L6-t50k': transfer_size = 49704, but there are 48,887 transfer texts "
-                                         r"\(dropped: 296 in validation or test, 493 repeats\); set it to at most 48887$"):
+                                         r"\(dropped: 296 in validation or test, 488 repeats\); set it to at most 48887$"):
         ds.check_transfer_size([run], data)
     ds.check_transfer_size([SimpleNamespace(name="b", distilled=False, settings={"transfer_size": 49_704})], data)  # a baseline
     with pytest.raises(UsageError, match=r"48,887 transfer texts; set it"):          # kept with --drop_leaks=false

@@ -1168,7 +1168,7 @@ def relative_figures(rows: list[dict]) -> list[dict]:
               "speedup": r["throughput"] / s["throughput"] if fast else None,
               "latency_speedup": s["latency_p50_ms"] / r["latency_p50_ms"] if fast else None,
               "speedup_over": f"teacher {s['precision']}"}
-        if r is not t and t.get("per_class"):     # the model card sets each class's recall beside the teacher's
+        if r["kind"] != "teacher" and t.get("per_class"):     # the model card sets each class's recall beside the teacher's
             r["teacher_recall"] = {n: c["recall"] for n, c in t["per_class"].items()}
     for r in rows:
         del r["pred"]

@@ -30,6 +30,10 @@ settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configura
 has_bench = 0
 def check():    # the file is read (a missing or bad one is a one-line error) before its tables are looked at
     global has_bench
+    from configurator import offline_if_hub_unreachable      # the checks below may ask the hub: not for minutes of retries
+    why = offline_if_hub_unreachable()
+    if why:
+        print(f"note: the Hugging Face hub is not reachable ({why}): checking from the local cache", file=sys.stderr)
     cfg = configure(vars(d), ["--config", *sys.argv[1:]])
     teacher = None                                       # the settings of every table first, then what they name
     if not (d.SOFT_LABELS or d.TEACHER_DIR):             # a teacher to train: the length the students will read too
@@ -66,14 +70,18 @@ trap 'rm -f "$draft" "$copy" "$mark"; rmdir "$out" 2>/dev/null || true' EXIT   #
 # counted). Each step runs in the background only so that this script hears a signal while it runs (bash runs a trap
 # after a foreground command ends); Ctrl-C reaches the step from the terminal itself (KD_STEP_OF_RUN: the step undoes
 # the SIGINT-ignoring a background command gets), and a step told twice unwinds once.
-stop="" running="" step_pid=""
+stop="" running="" step_pid="" told=""
 pass_on() {   # pass_on STATUS: a signal during a step: stop it (TERM; a second one does nothing there), then its row
   stop=$1
-  if [ -n "$step_pid" ] && [ "$1" = 143 ] && kill -TERM "$step_pid" 2>/dev/null; then
-    echo "stopping $step (pid $step_pid): it unwinds, then this run ends" >&2
+  if [ -n "$step_pid" ] && [ "$1" = 143 ] && [ -z "$told" ] && kill -TERM "$step_pid" 2>/dev/null; then
+    told=1; echo "stopping $step (pid $step_pid): it unwinds, then this run ends" >&2
   fi
 }
 trap 'if [ -n "$running" ]; then pass_on 143; else exit 143; fi' TERM   # between steps (no row pending): at once
+# SIGINT ignored here too (this script started with & by another without job control): the steps keep ignoring it
+step_takes_int=1
+ignored=$(awk '/^SigIgn:/ {print $2}' /proc/$$/status 2>/dev/null || true)
+if [ $(( 0x${ignored:-0} & 2 )) != 0 ]; then step_takes_int=""; fi
 trap 'if [ -n "$running" ]; then pass_on 130; else exit 130; fi' INT
 echo "| step | wall time (s) | models trained | finished |" > "$draft"
 echo "|---|---|---|---|" >> "$draft"
@@ -108,7 +116,8 @@ for step in $steps; do
   start=$(date +%s) did=""
   touch "$mark"
   rc=0 running=1
-  KD_STEP_OF_RUN=1 python3 "$step.py" --config "$config" "$@" < /dev/null & step_pid=$!
+  KD_STEP_OF_RUN=$step_takes_int python3 "$step.py" --config "$config" "$@" < /dev/null & step_pid=$!
+  if [ "$stop" = 143 ]; then pass_on 143; fi      # a TERM between the launch and step_pid: passed on now (once)
   while kill -0 "$step_pid" 2>/dev/null; do wait "$step_pid" || true; done   # a trapped signal ends a wait early
   wait "$step_pid" || rc=$?                      # the step's own exit status (bash keeps it for $!)
   step_pid=""

@@ -26,7 +26,7 @@ def stub_checkout(folder: Path, config: str = "", **steps: str) -> None:
     shutil.copy(ROOT / "run_experiment.sh", folder)
     from configurator import STEPS
     (folder / "configurator.py").write_text(f"STEPS = {STEPS!r}\ndef configure(namespace, argv, script=None): return {{}}\n"
-                                            "def run_main(main): main()\n")
+                                            "def run_main(main): main()\ndef offline_if_hub_unreachable(): return None\n")
     (folder / "stub.toml").write_text(config)
     for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", *(["bench"] if "bench" in steps else [])):
         (folder / f"{step}.py").write_text(steps.get(step, STEP_STUB))
@@ -146,6 +146,20 @@ def test_a_kill_of_run_experiment_alone_stops_its_running_step(tmp_path):
     assert "stopping fine_tuning_teacher (pid " in err and "== distill_student" not in out
     rows = [[c.strip() for c in line.split("|")[1:5]] for line in (tmp_path / "out/stub/timings.md").read_text().splitlines()[2:]]
     assert len(rows) == 1 and rows[0][0] == "fine_tuning_teacher" and rows[0][3].startswith("not finished: exit 143 at ")
+
+
+def test_a_step_takes_ctrl_c_unless_run_experiment_itself_was_started_ignoring_it(tmp_path):
+    # each step runs in the background (so a kill of the script is heard): it undoes the SIGINT-ignoring that gives a
+    # background command (KD_STEP_OF_RUN), but not where the script itself ignores SIGINT (started with & by another)
+    import signal
+    stub_checkout(tmp_path, fine_tuning_teacher=(
+        "import os, sys\nfrom pathlib import Path\nif __name__ == '__main__':\n"
+        "    Path('out/stub').mkdir(parents=True, exist_ok=True)\n"
+        "    Path('out/stub/marked').write_text(repr(os.environ.get('KD_STEP_OF_RUN')))\n    sys.exit(2)\n"))
+    for ignored, want in ((False, "'1'"), (True, "''")):
+        subprocess.run(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, capture_output=True, timeout=60,
+                       preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None)
+        assert (tmp_path / "out/stub/marked").read_text() == want
 
 
 def test_a_refused_step_leaves_the_timings_alone_and_a_sigterm_in_a_step_that_ends_well_stops_after_it(tmp_path):

@@ -733,6 +733,12 @@ def data_row(where: str, i: int) -> str:
     return f"data row {i + 1}{header}{several}"
 
 
+def more_rows(rows: list[int], shown: int = 5) -> str:
+    """The data row numbers (1-based) of the rows after the first, up to `shown` in all: ", then 9, 12", else ""."""
+    rest = [str(i + 1) for i in rows[1:shown]]
+    return f", then {', '.join(rest)}{', ...' if len(rows) > shown else ''}" if rest else ""
+
+
 def near_column(name: str, cols: list, flag: str) -> str:
     """A hint naming the column `name` was most likely meant to be: one equal to it but for case and the spaces around
     it (a header's trailing space does not show in a list), else one spelled alike (difflib), else ""."""
@@ -767,9 +773,8 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True, col
                          f"{data_row(where, numbers[0])}); set {column_flag} to the column that holds the texts "
                          f"(found {', '.join(map(str, cols))})")
     bad = [i for i, t in enumerate(texts) if is_blank(t)]
-    if bad:
-        raise UsageError(f"{where}: column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at "
-                         f"{data_row(where, bad[0])}){na}; drop or fill those rows")
+    problems = [f"column {spec.text_column!r} has {len(bad)} empty or missing text(s) (first at {data_row(where, bad[0])}"
+                f"{more_rows(bad)}){na}; drop or fill those rows"] if bad else []
     labels = ds[spec.label_column] if split != "unsupervised" else [None] * len(texts)
     names = getattr(ds.features.get(spec.label_column), "names", None) if split != "unsupervised" else None
     if names and not spec.label_names:   # a ClassLabel column (hub datasets, parquet saved by datasets): its names
@@ -778,9 +783,12 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True, col
     if split != "unsupervised":
         missing = [i for i, y in enumerate(labels) if y is None or (isinstance(y, float) and math.isnan(y))
                    or y == ""]
-        if missing:
-            raise UsageError(f"{where}: column {spec.label_column!r} has {len(missing)} missing label(s) (first at "
-                             f"{data_row(where, missing[0])}){na}; drop those rows, or move them to an unsupervised file for transfer")
+        if missing:      # said with the texts' problem, if any: one run names both
+            problems.append(f"column {spec.label_column!r} has {len(missing)} missing label(s) (first at "
+                            f"{data_row(where, missing[0])}{more_rows(missing)}){na if not bad else ''}; drop those rows, "
+                            f"or move them to an unsupervised file for transfer")
+    if problems:
+        raise UsageError(f"{where}: " + "; and ".join(problems))
     from datasets import Dataset
     return Dataset.from_dict({"text": [decode_escapes(t) for t in texts] if decode else list(texts), "label": list(labels)})
 

@@ -693,6 +693,8 @@ def bad(tmp_path, name: str):
         rows["train"][4]["tweet"] = "  "
     elif name == "missing-label":
         rows["train"][5]["sentiment"] = None
+    elif name == "both":           # a new user's file: two empty texts and a missing label, refused in one run
+        rows["train"][4]["tweet"], rows["train"][9]["tweet"], rows["train"][5]["sentiment"] = "  ", "", None
     elif name == "case":           # a typo: one class written two ways
         rows["train"][7]["sentiment"] = rows["train"][7]["sentiment"].capitalize()
     elif name == "mixed":
@@ -714,6 +716,9 @@ def bad(tmp_path, name: str):
     ("one-class", [], ["has a single class ('positive')"]),
     ("empty-text", [], ["train.csv: column 'tweet' has 1 empty or missing text(s) (first at data row 5, a header line not counted)"]),
     ("missing-label", [], ["train.csv: column 'sentiment' has 1 missing label(s) (first at data row 6, a header line not counted)"]),
+    ("both", [], ["train.csv: column 'tweet' has 2 empty or missing text(s) (first at data row 5, a header line not "
+                  "counted, then 10) (CSV/TSV readers take NA, null, None as missing too); drop or fill those rows; and "
+                  "column 'sentiment' has 1 missing label(s) (first at data row 6, a header line not counted); drop"]),
     ("mixed", [], ["mixes label types", "numbers written as text"]),
     ("case", [], ["differ only in case, so they would be two classes; write them the same way"]),
     ("id-column", [], ["train.csv: column 'sentiment' has 30 different values in 30 rows, too many to be labels; set --label_column"]),

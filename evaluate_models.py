@@ -676,8 +676,10 @@ def unfinished_note(result: dict) -> str:
     their twin's matched ones (publish: unfinished_students, unpaired_baselines), else ""."""
     missing, unpaired = result.get("not_finished") or [], result.get("unpaired") or []
     whose = "the study's seeds in chosen.json" if "chosen" in result else "asked for by the runs that trained the others"
+    stale = result.get("stale") or ""
     return " ".join(([f"**Not finished, so not here**: {', '.join(missing)} ({whose})."]
-                     if missing else []) + [f"**Not paired**: {u}." for u in unpaired])
+                     if missing else []) + [f"**Not paired**: {u}." for u in unpaired]
+                    + ([f"**Warning**: {stale[0].upper()}{stale[1:]}."] if stale else []))
 
 
 def result_shift_note(result: dict, noun: str) -> str:
@@ -1284,7 +1286,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
               "labels": split["names"], "texts_digest": split["digest"], "teacher_run": teacher_run, "hardware": hw,
               "config": public_config(cfg), "rows": rows, "groups": groups, "class_shares": split["class_shares"],
-              "not_finished": missing, "unpaired": unpaired}
+              "not_finished": missing, "unpaired": unpaired, "stale": cfg.get("_stale") or ""}
     if "chosen" in MODELS:                          # the study's choice, made on validation, beside its test results
         result["chosen"] = read_json(root / "chosen.json")
     with stops_held():      # a stop now takes effect once every file below is of this evaluation
@@ -1299,21 +1301,25 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     return result
 
 
-def warn_if_overwrite_unfinished(root: Path, command: list[str], models: list[tuple[str, Path]]) -> None:
+def warn_if_overwrite_unfinished(root: Path, command: list[str], models: list[tuple[str, Path]]) -> str:
     """A warning naming the experiment's models that an --overwrite command stopped before it finished (runs.OVERWRITE_RUN
     left behind; this not a step of that same command: run_experiment.sh gives its steps the same arguments) had not
-    retrained yet: finished before the command began, beside the ones it retrained."""
+    retrained yet: finished before the command began, beside the ones it retrained. Returns it (results.md says it
+    too), else ""."""
     from runs import OVERWRITE_RUN, same_command
     mark = root / OVERWRITE_RUN
     if not mark.is_file() or same_command(read_json(mark).get("command") or [], command):
-        return
+        return ""
     began = mark.stat().st_mtime
     older = [name for name, folder in models if root.resolve() in Path(folder).resolve().parents
              and (Path(folder) / "metrics.json").stat().st_mtime < began]
-    if older:
-        log.warning("an --overwrite command of %s was stopped before it finished (%s): %s %s from before it; run it "
-                    "again to finish it (it keeps what it retrained) before reading these results", root,
-                    " ".join(read_json(mark).get("command") or []), ", ".join(older), "is" if len(older) == 1 else "are")
+    if not older:
+        return ""
+    line = (f"an --overwrite command of {root} was stopped before it finished ({' '.join(read_json(mark).get('command') or [])}): "
+            f"{', '.join(older)} {'is' if len(older) == 1 else 'are'} from before it; run it again to finish it (it keeps "
+            f"what it retrained) before reading these results")
+    log.warning("%s", line)
+    return line
 
 
 def main(argv=None) -> dict:
@@ -1323,7 +1329,7 @@ def main(argv=None) -> dict:
         return redraw()
     device = default_device(DEVICE)
     models = selected_models()
-    warn_if_overwrite_unfinished(Path(OUTPUT_DIR) / EXPERIMENT, sys.argv[1:] if argv is None else argv, models)
+    cfg["_stale"] = warn_if_overwrite_unfinished(Path(OUTPUT_DIR) / EXPERIMENT, sys.argv[1:] if argv is None else argv, models)
 
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split
     split = load_split(models[0][1])

@@ -589,9 +589,11 @@ def test_a_baseline_left_from_another_run_is_said_not_to_be_the_twin(tmp_path, c
     os.utime(mark, (2000, 2000))
     ev.warn_if_overwrite_unfinished(tmp_path, ["--overwrite", "--config", "configs/tiny.toml"], models)   # its own step
     assert caplog.text == ""
-    ev.warn_if_overwrite_unfinished(tmp_path, ["--config", "configs/tiny.toml"], models)
+    said = ev.warn_if_overwrite_unfinished(tmp_path, ["--config", "configs/tiny.toml"], models)
     assert f"an --overwrite command of {tmp_path} was stopped before it finished (--config configs/tiny.toml " \
            f"--overwrite=true): teacher, L1-baseline are from before it" in caplog.text
+    assert ev.unfinished_note({"stale": said}).startswith(f"**Warning**: An --overwrite command of {tmp_path} was "
+                                                          f"stopped before it finished")      # under results.md's table
     caplog.clear()
     ev.warn_if_overwrite_unfinished(tmp_path, ["--config", "configs/tiny.toml"], models[1:2])      # all retrained
     assert caplog.text == ""

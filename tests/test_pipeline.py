@@ -32,6 +32,15 @@ def stub_checkout(folder: Path, config: str = "", **steps: str) -> None:
         (folder / f"{step}.py").write_text(steps.get(step, STEP_STUB))
 
 
+def unwinding_step(seconds: float) -> str:
+    """A step's source that marks out/stub/started, then waits; SIGTERM makes it unwind for `seconds`, mark
+    out/stub/unwound and exit 143."""
+    return ("import signal, sys, time\nfrom pathlib import Path\n"
+            f"def stop(*_):\n    time.sleep({seconds})\n    Path('out/stub/unwound').touch()\n    sys.exit(143)\n"
+            "if __name__ == '__main__':\n    signal.signal(signal.SIGTERM, stop)\n    Path('out/stub/started').touch()\n"
+            "    time.sleep(60)\n")
+
+
 def test_run_experiment_runs_each_step_and_says_which_models_it_kept(imdb_parquet, tmp_path):
     # one pipeline twice (each run pays four process start-ups, so the checks share them):
     # 1. every step, in order; --overwrite (in another spelling) and --cache_dir are not evaluate_models.py
@@ -87,16 +96,7 @@ def test_a_stopped_experiment_exits_only_after_its_running_step_has_unwound(tmp_
     import os
     import signal
     import time
-    stub_checkout(tmp_path, fine_tuning_teacher=(
-        "import signal, sys, time\nfrom pathlib import Path\n"
-        "def stop(*_):\n"
-        "    time.sleep(1.5)                                  # an unwinding that takes a while\n"
-        "    Path('out/stub/unwound').touch()\n"
-        "    sys.exit(143)\n"
-        "if __name__ == '__main__':\n"
-        "    signal.signal(signal.SIGTERM, stop)\n"
-        "    Path('out/stub/started').touch()\n"
-        "    time.sleep(60)\n"))
+    stub_checkout(tmp_path, fine_tuning_teacher=unwinding_step(1.5))       # an unwinding that takes a while
     p = subprocess.Popen(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -121,15 +121,7 @@ def test_a_kill_of_run_experiment_alone_stops_its_running_step(tmp_path):
     import os
     import signal
     import time
-    stub_checkout(tmp_path, fine_tuning_teacher=(
-        "import os, signal, sys, time\nfrom pathlib import Path\n"
-        "def stop(*_):\n"
-        "    Path('out/stub/unwound').touch()\n"
-        "    sys.exit(143)\n"
-        "if __name__ == '__main__':\n"
-        "    signal.signal(signal.SIGTERM, stop)\n"
-        "    Path('out/stub/started').touch()\n"
-        "    time.sleep(60)\n"))
+    stub_checkout(tmp_path, fine_tuning_teacher=unwinding_step(0))
     p = subprocess.Popen(["bash", "run_experiment.sh", "stub.toml"], cwd=tmp_path, start_new_session=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -672,8 +672,9 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
 
 
 def unfinished_note(result: dict) -> str:
-    """Under the first table: the configured students not finished, so missing from it, and the baselines that are not
-    their twin's matched ones (publish: unfinished_students, unpaired_baselines), else ""."""
+    """Under the first table: the configured students not finished, so missing from it, the baselines that are not
+    their twin's matched ones, and a stopped --overwrite command's models not retrained yet (publish:
+    unfinished_students, unpaired_baselines, warn_if_overwrite_unfinished), else ""."""
     missing, unpaired = result.get("not_finished") or [], result.get("unpaired") or []
     whose = "the study's seeds in chosen.json" if "chosen" in result else "asked for by the runs that trained the others"
     stale = result.get("stale") or ""
@@ -1257,9 +1258,10 @@ def own_models(models: list, root: Path) -> list:
 
 
 def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str, load: dict | None = None,
-            predictions: Path | None = None) -> dict:
+            predictions: Path | None = None, stale: str = "") -> dict:
     """Write results.{json,csv,md}, dashboard.png and gains.png (validation-* for the validation split)
-    and, after a test evaluation, each model's card; the result. load: the machine's load while measuring,
+    and, after a test evaluation, each model's card; the result (stale: warn_if_overwrite_unfinished's warning, for
+    results.md). load: the machine's load while measuring,
     {load_average_1min (machine_load() when measuring began), other_cores_busy (others_cores over all of it)}.
     predictions: the folder this evaluation wrote its predictions to (<name>.partial), moved into place right
     after results.json, so that the two always describe the same evaluation; a stop while these are written takes
@@ -1286,7 +1288,7 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
     result = {"experiment": EXPERIMENT, "data": split["data"], "split": SPLIT, "texts": len(split["texts"]),
               "labels": split["names"], "texts_digest": split["digest"], "teacher_run": teacher_run, "hardware": hw,
               "config": public_config(cfg), "rows": rows, "groups": groups, "class_shares": split["class_shares"],
-              "not_finished": missing, "unpaired": unpaired, "stale": cfg.get("_stale") or ""}
+              "not_finished": missing, "unpaired": unpaired, "stale": stale}
     if "chosen" in MODELS:                          # the study's choice, made on validation, beside its test results
         result["chosen"] = read_json(root / "chosen.json")
     with stops_held():      # a stop now takes effect once every file below is of this evaluation
@@ -1329,7 +1331,7 @@ def main(argv=None) -> dict:
         return redraw()
     device = default_device(DEVICE)
     models = selected_models()
-    cfg["_stale"] = warn_if_overwrite_unfinished(Path(OUTPUT_DIR) / EXPERIMENT, sys.argv[1:] if argv is None else argv, models)
+    stale = warn_if_overwrite_unfinished(Path(OUTPUT_DIR) / EXPERIMENT, sys.argv[1:] if argv is None else argv, models)
 
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split
     split = load_split(models[0][1])
@@ -1349,7 +1351,7 @@ def main(argv=None) -> dict:
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
     paired_tests(rows, split["labels"])            # before relative_figures drops the predictions
-    return publish(cfg, relative_figures(rows), models, split, device, load, preds_dir)
+    return publish(cfg, relative_figures(rows), models, split, device, load, preds_dir, stale)
 
 
 def data_spec(kd: dict) -> DataSpec:

@@ -118,16 +118,52 @@ class LogToFile(TrainerCallback):
                                               {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
 
 
+class Progress(TrainerCallback):
+    """A line every `every_s` seconds of training between the Trainer's logs: the step, the share done, the time since
+    this part began and an estimate of what is left (from the steps of this part). To the console too where there is
+    no progress bar (TQDM_DISABLE: a script writing to a file, nohup), else to the log file only."""
+
+    def __init__(self, every_s: float = 120.0):
+        self.every_s, self.start, self.last = every_s, None, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        now = time.monotonic()
+        if self.start is None:        # the first step of this part (a resumed run starts past 0)
+            self.start, self.last = (now, state.global_step), now
+            return
+        if now - self.last < self.every_s or state.global_step >= state.max_steps:
+            return
+        self.last = now
+        done, spent = state.global_step - self.start[1], now - self.start[0]
+        left = spent / done * (state.max_steps - state.global_step) if done else float("nan")
+        to = log if os.environ.get("TQDM_DISABLE") else logging.getLogger("kd.file")
+        to.info("step %d/%d (%.0f%%), %s trained, about %s left", state.global_step, state.max_steps,
+                100 * state.global_step / state.max_steps, duration(spent), duration(left))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.last = time.monotonic()          # the Trainer's own line just said where training is
+
+
+def duration(seconds: float) -> str:
+    """Seconds as 45 s, 12 min or 3.4 h."""
+    if seconds != seconds:                    # nan: not known yet
+        return "?"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def loggers(report_to: str, runs_dir: Path) -> list[TrainerCallback]:
-    """The Trainer callbacks that record training: our log file, and with report_to="tensorboard" event
+    """The Trainer callbacks that record training: our log file, a progress line every 2 minutes between its logs
+    (Progress), and with report_to="tensorboard" event
     files in runs_dir (every logged value a scalar: loss, learning rate, the loss parts loss_ce, loss_kl,
     loss_hidden, loss_attention, and the evaluation metrics). Given as a callback with its own writer
     because transformers 5 takes the TensorBoard folder only from an environment variable."""
     if report_to != "tensorboard":
-        return [LogToFile()]
+        return [LogToFile(), Progress()]
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
-    return [LogToFile(), TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(runs_dir)))]
+    return [LogToFile(), Progress(), TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(runs_dir)))]
 
 
 class TrainTime(TrainerCallback):

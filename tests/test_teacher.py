@@ -626,3 +626,38 @@ def test_taking_a_model_as_it_is_needs_a_classifier_of_the_data_classes(tiny_tea
     assert f"{unnamed}: validation accuracy {adopted['val_accuracy']:.4f}, below chance (0.5000): are its classes the " \
            "data's, in the order its config.json id2label names them?" in \
            (tmp_path / "runs" / "tiny" / "logs" / "teacher.log").read_text()
+
+
+def test_a_progress_line_comes_between_the_trainers_logs(monkeypatch):
+    # a run writing to a file has no progress bar: the new user's teacher log said nothing for 3.5 minutes
+    import logging
+    from types import SimpleNamespace
+
+    import training
+    clock = [1000.0]
+    monkeypatch.setattr(training.time, "monotonic", lambda: clock[0])
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    kd, level = logging.getLogger("kd"), logging.getLogger("kd").level
+    kd.addHandler(handler)
+    kd.setLevel(logging.INFO)
+    try:
+        p, state = training.Progress(every_s=120), SimpleNamespace(is_world_process_zero=True, global_step=10, max_steps=110)
+        p.on_step_end(None, state, None)                     # this part's first step (resumed at 10): the clock starts
+        for step, t in ((20, 1100.0), (30, 1200.0), (40, 1250.0)):
+            state.global_step, clock[0] = step, t
+            p.on_step_end(None, state, None)                 # 100 s, then 200 s since the start: one line, at 200 s
+        assert lines == ["step 30/110 (27%), 3 min trained, about 13 min left"]     # 20 steps in 200 s, 80 to go: 800 s
+        p.on_log(None, state, None, logs={"loss": 0.5})      # the Trainer's own line: the next one 120 s after it
+        state.global_step, clock[0] = 50, 1360.0
+        p.on_step_end(None, state, None)
+        assert len(lines) == 1
+        state.global_step, clock[0] = 60, 1371.0
+        p.on_step_end(None, state, None)
+        assert lines[-1] == "step 60/110 (55%), 6 min trained, about 6 min left"    # 50 steps in 371 s, 50 to go
+    finally:
+        kd.removeHandler(handler)
+        kd.setLevel(level)
+    assert training.duration(45) == "45 s" and training.duration(600) == "10 min" and training.duration(7200) == "2.0 h"

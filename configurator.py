@@ -504,7 +504,8 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name, ch
     if not namespace.get("MODEL"):         # export.py --model: its experiment is known after its check
         refuse_if_busy(Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"])   # before checks that load data
     with held_records() as early:
-        warn_offline(offline_if_hub_unreachable())   # before the checks, which may load models and data from the hub
+        if script != "export":     # export.py reads local model folders only
+            warn_offline(offline_if_hub_unreachable())   # before the checks, which may load models and data from the hub
         if check is not None:
             check(cfg)
         root = Path(namespace["OUTPUT_DIR"]) / namespace["EXPERIMENT"]

@@ -188,7 +188,8 @@ def test_a_hub_classifier_is_read_from_the_hub_cache(outputs, tmp_path, monkeypa
     # the offline flag left unset on a machine without network: turned on, with a note, not retried for minutes
     import socket
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+    from configurator import PROXY_VARIABLES
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", *PROXY_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError(101, "Network is unreachable")))
     capsys.readouterr()

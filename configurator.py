@@ -49,15 +49,24 @@ if Path(sys.argv[0] if sys.argv else "").stem in SCRIPTS and not sys.stderr.isat
     os.environ.setdefault("TQDM_DISABLE", "1")
 STEPS = ("fine_tuning_teacher", "distill_student", "evaluate_models", "bench")   # what run_experiment.sh runs, in order
 # The offline copies beside the checkout on this project's machines (../shared: IMDb, a hub cache), found by a script
-# run on its own as run_experiment.sh finds them: where IMDB_DIR is unset, it and (each unless set) HF_HUB_CACHE and
-# HF_HUB_OFFLINE=1. Set here, before huggingface_hub is imported (it reads them then); only for the scripts that read
-# IMDb, run_experiment.sh's steps (inference.py and export.py read none; inference.py may download a hub classifier).
+# run on its own as by run_experiment.sh (whose checks call use_shared_copies too): where IMDB_DIR is unset, it and
+# (each unless set) HF_HUB_CACHE and HF_HUB_OFFLINE=1. Set here, before huggingface_hub is imported (it reads them
+# then); only for the scripts that read IMDb, run_experiment.sh's steps (inference.py and export.py read none;
+# inference.py may download a hub classifier).
 SHARED_DIR = PROJECT_DIR.parent / "shared"
-if Path(sys.argv[0] if sys.argv else "").stem in STEPS and (SHARED_DIR / "data" / "imdb").is_dir() \
-        and not os.environ.get("IMDB_DIR"):
-    os.environ["IMDB_DIR"] = str(SHARED_DIR / "data" / "imdb")
-    os.environ.setdefault("HF_HUB_CACHE", str(SHARED_DIR / "hf-cache"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def use_shared_copies() -> None:
+    """Point IMDB_DIR, HF_HUB_CACHE and HF_HUB_OFFLINE at SHARED_DIR's copies where it has IMDb and IMDB_DIR is unset
+    (a user's own hub cache, or offline setting, is kept). The one place these defaults are decided."""
+    if (SHARED_DIR / "data" / "imdb").is_dir() and not os.environ.get("IMDB_DIR"):
+        os.environ["IMDB_DIR"] = str(SHARED_DIR / "data" / "imdb")
+        os.environ.setdefault("HF_HUB_CACHE", str(SHARED_DIR / "hf-cache"))
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+if Path(sys.argv[0] if sys.argv else "").stem in STEPS:
+    use_shared_copies()
 CONFIG_TYPES = (bool, int, float, str, list)
 CONFIG_TYPE_NAMES = {t.__name__: t for t in CONFIG_TYPES}   # annotations postponed (`from __future__`) are strings
 LEVELS = {"default": 0, "file": 1, "flag": 2}   # precedence of a value's source: flag > file > default

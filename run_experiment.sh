@@ -17,16 +17,13 @@ shift
 if [ -f "$config" ]; then config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"; fi   # from the caller's folder
 cd "$(dirname "$0")"
 export KD_ALL_STEPS=1    # each step logs the flags it leaves to the others as information, not as a warning
-if [ -d ../shared/data/imdb ] && [ -z "${IMDB_DIR:-}" ]; then   # offline copies beside the checkout (the scripts alone
-  # find them too: configurator.SHARED_DIR); a hub cache of the user's own (fetch-mpnet's) is kept
-  export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=${HF_HUB_CACHE:-../shared/hf-cache} HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
-fi
 # the experiment folder, as the scripts will resolve it (file and flags applied); what the students learn from when
 # it is not this experiment's teacher (soft labels, configs/full-study.toml, or another experiment's teacher,
 # --teacher_dir: no teacher to train); and the steps to run, in configurator.STEPS' order, bench.py only where the
 # file has a [bench] table (a training-speed series, run last: the experiment's results come first; checked now, not
 # hours later)
-settings=$(python3 -c 'import sys, tomllib, distill_student as d; from configurator import STEPS, configure, run_main
+settings=$(python3 -c 'import configurator; configurator.use_shared_copies()   # ../shared copies, before the hub is imported
+import sys, tomllib, distill_student as d; from configurator import STEPS, configure, run_main
 has_bench = 0
 def check():    # the file is read (a missing or bad one is a one-line error) before its tables are looked at
     global has_bench

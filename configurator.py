@@ -475,17 +475,27 @@ def offline_if_hub_unreachable(timeout_s: float = 3.0) -> str | None:
     and the hub cannot be reached (no name resolution, no route, refused): otherwise huggingface_hub retries each
     file's lookup with back-off before it falls back to its cache, 95 s for one tokenizer already cached on a machine
     without network (measured here, 2 Dec 2026). Returns why the hub was unreachable, else None. Not checked where
-    HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set either way, or a proxy is (a direct connection proves nothing there)."""
+    HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set either way, or a proxy is (a direct connection proves nothing there).
+    The whole check (name lookup and connection) takes at most `timeout_s`."""
     import socket
     from urllib.parse import urlparse
     if any(v in os.environ for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")) or any(os.environ.get(v) for v in PROXY_VARIABLES):
         return None
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    try:
-        socket.create_connection((url.hostname, url.port or (80 if url.scheme == "http" else 443)), timeout=timeout_s).close()
+    answer: list = []
+
+    def connect():        # in a thread: create_connection's timeout bounds the connection, not the name lookup
+        try:
+            socket.create_connection((url.hostname, url.port or (80 if url.scheme == "http" else 443)), timeout=timeout_s).close()
+            answer.append(None)
+        except OSError as e:
+            answer.append(f"{url.hostname}: {e.strerror or e or type(e).__name__}")
+    probe = threading.Thread(target=connect, daemon=True)    # daemon: a lookup that hangs on does not hold the exit
+    probe.start()
+    probe.join(timeout_s)
+    if answer and answer[0] is None:
         return None
-    except OSError as e:
-        reason = f"{url.hostname}: {e.strerror or e or type(e).__name__}"
+    reason = answer[0] if answer else f"{url.hostname}: no answer within {timeout_s:g} s (name lookup or connection)"
     os.environ["HF_HUB_OFFLINE"] = "1"
     for module in ("huggingface_hub.constants", "datasets.config"):     # read at their import: set where already imported
         if module in sys.modules and hasattr(sys.modules[module], "HF_HUB_OFFLINE"):

@@ -620,6 +620,11 @@ def test_an_unreachable_hub_turns_offline_mode_on(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", lambda address, timeout: calls.append(address) or socket.socket())
     assert configurator.offline_if_hub_unreachable() is None and calls[-1] == ("mirror.local", 8080)
     assert "HF_HUB_OFFLINE" not in os.environ and not hub.is_offline_mode()
+    monkeypatch.delenv("HF_ENDPOINT")
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: time.sleep(30))   # a name lookup hanging on
+    started = time.monotonic()
+    assert configurator.offline_if_hub_unreachable(timeout_s=0.5) == "huggingface.co: no answer within 0.5 s (name lookup or connection)"
+    assert time.monotonic() - started < 2 and os.environ["HF_HUB_OFFLINE"] == "1"
 
 
 def _stop_script(tmp_path, body: str) -> Path:

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The README's times of its own commands, as a new user meets them on a fresh clone: the test suite, the smoke
+# experiment, an ONNX export, the "A teacher you already have" recipe (its README block run as written, the smoke
+# teacher standing in for the user's classifier); then every section of measure.py (which needs the smoke run).
+#   git clone <this repository> fresh && cd fresh
+#   IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1 bash outputs/readme-figures/fresh-clone.sh
+# Writes, beside this file: runs-results.json (each command's wall seconds, the commit, the machine and how busy
+# it was), smoke-results.md (the smoke run's table), figures-results.json (measure.py). ~30 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=outputs/readme-figures
+: "${IMDB_DIR:?set IMDB_DIR, HF_HUB_CACHE and HF_HUB_OFFLINE as in the command above}"
+if [ -e outputs/smoke ] || [ -e outputs/mine-kd ]; then
+  echo "error: outputs/smoke or outputs/mine-kd exists: run this on a fresh clone, whose times are a new user's" >&2
+  exit 2
+fi
+declare -A took
+timed() {    # timed NAME command...: runs it, its wall seconds into took[NAME], its output into /tmp
+  local name=$1 start=$SECONDS
+  shift
+  echo "== $name: $*"
+  "$@" > "/tmp/readme-figures-$name.log" 2>&1 || { echo "error: $name failed: /tmp/readme-figures-$name.log" >&2; exit 1; }
+  took[$name]=$((SECONDS - start))
+  echo "   ${took[$name]} s"
+}
+timed tests python -m pytest -q -p no:cacheprovider tests
+timed smoke bash run_experiment.sh configs/smoke.toml
+timed export python export.py --model=outputs/smoke/students/L2
+mkdir -p models && cp -r outputs/smoke/teacher models/my-sentiment-model     # the user's own classifier
+awk '/^cat > configs\/mine-kd.toml/,/^python export.py --model=outputs\/mine-kd/' README.md > /tmp/readme-figures-recipe.sh
+timed own_teacher_steps bash -c "$(sed '$d' /tmp/readme-figures-recipe.sh)"   # the block but its last line, the export
+timed own_teacher_export bash -c "$(tail -n 1 /tmp/readme-figures-recipe.sh)"
+cp outputs/smoke/results.md $here/smoke-results.md
+timed measure python $here/measure.py
+python3 - "$here/runs-results.json" "$(declare -p took)" <<'EOF'
+import json, os, re, sys, time
+sys.path.insert(0, ".")
+from configurator import code_version
+from evaluate_models import hardware
+took = {k: int(v) for k, v in re.findall(r'\[(\w+)\]="?(\d+)"?', sys.argv[2])}
+hw = hardware("cpu")
+record = {"seconds": took, "code": code_version(), "cpu": hw["cpu"], "cpu_count": hw["cpu_count"],
+          "cpu_features": hw["cpu_features"], "load_average_15min_at_end": round(os.getloadavg()[2], 2),
+          "date": time.strftime("%Y-%m-%d %H:%M")}
+open(sys.argv[1], "w").write(json.dumps(record, indent=1) + "\n")
+print(json.dumps(record))
+EOF

@@ -490,15 +490,19 @@ def build_student(spec: dict, teacher_dir: Path, seed: int, labels: list[str]):
 
 
 def layer_map(spec: dict, n_student: int, n_teacher: int, teacher_dir: Path | None = None) -> list[int]:
-    """Teacher layer (0-based) matched to each student layer by the intermediate-layer losses: the
-    teacher's own layers for a student cut from it (no `model`, or `model` naming teacher_dir), else the uniform map
-    of TinyBERT, student layer k -> teacher layer ceil((k + 1) * n_teacher / n_student) - 1 (the top of each block of
-    teacher layers; 4 of 6: [1, 2, 4, 5])."""
+    """Teacher layer (0-based) matched to each student layer by the intermediate-layer losses: the top of the block
+    of teacher layers each student layer stands for, so that the last is matched to the teacher's last (which the
+    classifier head reads, as in TinyBERT and MiniLM). A student cut from the teacher (no `model`, or `model` naming
+    teacher_dir) with layers l_0 < l_1 < ...: layer k stands for teacher layers l_k .. l_(k+1) - 1, so k -> l_(k+1) - 1
+    and the last -> n_teacher - 1 ([0, 2, 4] of 6: [1, 3, 5]; [0]: [5]); matching k to l_k itself would pull the last
+    layer towards a middle one, away from what the teacher's head was trained on. Else the uniform map,
+    k -> ceil((k + 1) * n_teacher / n_student) - 1 (4 of 6: [1, 2, 4, 5])."""
     from models import local_path
     path = local_path(spec["model"]) if "model" in spec else None
     of_teacher = "model" not in spec or (path is not None and teacher_dir is not None and path.resolve() == Path(teacher_dir).resolve())
     if "layers" in spec and of_teacher:
-        return list(spec["layers"])
+        cut = list(spec["layers"])               # increasing (check_layers)
+        return [nxt - 1 for nxt in cut[1:]] + [n_teacher - 1]
     return [-(-(k + 1) * n_teacher // n_student) - 1 for k in range(n_student)]     # integer ceiling: no float error
 
 

@@ -748,9 +748,13 @@ def test_a_student_whose_attention_maps_cannot_be_read_before_dropout_is_refused
 
 
 def test_layer_map():
-    assert ds.layer_map({"layers": [0, 2, 4]}, 3, 6) == [0, 2, 4]                     # cut from the teacher
+    assert ds.layer_map({"layers": [0, 2, 4]}, 3, 6) == [1, 3, 5]     # cut from the teacher: the top of each block
+    assert ds.layer_map({"layers": [0]}, 1, 6) == [5]                 # the last to the last, which the head reads
+    assert ds.layer_map({"layers": [0, 1, 2]}, 3, 6) == [0, 1, 5]
+    assert ds.layer_map({"layers": [0, 3]}, 2, 12) == [2, 11]
     assert ds.layer_map({"model": "m", "layers": [0, 2, 4]}, 3, 6) == [1, 3, 5]       # uniform (TinyBERT)
-    assert ds.layer_map({"model": "./t", "layers": [0, 2, 4]}, 3, 6, Path("t")) == [0, 2, 4]   # the teacher's folder named
+    assert ds.layer_map({"model": "m", "layers": [0, 1, 2]}, 3, 6) == [1, 3, 5]       # the cut of another model: uniform
+    assert ds.layer_map({"model": "./t", "layers": [0, 1, 2]}, 3, 6, Path("t")) == [0, 1, 5]   # the teacher's folder named
     assert ds.layer_map({"model": "m"}, 6, 12) == [1, 3, 5, 7, 9, 11]
     assert ds.layer_map({"model": "m"}, 1, 2) == [1]
     # a ratio that is not whole: the top of each block (k + 1) * 6 / 4 = 1.5, 3, 4.5, 6 rounded up, less 1

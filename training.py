@@ -687,7 +687,12 @@ class MeanLossTrainer(Trainer):
     def _run_epoch(self, *args, **kwargs):
         """The Trainer's epoch, its sampler told the epoch first: under torchrun accelerate wraps the batch sampler
         in BatchSamplerShard, and a resumed run's in SkipBatchSampler too, which pass no set_epoch on, so a run
-        resumed in epoch 1 or later would draw epoch 0's order (the Trainer's own call reaches one wrapper deep)."""
+        resumed in epoch 1 or later would draw epoch 0's order (the Trainer's own call reaches one wrapper deep).
+        None at all for a run resumed from its last checkpoint: max_steps that are not whole epochs put that
+        checkpoint inside an epoch, which the Trainer would go on training for a step past max_steps."""
+        if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
+            self.control.should_training_stop = True
+            return None
         sampler = getattr(self, "_epoch_sampler", None)
         if sampler is not None and "epoch" in kwargs:
             sampler.set_epoch(kwargs["epoch"])

@@ -970,6 +970,19 @@ def test_a_baseline_resumed_mid_epoch_trains_the_uninterrupted_runs_batches(tiny
     assert list(whole) == [8, 10, 12, 14, 16, 18] and losses_after_6("resumed") == pytest.approx(whole, rel=1e-5)
 
 
+def test_a_run_stopped_at_its_last_checkpoint_resumes_without_training_more(tiny_experiment, imdb_parquet, tmp_path):
+    # the baseline's 18 steps are not whole epochs of its 5: transformers resumed from checkpoint-18 in epoch 3 and
+    # trained on to step 19, recording a step of learning rate 0 and epochs past the run's
+    shutil.copytree(tiny_experiment / "tiny" / "teacher", tmp_path / "tiny" / "teacher")
+    args = tiny_args(imdb_parquet, tmp_path, "--only=cut")
+    stopped_at_save(lambda: ds.main(args), when=lambda a, state: Path(a.output_dir).name == "cut-baseline"
+                    and state.global_step == 18)
+    metrics = ds.main(args)["students"]["cut-baseline"]
+    assert metrics["resumed_from"].endswith("checkpoint-18") and metrics["optimizer_steps"] == 18
+    assert max(h["step"] for h in metrics["log_history"]) == 18 and metrics["epochs"] == pytest.approx(18 / 5)
+    assert metrics["train_loss"] is None                  # nothing trained in this part
+
+
 def test_a_run_resumed_under_torchrun_draws_the_resumed_epochs_order(tmp_path, monkeypatch):
     # under torchrun accelerate wraps the batch sampler (BatchSamplerShard; a resumed run's in SkipBatchSampler too),
     # and neither passes set_epoch on: the trainer tells its sampler the epoch itself (MeanLossTrainer._run_epoch)

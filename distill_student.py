@@ -2,6 +2,8 @@
 
 loss = ALPHA * CE(student, labels) + (1 - ALPHA) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
        [+ HIDDEN_WEIGHT * hidden-state MSE + ATTENTION_WEIGHT * attention KL, TinyBERT's intermediate losses]
+each term a mean over the batch, whose unlabeled transfer rows have no CE: a batch's CE weighs ALPHA times its
+labeled share (1,000 labels and 8,000 transfer reviews: ALPHA / 9 against (1 - ALPHA) T^2).
 (training.py: the pure losses, applied by DistillTrainer to the teacher's cached logits; with the
 intermediate losses on, the teacher is loaded beside the student and runs on every batch.)
 Each baseline trains as many optimizer steps as its distilled twin (MATCH_STEPS), so a transfer set's
@@ -124,7 +126,7 @@ LOGGING_STEPS: int = 50
 EVAL_STEPS: int = 0               # evaluate and checkpoint every this many optimizer steps, both twins alike (0 = each
                                   # epoch of the distilled twin's data): what a stopped run resumes from
 # --- distillation --------------------------------------------------------------------------------
-ALPHA: float = 0.5                # weight of the label CE; 1 - ALPHA weighs the soft KL term
+ALPHA: float = 0.5                # weight of the label CE (times the batch's labeled share); 1 - ALPHA the soft KL
 TEMPERATURE: float = 2.0          # softmax temperature of the soft targets (> 0)
 TEACHER_BATCH_SIZE: int = 64      # batch size when computing the teacher's logits
 HIDDEN_WEIGHT: float = 0.0        # + this * hidden-state MSE to the teacher's layers (0 = off; the teacher then

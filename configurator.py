@@ -538,6 +538,8 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name, ch
     if namespace.get("THREADS"):      # a shared CPU: fewer threads than cores (0 = torch's default, one per core)
         import torch
         torch.set_num_threads(namespace["THREADS"])
+    elif "THREADS" in namespace and script in AUTO_THREADS:
+        threads_for_shared_cpu()
     cfg["_versions"] = library_versions()
     log.info("config: %s", {k: [] if v == [""] else v for k, v in public_config(cfg).items()})   # [""]: a list left unset
     if cfg["_ignored"]:   # expected under run_experiment.sh (KD_ALL_STEPS: one command line for every step), else a warning
@@ -630,6 +632,36 @@ def cpu_sample() -> tuple[float, float, float] | None:
     busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")   # steal too: a VM's neighbours take it
     own = os.times()      # with the child processes reaped so far (data-loader workers, once they exit)
     return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
+
+
+# THREADS = 0 in these scripts: torch's default, one thread per core, unless other processes keep cores busy
+AUTO_THREADS = ("fine_tuning_teacher", "distill_student", "evaluate_models")
+
+
+def spare_threads(threads: int, others: float | None) -> int:
+    """The torch threads that fit beside other processes keeping `others` cores busy: threads - others, rounded,
+    at least 1 (2 threads beside 1.0 busy core: 1; beside 0.4: 2)."""
+    return threads if others is None else max(1, min(threads, round(threads - others)))
+
+
+def threads_for_shared_cpu() -> None:
+    """THREADS = 0 on a CPU that other processes keep busy (measured since this module was imported, while the script
+    loaded its libraries and checked its inputs, others_cores): torch's threads cut to spare_threads. Threads waiting
+    on each other's turn are what slows a shared CPU: a new user's teacher on 2 cores, one kept busy by another
+    process, trained 2.8 s a step with 2 threads and 0.49 s with 1 (2 Dec 2026). Not on a GPU, under torchrun, or
+    where this process may use only some of the cores (the sample is the whole machine's)."""
+    import torch
+    others = others_cores(_IMPORTED_AT, cpu_sample())       # None where /proc/stat is missing (not Linux)
+    if others is None or torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) > 1 or \
+            len(os.sched_getaffinity(0)) != os.cpu_count():
+        return
+    threads = spare_threads(torch.get_num_threads(), others)
+    if threads < torch.get_num_threads():
+        log.warning("other processes keep %.1f of this machine's %d cores busy: torch runs %d thread%s instead of %d, "
+                    "which on a shared CPU is several times faster than threads waiting on each other's turn "
+                    "(--threads=N sets the number)", others, os.cpu_count(), threads, "s" * (threads > 1),
+                    torch.get_num_threads())
+        torch.set_num_threads(threads)
 
 
 def others_cores(before: tuple | None, after: tuple | None, min_s: float = 1.0) -> float | None:
@@ -860,3 +892,6 @@ def setup_logging(log_file: Path | None = None) -> None:
     # "kd.file": file only, for what the console already shows another way (the Trainer's own logs)
     file_log = logging.getLogger("kd.file")
     file_log.handlers, file_log.propagate = handlers[1:], False
+
+
+_IMPORTED_AT = cpu_sample()   # threads_for_shared_cpu's window: from the script's start to its run

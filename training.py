@@ -186,11 +186,13 @@ class TrainTime(TrainerCallback):
         from model_card import cpu_was_busy
         others = others_cores(self.cpu, cpu_sample(), min_s=30.0)
         if cpu_was_busy({"device": "cpu", "other_cores_busy": others, "cpu_count": os.cpu_count()}):
-            self.warned = True
+            from configurator import spare_threads
+            self.warned, spare = True, spare_threads(torch.get_num_threads(), others)
+            fewer = (f"; its {torch.get_num_threads()} threads wait on each other's turn, several times slower than "
+                     f"{spare}: stop it and run it again with --threads={spare}") if spare < torch.get_num_threads() else ""
             log.warning("other processes are keeping %.1f of this machine's %d cores busy: this training runs slower for "
-                        "it, on few cores several times slower (its threads and theirs take turns); free the machine, or "
-                        "stop this run and run it later (it resumes from its last checkpoint, if one was saved)", others,
-                        os.cpu_count())
+                        "it%s; free the machine, or stop this run and run it later (it resumes from its last checkpoint, "
+                        "if one was saved)", others, os.cpu_count(), fewer)
 
     def others(self, world_size: int = 1) -> float | None:
         """Other processes' cores busy since this part began; None under torchrun, whose other ranks would count

@@ -621,7 +621,7 @@ def test_an_unreachable_hub_turns_offline_mode_on(monkeypatch):
     assert configurator.offline_if_hub_unreachable() is None and calls[-1] == ("mirror.local", 8080)
     assert "HF_HUB_OFFLINE" not in os.environ and not hub.is_offline_mode()
     monkeypatch.delenv("HF_ENDPOINT")
-    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: time.sleep(30))   # a name lookup hanging on
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: time.sleep(5) or socket.socket())   # hangs on
     started = time.monotonic()
     assert configurator.offline_if_hub_unreachable(timeout_s=0.5) == "huggingface.co: no answer within 0.5 s (name lookup or connection)"
     assert time.monotonic() - started < 2 and os.environ["HF_HUB_OFFLINE"] == "1"
@@ -705,3 +705,31 @@ def test_a_script_run_on_its_own_finds_the_offline_copies_beside_the_checkout(tm
     assert seen("distill_student.py", IMDB_DIR="/data") == ["/data", "None", "None"]   # the user's copy: none of it
     assert seen("notebook.py") == ["None"] * 3                                      # not a script of this project
     assert seen("inference.py") == ["None"] * 3              # reads no IMDb; a hub classifier may be downloaded
+
+
+def test_a_shared_cpu_trains_with_the_threads_that_fit_beside_the_others(monkeypatch, caplog):
+    import configurator
+    # THREADS = 0 where another process keeps a core busy: 2 threads waiting on each other's turn ran a step 5x slower
+    import torch
+    assert [configurator.spare_threads(2, o) for o in (None, 0.0, 0.4, 0.6, 1.0, 1.4, 1.6, 3.0)] == [2, 2, 2, 1, 1, 1, 1, 1]
+    assert configurator.spare_threads(8, 2.2) == 6 and configurator.spare_threads(1, 0.9) == 1
+    threads = [torch.get_num_threads()]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads[-1])
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(configurator.os, "cpu_count", lambda: len(os.sched_getaffinity(0)))
+    threads[:] = [2]
+    monkeypatch.setattr(configurator, "_IMPORTED_AT", (0.0, 100.0, 5.0))    # (wall s, machine CPU s, own CPU s)
+    monkeypatch.setattr(configurator, "cpu_sample", lambda: (10.0, 125.0, 15.0))   # others: (25 - 10) / 10 = 1.5 cores
+    with caplog.at_level("WARNING", logger="kd"):
+        configurator.threads_for_shared_cpu()
+    assert threads == [2, 1] and "keep 1.5 of this machine's" in caplog.text and "--threads=N" in caplog.text
+    threads[:] = [2]
+    monkeypatch.setattr(configurator, "cpu_sample", lambda: (10.0, 113.0, 15.0))   # 0.3 cores: left as it is
+    configurator.threads_for_shared_cpu()
+    assert threads == [2]
+    monkeypatch.setenv("WORLD_SIZE", "2")                                          # torchrun: the others are its ranks
+    monkeypatch.setattr(configurator, "cpu_sample", lambda: (10.0, 125.0, 15.0))
+    configurator.threads_for_shared_cpu()
+    assert threads == [2]
+

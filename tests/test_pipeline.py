@@ -26,7 +26,8 @@ def stub_checkout(folder: Path, config: str = "", **steps: str) -> None:
     shutil.copy(ROOT / "run_experiment.sh", folder)
     from configurator import STEPS
     (folder / "configurator.py").write_text(f"STEPS = {STEPS!r}\ndef configure(namespace, argv, script=None): return {{}}\n"
-                                            "def run_main(main): main()\ndef offline_if_hub_unreachable(): return None\n")
+                                            "def run_main(main): main()\ndef offline_if_hub_unreachable(): return None\n"
+                                            "def use_shared_copies(): pass\n")
     (folder / "stub.toml").write_text(config)
     for step in ("fine_tuning_teacher", "distill_student", "evaluate_models", *(["bench"] if "bench" in steps else [])):
         (folder / f"{step}.py").write_text(steps.get(step, STEP_STUB))

@@ -265,6 +265,7 @@ def test_a_busy_cpu_is_warned_of_while_training_not_only_after(monkeypatch, capl
     monkeypatch.setattr(training, "cpu_sample", lambda: next(samples))
     monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)     # on a GPU machine too: a CPU run
+    monkeypatch.setattr(training.torch, "get_num_threads", lambda: 2)
     from types import SimpleNamespace
     clock = training.TrainTime()
     state = SimpleNamespace(is_world_process_zero=True)
@@ -276,9 +277,17 @@ def test_a_busy_cpu_is_warned_of_while_training_not_only_after(monkeypatch, capl
         clock.on_log(SimpleNamespace(world_size=1), state, None)        # 60 s: 40 / 60 = 0.67 cores > a fifth of 2
         clock.on_log(SimpleNamespace(world_size=1), state, None)        # once only (no sample left to take)
     assert [r.getMessage() for r in caplog.records] == [
-        "other processes are keeping 0.7 of this machine's 2 cores busy: this training runs slower for it, on few cores "
-        "several times slower (its threads and theirs take turns); free the machine, or stop this run and run it later "
-        "(it resumes from its last checkpoint, if one was saved)"]
+        "other processes are keeping 0.7 of this machine's 2 cores busy: this training runs slower for it; its 2 threads "
+        "wait on each other's turn, several times slower than 1: stop it and run it again with --threads=1; free the "
+        "machine, or stop this run and run it later (it resumes from its last checkpoint, if one was saved)"]
+    samples = iter([(0.0, 100.0, 5.0), (60.0, 200.0, 65.0)])          # the same, at 1 thread: nothing to cut
+    monkeypatch.setattr(training.torch, "get_num_threads", lambda: 1)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kd"):
+        training.TrainTime().on_log(SimpleNamespace(world_size=1), state, None)
+    assert [r.getMessage() for r in caplog.records] == [
+        "other processes are keeping 0.7 of this machine's 2 cores busy: this training runs slower for it; free the "
+        "machine, or stop this run and run it later (it resumes from its last checkpoint, if one was saved)"]
 
 
 def test_a_run_stopped_after_its_last_checkpoint_records_no_loss_for_its_empty_second_part(tmp_path, imdb_parquet):

@@ -13,6 +13,7 @@ passage each one backs). One section a name; with none named, all run.
                ONNX card's plain-onnxruntime block against inference.py on 300 IMDb test reviews with torch
                blocked (~3 min)
   bench_noise  bench.py's same settings three times in one process, twice (~3 min)
+  shared_cpu   the smoke teacher's first steps beside a process keeping one core busy, at 2, 1 and auto threads (~5 min)
 
     export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
     bash run_experiment.sh configs/smoke.toml && python export.py --model=outputs/smoke/students/L2
@@ -174,8 +175,28 @@ def bench_noise() -> dict:
     return {"bench_same_settings_reviews_per_s": out}
 
 
+def shared_cpu() -> dict:
+    """The smoke teacher's first 0.25 epoch (50 steps of 16 reviews, 128 tokens) beside a process spinning on one
+    core, at 1 and 2 torch threads and with THREADS = 0 (threads_for_shared_cpu): median step seconds."""
+    import tempfile
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    out = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for threads in (2, 1, 0):
+                subprocess.run([sys.executable, "fine_tuning_teacher.py", "--config", "configs/smoke.toml",
+                                "--epochs=0.25", f"--threads={threads}", f"--output_dir={tmp}", f"--experiment=t{threads}"],
+                               cwd=ROOT, check=True, capture_output=True)
+                m = json.loads((Path(tmp) / f"t{threads}" / "teacher" / "metrics.json").read_text())
+                out[f"threads={threads}"] = {"step_s_median": m["step_s_median"], "train_time_s": m["train_time_s"],
+                                             "other_cores_busy": m["other_cores_busy"], "val_accuracy": m["val_accuracy"]}
+    finally:
+        spin.kill()
+    return {"teacher_beside_one_busy_core": out}
+
+
 SECTIONS = {"stats": stats, "sizes": sizes, "leaks": leaks, "imports": imports, "offline": offline, "smoke": smoke,
-            "bench_noise": bench_noise}
+            "bench_noise": bench_noise, "shared_cpu": shared_cpu}
 
 
 def machine() -> dict:

@@ -437,6 +437,14 @@ def file_split(f: Path) -> str | None:
     return named[0] if named else None
 
 
+def safe_split(f: Path) -> str | None:
+    """file_split, None for a name of two splits (a file beside the data, not read: no error for it)."""
+    try:
+        return file_split(f)
+    except UsageError:
+        return None
+
+
 def check_data(spec: DataSpec, splits=("train",)) -> None:
     """What can be checked of the data before anything is written: an IMDb copy's files (imdb_sources),
     a local path's existence and format; a hub id is checked when it loads."""
@@ -692,6 +700,15 @@ def check_same_columns(files: dict, flag: str) -> None:
 def log_files(path: str, files: dict, flag: str) -> None:
     """Log the files read for each split of a folder, and warn when a split gathers several that are not shards
     (name-00000-of-00002.csv): every file whose name says a split is read into it, backups and old copies too."""
+    if Path(path).expanduser().is_file():
+        f = Path(path).expanduser()
+        beside = [g.name for g in sorted(f.parent.iterdir()) if g != f and g.is_file() and g.suffix.lower() == f.suffix.lower()
+                  and not g.name.startswith(".") and safe_split(g) in ("validation", "test", "unsupervised")]
+        if beside and flag == "--data":    # reviews-test.jsonl beside reviews-train.jsonl: test carved from train instead
+            log.warning("%s=%s: this one file is read, its validation and test splits carved from it; %s beside it "
+                        "%s not read: --data=%s reads each file named after a split as that split", flag, path,
+                        ", ".join(beside), "is" if len(beside) == 1 else "are", shlex.quote(str(f.parent)))
+        return
     if not Path(path).expanduser().is_dir():
         return
     log.info("%s=%s: %s", flag, path, "; ".join(f"{s}: {', '.join(f.name for f in fs)}" for s, fs in files.items()))
@@ -857,8 +874,10 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, 
         for v in set(vs) if kinds == {"str"} else ():
             other = spelled.setdefault(v.casefold(), (v, split))
             if other[0] != v:
-                raise UsageError(f"{where[split]}: label {v!r} ({split}) and {other[0]!r} ({other[1]}) of column "
-                                 f"{spec.label_column!r} differ only in case, so they would be two classes; write them the same way")
+                first = [f"{w!r} ({s}, first at {data_row(where[s], values[s].index(w))}"
+                         + (f" of {where[s]}" if where[s] != where[split] else "") + ")" for w, s in ((v, split), other)]
+                raise UsageError(f"{where[split]}: labels {first[0]} and {first[1]} of column {spec.label_column!r} "
+                                 f"differ only in case, so they would be two classes; write them the same way")
     found = sorted(set(values["train"]))
     if len(found) < 2:
         raise UsageError(f"{where['train']}: column {spec.label_column!r} has a single class ({found[0]!r}); a classifier "

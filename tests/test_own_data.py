@@ -83,6 +83,22 @@ def test_one_file_gets_validation_and_test_carved_stratified(tmp_path):
     assert len(du.load_splits(spec(tmp_path / "reviews.csv", val_size=28)).train) == 4     # a row per class, and one
 
 
+def test_a_split_file_beside_the_one_named_is_pointed_out(tmp_path, caplog):
+    # --data=reviews-train.jsonl with reviews-test.jsonl beside it: the test split is carved from train, silently
+    write(tmp_path, "jsonl", {"reviews-train": SPLITS["train"], "reviews-test": SPLITS["test"], "notes": SPLITS["test"]})
+    with caplog.at_level("WARNING", logger="kd"):
+        s = du.load_splits(spec(tmp_path / "reviews-train.jsonl", val_size=9))
+    assert len(s.train) + len(s.validation) + len(s.test) == 60            # one file read, as asked
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--data={tmp_path / 'reviews-train.jsonl'}: this one file is read, its validation and test splits carved from "
+        f"it; reviews-test.jsonl beside it is not read: --data={tmp_path} reads each file named after a split as that split"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kd"):
+        s = du.load_splits(spec(tmp_path, val_size=9))                   # the folder: each file its split
+    assert len(s.test) == 15 and [r.getMessage().split("name: ")[-1] for r in caplog.records] == [
+        "notes.jsonl; name a file after its split (train, validation, test or unlabeled: test.csv, my_test.csv) to read it"]
+
+
 def test_integer_labels_take_names_in_sorted_order(tmp_path):
     rows = [{"tweet": r["tweet"], "sentiment": {"negative": 4, "neutral": 7, "positive": 9}[r["sentiment"]]}
             for r in SPLITS["train"]]
@@ -720,7 +736,9 @@ def bad(tmp_path, name: str):
                   "counted, then 10) (CSV/TSV readers take NA, null, None as missing too); drop or fill those rows; and "
                   "column 'sentiment' has 1 missing label(s) (first at data row 6, a header line not counted); drop"]),
     ("mixed", [], ["mixes label types", "numbers written as text"]),
-    ("case", [], ["differ only in case, so they would be two classes; write them the same way"]),
+    ("case", [], ["differ only in case, so they would be two classes; write them the same way",
+                  "'Neutral' (train, first at data row 8, a header line not counted)",       # the rows to fix
+                  "'neutral' (train, first at data row 2, a header line not counted)"]),
     ("id-column", [], ["train.csv: column 'sentiment' has 30 different values in 30 rows, too many to be labels; set --label_column"]),
     ("names", ["--label_names=bad,good"], ["label_names = ['bad', 'good']: the data's labels are negative, neutral, positive"]),
     ("missing", [], ["no such file or folder"]),

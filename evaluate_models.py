@@ -662,8 +662,9 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             f"{min(result['config']['latency_samples'], result['texts'])} {result['split']} {noun}. Throughput: model forward at batch "
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
-            f"fp32 teacher's{half_note(rows)}. Compression: teacher parameters / parameters. Retention: accuracy / teacher "
-            f"accuracy. Efficiency: retention / size fraction{half_note(rows, 'size')}. Written by evaluate_models.py.\n"
+            f"fp32 teacher's{half_note(rows)}. Compression: teacher parameters / parameters (an int8 row counts its "
+            f"fp32 model's: its smaller file shows in size MB). Retention: accuracy / teacher accuracy. Efficiency: "
+            f"retention / size fraction{half_note(rows, 'size')}. Written by evaluate_models.py.\n"
             + "".join(f"\nThe teacher row is published in {r['published']} (its speed measured there"
                       + (f", {r['no_speedups']}: no speedups" if r.get("no_speedups") else "")
                       + "; no agreement figures without its predictions).\n" for r in rows[:1] if r.get("published")))

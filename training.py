@@ -109,13 +109,16 @@ def compute_metrics(eval_pred) -> dict:
 
 
 class LogToFile(TrainerCallback):
-    """Copies the Trainer's periodic logs (loss, lr, eval) into our log file (only the file: the
-    Trainer already prints them beside its progress bar)."""
+    """Copies the Trainer's periodic logs (loss, lr, eval) into our log file: only the file beside a progress bar,
+    which prints them; where there is none (TQDM_DISABLE: a script writing to a file) to the console too, as a log
+    line, in place of the Trainer's ProgressCallback (MeanLossTrainer removes it), which printed each as a dict of
+    strings beside ours."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            logging.getLogger("kd.file").info("step %d/%d %s", state.global_step, state.max_steps,
-                                              {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
+            to = log if os.environ.get("TQDM_DISABLE") else logging.getLogger("kd.file")
+            to.info("step %d/%d %s", state.global_step, state.max_steps,
+                    {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
 
 
 class Progress(TrainerCallback):
@@ -661,6 +664,10 @@ class MeanLossTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
+        if os.environ.get("TQDM_DISABLE"):   # no bars to draw: LogToFile says each log once, as a log line
+            from transformers.trainer_callback import PrinterCallback, ProgressCallback
+            for printer in (ProgressCallback, PrinterCallback):
+                self.remove_callback(printer)
 
     def log(self, logs, *args, **kwargs):
         """The Trainer's log, after stopping on a non-finite training loss (its mean since the last log: read from

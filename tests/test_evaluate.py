@@ -3,6 +3,7 @@ import csv
 import json
 import math
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -39,6 +40,8 @@ def test_latency_stats_positive_and_ordered():
     s = ev.latency_stats(list(rng.uniform(0.001, 0.02, 200)))
     assert 0 < s["p50_ms"] <= s["p95_ms"] <= 20 and 1 <= s["p50_ms"]
     assert ev.latency_stats([0.001, 0.002, 0.003])["p50_ms"] == pytest.approx(2.0)
+    assert ev.latency_stats(list(np.arange(1, 101) / 1000))["p95_ms"] == pytest.approx(95.05)   # numpy's linear p95
+    assert ev.latency_stats([0.001, 0.002, 0.009])["mean_ms"] == pytest.approx(4.0)            # the mean, not the median
 
 
 def test_measure_returns_positive_ordered_timings():
@@ -50,6 +53,20 @@ def test_measure_returns_positive_ordered_timings():
     np.testing.assert_allclose(r["probs"].sum(1), 1.0, atol=1e-9)
     assert 0 < r["p50_ms"] <= r["p95_ms"] and r["pipeline_throughput"] > 0
     assert r["tokenize_ms_per_review"] > 0
+    # the forward passes are timed inside the pipeline: their share of it is at most 1, and the throughputs' ratio
+    assert 0 < r["pipeline_over_forward"] <= 1
+    assert r["pipeline_over_forward"] == pytest.approx(r["pipeline_throughput"] / r["throughput"])
+
+
+def test_tokenization_time_is_reported_in_milliseconds_per_review(monkeypatch):
+    import time
+    from models import build_tiny
+    model, tok = build_tiny("bert")
+    real = ev.encode
+    monkeypatch.setattr(ev, "encode", lambda *a, **k: time.sleep(0.12) or real(*a, **k))   # 0.12 s for 12 texts
+    r = ev.measure(model, tok, ["a great film", "the worst movie ever made", "ok"] * 4, {"max_length": 16},
+                   "cpu", 4, [0], 1)
+    assert 10 <= r["tokenize_ms_per_review"] < 60                          # 10 ms each and the tokenizer's own
 
 
 def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parquet):
@@ -860,6 +877,47 @@ def test_each_row_reports_its_own_model_on_the_test_split(tiny_experiment, imdb_
     accuracy_bars = figures[0].axes[0]
     assert accuracy_bars.get_xlabel() == "test accuracy"
     assert [p.get_width() for p in accuracy_bars.patches] == pytest.approx([r["accuracy"] for r in rows])
+
+
+def test_a_second_baseline_of_the_same_run_is_not_paired_and_is_named(caplog):
+    rows = [row("teacher", "teacher", 0.9, None), row("L1", "distilled", 0.9, 1),
+            row("L1-baseline", "baseline", 0.8, 1, name="L1"), row("L1-old", "baseline", 0.5, 1, name="L1")]
+    with caplog.at_level("WARNING", logger="kd"):
+        assert ev.paired_rows(rows)[0][1]["model"] == "L1-baseline"
+    assert "baselines L1-baseline and L1-old are the same student" in caplog.text and "pairing with the first" in caplog.text
+
+
+def test_the_confusion_panels_show_the_most_accurate_distilled_student_and_its_baseline():
+    rows = [row("teacher", "teacher", 0.9, None), row("A", "distilled", 0.80, 1), row("B", "distilled", 0.90, 2),
+            row("A-baseline", "baseline", 0.7, 1, name="A"), row("B-baseline", "baseline", 0.7, 2, name="B")]
+    assert [r["model"] for r in ev.confusion_rows(rows)] == ["teacher", "B", "B-baseline"]
+
+
+def test_confusion_matrices_are_normalised_by_true_class():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    teacher = {"model": "teacher", "kind": "teacher", "precision": "fp32", "accuracy": 0.875, "confusion": [[3, 1], [0, 4]]}
+    fig, axes = plt.subplots(1, 3)
+    ev.plot_confusions(list(axes), [teacher], ["negative", "positive"])
+    np.testing.assert_allclose(axes[0].images[0].get_array(), [[0.75, 0.25], [0, 1]])    # each row (true class) sums to 1
+    plt.close(fig)
+
+
+def test_a_model_of_other_labels_or_their_order_is_refused():
+    from types import SimpleNamespace
+    config = SimpleNamespace(id2label={0: "positive", 1: "negative"}, num_labels=2)
+    with pytest.raises(UsageError, match=r"model cut \(x\) predicts positive, negative, the data's labels are negative, positive"):
+        ev.check_labels("cut", Path("x"), config, ["negative", "positive"])
+    assert ev.check_labels("cut", Path("x"), config, ["positive", "negative"]) is None
+
+
+def test_speed_is_compared_only_on_the_same_threads_and_torch():
+    hw = {"device": "cpu", "cpu": "AMD EPYC", "torch_threads": 2, "torch": "2.11"}
+    assert ev.machine(hw) == ev.machine(dict(hw))
+    assert ev.machine(hw) != ev.machine(hw | {"torch_threads": 16}) and ev.machine(hw) != ev.machine(hw | {"torch": "2.13"})
+    gpu = {"device": "cuda", "gpu": "NVIDIA H200", "cpu": "x", "torch_threads": 2, "torch": "2.11"}
+    assert ev.machine(gpu) == ev.machine(gpu | {"torch_threads": 16}) != ev.machine(gpu | {"gpu": "NVIDIA H100"})
 
 
 def test_long_class_names_are_slanted_in_the_confusion_panels():

@@ -270,3 +270,28 @@ def test_bench_defaults_are_what_the_training_scripts_use(tmp_path):
     assert default["OPTIMIZER"] == getattr(args.optim, "value", args.optim) == "adamw_torch_fused"
     assert default["GROUP_BY_LENGTH"] == (args.train_sampling_strategy == "group_by_length")
     assert default["NUM_WORKERS"] == args.dataloader_num_workers and default["COMPILE"] == args.torch_compile
+
+
+def test_figures_count_the_measured_steps_only(monkeypatch):
+    # 2 warm-up steps then 3 measured (the first step is never timed): seconds and the median over those 3
+    from types import SimpleNamespace
+
+    import torch
+
+    from models import build_tiny
+    monkeypatch.setattr(bench, "STEPS", 3)
+    model = build_tiny("bert")[0]
+    trainer = SimpleNamespace(batches=[(torch.tensor([4, 4]), 8)] * 5, args=SimpleNamespace(world_size=1))
+    timer = SimpleNamespace(steps=[9.0, 1.0, 1.0, 4.0], first=20.0)
+    clock = SimpleNamespace(elapsed=lambda: 30.0, others=lambda n: None)
+    r = bench.figures(trainer, timer, clock, model, "cpu", "cpu")
+    assert (r["seconds"], r["step_s_median"], r["steps_measured"]) == (6.0, 1.0, 3)
+    assert r["reviews_per_s"] == pytest.approx(6 / 6.0) and r["padding_fraction"] == pytest.approx(1 - 24 / 24)
+
+
+def test_the_lever_table_lists_the_fastest_first_with_its_speedup(tmp_path):
+    for label, rate in (("a", 10.0), ("b", 20.0)):
+        (tmp_path / f"{label}.json").write_text(json.dumps({"label": label, "model": "m", "reviews_per_s": rate,
+                                                            "base": "a", "config": {}}))
+    rows = [line for line in bench.lever_table(tmp_path).splitlines() if line.startswith(("| a ", "| b "))]
+    assert rows[0].startswith("| b | 2.00x") and rows[1].startswith("| a | 1.00x")

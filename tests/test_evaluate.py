@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -233,6 +234,15 @@ def test_the_figures_say_when_other_work_shared_the_cpu():
     assert ev.figure_where(result) == "1,200 IMDb test reviews, cpu (CPU shared with other work: speed figures slow)"
     assert ev.figure_where(result | {"data": "data/mine", "hardware": busy | {"other_cores_busy": 0.1}}) == \
         "1,200 data/mine test texts, cpu"
+
+
+def test_the_machines_busy_time_leaves_out_idle_and_iowait(monkeypatch):
+    # /proc/stat's cpu line: user nice system idle iowait irq softirq steal (ticks); waiting on a disk is not busy
+    import io
+
+    import configurator
+    monkeypatch.setattr(configurator, "open", lambda *a, **k: io.StringIO("cpu  100 0 50 1000 300 0 0 7 0 0\n"), raising=False)
+    assert configurator.cpu_sample()[1] == pytest.approx(157 / os.sysconf("SC_CLK_TCK"))
 
 
 def test_others_cores_by_hand():

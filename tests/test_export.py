@@ -66,6 +66,10 @@ def test_an_export_is_checked_against_torch(exported, tmp_path, monkeypatch):
     with pytest.raises(UsageError, match=r"its ONNX export gives logits 0.01 away from the torch model's"):
         onnx_runtime.export_model(copy, quantize=False)
     assert sorted(p.name for p in copy.iterdir() if "onnx" in p.name) == []               # nothing left behind
+    monkeypatch.setattr(onnx_runtime, "onnx_logits", lambda *a, **k: real(*a, **k) + np.nan)   # a graph giving NaN
+    with pytest.raises(UsageError, match=r"its ONNX export gives logits nan away from the torch model's"):
+        onnx_runtime.export_model(copy, quantize=False)
+    assert sorted(p.name for p in copy.iterdir() if "onnx" in p.name) == []
 
 
 def test_export_keeps_a_finished_export(exported):

@@ -138,6 +138,27 @@ def test_labels_named_like_transformers_placeholders(outputs, tmp_path):
         predict(["a great film"], model=str(folder))
 
 
+def test_a_classifier_of_one_label_is_refused(outputs, tmp_path):
+    import shutil
+    from configurator import UsageError
+    from inference import predict
+    folder = tmp_path / "one"
+    shutil.copytree(f"{outputs}/tiny/students/cut", folder, ignore=shutil.ignore_patterns("onnx"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"id2label": {"0": "positive"}, "label2id": {"positive": 0}}))
+    with pytest.raises(UsageError, match=r"is a classifier without label names \(positive\)"):
+        predict(["x"], model=str(folder))
+
+
+def test_scores_and_probabilities_are_rounded_alike_and_the_table_cuts_long_texts(capsys):
+    import numpy as np
+    from inference import labelled, print_table
+    assert labelled(np.array([[0.123456, 0.876544]]), {0: "negative", 1: "positive"}) == \
+        [{"label": "positive", "score": 0.8765, "probs": {"negative": 0.1235, "positive": 0.8765}}]
+    print_table(["x" * 100, "y" * 70], [{"label": "positive", "score": 0.9}] * 2)
+    assert capsys.readouterr().out.splitlines() == ["positive  0.900  " + "x" * 67 + "...", "positive  0.900  " + "y" * 70]
+
+
 def test_predict_importable(outputs):
     from inference import predict
     out = predict(["a great film", "awful"], model=f"{outputs}/tiny/students/cut")

@@ -99,6 +99,10 @@ def test_a_card_of_a_gpu_evaluation_names_the_gpu_and_its_bf16_test_figures(tmp_
     text = card.read_text()
     assert "25,000 test texts of IMDb movie reviews; GPU NVIDIA H200, torch 2.11.0" in text and "CPU features" not in text
     assert metrics_of(metadata_load(card))[("test", "accuracy")] == 0.941
+    rows.insert(0, rows[0] | {"precision": "fp32", "accuracy": 0.9})          # an fp32 row beside it: the card's figure
+    card = write_card(tmp_path, "s", rows=rows[::-1], test_size=25000, test_of=25000, hardware={
+        "device": "cuda", "gpu": "NVIDIA H200", "torch": "2.11.0", "cpu": "x86_64", "torch_threads": 16, "cpu_features": "avx512f"})
+    assert metrics_of(metadata_load(card))[("test", "accuracy")] == 0.9
 
 
 def test_a_card_of_your_data_names_its_file_not_this_machines_path(tmp_path):
@@ -168,6 +172,7 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     assert "Test recall per class (fp32): negative 0.4100, positive 0.8000." in text
     from model_card import above_teacher
     assert above_teacher({"accuracy": 0.6, "retention": 97.5, "confusion": [[100, 50], [40, 110]]}) == ""   # below it
+    assert above_teacher({"accuracy": 0.6, "retention": 100.0, "confusion": [[100, 50], [40, 110]]}) == ""  # level: not above
     # a student above its teacher (a new user's 109% on 300 texts, below it on validation and on other test texts),
     # each class's recall beside the teacher's (its 99% hid a negative recall of 0.29 against the teacher's 0.56)
     above = write_card(folder, "cut", rows=[ours | {"kind": "distilled", "retention": 109.3, "confusion": [[100, 50], [40, 110]],

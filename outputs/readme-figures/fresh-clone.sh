@@ -31,7 +31,6 @@ awk '/^cat > configs\/mine-kd.toml/,/^python export.py --model=outputs\/mine-kd/
 timed own_teacher_steps bash -c "$(sed '$d' /tmp/readme-figures-recipe.sh)"   # the block but its last line, the export
 timed own_teacher_export bash -c "$(tail -n 1 /tmp/readme-figures-recipe.sh)"
 cp outputs/smoke/results.md $here/smoke-results.md
-timed measure python $here/measure.py
 python3 - "$here/runs-results.json" "$(declare -p took)" <<'EOF'
 import json, os, re, sys, time
 sys.path.insert(0, ".")
@@ -45,3 +44,4 @@ record = {"seconds": took, "code": code_version(), "cpu": hw["cpu"], "cpu_count"
 open(sys.argv[1], "w").write(json.dumps(record, indent=1) + "\n")
 print(json.dumps(record))
 EOF
+python $here/measure.py        # last: its sections are saved one by one, a failing one on its own

@@ -214,11 +214,20 @@ def main(names: list[str]) -> None:
         raise SystemExit(f"error: no section {unknown[0]!r}; the sections are {', '.join(SECTIONS)}")
     path = HERE / "figures-results.json"
     figures = json.loads(path.read_text()) if path.exists() else {}
+    failed = []
     for name in names or SECTIONS:
         t = time.perf_counter()
-        figures[name] = {"figures": SECTIONS[name]()} | machine() | {"section_s": round(time.perf_counter() - t, 1)}
-        write_json(path, figures)          # atomic, after each section: one that fails loses only itself
-        print(f"{name}: {json.dumps(figures[name]['figures'])[:300]}", flush=True)
+        try:
+            found = SECTIONS[name]()
+        except (Exception, SystemExit) as e:       # the others still run; this one keeps its earlier figures
+            failed.append(name)
+            print(f"{name}: failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            continue
+        figures[name] = {"figures": found} | machine() | {"section_s": round(time.perf_counter() - t, 1)}
+        write_json(path, figures)          # atomic, after each section
+        print(f"{name}: {json.dumps(found)[:300]}", flush=True)
+    if failed:
+        raise SystemExit(f"error: sections failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def bench_noise() -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for run in ("first", "second"):
-            subprocess.run([sys.executable, "bench.py", f"--model_names={MINILM}", "--batch_size=8", "--max_length=128",
+            subprocess.run([sys.executable, "bench.py", f"--model_names={MINILM}", "--batch_size=8", "--max_length=128", "--head_tokens=32",
                             "--steps=10", "--warmup_steps=3", '--levers=[{label = "a"}, {label = "b"}, {label = "c"}]',
                             f"--output_dir={tmp}", f"--experiment={run}"], cwd=ROOT, check=True, capture_output=True)
             out[run] = [round(json.loads((Path(tmp) / run / f"{x}.json").read_text())["reviews_per_s"], 2) for x in "abc"]
@@ -189,7 +189,8 @@ def shared_cpu() -> dict:
                                cwd=ROOT, check=True, capture_output=True)
                 m = json.loads((Path(tmp) / f"t{threads}" / "teacher" / "metrics.json").read_text())
                 out[f"threads={threads}"] = {"step_s_median": m["step_s_median"], "train_time_s": m["train_time_s"],
-                                             "other_cores_busy": m["other_cores_busy"], "val_accuracy": m["val_accuracy"]}
+                                             "other_cores_busy": m["other_cores_busy"], "val_accuracy": m["val_accuracy"],
+                                             "torch_threads": m["process_at_start"]["torch_threads"]}
     finally:
         spin.kill()
     return {"teacher_beside_one_busy_core": out}

@@ -476,26 +476,34 @@ def offline_if_hub_unreachable(timeout_s: float = 3.0) -> str | None:
     file's lookup with back-off before it falls back to its cache, 96 s for one tokenizer already cached on a machine
     without network, 2.2 s with this check (outputs/readme-figures). Returns why the hub was unreachable, else None. Not checked where
     HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set either way, or a proxy is (a direct connection proves nothing there).
-    The whole check (name lookup and connection) takes at most `timeout_s`."""
+    The name lookup takes at most `timeout_s`, then each address's connection as long."""
     import socket
     from urllib.parse import urlparse
     if any(v in os.environ for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")) or any(os.environ.get(v) for v in PROXY_VARIABLES):
         return None
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    answer: list = []
+    port = url.port or (80 if url.scheme == "http" else 443)
+    found: list = []
 
-    def connect():        # in a thread: create_connection's timeout bounds the connection, not the name lookup
+    def look_up():        # in a thread: no timeout bounds getaddrinfo, which can hang on a machine without DNS
         try:
-            socket.create_connection((url.hostname, url.port or (80 if url.scheme == "http" else 443)), timeout=timeout_s).close()
-            answer.append(None)
+            found.append(socket.getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM))
         except OSError as e:
-            answer.append(f"{url.hostname}: {e.strerror or e or type(e).__name__}")
-    probe = threading.Thread(target=connect, daemon=True)    # daemon: a lookup that hangs on does not hold the exit
-    probe.start()
-    probe.join(timeout_s)
-    if answer and answer[0] is None:
-        return None
-    reason = answer[0] if answer else f"{url.hostname}: no answer within {timeout_s:g} s (name lookup or connection)"
+            found.append(e)
+    lookup = threading.Thread(target=look_up, daemon=True)    # daemon: a lookup that hangs on does not hold the exit
+    lookup.start()
+    lookup.join(timeout_s)
+    got = found[0] if found else None        # read once: the thread may answer between two reads
+    if got is None:
+        reason = f"{url.hostname}: no answer to the name lookup within {timeout_s:g} s"
+    elif isinstance(got, OSError):
+        reason = f"{url.hostname}: {got.strerror or got or type(got).__name__}"
+    else:
+        try:            # each address in turn, timeout_s each (a dead IPv6 route, then IPv4), as huggingface_hub would
+            socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+            return None
+        except OSError as e:
+            reason = f"{url.hostname}: {e.strerror or e or type(e).__name__}"
     os.environ["HF_HUB_OFFLINE"] = "1"
     for module in ("huggingface_hub.constants", "datasets.config"):     # read at their import: set where already imported
         if module in sys.modules and hasattr(sys.modules[module], "HF_HUB_OFFLINE"):
@@ -535,11 +543,8 @@ def start_run(namespace: dict, argv: list[str] | None, script: str, log_name, ch
         if log.isEnabledFor(record.levelno):
             log.handle(record)
     lock_experiment(root, script)
-    if namespace.get("THREADS"):      # a shared CPU: fewer threads than cores (0 = torch's default, one per core)
-        import torch
-        torch.set_num_threads(namespace["THREADS"])
-    elif "THREADS" in namespace and script in AUTO_THREADS:
-        threads_for_shared_cpu()
+    if "THREADS" in namespace:
+        set_threads(namespace["THREADS"], script)
     cfg["_versions"] = library_versions()
     log.info("config: %s", {k: [] if v == [""] else v for k, v in public_config(cfg).items()})   # [""]: a list left unset
     if cfg["_ignored"]:   # expected under run_experiment.sh (KD_ALL_STEPS: one command line for every step), else a warning
@@ -634,28 +639,63 @@ def cpu_sample() -> tuple[float, float, float] | None:
     return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
 
 
-# THREADS = 0 in these scripts: torch's default, one thread per core, unless other processes keep cores busy
-AUTO_THREADS = ("fine_tuning_teacher", "distill_student", "evaluate_models")
+# THREADS = 0 in these scripts: one torch thread per core, less the cores other processes keep busy (not in
+# evaluate_models or bench.py, whose speed figures are to be compared at the threads of the machine)
+AUTO_THREADS = ("fine_tuning_teacher", "distill_student")
+_TORCH_THREADS: list[int] = []        # torch's own default, read before this module first changed it
+_WINDOW: list = []                    # cpu_sample() where threads_for_shared_cpu's window starts: import, then each run
 
 
-def spare_threads(threads: int, others: float | None) -> int:
-    """The torch threads that fit beside other processes keeping `others` cores busy: threads - others, rounded,
-    at least 1 (2 threads beside 1.0 busy core: 1; beside 0.4: 2)."""
-    return threads if others is None else max(1, min(threads, round(threads - others)))
+def set_threads(threads: int, script: str) -> None:
+    """torch's CPU threads for a run: `threads` when set; 0: torch's default (as read before any run of this process
+    changed it), cut by threads_for_shared_cpu in AUTO_THREADS' scripts."""
+    import torch
+    if not _TORCH_THREADS:
+        _TORCH_THREADS.append(torch.get_num_threads())
+    torch.set_num_threads(threads or _TORCH_THREADS[0])
+    if not threads and script in AUTO_THREADS:
+        threads_for_shared_cpu()
+    _WINDOW[:] = [cpu_sample()]       # a later run in this process measures from here
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform has one, else all)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+def cpu_quota() -> float | None:
+    """The cores a cgroup CPU quota allows this process (a container's --cpus), else None."""
+    try:
+        try:
+            quota, period = open("/sys/fs/cgroup/cpu.max").read().split()        # cgroup v2: "max 100000", "200000 100000"
+        except OSError:                                                          # v1: -1 for none
+            quota, period = (open(f"/sys/fs/cgroup/cpu/cpu.cfs_{n}_us").read().strip() for n in ("quota", "period"))
+        return None if quota in ("max", "-1") else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def spare_threads(threads: int, others: float | None, cores: int) -> int:
+    """The torch threads that fit beside other processes keeping `others` of the machine's `cores` busy: the free
+    cores, rounded half up, at most `threads` and at least 1 (2 threads on 2 cores beside 1.0 busy: 1; beside 0.4: 2;
+    4 threads (OMP_NUM_THREADS) on 64 cores beside 10 busy: 4)."""
+    return threads if others is None else max(1, min(threads, math.floor(cores - others + 0.5)))
 
 
 def threads_for_shared_cpu() -> None:
-    """THREADS = 0 on a CPU that other processes keep busy (measured since this module was imported, while the script
-    loaded its libraries and checked its inputs, others_cores): torch's threads cut to spare_threads. Threads waiting
-    on each other's turn are what slows a shared CPU: the smoke teacher on 2 cores, one kept busy by another
-    process, trained 3.3 s a step with 2 threads and 1.3 s with 1 (outputs/readme-figures, shared_cpu). Not on a GPU, under torchrun, or
-    where this process may use only some of the cores (the sample is the whole machine's)."""
+    """THREADS = 0 on a CPU that other processes keep busy (measured since this module was imported, or since this
+    process's last run began, while the script loaded its libraries and checked its inputs: others_cores): torch's
+    threads cut to spare_threads. Threads waiting on each other's turn are what slows a shared CPU: the smoke teacher
+    on 2 cores, one kept busy by another process, trained 3.3 s a step with 2 threads and 1.3 s with 1
+    (outputs/readme-figures, shared_cpu). Not on a GPU, under torchrun, where this process may use only some of the
+    cores, or under a CPU quota (the sample is the whole machine's, not the container's)."""
     import torch
-    others = others_cores(_IMPORTED_AT, cpu_sample())       # None where /proc/stat is missing (not Linux)
+    others = others_cores(_WINDOW[0] if _WINDOW else None, cpu_sample())   # None where /proc/stat is missing
     if others is None or torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) > 1 or \
-            len(os.sched_getaffinity(0)) != os.cpu_count():
+            usable_cores() != os.cpu_count() or cpu_quota() is not None:
         return
-    threads = spare_threads(torch.get_num_threads(), others)
+    threads = spare_threads(torch.get_num_threads(), others, os.cpu_count())
     if threads < torch.get_num_threads():
         log.warning("other processes keep %.1f of this machine's %d cores busy: torch runs %d thread%s instead of %d, "
                     "which on a shared CPU is several times faster than threads waiting on each other's turn "
@@ -894,4 +934,4 @@ def setup_logging(log_file: Path | None = None) -> None:
     file_log.handlers, file_log.propagate = handlers[1:], False
 
 
-_IMPORTED_AT = cpu_sample()   # threads_for_shared_cpu's window: from the script's start to its run
+_WINDOW.append(cpu_sample())   # threads_for_shared_cpu's first window: from the script's start to its run

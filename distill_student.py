@@ -135,7 +135,7 @@ ATTENTION_WEIGHT: float = 0.0     # + this * attention-distribution KL (0 = off;
 # --- system ------------------------------------------------------------------------------------
 SEED: int = 42
 NUM_WORKERS: int = 2              # dataloader worker processes (0 on small CPUs)
-THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores)
+THREADS: int = 0                  # torch CPU threads; 0 = one per core, less those other processes keep busy
 KEEP_CHECKPOINTS: bool = False
 REPORT_TO: str = "none"           # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 

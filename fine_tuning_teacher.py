@@ -70,7 +70,7 @@ EVAL_STEPS: int = 0               # evaluate and checkpoint every this many opti
 # --- system ------------------------------------------------------------------------------------
 SEED: int = 42                    # seeds python, numpy, torch, the splits and the sampler
 NUM_WORKERS: int = 2              # dataloader worker processes (0 on small CPUs)
-THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores)
+THREADS: int = 0                  # torch CPU threads; 0 = one per core, less those other processes keep busy
 KEEP_CHECKPOINTS: bool = False    # keep outputs/<EXPERIMENT>/checkpoints/teacher after a finished run
 REPORT_TO: str = "none"           # none | tensorboard (event files in OUTPUT_DIR/EXPERIMENT/runs/<model>/)
 

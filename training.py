@@ -190,7 +190,7 @@ class TrainTime(TrainerCallback):
         others = others_cores(self.cpu, cpu_sample(), min_s=30.0)
         if cpu_was_busy({"device": "cpu", "other_cores_busy": others, "cpu_count": os.cpu_count()}):
             from configurator import spare_threads
-            self.warned, spare = True, spare_threads(torch.get_num_threads(), others)
+            self.warned, spare = True, spare_threads(torch.get_num_threads(), others, os.cpu_count())
             fewer = (f"; its {torch.get_num_threads()} threads wait on each other's turn, several times slower than "
                      f"{spare}: stop it and run it again with --threads={spare}") if spare < torch.get_num_threads() else ""
             log.warning("other processes are keeping %.1f of this machine's %d cores busy: this training runs slower for "

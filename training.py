@@ -664,10 +664,11 @@ class MeanLossTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
-        if os.environ.get("TQDM_DISABLE"):   # no bars to draw: LogToFile says each log once, as a log line
+        if os.environ.get("TQDM_DISABLE") and any(isinstance(c, LogToFile) for c in self.callback_handler.callbacks):
+            from transformers.trainer import DEFAULT_PROGRESS_CALLBACK    # a notebook's, in a notebook
             from transformers.trainer_callback import PrinterCallback, ProgressCallback
-            for printer in (ProgressCallback, PrinterCallback):
-                self.remove_callback(printer)
+            for printer in {ProgressCallback, PrinterCallback, DEFAULT_PROGRESS_CALLBACK}:   # no bars to draw: LogToFile
+                self.remove_callback(printer)                                            # says each log once
 
     def log(self, logs, *args, **kwargs):
         """The Trainer's log, after stopping on a non-finite training loss (its mean since the last log: read from

@@ -670,3 +670,32 @@ def test_a_progress_line_comes_between_the_trainers_logs(monkeypatch):
         kd.removeHandler(handler)
         kd.setLevel(level)
     assert training.duration(45) == "45 s" and training.duration(600) == "10 min" and training.duration(7200) == "2.0 h"
+
+
+def test_a_script_writing_to_a_file_logs_each_trainer_log_once(tmp_path, monkeypatch, caplog):
+    # with stderr to a file (TQDM_DISABLE) the Trainer's bar-less callback printed each log again, as a dict of strings
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from models import build_tiny
+    model = build_tiny("bert")[0]
+
+    def callbacks(trainer):
+        return {type(c) for c in trainer.callback_handler.callbacks}
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    ours = training.MeanLossTrainer(model=model, args=TrainingArguments(str(tmp_path / "a"), report_to="none"),
+                                    callbacks=training.loggers("none", tmp_path))
+    assert not callbacks(ours) & {ProgressCallback, PrinterCallback} and training.LogToFile in callbacks(ours)
+    bench_like = training.MeanLossTrainer(model=model, args=TrainingArguments(str(tmp_path / "b"), report_to="none",
+                                                                              disable_tqdm=True))
+    assert PrinterCallback in callbacks(bench_like)                      # no LogToFile: the Trainer's printing stays
+    with caplog.at_level("INFO", logger="kd"):
+        training.LogToFile().on_log(None, SimpleNamespace(is_world_process_zero=True, global_step=5, max_steps=10),
+                                    None, logs={"loss": 0.123456789})
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [("kd", "step 5/10 {'loss': 0.12346}")]   # the console's
+    monkeypatch.delenv("TQDM_DISABLE")
+    kept = training.MeanLossTrainer(model=model, args=TrainingArguments(str(tmp_path / "c"), report_to="none"),
+                                    callbacks=training.loggers("none", tmp_path))
+    assert ProgressCallback in callbacks(kept)                           # bars drawn: they print the logs

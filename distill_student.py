@@ -491,6 +491,14 @@ def build_student(spec: dict, teacher_dir: Path, seed: int, labels: list[str]):
     return (cut_layers(model, list(spec["layers"])) if "layers" in spec else model), tok
 
 
+def cut_from_teacher(spec: dict, teacher_dir: Path | None) -> bool:
+    """Whether a student spec is layers of the teacher: `layers` and no `model`, or a `model` naming teacher_dir."""
+    from models import local_path
+    path = local_path(spec["model"]) if "model" in spec else None
+    return "layers" in spec and ("model" not in spec or (path is not None and teacher_dir is not None
+                                                         and path.resolve() == Path(teacher_dir).resolve()))
+
+
 def layer_map(spec: dict, n_student: int, n_teacher: int, teacher_dir: Path | None = None) -> list[int]:
     """Teacher layer (0-based) matched to each student layer by the intermediate-layer losses: the top of the block
     of teacher layers each student layer stands for, so that the last is matched to the teacher's last (which the
@@ -499,10 +507,7 @@ def layer_map(spec: dict, n_student: int, n_teacher: int, teacher_dir: Path | No
     and the last -> n_teacher - 1 ([0, 2, 4] of 6: [1, 3, 5]; [0]: [5]); matching k to l_k itself would pull the last
     layer towards a middle one, away from what the teacher's head was trained on. Else the uniform map,
     k -> ceil((k + 1) * n_teacher / n_student) - 1 (4 of 6: [1, 2, 4, 5])."""
-    from models import local_path
-    path = local_path(spec["model"]) if "model" in spec else None
-    of_teacher = "model" not in spec or (path is not None and teacher_dir is not None and path.resolve() == Path(teacher_dir).resolve())
-    if "layers" in spec and of_teacher:
+    if cut_from_teacher(spec, teacher_dir):
         cut = list(spec["layers"])               # increasing (check_layers)
         return [nxt - 1 for nxt in cut[1:]] + [n_teacher - 1]
     return [-(-(k + 1) * n_teacher // n_student) - 1 for k in range(n_student)]     # integer ceiling: no float error
@@ -757,6 +762,9 @@ def run_settings(run: "Run", cfg: dict, teacher: Teacher) -> dict:
         {"model": run.spec.get("model"), "layers": run.spec.get("layers"), "distilled": run.distilled}
     if not run.distilled and MATCH_STEPS:   # its steps and evaluations: its twin's, with the twin's transfer texts
         own["twin_transfer_size"] = run.settings["transfer_size"]
+    if run.distilled and (run.settings["hidden_weight"] > 0 or run.settings["attention_weight"] > 0) and \
+            cut_from_teacher(run.spec, teacher.where):   # matched to the top of each block since 2 Dec 2026 (layer_map)
+        own["layer_map"] = "top of each block"
     return resume_settings(shared, student=own, teacher=run_fingerprint(teacher.where) if run.from_teacher else None)
 
 

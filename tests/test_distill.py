@@ -162,6 +162,11 @@ def test_a_students_resume_settings_name_what_it_learns_from(tiny_experiment, tm
         (tmp_path / "teacher" / "metrics.json").write_text(json.dumps(metrics | {"train_time_s": metrics["train_time_s"] + 1000}))   # retrained
         after = settings(cfg, teacher)
         assert {n for n in before if after[n] != before[n]} == {"cut", "cut-baseline", "r"}   # not r's labels-only twin
+        # the intermediate losses of a student cut from the teacher: its layer map's rule (changed 2 Dec 2026) counts
+        inner = settings(configure(ns, [students, "--hidden_weight=0.5"], "distill_student"), teacher)
+        assert inner["cut"]["student"]["layer_map"] == "top of each block"
+        assert "layer_map" not in inner["cut-baseline"]["student"] and "layer_map" not in inner["r"]["student"]
+        assert "layer_map" not in after["cut"]["student"]                                  # without those losses: none
     finally:
         configure(ns, [], "distill_student")
 

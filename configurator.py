@@ -61,8 +61,9 @@ def use_shared_copies() -> None:
     (a user's own hub cache, or offline setting, is kept). The one place these defaults are decided."""
     if (SHARED_DIR / "data" / "imdb").is_dir() and not os.environ.get("IMDB_DIR"):
         os.environ["IMDB_DIR"] = str(SHARED_DIR / "data" / "imdb")
-        os.environ.setdefault("HF_HUB_CACHE", str(SHARED_DIR / "hf-cache"))
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        for name, value in (("HF_HUB_CACHE", str(SHARED_DIR / "hf-cache")), ("HF_HUB_OFFLINE", "1")):
+            if not os.environ.get(name):          # unset or set empty, as the shell's ${VAR:-default}
+                os.environ[name] = value
 
 
 if Path(sys.argv[0] if sys.argv else "").stem in STEPS:

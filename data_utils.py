@@ -702,7 +702,11 @@ def log_files(path: str, files: dict, flag: str) -> None:
     (name-00000-of-00002.csv): every file whose name says a split is read into it, backups and old copies too."""
     if Path(path).expanduser().is_file():
         f = Path(path).expanduser()
-        beside = [g.name for g in sorted(f.parent.iterdir()) if g != f and g.is_file() and g.suffix.lower() == f.suffix.lower()
+        try:
+            listed = sorted(f.parent.iterdir())
+        except OSError:                  # a folder it may read the file of but not list
+            listed = []
+        beside = [g.name for g in listed if g != f and g.is_file() and g.suffix.lower() == f.suffix.lower()
                   and not g.name.startswith(".") and safe_split(g) in ("validation", "test", "unsupervised")]
         if beside and flag == "--data":    # reviews-test.jsonl beside reviews-train.jsonl: test carved from train instead
             log.warning("%s=%s: this one file is read, its validation and test splits carved from it; %s beside it "
@@ -871,7 +875,7 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, 
                          f"{' and numbers written as text' if kinds == {'str'} else ''}); use only names or only integers")
     spelled = {}                   # "Pos" beside "pos": one class written two ways would train as two
     for split, vs in values.items():
-        for v in set(vs) if kinds == {"str"} else ():
+        for v in sorted(set(vs)) if kinds == {"str"} else ():        # sorted: the same message every run
             other = spelled.setdefault(v.casefold(), (v, split))
             if other[0] != v:
                 first = [f"{w!r} ({s}, first at {data_row(where[s], values[s].index(w))}"

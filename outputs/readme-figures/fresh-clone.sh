@@ -5,21 +5,24 @@
 #   git clone <this repository> fresh && cd fresh
 #   IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1 bash outputs/readme-figures/fresh-clone.sh
 # Writes, beside this file: runs-results.json (each command's wall seconds, the commit, the machine and how busy
-# it was), smoke-results.md (the smoke run's table), figures-results.json (measure.py). ~30 minutes on 2 cores.
+# it was), smoke-results.md and timings.md (the smoke run's table and step times), figures-results.json (measure.py).
+# About 20 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=outputs/readme-figures
 : "${IMDB_DIR:?set IMDB_DIR, HF_HUB_CACHE and HF_HUB_OFFLINE as in the command above}"
-if [ -e outputs/smoke ] || [ -e outputs/mine-kd ]; then
-  echo "error: outputs/smoke or outputs/mine-kd exists: run this on a fresh clone, whose times are a new user's" >&2
+if [ -e outputs/smoke ] || [ -e outputs/mine-kd ] || [ -e models/my-sentiment-model ]; then
+  echo "error: outputs/smoke, outputs/mine-kd or models/my-sentiment-model exists: run this on a fresh clone, whose" \
+    "times are a new user's" >&2
   exit 2
 fi
+logs=$(mktemp -d /tmp/readme-figures.XXXXXX)     # each command's output
 declare -A took
-timed() {    # timed NAME command...: runs it, its wall seconds into took[NAME], its output into /tmp
+timed() {    # timed NAME command...: runs it, its wall seconds into took[NAME], its output into $logs/NAME.log
   local name=$1 start=$SECONDS
   shift
   echo "== $name: $*"
-  "$@" > "/tmp/readme-figures-$name.log" 2>&1 || { echo "error: $name failed: /tmp/readme-figures-$name.log" >&2; exit 1; }
+  "$@" > "$logs/$name.log" 2>&1 || { echo "error: $name failed: $logs/$name.log" >&2; exit 1; }
   took[$name]=$((SECONDS - start))
   echo "   ${took[$name]} s"
 }
@@ -27,10 +30,16 @@ timed tests python -m pytest -q -p no:cacheprovider tests
 timed smoke bash run_experiment.sh configs/smoke.toml
 timed export python export.py --model=outputs/smoke/students/L2
 mkdir -p models && cp -r outputs/smoke/teacher models/my-sentiment-model     # the user's own classifier
-awk '/^cat > configs\/mine-kd.toml/,/^python export.py --model=outputs\/mine-kd/' README.md > /tmp/readme-figures-recipe.sh
-timed own_teacher_steps bash -c "$(sed '$d' /tmp/readme-figures-recipe.sh)"   # the block but its last line, the export
-timed own_teacher_export bash -c "$(tail -n 1 /tmp/readme-figures-recipe.sh)"
+recipe=$logs/recipe.sh
+awk '/^cat > configs\/mine-kd.toml/,/^python export.py --model=outputs\/mine-kd/' README.md > "$recipe"
+if ! grep -q '^bash run_experiment.sh configs/mine-kd.toml' "$recipe" || ! tail -n 1 "$recipe" | grep -q '^python export.py'; then
+  echo "error: README.md's *A teacher you already have* block is not where this script looks: update its awk line" >&2
+  exit 2
+fi
+timed own_teacher_steps bash -c "$(sed '$d' "$recipe")"   # the block but its last line, the export
+timed own_teacher_export bash -c "$(tail -n 1 "$recipe")"
 cp outputs/smoke/results.md $here/smoke-results.md
+cp outputs/smoke/timings.md $here/timings.md
 python3 - "$here/runs-results.json" "$(declare -p took)" <<'EOF'
 import json, os, re, sys, time
 sys.path.insert(0, ".")

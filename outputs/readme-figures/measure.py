@@ -13,7 +13,7 @@ passage each one backs). One section a name; with none named, all run.
                ONNX card's plain-onnxruntime block against inference.py on 300 IMDb test reviews with torch
                blocked (~3 min)
   bench_noise  bench.py's same settings three times in one process, twice (~3 min)
-  shared_cpu   the smoke teacher's first steps beside a process keeping one core busy, at 2, 1 and auto threads (~5 min)
+  shared_cpu   the smoke teacher's first steps beside a process keeping one core busy, at 2, 1 and auto threads (~2 min)
 
     export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
     bash run_experiment.sh configs/smoke.toml && python export.py --model=outputs/smoke/students/L2
@@ -176,7 +176,7 @@ def bench_noise() -> dict:
 
 
 def shared_cpu() -> dict:
-    """The smoke teacher's first 0.25 epoch (50 steps of 16 reviews, 128 tokens) beside a process spinning on one
+    """The smoke teacher's first 0.25 epoch (13 steps of 16 reviews, 128 tokens) beside a process spinning on one
     core, at 1 and 2 torch threads and with THREADS = 0 (threads_for_shared_cpu): median step seconds."""
     import tempfile
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])

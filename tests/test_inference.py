@@ -212,6 +212,7 @@ def test_a_hub_classifier_is_read_from_the_hub_cache(outputs, tmp_path, monkeypa
     from configurator import PROXY_VARIABLES
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", *PROXY_VARIABLES):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))])
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError(101, "Network is unreachable")))
     capsys.readouterr()
     assert predict(["a great film"], model="me/tiny-sentiment") == predict(["a great film"], model=str(snapshot))

@@ -475,8 +475,9 @@ def offline_if_hub_unreachable(timeout_s: float = 3.0) -> str | None:
     """Turn the Hugging Face hub's offline mode on, for this process and those it starts, when the user left it unset
     and the hub cannot be reached (no name resolution, no route, refused): otherwise huggingface_hub retries each
     file's lookup with back-off before it falls back to its cache, 96 s for one tokenizer already cached on a machine
-    without network, 2.2 s with this check (outputs/readme-figures). Returns why the hub was unreachable, else None. Not checked where
-    HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set either way, or a proxy is (a direct connection proves nothing there).
+    without network, 2.2 s with this check (outputs/readme-figures). Returns why the hub was unreachable, else None.
+    Not checked where HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set either way, or a proxy is (a direct connection
+    proves nothing there).
     The name lookup takes at most `timeout_s`, then each address's connection as long."""
     import socket
     from urllib.parse import urlparse

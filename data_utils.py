@@ -701,6 +701,8 @@ def log_files(path: str, files: dict, flag: str) -> None:
     """Log the files read for each split of a folder, and warn when a split gathers several that are not shards
     (name-00000-of-00002.csv): every file whose name says a split is read into it, backups and old copies too."""
     if Path(path).expanduser().is_file():
+        if flag != "--data":             # a transfer file beside others is no split of the data
+            return
         f = Path(path).expanduser()
         try:
             listed = sorted(f.parent.iterdir())
@@ -708,7 +710,7 @@ def log_files(path: str, files: dict, flag: str) -> None:
             listed = []
         beside = [g.name for g in listed if g != f and g.is_file() and g.suffix.lower() == f.suffix.lower()
                   and not g.name.startswith(".") and safe_split(g) in ("validation", "test", "unsupervised")]
-        if beside and flag == "--data":    # reviews-test.jsonl beside reviews-train.jsonl: test carved from train instead
+        if beside:                        # reviews-test.jsonl beside reviews-train.jsonl: test carved from train instead
             log.warning("%s=%s: this one file is read, its validation and test splits carved from it; %s beside it "
                         "%s not read: --data=%s reads each file named after a split as that split", flag, path,
                         ", ".join(beside), "is" if len(beside) == 1 else "are", shlex.quote(str(f.parent)))

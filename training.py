@@ -108,6 +108,12 @@ def compute_metrics(eval_pred) -> dict:
     return classification_metrics(preds, labels) | {"classes_predicted": int(len(np.unique(preds)))}
 
 
+def console_or_file() -> logging.Logger:
+    """Where a training line goes besides the log file: the console too where there is no progress bar (TQDM_DISABLE:
+    a script writing to a file, nohup), else the log file only (the bar prints the Trainer's logs)."""
+    return log if os.environ.get("TQDM_DISABLE") else logging.getLogger("kd.file")
+
+
 class LogToFile(TrainerCallback):
     """Copies the Trainer's periodic logs (loss, lr, eval) into our log file: only the file beside a progress bar,
     which prints them; where there is none (TQDM_DISABLE: a script writing to a file) to the console too, as a log
@@ -116,8 +122,7 @@ class LogToFile(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            to = log if os.environ.get("TQDM_DISABLE") else logging.getLogger("kd.file")
-            to.info("step %d/%d %s", state.global_step, state.max_steps,
+            console_or_file().info("step %d/%d %s", state.global_step, state.max_steps,
                     {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
 
 
@@ -141,9 +146,8 @@ class Progress(TrainerCallback):
         self.last = now
         done, spent = state.global_step - self.start[1], now - self.start[0]
         left = spent / done * (state.max_steps - state.global_step) if done else float("nan")
-        to = log if os.environ.get("TQDM_DISABLE") else logging.getLogger("kd.file")
-        to.info("step %d/%d (%.0f%%), %s trained, about %s left", state.global_step, state.max_steps,
-                100 * state.global_step / state.max_steps, duration(spent), duration(left))
+        console_or_file().info("step %d/%d (%.0f%%), %s trained, about %s left", state.global_step, state.max_steps,
+                               100 * state.global_step / state.max_steps, duration(spent), duration(left))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         self.last = time.monotonic()          # the Trainer's own line just said where training is

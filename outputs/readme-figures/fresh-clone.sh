@@ -41,15 +41,10 @@ timed own_teacher_export bash -c "$(tail -n 1 "$recipe")"
 cp outputs/smoke/results.md $here/smoke-results.md
 cp outputs/smoke/timings.md $here/timings.md
 python3 - "$here/runs-results.json" "$(declare -p took)" <<'EOF'
-import json, os, re, sys, time
-sys.path.insert(0, ".")
-from configurator import code_version
-from evaluate_models import hardware
-took = {k: int(v) for k, v in re.findall(r'\[(\w+)\]="?(\d+)"?', sys.argv[2])}
-hw = hardware("cpu")
-record = {"seconds": took, "code": code_version(), "cpu": hw["cpu"], "cpu_count": hw["cpu_count"],
-          "cpu_features": hw["cpu_features"], "load_average_15min_at_end": round(os.getloadavg()[2], 2),
-          "date": time.strftime("%Y-%m-%d %H:%M")}
+import json, re, sys
+sys.path[:0] = [".", "outputs/readme-figures"]
+from measure import machine                     # the commit, CPU, torch, load and date, as each section records them
+record = {"seconds": {k: int(v) for k, v in re.findall(r'\[(\w+)\]="?(\d+)"?', sys.argv[2])}} | machine()
 open(sys.argv[1], "w").write(json.dumps(record, indent=1) + "\n")
 print(json.dumps(record))
 EOF

@@ -35,11 +35,12 @@ def run_dirs(output_dir: str, experiment: str, *parts: str) -> tuple[Path, Path,
 
 
 # settings that change no weight: where things go, what is logged and kept, evaluation batch sizes, the teacher's
-# whereabouts (a student's resume settings name the teacher itself), the library versions
+# whereabouts (a student's resume settings name the teacher itself), the library versions, a study's choice among
+# finished runs (best_seeds adds runs of other names). Runs recorded before one was listed here carry it: not compared
 NOT_TRAINING = {"experiment", "output_dir", "cache_dir", "overwrite", "data_dir", "dataset_name", "eval_batch_size",
                 "logging_steps", "num_workers", "threads", "keep_checkpoints", "report_to", "config_file", "versions", "only",
                 "teacher_dir", "soft_labels", "teacher_batch_size", "soft_label_splits", "soft_label_rows",
-                "min_teacher_accuracy", "students", "choose_by"}
+                "min_teacher_accuracy", "students", "choose_by", "best_seeds"}
 
 
 RESUME_ONLY = ("devices",)      # compared only to resume checkpoints: a finished model is kept on another machine
@@ -49,6 +50,8 @@ ADDED_LATER = {"transfer_text_column": "", "fine_tune": True, "best_metric": "ac
 # a labels-only baseline's own settings that cannot change it (it learns from no teacher): recorded as configured,
 # not compared, so that a sweep of temperatures keeps the baseline the entries share
 BASELINE_IGNORES = ("temperature", "hidden_weight", "attention_weight")
+# a distilled run's shared settings that only change its baseline (match_steps: the baseline's steps), likewise
+DISTILLED_IGNORES = ("match_steps",)
 
 
 def resume_settings(cfg: dict, **extra) -> dict:
@@ -193,10 +196,14 @@ def recorded_settings(out_dir: Path) -> dict | None:
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
     """[(key, old value, new value)] of the keys whose values differ, sorted; a dict on both sides (a student's own
-    settings) is compared key by key, named `student.alpha` (a baseline's BASELINE_IGNORES not at all)."""
+    settings) is compared key by key, named `student.alpha` (a baseline's BASELINE_IGNORES, a distilled run's
+    DISTILLED_IGNORES and NOT_TRAINING not at all)."""
     out, later = [], {} if prefix else ADDED_LATER           # a setting added later, left out: its default
+    distilled = (new.get("student") or {}).get("distilled") if not prefix else None
     for k in sorted(set(old) | set(new)):
         if prefix == "student." and new.get("distilled") is False and k in BASELINE_IGNORES:
+            continue
+        if not prefix and (k in NOT_TRAINING or (distilled is True and k in DISTILLED_IGNORES)):
             continue
         a, b = old.get(k, later.get(k)), new.get(k, later.get(k))
         if isinstance(a, dict) and isinstance(b, dict):

@@ -431,6 +431,22 @@ def test_a_baseline_is_not_told_apart_by_settings_it_never_uses():
     assert differences(twin, twin | {"student": twin["student"] | {"temperature": 4.0}}) == [("student.temperature", 2.0, 4.0)]
 
 
+def test_a_studys_choice_and_a_baselines_steps_do_not_make_a_finished_distilled_run_another():
+    # a study's second phase (--best_seeds=3 after the sweep, or 3 -> 5) chooses among finished runs and adds runs of
+    # other names; match_steps sets only the baselines' steps: neither may refuse a finished distilled student. Records
+    # written before best_seeds was listed carry it; a baseline's match_steps still counts
+    from runs import differences, resume_settings
+    sweep = resume_settings({"EPOCHS": 2.0, "BEST_SEEDS": 0, "CHOOSE_BY": "accuracy", "MATCH_STEPS": True},
+                            student={"distilled": True, "seed": 1})
+    assert "best_seeds" not in sweep and "choose_by" not in sweep
+    study = resume_settings({"EPOCHS": 2.0, "BEST_SEEDS": 3, "CHOOSE_BY": "gain", "MATCH_STEPS": False},
+                            student={"distilled": True, "seed": 1})
+    assert differences(sweep | {"best_seeds": 0}, study) == []
+    assert differences(sweep, study | {"epochs": 3.0}) == [("epochs", 2.0, 3.0)]
+    baseline = {"student": {"distilled": False, "seed": 1}}
+    assert differences(sweep | baseline, study | baseline) == [("match_steps", True, False)]
+
+
 def test_a_stop_says_whether_the_training_will_resume(tmp_path, monkeypatch, capsys):
     import configurator
 

@@ -272,9 +272,11 @@ def any_script_has(name: str) -> bool:
     return any(name in script_constants(s) for s in SCRIPTS)
 
 
-def parse_argv(argv: list[str], defaults: dict) -> tuple[dict, list[str], str | None]:
+def parse_argv(argv: list[str], defaults: dict, texts: bool = False) -> tuple[dict, list[str], str | None]:
     """({NAME: text} of the `--name=value` / `--name value` flags, positional arguments, --config path).
-    A boolean flag alone switches it on (`--json`; `--json false` also reads); after `--` all are positional."""
+    A boolean flag alone switches it on (`--overwrite`; `--overwrite false` also reads, but not where positional
+    arguments are `texts`, inference.py's: `--json "No"` predicts "No"; there `--json=false`); after `--` all are
+    positional."""
     flags, positional, config_path, i = {}, [], None, 0
     while i < len(argv):
         arg = argv[i]
@@ -289,7 +291,8 @@ def parse_argv(argv: list[str], defaults: dict) -> tuple[dict, list[str], str | 
         key = name.replace("-", "_").upper()
         follows = argv[i + 1] if i + 1 < len(argv) else None
         if not eq and isinstance(defaults.get(key), bool):
-            value, i = ("true", i) if follows is None or follows.strip().lower() not in BOOL_WORDS else (follows, i + 1)
+            value, i = ("true", i) if texts or follows is None or follows.strip().lower() not in BOOL_WORDS \
+                else (follows, i + 1)
         elif not eq and follows is not None and not follows.startswith("--"):   # `--name value`
             value, i = follows, i + 1
         elif not eq and key in defaults:
@@ -365,7 +368,7 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     if {"-h", "--help"} & set(argv[:argv.index("--")] if "--" in argv else argv):
         print_help(namespace, defaults)
         sys.exit(0)
-    flags, positional, config_path = parse_argv(argv, defaults)
+    flags, positional, config_path = parse_argv(argv, defaults, texts=script == "inference")
     unknown = [n for n in flags if n not in defaults and not any_script_has(n)]
     if unknown:
         text = "; a text that starts with -- goes after a lone --" if script == "inference" else ""

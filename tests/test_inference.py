@@ -61,6 +61,11 @@ def test_json_file_and_stdin_agree(outputs, tmp_path):
     assert json.loads(r.stdout) == a and "Generating" not in r.stderr      # no progress bar of the reader
     assert r.stderr.startswith(f"model: {model} (validation accuracy")     # the model line with --json too
     assert all(p["label"] in ("positive", "negative") and 0.5 <= p["score"] <= 1 for p in a["predictions"])
+    # a review that is a yes/no word after --json is a review, not the flag's value (--json=false turns it off)
+    r = run(f"--output_dir={outputs}", "--model", model, "--json", "No", "Yes")
+    assert [p["text"] for p in json.loads(r.stdout)["predictions"]] == ["No", "Yes"]
+    r = run(f"--output_dir={outputs}", "--model", model, "--json=false", "No")
+    assert r.returncode == 0 and len(lines(r)) == 1 and lines(r)[0].endswith("No")
 
 
 def test_builtin_examples_without_input(outputs):

@@ -582,7 +582,9 @@ def check_students(students: list, cfg: dict) -> list[dict]:
                              f"baseline's folder, and the evaluation's predictions/<name>-<precision>.csv, would clash)")
         settings = student_settings(s, cfg)
         check_setting_values({"max_length": settings["max_length"], "head_tokens": cfg["HEAD_TOKENS"],
-                              "truncation": cfg["TRUNCATION"]}, lambda k, v: f"student '{s['name']}': {k} = {v!r}")
+                              "truncation": cfg["TRUNCATION"]},     # head_tokens is shared: said as it was set
+                             lambda k, v: f"the max_length = {v!r} of student '{s['name']}'" if k == "max_length"
+                             else where_in(cfg, k, v, "distill_student"))
         names.add(s["name"])
     return students
 

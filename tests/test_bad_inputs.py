@@ -54,7 +54,9 @@ def assert_one_line_error(r, *fragments):
     ("distill_student.py", ["--only=nobody"], "--only=nobody: no student 'nobody'; students: cut, roberta (one trained from --students"),
     ("distill_student.py", ['--students=[{name = "x", layers = [0, 5]}]'], "student 'x': layers = [0, 5]: need increasing indices in 0..1"),
     ("distill_student.py", ['--students=[{name = "x", layers = [0], max_length = 12}]'],
-     "student 'x': head_tokens = 16: must be below student 'x': max_length = 12"),
+     "head_tokens = 16 in "),      # the shared setting as it was set, then the student's own max_length
+    ("distill_student.py", ['--students=[{name = "x", layers = [0], max_length = 12}]'],
+     "tiny.toml: must be below the max_length = 12 of student 'x' minus the special tokens"),
     ("distill_student.py", ["--max_length=600"], "max_length 600: student 'cut' takes at most 512 tokens"),
     ("distill_student.py", ['--students=[{name = "x", model = "tiny:roberta", hidden_weight = 1.0}]'],
      "student 'x': hidden_weight / attention_weight need the teacher's tokenizer"),

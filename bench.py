@@ -82,7 +82,7 @@ MAX_SECONDS: float = 0.0          # start no measurement after this many seconds
 OVERWRITE: bool = False           # measure again what a saved measurement of the same label holds
 # --- system ------------------------------------------------------------------------------------
 SEED: int = 42
-THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores; fewer on a shared CPU)
+THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores, even on a shared CPU: figures compare)
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s, no sparsity), first match of the device name wins
 GPU_PEAKS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200", 989.4), ("H200 NVL", 835.0),

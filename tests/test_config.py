@@ -335,7 +335,7 @@ def test_the_readmes_own_data_config_is_valid(tmp_path):
     try:
         cfg = configure(vars(distill_student), ["--config", str(f)], "distill_student")
         assert (distill_student.TRANSFER_SIZE, cfg["TRANSFER_DATA"], distill_student.EPOCHS) == \
-            (16000, str(Path.cwd() / "data/unlabelled.txt"), 2.0)
+            (16000, str(Path.cwd() / "data/unlabeled.txt"), 2.0)
         assert [(s["name"], s["layers"], s["seed"]) for s in distill_student.STUDENTS] == [
             ("L1-s1", [0], 1), ("L1-s2", [0], 2), ("L1-s3", [0], 3)]
     finally:

@@ -40,6 +40,7 @@ deviation over the seeds (labelled by the name without a `-s<seed>` suffix).
     python evaluate_models.py --config configs/full-study.toml   # the recipes chosen on validation (--models=chosen)
     python evaluate_models.py --config configs/quick.toml --redraw=true   # the figures again, from results.json
 """
+import collections
 import csv
 import gc
 import json
@@ -487,6 +488,10 @@ def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict
             g["p"].append((r.get("paired_test") or {}).get("p"))
             if r.get("f1") is not None and b.get("f1") is not None:
                 g["f1_gain"].append(r["f1"] - b["f1"])
+    named = collections.Counter(g["student"] for g in groups.values())
+    for g in groups.values():     # recipes of one label (L1 beside L1-s1 retrained otherwise): told apart by their models
+        if named[g["student"]] > 1:
+            g["student"] = g["models"][0] if len(g["models"]) == 1 else f"{g['student']} ({', '.join(g['models'])})"
     out = []
     for g in groups.values():
         for seed in sorted({s for s in g["seeds"] if s is not None and g["seeds"].count(s) > 1}):   # one measurement twice

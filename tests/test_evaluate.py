@@ -741,6 +741,13 @@ def test_one_entry_trained_with_other_settings_is_two_recipes(caplog):
     assert twice[1]["models"][-1] == "again" and \
         "a08: a08-s1, again trained with the same recipe and seed (1); the spread over seeds counts them as two" \
         in caplog.text
+    # recipes that share a label (an entry L1 beside L1-s1 and L1-s2, these retrained with other settings): each row
+    # of the gains table and plot names its models, not three rows of "L1"
+    three = ev.seed_groups([trained("L1", 0.80, 42, 0.5), trained("L1-s1", 0.81, 1, 0.5, epochs=4.0),
+                            trained("L1-s2", 0.82, 2, 0.5), trained("L1-s3", 0.83, 3, 0.5),
+                            *[trained(f"L3-s{i}", 0.84, i, 0.5) | {"student": {"name": f"L3-s{i}", "seed": i, "layers": [0, 1, 2]}}
+                              for i in (1, 2)]])
+    assert [g["student"] for g in three] == ["L1 (L1, L1-s2, L1-s3)", "L1-s1", "L3"]
 
 
 def test_fp32_models_limits_fp32_rows_and_gains_compare_one_precision(monkeypatch):

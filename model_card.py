@@ -378,7 +378,8 @@ def plain_onnx_lines(export: Path) -> list[str]:
             'tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")', "tokenizer.no_truncation()",
             "tokenizer.no_padding()",
             '# providers named: a GPU build of onnxruntime refuses a session without them (since 1.9)',
-            'session = ort.InferenceSession(f"{folder}/model.onnx", providers=["CPUExecutionProvider"])',
+            'session = ort.InferenceSession(f"{folder}/model.onnx", providers=["CPUExecutionProvider"])'
+            + (f'  # int8: "{INT8_FILE}"' if (export / INT8_FILE).is_file() else ""),
             f"labels = {label_names(config)!r}",
             f"MAX_LENGTH = {tok.max_length}  # tokens, special ones included, as trained: a longer text keeps {what}",
             *([f"HEAD = {min(tok.head_tokens, tok.max_length - len(tok.prefix) - len(tok.suffix))}"]

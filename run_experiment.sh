@@ -80,7 +80,7 @@ step_takes_int=1
 ignored=$(awk '/^SigIgn:/ {print $2}' /proc/$$/status 2>/dev/null || true)
 if [ $(( 0x${ignored:-0} & 2 )) != 0 ]; then step_takes_int=""; fi
 trap 'if [ -n "$running" ]; then pass_on 130; else exit 130; fi' INT
-echo "| step | wall time (s) | models trained | finished |" > "$draft"
+echo "| step | wall time (s) | models trained, of those finished in its folder | finished |" > "$draft"
 echo "|---|---|---|---|" >> "$draft"
 # "N of M": a step's wall time is training time only for the models it trained, not for kept ones (older metrics.json)
 trained() {   # trained() FOLDER...: "N of M" finished models under the folders, N of them written by this step

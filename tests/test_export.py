@@ -106,6 +106,11 @@ def test_the_onnx_cards_plain_onnxruntime_code_predicts_as_inference_does(export
     from onnx_runtime import OnnxTokenizer
     assert space["token_ids"](TEXTS[0]) == OnnxTokenizer(exported[name] / "onnx").encode(TEXTS[:1])[0]   # head+tail
     assert len(space["token_ids"](TEXTS[0])) == 64                       # a long text is cut to the trained length
+    # the session line names the int8 file beside it: swapped in as it says, the block runs the int8 model
+    assert '"CPUExecutionProvider"])  # int8: "model_quantized.onnx"' in code
+    int8 = {}
+    exec(code.replace('f"{folder}/model.onnx"', 'f"{folder}/model_quantized.onnx"'), int8)
+    assert int8["session"]._model_path.endswith("model_quantized.onnx") and int8["classify"](TEXTS[0])[0] in int8["labels"]
 
 
 def assert_classifies_as_inference(space: dict, folder, texts: list[str]) -> None:

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,6 +185,8 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
     assert "checkpoint-9 is incomplete (no readable trainer_state.json): moved aside" in log
     assert "checkpoint-7 is incomplete (model.safetensors is truncated): moved aside" in log
+    best = Path(metrics["best_checkpoint"]).name          # the last log line of training is of this model, not the last step's
+    assert f"the model kept is the best checkpoint by validation accuracy, {best}; evaluated again:" in log
     assert [h["epoch"] for h in metrics["log_history"] if "eval_accuracy" in h][:2] == [1.0, 2.0]
 
 

@@ -275,8 +275,8 @@ def any_script_has(name: str) -> bool:
 def parse_argv(argv: list[str], defaults: dict, texts: bool = False) -> tuple[dict, list[str], str | None]:
     """({NAME: text} of the `--name=value` / `--name value` flags, positional arguments, --config path).
     A boolean flag alone switches it on (`--overwrite`; `--overwrite false` also reads, but not where positional
-    arguments are `texts`, inference.py's: `--json "No"` predicts "No"; there `--json=false`); after `--` all are
-    positional."""
+    arguments are `texts`, inference.py's: `--json "No"` predicts "No"; there `--json=false`, and another script's
+    flag takes a value only after =); after `--` all are positional."""
     flags, positional, config_path, i = {}, [], None, 0
     while i < len(argv):
         arg = argv[i]
@@ -293,8 +293,8 @@ def parse_argv(argv: list[str], defaults: dict, texts: bool = False) -> tuple[di
         if not eq and isinstance(defaults.get(key), bool):
             value, i = ("true", i) if texts or follows is None or follows.strip().lower() not in BOOL_WORDS \
                 else (follows, i + 1)
-        elif not eq and follows is not None and not follows.startswith("--"):   # `--name value`
-            value, i = follows, i + 1
+        elif not eq and follows is not None and not follows.startswith("--") and not (texts and key not in defaults):
+            value, i = follows, i + 1                 # `--name value`; another script's flag before texts takes none
         elif not eq and key in defaults:
             raise UsageError(f"--{name} needs a value: --{name}=VALUE")
         if name == "config":

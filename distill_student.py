@@ -583,8 +583,9 @@ def check_students(students: list, cfg: dict) -> list[dict]:
         settings = student_settings(s, cfg)
         check_setting_values({"max_length": settings["max_length"], "head_tokens": cfg["HEAD_TOKENS"],
                               "truncation": cfg["TRUNCATION"]},     # head_tokens is shared: said as it was set
-                             lambda k, v: f"the max_length = {v!r} of student '{s['name']}'" if k == "max_length"
-                             else where_in(cfg, k, v, "distill_student"))
+                             lambda k, v: f"the max_length = {v!r} of student '{s['name']}'" if k == "max_length" and
+                             "max_length" in s else f"{where_in(cfg, k, v, 'distill_student')}"
+                             + (f" (student '{s['name']}')" if k == "max_length" else ""))
         names.add(s["name"])
     return students
 

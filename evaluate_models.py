@@ -492,6 +492,10 @@ def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict
     for g in groups.values():     # recipes of one label (L1 beside L1-s1 retrained otherwise): told apart by their models
         if named[g["student"]] > 1:
             g["student"] = g["models"][0] if len(g["models"]) == 1 else f"{g['student']} ({', '.join(g['models'])})"
+    named = collections.Counter(g["student"] for g in groups.values())
+    for g in groups.values():     # a model's name that is another recipe's label too: all its models named
+        if named[g["student"]] > 1:
+            g["student"] = ", ".join(g["models"])
     out = []
     for g in groups.values():
         for seed in sorted({s for s in g["seeds"] if s is not None and g["seeds"].count(s) > 1}):   # one measurement twice

@@ -479,9 +479,10 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     per_s = round(trainer.state.global_step * per_step / train_time, 3) if resume else \
         result.metrics.get("train_samples_per_second")
     warn_if_cpu_shared(out_dir, others)
-    if trainer.state.best_model_checkpoint:      # the line after says the last step and epoch, of a model from before
+    best = trainer.state.best_model_checkpoint   # loaded at the end unless gone: the line after says the last step
+    if best and Path(best).is_dir():
         log.info("%s: the model kept is the best checkpoint by validation %s, %s; evaluated again:", out_dir,
-                 trainer.args.metric_for_best_model.removeprefix("eval_"), Path(trainer.state.best_model_checkpoint).name)
+                 trainer.args.metric_for_best_model.removeprefix("eval_"), Path(best).name)
     val = trainer.evaluate()
     warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels, trainer.state.log_history,
                                 trainer.args.metric_for_best_model.removeprefix("eval_"))

@@ -748,6 +748,9 @@ def test_one_entry_trained_with_other_settings_is_two_recipes(caplog):
                             *[trained(f"L3-s{i}", 0.84, i, 0.5) | {"student": {"name": f"L3-s{i}", "seed": i, "layers": [0, 1, 2]}}
                               for i in (1, 2)]])
     assert [g["student"] for g in three] == ["L1 (L1, L1-s2, L1-s3)", "L1-s1", "L3"]
+    clash = ev.seed_groups([trained("L1", 0.80, 42, 0.5), trained("L1-s1", 0.81, 1, 0.5, epochs=4.0),
+                            trained("L1-s1-s5", 0.82, 5, 0.5, epochs=3.0)])    # its label, L1-s1, is a model's name
+    assert [g["student"] for g in clash] == ["L1", "L1-s1", "L1-s1-s5"]
 
 
 def test_fp32_models_limits_fp32_rows_and_gains_compare_one_precision(monkeypatch):

@@ -66,6 +66,8 @@ def test_json_file_and_stdin_agree(outputs, tmp_path):
     assert [p["text"] for p in json.loads(r.stdout)["predictions"]] == ["No", "Yes"]
     r = run(f"--output_dir={outputs}", "--model", model, "--json=false", "No")
     assert r.returncode == 0 and len(lines(r)) == 1 and lines(r)[0].endswith("No")
+    r = run(f"--output_dir={outputs}", "--model", model, "--json", "--overwrite", "No")    # another script's flag
+    assert [p["text"] for p in json.loads(r.stdout)["predictions"]] == ["No"] and "ignored --overwrite" in r.stderr
 
 
 def test_builtin_examples_without_input(outputs):

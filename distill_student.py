@@ -221,7 +221,7 @@ def cached_teacher_logits(texts: list[str], teacher_dir: Path, cache_dir: Path, 
         import torch
         t0 = time.time()
         model, tok = load_classifier(str(teacher_dir))
-        logits = predict_logits(model, tok, [texts[i] for i in missing], truncation_settings(kd, tok), batch_size)
+        logits = predict_logits(model, tok, [texts[i] for i in missing], truncation_settings(kd, tok, model.config), batch_size)
         del model
         gc.collect()
         if torch.cuda.is_available():

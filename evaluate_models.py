@@ -294,7 +294,7 @@ def measure(model, tokenizer, texts: list[str], kd: dict, device: str, batch_siz
     import torch
     model.to(device).eval()
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    settings = truncation_settings(kd, tokenizer)
+    settings = truncation_settings(kd, tokenizer, model.config)
     t0 = time.perf_counter()
     ids, _ = encode(tokenizer, texts, settings["max_length"], settings["truncation"], settings["head_tokens"])
     tokenize_s = time.perf_counter() - t0

@@ -232,7 +232,7 @@ def load(folder: Path, device: str):
         hf_logging.disable_progress_bar()      # keep the terminal output to the predictions
         model, tok = load_classifier(str(folder))
         kd = read_json(folder / "config.json").get("sentiment_kd", {})
-        _LOADED[key] = (stamps, (model.to(device).eval(), tok, truncation_settings(kd, tok)))
+        _LOADED[key] = (stamps, (model.to(device).eval(), tok, truncation_settings(kd, tok, model.config)))
     return _LOADED[key][1]
 
 

@@ -540,13 +540,33 @@ def unpredicted_classes(metrics: dict, classes: int) -> str:
         f"it predicted only {seen} of its {classes} classes on validation"
 
 
-def truncation_settings(kd: dict, tokenizer=None) -> dict:
+def truncation_settings(kd: dict, tokenizer=None, config=None) -> dict:
     """How a saved model tokenizes: {max_length, truncation, head_tokens} from the `sentiment_kd` entry
-    of its config.json; for a model trained elsewhere, the tokenizer's length limit (at most 512) and
-    head truncation."""
+    of its config.json; for a model trained elsewhere, default_max_length (its tokenizer's limit and its
+    `config`'s positions) and head truncation."""
     limit = getattr(tokenizer, "model_max_length", 512) or 512
-    return {"max_length": kd.get("max_length", min(limit, 512)), "truncation": kd.get("truncation", "head"),
-            "head_tokens": kd.get("head_tokens", 128)}
+    return {"max_length": kd.get("max_length") or default_max_length(limit, config),
+            "truncation": kd.get("truncation", "head"), "head_tokens": kd.get("head_tokens", 128)}
+
+
+# model types whose position ids start after the padding index (RoBERTa's scheme): padding_idx + 1 positions unused
+POSITION_OFFSET_TYPES = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text")
+
+
+def position_limit(config) -> int | None:
+    """The most tokens a model's position embeddings take (`config`: a transformers config or its dict; None when
+    it names none): max_position_embeddings, less padding_idx + 1 for POSITION_OFFSET_TYPES (roberta-base: 514 -> 512)."""
+    c = config.to_dict() if hasattr(config, "to_dict") else (config or {})
+    if not c.get("max_position_embeddings"):
+        return None
+    offset = (c.get("pad_token_id") or 0) + 1 if c.get("model_type") in POSITION_OFFSET_TYPES else 0
+    return c["max_position_embeddings"] - offset
+
+
+def default_max_length(tokenizer_limit: int, config=None) -> int:
+    """Tokens a model trained elsewhere reads (no `sentiment_kd` record): its tokenizer's limit, at most 512 and at
+    most its position_limit, so that a long text never indexes past its position embeddings."""
+    return min(int(tokenizer_limit or 512), 512, position_limit(config) or 512)
 
 
 def logits_in_order(model, collate, ids: list[list[int]], batch_size: int, device: str, forward=None,
@@ -592,14 +612,9 @@ def model_config(name_or_path: str):
 
 
 def check_max_length(config, max_length: int, name: str) -> None:
-    """UsageError when max_length exceeds the positions a model has (config: its transformers config;
-    RoBERTa-style models number positions after the padding index: max_position_embeddings - pad - 1)."""
-    limit = getattr(config, "max_position_embeddings", None)
-    if limit is None:
-        return
-    if config.model_type in ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer"):
-        limit -= (config.pad_token_id or 0) + 1
-    if max_length > limit:
+    """UsageError when max_length exceeds the positions a model has (position_limit; config: its transformers config)."""
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
         raise UsageError(f"max_length {max_length}: {name} takes at most {limit} tokens; lower --max_length")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from configurator import UsageError, log, run_root
 from data_utils import file_stamps, read_json, replace_dir, write_json
-from models import label_names, truncate_ids
+from models import default_max_length, label_names, truncate_ids
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_quantized.onnx"     # optimum's name for a quantized model
@@ -56,7 +56,7 @@ class OnnxTokenizer:
         if self.pad_id is None:
             self.pad_id = config.get("pad_token_id") or 0
         kd = config.get("sentiment_kd", {})
-        self.max_length = kd.get("max_length", min(tok_config.get("model_max_length", 512), 512))
+        self.max_length = kd.get("max_length") or default_max_length(tok_config.get("model_max_length", 512), config)
         self.truncation, self.head_tokens = kd.get("truncation", "head"), kd.get("head_tokens", 128)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
@@ -191,7 +191,7 @@ def check_parity(model, tok, export: Path, folder: Path) -> float:
     or tokenizer that does not match the model would otherwise be published and served)."""
     from models import batched_logits, truncation_settings
     kd = read_json(export / "config.json").get("sentiment_kd", {})
-    ref = batched_logits(model, tok, list(PARITY_TEXTS), truncation_settings(kd, tok), 4, "cpu")
+    ref = batched_logits(model, tok, list(PARITY_TEXTS), truncation_settings(kd, tok, model.config), 4, "cpu")
     diff = float(np.abs(onnx_logits(export, list(PARITY_TEXTS)) - ref).max())
     if not diff <= PARITY_ATOL:
         raise UsageError(f"{folder}: its ONNX export gives logits {diff:.3g} away from the torch model's (more than "

@@ -227,6 +227,28 @@ def test_a_hub_classifier_is_read_from_the_hub_cache(outputs, tmp_path, monkeypa
                                        "--model=me/tiny-sentiment from the local cache (HF_HUB_OFFLINE=1 skips this check)\n")
 
 
+def test_a_classifier_trained_elsewhere_reads_no_more_tokens_than_its_positions(tmp_path):
+    # no sentiment_kd record, a tokenizer without a length limit (1e30) and 24 position embeddings: a long text is cut
+    # to 24 tokens (it indexed past them before), the limit RoBERTa-style models count after their padding index
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from inference import predict
+    from models import build_tiny, default_max_length, position_limit
+    model, tok = build_tiny("bert")
+    small = BertForSequenceClassification(BertConfig(**(model.config.to_dict() | {"max_position_embeddings": 24})))
+    small.save_pretrained(tmp_path / "elsewhere")
+    tok.save_pretrained(tmp_path / "elsewhere")
+    assert tok.model_max_length > 10**6
+    long = " ".join(["great film"] * 100)
+    (r,) = predict([long], model=str(tmp_path / "elsewhere"))
+    assert r["label"] in ("negative", "positive") and (r,) == tuple(predict([long + " awful"], model=str(tmp_path / "elsewhere")))
+    assert default_max_length(10**30, small.config) == 24 and default_max_length(128, small.config) == 24
+    assert default_max_length(10**30, None) == 512 == default_max_length(10**30, {"model_type": "bert", "max_position_embeddings": 512})
+    assert position_limit({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
+    assert position_limit({"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
+    assert position_limit({"model_type": "bert"}) is None
+
+
 def test_predict_reads_a_model_replaced_in_place_again(outputs, tmp_path):
     # predict() keeps a loaded model for the next call, but one retrained in place (--overwrite=true) is read afresh
     import shutil

@@ -119,6 +119,19 @@ def retention(accuracy: float, teacher_accuracy: float) -> float:
     return 100.0 * accuracy / teacher_accuracy
 
 
+def retention_interval(right: np.ndarray, teacher_right: np.ndarray, z: float = 1.96) -> tuple[float, float] | None:
+    """95% interval of retention (percent) for a model and the teacher judged on the same N texts. right,
+    teacher_right: (N,) bool, each text answered correctly. With a = mean(right), t = mean(teacher_right) and
+    b = mean(right & teacher_right), the delta method on log(a / t) for paired proportions gives
+    var = [(1 - a) / a + (1 - t) / t - 2 (b - a t) / (a t)] / N, and the interval 100 * (a / t) * exp(±z sqrt(var)).
+    None when either accuracy is 0 (no log)."""
+    a, t, b = float(np.mean(right)), float(np.mean(teacher_right)), float(np.mean(right & teacher_right))
+    if a == 0 or t == 0:
+        return None
+    var = max(((1 - a) / a + (1 - t) / t - 2 * (b - a * t) / (a * t)) / len(right), 0.0)
+    return 100 * a / t * math.exp(-z * math.sqrt(var)), 100 * a / t * math.exp(z * math.sqrt(var))
+
+
 def efficiency_ratio(retention_pct: float, size_mb: float, teacher_size_mb: float) -> float:
     """Accuracy kept per unit of size: (retention / 100) / (size / teacher size). Teacher = 1.0."""
     return (retention_pct / 100.0) / (size_mb / teacher_size_mb)
@@ -458,8 +471,14 @@ def unfinished_students(models: list[tuple[str, Path]], config_file: str, root: 
 
 def paired_tests(rows: list[dict], labels: np.ndarray) -> None:
     """Each distilled row paired with its baseline (paired_rows), both with predictions on the same texts, gets
-    paired_test: {baseline, only_distilled (texts only it got right), only_baseline, p (mcnemar_p)}.
+    paired_test: {baseline, only_distilled (texts only it got right), only_baseline, p (mcnemar_p)}; each row but the
+    fp32 teacher's, with the teacher's predictions at hand, its retention_ci (retention_interval, [low, high] %).
     labels: (N,) the true label ids; each row's pred: (N,) its predicted ids."""
+    t = next((r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32"), None)
+    for r in rows:
+        if t is not None and r is not t and r.get("pred") is not None and t.get("pred") is not None:
+            ci = retention_interval(r["pred"] == labels, t["pred"] == labels)
+            r["retention_ci"] = None if ci is None else [round(ci[0], 2), round(ci[1], 2)]
     for r, b in paired_rows(rows):
         if b is not None and r.get("pred") is not None and b.get("pred") is not None:
             right, base = r["pred"] == labels, b["pred"] == labels
@@ -527,10 +546,15 @@ def text_noun(data: str) -> str:
 
 def markdown_table(rows: list[dict], noun: str = "reviews") -> str:
     """The results table; `noun` names the texts in the throughput column (reviews for IMDb, texts otherwise)."""
-    head = [_HEADERS.get(k, k).replace("reviews/s", f"{noun}/s") for k, _ in _COLUMNS]
+    ci = any(r.get("retention_ci") for r in rows)      # results made before it: the retention alone
+    head = [_HEADERS.get(k, k).replace("reviews/s", f"{noun}/s") + (" (95% CI)" if ci and k == "retention" else "")
+            for k, _ in _COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append("| " + " | ".join("" if r[k] is None else fmt.format(r[k]) for k, fmt in _COLUMNS) + " |")
+        cells = ["" if r[k] is None else fmt.format(r[k]) for k, fmt in _COLUMNS]
+        if r.get("retention_ci"):
+            cells[[k for k, _ in _COLUMNS].index("retention")] += " ({:.1f}-{:.1f})".format(*r["retention_ci"])
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -672,7 +696,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
             f"{result['config']['eval_batch_size']}, batches sorted by length, tokenization excluded "
             f"(timed separately: `tokenize_ms_per_review` in results.json). Speedup: throughput over the "
             f"fp32 teacher's{half_note(rows)}. Compression: teacher parameters / parameters (an int8 row counts its "
-            f"fp32 model's: its smaller file shows in size MB). Retention: accuracy / teacher accuracy. Efficiency: "
+            f"fp32 model's: its smaller file shows in size MB). Retention: accuracy / teacher accuracy (with its 95% "
+            f"interval on the same texts, paired: retention_interval). Efficiency: "
             f"retention / size fraction{half_note(rows, 'size')}. Written by evaluate_models.py.\n"
             + "".join(f"\nThe teacher row is published in {r['published']} (its speed measured there"
                       + (f", {r['no_speedups']}: no speedups" if r.get("no_speedups") else "")

@@ -26,6 +26,20 @@ def test_ratio_formulas_by_hand():
     assert ev.efficiency_ratio(100.0, 10.0, 10.0) == pytest.approx(1.0)
 
 
+def test_retention_interval_by_hand():
+    # 10 texts: the teacher right on 8, the student on 6, all of them among the teacher's (b = 0.6): retention 75%,
+    # var(log) = [0.4/0.6 + 0.2/0.8 - 2 (0.6 - 0.48) / 0.48] / 10 = 0.041667, sd 0.204124, 75 * exp(±1.96 sd)
+    teacher = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
+    student = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], bool)
+    assert ev.retention_interval(student, teacher) == pytest.approx((50.2698, 111.8962), abs=1e-4)
+    # right on the two texts the teacher got wrong and 5 of its 8 (a = 0.7, b = 0.5): retention 87.5%, the two less
+    # alike, so a wider interval: var(log) = [0.3/0.7 + 0.25 + 2 (0.56 - 0.5) / 0.56] / 10 = 0.089286
+    other = np.array([1, 1, 1, 1, 1, 0, 0, 0, 1, 1], bool)
+    assert ev.retention_interval(other, teacher) == pytest.approx((48.7145, 157.1657), abs=1e-4)
+    assert ev.retention_interval(teacher, teacher) == pytest.approx((100.0, 100.0))     # itself: no spread
+    assert ev.retention_interval(np.zeros(10, bool), teacher) is None
+
+
 def test_mcnemar_p_by_hand():
     # two-sided exact: 2 P(X <= min) for X ~ Binomial(discordant texts, 1/2)
     assert ev.mcnemar_p(5, 0) == pytest.approx(2 / 32)                        # 2 x (1/2)^5
@@ -96,6 +110,10 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     cut = saved["rows"][2]
     assert cut["compression"] == pytest.approx(teacher["params"] / cut["params"]) and cut["compression"] > 1
     assert cut["retention"] == pytest.approx(100 * cut["accuracy"] / teacher["accuracy"])
+    low, high = cut["retention_ci"]                                      # paired on the same test texts
+    assert low < cut["retention"] < high and teacher.get("retention_ci") is None
+    assert "| retention (95% CI) |" in (root / "results.md").read_text() and \
+        f"{cut['retention']:.2f}% ({low:.1f}-{high:.1f})" in (root / "results.md").read_text()
     int8 = saved["rows"][1]
     assert int8["size_mb"] < teacher["size_mb"] and int8["params"] == teacher["params"]
     assert (root / "teacher" / "training_args.bin").is_file()           # the Trainer's settings: not weights

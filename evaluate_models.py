@@ -599,6 +599,40 @@ def f1_gain_note(groups: list[dict], floor: float = 0.005) -> str:
             f"per-class recall in results.json); judge by macro F1 when the classes are not balanced." if said else "")
 
 
+def ship_choice(rows: list[dict]) -> tuple[dict, dict, float] | None:
+    """(best, fastest, se) among the fp32 students (distilled or not) that learned every class and recorded their
+    validation accuracy and its size: `best` of the highest validation accuracy (ties: the faster), `fastest` the
+    highest throughput among those within one standard error of it on validation (se: accuracy_se, points), so
+    that the choice reads no test figure. None without such a student."""
+    pool = [r for r in rows if r["kind"] != "teacher" and r["precision"] == "fp32" and r.get("val_accuracy") is not None
+            and r.get("val_examples") and not classes_missed(r)]
+    if not pool:
+        return None
+    best = max(pool, key=lambda r: (r["val_accuracy"], r["throughput"]))
+    se = accuracy_se(best["val_accuracy"], best["val_examples"])
+    fastest = max((r for r in pool if 100 * (best["val_accuracy"] - r["val_accuracy"]) <= se), key=lambda r: r["throughput"])
+    return best, fastest, se
+
+
+def ship_note(rows: list[dict]) -> str:
+    """What to ship, chosen on validation (ship_choice), with its test figures: the most accurate student, and the
+    fastest one within a standard error of it when that is another."""
+    choice = ship_choice(rows)
+    if choice is None:
+        return ""
+    best, fast, se = choice
+
+    def said(r):
+        return (f"{r['model']} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f}, "
+                f"{r['retention']:.1f}% of the teacher's, at {r['speedup']:.2f}x its throughput)") if r.get("speedup") \
+            else f"{r['model']} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f})"
+    text = f"\n\n**To ship**, chosen on validation: the most accurate student is {said(best)}"
+    if fast is not best:
+        text += (f"; within one standard error of it ({se:.1f} points on {best['val_examples']:,} validation texts), "
+                 f"the fastest is {said(fast)}")
+    return text + "."
+
+
 def one_seed_note(groups: list[dict], texts: int) -> str:
     """For recipes compared at one seed: the test set's own noise, the standard error of one accuracy p on n texts,
     data_utils.accuracy_se (the largest over those recipes), and what to do about it; "" when every
@@ -680,7 +714,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                          if x)                                                                           # under the table
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
             f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun)
-            + (f"\n\n{one_sided}" if one_sided else "") + gains + "\n\n"
+            + (f"\n\n{one_sided}" if one_sided else "") + gains
+            + (ship_note(rows) if result["split"] == "test" else "") + "\n\n"
             f"Hardware: {hw['cpu']} ({hw['torch_threads']} torch threads), device {hw['device']}"
             + (f" ({hw['gpu']})" if "gpu" in hw else "") + f", torch {hw['torch']}"
             + (f", onnxruntime {hw['onnxruntime']}" if "onnxruntime" in hw else "")
@@ -1086,6 +1121,7 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
                      "latency_mean_ms": r["mean_ms"], "throughput": r["throughput"],
                      "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
                      "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": metrics.get("val_accuracy"),
+                     "val_examples": metrics.get("val_examples"),
                      "batch": EVAL_BATCH_SIZE, "device": device, **student_fields(kd, metrics), "folder": str(folder),
                      "other_cores_busy": others, **per_class_metrics(pred, split["labels"], names), "pred": pred})
         write_predictions(preds_dir / f"{name if precision == 'fp32' else f'{name}-{precision}'}.csv",

@@ -40,6 +40,31 @@ def test_retention_interval_by_hand():
     assert ev.retention_interval(np.zeros(10, bool), teacher) is None
 
 
+def test_what_to_ship_is_chosen_on_validation_and_the_fastest_within_a_standard_error():
+    def student(model, val, test, throughput, kind="distilled", **extra):
+        return {"model": model, "kind": kind, "precision": "fp32", "val_accuracy": val, "val_examples": 400,
+                "accuracy": test, "throughput": throughput, "retention": 100 * test / 0.9, "speedup": throughput / 10,
+                "confusion": [[50, 50], [40, 60]]} | extra
+    # se of 0.85 on 400 texts: 100 * sqrt(0.85 * 0.15 / 400) = 1.785 points: L1 (0.835) is within it, L0 (0.83) not
+    rows = [{"model": "teacher", "kind": "teacher", "precision": "fp32", "val_accuracy": 0.9, "val_examples": 400,
+             "throughput": 10.0, "accuracy": 0.9},
+            student("L3", 0.85, 0.80, 20.0), student("L3", 0.85, 0.70, 90.0) | {"precision": "int8"},
+            student("L1", 0.835, 0.79, 60.0), student("L0", 0.83, 0.88, 99.0),
+            student("L2-baseline", 0.86, 0.81, 30.0, kind="baseline") | {"confusion": [[100, 0], [100, 0]]}]  # one class
+    best, fast, se = ev.ship_choice(rows)
+    assert (best["model"], fast["model"], se) == ("L3", "L1", pytest.approx(1.7854, abs=1e-4))
+    note = ev.ship_note(rows)
+    assert note == ("\n\n**To ship**, chosen on validation: the most accurate student is L3 (validation 0.8500; test "
+                    "0.8000, 88.9% of the teacher's, at 2.00x its throughput); within one standard error of it (1.8 "
+                    "points on 400 validation texts), the fastest is L1 (validation 0.8350; test 0.7900, 87.8% of the "
+                    "teacher's, at 6.00x its throughput).")
+    assert ev.ship_choice([rows[0], rows[1], rows[4]])[1]["model"] == "L3"      # L0 is faster but 2 points below
+    alone = [rows[0], rows[1]]
+    assert ev.ship_note(alone).endswith("the most accurate student is L3 (validation 0.8500; test 0.8000, 88.9% of "
+                                        "the teacher's, at 2.00x its throughput).")
+    assert ev.ship_note([rows[0], {k: v for k, v in rows[1].items() if k != "val_examples"}]) == ""   # results made before
+
+
 def test_mcnemar_p_by_hand():
     # two-sided exact: 2 P(X <= min) for X ~ Binomial(discordant texts, 1/2)
     assert ev.mcnemar_p(5, 0) == pytest.approx(2 / 32)                        # 2 x (1/2)^5
@@ -110,6 +135,7 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     cut = saved["rows"][2]
     assert cut["compression"] == pytest.approx(teacher["params"] / cut["params"]) and cut["compression"] > 1
     assert cut["retention"] == pytest.approx(100 * cut["accuracy"] / teacher["accuracy"])
+    assert "**To ship**, chosen on validation: the most accurate student is " in (root / "results.md").read_text()
     low, high = cut["retention_ci"]                                      # paired on the same test texts
     assert low < cut["retention"] < high and teacher.get("retention_ci") is None
     assert "| retention (95% CI) |" in (root / "results.md").read_text() and \

@@ -471,20 +471,26 @@ def unfinished_students(models: list[tuple[str, Path]], config_file: str, root: 
 
 def paired_tests(rows: list[dict], labels: np.ndarray) -> None:
     """Each distilled row paired with its baseline (paired_rows), both with predictions on the same texts, gets
-    paired_test: {baseline, only_distilled (texts only it got right), only_baseline, p (mcnemar_p)}; each row but the
-    fp32 teacher's, with the teacher's predictions at hand, its retention_ci (retention_interval, [low, high] %).
+    paired_test: {baseline, only_distilled (texts only it got right), only_baseline, p (mcnemar_p)}.
     labels: (N,) the true label ids; each row's pred: (N,) its predicted ids."""
-    t = next((r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32"), None)
-    for r in rows:
-        if t is not None and r is not t and r.get("pred") is not None and t.get("pred") is not None:
-            ci = retention_interval(r["pred"] == labels, t["pred"] == labels)
-            r["retention_ci"] = None if ci is None else [round(ci[0], 2), round(ci[1], 2)]
     for r, b in paired_rows(rows):
         if b is not None and r.get("pred") is not None and b.get("pred") is not None:
             right, base = r["pred"] == labels, b["pred"] == labels
             mine, theirs = int((right & ~base).sum()), int((base & ~right).sum())
             r["paired_test"] = {"baseline": b["model"], "only_distilled": mine, "only_baseline": theirs,
                                 "p": mcnemar_p(mine, theirs)}
+
+
+def retention_intervals(rows: list[dict], labels: np.ndarray) -> None:
+    """Each row but the fp32 teacher's, with its and the teacher's predictions on the same texts, gets retention_ci:
+    [low, high] % (retention_interval). labels: (N,) the true label ids; each row's pred: (N,) its predicted ids."""
+    t = next((r for r in rows if r["kind"] == "teacher" and r["precision"] == "fp32"), None)
+    if t is None or t.get("pred") is None:          # a published teacher row: no predictions to pair with
+        return
+    for r in rows:
+        if r is not t and r.get("pred") is not None:
+            ci = retention_interval(r["pred"] == labels, t["pred"] == labels)
+            r["retention_ci"] = None if ci is None else [round(ci[0], 2), round(ci[1], 2)]
 
 
 def seed_groups(rows: list[dict], pairs: list[tuple] | None = None) -> list[dict]:
@@ -1421,7 +1427,8 @@ def main(argv=None) -> dict:
     warn_if_shared(device, rows)
 
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
-    paired_tests(rows, split["labels"])            # before relative_figures drops the predictions
+    paired_tests(rows, split["labels"])            # these two before relative_figures drops the predictions
+    retention_intervals(rows, split["labels"])
     return publish(cfg, relative_figures(rows), models, split, device, load, preds_dir, stale)
 
 

@@ -17,7 +17,7 @@ Writes to stdout, one line per text: label, confidence, text (line breaks shown 
     python inference.py --file new.csv --text_column=review --json    # a table's column (CSV/TSV/JSONL/parquet)
     python inference.py --file new.csv --output=predicted.csv          # the table, with the predictions added (.csv,
                                                                        # .tsv, .jsonl, .json or .parquet, by its suffix)
-    cat reviews.txt | python inference.py -
+    cat reviews.txt | python inference.py -           # "-" among texts (or beside --file) reads stdin there
     python inference.py --model outputs/quick/students/L3 --json "A slow start, then wonderful."
     python inference.py --config configs/tweets.toml "so happy today"   # that experiment's best distilled student
     python inference.py                               # a few built-in examples
@@ -289,8 +289,8 @@ def labelled(probs, id2label: dict) -> list[dict]:
 
 
 def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list[str], object]:
-    """(texts, table): texts from --file (a text file, one per line, or a table's `column`), a lone "-" (stdin),
-    the positional arguments, or the built-in examples; and the table they came from, all its columns as a pandas
+    """(texts, table): texts from --file (a text file, one per line, or a table's `column`), then the positional
+    arguments ("-" among them: standard input's lines, there), or else the built-in examples; and the table they came from, all its columns as a pandas
     DataFrame (for --output), or None."""
     for n, text in enumerate(args, 1):     # bytes that are not UTF-8 reach Python as lone surrogates
         try:
@@ -305,12 +305,24 @@ def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list
         import pandas as pd
         texts, parts = read_table(file, column, "--file")
         return texts + args, pd.concat([d.to_pandas() for d in parts], ignore_index=True)
-    if TEXT_COLUMN and (file or args == ["-"]):
+    if TEXT_COLUMN and (file or "-" in args):
         print(f"note: --text_column={TEXT_COLUMN} is for tables ({', '.join(FORMATS)}); every line of "
               f"{file if file not in ('', '-') else 'standard input'} is a text", file=sys.stderr)
     if file:
-        return read_lines(file) + args, None
-    return (read_lines("-") if args == ["-"] else args or list(EXAMPLES)), None
+        return read_lines(file) + with_stdin(args, file), None
+    return with_stdin(args, file) if args else list(EXAMPLES), None
+
+
+def with_stdin(args: list[str], file: str = "") -> list[str]:
+    """The positional texts with a "-" among them replaced by standard input's lines, there (stdin is read once:
+    a second "-", or "-" beside --file=-, is a UsageError)."""
+    if "-" not in args:
+        return args
+    if args.count("-") > 1 or file == "-":
+        raise UsageError("standard input is given twice (" + ("--file=- and " if file == "-" else "") + "\"-\" as "
+                         "a text); it can be read once: give \"-\" once")
+    i = args.index("-")
+    return args[:i] + read_lines("-") + args[i + 1:]
 
 
 def main(argv=None) -> list[dict]:

@@ -61,6 +61,14 @@ def test_json_file_and_stdin_agree(outputs, tmp_path):
     assert json.loads(r.stdout) == a and "Generating" not in r.stderr      # no progress bar of the reader
     assert r.stderr.startswith(f"model: {model} (validation accuracy")     # the model line with --json too
     assert all(p["label"] in ("positive", "negative") and 0.5 <= p["score"] <= 1 for p in a["predictions"])
+    # "-" beside --file or other texts reads standard input there, not the text "-"; stdin twice is refused
+    c = json.loads(run(f"--output_dir={outputs}", "--model", model, "--json", "--file", str(f), "first", "-", "last",
+                       stdin=b"from stdin\n").stdout)
+    assert [p["text"] for p in c["predictions"]] == ["a great film", "the worst movie", "first", "from stdin", "last"]
+    assert c["predictions"][:2] == a["predictions"]
+    r = run(f"--output_dir={outputs}", "--model", model, "--file=-", "-", stdin=b"x\n")
+    assert r.returncode == 2 and r.stderr == 'error: standard input is given twice (--file=- and "-" as a text); it ' \
+        'can be read once: give "-" once\n'
     # a review that is a yes/no word after --json is a review, not the flag's value (--json=false turns it off)
     r = run(f"--output_dir={outputs}", "--model", model, "--json", "No", "Yes")
     assert [p["text"] for p in json.loads(r.stdout)["predictions"]] == ["No", "Yes"]

@@ -193,10 +193,18 @@ def toml_inline(value) -> str:
 
 def flag_text(value) -> str:
     """`value` as it is typed after `--name=` (parse_list / parse_bool read it back): a list or tuple of plain
-    values comma-separated, a boolean lower-case."""
+    strings comma-separated (in TOML brackets where an item would not read back so: a number, a comma, brackets,
+    blanks at its ends, or empty), a boolean lower-case."""
     if isinstance(value, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in value):
-        return ",".join(str(x) for x in value)
+        plain = all(isinstance(x, str) and x == x.strip() and x and "," not in x and not x.startswith("[")
+                    for x in value)         # numbers too: parse_list reads "1,3" as strings
+        return ",".join(str(x) for x in value) if plain or not value else toml_inline(value)
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def flag(name: str, value) -> str:
+    """`--name=value` as it is typed in a shell (quoted where the value needs it: spaces, quotes, brackets)."""
+    return shlex.quote(f"--{name.lower()}={flag_text(value)}")
 
 
 def where_set(name: str, value, source: str, config_file: str = "", script: str = "", table: bool = False) -> str:
@@ -204,7 +212,7 @@ def where_set(name: str, value, source: str, config_file: str = "", script: str 
     ("file"; `table`: set in the file's [SCRIPT] table, `name = value in [SCRIPT] of FILE`), or `NAME = value (at the
     top of SCRIPT.py)` (the script's own constant, "default")."""
     if source == "flag":
-        return f"--{name.lower()}={flag_text(value)}"
+        return flag(name, value)
     if source == "file":
         return f"{name.lower()} = {toml_inline(value)} in {f'[{script}] of ' if table else ''}{config_file}"
     return f"{name.upper()} = {value!r} (at the top of {script}.py)"

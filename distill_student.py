@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 import data_utils
-from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, flag_text, log, public_config,
+from configurator import (LEVELS, UsageError, check_setting_values, coerce, did_you_mean, flag, flag_text, log, public_config,
                           run_main, start_run, where_in)
 from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest, load_imdb, load_splits, log_splits,
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
@@ -411,7 +411,7 @@ def check_teacher_data(teacher: Teacher, ours: DataSpec, cfg: dict) -> None:
                      "its splits", theirs.data, ours.data)
         else:
             was = flag_text(getattr(theirs, key))
-            as_it_had = f"--{key}={was}" if was else f"leave --{key} out"
+            as_it_had = flag(key, getattr(theirs, key)) if was else f"leave --{key} out"
             ours_set = where_in(cfg, key, getattr(ours, key), "distill_student")
             raise UsageError(f"{ours_set}, but the teacher {teacher.where} was trained with {key} = {was or '(none)'}: "
                              f"the students would see other data or labels, or validation rows the teacher trained on; "

@@ -59,14 +59,17 @@ def test_a_value_from_a_scripts_table_is_named_with_its_table(tmp_path):
 
 
 def test_an_empty_list_is_the_none_default_and_values_print_as_typed():
-    from configurator import coerce, flag_text, parse_list
+    from configurator import coerce, flag, flag_text, parse_list
     # `--label_names=` and `label_names = []` mean the default [""] ("none"): a run kept with it is not "changed"
     assert coerce("LABEL_NAMES", "", [""]) == [""] and coerce("LABEL_NAMES", [], [""], "x.toml") == [""]
     assert coerce("LAYERS", "[]", [0, 2]) == []                          # a list without that default stays empty
     for value in (("a", "very negative"), [1, 3], [], True, 0.5, "imdb"):
-        assert flag_text(value) == {tuple: "a,very negative", list: "1,3" if value else "", bool: "true"}.get(
+        assert flag_text(value) == {tuple: "a,very negative", list: "[1, 3]" if value else "", bool: "true"}.get(
             type(value), str(value))
-    assert parse_list(flag_text(("a", "b"))) == ["a", "b"]
+    for value in (["a", "b"], [1, 3], ["bad", "good, really"], [" x", "[y]"], ["", "z"], []):   # read back as given
+        assert parse_list(flag_text(value)) == value
+    assert flag("label_names", ["bad", "good, really"]) == """'--label_names=["bad", "good, really"]'"""   # shell-quoted
+    assert flag("epochs", 3) == "--epochs=3"
 
 
 def test_unknown_name_lists_valid_ones():

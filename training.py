@@ -209,10 +209,11 @@ class TrainTime(TrainerCallback):
     def elapsed(self) -> float:
         return self.prior_s + time.time() - self.t0
 
-    def on_save(self, args, state, control, **kwargs):
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if state.is_world_process_zero and folder.is_dir():
-            write_json(folder / self.FILE, {"train_time_s": round(self.elapsed(), 1)})
+    def record(self, folder: Path) -> None:
+        """Write the seconds trained so far into checkpoint `folder`, made here before the Trainer saves into it: a
+        checkpoint complete enough to resume from (trainer_state.json is written last) has its time."""
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / self.FILE, {"train_time_s": round(self.elapsed(), 1)})
 
     @classmethod
     def before(cls, checkpoint: str | None) -> float:
@@ -468,7 +469,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     at_start = process_snapshot()
     timer, clock = StepTimer(), TrainTime(TrainTime.before(resume))
     trainer.add_callback(timer)
-    trainer.callback_handler.callbacks.insert(0, clock)    # first: a checkpoint records its time before anything else runs
+    trainer.add_callback(clock)                  # MeanLossTrainer._save_checkpoint writes its time into each checkpoint
     warn_if_few_steps(out_dir, trainer.args, len(trainer.train_dataset))
     result = trainer.train(resume_from_checkpoint=resume)
     train_time = clock.elapsed()                 # with the parts before an interruption (up to its checkpoint)
@@ -688,6 +689,9 @@ class MeanLossTrainer(Trainer):
     def _save_checkpoint(self, *args, **kwargs):
         if not torch.isfinite(getattr(self, "_tr_loss", torch.tensor(0.0))):   # never checkpoint weights it touched
             self._stop_non_finite()
+        clock = next((c for c in self.callback_handler.callbacks if isinstance(c, TrainTime)), None)
+        if clock and self.args.should_save:     # PREFIX_CHECKPOINT_DIR-<step>, as the Trainer names it
+            clock.record(Path(self._get_output_dir(trial=None)) / f"checkpoint-{self.state.global_step}")
         super()._save_checkpoint(*args, **kwargs)
 
     def _stop_non_finite(self, value: str = ""):

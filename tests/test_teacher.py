@@ -190,6 +190,26 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     assert [h["epoch"] for h in metrics["log_history"] if "eval_accuracy" in h][:2] == [1.0, 2.0]
 
 
+def test_a_checkpoint_complete_enough_to_resume_has_its_train_time(tmp_path, imdb_parquet, monkeypatch):
+    # a stop just after the Trainer wrote the checkpoint's trainer_state.json (its last file): the time is there
+    from transformers import TrainerState
+    save = TrainerState.save_to_json
+
+    def save_then_stop(self, path):
+        save(self, path)
+        if Path(path).parent.name.startswith("checkpoint-"):
+            raise KeyboardInterrupt("stopped as the checkpoint was finished")
+    monkeypatch.setattr(TrainerState, "save_to_json", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        ft.main(tiny_args(imdb_parquet, tmp_path))
+    monkeypatch.undo()
+    ckpt = tmp_path / "tiny" / "checkpoints" / "teacher" / "checkpoint-5"
+    assert json.loads((ckpt / "train_time.json").read_text())["train_time_s"] > 0
+    (ckpt / "train_time.json").write_text(json.dumps({"train_time_s": 1000.0}))
+    metrics = ft.main(tiny_args(imdb_parquet, tmp_path))
+    assert metrics["resumed_from"] == str(ckpt) and 1000 < metrics["train_time_s"] < 1300
+
+
 def test_eval_steps_checkpoints_within_an_epoch(tmp_path, imdb_parquet):
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--eval_steps=15"))      # 40 steps, 5 an epoch
     assert [h["step"] for h in metrics["log_history"] if "eval_accuracy" in h][:3] == [15, 30, 40]   # then the kept one

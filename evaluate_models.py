@@ -98,7 +98,8 @@ REDRAW: bool = False              # only draw dashboard.png and gains.png again 
                                   # (SPLIT=validation: validation-*), loading no model and measuring nothing
                                   # (logged to logs/redraw.log: evaluate.log stays the evaluation's)
 QUANTIZE_KINDS: list = ["teacher", "distilled", "baseline", "student"]  # which models get an int8 row (student: not from distill_student.py)
-ONNX: bool = False                # add ONNX Runtime rows onnx-fp32 / onnx-int8 (CPU; exports to <model>/onnx/ where missing)
+ONNX: bool = False                # add ONNX Runtime rows onnx-fp32 / onnx-int8 (CPU; exports to <model>/onnx/ where missing);
+                                  # left unset, on where the previous results.json has them (--onnx=false drops them)
 ONNX_KINDS: list = ["teacher", "distilled", "baseline", "student"]  # which models get the ONNX rows
 DEVICE: str = "auto"              # auto | cpu | cuda
 THREADS: int = 0                  # torch CPU threads; 0 = torch's default (all cores)
@@ -443,6 +444,22 @@ def onnx_rows_dropped(before: list[dict], rows: list[dict]) -> list[str]:
     now = {r["model"] for r in rows if r["precision"].startswith("onnx")}
     measured = {r["model"] for r in rows}
     return sorted({r["model"] for r in before if r.get("precision", "").startswith("onnx")} & measured - now)
+
+
+def keep_onnx_rows(cfg: dict, models: list[tuple[str, Path]], device: str) -> None:
+    """With --onnx left unset on a CPU, turn ONNX on (here and in `cfg`, as recorded) when the previous results
+    (results.json) hold ONNX Runtime rows of models evaluated now: an evaluation run by hand after one with
+    onnx = true measures them again instead of dropping them. --onnx=false drops them (warned: onnx_rows_dropped)."""
+    global ONNX
+    previous = Path(OUTPUT_DIR) / EXPERIMENT / f"{split_prefix()}results.json"
+    if ONNX or device != "cpu" or cfg["_sources"].get("ONNX", "default") != "default" or not previous.is_file():
+        return
+    had = {r["model"] for r in read_json(previous)["rows"] if r.get("precision", "").startswith("onnx")}
+    kept = sorted(had & {n for n, _ in models})
+    if kept:
+        ONNX = cfg["ONNX"] = True
+        log.info("measuring ONNX Runtime rows too, as the previous evaluation did (of %s); --onnx=false leaves them "
+                 "out", ", ".join(kept))
 
 
 def unfinished_students(models: list[tuple[str, Path]], config_file: str, root: Path | None = None) -> list[str]:
@@ -1408,6 +1425,7 @@ def main(argv=None) -> dict:
         return redraw()
     device = default_device(DEVICE)
     models = selected_models()
+    keep_onnx_rows(cfg, models, device)
     stale = warn_if_overwrite_unfinished(Path(OUTPUT_DIR) / EXPERIMENT, sys.argv[1:] if argv is None else argv, models)
 
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split

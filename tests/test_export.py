@@ -352,38 +352,62 @@ def test_an_export_made_by_evaluation_has_its_card_at_once(tiny_experiment, tmp_
     assert "python export.py" not in (folder / "README.md").read_text()         # the model's card: exported already
 
 
-def test_evaluate_onnx_rows(exported, tiny_experiment, imdb_parquet):
+@pytest.fixture(scope="module")
+def onnx_evaluated(exported, tiny_experiment, imdb_parquet, tmp_path_factory):
+    """(outputs root, result): a copy of the exported tiny experiment (ONNX rows stay out of the shared one, whose
+    later evaluations would measure them again: keep_onnx_rows), evaluated with ONNX rows of cut."""
     import evaluate_models as ev
-    result = ev.main(tiny_args(imdb_parquet, tiny_experiment, "--onnx=true", '--onnx_kinds=["distilled"]',
-                               "--quantize=false", "--models=cut", cache=False))
+    out = shutil.copytree(tiny_experiment, tmp_path_factory.mktemp("onnx") / "out")
+    return out, ev.main(tiny_args(imdb_parquet, out, "--onnx=true", '--onnx_kinds=["distilled"]', "--quantize=false",
+                                  "--models=cut", cache=False))
+
+
+def test_evaluate_onnx_rows(onnx_evaluated):
+    out, result = onnx_evaluated
+    cut = out / "tiny" / "students" / "cut"
     rows = {(r["model"], r["precision"]): r for r in result["rows"]}
     assert list(rows) == [("teacher", "fp32"), ("cut", "fp32"), ("cut", "onnx-fp32"), ("cut", "onnx-int8"),
                           ("cut-baseline", "fp32")]      # a distilled student brings its baseline (not an ONNX kind)
     fp32, ort32, ort8 = rows["cut", "fp32"], rows["cut", "onnx-fp32"], rows["cut", "onnx-int8"]
     assert ort32["accuracy"] == fp32["accuracy"] and ort32["agreement"] == fp32["agreement"]
     assert ort8["size_mb"] < ort32["size_mb"]
-    assert ort32["size_mb"] == pytest.approx((exported["cut"] / "onnx" / "model.onnx").stat().st_size / 1e6)
+    assert ort32["size_mb"] == pytest.approx((cut / "onnx" / "model.onnx").stat().st_size / 1e6)
     for r in (ort32, ort8):
         assert 0 < r["latency_p50_ms"] <= r["latency_p95_ms"] and r["throughput"] > 0
     assert "onnxruntime" in result["hardware"] and result["hardware"]["cpu_features"]
-    md = (tiny_experiment / "tiny" / "results.md").read_text()
+    md = (out / "tiny" / "results.md").read_text()
     assert "onnx-int8" in md and "CPU features" in md
     # exported before it was evaluated: its card now has the test figures too, and says how to run that folder
-    card, torch_card = (exported["cut"] / "onnx" / "README.md").read_text(), (exported["cut"] / "README.md").read_text()
+    card, torch_card = (cut / "onnx" / "README.md").read_text(), (cut / "README.md").read_text()
     whose = "## Test results and speed\n\nRows onnx-fp32 / onnx-int8 are this folder's files; fp32, int8 and bf16 are " \
         "the torch model's.\n"
     from model_card import onnx_metadata          # its metadata the model's, tagged onnx (test_model_card)
     assert "| onnx-int8 |" in card and card.split("## How to use")[0] == \
         onnx_metadata(torch_card).split("## How to use")[0].replace("## Test results and speed\n", whose)
-    assert f"python inference.py --model {exported['cut'] / 'onnx'} --onnx_file=model_quantized.onnx" in card
+    assert f"python inference.py --model {cut / 'onnx'} --onnx_file=model_quantized.onnx" in card
     assert "pipeline(" not in card and "pipeline(" in torch_card and card.endswith(torch_card.split("## Limits")[1])
-    assert f"(its ONNX export, for ONNX Runtime without torch: `--model {exported['cut'] / 'onnx'}`)" in torch_card
+    assert f"(its ONNX export, for ONNX Runtime without torch: `--model {cut / 'onnx'}`)" in torch_card
     assert "python export.py" not in torch_card                       # exported already: not told to export it
     from huggingface_hub import metadata_load
-    card = metadata_load(exported["cut"] / "README.md")        # the card now holds the test metrics
+    card = metadata_load(cut / "README.md")        # the card now holds the test metrics
     tests = [m for r in card["model-index"][0]["results"] if r["dataset"]["split"] == "test" for m in r["metrics"]]
     assert {"name": "Test accuracy", "type": "accuracy", "value": round(fp32["accuracy"], 4)} in tests    # the whole (tiny) test split
-    assert "onnx-int8" in (exported["cut"] / "README.md").read_text()
+    assert "onnx-int8" in (cut / "README.md").read_text()
+
+
+def test_an_evaluation_without_onnx_keeps_the_onnx_rows_it_found(onnx_evaluated, imdb_parquet, tmp_path):
+    # by hand after one with --onnx=true (run_experiment.sh with onnx = true): measured again, recorded as on;
+    # --onnx=false drops them (warned)
+    import evaluate_models as ev
+    out = shutil.copytree(onnx_evaluated[0], tmp_path / "out")
+    args = ['--onnx_kinds=["distilled"]', "--quantize=false", "--models=cut"]
+    result = ev.main(tiny_args(imdb_parquet, out, *args, cache=False))
+    assert [r["precision"] for r in result["rows"] if r["model"] == "cut"] == ["fp32", "onnx-fp32", "onnx-int8"]
+    assert result["config"]["onnx"] is True
+    assert "measuring ONNX Runtime rows too, as the previous evaluation did (of cut); --onnx=false leaves them out" in \
+        (out / "tiny" / "logs" / "evaluate.log").read_text()
+    result = ev.main(tiny_args(imdb_parquet, out, *args, "--onnx=false", cache=False))
+    assert [r["precision"] for r in result["rows"] if r["model"] == "cut"] == ["fp32"]
 
 
 def test_a_new_export_drops_the_figures_of_the_files_it_replaced(exported, tmp_path):

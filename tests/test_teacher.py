@@ -517,6 +517,20 @@ def test_on_imbalanced_classes_the_checkpoint_can_be_kept_by_macro_f1(tmp_path, 
     assert resume_settings({"BEST_METRIC": "f1"})["best_metric"] == "f1"
 
 
+def test_a_model_barely_above_the_most_common_class_is_flagged(tmp_path, caplog):
+    # a user's 64-step teacher learned little, predicted both classes, and was not warned
+    labels = [0] * 60 + [1] * 40                               # always predicting 0 scores 0.60
+    training.warn_if_near_chance(tmp_path / "m", {"eval_classes_predicted": 2, "eval_accuracy": 0.64}, labels, 2)
+    assert caplog.text.rstrip().endswith("m: validation accuracy 0.6400 is less than 5 points above 0.6000, what always "
+                                         "predicting the most common class scores: it has learned little; train longer "
+                                         "(--epochs), at another --learning_rate, or with more examples")
+    caplog.clear()
+    training.warn_if_near_chance(tmp_path / "m", {"eval_classes_predicted": 2, "eval_accuracy": 0.66}, labels, 2)
+    training.warn_if_near_chance(tmp_path / "m", {"eval_classes_predicted": 3, "eval_accuracy": 0.40}, [0, 1, 2] * 9, 3)
+    training.warn_if_near_chance(tmp_path / "m", {"eval_classes_predicted": 1, "eval_accuracy": 0.60}, labels, 2)
+    assert caplog.text == ""           # learned something (3 balanced classes: 0.33 + 5 points); one class: warned otherwise
+
+
 def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):
     # a user's 4-class teacher never predicted "neutral" (test recall 0.0000): only one predicted class was flagged
     import inference

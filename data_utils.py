@@ -7,7 +7,7 @@ Nothing here runs on its own; the scripts import it. What it provides:
   `aclImdb` folder) or from the hub (`stanfordnlp/imdb`); rows are `text`, `label` (0 neg, 1 pos,
   -1 unlabeled), with HTML line breaks replaced by spaces. `make_splits`: a stratified, seeded
   validation split carved from train, optional stratified subsampling of train and test.
-- `DataSpec` / `load_splits`: any labelled data (IMDb, CSV / TSV / JSON Lines / parquet files or
+- `DataSpec` / `load_splits`: any labeled data (IMDb, CSV / TSV / JSON Lines / parquet files or
   folders, a hub dataset), any number of classes, split into train / validation / test (+ transfer
   texts), with duplicates counted and leaks dropped. The test split is for final evaluation only.
 - `classification_metrics` / `per_class_metrics`: accuracy, macro F1 / precision / recall, confusion.
@@ -298,7 +298,7 @@ def make_splits(data: dict, val_size: int, train_size: int = 0, test_size: int =
 
 
 # ----------------------------------------------------------------------------------------------
-# any labelled data: files (CSV, TSV, JSON Lines, parquet) or a hub dataset, any number of classes
+# any labeled data: files (CSV, TSV, JSON Lines, parquet) or a hub dataset, any number of classes
 # ----------------------------------------------------------------------------------------------
 IMDB_LABELS = ("negative", "positive")
 FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"sep": "\t"}), ".jsonl": ("json", {}), ".json": ("json", {}),
@@ -427,7 +427,7 @@ def visible_files(folder: Path) -> list[Path]:
 
 def file_split(f: Path) -> str | None:
     """The split a data file's name says (SPLIT_WORDS), None for none; an unlabeled word wins (train_unlabeled.csv
-    is unsupervised); words of two labelled splits (train_test.csv) are one UsageError."""
+    is unsupervised); words of two labeled splits (train_test.csv) are one UsageError."""
     words = set(re.split(r"[^a-z]+", f.stem.lower()))
     named = [s for s, ws in SPLIT_WORDS.items() if words & set(ws)]
     if "unsupervised" in named:
@@ -860,7 +860,7 @@ PREPARE = {"imdb": clean_text, "escapes": decode_escapes}    # preparation() -> 
 
 
 def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, list[int]]:
-    """(label names in id order, {split: rank of each row's label}, [id of each rank]) of the labelled splits.
+    """(label names in id order, {split: rank of each row's label}, [id of each rank]) of the labeled splits.
     Ranks follow the sorted label values of train (strings as they are, integers by value), so the splits carved
     by them do not move when --label_names reorders the ids; ids follow the order of spec.label_names for string
     labels, else the ranks. Names are spec.label_names, else the strings, else the numbers (IMDb: negative, positive)."""

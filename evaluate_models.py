@@ -31,7 +31,7 @@ GPU_WARMUP_S seconds). Hardware, device and threads are recorded with the result
 Distilled vs baseline: each distilled student is paired with the labels-only run of the same student
 (model, layers, seed, learning rate, batch size, max_length) at the same number of optimizer steps;
 students whose specs differ only in name and `seed` are one recipe, reported as mean and standard
-deviation over the seeds (labelled by the name without a `-s<seed>` suffix).
+deviation over the seeds (labeled by the name without a `-s<seed>` suffix).
 
     python evaluate_models.py --config configs/quick.toml      # 5,000-review test subset, CPU
     python evaluate_models.py --experiment=paper               # full test set

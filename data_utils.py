@@ -800,7 +800,8 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True, col
                 f"{more_rows(bad)}){na}; drop or fill those rows"] if bad else []
     labels = ds[spec.label_column] if split != "unsupervised" else [None] * len(texts)
     names = getattr(ds.features.get(spec.label_column), "names", None) if split != "unsupervised" else None
-    if names and not spec.label_names:   # a ClassLabel column (hub datasets, parquet saved by datasets): its names
+    if names:     # a ClassLabel column (hub datasets, parquet saved by datasets): its names, string labels (label_names
+        # then orders them, as for any string labels, instead of renaming its ids by rank)
         labels = [names[y] if isinstance(y, int) and 0 <= y < len(names) else None for y in labels]   # -1: no label
     labels = [y.strip() if isinstance(y, str) else y for y in labels]      # "pos " is "pos"
     if split != "unsupervised":

@@ -470,6 +470,13 @@ def test_a_class_label_column_gives_its_names(tmp_path):
     assert s.label_names == tuple(order)
     truth = {r["tweet"]: order.index(r["sentiment"]) for r in tweets(30, 1)}
     assert all(truth[t] == y for t, y in zip(s.train["text"], s.train["label"]))
+    # label_names orders those names (it renamed the ids by rank: every positive tweet became "negative")
+    mine = du.load_splits(spec(tmp_path, val_size=6, label_names=("positive", "negative", "neutral")))
+    assert mine.label_names == ("positive", "negative", "neutral")
+    assert all(mine.label_names[y] == order[truth[t]] for t, y in zip(mine.train["text"], mine.train["label"]))
+    with pytest.raises(du.UsageError, match=r"label_names = \['a', 'b', 'c'\]: the data's labels are negative, neutral, "
+                                            r"positive; list exactly those"):
+        du.load_splits(spec(tmp_path, val_size=6, label_names=("a", "b", "c")))
 
 
 def test_hidden_files_in_a_data_folder_are_not_data(tmp_path):

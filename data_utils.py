@@ -904,6 +904,9 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, 
                              f"(their order sets the ids) or leave it empty")
         to_id = [names.index(v) for v in found]
     else:
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:        # two ids of one name: inference would show one of them, its probabilities short of 1
+            raise UsageError(f"label_names = {names}: {twice[0]!r} is given twice; give each label value its own name")
         if len(names) != len(found):
             counts = collections.Counter(values["train"])
             stray = [v for v in found if counts[v] <= 3] if len(found) > len(names) else []   # a slip in the data?

@@ -113,6 +113,9 @@ def test_integer_labels_take_names_in_sorted_order(tmp_path):
     with pytest.raises(du.UsageError, match=r"^label_names = \['neg', 'neu'\]: 2 names for the 3 label values 4, 7, 9 of "
                                          r"\S+train.jsonl; give one name per value, in sorted order$"):
         du.load_splits(spec(tmp_path, val_size=9, label_names=("neg", "neu")))
+    with pytest.raises(du.UsageError, match=r"^label_names = \['neg', 'neg', 'pos'\]: 'neg' is given twice; give each "
+                                         r"label value its own name$"):
+        du.load_splits(spec(tmp_path, val_size=9, label_names=("neg", "neg", "pos")))
     slip = rows[:20] + [rows[20] | {"sentiment": 8}] + rows[21:]
     write(tmp_path / "slip", "jsonl", {"train": slip, "test": rows[:9]})
     with pytest.raises(du.UsageError, match=r"^label_names = \['neg', 'neu', 'pos'\]: 3 names for the 4 label values 4, 7, 8, 9 "

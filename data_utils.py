@@ -869,6 +869,9 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, 
     kinds = {type(v).__name__ for vs in values.values() for v in vs}
     if kinds == {"float"} and all(float(v).is_integer() for vs in values.values() for v in vs):
         values, kinds = {s: [int(v) for v in vs] for s, vs in values.items()}, {"int"}
+    if kinds == {"str"} and all(v.strip().lstrip("-").isdigit() for vs in values.values() for v in vs):
+        # integers written as text (JSON Lines "1", parquet strings): integers, as a CSV reader makes them ("10" after "2")
+        values, kinds = {s: [int(v) for v in vs] for s, vs in values.items()}, {"int"}
     if kinds in ({"float"}, {"bool"}):
         odd = next(v for vs in values.values() for v in vs if isinstance(v, bool) or not float(v).is_integer())
         raise UsageError(f"{where['train']}: column {spec.label_column!r} holds {'numbers that are not integers' if kinds == {'float'} else 'true/false values'}"

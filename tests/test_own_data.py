@@ -99,6 +99,18 @@ def test_a_split_file_beside_the_one_named_is_pointed_out(tmp_path, caplog):
         "notes.jsonl; name a file after its split (train, validation, test or unlabeled: test.csv, my_test.csv) to read it"]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_integers_written_as_text_are_integer_labels_in_every_format(tmp_path, fmt):
+    # JSON Lines / parquet "1", "2", "10" were strings ("10" sorted before "2", label_names refused); a CSV's, integers
+    rows = [{"tweet": r["tweet"], "sentiment": {"negative": "1", "neutral": "2", "positive": "10"}[r["sentiment"]]}
+            for r in SPLITS["train"]]
+    write(tmp_path, fmt, {"train": rows, "test": rows[:9]})
+    s = du.load_splits(spec(tmp_path, val_size=9))
+    assert s.label_names == ("1", "2", "10")
+    named = du.load_splits(spec(tmp_path, val_size=9, label_names=("neg", "neu", "pos")))
+    assert [named.label_names[y] for y in named.test["label"]] == [r["sentiment"][:3] for r in SPLITS["train"][:9]]
+
+
 def test_integer_labels_take_names_in_sorted_order(tmp_path):
     rows = [{"tweet": r["tweet"], "sentiment": {"negative": 4, "neutral": 7, "positive": 9}[r["sentiment"]]}
             for r in SPLITS["train"]]

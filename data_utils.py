@@ -1160,18 +1160,13 @@ def shift_note(names: list[str], validation: list[float], test: list[float], nou
             f"recall weighs each class equally. ")
 
 
-def classes_predicted(confusion: list[list[int]]) -> int:
-    """How many classes a confusion matrix (C x C counts; rows: true class, columns: predicted) has predictions of:
-    the columns with a nonzero sum."""
-    return sum(1 for column in zip(*confusion) if sum(column) > 0)
-
-
 def classes_missed(row: dict) -> str:
-    """"k of C" when an evaluation row's model predicted only k of its C classes (its confusion matrix), else "": a
-    model that has not learned, whatever its accuracy."""
+    """"k of C" when an evaluation row's model predicted only k of the C classes its texts hold (its confusion
+    matrix; a class the texts lack is not counted), else "": a model that has not learned, whatever its accuracy."""
     confusion = row.get("confusion") or []
-    k = classes_predicted(confusion) if confusion else 0
-    return f"{k} of {len(confusion)}" if confusion and k < len(confusion) else ""
+    held = [i for i, counts in enumerate(confusion) if sum(counts) > 0]
+    k = sum(1 for i in held if sum(counts[i] for counts in confusion) > 0)
+    return f"{k} of {len(held)}" if k < len(held) else ""
 
 
 def classes_neglected(row: dict, floor: float = 0.05, min_support: int = 20) -> dict:

@@ -251,6 +251,7 @@ def soft_label_teacher(teacher_dir: Path) -> dict:
             "teacher_model": trained.get("model_name"), "teacher_val_accuracy": metrics["val_accuracy"],
             "teacher_parameters": metrics.get("parameters"),
             "teacher_val_classes_predicted": metrics.get("val_classes_predicted"),
+            "teacher_val_classes_in_labels": metrics.get("val_classes_in_labels"),
             "data": {k: trained[k] for k in DATA_KEYS if k in trained},    # what the teacher was trained on
             "id2label": {str(i): n for i, n in enumerate(label_names(config))}, "truncation": truncation_settings(kd),
             "logits": f"float32 (rows, classes), computed in {logit_precision()}, row i = review i of the split in "
@@ -338,6 +339,7 @@ class Teacher:
     has_model: bool               # False for soft labels: no students cut from it, no intermediate losses
     digests: dict | None = None   # its train / validation / test splits (data_utils.split_digests); older: none
     classes_predicted: int | None = None   # how many of its classes it predicted on validation; older: not recorded
+    classes_in_labels: int | None = None   # how many classes validation holds; older: not recorded
 
 
 def find_teacher() -> Teacher:
@@ -350,7 +352,8 @@ def find_teacher() -> Teacher:
                              f"soft_labels/ folder of a run made with --soft_label_splits=train,unsupervised")
         meta = read_json(folder / "train.json")
         metrics = {"val_accuracy": meta["teacher_val_accuracy"], "parameters": meta.get("teacher_parameters"),
-                   "val_classes_predicted": meta.get("teacher_val_classes_predicted")}
+                   "val_classes_predicted": meta.get("teacher_val_classes_predicted"),
+                   "val_classes_in_labels": meta.get("teacher_val_classes_in_labels")}
         config, trained = meta, meta.get("data", {})
     else:
         folder = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
@@ -361,7 +364,8 @@ def find_teacher() -> Teacher:
         trained = config.get("sentiment_kd", {}).get("run_config", {})
         digests = config.get("sentiment_kd", {}).get("data_digests") or {}
     return Teacher(folder, tuple(label_names(config)), metrics["val_accuracy"], metrics.get("parameters"), trained,
-                   not SOFT_LABELS, {} if SOFT_LABELS else digests, metrics.get("val_classes_predicted"))
+                   not SOFT_LABELS, {} if SOFT_LABELS else digests, metrics.get("val_classes_predicted"),
+                   metrics.get("val_classes_in_labels"))
 
 
 def check_published_teacher(teacher: Teacher) -> None:
@@ -388,7 +392,8 @@ def check_teacher_accuracy(teacher: Teacher) -> None:
                          f"--min_teacher_accuracy={MIN_TEACHER_ACCURACY}: retrain it (fine_tuning_teacher.py with more --epochs or another "
                          f"--learning_rate, and --overwrite=true: a finished teacher is kept otherwise) or lower the threshold "
                          f"(it is for your data: chance with {len(teacher.labels)} classes is {1 / len(teacher.labels):.3f})")
-    missed = unpredicted_classes({"val_classes_predicted": teacher.classes_predicted}, len(teacher.labels))
+    missed = unpredicted_classes({"val_classes_predicted": teacher.classes_predicted,
+                                  "val_classes_in_labels": teacher.classes_in_labels}, len(teacher.labels))
     if missed:      # above the accuracy floor, yet blind to a class: its students learn the blindness from it
         log.warning("the teacher %s: %s (accuracy %.4f); students distilled from it learn to miss the same classes, "
                     "and their accuracy gain over a baseline can hide it (compare macro F1 in results.md); retrain the "

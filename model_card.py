@@ -204,10 +204,11 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
         lines.append(f"**Warning: on test it all but never recognised {recalled(neglected)} "
                      f"({test['precision']}): look at its confusion matrix before shipping it.**")
     if per:
-        theirs = test.get("teacher_recall") or {}
+        theirs, absent = test.get("teacher_recall") or {}, [n for n, c in per.items() if c.get("support", 1) == 0]
         lines.append(f"Test recall per class ({test['precision']}" + ("; the teacher's in brackets" if theirs else "")
                      + "): " + ", ".join(f"{n} {c['recall']:.4f}" + (f" ({theirs[n]:.4f})" if n in theirs else "")
-                                         for n, c in per.items()) + ".")
+                                         for n, c in per.items() if n not in absent)
+                     + (f"; no test text is {', '.join(map(str, absent))}" if absent else "") + ".")
     if hardware and cpu_was_busy(hardware):
         shared = (f"other processes kept {hardware['other_cores_busy']} of its {hardware.get('cpu_count')} cores busy"
                   if hardware.get("other_cores_busy") is not None else

@@ -532,8 +532,9 @@ def teacher_run_of(student: Path) -> str | None:
 
 def unpredicted_classes(metrics: dict, classes: int) -> str:
     """What a model's metrics.json says of the classes it never predicted on validation (val_classes_predicted, of
-    `classes`): "it predicted one class for every validation text", "... only k of C classes ...", or "" for all."""
-    seen = metrics.get("val_classes_predicted") or classes
+    `classes`; of those validation holds, val_classes_in_labels, where recorded): "it predicted one class for every
+    validation text", "... only k of C classes ...", or "" for all."""
+    seen, classes = metrics.get("val_classes_predicted") or classes, metrics.get("val_classes_in_labels") or classes
     if seen >= classes:
         return ""
     return "it predicted one class for every validation text" if seen == 1 else \

@@ -100,12 +100,14 @@ def align_tf32_flags() -> None:
 
 
 def compute_metrics(eval_pred) -> dict:
-    """Trainer hook: accuracy and macro F1 of the argmax of the logits (N, C) (classification_metrics), and how many
-    of the classes it predicts (1: the model has not learned the task, whatever its accuracy)."""
+    """Trainer hook: accuracy and macro F1 of the argmax of the logits (N, C) (classification_metrics), how many
+    classes the labels hold (classes_in_labels: a small validation file may lack one) and how many of those it
+    predicts at least once (classes_predicted; 1: the model has not learned the task, whatever its accuracy)."""
     logits, labels = eval_pred.predictions, eval_pred.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
-    preds = logits.argmax(-1)
-    return classification_metrics(preds, labels) | {"classes_predicted": int(len(np.unique(preds)))}
+    preds, present = logits.argmax(-1), np.unique(labels)
+    return classification_metrics(preds, labels) | {"classes_predicted": int(np.isin(present, preds).sum()),
+                                                    "classes_in_labels": int(len(present))}
 
 
 def console_or_file() -> logging.Logger:
@@ -381,9 +383,10 @@ def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int, history:
     """A warning when the model never predicts some of its classes on validation (`val`: Trainer.evaluate's metrics):
     it has not learned them, whatever its accuracy; when another evaluation of the run (`history`: the Trainer's
     log_history) predicted more of them, it names that one and the setting that would have kept it (on imbalanced
-    classes the best accuracy can be the checkpoint that predicts the common class alone)."""
-    seen = val["eval_classes_predicted"]
-    if seen >= classes:
+    classes the best accuracy can be the checkpoint that predicts the common class alone). Classes that validation
+    lacks (eval_classes_in_labels fewer than `classes`) are not counted."""
+    seen, held = val["eval_classes_predicted"], val.get("eval_classes_in_labels", classes)
+    if seen >= held:
         return
     fix = "train longer (--epochs) or at another --learning_rate" if seen == 1 else \
         "train longer (--epochs), at another --learning_rate, or with more examples of them"
@@ -398,8 +401,8 @@ def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int, history:
         log.warning("%s predicts one class for every validation text (accuracy %.4f: that class's share); it has not "
                     "learned the task: %s", out_dir, val["eval_accuracy"], fix)
     else:
-        log.warning("%s predicts only %d of its %d classes for the validation texts (accuracy %.4f); it has not learned "
-                    "the others: %s", out_dir, seen, classes, val["eval_accuracy"], fix)
+        log.warning("%s predicts only %d of the %d classes of the validation texts (accuracy %.4f); it has not learned "
+                    "the others: %s", out_dir, seen, held, val["eval_accuracy"], fix)
 
 
 def warn_if_near_chance(out_dir: Path, val: dict, labels, classes: int) -> None:
@@ -407,7 +410,8 @@ def warn_if_near_chance(out_dir: Path, val: dict, labels, classes: int) -> None:
     above the share of validation's most common class (`labels`: its ids), what always predicting that class scores:
     it has learned little (a model that leaves classes out is warned of that instead: warn_if_classes_unpredicted)."""
     majority = max(class_shares(labels, classes))
-    if val["eval_classes_predicted"] >= classes and val["eval_accuracy"] < majority + NEAR_CHANCE:
+    if val["eval_classes_predicted"] >= val.get("eval_classes_in_labels", classes) and \
+            val["eval_accuracy"] < majority + NEAR_CHANCE:
         log.warning("%s: validation accuracy %.4f is less than %d points above %.4f, what always predicting the most "
                     "common class scores: it has learned little; train longer (--epochs), at another --learning_rate, "
                     "or with more examples", out_dir, val["eval_accuracy"], round(NEAR_CHANCE * 100), majority)
@@ -502,7 +506,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     warn_if_near_chance(out_dir, val, trainer.eval_dataset["label"], trainer.model.config.num_labels)
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"], "val_classes_predicted": val["eval_classes_predicted"],
-        "val_examples": len(trainer.eval_dataset),
+        "val_classes_in_labels": val["eval_classes_in_labels"], "val_examples": len(trainer.eval_dataset),
         "train_time_s": round(train_time, 1), "resumed_from": resume,
         "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
         "optimizer_steps": trainer.state.max_steps,
@@ -538,7 +542,8 @@ def save_untrained(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         log.warning("%s: validation accuracy %.4f, below chance (%.4f): are its classes the data's, in the order its "
                     "config.json id2label names them?", info["base_model"], val["eval_accuracy"], 1 / classes)
     metrics = {"val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
-               "val_classes_predicted": val["eval_classes_predicted"], "val_examples": len(trainer.eval_dataset),
+               "val_classes_predicted": val["eval_classes_predicted"],
+               "val_classes_in_labels": val["eval_classes_in_labels"], "val_examples": len(trainer.eval_dataset),
                "untrained": True, "train_time_s": 0.0, "train_examples": 0, "epochs": 0, "optimizer_steps": 0,
                "parameters": count_parameters(trainer.model),
                "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}   # models.run_fingerprint tells two apart

@@ -170,6 +170,11 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
     assert "Beside the teacher on the same test texts: 97.5% of its accuracy (teacher 0.6421), at 3.1x its throughput " \
            "(fp32)." in beside                                      # 0.626 / 0.975
     assert "Test recall per class (fp32): negative 0.4100, positive 0.8000." in text
+    three = {"per_class": {"negative": {"recall": 0.41, "support": 10}, "neutral": {"recall": 0.0, "support": 0},
+                           "positive": {"recall": 0.8, "support": 14}}, "confusion": [[9, 0, 1], [0, 0, 0], [3, 0, 11]]}
+    small = write_card(folder, "cut", rows=[ours | three], test_size=24).read_text()   # a test file without neutral
+    assert "Test recall per class (fp32): negative 0.4100, positive 0.8000; no test text is neutral." in small
+    assert "Warning" not in small                                   # a class the texts lack is not one it missed
     from model_card import above_teacher
     assert above_teacher({"accuracy": 0.6, "retention": 97.5, "confusion": [[100, 50], [40, 110]]}) == ""   # below it
     assert above_teacher({"accuracy": 0.6, "retention": 100.0, "confusion": [[100, 50], [40, 110]]}) == ""  # level: not above

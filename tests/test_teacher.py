@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -535,7 +536,7 @@ def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):
     # a user's 4-class teacher never predicted "neutral" (test recall 0.0000): only one predicted class was flagged
     import inference
     training.warn_if_classes_unpredicted(tmp_path / "m", {"eval_classes_predicted": 3, "eval_accuracy": 0.61}, 4)
-    assert "m predicts only 3 of its 4 classes for the validation texts (accuracy 0.6100)" in caplog.text
+    assert "m predicts only 3 of the 4 classes of the validation texts (accuracy 0.6100)" in caplog.text
     caplog.clear()
     training.warn_if_classes_unpredicted(tmp_path / "m", {"eval_classes_predicted": 4, "eval_accuracy": 0.61}, 4)
     assert caplog.text == ""
@@ -546,6 +547,20 @@ def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):
     assert inference.validation_accuracy(folder) == \
         "validation accuracy 0.6100; WARNING: it predicted only 3 of its 4 classes on validation"
     (folder / "metrics.json").write_text(json.dumps({"val_accuracy": 0.61}))          # recorded before it was counted
+    assert inference.validation_accuracy(folder) == "validation accuracy 0.6100"
+    # a validation file without one of the classes: the model is not blamed for never predicting it
+    from transformers import EvalPrediction
+    logits = np.eye(4)[[0, 1, 2, 0, 1, 3]]             # labels 0, 1, 2 (no 3): each predicted, 3 predicted as well
+    m = training.compute_metrics(EvalPrediction(logits, np.array([0, 1, 2, 0, 1, 2])))
+    assert (m["classes_predicted"], m["classes_in_labels"]) == (3, 3)
+    m = training.compute_metrics(EvalPrediction(np.eye(4)[[0, 0, 3, 0, 0, 3]], np.array([0, 1, 2, 0, 1, 2])))
+    assert (m["classes_predicted"], m["classes_in_labels"]) == (1, 3)
+    caplog.clear()
+    training.warn_if_classes_unpredicted(folder, {"eval_classes_predicted": 3, "eval_classes_in_labels": 3,
+                                                  "eval_accuracy": 0.61}, 4)
+    assert caplog.text == ""
+    (folder / "metrics.json").write_text(json.dumps({"val_accuracy": 0.61, "val_classes_predicted": 3,
+                                                     "val_classes_in_labels": 3}))
     assert inference.validation_accuracy(folder) == "validation accuracy 0.6100"
 
 

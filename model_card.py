@@ -318,8 +318,15 @@ def pipeline_note(kd: dict) -> str:
 def onnx_card(card: str, export: Path) -> str:
     """The card of an ONNX export (export: its folder) from its model's card: the same metadata, recipe and
     figures, a line above the speed table saying which of its rows are this folder's files, and the usage section
-    telling how to run this folder (ONNX Runtime, no torch)."""
-    head, rest = onnx_metadata(card).split(f"\n{USAGE}\n", 1)
+    telling how to run this folder (ONNX Runtime, no torch), in place of the model's usage section (up to the next
+    heading); a card edited by hand without that heading gets it before its limits, else at the end."""
+    text = onnx_metadata(card)
+    head, used, rest = text.partition(f"\n{USAGE}\n")
+    if used:
+        tail = rest[rest.index("\n## "):] if "\n## " in rest else "\n"
+    else:
+        head, limited, rest = text.partition(f"\n{LIMITS}\n")
+        tail = f"\n{LIMITS}\n{rest}" if limited else "\n"
     whose = ("Rows onnx-fp32 / onnx-int8 are this folder's files; fp32, int8 and bf16 are the torch model's."
              if "| onnx-fp32 |" in head or "| onnx-int8 |" in head else
              "These files have not been evaluated yet: the figures below are the torch model's (`evaluate_models.py "
@@ -337,7 +344,7 @@ def onnx_card(card: str, export: Path) -> str:
            *([f'python inference.py --model {export} --onnx_file={INT8_FILE} "I loved it"   # int8'] if int8 else []), "```", "",
            f"or in Python: `from inference import predict; predict([\"I loved it\"], model=\"{export}\")`, which cuts long "
            f"texts as training did.", "", *plain_onnx_lines(export)]
-    return head + f"\n{USAGE}\n\n" + "\n".join(use) + f"\n{LIMITS}\n" + rest.split(f"\n{LIMITS}\n", 1)[1]
+    return head + f"\n{USAGE}\n\n" + "\n".join(use) + tail
 
 
 def onnx_metadata(card: str) -> str:

@@ -208,6 +208,14 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
                            "model.\n\nNot evaluated yet: `python evaluate_models.py --config ")
     edited = onnx_card(text.replace("## Test results and speed", "## Figures"), folder / "onnx")      # a hand-edited card
     assert "torch model's (`evaluate_models.py --onnx=true` measures them).\n\n## How to use" in edited
+    # its usage or limits heading renamed by hand (export.py crashed): the rest kept, the ONNX usage before the limits
+    limits = text.split("\n## Limits\n", 1)[1]
+    for renamed, keeps in (("## Limits", "## Caveats"), ("## How to use", "## Usage")):
+        card = onnx_card(text.replace(renamed, keeps), folder / "onnx")
+        assert keeps in card and "## How to use\n\nThis folder is the ONNX export of" in card
+        assert card.count("## How to use") == 1 and limits.strip().splitlines()[-1] in card
+    no_usage = onnx_card(text.replace("## How to use", "## Usage"), folder / "onnx")
+    assert no_usage.index("## How to use") < no_usage.index("## Limits") and no_usage.endswith(limits)
     from huggingface_hub import ModelCard           # its metadata: the model's, tagged onnx, not a transformers library
     torch_meta, onnx_meta = (ModelCard(card).data.to_dict() for card in (text, onnx_card(text, folder / "onnx")))
     assert torch_meta.pop("library_name") == "transformers" and "library_name" not in onnx_meta

@@ -36,6 +36,7 @@ MFU needs the device's peak: known GPUs are looked up (GPU_PEAKS); elsewhere giv
 import contextlib
 import functools
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -346,8 +347,10 @@ def lever_table(folder: Path, failed: list[str] = ()) -> str:
     """Markdown: every measurement saved in `folder` (<label>.json), one row each, grouped by model and sorted by
     throughput, so that each lever's before and after stand side by side; "vs base": reviews/s over those of the
     first measurement of its series (its "base"), where that is in the folder too; then the measurements of the
-    last series that failed (`failed`: one line each)."""
-    runs = {r["label"]: r for r in map(read_json, sorted(folder.glob("*.json"))) if "reviews_per_s" in r}
+    last series that failed (`failed`: one line each). A write killed midway (its <label>.tmp<pid>.json) is no
+    measurement."""
+    files = [f for f in sorted(folder.glob("*.json")) if not re.search(r"\.tmp\d+$", f.stem)]
+    runs = {r["label"]: r for r in map(read_json, files) if "reviews_per_s" in r}
     speedup = {label: r["reviews_per_s"] / runs[r["base"]]["reviews_per_s"] for label, r in runs.items() if r.get("base") in runs}
     runs = sorted((r | {k: r["config"].get(k) for k in ("batch_size", "compile", "optimizer", "num_workers", "group_by_length",
                                                              "max_length", "truncation")}

@@ -293,5 +293,6 @@ def test_the_lever_table_lists_the_fastest_first_with_its_speedup(tmp_path):
     for label, rate in (("a", 10.0), ("b", 20.0)):
         (tmp_path / f"{label}.json").write_text(json.dumps({"label": label, "model": "m", "reviews_per_s": rate,
                                                             "base": "a", "config": {}}))
+    (tmp_path / "c.tmp4242.json").write_text('{"label": "c", "mod')        # a write killed midway (atomic_path)
     rows = [line for line in bench.lever_table(tmp_path).splitlines() if line.startswith(("| a ", "| b "))]
     assert rows[0].startswith("| b | 2.00x") and rows[1].startswith("| a | 1.00x")

@@ -221,21 +221,30 @@ def at_hand(runs: list) -> tuple[list, list[str]]:
 def not_at_hand(name: str) -> str | None:
     """Why model `name`'s config does not load (its one-line UsageError), or None; asked once per process (the
     check before the series and the series itself)."""
-    from models import model_config
     try:
-        model_config(name)
+        loaded_config(name)
     except UsageError as e:
         return str(e)
     return None
 
 
+@functools.cache
+def loaded_config(name: str):
+    """Model `name`'s transformers config (models.model_config), loaded once per process."""
+    from models import model_config
+    return model_config(name)
+
+
 def check_config(cfg: dict) -> None:
     """Before anything is written: the data is there, the series is valid (check_series), and some model of the
-    series loads (the first one that does not is the error when none does)."""
+    series loads (the first one that does not is the error when none does), each at a max_length its positions hold."""
+    from models import check_max_length
     imdb_sources(("train",), DATA_DIR)
     measurable, missing = at_hand(check_series(cfg))
     if not measurable:
         raise UsageError(missing[0])
+    for r, _ in measurable:
+        check_max_length(loaded_config(r["MODEL_NAME"]), r["MAX_LENGTH"], r["MODEL_NAME"])
 
 
 def check_series(cfg: dict) -> list[tuple[dict, str]]:

@@ -118,7 +118,7 @@ def test_a_series_measures_each_setting_once_names_what_it_skips_and_stops_at_ma
     args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", "--batch_size=8", "--steps=3", "--warmup_steps=1")
     asked, model_config = [], models.model_config
     monkeypatch.setattr(models, "model_config", lambda name: asked.append(name) or model_config(name))
-    bench.not_at_hand.cache_clear()
+    bench.not_at_hand.cache_clear(), bench.loaded_config.cache_clear()
     once = bench.main(args + ['--levers=[{}, {attention = "sdpa"}, {pin_memory = false}]',
                               f"--model_names=tiny:bert,{tmp_path}/not-staged"])
     assert asked == ["tiny:bert", f"{tmp_path}/not-staged"]      # each model looked for once: the check, then the series
@@ -238,6 +238,7 @@ def lever_rows(folder):
     ("[{}, {batch_size = 4}]", "label 'x' would name 2 measurements of this series (MODEL_NAMES x LEVERS)"),
     ("[5]", "--levers='[5]': expected list of dict, got 5"),
     ("[{model_name = \"not-staged\"}]", "cannot load model 'not-staged'"),     # no model of the series at hand
+    ("[{max_length = 600, head_tokens = 16}]", "max_length 600: tiny:bert takes at most 512 tokens"),   # not a failed run
 ])
 def test_a_bad_series_is_one_line_before_anything_runs(imdb_parquet, tmp_path, levers, message):
     args = tiny_args(imdb_parquet, tmp_path, "--model_name=tiny:bert", f"--levers={levers}", "--label=x" if "label" in message else "--steps=1")

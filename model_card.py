@@ -8,6 +8,7 @@ here from what the folder itself records: config.json's `sentiment_kd` entry and
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from data_utils import accuracy_se, atomic_path, classes_missed, classes_neglected, read_json, recalled
@@ -221,7 +222,8 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
 def speed_lines(rows: list[dict], kd: dict) -> list[str]:
     if not rows:
         rc = kd.get("run_config", {})
-        how = f"--config {rc['config_file']}" if rc.get("config_file") else f"--experiment={rc.get('experiment', '<experiment>')}"
+        how = f"--config {shell(rc['config_file'])}" if rc.get("config_file") else \
+            f"--experiment={shell(rc.get('experiment', '<experiment>'))}"
         return [f"Not evaluated yet: `python evaluate_models.py {how}` adds the test metrics."]
     lines = ["| precision | test accuracy | macro F1 | agreement with teacher | size (MB) | p50 ms (batch 1) | texts/s |",
              "|---|---|---|---|---|---|---|"]
@@ -268,7 +270,7 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
             USAGE, "", "```python", "from transformers import pipeline",
             f'clf = pipeline("text-classification", model="{where_used}", truncation=True)  # or its hub id, once pushed',
             'clf("I loved it")', "```", "",
-            f"or `python inference.py --model {where_used} \"I loved it\"` ({onnx_words(folder, where_used)})."
+            f"or `python inference.py --model {shell(where_used)} \"I loved it\"` ({onnx_words(folder, where_used)})."
             f"{pipeline_note(kd)}", "",
             LIMITS, "",
             f"{facts['domain'][0].upper() + facts['domain'][1:]} only; {len(facts['labels'])} labels. "
@@ -290,8 +292,13 @@ def one_sided(metrics: dict, facts: dict) -> str:
 def onnx_words(folder: Path, where_used: Path) -> str:
     """How to run the model with ONNX Runtime: its export in <folder>/onnx, or how to make one."""
     if is_onnx_folder(folder / "onnx"):
-        return f"its ONNX export, for ONNX Runtime without torch: `--model {where_used}/onnx`"
-    return f"an ONNX export: `python export.py --model={where_used}`, then `--model {where_used}/onnx`"
+        return f"its ONNX export, for ONNX Runtime without torch: `--model {shell(f'{where_used}/onnx')}`"
+    return f"an ONNX export: `python export.py --model={shell(where_used)}`, then `--model {shell(f'{where_used}/onnx')}`"
+
+
+def shell(path) -> str:
+    """`path` as typed in a shell command (quoted where it holds spaces or other special characters)."""
+    return shlex.quote(str(path))
 
 
 def machine_words(hardware: dict) -> str:
@@ -340,8 +347,9 @@ def onnx_card(card: str, export: Path) -> str:
     use = [f"This folder is the ONNX export of `{export.parent}` (`export.py`): `model.onnx` (fp32)"
            + (f" and `{INT8_FILE}` (ONNX Runtime dynamic int8)" if int8 else "")
            + ", with config.json and the tokenizer; it runs without torch.", "",
-           "```bash", f'python inference.py --model {export} "I loved it"',
-           *([f'python inference.py --model {export} --onnx_file={INT8_FILE} "I loved it"   # int8'] if int8 else []), "```", "",
+           "```bash", f'python inference.py --model {shell(export)} "I loved it"',
+           *([f'python inference.py --model {shell(export)} --onnx_file={INT8_FILE} "I loved it"   # int8'] if int8 else []),
+           "```", "",
            f"or in Python: `from inference import predict; predict([\"I loved it\"], model=\"{export}\")`, which cuts long "
            f"texts as training did.", "", *plain_onnx_lines(export)]
     return head + f"\n{USAGE}\n\n" + "\n".join(use) + tail
@@ -437,8 +445,8 @@ def card_after_export(folder: Path, fresh: bool) -> None:
     path = Path(folder) / "README.md"
     if not path.is_file():
         return
-    text = re.sub(r"an ONNX export: `python export\.py --model=([^`]+)`, then `--model \1/onnx`",
-                  r"its ONNX export, for ONNX Runtime without torch: `--model \1/onnx`", path.read_text())
+    text = re.sub(r"an ONNX export: `python export\.py --model=[^`]+`, then `--model ([^`]+)`",
+                  r"its ONNX export, for ONNX Runtime without torch: `--model \1`", path.read_text())
     if fresh:
         text = "".join(line for line in text.splitlines(keepends=True) if not re.match(r"\| onnx-(fp32|int8) \|", line))
     if text != path.read_text():

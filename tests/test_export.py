@@ -1,6 +1,7 @@
 """export.py / onnx_runtime.py: tiny BERT and RoBERTa students exported to ONNX, run by ONNX Runtime
 without torch, inference.py on an ONNX folder, and the onnx rows of evaluate_models.py."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -408,6 +409,23 @@ def test_an_evaluation_without_onnx_keeps_the_onnx_rows_it_found(onnx_evaluated,
         (out / "tiny" / "logs" / "evaluate.log").read_text()
     result = ev.main(tiny_args(imdb_parquet, out, *args, "--onnx=false", cache=False))
     assert [r["precision"] for r in result["rows"] if r["model"] == "cut"] == ["fp32"]
+
+
+def test_the_cards_commands_run_as_pasted_from_a_folder_with_a_space(exported, tmp_path):
+    # `--model /tmp/my models/cut/onnx` ran as --model /tmp/my: every path in a card's commands is shell-quoted
+    import shlex
+
+    import inference
+    from model_card import write_card, write_onnx_card
+    folder = shutil.copytree(exported["cut"], tmp_path / "my models" / "cut")
+    write_card(folder, "cut")
+    write_onnx_card(folder)
+    for card in (folder / "README.md", folder / "onnx" / "README.md"):
+        used = [line for line in card.read_text().splitlines() if "python inference.py --model" in line]
+        command = re.search(r"python inference\.py (--model [^`]+?) \"I loved it\"", used[0]).group(1)
+        assert shlex.split(command)[1] in (str(folder), str(folder / "onnx"))
+        assert inference.main([*shlex.split(command), "I loved it"])[0]["label"] in ("positive", "negative")
+    assert f"its ONNX export, for ONNX Runtime without torch: `--model '{folder}/onnx'`" in (folder / "README.md").read_text()
 
 
 def test_a_new_export_drops_the_figures_of_the_files_it_replaced(exported, tmp_path):

@@ -340,6 +340,7 @@ class Teacher:
     digests: dict | None = None   # its train / validation / test splits (data_utils.split_digests); older: none
     classes_predicted: int | None = None   # how many of its classes it predicted on validation; older: not recorded
     classes_in_labels: int | None = None   # how many classes validation holds; older: not recorded
+    base_model: str | None = None          # the hub model it was fine-tuned from (a student cut from it descends from it)
 
 
 def find_teacher() -> Teacher:
@@ -365,7 +366,8 @@ def find_teacher() -> Teacher:
         digests = config.get("sentiment_kd", {}).get("data_digests") or {}
     return Teacher(folder, tuple(label_names(config)), metrics["val_accuracy"], metrics.get("parameters"), trained,
                    not SOFT_LABELS, {} if SOFT_LABELS else digests, metrics.get("val_classes_predicted"),
-                   metrics.get("val_classes_in_labels"))
+                   metrics.get("val_classes_in_labels"),
+                   config.get("teacher_model") if SOFT_LABELS else config.get("sentiment_kd", {}).get("base_model"))
 
 
 def check_published_teacher(teacher: Teacher) -> None:
@@ -963,7 +965,7 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
                              callbacks=loggers(REPORT_TO, Path(OUTPUT_DIR) / EXPERIMENT / "runs" / run.name),
                              temperature=st["temperature"], **inner)
     record = model_record("student", kind="distilled" if run.distilled else "baseline", student=run.spec,
-                          teacher=str(teacher.where), settings={k: v for k, v in st.items() if k != "max_length"},
+                          teacher=str(teacher.where), base_model=run.spec.get("model") or teacher.base_model, settings={k: v for k, v in st.items() if k != "max_length"},
                           layer_map=inner.get("layer_map"), max_length=st["max_length"], truncation=TRUNCATION,
                           head_tokens=HEAD_TOKENS, run_config=public_config(cfg))
     extra = {"teacher_val_accuracy": teacher.val_accuracy, "teacher_parameters": teacher.parameters,

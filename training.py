@@ -330,7 +330,8 @@ def model_record(role: str, *, max_length: int, truncation: str, head_tokens: in
     """The one record of how a model was made, saved in its config.json as `sentiment_kd` (and so in the
     published outputs/<exp>/models/<name>.json); every reader (evaluation, inference, cards) uses it.
 
-    role: teacher | student; kind: distilled | baseline (students); tokenization: max_length, truncation,
+    role: teacher | student; kind: distilled | baseline (students); base_model: the hub model it descends from (a
+    student: its own pretrained model, else the teacher's, whose layers it was cut from); tokenization: max_length, truncation,
     head_tokens (how to tokenize its inputs); student: its STUDENTS entry; settings: what it trained with
     (a baseline's alpha 1.0 and transfer_size 0 included); run_config: the script's effective configuration;
     data_digests: the teacher's splits (data_utils.split_digests), which the later steps check; base_classifier: the

@@ -181,6 +181,17 @@ def test_a_gpu_that_only_emulates_bf16_trains_in_fp16(monkeypatch):
     assert training.pick_precision() == {"bf16": True}
 
 
+def test_a_students_record_names_the_model_it_descends_from(tiny_experiment):
+    # a cut student's card read its base model (and license) from the teacher's folder by a path relative to where
+    # distill_student.py ran: evaluated from elsewhere, the card lost them. Recorded with the student now.
+    def record(name):
+        return json.loads((tiny_experiment / "tiny" / "students" / name / "config.json").read_text())["sentiment_kd"]
+    assert record("cut")["base_model"] == record("cut-baseline")["base_model"] == "tiny:bert"    # the teacher's
+    assert record("roberta")["base_model"] == "tiny:roberta"                                       # its own
+    from model_card import base_model
+    assert base_model(record("cut") | {"base_model": "bert-base-uncased", "teacher": "rel/nowhere"}) == "bert-base-uncased"
+
+
 def test_teacher_logits_of_another_precision_are_another_cache(tiny_experiment, monkeypatch):
     # a GPU computes them under bf16 autocast: a CPU run must not reuse them as fp32 (nor the reverse)
     folder = tiny_experiment / "tiny" / "teacher"

@@ -734,16 +734,18 @@ def log_files(path: str, files: dict, flag: str) -> None:
 def check_tsv_fields(raw: dict, files: dict) -> None:
     """UsageError for a TSV field that most likely opened with an unmatched `"`, which makes the reader join it
     with the lines after it (rows lost without a word): with two or more columns the joined lines bring their
-    tabs, so a field holding a tab; in a one-column file, one holding a line break too. A quoted line break
-    (a multi-paragraph text as pandas and csv.writer write it) reads as written."""
+    tabs and line breaks, so a field holding both; in a one-column file, one holding a tab or a line break. A
+    quoted tab, or a quoted line break in a file of two or more columns (a multi-paragraph text as pandas and
+    csv.writer write it), reads as written."""
     for split, ds in raw.items():
-        seps = {"\t": "tab"} if len(ds.column_names) > 1 else {"\t": "tab", "\n": "line break"}
+        several = len(ds.column_names) > 1
         for column in ds.column_names:
-            bad = next((i for i, v in enumerate(ds[column]) if isinstance(v, str) and any(c in v for c in seps)), None)
+            bad = next((i for i, v in enumerate(ds[column]) if isinstance(v, str) and
+                        (("\t" in v and "\n" in v) if several else ("\t" in v or "\n" in v))), None)
             if bad is not None:
                 where = ", ".join(map(str, files[split]))
-                raise UsageError(f"{where}: column {column!r} at {data_row(where, bad)}, spans a "
-                                 f"{' or '.join(seps.values())}, most "
+                raise UsageError(f"{where}: column {column!r} at {data_row(where, bad)}, spans "
+                                 f"{'tabs and line breaks' if several else 'a tab or line break'}, most "
                                  f'likely from a field opening with an unmatched " that joined the lines after it; remove or '
                                  f"double that quote, or save the data as CSV")
 

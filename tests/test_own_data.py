@@ -274,6 +274,7 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
     rows = tweets(60, 1)
     rows[3]["tweet"], rows[5]["tweet"] = 'He said "wow", loudly', '"Quoted" at the start'
     rows[9]["tweet"] = "Two paragraphs.\n\nThe second, \"quoted\"."                  # quoted line breaks
+    rows[11]["tweet"] = "column A\tcolumn B"                                      # a quoted tab
     for sep, name in ((",", "ok.csv"), ("\t", "ok.tsv")):
         pd.DataFrame(rows).to_csv(tmp_path / name, index=False, sep=sep)
         raw, _ = du.read_files(str(tmp_path / name), "--data")
@@ -293,7 +294,8 @@ def test_csv_and_tsv_as_pandas_writes_them_and_what_it_reads_as_missing(tmp_path
         du.read_files(str(tmp_path / "eof.tsv"), "--data")
     lines[20] = 'a "fine" film\tpositive'                                          # a quote further on
     (tmp_path / "bad.tsv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(du.UsageError, match=r"bad.tsv: column 'tweet' at data row 7, a header line not counted, spans a tab, "
+    with pytest.raises(du.UsageError, match=r"bad.tsv: column 'tweet' at data row 7, a header line not counted, spans tabs "
+                                            r"and line breaks, "
                                             r"most likely from a field opening with an unmatched"):
         du.read_files(str(tmp_path / "bad.tsv"), "--data")
     texts = ["text"] + [r["tweet"] for r in tweets(20, 2)]                      # one column: transfer texts

@@ -612,7 +612,8 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
             hint += ('; a field that opens with a " is read to the next " (line breaks included): close it, write it '
                      'twice ("") inside a quoted field, or remove it')
         kind = head.suffix.lower().lstrip(".").upper() if builder == "csv" else builder    # a .tsv is no "csv" to its user
-        raise UsageError(f"{flag}={path}: cannot read it as {kind} ({first}); check the file's format{hint}") from None
+        which = differing_file(files)
+        raise UsageError(f"{flag}={path}: " + (which or f"cannot read it as {kind} ({first}); check the file's format{hint}")) from None
     finally:
         datasets_logging.set_verbosity(level)
     if kw.get("sep") == "\t":
@@ -620,6 +621,33 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
     if builder == "json":
         check_json_rows(raw, files)
     return dict(raw), {s: ", ".join(str(f) for f in fs) for s, fs in files.items()}
+
+
+def differing_file(files: dict) -> str:
+    """After the reader failed on several files together (one schema for all: "Failed to parse string: 'pos' as a
+    scalar of type int64"): which file holds a column of another type than the first file's, read alone with pandas
+    (a column of labels as names in one file, integers in another); "" when none does or one file is read."""
+    import pandas as pd
+    listed = [f for fs in files.values() for f in fs]
+    if len(listed) < 2:
+        return ""
+
+    def kinds(f: Path) -> dict:
+        suffix = f.suffix.lower()
+        df = pd.read_parquet(f) if suffix == ".parquet" else pd.read_json(f, lines=suffix == ".jsonl") \
+            if suffix in (".json", ".jsonl") else pd.read_csv(f, sep="\t" if suffix == ".tsv" else ",")
+        return {c: "texts" if t.kind in "OSU" else "numbers" for c, t in df.dtypes.items()}
+    try:
+        ref = kinds(listed[0])
+        for f in listed[1:]:
+            theirs = kinds(f)
+            column = next((c for c in theirs if c in ref and theirs[c] != ref[c]), None)
+            if column is not None:
+                return (f"column {column!r} holds {theirs[column]} in {f}, {ref[column]} in {listed[0]}; write it the "
+                        f"same way in every file (labels: all names, or all integers)")
+    except Exception:     # a file pandas cannot read either: the reader's own error says more
+        return ""
+    return ""
 
 
 def check_json_rows(raw: dict, files: dict) -> None:
@@ -648,6 +676,8 @@ def check_not_empty(f: Path, flag: str) -> None:
     else:
         with open(f, "rb") as fh:          # the first two non-blank lines are enough to tell
             seen = sum(1 for _ in zip(range(needed), (line for line in fh if line.strip())))
+        if f.suffix.lower() == ".json" and seen and f.stat().st_size < 64:      # a JSON array of no rows: "[]"
+            seen = 0 if f.read_bytes().decode("utf-8-sig", "replace").split() in (["[]"], ["[", "]"]) else seen
     if seen < needed:
         what = "is empty" if seen == 0 else "holds a header line and no rows"
         raise UsageError(f"{flag}: {f} {what}; give a file with one row per text")
@@ -684,12 +714,16 @@ def file_columns(f: Path) -> list[str] | None:
 def check_same_columns(files: dict, flag: str) -> None:
     """UsageError when a file of a folder has other columns than its first train file (an unsupervised file may
     leave some out: its labels). The reader would read a missing column as empty (a test file without its label
-    column was reported as missing labels) or fail to cast, naming neither file."""
+    column was reported as missing labels) or fail to cast, naming neither file; or when a header names a column
+    twice (read as `text` and `text.1`, or not at all)."""
     first = next(iter(files.values()))[0]
     ref = file_columns(first)
     for split, fs in files.items():
         for f in fs:
             cols = file_columns(f)
+            twice = next((c for c in cols or [] if cols.count(c) > 1), None)
+            if twice is not None:
+                raise UsageError(f"{flag}: {f} names the column {twice!r} twice in its header; give each column its own name")
             if ref is None or cols is None or set(cols) == set(ref) or (split == "unsupervised" and set(cols) <= set(ref)):
                 continue
             raise UsageError(f"{flag}: {f} has the columns {', '.join(cols)}, but {first} has {', '.join(ref)}; give the "

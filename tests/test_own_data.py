@@ -409,6 +409,18 @@ def test_a_folders_files_need_the_same_columns_and_extra_ones_are_named(tmp_path
         assert set(du.read_files(str(tmp_path), "--data")[0]) == {"train", "test", "unsupervised"}
     assert f"--data={tmp_path}: not read, as no split is in the name: more/mytest.csv; name a file after its split " \
         f"(train, validation, test or unlabeled: test.csv, my_test.csv) to read it" in caplog.text
+    # labels as integers in one file and names in another; a header naming a column twice: each file named
+    # (the reader said "Failed to parse string: 'pos' as a scalar of type int64", "Couldn't cast")
+    mixed = tmp_path / "mixed"
+    write(mixed, "csv", {"train": [r | {"sentiment": i % 3} for i, r in enumerate(tweets(30, 1))], "test": tweets(6, 3)})
+    with pytest.raises(du.UsageError, match=r"^--data=\S+mixed: column 'sentiment' holds texts in \S+/test.csv, numbers in "
+                                            r"\S+/train.csv; write it the same way in every file \(labels: all names, or "
+                                            r"all integers\)$"):
+        du.read_files(str(mixed), "--data")
+    (mixed / "test.csv").write_text("tweet,sentiment,tweet\na,1,b\n")
+    with pytest.raises(du.UsageError, match=r"^--data: \S+/test.csv names the column 'tweet' twice in its header; give each "
+                                            r"column its own name$"):
+        du.read_files(str(mixed), "--data")
 
 
 def test_a_semicolon_csv_gets_a_hint_and_one_line(tmp_path, capfd):
@@ -804,7 +816,7 @@ def test_a_data_file_without_rows_is_named_as_such(tmp_path):
     import pyarrow.parquet as pq
     cases = {"empty.csv": ("", "is empty"), "blank.jsonl": ("\n  \n", "is empty"),
              "header.csv": ("text,label\n\n", "holds a header line and no rows"),
-             "header.tsv": ("text\tlabel\n", "holds a header line and no rows")}
+             "header.tsv": ("text\tlabel\n", "holds a header line and no rows"), "array.json": ("[ ]\n", "is empty")}
     for name, (content, what) in cases.items():
         (tmp_path / name).write_text(content)
         with pytest.raises(du.UsageError, match=rf"^--data: {tmp_path / name} {what}; give a file with one row per text$"):

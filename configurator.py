@@ -301,7 +301,8 @@ def parse_argv(argv: list[str], defaults: dict, texts: bool = False) -> tuple[di
         if not eq and isinstance(defaults.get(key), bool):
             value, i = ("true", i) if texts or follows is None or follows.strip().lower() not in BOOL_WORDS \
                 else (follows, i + 1)
-        elif not eq and follows is not None and not follows.startswith("--") and not (texts and key not in defaults):
+        elif not eq and follows is not None and not follows.startswith("--") and \
+                not (texts and key not in defaults and name != "config"):
             value, i = follows, i + 1                 # `--name value`; another script's flag before texts takes none
         elif not eq and key in defaults:
             raise UsageError(f"--{name} needs a value: --{name}=VALUE")

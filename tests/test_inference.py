@@ -43,6 +43,10 @@ def test_texts_as_arguments(outputs):
     # a setting of another script (one command line for every step) is noted and ignored; no script's is an error
     r = run(f"--output_dir={outputs}", "--epochs=3", "I loved it")
     assert r.returncode == 0 and "note: ignored --epochs (settings of other scripts)" in r.stderr
+    # --config FILE (a space, as the README writes it) names the experiment whose best student predicts
+    r = run(f"--output_dir={outputs}", "--config", str(ROOT / "configs" / "tiny.toml"), "I loved it")
+    assert r.returncode == 0 and len(lines(r)) == 1 and lines(r)[0].endswith("I loved it"), r.stderr
+    assert "/tiny/students/" in r.stderr
     r = run(f"--output_dir={outputs}", "--epochz=3", "I loved it")
     assert r.returncode == 2 and r.stderr.startswith("error: unknown constant '--epochz' (no script has it)")
     r = run(f"--output_dir={outputs}", "--5 stars, would watch again")

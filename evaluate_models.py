@@ -218,6 +218,31 @@ def slowed_rows(rows: list[dict], device: str, cores: int | None) -> list[str]:
             and cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"), "cpu_count": cores})]
 
 
+def mark_busy_speedups(rows: list[dict], device: str, cores: int | None) -> list[dict]:
+    """`rows` (relative_figures') with speedup_busy True on those whose speedup divides two timings one of which
+    other processes slowed (slowed_rows' rule: this row's, or the teacher row's it is taken against): a slowed
+    teacher makes every speedup read high (a user's 33x for a 6.5x student), a slowed student its own low."""
+    from model_card import cpu_was_busy
+
+    def slowed(r):
+        return not r.get("published") and cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"),
+                                                        "cpu_count": cores})
+    teachers = {f"teacher {r['precision']}": r for r in rows if r["kind"] == "teacher"}
+    for r in rows:
+        over = teachers.get(r.get("speedup_over", ""))
+        if r.get("speedup") is not None and (slowed(r) or (over is not None and slowed(over))):
+            r["speedup_busy"] = True
+    return rows
+
+
+def busy_note(rows: list[dict]) -> str:
+    """The footnote of the speedups marked † (mark_busy_speedups), or ""."""
+    if not any(r.get("speedup_busy") for r in rows):
+        return ""
+    return ("† Speedup from a timing that other processes slowed (this row's, or the teacher's it divides): "
+            "unreliable; evaluate again on a quiet machine for speedups to publish.")
+
+
 def warn_if_shared(device: str, rows: list[dict]) -> None:
     """A warning naming the rows slowed_rows finds."""
     slowed = slowed_rows(rows, device, os.cpu_count())
@@ -577,6 +602,8 @@ def markdown_table(rows: list[dict], noun: str = "reviews") -> str:
         cells = ["" if r[k] is None else fmt.format(r[k]) for k, fmt in _COLUMNS]
         if r.get("retention_ci"):
             cells[[k for k, _ in _COLUMNS].index("retention")] += " ({:.1f}-{:.1f})".format(*r["retention_ci"])
+        if r.get("speedup_busy"):
+            cells[[k for k, _ in _COLUMNS].index("speedup")] += " †"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -622,19 +649,24 @@ def f1_gain_note(groups: list[dict], floor: float = 0.005) -> str:
             f"per-class recall in results.json); judge by macro F1 when the classes are not balanced." if said else "")
 
 
+FASTER = 1.2    # throughput over the most accurate student's that makes another "the fastest" (below: timing noise)
+
+
 def ship_choice(rows: list[dict]) -> tuple[dict, dict, float] | None:
     """(best, fastest, se) among the fp32 students (distilled or not) that learned every class and recorded their
     validation accuracy and its size: `best` of the highest validation accuracy (ties: the faster), `fastest` the
-    highest throughput among those within one standard error of it on validation (se: accuracy_se, points), so
-    that the choice reads no test figure. None without such a student."""
+    highest throughput among those within one standard error of it on validation (se: accuracy_se, points) and at
+    least FASTER times best's throughput (two seeds of one architecture differ by timing noise alone), else best;
+    so the choice reads no test figure. None without such a student."""
     pool = [r for r in rows if r["kind"] != "teacher" and r["precision"] == "fp32" and r.get("val_accuracy") is not None
             and r.get("val_examples") and not classes_missed(r)]
     if not pool:
         return None
     best = max(pool, key=lambda r: (r["val_accuracy"], r["throughput"]))
     se = accuracy_se(best["val_accuracy"], best["val_examples"])
-    fastest = max((r for r in pool if 100 * (best["val_accuracy"] - r["val_accuracy"]) <= se), key=lambda r: r["throughput"])
-    return best, fastest, se
+    faster = [r for r in pool if 100 * (best["val_accuracy"] - r["val_accuracy"]) <= se
+              and r["throughput"] >= FASTER * best["throughput"]]
+    return best, max(faster, key=lambda r: r["throughput"], default=best), se
 
 
 def ship_note(rows: list[dict]) -> str:
@@ -647,7 +679,8 @@ def ship_note(rows: list[dict]) -> str:
 
     def said(r):
         return (f"{r['model']} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f}, "
-                f"{r['retention']:.1f}% of the teacher's, at {r['speedup']:.2f}x its throughput)") if r.get("speedup") \
+                f"{r['retention']:.1f}% of the teacher's, at {r['speedup']:.2f}x its throughput"
+                f"{', timed on a busy CPU' if r.get('speedup_busy') else ''})") if r.get("speedup") \
             else f"{r['model']} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f})"
     text = f"\n\n**To ship**, chosen on validation: the most accurate student is {said(best)}"
     if fast is not best:
@@ -733,8 +766,8 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                   + result["chosen"].get("by", "validation accuracy of each distilled entry minus its matched baseline's")
                   + f". Each chosen entry was then trained at "
                   f"{result['chosen']['best_seeds']} seeds in all, each beside its own baseline (chosen.json).")
-    one_sided = " ".join(x for x in [one_sided_note(rows, noun).strip(), length_note(rows).strip(), unfinished_note(result)]
-                         if x)                                                                           # under the table
+    one_sided = " ".join(x for x in [one_sided_note(rows, noun).strip(), length_note(rows).strip(), unfinished_note(result),
+                                     busy_note(rows)] if x)                                                                           # under the table
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
             f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun)
             + (f"\n\n{one_sided}" if one_sided else "") + gains
@@ -1447,7 +1480,8 @@ def main(argv=None) -> dict:
     # 3. figures relative to the fp32 teacher; 4. tables, plots and cards
     paired_tests(rows, split["labels"])            # these two before relative_figures drops the predictions
     retention_intervals(rows, split["labels"])
-    return publish(cfg, relative_figures(rows), models, split, device, load, preds_dir, stale)
+    rows = mark_busy_speedups(relative_figures(rows), device, os.cpu_count())
+    return publish(cfg, rows, models, split, device, load, preds_dir, stale)
 
 
 def data_spec(kd: dict) -> DataSpec:

@@ -169,6 +169,9 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
                         hardware=busy, test_size=24).read_text()
     assert "Beside the teacher on the same test texts: 97.5% of its accuracy (teacher 0.6421), at 3.1x its throughput " \
            "(fp32)." in beside                                      # 0.626 / 0.975
+    slowed = write_card(folder, "cut", rows=[ours | {"kind": "distilled", "retention": 97.5, "speedup": 33.3,
+                                                     "speedup_busy": True}], test_size=24).read_text()
+    assert "at 33.3x its throughput (fp32; timed while other work slowed it or the teacher: unreliable)." in slowed
     assert "Test recall per class (fp32): negative 0.4100, positive 0.8000." in text
     three = {"per_class": {"negative": {"recall": 0.41, "support": 10}, "neutral": {"recall": 0.0, "support": 0},
                            "positive": {"recall": 0.8, "support": 14}}, "confusion": [[9, 0, 1], [0, 0, 0], [3, 0, 11]]}

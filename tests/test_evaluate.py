@@ -135,9 +135,10 @@ def test_evaluate_tiny_experiment_writes_everything(tiny_experiment, imdb_parque
     saved = json.loads((root / "results.json").read_text())
     assert saved["texts"] == 24 and saved["hardware"]["device"] == "cpu" and saved["hardware"]["torch_threads"] >= 1
     assert saved["hardware"]["load_average_1min"] >= 0 and "when measuring began" in (root / "results.md").read_text()
-    assert saved["hardware"]["other_cores_busy"] >= 0         # rows timed in under a second: None, too short to tell
+    busy = saved["hardware"]["other_cores_busy"]             # an evaluation of under a second: None, too short to tell
+    assert busy is None or busy >= 0
     assert all(r["other_cores_busy"] is None or r["other_cores_busy"] >= 0 for r in saved["rows"])
-    assert "cores busy while measuring" in (root / "results.md").read_text()
+    assert ("cores busy while measuring" in (root / "results.md").read_text()) == (busy is not None)
     names = [(r["model"], r["precision"]) for r in saved["rows"]]
     assert names == [(m, p) for m in ("teacher", "cut", "cut-baseline", "roberta") for p in ("fp32", "int8")]
     keys = {"accuracy", "f1", "precision_macro", "recall_macro", "agreement", "params", "size_mb", "compression",

@@ -288,6 +288,20 @@ def test_figures_count_the_measured_steps_only(monkeypatch):
     r = bench.figures(trainer, timer, clock, model, "cpu", "cpu")
     assert (r["seconds"], r["step_s_median"], r["steps_measured"]) == (6.0, 1.0, 3)
     assert r["reviews_per_s"] == pytest.approx(6 / 6.0) and r["padding_fraction"] == pytest.approx(1 - 24 / 24)
+    # the measured window's own batches: lengths 4+2, 3+3, 5+1 = 18 real tokens of 8 + 6 + 10 = 24 padded
+    trainer.batches = [(torch.tensor([9, 9]), 18)] * 2 + [(torch.tensor([4, 2]), 8), (torch.tensor([3, 3]), 6),
+                                                          (torch.tensor([5, 1]), 10)]
+    r = bench.figures(trainer, timer, clock, model, "cpu", "cpu")
+    assert (r["padding_fraction"], r["mean_tokens"], r["tokens_per_s"]) == (pytest.approx(0.25), 3.0, 3.0)
+    flops = bench.model_flops([4, 2, 3, 3, 5, 1], *bench.matmul_parameters(model)[:1], model.config.num_hidden_layers,
+                              model.config.hidden_size, bench.matmul_parameters(model)[1])
+    assert r["model_tflops_per_s"] == pytest.approx(flops / 6.0 / 1e12)
+    # one process on 4 GPUs (DataParallel): the peak of all 4, so MFU is not 4 times too high
+    import runs
+    monkeypatch.setattr(runs, "devices_per_process", lambda: 4)
+    r = bench.figures(trainer, timer, clock, model, "cuda", "NVIDIA H100 80GB HBM3")
+    assert r["peak_tflops"] == pytest.approx(4 * bench.peak_tflops("NVIDIA H100 80GB HBM3", 1))
+    assert r["mfu"] == pytest.approx(r["model_tflops_per_s"] / r["peak_tflops"])
 
 
 def test_the_lever_table_lists_the_fastest_first_with_its_speedup(tmp_path):

@@ -61,6 +61,15 @@ def test_make_splits_stratified_seeded_disjoint(imdb_parquet):
         du.make_splits(data, val_size=0)
 
 
+def test_stratified_indices_at_the_edges():
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    assert sorted(labels[du.stratified_indices(labels, 3, 0)]) == [0, 1, 2]      # n = classes: one of each, allowed
+    assert du.stratified_indices([0, 1, 0, 1], 4, 0).tolist() == [0, 1, 2, 3]   # all rows: every row
+    assert (np.diff(du.stratified_indices([0, 1] * 20, 8, 3)) > 0).all()           # in the data's order
+    with pytest.raises(UsageError, match=r"set the sample size between 3 and 27$"):
+        du.stratified_indices(labels, 2, 0)
+
+
 @pytest.mark.parametrize("strategy,expected", [
     ("head", [0, 1, 2, 3, 4, 5]),
     ("tail", [4, 5, 6, 7, 8, 9]),

@@ -44,6 +44,8 @@ def test_matches_hand_computation():
     assert parts["ce"].item() == pytest.approx(ce, rel=1e-6)
     assert parts["kl"].item() == pytest.approx(kl, rel=1e-6)
     assert loss.item() == pytest.approx(a * ce + (1 - a) * T ** 2 * kl, rel=1e-6)
+    _, two = training.distillation_loss(s.repeat(2, 1), t.repeat(2, 1), y.repeat(2), a, T)   # logged parts: batch means
+    assert two["kl"].item() == pytest.approx(kl, rel=1e-6) and two["ce"].item() == pytest.approx(ce, rel=1e-6)
 
 
 def test_finite_with_huge_logits_and_fp16():
@@ -231,9 +233,13 @@ def test_optimizer_steps_matches_the_trainer_arithmetic(tmp_path, caplog):
     assert training.optimizer_steps(40, 1.0, 8, 1) == 5 and training.optimizer_steps(44, 1.0, 8, 1) == 6
     assert training.optimizer_steps(44, 2.5, 8, 1) == 15 and training.optimizer_steps(44, 1.0, 8, 4) == 2
     assert training.optimizer_steps(100, 1.0, 10, 1, world_size=2) == 5
+    assert training.optimizer_steps(40, 1.5, 8, 1) == 8                    # 5 batches x 1.5 epochs = 7.5: rounded up
     # a model about to take fewer than FEW_STEPS (a small file at batch 32) is warned of before training
     args = training.training_arguments(tmp_path, epochs=2.0, batch_size=32, learning_rate=1e-4, eval_batch_size=8, seed=0)
     assert training.planned_steps(args, 60) == 4 and training.planned_steps(args, 320) == 20
+    capped = training.training_arguments(tmp_path, epochs=2.0, batch_size=32, learning_rate=1e-4, eval_batch_size=8,
+                                         seed=0, max_steps=7)          # a matched baseline: its twin's steps
+    assert training.planned_steps(capped, 60) == 7
     with caplog.at_level("WARNING", logger="kd"):
         training.warn_if_few_steps(tmp_path / "L3", args, 60)
         training.warn_if_few_steps(tmp_path / "L6", args, 320)

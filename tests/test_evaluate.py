@@ -21,6 +21,7 @@ from configurator import UsageError
 def test_ratio_formulas_by_hand():
     assert ev.compression_ratio(355_000_000, 71_000_000) == pytest.approx(5.0)
     assert ev.retention(0.90, 0.95) == pytest.approx(94.7368421)
+    assert ev.retention(0.95, 0.90) == pytest.approx(105.5555556)               # above its teacher: not capped
     # keeps 90% of the accuracy at a quarter of the size: 0.9 / 0.25
     assert ev.efficiency_ratio(90.0, 25.0, 100.0) == pytest.approx(3.6)
     assert ev.efficiency_ratio(100.0, 10.0, 10.0) == pytest.approx(1.0)
@@ -65,6 +66,11 @@ def test_what_to_ship_is_chosen_on_validation_and_the_fastest_within_a_standard_
     assert ev.ship_note([rows[0], {k: v for k, v in rows[1].items() if k != "val_examples"}]) == ""   # results made before
     # another seed of the same student, 6% faster by timing noise alone (a user's 35.36x beside 33.34x), is not "the
     # fastest"; 20% faster is
+    # exactly one standard error below is within it: 100 sqrt(0.5 * 0.5 / 16) = 12.5 = 100 (0.5 - 0.375)
+    a, b = student("A", 0.5, 0.5, 1.0, val_examples=16), student("B", 0.375, 0.5, 2.0, val_examples=16)
+    best, fast, se = ev.ship_choice([rows[0], a, b])
+    assert se == pytest.approx(12.5) and (best["model"], fast["model"]) == ("A", "B")
+    assert ev.ship_choice([rows[0], a, a | {"model": "A2", "throughput": 1.1}])[0]["model"] == "A2"   # a tie: the faster
     seeds = [rows[0], student("L1-s1", 0.85, 0.80, 33.34), student("L1-s2", 0.845, 0.79, 35.36)]
     assert ev.ship_choice(seeds)[1]["model"] == "L1-s1"
     assert ev.ship_choice(seeds[:2] + [student("L1-s2", 0.845, 0.79, 40.01)])[1]["model"] == "L1-s2"
@@ -880,6 +886,11 @@ def test_speedups_of_bf16_rows_are_over_the_bf16_teacher():
         (1.0, 1.0, "teacher fp32"), (3.0, 2.0, "teacher fp32"), (4.0, 2.5, "teacher fp32"), (6.0, 5.0, "teacher fp32"),
         (4.0, 5.0, "teacher bf16")]
     assert rows[4]["compression"] == 4.0 and rows[4]["retention"] == 100.0 and "pred" not in rows[4]
+    # agreement is with the fp32 teacher's predictions, a bf16 row's too (its speedup is the bf16 teacher's)
+    agree = ev.relative_figures([row("teacher", "teacher", "fp32", 100, 10) | {"pred": np.array([0, 0, 0])},
+                                 row("teacher", "teacher", "bf16", 300, 5) | {"pred": np.array([1, 0, 0])},
+                                 row("s", "distilled", "bf16", 1200, 1) | {"pred": np.array([0, 0, 0])}])
+    assert agree[2]["agreement"] == 1.0 and agree[1]["agreement"] == pytest.approx(2 / 3)
     # size too: a bf16-only student compares with an fp32 one (4.0 both), a deployed int8 one with the teacher as trained
     assert [r["efficiency"] for r in rows] == [1.0, 2.0, 4.0, 16.0, 4.0]
     assert "teacher_recall" not in rows[2]                      # no recall per class measured

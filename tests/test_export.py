@@ -411,6 +411,18 @@ def test_an_evaluation_without_onnx_keeps_the_onnx_rows_it_found(onnx_evaluated,
     assert [r["precision"] for r in result["rows"] if r["model"] == "cut"] == ["fp32"]
 
 
+def test_an_onnx_folder_made_elsewhere_is_cut_at_its_positions_from_the_head(exported, tmp_path):
+    # no sentiment_kd record (an export not made here): head truncation, as the torch path does, at the positions the
+    # model has (roberta: 66 less its padding index + 1 = 64), not a tokenizer's 512
+    from onnx_runtime import OnnxTokenizer
+    folder = shutil.copytree(exported["roberta"] / "onnx", tmp_path / "onnx")
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("sentiment_kd")
+    (folder / "config.json").write_text(json.dumps(config | {"max_position_embeddings": 66}))
+    t = OnnxTokenizer(folder)
+    assert (t.max_length, t.truncation) == (64, "head")
+
+
 def test_the_cards_commands_run_as_pasted_from_a_folder_with_a_space(exported, tmp_path):
     # `--model /tmp/my models/cut/onnx` ran as --model /tmp/my: every path in a card's commands is shell-quoted
     import shlex

@@ -259,6 +259,8 @@ def test_a_classifier_trained_elsewhere_reads_no_more_tokens_than_its_positions(
     assert position_limit({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
     assert position_limit({"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
     assert position_limit({"model_type": "bert"}) is None
+    assert position_limit({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 0}) == 513
+    assert default_max_length(4096, {"model_type": "bert", "max_position_embeddings": 4096}) == 512   # at most 512
 
 
 def test_predict_reads_a_model_replaced_in_place_again(outputs, tmp_path):

@@ -335,10 +335,11 @@ def main(argv=None) -> list[dict]:
         raise UsageError(f"--output={OUTPUT}: its suffix says no format written here; end it in {', '.join(WRITERS)}")
     # 1. the model (a table's text column defaults to the one it was trained on), 2. the texts
     folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR, EXPERIMENT)
-    column = TEXT_COLUMN or trained_text_column(folder)
+    column = TEXT_COLUMN or trained_setting(folder, "text_column") or "text"
     texts, table = gather_texts(cfg["_args"], FILE, column)
     texts = nonblank(texts, FILE or ("-" if cfg["_args"] == ["-"] else ""))
-    names = output_columns(table, models.label_names(read_json(folder / "config.json"))) if OUTPUT else []
+    names = output_columns(table, models.label_names(read_json(folder / "config.json")), trained_setting(folder, "label_column")) \
+        if OUTPUT else []
     # 3. predict, 4. print them (JSON as asked; a table only without OUTPUT, which holds them: 25,000 rows on a terminal)
     results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
     print_model_line(folder)
@@ -352,9 +353,9 @@ def main(argv=None) -> list[dict]:
     return results
 
 
-def trained_text_column(folder: Path) -> str:
-    """The text column of the data `folder`'s model was trained on (its config.json), else "text"."""
-    return read_json(folder / "config.json").get("sentiment_kd", {}).get("run_config", {}).get("text_column") or "text"
+def trained_setting(folder: Path, name: str) -> str:
+    """A data setting (text_column, label_column) of the run that trained `folder`'s model (its config.json), else ""."""
+    return read_json(folder / "config.json").get("sentiment_kd", {}).get("run_config", {}).get(name) or ""
 
 
 def nonblank(texts: list[str], source: str = "") -> list[str]:
@@ -395,14 +396,15 @@ def print_table(texts: list[str], results: list[dict]) -> None:
         print(f"{r['label']:<{width}} {r['score']:.3f}  {short}")
 
 
-def output_columns(table, labels: list[str]) -> list[str]:
+def output_columns(table, labels: list[str], label_column: str = "") -> list[str]:
     """The columns --output adds: label, score and p_<label> for each of the model's `labels`, named predicted_label,
     predicted_score and predicted_p_<label> when the input table (a pandas DataFrame, or None) has a column of one of
-    the plain names (its true labels, say; a note says so). A UsageError, before anything is predicted, when the
-    table has the predicted_ names too."""
+    the plain names, or the labels column the model was trained with (`label_column`: a plain `label` beside the true
+    `sentiment` reads as the truth; a note says so). A UsageError, before anything is predicted, when the table has
+    the predicted_ names too."""
     names = ["label", "score", *(f"p_{n}" for n in labels)]
     have = [] if table is None else list(table.columns)
-    taken = [c for c in names if c in have]
+    taken = [c for c in names + [label_column] if c and c in have]
     if not taken:
         return names
     names = [f"predicted_{c}" for c in names]

@@ -347,8 +347,10 @@ def test_a_table_file_gives_its_text_column(outputs, tmp_path, capsys, monkeypat
         inference.main([f"--output_dir={outputs}", f"--file={table}"])
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text(json.dumps({"sentiment_kd": {"run_config": {"text_column": "tweet"}}}))
-    assert inference.trained_text_column(tmp_path / "m") == "tweet"
-    monkeypatch.setattr(inference, "trained_text_column", lambda folder: "review")     # a model trained on a review column
+    assert inference.trained_setting(tmp_path / "m", "text_column") == "tweet"
+    assert inference.trained_setting(tmp_path / "m", "label_column") == ""
+    monkeypatch.setattr(inference, "trained_setting",            # a model trained on a review column
+                        lambda folder, name: "review" if name == "text_column" else "")
     assert len(inference.main([f"--output_dir={outputs}", f"--file={table}"])) == 2
 
 
@@ -412,6 +414,12 @@ def test_output_columns_taken_twice_are_refused_before_predicting(outputs, tmp_p
         "be written over; rename one of them" in r.stderr
     assert not (tmp_path / "out.csv").exists()
     assert inference.output_columns(None, ["neg", "neutral", "pos"]) == ["label", "score", "p_neg", "p_neutral", "p_pos"]
+    # a table with the labels column the model was trained on (a tweets model's `sentiment`): a plain `label` beside
+    # it would read as the truth
+    mine = pd.DataFrame({"tweet": ["so happy"], "sentiment": ["positive"]})
+    assert inference.output_columns(mine, ["neg", "pos"], "sentiment") == ["predicted_label", "predicted_score",
+                                                                           "predicted_p_neg", "predicted_p_pos"]
+    assert inference.output_columns(mine, ["neg", "pos"], "label") == ["label", "score", "p_neg", "p_pos"]
 
 
 def test_a_labelled_table_keeps_its_labels_and_a_bom_only_cell_is_refused(outputs, tmp_path):

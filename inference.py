@@ -99,7 +99,8 @@ def preference(folder: Path) -> tuple:
 def default_reason(folder: Path, experiment: str = "") -> str:
     """Why default_model picked `folder` (from `experiment`, "" = the newest), for the line that names it: the
     models ranked above it that it passed over for not learning, and, when its labels-only baseline did better on
-    validation (and learned), that one's folder."""
+    validation (and learned), that one's folder. Of an ONNX export (runnable): of the model it was exported from."""
+    folder = folder.parent if is_onnx_folder(folder) else folder
     kind = read_json(folder / "config.json").get("sentiment_kd", {}).get("kind")
     of = f"experiment {experiment}" if experiment else "the newest experiment"
     rank = preference(folder)
@@ -258,7 +259,7 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
                          f"(the command line skips them with a note)")
     if not texts:
         return []
-    folder = check_model(model, output_dir) if model else default_model(output_dir, experiment)
+    folder = check_model(model, output_dir) if model else runnable(default_model(output_dir, experiment))
     if not model:       # the newest experiment's: it changes as experiments are trained, so it is named (once per model)
         import warnings
         warnings.warn(f"predict(): no model given, so {folder} ({default_reason(folder, experiment)}); pass model=... "
@@ -280,6 +281,22 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
     net, tok, settings = load(folder, device)
     probs = torch.softmax(torch.from_numpy(batched_logits(net, tok, texts, settings, batch_size, device)), -1).numpy()
     return labelled(probs, net.config.id2label)
+
+
+def runnable(folder: Path) -> Path:
+    """The default model `folder`, or its ONNX export where torch is not installed (a deploy machine with
+    onnxruntime alone: the default stays usable; a note on stderr says so)."""
+    if is_onnx_folder(folder) or not is_onnx_folder(folder / "onnx"):
+        return folder
+    import importlib.util
+    try:
+        missing = importlib.util.find_spec("torch") is None
+    except ValueError:            # a module without a spec in its place: not importable either
+        missing = True
+    if missing:
+        print(f"note: torch is not installed here: {folder}'s ONNX export runs instead", file=sys.stderr)
+        return folder / "onnx"
+    return folder
 
 
 def labelled(probs, id2label: dict) -> list[dict]:
@@ -334,7 +351,7 @@ def main(argv=None) -> list[dict]:
     if OUTPUT and Path(OUTPUT).suffix.lower() not in WRITERS:
         raise UsageError(f"--output={OUTPUT}: its suffix says no format written here; end it in {', '.join(WRITERS)}")
     # 1. the model (a table's text column defaults to the one it was trained on), 2. the texts
-    folder = check_model(MODEL, OUTPUT_DIR) if MODEL else default_model(OUTPUT_DIR, EXPERIMENT)
+    folder = check_model(MODEL, OUTPUT_DIR) if MODEL else runnable(default_model(OUTPUT_DIR, EXPERIMENT))
     column = TEXT_COLUMN or trained_setting(folder, "text_column") or "text"
     texts, table = gather_texts(cfg["_args"], FILE, column)
     texts = nonblank(texts, FILE or ("-" if cfg["_args"] == ["-"] else ""))

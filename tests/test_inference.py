@@ -209,6 +209,25 @@ def test_a_torch_model_where_torch_is_missing_is_one_line(outputs, monkeypatch, 
         predict(["a great film"], model=str(folder))
 
 
+def test_without_torch_the_default_model_runs_its_onnx_export(outputs, tmp_path, monkeypatch):
+    # a deploy machine with onnxruntime alone: `inference.py "text"` refused the default model beside its export
+    import shutil
+
+    import export
+    import inference
+    out = tmp_path / "out"
+    shutil.copytree(Path(outputs) / "tiny", out / "tiny")
+    folder = inference.default_model(str(out))
+    export.main([f"--output_dir={out}", "--experiment=tiny", f"--model={folder}"])     # kept if exported already
+    monkeypatch.setitem(sys.modules, "torch", None)        # `import torch` fails as where it is not installed
+    r = run(f"--output_dir={out}", "a great film")
+    assert r.returncode == 0 and f"note: torch is not installed here: {folder}'s ONNX export runs instead" in r.stderr
+    assert f"model: {folder / 'onnx'} (ONNX Runtime, model.onnx; exported from a model of validation accuracy" in r.stderr
+    assert lines(r)[0].endswith("a great film") and "the default: the best distilled student" in r.stderr
+    monkeypatch.undo()
+    assert inference.runnable(folder) == folder                                        # with torch: the model itself
+
+
 def test_a_hub_classifier_is_read_from_the_hub_cache(outputs, tmp_path, monkeypatch, capsys):
     # --model=<hub id> said "model folder ... does not exist" even with the model in the cache
     import shutil

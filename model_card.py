@@ -168,6 +168,15 @@ def above_teacher(test: dict) -> str:
             f"that learned little (compare their validation accuracies) before taking retention over 100% as a gain.")
 
 
+def recall_behind(test: dict, gap: float = 0.2, min_support: int = 20) -> dict:
+    """{class name: (its recall, the teacher's)} of the classes a student's test row (per_class, teacher_recall)
+    recalls `gap` or more below its teacher (0.2: 20 points), each with at least `min_support` texts: a student that
+    keeps 99% of the accuracy while recalling half the teacher's negatives (a user's 0.41 against 0.80)."""
+    theirs = test.get("teacher_recall") or {}
+    return {n: (c["recall"], theirs[n]) for n, c in (test.get("per_class") or {}).items()
+            if n in theirs and c.get("support", 0) >= min_support and theirs[n] - c["recall"] >= gap}
+
+
 def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None) -> list[str]:
     """Below the test table: a distilled student's test accuracy beside its labels-only baseline's (versus: their
     rows in one precision), the recall of each class, and a warning when the CPU was busy while timing."""
@@ -206,6 +215,11 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
     elif neglected := classes_neglected(test):
         lines.append(f"**Warning: on test it all but never recognised {recalled(neglected)} "
                      f"({test['precision']}): look at its confusion matrix before shipping it.**")
+    elif behind := recall_behind(test):
+        lines.append("**Warning: on test it recalls " + ", ".join(f"{n} {ours:.4f} against the teacher's {theirs:.4f}"
+                                                               for n, (ours, theirs) in behind.items())
+                     + f" ({test['precision']}): the accuracy it keeps hides a class it has lost much of; compare macro "
+                       f"F1 and its confusion matrix with the teacher's before shipping it.**")
     if per:
         theirs, absent = test.get("teacher_recall") or {}, [n for n, c in per.items() if c.get("support", 1) == 0]
         lines.append(f"Test recall per class ({test['precision']}" + ("; the teacher's in brackets" if theirs else "")

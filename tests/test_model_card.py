@@ -190,6 +190,16 @@ def test_a_distilled_students_card_says_plainly_when_its_baseline_won_on_test(ti
             "seldom truly beats the teacher it learned from, so read this as noise or as a teacher that learned little "
             "(compare their validation accuracies) before taking retention over 100% as a gain.") in above
     assert "Test recall per class (fp32; the teacher's in brackets): negative 0.4100 (0.5600), positive 0.8000 (0.7400)." in above
+    assert "Warning" not in above                                  # 15 points below the teacher's: no warning
+    per = {"negative": {"recall": 0.41, "support": 156}, "positive": {"recall": 0.8, "support": 97}}
+    lost = write_card(folder, "cut", rows=[ours | {"kind": "distilled", "retention": 99.0, "per_class": per,
+                                                   "teacher_recall": {"negative": 0.8013, "positive": 0.74}}],
+                      test_size=253).read_text()     # a user's 99% of the accuracy, half the teacher's negatives
+    assert ("**Warning: on test it recalls negative 0.4100 against the teacher's 0.8013 (fp32): the accuracy it keeps "
+            "hides a class it has lost much of; compare macro F1 and its confusion matrix with the teacher's before "
+            "shipping it.**") in lost
+    from model_card import recall_behind
+    assert recall_behind({"per_class": {"a": {"recall": 0.4, "support": 19}}, "teacher_recall": {"a": 0.9}}) == {}
     assert "load average 3.6 on 2 cores): latency and throughput are slower than on a quiet machine" in text
     metrics = json.loads((folder / "metrics.json").read_text())
     assert (f"- trained on {metrics['train_examples']:,} examples, {round(metrics['epochs'], 2):g} epochs "

@@ -615,7 +615,7 @@ def gains_table(groups: list[dict]) -> str:
     pm = lambda s: f"{100 * s['mean']:.2f}" + (f" ± {100 * s['std']:.2f}" if s["n"] > 1 else "")   # noqa: E731
     signed = lambda s: ("+" if s["mean"] >= 0 else "") + pm(s) if s else ""                          # noqa: E731
     lines = ["| student | seeds | distilled acc (%) | baseline acc (%) | distilled - baseline (points) | "
-             "macro F1: distilled - baseline (points) | per-text test p, each seed |", "|---|---|---|---|---|---|---|"]
+             "macro F1: distilled - baseline (points) | McNemar p (per text), each seed |", "|---|---|---|---|---|---|---|"]
     for g in groups:
         ps = g.get("p") or []
         lines.append(f"| {g['student']} | {g['distilled']['n']} | {pm(g['distilled'])} | "

@@ -787,7 +787,7 @@ def test_a_gain_in_accuracy_that_is_a_loss_in_macro_f1_is_said():
     assert groups["L1"]["f1_gain"]["mean"] == pytest.approx(-0.081) and groups["L3"]["f1_gain"]["mean"] == pytest.approx(0.005)
     table = ev.gains_table(list(groups.values()))
     assert table.splitlines()[0].endswith("| distilled - baseline (points) | macro F1: distilled - baseline (points) | "
-                                          "per-text test p, each seed |")
+                                          "McNemar p (per text), each seed |")
     assert "| L1 | 2 | 80.33 ± 0.00 | 80.00 ± 0.00 | +0.33 ± 0.00 | -8.10 ± 0.14 |  |" in table
     assert "| L3 | 1 | 85.00 | 83.00 | +2.00 | +0.50 |  |" in table
     assert ev.f1_gain_note(list(groups.values())) == (

@@ -649,14 +649,11 @@ def f1_gain_note(groups: list[dict], floor: float = 0.005) -> str:
             f"per-class recall in results.json); judge by macro F1 when the classes are not balanced." if said else "")
 
 
-FASTER = 1.2    # throughput over the most accurate student's that makes another "the fastest" (below: timing noise)
-
-
-def ship_choice(rows: list[dict]) -> tuple[dict, dict, float] | None:
+def ship_choice(rows: list[dict], faster: float = 1.2) -> tuple[dict, dict, float] | None:
     """(best, fastest, se) among the fp32 students (distilled or not) that learned every class and recorded their
     validation accuracy and its size: `best` of the highest validation accuracy (ties: the faster), `fastest` the
     highest throughput among those within one standard error of it on validation (se: accuracy_se, points) and at
-    least FASTER times best's throughput (two seeds of one architecture differ by timing noise alone), else best;
+    least `faster` times best's throughput (two seeds of one architecture differ by timing noise alone), else best;
     so the choice reads no test figure. None without such a student."""
     pool = [r for r in rows if r["kind"] != "teacher" and r["precision"] == "fp32" and r.get("val_accuracy") is not None
             and r.get("val_examples") and not classes_missed(r)]
@@ -665,7 +662,7 @@ def ship_choice(rows: list[dict]) -> tuple[dict, dict, float] | None:
     best = max(pool, key=lambda r: (r["val_accuracy"], r["throughput"]))
     se = accuracy_se(best["val_accuracy"], best["val_examples"])
     faster = [r for r in pool if 100 * (best["val_accuracy"] - r["val_accuracy"]) <= se
-              and r["throughput"] >= FASTER * best["throughput"]]
+              and r["throughput"] >= faster * best["throughput"]]
     return best, max(faster, key=lambda r: r["throughput"], default=best), se
 
 

@@ -327,6 +327,9 @@ def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list
               f"{file if file not in ('', '-') else 'standard input'} is a text", file=sys.stderr)
     if file:
         return read_lines(file) + with_stdin(args, file), None
+    if not args:
+        print(f"note: no text given: {len(EXAMPLES)} built-in movie reviews (give texts, --file=PATH, or - for standard "
+              f"input)", file=sys.stderr)
     return with_stdin(args, file) if args else list(EXAMPLES), None
 
 

@@ -85,6 +85,8 @@ def test_json_file_and_stdin_agree(outputs, tmp_path):
 def test_builtin_examples_without_input(outputs):
     r = run(f"--output_dir={outputs}")
     assert r.returncode == 0 and len(lines(r)) == 4
+    assert r.stderr.startswith("note: no text given: 4 built-in movie reviews (give texts, --file=PATH, or - for "
+                               "standard input)\n")
 
 
 def test_blank_texts_skipped_with_a_note(outputs, tmp_path):

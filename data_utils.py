@@ -613,7 +613,8 @@ def read_files(path: str, flag: str) -> tuple[dict, dict]:
                      'twice ("") inside a quoted field, or remove it')
         kind = head.suffix.lower().lstrip(".").upper() if builder == "csv" else builder    # a .tsv is no "csv" to its user
         which = differing_file(files)
-        raise UsageError(f"{flag}={path}: " + (which or f"cannot read it as {kind} ({first}); check the file's format{hint}")) from None
+        raise UsageError(f"{flag}={path}: " + (which or f"cannot read it as {kind} ({first}); check the file's "
+                                                 f"format{hint}")) from None
     finally:
         datasets_logging.set_verbosity(level)
     if kw.get("sep") == "\t":

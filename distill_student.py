@@ -965,7 +965,8 @@ def train_student(run: Run, cfg: dict, data, pool: list[str], labels: list[str],
                              callbacks=loggers(REPORT_TO, Path(OUTPUT_DIR) / EXPERIMENT / "runs" / run.name),
                              temperature=st["temperature"], **inner)
     record = model_record("student", kind="distilled" if run.distilled else "baseline", student=run.spec,
-                          teacher=str(teacher.where), base_model=run.spec.get("model") or teacher.base_model, settings={k: v for k, v in st.items() if k != "max_length"},
+                          teacher=str(teacher.where), base_model=run.spec.get("model") or teacher.base_model,
+                          settings={k: v for k, v in st.items() if k != "max_length"},
                           layer_map=inner.get("layer_map"), max_length=st["max_length"], truncation=TRUNCATION,
                           head_tokens=HEAD_TOKENS, run_config=public_config(cfg))
     extra = {"teacher_val_accuracy": teacher.val_accuracy, "teacher_parameters": teacher.parameters,

@@ -764,7 +764,7 @@ def write_reports(root: Path, result: dict, prefix: str = "") -> None:
                   + f". Each chosen entry was then trained at "
                   f"{result['chosen']['best_seeds']} seeds in all, each beside its own baseline (chosen.json).")
     one_sided = " ".join(x for x in [one_sided_note(rows, noun).strip(), length_note(rows).strip(), unfinished_note(result),
-                                     busy_note(rows)] if x)                                                                           # under the table
+                                     busy_note(rows)] if x)                                  # under the table
     text = (f"# {result['experiment']}: teacher vs students on {result['texts']:,} {result['data']} "
             f"{result['split']} {noun} ({', '.join(result['labels'])})\n\n" + markdown_table(rows, noun)
             + (f"\n\n{one_sided}" if one_sided else "") + gains

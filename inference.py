@@ -307,8 +307,8 @@ def labelled(probs, id2label: dict) -> list[dict]:
 
 def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list[str], object]:
     """(texts, table): texts from --file (a text file, one per line, or a table's `column`), then the positional
-    arguments ("-" among them: standard input's lines, there), or else the built-in examples; and the table they came from, all its columns as a pandas
-    DataFrame (for --output), or None."""
+    arguments ("-" among them: standard input's lines, there), or else the built-in examples; and the table they
+    came from, all its columns as a pandas DataFrame (for --output), or None."""
     for n, text in enumerate(args, 1):     # bytes that are not UTF-8 reach Python as lone surrogates
         try:
             text.encode("utf-8")
@@ -358,8 +358,8 @@ def main(argv=None) -> list[dict]:
     column = TEXT_COLUMN or trained_setting(folder, "text_column") or "text"
     texts, table = gather_texts(cfg["_args"], FILE, column)
     texts = nonblank(texts, FILE or ("-" if cfg["_args"] == ["-"] else ""))
-    names = output_columns(table, models.label_names(read_json(folder / "config.json")), trained_setting(folder, "label_column")) \
-        if OUTPUT else []
+    names = output_columns(table, models.label_names(read_json(folder / "config.json")),
+                           trained_setting(folder, "label_column")) if OUTPUT else []
     # 3. predict, 4. print them (JSON as asked; a table only without OUTPUT, which holds them: 25,000 rows on a terminal)
     results = predict(texts, str(folder), BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE)
     print_model_line(folder)

@@ -205,7 +205,8 @@ def result_notes(test: dict | None, versus: tuple | None, hardware: dict | None)
         lines.append(f"Beside the teacher on the same test texts: {test['retention']:.1f}% of its accuracy (teacher "
                      f"{test['accuracy'] / (test['retention'] / 100):.4f})" + (
                          f", at {test['speedup']:.1f}x its throughput ({test['precision']}"
-                         + ("; timed while other work slowed it or the teacher: unreliable" if test.get("speedup_busy") else "")
+                         + ("; timed while other work slowed it or the teacher: unreliable" if test.get("speedup_busy")
+                            else "")
                          + ")." if test.get("speedup") else ".")
                      + above_teacher(test))
     per = test.get("per_class") or {}

@@ -286,12 +286,22 @@ def publish_soft_labels(splits: list[str], teacher_dir: Path, out_dir: Path, bat
 
 def load_soft_labels(folder: Path, split: str, texts: list[str]) -> np.ndarray:
     """The published teacher logits (N, C) of `split`, after checking they were computed for exactly
-    these texts in this order (the split's text digest); UsageError if not."""
+    these texts in this order (the split's text digest); UsageError if not, or if the file is damaged (a copy cut
+    short: one line, not the zip reader's traceback)."""
+    import zipfile
     meta = read_json(Path(folder) / f"{split}.json")
     if meta["rows"] != len(texts) or meta["texts_digest"] != texts_digest(texts):
         raise UsageError(f"{folder}/{split}.npz holds logits for {meta['rows']} other reviews "
                          f"(digest {meta['texts_digest']}), not these {len(texts)}; use the IMDb copy it was made from")
-    return np.load(Path(folder) / f"{split}.npz")["logits"]
+    try:
+        logits = np.load(Path(folder) / f"{split}.npz")["logits"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise UsageError(f"{folder}/{split}.npz cannot be read ({type(e).__name__}: {e}); copy the soft labels again "
+                         f"from where they were published") from None
+    if len(logits) != len(texts):
+        raise UsageError(f"{folder}/{split}.npz holds {len(logits)} rows, its {split}.json says {len(texts)}; copy the "
+                         f"soft labels again from where they were published")
+    return logits
 
 
 @functools.lru_cache(maxsize=1)     # the checks and the training both read it: loaded and hashed once
@@ -355,7 +365,8 @@ def find_teacher() -> Teacher:
         metrics = {"val_accuracy": meta["teacher_val_accuracy"], "parameters": meta.get("teacher_parameters"),
                    "val_classes_predicted": meta.get("teacher_val_classes_predicted"),
                    "val_classes_in_labels": meta.get("teacher_val_classes_in_labels")}
-        config, trained = meta, meta.get("data", {})
+        length = (meta.get("truncation") or {}).get("max_length")      # the teacher's: students read no more
+        config, trained = meta, meta.get("data", {}) | ({"max_length": length} if length else {})
     else:
         folder = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
         if not is_finished(folder):

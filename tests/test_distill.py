@@ -882,6 +882,16 @@ def test_students_learn_from_published_soft_labels_without_the_teacher(tiny_run,
     with pytest.raises(UsageError, match=r"--val_size=10, but the teacher .*soft_labels was trained with val_size = 8"):
         ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=refused", f"--soft_labels={folder}", "--only=roberta",
                           "--val_size=10"))
+    with pytest.raises(UsageError, match=r"^--max_length=128, but the teacher \S+soft_labels was trained on 64 tokens: "
+                                         r"student roberta would read 128"):     # as from the teacher itself
+        ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=refused", f"--soft_labels={folder}", "--only=roberta",
+                          "--max_length=128"))
+    cut = shutil.copytree(folder, tmp_path / "cut-short")                 # a copy cut short: one line, no traceback
+    (cut / "train.npz").write_bytes((folder / "train.npz").read_bytes()[:200])
+    ds.published_table.cache_clear()
+    with pytest.raises(UsageError, match=r"cut-short/train.npz cannot be read \(BadZipFile: .*\); copy the soft labels "
+                                         r"again from where they were published$"):
+        ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=refused", f"--soft_labels={cut}", "--only=roberta"))
     with pytest.raises(UsageError, match=r"no published soft labels there"):
         ds.main(tiny_args(imdb_parquet, tmp_path, "--experiment=refused", f"--soft_labels={tmp_path}", "--only=roberta"))
     assert not (tmp_path / "refused").exists()

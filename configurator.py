@@ -853,6 +853,12 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(signum)
 
 
+def stop_pending() -> int | None:
+    """The signal of a stop (_interrupt) that run_main has not caught yet, else None: its KeyboardInterrupt may have
+    been swallowed by a finalizer, and a loop that checks this (training.StopWhenAsked) raises it again at once."""
+    return _STOPPING[0] if _STOPPING and "caught" not in _STOPPING else None
+
+
 def _ignore_signal(signum, frame) -> None:
     pass
 

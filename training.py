@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from configurator import cpu_sample, is_main_process, log, others_cores
+from configurator import cpu_sample, is_main_process, log, others_cores, stop_pending
 from data_utils import UNLABELED, class_shares, classification_metrics, read_json, replace_dir, write_json
 from models import count_parameters
 from runs import OVERWRITING, cpu_processes, last_checkpoint
@@ -222,6 +222,17 @@ class TrainTime(TrainerCallback):
         """The seconds trained up to `checkpoint` (0 for a fresh start, or a checkpoint that recorded none)."""
         path = Path(checkpoint) / cls.FILE if checkpoint else None
         return read_json(path).get("train_time_s", 0.0) if path and path.is_file() else 0.0
+
+
+class StopWhenAsked(TrainerCallback):
+    """A stop (SIGTERM) whose KeyboardInterrupt a finalizer swallowed ("Exception ignored in ... WeakKeyDictionary",
+    seen as a student began) takes effect at the next step's end, not INSIST_S later (configurator._insist): raised
+    again here, in the training loop, before that step's evaluation or checkpoint starts."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        signum = stop_pending()
+        if signum is not None:
+            raise KeyboardInterrupt(signum)
 
 
 class StepTimer(TrainerCallback):
@@ -487,6 +498,7 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     timer, clock = StepTimer(), TrainTime(TrainTime.before(resume))
     trainer.add_callback(timer)
     trainer.add_callback(clock)                  # MeanLossTrainer._save_checkpoint writes its time into each checkpoint
+    trainer.add_callback(StopWhenAsked())
     warn_if_few_steps(out_dir, trainer.args, len(trainer.train_dataset))
     result = trainer.train(resume_from_checkpoint=resume)
     train_time = clock.elapsed()                 # with the parts before an interruption (up to its checkpoint)

@@ -230,7 +230,7 @@ def mark_busy_speedups(rows: list[dict], device: str, cores: int | None) -> list
     teachers = {f"teacher {r['precision']}": r for r in rows if r["kind"] == "teacher"}
     for r in rows:
         over = teachers.get(r.get("speedup_over", ""))
-        if r.get("speedup") is not None and (slowed(r) or (over is not None and slowed(over))):
+        if r.get("speedup") is not None and r is not over and (slowed(r) or (over is not None and slowed(over))):
             r["speedup_busy"] = True
     return rows
 

@@ -722,7 +722,8 @@ def check_same_columns(files: dict, flag: str) -> None:
     for split, fs in files.items():
         for f in fs:
             cols = file_columns(f)
-            twice = next((c for c in cols or [] if cols.count(c) > 1), None)
+            twice = next((c for c in cols or [] if c.strip() and cols.count(c) > 1), None)   # not a spreadsheet's
+            # trailing empty fields (text,label,,), which the reader names Unnamed: 2, ...
             if twice is not None:
                 raise UsageError(f"{flag}: {f} names the column {twice!r} twice in its header; give each column its own name")
             if ref is None or cols is None or set(cols) == set(ref) or (split == "unsupervised" and set(cols) <= set(ref)):
@@ -841,6 +842,9 @@ def columns(ds, spec: DataSpec, where: str, split: str, decode: bool = True, col
         # then orders them, as for any string labels, instead of renaming its ids by rank)
         labels = [names[y] if isinstance(y, int) and 0 <= y < len(names) else None for y in labels]   # -1: no label
     labels = [y.strip() if isinstance(y, str) else y for y in labels]      # "pos " is "pos"
+    if not names and labels and all(isinstance(y, str) and y.lstrip("-").isdigit() for y in labels):
+        labels = [int(y) for y in labels]    # integers written as text (JSON Lines "1", parquet strings): integers, as a
+        # CSV reader makes them ("10" after "2"); not a ClassLabel's names, string labels even when they are digits
     if split != "unsupervised":
         missing = [i for i, y in enumerate(labels) if y is None or (isinstance(y, float) and math.isnan(y))
                    or y == ""]
@@ -905,9 +909,6 @@ def label_ids(raw: dict, spec: DataSpec, where: dict) -> tuple[list[str], dict, 
     values = {s: list(d["label"]) for s, d in raw.items() if s != "unsupervised"}
     kinds = {type(v).__name__ for vs in values.values() for v in vs}
     if kinds == {"float"} and all(float(v).is_integer() for vs in values.values() for v in vs):
-        values, kinds = {s: [int(v) for v in vs] for s, vs in values.items()}, {"int"}
-    if kinds == {"str"} and all(v.strip().lstrip("-").isdigit() for vs in values.values() for v in vs):
-        # integers written as text (JSON Lines "1", parquet strings): integers, as a CSV reader makes them ("10" after "2")
         values, kinds = {s: [int(v) for v in vs] for s, vs in values.items()}, {"int"}
     if kinds in ({"float"}, {"bool"}):
         odd = next(v for vs in values.values() for v in vs if isinstance(v, bool) or not float(v).is_integer())

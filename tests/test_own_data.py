@@ -421,6 +421,9 @@ def test_a_folders_files_need_the_same_columns_and_extra_ones_are_named(tmp_path
     with pytest.raises(du.UsageError, match=r"^--data: \S+/test.csv names the column 'tweet' twice in its header; give each "
                                             r"column its own name$"):
         du.read_files(str(mixed), "--data")
+    trailing = tmp_path.parent / f"{tmp_path.name}-trailing.csv"          # a spreadsheet's empty trailing columns: read
+    trailing.write_text("tweet,sentiment,,\n" + "".join(f"{r['tweet']},{r['sentiment']},,\n" for r in tweets(30, 1)))
+    assert len(du.read_files(str(trailing), "--data")[0]["train"]) == 30
 
 
 def test_a_semicolon_csv_gets_a_hint_and_one_line(tmp_path, capfd):
@@ -506,6 +509,19 @@ def test_a_class_label_column_gives_its_names(tmp_path):
     with pytest.raises(du.UsageError, match=r"label_names = \['a', 'b', 'c'\]: the data's labels are negative, neutral, "
                                             r"positive; list exactly those"):
         du.load_splits(spec(tmp_path, val_size=6, label_names=("a", "b", "c")))
+    # names that are digits stay string labels (as integers, label_names renamed them by value: labels swapped)
+    digits = tmp_path / "digits"
+    digits.mkdir()
+    features = Features({"tweet": Value("string"), "sentiment": ClassLabel(names=["3", "1", "2"])})
+    rows = tweets(30, 1)
+    Dataset.from_dict({"tweet": [r["tweet"] for r in rows], "sentiment": [order.index(r["sentiment"]) for r in rows]},
+                      features=features).to_parquet(str(digits / "train.parquet"))
+    with pytest.raises(du.UsageError, match=r"label_names = \['three', 'one', 'two'\]: the data's labels are 1, 2, 3; "
+                                            r"list exactly those"):
+        du.load_splits(spec(digits, val_size=6, label_names=("three", "one", "two")))
+    named = du.load_splits(spec(digits, val_size=6, label_names=("3", "1", "2")))
+    truth = {r["tweet"]: ["3", "1", "2"][order.index(r["sentiment"])] for r in rows}
+    assert all(named.label_names[y] == truth[t] for t, y in zip(named.train["text"], named.train["label"]))
 
 
 def test_hidden_files_in_a_data_folder_are_not_data(tmp_path):

@@ -321,7 +321,7 @@ def gather_texts(args: list[str], file: str, column: str = "text") -> tuple[list
     if file and Path(file).suffix.lower() in FORMATS:     # checked as training texts are; predict prepares them
         import pandas as pd
         texts, parts = read_table(file, column, "--file")
-        return texts + args, pd.concat([d.to_pandas() for d in parts], ignore_index=True)
+        return texts + with_stdin(args, file), pd.concat([d.to_pandas() for d in parts], ignore_index=True)
     if TEXT_COLUMN and (file or "-" in args):
         print(f"note: --text_column={TEXT_COLUMN} is for tables ({', '.join(FORMATS)}); every line of "
               f"{file if file not in ('', '-') else 'standard input'} is a text", file=sys.stderr)

@@ -70,6 +70,10 @@ def test_json_file_and_stdin_agree(outputs, tmp_path):
                        stdin=b"from stdin\n").stdout)
     assert [p["text"] for p in c["predictions"]] == ["a great film", "the worst movie", "first", "from stdin", "last"]
     assert c["predictions"][:2] == a["predictions"]
+    table = tmp_path / "reviews.csv"                     # a table's file too
+    d = json.loads(run(f"--output_dir={outputs}", "--model", model, "--json", "--file", str(table), "-",
+                       stdin=b"from stdin\n").stdout)
+    assert [p["text"] for p in d["predictions"]] == ["a great film", "the worst movie", "from stdin"]
     r = run(f"--output_dir={outputs}", "--model", model, "--file=-", "-", stdin=b"x\n")
     assert r.returncode == 2 and r.stderr == 'error: standard input is given twice (--file=- and "-" as a text); it ' \
         'can be read once: give "-" once\n'

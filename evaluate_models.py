@@ -474,15 +474,20 @@ def onnx_rows_dropped(before: list[dict], rows: list[dict]) -> list[str]:
 def keep_onnx_rows(cfg: dict, models: list[tuple[str, Path]], device: str) -> None:
     """With --onnx left unset on a CPU, turn ONNX on (here and in `cfg`, as recorded) when the previous results
     (results.json) hold ONNX Runtime rows of models evaluated now: an evaluation run by hand after one with
-    onnx = true measures them again instead of dropping them. --onnx=false drops them (warned: onnx_rows_dropped)."""
-    global ONNX
+    onnx = true measures them again instead of dropping them, for the kinds it measured (its onnx_kinds, unless
+    --onnx_kinds is given). --onnx=false drops them (warned: onnx_rows_dropped)."""
+    global ONNX, ONNX_KINDS
     previous = Path(OUTPUT_DIR) / EXPERIMENT / f"{split_prefix()}results.json"
     if ONNX or device != "cpu" or cfg["_sources"].get("ONNX", "default") != "default" or not previous.is_file():
         return
-    had = {r["model"] for r in read_json(previous)["rows"] if r.get("precision", "").startswith("onnx")}
+    before = read_json(previous)
+    had = {r["model"] for r in before["rows"] if r.get("precision", "").startswith("onnx")}
     kept = sorted(had & {n for n, _ in models})
     if kept:
         ONNX = cfg["ONNX"] = True
+        kinds = (before.get("config") or {}).get("onnx_kinds")
+        if kinds and cfg["_sources"].get("ONNX_KINDS", "default") == "default":
+            ONNX_KINDS = cfg["ONNX_KINDS"] = list(kinds)
         log.info("measuring ONNX Runtime rows too, as the previous evaluation did (of %s); --onnx=false leaves them "
                  "out", ", ".join(kept))
 

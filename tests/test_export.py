@@ -402,9 +402,10 @@ def test_an_evaluation_without_onnx_keeps_the_onnx_rows_it_found(onnx_evaluated,
     import evaluate_models as ev
     out = shutil.copytree(onnx_evaluated[0], tmp_path / "out")
     args = ['--onnx_kinds=["distilled"]', "--quantize=false", "--models=cut"]
-    result = ev.main(tiny_args(imdb_parquet, out, *args, cache=False))
+    result = ev.main(tiny_args(imdb_parquet, out, *args[1:], cache=False))      # onnx_kinds as that evaluation's too
     assert [r["precision"] for r in result["rows"] if r["model"] == "cut"] == ["fp32", "onnx-fp32", "onnx-int8"]
-    assert result["config"]["onnx"] is True
+    assert [r["model"] for r in result["rows"] if r["precision"].startswith("onnx")] == ["cut", "cut"]   # not the others
+    assert result["config"]["onnx"] is True and result["config"]["onnx_kinds"] == ["distilled"]
     assert "measuring ONNX Runtime rows too, as the previous evaluation did (of cut); --onnx=false leaves them out" in \
         (out / "tiny" / "logs" / "evaluate.log").read_text()
     result = ev.main(tiny_args(imdb_parquet, out, *args, "--onnx=false", cache=False))

@@ -534,11 +534,12 @@ def unpredicted_classes(metrics: dict, classes: int) -> str:
     """What a model's metrics.json says of the classes it never predicted on validation (val_classes_predicted, of
     `classes`; of those validation holds, val_classes_in_labels, where recorded): "it predicted one class for every
     validation text", "... only k of C classes ...", or "" for all."""
-    seen, classes = metrics.get("val_classes_predicted") or classes, metrics.get("val_classes_in_labels") or classes
-    if seen >= classes:
+    seen, held = metrics.get("val_classes_predicted"), metrics.get("val_classes_in_labels") or classes
+    if seen is None or seen >= held:        # None: recorded before it was counted
         return ""
+    of = f"its {classes} classes on validation" if held == classes else f"the {held} classes validation holds"
     return "it predicted one class for every validation text" if seen == 1 else \
-        f"it predicted only {seen} of its {classes} classes on validation"
+        f"it predicted none of {of}" if seen == 0 else f"it predicted only {seen} of {of}"
 
 
 def truncation_settings(kd: dict, tokenizer=None, config=None) -> dict:

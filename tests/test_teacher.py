@@ -563,6 +563,11 @@ def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):
         "validation accuracy 0.6100; WARNING: it predicted only 3 of its 4 classes on validation"
     (folder / "metrics.json").write_text(json.dumps({"val_accuracy": 0.61}))          # recorded before it was counted
     assert inference.validation_accuracy(folder) == "validation accuracy 0.6100"
+    from models import unpredicted_classes
+    assert unpredicted_classes({"val_classes_predicted": 2, "val_classes_in_labels": 3}, 4) == \
+        "it predicted only 2 of the 3 classes validation holds"
+    assert unpredicted_classes({"val_classes_predicted": 0, "val_classes_in_labels": 2}, 3) == \
+        "it predicted none of the 2 classes validation holds"       # only a class validation lacks: 0, not "unknown"
     # a validation file without one of the classes: the model is not blamed for never predicting it
     from transformers import EvalPrediction
     logits = np.eye(4)[[0, 1, 2, 0, 1, 3]]             # labels 0, 1, 2 (no 3): each predicted, 3 predicted as well

@@ -57,7 +57,8 @@ from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest
                         moved_copy, read_json, same_setting, text_hashes, texts_digest, write_json)
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
                     label_names, load_classifier, load_tokenizer, model_config, recipe, run_fingerprint, student_fields,
-                    student_key, teacher_folder, tokenize_dataset, truncation_settings, unpredicted_classes)
+                    student_key, teacher_folder, tokenize_dataset, truncation_settings, unpredicted_classes,
+                    reorder_hint)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -440,7 +441,9 @@ def check_labels(teacher: Teacher, data_labels) -> list[str]:
     """The teacher's label names in id order, after checking they are the data's (students inherit them)."""
     if list(teacher.labels) != list(data_labels):
         raise UsageError(f"teacher {teacher.where} has the labels {', '.join(teacher.labels)}, the data has "
-                         f"{', '.join(data_labels)}; use the teacher's data settings (its --config), or retrain the teacher on this data")
+                         f"{', '.join(data_labels)}; " + (reorder_hint(teacher.labels, data_labels) or
+                                                         "use the teacher's data settings (its --config), or retrain the "
+                                                         "teacher on this data"))
     return list(teacher.labels)
 
 

@@ -62,7 +62,8 @@ from data_utils import (IMDB_LABELS, DataSpec, accuracy_se, atomic_path, check_d
                         shift_note, stratified_indices, texts_digest, write_json)
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, recipe, run_fingerprint, student_fields, student_key,
-                    learned_from_elsewhere, teacher_folder, teacher_retrained_since, teacher_run_of, truncation_settings)
+                    learned_from_elsewhere, reorder_hint, teacher_folder, teacher_retrained_since, teacher_run_of,
+                    truncation_settings)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -1540,7 +1541,8 @@ def check_labels(name: str, folder: Path, config, names: list[str]) -> None:
     mine = [config.id2label[i] for i in range(config.num_labels)]
     if mine != list(names):
         raise UsageError(f"model {name} ({folder}) predicts {', '.join(map(str, mine))}, the data's labels are "
-                         f"{', '.join(names)}; evaluate it with the data it was trained on (--data, --label_names)")
+                         f"{', '.join(names)}; " + (reorder_hint(mine, names) or
+                                                   "evaluate it with the data it was trained on (--data, --label_names)"))
 
 
 if __name__ == "__main__":

@@ -530,6 +530,20 @@ def teacher_run_of(student: Path) -> str | None:
     return theirs
 
 
+def reorder_hint(theirs: list, ours: list) -> str:
+    """What to do when a model's classes (`theirs`, id order) are the data's (`ours`) in another order, else "":
+    string labels take --label_names in the model's order; integer names ("1", "10", "2") are a model trained before
+    integers written as text (JSON Lines, parquet) were read as integers and sorted by value, which --label_names
+    cannot undo (it names integer values by rank): retrain it."""
+    theirs, ours = [str(x) for x in theirs], [str(x) for x in ours]
+    if theirs == ours or sorted(theirs) != sorted(ours):
+        return ""
+    if all(x.lstrip("-").isdigit() for x in ours):
+        return ("its classes are the data's in another order, as when integer labels written as text were sorted as "
+                "text (before they were read as integers): retrain it on this data (--overwrite=true)")
+    return f"its classes are the data's in another order: give the order it was trained with, --label_names={','.join(theirs)}"
+
+
 def unpredicted_classes(metrics: dict, classes: int) -> str:
     """What a model's metrics.json says of the classes it never predicted on validation (val_classes_predicted, of
     `classes`; of those validation holds, val_classes_in_labels, where recorded): "it predicted one class for every

@@ -1105,3 +1105,17 @@ def test_redraw_draws_the_figures_of_a_published_results_json_and_loads_no_model
                                          r"experiment first \(without --redraw\)$"):
         ev.main([*args, "--experiment=other"])
     assert not (tmp_path / "other").exists()           # refused before its log was written
+
+
+def test_a_model_whose_classes_are_the_datas_in_another_order_is_told_what_to_do(tmp_path):
+    from types import SimpleNamespace
+    config = SimpleNamespace(id2label={0: "1", 1: "10", 2: "2"}, num_labels=3)   # sorted as text, before today's reading
+    with pytest.raises(UsageError, match=r"predicts 1, 10, 2, the data's labels are 1, 2, 10; its classes are the data's "
+                                         r"in another order, as when integer labels written as text were sorted as text "
+                                         r"\(before they were read as integers\): retrain it on this data"):
+        ev.check_labels("teacher", tmp_path, config, ["1", "2", "10"])
+    config = SimpleNamespace(id2label={0: "pos", 1: "neg"}, num_labels=2)
+    with pytest.raises(UsageError, match=r"another order: give the order it was trained with, --label_names=pos,neg$"):
+        ev.check_labels("teacher", tmp_path, config, ["neg", "pos"])
+    with pytest.raises(UsageError, match=r"evaluate it with the data it was trained on \(--data, --label_names\)$"):
+        ev.check_labels("teacher", tmp_path, config, ["bad", "good"])

@@ -674,7 +674,7 @@ def ship_choice(rows: list[dict], faster: float = 1.2) -> tuple[dict, dict, floa
 
 def ship_note(rows: list[dict]) -> str:
     """What to ship, chosen on validation (ship_choice), with its test figures: the most accurate student, and the
-    fastest one within a standard error of it when that is another."""
+    fastest one within a standard error of it (and at least 1.2x its throughput) when that is another."""
     choice = ship_choice(rows)
     if choice is None:
         return ""
@@ -913,9 +913,9 @@ def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None
 
 
 def confusion_rows(rows: list[dict]) -> list[dict]:
-    """The fp32 teacher, the distilled student of the best validation accuracy (reference rows; the one inference.py
-    takes by default, chosen without a test figure; test accuracy breaks ties and orders results made before
-    val_accuracy was recorded) and the baseline of that student."""
+    """The fp32 teacher, the distilled student of the best validation accuracy (reference rows; chosen without a test
+    figure, as inference.py's default is where that one learned every class; test accuracy breaks ties and orders
+    results made before val_accuracy was recorded) and the baseline of that student."""
     ref = reference_rows(rows)
     picked = [r for r in ref if r["kind"] == "teacher"][:1]
     distilled = sorted((r for r in ref if r["kind"] == "distilled"),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from configurator import TRUNCATIONS, UsageError, log
+from configurator import TRUNCATIONS, UsageError, flag, log
 from data_utils import IMDB_LABELS, digest, read_json, texts_digest, write_json
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -541,7 +541,7 @@ def reorder_hint(theirs: list, ours: list) -> str:
     if all(x.lstrip("-").isdigit() for x in ours):
         return ("its classes are the data's in another order, as when integer labels written as text were sorted as "
                 "text (before they were read as integers): retrain it on this data (--overwrite=true)")
-    return f"its classes are the data's in another order: give the order it was trained with, --label_names={','.join(theirs)}"
+    return f"its classes are the data's in another order: give the order it was trained with, {flag('label_names', theirs)}"
 
 
 def unpredicted_classes(metrics: dict, classes: int) -> str:

@@ -913,13 +913,13 @@ def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None
 
 
 def confusion_rows(rows: list[dict]) -> list[dict]:
-    """The fp32 teacher, the distilled student of the best validation accuracy (reference rows; chosen without a test
-    figure, as inference.py's default is where that one learned every class; test accuracy breaks ties and orders
-    results made before val_accuracy was recorded) and the baseline of that student."""
+    """The fp32 teacher, the distilled student of the best validation accuracy among those that predicted every class
+    (reference rows; any, when none did), chosen without a test figure, as inference.py's default is (test accuracy
+    breaks ties and orders results made before val_accuracy was recorded), and the baseline of that student."""
     ref = reference_rows(rows)
     picked = [r for r in ref if r["kind"] == "teacher"][:1]
     distilled = sorted((r for r in ref if r["kind"] == "distilled"),
-                       key=lambda r: (-(r.get("val_accuracy") or 0), -r["accuracy"]))[:1]
+                       key=lambda r: (bool(classes_missed(r)), -(r.get("val_accuracy") or 0), -r["accuracy"]))[:1]
     if distilled:
         key = student_key(distilled[0])
         picked += distilled + [r for r in ref if r["kind"] == "baseline" and student_key(r) == key][:1]

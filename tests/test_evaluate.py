@@ -993,6 +993,8 @@ def test_the_confusion_panels_show_the_distilled_student_best_on_validation_and_
     # the one inference.py takes and "to ship" names (best on validation), not the best on test (a user saw another)
     rows[1]["val_accuracy"], rows[2]["val_accuracy"] = 0.85, 0.84
     assert [r["model"] for r in ev.confusion_rows(rows)] == ["teacher", "A", "A-baseline"]
+    rows[1]["confusion"] = [[10, 0], [10, 0]]           # A predicted one class: passed over, as inference.py does
+    assert [r["model"] for r in ev.confusion_rows(rows)] == ["teacher", "B", "B-baseline"]
 
 
 def test_confusion_matrices_are_normalised_by_true_class():

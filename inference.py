@@ -217,9 +217,10 @@ def validation_accuracy(folder: Path, onnx_file: str = onnx_runtime.FP32_FILE) -
         found = validation_accuracy(folder.parent)
         return f"ONNX Runtime, {onnx_file}" + (f"; exported from a model of {found}" if found else "")
     if (folder / "metrics.json").is_file():
-        warn = not_learned(folder)
-        return f"validation accuracy {read_json(folder / 'metrics.json').get('val_accuracy', float('nan')):.4f}" + (
-            f"; WARNING: {warn}" if warn else "")
+        metrics = read_json(folder / "metrics.json")
+        little = models.near_chance(metrics)
+        warn = not_learned(folder) or (f"it learned little: {little}" if little else "")
+        return f"validation accuracy {metrics.get('val_accuracy', float('nan')):.4f}" + (f"; WARNING: {warn}" if warn else "")
     return ""
 
 

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 from data_utils import accuracy_se, atomic_path, classes_missed, classes_neglected, read_json, recalled
-from models import label_names, local_path, unpredicted_classes
+from models import label_names, local_path, near_chance, unpredicted_classes
 from onnx_runtime import INT8_FILE, is_onnx_folder
 
 # licenses of the base models this project names in its configs (others: left out, not guessed)
@@ -301,8 +301,10 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
 
 
 def one_sided(metrics: dict, facts: dict) -> str:
-    """A warning when the model predicted only some of its classes on validation (models.unpredicted_classes)."""
-    warn = unpredicted_classes(metrics, len(facts["labels"]))
+    """A warning when the model predicted only some of its classes on validation (models.unpredicted_classes), or
+    scored barely above always predicting the most common class (models.near_chance)."""
+    warn = unpredicted_classes(metrics, len(facts["labels"])) or \
+        (f"it learned little: validation accuracy {near_chance(metrics)}" if near_chance(metrics) else "")
     return f" **Warning: {warn}.**" if warn else ""
 
 

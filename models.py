@@ -544,6 +544,20 @@ def reorder_hint(theirs: list, ours: list) -> str:
     return f"its classes are the data's in another order: give the order it was trained with, {flag('label_names', theirs)}"
 
 
+NEAR_CHANCE = 0.05   # validation accuracy less than this above the most common class's share: learned little
+
+
+def near_chance(metrics: dict) -> str:
+    """"less than 5 points above 0.6000, what always predicting the most common class scores" when a model's
+    metrics.json (val_accuracy, val_majority_share) says it learned little, else "" (also where the share was not
+    recorded, or where it left classes out: unpredicted_classes says that instead)."""
+    share, accuracy = metrics.get("val_majority_share"), metrics.get("val_accuracy")
+    seen, held = metrics.get("val_classes_predicted"), metrics.get("val_classes_in_labels")
+    if share is None or accuracy is None or (seen is not None and held and seen < held) or accuracy >= share + NEAR_CHANCE:
+        return ""
+    return f"less than {round(NEAR_CHANCE * 100)} points above {share:.4f}, what always predicting the most common class scores"
+
+
 def unpredicted_classes(metrics: dict, classes: int) -> str:
     """What a model's metrics.json says of the classes it never predicted on validation (val_classes_predicted, of
     `classes`; of those validation holds, val_classes_in_labels, where recorded): "it predicted one class for every

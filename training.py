@@ -32,7 +32,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from configurator import cpu_sample, is_main_process, log, others_cores, stop_pending
 from data_utils import UNLABELED, class_shares, classification_metrics, read_json, replace_dir, write_json
-from models import count_parameters
+from models import count_parameters, near_chance
 from runs import OVERWRITING, cpu_processes, last_checkpoint
 
 
@@ -417,20 +417,22 @@ def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int, history:
                     "the others: %s", out_dir, seen, held, val["eval_accuracy"], fix)
 
 
-def warn_if_near_chance(out_dir: Path, val: dict, labels, classes: int) -> None:
+def warn_if_near_chance(out_dir: Path, val: dict, labels, classes: int) -> float:
     """A warning when the model's validation accuracy (`val`: Trainer.evaluate's metrics) is less than NEAR_CHANCE
     above the share of validation's most common class (`labels`: its ids), what always predicting that class scores:
-    it has learned little (a model that leaves classes out is warned of that instead: warn_if_classes_unpredicted)."""
-    majority = max(class_shares(labels, classes))
-    if val["eval_classes_predicted"] >= val.get("eval_classes_in_labels", classes) and \
-            val["eval_accuracy"] < majority + NEAR_CHANCE:
-        log.warning("%s: validation accuracy %.4f is less than %d points above %.4f, what always predicting the most "
-                    "common class scores: it has learned little; train longer (--epochs), at another --learning_rate, "
-                    "or with more examples", out_dir, val["eval_accuracy"], round(NEAR_CHANCE * 100), majority)
+    it has learned little (models.near_chance; a model that leaves classes out is warned of that instead:
+    warn_if_classes_unpredicted). Returns that share (val_majority_share in metrics.json)."""
+    majority = round(max(class_shares(labels, classes)), 4)
+    said = near_chance({"val_accuracy": val["eval_accuracy"], "val_majority_share": majority,
+                        "val_classes_predicted": val["eval_classes_predicted"],
+                        "val_classes_in_labels": val.get("eval_classes_in_labels", classes)})
+    if said:
+        log.warning("%s: validation accuracy %.4f is %s: it has learned little; train longer (--epochs), at another "
+                    "--learning_rate, or with more examples", out_dir, val["eval_accuracy"], said)
+    return majority
 
 
 FEW_STEPS = 20     # optimizer steps below which a pretrained encoder barely moves from its initial head (log warning)
-NEAR_CHANCE = 0.05  # validation accuracy within this of the most common class's share: learned little (log warning)
 
 
 def optimizer_steps(n_examples: int, epochs: float, batch_size: int, grad_accum: int, world_size: int = 1) -> int:
@@ -516,10 +518,11 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     val = trainer.evaluate()
     warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels, trainer.state.log_history,
                                 trainer.args.metric_for_best_model.removeprefix("eval_"))
-    warn_if_near_chance(out_dir, val, trainer.eval_dataset["label"], trainer.model.config.num_labels)
+    majority = warn_if_near_chance(out_dir, val, trainer.eval_dataset["label"], trainer.model.config.num_labels)
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"], "val_classes_predicted": val["eval_classes_predicted"],
-        "val_classes_in_labels": val["eval_classes_in_labels"], "val_examples": len(trainer.eval_dataset),
+        "val_classes_in_labels": val["eval_classes_in_labels"], "val_majority_share": majority,
+        "val_examples": len(trainer.eval_dataset),
         "train_time_s": round(train_time, 1), "resumed_from": resume,
         "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
         "optimizer_steps": trainer.state.max_steps,

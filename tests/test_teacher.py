@@ -545,6 +545,21 @@ def test_a_model_barely_above_the_most_common_class_is_flagged(tmp_path, caplog)
     training.warn_if_near_chance(tmp_path / "m", {"eval_classes_predicted": 3, "eval_accuracy": 0.40}, [0, 1, 2] * 9, 3)
     training.warn_if_near_chance(tmp_path / "m", {"eval_classes_predicted": 1, "eval_accuracy": 0.60}, labels, 2)
     assert caplog.text == ""           # learned something (3 balanced classes: 0.33 + 5 points); one class: warned otherwise
+    # recorded (val_majority_share), so inference's model line and the card say it too
+    import inference
+    from model_card import one_sided
+    folder = tmp_path / "little"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"id2label": {"0": "neg", "1": "pos"}}))
+    metrics = {"val_accuracy": 0.64, "val_majority_share": 0.6, "val_classes_predicted": 2, "val_classes_in_labels": 2}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert inference.validation_accuracy(folder) == ("validation accuracy 0.6400; WARNING: it learned little: less than 5 "
+                                                     "points above 0.6000, what always predicting the most common class scores")
+    assert one_sided(metrics, {"labels": ["neg", "pos"]}) == (" **Warning: it learned little: validation accuracy less "
+                                                              "than 5 points above 0.6000, what always predicting the most "
+                                                              "common class scores.**")
+    assert one_sided(metrics | {"val_accuracy": 0.7}, {"labels": ["neg", "pos"]}) == ""
+    assert training.warn_if_near_chance(tmp_path / "m", {"eval_classes_predicted": 2, "eval_accuracy": 0.9}, labels, 2) == 0.6
 
 
 def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):

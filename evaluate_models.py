@@ -210,28 +210,28 @@ def machine_load(device: str) -> float | None:
     return load
 
 
-def slowed_rows(rows: list[dict], device: str, cores: int | None) -> list[str]:
-    """'model precision (other cores busy)' of the rows whose CPU timings other processes slowed (model_card.cpu_was_busy:
-    over a fifth of the cores busy with other work while that row was measured); a published row (TEACHER_RESULTS) was
-    timed elsewhere and is not judged here."""
+def timing_slowed(row: dict, device: str, cores: int | None) -> bool:
+    """Whether other processes slowed a row's CPU timings (model_card.cpu_was_busy: over a fifth of the cores busy
+    with other work while it was measured); a published row (TEACHER_RESULTS) was timed elsewhere and is not judged."""
     from model_card import cpu_was_busy
-    return [f"{r['model']} {r['precision']} ({r['other_cores_busy']})" for r in rows if not r.get("published")
-            and cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"), "cpu_count": cores})]
+    return not row.get("published") and cpu_was_busy({"device": device, "other_cores_busy": row.get("other_cores_busy"),
+                                                      "cpu_count": cores})
+
+
+def slowed_rows(rows: list[dict], device: str, cores: int | None) -> list[str]:
+    """'model precision (other cores busy)' of the rows whose timings other processes slowed (timing_slowed)."""
+    return [f"{r['model']} {r['precision']} ({r['other_cores_busy']})" for r in rows if timing_slowed(r, device, cores)]
 
 
 def mark_busy_speedups(rows: list[dict], device: str, cores: int | None) -> list[dict]:
     """`rows` (relative_figures') with speedup_busy True on those whose speedup divides two timings one of which
-    other processes slowed (slowed_rows' rule: this row's, or the teacher row's it is taken against): a slowed
-    teacher makes every speedup read high (a user's 33x for a 6.5x student), a slowed student its own low."""
-    from model_card import cpu_was_busy
-
-    def slowed(r):
-        return not r.get("published") and cpu_was_busy({"device": device, "other_cores_busy": r.get("other_cores_busy"),
-                                                        "cpu_count": cores})
+    other processes slowed (timing_slowed: this row's, or the teacher row's it is taken against): a slowed teacher
+    makes every speedup read high (a user's 33x for a 6.5x student), a slowed student its own low."""
     teachers = {f"teacher {r['precision']}": r for r in rows if r["kind"] == "teacher"}
     for r in rows:
         over = teachers.get(r.get("speedup_over", ""))
-        if r.get("speedup") is not None and r is not over and (slowed(r) or (over is not None and slowed(over))):
+        if r.get("speedup") is not None and r is not over and \
+                any(x is not None and timing_slowed(x, device, cores) for x in (r, over)):
             r["speedup_busy"] = True
     return rows
 

@@ -303,8 +303,9 @@ def card_text(folder: Path, name: str, rows: list[dict] | None = None, hardware:
 def one_sided(metrics: dict, facts: dict) -> str:
     """A warning when the model predicted only some of its classes on validation (models.unpredicted_classes), or
     scored barely above always predicting the most common class (models.near_chance)."""
-    warn = unpredicted_classes(metrics, len(facts["labels"])) or \
-        (f"it learned little: validation accuracy {near_chance(metrics)}" if near_chance(metrics) else "")
+    little = near_chance(metrics)
+    warn = unpredicted_classes(metrics, len(facts["labels"])) or (f"it learned little: validation accuracy {little}"
+                                                                  if little else "")
     return f" **Warning: {warn}.**" if warn else ""
 
 

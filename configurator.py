@@ -235,7 +235,9 @@ def coerce(name: str, value, default, source: str = ""):
         if isinstance(value, str) and not source:
             value = PARSERS[kind](value)
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"{where}: expected {kind.__name__} ({e})") from None
+        json_like = isinstance(e, tomllib.TOMLDecodeError) and re.search(r'\{\s*"[^"]*"\s*:', value)   # {"name": ...}
+        raise UsageError(f"{where}: expected {kind.__name__} ({e})" + ("; it is read as TOML, not JSON: write a table "
+                         "as {name = \"x\", layers = [0]}" if json_like else "")) from None
     if kind is float and type(value) is int:
         value = float(value)
     if kind is list and value == [] and default == [""]:
@@ -316,11 +318,13 @@ def parse_argv(argv: list[str], defaults: dict, texts: bool = False) -> tuple[di
     return flags, positional, config_path
 
 
-def print_help(namespace: dict, defaults: dict) -> None:
-    """The script's docstring, then each constant with its default and the comment beside it in the source."""
+def print_help(namespace: dict, values: dict, set_by: str = "") -> None:
+    """The script's docstring, then each constant with its value (the default, or as `set_by`, e.g. a --config
+    file and flags given beside --help, set it) and the comment beside it in the source."""
     source = Path(namespace.get("__file__", "")).read_text() if Path(namespace.get("__file__", "")).is_file() else ""
-    print((namespace.get("__doc__") or "").strip() + "\n\nconstants (override with --name=value):")
-    for k, v in defaults.items():
+    print((namespace.get("__doc__") or "").strip() + "\n\nconstants (override with --name=value" +
+          (f"; the values {set_by} set" if set_by else "") + "):")
+    for k, v in values.items():
         # the comment on the constant's line and on the comment-only lines indented under it
         note = re.search(rf"^{k}(?: *: *\w+)? *=[^#\n]*#\s*(.*(?:\n {{20,}}#.*)*)", source, re.MULTILINE)
         text = " ".join(part.strip().lstrip("# ") for part in note.group(1).splitlines()) if note else ""
@@ -374,9 +378,9 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
     script = script or Path(namespace.get("__file__", "script")).stem
     # the constants as the script defined them; a second call in one process (tests) starts from them
     defaults = _DEFAULTS.setdefault(id(namespace), (namespace, copy.deepcopy(script_defaults(namespace, script))))[1]
-    if {"-h", "--help"} & set(argv[:argv.index("--")] if "--" in argv else argv):
-        print_help(namespace, defaults)
-        sys.exit(0)
+    end = argv.index("--") if "--" in argv else len(argv)
+    helping = bool({"-h", "--help"} & set(argv[:end]))      # shown once the file and flags beside it are read
+    argv = [a for i, a in enumerate(argv) if i >= end or a not in ("-h", "--help")]
     flags, positional, config_path = parse_argv(argv, defaults, texts=script == "inference")
     unknown = [n for n in flags if n not in defaults and not any_script_has(n)]
     if unknown:
@@ -397,6 +401,10 @@ def configure(namespace: dict, argv: list[str] | None = None, script: str | None
         cfg[name], sources[name] = coerce(name, file_values[name], defaults[name], source=config_path), "file"
     for name in set(flags) & set(defaults):
         cfg[name], sources[name] = coerce(name, flags[name], defaults[name]), "flag"
+    if helping:
+        print_help(namespace, cfg, " and ".join(filter(None, [config_path and f"--config {config_path}",
+                                                            (set(flags) & set(defaults)) and "the flags"])))
+        sys.exit(0)
     check_setting_values(cfg, lambda n, v: where_set(n, v, sources[n], config_path, script, n in exact))
     absolute_data_paths(cfg)
     namespace.update(cfg)
@@ -412,6 +420,13 @@ def annotations(namespace: dict) -> dict:
         return namespace["__annotations__"]
     annotate = namespace.get("__annotate__")
     return annotate(1) if callable(annotate) else {}     # 1: annotationlib.Format.VALUE
+
+
+def defined_constants(namespace: dict, script: str) -> dict:
+    """A script's settings as its file defines them (edited at its top): configure() sets the module's globals to
+    a run's values, so a later call of its functions in the same process (inference.predict after inference.main)
+    reads these rather than what the last command line set."""
+    return _DEFAULTS[id(namespace)][1] if id(namespace) in _DEFAULTS else script_defaults(namespace, script)
 
 
 def script_defaults(namespace: dict, script: str) -> dict:

@@ -35,7 +35,8 @@ from the teacher's soft targets alone; texts also in validation or test are neve
 
     python distill_student.py                                   # paper: four pretrained students
     python distill_student.py --config configs/quick.toml       # MiniLM teacher cut to 3, 2, 1 layers
-    python distill_student.py --config configs/quick.toml --only=L3 --temperature=4
+    python distill_student.py --config configs/quick.toml --only=L3 --temperature=4 --experiment=quick-t4 \\
+        --teacher_dir=outputs/quick/teacher                     # other settings: an experiment of their own
     python distill_student.py --config configs/full-study.toml  # from published soft labels, no teacher model;
                                                                 # the sweep, then the best recipes at 3 seeds
     torchrun --nproc_per_node 4 distill_student.py --config configs/bert.toml
@@ -703,9 +704,16 @@ def check_before_teacher(cfg: dict) -> None:
     check_students(STUDENTS, cfg)
     names = {s["name"] for s in STUDENTS}
     unknown = [n for n in ONLY if n and n not in names]
+    twin = next((s for s in STUDENTS if unknown and s["name"] == unknown[0].removesuffix("-baseline")), None)
+    if twin and student_settings(twin, cfg)["baseline"]:
+        raise UsageError(f"--only={','.join(ONLY)}: {unknown[0]} is the labels-only baseline of {twin['name']}, trained "
+                         f"beside it: --only={twin['name']} trains the two (a finished one is kept)")
+    if twin:
+        raise UsageError(f"--only={','.join(ONLY)}: {twin['name']} trains no labels-only baseline (baseline = false); "
+                         f"set baseline = true for it, then --only={twin['name']}")
     if unknown:
         raise UsageError(f"--only={','.join(ONLY)}: no student {unknown[0]!r}; students: {', '.join(sorted(names))} "
-                         f"(one trained from --students=... is named there again, or in the config's [[students]])")
+                         f"(one trained from --students=... is named there again, or in the config's students = [...])")
     table = TRANSFER_DATA not in ("", "validation") and not data_utils.is_lines_file(TRANSFER_DATA)
     if TRANSFER_TEXT_COLUMN and not table:
         raise UsageError(f"--transfer_text_column={TRANSFER_TEXT_COLUMN} names a column of a transfer_data table, but "
@@ -1006,15 +1014,18 @@ def name_card_baseline(run: Run, runs: list[Run]) -> None:
 # ----------------------------------------------------------------------------------------------
 def validation_rows(runs: list[Run]) -> list[dict] | None:
     """Each run's validation result in evaluate_models' row form (model, kind, student, settings, max_length, seed,
-    steps; accuracy = its val_accuracy), from its saved model folder; None while one is unfinished."""
+    steps; accuracy = its val_accuracy; missed: models.unpredicted_classes, "" when it predicted every class), from
+    its saved model folder; None while one is unfinished."""
     rows = []
     for run in runs:
         if not is_finished(run.dirs[0]):
             return None
-        kd = read_json(run.dirs[0] / "config.json").get("sentiment_kd", {})
-        metrics = read_json(run.dirs[0] / "metrics.json")
+        config = read_json(run.dirs[0] / "config.json")
+        kd, metrics = config.get("sentiment_kd", {}), read_json(run.dirs[0] / "metrics.json")
         rows.append({"model": run.name, "kind": "distilled" if run.distilled else "baseline",
-                     "accuracy": metrics["val_accuracy"], "f1": metrics.get("val_f1")} | student_fields(kd, metrics))
+                     "accuracy": metrics["val_accuracy"], "f1": metrics.get("val_f1"),
+                     "missed": unpredicted_classes(metrics, len(label_names(config)))}
+                    | student_fields(kd, metrics))
     return rows
 
 
@@ -1024,9 +1035,10 @@ def choose_best(rows: list[dict], by: str = "accuracy") -> list[dict]:
     is a candidate, gain = accuracy - baseline accuracy (rounded to 1e-9); the chosen one has, by="accuracy", the
     highest accuracy, ties going to the higher macro F1 (validation's too: the baseline plays no part), or by="gain"
     the largest gain, ties going to the higher accuracy; then to the first. (By gain, a baseline's low draw counts
-    as the entry's merit: the winner's gain is biased up.) Rows without a matched baseline are not candidates.
-    rows: validation_rows(). Returns [{student, candidates: [{model, accuracy, f1, baseline, baseline_accuracy, gain}],
-    chosen}]."""
+    as the entry's merit: the winner's gain is biased up.) Rows without a matched baseline are not candidates, and an
+    entry that predicted only some classes on validation (row "missed") is chosen only when every candidate did.
+    rows: validation_rows(). Returns [{student, candidates: [{model, accuracy, f1, baseline, baseline_accuracy, gain,
+    missed}], chosen}]."""
     baselines = {}
     for r in rows:
         if r["kind"] == "baseline":
@@ -1038,8 +1050,9 @@ def choose_best(rows: list[dict], by: str = "accuracy") -> list[dict]:
             students.setdefault(student_source(r["student"] or {}), []).append(
                 {"model": r["model"], "accuracy": r["accuracy"], "f1": r.get("f1"), "baseline": b["model"],
                  "baseline_accuracy": b["accuracy"],
-                 "gain": round(r["accuracy"] - b["accuracy"], 9)})
-    order = (lambda x: (x["accuracy"], x["f1"] or 0.0)) if by == "accuracy" else (lambda x: (x["gain"], x["accuracy"]))
+                 "gain": round(r["accuracy"] - b["accuracy"], 9), "missed": r.get("missed", "")})
+    order = (lambda x: (not x["missed"], x["accuracy"], x["f1"] or 0.0)) if by == "accuracy" else \
+        (lambda x: (not x["missed"], x["gain"], x["accuracy"]))
     return [{"student": k, "candidates": c, "chosen": max(c, key=order)["model"]} for k, c in students.items()]
 
 
@@ -1128,6 +1141,10 @@ def best_seed_runs(cfg: dict, teacher: Teacher) -> list[Run]:
         log.info("best_seeds: %s: %s chosen on validation by %s (accuracy %.4f, gain %+.4f over %s), at seeds %s",
                  c["student"], c["chosen"], CHOOSE_BY, first["accuracy"], first["gain"], first["baseline"],
                  [seeds[c["chosen"]]] + [e["seed"] for e in entries])
+        if first["missed"]:     # every candidate did: the choice is between models that have not learned
+            log.warning("best_seeds: every candidate of %s predicted only some classes on validation (%s: %s): the "
+                        "choice means little and its seeds will not learn either; give the entries more steps "
+                        "(--epochs) and run the sweep again (--overwrite=true: its finished entries are kept otherwise)", c["student"], c["chosen"], first["missed"])
         for e in entries:
             settings = student_settings(e, cfg) | {"baseline": True}
             more += [Run(e["name"], e, True, settings), Run(f"{e['name']}-baseline", e, False, settings)]
@@ -1139,7 +1156,8 @@ def best_seed_runs(cfg: dict, teacher: Teacher) -> list[Run]:
     if is_main_process():
         write_json(Path(OUTPUT_DIR) / EXPERIMENT / "chosen.json",
                    {"by": CHOOSE_BY_WORDS[CHOOSE_BY] + " (matched: same student, seed, optimizer steps and training "
-                          "settings); no test review read", "choose_by": CHOOSE_BY, "best_seeds": BEST_SEEDS,
+                          "settings); an entry that predicted every class on validation before one that did not; no "
+                          "test review read", "choose_by": CHOOSE_BY, "best_seeds": BEST_SEEDS,
                     "students": chosen})
     return more
 

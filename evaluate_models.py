@@ -9,7 +9,8 @@ Reads  outputs/<EXPERIMENT>/teacher/ (or TEACHER_DIR; without either, the teache
        validation split instead, for choosing settings without touching the test set.
 Writes outputs/<EXPERIMENT>/results.json, results.csv, results.md (the tables), dashboard.png,
        gains.png (each distilled student's gain over its labels-only baseline, mean and standard
-       deviation over seeds) and, for error analysis, predictions/<model>.csv (text index, label, prediction,
+       deviation over seeds; none when no distilled student is evaluated beside its baseline) and, for error
+       analysis, predictions/<model>.csv (text index, label, prediction,
        and the probability of each class) beside predictions/texts.csv (index, label, text, and the split and row
        of the data it is: source, row); with
        SPLIT=validation the same files named validation-*.
@@ -249,8 +250,9 @@ def warn_if_shared(device: str, rows: list[dict]) -> None:
     slowed = slowed_rows(rows, device, os.cpu_count())
     if slowed:
         log.warning("other processes kept cores busy while speed was measured (of %d cores; a fifth slows timings): %s; "
-                    "their timings are slow: evaluate on a quiet machine for figures to publish", os.cpu_count(),
-                    ", ".join(slowed))
+                    "their timings are slow: evaluate on a quiet machine for figures to publish%s", os.cpu_count(),
+                    ", ".join(slowed), "" if device != "cpu" or THREADS == 1 else " (where it cannot be quiet, --threads=1 "
+                    "keeps torch's threads from waiting on each other's turn, which slows them most)")
 
 
 def cpu_features() -> str:
@@ -865,16 +867,19 @@ def gain_lines(groups: list[dict], key: str) -> dict[str, list[tuple[float, dict
     return {k: sorted(v, key=lambda p: p[0]) for k, v in lines.items() if len(v) > 1}
 
 
-def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None:
+def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> bool:
     """Bars: each distilled recipe's gain over its baseline in accuracy points, with the standard
     deviation over seeds as error bars; with `by` (a student setting, GAIN_PLOT_BY), a second panel
-    draws the gain against that setting for the recipes that differ only in it."""
+    draws the gain against that setting for the recipes that differ only in it. Whether it drew one: with no
+    distilled-baseline pair there is none, and a gains plot left at `path` by an earlier evaluation is removed (it
+    would show the gains of models these results no longer hold)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     groups = [g for g in groups if g["gain"]]
     if not groups:
-        return
+        path.unlink(missing_ok=True)
+        return False
     lines = gain_lines(groups, by) if by else {}
     fig, axes = plt.subplots(1, 2 if lines else 1, figsize=(16 if lines else 9, 1.6 + 0.5 * len(groups)), squeeze=False)
     ax = axes[0, 0]
@@ -910,6 +915,7 @@ def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> None
         ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)
+    return True
 
 
 def confusion_rows(rows: list[dict]) -> list[dict]:
@@ -1321,13 +1327,16 @@ def figure_where(result: dict) -> str:
         (" (CPU shared with other work: speed figures slow)" if cpu_was_busy(hw) else "")
 
 
-def draw_figures(root: Path, result: dict, prefix: str = "") -> None:
-    """<prefix>dashboard.png and gains.png of a result (publish's, or its results.json read back: REDRAW)."""
+def draw_figures(root: Path, result: dict, prefix: str = "") -> str:
+    """<prefix>dashboard.png and gains.png of a result (publish's, or its results.json read back: REDRAW); the
+    files drawn, for the log ("dashboard.png and gains.png", or the dashboard alone: no distilled-baseline pair)."""
     noun, where = text_noun(result["data"]), figure_where(result)
     plot_dashboard(result["rows"], root / f"{prefix}dashboard.png", f"{result['experiment']}: teacher vs students, {where}",
                    result["split"], result["labels"], noun)
-    plot_gains(result["groups"], root / f"{prefix}gains.png", f"{result['experiment']}: what distillation adds, {where}",
-               GAIN_PLOT_BY or result["config"].get("gain_plot_by", ""))    # a redraw: as the evaluation had it
+    gains = plot_gains(result["groups"], root / f"{prefix}gains.png", f"{result['experiment']}: what distillation adds, "
+                       f"{where}", GAIN_PLOT_BY or result["config"].get("gain_plot_by", ""))  # a redraw: as evaluated
+    return f"{prefix}dashboard.png and {prefix}gains.png" if gains else \
+        f"{prefix}dashboard.png (no {prefix}gains.png: no distilled student beside its baseline)"
 
 
 def redraw() -> dict:
@@ -1335,8 +1344,8 @@ def redraw() -> dict:
     again with this code, the tables left as they are; the result."""
     root, prefix = Path(OUTPUT_DIR) / EXPERIMENT, split_prefix()
     result = as_current(read_json(results_to_redraw()))
-    draw_figures(root, result, prefix)
-    log.info("drew %s/%sdashboard.png and %sgains.png again from %sresults.json", root, prefix, prefix, prefix)
+    drawn = draw_figures(root, result, prefix)
+    log.info("drew %s/%s again from %sresults.json", root, drawn, prefix)
     return result
 
 
@@ -1431,9 +1440,8 @@ def publish(cfg: dict, rows: list[dict], models: list, split: dict, device: str,
             replace_dir(predictions, predictions.with_name(predictions.name.removesuffix(".partial")))
         if SPLIT == "test":      # each model's card (README.md) gets its test metrics and speed, once results.json has them
             write_cards(own_models(models, root), rows, pairs, hw, len(split["texts"]), split["of"])
-        draw_figures(root, result, prefix)
-    log.info("wrote %s/%sresults.{json,csv,md}, %sdashboard.png and %sgains.png\n%s", root, prefix, prefix, prefix,
-             markdown_table(rows, text_noun(split["data"])))
+        drawn = draw_figures(root, result, prefix)
+    log.info("wrote %s/%sresults.{json,csv,md}, %s\n%s", root, prefix, drawn, markdown_table(rows, text_noun(split["data"])))
     return result
 
 
@@ -1470,7 +1478,8 @@ def main(argv=None) -> dict:
 
     # 1. the test split (or its fixed stratified subset), or the teacher's validation split
     split = load_split(models[0][1])
-    log.info("evaluating %d models on %d %s %s on %s", len(models), len(split["texts"]), SPLIT, text_noun(split["data"]), device)
+    log.info("evaluating %d model%s on %d %s %s on %s", len(models), "s" * (len(models) != 1), len(split["texts"]), SPLIT,
+             text_noun(split["data"]), device)
     load, start = machine_load(device), cpu_sample()
 
     # 2. measure every model: fp32, then int8 / ONNX (CPU) and bf16 (GPU) variants

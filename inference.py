@@ -41,7 +41,7 @@ from pathlib import Path
 
 import models
 import onnx_runtime
-from configurator import UsageError, configure, run_main
+from configurator import UsageError, check_run_folder, configure, defined_constants, run_main
 from data_utils import FORMATS, as_trained, atomic_path, file_stamps, is_blank, read_json, read_lines, read_table
 from models import (batched_logits, default_device, experiment_of, is_finished, is_saved_model, load_classifier, saved_models,
                     truncation_settings)
@@ -75,6 +75,8 @@ def default_model(output_dir: str, experiment: str = "") -> Path:
     student with the best validation accuracy (what the experiment is about, not its labels-only baselines),
     else the best of its other students, else its teacher; of the models that learned (not_learned: each predicted
     every class on validation) where any did."""
+    if experiment:      # --experiment=outputs/quick: one folder name, as the other scripts require
+        check_run_folder(output_dir, experiment)
     found = saved_models(output_dir)
     models = [p for p in found if experiment_of(p) == Path(output_dir) / experiment] if experiment else found
     if not models:
@@ -238,8 +240,8 @@ def load(folder: Path, device: str):
     return _LOADED[key][1]
 
 
-def predict(texts: str | list[str], model: str = "", batch_size: int = 32, device: str = "auto",
-            output_dir: str = "outputs", onnx_file: str = onnx_runtime.FP32_FILE, experiment: str = "") -> list[dict]:
+def predict(texts: str | list[str], model: str | None = None, batch_size: int | None = None, device: str | None = None,
+            output_dir: str | None = None, onnx_file: str | None = None, experiment: str | None = None) -> list[dict]:
     """Sentiment of each text: [{"label": the most probable label, "score": its probability, "probs": {label:
     probability} of every class}], in the order of `texts`. Labels are the model's (IMDb: negative, positive).
 
@@ -248,8 +250,14 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
     and skipping it would shift the results against the inputs (the command line skips blank lines
     with a note instead). model: a saved model folder ("" = the default model, see the module docstring),
     or its ONNX export (export.py; run on the CPU with ONNX Runtime, `onnx_file` in it). experiment: with no model,
-    the experiment under output_dir to take the default from ("" = the newest).
+    the experiment under output_dir to take the default from ("" = the newest). A setting left None is this file's
+    constant (MODEL, BATCH_SIZE, DEVICE, OUTPUT_DIR, ONNX_FILE, EXPERIMENT), as edited at its top.
     """
+    c = defined_constants(globals(), "inference")          # as edited, not as an earlier main() in this process set them
+    model, batch_size, device, output_dir, onnx_file, experiment = (
+        c["MODEL"] if model is None else model, c["BATCH_SIZE"] if batch_size is None else batch_size,
+        c["DEVICE"] if device is None else device, c["OUTPUT_DIR"] if output_dir is None else output_dir,
+        c["ONNX_FILE"] if onnx_file is None else onnx_file, c["EXPERIMENT"] if experiment is None else experiment)
     texts = [texts] if isinstance(texts, str) else list(texts)
     bad = [i for i, t in enumerate(texts, 1) if not isinstance(t, str)]
     if bad:
@@ -263,7 +271,8 @@ def predict(texts: str | list[str], model: str = "", batch_size: int = 32, devic
     folder = check_model(model, output_dir) if model else runnable(default_model(output_dir, experiment))
     if not model:       # the newest experiment's: it changes as experiments are trained, so it is named (once per model)
         import warnings
-        warnings.warn(f"predict(): no model given, so {folder} ({default_reason(folder, experiment)}); pass model=... "
+        about = "; ".join(filter(None, [default_reason(folder, experiment), validation_accuracy(folder, onnx_file)]))
+        warnings.warn(f"predict(): no model given, so {folder} ({about}); pass model=... "
                       f"to choose", stacklevel=2)
     check_onnx_file(folder, onnx_file, device)
     config = read_json(folder / "config.json")
@@ -400,10 +409,11 @@ def print_model_line(folder: Path) -> None:
     why = "" if MODEL else f"the default: {default_reason(folder, EXPERIMENT)}; --model=PATH picks another"
     trained = folder.parent if is_onnx_folder(folder) else folder       # an export: the model it was exported from
     beside = (trained / "config.json").is_file()                          # (unless the export was shipped alone)
-    teacher = experiment_of(trained) / "teacher"    # (one distilled from another experiment's is not compared with it)
-    stale = "WARNING: it learned from an earlier training of the teacher beside it (retrained since; evaluate_models.py " \
-        "refuses it until it is retrained)" if beside and not models.learned_from_elsewhere(trained, teacher) and \
-        models.teacher_retrained_since(trained, teacher) else ""
+    teacher = experiment_of(trained) / "teacher"
+    elsewhere = models.learned_from_elsewhere(trained, teacher) if beside else ""   # --teacher_dir, as written
+    which = f"its teacher {elsewhere}" if elsewhere else "the teacher beside it"
+    stale = f"WARNING: it learned from an earlier training of {which} (retrained since; evaluate_models.py refuses it " \
+        f"until it is retrained)" if beside and models.teacher_retrained_since(trained, Path(elsewhere or teacher)) else ""
     about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), stale, why]))
     print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
 

@@ -52,6 +52,10 @@ def assert_one_line_error(r, *fragments):
     ("distill_student.py", ['--students=[{name = "x", layers = [0], alpha = 2.0}]'],
      "student 'x': alpha = 2.0: must be between 0 and 1"),
     ("distill_student.py", ["--only=nobody"], "--only=nobody: no student 'nobody'; students: cut, roberta (one trained from --students"),
+    ("distill_student.py", ["--only=cut-baseline"], "--only=cut-baseline: cut-baseline is the labels-only baseline of cut, "
+                                                    "trained beside it: --only=cut trains the two (a finished one is kept)"),
+    ("distill_student.py", ["--only=cut-baseline", '--students=[{name = "cut", layers = [0], baseline = false}]'],
+     "--only=cut-baseline: cut trains no labels-only baseline (baseline = false); set baseline = true for it, then --only=cut"),
     ("distill_student.py", ['--students=[{name = "x", layers = [0, 5]}]'], "student 'x': layers = [0, 5]: need increasing indices in 0..1"),
     ("distill_student.py", ['--students=[{name = "x", layers = [0], max_length = 12}]'],
      "head_tokens = 16 in "),      # the shared setting as it was set, then the student's own max_length

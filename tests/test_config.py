@@ -125,6 +125,12 @@ def test_file_errors(tmp_path):
     f.write_text('label_names = "don\'t, [x]"\n')     # not a plain list of words: no form to offer
     with pytest.raises(UsageError, match=r"expected list, got str$"):
         configure(vars(ft), ["--config", str(f)], "fine_tuning_teacher")
+    import distill_student as ds                        # JSON on the command line: TOML's parser error alone, before
+    with pytest.raises(UsageError, match=r'^--students=\'\[\{"name": "x", "layers": \[0\]\}\]\': expected list \(.*\); it is '
+                                         r'read as TOML, not JSON: write a table as \{name = "x", layers = \[0\]\}$'):
+        configure(vars(ds), ['--students=[{"name": "x", "layers": [0]}]'], "distill_student")
+    with pytest.raises(UsageError, match=r"^--students='\[\{name = \}\]': expected list \([^;]*\)$"):   # TOML, just wrong
+        configure(vars(ds), ["--students=[{name = }]"], "distill_student")
     configure(vars(ft), [], "fine_tuning_teacher")
     with pytest.raises(UsageError, match=r"no such file; experiments are in configs/: bert.toml"):
         configure(namespace(), ["--config", str(tmp_path / "missing.toml")], "fine_tuning_teacher")
@@ -270,6 +276,13 @@ def test_help_shows_values_as_a_flag_reads_them_back():
     value = shlex.split(line.split("=", 1)[1].split("    #")[0])[0]
     assert configure(dict(vars(ds)), [f"--students={value}"], "distill_student")["STUDENTS"] == ds.STUDENTS
     assert "  --batch_size=32    # per device" in r.stdout    # the comment of an annotated constant
+    assert "constants (override with --name=value):" in r.stdout
+    # beside --config and flags: the values they set, not the defaults (a user checking what a run would use)
+    r = subprocess.run([sys.executable, str(ROOT / "distill_student.py"), "--config", "configs/quick.toml", "--alpha=0.3",
+                        "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and "constants (override with --name=value; the values --config configs/quick.toml and the " \
+        "flags set):" in r.stdout, r.stderr
+    assert "  --alpha=0.3    # " in r.stdout and "  --experiment=\"quick\"    # " in r.stdout
 
 
 def test_boolean_flag_takes_a_following_true_or_false():

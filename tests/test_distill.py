@@ -404,6 +404,12 @@ def test_the_best_entry_of_each_student_is_chosen_by_its_accuracy_or_its_gain_ov
     rows[5]["f1"], rows[7]["f1"] = 0.70, 0.71                 # ties to validation macro F1, not to the baseline
     assert ds.choose_best(rows)[1]["chosen"] == "L3-b" and ds.choose_best(rows, "gain")[1]["chosen"] == "L3-a"
     assert [x["f1"] for x in ds.choose_best(rows)[1]["candidates"]] == [0.70, 0.71]
+    # an entry that predicted only some classes on validation loses to any that learned them all, whatever its figures
+    rows[2]["missed"] = rows[4]["missed"] = "it predicted one class for every validation text"
+    assert ds.choose_best(rows)[0]["chosen"] == ds.choose_best(rows, "gain")[0]["chosen"] == "L6-t0"
+    assert [x["missed"] for x in ds.choose_best(rows)[0]["candidates"]] == ["", rows[2]["missed"], rows[2]["missed"]]
+    rows[0]["missed"] = "it predicted only 2 of its 3 classes on validation"      # none learned: the rule as before
+    assert ds.choose_best(rows)[0]["chosen"] == "L6-t20" and ds.choose_best(rows, "gain")[0]["chosen"] == "L6-t0"
 
 
 def test_a_saved_students_record_gives_what_pairs_it_with_its_baseline():

@@ -375,7 +375,14 @@ def test_rows_timed_while_others_ran_are_named(caplog, tmp_path, monkeypatch):
     with caplog.at_level("WARNING"):
         ev.warn_if_shared("cpu", rows)
     assert "(of 2 cores; a fifth slows timings): cut int8 (0.9); their timings are slow" in caplog.text
+    assert caplog.text.rstrip().endswith("to publish (where it cannot be quiet, --threads=1 keeps torch's threads from "
+                                         "waiting on each other's turn, which slows them most)")
     assert "teacher" not in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(ev, "THREADS", 1)                  # already set: not advised again
+    with caplog.at_level("WARNING"):
+        ev.warn_if_shared("cpu", rows)
+    assert caplog.text.rstrip().endswith("for figures to publish")
     assert ev.slowed_rows(rows, "cpu", 2) == ["cut int8 (0.9)"] and ev.slowed_rows(rows, "cpu", 8) == []
     assert ev.slowed_rows([rows[1] | {"published": "x/results.json"}], "cpu", 2) == []    # timed elsewhere
     hw = {"cpu": "x", "torch_threads": 2, "device": "cpu", "torch": "2", "cpu_count": 2, "other_cores_busy": 0.3}
@@ -1121,3 +1128,22 @@ def test_a_model_whose_classes_are_the_datas_in_another_order_is_told_what_to_do
         ev.check_labels("teacher", tmp_path, config, ["neg", "pos"])
     with pytest.raises(UsageError, match=r"evaluate it with the data it was trained on \(--data, --label_names\)$"):
         ev.check_labels("teacher", tmp_path, config, ["bad", "good"])
+
+
+def test_no_pair_means_no_gains_plot_and_an_earlier_one_is_removed(tmp_path, monkeypatch):
+    # evaluating only the teacher (or --models=a baseline) after a full evaluation: the old gains.png showed the
+    # gains of models these results no longer hold, and the log said it was written
+    monkeypatch.setattr(ev, "save_figure", lambda fig, path: path.write_bytes(b"png"))
+    path = tmp_path / "gains.png"
+    assert ev.plot_gains([{"student": "L1", "gain": {"mean": 0.02, "std": 0.0, "n": 1}}], path, "t") is True
+    assert path.read_bytes() == b"png"
+    assert ev.plot_gains([{"student": "L1", "gain": {}}], path, "t") is False and not path.exists()
+    assert ev.plot_gains([], path, "t") is False and not path.exists()          # nothing there: nothing to remove
+    monkeypatch.setattr(ev, "plot_dashboard", lambda *a: None)
+    result = {"experiment": "x", "data": "imdb", "split": "test", "texts": 10, "labels": ["neg", "pos"], "rows": [],
+              "groups": [], "config": {}, "hardware": {"device": "cpu"}}
+    monkeypatch.setattr(ev, "figure_where", lambda r: "here")
+    assert ev.draw_figures(tmp_path, result) == "dashboard.png (no gains.png: no distilled student beside its baseline)"
+    result["groups"] = [{"student": "L1", "gain": {"mean": 0.02, "std": 0.0, "n": 1}}]
+    assert ev.draw_figures(tmp_path, result, "validation-") == "validation-dashboard.png and validation-gains.png"
+    assert (tmp_path / "validation-gains.png").exists()

@@ -195,10 +195,43 @@ def test_predict_importable(outputs):
     # without a model, the newest experiment's best student: named, since it changes as experiments are trained
     with pytest.warns(UserWarning, match=rf"^predict\(\): no model given, so {outputs}/tiny/students/\S+ \(the best distilled "
                                          r"student of the newest experiment(; its labels-only baseline did better "
-                                         r"on validation \(\S+ against \S+\): --model=\S+ takes it)?\); pass model=\.\.\. "
-                                         r"to choose$"):
+                                         r"on validation \(\S+ against \S+\): --model=\S+ takes it)?; validation "
+                                         r"accuracy \d\.\d{4}[^)]*\); pass model=\.\.\. to choose$"):
         default = predict(["a great film", "awful"], output_dir=str(outputs))
     assert len(default) == 2
+
+
+def test_predict_takes_the_constants_edited_at_the_top_of_inference_py(outputs, monkeypatch):
+    # README: "Without model=, predict takes the command line's default"; its keyword defaults were its own
+    import copy
+
+    import configurator
+    import inference
+    from configurator import UsageError
+    ns, teacher = vars(inference), f"{outputs}/tiny/teacher"
+    base = copy.deepcopy(configurator.defined_constants(ns, "inference"))
+    for name in ("MODEL", "OUTPUT_DIR", "EXPERIMENT", "ONNX_FILE"):      # main() below sets them: restored after
+        monkeypatch.setattr(inference, name, getattr(inference, name))
+
+    def edit(**values):             # as if the file's constants block were edited so
+        monkeypatch.setattr(configurator, "_DEFAULTS", {id(ns): (ns, base | values)})
+    edit(MODEL=teacher, ONNX_FILE="model_quantized.onnx")          # a torch folder: refused if it is read
+    with pytest.raises(UsageError, match=r"^--onnx_file=model_quantized.onnx picks a file of an ONNX export, but "):
+        inference.predict(["a great film"])
+    edit(MODEL=teacher)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # a model set (as MODEL) is no default to warn about
+        assert inference.predict(["a great film"]) == inference.predict(["a great film"], model=teacher)
+    edit(MODEL="", OUTPUT_DIR=str(outputs), EXPERIMENT="tiny")
+    with pytest.warns(UserWarning, match=rf"^predict\(\): no model given, so {outputs}/tiny/students/\S+ \(the best "
+                                         r"distilled student of experiment tiny; validation accuracy 1\.0000\); pass "):
+        inference.predict(["a great film"])
+    # main() sets the module's constants to its command line; a later predict() takes them as edited, not so
+    inference.main([f"--model={teacher}", "a great film"])
+    assert inference.MODEL == teacher
+    with pytest.warns(UserWarning, match=r"^predict\(\): no model given"):
+        inference.predict(["a great film"])
 
 
 def test_a_torch_model_where_torch_is_missing_is_one_line(outputs, monkeypatch, tmp_path):
@@ -404,6 +437,9 @@ def test_the_config_names_the_experiment_of_the_default_model(outputs, tmp_path,
     assert len(inference.main([f"--config={config}", "I loved it"])) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"model: {outputs}/tiny/students/") and "student of experiment tiny" in err, err
+    # a path for an experiment (as the other scripts refuse it): said so, not "no saved model under outputs/outputs/"
+    with pytest.raises(UsageError, match=r"^--experiment='outputs/tiny': must be one folder name under --output_dir "):
+        inference.main(["--experiment=outputs/tiny", "I loved it"])
 
 
 def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path, capsys, monkeypatch):
@@ -425,6 +461,21 @@ def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path, c
     monkeypatch.setattr(inference, "MODEL", str(export))
     inference.print_model_line(export)
     assert "retrained since" in capsys.readouterr().err
+    # a student of another experiment's teacher (--teacher_dir), that teacher retrained since: said too, naming it
+    shutil.copytree(f"{outputs}/tiny", tmp_path / "mine", ignore=shutil.ignore_patterns(".lock", "checkpoints", "cache"))
+    shutil.rmtree(tmp_path / "mine" / "teacher")
+    shutil.copytree(f"{outputs}/tiny/teacher", tmp_path / "other" / "teacher")
+    student = tmp_path / "mine" / "students" / "cut"
+    config = json.loads((student / "config.json").read_text())
+    config["sentiment_kd"]["run_config"]["teacher_dir"] = str(tmp_path / "other" / "teacher")
+    (student / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(inference, "MODEL", str(student))
+    inference.print_model_line(student)
+    assert "retrained since" not in capsys.readouterr().err
+    (tmp_path / "other" / "teacher" / "metrics.json").write_text(json.dumps(metrics | {"train_time_s": 1.5}))
+    inference.print_model_line(student)
+    assert f"WARNING: it learned from an earlier training of its teacher {tmp_path / 'other' / 'teacher'} (retrained " \
+        "since; evaluate_models.py refuses it until it is retrained)" in capsys.readouterr().err
 
 
 def test_output_columns_taken_twice_are_refused_before_predicting(outputs, tmp_path, monkeypatch):

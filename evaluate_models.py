@@ -741,11 +741,13 @@ def seeds_note(groups: list[dict]) -> str:
 
 def chosen_table(students: list[dict]) -> str:
     """Markdown: each candidate of a study's choice (chosen.json, distill_student.py BEST_SEEDS) with its validation
-    accuracy, its matched baseline's and the gain, in %, the chosen one marked."""
+    accuracy, its matched baseline's and the gain, in %, the chosen one marked; a candidate passed over for predicting
+    only some classes on validation (its `missed`, recorded from 2 Dec 2026) is said so."""
     lines = ["| student | candidate | validation acc (%) | matched baseline | baseline acc (%) | gain (points) | chosen |",
              "|---|---|---|---|---|---|---|"]
     for c in students:
-        lines += [f"| {c['student']} | {x['model']} | {100 * x['accuracy']:.2f} | {x['baseline']} | "
+        lines += [f"| {c['student']} | {x['model']}{f' ({m})' if (m := x.get('missed')) else ''} | "
+                  f"{100 * x['accuracy']:.2f} | {x['baseline']} | "
                   f"{100 * x['baseline_accuracy']:.2f} | {100 * x['gain']:+.2f} | {'yes' if x['model'] == c['chosen'] else ''} |"
                   for x in c["candidates"]]
     return "\n".join(lines)

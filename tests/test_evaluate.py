@@ -1147,3 +1147,15 @@ def test_no_pair_means_no_gains_plot_and_an_earlier_one_is_removed(tmp_path, mon
     result["groups"] = [{"student": "L1", "gain": {"mean": 0.02, "std": 0.0, "n": 1}}]
     assert ev.draw_figures(tmp_path, result, "validation-") == "validation-dashboard.png and validation-gains.png"
     assert (tmp_path / "validation-gains.png").exists()
+
+
+def test_the_choice_table_says_why_a_candidate_was_passed_over():
+    students = [{"student": "m layers [0]", "chosen": "b", "candidates": [
+        {"model": "a", "accuracy": 0.7, "baseline": "a-baseline", "baseline_accuracy": 0.6, "gain": 0.1,
+         "missed": "it predicted one class for every validation text"},
+        {"model": "b", "accuracy": 0.65, "baseline": "b-baseline", "baseline_accuracy": 0.6, "gain": 0.05, "missed": ""},
+        {"model": "c", "accuracy": 0.6, "baseline": "c-baseline", "baseline_accuracy": 0.6, "gain": 0.0}]}]  # older record
+    assert ev.chosen_table(students).splitlines()[2:] == [
+        "| m layers [0] | a (it predicted one class for every validation text) | 70.00 | a-baseline | 60.00 | +10.00 |  |",
+        "| m layers [0] | b | 65.00 | b-baseline | 60.00 | +5.00 | yes |",
+        "| m layers [0] | c | 60.00 | c-baseline | 60.00 | +0.00 |  |"]

@@ -89,7 +89,8 @@ pack() {   # GNU tar says 1 for a file that changed while it was read (a log bei
   cp "$base/log" "$OUT/run.log"
 }
 
-if ! going && [ "$(cat "$base/rc" 2>/dev/null)" != 0 ]; then
+# a finished run whose results folder is gone (RUNS removed, its run state kept) is started again, not packed as missing
+if ! going && { [ "$(cat "$base/rc" 2>/dev/null)" != 0 ] || [ ! -d "$RUNS" ]; }; then
   rm -rf "$base/code" "$base/pid" "$base/rc" && mkdir -p "$base/code" "$RUNS"
   # the copy has no .git: its records name the commit this checkout is at, else CODE_COMMIT (a device has no git)
   python3 -c 'import json, os

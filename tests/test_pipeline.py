@@ -421,6 +421,9 @@ def test_lent_gpu_runs_an_experiment_across_calls_then_stops_it_and_evaluates_wh
     p, _ = call("d", "runs", 5, BUDGET_S="10000")                             # finished: not started again
     assert p.returncode == 0 and "started" not in p.stdout
     assert (runs / "exp/started").read_text().splitlines() == [f"{tmp_path / 'runs.run/code/configs/x.toml'} --seed=1"] * 2
+    shutil.rmtree(runs)         # finished, then its results removed (its run state in runs.run kept): run again
+    p, packed = call("d2", "runs", 5, BUDGET_S="10000")
+    assert p.returncode == 0 and "started" in p.stdout and "./exp/results.md" in packed, p.stderr
 
 
 def test_lent_gpus_last_call_lets_an_evaluation_finish_stops_a_bench_and_refuses_bad_input(tmp_path):

@@ -490,7 +490,8 @@ def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run
     assert [(g["student"], g["gain"]["n"]) for g in result["groups"]] == [(label, 2)]     # its seeds are one recipe
     report = (root / "results.md").read_text()                 # the choice, on validation, beside the test results
     x = next(x for x in c["candidates"] if x["model"] == best)
-    assert f"| {best} | {100 * x['accuracy']:.2f} | {x['baseline']} | {100 * x['baseline_accuracy']:.2f} | " \
+    cell = best + (f" ({x['missed']})" if x["missed"] else "")   # a candidate that missed a class says so
+    assert f"| {cell} | {100 * x['accuracy']:.2f} | {x['baseline']} | {100 * x['baseline_accuracy']:.2f} | " \
            f"{100 * x['gain']:+.2f} | yes |" in report and report.count("| yes |") == 1
     assert "\n\nChosen by validation accuracy of each distilled entry with a matched baseline, ties to its macro F1 " \
            "(matched: " in report                                      # the rule it was chosen by

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import models
 import onnx_runtime
-from configurator import UsageError, check_run_folder, configure, defined_constants, run_main
+from configurator import PROJECT_DIR, UsageError, check_run_folder, configure, defined_constants, run_main
 from data_utils import FORMATS, as_trained, atomic_path, file_stamps, is_blank, read_json, read_lines, read_table
 from models import (batched_logits, default_device, experiment_of, is_finished, is_saved_model, load_classifier, saved_models,
                     truncation_settings)
@@ -412,8 +412,12 @@ def print_model_line(folder: Path) -> None:
     teacher = experiment_of(trained) / "teacher"
     elsewhere = models.learned_from_elsewhere(trained, teacher) if beside else ""   # --teacher_dir, as written
     which = f"its teacher {elsewhere}" if elsewhere else "the teacher beside it"
+    if elsewhere and not Path(elsewhere).exists():    # relative to the checkout the run wrote it in, read from elsewhere
+        learned_from = PROJECT_DIR / elsewhere
+    else:
+        learned_from = Path(elsewhere or teacher)
     stale = f"WARNING: it learned from an earlier training of {which} (retrained since; evaluate_models.py refuses it " \
-        f"until it is retrained)" if beside and models.teacher_retrained_since(trained, Path(elsewhere or teacher)) else ""
+        f"until it is retrained)" if beside and models.teacher_retrained_since(trained, learned_from) else ""
     about = "; ".join(filter(None, [validation_accuracy(folder, ONNX_FILE), stale, why]))
     print(f"model: {folder}" + (f" ({about})" if about else ""), file=sys.stderr)
 

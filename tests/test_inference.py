@@ -476,6 +476,15 @@ def test_a_student_of_a_teacher_retrained_since_is_named_so(outputs, tmp_path, c
     inference.print_model_line(student)
     assert f"WARNING: it learned from an earlier training of its teacher {tmp_path / 'other' / 'teacher'} (retrained " \
         "since; evaluate_models.py refuses it until it is retrained)" in capsys.readouterr().err
+    # the path as a run in the checkout wrote it (relative to it), read from another working folder: found there too
+    import os
+    from conftest import ROOT
+    relative = os.path.relpath(tmp_path / "other" / "teacher", ROOT)
+    config["sentiment_kd"]["run_config"]["teacher_dir"] = relative
+    (student / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path / "mine")
+    inference.print_model_line(student)
+    assert f"WARNING: it learned from an earlier training of its teacher {relative} (retrained" in capsys.readouterr().err
 
 
 def test_output_columns_taken_twice_are_refused_before_predicting(outputs, tmp_path, monkeypatch):

@@ -1144,7 +1144,8 @@ def best_seed_runs(cfg: dict, teacher: Teacher) -> list[Run]:
         if first["missed"]:     # every candidate did: the choice is between models that have not learned
             log.warning("best_seeds: every candidate of %s predicted only some classes on validation (%s: %s): the "
                         "choice means little and its seeds will not learn either; give the entries more steps "
-                        "(--epochs) and run the sweep again (--overwrite=true: its finished entries are kept otherwise)", c["student"], c["chosen"], first["missed"])
+                        "(--epochs) and run the sweep again (--overwrite=true: its finished entries are kept otherwise)",
+                        c["student"], c["chosen"], first["missed"])
         for e in entries:
             settings = student_settings(e, cfg) | {"baseline": True}
             more += [Run(e["name"], e, True, settings), Run(f"{e['name']}-baseline", e, False, settings)]

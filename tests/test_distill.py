@@ -455,6 +455,11 @@ def test_best_seeds_trains_the_entry_chosen_on_validation_at_more_seeds(tiny_run
     assert chosen["choose_by"] == "accuracy" and chosen["by"].startswith("validation accuracy of each distilled entry with")
     c = chosen["students"][0]
     assert {x["model"]: x["gain"] for x in c["candidates"]} == pytest.approx(gains)
+    for x in c["candidates"]:                # missed: what each entry's own record says of the classes it predicted
+        m = json.loads((root / "students" / x["model"] / "metrics.json").read_text())
+        assert bool(x["missed"]) == (m["val_classes_predicted"] < m["val_classes_in_labels"])
+    assert ("best_seeds: every candidate of" in (root / "logs" / "distill.log").read_text()) == \
+        all(x["missed"] for x in c["candidates"])       # said when the choice is among models that have not learned
     label = best.removesuffix("-s1")
     assert c["models"] == [best, f"{label}-s2"] and c["baselines"][1:] == [f"{label}-s2-baseline"]
     assert c["baselines"][0] == ("B-s1-baseline" if best == "C-s1" else f"{best}-baseline")

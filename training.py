@@ -321,8 +321,9 @@ def process_snapshot() -> dict:
 # ----------------------------------------------------------------------------------------------
 # train and save
 # ----------------------------------------------------------------------------------------------
-def resumed_at(checkpoint: str | None) -> int:
-    """The optimizer step a run resumed from `checkpoint` (a folder named checkpoint-<step>) began at; 0 for none."""
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The optimizer step at which `checkpoint` (a folder named checkpoint-<step>) was saved, so the step a run
+    resumed from it began at; 0 for none."""
     return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
 
 
@@ -529,14 +530,15 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
         "train_examples_per_s": per_s,
         # the Trainer's mean over this part's steps only, so the step it began at; none trained (resumed from the
         # last checkpoint): None, not the Trainer's 0.0
-        "train_loss": result.metrics.get("train_loss") if trainer.state.global_step > resumed_at(resume) else None,
-        "train_loss_from_step": resumed_at(resume),
+        "train_loss": result.metrics.get("train_loss") if trainer.state.global_step > checkpoint_step(resume) else None,
+        "train_loss_from_step": checkpoint_step(resume),
         "other_cores_busy": others,
         "process_at_start": at_start,
         **timer.summary(per_step),   # the Trainer's examples/s above counts evaluation and start-up too
         "parameters": count_parameters(trainer.model) - sum(p.numel() for n, p in trainer.model.named_parameters()
                                                             if n.startswith("kd_")),   # not the training-only projections
-        "best_checkpoint": trainer.state.best_model_checkpoint,
+        # the step, not the folder: checkpoints are removed when training ends (unless KEEP_CHECKPOINTS)
+        "best_step": checkpoint_step(best) if best else None,
         "log_history": trainer.state.log_history,
     } | extra_metrics
     save_finished(trainer, tokenizer, out_dir, record, metrics, info | {"training_settings": settings})

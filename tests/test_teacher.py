@@ -186,7 +186,7 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     log = (tmp_path / "tiny" / "logs" / "teacher.log").read_text()
     assert "checkpoint-9 is incomplete (no readable trainer_state.json): moved aside" in log
     assert "checkpoint-7 is incomplete (model.safetensors is truncated): moved aside" in log
-    best = Path(metrics["best_checkpoint"]).name          # the last log line of training is of this model, not the last step's
+    best = f"checkpoint-{metrics['best_step']}"            # the last log line of training is of this model, not the last step's
     assert f"the model kept is the best checkpoint by validation accuracy, {best}; evaluated again:" in log
     assert [h["epoch"] for h in metrics["log_history"] if "eval_accuracy" in h][:2] == [1.0, 2.0]
 
@@ -335,7 +335,7 @@ def test_a_run_stopped_after_its_last_checkpoint_records_no_loss_for_its_empty_s
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path, "--epochs=1"))
     assert metrics["resumed_from"].endswith("checkpoint-5") and metrics["train_loss_from_step"] == 5
     assert metrics["train_loss"] is None                  # no step trained here: not the Trainer's 0.0
-    assert training.resumed_at(None) == 0 and training.resumed_at("/x/checkpoint-12") == 12
+    assert training.checkpoint_step(None) == 0 and training.checkpoint_step("/x/checkpoint-12") == 12
 
 
 def test_overwrite_starts_an_interrupted_run_afresh(tmp_path, imdb_parquet):

@@ -30,8 +30,9 @@ A student is a pretrained checkpoint (`model = "distilroberta-base"`), is cut fr
 (`layers = [0, 2, 4]`: keep those encoder layers, copy embeddings, pooler and classifier, the way DistilBERT
 was initialised), or is cut from a pretrained checkpoint (both keys). Each model tokenizes the text itself,
 so a WordPiece student can learn from a BPE teacher. Unlabeled texts (TRANSFER_SIZE of them, from
-TRANSFER_DATA: IMDb's `unsupervised` split, a file, or the data's validation rows beyond VAL_SIZE) are learned
-from the teacher's soft targets alone; texts also in validation or test are never used (DROP_LEAKS).
+TRANSFER_DATA: the data's `unsupervised` split, IMDb's by default, a file, or the data's validation rows beyond
+VAL_SIZE) are learned from the teacher's soft targets alone; texts also in validation or test are never used
+(DROP_LEAKS).
 
     python distill_student.py                                   # paper: four pretrained students
     python distill_student.py --config configs/quick.toml       # MiniLM teacher cut to 3, 2, 1 layers
@@ -372,8 +373,10 @@ def find_teacher() -> Teacher:
     else:
         folder = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
         if not is_finished(folder):
-            raise UsageError(f"no finished teacher at {folder} (a model folder with weights and metrics.json); run "
-                             f"fine_tuning_teacher.py --experiment={EXPERIMENT} (or its --config) first, or set --teacher_dir")
+            raise UsageError(f"no finished teacher at {folder} (a model folder with weights and metrics.json); " +
+                             (f"--teacher_dir={TEACHER_DIR}: give the folder of a finished teacher (outputs/<exp>/teacher)"
+                              if TEACHER_DIR else f"run fine_tuning_teacher.py --experiment={EXPERIMENT} (or its --config) "
+                              f"first, or set --teacher_dir"))
         config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
         trained = config.get("sentiment_kd", {}).get("run_config", {})
         digests = config.get("sentiment_kd", {}).get("data_digests") or {}

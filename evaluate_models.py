@@ -64,7 +64,7 @@ from data_utils import (IMDB_LABELS, DataSpec, accuracy_se, atomic_path, check_d
 from models import (PadCollator, count_parameters, default_device, encode, finished_models, is_finished, load_classifier,
                     logits_in_order, model_config, recipe, run_fingerprint, student_fields, student_key,
                     learned_from_elsewhere, reorder_hint, teacher_folder, teacher_retrained_since, teacher_run_of,
-                    truncation_settings)
+                    truncation_settings, unpredicted_classes)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # evaluates OUTPUT_DIR/EXPERIMENT/{teacher,students/*}
@@ -657,14 +657,25 @@ def f1_gain_note(groups: list[dict], floor: float = 0.005) -> str:
             f"per-class recall in results.json); judge by macro F1 when the classes are not balanced." if said else "")
 
 
+def missed_on_validation(row: dict) -> str:
+    """What an evaluation row's model left out of the classes on validation, as inference.py's default model reads
+    it (models.unpredicted_classes of the val_classes_predicted / val_classes_in_labels its metrics.json recorded),
+    "" when it predicted every class there; for a row of results made before those were recorded, what its test
+    confusion matrix says (classes_missed)."""
+    if row.get("val_classes_predicted") is None:
+        return classes_missed(row)
+    return unpredicted_classes(row, row.get("val_classes_in_labels") or len(row.get("confusion") or []))
+
+
 def ship_choice(rows: list[dict], faster: float = 1.2) -> tuple[dict, dict, float] | None:
-    """(best, fastest, se) among the fp32 students (distilled or not) that learned every class and recorded their
-    validation accuracy and its size: `best` of the highest validation accuracy (ties: the faster), `fastest` the
-    highest throughput among those within one standard error of it on validation (se: accuracy_se, points) and at
-    least `faster` times best's throughput (two seeds of one architecture differ by timing noise alone), else best;
-    so the choice reads no test figure. None without such a student."""
+    """(best, fastest, se) among the fp32 students (distilled or not) that predicted every class on validation
+    (missed_on_validation) and recorded their validation accuracy and its size: `best` of the highest validation
+    accuracy (ties: the faster), `fastest` the highest throughput among those within one standard error of it on
+    validation (se: accuracy_se, points) and at least `faster` times best's throughput (two seeds of one architecture
+    differ by timing noise alone), else best; so the choice reads no test figure (speed is no accuracy: it is
+    measured on test texts). None without such a student."""
     pool = [r for r in rows if r["kind"] != "teacher" and r["precision"] == "fp32" and r.get("val_accuracy") is not None
-            and r.get("val_examples") and not classes_missed(r)]
+            and r.get("val_examples") and not missed_on_validation(r)]
     if not pool:
         return None
     best = max(pool, key=lambda r: (r["val_accuracy"], r["throughput"]))
@@ -683,10 +694,11 @@ def ship_note(rows: list[dict]) -> str:
     best, fast, se = choice
 
     def said(r):
+        missed = f", but on test it predicted only {classes_missed(r)} classes" if classes_missed(r) else ""
         return (f"{r['model']} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f}, "
                 f"{r['retention']:.1f}% of the teacher's, at {r['speedup']:.2f}x its throughput"
-                f"{', timed on a busy CPU' if r.get('speedup_busy') else ''})") if r.get("speedup") \
-            else f"{r['model']} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f})"
+                f"{', timed on a busy CPU' if r.get('speedup_busy') else ''}{missed})") if r.get("speedup") \
+            else f"{r['model']} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f}{missed})"
     text = f"\n\n**To ship**, chosen on validation: the most accurate student is {said(best)}"
     if fast is not best:
         text += (f"; within one standard error of it ({se:.1f} points on {best['val_examples']:,} validation texts), "
@@ -922,12 +934,13 @@ def plot_gains(groups: list[dict], path: Path, title: str, by: str = "") -> bool
 
 def confusion_rows(rows: list[dict]) -> list[dict]:
     """The fp32 teacher, the distilled student of the best validation accuracy among those that predicted every class
-    (reference rows; any, when none did), chosen without a test figure, as inference.py's default is (test accuracy
-    breaks ties and orders results made before val_accuracy was recorded), and the baseline of that student."""
+    on validation (missed_on_validation; reference rows; any, when none did), chosen without a test figure, as
+    inference.py's default is (test accuracy breaks ties and orders results made before val_accuracy was recorded),
+    and the baseline of that student."""
     ref = reference_rows(rows)
     picked = [r for r in ref if r["kind"] == "teacher"][:1]
     distilled = sorted((r for r in ref if r["kind"] == "distilled"),
-                       key=lambda r: (bool(classes_missed(r)), -(r.get("val_accuracy") or 0), -r["accuracy"]))[:1]
+                       key=lambda r: (bool(missed_on_validation(r)), -(r.get("val_accuracy") or 0), -r["accuracy"]))[:1]
     if distilled:
         key = student_key(distilled[0])
         picked += distilled + [r for r in ref if r["kind"] == "baseline" and student_key(r) == key][:1]
@@ -1096,9 +1109,11 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
         raise UsageError(f"--teacher_results={TEACHER_RESULTS}: no such file; give a published results.json (e.g. "
                          f"outputs/full/results.json)")
     if not models or (models[0][0] != "teacher" and not TEACHER_RESULTS):
-        raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights); run fine_tuning_teacher.py "
-                         f"(and distill_student.py) with --experiment={EXPERIMENT} first, or set --teacher_dir (students "
-                         f"of published soft labels: --teacher_results=outputs/<exp>/results.json)")
+        raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights); " +
+                         (f"--teacher_dir={TEACHER_DIR}: give the folder of a finished teacher (outputs/<exp>/teacher)"
+                          if TEACHER_DIR else f"run fine_tuning_teacher.py (and distill_student.py) with "
+                          f"--experiment={EXPERIMENT} first, or set --teacher_dir") +
+                         " (students of published soft labels: --teacher_results=outputs/<exp>/results.json)")
     wanted = [n for m in MODELS if m for n in (chosen_models(root, {n for n, _ in models}) if m == "chosen" else [m])]
     if wanted:
         unknown = set(wanted) - {n for n, _ in models}
@@ -1192,7 +1207,8 @@ def model_rows(name: str, folder: Path, split: dict, device: str, preds_dir: Pat
                      "latency_mean_ms": r["mean_ms"], "throughput": r["throughput"],
                      "pipeline_throughput": r["pipeline_throughput"], "pipeline_over_forward": r["pipeline_over_forward"],
                      "tokenize_ms_per_review": r["tokenize_ms_per_review"], "val_accuracy": metrics.get("val_accuracy"),
-                     "val_examples": metrics.get("val_examples"),
+                     "val_examples": metrics.get("val_examples"), "val_classes_predicted": metrics.get("val_classes_predicted"),
+                     "val_classes_in_labels": metrics.get("val_classes_in_labels"),
                      "batch": EVAL_BATCH_SIZE, "device": device, **student_fields(kd, metrics), "folder": str(folder),
                      "other_cores_busy": others, **per_class_metrics(pred, split["labels"], names), "pred": pred})
         write_predictions(preds_dir / f"{name if precision == 'fp32' else f'{name}-{precision}'}.csv",
@@ -1548,12 +1564,18 @@ def load_split(teacher_dir: Path) -> dict:
 
 
 def check_labels(name: str, folder: Path, config, names: list[str]) -> None:
-    """UsageError unless the model predicts the data's labels, in the same order."""
+    """UsageError unless the model predicts the data's labels (as the experiment's first model records them), in the
+    same order. The data and its label names are that record's, which no flag here changes (--data only says where
+    the same files lie now): a model of other labels was trained on other data, or with other names, than this one."""
     mine = [config.id2label[i] for i in range(config.num_labels)]
     if mine != list(names):
-        raise UsageError(f"model {name} ({folder}) predicts {', '.join(map(str, mine))}, the data's labels are "
-                         f"{', '.join(names)}; " + (reorder_hint(mine, names) or
-                                                   "evaluate it with the data it was trained on (--data, --label_names)"))
+        said = f"model {name} ({folder}) predicts {', '.join(map(str, mine))}, the data's labels are {', '.join(names)}"
+        if all(str(x).lstrip("-").isdigit() for x in names) and reorder_hint(mine, names):   # read as text once
+            raise UsageError(f"{said}; {reorder_hint(mine, names)}")
+        order = " (the same classes in another order)" if sorted(map(str, mine)) == sorted(map(str, names)) else ""
+        raise UsageError(f"{said}{order}: it was not trained on this experiment's data as its teacher records it; move "
+                         f"it out of {folder.parent}, or train it again in this experiment (its script with "
+                         f"--overwrite=true)")
 
 
 if __name__ == "__main__":

@@ -640,8 +640,12 @@ def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_
     # a teacher of other data (a forgotten --config) is named as that, not as too weak for this data
     with pytest.raises(UsageError, match=r"^--val_size=10, but the teacher .* was trained with val_size = 8"):
         ds.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={weak}", "--min_teacher_accuracy=0.8", "--val_size=10"))
-    with pytest.raises(UsageError, match="no finished teacher"):
+    with pytest.raises(UsageError, match=r"no finished teacher .*; run fine_tuning_teacher.py --experiment=tiny .*, or "
+                                         r"set --teacher_dir$"):
         ds.main(tiny_args(imdb_parquet, tmp_path))
+    with pytest.raises(UsageError, match=r"; --teacher_dir=\S+/nowhere: give the folder of a finished teacher "
+                                         r"\(outputs/<exp>/teacher\)$"):   # not "or set --teacher_dir"
+        ds.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={tmp_path / 'nowhere'}"))
 
 
 def test_a_teacher_blind_to_a_class_is_warned_of_before_it_teaches(caplog, monkeypatch):

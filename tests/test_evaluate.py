@@ -60,6 +60,15 @@ def test_what_to_ship_is_chosen_on_validation_and_the_fastest_within_a_standard_
                     "points on 400 validation texts), the fastest is L1 (validation 0.8350; test 0.7900, 87.8% of the "
                     "teacher's, at 6.00x its throughput).")
     assert ev.ship_choice([rows[0], rows[1], rows[4]])[1]["model"] == "L3"      # L0 is faster but 2 points below
+    # the classes a candidate predicted are read on validation, as its metrics.json recorded them (the confusion
+    # matrix above is test's, read only for results made before): L2-baseline predicted both there and wins; L3
+    # predicted one of two there and is passed over though test's matrix is whole
+    learned = {"val_classes_predicted": 2, "val_classes_in_labels": 2}
+    on_val = [rows[0], rows[1] | {"val_classes_predicted": 1, "val_classes_in_labels": 2}, rows[5] | learned]
+    assert ev.ship_choice(on_val)[0]["model"] == "L2-baseline"
+    assert ", but on test it predicted only 1 of 2 classes)" in ev.ship_note(on_val)
+    assert ev.ship_choice(on_val[:2]) is None
+    assert ev.ship_choice([rows[0], rows[1] | learned])[0]["model"] == "L3"
     alone = [rows[0], rows[1]]
     assert ev.ship_note(alone).endswith("the most accurate student is L3 (validation 0.8500; test 0.8000, 88.9% of "
                                         "the teacher's, at 2.00x its throughput).")
@@ -539,8 +548,10 @@ def test_scatter_labels_do_not_overlap_and_stay_inside_the_axes():
 def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
     with pytest.raises(UsageError, match="no model 'nope'"):
         ev.main(tiny_args(imdb_parquet, tiny_experiment, "--models=nope", cache=False))
-    with pytest.raises(UsageError, match="no finished teacher"):
+    with pytest.raises(UsageError, match="no finished teacher .*, or set --teacher_dir \\(students of published"):
         ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))
+    with pytest.raises(UsageError, match=r"; --teacher_dir=\S+/nowhere: give the folder of a finished teacher"):
+        ev.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={tmp_path / 'nowhere'}", cache=False))
 
 
 def test_only_the_experiments_own_models_get_their_cards_written(tmp_path):
@@ -586,8 +597,10 @@ def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_ex
     kd["sentiment_kd"]["teacher"] = str(tmp_path / "elsewhere" / "teacher")
     config.write_text(json.dumps(kd))
     assert ev.students_teacher(tmp_path / "tiny") is None
-    with pytest.raises(UsageError, match="no finished teacher"):
+    with pytest.raises(UsageError, match="no finished teacher .*, or set --teacher_dir \\(students of published"):
         ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))
+    with pytest.raises(UsageError, match=r"; --teacher_dir=\S+/nowhere: give the folder of a finished teacher"):
+        ev.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={tmp_path / 'nowhere'}", cache=False))
     assert ev.students_teacher(tmp_path / "nothing") is None
     # an experiment holding a teacher of its own (another training) and a student distilled from the first one:
     # refused as a student of another teacher, naming it, not as one of a teacher retrained since; no warning either
@@ -1002,6 +1015,11 @@ def test_the_confusion_panels_show_the_distilled_student_best_on_validation_and_
     assert [r["model"] for r in ev.confusion_rows(rows)] == ["teacher", "A", "A-baseline"]
     rows[1]["confusion"] = [[10, 0], [10, 0]]           # A predicted one class: passed over, as inference.py does
     assert [r["model"] for r in ev.confusion_rows(rows)] == ["teacher", "B", "B-baseline"]
+    # ... on validation, as its metrics.json recorded (test's matrix only for results made before)
+    rows[1] |= {"val_classes_predicted": 2, "val_classes_in_labels": 2}
+    assert [r["model"] for r in ev.confusion_rows(rows)] == ["teacher", "A", "A-baseline"]
+    rows[1] |= {"confusion": [[5, 5], [5, 5]], "val_classes_predicted": 1}
+    assert [r["model"] for r in ev.confusion_rows(rows)] == ["teacher", "B", "B-baseline"]
 
 
 def test_confusion_matrices_are_normalised_by_true_class():
@@ -1020,6 +1038,12 @@ def test_a_model_of_other_labels_or_their_order_is_refused():
     config = SimpleNamespace(id2label={0: "positive", 1: "negative"}, num_labels=2)
     with pytest.raises(UsageError, match=r"model cut \(x\) predicts positive, negative, the data's labels are negative, positive"):
         ev.check_labels("cut", Path("x"), config, ["negative", "positive"])
+    # no --label_names to suggest: evaluate_models.py has none (the data is the teacher's record's)
+    with pytest.raises(UsageError, match=r"\(the same classes in another order\): it was not trained on this "
+                                         r"experiment's data as its teacher records it; move it out of \.,"):
+        ev.check_labels("cut", Path("x"), config, ["negative", "positive"])
+    with pytest.raises(UsageError, match=r"the data's labels are bad, meh, good: it was not trained"):
+        ev.check_labels("cut", Path("x"), config, ["bad", "meh", "good"])
     assert ev.check_labels("cut", Path("x"), config, ["positive", "negative"]) is None
 
 
@@ -1124,9 +1148,13 @@ def test_a_model_whose_classes_are_the_datas_in_another_order_is_told_what_to_do
                                          r"\(before they were read as integers\): retrain it on this data"):
         ev.check_labels("teacher", tmp_path, config, ["1", "2", "10"])
     config = SimpleNamespace(id2label={0: "pos", 1: "neg"}, num_labels=2)
-    with pytest.raises(UsageError, match=r"another order: give the order it was trained with, --label_names=pos,neg$"):
+    # names in another order: no --label_names to give (evaluate_models.py has none: the names are the teacher's record's)
+    with pytest.raises(UsageError, match=r"labels are neg, pos \(the same classes in another order\): it was not "
+                                         r"trained on this experiment's data as its teacher records it; move it out "
+                                         r"of \S+, or train it again in this experiment \(its script with "
+                                         r"--overwrite=true\)$"):
         ev.check_labels("teacher", tmp_path, config, ["neg", "pos"])
-    with pytest.raises(UsageError, match=r"evaluate it with the data it was trained on \(--data, --label_names\)$"):
+    with pytest.raises(UsageError, match=r"labels are bad, good: it was not trained on this experiment's data"):
         ev.check_labels("teacher", tmp_path, config, ["bad", "good"])
 
 

@@ -155,7 +155,8 @@ def check_setting_values(values: dict, where) -> None:
             and v["HEAD_TOKENS"][1] >= v["MAX_LENGTH"][1] - 2:
         raise UsageError(f"{where(*v['HEAD_TOKENS'])}: must be below {where(*v['MAX_LENGTH'])} minus the special "
                          f"tokens (head+tail keeps that many tokens from the start, the rest from the end); a quarter "
-                         f"of it, {v['MAX_LENGTH'][1] // 4}, is what configs/ use")
+                         f"of it, {v['MAX_LENGTH'][1] // 4}, is what configs/ use: --head_tokens={v['MAX_LENGTH'][1] // 4} "
+                         f"(head_tokens = {v['MAX_LENGTH'][1] // 4} in a config file)")
 
 
 # ----------------------------------------------------------------------------------------------

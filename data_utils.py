@@ -400,11 +400,7 @@ def data_files(path: str, flag: str = "--data") -> dict:
                              f"unlabeled in this folder (found {len(found)} data files); name the files by split{lines}")
         files = {s: files[s] for s in SPLIT_WORDS if s in files}      # train first: errors name it first
     else:
-        here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"        # run_experiment.sh runs in the checkout
-        raise UsageError(f"{flag}={path}: no such file or folder{here}; " + (
-            "give a CSV/TSV/JSON Lines/parquet file, or a text file (one text per line)" if flag == "--file" else
-            "give a CSV/TSV/JSON Lines/parquet file or folder" + {"--data": ", a hub dataset id, or imdb", "--transfer_data":
-                                                                  ", or a .txt file or folder of them (one text per line)"}.get(flag, "")))
+        raise no_such_path(flag, path)
     kinds = {f.suffix.lower() for fs in files.values() for f in fs}
     unknown = kinds - set(FORMATS)
     if unknown:
@@ -477,11 +473,22 @@ def lines_files(path: str) -> list[Path]:
     return [f for f in found if f.suffix.lower() == ".txt"]
 
 
+def no_such_path(flag: str, path: str) -> UsageError:
+    """The error for a data path `flag` gave that is not there: where it was looked for, and what the flag takes."""
+    here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"        # run_experiment.sh runs in the checkout
+    return UsageError(f"{flag}={path}: no such file or folder{here}; " + (
+        "give a CSV/TSV/JSON Lines/parquet file, or a text file (one text per line)" if flag == "--file" else
+        "give a CSV/TSV/JSON Lines/parquet file or folder" + {"--data": ", a hub dataset id, or imdb", "--transfer_data":
+                                                              ", or a .txt file or folder of them (one text per line)"}.get(flag, "")))
+
+
 def read_lines(path: str, flag: str = "--file") -> list[str]:
     """The lines of a UTF-8 text file ("-" = standard input), without a leading byte-order mark; a file that cannot
     be read, or a line that is not UTF-8, is one UsageError naming it (`flag`: the setting that gave the path)."""
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).expanduser().read_bytes()
+    except FileNotFoundError:
+        raise no_such_path(flag, path) from None
     except OSError as e:
         here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"
         raise UsageError(f"{flag}={path}: cannot read it ({e.strerror}{here}); give a UTF-8 text file, one text per "

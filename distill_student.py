@@ -728,11 +728,15 @@ def check_before_teacher(cfg: dict) -> None:
                         "the labels alone; set transfer_size = N (under [distill_student], or per student) to add N of "
                         "its texts", TRANSFER_DATA)
     elif TRANSFER_DATA not in ("", "validation"):
-        have = len(data_utils.transfer_file_texts(DataSpec.from_settings(cfg)))
+        texts = data_utils.transfer_file_texts(DataSpec.from_settings(cfg))
+        have = len(set(texts)) if DROP_LEAKS else len(texts)     # repeats are dropped (check_transfer_size, later)
         most = max((r for r in runs if r.distilled), key=lambda r: r.settings["transfer_size"], default=None)
         if most is not None and most.settings["transfer_size"] > have:     # leak removal may leave fewer still
+            distinct = f", {have:,} of them distinct (repeats are dropped)" if have < len(texts) else ""
+            later = " (or fewer: texts also in train, validation or test are dropped too)" if DROP_LEAKS else ""
             raise UsageError(f"student {most.name!r}: transfer_size = {most.settings['transfer_size']}, but "
-                             f"--transfer_data={TRANSFER_DATA} holds {have:,} texts; set it to at most {have}")
+                             f"--transfer_data={TRANSFER_DATA} holds {len(texts):,} texts{distinct}; set it to at most "
+                             f"{have}{later}")
 
 
 def check_models_before_teacher(cfg: dict) -> None:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from configurator import UsageError, run_main, start_run
+from configurator import UsageError, log, run_main, start_run
+from data_utils import read_json
 from model_card import card_after_export
 from models import experiment_of, finished_models, is_finished, saved_models
 from onnx_runtime import export_model, is_onnx_folder
@@ -106,15 +107,38 @@ def picked(models: list[Path]) -> list[Path]:
 
 def main(argv=None) -> list[Path]:
     start_run(globals(), argv, "export", "export.log", check=check)
-    exports = []
+    exports, replaced = [], []
     for folder in check():
         record = folder / "onnx" / "export.json"
         before = record.stat().st_mtime_ns if record.is_file() else None
         exports.append(export_model(folder, OVERWRITE, QUANTIZE, QUANTIZE_EXCLUDE, QUANTIZE_PER_CHANNEL, QUANTIZE_REDUCE_RANGE))
         # the model's card names its export; <folder>/onnx/README.md: that card with this folder's usage (a kept
         # export's too); a new export's old ONNX figures dropped from both
-        card_after_export(folder, fresh=record.is_file() and record.stat().st_mtime_ns != before)
+        fresh = record.is_file() and record.stat().st_mtime_ns != before
+        card_after_export(folder, fresh=fresh)
+        if fresh and before is not None:
+            replaced.append(folder)
+    warn_if_measured_before(replaced)
     return exports
+
+
+def warn_if_measured_before(folders: list[Path]) -> None:
+    """A warning when the experiment's results (results.md / results.json) hold ONNX rows of models exported again
+    just now: those rows measured the files these replaced (the cards dropped theirs), until an evaluation measures
+    the new ones."""
+    if not folders:
+        return
+    results = experiment_of(folders[0].resolve()) / "results.json"
+    found = read_json(results) if results.is_file() else {}
+    names = {f.name for f in folders}
+    stale = sorted({r["model"] for r in found.get("rows", []) if r.get("model") in names
+                    and str(r.get("precision", "")).startswith("onnx")})
+    if stale:
+        cf = found.get("config", {}).get("config_file")
+        how = f"--config {cf}" if cf else f"--output_dir={results.parent.parent} --experiment={results.parent.name}"
+        log.warning("%s: its ONNX rows of %s measured the files exported before; evaluate the experiment again to "
+                    "measure these: python evaluate_models.py %s --onnx=true (with the other flags it was evaluated "
+                    "with)", results, ", ".join(stale), how)
 
 
 if __name__ == "__main__":

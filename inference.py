@@ -100,8 +100,8 @@ def preference(folder: Path) -> tuple:
 
 def default_reason(folder: Path, experiment: str = "") -> str:
     """Why default_model picked `folder` (from `experiment`, "" = the newest), for the line that names it: the
-    models ranked above it that it passed over for not learning, and, when its labels-only baseline did better on
-    validation (and learned), that one's folder. Of an ONNX export (runnable): of the model it was exported from."""
+    models ranked above it that it passed over for not learning, and, when its labels-only baseline did as well or
+    better on validation (and learned), that one's folder. Of an ONNX export (runnable): of the model it was exported from."""
     folder = folder.parent if is_onnx_folder(folder) else folder
     kind = read_json(folder / "config.json").get("sentiment_kd", {}).get("kind")
     of = f"experiment {experiment}" if experiment else "the newest experiment"
@@ -114,8 +114,9 @@ def default_reason(folder: Path, experiment: str = "") -> str:
     if kind == "distilled":
         twin = folder.with_name(f"{folder.name}-baseline")
         ours, theirs = (read_json(f / "metrics.json").get("val_accuracy", 0) if is_finished(f) else 0 for f in (folder, twin))
-        better = f"; its labels-only baseline did better on validation ({theirs:.4f} against {ours:.4f}): " \
-                 f"--model={twin} takes it" if theirs > ours and not not_learned(twin) else ""
+        did = "better than it" if theirs > ours else "as well"     # a tie: results.md's "to ship" may name either
+        better = f"; its labels-only baseline did {did} on validation ({theirs:.4f} against {ours:.4f}): " \
+                 f"--model={twin} takes it" if theirs >= ours and not not_learned(twin) else ""
         return f"the best distilled student of {of}{learned}{better}{passed}"
     if folder.name != "teacher":
         return f"the best student of {of}, which has no distilled one{learned}{passed}"

@@ -39,7 +39,8 @@ def test_a_value_left_at_the_top_of_the_file_is_named_so_and_head_tokens_gets_a_
         configure(ns, ["--max_length=128"], "fine_tuning_teacher")
     assert str(e.value) == ("HEAD_TOKENS = 128 (at the top of fine_tuning_teacher.py): must be below --max_length=128 "
                             "minus the special tokens (head+tail keeps that many tokens from the start, the rest from "
-                            "the end); a quarter of it, 32, is what configs/ use")
+                            "the end); a quarter of it, 32, is what configs/ use: --head_tokens=32 (head_tokens = 32 "
+                            "in a config file)")      # the fix as a flag: the README says to leave the scripts as they are
     # a BERT-style tokenizer wraps a text in 2 special tokens: a head of max_length - 2 leaves no tail
     with pytest.raises(UsageError, match=r"^--head_tokens=126: must be below --max_length=128 minus the special"):
         configure(ns, ["--max_length=128", "--head_tokens=126"], "fine_tuning_teacher")

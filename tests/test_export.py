@@ -468,7 +468,14 @@ def test_a_new_export_drops_the_figures_of_the_files_it_replaced(exported, tmp_p
     export.main([f"--model={folder}", "--quantize=false"])                 # kept: its figures are still its files'
     assert "| onnx-int8 | 0.5500 |" in (folder / "README.md").read_text()
     assert "Rows onnx-fp32 / onnx-int8 are this folder's files" in (folder / "onnx" / "README.md").read_text()
+    # results.md keeps its rows until an evaluation: the log says they are of the files replaced, and how to measure
+    (root / "results.json").write_text(json.dumps({"rows": rows, "config": {"config_file": "configs/mine.toml"}}))
+    export.main([f"--model={folder}", "--quantize=false"])                 # kept: nothing to say
+    assert "measured the files exported before" not in (root / "logs" / "export.log").read_text()
     export.main([f"--model={folder}", "--overwrite=true"])                 # new files: the old figures go
+    assert f"{root / 'results.json'}: its ONNX rows of cut measured the files exported before; evaluate the experiment " \
+        "again to measure these: python evaluate_models.py --config configs/mine.toml --onnx=true" in \
+        (root / "logs" / "export.log").read_text()
     card, onnx_card = (folder / "README.md").read_text(), (folder / "onnx" / "README.md").read_text()
     assert "| onnx-int8 |" not in card and "| onnx-int8 |" not in onnx_card
     assert f"python inference.py --model {folder / 'onnx'} --onnx_file=model_quantized.onnx" in onnx_card

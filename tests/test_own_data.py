@@ -371,6 +371,8 @@ def test_transfer_texts_from_a_text_file_or_a_table_column_of_their_own(tmp_path
     assert du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(unsup))) == ["a table"]
     with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+gone.txt: no such file or folder; .*, or a .txt file"):
         du.check_data(spec(tmp_path / "data", transfer_data=str(tmp_path / "gone.txt")))
+    with pytest.raises(du.UsageError, match=r"^--transfer_data=\S+gone.txt: no such file or folder; .*, or a .txt file"):
+        du.transfer_file_texts(spec(tmp_path / "data", transfer_data=str(tmp_path / "gone.txt")))  # not "cannot read it"
     (tmp_path / "more.docx").write_text("x")
     with pytest.raises(du.UsageError, match=r"unknown file format '.docx'; use one of .csv, .tsv, .jsonl, .json, .parquet or "
                                             r"\.txt \(one text per line\)$"):

@@ -184,7 +184,12 @@ def test_inference_default_is_the_best_distilled_student_of_the_newest_experimen
     (twin / "metrics.json").write_text(json.dumps({"val_accuracy": 0.93}))
     assert inference.default_model(str(tmp_path)) == tmp_path / "new" / "students" / "best"
     assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment; its " \
-        f"labels-only baseline did better on validation (0.9300 against 0.9000): --model={twin} takes it"
+        f"labels-only baseline did better than it on validation (0.9300 against 0.9000): --model={twin} takes it"
+    (twin / "metrics.json").write_text(json.dumps({"val_accuracy": 0.9}))    # a tie is said too
+    assert reason(tmp_path / "new" / "students" / "best").endswith("its labels-only baseline did as well on validation "
+                                                                   f"(0.9000 against 0.9000): --model={twin} takes it")
+    (twin / "metrics.json").write_text(json.dumps({"val_accuracy": 0.8999}))
+    assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment"
     (twin / "metrics.json").write_text(json.dumps({"val_accuracy": 0.93, "val_classes_predicted": 1}))
     assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment"
     shutil.rmtree(twin)                                  # a baseline that did not learn is not offered

@@ -475,7 +475,7 @@ def lines_files(path: str) -> list[Path]:
 
 def no_such_path(flag: str, path: str) -> UsageError:
     """The error for a data path `flag` gave that is not there: where it was looked for, and what the flag takes."""
-    here = "" if Path(path).is_absolute() else f" in {Path.cwd()}"        # run_experiment.sh runs in the checkout
+    here = "" if Path(path).expanduser().is_absolute() else f" in {Path.cwd()}"   # run_experiment.sh runs in the checkout
     return UsageError(f"{flag}={path}: no such file or folder{here}; " + (
         "give a CSV/TSV/JSON Lines/parquet file, or a text file (one text per line)" if flag == "--file" else
         "give a CSV/TSV/JSON Lines/parquet file or folder" + {"--data": ", a hub dataset id, or imdb", "--transfer_data":

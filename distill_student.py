@@ -374,7 +374,8 @@ def find_teacher() -> Teacher:
         folder = teacher_folder(OUTPUT_DIR, EXPERIMENT, TEACHER_DIR)
         if not is_finished(folder):
             raise UsageError(f"no finished teacher at {folder} (a model folder with weights and metrics.json); " +
-                             (f"--teacher_dir={TEACHER_DIR}: give the folder of a finished teacher (outputs/<exp>/teacher)"
+                             (f"teacher_dir = {TEACHER_DIR}: give the folder of a finished teacher (outputs/<exp>/teacher; train that "
+                              f"experiment's teacher first if it has none)"
                               if TEACHER_DIR else f"run fine_tuning_teacher.py --experiment={EXPERIMENT} (or its --config) "
                               f"first, or set --teacher_dir"))
         config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
@@ -728,8 +729,10 @@ def check_before_teacher(cfg: dict) -> None:
                         "the labels alone; set transfer_size = N (under [distill_student], or per student) to add N of "
                         "its texts", TRANSFER_DATA)
     elif TRANSFER_DATA not in ("", "validation"):
-        texts = data_utils.transfer_file_texts(DataSpec.from_settings(cfg))
-        have = len(set(texts)) if DROP_LEAKS else len(texts)     # repeats are dropped (check_transfer_size, later)
+        spec = DataSpec.from_settings(cfg)
+        texts = data_utils.transfer_file_texts(spec)
+        # repeats are dropped (check_transfer_size, later), as prepared for training (IMDb's <br />, escapes decoded)
+        have = len(set(data_utils.prepared(texts, spec))) if DROP_LEAKS else len(texts)
         most = max((r for r in runs if r.distilled), key=lambda r: r.settings["transfer_size"], default=None)
         if most is not None and most.settings["transfer_size"] > have:     # leak removal may leave fewer still
             distinct = f", {have:,} of them distinct (repeats are dropped)" if have < len(texts) else ""

@@ -480,6 +480,10 @@ def keep_onnx_rows(cfg: dict, models: list[tuple[str, Path]], device: str) -> No
     onnx = true measures them again instead of dropping them, for the kinds it measured (its onnx_kinds, unless
     --onnx_kinds is given). --onnx=false drops them (warned: onnx_rows_dropped)."""
     global ONNX, ONNX_KINDS
+    if ONNX and device != "cpu":       # ONNX Runtime's rows are CPU deployment's (and QUANTIZE's int8 rows too)
+        log.warning("onnx = true: ONNX Runtime rows are measured on a CPU only, and this evaluation runs on %s: none "
+                    "here, nor exports; export with export.py (any machine) and evaluate on a CPU with --device=cpu",
+                    device)
     previous = Path(OUTPUT_DIR) / EXPERIMENT / f"{split_prefix()}results.json"
     if ONNX or device != "cpu" or cfg["_sources"].get("ONNX", "default") != "default" or not previous.is_file():
         return
@@ -667,14 +671,23 @@ def missed_on_validation(row: dict) -> str:
     return unpredicted_classes(row, row.get("val_classes_in_labels") or len(row.get("confusion") or []))
 
 
+def ship_precision(rows: list[dict]) -> str:
+    """The precision whose rows every student has, to compare them in: fp32, else (on a GPU, FP32_MODELS giving fp32
+    rows to a few) the half precision they all ran in; fp32 when none is common to all."""
+    students = {r["model"] for r in rows if r["kind"] != "teacher"}
+    return next((p for p in ("fp32", "bf16", "fp16") if students and students <= {
+        r["model"] for r in rows if r["kind"] != "teacher" and r["precision"] == p}), "fp32")
+
+
 def ship_choice(rows: list[dict], faster: float = 1.2) -> tuple[dict, dict, float] | None:
-    """(best, fastest, se) among the fp32 students (distilled or not) that predicted every class on validation
-    (missed_on_validation) and recorded their validation accuracy and its size: `best` of the highest validation
-    accuracy (ties: the faster), `fastest` the highest throughput among those within one standard error of it on
-    validation (se: accuracy_se, points) and at least `faster` times best's throughput (two seeds of one architecture
-    differ by timing noise alone), else best; so the choice reads no test figure (speed is no accuracy: it is
-    measured on test texts). None without such a student."""
-    pool = [r for r in rows if r["kind"] != "teacher" and r["precision"] == "fp32" and r.get("val_accuracy") is not None
+    """(best, fastest, se) among the students (distilled or not), in the precision all have (ship_precision), that
+    predicted every class on validation (missed_on_validation) and recorded their validation accuracy and its size:
+    `best` of the highest validation accuracy (ties: the faster), `fastest` the highest throughput among those within
+    one standard error of it on validation (se: accuracy_se, points) and at least `faster` times best's throughput
+    (two seeds of one architecture differ by timing noise alone), else best; so the choice reads no test figure
+    (speed is no accuracy: it is measured on test texts). None without such a student."""
+    precision = ship_precision(rows)
+    pool = [r for r in rows if r["kind"] != "teacher" and r["precision"] == precision and r.get("val_accuracy") is not None
             and r.get("val_examples") and not missed_on_validation(r)]
     if not pool:
         return None
@@ -694,16 +707,20 @@ def ship_note(rows: list[dict]) -> str:
     best, fast, se = choice
 
     def said(r):
-        missed = f", but on test it predicted only {classes_missed(r)} classes" if classes_missed(r) else ""
-        return (f"{r['model']} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f}, "
+        name = r["model"] if r["precision"] == "fp32" else f"{r['model']} in {r['precision']}"
+        return (f"{name} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f}, "
                 f"{r['retention']:.1f}% of the teacher's, at {r['speedup']:.2f}x its throughput"
-                f"{', timed on a busy CPU' if r.get('speedup_busy') else ''}{missed})") if r.get("speedup") \
-            else f"{r['model']} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f}{missed})"
+                f"{', timed on a busy CPU' if r.get('speedup_busy') else ''})") if r.get("speedup") \
+            else f"{name} (validation {r['val_accuracy']:.4f}; test {r['accuracy']:.4f})"
     text = f"\n\n**To ship**, chosen on validation: the most accurate student is {said(best)}"
     if fast is not best:
         text += (f"; within one standard error of it ({se:.1f} points on {best['val_examples']:,} validation texts), "
                  f"the fastest is {said(fast)}")
-    return text + "."
+    failed = [f"{r['model']} predicted only {classes_missed(r)} classes" for r in [best] + [fast] * (fast is not best)
+              if classes_missed(r)]        # seen after the choice, which reads no test figure: the card says so too
+    return text + "." + (f" **But on test {' and '.join(failed)}: not learned, do not ship "
+                         f"{'it' if len(failed) == 1 else 'them'}** (train again: README, *Your own data*)."
+                         if failed else "")
 
 
 def one_seed_note(groups: list[dict], texts: int) -> str:
@@ -1110,7 +1127,8 @@ def selected_models(cfg: dict | None = None) -> list[tuple[str, Path]]:
                          f"outputs/full/results.json)")
     if not models or (models[0][0] != "teacher" and not TEACHER_RESULTS):
         raise UsageError(f"no finished teacher at {teacher_dir} (a model folder with weights); " +
-                         (f"--teacher_dir={TEACHER_DIR}: give the folder of a finished teacher (outputs/<exp>/teacher)"
+                         (f"teacher_dir = {TEACHER_DIR}: give the folder of a finished teacher (outputs/<exp>/teacher; train that "
+                          f"experiment's teacher first if it has none)"
                           if TEACHER_DIR else f"run fine_tuning_teacher.py (and distill_student.py) with "
                           f"--experiment={EXPERIMENT} first, or set --teacher_dir") +
                          " (students of published soft labels: --teacher_results=outputs/<exp>/results.json)")
@@ -1573,9 +1591,11 @@ def check_labels(name: str, folder: Path, config, names: list[str]) -> None:
         if all(str(x).lstrip("-").isdigit() for x in names) and reorder_hint(mine, names):   # read as text once
             raise UsageError(f"{said}; {reorder_hint(mine, names)}")
         order = " (the same classes in another order)" if sorted(map(str, mine)) == sorted(map(str, names)) else ""
-        raise UsageError(f"{said}{order}: it was not trained on this experiment's data as its teacher records it; move "
-                         f"it out of {folder.parent}, or train it again in this experiment (its script with "
-                         f"--overwrite=true)")
+        fix = "train it again on this data (fine_tuning_teacher.py --overwrite=true)" if name == "teacher" else \
+            (f"is --teacher_dir={TEACHER_DIR} the teacher it learned from? If so, " if TEACHER_DIR else "") + \
+            (f"move it out of {folder.parent}, or distill it again here (distill_student.py with this experiment's "
+             f"config, --only={name.removesuffix('-baseline')} --overwrite=true)")
+        raise UsageError(f"{said}{order}: it was not trained on the data this experiment's teacher records; {fix}")
 
 
 if __name__ == "__main__":

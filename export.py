@@ -23,6 +23,7 @@ A finished export (both files) is kept unless OVERWRITE; one whose int8 file was
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from configurator import UsageError, log, run_main, start_run
@@ -135,7 +136,8 @@ def warn_if_measured_before(folders: list[Path]) -> None:
                     and str(r.get("precision", "")).startswith("onnx")})
     if stale:
         cf = found.get("config", {}).get("config_file")
-        how = f"--config {cf}" if cf else f"--output_dir={results.parent.parent} --experiment={results.parent.name}"
+        how = f"--config {shlex.quote(cf)}" if cf else \
+            f"--output_dir={shlex.quote(str(results.parent.parent))} --experiment={shlex.quote(results.parent.name)}"
         log.warning("%s: its ONNX rows of %s measured the files exported before; evaluate the experiment again to "
                     "measure these: python evaluate_models.py %s --onnx=true (with the other flags it was evaluated "
                     "with)", results, ", ".join(stale), how)

@@ -116,7 +116,7 @@ def default_reason(folder: Path, experiment: str = "") -> str:
         ours, theirs = (read_json(f / "metrics.json").get("val_accuracy", 0) if is_finished(f) else 0 for f in (folder, twin))
         did = "better than it" if theirs > ours else "as well"     # a tie: results.md's "to ship" may name either
         better = f"; its labels-only baseline did {did} on validation ({theirs:.4f} against {ours:.4f}): " \
-                 f"--model={twin} takes it" if theirs >= ours and not not_learned(twin) else ""
+                 f"--model={twin} takes it" if theirs >= ours and is_finished(twin) and not not_learned(twin) else ""
         return f"the best distilled student of {of}{learned}{better}{passed}"
     if folder.name != "teacher":
         return f"the best student of {of}, which has no distilled one{learned}{passed}"

@@ -643,8 +643,9 @@ def test_refuses_an_undertrained_or_missing_teacher(tiny_run, imdb_parquet, tmp_
     with pytest.raises(UsageError, match=r"no finished teacher .*; run fine_tuning_teacher.py --experiment=tiny .*, or "
                                          r"set --teacher_dir$"):
         ds.main(tiny_args(imdb_parquet, tmp_path))
-    with pytest.raises(UsageError, match=r"; --teacher_dir=\S+/nowhere: give the folder of a finished teacher "
-                                         r"\(outputs/<exp>/teacher\)$"):   # not "or set --teacher_dir"
+    with pytest.raises(UsageError, match=r"; teacher_dir = \S+/nowhere: give the folder of a finished teacher "
+                                         r"\(outputs/<exp>/teacher; train that experiment's teacher first if it has "
+                                         r"none\)$"):   # not "or set --teacher_dir"
         ds.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={tmp_path / 'nowhere'}"))
 
 

@@ -66,9 +66,19 @@ def test_what_to_ship_is_chosen_on_validation_and_the_fastest_within_a_standard_
     learned = {"val_classes_predicted": 2, "val_classes_in_labels": 2}
     on_val = [rows[0], rows[1] | {"val_classes_predicted": 1, "val_classes_in_labels": 2}, rows[5] | learned]
     assert ev.ship_choice(on_val)[0]["model"] == "L2-baseline"
-    assert ", but on test it predicted only 1 of 2 classes)" in ev.ship_note(on_val)
+    assert ev.ship_note(on_val).endswith("the most accurate student is L2-baseline (validation 0.8600; test 0.8100, "
+                                         "90.0% of the teacher's, at 3.00x its throughput). **But on test L2-baseline "
+                                         "predicted only 1 of 2 classes: not learned, do not ship it** (train again: "
+                                         "README, *Your own data*).")       # as its card says
     assert ev.ship_choice(on_val[:2]) is None
     assert ev.ship_choice([rows[0], rows[1] | learned])[0]["model"] == "L3"
+    # on a GPU with FP32_MODELS, fp32 rows for a few: the students are compared in the precision all of them ran in
+    gpu = [rows[0], rows[0] | {"precision": "bf16"}, rows[1], rows[1] | {"precision": "bf16"},
+           rows[3] | {"precision": "bf16", "throughput": 90.0, "speedup": 9.0}]
+    assert ev.ship_precision(gpu) == "bf16" and ev.ship_precision(rows) == "fp32"
+    best, fast, _ = ev.ship_choice(gpu)
+    assert (best["model"], best["precision"], fast["model"]) == ("L3", "bf16", "L1")
+    assert "the fastest is L1 in bf16 (validation 0.8350" in ev.ship_note(gpu)
     alone = [rows[0], rows[1]]
     assert ev.ship_note(alone).endswith("the most accurate student is L3 (validation 0.8500; test 0.8000, 88.9% of "
                                         "the teacher's, at 2.00x its throughput).")
@@ -550,7 +560,7 @@ def test_evaluate_errors(tiny_experiment, imdb_parquet, tmp_path):
         ev.main(tiny_args(imdb_parquet, tiny_experiment, "--models=nope", cache=False))
     with pytest.raises(UsageError, match="no finished teacher .*, or set --teacher_dir \\(students of published"):
         ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))
-    with pytest.raises(UsageError, match=r"; --teacher_dir=\S+/nowhere: give the folder of a finished teacher"):
+    with pytest.raises(UsageError, match=r"; teacher_dir = \S+/nowhere: give the folder of a finished teacher"):
         ev.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={tmp_path / 'nowhere'}", cache=False))
 
 
@@ -599,7 +609,7 @@ def test_students_of_another_experiments_teacher_are_evaluated_beside_it(tiny_ex
     assert ev.students_teacher(tmp_path / "tiny") is None
     with pytest.raises(UsageError, match="no finished teacher .*, or set --teacher_dir \\(students of published"):
         ev.main(tiny_args(imdb_parquet, tmp_path, cache=False))
-    with pytest.raises(UsageError, match=r"; --teacher_dir=\S+/nowhere: give the folder of a finished teacher"):
+    with pytest.raises(UsageError, match=r"; teacher_dir = \S+/nowhere: give the folder of a finished teacher"):
         ev.main(tiny_args(imdb_parquet, tmp_path, f"--teacher_dir={tmp_path / 'nowhere'}", cache=False))
     assert ev.students_teacher(tmp_path / "nothing") is None
     # an experiment holding a teacher of its own (another training) and a student distilled from the first one:
@@ -1039,11 +1049,20 @@ def test_a_model_of_other_labels_or_their_order_is_refused():
     with pytest.raises(UsageError, match=r"model cut \(x\) predicts positive, negative, the data's labels are negative, positive"):
         ev.check_labels("cut", Path("x"), config, ["negative", "positive"])
     # no --label_names to suggest: evaluate_models.py has none (the data is the teacher's record's)
-    with pytest.raises(UsageError, match=r"\(the same classes in another order\): it was not trained on this "
-                                         r"experiment's data as its teacher records it; move it out of \.,"):
+    with pytest.raises(UsageError, match=r"\(the same classes in another order\): it was not trained on the data this "
+                                         r"experiment's teacher records; move it out of \., or distill it again here "
+                                         r"\(distill_student.py with this experiment's config, --only=cut "
+                                         r"--overwrite=true\)$"):
         ev.check_labels("cut", Path("x"), config, ["negative", "positive"])
-    with pytest.raises(UsageError, match=r"the data's labels are bad, meh, good: it was not trained"):
-        ev.check_labels("cut", Path("x"), config, ["bad", "meh", "good"])
+    with pytest.raises(UsageError, match=r"the data's labels are bad, meh, good: it was not trained .* --only=cut "):
+        ev.check_labels("cut-baseline", Path("x"), config, ["bad", "meh", "good"])   # trains beside cut
+    ev.TEACHER_DIR = "elsewhere/teacher"          # a teacher of other data given: perhaps not the students' teacher
+    try:
+        with pytest.raises(UsageError, match=r"records; is --teacher_dir=elsewhere/teacher the teacher it learned "
+                                             r"from\? If so, move it"):
+            ev.check_labels("cut", Path("x"), config, ["bad", "meh", "good"])
+    finally:
+        ev.TEACHER_DIR = ""
     assert ev.check_labels("cut", Path("x"), config, ["positive", "negative"]) is None
 
 
@@ -1150,11 +1169,10 @@ def test_a_model_whose_classes_are_the_datas_in_another_order_is_told_what_to_do
     config = SimpleNamespace(id2label={0: "pos", 1: "neg"}, num_labels=2)
     # names in another order: no --label_names to give (evaluate_models.py has none: the names are the teacher's record's)
     with pytest.raises(UsageError, match=r"labels are neg, pos \(the same classes in another order\): it was not "
-                                         r"trained on this experiment's data as its teacher records it; move it out "
-                                         r"of \S+, or train it again in this experiment \(its script with "
-                                         r"--overwrite=true\)$"):
+                                         r"trained on the data this experiment's teacher records; train it again on "
+                                         r"this data \(fine_tuning_teacher.py --overwrite=true\)$"):
         ev.check_labels("teacher", tmp_path, config, ["neg", "pos"])
-    with pytest.raises(UsageError, match=r"labels are bad, good: it was not trained on this experiment's data"):
+    with pytest.raises(UsageError, match=r"labels are bad, good: it was not trained on the data"):
         ev.check_labels("teacher", tmp_path, config, ["bad", "good"])
 
 
@@ -1187,3 +1205,16 @@ def test_the_choice_table_says_why_a_candidate_was_passed_over():
         "| m layers [0] | a (it predicted one class for every validation text) | 70.00 | a-baseline | 60.00 | +10.00 |  |",
         "| m layers [0] | b | 65.00 | b-baseline | 60.00 | +5.00 | yes |",
         "| m layers [0] | c | 60.00 | c-baseline | 60.00 | +0.00 |  |"]
+
+
+def test_onnx_asked_for_on_a_gpu_is_said_to_measure_nothing(monkeypatch, caplog, tmp_path):
+    # ONNX Runtime rows are CPU rows: on a GPU onnx = true exported and measured nothing, without a word, and the
+    # README's next command (inference on L3/onnx) found no folder
+    monkeypatch.setattr(ev, "ONNX", True)
+    monkeypatch.setattr(ev, "OUTPUT_DIR", str(tmp_path))
+    with caplog.at_level("WARNING", logger="kd"):
+        ev.keep_onnx_rows({"_sources": {"ONNX": "file"}}, [], "cpu")
+        assert "ONNX Runtime rows are measured on a CPU only" not in caplog.text
+        ev.keep_onnx_rows({"_sources": {"ONNX": "file"}}, [], "cuda")
+    assert "onnx = true: ONNX Runtime rows are measured on a CPU only, and this evaluation runs on cuda: none here, " \
+        "nor exports; export with export.py (any machine) and evaluate on a CPU with --device=cpu" in caplog.text

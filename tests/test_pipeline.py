@@ -249,9 +249,10 @@ def test_transfer_texts_are_checked_before_the_teacher_trains(imdb_parquet, tmp_
         f"--transfer_data={tmp_path}/more.csv holds 3 texts; set it to at most 3 (or fewer: texts also in train, " \
         f"validation or test are dropped too)", p.stderr
     # repeats are dropped before training (check_transfer_size): the number this names is one that then passes it
-    (tmp_path / "more.csv").write_text("id,body\n1,a text\n2,another\n3,a third\n4,another\n5,a fourth\n")
+    # (as prepared for training: IMDb's <br /> is a space, so "a<br />third" repeats "a third")
+    (tmp_path / "more.csv").write_text("id,body\n1,a text\n2,another\n3,a third\n4,another\n5,a fourth\n6,a<br />third\n")
     p = run(f"--transfer_data={tmp_path}/more.csv", "--transfer_text_column=body", "--transfer_size=5")
-    assert p.returncode == 2 and f"--transfer_data={tmp_path}/more.csv holds 5 texts, 4 of them distinct (repeats are " \
+    assert p.returncode == 2 and f"--transfer_data={tmp_path}/more.csv holds 6 texts, 4 of them distinct (repeats are " \
         f"dropped); set it to at most 4 (or fewer" in p.stderr, p.stderr
     assert not (tmp_path / "tiny").exists() and "== fine_tuning_teacher" not in p.stdout
     (tmp_path / "more.txt").write_text("one\ntwo\nthree\nfour\n")

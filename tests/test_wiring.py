@@ -190,6 +190,15 @@ def test_inference_default_is_the_best_distilled_student_of_the_newest_experimen
                                                                    f"(0.9000 against 0.9000): --model={twin} takes it")
     (twin / "metrics.json").write_text(json.dumps({"val_accuracy": 0.8999}))
     assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment"
+    # a baseline not finished (or none: baseline = false) ties with nothing, even a student at 0.0000
+    best_metrics = tmp_path / "new" / "students" / "best" / "metrics.json"
+    saved = best_metrics.read_text()
+    best_metrics.write_text(json.dumps({"val_accuracy": 0.0}))
+    (twin / "metrics.json").unlink()
+    assert reason(tmp_path / "new" / "students" / "best").startswith("the best distilled student of the newest experiment")
+    assert "baseline" not in reason(tmp_path / "new" / "students" / "best")
+    best_metrics.write_text(saved)
+    (twin / "metrics.json").write_text(json.dumps({"val_accuracy": 0.8999}))
     (twin / "metrics.json").write_text(json.dumps({"val_accuracy": 0.93, "val_classes_predicted": 1}))
     assert reason(tmp_path / "new" / "students" / "best") == "the best distilled student of the newest experiment"
     shutil.rmtree(twin)                                  # a baseline that did not learn is not offered

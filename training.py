@@ -102,12 +102,17 @@ def align_tf32_flags() -> None:
 def compute_metrics(eval_pred) -> dict:
     """Trainer hook: accuracy and macro F1 of the argmax of the logits (N, C) (classification_metrics), how many
     classes the labels hold (classes_in_labels: a small validation file may lack one) and how many of those it
-    predicts at least once (classes_predicted; 1: the model has not learned the task, whatever its accuracy)."""
+    predicts at least once (classes_predicted; 1: the model has not learned the task, whatever its accuracy), and
+    the lowest recall of a class the labels hold, min_recall = min_c (texts of c predicted c) / (texts of c), with
+    that class's id, min_recall_class (warn_if_class_neglected)."""
     logits, labels = eval_pred.predictions, eval_pred.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
     preds, present = logits.argmax(-1), np.unique(labels)
+    recalls = [float((preds[labels == c] == c).mean()) for c in present]
+    low = int(np.argmin(recalls))
     return classification_metrics(preds, labels) | {"classes_predicted": int(np.isin(present, preds).sum()),
-                                                    "classes_in_labels": int(len(present))}
+                                                    "classes_in_labels": int(len(present)),
+                                                    "min_recall": recalls[low], "min_recall_class": int(present[low])}
 
 
 def console_or_file() -> logging.Logger:
@@ -418,6 +423,24 @@ def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int, history:
                     "the others: %s", out_dir, seen, held, val["eval_accuracy"], fix)
 
 
+def warn_if_class_neglected(out_dir: Path, val: dict, config, best_metric: str = "accuracy") -> None:
+    """A warning when a model that predicts every class on validation (`val`: Trainer.evaluate's metrics) recalls
+    one of them at under half of what guessing at random would, min_recall < 1 / (2 x classes in labels): it all but
+    ignores that class (on imbalanced classes the best accuracy can come from the common ones), and a student
+    distilled from it learns the neglect. `config`: the model's, for the class's name (id2label)."""
+    held, low = val.get("eval_classes_in_labels") or config.num_labels, val.get("eval_min_recall")
+    if low is None or val.get("eval_classes_predicted", held) < held or low >= 1 / (2 * held):
+        return                                   # a class never predicted: warn_if_classes_unpredicted's
+    name = config.id2label.get(int(val["eval_min_recall_class"]), val["eval_min_recall_class"])
+    fix = {"accuracy": "--best_metric=recall (or f1) keeps the checkpoint best across classes, rather than the most "
+                       "accurate",
+           "none": "it was trained elsewhere: fine-tune it on this data (fine_tune = true), or take another"}.get(
+        best_metric, "train longer, or with more examples of it")
+    log.warning("%s recognises class %r in only %.1f%% of its validation texts (guessing at random would find %.1f%%): "
+                "it all but ignores it, and students distilled from it learn that; %s", out_dir, name, 100 * low,
+                100 / held, fix)
+
+
 def warn_if_near_chance(out_dir: Path, val: dict, labels, classes: int) -> float:
     """A warning when the model's validation accuracy (`val`: Trainer.evaluate's metrics) is less than NEAR_CHANCE
     above the share of validation's most common class (`labels`: its ids), what always predicting that class scores:
@@ -519,10 +542,12 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     val = trainer.evaluate()
     warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels, trainer.state.log_history,
                                 trainer.args.metric_for_best_model.removeprefix("eval_"))
+    warn_if_class_neglected(out_dir, val, trainer.model.config, trainer.args.metric_for_best_model.removeprefix("eval_"))
     majority = warn_if_near_chance(out_dir, val, trainer.eval_dataset["label"], trainer.model.config.num_labels)
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"], "val_classes_predicted": val["eval_classes_predicted"],
         "val_classes_in_labels": val["eval_classes_in_labels"], "val_majority_share": majority,
+        "val_min_recall": val.get("eval_min_recall"), "val_min_recall_class": val.get("eval_min_recall_class"),
         "val_examples": len(trainer.eval_dataset),
         "train_time_s": round(train_time, 1), "resumed_from": resume,
         "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
@@ -556,6 +581,7 @@ def save_untrained(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     val = trainer.evaluate()
     classes = trainer.model.config.num_labels
     warn_if_classes_unpredicted(out_dir, val, classes)
+    warn_if_class_neglected(out_dir, val, trainer.model.config, "none")     # no checkpoints to keep: trained elsewhere
     if val["eval_accuracy"] < 1 / classes:       # worse than chance: most likely its classes in another order
         log.warning("%s: validation accuracy %.4f, below chance (%.4f): are its classes the data's, in the order its "
                     "config.json id2label names them?", info["base_model"], val["eval_accuracy"], 1 / classes)

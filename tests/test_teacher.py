@@ -180,6 +180,7 @@ def test_interrupted_run_resumes(tmp_path, imdb_parquet, monkeypatch):
     (ckpts[0] / "train_time.json").write_text(json.dumps({"train_time_s": 1000.0}))      # ... made long, to be seen
     metrics = ft.main(tiny_args(imdb_parquet, tmp_path))
     assert metrics["resumed_from"].endswith("checkpoint-5") and metrics["train_loss_from_step"] == 5   # its train_loss's span
+    assert 0 <= metrics["val_min_recall"] <= 1 and metrics["val_min_recall_class"] in (0, 1)   # recorded
     assert Count.steps == 35                                               # epochs 2-8 only (tiny.toml: 8 epochs)
     assert 1000 < metrics["train_time_s"] < 1300                           # both parts' time, and so the speed
     assert metrics["train_examples_per_s"] == pytest.approx(40 * 8 / metrics["train_time_s"], rel=0.05)
@@ -590,6 +591,28 @@ def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):
     assert (m["classes_predicted"], m["classes_in_labels"]) == (3, 3)
     m = training.compute_metrics(EvalPrediction(np.eye(4)[[0, 0, 3, 0, 0, 3]], np.array([0, 1, 2, 0, 1, 2])))
     assert (m["classes_predicted"], m["classes_in_labels"]) == (1, 3)
+    # the lowest recall of a class the labels hold: 10 texts each of 3 classes, class 2 recognised once (1/10)
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    m = training.compute_metrics(EvalPrediction(np.eye(3)[[0] * 10 + [1] * 9 + [2] + [2] + [0] * 9], labels))
+    assert (m["min_recall"], m["min_recall_class"], m["classes_predicted"]) == (pytest.approx(0.1), 2, 3)
+    from types import SimpleNamespace
+    config = SimpleNamespace(num_labels=3, id2label={0: "bad", 1: "meh", 2: "good"})
+    val = {"eval_classes_predicted": 3, "eval_classes_in_labels": 3, "eval_min_recall": 0.1, "eval_min_recall_class": 2}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kd"):
+        training.warn_if_class_neglected(folder, val, config)
+    assert f"{folder} recognises class 'good' in only 10.0% of its validation texts (guessing at random would find " \
+        "33.3%): it all but ignores it, and students distilled from it learn that; --best_metric=recall (or f1) keeps " \
+        "the checkpoint best across classes, rather than the most accurate" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kd"):
+        training.warn_if_class_neglected(folder, val | {"eval_min_recall": 0.17}, config)    # 1 / (2 x 3) = 0.167: not under
+        training.warn_if_class_neglected(folder, val | {"eval_classes_predicted": 2}, config)  # the other warning's
+        training.warn_if_class_neglected(folder, {"eval_classes_predicted": 3}, config)       # not recorded
+    assert caplog.text == ""
+    with caplog.at_level("WARNING", logger="kd"):
+        training.warn_if_class_neglected(folder, val, config, "none")
+    assert "ignores it, and students distilled from it learn that; it was trained elsewhere: fine-tune it" in caplog.text
     caplog.clear()
     training.warn_if_classes_unpredicted(folder, {"eval_classes_predicted": 3, "eval_classes_in_labels": 3,
                                                   "eval_accuracy": 0.61}, 4)

@@ -16,7 +16,7 @@ warm-up:
                          is PEAK_TFLOPS, else the dense bf16/fp16 peak of a known GPU; none on CPUs.
 A series (MODEL_NAMES x LEVERS) runs in this one process, each measurement with the model loaded afresh and its own
 warm-up steps, so that a lever series pays Python's, torch's and CUDA's start-up once (importing torch and transformers' Trainer
-took 4.9 s a process on a 2-core Xeon: outputs/readme-figures) rather than per lever; one measurement stopped midway loses only itself, and the same
+took 5.0 s a process on a 2-core Xeon: outputs/readme-figures) rather than per lever; one measurement stopped midway loses only itself, and the same
 command again keeps those saved (OVERWRITE measures them again) and goes on.
 Reads  IMDb (IMDB_DIR / --data_dir, else the hub) and the models (hub ids, folders or tiny:bert).
 Writes FOLDER/<label>.json per measurement: settings, device, the attention kernel actually used, figures, and the

@@ -502,8 +502,8 @@ PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 def offline_if_hub_unreachable(timeout_s: float = 3.0) -> str | None:
     """Turn the Hugging Face hub's offline mode on, for this process and those it starts, when the user left it unset
     and the hub cannot be reached (no name resolution, no route, refused): otherwise huggingface_hub retries each
-    file's lookup with back-off before it falls back to its cache, 96 s for one tokenizer already cached on a machine
-    without network, 2.2 s with this check (outputs/readme-figures). Returns why the hub was unreachable, else None.
+    file's lookup with back-off before it falls back to its cache, 95 s for one tokenizer already cached on a machine
+    without network, 2.4 s with this check (outputs/readme-figures). Returns why the hub was unreachable, else None.
     Not checked where HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set either way, or a proxy is (a direct connection
     proves nothing there).
     The name lookup takes at most `timeout_s`, then each address's connection as long."""
@@ -717,7 +717,7 @@ def threads_for_shared_cpu() -> None:
     """THREADS = 0 on a CPU that other processes keep busy (measured since this module was imported, or since this
     process's last run began, while the script loaded its libraries and checked its inputs: others_cores): torch's
     threads cut to spare_threads. Threads waiting on each other's turn are what slows a shared CPU: the smoke teacher
-    on 2 cores, one kept busy by another process, trained 3.3 s a step with 2 threads and 1.3 s with 1
+    on 2 cores, one kept busy by another process, trained 2.7 s a step with 2 threads and 1.6 s with 1
     (outputs/readme-figures, shared_cpu). Not on a GPU, under torchrun, where this process may use only some of the
     cores, or under a CPU quota (the sample is the whole machine's, not the container's)."""
     import torch

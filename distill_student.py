@@ -60,7 +60,7 @@ from data_utils import (DataSpec, atomic_path, check_data, check_digests, digest
 from models import (PadCollator, batched_logits, check_max_length, count_parameters, default_device, is_finished,
                     label_names, load_classifier, load_tokenizer, model_config, recipe, run_fingerprint, student_fields,
                     student_key, teacher_folder, tokenize_dataset, truncation_settings, unpredicted_classes,
-                    reorder_hint)
+                    neglected_class, reorder_hint)
 
 # --- I/O ---------------------------------------------------------------------------------------
 EXPERIMENT: str = "paper"         # run name: reads OUTPUT_DIR/EXPERIMENT/teacher, writes .../students/
@@ -354,6 +354,7 @@ class Teacher:
     classes_predicted: int | None = None   # how many of its classes it predicted on validation; older: not recorded
     classes_in_labels: int | None = None   # how many classes validation holds; older: not recorded
     base_model: str | None = None          # the hub model it was fine-tuned from (a student cut from it descends from it)
+    neglected: str = ""                    # a class it all but ignores on validation (models.neglected_class)
 
 
 def find_teacher() -> Teacher:
@@ -384,7 +385,8 @@ def find_teacher() -> Teacher:
     return Teacher(folder, tuple(label_names(config)), metrics["val_accuracy"], metrics.get("parameters"), trained,
                    not SOFT_LABELS, {} if SOFT_LABELS else digests, metrics.get("val_classes_predicted"),
                    metrics.get("val_classes_in_labels"),
-                   config.get("teacher_model") if SOFT_LABELS else config.get("sentiment_kd", {}).get("base_model"))
+                   config.get("teacher_model") if SOFT_LABELS else config.get("sentiment_kd", {}).get("base_model"),
+                   neglected_class(metrics, list(label_names(config))))
 
 
 def check_published_teacher(teacher: Teacher) -> None:
@@ -418,6 +420,10 @@ def check_teacher_accuracy(teacher: Teacher) -> None:
                     "and their accuracy gain over a baseline can hide it (compare macro F1 in results.md); retrain the "
                     "teacher first (fine_tuning_teacher.py with more --epochs, another --learning_rate or more examples "
                     "of the missed classes, and --overwrite=true)", teacher.where, missed, teacher.val_accuracy)
+    elif teacher.neglected:     # it predicts every class, yet all but ignores one: the students learn that too
+        log.warning("the teacher %s: %s; students distilled from it learn to ignore that class too; retrain the "
+                    "teacher first (fine_tuning_teacher.py with --best_metric=recall, more --epochs or more examples of "
+                    "that class, and --overwrite=true)", teacher.where, teacher.neglected)
 
 
 def check_teacher_data(teacher: Teacher, ours: DataSpec, cfg: dict) -> None:

@@ -558,6 +558,25 @@ def near_chance(metrics: dict) -> str:
     return f"less than {round(NEAR_CHANCE * 100)} points above {share:.4f}, what always predicting the most common class scores"
 
 
+NEGLECT_MIN_TEXTS = 20   # validation texts of a class below which its recall is not read as neglect (noise)
+
+
+def neglected_class(metrics: dict, labels: list) -> str:
+    """What a model's metrics.json says of a class it predicts but all but ignores on validation: the lowest recall
+    of a class (val_min_recall, of class id val_min_recall_class with val_min_recall_texts texts) under half of what
+    guessing at random would, 1 / (2 x len(labels)), with at least NEGLECT_MIN_TEXTS texts: "it recognised class
+    'bad' in only 10.0% of its 40 validation texts of that class (4; guessing at random: 33.3%)"; else "", as
+    where it was not recorded, or where some class is never predicted (unpredicted_classes says that)."""
+    low, c, n = (metrics.get(f"val_min_recall{k}") for k in ("", "_class", "_texts"))
+    seen, held = metrics.get("val_classes_predicted"), metrics.get("val_classes_in_labels")
+    if low is None or c is None or (n or 0) < NEGLECT_MIN_TEXTS or (seen is not None and held and seen < held) \
+            or low >= 1 / (2 * len(labels)):
+        return ""
+    name = labels[c] if 0 <= c < len(labels) else c
+    return (f"it recognised class {name!r} in only {100 * low:.1f}% of its {n} validation texts of that class "
+            f"({round(low * n)}; guessing at random: {100 / len(labels):.1f}%)")
+
+
 def unpredicted_classes(metrics: dict, classes: int) -> str:
     """What a model's metrics.json says of the classes it never predicted on validation (val_classes_predicted, of
     `classes`; of those validation holds, val_classes_in_labels, where recorded): "it predicted one class for every

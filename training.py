@@ -32,7 +32,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from configurator import cpu_sample, is_main_process, log, others_cores, stop_pending
 from data_utils import UNLABELED, class_shares, classification_metrics, read_json, replace_dir, write_json
-from models import count_parameters, near_chance
+from models import count_parameters, near_chance, neglected_class
 from runs import OVERWRITING, cpu_processes, last_checkpoint
 
 
@@ -104,7 +104,7 @@ def compute_metrics(eval_pred) -> dict:
     classes the labels hold (classes_in_labels: a small validation file may lack one) and how many of those it
     predicts at least once (classes_predicted; 1: the model has not learned the task, whatever its accuracy), and
     the lowest recall of a class the labels hold, min_recall = min_c (texts of c predicted c) / (texts of c), with
-    that class's id, min_recall_class (warn_if_class_neglected)."""
+    that class's id and its number of texts, min_recall_class and min_recall_texts (models.neglected_class)."""
     logits, labels = eval_pred.predictions, eval_pred.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
     preds, present = logits.argmax(-1), np.unique(labels)
@@ -112,7 +112,8 @@ def compute_metrics(eval_pred) -> dict:
     low = int(np.argmin(recalls))
     return classification_metrics(preds, labels) | {"classes_predicted": int(np.isin(present, preds).sum()),
                                                     "classes_in_labels": int(len(present)),
-                                                    "min_recall": recalls[low], "min_recall_class": int(present[low])}
+                                                    "min_recall": recalls[low], "min_recall_class": int(present[low]),
+                                                    "min_recall_texts": int((labels == present[low]).sum())}
 
 
 def console_or_file() -> logging.Logger:
@@ -423,22 +424,28 @@ def warn_if_classes_unpredicted(out_dir: Path, val: dict, classes: int, history:
                     "the others: %s", out_dir, seen, held, val["eval_accuracy"], fix)
 
 
-def warn_if_class_neglected(out_dir: Path, val: dict, config, best_metric: str = "accuracy") -> None:
-    """A warning when a model that predicts every class on validation (`val`: Trainer.evaluate's metrics) recalls
-    one of them at under half of what guessing at random would, min_recall < 1 / (2 x classes in labels): it all but
-    ignores that class (on imbalanced classes the best accuracy can come from the common ones), and a student
-    distilled from it learns the neglect. `config`: the model's, for the class's name (id2label)."""
-    held, low = val.get("eval_classes_in_labels") or config.num_labels, val.get("eval_min_recall")
-    if low is None or val.get("eval_classes_predicted", held) < held or low >= 1 / (2 * held):
-        return                                   # a class never predicted: warn_if_classes_unpredicted's
-    name = config.id2label.get(int(val["eval_min_recall_class"]), val["eval_min_recall_class"])
+def warn_if_class_neglected(out_dir: Path, val: dict, config, best_metric: str = "accuracy",
+                            teacher: bool = False) -> None:
+    """A warning when a model that predicts every class on validation (`val`: Trainer.evaluate's metrics) all but
+    ignores one of them (models.neglected_class: its recall under half of random guessing's), as a model trained on
+    imbalanced classes can when its best accuracy comes from the common ones; a `teacher` teaches that neglect to its
+    students. `config`: the model's, for the class names (id2label)."""
+    said = neglected_class({f"val_{k.removeprefix('eval_')}": v for k, v in val.items()},
+                           [config.id2label.get(i, str(i)) for i in range(config.num_labels)])
+    if not said:
+        return
     fix = {"accuracy": "--best_metric=recall (or f1) keeps the checkpoint best across classes, rather than the most "
                        "accurate",
            "none": "it was trained elsewhere: fine-tune it on this data (fine_tune = true), or take another"}.get(
-        best_metric, "train longer, or with more examples of it")
-    log.warning("%s recognises class %r in only %.1f%% of its validation texts (guessing at random would find %.1f%%): "
-                "it all but ignores it, and students distilled from it learn that; %s", out_dir, name, 100 * low,
-                100 / held, fix)
+        best_metric, "train longer, or with more examples of that class")
+    log.warning("%s: %s: it all but ignores that class%s; %s", out_dir, said,
+                ", and students distilled from it learn that" if teacher else "", fix)
+
+
+def min_recall(val: dict) -> dict:
+    """The lowest class recall of an evaluation (`val`: Trainer.evaluate's metrics, compute_metrics), as metrics.json
+    records it: val_min_recall, val_min_recall_class (an id), val_min_recall_texts."""
+    return {f"val_min_recall{k}": val.get(f"eval_min_recall{k}") for k in ("", "_class", "_texts")}
 
 
 def warn_if_near_chance(out_dir: Path, val: dict, labels, classes: int) -> float:
@@ -542,12 +549,13 @@ def train_and_save(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     val = trainer.evaluate()
     warn_if_classes_unpredicted(out_dir, val, trainer.model.config.num_labels, trainer.state.log_history,
                                 trainer.args.metric_for_best_model.removeprefix("eval_"))
-    warn_if_class_neglected(out_dir, val, trainer.model.config, trainer.args.metric_for_best_model.removeprefix("eval_"))
+    warn_if_class_neglected(out_dir, val, trainer.model.config, trainer.args.metric_for_best_model.removeprefix("eval_"),
+                            info.get("role") == "teacher")
     majority = warn_if_near_chance(out_dir, val, trainer.eval_dataset["label"], trainer.model.config.num_labels)
     metrics = {
         "val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"], "val_classes_predicted": val["eval_classes_predicted"],
         "val_classes_in_labels": val["eval_classes_in_labels"], "val_majority_share": majority,
-        "val_min_recall": val.get("eval_min_recall"), "val_min_recall_class": val.get("eval_min_recall_class"),
+        **min_recall(val),
         "val_examples": len(trainer.eval_dataset),
         "train_time_s": round(train_time, 1), "resumed_from": resume,
         "train_examples": len(trainer.train_dataset), "epochs": trainer.state.epoch,   # as trained (max_steps too)
@@ -581,14 +589,14 @@ def save_untrained(trainer, tokenizer, dirs: tuple[Path, Path, Path], info: dict
     val = trainer.evaluate()
     classes = trainer.model.config.num_labels
     warn_if_classes_unpredicted(out_dir, val, classes)
-    warn_if_class_neglected(out_dir, val, trainer.model.config, "none")     # no checkpoints to keep: trained elsewhere
+    warn_if_class_neglected(out_dir, val, trainer.model.config, "none", True)   # a teacher trained elsewhere
     if val["eval_accuracy"] < 1 / classes:       # worse than chance: most likely its classes in another order
         log.warning("%s: validation accuracy %.4f, below chance (%.4f): are its classes the data's, in the order its "
                     "config.json id2label names them?", info["base_model"], val["eval_accuracy"], 1 / classes)
     metrics = {"val_accuracy": val["eval_accuracy"], "val_f1": val["eval_f1"],
                "val_classes_predicted": val["eval_classes_predicted"],
                "val_classes_in_labels": val["eval_classes_in_labels"], "val_examples": len(trainer.eval_dataset),
-               "untrained": True, "train_time_s": 0.0, "train_examples": 0, "epochs": 0, "optimizer_steps": 0,
+               **min_recall(val), "untrained": True, "train_time_s": 0.0, "train_examples": 0, "epochs": 0, "optimizer_steps": 0,
                "parameters": count_parameters(trainer.model),
                "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}   # models.run_fingerprint tells two apart
     save_finished(trainer, tokenizer, out_dir, record, metrics, info | {"training_settings": settings})

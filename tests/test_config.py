@@ -761,7 +761,7 @@ def test_a_script_run_on_its_own_finds_the_offline_copies_beside_the_checkout(tm
 
 
 def test_a_shared_cpu_trains_with_the_threads_that_fit_beside_the_others(monkeypatch, caplog):
-    # THREADS = 0 where another process keeps a core busy: 2 threads waiting on each other's turn ran a step 1.8-2.5x
+    # THREADS = 0 where another process keeps a core busy: 2 threads waiting on each other's turn ran a step 1.7-2.5x
     # slower (outputs/readme-figures, two runs)
     import torch
 

@@ -662,6 +662,15 @@ def test_a_teacher_blind_to_a_class_is_warned_of_before_it_teaches(caplog, monke
         ds.check_teacher_accuracy(ds.Teacher(Path("t"), labels, 0.8, None, {}, True, None, 3))
         ds.check_teacher_accuracy(ds.Teacher(Path("t"), labels, 0.8, None, {}, True, None, None))
     assert caplog.text == ""
+    # every class predicted, one all but ignored (its metrics.json: models.neglected_class), even a teacher trained
+    # in an earlier run whose warning scrolled past: said again before it teaches
+    from models import neglected_class
+    said = neglected_class({"val_min_recall": 0.1, "val_min_recall_class": 0, "val_min_recall_texts": 40}, list(labels))
+    with caplog.at_level("WARNING", logger="kd"):
+        ds.check_teacher_accuracy(ds.Teacher(Path("t"), labels, 0.8, None, {}, True, None, 3, 3, neglected=said))
+    assert "the teacher t: it recognised class 'bad' in only 10.0% of its 40 validation texts of that class (4; " \
+        "guessing at random: 33.3%); students distilled from it learn to ignore that class too; retrain the teacher " \
+        "first (fine_tuning_teacher.py with --best_metric=recall" in caplog.text
 
 
 def test_the_logged_cross_entropy_is_a_mean_over_labeled_rows_not_over_batches():

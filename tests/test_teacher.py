@@ -591,28 +591,45 @@ def test_a_model_that_never_predicts_some_classes_is_flagged(tmp_path, caplog):
     assert (m["classes_predicted"], m["classes_in_labels"]) == (3, 3)
     m = training.compute_metrics(EvalPrediction(np.eye(4)[[0, 0, 3, 0, 0, 3]], np.array([0, 1, 2, 0, 1, 2])))
     assert (m["classes_predicted"], m["classes_in_labels"]) == (1, 3)
-    # the lowest recall of a class the labels hold: 10 texts each of 3 classes, class 2 recognised once (1/10)
-    labels = np.array([0] * 10 + [1] * 10 + [2] * 10)
-    m = training.compute_metrics(EvalPrediction(np.eye(3)[[0] * 10 + [1] * 9 + [2] + [2] + [0] * 9], labels))
-    assert (m["min_recall"], m["min_recall_class"], m["classes_predicted"]) == (pytest.approx(0.1), 2, 3)
+    # the lowest recall of a class the labels hold: 40 texts each of 3 classes, class 2 recognised 4 times (1/10)
+    labels = np.array([0] * 40 + [1] * 40 + [2] * 40)
+    m = training.compute_metrics(EvalPrediction(np.eye(3)[[0] * 40 + [1] * 39 + [2] + [2] * 4 + [0] * 36], labels))
+    assert (m["min_recall"], m["min_recall_class"], m["min_recall_texts"]) == (pytest.approx(0.1), 2, 40)
+    # a class id, not its place among the classes the labels hold: labels of classes 1 and 2 only
+    m = training.compute_metrics(EvalPrediction(np.eye(3)[[1] * 40 + [2] * 4 + [1] * 36], labels[40:]))
+    assert (m["min_recall"], m["min_recall_class"], m["classes_in_labels"]) == (pytest.approx(0.1), 2, 2)
     from types import SimpleNamespace
+
+    from models import neglected_class
     config = SimpleNamespace(num_labels=3, id2label={0: "bad", 1: "meh", 2: "good"})
-    val = {"eval_classes_predicted": 3, "eval_classes_in_labels": 3, "eval_min_recall": 0.1, "eval_min_recall_class": 2}
+    val = {"eval_classes_predicted": 3, "eval_classes_in_labels": 3, "eval_min_recall": 0.1, "eval_min_recall_class": 2,
+           "eval_min_recall_texts": 40}
     caplog.clear()
     with caplog.at_level("WARNING", logger="kd"):
-        training.warn_if_class_neglected(folder, val, config)
-    assert f"{folder} recognises class 'good' in only 10.0% of its validation texts (guessing at random would find " \
-        "33.3%): it all but ignores it, and students distilled from it learn that; --best_metric=recall (or f1) keeps " \
-        "the checkpoint best across classes, rather than the most accurate" in caplog.text
+        training.warn_if_class_neglected(folder, val, config, teacher=True)
+    assert f"{folder}: it recognised class 'good' in only 10.0% of its 40 validation texts of that class (4; guessing " \
+        "at random: 33.3%): it all but ignores that class, and students distilled from it learn that; --best_metric=" \
+        "recall (or f1) keeps the checkpoint best across classes, rather than the most accurate" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kd"):
+        training.warn_if_class_neglected(folder, val, config, "f1")               # a student: nobody learns from it
+    assert "ignores that class; train longer, or with more examples of that class" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="kd"):
         training.warn_if_class_neglected(folder, val | {"eval_min_recall": 0.17}, config)    # 1 / (2 x 3) = 0.167: not under
         training.warn_if_class_neglected(folder, val | {"eval_classes_predicted": 2}, config)  # the other warning's
+        training.warn_if_class_neglected(folder, val | {"eval_min_recall_texts": 19}, config)  # too few texts to tell
         training.warn_if_class_neglected(folder, {"eval_classes_predicted": 3}, config)       # not recorded
     assert caplog.text == ""
     with caplog.at_level("WARNING", logger="kd"):
-        training.warn_if_class_neglected(folder, val, config, "none")
-    assert "ignores it, and students distilled from it learn that; it was trained elsewhere: fine-tune it" in caplog.text
+        training.warn_if_class_neglected(folder, val, config, "none", teacher=True)
+    assert "ignores that class, and students distilled from it learn that; it was trained elsewhere: fine-tune" in caplog.text
+    # chance is over the model's classes, not those validation holds: 0.2 of a class, of 2 in validation, 3 classes
+    metrics = {"val_min_recall": 0.2, "val_min_recall_class": 0, "val_min_recall_texts": 50, "val_classes_predicted": 2,
+               "val_classes_in_labels": 2}
+    assert neglected_class(metrics, ["bad", "meh", "good"]) == ""                  # 0.2 >= 1 / 6
+    assert neglected_class(metrics | {"val_min_recall": 0.16}, ["bad", "meh", "good"]).startswith(
+        "it recognised class 'bad' in only 16.0% of its 50 validation texts of that class (8; guessing at random: 33.3%")
     caplog.clear()
     training.warn_if_classes_unpredicted(folder, {"eval_classes_predicted": 3, "eval_classes_in_labels": 3,
                                                   "eval_accuracy": 0.61}, 4)

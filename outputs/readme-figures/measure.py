@@ -14,6 +14,8 @@ passage each one backs). One section a name; with none named, all run.
                blocked (~3 min)
   bench_noise  bench.py's same settings three times in one process, twice (~3 min)
   shared_cpu   the smoke teacher's first steps beside a process keeping one core busy, at 2, 1 and auto threads (~2 min)
+  evaluate_again  the smoke run's evaluation run again over the same models: accuracy, macro F1, throughput,
+               first and again (~1 min; last, as it rewrites the smoke run's results)
 
     export IMDB_DIR=../shared/data/imdb HF_HUB_CACHE=../shared/hf-cache HF_HUB_OFFLINE=1
     bash run_experiment.sh configs/smoke.toml && python export.py --model=outputs/smoke/students/L2
@@ -196,8 +198,20 @@ def shared_cpu() -> dict:
     return {"teacher_beside_one_busy_core": out}
 
 
+def evaluate_again() -> dict:
+    """The smoke run's models evaluated a second time, as a rerun of run_experiment.sh does (README, *Measured again*):
+    each row's accuracy, macro F1 and throughput (reviews/s), first and again. Rewrites outputs/smoke's results."""
+    from data_utils import read_json
+    first = read_json(SMOKE / "results.json")["rows"]
+    subprocess.run([sys.executable, "evaluate_models.py", "--config", "configs/smoke.toml"], cwd=ROOT, check=True,
+                   capture_output=True)
+    again = {(r["model"], r["precision"]): r for r in read_json(SMOKE / "results.json")["rows"]}
+    return {f"{a['model']} {a['precision']}": {k: [round(a[k], 4), round(b[k], 4)] for k in ("accuracy", "f1", "throughput")}
+            for a in first if (b := again.get((a["model"], a["precision"])))}
+
+
 SECTIONS = {"stats": stats, "sizes": sizes, "leaks": leaks, "imports": imports, "offline": offline, "smoke": smoke,
-            "bench_noise": bench_noise, "shared_cpu": shared_cpu}
+            "bench_noise": bench_noise, "shared_cpu": shared_cpu, "evaluate_again": evaluate_again}
 
 
 def machine() -> dict:
